@@ -1,0 +1,302 @@
+"""``crack-model``: train, evaluate, predict, synth (and more as the workflow grows).
+
+Heavy libraries are imported inside each command, so ``--help`` answers at once.
+A user mistake prints one line, ``crack-model: error: ...``, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crack_model import __version__
+from crack_model.errors import CrackModelError
+
+if TYPE_CHECKING:
+    from crack_model.config import DataConfig
+
+log = logging.getLogger("crack_model")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"need at least two comma-separated class names, got {text!r}")
+    return names
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--classes",
+        type=_class_names,
+        default=("Negative", "Positive"),
+        help="comma-separated class folder names (default: Negative,Positive)",
+    )
+    parser.add_argument("--crack-class", default="Positive", help="the class that means crack (default: Positive)")
+    parser.add_argument(
+        "--image-size", type=_positive_int, default=224, help="model input size in pixels (default: 224)"
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default: 32)")
+    parser.add_argument("--seed", type=int, default=42, help="seed for the split and training (default: 42)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crack-model", description="Concrete crack classifier: train, evaluate, score."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a classifier on a labeled folder or manifest",
+        description="Train MobileNetV2 transfer learning on <data>/<class>/* or a uri,label CSV.",
+    )
+    train.add_argument(
+        "--data", required=True, help="labeled folder (<data>/Positive, <data>/Negative) or manifest .csv"
+    )
+    train.add_argument("--out", required=True, type=Path, help="folder for model.keras, metrics.json, plots, logs")
+    _add_data_options(train)
+    train.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs (default: 10; early stopping)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    train.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
+    train.add_argument(
+        "--weights",
+        default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+        help="base weights: imagenet (download), none, or a local .h5 path (default: $CRACK_MODEL_WEIGHTS or imagenet)",
+    )
+    train.add_argument(
+        "--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers for a second phase"
+    )
+    train.add_argument("--fine-tune-epochs", type=_positive_int, default=5, help="epochs of the fine-tuning phase")
+    train.add_argument(
+        "--target-recall",
+        type=_probability,
+        default=0.99,
+        help="lower the threshold until validation crack recall reaches this (default: 0.99)",
+    )
+    train.add_argument("--no-augment", action="store_true", help="train without random flips and rotations")
+    train.add_argument(
+        "--skip-unreadable", action="store_true", help="skip images that fail to decode instead of stopping"
+    )
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a saved model on labeled images",
+        description="Metrics (crack recall first) of a saved model on labeled data.",
+    )
+    evaluate.add_argument("--model", required=True, help="model folder (local or s3://)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="labeled folder or manifest .csv to evaluate on (all of it)")
+    source.add_argument(
+        "--split",
+        choices=["test", "validation", "train"],
+        help="evaluate on one split recorded in the model's split.csv",
+    )
+    evaluate.add_argument("--out", type=Path, help="write metrics.json and confusion_matrix.png here")
+    evaluate.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
+    evaluate.add_argument("--threshold", type=_probability, help="override the model's decision threshold")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="score image files or folders, one CSV row per image",
+        description="Score images; an unreadable image is a row with status=error.",
+    )
+    predict.add_argument("paths", nargs="+", help="image files and/or folders")
+    predict.add_argument("--model", required=True, help="model folder (local or s3://)")
+    predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    predict.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
+    predict.add_argument("--batch-size", type=_positive_int, default=64, help="inference batch size (default: 64)")
+    predict.set_defaults(handler=run_predict)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write synthetic concrete textures with and without cracks",
+        description="Seeded synthetic images for tests: <out>/<class>/synth_*.jpg.",
+    )
+    synth.add_argument("--out", required=True, type=Path, help="output folder")
+    synth.add_argument("--count", type=_positive_int, default=50, help="images per class (default: 50)")
+    synth.add_argument("--size", type=_positive_int, default=227, help="image side in pixels (default: 227)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument("--classes", type=_class_names, default=("Negative", "Positive"), help="class folder names")
+    synth.add_argument("--crack-class", default="Positive", help="which class gets cracks (default: Positive)")
+    synth.set_defaults(handler=run_synth)
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from crack_model.config import ModelConfig, TrainConfig
+    from crack_model.train import train
+
+    data_config = _data_config(args)
+    model_config = ModelConfig(alpha=args.alpha, weights=args.weights, augment=not args.no_augment)
+    train_config = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        fine_tune_layers=args.fine_tune_layers,
+        fine_tune_epochs=args.fine_tune_epochs,
+        target_recall=args.target_recall,
+    )
+    run = train(
+        args.data,
+        args.out,
+        data_config,
+        model_config,
+        train_config,
+        skip_unreadable=args.skip_unreadable,
+        verbose=0 if args.quiet else 2,
+        progress=not args.quiet,
+    )
+    test = run.metrics.get("test") or run.metrics["validation"]
+    split_name = "test" if "test" in run.metrics else "validation"
+    print(f"model {run.card.version}  threshold {run.card.threshold:.4f}")
+    print(
+        f"{split_name}: crack recall {test['crack_recall']:.4f}  accuracy {test['accuracy']:.4f}  "
+        f"crack precision {test['crack_precision']:.4f}  "
+        f"({test['images']} images, {test['missed_cracks']} missed cracks)"
+    )
+    for name, path in sorted(run.artifacts.items()):
+        print(f"  {name:<18} {path}")
+    return 0
+
+
+def _data_config(args: argparse.Namespace) -> DataConfig:
+    from crack_model.config import DataConfig
+
+    try:
+        return DataConfig(
+            class_names=args.classes,
+            crack_class=args.crack_class,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise CrackModelError(str(error)) from None
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from crack_model.assess import evaluate_scorer, read_split_manifest
+    from crack_model.data import load_labeled
+    from crack_model.scorer import fetch_model_dir, load_scorer
+
+    scorer = load_scorer(args.model, runtime=args.runtime)
+    if args.split:
+        images = read_split_manifest(fetch_model_dir(args.model) / "split.csv", args.split)
+    else:
+        from crack_model.config import DataConfig
+
+        config = DataConfig(class_names=tuple(scorer.card.class_names), crack_class=scorer.card.crack_class)
+        images = load_labeled(args.data, config, progress=not args.quiet)
+    metrics = evaluate_scorer(scorer, images, threshold=args.threshold)
+    print(
+        f"model {metrics['model_version']} ({metrics['runtime']}) on {metrics['images']} images, "
+        f"threshold {metrics['threshold']:.4f}"
+    )
+    print(
+        f"crack recall {metrics['crack_recall']:.4f}  crack precision {metrics['crack_precision']:.4f}  "
+        f"accuracy {metrics['accuracy']:.4f}  ROC AUC {_fmt(metrics['roc_auc'])}  PR AUC {_fmt(metrics['pr_auc'])}  "
+        f"missed cracks {metrics['missed_cracks']}  false alarms {metrics['false_alarms']}"
+    )
+    if args.out:
+        from crack_model.plots import save_confusion_matrix
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        matrix = metrics["confusion_matrix"]
+        save_confusion_matrix(
+            matrix["rows_true_columns_predicted"], matrix["labels"], args.out / "confusion_matrix.png"
+        )
+        print(f"  metrics            {args.out / 'metrics.json'}")
+        print(f"  confusion_matrix   {args.out / 'confusion_matrix.png'}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from crack_model.predict import expand_paths, predict_files, prediction_row, write_predictions
+    from crack_model.scorer import load_scorer
+
+    files = expand_paths(args.paths)
+    scorer = load_scorer(args.model, runtime=args.runtime)
+    scores = tqdm(
+        predict_files(scorer, files, batch_size=args.batch_size),
+        total=len(files),
+        unit="img",
+        desc="scoring",
+        disable=args.quiet,
+        file=sys.stderr,
+    )
+    rows = (prediction_row(score, scorer) for score in scores)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            count = write_predictions(rows, handle)
+        print(f"{count} predictions written to {args.out}", file=sys.stderr)
+    else:
+        write_predictions(rows, sys.stdout)
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from crack_model.synth import generate_dataset
+
+    if args.crack_class not in args.classes:
+        raise CrackModelError(f"--crack-class {args.crack_class!r} is not one of --classes {list(args.classes)}")
+    counts = generate_dataset(
+        args.out, args.count, size=args.size, seed=args.seed, class_names=args.classes, crack_class=args.crack_class
+    )
+    for name, count in counts.items():
+        print(f"{count} images in {args.out / name}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the output
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except CrackModelError as error:
+        print(f"crack-model: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("crack-model: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Defaults for each concern, one frozen dataclass each; override with CLI flags or DAG params."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_CLASS_NAMES = ("Negative", "Positive")
+DEFAULT_CRACK_CLASS = "Positive"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How labeled images are found, split and fed to the model."""
+
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    crack_class: str = DEFAULT_CRACK_CLASS
+    image_size: int = 224
+    batch_size: int = 32
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.crack_class not in self.class_names:
+            msg = f"crack class {self.crack_class!r} is not one of the class names {list(self.class_names)}"
+            raise ValueError(msg)
+        if len(set(self.class_names)) != len(self.class_names) or len(self.class_names) < 2:
+            msg = f"class names must be at least two distinct names, got {list(self.class_names)}"
+            raise ValueError(msg)
+        if not 0 <= self.validation_fraction < 1 or not 0 <= self.test_fraction < 1:
+            msg = "validation and test fractions must each be in [0, 1)"
+            raise ValueError(msg)
+        if self.validation_fraction + self.test_fraction >= 1:
+            msg = "validation + test fractions must leave something to train on (sum < 1)"
+            raise ValueError(msg)
+        if self.image_size < 32:
+            msg = f"image size must be at least 32 pixels for MobileNetV2, got {self.image_size}"
+            raise ValueError(msg)
+
+    @property
+    def crack_index(self) -> int:
+        return self.class_names.index(self.crack_class)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: MobileNetV2 base plus a small classifier head."""
+
+    alpha: float = 1.0
+    # "imagenet" (Keras download), a path to a weights file (air-gapped sites), or "none".
+    weights: str = "imagenet"
+    dropout: float = 0.2
+    augment: bool = True
+    rotation_factor: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation schedule."""
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 3
+    # Second phase: unfreeze the top N layers of the base and fine-tune; 0 skips it.
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 5
+    fine_tune_learning_rate: float = 1e-5
+    # Missing a crack is the costly error: the threshold is lowered until the
+    # validation split reaches this crack recall.
+    target_recall: float = 0.99
+    default_threshold: float = 0.5
+    extra: dict[str, str] = field(default_factory=dict)

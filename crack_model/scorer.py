@@ -1,0 +1,82 @@
+"""A saved model ready to score: its card, and the runtime that will run it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crack_model.errors import CrackModelError
+from crack_model.model_card import CARD_NAME, MODEL_NAME, ModelCard
+from crack_model.runtimes import RUNTIME_FILES, RUNTIME_PREFERENCE, Runtime, load_runtime
+from crack_model.storage import is_remote, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scorer:
+    card: ModelCard
+    runtime: Runtime
+    model_dir: Path
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    def class_probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 or float pixels (N, S, S, 3) in 0..255 -> probabilities (N, classes)."""
+        return self.runtime.predict(pixels)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CRACK_MODEL_CACHE", Path.home() / ".cache" / "crack-model"))
+
+
+def fetch_model_dir(uri: str) -> Path:
+    """A local folder holding the model: the folder itself, or a cached copy of a remote one."""
+    if not is_remote(uri):
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if path.is_file() and path.name.endswith(".keras"):
+            return path.parent
+        if not path.is_dir():
+            raise CrackModelError(f"model {uri} does not exist: pass a model folder (with model.keras and model.json)")
+        return path
+    store = open_store(uri)
+    card = store.head(CARD_NAME)
+    if card is None:
+        raise CrackModelError(f"model {uri} has no {CARD_NAME}: is this a model folder?")
+    # Keyed by the card's ETag: a re-uploaded model gets a fresh copy.
+    local = cache_root() / "models" / hashlib.sha256(f"{uri}@{card.etag}".encode()).hexdigest()[:16]
+    if not (local / CARD_NAME).is_file():
+        for info in store.list(""):
+            if "/" not in info.key and (info.key in RUNTIME_FILES.values() or info.key == MODEL_NAME):
+                store.download(info.key, local / info.key)
+        store.download(CARD_NAME, local / CARD_NAME)  # last: its presence marks a complete copy
+    return local
+
+
+def load_scorer(uri: str | Path, runtime: str = "auto", threads: int | None = None) -> Scorer:
+    """Load a model folder (local path, ``file://``, ``s3://``) with the chosen runtime.
+
+    ``runtime="auto"`` picks the fastest runtime the model card lists as approved and
+    whose file is present; otherwise name one of ``keras``, ``litert-fp32``, ``litert-int8``.
+    """
+    model_dir = fetch_model_dir(str(uri))
+    if not (model_dir / MODEL_NAME).is_file() and not any((model_dir / f).is_file() for f in RUNTIME_FILES.values()):
+        raise CrackModelError(f"model folder {model_dir} has no {MODEL_NAME}")
+    card = ModelCard.load(model_dir)
+    if runtime == "auto":
+        approved = [name for name in RUNTIME_PREFERENCE if name in card.approved_runtimes]
+        available = [name for name in approved if (model_dir / RUNTIME_FILES[name]).is_file()]
+        if not available:
+            raise CrackModelError(f"model {uri} has no approved runtime file (approved: {card.approved_runtimes})")
+        runtime = available[0]
+    elif runtime not in RUNTIME_FILES:
+        raise CrackModelError(f"unknown runtime {runtime!r}: choose auto, {', '.join(RUNTIME_FILES)}")
+    log.info("loading model %s (version %s) with runtime %s", uri, card.version, runtime)
+    return Scorer(card=card, runtime=load_runtime(model_dir, runtime, threads), model_dir=model_dir)

@@ -1,0 +1,80 @@
+"""Build image files of every awkward kind the workflow must handle (in memory, as bytes)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def gradient_rgb(width: int = 64, height: int = 48) -> Image.Image:
+    """An image whose orientation is visible: red grows left to right, green top to bottom."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None].repeat(width, 1)
+    pixels = np.stack([x, y, np.full_like(x, 80)], axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def jpeg(width: int = 64, height: int = 48) -> bytes:
+    return encode(gradient_rgb(width, height), "JPEG", quality=95)
+
+
+def grayscale_png() -> bytes:
+    return encode(gradient_rgb().convert("L"), "PNG")
+
+
+def rgba_png() -> bytes:
+    image = gradient_rgb().convert("RGBA")
+    image.putalpha(128)
+    return encode(image, "PNG")
+
+
+def palette_png() -> bytes:
+    return encode(gradient_rgb().convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG")
+
+
+def cmyk_jpeg() -> bytes:
+    return encode(gradient_rgb().convert("CMYK"), "JPEG")
+
+
+def sixteen_bit_png() -> bytes:
+    pixels = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    return encode(Image.fromarray(pixels), "PNG")
+
+
+def exif_rotated_jpeg(orientation: int = 6) -> bytes:
+    """A 64x48 JPEG whose EXIF says 'rotate 90 degrees clockwise to display' (orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(gradient_rgb(64, 48), "JPEG", quality=95, exif=exif.tobytes())
+
+
+def truncated_jpeg() -> bytes:
+    data = jpeg(128, 128)
+    return data[: len(data) // 2]
+
+
+def not_an_image() -> bytes:
+    return b"%PDF-1.4\nthis is a PDF, not a photo\n" * 10
+
+
+def decompression_bomb_png(side: int = 20_000) -> bytes:
+    """A tiny PNG that claims side x side pixels (grey, compressed to almost nothing)."""
+    raw_row = b"\x00" + b"\x00" * side
+    compressor = zlib.compressobj(9)
+    body = b"".join(compressor.compress(raw_row) for _ in range(side)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
