@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--skip-unreadable", action="store_true", help="skip images that fail to decode instead of stopping"
     )
+    train.add_argument("--no-export", action="store_true", help="skip the LiteRT exports (fp32, int8)")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser(
@@ -133,6 +134,34 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
     predict.add_argument("--batch-size", type=_positive_int, default=64, help="inference batch size (default: 64)")
     predict.set_defaults(handler=run_predict)
+
+    score = commands.add_parser(
+        "score",
+        help="score a batch of uploads in object storage and write results next to it",
+        description="Score <store>/incoming/<batch_id>/ and write <store>/results/<batch_id>/ "
+        "(predictions.csv, summary.json, overlays/, _SUCCESS last). Resumes where a killed run stopped.",
+    )
+    score.add_argument(
+        "--batch", required=True, help="<store>/incoming/<batch_id>; store = s3://bucket[/prefix] or a folder"
+    )
+    score.add_argument("--model", required=True, help="model folder (local or s3://)")
+    score.add_argument("--shard", default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)")
+    score.add_argument("--runtime", default="auto", help="auto (fastest approved), keras, litert-fp32, litert-int8")
+    score.add_argument("--batch-size", type=_positive_int, default=64, help="inference batch size (default: 64)")
+    score.add_argument("--workers", type=_positive_int, default=8, help="fetch/decode threads (default: 8)")
+    score.add_argument("--part-rows", type=_positive_int, default=500, help="rows per resumable part (default: 500)")
+    score.add_argument("--no-overlays", action="store_true", help="do not write heat-map overlays for crack images")
+    score.add_argument("--force", action="store_true", help="rescore even if the batch already has _SUCCESS")
+    score.set_defaults(handler=run_score)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model to LiteRT fp32 and int8 and check agreement with Keras",
+        description="Write model_fp32.tflite and model_int8.tflite (calibrated on training images) into the "
+        "model folder; approve those whose labels agree with Keras on >= 99.5%% of the validation split.",
+    )
+    export.add_argument("--model", required=True, type=Path, help="local model folder with model.keras and split.csv")
+    export.set_defaults(handler=run_export)
 
     synth = commands.add_parser(
         "synth",
@@ -168,6 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
         data_config,
         model_config,
         train_config,
+        export_runtimes=not args.no_export,
         skip_unreadable=args.skip_unreadable,
         verbose=0 if args.quiet else 2,
         progress=not args.quiet,
@@ -265,6 +295,52 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"{count} predictions written to {args.out}", file=sys.stderr)
     else:
         write_predictions(rows, sys.stdout)
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from crack_model import layout
+    from crack_model.batch import score_shard
+    from crack_model.scorer import load_scorer
+    from crack_model.storage import open_store
+
+    store_uri, batch_id = layout.parse_batch_uri(args.batch)
+    shard = layout.Shard.parse(args.shard)
+    scorer = load_scorer(args.model, runtime=args.runtime)
+    report = score_shard(
+        store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
+        workers=args.workers, overlays=not args.no_overlays, force=args.force, progress=not args.quiet,
+    )  # fmt: skip
+    results = open_store(store_uri).url(layout.results_key(batch_id))
+    if report.already_complete:
+        print(f"batch {batch_id} is already complete: {results} (use --force to rescore)")
+        return 0
+    rate = f", {report.images / report.seconds:.1f} img/s" if report.seconds > 0 and report.images else ""
+    print(
+        f"{shard.name} of batch {batch_id}: scored {report.images} objects ({report.skipped_already_done} "
+        f"already done) in {report.seconds:.1f} s{rate}, model {report.model_version}"
+    )
+    if report.finalized:
+        print(f"batch complete: {results}/{layout.PREDICTIONS}, {layout.SUMMARY}, {layout.SUCCESS}")
+    else:
+        print(f"shard done; the batch completes when all {shard.count} shards are done")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from crack_model.assess import read_split_manifest
+    from crack_model.export import export_model
+    from crack_model.model_card import ModelCard
+
+    split_csv = args.model / "split.csv"
+    train_images = read_split_manifest(split_csv, "train")
+    checks = export_model(args.model, train_images, read_split_manifest(split_csv, "validation"))
+    for check in checks:
+        print(
+            f"{check.runtime}: label agreement {check.label_agreement:.4f}, "
+            f"max probability difference {check.max_probability_difference:.4f} on {check.images} images"
+        )
+    print(f"approved runtimes: {', '.join(ModelCard.load(args.model).approved_runtimes)}")
     return 0
 
 

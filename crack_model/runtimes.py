@@ -118,33 +118,33 @@ def export_litert(
     ``representative_images`` yields uint8 images (S, S, 3) from the training data; int8
     calibration on real photos is what keeps its accuracy close to fp32.
     """
+    import tempfile
+
     import tensorflow as tf
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    size = keras_model.input_shape[1]
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-    def serve(pixels: tf.Tensor) -> tf.Tensor:
-        return keras_model(pixels, training=False)
-
     written = {}
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras_model)
-    written["litert-fp32"] = output_dir / RUNTIME_FILES["litert-fp32"]
-    written["litert-fp32"].write_bytes(converter.convert())
+    with tempfile.TemporaryDirectory(prefix="crack-model-export-") as saved_model:
+        # A SavedModel freezes the variables; converting a live Keras function would not.
+        keras_model.export(saved_model, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        written["litert-fp32"] = output_dir / RUNTIME_FILES["litert-fp32"]
+        written["litert-fp32"].write_bytes(converter.convert())
 
-    if representative_images is not None:
+        if representative_images is not None:
 
-        def dataset() -> Iterable[list[np.ndarray]]:
-            for image in representative_images():
-                yield [np.asarray(image, dtype=np.float32)[None]]
+            def dataset() -> Iterable[list[np.ndarray]]:
+                for image in representative_images():
+                    yield [np.asarray(image, dtype=np.float32)[None]]
 
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras_model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.float32
-        written["litert-int8"] = output_dir / RUNTIME_FILES["litert-int8"]
-        written["litert-int8"].write_bytes(converter.convert())
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            # uint8 in: raw pixels need no scaling; float out: probabilities as usual.
+            converter.inference_input_type = tf.uint8
+            converter.inference_output_type = tf.float32
+            written["litert-int8"] = output_dir / RUNTIME_FILES["litert-int8"]
+            written["litert-int8"].write_bytes(converter.convert())
     return written

@@ -15,6 +15,7 @@ from crack_model.data import LabeledImage, Split, load_labeled, make_dataset, sp
 from crack_model.errors import CrackModelError
 from crack_model.evaluate import choose_threshold, compute_metrics
 from crack_model.model_card import MODEL_NAME, ModelCard, git_commit, new_version
+from crack_model.runtimes import RUNTIME_FILES
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,12 @@ def train(
     verbose: int = 2,
     progress: bool = False,
     split: Split | None = None,
+    export_runtimes: bool = True,
 ) -> TrainingRun:
     """Train, pick the threshold on validation, evaluate on test, and save everything.
 
     Writes to ``output_dir``: model.keras, model.json (card), history.json, metrics.json,
+    LiteRT exports (model_fp32.tflite, model_int8.tflite) unless ``export_runtimes`` is off,
     split.csv, checkpoints/best.keras, tensorboard/, and PNGs (examples, augmentation,
     training curves, confusion matrix).
     """
@@ -210,6 +213,14 @@ def train(
             output_dir / "confusion_matrix.png",
             title=f"Test split, threshold {threshold:.3f}",
         )
+    if export_runtimes:
+        from crack_model.export import export_model
+
+        checks = export_model(output_dir, split.train, split.validation)
+        metrics["runtime_agreement_on_validation"] = [check.as_dict() for check in checks]
+        card = ModelCard.load(output_dir)
+        for check in checks:
+            artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
     artifacts["metrics"] = output_dir / "metrics.json"
     artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     artifacts["checkpoint"] = checkpoint

@@ -59,3 +59,50 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, synth_data: Path):
         TrainConfig(epochs=2),
         verbose=0,
     )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP endpoint on loopback (moto's server); boto3 and the AWS CLI talk to it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_endpoint, monkeypatch):
+    """Point boto3 (and subprocesses) at the loopback endpoint with dummy credentials."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    return s3_endpoint
+
+
+@pytest.fixture()
+def s3_bucket(s3_env):
+    """A fresh, empty bucket for one test."""
+    import uuid
+
+    import boto3
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+def aws_cli(endpoint: str, *args: str) -> str:
+    """Run the independent AWS CLI against the endpoint and return its output."""
+    import subprocess
+    import sys
+
+    aws = Path(sys.executable).with_name("aws")
+    result = subprocess.run(
+        [str(aws), "--endpoint-url", endpoint, *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
