@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-unreadable", action="store_true", help="skip images that fail to decode instead of stopping"
     )
     train.add_argument("--no-export", action="store_true", help="skip the LiteRT exports (fp32, int8)")
+    train.add_argument(
+        "--feature-cache",
+        type=Path,
+        help="cache the frozen base's features per image here and train only the head on them (much faster)",
+    )
+    train.add_argument("--augmented-views", type=int, default=2, help="augmented copies cached per image (default: 2)")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser(
@@ -198,6 +204,8 @@ def run_train(args: argparse.Namespace) -> int:
         model_config,
         train_config,
         export_runtimes=not args.no_export,
+        feature_cache_dir=args.feature_cache,
+        augmented_views=args.augmented_views,
         skip_unreadable=args.skip_unreadable,
         verbose=0 if args.quiet else 2,
         progress=not args.quiet,

@@ -72,6 +72,7 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
     def write_if_match(self, key: str, data: bytes, etag: str | None) -> None: ...
+    def delete(self, key: str) -> None: ...
     def download(self, key: str, path: Path) -> None: ...
     def upload(self, path: Path, key: str) -> None: ...
     def url(self, key: str) -> str: ...
@@ -197,6 +198,10 @@ class LocalStore:
         with self._locks_guard:
             thread_lock = self._locks.setdefault(str(path), threading.Lock())
         return _FileLock(path.with_name(f".{path.name}.lock"), thread_lock)
+
+    def delete(self, key: str) -> None:
+        """Remove one object (bookkeeping only: uploads and quarantine are never deleted)."""
+        self._path(key).unlink(missing_ok=True)
 
     def download(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,6 +354,10 @@ class S3Store:
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise PreconditionFailedError(f"{self.url(key)} changed since it was read") from None
             raise
+
+    def delete(self, key: str) -> None:
+        """Remove one object (bookkeeping only: uploads and quarantine are never deleted)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def download(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from crack_model.imaging import fit_to_input
+
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 
 
@@ -65,7 +67,5 @@ def cut_tiles(image: Image.Image, boxes: list[Box], size: int) -> np.ndarray:
     tiles = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     for index, box in enumerate(boxes):
         crop = image if box == (0, 0, *image.size) else image.crop(box)
-        if crop.size != (size, size):
-            crop = crop.resize((size, size), Image.Resampling.BILINEAR)
-        tiles[index] = np.asarray(crop, dtype=np.uint8)
+        tiles[index] = np.asarray(fit_to_input(crop, size), dtype=np.uint8)
     return tiles

@@ -40,7 +40,7 @@ def predict_probabilities(model: Any, images: list[LabeledImage], config: DataCo
     return np.asarray(model.predict(dataset, verbose=0))
 
 
-def _fit(
+def compile_and_fit(
     model: Any,
     train: Any,
     validation: Any,
@@ -79,8 +79,14 @@ def train(
     progress: bool = False,
     split: Split | None = None,
     export_runtimes: bool = True,
+    feature_cache_dir: str | Path | None = None,
+    augmented_views: int = 2,
 ) -> TrainingRun:
     """Train, pick the threshold on validation, evaluate on test, and save everything.
+
+    With ``feature_cache_dir``, the frozen base's features are cached per image (the plain
+    image and ``augmented_views`` augmented copies) and only the head trains on them: the
+    same network, far less work (see features.py); fine-tuning still runs the full model.
 
     Writes to ``output_dir``: model.keras, model.json (card), history.json, metrics.json,
     LiteRT exports (model_fp32.tflite, model_int8.tflite) unless ``export_runtimes`` is off,
@@ -129,20 +135,22 @@ def train(
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
         keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), update_freq="batch"),
     ]
-    history = _fit(
-        training_model,
-        train_data,
-        validation_data,
-        train_config.epochs,
-        train_config.learning_rate,
-        callbacks,
-        verbose,
-        data_config.crack_index,
-    )
+    if feature_cache_dir is not None:
+        from crack_model.features import fit_head_on_features
+
+        history = fit_head_on_features(
+            classifier, split.train, split.validation, data_config, model_config, train_config,
+            Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
+        )  # fmt: skip
+    else:
+        history = compile_and_fit(
+            training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
+            callbacks, verbose, data_config.crack_index,
+        )  # fmt: skip
     if train_config.fine_tune_layers > 0:
         unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
         log.info("fine-tuning %d base layers at learning rate %g", unfrozen, train_config.fine_tune_learning_rate)
-        fine = _fit(
+        fine = compile_and_fit(
             training_model,
             train_data,
             validation_data,

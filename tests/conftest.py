@@ -64,8 +64,11 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, synth_data: Path):
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 HTTP endpoint on loopback (moto's server); boto3 and the AWS CLI talk to it."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -60,7 +60,7 @@ def test_saved_model_predicts_like_the_in_memory_one(trained_model, synth_data):
     from crack_model.assess import score_labeled
     from crack_model.scorer import load_scorer
 
-    scored = score_labeled(load_scorer(trained_model.output_dir), images)
+    scored = score_labeled(load_scorer(trained_model.output_dir, runtime="keras"), images)
     assert np.allclose([scored[i.uri] for i in images], in_memory[:, 1], atol=1e-5)
 
 

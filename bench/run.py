@@ -1,0 +1,244 @@
+"""``make bench``: scoring speed on real photos, every runtime, local store and loopback S3.
+
+One run, same images, same machine. Reports images per second for
+(a) the notebook loop: one ``model.predict(image[None])`` per image;
+(b) each runtime alone on pre-decoded tensors in memory (that runtime's ceiling);
+(c) the scoring engine end to end from a local store;
+(d) the scoring engine end to end from S3 over HTTP (moto's server on loopback, own process);
+plus agreement between runtimes, memory for small vs large batches, and the input size
+choice (160 vs 224: crack recall on the test split and speed). Results go to
+``bench/results/latest.json`` and ``bench/results/latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+SAMPLE = SHARED / "data" / "metu-sample"
+WEIGHTS = os.environ.get(
+    "CRACK_MODEL_WEIGHTS", str(SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5")
+)
+RESULTS = PROJECT / "bench" / "results"
+
+
+def sample_files(count: int) -> list[Path]:
+    per_class = count // 2
+    return [path for name in ("Positive", "Negative") for path in sorted((SAMPLE / name).glob("*.jpg"))[:per_class]]
+
+
+def trained_model(size: int, work: Path) -> Path:
+    """Train (once, then reuse) the default model at this input size on the real sample."""
+    out = work / f"model-{size}"
+    if not (out / "model_int8.tflite").is_file():
+        from crack_model.config import DataConfig, ModelConfig
+        from crack_model.train import train
+
+        print(f"training the {size} px model on {SAMPLE} (once; reused by later runs)", flush=True)
+        train(SAMPLE, out, DataConfig(image_size=size), ModelConfig(weights=WEIGHTS), verbose=0)
+    return out
+
+
+def rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1)
+
+
+def naive_loop(model_dir: Path, pixels: np.ndarray) -> float:
+    import keras
+
+    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    model.predict(pixels[:1], verbose=0)
+    started = time.perf_counter()
+    for image in pixels:
+        model.predict(image[None].astype("float32"), verbose=0)
+    return rate(len(pixels), time.perf_counter() - started)
+
+
+def runtime_ceiling(model_dir: Path, runtime: str, pixels: np.ndarray, batch_size: int = 64) -> float:
+    from crack_model.scorer import load_scorer
+
+    scorer = load_scorer(model_dir, runtime=runtime)
+    scorer.class_probabilities(pixels[:batch_size])
+    started = time.perf_counter()
+    for start in range(0, len(pixels), batch_size):
+        scorer.class_probabilities(pixels[start : start + batch_size])
+    return rate(len(pixels), time.perf_counter() - started)
+
+
+def engine(store_uri: str, model_dir: Path, runtime: str, batch_id: str) -> float:
+    from crack_model.batch import score_shard
+    from crack_model.scorer import load_scorer
+
+    scorer = load_scorer(model_dir, runtime=runtime)
+    scorer.class_probabilities(np.zeros((64, scorer.card.image_size, scorer.card.image_size, 3), np.uint8))
+    report = score_shard(store_uri, batch_id, scorer, overlays=False, force=True)
+    return rate(report.images, report.seconds)
+
+
+def agreement(model_dir: Path, files: list[Path]) -> list[dict[str, Any]]:
+    from crack_model.data import LabeledImage
+    from crack_model.export import compare_runtimes
+
+    images = [LabeledImage(str(path), path.parent.name) for path in files]
+    return [check.as_dict() for check in compare_runtimes(model_dir, images, ["litert-fp32", "litert-int8"])]
+
+
+def peak_memory_mb(store: Path, model_dir: Path, batch_id: str) -> float:
+    """Peak RSS (VmHWM) of a separate scoring process, so earlier work in this one does not count."""
+    code = (
+        "from crack_model.batch import score_shard\n"
+        f"score_shard({str(store)!r}, {batch_id!r}, {str(model_dir)!r}, overlays=False, force=True)\n"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT)
+    return round(int(output.stdout.strip().splitlines()[-1]) / 1024, 1)
+
+
+def start_s3_server() -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 server in its own process, so its Python work does not share our GIL."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server, endpoint
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("moto_server did not start")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=400, help="real photos per measurement (default 400)")
+    parser.add_argument("--naive-images", type=int, default=100, help="photos for the slow per-image loop")
+    parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench")
+    args = parser.parse_args(argv)
+    if not SAMPLE.is_dir() or not Path(WEIGHTS).is_file():
+        print(f"bench needs the real sample at {SAMPLE} and weights at {WEIGHTS}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    from crack_model.imaging import decode_to_array
+    from crack_model.storage import LocalStore, open_store
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    files = sample_files(args.images)
+    server, os.environ["AWS_ENDPOINT_URL"] = start_s3_server()
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="bench")
+    local = LocalStore(args.work / "store")
+    s3 = open_store("s3://bench")
+    for path in files:
+        for store in (local, s3):
+            store.write(f"incoming/speed/{path.parent.name}/{path.name}", path.read_bytes())
+    for copy in range(10):  # the memory check: 10x the objects
+        for path in files:
+            local.write(f"incoming/big/{copy}/{path.parent.name}/{path.name}", path.read_bytes())
+
+    results: dict[str, Any] = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "images": len(files),
+        "sizes": {},
+    }
+    for size in (224, 160):
+        model_dir = trained_model(size, args.work)
+        pixels = np.stack([decode_to_array(path.read_bytes(), size) for path in files])
+        metrics = json.loads((model_dir / "metrics.json").read_text())["test"]
+        entry: dict[str, Any] = {
+            "test_crack_recall": metrics["crack_recall"],
+            "test_accuracy": metrics["accuracy"],
+            "test_images": metrics["images"],
+            "naive_predict_per_image": naive_loop(model_dir, pixels[: args.naive_images]),
+            "model_only": {},
+            "engine_local": {},
+            "engine_s3": {},
+        }
+        for runtime in ("keras", "litert-fp32", "litert-int8"):
+            print(f"{size} px {runtime}", flush=True)
+            entry["model_only"][runtime] = runtime_ceiling(model_dir, runtime, pixels)
+            entry["engine_local"][runtime] = engine(str(local.root), model_dir, runtime, "speed")
+            entry["engine_s3"][runtime] = engine("s3://bench", model_dir, runtime, "speed")
+        fastest = max(entry["engine_local"], key=entry["engine_local"].get)
+        entry["engine_vs_ceiling"] = {
+            runtime: round(entry["engine_local"][runtime] / entry["model_only"][runtime], 3)
+            for runtime in entry["model_only"]
+        }
+        entry["fastest_engine_vs_naive"] = round(entry["engine_local"][fastest] / entry["naive_predict_per_image"], 1)
+        entry["runtime_agreement"] = agreement(model_dir, files)
+        if size == 224:
+            entry["peak_rss_mb"] = {
+                f"{len(files)} objects": peak_memory_mb(local.root, model_dir, "speed"),
+                f"{10 * len(files)} objects": peak_memory_mb(local.root, model_dir, "big"),
+            }
+        results["sizes"][str(size)] = entry
+    server.terminate()
+
+    profile_bench = PROJECT / "bench" / "profile_bench.py"
+    if profile_bench.is_file():
+        from bench.profile_bench import measure_profiling
+
+        results["profiling"] = measure_profiling(str(local.root), "speed")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Images per second on {results['machine']['cpu_count']} cores, {results['images']} real 227x227 photos.",
+        "",
+        "| input | runtime | model only (b) | engine, local (c) | engine, S3 (d) | engine / model only |",
+        "|---|---|---|---|---|---|",
+    ]
+    for size, entry in results["sizes"].items():
+        lines.append(f"| {size} px | naive per-image `predict` (a) | {entry['naive_predict_per_image']} | | | |")
+        for runtime, ceiling in entry["model_only"].items():
+            lines.append(
+                f"| {size} px | {runtime} | {ceiling} | {entry['engine_local'][runtime]} | "
+                f"{entry['engine_s3'][runtime]} | {entry['engine_vs_ceiling'][runtime]:.0%} |"
+            )
+    lines += ["", "| input | test crack recall | test accuracy | fastest engine vs naive | int8 label agreement |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for size, entry in results["sizes"].items():
+        int8 = next(c for c in entry["runtime_agreement"] if c["runtime"] == "litert-int8")
+        lines.append(
+            f"| {size} px | {entry['test_crack_recall']:.4f} | {entry['test_accuracy']:.4f} | "
+            f"{entry['fastest_engine_vs_naive']}x | {int8['label_agreement']:.4f} "
+            f"(max prob. diff {int8['max_probability_difference']:.3f}) |"
+        )
+    memory = results["sizes"].get("224", {}).get("peak_rss_mb")
+    if memory:
+        lines += ["", "Peak memory of a scoring process: " + ", ".join(f"{k}: {v} MB" for k, v in memory.items())]
+    if "profiling" in results:
+        lines += ["", f"Profiling + validation: {results['profiling']}"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
