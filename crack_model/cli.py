@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, type=Path, help="local model folder with model.keras and split.csv")
     export.set_defaults(handler=run_export)
 
+    from crack_model.validation_cli import add_validate_command
+
+    add_validate_command(commands)
+
     synth = commands.add_parser(
         "synth",
         help="write synthetic concrete textures with and without cracks",
