@@ -9,7 +9,7 @@ export CRACK_MODEL_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(SHARED_WEIGHT
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_OUT ?= build/demo
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench clean system-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -24,16 +24,21 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m demo.run --out $(DEMO_OUT)
 
-test: $(STAMP)
+# Debian packages some tests need (docker-compose to validate the compose file, chromium for the UI test).
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check crack_model tests demo
 	$(BIN)/ruff format --check crack_model tests demo
 	$(BIN)/mypy
+	$(BIN)/hadolint docker/Dockerfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
