@@ -35,8 +35,8 @@ test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check crack_model tests demo
-	$(BIN)/ruff format --check crack_model tests demo
+	$(BIN)/ruff check crack_model tests demo dags plugins bench
+	$(BIN)/ruff format --check crack_model tests demo dags plugins bench
 	$(BIN)/mypy
 	$(BIN)/hadolint docker/Dockerfile
 

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from crack_model import layout
+from crack_model import layout, model_card
 from crack_model.errors import CrackModelError
 from crack_model.inference import ImageScore, score_images
 from crack_model.model_card import utc_now
@@ -110,7 +110,7 @@ def score_shard(
     """Score the keys of one shard of a batch, resuming where an earlier run stopped.
 
     Args:
-        exclude: keys to leave out (e.g. quarantined by validation).
+        exclude: keys to leave out, besides those validation quarantined (always skipped).
         part_rows: rows per part file: the most a killed run has to redo.
         force: rescore even if the batch already has ``_SUCCESS``.
         finalize: merge the results if this was the last shard to finish.
@@ -122,7 +122,7 @@ def score_shard(
     if not force and store.exists(layout.results_key(batch_id, layout.SUCCESS)):
         log.info("batch %s is already complete (%s exists); nothing to do", batch_id, layout.SUCCESS)
         return ShardReport(batch_id, shard, "", 0, 0, 0.0, False, already_complete=True)
-    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
     parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
     done_key = f"{parts_prefix}/{DONE}"
     if store.exists(done_key) and not force:
@@ -131,16 +131,22 @@ def score_shard(
         report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
         return report
 
-    excluded = set(exclude)
+    if force:  # start this shard over: stale parts of an earlier run must not be merged
+        for info in list(store.list(parts_prefix + "/")):
+            store.delete(info.key)
+    from crack_model.validation import quarantined_keys
+
+    # Objects validation quarantined are skipped: they have their reasons in quarantine/.
+    excluded = set(exclude) | quarantined_keys(store, batch_id)
     keys = [info.key for info in list_batch(store, batch_id) if shard.owns(info.key) and info.key not in excluded]
     existing_parts = sorted(info.key for info in store.list(parts_prefix + "/") if info.key.endswith(".csv"))
-    already = {row["key"] for part in existing_parts for row in _read_csv(store.read(part))} if not force else set()
+    already = {row["key"] for part in existing_parts for row in _read_csv(store.read(part))}
     todo = [key for key in keys if key not in already]
     log.info("%s of batch %s: %d objects, %d already scored, %d to score", shard.name, batch_id,
              len(keys), len(keys) - len(todo), len(todo))  # fmt: skip
 
     started = time.perf_counter()
-    next_part = len(existing_parts) if not force else 0
+    next_part = len(existing_parts)
     pending: list[dict[str, Any]] = []
     scores = score_images(todo, store.read, scorer, batch_size=batch_size, workers=workers)
     for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
@@ -159,6 +165,7 @@ def score_shard(
         "finished_at": utc_now(),
         "runtime": scorer.runtime.name,
         "crack_class": scorer.card.crack_class,
+        "threshold": scorer.card.threshold,
     }
     store.write(done_key, json.dumps(stats).encode(), content_type="application/json")
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
@@ -218,6 +225,12 @@ def finalize_batch(
             if info.key.endswith(".csv"):
                 for row in _read_csv(store.read(info.key)):
                     rows.setdefault(row["key"], row)
+    from crack_model.validation import quarantined_objects
+
+    # Held back by validation: still one row each, with the reasons, so every upload is accounted for.
+    stamp = model_card.utc_now()
+    for item in quarantined_objects(store, batch_id):
+        rows.setdefault(item["key"], quarantined_row(item, model_version, stamp))
     ordered = [rows[key] for key in sorted(rows)]
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), _rows_to_csv(ordered), content_type="text/csv")
     summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
@@ -228,6 +241,13 @@ def finalize_batch(
         "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
     )
     return summary
+
+
+def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:
+    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row.update(key=item["key"], status="quarantined", error="; ".join(item.get("reasons", [])),
+               model_version=model_version, tile_count="0", scored_at=stamp)  # fmt: skip
+    return row
 
 
 def summarize(
@@ -242,6 +262,8 @@ def summarize(
     labels = Counter(row["label"] for row in rows if row["status"] == "ok")
     scored = statuses.get("ok", 0)
     crack_class = shard_stats[0].get("crack_class") if shard_stats else None
+    if threshold is None and shard_stats:
+        threshold = shard_stats[0].get("threshold")
     cracks = labels.get(crack_class, 0) if crack_class else 0
     seconds = sum(float(stat["seconds"]) for stat in shard_stats)
     images = sum(int(stat["images"]) for stat in shard_stats)
@@ -267,7 +289,7 @@ def score_batch(store_uri: str, batch_id: str, model: str | Scorer, *, shards: i
     """Score every shard of a batch in this process, then finalize (the single-machine path)."""
     if shards < 1:
         raise CrackModelError(f"shards must be at least 1, got {shards}")
-    scorer = model if isinstance(model, Scorer) else load_scorer(model)
+    scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
     reports = []
     for index in range(shards):
         reports.append(score_shard(store_uri, batch_id, scorer, layout.Shard(index, shards), **options))

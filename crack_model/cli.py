@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_validate_command(commands)
 
+    from crack_model.registry_cli import add_registry_commands
+
+    add_registry_commands(commands)
+
     synth = commands.add_parser(
         "synth",
         help="write synthetic concrete textures with and without cracks",
@@ -318,7 +322,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     store_uri, batch_id = layout.parse_batch_uri(args.batch)
     shard = layout.Shard.parse(args.shard)
-    scorer = load_scorer(args.model, runtime=args.runtime)
+    scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri)
     report = score_shard(
         store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
         workers=args.workers, overlays=not args.no_overlays, force=args.force, progress=not args.quiet,

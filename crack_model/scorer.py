@@ -12,6 +12,7 @@ import numpy as np
 
 from crack_model.errors import CrackModelError
 from crack_model.model_card import CARD_NAME, MODEL_NAME, ModelCard
+from crack_model.model_uri import is_model_uri, resolve_model_uri
 from crack_model.runtimes import RUNTIME_FILES, RUNTIME_PREFERENCE, Runtime, load_runtime
 from crack_model.storage import is_remote, open_store
 
@@ -60,21 +61,40 @@ def fetch_model_dir(uri: str) -> Path:
     return local
 
 
-def load_scorer(uri: str | Path, runtime: str = "auto", threads: int | None = None) -> Scorer:
-    """Load a model folder (local path, ``file://``, ``s3://``) with the chosen runtime.
+def load_scorer(
+    uri: str | Path,
+    runtime: str = "auto",
+    threads: int | None = None,
+    *,
+    registry: str | os.PathLike[str] | None = None,
+) -> Scorer:
+    """Load a model folder (local path, ``file://``, ``s3://``) or a registry model with the chosen runtime.
 
-    ``runtime="auto"`` picks the fastest runtime the model card lists as approved and
-    whose file is present; otherwise name one of ``keras``, ``litert-fp32``, ``litert-int8``.
+    ``models:/<name>@<alias>`` and ``models:/<name>/<version>`` resolve against the registry
+    store ``registry`` (default: ``$CRACK_MODEL_REGISTRY``) to one exact version.
+    ``runtime="auto"`` picks the fastest approved runtime whose file is present: approved by
+    the gate for a registry version, else as the model card lists; otherwise name one of
+    ``keras``, ``litert-fp32``, ``litert-int8``.
     """
-    model_dir = fetch_model_dir(str(uri))
+    gate_approved: list[str] | None = None
+    resolved_version: str | None = None
+    if is_model_uri(uri):
+        resolved = resolve_model_uri(str(uri), registry)
+        model_dir, gate_approved, resolved_version = resolved.model_dir, resolved.approved_runtimes, resolved.version
+    else:
+        model_dir = fetch_model_dir(str(uri))
     if not (model_dir / MODEL_NAME).is_file() and not any((model_dir / f).is_file() for f in RUNTIME_FILES.values()):
         raise CrackModelError(f"model folder {model_dir} has no {MODEL_NAME}")
     card = ModelCard.load(model_dir)
+    if resolved_version is not None and card.version != resolved_version:
+        msg = f"{uri} resolved to version {resolved_version}, but its model card says {card.version}: re-register it"
+        raise CrackModelError(msg)
     if runtime == "auto":
-        approved = [name for name in RUNTIME_PREFERENCE if name in card.approved_runtimes]
+        allowed = gate_approved if gate_approved is not None else card.approved_runtimes
+        approved = [name for name in RUNTIME_PREFERENCE if name in allowed]
         available = [name for name in approved if (model_dir / RUNTIME_FILES[name]).is_file()]
         if not available:
-            raise CrackModelError(f"model {uri} has no approved runtime file (approved: {card.approved_runtimes})")
+            raise CrackModelError(f"model {uri} has no approved runtime file (approved: {allowed})")
         runtime = available[0]
     elif runtime not in RUNTIME_FILES:
         raise CrackModelError(f"unknown runtime {runtime!r}: choose auto, {', '.join(RUNTIME_FILES)}")

@@ -13,6 +13,7 @@ Keys are relative, ``/``-separated and validated: nothing can escape the store's
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import threading
@@ -67,6 +68,7 @@ class ObjectStore(Protocol):
     uri: str
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def folders(self, prefix: str = "") -> builtins.list[str]: ...
     def read(self, key: str) -> bytes: ...
     def head(self, key: str) -> ObjectInfo | None: ...
     def exists(self, key: str) -> bool: ...
@@ -98,6 +100,18 @@ def open_store(uri: str | os.PathLike[str], **options: Any) -> ObjectStore:
     return LocalStore(Path(text))
 
 
+_BUCKETS: dict[str, S3Store] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def _bucket_store(bucket: str) -> S3Store:
+    """One store (one boto3 client, one connection pool) per bucket for object-by-object reads."""
+    with _BUCKETS_LOCK:
+        if bucket not in _BUCKETS:
+            _BUCKETS[bucket] = S3Store(bucket)
+        return _BUCKETS[bucket]
+
+
 def split_uri(uri: str) -> tuple[ObjectStore, str]:
     """Open the store holding one object and return it with the object's key.
 
@@ -105,7 +119,7 @@ def split_uri(uri: str) -> tuple[ObjectStore, str]:
     """
     if uri.startswith("s3://"):
         parsed = urlparse(uri)
-        return open_store(f"s3://{parsed.netloc}"), parsed.path.lstrip("/")
+        return _bucket_store(parsed.netloc), parsed.path.lstrip("/")
     path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri)
     return LocalStore(path.parent), path.name
 
@@ -150,6 +164,13 @@ class LocalStore:
                 path = Path(directory, name)
                 key = path.relative_to(self.root).as_posix()
                 yield ObjectInfo(key, path.stat().st_size)
+
+    def folders(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the immediate sub-folders of ``prefix`` (one level, like S3 common prefixes)."""
+        start = self._path(prefix.strip("/")) if prefix.strip("/") else self.root
+        if not start.is_dir():
+            return []
+        return sorted(entry.name for entry in start.iterdir() if entry.is_dir() and not entry.name.startswith("."))
 
     def read(self, key: str) -> bytes:
         path = self._path(key)
@@ -304,6 +325,17 @@ class S3Store:
                 if key.endswith("/"):
                     continue  # folder placeholder objects some tools create
                 yield ObjectInfo(key, int(item["Size"]), item.get("ETag", "").strip('"') or None)
+
+    def folders(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the immediate sub-folders of ``prefix`` (S3 common prefixes)."""
+        base = self._key(prefix.strip("/")) if prefix.strip("/") else self.prefix
+        full_prefix = f"{base}/" if base else ""
+        names: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                names.add(common["Prefix"][len(full_prefix) :].strip("/"))
+        return sorted(names)
 
     def read(self, key: str) -> bytes:
         from botocore.exceptions import ClientError

@@ -702,14 +702,18 @@ def quarantine_objects(
         log.warning("quarantined %d object(s) of %s", len(quarantined), batch_id)
 
 
-def quarantined_keys(store: ObjectStore | str, batch_id: str) -> set[str]:
-    """Keys validation held back from a batch (empty if it quarantined none): scoring skips them."""
+def quarantined_objects(store: ObjectStore | str, batch_id: str) -> list[dict[str, Any]]:
+    """The objects validation held back from a batch, each with ``key`` and ``reasons``."""
     store = open_store(store) if isinstance(store, str) else store
     key = layout.quarantine_key(batch_id, QUARANTINE_MANIFEST)
     if not store.exists(key):
-        return set()
-    manifest = json.loads(store.read(key))
-    return {item["key"] for item in manifest.get("objects", [])}
+        return []
+    return list(json.loads(store.read(key)).get("objects", []))
+
+
+def quarantined_keys(store: ObjectStore | str, batch_id: str) -> set[str]:
+    """Keys validation held back from a batch (empty if it quarantined none): scoring skips them."""
+    return {item["key"] for item in quarantined_objects(store, batch_id)}
 
 
 def read_outcome(store: ObjectStore | str, batch_id: str) -> dict[str, Any] | None:

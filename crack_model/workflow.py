@@ -21,11 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def find_new_batches(store_uri: str, *, limit: int | None = None) -> list[str]:
-    """Batch ids under ``incoming/`` that have uploads and no ``results/<batch_id>/_SUCCESS``."""
+    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order."""
     store = open_store(store_uri)
-    batch_ids = sorted(
-        {info.key.split("/")[1] for info in store.list(layout.INCOMING + "/") if info.key.count("/") >= 2}
-    )
+    batch_ids = store.folders(layout.INCOMING)
     new = []
     for batch_id in batch_ids:
         try:
@@ -126,3 +124,73 @@ def download_labeled(store_uri: str, prefix: str, destination: Path, class_names
     if count == 0:
         raise CrackModelError(f"no labeled images under {store.url(prefix)}/<class>/ for classes {class_names}")
     return destination
+
+
+def validate_incoming(store_uri: str, batch_id: str, drift_reference: str | None = None) -> dict[str, Any]:
+    """Run the incoming suite on a batch; a small dict for XCom (the full report is in validation/)."""
+    from crack_model.validation import validate_batch
+
+    outcome = validate_batch(store_uri, batch_id, "incoming", reference=drift_reference)
+    log.info("%s", outcome.summary())
+    drift = outcome.drift or {}
+    return {
+        "batch_id": batch_id,
+        "outcome": outcome.outcome,
+        "reasons": list(outcome.reasons)[:10],
+        "quarantined": len(outcome.quarantined),
+        "objects": outcome.counts.get("objects", 0),
+        "drifted": bool(drift.get("drifted")),
+    }
+
+
+def publish_run_summary(
+    store_uri: str, run_id: str, validations: list[dict[str, Any]], summaries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Write ``runs/<run_id>.json``: what this run validated, skipped and scored."""
+    import json
+    import re
+
+    from crack_model.model_card import utc_now
+
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "finished_at": utc_now(),
+        "batches_validated": len(validations),
+        "batches_failed_validation": [v["batch_id"] for v in validations if v["outcome"] == "failed"],
+        "batches_with_quarantine": [v["batch_id"] for v in validations if v["outcome"] == "passed_with_quarantine"],
+        "batches_scored": [s["batch_id"] for s in summaries],
+        "objects_scored": sum(int(s.get("objects", 0)) for s in summaries),
+        "cracks": sum(int(s.get("cracks") or 0) for s in summaries),
+        "validations": validations,
+    }
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
+    open_store(store_uri).write(f"runs/{safe}.json", (json.dumps(summary, indent=2) + "\n").encode())
+    log.info(
+        "run %s: %d batch(es) scored, %d failed validation, %d objects, %d cracks",
+        run_id, len(summary["batches_scored"]), len(summary["batches_failed_validation"]),
+        summary["objects_scored"], summary["cracks"],
+    )  # fmt: skip
+    return summary
+
+
+def pin_model(store_uri: str, model_uri: str) -> dict[str, Any]:
+    """Resolve an alias (``models:/crack@champion``) to one exact version for the whole run.
+
+    Returns the pinned URI, the version and the version's drift reference profile (if any).
+    """
+    from crack_model.model_uri import is_model_uri, parse_model_uri
+    from crack_model.registry import Registry
+
+    if not is_model_uri(model_uri):
+        from crack_model.scorer import load_scorer
+
+        return {"uri": model_uri, "version": load_scorer(model_uri).version, "drift_reference": None}
+    reference = parse_model_uri(model_uri)
+    registry = Registry(store_uri)
+    version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
+    drift_key = registry.version_key(reference.name, version, "drift_reference.json")
+    return {
+        "uri": f"models:/{reference.name}/{version}",
+        "version": version,
+        "drift_reference": registry.store.url(drift_key) if registry.store.exists(drift_key) else None,
+    }

@@ -298,3 +298,20 @@ def test_copying_a_batch_keeps_results_apart(tmp_path, synth_data, model_dir):
     score_batch(str(tmp_path), "b1", model_dir)
     assert len(read_predictions(store, "b1")) == 4
     assert not store.exists("results/b10/_SUCCESS")
+
+
+def test_quarantined_objects_are_skipped_but_listed(tmp_path, synth_data, model_dir):
+    """Objects validation held back are not scored, yet each has a row with its reasons."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    held = "incoming/b1/positive/synth_00000.jpg"
+    manifest = {"objects": [{"key": held, "reasons": ["decodes: corrupt"]}]}
+    store.write("quarantine/b1/quarantine.json", json.dumps(manifest).encode())
+    report = score_batch(str(tmp_path), "b1", model_dir)
+    assert report.images == 3
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert len(rows) == 4
+    assert rows[held]["status"] == "quarantined" and rows[held]["error"] == "decodes: corrupt"
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["status_counts"] == {"ok": 3, "quarantined": 1}
+    assert summary["threshold"] == pytest.approx(load_scorer(model_dir).card.threshold)

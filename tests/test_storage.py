@@ -85,6 +85,16 @@ def test_readers_never_see_half_a_file(tmp_path):
     assert seen <= {hashlib.sha256(v).hexdigest() for v in versions}
 
 
+def test_folders_lists_one_level(tmp_path):
+    """folders() gives the immediate sub-folders, like S3 common prefixes."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/x/a.jpg", b"1")
+    store.write("incoming/b2/a.jpg", b"2")
+    store.write("incoming/top.jpg", b"3")
+    assert store.folders("incoming") == ["b1", "b2"]
+    assert store.folders("nothing") == []
+
+
 def test_local_conditional_write(tmp_path):
     """write_if_match succeeds with the current ETag and fails with a stale one."""
     store = LocalStore(tmp_path)
@@ -110,6 +120,7 @@ def test_s3_round_trip_over_http(s3_bucket, s3_env, tmp_path):
     assert store.head("missing.jpg") is None
     with pytest.raises(CrackModelError, match="object not found"):
         store.read("missing.jpg")
+    assert store.folders("incoming") == ["b1", "b10"]
     listing = aws_cli(s3_env, "s3", "ls", "--recursive", f"s3://{s3_bucket}/root/")
     assert "root/incoming/b1/a photo ü.jpg" in listing
     aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/root/incoming/b1/a photo ü.jpg", str(tmp_path / "copy"))

@@ -1,0 +1,57 @@
+"""
+### Watch the labeled pool
+
+Hourly: digest the listing of `labeled/` (keys, sizes, ETags). When it changed since the last
+look, emit the `crack_labeled_pool` Asset, which triggers `crack_retraining`. No change, no
+event (the task is skipped).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+from crack_ops.hooks import CrackStoreHook
+
+LABELED_POOL = Asset(name="crack_labeled_pool", uri="crack://labeled-pool")
+
+
+@dag(
+    dag_id="crack_labeled_pool_watch",
+    schedule="@hourly",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["crack", "training"],
+    default_args={
+        "owner": "inspection-ml",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=15),
+    },
+    params={
+        "store": Param(None, type=["null", "string"]),
+        "aws_conn_id": Param("aws_default", type="string"),
+    },
+)
+def crack_labeled_pool_watch() -> None:
+    @task(outlets=[LABELED_POOL])
+    def detect_pool_change(params: dict[str, Any] | None = None, outlet_events=None) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from crack_model.retrain import labeled_pool_changed
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        digest = labeled_pool_changed(store)
+        if digest is None:
+            raise AirflowSkipException("the labeled pool has not changed")
+        outlet_events[LABELED_POOL].extra = {"store": store, "digest": digest}
+        return digest
+
+    detect_pool_change()
+
+
+crack_labeled_pool_watch()

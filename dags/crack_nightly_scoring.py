@@ -1,0 +1,144 @@
+"""
+### Nightly crack scoring
+
+Every night: find upload batches under `incoming/` that have no `results/<batch_id>/_SUCCESS`,
+validate each with the *incoming* Great Expectations suite (a failed batch is skipped and
+reported; a few bad objects are quarantined and the rest scored), score the valid batches
+with the champion model fanned out over shards (one mapped task per batch shard, bounded),
+merge each batch's results next to its uploads, and publish a run summary plus an Asset
+event for the results.
+
+Re-running a night never duplicates results (a complete batch has `_SUCCESS`; shards resume
+from their parts). A failed shard retries alone.
+
+**Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
+`model` (default `models:/crack@champion`), `aws_conn_id` (for s3:// stores; its `endpoint_url`
+extra points at MinIO), `batch_ids` (score just these), shard sizing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+from crack_ops.hooks import CrackStoreHook
+from crack_ops.sensors import NewBatchesSensor
+
+SCORING_RESULTS = Asset(name="crack_scoring_results", uri="crack://scoring-results")
+
+
+@dag(
+    dag_id="crack_nightly_scoring",
+    schedule="0 2 * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["crack", "scoring", "nightly"],
+    default_args={
+        "owner": "inspection-ml",
+        "retries": 3,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=20),
+        "execution_timeout": timedelta(hours=2),
+    },
+    params={
+        "store": Param(None, type=["null", "string"], description="s3://bucket[/prefix] or a folder"),
+        "model": Param("models:/crack@champion", type="string", description="registry model or model folder"),
+        "aws_conn_id": Param("aws_default", type="string"),
+        "batch_ids": Param([], type="array", description="score only these batches (default: all new ones)"),
+        "max_batches": Param(100, type="integer", minimum=1),
+        "objects_per_shard": Param(2000, type="integer", minimum=1),
+        "max_shards_per_batch": Param(16, type="integer", minimum=1, maximum=64),
+    },
+)
+def crack_nightly_scoring() -> None:
+    batches = NewBatchesSensor(
+        task_id="wait_for_new_batches",
+        store="{{ params.store or '' }}",
+        aws_conn_id="{{ params.aws_conn_id }}",
+        batch_ids="{{ params.batch_ids | join(',') }}",
+        max_batches="{{ params.max_batches }}",
+        mode="reschedule",
+        poke_interval=timedelta(minutes=10),
+        timeout=timedelta(hours=3),
+        soft_fail=True,  # a night without uploads skips the run instead of failing it
+        execution_timeout=timedelta(hours=4),
+    )
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def resolve_model(params: dict[str, Any] | None = None) -> dict[str, str]:
+        """Pin the exact model version once, so every shard of the night uses the same one."""
+        from crack_model.workflow import pin_model
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        return pin_model(store, params["model"])
+
+    @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
+    def validate_batch(batch_id: str, model: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
+        from crack_model.workflow import validate_incoming
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        return validate_incoming(store, batch_id, model.get("drift_reference"))
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def plan_shards(validations: list[dict[str, Any]], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One work item per (valid batch, shard); failed batches are left out."""
+        from crack_model.workflow import plan_shards as plan
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        valid = [v["batch_id"] for v in validations if v["outcome"] != "failed"]
+        return plan(store, valid, objects_per_shard=params["objects_per_shard"],
+                    max_shards_per_batch=params["max_shards_per_batch"])  # fmt: skip
+
+    @task(map_index_template="{{ work_item }}", execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=16)
+    def score_shard(item: dict[str, Any], model: dict[str, str], params: dict[str, Any] | None = None) -> dict:
+        """Score one shard of one batch; resumes from its parts if a previous try died."""
+        import socket
+
+        from airflow.sdk import get_current_context
+
+        from crack_model.workflow import score_work_item
+
+        get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[index]
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        report = score_work_item(store, item, model["uri"])
+        return {**report, "hostname": socket.gethostname()}
+
+    @task(outlets=[SCORING_RESULTS], execution_timeout=timedelta(minutes=30))
+    def finalize_batches(reports: list[dict[str, Any]], params: dict[str, Any] | None = None, outlet_events=None):
+        """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
+        from crack_model.workflow import finalize_batches as finalize
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        summaries = finalize(store, list(reports))
+        outlet_events[SCORING_RESULTS].extra = {
+            "store": store,
+            "batches": [summary["batch_id"] for summary in summaries],
+        }
+        return summaries
+
+    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=10))
+    def publish_run_summary(
+        validations: list[dict[str, Any]],
+        summaries: list[dict[str, Any]] | None,
+        params: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One JSON document per run under runs/, for the ops view and downstream readers."""
+        from crack_model.workflow import publish_run_summary as publish
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        return publish(store, run_id or "manual", list(validations or []), list(summaries or []))
+
+    model = resolve_model()
+    validations = validate_batch.partial(model=model).expand(batch_id=batches.output)
+    reports = score_shard.partial(model=model).expand(item=plan_shards(validations))
+    summaries = finalize_batches(reports)
+    publish_run_summary(validations, summaries)
+
+
+crack_nightly_scoring()

@@ -1,0 +1,133 @@
+"""
+### Crack model retraining behind the holdout gate
+
+Weekly, when the labeled pool changes (the `crack_labeled_pool` Asset, emitted by
+`crack_labeled_pool_watch`), or by hand with params: validate the labeled pool with the
+*training* suite (it also rejects images shared with the holdout), train a candidate
+(MobileNetV2 transfer learning on cached base features; optional fine-tuning), register it as
+`challenger`, then evaluate candidate and champion on the fixed holdout with the same code and
+gate it. On `promote` the champion alias moves atomically and the `crack_champion_model` Asset
+is emitted; on `reject` the run still succeeds, says "rejected", notifies, and the champion is
+untouched.
+
+**Params**: `epochs`, `fine_tune_layers`, `target_recall`, `promote` (false: evaluate only),
+`store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from crack_ops.hooks import CrackStoreHook
+from crack_ops.operators import GateOperator
+
+LABELED_POOL = Asset(name="crack_labeled_pool", uri="crack://labeled-pool")
+CHAMPION_MODEL = Asset(name="crack_champion_model", uri="crack://champion-model")
+
+
+@dag(
+    dag_id="crack_retraining",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=LABELED_POOL),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["crack", "training", "gate"],
+    default_args={
+        "owner": "inspection-ml",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(hours=3),
+    },
+    params={
+        "store": Param(None, type=["null", "string"], description="s3://bucket[/prefix] or a folder"),
+        "model_name": Param("crack", type="string"),
+        "aws_conn_id": Param("aws_default", type="string"),
+        "epochs": Param(10, type="integer", minimum=1, maximum=200),
+        "fine_tune_layers": Param(0, type="integer", minimum=0, description="unfreeze the top N base layers"),
+        "target_recall": Param(0.99, type="number", exclusiveMinimum=0, maximum=1),
+        "weights": Param(None, type=["null", "string"], description="imagenet, none or a .h5 path"),
+        "promote": Param(True, type="boolean", description="false: gate and report, never promote"),
+        "policy": Param(None, type=["null", "string"], description="gate policy JSON (default: versioned)"),
+        "holdout": Param(None, type=["null", "string"], description="default: <store>/holdout"),
+    },
+)
+def crack_retraining() -> None:
+    @task(retries=0, execution_timeout=timedelta(minutes=30))
+    def validate_labeled_pool(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Training suite on labeled/ (holdout overlap included); bad data fails at once, no retries."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from crack_model.errors import CrackModelError
+        from crack_model.retrain import validate_pool
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        try:
+            return validate_pool(store)
+        except CrackModelError as error:
+            raise AirflowFailException(str(error)) from None
+
+    @task(execution_timeout=timedelta(hours=3))
+    def train_candidate(pool: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None):
+        """Train on the validated pool and register the candidate as challenger."""
+        import tempfile
+
+        from crack_model.retrain import retrain_config, train_candidate
+        from crack_model.scorer import cache_root
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        data, model, training = retrain_config(params)
+        with tempfile.TemporaryDirectory(prefix="crack-retrain-") as work:
+            return train_candidate(
+                store, work, name=params["model_name"], quarantined=pool["quarantined"], data_config=data,
+                model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
+                actor="airflow:crack_retraining", run_id=run_id,
+            )  # fmt: skip
+
+    candidate = train_candidate(validate_labeled_pool())
+    gate = GateOperator(
+        task_id="evaluate_gate",
+        store="{{ params.store or '' }}",
+        aws_conn_id="{{ params.aws_conn_id }}",
+        model_name="{{ params.model_name }}",
+        candidate_version="{{ ti.xcom_pull(task_ids='train_candidate')['version'] }}",
+        holdout="{{ params.holdout or '' }}",
+        policy="{{ params.policy or '' }}",
+        promote="{{ params.promote }}",
+        execution_timeout=timedelta(hours=1),
+    )
+    candidate >> gate
+
+    @task.branch
+    def choose_outcome(decision: dict[str, Any]) -> str:
+        return "announce_promotion" if decision.get("promoted") else "announce_rejection"
+
+    @task(outlets=[CHAMPION_MODEL])
+    def announce_promotion(decision: dict[str, Any], params: dict[str, Any] | None = None, outlet_events=None):
+        """The new champion: emit the model Asset (consumers, e.g. a re-scoring DAG, can schedule on it)."""
+        outlet_events[CHAMPION_MODEL].extra = {
+            "model": params["model_name"],
+            "version": decision["candidate_version"],
+            "previous": decision.get("champion_version"),
+        }
+        return {"outcome": "promoted", **decision}
+
+    @task
+    def announce_rejection(decision: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Rejected (or evaluate-only): the run succeeds, says so, and notifies; the champion is untouched."""
+        from crack_ops.notifications import notify_gate_decision
+
+        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        notify_gate_decision(store, decision)
+        outcome = "rejected" if decision["decision"] == "reject" else "passed, not promoted"
+        return {"outcome": outcome, **decision}
+
+    decision = gate.output
+    choose_outcome(decision) >> [announce_promotion(decision), announce_rejection(decision)]
+
+
+crack_retraining()

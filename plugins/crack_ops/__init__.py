@@ -1,0 +1,1 @@
+"""Airflow pieces for the crack workflow: store hook, new-batch sensor, gate operator, ops view."""
