@@ -48,7 +48,7 @@ def seed_store(
             store.write(f"holdout/{class_name}/{path.name}", path.read_bytes())
             counts["holdout"] += 1
         for path in files[labeled_per_class + holdout_per_class :]:
-            store.write(f"incoming/{night}/site-b/{path.name}", path.read_bytes())
+            store.write(f"incoming/{night}/site-b/{class_name.lower()}-{path.name}", path.read_bytes())
             counts["incoming"] += 1
     for path in sorted(uploads.glob("*.jpg")):
         store.write(f"incoming/{night}/site-a/{path.name}", path.read_bytes())
