@@ -9,7 +9,7 @@ export CRACK_MODEL_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(SHARED_WEIGHT
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_OUT ?= build/demo
 
-.PHONY: venv demo test test-fast lint bench clean system-deps
+.PHONY: venv demo airflow test test-fast lint bench clean system-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -23,6 +23,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m demo.run --out $(DEMO_OUT)
+
+# The Airflow UI on http://127.0.0.1:8080 with the DAGs and the ops view (reads the demo's store).
+airflow: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m demo.standalone
 
 # Debian packages some tests need (docker-compose to validate the compose file, chromium for the UI test).
 system-deps:
