@@ -173,6 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_validate_command(commands)
 
+    retrain = commands.add_parser(
+        "retrain",
+        help="validate the labeled pool, train a candidate, register it, and (with --gate) gate it",
+        description="Retrain from <store>/labeled/<class>/...: training suite (holdout overlap rejected), "
+        "feature-cached transfer learning, registration as challenger; --gate evaluates it against the "
+        "champion on <store>/holdout and --promote makes a passing candidate champion.",
+    )
+    retrain.add_argument(
+        "--store", required=True, help="s3://bucket[/prefix] or a folder holding labeled/ and holdout/"
+    )
+    retrain.add_argument("--name", default="crack", help="model name in the registry (default: crack)")
+    retrain.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs (default: 10)")
+    retrain.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
+    retrain.add_argument("--target-recall", type=_probability, default=0.99, help="validation crack recall target")
+    retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+                         help="base weights: imagenet, none or a .h5 path")  # fmt: skip
+    retrain.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    retrain.add_argument("--gate", action="store_true", help="run the holdout gate on the new candidate")
+    retrain.add_argument("--promote", action="store_true", help="with --gate: promote a passing candidate")
+    retrain.set_defaults(handler=run_retrain)
+
     from crack_model.registry_cli import add_registry_commands
 
     add_registry_commands(commands)
@@ -358,6 +379,36 @@ def run_export(args: argparse.Namespace) -> int:
         )
     print(f"approved runtimes: {', '.join(ModelCard.load(args.model).approved_runtimes)}")
     return 0
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from crack_model.retrain import retrain_config, train_candidate, validate_pool
+    from crack_model.scorer import cache_root
+
+    pool = validate_pool(args.store)
+    print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
+    params = {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers, "target_recall": args.target_recall,
+              "weights": args.weights}  # fmt: skip
+    data, model, training = retrain_config(params)
+    with tempfile.TemporaryDirectory(prefix="crack-retrain-") as scratch:
+        candidate = train_candidate(
+            args.store, args.work or scratch, name=args.name, quarantined=pool["quarantined"], data_config=data,
+            model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
+            actor=os.environ.get("USER", "crack-model"),
+        )  # fmt: skip
+    print(f"candidate {candidate['version']} registered as challenger: {candidate['model_uri']}")
+    if not args.gate:
+        return 0
+    from crack_model.gate import run_gate
+
+    report = run_gate(args.store, args.name, candidate["version"], promote=args.promote)
+    print(
+        f"gate: {report.decision}" + (f" (failed: {', '.join(report.failed_checks)})" if report.failed_checks else "")
+    )
+    print(f"report: {report.html_url}")
+    return 0 if report.passed else 3
 
 
 def run_synth(args: argparse.Namespace) -> int:

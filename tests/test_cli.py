@@ -36,7 +36,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
         assert fragment in errors[0]
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "synth"])
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "predict", "synth", "score", "export", "validate", "retrain", "gate", "registry"]
+)
 def test_every_command_has_help_without_loading_tensorflow(command):
     """--help works for each subcommand and does not import TensorFlow (it stays fast)."""
     code = (
@@ -116,3 +118,25 @@ def test_synth_writes_class_folders(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "Positive").glob("*.jpg"))) == 3
     assert len(list((tmp_path / "Negative").glob("*.jpg"))) == 3
+
+
+@pytest.mark.slow
+def test_retrain_cli_trains_gates_and_promotes(tmp_path, imagenet_weights):
+    """retrain --gate --promote on a seeded store: the candidate passes the floors and becomes champion."""
+    from crack_model.registry import Registry
+    from demo.seed import seed_store
+
+    store = tmp_path / "store"
+    seed_store(str(store))
+    env_weights = ["--weights", imagenet_weights]
+    result = run_cli("retrain", "--store", str(store), *env_weights, "--epochs", "5", "--gate", "--promote")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gate: promote" in result.stdout
+    registry = Registry(str(store))
+    assert registry.resolve("crack") == registry.resolve("crack", "challenger")
+
+
+def test_retrain_cli_on_a_store_without_a_pool(tmp_path):
+    """No labeled/ in the store: one line naming the problem."""
+    result = run_cli("retrain", "--store", str(tmp_path), "--weights", "none")
+    assert_one_line_error(result)
