@@ -159,7 +159,10 @@ def publish_run_summary(
         "batches_failed_validation": [v["batch_id"] for v in validations if v["outcome"] == "failed"],
         "batches_with_quarantine": [v["batch_id"] for v in validations if v["outcome"] == "passed_with_quarantine"],
         "batches_scored": [s["batch_id"] for s in summaries],
-        "objects_scored": sum(int(s.get("objects", 0)) for s in summaries),
+        "objects_scored": sum(
+            sum(count for status, count in s.get("status_counts", {}).items() if status != "quarantined")
+            for s in summaries
+        ),
         "cracks": sum(int(s.get("cracks") or 0) for s in summaries),
         "validations": validations,
     }

@@ -1,0 +1,31 @@
+"""Registers the crack ops view with Airflow: a FastAPI app at ``/crack-ops`` and a nav entry.
+
+The app (``crack_ops.ops_view``) protects every route itself: Airflow mounts plugin apps
+without authentication. The external view embeds the page in the UI at ``plugin/crack-ops``,
+under the "Browse" menu; its ``href`` is relative, so it works behind a proxy with a base URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.plugins_manager import AirflowPlugin
+from crack_ops.ops_view import URL_PREFIX, create_app
+
+
+class CrackOpsPlugin(AirflowPlugin):
+    """The crack workflow's operator page."""
+
+    name = "crack_ops"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": create_app(), "url_prefix": URL_PREFIX, "name": "Crack ops"},
+    ]
+    external_views: ClassVar[list[dict[str, Any]]] = [
+        {
+            "name": "Crack ops",
+            "href": "crack-ops/",
+            "destination": "nav",
+            "url_route": "crack-ops",
+            "category": "browse",
+        }
+    ]
