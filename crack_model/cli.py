@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="cache the frozen base's features per image here and train only the head on them (much faster)",
     )
-    train.add_argument("--augmented-views", type=int, default=2, help="augmented copies cached per image (default: 2)")
+    train.add_argument("--augmented-views", type=int, default=1, help="augmented copies cached per image (default: 1)")
     train.set_defaults(handler=run_train)
 
     evaluate = commands.add_parser(

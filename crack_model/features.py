@@ -128,7 +128,7 @@ def fit_head_on_features(
     cache_dir: Path,
     callbacks: list[Any],
     *,
-    augmented_views: int = 2,
+    augmented_views: int = 1,
     verbose: int = 2,
 ) -> dict[str, list[float]]:
     """Train the classifier's head on cached base features, then put the head into the classifier.

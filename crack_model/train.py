@@ -80,7 +80,7 @@ def train(
     split: Split | None = None,
     export_runtimes: bool = True,
     feature_cache_dir: str | Path | None = None,
-    augmented_views: int = 2,
+    augmented_views: int = 1,
 ) -> TrainingRun:
     """Train, pick the threshold on validation, evaluate on test, and save everything.
 
