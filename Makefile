@@ -9,7 +9,7 @@ export CRACK_MODEL_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(SHARED_WEIGHT
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_OUT ?= build/demo
 
-.PHONY: venv demo airflow test test-fast lint bench clean system-deps
+.PHONY: venv demo airflow test test-fast lint bench clean system-deps services
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -32,7 +32,11 @@ airflow: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-test: $(STAMP) system-deps
+# PostgreSQL and Redis for the distributed (CeleryExecutor) test; started only if not answering.
+services:
+	@bash scripts/ensure-services.sh
+
+test: $(STAMP) system-deps services
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) system-deps
