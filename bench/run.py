@@ -65,15 +65,20 @@ def naive_loop(model_dir: Path, pixels: np.ndarray) -> float:
     return rate(len(pixels), time.perf_counter() - started)
 
 
-def runtime_ceiling(model_dir: Path, runtime: str, pixels: np.ndarray, batch_size: int = 64) -> float:
+def runtime_ceiling(model_dir: Path, runtime: str, pixels: np.ndarray) -> float:
+    """The runtime alone on decoded pixels, at the best of batch sizes 16, 32 and 64 (best of 2 tries)."""
     from crack_model.scorer import load_scorer
 
     scorer = load_scorer(model_dir, runtime=runtime)
-    scorer.class_probabilities(pixels[:batch_size])
-    started = time.perf_counter()
-    for start in range(0, len(pixels), batch_size):
-        scorer.class_probabilities(pixels[start : start + batch_size])
-    return rate(len(pixels), time.perf_counter() - started)
+    best = 0.0
+    for batch_size in (16, 32, 64):
+        scorer.class_probabilities(pixels[:batch_size])
+        for _ in range(2):
+            started = time.perf_counter()
+            for start in range(0, len(pixels), batch_size):
+                scorer.class_probabilities(pixels[start : start + batch_size])
+            best = max(best, rate(len(pixels), time.perf_counter() - started))
+    return best
 
 
 def engine(store_uri: str, model_dir: Path, runtime: str, batch_id: str) -> float:
@@ -82,8 +87,11 @@ def engine(store_uri: str, model_dir: Path, runtime: str, batch_id: str) -> floa
 
     scorer = load_scorer(model_dir, runtime=runtime)
     scorer.class_probabilities(np.zeros((64, scorer.card.image_size, scorer.card.image_size, 3), np.uint8))
-    report = score_shard(store_uri, batch_id, scorer, overlays=False, force=True)
-    return rate(report.images, report.seconds)
+    best = 0.0
+    for _ in range(2):  # best of 2, as for the ceiling
+        report = score_shard(store_uri, batch_id, scorer, overlays=False, force=True)
+        best = max(best, rate(report.images, report.seconds))
+    return best
 
 
 def agreement(model_dir: Path, files: list[Path]) -> list[dict[str, Any]]:

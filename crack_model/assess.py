@@ -17,7 +17,7 @@ from crack_model.scorer import Scorer
 from crack_model.storage import read_uri
 
 
-def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int = 64) -> dict[str, float]:
+def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None) -> dict[str, float]:
     """Crack probability per image URI; unreadable images are an error (labeled data must decode)."""
     scores = {
         score.key: score for score in score_images([i.uri for i in images], read_uri, scorer, batch_size=batch_size)

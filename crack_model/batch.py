@@ -100,7 +100,7 @@ def score_shard(
     *,
     exclude: Collection[str] = (),
     part_rows: int = 500,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int = 8,
     overlays: bool = True,
     force: bool = False,

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="model folder (local or s3://)")
     predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     predict.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
-    predict.add_argument("--batch-size", type=_positive_int, default=64, help="inference batch size (default: 64)")
+    predict.add_argument("--batch-size", type=_positive_int, help="inference batch size (default: suits the runtime)")
     predict.set_defaults(handler=run_predict)
 
     score = commands.add_parser(
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", required=True, help="model folder (local or s3://)")
     score.add_argument("--shard", default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)")
     score.add_argument("--runtime", default="auto", help="auto (fastest approved), keras, litert-fp32, litert-int8")
-    score.add_argument("--batch-size", type=_positive_int, default=64, help="inference batch size (default: 64)")
+    score.add_argument("--batch-size", type=_positive_int, help="inference batch size (default: suits the runtime)")
     score.add_argument("--workers", type=_positive_int, default=8, help="fetch/decode threads (default: 8)")
     score.add_argument("--part-rows", type=_positive_int, default=500, help="rows per resumable part (default: 500)")
     score.add_argument("--no-overlays", action="store_true", help="do not write heat-map overlays for crack images")

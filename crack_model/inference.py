@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,8 +51,14 @@ class _Prepared:
     tiles: np.ndarray | None = None
 
 
-def prepare(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max_pixels: int) -> _Prepared:
-    """Fetch, decode and tile one object; every failure becomes an error row."""
+def prepare(
+    key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max_pixels: int, decode_slots: threading.Semaphore
+) -> _Prepared:
+    """Fetch, decode and tile one object; every failure becomes an error row.
+
+    Fetching may wait on the network in many threads at once; decoding is CPU work and takes
+    one of ``decode_slots``, so it never crowds out the model's own threads.
+    """
     score = ImageScore(key=key)
     try:
         data = fetch(key)
@@ -63,10 +71,11 @@ def prepare(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max_pixe
     score.size = len(data)
     score.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        image = open_image(data, max_pixels=max_pixels)
-        score.width, score.height = image.size
-        score.boxes = tile_boxes(image.width, image.height, tiles)
-        pixels = cut_tiles(image, score.boxes, image_size)
+        with decode_slots:
+            image = open_image(data, max_pixels=max_pixels)
+            score.width, score.height = image.size
+            score.boxes = tile_boxes(image.width, image.height, tiles)
+            pixels = cut_tiles(image, score.boxes, image_size)
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)
         return _Prepared(score)
@@ -83,16 +92,25 @@ def score_images(
     scorer: Scorer,
     *,
     tiles: TileConfig | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int = 8,
     max_in_flight: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    decode_threads: int | None = None,
 ) -> Iterator[ImageScore]:
-    """Score each key and yield one ImageScore per key (order not guaranteed)."""
+    """Score each key and yield one ImageScore per key (order not guaranteed).
+
+    Args:
+        workers: threads fetching objects (I/O: more helps against a slow store).
+        decode_threads: how many of them may decode at once (default: 1 per core).
+        batch_size: images per inference call (default: what suits the runtime).
+    """
     card = scorer.card
+    batch_size = batch_size or scorer.runtime.preferred_batch
     tiles = tiles or TileConfig(tile_size=card.tile_size)
     max_in_flight = max_in_flight or 2 * workers + 2
     size = card.image_size
+    decode_slots = threading.Semaphore(decode_threads or os.cpu_count() or 1)
     key_iter = iter(keys)
     pending: deque[Future[_Prepared]] = deque()
     # Images whose tiles are queued: [score, probabilities per tile, tiles still unscored].
@@ -103,7 +121,7 @@ def score_images(
     def run_batch() -> Iterator[ImageScore]:
         pixels = np.stack(batch[:batch_size])
         count = len(pixels)
-        if count < batch_size:  # a fixed shape avoids retracing and re-allocating the runtime
+        if count < batch_size and scorer.runtime.fixed_batch:  # Keras: a fixed shape avoids retracing
             pixels = np.concatenate([pixels, np.zeros((batch_size - count, *pixels.shape[1:]), pixels.dtype)])
         probabilities = scorer.class_probabilities(pixels)[:count, card.crack_index]
         for (entry, tile_index), probability in zip(owners[:count], probabilities, strict=True):
@@ -121,7 +139,7 @@ def score_images(
                 if key is None:
                     exhausted = True
                     break
-                pending.append(pool.submit(prepare, key, fetch, size, tiles, max_pixels))
+                pending.append(pool.submit(prepare, key, fetch, size, tiles, max_pixels, decode_slots))
             if not pending:
                 break
             prepared = pending.popleft().result()

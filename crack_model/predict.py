@@ -42,7 +42,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
     return found
 
 
-def predict_files(scorer: Scorer, files: Iterable[str], *, batch_size: int = 64) -> Iterator[ImageScore]:
+def predict_files(scorer: Scorer, files: Iterable[str], *, batch_size: int | None = None) -> Iterator[ImageScore]:
     def fetch(path: str) -> bytes:
         try:
             return Path(path).read_bytes()

@@ -26,12 +26,16 @@ RUNTIME_FILES = {"keras": "model.keras", "litert-fp32": "model_fp32.tflite", "li
 
 class Runtime(Protocol):
     name: str
+    fixed_batch: bool
+    preferred_batch: int
 
     def predict(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 class KerasRuntime:
     name = "keras"
+    fixed_batch = True  # a new batch shape retraces the predict function: pad the last batch
+    preferred_batch = 64  # per-call overhead is high: big batches
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -61,6 +65,10 @@ def _interpreter_class() -> Any:
 
 class LiteRTRuntime:
     """A ``.tflite`` model on the LiteRT interpreter (XNNPACK on CPU)."""
+
+    fixed_batch = False  # resizing the input for a short last batch is cheaper than scoring padding
+    # Small batches keep decoding and inference overlapping (measured: 16 beats 64 by ~10%).
+    preferred_batch = 16
 
     def __init__(self, path: Path, name: str, threads: int | None = None) -> None:
         self.name = name
