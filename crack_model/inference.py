@@ -12,11 +12,11 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from crack_model.concurrency import map_bounded
 from crack_model.errors import CrackModelError, ImageDecodeError
 from crack_model.imaging import DEFAULT_MAX_PIXELS, open_image
 from crack_model.scorer import Scorer
@@ -111,8 +111,6 @@ def score_images(
     max_in_flight = max_in_flight or 2 * workers + 2
     size = card.image_size
     decode_slots = threading.Semaphore(decode_threads or os.cpu_count() or 1)
-    key_iter = iter(keys)
-    pending: deque[Future[_Prepared]] = deque()
     # Images whose tiles are queued: [score, probabilities per tile, tiles still unscored].
     waiting: deque[list] = deque()
     batch: list[np.ndarray] = []
@@ -131,30 +129,23 @@ def score_images(
         while waiting and waiting[0][2] == 0:
             yield _finish(waiting.popleft(), card.threshold, card.class_names, card.crack_class)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < max_in_flight:
-                key = next(key_iter, None)
-                if key is None:
-                    exhausted = True
-                    break
-                pending.append(pool.submit(prepare, key, fetch, size, tiles, max_pixels, decode_slots))
-            if not pending:
-                break
-            prepared = pending.popleft().result()
-            if prepared.tiles is None:
-                yield prepared.score
-                continue
-            entry = [prepared.score, [0.0] * len(prepared.tiles), len(prepared.tiles)]
-            waiting.append(entry)
-            for tile_index, tile in enumerate(prepared.tiles):
-                batch.append(tile)
-                owners.append((entry, tile_index))
-                if len(batch) >= batch_size:
-                    yield from run_batch()
-        while batch:
-            yield from run_batch()
+    def prepare_key(key: str) -> _Prepared:
+        return prepare(key, fetch, size, tiles, max_pixels, decode_slots)
+
+    for prepared in map_bounded(prepare_key, keys, workers=workers, max_in_flight=max_in_flight,
+                                thread_name_prefix="decode"):  # fmt: skip
+        if prepared.tiles is None:
+            yield prepared.score
+            continue
+        entry = [prepared.score, [0.0] * len(prepared.tiles), len(prepared.tiles)]
+        waiting.append(entry)
+        for tile_index, tile in enumerate(prepared.tiles):
+            batch.append(tile)
+            owners.append((entry, tile_index))
+            if len(batch) >= batch_size:
+                yield from run_batch()
+    while batch:
+        yield from run_batch()
 
 
 def _finish(entry: list, threshold: float, class_names: list[str], crack_class: str) -> ImageScore:

@@ -19,9 +19,7 @@ import hashlib
 import io
 import logging
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -192,23 +190,14 @@ def iter_profile_rows(
     labels: Callable[[str], str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one profile row per key, in order, with at most ``2 * workers`` objects in flight."""
+    from crack_model.concurrency import map_bounded
+
     config = config or ProfileConfig()
-    key_iter = iter(keys)
-    pending: deque[Future[dict[str, Any]]] = deque()
-    max_in_flight = 2 * config.workers
-    with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="profile") as pool:
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < max_in_flight:
-                key = next(key_iter, None)
-                if key is None:
-                    exhausted = True
-                    break
-                label = labels(key) if labels else None
-                pending.append(pool.submit(profile_object, key, fetch, config, label))
-            if not pending:
-                return
-            yield pending.popleft().result()
+
+    def profile(key: str) -> dict[str, Any]:
+        return profile_object(key, fetch, config, labels(key) if labels else None)
+
+    yield from map_bounded(profile, keys, workers=config.workers, thread_name_prefix="profile")
 
 
 def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
