@@ -79,6 +79,32 @@ def intervals(outcomes: Outcomes, *, resamples: int, confidence: float, seed: in
     return {name: _as_list(_interval(np.concatenate(parts), confidence)) for name, parts in collected.items()}
 
 
+def exact_intervals(outcomes: Outcomes, *, confidence: float) -> dict[str, list[float] | None]:
+    """Clopper-Pearson intervals for the proportion metrics: honest where the bootstrap is not.
+
+    A perfect score resamples to a perfect score, so the bootstrap says [1, 1] after 30 cracks
+    out of 30; the exact binomial interval says the true recall may be as low as 0.88.
+    """
+    from scipy.stats import beta
+
+    true_positive = int(np.sum(outcomes.is_crack & outcomes.says_crack))
+    counts = {
+        "crack_recall": (true_positive, int(np.sum(outcomes.is_crack))),
+        "crack_precision": (true_positive, int(np.sum(outcomes.says_crack))),
+        "accuracy": (int(np.sum(outcomes.correct)), len(outcomes)),
+    }
+    tail = (1 - confidence) / 2
+    result: dict[str, list[float] | None] = {}
+    for name, (hits, total) in counts.items():
+        if total == 0:
+            result[name] = None
+            continue
+        low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, total - hits + 1))
+        high = 1.0 if hits == total else float(beta.ppf(1 - tail, hits + 1, total - hits))
+        result[name] = [round(low, 6), round(high, 6)]
+    return result
+
+
 def paired_difference_intervals(
     candidate: Outcomes, champion: Outcomes, *, resamples: int, confidence: float, seed: int
 ) -> dict[str, list[float] | None]:

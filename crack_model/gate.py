@@ -29,6 +29,7 @@ from crack_model import __version__
 from crack_model.audit_log import CHAMPION
 from crack_model.bootstrap import (
     BOOTSTRAP_METRICS,
+    exact_intervals,
     intervals,
     paired_difference_intervals,
     point_figures,
@@ -155,6 +156,7 @@ def _model_section(evaluation: Evaluation, policy: GatePolicy) -> dict[str, Any]
         "intervals": intervals(
             evaluation.outcomes, resamples=policy.bootstrap_resamples, confidence=policy.confidence, seed=policy.seed
         ),
+        "exact_intervals": exact_intervals(evaluation.outcomes, confidence=policy.confidence),
         "confusion_matrix": evaluation.metrics["confusion_matrix"],
     }
 
@@ -233,6 +235,15 @@ def decide(
     checks += floor_checks(candidate.metrics, policy.floors, "floor")
     slices = slice_reports(candidate, holdout, policy)
     checks += slice_floor_checks(slices, policy, "slice_floor")
+    exact = exact_intervals(candidate.outcomes, confidence=policy.confidence)
+    for metric, floor in policy.floors.items():
+        value, interval = candidate.metrics.get(metric), exact.get(metric)
+        if value is not None and interval and value >= floor > interval[0]:
+            notes.append(
+                f"{metric} {value:.4f} passes its floor {floor} on this holdout, but the holdout is too small to "
+                f"show it with {policy.confidence:.0%} confidence (exact interval from {interval[0]:.4f}): "
+                "add holdout images"
+            )
     comparison = None
     if champion is None:
         notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")

@@ -93,7 +93,8 @@ def render_gate_html(report: Mapping[str, Any]) -> str:
     for metric, value in candidate["metrics"].items():
         if metric not in candidate["intervals"] and metric not in ("roc_auc", "pr_auc"):
             continue
-        row = [escape(metric), _number(value), _interval(candidate["intervals"].get(metric))]
+        exact = (candidate.get("exact_intervals") or {}).get(metric)
+        row = [escape(metric), _number(value), _interval(candidate["intervals"].get(metric)), _interval(exact)]
         if champion is not None:
             compared = comparison.get(metric, {})
             row += [
@@ -105,7 +106,7 @@ def render_gate_html(report: Mapping[str, Any]) -> str:
             ]
         rows.append(row)
     confidence = report["policy"]["bootstrap"]["confidence"]
-    headers = ["metric", "candidate", f"{confidence:.0%} interval"]
+    headers = ["metric", "candidate", f"{confidence:.0%} interval (bootstrap)", "exact (Clopper-Pearson)"]
     if champion is not None:
         headers += ["champion", "interval", "difference", "paired interval", "within noise"]
     parts.append(_table(headers, rows))

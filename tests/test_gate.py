@@ -341,3 +341,18 @@ def test_cli_gate_exit_codes_and_registry_commands(tmp_path, detector, holdout, 
     assert entries[1].gate_decision == REJECT  # the forced promotion is visible in the audit log
     with pytest.raises(CrackModelError, match="--store"):
         run("registry", "list")
+
+
+def test_exact_intervals_do_not_claim_certainty_from_a_small_holdout():
+    """30 of 30 cracks caught: the bootstrap says [1, 1], the exact interval starts at 0.025**(1/30)."""
+    import numpy as np
+
+    from crack_model.bootstrap import Outcomes, exact_intervals, intervals
+
+    is_crack = np.array([True] * 30 + [False] * 30)
+    outcomes = Outcomes(is_crack, is_crack.copy(), np.ones(60, dtype=bool))
+    assert intervals(outcomes, resamples=200, confidence=0.95, seed=1)["crack_recall"] == [1.0, 1.0]
+    exact = exact_intervals(outcomes, confidence=0.95)
+    assert exact["crack_recall"][0] == pytest.approx(0.025 ** (1 / 30), abs=1e-5)
+    assert exact["crack_recall"][1] == 1.0
+    assert exact["accuracy"][0] == pytest.approx(0.025 ** (1 / 60), abs=1e-5)
