@@ -20,8 +20,8 @@ from bench.run import PROJECT, RESULTS, SAMPLE, WEIGHTS
 
 
 def timed_training(output: Path, cache: Path | None, epochs: int) -> dict[str, float]:
-    from crack_model.config import DataConfig, ModelConfig, TrainConfig
-    from crack_model.train import train
+    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+    from crack_model.training.train import train
 
     started = time.perf_counter()
     run = train(

@@ -42,8 +42,8 @@ def trained_model(size: int, work: Path) -> Path:
     """Train (once, then reuse) the default model at this input size on the real sample."""
     out = work / f"model-{size}"
     if not (out / "model_int8.tflite").is_file():
-        from crack_model.config import DataConfig, ModelConfig
-        from crack_model.train import train
+        from crack_model.core.config import DataConfig, ModelConfig
+        from crack_model.training.train import train
 
         print(f"training the {size} px model on {SAMPLE} (once; reused by later runs)", flush=True)
         train(SAMPLE, out, DataConfig(image_size=size), ModelConfig(weights=WEIGHTS), verbose=0)
@@ -67,7 +67,7 @@ def naive_loop(model_dir: Path, pixels: np.ndarray) -> float:
 
 def runtime_ceiling(model_dir: Path, runtime: str, pixels: np.ndarray) -> float:
     """The runtime alone on decoded pixels, at the best of batch sizes 16, 32 and 64 (best of 2 tries)."""
-    from crack_model.scorer import load_scorer
+    from crack_model.serving.scorer import load_scorer
 
     scorer = load_scorer(model_dir, runtime=runtime)
     best = 0.0
@@ -82,8 +82,8 @@ def runtime_ceiling(model_dir: Path, runtime: str, pixels: np.ndarray) -> float:
 
 
 def engine(store_uri: str, model_dir: Path, runtime: str, batch_id: str) -> float:
-    from crack_model.batch import score_shard
-    from crack_model.scorer import load_scorer
+    from crack_model.serving.batch import score_shard
+    from crack_model.serving.scorer import load_scorer
 
     scorer = load_scorer(model_dir, runtime=runtime)
     scorer.class_probabilities(np.zeros((64, scorer.card.image_size, scorer.card.image_size, 3), np.uint8))
@@ -95,8 +95,8 @@ def engine(store_uri: str, model_dir: Path, runtime: str, batch_id: str) -> floa
 
 
 def agreement(model_dir: Path, files: list[Path]) -> list[dict[str, Any]]:
-    from crack_model.data import LabeledImage
-    from crack_model.export import compare_runtimes
+    from crack_model.data.labeled import LabeledImage
+    from crack_model.training.export import compare_runtimes
 
     images = [LabeledImage(str(path), path.parent.name) for path in files]
     return [check.as_dict() for check in compare_runtimes(model_dir, images, ["litert-fp32", "litert-int8"])]
@@ -105,7 +105,7 @@ def agreement(model_dir: Path, files: list[Path]) -> list[dict[str, Any]]:
 def peak_memory_mb(store: Path, model_dir: Path, batch_id: str) -> float:
     """Peak RSS (VmHWM) of a separate scoring process, so earlier work in this one does not count."""
     code = (
-        "from crack_model.batch import score_shard\n"
+        "from crack_model.serving.batch import score_shard\n"
         f"score_shard({str(store)!r}, {batch_id!r}, {str(model_dir)!r}, overlays=False, force=True)\n"
         "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
     )
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-    from crack_model.imaging import decode_to_array
-    from crack_model.storage import LocalStore, open_store
+    from crack_model.core.imaging import decode_to_array
+    from crack_model.core.storage import LocalStore, open_store
 
     args.work.mkdir(parents=True, exist_ok=True)
     files = sample_files(args.images)

@@ -1,5 +1,5 @@
 import sys
 
-from crack_model.cli import main
+from crack_model.cli.main import main
 
 sys.exit(main())

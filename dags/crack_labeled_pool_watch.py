@@ -42,7 +42,7 @@ def crack_labeled_pool_watch() -> None:
     def detect_pool_change(params: dict[str, Any] | None = None, outlet_events=None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from crack_model.retrain import labeled_pool_changed
+        from crack_model.pipelines.retraining import labeled_pool_changed
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         digest = labeled_pool_changed(store)

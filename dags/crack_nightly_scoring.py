@@ -71,7 +71,7 @@ def crack_nightly_scoring() -> None:
     @task(execution_timeout=timedelta(minutes=10))
     def resolve_model(params: dict[str, Any] | None = None) -> dict[str, str]:
         """Pin the exact model version once, so every shard of the night uses the same one."""
-        from crack_model.workflow import pin_model
+        from crack_model.pipelines.nightly import pin_model
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         return pin_model(store, params["model"])
@@ -79,7 +79,7 @@ def crack_nightly_scoring() -> None:
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
     def validate_batch(batch_id: str, model: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
-        from crack_model.workflow import validate_incoming
+        from crack_model.pipelines.nightly import validate_incoming
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         return validate_incoming(store, batch_id, model.get("drift_reference"))
@@ -87,7 +87,7 @@ def crack_nightly_scoring() -> None:
     @task(execution_timeout=timedelta(minutes=10))
     def plan_shards(validations: list[dict[str, Any]], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """One work item per (valid batch, shard); failed batches are left out."""
-        from crack_model.workflow import plan_shards as plan
+        from crack_model.pipelines.nightly import plan_shards as plan
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         valid = [v["batch_id"] for v in validations if v["outcome"] != "failed"]
@@ -101,7 +101,7 @@ def crack_nightly_scoring() -> None:
 
         from airflow.sdk import get_current_context
 
-        from crack_model.workflow import score_work_item
+        from crack_model.pipelines.nightly import score_work_item
 
         get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[index]
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
@@ -111,7 +111,7 @@ def crack_nightly_scoring() -> None:
     @task(outlets=[SCORING_RESULTS], execution_timeout=timedelta(minutes=30))
     def finalize_batches(reports: list[dict[str, Any]], params: dict[str, Any] | None = None, outlet_events=None):
         """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
-        from crack_model.workflow import finalize_batches as finalize
+        from crack_model.pipelines.nightly import finalize_batches as finalize
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         summaries = finalize(store, list(reports))
@@ -129,7 +129,7 @@ def crack_nightly_scoring() -> None:
         run_id: str | None = None,
     ) -> dict[str, Any]:
         """One JSON document per run under runs/, for the ops view and downstream readers."""
-        from crack_model.workflow import publish_run_summary as publish
+        from crack_model.pipelines.nightly import publish_run_summary as publish
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         return publish(store, run_id or "manual", list(validations or []), list(summaries or []))

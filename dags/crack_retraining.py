@@ -62,8 +62,8 @@ def crack_retraining() -> None:
         """Training suite on labeled/ (holdout overlap included); bad data fails at once, no retries."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.errors import CrackModelError
-        from crack_model.retrain import validate_pool
+        from crack_model.core.errors import CrackModelError
+        from crack_model.pipelines.retraining import validate_pool
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         try:
@@ -76,8 +76,8 @@ def crack_retraining() -> None:
         """Train on the validated pool and register the candidate as challenger."""
         import tempfile
 
-        from crack_model.retrain import retrain_config, train_candidate
-        from crack_model.scorer import cache_root
+        from crack_model.core.cache import cache_root
+        from crack_model.pipelines.retraining import retrain_config, train_candidate
 
         store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         data, model, training = retrain_config(params)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crack_model.storage import open_store
+from crack_model.core.storage import open_store
 
 HERE = Path(__file__).resolve().parent
 CLASSES = ("Negative", "Positive")

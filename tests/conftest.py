@@ -37,7 +37,7 @@ def metu_sample() -> Path:
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 synthetic images per class at 64x64."""
-    from crack_model.synth import generate_dataset
+    from crack_model.data.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("synth")
     generate_dataset(root, 40, size=64, seed=1)
@@ -47,8 +47,8 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory, synth_data: Path):
     """A model trained for two epochs on synthetic data at 64 px (random-init base: no download)."""
-    from crack_model.config import DataConfig, ModelConfig, TrainConfig
-    from crack_model.train import train
+    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+    from crack_model.training.train import train
 
     output = tmp_path_factory.mktemp("model")
     return train(

@@ -1,6 +1,6 @@
 """Small model folders for registry and gate tests, built in seconds instead of trained.
 
-``build_detector`` writes a hand-set Keras model that finds the dark lines crack_model.synth
+``build_detector`` writes a hand-set Keras model that finds the dark lines crack_model.data.synth
 draws (the darkest 4x4 patch against the mean darkness), with its LiteRT exports and card:
 a model whose quality the tests control, unlike a two-epoch training run.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crack_model.model_card import ModelCard
+from crack_model.core.model_card import ModelCard
 
 
 def build_detector(
@@ -30,7 +30,7 @@ def build_detector(
     import keras
     from keras import layers
 
-    from crack_model.runtimes import export_litert
+    from crack_model.serving.runtimes import export_litert
 
     inputs = keras.Input((image_size, image_size, 3))
     darkness = layers.Rescaling(scale=-1.0 / 255.0, offset=1.0)(inputs)
@@ -66,7 +66,7 @@ def build_detector(
 
 def calibration_images(image_size: int, count: int = 24, seed: int = 99) -> list[np.ndarray]:
     """Synthetic images for int8 calibration (value ranges come from images like the real input)."""
-    from crack_model.synth import synth_image
+    from crack_model.data.synth import synth_image
 
     rng = np.random.default_rng(seed)
     return [np.asarray(synth_image(rng, image_size, crack=index % 2 == 0)) for index in range(count)]

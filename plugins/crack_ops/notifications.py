@@ -16,8 +16,8 @@ def notify_gate_decision(store: str, summary: dict[str, Any]) -> dict[str, Any]:
     """Record the decision under ``models/<name>/notifications/`` and POST it to the webhook, if one is set."""
     from airflow.sdk import Variable
 
-    from crack_model.model_card import utc_now
-    from crack_model.storage import open_store
+    from crack_model.core.clock import utc_now
+    from crack_model.core.storage import open_store
 
     message = {**summary, "notified_at": utc_now()}
     key = f"models/{summary['name']}/notifications/{message['notified_at']}-{summary['candidate_version']}.json"

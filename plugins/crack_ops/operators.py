@@ -44,7 +44,7 @@ class GateOperator(BaseOperator):
         self.promote = promote
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from crack_model.gate import run_gate
+        from crack_model.evaluation.gate import run_gate
 
         store = CrackStoreHook(self.store, self.aws_conn_id).configure()
         report = run_gate(

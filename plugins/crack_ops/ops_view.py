@@ -1,7 +1,7 @@
 """The crack ops view: a FastAPI app the Airflow API server mounts under ``/crack-ops``.
 
 ``GET /`` is a server-rendered page (champion, batches, nightly runs, candidates),
-``GET /api/overview`` the same data as JSON (``crack_model.ops.overview``), and
+``GET /api/overview`` the same data as JSON (``crack_model.pipelines.overview.overview``), and
 ``GET /files/{key}`` streams one linked object from the store (validation and gate reports,
 predictions, overlays, quarantined copies; nothing else).
 
@@ -116,9 +116,9 @@ def create_app() -> FastAPI:
     @app.get("/files/{key:path}")
     def stored_file(key: str) -> StreamingResponse:
         """One linked object from the store; 404 for anything outside the reports and results."""
-        from crack_model.errors import CrackModelError
-        from crack_model.ops import iter_object, viewable
-        from crack_model.storage import open_store
+        from crack_model.core.errors import CrackModelError
+        from crack_model.core.storage import open_store
+        from crack_model.pipelines.overview import iter_object, viewable
 
         policy = viewable(key)
         if policy is None:
@@ -143,8 +143,8 @@ def create_app() -> FastAPI:
 
 
 def _overview(name: str, limit: int, runs: int) -> dict[str, Any]:
-    from crack_model.errors import CrackModelError
-    from crack_model.ops import overview
+    from crack_model.core.errors import CrackModelError
+    from crack_model.pipelines.overview import overview
 
     uri = resolve_store()
     try:

@@ -34,7 +34,7 @@ class NewBatchesSensor(BaseSensorOperator):
         self.max_batches = max_batches
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
-        from crack_model.workflow import find_new_batches
+        from crack_model.pipelines.nightly import find_new_batches
 
         store = CrackStoreHook(self.store, self.aws_conn_id).configure()
         if self.batch_ids:

@@ -1,0 +1,1 @@
+"""The ``crack-model`` command line."""

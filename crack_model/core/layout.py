@@ -1,0 +1,116 @@
+"""The bucket layout: a contract between uploaders, the workflow and downstream readers.
+
+```
+incoming/<batch_id>/...                    uploads (any nesting)
+validation/<batch_id>/...                  data-quality results and report
+quarantine/<batch_id>/...                  copies of objects held back, with reasons
+results/<batch_id>/predictions.csv         one row per input object
+results/<batch_id>/summary.json            counts, crack rate, model version, throughput
+results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack
+results/<batch_id>/_parts/...              per-shard partial results (resume state)
+results/<batch_id>/_SUCCESS                written last: the batch is complete
+models/<name>/...                          the model registry
+labeled/<class>/..., holdout/<class>/...   training pool and the gate's holdout
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import join_key
+
+INCOMING = "incoming"
+RESULTS = "results"
+VALIDATION = "validation"
+QUARANTINE = "quarantine"
+MODELS = "models"
+SUCCESS = "_SUCCESS"
+PREDICTIONS = "predictions.csv"
+SUMMARY = "summary.json"
+OUTCOME = "outcome.json"
+QUARANTINE_MANIFEST = "quarantine.json"
+DRIFT_REFERENCE = "drift_reference.json"
+RUNS = "runs"
+
+_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+
+
+def validate_batch_id(batch_id: str) -> str:
+    if not _BATCH_ID.match(batch_id or ""):
+        msg = (
+            f"invalid batch id {batch_id!r}: use letters, digits, '.', '_', '=' and '-' "
+            "(up to 128 characters, e.g. 2026-11-24 or site-7_run-3)"
+        )
+        raise CrackModelError(msg)
+    return batch_id
+
+
+def incoming_prefix(batch_id: str) -> str:
+    return join_key(INCOMING, validate_batch_id(batch_id)) + "/"
+
+
+def results_key(batch_id: str, *parts: str) -> str:
+    return join_key(RESULTS, validate_batch_id(batch_id), *parts)
+
+
+def validation_key(batch_id: str, *parts: str) -> str:
+    return join_key(VALIDATION, validate_batch_id(batch_id), *parts)
+
+
+def quarantine_key(batch_id: str, *parts: str) -> str:
+    return join_key(QUARANTINE, validate_batch_id(batch_id), *parts)
+
+
+def relative_to_batch(key: str, batch_id: str) -> str:
+    return key.removeprefix(incoming_prefix(batch_id))
+
+
+def is_marker(key: str) -> bool:
+    """Hidden files and ``_MARKER`` objects are bookkeeping, not uploads."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith((".", "_"))
+
+
+def parse_batch_uri(uri: str) -> tuple[str, str]:
+    """``<store>/incoming/<batch_id>`` -> (store URI, batch id)."""
+    head, _, batch_id = uri.rstrip("/").rpartition("/")
+    folder = head.rpartition("/")[2]
+    if folder != INCOMING or not batch_id:
+        msg = f"batch URI {uri!r} must end in {INCOMING}/<batch_id> (e.g. s3://bucket/{INCOMING}/2026-11-24)"
+        raise CrackModelError(msg)
+    root = head[: -len(INCOMING)].rstrip("/")
+    if root.endswith(":/"):  # "s3://bucket" keeps its double slash
+        root += "/"
+    return root or ".", validate_batch_id(batch_id)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (0-based) of ``count``; a key belongs to the shard its hash picks."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise CrackModelError(f"invalid shard {self.index}/{self.count}: need 0 <= index < count")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise CrackModelError(f"invalid shard {text!r}: use INDEX/COUNT with a 0-based index, e.g. 0/4") from None
+        return cls(index, count)
+
+    def owns(self, key: str) -> bool:
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.index:04d}-of-{self.count:04d}"

@@ -1,0 +1,89 @@
+"""``model.json``: what a saved model needs besides its weights to score correctly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crack_model import __version__
+from crack_model.core.clock import utc_now
+from crack_model.core.config import DEFAULT_CLASS_NAMES, DEFAULT_CRACK_CLASS
+from crack_model.core.errors import CrackModelError
+
+CARD_NAME = "model.json"
+MODEL_NAME = "model.keras"
+# Fastest first: measured on 2 cores (bench/), LiteRT int8 ~2x fp32 ~3x Keras.
+RUNTIME_PREFERENCE = ("litert-int8", "litert-fp32", "keras")
+RUNTIME_FILES = {"keras": MODEL_NAME, "litert-fp32": "model_fp32.tflite", "litert-int8": "model_int8.tflite"}
+
+
+@dataclass
+class ModelCard:
+    version: str
+    class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
+    crack_class: str = DEFAULT_CRACK_CLASS
+    image_size: int = 224
+    threshold: float = 0.5
+    # Photos larger than this many pixels a side are cut into tiles of this size:
+    # the training patches were 227x227 crops of phone photos.
+    tile_size: int = 227
+    alpha: float = 1.0
+    base_weights: str = "imagenet"
+    seed: int = 42
+    target_recall: float = 0.99
+    created_at: str = field(default_factory=lambda: utc_now())
+    library_version: str = __version__
+    git_commit: str | None = None
+    # Exported runtimes approved for serving by the gate, fastest first (see runtimes.py).
+    approved_runtimes: list[str] = field(default_factory=lambda: ["keras"])
+
+    @property
+    def crack_index(self) -> int:
+        return self.class_names.index(self.crack_class)
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / CARD_NAME
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelCard:
+        known = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelCard:
+        path = Path(directory) / CARD_NAME
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise CrackModelError(f"{path} is missing: a model folder holds model.keras and model.json") from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise CrackModelError(f"{path} is not a valid model card: {error}") from None
+
+
+def new_version(model_file: Path) -> str:
+    """A sortable, unique version: UTC time plus a hash of the saved model."""
+    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:8]
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{digest}"
+
+
+def git_commit() -> str | None:
+    """The commit of the code that trained the model, when run from a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None

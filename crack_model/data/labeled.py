@@ -1,0 +1,283 @@
+"""Labeled images: find them, fingerprint them, split them without leaks, feed them to Keras.
+
+A labeled set is either a folder tree (``<root>/<class>/...``, any nesting below the class
+folder) or a manifest CSV with ``uri,label`` columns. Splits are deterministic for a seed
+and keep near-identical images (same bytes, or same perceptual hash) on one side, so the
+test split never scores a re-encoded copy of a training image.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crack_model.core.config import DataConfig
+from crack_model.core.errors import CrackModelError, ImageDecodeError
+from crack_model.core.imaging import decode_to_array, difference_hash, open_image
+from crack_model.core.storage import read_uri
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    uri: str
+    label: str
+    sha256: str = ""
+    perceptual_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    uri: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[LabeledImage]
+    validation: list[LabeledImage]
+    test: list[LabeledImage]
+
+    def parts(self) -> dict[str, list[LabeledImage]]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS and not Path(name).name.startswith(".")
+
+
+def list_labeled_folder(root: str | Path, class_names: Sequence[str]) -> list[LabeledImage]:
+    """List ``<root>/<class>/**/<image>`` for each class; raise on a missing or empty class."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CrackModelError(f"data folder {root} does not exist or is not a folder")
+    missing = [name for name in class_names if not (root / name).is_dir()]
+    if missing:
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+        msg = (
+            f"class folder {root / missing[0]} is missing: expected one sub-folder per class "
+            f"({', '.join(class_names)}), found {found or 'none'}; set the names with --classes"
+        )
+        raise CrackModelError(msg)
+    images: list[LabeledImage] = []
+    for class_name in class_names:
+        class_dir = root / class_name
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_name(p.name))
+        if not files:
+            extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise CrackModelError(f"class folder {class_dir} has no images ({extensions})")
+        images.extend(LabeledImage(str(path), class_name) for path in files)
+    return images
+
+
+def read_manifest(path: str | Path, class_names: Sequence[str]) -> list[LabeledImage]:
+    """Read a ``uri,label`` CSV; relative local paths are relative to the manifest's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise CrackModelError(f"manifest {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"uri", "label"} <= set(reader.fieldnames):
+            raise CrackModelError(f"manifest {path} needs a header with 'uri' and 'label' columns")
+        images = []
+        for line_number, row in enumerate(reader, start=2):
+            uri, label = (row["uri"] or "").strip(), (row["label"] or "").strip()
+            if label not in class_names:
+                msg = f"manifest {path} line {line_number}: label {label!r} is not one of {list(class_names)}"
+                raise CrackModelError(msg)
+            if not uri:
+                raise CrackModelError(f"manifest {path} line {line_number}: empty uri")
+            if "://" not in uri and not Path(uri).is_absolute():
+                uri = str(path.parent / uri)
+            images.append(LabeledImage(uri, label))
+    if not images:
+        raise CrackModelError(f"manifest {path} lists no images")
+    missing = [name for name in class_names if not any(image.label == name for image in images)]
+    if missing:
+        raise CrackModelError(f"manifest {path} has no images of class {', '.join(missing)}")
+    return images
+
+
+def list_labeled(source: str | Path, class_names: Sequence[str]) -> list[LabeledImage]:
+    """A folder tree or a ``.csv`` manifest."""
+    if str(source).lower().endswith(".csv"):
+        return read_manifest(source, class_names)
+    return list_labeled_folder(source, class_names)
+
+
+def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
+    """Add the content hash and perceptual hash; decode failures come back as Unreadable."""
+    try:
+        data = read_uri(image.uri)
+        decoded = open_image(data)
+    except ImageDecodeError as error:
+        return Unreadable(image.uri, str(error))
+    except (CrackModelError, OSError) as error:
+        return Unreadable(image.uri, f"cannot read: {error}")
+    return replace(image, sha256=hashlib.sha256(data).hexdigest(), perceptual_hash=difference_hash(decoded))
+
+
+def fingerprint_all(
+    images: Sequence[LabeledImage], *, workers: int = 8, progress: bool = False
+) -> tuple[list[LabeledImage], list[Unreadable]]:
+    """Fingerprint concurrently; return (readable images, unreadable ones with reasons)."""
+    from tqdm import tqdm
+
+    readable: list[LabeledImage] = []
+    unreadable: list[Unreadable] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(fingerprint, images)
+        for result in tqdm(results, total=len(images), desc="reading images", unit="img", disable=not progress):
+            (readable if isinstance(result, LabeledImage) else unreadable).append(result)
+    return readable, unreadable
+
+
+def load_labeled(
+    source: str | Path, config: DataConfig, *, skip_unreadable: bool = False, progress: bool = False
+) -> list[LabeledImage]:
+    """List and fingerprint a labeled set; unreadable images are an error unless skipped."""
+    listed = list_labeled(source, config.class_names)
+    readable, unreadable = fingerprint_all(listed, progress=progress)
+    if unreadable:
+        shown = "; ".join(f"{bad.uri}: {bad.reason}" for bad in unreadable[:3])
+        more = f" (and {len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
+        if not skip_unreadable:
+            msg = (
+                f"{len(unreadable)} unreadable image(s) in {source}: {shown}{more}; "
+                "fix or remove them, or pass --skip-unreadable"
+            )
+            raise CrackModelError(msg)
+        log.warning("skipping %d unreadable image(s): %s%s", len(unreadable), shown, more)
+    for class_name in config.class_names:
+        if not any(image.label == class_name for image in readable):
+            raise CrackModelError(f"class {class_name!r} has no readable images in {source}")
+    return readable
+
+
+def group_near_duplicates(images: Sequence[LabeledImage]) -> list[list[int]]:
+    """Group indices of images sharing a content hash or a perceptual hash (union-find)."""
+    parent = list(range(len(images)))
+
+    def find(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_seen: dict[str, int] = {}
+    for index, image in enumerate(images):
+        for key in (f"sha:{image.sha256}", f"dhash:{image.perceptual_hash}"):
+            if key.endswith(":"):
+                continue
+            if key in first_seen:
+                parent[find(index)] = find(first_seen[key])
+            else:
+                first_seen[key] = index
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index in range(len(images)):
+        groups[find(index)].append(index)
+    return list(groups.values())
+
+
+def split_images(images: Sequence[LabeledImage], config: DataConfig) -> Split:
+    """Deterministic, stratified, leak-free split into train/validation/test.
+
+    Near-duplicate groups go to one split as a whole. Within each class, groups are
+    ordered by a seeded hash of their content, so the split depends only on the images
+    and the seed, not on listing order or the machine.
+    """
+    if any(not image.sha256 for image in images):
+        raise ValueError("split_images needs fingerprinted images (see fingerprint_all)")
+    by_class: dict[str, list[list[LabeledImage]]] = defaultdict(list)
+    for indices in group_near_duplicates(images):
+        members = [images[index] for index in indices]
+        majority = sorted(Counter(member.label for member in members).most_common(), key=lambda kv: (-kv[1], kv[0]))
+        by_class[majority[0][0]].append(members)
+
+    parts: dict[str, list[LabeledImage]] = {name: [] for name in SPLIT_NAMES}
+    for class_name in sorted(by_class):
+        groups = sorted(by_class[class_name], key=lambda group: _seeded_order(group, config.seed))
+        total = sum(len(group) for group in groups)
+        wanted = {
+            "test": round(total * config.test_fraction),
+            "validation": round(total * config.validation_fraction),
+        }
+        taken = {"test": 0, "validation": 0}
+        for group in groups:
+            target = next((name for name in ("test", "validation") if taken[name] < wanted[name]), "train")
+            if target != "train":
+                taken[target] += len(group)
+            parts[target].extend(group)
+    return Split(**{name: sorted(parts[name], key=lambda image: image.uri) for name in SPLIT_NAMES})
+
+
+def _seeded_order(group: Sequence[LabeledImage], seed: int) -> str:
+    anchor = min(member.sha256 for member in group)
+    return hashlib.sha256(f"{seed}:{anchor}".encode()).hexdigest()
+
+
+def write_split_manifest(split: Split, path: Path) -> None:
+    """Record which image went where (uri, label, sha256, split) for audits and re-evaluation."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["uri", "label", "sha256", "split"])
+        for name, images in split.parts().items():
+            for image in images:
+                writer.writerow([image.uri, image.label, image.sha256, name])
+
+
+def label_indices(images: Iterable[LabeledImage], class_names: Sequence[str]) -> list[int]:
+    return [class_names.index(image.label) for image in images]
+
+
+def make_dataset(
+    images: Sequence[LabeledImage],
+    config: DataConfig,
+    *,
+    shuffle: bool = False,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """A ``tf.data`` pipeline of (float32 pixels 0..255, one-hot label) batches.
+
+    Decoding runs in parallel through Pillow (the same decoder scoring uses), the
+    decoded images are cached in memory after the first epoch, and batches are prefetched.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if not images:
+        raise CrackModelError("cannot build a dataset from zero images")
+    size = config.image_size
+
+    def load(uri: Any) -> np.ndarray:
+        return decode_to_array(read_uri(uri.decode("utf-8")), size)
+
+    def load_tensor(uri: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        pixels = tf.numpy_function(load, [uri], tf.uint8, stateful=False)
+        pixels.set_shape((size, size, 3))
+        return tf.cast(pixels, tf.float32), tf.one_hot(label, len(config.class_names))
+
+    uris = [image.uri for image in images]
+    labels = label_indices(images, config.class_names)
+    dataset = tf.data.Dataset.from_tensor_slices((uris, labels))
+    dataset = dataset.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(min(len(uris), 2048), seed=config.seed, reshuffle_each_iteration=True)
+    return dataset.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,73 @@
+"""The training-data manifest kept with a registered version: which images, which labels, which bytes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crack_model.core.errors import CrackModelError
+from crack_model.data.labeled import LabeledImage
+
+log = logging.getLogger(__name__)
+
+DATA_MANIFEST = "data_manifest.csv"
+
+
+def build_data_manifest(
+    source: str | Path | Sequence[LabeledImage] | None, model_dir: Path
+) -> tuple[bytes | None, dict[str, Any] | None]:
+    """The training-data manifest as CSV bytes (uri,label,sha256[,split]) and its summary with digests."""
+    rows: list[dict[str, str]]
+    if source is None:
+        split_csv = model_dir / "split.csv"
+        if not split_csv.is_file():
+            log.warning("no data manifest: %s has no split.csv and none was given", model_dir)
+            return None, None
+        source = split_csv
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_file():
+            raise CrackModelError(f"data manifest {path} does not exist: pass a CSV with uri, label, sha256 columns")
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = set(reader.fieldnames or [])
+            location = "uri" if "uri" in header else "key"
+            if location not in header or "label" not in header:
+                raise CrackModelError(f"data manifest {path} needs 'uri' (or 'key') and 'label' columns")
+            rows = [
+                {
+                    "uri": row[location],
+                    "label": row["label"],
+                    "sha256": row.get("sha256") or "",
+                    "split": row.get("split") or "",
+                }
+                for row in reader
+            ]
+    else:
+        rows = [{"uri": image.uri, "label": image.label, "sha256": image.sha256, "split": ""} for image in source]
+    rows.sort(key=lambda row: (row["uri"], row["label"]))
+    with_split = any(row["split"] for row in rows)
+    columns = ["uri", "label", "sha256", *(["split"] if with_split else [])]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    data = buffer.getvalue().encode("utf-8")
+    hashed = all(row["sha256"] for row in rows)
+    # Where the images live can change; their bytes and labels are what the model learnt from.
+    content = "\n".join(sorted(f"{row['label']},{row['sha256']}" for row in rows)) if hashed else None
+    summary = {
+        "file": DATA_MANIFEST,
+        "images": len(rows),
+        "per_label": dict(sorted(Counter(row["label"] for row in rows).items())),
+        "per_split": dict(sorted(Counter(row["split"] for row in rows).items())) if with_split else None,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "content_digest": hashlib.sha256(content.encode()).hexdigest() if content is not None else None,
+    }
+    return data, summary

@@ -1,0 +1,1 @@
+"""How good is a model, and may it be promoted: metrics, intervals, holdout evaluation, the gate."""

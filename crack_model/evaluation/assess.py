@@ -1,0 +1,75 @@
+"""Evaluate a saved model, through the same scoring path that serves it, on labeled images."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import read_uri
+from crack_model.data.labeled import LabeledImage
+from crack_model.evaluation.metrics import compute_metrics
+from crack_model.serving.inference import score_images
+from crack_model.serving.scorer import Scorer
+
+
+def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None) -> dict[str, float]:
+    """Crack probability per image URI; unreadable images are an error (labeled data must decode)."""
+    scores = {
+        score.key: score for score in score_images([i.uri for i in images], read_uri, scorer, batch_size=batch_size)
+    }
+    failed = [score for score in scores.values() if score.status != "ok"]
+    if failed:
+        raise CrackModelError(
+            f"{len(failed)} labeled image(s) could not be scored, e.g. {failed[0].key}: {failed[0].error}"
+        )
+    return {key: float(score.crack_probability or 0.0) for key, score in scores.items()}
+
+
+def probability_rows(crack_probability: np.ndarray, class_names: Sequence[str], crack_class: str) -> np.ndarray:
+    """Binary (crack vs the rest) probability rows in class order, from crack probabilities."""
+    rows = np.zeros((len(crack_probability), len(class_names)))
+    crack_index = list(class_names).index(crack_class)
+    other_index = next(index for index, name in enumerate(class_names) if name != crack_class)
+    rows[:, crack_index] = crack_probability
+    rows[:, other_index] = 1.0 - crack_probability
+    return rows
+
+
+def evaluate_scorer(
+    scorer: Scorer, images: Sequence[LabeledImage], *, threshold: float | None = None
+) -> dict[str, Any]:
+    """Metrics of the model (with its own threshold unless given) on labeled images."""
+    if not images:
+        raise CrackModelError("no labeled images to evaluate on")
+    card = scorer.card
+    unknown = sorted({image.label for image in images} - set(card.class_names))
+    if unknown:
+        raise CrackModelError(f"labels {unknown} are not classes of model {card.version} ({card.class_names})")
+    by_uri = score_labeled(scorer, images)
+    probability = np.array([by_uri[image.uri] for image in images])
+    metrics = compute_metrics(
+        [image.label for image in images],
+        probability_rows(probability, card.class_names, card.crack_class),
+        threshold=card.threshold if threshold is None else threshold,
+        class_names=card.class_names,
+        crack_class=card.crack_class,
+    )
+    metrics["model_version"] = card.version
+    metrics["runtime"] = scorer.runtime.name
+    return metrics
+
+
+def read_split_manifest(path: Path, split_name: str) -> list[LabeledImage]:
+    """Images of one split from a ``split.csv`` written at training time."""
+    if not path.is_file():
+        raise CrackModelError(f"{path} does not exist: --split test needs the split.csv saved with the model")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == split_name]
+    if not rows:
+        raise CrackModelError(f"{path} lists no images in the {split_name!r} split")
+    return [LabeledImage(row["uri"], row["label"], row["sha256"]) for row in rows]

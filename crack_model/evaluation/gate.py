@@ -1,0 +1,526 @@
+"""The promotion gate: may a registered candidate replace the champion?
+
+The candidate and the current champion are loaded with ``load_scorer`` and scored on the
+same holdout by the scoring core that serves them, with the metric code of
+``assess.evaluate_scorer`` (see holdout.py): the candidate with Keras, the champion with the
+runtime it serves with. The candidate must reach the policy's absolute
+floors (overall and per slice) and must not fall below the champion by more than the policy
+allows; with no champion, only the floors apply. Each exported runtime (LiteRT fp32, int8)
+is approved only if it reaches the same floors and gives the Keras label on at least
+``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
+candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
+it includes 0.
+
+The report (JSON and HTML) is stored with the candidate version, write-once; with
+``promote=True`` a passing candidate becomes champion by compare-and-swap against the
+champion it was compared with, so a champion that moved meanwhile is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from crack_model import __version__
+from crack_model.core.clock import utc_now
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE
+from crack_model.evaluation.gate_report import render_gate_html
+from crack_model.evaluation.holdout import Evaluation, Holdout, evaluate_on_holdout, load_holdout
+from crack_model.evaluation.intervals import (
+    BOOTSTRAP_METRICS,
+    exact_intervals,
+    intervals,
+    paired_difference_intervals,
+    point_figures,
+    within_noise,
+)
+from crack_model.evaluation.policy import GatePolicy, load_policy
+from crack_model.registry.audit_log import CHAMPION
+from crack_model.registry.versions import GATE_HTML, GATE_REPORT, GateReportExistsError, Registry, default_actor
+from crack_model.serving.scorer import load_scorer
+
+log = logging.getLogger(__name__)
+
+PROMOTE = "promote"
+REJECT = "reject"
+REFERENCE_RUNTIME = "keras"
+HOLDOUT_PREFIX = "holdout"
+REPORTED_METRICS = (*BOOTSTRAP_METRICS, "roc_auc", "pr_auc")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named test of the policy; ``status`` is pass, fail or skipped (with the reason)."""
+
+    name: str
+    status: str
+    message: str
+    value: float | None = None
+    limit: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "message": self.message,
+            "value": self.value,
+            "limit": self.limit,
+        }
+
+
+def floor_checks(values: Mapping[str, Any], floors: Mapping[str, float], prefix: str) -> list[Check]:
+    """``<prefix>:<metric>`` passes when the metric reaches its floor; an undefined metric fails."""
+    checks = []
+    for metric, floor in floors.items():
+        value = values.get(metric)
+        name = f"{prefix}:{metric}"
+        if value is None:
+            checks.append(Check(name, "fail", f"{metric} is undefined on this holdout (floor {floor})", None, floor))
+        elif value >= floor:
+            checks.append(Check(name, "pass", f"{metric} {value:.4f} >= floor {floor}", value, floor))
+        else:
+            checks.append(Check(name, "fail", f"{metric} {value:.4f} < floor {floor}", value, floor))
+    return checks
+
+
+def slice_floor_checks(slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy, prefix: str) -> list[Check]:
+    """Per-slice floors; slices below ``min_slice_images`` and undefined metrics are skipped, with why."""
+    checks = []
+    for slice_name, report in slices.items():
+        floors = policy.floors_for_slice(slice_name)
+        for metric, floor in floors.items():
+            name = f"{prefix}:{slice_name}:{metric}"
+            value = report["metrics"].get(metric)
+            if report["images"] < policy.min_slice_images:
+                message = f"{report['images']} images < min_slice_images {policy.min_slice_images}: not gated"
+                checks.append(Check(name, "skipped", message, value, floor))
+            elif value is None:
+                checks.append(Check(name, "skipped", f"{metric} undefined on slice {slice_name}", None, floor))
+            elif value >= floor:
+                checks.append(Check(name, "pass", f"slice {slice_name}: {metric} {value:.4f} >= {floor}", value, floor))
+            else:
+                checks.append(Check(name, "fail", f"slice {slice_name}: {metric} {value:.4f} < {floor}", value, floor))
+    return checks
+
+
+def regression_checks(candidate: Mapping[str, Any], champion: Mapping[str, Any], policy: GatePolicy) -> list[Check]:
+    """``no_regression:<metric>``: the candidate may trail the champion by at most the policy's drop."""
+    checks = []
+    for metric, max_drop in policy.max_drop.items():
+        new, old = candidate.get(metric), champion.get(metric)
+        name = f"no_regression:{metric}"
+        if new is None or old is None:
+            checks.append(Check(name, "fail", f"{metric} undefined (candidate {new}, champion {old})", None, max_drop))
+            continue
+        difference = new - old
+        message = f"{metric} {new:.4f} vs champion {old:.4f} (difference {difference:+.4f}, allowed drop {max_drop})"
+        # A tiny tolerance: equal metrics must not fail on floating-point noise.
+        checks.append(Check(name, "pass" if difference >= -max_drop - 1e-12 else "fail", message, difference, max_drop))
+    return checks
+
+
+def slice_reports(evaluation: Evaluation, holdout: Holdout, policy: GatePolicy) -> dict[str, dict[str, Any]]:
+    names = np.array(holdout.slices)
+    reports = {}
+    for slice_name in sorted(set(holdout.slices)):
+        mask = names == slice_name
+        outcomes = evaluation.outcomes.subset(mask)
+        reports[slice_name] = {
+            "images": int(mask.sum()),
+            "cracks": int(outcomes.is_crack.sum()),
+            "metrics": point_figures(outcomes),
+            "intervals": intervals(
+                outcomes, resamples=policy.bootstrap_resamples, confidence=policy.confidence, seed=policy.seed
+            ),
+        }
+    return reports
+
+
+def _model_section(evaluation: Evaluation, policy: GatePolicy) -> dict[str, Any]:
+    metrics = {
+        key: evaluation.metrics.get(key)
+        for key in (*REPORTED_METRICS, "threshold", "images", "cracks", "missed_cracks", "false_alarms")
+    }
+    return {
+        "version": evaluation.version,
+        "runtime": evaluation.runtime,
+        "metrics": metrics,
+        "intervals": intervals(
+            evaluation.outcomes, resamples=policy.bootstrap_resamples, confidence=policy.confidence, seed=policy.seed
+        ),
+        "exact_intervals": exact_intervals(evaluation.outcomes, confidence=policy.confidence),
+        "confusion_matrix": evaluation.metrics["confusion_matrix"],
+    }
+
+
+def _comparison(candidate: Evaluation, champion: Evaluation, policy: GatePolicy) -> dict[str, Any]:
+    differences = paired_difference_intervals(
+        candidate.outcomes,
+        champion.outcomes,
+        resamples=policy.bootstrap_resamples,
+        confidence=policy.confidence,
+        seed=policy.seed,
+    )
+    comparison = {}
+    for metric in REPORTED_METRICS:
+        new, old = candidate.metrics.get(metric), champion.metrics.get(metric)
+        interval = differences.get(metric)
+        comparison[metric] = {
+            "candidate": new,
+            "champion": old,
+            "difference": None if new is None or old is None else round(new - old, 6),
+            "interval": interval,
+            "within_noise": within_noise(interval),
+            "max_drop": policy.max_drop.get(metric),
+        }
+    return comparison
+
+
+def judge_runtime(
+    evaluation: Evaluation, reference: Evaluation, holdout: Holdout, policy: GatePolicy
+) -> dict[str, Any]:
+    """Floors (overall and per slice) and label agreement with Keras: approved only if all pass."""
+    agreement = float(np.mean(evaluation.outcomes.says_crack == reference.outcomes.says_crack))
+    largest_gap = float(np.max(np.abs(evaluation.crack_probability - reference.crack_probability)))
+    checks = floor_checks(evaluation.metrics, policy.floors, f"runtime:{evaluation.runtime}:floor")
+    checks += slice_floor_checks(
+        slice_reports(evaluation, holdout, policy), policy, f"runtime:{evaluation.runtime}:slice_floor"
+    )
+    limit = policy.min_runtime_agreement
+    relation = ">=" if agreement >= limit else "<"
+    checks.append(
+        Check(
+            f"runtime:{evaluation.runtime}:agreement",
+            "pass" if agreement >= limit else "fail",
+            f"labels agree with {REFERENCE_RUNTIME} on {agreement:.4f} of the holdout {relation} {limit}",
+            agreement,
+            limit,
+        )
+    )
+    if not policy.floors:
+        checks.append(Check(f"runtime:{evaluation.runtime}:policy", "fail", "the policy sets no floors"))
+    return {
+        "runtime": evaluation.runtime,
+        "approved": not any(check.failed for check in checks),
+        "label_agreement": round(agreement, 6),
+        "max_probability_difference": round(largest_gap, 6),
+        "metrics": {key: evaluation.metrics.get(key) for key in REPORTED_METRICS},
+        "checks": [check.as_dict() for check in checks],
+        "failed_checks": [check.name for check in checks if check.failed],
+    }
+
+
+def decide(
+    policy: GatePolicy,
+    holdout: Holdout,
+    candidate: Evaluation,
+    champion: Evaluation | None,
+    runtime_evaluations: Sequence[Evaluation],
+    runtime_errors: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The gate's verdict and everything behind it, as a JSON-ready report body."""
+    notes = []
+    checks: list[Check] = []
+    if not policy.floors:
+        message = "the policy sets no floors: the gate refuses to pass a model without absolute floors"
+        checks.append(Check("policy:floors", "fail", message))
+    checks += floor_checks(candidate.metrics, policy.floors, "floor")
+    slices = slice_reports(candidate, holdout, policy)
+    checks += slice_floor_checks(slices, policy, "slice_floor")
+    exact = exact_intervals(candidate.outcomes, confidence=policy.confidence)
+    for metric, floor in policy.floors.items():
+        value, interval = candidate.metrics.get(metric), exact.get(metric)
+        if value is not None and interval and value >= floor > interval[0]:
+            notes.append(
+                f"{metric} {value:.4f} passes its floor {floor} on this holdout, but the holdout is too small to "
+                f"show it with {policy.confidence:.0%} confidence (exact interval from {interval[0]:.4f}): "
+                "add holdout images"
+            )
+    comparison = None
+    if champion is None:
+        notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")
+    else:
+        checks += regression_checks(candidate.metrics, champion.metrics, policy)
+        comparison = _comparison(candidate, champion, policy)
+        noisy = [metric for metric, row in comparison.items() if row["within_noise"]]
+        if noisy:
+            notes.append(f"candidate and champion differ within bootstrap noise on: {', '.join(noisy)}")
+
+    runtimes = [judge_runtime(candidate, candidate, holdout, policy)]
+    runtimes += [judge_runtime(evaluation, candidate, holdout, policy) for evaluation in runtime_evaluations]
+    for broken, error in (runtime_errors or {}).items():
+        name = f"runtime:{broken}:load"
+        runtimes.append(
+            {
+                "runtime": broken,
+                "approved": False,
+                "label_agreement": None,
+                "max_probability_difference": None,
+                "metrics": {},
+                "checks": [Check(name, "fail", error).as_dict()],
+                "failed_checks": [name],
+            }
+        )
+    by_name = {runtime["runtime"]: runtime for runtime in runtimes}
+    approved = [name for name in RUNTIME_PREFERENCE if by_name.get(name, {}).get("approved")]
+    if not approved:
+        checks.append(Check("runtimes:approved", "fail", "no runtime passed its checks"))
+    for runtime in runtimes:
+        if not runtime["approved"] and runtime["runtime"] != REFERENCE_RUNTIME:
+            notes.append(f"runtime {runtime['runtime']} not approved: {', '.join(runtime['failed_checks'])}")
+
+    failed = [check for check in checks if check.failed]
+    return {
+        "decision": REJECT if failed else PROMOTE,
+        "failed_checks": [check.name for check in failed],
+        "reasons": [check.message for check in failed],
+        "checks": [check.as_dict() for check in checks],
+        "notes": notes,
+        "candidate": _model_section(candidate, policy),
+        "champion": _model_section(champion, policy) if champion is not None else None,
+        "comparison": comparison,
+        "slices": slices,
+        "runtimes": runtimes,
+        "approved_runtimes": approved,
+    }
+
+
+@dataclass
+class GateReport:
+    """The gate's decision on one candidate; ``document`` is the stored JSON report."""
+
+    name: str
+    candidate_version: str
+    champion_version: str | None
+    decision: str
+    failed_checks: list[str]
+    reasons: list[str]
+    approved_runtimes: list[str]
+    notes: list[str]
+    document: dict[str, Any] = field(repr=False)
+    report_url: str | None = None
+    html_url: str | None = None
+    promoted: bool = False
+    promotion_error: str | None = None
+    reused: bool = False  # the stored report of an earlier run (e.g. a retried task), not a new evaluation
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> GateReport:
+        return cls(
+            name=document["name"],
+            candidate_version=document["candidate_version"],
+            champion_version=document["champion_version"],
+            decision=document["decision"],
+            failed_checks=list(document["failed_checks"]),
+            reasons=list(document["reasons"]),
+            approved_runtimes=list(document["approved_runtimes"]),
+            notes=list(document["notes"]),
+            document=dict(document),
+        )
+
+    @property
+    def passed(self) -> bool:
+        return self.decision == PROMOTE
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-ready dict (for XCom, notifications, logs)."""
+        return {
+            "name": self.name,
+            "candidate_version": self.candidate_version,
+            "champion_version": self.champion_version,
+            "decision": self.decision,
+            "failed_checks": self.failed_checks,
+            "approved_runtimes": self.approved_runtimes,
+            "report_url": self.report_url,
+            "html_url": self.html_url,
+            "promoted": self.promoted,
+            "promotion_error": self.promotion_error,
+            "reused": self.reused,
+        }
+
+
+def run_gate(
+    registry: str | Registry,
+    name: str,
+    candidate_version: str,
+    holdout: str | None = None,
+    policy: GatePolicy | str | None = None,
+    *,
+    promote: bool = False,
+    actor: str | None = None,
+    run_id: str | None = None,
+    on_decision: Callable[[GateReport], None] | None = None,
+) -> GateReport:
+    """Gate a registered candidate against the champion on a holdout; store the report; maybe promote.
+
+    Gate reports are write-once. If the candidate already has one made against the current
+    champion, with the same policy and the same holdout listing (a retried task), that report
+    is returned (``reused``) and, with ``promote``, the promotion is completed; if any of those
+    changed, GateReportExistsError says so.
+
+    Args:
+        registry: the registry store URI (``s3://bucket`` or a folder) or an open Registry.
+        holdout: a folder or store prefix with ``<class>/[<slice>/]<image>``; default ``<registry>/holdout``.
+        policy: a GatePolicy, a policy JSON path, or None for the packaged policy.
+        promote: move the champion to the candidate when the decision is promote (compare-and-swap
+            against the champion evaluated here).
+        on_decision: called with the report once it is stored (and the promotion attempted).
+
+    Raises:
+        GateReportExistsError: the candidate was gated before against another champion, policy or holdout.
+        PromotionConflictError: the champion moved during the gate (after the report is stored).
+    """
+    opened = registry if isinstance(registry, Registry) else Registry(registry)
+    policy = policy if isinstance(policy, GatePolicy) else load_policy(policy)
+    actor = actor or default_actor()
+    version_document = opened.read_version(name, candidate_version)
+    holdout_set = load_holdout(holdout or opened.store.url(HOLDOUT_PREFIX), version_document["card"]["class_names"])
+    champion_version = opened.aliases(name).get(CHAMPION)
+    existing = opened.gate_report(name, candidate_version)
+    if existing is not None:
+        report = _stored_report(opened, existing, champion_version, policy, holdout_set)
+    elif champion_version == candidate_version:
+        raise CrackModelError(f"{name} version {candidate_version} is already the champion: nothing to gate")
+    else:
+        report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id)
+    report.html_url = opened.version_url(name, candidate_version, GATE_HTML)
+    report.report_url = opened.version_url(name, candidate_version, GATE_REPORT)
+    log.info(
+        "gate for %s %s: %s%s",
+        name,
+        candidate_version,
+        report.decision,
+        f" ({', '.join(report.failed_checks)})" if report.failed_checks else "",
+    )
+
+    try:
+        if promote and report.passed:
+            reason = f"passed gate policy {policy.policy_version} against champion {report.champion_version}"
+            opened.promote(
+                name,
+                candidate_version,
+                CHAMPION,
+                expected_current=report.champion_version,
+                actor=actor,
+                reason=reason,
+                run_id=run_id,
+            )
+            report.promoted = True
+    except CrackModelError as error:
+        report.promotion_error = str(error)
+        raise
+    finally:
+        if on_decision is not None:
+            try:
+                on_decision(report)
+            except Exception:  # a failed notification must not undo or hide the decision
+                log.exception("the gate's on_decision hook failed for %s %s", name, candidate_version)
+    return report
+
+
+def _stored_report(
+    registry: Registry,
+    existing: Mapping[str, Any],
+    champion_version: str | None,
+    policy: GatePolicy,
+    holdout: Holdout,
+) -> GateReport:
+    """The earlier report of this candidate, if it still answers today's question."""
+    changed = []
+    candidate = existing["candidate_version"]
+    if champion_version not in (existing.get("champion_version"), candidate):
+        changed.append(
+            f"the champion is {champion_version} now, the report compared against {existing['champion_version']}"
+        )
+    if existing.get("policy", {}).get("digest") != policy.digest:
+        changed.append(f"the policy differs (report: {existing.get('policy', {}).get('policy_version')})")
+    if existing.get("holdout", {}).get("listing_digest") != holdout.digest:
+        changed.append("the holdout differs")
+    if changed:
+        url = registry.version_url(existing["name"], candidate, GATE_HTML)
+        msg = (
+            f"{existing['name']} version {candidate} was gated before ({url}) and {'; '.join(changed)}; "
+            "gate reports are write-once: register a new version to gate it again"
+        )
+        raise GateReportExistsError(msg)
+    log.info("%s %s was gated before with the same champion, policy and holdout: reusing that report",
+             existing["name"], candidate)  # fmt: skip
+    report = GateReport.from_document(existing)
+    report.reused = True
+    return report
+
+
+def _evaluate(
+    opened: Registry,
+    name: str,
+    version_document: Mapping[str, Any],
+    holdout_set: Holdout,
+    champion_version: str | None,
+    policy: GatePolicy,
+    actor: str,
+    run_id: str | None,
+) -> GateReport:
+    """Score the candidate (every runtime) and the champion, decide, and store the report."""
+    started = utc_now()
+    candidate_version = version_document["version"]
+    candidate_uri = f"models:/{name}/{candidate_version}"
+    reference_scorer = load_scorer(candidate_uri, runtime=REFERENCE_RUNTIME, registry=opened.uri)
+    log.info("gating %s %s on %d holdout images (%s)", name, candidate_version, len(holdout_set.images),
+             holdout_set.uri)  # fmt: skip
+    candidate = evaluate_on_holdout(reference_scorer, holdout_set)
+    del reference_scorer  # free the Keras model before loading the next runtime
+
+    exported = [
+        runtime
+        for runtime in RUNTIME_PREFERENCE
+        if runtime != REFERENCE_RUNTIME and RUNTIME_FILES[runtime] in version_document.get("files", {})
+    ]
+    runtime_evaluations, runtime_errors = [], {}
+    for runtime in exported:
+        try:
+            scorer = load_scorer(candidate_uri, runtime=runtime, registry=opened.uri)
+            runtime_evaluations.append(evaluate_on_holdout(scorer, holdout_set))
+        except Exception as error:  # a broken export is a rejected runtime, not a failed gate
+            log.warning("runtime %s of %s cannot score: %s", runtime, candidate_version, error)
+            runtime_errors[runtime] = f"{runtime} could not score the holdout: {type(error).__name__}: {error}"
+
+    champion = None
+    if champion_version is not None:
+        champion_scorer = load_scorer(f"models:/{name}/{champion_version}", registry=opened.uri)
+        champion = evaluate_on_holdout(champion_scorer, holdout_set)
+
+    body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
+    document = {
+        "format": 1,
+        "name": name,
+        "candidate_version": candidate_version,
+        "champion_version": champion_version,
+        **{key: body.pop(key) for key in ("decision", "failed_checks", "reasons", "approved_runtimes", "notes")},
+        "registry": opened.uri,
+        "holdout": holdout_set.summary(),
+        "policy": {**policy.as_dict(), "digest": policy.digest},
+        "started_at": started,
+        "finished_at": utc_now(),
+        "gated_by": actor,
+        "run_id": run_id,
+        "library_version": __version__,
+        **body,
+    }
+
+    opened.add_gate_result(
+        name,
+        candidate_version,
+        report=document,
+        html=render_gate_html(document),
+        approved_runtimes=document["approved_runtimes"],
+    )
+    return GateReport.from_document(document)

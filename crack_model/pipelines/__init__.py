@@ -1,0 +1,1 @@
+"""The steps the DAGs and the CLI call: nightly scoring, retraining, the ops overview."""

@@ -1,0 +1,197 @@
+"""The steps of the nightly scoring and retraining workflows, as plain functions.
+
+Airflow tasks (dags/) are thin wrappers around these: each takes store URIs and small
+values and returns small JSON-ready dicts, so XCom stays tiny and every step can be run
+and tested without Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from crack_model.core import layout
+from crack_model.core.clock import utc_now
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import open_store
+from crack_model.quality.validation import validate_batch
+from crack_model.registry.model_uri import is_model_uri, parse_model_uri
+from crack_model.registry.versions import Registry
+from crack_model.serving.batch import finalize_batch, list_batch, score_shard
+from crack_model.serving.scorer import load_scorer
+
+log = logging.getLogger(__name__)
+
+
+def find_new_batches(store_uri: str, *, limit: int | None = None) -> list[str]:
+    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order."""
+    store = open_store(store_uri)
+    batch_ids = store.folders(layout.INCOMING)
+    new = []
+    for batch_id in batch_ids:
+        try:
+            layout.validate_batch_id(batch_id)
+        except CrackModelError as error:
+            log.warning("ignoring folder incoming/%s: %s", batch_id, error)
+            continue
+        if not store.exists(layout.results_key(batch_id, layout.SUCCESS)):
+            new.append(batch_id)
+    return new[:limit] if limit else new
+
+
+def plan_shards(
+    store_uri: str,
+    batch_ids: list[str],
+    *,
+    objects_per_shard: int = 2000,
+    max_shards_per_batch: int = 16,
+    max_total_shards: int = 256,
+) -> list[dict[str, Any]]:
+    """One work item per (batch, shard): enough shards to spread big batches, never one per image.
+
+    The total stays bounded (Airflow's scheduler and grid view suffer beyond a few hundred
+    mapped tasks): when there are too many, every batch gets fewer shards.
+    """
+    store = open_store(store_uri)
+    sizes = {batch_id: len(list_batch(store, batch_id)) for batch_id in batch_ids}
+    wanted = {b: max(1, min(max_shards_per_batch, math.ceil(n / objects_per_shard))) for b, n in sizes.items()}
+    while sum(wanted.values()) > max_total_shards and max(wanted.values(), default=1) > 1:
+        wanted = {batch_id: max(1, count // 2) for batch_id, count in wanted.items()}
+    if sum(wanted.values()) > max_total_shards:
+        raise CrackModelError(f"{len(batch_ids)} batches exceed {max_total_shards} work items: raise the limit")
+    return [
+        {"batch_id": batch_id, "shard": f"{index}/{count}", "objects": sizes[batch_id]}
+        for batch_id, count in wanted.items()
+        for index in range(count)
+    ]
+
+
+def score_work_item(
+    store_uri: str, item: dict[str, Any], model_uri: str, *, exclude: list[str] | None = None, **options: Any
+) -> dict[str, Any]:
+    """Score one planned shard; returns a small report (XCom-sized)."""
+    shard = layout.Shard.parse(item["shard"])
+    report = score_shard(
+        store_uri, item["batch_id"], model_uri, shard, exclude=exclude or (), finalize=False, **options
+    )
+    return {
+        "batch_id": item["batch_id"],
+        "shard": item["shard"],
+        "model_version": report.model_version,
+        "images": report.images,
+        "skipped_already_done": report.skipped_already_done,
+        "seconds": round(report.seconds, 3),
+        "already_complete": report.already_complete,
+    }
+
+
+def finalize_batches(store_uri: str, shard_reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge the shards of every batch scored in this run (idempotent); return their summaries."""
+    store = open_store(store_uri)
+    by_batch: dict[str, list[dict[str, Any]]] = {}
+    for report in shard_reports:
+        by_batch.setdefault(report["batch_id"], []).append(report)
+    summaries = []
+    for batch_id, reports in sorted(by_batch.items()):
+        if all(report["already_complete"] for report in reports):
+            summaries.append(_read_json(store, layout.results_key(batch_id, layout.SUMMARY)))
+            continue
+        version = next(report["model_version"] for report in reports if report["model_version"])
+        shard_count = layout.Shard.parse(reports[0]["shard"]).count
+        summaries.append(finalize_batch(store, batch_id, version, shard_count))
+    return summaries
+
+
+def _read_json(store: Any, key: str) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(store.read(key)))
+
+
+def download_labeled(store_uri: str, prefix: str, destination: Path, class_names: list[str]) -> Path:
+    """Copy ``<prefix>/<class>/...`` from a store into a local folder tree (skipping unchanged files).
+
+    Training reads local files; a content check by size keeps repeated runs cheap.
+    """
+    store = open_store(store_uri)
+    prefix = prefix.strip("/")
+    count = 0
+    for class_name in class_names:
+        for info in store.list(f"{prefix}/{class_name}/"):
+            if layout.is_marker(info.key):
+                continue
+            target = destination / Path(*info.key[len(prefix) + 1 :].split("/"))
+            if not (target.is_file() and target.stat().st_size == info.size):
+                store.download(info.key, target)
+            count += 1
+    if count == 0:
+        raise CrackModelError(f"no labeled images under {store.url(prefix)}/<class>/ for classes {class_names}")
+    return destination
+
+
+def validate_incoming(store_uri: str, batch_id: str, drift_reference: str | None = None) -> dict[str, Any]:
+    """Run the incoming suite on a batch; a small dict for XCom (the full report is in validation/)."""
+
+    outcome = validate_batch(store_uri, batch_id, "incoming", reference=drift_reference)
+    log.info("%s", outcome.summary())
+    drift = outcome.drift or {}
+    return {
+        "batch_id": batch_id,
+        "outcome": outcome.outcome,
+        "reasons": list(outcome.reasons)[:10],
+        "quarantined": len(outcome.quarantined),
+        "objects": outcome.counts.get("objects", 0),
+        "drifted": bool(drift.get("drifted")),
+    }
+
+
+def publish_run_summary(
+    store_uri: str, run_id: str, validations: list[dict[str, Any]], summaries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Write ``runs/<run_id>.json``: what this run validated, skipped and scored."""
+    import json
+    import re
+
+    summary: dict[str, Any] = {
+        "run_id": run_id,
+        "finished_at": utc_now(),
+        "batches_validated": len(validations),
+        "batches_failed_validation": [v["batch_id"] for v in validations if v["outcome"] == "failed"],
+        "batches_with_quarantine": [v["batch_id"] for v in validations if v["outcome"] == "passed_with_quarantine"],
+        "batches_scored": [s["batch_id"] for s in summaries],
+        "objects_scored": sum(
+            sum(count for status, count in s.get("status_counts", {}).items() if status != "quarantined")
+            for s in summaries
+        ),
+        "cracks": sum(int(s.get("cracks") or 0) for s in summaries),
+        "validations": validations,
+    }
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
+    open_store(store_uri).write(f"runs/{safe}.json", (json.dumps(summary, indent=2) + "\n").encode())
+    log.info(
+        "run %s: %d batch(es) scored, %d failed validation, %d objects, %d cracks",
+        run_id, len(summary["batches_scored"]), len(summary["batches_failed_validation"]),
+        summary["objects_scored"], summary["cracks"],
+    )  # fmt: skip
+    return summary
+
+
+def pin_model(store_uri: str, model_uri: str) -> dict[str, Any]:
+    """Resolve an alias (``models:/crack@champion``) to one exact version for the whole run.
+
+    Returns the pinned URI, the version and the version's drift reference profile (if any).
+    """
+
+    if not is_model_uri(model_uri):
+        return {"uri": model_uri, "version": load_scorer(model_uri).version, "drift_reference": None}
+    reference = parse_model_uri(model_uri)
+    registry = Registry(store_uri)
+    version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
+    drift_key = registry.version_key(reference.name, version, "drift_reference.json")
+    return {
+        "uri": f"models:/{reference.name}/{version}",
+        "version": version,
+        "drift_reference": registry.store.url(drift_key) if registry.store.exists(drift_key) else None,
+    }

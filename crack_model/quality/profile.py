@@ -1,0 +1,270 @@
+"""Profile a batch of images: one row of cheap, decode-level facts per object.
+
+The profile is what data validation (``crack_model.quality.validation``) checks and what drift
+detection (``crack_model.quality.drift``) compares with the training data. Per object it records
+the bytes (size, SHA-256), what the decoder sees (format, mode, size, EXIF orientation,
+whether it decodes at all and why not) and a few photographic statistics on the grey
+image: brightness (mean), contrast (standard deviation), blur (variance of the Laplacian:
+low means blurred), and the share of blown-out and crushed-black pixels.
+
+Speed: objects are fetched and decoded on a thread pool (Pillow and hashlib release the
+GIL), at most ``2 * workers`` at a time, and no decoded image outlives its row. JPEGs are
+decoded straight to greyscale at a reduced scale (``Image.draft``) when they are larger
+than the analysis size, and the statistics run on at most ``analysis_side`` pixels a side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from crack_model.core import layout
+from crack_model.core.concurrency import map_bounded
+from crack_model.core.errors import CrackModelError
+from crack_model.core.imaging import DEFAULT_MAX_PIXELS, to_rgb
+from crack_model.core.storage import ObjectStore, open_store
+from crack_model.data.labeled import is_image_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PROFILE_COLUMNS = (
+    "key", "size_bytes", "sha256", "format", "decodable", "decode_error", "width", "height", "mode", "channels",
+    "exif_orientation", "brightness", "contrast", "blur", "saturated_fraction", "dark_fraction", "label",
+)  # fmt: skip
+# The photographic statistics, also the features drift detection can compare.
+IMAGE_STATISTICS = ("brightness", "contrast", "blur", "saturated_fraction", "dark_fraction")
+SATURATED_LEVEL = 250
+DARK_LEVEL = 5
+EXIF_ORIENTATION_TAG = 0x0112
+LABELED_PREFIX = "labeled"
+
+Fetch = Callable[[str], bytes]
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How objects are profiled.
+
+    Attributes:
+        workers: fetch/decode threads (I/O-bound on S3, so more than the cores helps).
+        analysis_side: the statistics run on an image scaled to at most this many pixels a side.
+        max_pixels: larger images are not decoded (the same limit scoring applies).
+    """
+
+    workers: int = 8
+    analysis_side: int = 512
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise CrackModelError(f"profile workers must be at least 1, got {self.workers}")
+        if self.analysis_side < 16:
+            raise CrackModelError(f"analysis side must be at least 16 pixels, got {self.analysis_side}")
+
+
+def empty_row(key: str, label: str | None = None) -> dict[str, Any]:
+    """A row with every column present and nothing known yet."""
+    row: dict[str, Any] = dict.fromkeys(PROFILE_COLUMNS)
+    row.update(key=key, decodable=False, decode_error="", label=label)
+    return row
+
+
+def profile_bytes(key: str, data: bytes, config: ProfileConfig | None = None, label: str | None = None) -> dict:
+    """Profile one object's bytes; a file that does not decode is a row with a reason, never an exception."""
+    config = config or ProfileConfig()
+    row = empty_row(key, label)
+    row["size_bytes"] = len(data)
+    row["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        gray = _decode_gray(data, row, config)
+    except _DecodeFailureError as failure:
+        row["decode_error"] = str(failure)
+        return row
+    row["decodable"] = True
+    row.update(image_statistics(gray))
+    return row
+
+
+def image_statistics(gray: np.ndarray) -> dict[str, float]:
+    """Brightness, contrast, blur and clipping of a 2-D uint8 grey image."""
+    pixels = gray.astype(np.float32)
+    # 4-neighbour Laplacian on the interior; its variance is the usual focus measure.
+    laplacian = pixels[:-2, 1:-1] + pixels[2:, 1:-1] + pixels[1:-1, :-2] + pixels[1:-1, 2:] - 4.0 * pixels[1:-1, 1:-1]
+    count = gray.size
+    return {
+        "brightness": float(pixels.mean()),
+        "contrast": float(pixels.std()),
+        "blur": float(laplacian.var()) if laplacian.size else 0.0,
+        "saturated_fraction": float(np.count_nonzero(gray >= SATURATED_LEVEL) / count),
+        "dark_fraction": float(np.count_nonzero(gray <= DARK_LEVEL) / count),
+    }
+
+
+class _DecodeFailureError(Exception):
+    pass
+
+
+def _decode_gray(data: bytes, row: dict[str, Any], config: ProfileConfig) -> np.ndarray:
+    """Decode to a grey uint8 array of at most ``analysis_side`` a side, filling the header columns of ``row``.
+
+    Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same kind of reason.
+    """
+    if not data:
+        raise _DecodeFailureError("empty file (0 bytes): re-upload the photo")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            row["format"] = image.format
+            row["mode"] = image.mode
+            row["channels"] = len(image.getbands())
+            orientation = _exif_orientation(image)
+            row["exif_orientation"] = orientation
+            width, height = image.size
+            # Width and height as displayed, the way scoring sees the photo after EXIF rotation.
+            row["width"], row["height"] = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+            if width * height > config.max_pixels:
+                msg = (
+                    f"image too large: {width}x{height} = {width * height:,} pixels exceeds "
+                    f"the limit of {config.max_pixels:,}; downscale it before upload"
+                )
+                raise _DecodeFailureError(msg)
+            side = config.analysis_side
+            if image.format == "JPEG" and max(width, height) > side:
+                # Decode at 1/2, 1/4 or 1/8 scale straight to grey: most of a big JPEG's decode time saved.
+                image.draft("L", (side, side))
+            image.load()
+            gray = image if image.mode == "L" else to_rgb(image).convert("L")
+            if max(gray.size) > side:
+                gray = ImageOps.contain(gray, (side, side), Image.Resampling.BILINEAR)
+            return np.asarray(gray, dtype=np.uint8)
+    except _DecodeFailureError:
+        raise
+    except UnidentifiedImageError:
+        raise _DecodeFailureError("not an image Pillow can read (unknown or unsupported format)") from None
+    except Image.DecompressionBombError as error:
+        raise _DecodeFailureError(f"image too large: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise _DecodeFailureError(f"corrupt or truncated image: {error}") from None
+    except MemoryError:
+        raise _DecodeFailureError("cannot decode: out of memory") from None
+
+
+def _exif_orientation(image: Image.Image) -> int | None:
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG)
+    except Exception:  # a broken EXIF block must not hide the pixels; exif_transpose ignores it too
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def profile_object(key: str, fetch: Fetch, config: ProfileConfig, label: str | None = None) -> dict[str, Any]:
+    """Fetch and profile one object; a read failure is a row with a reason."""
+    try:
+        data = fetch(key)
+    except CrackModelError as error:
+        row = empty_row(key, label)
+        row["decode_error"] = f"cannot read: {error}"
+        return row
+    except Exception as error:  # network and permission errors must not sink the batch
+        row = empty_row(key, label)
+        row["decode_error"] = f"cannot read: {type(error).__name__}: {error}"
+        return row
+    return profile_bytes(key, data, config, label)
+
+
+def iter_profile_rows(
+    keys: Iterable[str],
+    fetch: Fetch,
+    config: ProfileConfig | None = None,
+    labels: Callable[[str], str | None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield one profile row per key, in order, with at most ``2 * workers`` objects in flight."""
+
+    config = config or ProfileConfig()
+
+    def profile(key: str) -> dict[str, Any]:
+        return profile_object(key, fetch, config, labels(key) if labels else None)
+
+    yield from map_bounded(profile, keys, workers=config.workers, thread_name_prefix="profile")
+
+
+def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows to a DataFrame with the profile's columns and dtypes, even when there are no rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(PROFILE_COLUMNS))
+    for column in ("size_bytes", "width", "height", "channels", "exif_orientation"):
+        frame[column] = frame[column].astype("Int64")
+    for column in IMAGE_STATISTICS:
+        frame[column] = frame[column].astype("float64")
+    frame["decodable"] = frame["decodable"].astype(bool)
+    for column in ("key", "sha256", "format", "decode_error", "mode", "label"):
+        frame[column] = frame[column].astype(object)
+    return frame
+
+
+def profile_objects(
+    store: ObjectStore,
+    keys: Iterable[str],
+    config: ProfileConfig | None = None,
+    labels: Callable[[str], str | None] | None = None,
+) -> pd.DataFrame:
+    """Profile the given keys of a store; one row per key, in the order given."""
+    return rows_to_frame(iter_profile_rows(keys, store.read, config, labels))
+
+
+def batch_keys(store: ObjectStore, batch_id: str) -> list[str]:
+    """The uploads of ``incoming/<batch_id>/`` (bookkeeping files such as ``_READY`` left out), sorted."""
+    prefix = layout.incoming_prefix(batch_id)
+    return sorted(info.key for info in store.list(prefix) if not layout.is_marker(info.key))
+
+
+def profile_batch(store: ObjectStore | str, batch_id: str, config: ProfileConfig | None = None) -> pd.DataFrame:
+    """Profile every upload of ``incoming/<batch_id>/`` (label column empty)."""
+    store = open_store(store) if isinstance(store, str) else store
+    return profile_objects(store, batch_keys(store, batch_id), config)
+
+
+def label_of(key: str, prefix: str = "") -> str | None:
+    """The class folder of ``<prefix>/<class>/.../<file>``; None for a key outside a class folder."""
+    relative = key.removeprefix(prefix.strip("/") + "/") if prefix.strip("/") else key
+    if relative == key and prefix.strip("/"):
+        return None
+    parts = relative.split("/")
+    return parts[0] if len(parts) >= 2 else None
+
+
+def labeled_keys(store: ObjectStore, prefix: str = LABELED_PREFIX) -> list[str]:
+    """Image files inside class folders under ``prefix`` (``""`` for a store whose root is the labeled tree)."""
+    listing = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    keys = []
+    skipped = 0
+    for info in store.list(listing):
+        name = info.key.rsplit("/", 1)[-1]
+        if label_of(info.key, prefix) is None or layout.is_marker(info.key) or not is_image_name(name):
+            skipped += 1
+            continue
+        keys.append(info.key)
+    if skipped:
+        log.info("left out %d object(s) under %r that are not images inside a class folder", skipped, listing)
+    return sorted(keys)
+
+
+def profile_labeled(
+    source: ObjectStore | str, prefix: str = LABELED_PREFIX, config: ProfileConfig | None = None
+) -> pd.DataFrame:
+    """Profile a labeled tree ``<prefix>/<class>/...`` of a store (or a local folder with ``prefix=""``)."""
+    store = open_store(source) if isinstance(source, str) else source
+    return profile_objects(store, labeled_keys(store, prefix), config, labels=lambda key: label_of(key, prefix))

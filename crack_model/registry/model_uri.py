@@ -1,0 +1,152 @@
+"""``models:/<name>@<alias>`` and ``models:/<name>/<version>``: registry model URIs.
+
+A URI is resolved against a registry store (the ``registry`` argument, else the
+``CRACK_MODEL_REGISTRY`` environment variable) to one exact version, whose serving files are
+fetched into a local cache once (versions are immutable) and checked against the hashes
+recorded at registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from crack_model.core.cache import cache_root
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import CARD_NAME, RUNTIME_FILES
+from crack_model.registry.audit_log import validate_alias
+from crack_model.registry.versions import VERSION_MARKER, Registry, file_sha256, validate_name, validate_version
+
+log = logging.getLogger(__name__)
+
+SCHEME = "models:/"
+REGISTRY_ENV = "CRACK_MODEL_REGISTRY"
+SERVING_FILES = (CARD_NAME, *RUNTIME_FILES.values())
+
+
+@dataclass(frozen=True)
+class ModelReference:
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """One exact registered version, fetched to a local folder."""
+
+    uri: str
+    registry_uri: str
+    name: str
+    version: str
+    alias: str | None
+    model_dir: Path
+    # The gate's approved runtimes (None: the version was never gated; use the card's list).
+    approved_runtimes: list[str] | None
+
+
+def is_model_uri(uri: str | os.PathLike[str]) -> bool:
+    return str(uri).startswith(SCHEME)
+
+
+def parse_model_uri(uri: str) -> ModelReference:
+    """``models:/crack@champion`` -> (crack, alias champion); ``models:/crack/<version>`` -> (crack, version)."""
+    if not is_model_uri(uri):
+        raise CrackModelError(
+            f"{uri!r} is not a registry model URI: use {SCHEME}<name>@<alias> or {SCHEME}<name>/<version>"
+        )
+    rest = uri[len(SCHEME) :].strip("/")
+    usage = f"use {SCHEME}<name>@champion or {SCHEME}<name>/<version>, e.g. {SCHEME}crack@champion"
+    try:
+        if "@" in rest:
+            name, _, alias = rest.partition("@")
+            if "/" in name or not alias:
+                raise CrackModelError("expected one name and one alias")
+            return ModelReference(validate_name(name), alias=validate_alias(alias))
+        name, _, version = rest.partition("/")
+        if not name or not version or "/" in version:
+            raise CrackModelError("expected a name and a version, or a name@alias")
+        return ModelReference(validate_name(name), version=validate_version(version))
+    except CrackModelError as error:
+        raise CrackModelError(f"invalid model URI {uri!r} ({error}): {usage}") from None
+
+
+def registry_uri_from(registry: str | os.PathLike[str] | None) -> str:
+    if registry is not None:
+        return os.fspath(registry)
+    from_env = os.environ.get(REGISTRY_ENV, "").strip()
+    if not from_env:
+        msg = (
+            f"a {SCHEME} model URI needs a registry: pass the registry store (s3://bucket or a folder) "
+            f"or set {REGISTRY_ENV}"
+        )
+        raise CrackModelError(msg)
+    return from_env
+
+
+def resolve_model_uri(uri: str, registry: str | os.PathLike[str] | Registry | None = None) -> ResolvedModel:
+    """Resolve an alias to its version now, and fetch that version's serving files."""
+    reference = parse_model_uri(uri)
+    opened = registry if isinstance(registry, Registry) else Registry(registry_uri_from(registry))
+    version = reference.version or opened.resolve(reference.name, reference.alias or "")
+    model_dir = fetch_version(opened, reference.name, version)
+    approved = opened.approved_runtimes(reference.name, version)
+    if approved == []:
+        # Gated and rejected, yet promoted (a forced promotion is in the audit log): serve with the
+        # reference runtime rather than refuse to score at all.
+        log.warning("the gate approved no runtime for %s %s; serving with keras", reference.name, version)
+        approved = ["keras"]
+    log.info(
+        "%s -> version %s from %s (runtimes approved by the gate: %s)",
+        uri,
+        version,
+        opened.uri,
+        approved if approved is not None else "not gated, using the card's list",
+    )
+    return ResolvedModel(uri, opened.uri, reference.name, version, reference.alias, model_dir, approved)
+
+
+def fetch_version(registry: Registry, name: str, version: str) -> Path:
+    """A local folder with the version's card and runtime files, each checked against its recorded hash.
+
+    Versions are immutable, so one copy per (registry, version, version.json) serves forever;
+    a copy is assembled in a temporary folder and renamed into place whole.
+    """
+
+    if not registry.exists(name, version):
+        registry.read_version(name, version)  # raises, naming the latest versions
+    marker_bytes = registry.store.read(registry.version_key(name, version, VERSION_MARKER))
+    document = json.loads(marker_bytes)
+    identity = f"{registry.uri}|{name}|{version}|{hashlib.sha256(marker_bytes).hexdigest()}"
+    local = cache_root() / "registry" / f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    if (local / CARD_NAME).is_file():
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    staging = local.with_name(f".tmp-{uuid.uuid4().hex}")
+    try:
+        files = document.get("files", {})
+        for file_name in SERVING_FILES:
+            if file_name not in files:
+                continue
+            target = staging / file_name
+            registry.store.download(registry.version_key(name, version, file_name), target)
+            if file_sha256(target) != files[file_name]["sha256"]:
+                msg = (
+                    f"{registry.version_url(name, version, file_name)} does not match the hash recorded at "
+                    "registration: the version was altered; restore it or register a new version"
+                )
+                raise CrackModelError(msg)
+        try:
+            os.replace(staging, local)
+        except OSError:  # another process finished the same copy first
+            if not (local / CARD_NAME).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return local

@@ -1,0 +1,538 @@
+"""A model registry on the object store: immutable versions, and aliases moved by compare-and-swap.
+
+```
+models/<name>/versions/<version>/model.keras, model.json, *.tflite, metrics.json, split.csv, ...
+models/<name>/versions/<version>/data_manifest.csv     the training images (uri, label, sha256)
+models/<name>/versions/<version>/drift_reference.json  the drift reference profile (if given)
+models/<name>/versions/<version>/version.json          written last: the version is complete
+models/<name>/versions/<version>/gate_report.json|.html, approved_runtimes.json   write-once gate results
+models/<name>/aliases.json                              {"aliases": {"champion": ...}, "history": [...]}
+models/<name>/audit/<revision>-<event>-<alias>.json     a copy of each history entry, one object per event
+```
+
+A version folder is never overwritten: ``register`` refuses an existing version. The aliases
+live in one small document replaced whole with a conditional write (S3 ``If-Match``, a file
+lock locally), so a reader sees the old pointer or the new one, and of two concurrent
+promotions from the same champion exactly one wins. Each change appends an entry to the
+history inside that same document, so the audit log cannot disagree with the aliases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from crack_model import __version__
+from crack_model.core import layout
+from crack_model.core.clock import utc_now
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, ModelCard
+from crack_model.core.storage import ObjectStore, PreconditionFailedError, join_key, open_store
+from crack_model.data.labeled import LabeledImage
+from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest
+from crack_model.registry.audit_log import (
+    ALIAS_NAMES,
+    CHAMPION,
+    AliasState,
+    AuditEntry,
+    champion_lineage,
+    check_history,
+    validate_alias,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "crack"
+
+VERSION_MARKER = "version.json"
+ALIASES_FILE = "aliases.json"
+DRIFT_REFERENCE = "drift_reference.json"
+GATE_REPORT = "gate_report.json"
+GATE_HTML = "gate_report.html"
+APPROVED_RUNTIMES = "approved_runtimes.json"
+# What a training run leaves that is worth keeping with the version (PNGs are added too).
+MODEL_ARTIFACTS = (
+    MODEL_NAME,
+    CARD_NAME,
+    *(name for name in RUNTIME_FILES.values() if name != MODEL_NAME),
+    "metrics.json",
+    "training_config.json",
+    "split.csv",
+    "history.json",
+)
+RESERVED_NAMES = frozenset({VERSION_MARKER, DATA_MANIFEST, DRIFT_REFERENCE, GATE_REPORT, GATE_HTML, APPROVED_RUNTIMES})
+CAS_ATTEMPTS = 20
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
+
+
+class VersionExistsError(CrackModelError):
+    """The version is already registered; versions are immutable."""
+
+
+class VersionNotFoundError(CrackModelError):
+    """No complete version of that name and version in the registry."""
+
+
+class PromotionConflictError(CrackModelError):
+    """The alias moved since the caller looked at it, or another writer won the race."""
+
+
+class GateReportExistsError(CrackModelError):
+    """The version already has a gate report; gate results are write-once."""
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        msg = f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (up to 64 characters, e.g. crack)"
+        raise CrackModelError(msg)
+    return name
+
+
+def validate_version(version: str) -> str:
+    if not _VERSION.match(version or ""):
+        msg = (
+            f"invalid model version {version!r}: use letters, digits, '.', '_', '+', '=' and '-' "
+            "(up to 128 characters; training writes e.g. 20261124T195745Z-4a68a5b1)"
+        )
+        raise CrackModelError(msg)
+    return version
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_actor() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+
+class Registry:
+    """Model versions and their aliases under ``models/`` of one store (a folder or ``s3://``)."""
+
+    def __init__(self, store: ObjectStore | str | os.PathLike[str]) -> None:
+        self.store: ObjectStore = open_store(store) if isinstance(store, str | os.PathLike) else store
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    # Keys -----------------------------------------------------------------------------------
+
+    def model_prefix(self, name: str) -> str:
+        return join_key(layout.MODELS, validate_name(name))
+
+    def version_prefix(self, name: str, version: str) -> str:
+        return join_key(self.model_prefix(name), "versions", validate_version(version))
+
+    def version_key(self, name: str, version: str, file_name: str) -> str:
+        return join_key(self.version_prefix(name, version), file_name)
+
+    def version_url(self, name: str, version: str, file_name: str = "") -> str:
+        key = self.version_key(name, version, file_name) if file_name else self.version_prefix(name, version)
+        return self.store.url(key)
+
+    # Versions -------------------------------------------------------------------------------
+
+    def register(
+        self,
+        model_dir: str | Path,
+        name: str = DEFAULT_NAME,
+        *,
+        data_manifest: str | Path | Sequence[LabeledImage] | None = None,
+        drift_reference: str | Path | None = None,
+        extra_files: Iterable[str | Path] = (),
+        actor: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Upload a trained model folder as a new, immutable version and return its version.
+
+        Args:
+            model_dir: a folder written by ``train`` (model.keras, model.json, exports, metrics...).
+            data_manifest: the training images: a ``uri,label,sha256`` CSV or LabeledImages;
+                default: the model folder's ``split.csv`` (every image the run split).
+            drift_reference: a drift reference profile (JSON) stored as ``drift_reference.json``.
+            extra_files: more files to keep with the version, stored under their file names.
+        """
+        model_dir = Path(model_dir)
+        card = ModelCard.load(model_dir)
+        version = validate_version(card.version)
+        if not (model_dir / MODEL_NAME).is_file():
+            raise CrackModelError(f"{model_dir} has no {MODEL_NAME}: register a folder written by training")
+        marker = self.version_key(name, version, VERSION_MARKER)
+        if self.store.exists(marker):
+            raise VersionExistsError(self._exists_message(name, version))
+
+        files = {file_name: model_dir / file_name for file_name in MODEL_ARTIFACTS if (model_dir / file_name).is_file()}
+        files.update({path.name: path for path in sorted(model_dir.glob("*.png"))})
+        for extra in extra_files:
+            path = Path(extra)
+            if not path.is_file():
+                raise CrackModelError(f"extra file {path} does not exist")
+            if path.name in RESERVED_NAMES or path.name in files:
+                raise CrackModelError(f"extra file {path} would replace the version's own {path.name}: rename it")
+            files[path.name] = path
+        if drift_reference is not None:
+            reference = Path(drift_reference)
+            if not reference.is_file():
+                raise CrackModelError(f"drift reference {reference} does not exist: pass the profile's JSON file")
+            files[DRIFT_REFERENCE] = reference
+
+        manifest_bytes, manifest_summary = build_data_manifest(data_manifest, model_dir)
+        recorded: dict[str, dict[str, Any]] = {}
+        for file_name, path in sorted(files.items()):
+            self.store.upload(path, self.version_key(name, version, file_name))
+            recorded[file_name] = {"sha256": file_sha256(path), "size": path.stat().st_size}
+        if manifest_bytes is not None:
+            self.store.write(self.version_key(name, version, DATA_MANIFEST), manifest_bytes, content_type="text/csv")
+            recorded[DATA_MANIFEST] = {
+                "sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+                "size": len(manifest_bytes),
+            }
+
+        document = {
+            "format": 1,
+            "name": name,
+            "version": version,
+            "registered_at": utc_now(),
+            "registered_by": actor or default_actor(),
+            "run_id": run_id,
+            "created_at": card.created_at,
+            "library_version": card.library_version,
+            "git_commit": card.git_commit,
+            "registry_library_version": __version__,
+            "card": asdict(card),
+            "files": recorded,
+            "data_manifest": manifest_summary,
+            "drift_reference": DRIFT_REFERENCE if DRIFT_REFERENCE in files else None,
+            "metrics": _metrics_summary(model_dir / "metrics.json"),
+        }
+        try:
+            self.store.write_if_match(marker, _json_bytes(document), None)
+        except PreconditionFailedError:
+            raise VersionExistsError(self._exists_message(name, version)) from None
+        log.info("registered %s version %s at %s", name, version, self.version_url(name, version))
+        return version
+
+    def _exists_message(self, name: str, version: str) -> str:
+        return (
+            f"model {name} version {version} is already registered at {self.version_url(name, version)}; "
+            "versions are immutable: train again (a new version) instead of overwriting"
+        )
+
+    def exists(self, name: str, version: str) -> bool:
+        return self.store.exists(self.version_key(name, version, VERSION_MARKER))
+
+    def read_version(self, name: str, version: str) -> dict[str, Any]:
+        """The version's ``version.json`` (only complete versions have one)."""
+        key = self.version_key(name, version, VERSION_MARKER)
+        if not self.store.exists(key):
+            known = ", ".join(self.version_names(name)[-5:]) or "none"
+            msg = f"model {name} has no registered version {version} in {self.uri} (latest: {known})"
+            raise VersionNotFoundError(msg)
+        return dict(json.loads(self.store.read(key)))
+
+    def version_names(self, name: str) -> list[str]:
+        """Versions with a ``version.json``, oldest first (training versions sort by time)."""
+        prefix = join_key(self.model_prefix(name), "versions") + "/"
+        found = set()
+        for info in self.store.list(prefix):
+            relative = info.key[len(prefix) :].split("/")
+            if len(relative) == 2 and relative[1] == VERSION_MARKER:
+                found.add(relative[0])
+        return sorted(found)
+
+    def list_versions(self, name: str = DEFAULT_NAME) -> list[dict[str, Any]]:
+        """One summary per version, oldest first: registration, aliases, gate decision, test metrics."""
+        state = self.aliases(name)
+        pointing: dict[str, list[str]] = {}
+        for alias, version in state.aliases.items():
+            if version:
+                pointing.setdefault(version, []).append(alias)
+        summaries = []
+        for version in self.version_names(name):
+            document = self.read_version(name, version)
+            gate = self.gate_report(name, version)
+            summaries.append(
+                {
+                    "version": version,
+                    "registered_at": document.get("registered_at"),
+                    "registered_by": document.get("registered_by"),
+                    "aliases": sorted(pointing.get(version, [])),
+                    "gate_decision": gate.get("decision") if gate else None,
+                    "approved_runtimes": self.approved_runtimes(name, version),
+                    "metrics": document.get("metrics"),
+                }
+            )
+        return summaries
+
+    def show(self, name: str, version: str) -> dict[str, Any]:
+        """Everything known about one version: version.json, its aliases, its gate decision."""
+        document = self.read_version(name, version)
+        state = self.aliases(name)
+        document["aliases"] = sorted(alias for alias, value in state.aliases.items() if value == version)
+        gate = self.gate_report(name, version)
+        document["gate"] = (
+            None
+            if gate is None
+            else {
+                "decision": gate.get("decision"),
+                "failed_checks": gate.get("failed_checks", []),
+                "champion_version": gate.get("champion_version"),
+                "approved_runtimes": gate.get("approved_runtimes"),
+                "report": self.version_url(name, version, GATE_HTML),
+            }
+        )
+        document["approved_runtimes"] = self.approved_runtimes(name, version)
+        document["url"] = self.version_url(name, version)
+        return document
+
+    # Gate results (write-once, next to the immutable artifacts) -------------------------------
+
+    def add_gate_result(
+        self,
+        name: str,
+        version: str,
+        *,
+        report: Mapping[str, Any],
+        html: str,
+        approved_runtimes: Sequence[str],
+    ) -> str:
+        """Store a gate report with a version; refuses if the version already has one. Returns its URL."""
+        self.read_version(name, version)
+        self.ensure_not_gated(name, version)
+        report_key = self.version_key(name, version, GATE_REPORT)
+        document = {**report, "approved_runtimes": list(approved_runtimes)}
+        # The JSON report first, created only if absent: of two gates racing on one version the
+        # loser writes nothing. The page and the runtime list are derived from it.
+        try:
+            self.store.write_if_match(report_key, _json_bytes(document), None)
+        except PreconditionFailedError:
+            raise GateReportExistsError(self._gate_exists_message(name, version)) from None
+        runtimes = {"version": version, "approved_runtimes": list(approved_runtimes), "gated_at": utc_now()}
+        self.store.write(self.version_key(name, version, APPROVED_RUNTIMES), _json_bytes(runtimes))
+        self.store.write(self.version_key(name, version, GATE_HTML), html.encode(), content_type="text/html")
+        return self.store.url(report_key)
+
+    def ensure_not_gated(self, name: str, version: str) -> None:
+        """Raise GateReportExistsError if the version already has a gate report."""
+        if self.store.exists(self.version_key(name, version, GATE_REPORT)):
+            raise GateReportExistsError(self._gate_exists_message(name, version))
+
+    def _gate_exists_message(self, name: str, version: str) -> str:
+        return (
+            f"model {name} version {version} already has a gate report ({self.version_url(name, version, GATE_HTML)}); "
+            "gate results are write-once: read that report, or register a new version to gate again"
+        )
+
+    def gate_report(self, name: str, version: str) -> dict[str, Any] | None:
+        key = self.version_key(name, version, GATE_REPORT)
+        return dict(json.loads(self.store.read(key))) if self.store.exists(key) else None
+
+    def approved_runtimes(self, name: str, version: str) -> list[str] | None:
+        """The runtimes the gate approved for this version, fastest first (None: not gated)."""
+        report = self.gate_report(name, version)
+        return None if report is None else list(report.get("approved_runtimes") or [])
+
+    # Aliases ---------------------------------------------------------------------------------
+
+    def aliases(self, name: str = DEFAULT_NAME) -> AliasState:
+        """The current aliases and their history (empty if nothing was ever promoted)."""
+        key = join_key(self.model_prefix(name), ALIASES_FILE)
+        info = self.store.head(key)
+        if info is None:
+            return AliasState(name, dict.fromkeys(ALIAS_NAMES), [], 0, None)
+        # The ETag is read before the bytes: if the document changes in between, the
+        # conditional write against this older ETag fails and the caller re-reads.
+        data = self.store.read(key)
+        try:
+            document = json.loads(data)
+            return AliasState(
+                name=name,
+                aliases={alias: document.get("aliases", {}).get(alias) for alias in ALIAS_NAMES},
+                history=[AuditEntry.from_dict(entry) for entry in document.get("history", [])],
+                revision=int(document.get("revision", 0)),
+                etag=info.etag,
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            msg = (
+                f"{self.store.url(key)} is not a valid aliases document ({error}); restore it from models/{name}/audit/"
+            )
+            raise CrackModelError(msg) from None
+
+    def resolve(self, name: str = DEFAULT_NAME, alias: str = CHAMPION) -> str:
+        """The version an alias points at; an error if the alias is not set."""
+        validate_alias(alias)
+        version = self.aliases(name).get(alias)
+        if version is None:
+            msg = (
+                f"model {name} has no {alias} in {self.uri}: "
+                f"promote a version first (crack-model registry promote --version ... --alias {alias})"
+            )
+            raise CrackModelError(msg)
+        return version
+
+    def history(self, name: str = DEFAULT_NAME) -> list[AuditEntry]:
+        return self.aliases(name).history
+
+    def promote(
+        self,
+        name: str,
+        version: str,
+        alias: str = CHAMPION,
+        *,
+        expected_current: str | None,
+        actor: str,
+        reason: str,
+        run_id: str | None = None,
+    ) -> AuditEntry | None:
+        """Point ``alias`` at ``version`` if it still points at ``expected_current`` (None: unset).
+
+        Atomic: the aliases document is replaced with a conditional write, and a lost race is
+        retried only while the alias still points at ``expected_current``. Returns the new
+        history entry, or None if the alias already pointed at ``version`` (a retried task).
+
+        Raises:
+            PromotionConflictError: the alias points elsewhere now (someone else promoted).
+        """
+        validate_alias(alias)
+        self.read_version(name, version)
+        if not reason.strip():
+            raise CrackModelError("a promotion needs a reason (it goes into the audit log)")
+        gate = self.gate_report(name, version)
+
+        def change(state: AliasState) -> AuditEntry | None:
+            current = state.get(alias)
+            if current == version:
+                log.info("%s@%s already points at %s; nothing to do", name, alias, version)
+                return None
+            if current != expected_current:
+                msg = (
+                    f"cannot move {name}@{alias} to {version}: it points at {current}, not at "
+                    f"{expected_current} as expected (another promotion won); re-run the gate against {current}"
+                )
+                raise PromotionConflictError(msg)
+            return AuditEntry(
+                state.revision + 1,
+                "promote",
+                alias,
+                current,
+                version,
+                actor,
+                run_id,
+                reason,
+                utc_now(),
+                gate.get("decision") if gate else None,
+            )
+
+        return self._update_aliases(name, change)
+
+    def rollback(
+        self,
+        name: str = DEFAULT_NAME,
+        *,
+        reason: str,
+        actor: str,
+        run_id: str | None = None,
+    ) -> AuditEntry:
+        """Point the champion back at the champion before it (as the history records)."""
+        if not reason.strip():
+            raise CrackModelError("a rollback needs a reason (it goes into the audit log)")
+        seen = self.aliases(name).get(CHAMPION)
+
+        def change(state: AliasState) -> AuditEntry:
+            current = state.get(CHAMPION)
+            if current != seen:
+                msg = f"{name}@{CHAMPION} moved from {seen} to {current} during the rollback; check and retry"
+                raise PromotionConflictError(msg)
+            lineage = champion_lineage(state.history)
+            if current is None or len(lineage) < 2:
+                raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
+            target = lineage[-2]
+            gate = self.gate_report(name, target)
+            return AuditEntry(
+                state.revision + 1,
+                "rollback",
+                CHAMPION,
+                current,
+                target,
+                actor,
+                run_id,
+                reason,
+                utc_now(),
+                gate.get("decision") if gate else None,
+            )
+
+        entry = self._update_aliases(name, change)
+        if entry is None:  # change() never returns None for a rollback
+            raise CrackModelError("rollback changed nothing")
+        return entry
+
+    def _update_aliases(self, name: str, change: Callable[[AliasState], AuditEntry | None]) -> AuditEntry | None:
+        key = join_key(self.model_prefix(name), ALIASES_FILE)
+        for attempt in range(CAS_ATTEMPTS):
+            state = self.aliases(name)
+            problems = check_history(state)
+            if problems:
+                raise CrackModelError(f"{self.store.url(key)} is inconsistent ({problems[0]}); fix it before promoting")
+            entry = change(state)
+            if entry is None:
+                return None
+            aliases = dict(state.aliases)
+            aliases[entry.alias] = entry.to_version
+            updated = AliasState(name, aliases, [*state.history, entry], entry.revision, state.etag)
+            try:
+                self.store.write_if_match(key, _json_bytes(updated.as_document()), state.etag)
+            except PreconditionFailedError:
+                # Another writer changed the document: re-read and re-check (maybe another alias moved).
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                continue
+            self._mirror_audit(name, entry)
+            log.info(
+                "%s@%s: %s -> %s (%s by %s: %s)",
+                name,
+                entry.alias,
+                entry.from_version,
+                entry.to_version,
+                entry.event,
+                entry.actor,
+                entry.reason,
+            )
+            return entry
+        raise PromotionConflictError(f"gave up moving an alias of {name}: {CAS_ATTEMPTS} concurrent updates won first")
+
+    def _mirror_audit(self, name: str, entry: AuditEntry) -> None:
+        # One object per event for tools that watch a prefix; aliases.json stays the record.
+        key = join_key(self.model_prefix(name), "audit", f"{entry.revision:08d}-{entry.event}-{entry.alias}.json")
+        try:
+            self.store.write_if_match(key, _json_bytes(entry.as_dict()), None)
+        except Exception as error:  # the change is committed; a missing copy must not undo it
+            log.warning("could not write the audit copy %s: %s", key, error)
+
+
+def _metrics_summary(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    split = "test" if "test" in metrics else "validation"
+    figures = metrics.get(split) or {}
+    keys = ("crack_recall", "crack_precision", "accuracy", "roc_auc", "images")
+    return {"split": split, **{key: figures.get(key) for key in keys}}
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, sort_keys=False) + "\n").encode("utf-8")

@@ -1,0 +1,297 @@
+"""Score a batch of uploads where they landed and write the results next to them.
+
+A batch is ``incoming/<batch_id>/`` in a store. It may be split into N shards by key hash
+(what Airflow fans out over workers); each shard writes its rows in parts under
+``results/<batch_id>/_parts/<model_version>/<shard>/`` and a ``_DONE`` marker when finished.
+A restarted shard skips the keys its parts already hold, so a killed run loses nothing and
+duplicates nothing. When every shard is done, the parts are merged into
+``predictions.csv`` and ``summary.json``, and ``_SUCCESS`` is written last.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from crack_model.core import layout, model_card
+from crack_model.core.clock import utc_now
+from crack_model.core.documents import quarantined_keys, quarantined_objects
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import ObjectInfo, ObjectStore, open_store
+from crack_model.serving.inference import ImageScore, score_images
+from crack_model.serving.overlay import render_overlay
+from crack_model.serving.scorer import Scorer, load_scorer
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = (
+    "key", "size", "sha256", "width", "height", "status", "error", "crack_probability", "label",
+    "threshold", "model_version", "runtime", "tile_count", "scored_at",
+)  # fmt: skip
+DONE = "_DONE"
+
+
+@dataclass
+class ShardReport:
+    batch_id: str
+    shard: layout.Shard
+    model_version: str
+    images: int
+    skipped_already_done: int
+    seconds: float
+    finalized: bool
+    already_complete: bool = False
+
+
+def list_batch(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
+    """The uploads of a batch (bookkeeping files such as ``_READY`` or ``.DS_Store`` left out)."""
+    prefix = layout.incoming_prefix(batch_id)
+    return [info for info in store.list(prefix) if not layout.is_marker(info.key)]
+
+
+def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None = None) -> str:
+    parts = [model_version] if shard is None else [model_version, shard.name]
+    return layout.results_key(batch_id, "_parts", *parts)
+
+
+def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _read_csv(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def result_row(score: ImageScore, scorer: Scorer) -> dict[str, Any]:
+    ok = score.status == "ok"
+    return {
+        "key": score.key,
+        "size": score.size if score.size is not None else "",
+        "sha256": score.sha256 or "",
+        "width": score.width or "",
+        "height": score.height or "",
+        "status": score.status,
+        "error": score.error,
+        "crack_probability": f"{score.crack_probability:.6f}" if ok and score.crack_probability is not None else "",
+        "label": score.label,
+        "threshold": f"{scorer.card.threshold:.6f}",
+        "model_version": scorer.version,
+        "runtime": scorer.runtime.name,
+        "tile_count": score.tile_count,
+        "scored_at": utc_now(),
+    }
+
+
+def score_shard(
+    store_uri: str,
+    batch_id: str,
+    model: str | Scorer,
+    shard: layout.Shard | None = None,
+    *,
+    exclude: Collection[str] = (),
+    part_rows: int = 500,
+    batch_size: int | None = None,
+    workers: int = 8,
+    overlays: bool = True,
+    force: bool = False,
+    progress: bool = False,
+    finalize: bool = True,
+) -> ShardReport:
+    """Score the keys of one shard of a batch, resuming where an earlier run stopped.
+
+    Args:
+        exclude: keys to leave out, besides those validation quarantined (always skipped).
+        part_rows: rows per part file: the most a killed run has to redo.
+        force: rescore even if the batch already has ``_SUCCESS``.
+        finalize: merge the results if this was the last shard to finish.
+    """
+    from tqdm import tqdm
+
+    shard = shard or layout.Shard()
+    store = open_store(store_uri)
+    if not force and store.exists(layout.results_key(batch_id, layout.SUCCESS)):
+        log.info("batch %s is already complete (%s exists); nothing to do", batch_id, layout.SUCCESS)
+        return ShardReport(batch_id, shard, "", 0, 0, 0.0, False, already_complete=True)
+    scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
+    parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
+    done_key = f"{parts_prefix}/{DONE}"
+    if store.exists(done_key) and not force:
+        log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
+        report = ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False)
+        report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
+        return report
+
+    if force:  # start this shard over: stale parts of an earlier run must not be merged
+        for info in list(store.list(parts_prefix + "/")):
+            store.delete(info.key)
+
+    # Objects validation quarantined are skipped: they have their reasons in quarantine/.
+    excluded = set(exclude) | quarantined_keys(store, batch_id)
+    keys = [info.key for info in list_batch(store, batch_id) if shard.owns(info.key) and info.key not in excluded]
+    existing_parts = sorted(info.key for info in store.list(parts_prefix + "/") if info.key.endswith(".csv"))
+    already = {row["key"] for part in existing_parts for row in _read_csv(store.read(part))}
+    todo = [key for key in keys if key not in already]
+    log.info("%s of batch %s: %d objects, %d already scored, %d to score", shard.name, batch_id,
+             len(keys), len(keys) - len(todo), len(todo))  # fmt: skip
+
+    started = time.perf_counter()
+    next_part = len(existing_parts)
+    pending: list[dict[str, Any]] = []
+    scores = score_images(todo, store.read, scorer, batch_size=batch_size, workers=workers)
+    for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
+        if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
+            _write_overlay(store, batch_id, score, scorer.card.threshold)
+        pending.append(result_row(score, scorer))
+        if len(pending) >= part_rows:
+            store.write(f"{parts_prefix}/part-{next_part:06d}.csv", _rows_to_csv(pending), content_type="text/csv")
+            next_part, pending = next_part + 1, []
+    if pending:
+        store.write(f"{parts_prefix}/part-{next_part:06d}.csv", _rows_to_csv(pending), content_type="text/csv")
+    seconds = time.perf_counter() - started
+    stats = {
+        "images": len(todo),
+        "seconds": round(seconds, 3),
+        "finished_at": utc_now(),
+        "runtime": scorer.runtime.name,
+        "crack_class": scorer.card.crack_class,
+        "threshold": scorer.card.threshold,
+    }
+    store.write(done_key, json.dumps(stats).encode(), content_type="application/json")
+    report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
+    report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
+    return report
+
+
+def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, threshold: float) -> None:
+    try:
+        png = render_overlay(store.read(score.key), score.boxes, score.tile_probabilities, threshold)
+    except CrackModelError as error:  # the score stands even if the picture cannot be drawn
+        log.warning("no overlay for %s: %s", score.key, error)
+        return
+    relative = layout.relative_to_batch(score.key, batch_id)
+    store.write(layout.results_key(batch_id, "overlays", f"{relative}.png"), png, content_type="image/png")
+
+
+def _finalize_if_complete(store: ObjectStore, batch_id: str, scorer: Scorer, shard_count: int) -> bool:
+    try:
+        finalize_batch(store, batch_id, scorer.version, shard_count, threshold=scorer.card.threshold)
+    except ShardsIncompleteError as error:
+        log.info("not finalizing yet: %s", error)
+        return False
+    return True
+
+
+class ShardsIncompleteError(CrackModelError):
+    """Some shards of the batch have not finished."""
+
+
+def finalize_batch(
+    store: ObjectStore | str,
+    batch_id: str,
+    model_version: str,
+    shard_count: int,
+    *,
+    threshold: float | None = None,
+    exclude: Collection[str] = (),
+) -> dict[str, Any]:
+    """Merge the shards' parts into predictions.csv and summary.json, then write _SUCCESS.
+
+    Idempotent: running it again rewrites the same files. Raises ShardsIncompleteError if a
+    shard has no ``_DONE`` marker yet.
+    """
+    store = open_store(store) if isinstance(store, str) else store
+    shards = [layout.Shard(index, shard_count) for index in range(shard_count)]
+    stats = []
+    for shard in shards:
+        done = store.head(f"{_parts_prefix(batch_id, model_version, shard)}/{DONE}")
+        if done is None:
+            raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
+        stats.append(json.loads(store.read(done.key)))
+    rows: dict[str, dict[str, str]] = {}
+    for shard in shards:
+        prefix = _parts_prefix(batch_id, model_version, shard) + "/"
+        for info in sorted(store.list(prefix), key=lambda item: item.key):
+            if info.key.endswith(".csv"):
+                for row in _read_csv(store.read(info.key)):
+                    rows.setdefault(row["key"], row)
+
+    # Held back by validation: still one row each, with the reasons, so every upload is accounted for.
+    stamp = model_card.utc_now()
+    for item in quarantined_objects(store, batch_id):
+        rows.setdefault(item["key"], quarantined_row(item, model_version, stamp))
+    ordered = [rows[key] for key in sorted(rows)]
+    store.write(layout.results_key(batch_id, layout.PREDICTIONS), _rows_to_csv(ordered), content_type="text/csv")
+    summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
+    summary_bytes = (json.dumps(summary, indent=2) + "\n").encode()
+    store.write(layout.results_key(batch_id, layout.SUMMARY), summary_bytes, content_type="application/json")
+    store.write(layout.results_key(batch_id, layout.SUCCESS), summary_bytes, content_type="application/json")
+    log.info(
+        "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
+    )
+    return summary
+
+
+def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:
+    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row.update(key=item["key"], status="quarantined", error="; ".join(item.get("reasons", [])),
+               model_version=model_version, tile_count="0", scored_at=stamp)  # fmt: skip
+    return row
+
+
+def summarize(
+    batch_id: str,
+    rows: list[dict[str, str]],
+    model_version: str,
+    shard_stats: list[dict[str, Any]],
+    shard_count: int,
+    threshold: float | None,
+) -> dict[str, Any]:
+    statuses = Counter(row["status"] for row in rows)
+    labels = Counter(row["label"] for row in rows if row["status"] == "ok")
+    scored = statuses.get("ok", 0)
+    crack_class = shard_stats[0].get("crack_class") if shard_stats else None
+    if threshold is None and shard_stats:
+        threshold = shard_stats[0].get("threshold")
+    cracks = labels.get(crack_class, 0) if crack_class else 0
+    seconds = sum(float(stat["seconds"]) for stat in shard_stats)
+    images = sum(int(stat["images"]) for stat in shard_stats)
+    return {
+        "batch_id": batch_id,
+        "model_version": model_version,
+        "runtime": shard_stats[0].get("runtime") if shard_stats else None,
+        "threshold": threshold,
+        "objects": len(rows),
+        "status_counts": dict(sorted(statuses.items())),
+        "label_counts": dict(sorted(labels.items())),
+        "crack_class": crack_class,
+        "cracks": cracks,
+        "crack_rate": round(cracks / scored, 6) if scored else None,
+        "shards": shard_count,
+        "scoring_seconds": round(seconds, 3),
+        "throughput_images_per_second": round(images / seconds, 2) if seconds > 0 else None,
+        "finished_at": utc_now(),
+    }
+
+
+def score_batch(store_uri: str, batch_id: str, model: str | Scorer, *, shards: int = 1, **options: Any) -> ShardReport:
+    """Score every shard of a batch in this process, then finalize (the single-machine path)."""
+    if shards < 1:
+        raise CrackModelError(f"shards must be at least 1, got {shards}")
+    scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
+    reports = []
+    for index in range(shards):
+        reports.append(score_shard(store_uri, batch_id, scorer, layout.Shard(index, shards), **options))
+        if reports[-1].already_complete:
+            break
+    return reports[-1]

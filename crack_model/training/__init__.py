@@ -1,0 +1,1 @@
+"""The MobileNetV2 classifier: building, fitting (with a feature cache), exporting."""

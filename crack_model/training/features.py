@@ -1,0 +1,187 @@
+"""A cache of the frozen base's features, so retraining costs little.
+
+With the base frozen, almost all training time is the base's forward pass, and it gives
+the same answer every epoch. Each image's pooled base features are stored once, keyed by
+the image's content hash and a fingerprint of the base (weights, width, input size), for
+the plain image (view 0) and a fixed number of augmented views. Training the head on cached
+features takes seconds; a retraining run that reuses most of the pool only computes the
+new images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.imaging import decode_to_array
+from crack_model.core.storage import read_uri
+from crack_model.data.labeled import LabeledImage, label_indices
+from crack_model.training.fitting import compile_and_fit
+from crack_model.training.model import build_augmentation, get_base
+
+log = logging.getLogger(__name__)
+
+
+def base_fingerprint(base: Any, image_size: int) -> str:
+    """Changes whenever the base's weights, width or input size change."""
+    digest = hashlib.sha256(f"size={image_size}".encode())
+    for weights in base.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class FeatureCache:
+    """``<directory>/<base fingerprint>/<sha[:2]>/<sha>-v<view>.npy`` files of float32 vectors."""
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        self.root = Path(directory) / fingerprint
+
+    def _path(self, sha256: str, view: int) -> Path:
+        return self.root / sha256[:2] / f"{sha256}-v{view}.npy"
+
+    def get(self, sha256: str, view: int) -> np.ndarray | None:
+        path = self._path(sha256, view)
+        try:
+            return np.load(path)
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+
+    def put(self, sha256: str, view: int, features: np.ndarray) -> None:
+        path = self._path(sha256, view)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".tmp-{path.name}")
+        with open(temporary, "wb") as handle:
+            np.save(handle, features.astype(np.float32))
+        temporary.replace(path)
+
+
+def feature_extractor(classifier: Any) -> Any:
+    """Pixels -> pooled base features: the classifier up to (and including) global pooling."""
+    import keras
+
+    return keras.Model(classifier.input, classifier.get_layer("pool").output, name="feature_extractor")
+
+
+def cached_features(
+    images: Sequence[LabeledImage],
+    views: int,
+    extractor: Any,
+    augmentation: Any,
+    cache: FeatureCache,
+    data_config: DataConfig,
+) -> tuple[np.ndarray, int]:
+    """Features (views, images, dims) for every image and view; returns (features, newly computed)."""
+    import tensorflow as tf
+
+    dims = int(extractor.output_shape[-1])
+    features = np.zeros((views, len(images), dims), dtype=np.float32)
+    missing: list[tuple[int, int]] = []
+    for view in range(views):
+        for index, image in enumerate(images):
+            found = cache.get(image.sha256, view)
+            if found is None or found.shape != (dims,):
+                missing.append((view, index))
+            else:
+                features[view, index] = found
+    if not missing:
+        return features, 0
+    size = data_config.image_size
+
+    def load(position: Any) -> np.ndarray:
+        _, index = missing[int(position)]
+        return decode_to_array(read_uri(images[index].uri), size)
+
+    def load_tensor(position: tf.Tensor) -> tf.Tensor:
+        pixels = tf.numpy_function(load, [position], tf.uint8, stateful=False)
+        pixels.set_shape((size, size, 3))
+        return tf.cast(pixels, tf.float32)
+
+    positions = tf.data.Dataset.range(len(missing))
+    pixels = positions.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE).batch(data_config.batch_size)
+    start = 0
+    for batch in pixels.prefetch(tf.data.AUTOTUNE):
+        count = int(batch.shape[0])
+        chunk = missing[start : start + count]
+        augmented = np.array([view > 0 for view, _ in chunk])
+        inputs = batch.numpy()
+        if augmented.any():
+            inputs[augmented] = np.asarray(augmentation(inputs[augmented], training=True))
+        output = np.asarray(extractor.predict_on_batch(inputs))
+        for (view, index), vector in zip(chunk, output, strict=True):
+            features[view, index] = vector
+            cache.put(images[index].sha256, view, vector)
+        start += count
+    return features, len(missing)
+
+
+def fit_head_on_features(
+    classifier: Any,
+    train: Sequence[LabeledImage],
+    validation: Sequence[LabeledImage],
+    data_config: DataConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    cache_dir: Path,
+    callbacks: list[Any],
+    *,
+    augmented_views: int = 1,
+    verbose: int = 2,
+) -> dict[str, list[float]]:
+    """Train the classifier's head on cached base features, then put the head into the classifier.
+
+    The head (dropout + dense softmax) is exactly the classifier's own, so the trained model
+    is the same network as with uncached training; each epoch draws one of the cached views
+    (the plain image or one of ``augmented_views`` augmented copies) per image.
+    """
+    import keras
+    import tensorflow as tf
+
+    cache = FeatureCache(cache_dir, base_fingerprint(get_base(classifier), data_config.image_size))
+    extractor = feature_extractor(classifier)
+    augmentation = build_augmentation(model_config, seed=data_config.seed)
+    views = 1 + (augmented_views if model_config.augment else 0)
+    train_features, computed = cached_features(train, views, extractor, augmentation, cache, data_config)
+    validation_features, computed_validation = cached_features(
+        validation, 1, extractor, augmentation, cache, data_config
+    )
+    log.info(
+        "feature cache %s: computed %d, reused %d feature vectors",
+        cache.root, computed + computed_validation,
+        train_features.shape[0] * train_features.shape[1] + len(validation) - computed - computed_validation,
+    )  # fmt: skip
+
+    classes = len(data_config.class_names)
+    train_labels = tf.one_hot(label_indices(train, data_config.class_names), classes)
+    validation_labels = tf.one_hot(label_indices(validation, data_config.class_names), classes)
+    per_image = np.transpose(train_features, (1, 0, 2))  # (images, views, dims)
+    seed = data_config.seed
+
+    def pick_view(stack: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return stack[tf.random.uniform([], maxval=views, dtype=tf.int32)], label
+
+    train_data = (
+        tf.data.Dataset.from_tensor_slices((per_image, train_labels))
+        .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+        .map(pick_view)
+        .batch(data_config.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation_data = tf.data.Dataset.from_tensor_slices((validation_features[0], validation_labels)).batch(
+        data_config.batch_size
+    )
+    inputs = keras.Input(shape=(train_features.shape[-1],), name="pooled_features")
+    x = keras.layers.Dropout(model_config.dropout, name="dropout")(inputs)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="class_probabilities")(x)
+    head = keras.Model(inputs, outputs, name="crack_head")
+    head.get_layer("class_probabilities").set_weights(classifier.get_layer("class_probabilities").get_weights())
+
+    history = compile_and_fit(head, train_data, validation_data, train_config.epochs, train_config.learning_rate,
+                              callbacks, verbose, data_config.crack_index)  # fmt: skip
+    classifier.get_layer("class_probabilities").set_weights(head.get_layer("class_probabilities").get_weights())
+    return history

@@ -1,0 +1,127 @@
+"""The network: MobileNetV2 transfer learning, built with the Keras functional API.
+
+The classifier takes raw RGB pixels (0..255): MobileNetV2's preprocessing is a layer
+inside it, so a saved model cannot be fed wrongly. Augmentation layers wrap the
+classifier only while training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crack_model.core.config import DataConfig, ModelConfig
+from crack_model.core.errors import CrackModelError
+
+if TYPE_CHECKING:
+    import keras
+
+BASE_NAME = "mobilenet_v2_base"
+
+
+def resolve_base_weights(weights: str | None) -> str | None:
+    """Map the weights option to what Keras expects: "imagenet", a file path, or None."""
+    if weights is None or str(weights).lower() in ("", "none", "random"):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        msg = (
+            f"weights file {path} does not exist: pass 'imagenet' (download), 'none' (random init) "
+            "or the path of a MobileNetV2 no-top .h5 weights file"
+        )
+        raise CrackModelError(msg)
+    return str(path)
+
+
+def build_base(data_config: DataConfig, model_config: ModelConfig) -> keras.Model:
+    """MobileNetV2 without its top, frozen."""
+    import keras
+
+    weights = resolve_base_weights(model_config.weights)
+    try:
+        base = keras.applications.MobileNetV2(
+            input_shape=(data_config.image_size, data_config.image_size, 3),
+            alpha=model_config.alpha,
+            include_top=False,
+            weights=weights,
+            name=BASE_NAME,
+        )
+    except (ValueError, OSError) as error:
+        if weights not in (None, "imagenet"):
+            msg = (
+                f"weights file {weights} does not fit MobileNetV2 (alpha={model_config.alpha}, no top): "
+                f"{str(error).splitlines()[0][:200]}"
+            )
+            raise CrackModelError(msg) from None
+        if weights == "imagenet":
+            msg = (
+                f"could not get the ImageNet weights for MobileNetV2 ({str(error).splitlines()[0][:200]}); "
+                "offline, pass --weights PATH to a local copy of the no-top .h5 file"
+            )
+            raise CrackModelError(msg) from None
+        raise
+    base.trainable = False
+    return base
+
+
+def build_classifier(data_config: DataConfig, model_config: ModelConfig) -> keras.Model:
+    """Pixels (0..255) -> MobileNetV2 preprocessing -> frozen base -> softmax over classes."""
+    import keras
+    from keras import layers
+
+    size = data_config.image_size
+    base = build_base(data_config, model_config)
+    inputs = keras.Input(shape=(size, size, 3), name="pixels")
+    # MobileNetV2 expects [-1, 1]; as a layer, preprocessing travels with the saved model.
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="mobilenet_v2_preprocess")(inputs)
+    # training=False keeps BatchNorm in inference mode even when the base is fine-tuned.
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(model_config.dropout, name="dropout")(x)
+    outputs = layers.Dense(len(data_config.class_names), activation="softmax", name="class_probabilities")(x)
+    return keras.Model(inputs, outputs, name="crack_classifier")
+
+
+def build_augmentation(model_config: ModelConfig, seed: int | None = None) -> keras.Sequential:
+    """Random flips and rotations; concrete has no up or left."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomFlip("horizontal_and_vertical", seed=seed),
+            layers.RandomRotation(model_config.rotation_factor, fill_mode="reflect", seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+def build_training_model(classifier: keras.Model, augmentation: keras.Model | None) -> keras.Model:
+    """The classifier behind augmentation layers (which are inactive outside training)."""
+    import keras
+
+    if augmentation is None:
+        return classifier
+    inputs = keras.Input(shape=classifier.input_shape[1:], name="pixels")
+    outputs = classifier(augmentation(inputs))
+    return keras.Model(inputs, outputs, name="crack_classifier_training")
+
+
+def get_base(classifier: keras.Model) -> keras.Model:
+    return classifier.get_layer(BASE_NAME)
+
+
+def unfreeze_top_layers(classifier: keras.Model, count: int) -> int:
+    """Make the top ``count`` base layers trainable (BatchNorm stays frozen); return how many."""
+    from keras import layers
+
+    base = get_base(classifier)
+    base.trainable = True
+    unfrozen = 0
+    for index, layer in enumerate(base.layers):
+        in_top = index >= len(base.layers) - count
+        layer.trainable = in_top and not isinstance(layer, layers.BatchNormalization)
+        unfrozen += int(layer.trainable)
+    return unfrozen

@@ -1,0 +1,227 @@
+"""Train a crack classifier on a labeled set, choose its threshold, evaluate it, save it all."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.errors import CrackModelError
+from crack_model.core.imaging import decode_to_array
+from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, ModelCard, git_commit, new_version
+from crack_model.core.storage import read_uri
+from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
+from crack_model.evaluation.metrics import choose_threshold, compute_metrics
+from crack_model.training.export import export_model
+from crack_model.training.features import fit_head_on_features
+from crack_model.training.fitting import compile_and_fit
+from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
+from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingRun:
+    output_dir: Path
+    card: ModelCard
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+    artifacts: dict[str, Path]
+
+
+def set_seeds(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow at once
+
+
+def predict_probabilities(model: Any, images: list[LabeledImage], config: DataConfig) -> np.ndarray:
+    dataset = make_dataset(images, config, cache=False).map(lambda pixels, _label: pixels)
+    return np.asarray(model.predict(dataset, verbose=0))
+
+
+def train(
+    data_source: str | Path,
+    output_dir: str | Path,
+    data_config: DataConfig | None = None,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    skip_unreadable: bool = False,
+    verbose: int = 2,
+    progress: bool = False,
+    split: Split | None = None,
+    export_runtimes: bool = True,
+    feature_cache_dir: str | Path | None = None,
+    augmented_views: int = 1,
+) -> TrainingRun:
+    """Train, pick the threshold on validation, evaluate on test, and save everything.
+
+    With ``feature_cache_dir``, the frozen base's features are cached per image (the plain
+    image and ``augmented_views`` augmented copies) and only the head trains on them: the
+    same network, far less work (see features.py); fine-tuning still runs the full model.
+
+    Writes to ``output_dir``: model.keras, model.json (card), history.json, metrics.json,
+    LiteRT exports (model_fp32.tflite, model_int8.tflite) unless ``export_runtimes`` is off,
+    split.csv, checkpoints/best.keras, tensorboard/, and PNGs (examples, augmentation,
+    training curves, confusion matrix).
+    """
+    import keras
+
+    data_config = data_config or DataConfig()
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    set_seeds(data_config.seed)
+
+    if split is None:
+        images = load_labeled(data_source, data_config, skip_unreadable=skip_unreadable, progress=progress)
+        split = split_images(images, data_config)
+    for name, part in split.parts().items():
+        if name != "test" and not part:
+            msg = (
+                f"the {name} split of {data_source} is empty: "
+                "add images (at least ~10 per class) or change the fractions"
+            )
+            raise CrackModelError(msg)
+    log.info("split: %d train, %d validation, %d test", len(split.train), len(split.validation), len(split.test))
+    artifacts: dict[str, Path] = {"split": output_dir / "split.csv"}
+    write_split_manifest(split, artifacts["split"])
+    artifacts.update(save_example_figures(split.train, data_config, model_config, output_dir))
+
+    classifier = build_classifier(data_config, model_config)
+    augmentation = build_augmentation(model_config, seed=data_config.seed) if model_config.augment else None
+    training_model = build_training_model(classifier, augmentation)
+    train_data = make_dataset(split.train, data_config, shuffle=True)
+    validation_data = make_dataset(split.validation, data_config)
+
+    checkpoint = output_dir / "checkpoints" / "best.keras"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
+        keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), update_freq="batch"),
+    ]
+    if feature_cache_dir is not None:
+        history = fit_head_on_features(
+            classifier, split.train, split.validation, data_config, model_config, train_config,
+            Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
+        )  # fmt: skip
+    else:
+        history = compile_and_fit(
+            training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
+            callbacks, verbose, data_config.crack_index,
+        )  # fmt: skip
+    if train_config.fine_tune_layers > 0:
+        unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
+        log.info("fine-tuning %d base layers at learning rate %g", unfrozen, train_config.fine_tune_learning_rate)
+        fine = compile_and_fit(
+            training_model,
+            train_data,
+            validation_data,
+            train_config.fine_tune_epochs,
+            train_config.fine_tune_learning_rate,
+            callbacks,
+            verbose,
+            data_config.crack_index,
+        )
+        history = {name: history.get(name, []) + values for name, values in fine.items()}
+
+    model_path = output_dir / MODEL_NAME
+    classifier.save(model_path)
+    artifacts["model"] = model_path
+    artifacts["history"] = output_dir / "history.json"
+    artifacts["history"].write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    for path in save_training_curves(history, output_dir):
+        artifacts[path.stem] = path
+
+    validation_probabilities = predict_probabilities(classifier, split.validation, data_config)
+    is_crack = [image.label == data_config.crack_class for image in split.validation]
+    threshold = choose_threshold(
+        is_crack,
+        validation_probabilities[:, data_config.crack_index],
+        train_config.target_recall,
+        ceiling=train_config.default_threshold,
+    )
+    card = ModelCard(
+        version=new_version(model_path),
+        class_names=list(data_config.class_names),
+        crack_class=data_config.crack_class,
+        image_size=data_config.image_size,
+        threshold=threshold,
+        alpha=model_config.alpha,
+        base_weights=model_config.weights
+        if model_config.weights in ("imagenet", "none")
+        else Path(model_config.weights).name,
+        seed=data_config.seed,
+        target_recall=train_config.target_recall,
+        git_commit=git_commit(),
+    )
+    artifacts["card"] = card.save(output_dir)
+    config_record = {"data": asdict(data_config), "model": asdict(model_config), "train": asdict(train_config)}
+    artifacts["config"] = output_dir / "training_config.json"
+    artifacts["config"].write_text(json.dumps(config_record, indent=2, default=str) + "\n", encoding="utf-8")
+
+    metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold}
+    metrics["validation"] = compute_metrics(
+        [image.label for image in split.validation],
+        validation_probabilities,
+        threshold=threshold,
+        class_names=data_config.class_names,
+        crack_class=data_config.crack_class,
+    )
+    if split.test:
+        test_probabilities = predict_probabilities(classifier, split.test, data_config)
+        metrics["test"] = compute_metrics(
+            [image.label for image in split.test],
+            test_probabilities,
+            threshold=threshold,
+            class_names=data_config.class_names,
+            crack_class=data_config.crack_class,
+        )
+        matrix = metrics["test"]["confusion_matrix"]
+        artifacts["confusion_matrix"] = save_confusion_matrix(
+            matrix["rows_true_columns_predicted"],
+            matrix["labels"],
+            output_dir / "confusion_matrix.png",
+            title=f"Test split, threshold {threshold:.3f}",
+        )
+    if export_runtimes:
+        checks = export_model(output_dir, split.train, split.validation)
+        metrics["runtime_agreement_on_validation"] = [check.as_dict() for check in checks]
+        card = ModelCard.load(output_dir)
+        for check in checks:
+            artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
+    artifacts["metrics"] = output_dir / "metrics.json"
+    artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    artifacts["checkpoint"] = checkpoint
+    artifacts["tensorboard"] = output_dir / "tensorboard"
+    return TrainingRun(output_dir, card, metrics, history, artifacts)
+
+
+def save_example_figures(
+    images: list[LabeledImage], data_config: DataConfig, model_config: ModelConfig, output_dir: Path, count: int = 12
+) -> dict[str, Path]:
+    """A grid of example training images, and one image augmented repeatedly."""
+
+    chosen = [images[index] for index in np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)]
+    pixels = [decode_to_array(read_uri(image.uri), data_config.image_size) for image in chosen]
+    written = {"examples": save_image_grid(pixels, [image.label for image in chosen], output_dir / "examples.png")}
+    augmentation = build_augmentation(model_config, seed=data_config.seed)
+    views = [np.asarray(augmentation(pixels[0][None].astype("float32"), training=True)[0]) for _ in range(9)]
+    written["augmentation"] = save_image_grid(
+        [pixels[0], *views],
+        ["original"] + [f"augmented {n}" for n in range(1, 10)],
+        output_dir / "augmentation.png",
+        columns=5,
+    )
+    return written

@@ -1,0 +1,308 @@
+"""The container setup: a compose file docker-compose 1.29 accepts, a lint-clean Dockerfile, exact pins.
+
+No Docker engine runs here, so nothing is built or started: the compose file is resolved by the real
+docker-compose binary (`scripts/system-deps.sh` installs it), the Dockerfile is checked by hadolint and
+read for what it installs, and pip proves the pins resolve.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+PROJECT = Path(__file__).resolve().parents[2]
+DOCKER = PROJECT / "docker"
+COMPOSE_FILE = DOCKER / "docker-compose.yml"
+DOCKERFILE = DOCKER / "Dockerfile"
+ENV_EXAMPLE = DOCKER / ".env.example"
+REQUIREMENTS = PROJECT / "requirements.txt"
+HADOLINT = Path(sys.executable).with_name("hadolint")
+
+AIRFLOW_COMPONENTS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+}
+PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
+
+
+def _compose(*args: str, env_file: Path = ENV_EXAMPLE) -> subprocess.CompletedProcess[str]:
+    """Run docker-compose on the project's compose file with a clean environment (only env_file's values)."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed: run scripts/system-deps.sh")
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    return subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict[str, Any]:
+    """The compose file as docker-compose resolves it with docker/.env.example."""
+    result = _compose("config")
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def _command(service: dict[str, Any]) -> str:
+    command = service.get("command") or []
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def _airflow_services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: service
+        for name, service in config["services"].items()
+        if "AIRFLOW__CORE__EXECUTOR" in (service.get("environment") or {})
+    }
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def _dockerignore_keeps(path: str) -> bool:
+    """Whether the build context keeps `path` under .dockerignore's rules (last match wins, parents count)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: depth + 1]) for depth in range(len(parts))]
+    kept = True
+    for raw in (PROJECT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        anywhere = pattern.startswith("**/")
+        for candidate in candidates:
+            names = [candidate]
+            if anywhere:
+                names += [candidate.rsplit("/", 1)[-1]]
+            if any(fnmatch.fnmatchcase(name, pattern.removeprefix("**/")) for name in names) and (
+                anywhere or candidate.count("/") == pattern.count("/")
+            ):
+                kept = negate
+                break
+    return kept
+
+
+def test_compose_config_is_valid_for_docker_compose_1_29():
+    """`docker-compose config -q` accepts the file (Compose Specification, depends_on conditions included)."""
+    result = _compose("config", "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_run_without_secrets(tmp_path: Path):
+    """With no .env, compose stops and names a missing secret instead of starting with blank passwords."""
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    result = _compose("config", "-q", env_file=empty)
+    assert result.returncode != 0
+    assert "in docker/.env" in result.stderr, result.stderr
+
+
+def test_compose_has_every_component(compose_config: dict[str, Any]):
+    """api-server, scheduler, dag-processor, triggerer, 2+ Celery workers, Postgres, Redis, MinIO and its init."""
+    services = compose_config["services"]
+    for name, command in AIRFLOW_COMPONENTS.items():
+        assert _command(services[name]) == command, name
+    workers = [service for service in services.values() if _command(service) == "celery worker"]
+    replicas = sum((service.get("deploy") or {}).get("replicas", 1) for service in workers)
+    assert replicas >= 2
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["redis"]["image"].startswith("redis:7")
+    assert "minio/minio:" in services["minio"]["image"]
+    bucket_init = services["minio-init"]
+    assert "minio/mc:" in bucket_init["image"]
+    assert "mc mb --ignore-existing" in " ".join(bucket_init["command"])
+    assert bucket_init["environment"]["CRACK_BUCKET"] == "inspections"
+    assert "db migrate" in " ".join(services["airflow-init"]["command"])
+
+
+def test_compose_images_are_pinned(compose_config: dict[str, Any]):
+    """Every image has an explicit tag that is not `latest`."""
+    for name, service in compose_config["services"].items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag and tag not in ("", "latest"), f"{name}: {image}"
+
+
+def test_compose_uses_celery_redis_and_postgres(compose_config: dict[str, Any]):
+    """All Airflow services share CeleryExecutor, the Redis broker, the Postgres DB and one JWT secret."""
+    airflow = _airflow_services(compose_config)
+    assert set(AIRFLOW_COMPONENTS) | {"airflow-init"} <= set(airflow)
+    settings = {name: service["environment"] for name, service in airflow.items()}
+    for name, env in settings.items():
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        assert "@redis:6379/" in env["AIRFLOW__CELERY__BROKER_URL"], name
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        assert "@postgres:5432/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
+        assert env["AIRFLOW_VAR_CRACK_STORE"] == "s3://inspections", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000", name
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
+        assert len({env[key] for env in settings.values()}) == 1, f"{key} differs between services"
+
+
+def test_compose_waits_on_health(compose_config: dict[str, Any]):
+    """Long-running services have healthchecks; Airflow starts after healthy Postgres/Redis and both inits."""
+    services = compose_config["services"]
+    for name, service in services.items():
+        if name.endswith("-init"):
+            assert service.get("restart") == "no", name
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    for name in [*AIRFLOW_COMPONENTS, "airflow-worker-1"]:
+        depends_on = services[name]["depends_on"]
+        assert depends_on["postgres"]["condition"] == "service_healthy", name
+        assert depends_on["redis"]["condition"] == "service_healthy", name
+        assert depends_on["airflow-init"]["condition"] == "service_completed_successfully", name
+        assert depends_on["minio-init"]["condition"] == "service_completed_successfully", name
+    assert services["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    volumes = set(compose_config["volumes"])
+    assert {"postgres-data", "minio-data"} <= volumes
+    assert any(volume.startswith("postgres-data:") for volume in _volume_strings(services["postgres"]))
+    assert any(volume.startswith("minio-data:") for volume in _volume_strings(services["minio"]))
+
+
+def _volume_strings(service: dict[str, Any]) -> list[str]:
+    """Volumes as `source:target`, whichever syntax docker-compose printed them in."""
+    result = []
+    for volume in service.get("volumes", []):
+        result.append(volume if isinstance(volume, str) else f"{volume['source']}:{volume['target']}")
+    return result
+
+
+def test_compose_airflow_settings_are_real_options(compose_config: dict[str, Any]):
+    """Every AIRFLOW__SECTION__KEY is an option Airflow 3 knows, and aws_default parses as a MinIO connection."""
+    from airflow.configuration import conf
+    from airflow.models.connection import Connection
+
+    known = conf.configuration_description
+    env = compose_config["services"]["airflow-scheduler"]["environment"]
+    unknown = []
+    for variable in env:
+        if variable.startswith("AIRFLOW__"):
+            _, section, key = variable.split("__", 2)
+            if key.lower() not in known.get(section.lower(), {}).get("options", {}):
+                unknown.append(variable)
+    assert unknown == []
+    connection = Connection.from_json(env["AIRFLOW_CONN_AWS_DEFAULT"], conn_id="aws_default")
+    assert connection.conn_type == "aws"
+    assert connection.extra_dejson["endpoint_url"] == "http://minio:9000"
+    assert connection.login == env["AWS_ACCESS_KEY_ID"]
+
+
+def test_dockerfile_passes_hadolint():
+    """hadolint reports nothing at all (info level included) on docker/Dockerfile."""
+    assert HADOLINT.is_file(), f"{HADOLINT} missing: pip install -r requirements-dev.txt"
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_dockerfile_installs_the_exact_pins_then_the_project():
+    """The image pip-installs requirements.txt itself, then the project with --no-deps, as a non-root user."""
+    instructions = _dockerfile_instructions()
+    base = next(arguments for instruction, arguments in instructions if instruction == "FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+    copies = [arguments.split() for instruction, arguments in instructions if instruction == "COPY"]
+    requirements_copy = next(parts for parts in copies if parts[0] == "requirements.txt")
+    target = requirements_copy[-1]
+    runs = [arguments for instruction, arguments in instructions if instruction == "RUN"]
+    requirement_install = [run for run in runs if re.search(rf"pip install .*-r {re.escape(target)}(\s|$)", run)]
+    assert requirement_install, f"no RUN pip-installs -r {target}"
+    assert "--no-cache-dir" in requirement_install[0]
+    project_install = [run for run in runs if re.search(r"pip install .*--no-deps \.(\s|$)", run)]
+    assert project_install, "no RUN pip-installs the project with --no-deps"
+    assert runs.index(requirement_install[0]) < runs.index(project_install[0])
+    sources = {source for parts in copies for source in parts[:-1] if not source.startswith("--")}
+    assert {"pyproject.toml", "README.md", "crack_model/", "dags/", "plugins/"} <= sources
+    for source in sorted(sources):
+        assert _dockerignore_keeps(source.rstrip("/")), f".dockerignore drops {source}, which the Dockerfile copies"
+    assert not _dockerignore_keeps(".venv") and not _dockerignore_keeps(".git")
+    user = [arguments for instruction, arguments in instructions if instruction == "USER"][-1]
+    assert user.split(":")[0] not in ("root", "0"), user
+    env = " ".join(arguments for instruction, arguments in instructions if instruction == "ENV")
+    assert "AIRFLOW_HOME=/opt/airflow" in env
+
+
+def test_requirements_are_exact_pins():
+    """Every requirement line is `name==version`: the image installs exactly what was tested."""
+    lines = [line.split("#", 1)[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
+    requirements = [line for line in lines if line]
+    assert requirements
+    loose = [line for line in requirements if not PIN.match(line)]
+    assert loose == []
+
+
+def test_requirements_resolve_in_this_venv():
+    """pip resolves requirements.txt against this venv with nothing to install: the pins are what tests ran on."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-input", "-r", str(REQUIREMENTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Would install" not in result.stdout, result.stdout[-2000:]
+
+
+def test_requirements_have_wheels_for_the_image():
+    """Every package (with its dependencies) has a cp311 manylinux x86_64 wheel: the slim image needs no compiler."""
+    platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)]
+    platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-input", "--quiet", "--ignore-installed"]
+    command += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"]
+    command += [part for platform in platforms for part in ("--platform", platform)]
+    with_target = ["--target", str(PROJECT / "build" / "docker-wheel-check"), "-r", str(REQUIREMENTS)]
+    result = subprocess.run(
+        command + with_target, capture_output=True, text=True, timeout=300, check=False, cwd=PROJECT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_system_deps_script_is_idempotent():
+    """scripts/system-deps.sh exits 0 and prints one line when docker-compose and chromium are present."""
+    if shutil.which("docker-compose") is None or shutil.which("chromium") is None:
+        pytest.skip("system packages missing: run scripts/system-deps.sh")
+    result = subprocess.run(
+        ["bash", str(PROJECT / "scripts" / "system-deps.sh")], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == ["system-deps: docker-compose and chromium already present"]

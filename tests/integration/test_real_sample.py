@@ -1,0 +1,19 @@
+"""The accuracy claim in README, on the real photos: >= 99% test accuracy and crack recall."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+
+
+@pytest.mark.slow
+def test_default_training_on_the_real_sample_meets_the_bar(metu_sample, imagenet_weights, tmp_path):
+    """Default settings (224 px, 10 epochs, ImageNet base) on the 2,000-image sample."""
+    from crack_model.training.train import train
+
+    run = train(metu_sample, tmp_path, DataConfig(), ModelConfig(weights=imagenet_weights), TrainConfig(), verbose=0)
+    test = run.metrics["test"]
+    assert test["images"] >= 290
+    assert test["accuracy"] >= 0.99, test
+    assert test["crack_recall"] >= 0.99, test

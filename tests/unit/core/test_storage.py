@@ -1,0 +1,155 @@
+"""Object storage: key validation, atomic writes, listing, conditional writes; S3 over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+
+from crack_model.core import storage
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import LocalStore, PreconditionFailedError, open_store, validate_key
+from tests.conftest import aws_cli
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "a/../../b", "/abs/key", "a//b", "a/./b", "", "a\\b", "nul\x00"])
+def test_unsafe_keys_are_rejected(key, tmp_path):
+    """Keys that could escape the store or are ambiguous are refused with a reason."""
+    with pytest.raises(CrackModelError, match="invalid object key"):
+        validate_key(key)
+    with pytest.raises(CrackModelError):
+        LocalStore(tmp_path).write(key, b"x")
+
+
+def test_unicode_and_spaces_are_fine(tmp_path):
+    """Keys with spaces and non-ASCII characters round-trip."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/Übergang photo 1.jpg", b"data")
+    assert store.read("incoming/b1/Übergang photo 1.jpg") == b"data"
+    assert [info.key for info in store.list("incoming/b1")] == ["incoming/b1/Übergang photo 1.jpg"]
+
+
+def test_open_store_chooses_the_backend(tmp_path):
+    """s3:// gives S3, file:// and plain paths give a local store; other schemes are refused."""
+    assert isinstance(open_store("s3://bucket/pre/fix"), storage.S3Store)
+    assert open_store(f"file://{tmp_path}").root == tmp_path
+    assert open_store(str(tmp_path)).root == tmp_path
+    with pytest.raises(CrackModelError, match="unsupported storage URI"):
+        open_store("gs://bucket")
+
+
+def test_listing_a_folder_does_not_match_longer_names(tmp_path):
+    """Listing incoming/b1 must not return incoming/b10/...; temp files are never listed."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/a.jpg", b"1")
+    store.write("incoming/b10/b.jpg", b"2")
+    (tmp_path / "incoming" / "b1" / f"{storage.TEMP_MARKER}half-written").write_bytes(b"partial")
+    assert [info.key for info in store.list("incoming/b1")] == ["incoming/b1/a.jpg"]
+
+
+def test_failed_write_keeps_the_old_object_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """If the rename fails, readers still see the previous version, and nothing half-written remains."""
+    store = LocalStore(tmp_path)
+    store.write("results/x.csv", b"old")
+
+    def broken_replace(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.write("results/x.csv", b"new")
+    monkeypatch.undo()
+    assert store.read("results/x.csv") == b"old"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["x.csv"]
+
+
+def test_readers_never_see_half_a_file(tmp_path):
+    """While one thread rewrites a large object, another only ever reads a complete version."""
+    store = LocalStore(tmp_path)
+    versions = [bytes([value]) * 2_000_000 for value in (1, 2)]
+    store.write("big.bin", versions[0])
+    stop = threading.Event()
+    seen = set()
+
+    def reader():
+        while not stop.is_set():
+            seen.add(hashlib.sha256(store.read("big.bin")).hexdigest())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for round_number in range(30):
+        store.write("big.bin", versions[round_number % 2])
+    stop.set()
+    thread.join()
+    assert seen <= {hashlib.sha256(v).hexdigest() for v in versions}
+
+
+def test_folders_lists_one_level(tmp_path):
+    """folders() gives the immediate sub-folders, like S3 common prefixes."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/x/a.jpg", b"1")
+    store.write("incoming/b2/a.jpg", b"2")
+    store.write("incoming/top.jpg", b"3")
+    assert store.folders("incoming") == ["b1", "b2"]
+    assert store.folders("nothing") == []
+
+
+def test_local_conditional_write(tmp_path):
+    """write_if_match succeeds with the current ETag and fails with a stale one."""
+    store = LocalStore(tmp_path)
+    store.write_if_match("models/aliases.json", b"v1", None)
+    with pytest.raises(PreconditionFailedError):
+        store.write_if_match("models/aliases.json", b"v1 again", None)
+    etag = store.head("models/aliases.json").etag
+    store.write_if_match("models/aliases.json", b"v2", etag)
+    with pytest.raises(PreconditionFailedError):
+        store.write_if_match("models/aliases.json", b"v3", etag)
+    assert store.read("models/aliases.json") == b"v2"
+
+
+@pytest.mark.integration
+def test_s3_round_trip_over_http(s3_bucket, s3_env, tmp_path):
+    """Write, list, head, read on S3 over HTTP; the AWS CLI sees the same objects."""
+    store = open_store(f"s3://{s3_bucket}/root")
+    store.write("incoming/b1/a photo ü.jpg", b"abc", content_type="image/jpeg")
+    store.write("incoming/b10/other.jpg", b"zzz")
+    assert [info.key for info in store.list("incoming/b1")] == ["incoming/b1/a photo ü.jpg"]
+    assert store.read("incoming/b1/a photo ü.jpg") == b"abc"
+    assert store.head("incoming/b1/a photo ü.jpg").size == 3
+    assert store.head("missing.jpg") is None
+    with pytest.raises(CrackModelError, match="object not found"):
+        store.read("missing.jpg")
+    assert store.folders("incoming") == ["b1", "b10"]
+    listing = aws_cli(s3_env, "s3", "ls", "--recursive", f"s3://{s3_bucket}/root/")
+    assert "root/incoming/b1/a photo ü.jpg" in listing
+    aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/root/incoming/b1/a photo ü.jpg", str(tmp_path / "copy"))
+    assert (tmp_path / "copy").read_bytes() == b"abc"
+
+
+@pytest.mark.integration
+def test_s3_multipart_upload_of_a_large_object(s3_bucket, s3_env, monkeypatch, tmp_path):
+    """Objects above the threshold go up in parts and come back byte-identical (checked with the CLI)."""
+    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    data = bytes(range(256)) * (12 * 1024 * 1024 // 256)
+    store = open_store(f"s3://{s3_bucket}")
+    store.write("models/big.bin", data)
+    head = store.head("models/big.bin")
+    assert head.size == len(data)
+    assert "-" in head.etag  # multipart ETags are "<md5 of part md5s>-<parts>"
+    aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/models/big.bin", str(tmp_path / "big.bin"))
+    assert hashlib.sha256((tmp_path / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+@pytest.mark.integration
+def test_s3_conditional_write(s3_bucket, s3_env):
+    """If-None-Match creates once; If-Match with a stale ETag loses."""
+    store = open_store(f"s3://{s3_bucket}")
+    store.write_if_match("models/aliases.json", b"v1", None)
+    with pytest.raises(PreconditionFailedError):
+        store.write_if_match("models/aliases.json", b"again", None)
+    etag = store.head("models/aliases.json").etag
+    store.write_if_match("models/aliases.json", b"v2", etag)
+    with pytest.raises(PreconditionFailedError):
+        store.write_if_match("models/aliases.json", b"v3", etag)
+    assert store.read("models/aliases.json") == b"v2"

@@ -1,0 +1,179 @@
+"""Labeled data: listing, errors, fingerprints, leak-free deterministic splits, tf.data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crack_model.core.config import DataConfig
+from crack_model.core.errors import CrackModelError
+from crack_model.data.labeled import (
+    LabeledImage,
+    list_labeled,
+    load_labeled,
+    make_dataset,
+    read_manifest,
+    split_images,
+)
+from tests import imagefiles
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    """A data folder that does not exist is named in the error."""
+    with pytest.raises(CrackModelError, match="does not exist"):
+        list_labeled(tmp_path / "nope", ("Negative", "Positive"))
+
+
+def test_missing_class_folder_lists_what_was_found(tmp_path):
+    """A missing class folder names the expected and the found folders."""
+    (tmp_path / "Negative").mkdir()
+    (tmp_path / "Cracks").mkdir()
+    with pytest.raises(CrackModelError, match=r"Positive is missing.*Cracks"):
+        list_labeled(tmp_path, ("Negative", "Positive"))
+
+
+def test_empty_class_is_an_error(tmp_path):
+    """A class folder with no images (only other files) is an error."""
+    for name in ("Negative", "Positive"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "Negative" / "a.jpg").write_bytes(imagefiles.jpeg())
+    (tmp_path / "Positive" / "notes.txt").write_text("no images here")
+    with pytest.raises(CrackModelError, match="Positive has no images"):
+        list_labeled(tmp_path, ("Negative", "Positive"))
+
+
+def test_listing_reads_nested_folders_and_png(tmp_path):
+    """Images below class folders at any depth, in JPEG and PNG, are found; hidden files are not."""
+    (tmp_path / "Negative" / "site-a").mkdir(parents=True)
+    (tmp_path / "Positive").mkdir()
+    (tmp_path / "Negative" / "site-a" / "n.png").write_bytes(imagefiles.grayscale_png())
+    (tmp_path / "Positive" / "p.JPG").write_bytes(imagefiles.jpeg())
+    (tmp_path / "Positive" / ".hidden.jpg").write_bytes(imagefiles.jpeg())
+    images = list_labeled(tmp_path, ("Negative", "Positive"))
+    assert sorted((Path(i.uri).name, i.label) for i in images) == [("n.png", "Negative"), ("p.JPG", "Positive")]
+
+
+def test_manifest_reads_relative_paths_and_rejects_unknown_labels(tmp_path):
+    """Manifest URIs are relative to the manifest; an unknown label names its line."""
+    (tmp_path / "a.jpg").write_bytes(imagefiles.jpeg())
+    (tmp_path / "b.png").write_bytes(imagefiles.rgba_png())
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("uri,label\na.jpg,Positive\nb.png,Negative\n")
+    images = read_manifest(manifest, ("Negative", "Positive"))
+    assert [(Path(i.uri), i.label) for i in images] == [
+        (tmp_path / "a.jpg", "Positive"),
+        (tmp_path / "b.png", "Negative"),
+    ]
+    manifest.write_text("uri,label\na.jpg,Positive\nb.png,Crack\n")
+    with pytest.raises(CrackModelError, match=r"line 3.*'Crack'"):
+        read_manifest(manifest, ("Negative", "Positive"))
+
+
+def _labeled_folder(root: Path, count: int = 12) -> Path:
+    from crack_model.data.synth import generate_dataset
+
+    generate_dataset(root, count, size=48, seed=3)
+    return root
+
+
+def test_unreadable_images_stop_loading_unless_skipped(tmp_path):
+    """A corrupt image is an error naming it; with skip_unreadable it is left out."""
+    root = _labeled_folder(tmp_path)
+    (root / "Positive" / "broken.jpg").write_bytes(imagefiles.truncated_jpeg())
+    (root / "Negative" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(CrackModelError, match=r"2 unreadable image"):
+        load_labeled(root, DataConfig())
+    images = load_labeled(root, DataConfig(), skip_unreadable=True)
+    assert len(images) == 24
+    assert not any("broken" in i.uri or "empty" in i.uri for i in images)
+
+
+def test_fingerprints_are_content_hashes(tmp_path):
+    """The sha256 recorded is the hash of the file's bytes."""
+    import hashlib
+
+    root = _labeled_folder(tmp_path, 2)
+    for image in load_labeled(root, DataConfig()):
+        assert image.sha256 == hashlib.sha256(Path(image.uri).read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def fingerprinted(synth_data):
+    return load_labeled(synth_data, DataConfig())
+
+
+def test_split_is_deterministic_and_stratified(fingerprinted):
+    """The same seed gives the same split whatever the listing order; each split has both classes."""
+    config = DataConfig()
+    first = split_images(fingerprinted, config)
+    again = split_images(list(reversed(fingerprinted)), config)
+    assert first == again
+    for part in first.parts().values():
+        assert {image.label for image in part} == {"Negative", "Positive"}
+    assert len(first.test) == pytest.approx(0.15 * 80, abs=2)
+    other_seed = split_images(fingerprinted, DataConfig(seed=7))
+    assert {i.uri for i in other_seed.test} != {i.uri for i in first.test}
+
+
+def test_split_partitions_the_images(fingerprinted):
+    """Every image lands in exactly one split."""
+    split = split_images(fingerprinted, DataConfig())
+    uris = [i.uri for part in split.parts().values() for i in part]
+    assert sorted(uris) == sorted(i.uri for i in fingerprinted)
+
+
+def test_split_keeps_duplicates_and_reencodings_together(tmp_path, synth_data):
+    """Byte copies and re-encoded copies of an image always share a split (no leak)."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_data, root)
+    originals = sorted((root / "Positive").glob("*.jpg"))[:10] + sorted((root / "Negative").glob("*.jpg"))[:10]
+    for path in originals:
+        shutil.copy(path, path.with_name(f"copy_{path.name}"))
+        Image.open(path).save(path.with_name(f"reenc_{path.stem}.png"))
+    images = load_labeled(root, DataConfig())
+    for seed in range(5):
+        split = split_images(images, DataConfig(seed=seed))
+        where = {Path(i.uri).name: name for name, part in split.parts().items() for i in part}
+        for path in originals:
+            assert where[path.name] == where[f"copy_{path.name}"] == where[f"reenc_{path.stem}.png"]
+
+
+def test_split_needs_fingerprints():
+    """Splitting unhashed images is a programming error, caught early."""
+    with pytest.raises(ValueError, match="fingerprinted"):
+        split_images([LabeledImage("a.jpg", "Positive")], DataConfig())
+
+
+def test_dataset_yields_batches_of_pixels_and_one_hot_labels(fingerprinted):
+    """tf.data gives (batch, size, size, 3) float pixels in 0..255 and one-hot labels."""
+    config = DataConfig(image_size=32, batch_size=8)
+    dataset = make_dataset(fingerprinted[:20], config, shuffle=True)
+    pixels, labels = next(iter(dataset))
+    assert pixels.shape == (8, 32, 32, 3) and labels.shape == (8, 2)
+    assert float(np.min(pixels)) >= 0 and float(np.max(pixels)) <= 255
+    assert np.allclose(np.sum(labels, axis=1), 1)
+    total = sum(int(batch[0].shape[0]) for batch in dataset)
+    assert total == 20
+
+
+def test_dataset_reads_grayscale_and_rgba(tmp_path):
+    """Grayscale and RGBA PNGs come out of the pipeline as 3-channel pixels."""
+    (tmp_path / "g.png").write_bytes(imagefiles.grayscale_png())
+    (tmp_path / "a.png").write_bytes(imagefiles.rgba_png())
+    images = [LabeledImage(str(tmp_path / "g.png"), "Negative"), LabeledImage(str(tmp_path / "a.png"), "Positive")]
+    pixels, labels = next(iter(make_dataset(images, DataConfig(image_size=32, batch_size=2))))
+    assert pixels.shape == (2, 32, 32, 3)
+    assert labels.numpy().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_config_rejects_inconsistent_values():
+    """The crack class must be a class; fractions must leave training data."""
+    with pytest.raises(ValueError, match="crack class"):
+        DataConfig(crack_class="Crack")
+    with pytest.raises(ValueError, match="fractions"):
+        DataConfig(validation_fraction=0.5, test_fraction=0.5)

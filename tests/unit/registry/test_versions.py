@@ -1,0 +1,328 @@
+"""Model registry: immutable versions, compare-and-swap aliases, audit log, rollback, models:/ URIs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from subprocess import PIPE
+
+import pytest
+
+from crack_model.core import layout
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import LocalStore
+from crack_model.registry.audit_log import CHALLENGER, CHAMPION, check_history
+from crack_model.registry.model_uri import REGISTRY_ENV, parse_model_uri
+from crack_model.registry.versions import (
+    GateReportExistsError,
+    PromotionConflictError,
+    Registry,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from crack_model.serving.batch import score_batch, score_shard
+from crack_model.serving.scorer import load_scorer
+from tests.conftest import PROJECT
+from tests.gate_models import fake_model, variant
+
+
+@pytest.fixture(autouse=True)
+def model_cache(tmp_path_factory, monkeypatch):
+    """Keep fetched registry models out of the home folder."""
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "registry-cache"))
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+
+
+def registered(registry: Registry, tmp_path: Path, *versions: str) -> list[str]:
+    return [registry.register(fake_model(tmp_path / "src" / v, v), "crack", actor="test") for v in versions]
+
+
+def test_register_keeps_artifacts_manifest_and_provenance(tmp_path, trained_model):
+    """A trained folder becomes a version with every artifact, a data manifest with digests and its provenance."""
+    registry = Registry(tmp_path / "store")
+    drift = tmp_path / "profile.json"
+    drift.write_text('{"brightness": [1, 2, 3]}')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("trained on the synthetic set")
+    version = registry.register(
+        trained_model.output_dir, "crack", drift_reference=drift, extra_files=[notes], actor="ci", run_id="run-7"
+    )
+    assert version == trained_model.card.version
+    folder = tmp_path / "store" / "models" / "crack" / "versions" / version
+    for name in (
+        "model.keras",
+        "model.json",
+        "model_fp32.tflite",
+        "model_int8.tflite",
+        "metrics.json",
+        "training_config.json",
+        "split.csv",
+        "data_manifest.csv",
+        "drift_reference.json",
+        "notes.txt",
+        "version.json",
+    ):
+        assert (folder / name).is_file(), name
+    document = registry.read_version("crack", version)
+    assert document["git_commit"] == trained_model.card.git_commit
+    assert document["library_version"] == trained_model.card.library_version
+    assert document["registered_by"] == "ci" and document["run_id"] == "run-7"
+    assert document["card"]["threshold"] == trained_model.card.threshold
+    assert (
+        document["files"]["model.keras"]["sha256"] == hashlib.sha256((folder / "model.keras").read_bytes()).hexdigest()
+    )
+    with open(trained_model.output_dir / "split.csv", newline="") as handle:
+        split_rows = list(csv.DictReader(handle))
+    manifest_rows = list(csv.DictReader(io.StringIO((folder / "data_manifest.csv").read_text())))
+    assert len(manifest_rows) == len(split_rows) == document["data_manifest"]["images"]
+    assert {row["sha256"] for row in manifest_rows} == {row["sha256"] for row in split_rows}
+    content = "\n".join(sorted(f"{row['label']},{row['sha256']}" for row in split_rows))
+    assert document["data_manifest"]["content_digest"] == hashlib.sha256(content.encode()).hexdigest()
+    assert document["drift_reference"] == "drift_reference.json"
+
+
+def test_registered_versions_are_immutable(tmp_path):
+    """Registering the same version again is refused and leaves the stored files as they were."""
+    registry = Registry(tmp_path / "store")
+    fake_model(tmp_path / "a", "v1", payload=b"first")
+    registry.register(tmp_path / "a", "crack")
+    stored = tmp_path / "store" / "models" / "crack" / "versions" / "v1" / "model.keras"
+    fake_model(tmp_path / "b", "v1", payload=b"second")
+    with pytest.raises(VersionExistsError, match="immutable"):
+        registry.register(tmp_path / "b", "crack")
+    assert stored.read_bytes() == b"first"
+    registry.add_gate_result("crack", "v1", report={"decision": "reject"}, html="<p>x</p>", approved_runtimes=[])
+    with pytest.raises(GateReportExistsError, match="write-once"):
+        registry.add_gate_result("crack", "v1", report={"decision": "promote"}, html="", approved_runtimes=["keras"])
+    assert registry.gate_report("crack", "v1") == {"decision": "reject", "approved_runtimes": []}
+    assert registry.approved_runtimes("crack", "v1") == []
+
+
+def test_promotion_needs_the_expected_current_champion(tmp_path):
+    """A promotion names the champion it replaces; a stale expectation fails and changes nothing."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2", "v3")
+    first = registry.promote("crack", "v1", expected_current=None, actor="ana", reason="first model", run_id="r1")
+    assert (first.from_version, first.to_version, first.actor, first.run_id) == (None, "v1", "ana", "r1")
+    with pytest.raises(PromotionConflictError, match="points at v1"):
+        registry.promote("crack", "v2", expected_current=None, actor="bo", reason="stale view")
+    registry.promote("crack", "v2", expected_current="v1", actor="bo", reason="better recall")
+    assert registry.resolve("crack", CHAMPION) == "v2"
+    assert registry.promote("crack", "v2", expected_current="v1", actor="bo", reason="retried task") is None
+    state = registry.aliases("crack")
+    assert [(e.from_version, e.to_version, e.reason) for e in state.history] == [
+        (None, "v1", "first model"),
+        ("v1", "v2", "better recall"),
+    ]
+    assert check_history(state) == []
+    audit = sorted((tmp_path / "store" / "models" / "crack" / "audit").glob("*.json"))
+    assert [json.loads(path.read_text())["to"] for path in audit] == ["v1", "v2"]
+    with pytest.raises(VersionNotFoundError, match="no registered version v9"):
+        registry.promote("crack", "v9", expected_current="v2", actor="bo", reason="typo")
+    with pytest.raises(CrackModelError, match="unknown alias"):
+        registry.promote("crack", "v3", "production", expected_current=None, actor="bo", reason="x")
+
+
+def test_rollback_restores_the_previous_champion(tmp_path):
+    """Rollback walks back through earlier champions, records who and why, and stops at the first."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2", "v3")
+    for previous, version in ((None, "v1"), ("v1", "v2"), ("v2", "v3")):
+        registry.promote("crack", version, expected_current=previous, actor="ci", reason="gate passed")
+    entry = registry.rollback("crack", reason="false alarms at site 4", actor="oncall", run_id="incident-12")
+    assert (entry.event, entry.from_version, entry.to_version, entry.actor) == ("rollback", "v3", "v2", "oncall")
+    assert registry.resolve("crack") == "v2"
+    registry.rollback("crack", reason="still bad", actor="oncall")
+    assert registry.resolve("crack") == "v1"
+    with pytest.raises(CrackModelError, match="no previous champion"):
+        registry.rollback("crack", reason="again", actor="oncall")
+    state = registry.aliases("crack")
+    assert registry.resolve("crack") == "v1" and len(state.history) == 5
+    assert check_history(state) == []
+
+
+def _race(registry: Registry, versions: list[str], expected: str | None) -> tuple[list[str], list[str]]:
+    barrier = threading.Barrier(len(versions))
+    won, lost = [], []
+
+    def promote(version: str) -> None:
+        barrier.wait()
+        try:
+            registry.promote("crack", version, expected_current=expected, actor=f"t-{version}", reason="race")
+            won.append(version)
+        except PromotionConflictError:
+            lost.append(version)
+
+    threads = [threading.Thread(target=promote, args=(version,)) for version in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won, lost
+
+
+def _assert_one_winner(registry: Registry, won: list[str], lost: list[str], contenders: list[str]) -> None:
+    assert len(won) == 1, f"winners: {won}"
+    assert sorted(won + lost) == sorted(contenders)
+    state = registry.aliases("crack")
+    assert state.get(CHAMPION) == won[0]
+    assert [entry.to_version for entry in state.history] == ["v0", won[0]]
+    assert check_history(state) == []
+
+
+def test_concurrent_promotions_in_threads_have_one_winner(tmp_path):
+    """Eight threads promote from the same champion at once: one wins, the audit log shows only it."""
+    registry = Registry(tmp_path / "store")
+    versions = registered(registry, tmp_path, *(f"v{index}" for index in range(9)))
+    registry.promote("crack", "v0", expected_current=None, actor="ci", reason="first")
+    won, lost = _race(registry, versions[1:], "v0")
+    _assert_one_winner(registry, won, lost, versions[1:])
+
+
+def test_concurrent_promotions_in_processes_have_one_winner(tmp_path):
+    """Four processes promote from the same champion at once (file lock): exactly one wins."""
+    registry = Registry(tmp_path / "store")
+    versions = registered(registry, tmp_path, *(f"v{index}" for index in range(5)))
+    registry.promote("crack", "v0", expected_current=None, actor="ci", reason="first")
+    go = tmp_path / "go"
+    script = (
+        "import sys, time, pathlib\n"
+        "from crack_model.registry.versions import Registry, PromotionConflictError\n"
+        "registry = Registry(sys.argv[1])\n"
+        "pathlib.Path(sys.argv[3] + '-ready-' + sys.argv[2]).touch()\n"
+        "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.001)\n"
+        "try:\n"
+        "    registry.promote('crack', sys.argv[2], expected_current='v0', actor='proc', reason='race')\n"
+        "    print('won')\n"
+        "except PromotionConflictError:\n"
+        "    print('lost')\n"
+    )
+    command = [sys.executable, "-c", script, str(tmp_path / "store")]
+    processes = {
+        version: subprocess.Popen([*command, version, str(go)], cwd=PROJECT, stdout=PIPE, stderr=PIPE, text=True)
+        for version in versions[1:]
+    }
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("go-ready-*"))) < len(processes) and time.monotonic() < deadline:
+        time.sleep(0.01)  # every process imported and waits at the line
+    go.touch()
+    outcomes = {}
+    for version, process in processes.items():
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        outcomes[version] = stdout.strip()
+    won = [version for version, outcome in outcomes.items() if outcome == "won"]
+    lost = [version for version, outcome in outcomes.items() if outcome == "lost"]
+    _assert_one_winner(registry, won, lost, versions[1:])
+
+
+@pytest.mark.integration
+def test_concurrent_promotions_on_s3_have_one_winner(s3_bucket, tmp_path):
+    """Threads promote through S3 conditional PUTs (loopback S3 server): one winner, a consistent log."""
+    registry = Registry(f"s3://{s3_bucket}/registry")
+    versions = registered(registry, tmp_path, *(f"v{index}" for index in range(7)))
+    registry.promote("crack", "v0", expected_current=None, actor="ci", reason="first")
+    won, lost = _race(registry, versions[1:], "v0")
+    _assert_one_winner(registry, won, lost, versions[1:])
+
+
+def test_champion_and_challenger_can_move_at_the_same_time(tmp_path):
+    """A lost compare-and-swap caused by the other alias is retried: both changes land, in one history."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2")
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def promote(version: str, alias: str) -> None:
+        barrier.wait()
+        try:
+            registry.promote("crack", version, alias, expected_current=None, actor="ci", reason=alias)
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=promote, args=args) for args in (("v1", CHAMPION), ("v2", CHALLENGER))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    state = registry.aliases("crack")
+    assert (state.get(CHAMPION), state.get(CHALLENGER)) == ("v1", "v2")
+    assert len(state.history) == 2 and check_history(state) == []
+
+
+def test_listing_and_showing_versions(tmp_path):
+    """list_versions and show report aliases and gate decisions; unknown versions name the latest ones."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2")
+    registry.promote("crack", "v1", expected_current=None, actor="ci", reason="first")
+    registry.add_gate_result("crack", "v2", report={"decision": "reject"}, html="", approved_runtimes=["keras"])
+    listing = {entry["version"]: entry for entry in registry.list_versions("crack")}
+    assert listing["v1"]["aliases"] == [CHAMPION] and listing["v1"]["gate_decision"] is None
+    assert listing["v2"]["gate_decision"] == "reject" and listing["v2"]["approved_runtimes"] == ["keras"]
+    shown = registry.show("crack", "v1")
+    assert shown["aliases"] == [CHAMPION] and shown["gate"] is None
+    with pytest.raises(VersionNotFoundError, match="latest: v1, v2"):
+        registry.show("crack", "v3")
+    with pytest.raises(CrackModelError, match="no challenger"):
+        registry.resolve("crack", CHALLENGER)
+
+
+def test_model_uri_forms_and_mistakes():
+    """models:/name@alias and models:/name/version parse; malformed URIs say what to write."""
+    assert parse_model_uri("models:/crack@champion").alias == CHAMPION
+    assert parse_model_uri("models:/crack/20261124T195745Z-4a68a5b1").version == "20261124T195745Z-4a68a5b1"
+    for bad in ("models:/crack", "models:/crack@", "models:/crack@prod", "models:/a/b/c", "models:/../x/1"):
+        with pytest.raises(CrackModelError, match="models:/"):
+            load_scorer(bad, registry="/nonexistent")
+    with pytest.raises(CrackModelError, match=REGISTRY_ENV):
+        load_scorer("models:/crack@champion")
+
+
+def test_an_altered_registered_file_is_refused(tmp_path):
+    """Fetching a version checks every file against the hash recorded at registration."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1")
+    (tmp_path / "store" / "models" / "crack" / "versions" / "v1" / "model.keras").write_bytes(b"swapped")
+    with pytest.raises(CrackModelError, match="does not match the hash"):
+        load_scorer("models:/crack/v1", registry=str(tmp_path / "store"))
+    with pytest.raises(VersionNotFoundError, match="latest: v1"):
+        load_scorer("models:/crack/v2", registry=str(tmp_path / "store"))
+
+
+def _rows(store: LocalStore, batch_id: str) -> list[dict[str, str]]:
+    data = store.read(layout.results_key(batch_id, layout.PREDICTIONS)).decode()
+    return list(csv.DictReader(io.StringIO(data)))
+
+
+def test_batch_scoring_follows_the_champion(tmp_path, synth_data, trained_model, monkeypatch):
+    """A batch scored with models:/crack@champion uses the champion of the batch's own store, by exact version."""
+    store = LocalStore(tmp_path / "store")
+    registry = Registry(store)
+    first = registry.register(trained_model.output_dir, "crack")
+    second = registry.register(variant(trained_model.output_dir, tmp_path / "v2", "v2-strict", threshold=1.0), "crack")
+    registry.promote("crack", first, expected_current=None, actor="ci", reason="first")
+    for batch_id in ("b1", "b2", "b3"):
+        for path in sorted((synth_data / "Positive").glob("*.jpg"))[:3]:
+            store.write(f"incoming/{batch_id}/{path.name}", path.read_bytes())
+
+    score_shard(str(store.root), "b1", "models:/crack@champion", overlays=False)
+    registry.promote("crack", second, expected_current=first, actor="ci", reason="stricter threshold")
+    score_shard(str(store.root), "b2", "models:/crack@champion", overlays=False)
+    monkeypatch.setenv(REGISTRY_ENV, str(store.root))  # score_batch loads the model before the shards
+    score_batch(str(store.root), "b3", "models:/crack@champion", overlays=False)
+
+    for batch_id, version, label in (("b1", first, "Positive"), ("b2", second, "Negative"), ("b3", second, "Negative")):
+        rows = _rows(store, batch_id)
+        assert len(rows) == 3
+        assert {row["model_version"] for row in rows} == {version}
+        assert {row["label"] for row in rows} == {label}  # the stricter threshold calls nothing a crack
+        summary = json.loads(store.read(layout.results_key(batch_id, layout.SUMMARY)))
+        assert summary["model_version"] == version

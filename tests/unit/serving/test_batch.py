@@ -1,0 +1,317 @@
+"""Batch scoring from object storage: bad inputs, tiling, sharding, idempotency, resume, S3."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crack_model.core import layout
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import LocalStore, open_store
+from crack_model.serving.batch import finalize_batch, score_batch, score_shard
+from crack_model.serving.scorer import load_scorer
+from tests import imagefiles
+from tests.conftest import PROJECT, aws_cli
+
+VOLATILE = ("scored_at",)
+
+
+def read_predictions(store, batch_id="b1"):
+    data = store.read(layout.results_key(batch_id, layout.PREDICTIONS)).decode()
+    return list(csv.DictReader(io.StringIO(data)))
+
+
+def comparable(rows):
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
+
+
+def upload_synth(store, synth_data, batch_id="b1", count=12):
+    for class_name in ("Positive", "Negative"):
+        for path in sorted((synth_data / class_name).glob("*.jpg"))[:count]:
+            store.write(f"incoming/{batch_id}/{class_name.lower()}/{path.name}", path.read_bytes())
+
+
+def large_photo(seed=0, size=(700, 520)) -> bytes:
+    from crack_model.data.synth import draw_crack, synth_image
+
+    rng = np.random.default_rng(seed)
+    image = synth_image(rng, size[0]).resize(size)
+    return imagefiles.encode(draw_crack(image, rng), "JPEG", quality=90)
+
+
+@pytest.fixture()
+def model_dir(trained_model):
+    return str(trained_model.output_dir)
+
+
+def test_bad_inputs_become_rows_and_the_rest_is_scored(tmp_path, synth_data, model_dir):
+    """Every awkward upload gets a row with a clear status; good images are scored."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    bad = {
+        "zero.jpg": (b"", "empty file"),
+        "truncated.jpg": (imagefiles.truncated_jpeg(), "truncated"),
+        "report.jpg": (imagefiles.not_an_image(), "not an image"),
+        "bomb.png": (imagefiles.decompression_bomb_png(), "too large"),
+    }
+    good = {
+        "sixteen.png": imagefiles.sixteen_bit_png(),
+        "cmyk.jpg": imagefiles.cmyk_jpeg(),
+        "palette.png": imagefiles.palette_png(),
+        "rotated.jpg": imagefiles.exif_rotated_jpeg(6),
+        "ünïcode dir/with space.jpg": imagefiles.jpeg(),
+        "site/large photo.jpg": large_photo(),
+        "rgba.png": imagefiles.rgba_png(),
+    }
+    for name, (data, _reason) in bad.items():
+        store.write(f"incoming/b1/{name}", data)
+    for name, data in good.items():
+        store.write(f"incoming/b1/{name}", data)
+    store.write("incoming/b1/_READY", b"")  # an upload marker, not an image
+    report = score_batch(str(tmp_path), "b1", model_dir)
+    assert report.finalized
+    rows = {row["key"].removeprefix("incoming/b1/"): row for row in read_predictions(store)}
+    assert len(rows) == 6 + len(bad) + len(good)
+    assert "_READY" not in rows
+    for name, (_data, reason) in bad.items():
+        assert rows[name]["status"] == "error" and reason in rows[name]["error"], rows[name]
+        assert rows[name]["crack_probability"] == ""
+    for name in good:
+        assert rows[name]["status"] == "ok", rows[name]
+        assert 0.0 <= float(rows[name]["crack_probability"]) <= 1.0
+    assert (rows["rotated.jpg"]["width"], rows["rotated.jpg"]["height"]) == ("48", "64")
+    assert int(rows["site/large photo.jpg"]["tile_count"]) > 1
+    assert rows["cmyk.jpg"]["tile_count"] == "1"
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["status_counts"] == {"error": len(bad), "ok": 6 + len(good)}
+    assert summary["objects"] == len(rows)
+
+
+def test_rows_record_model_version_threshold_and_hash(tmp_path, synth_data, model_dir):
+    """Each row carries the model version, its threshold, runtime and the object's sha256."""
+    import hashlib
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    score_batch(str(tmp_path), "b1", model_dir)
+    scorer = load_scorer(model_dir)
+    for row in read_predictions(store):
+        assert row["model_version"] == scorer.version
+        assert float(row["threshold"]) == pytest.approx(scorer.card.threshold)
+        assert row["runtime"] == scorer.runtime.name
+        assert row["sha256"] == hashlib.sha256(store.read(row["key"])).hexdigest()
+        assert row["label"] == (
+            "Positive" if float(row["crack_probability"]) >= float(row["threshold"]) else "Negative"
+        )
+
+
+def test_overlays_are_written_for_crack_images(tmp_path, synth_data, model_dir):
+    """Images labeled crack get a PNG heat map under results/<batch>/overlays/."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/site/large photo.jpg", large_photo())
+    upload_synth(store, synth_data, count=4)
+    scorer = load_scorer(model_dir)
+    scorer.card.threshold = 0.0  # every image is a crack: each must get an overlay
+    score_batch(str(tmp_path), "b1", scorer)
+    rows = read_predictions(store)
+    for row in rows:
+        relative = row["key"].removeprefix("incoming/b1/")
+        overlay = Image.open(io.BytesIO(store.read(f"results/b1/overlays/{relative}.png")))
+        assert overlay.format == "PNG"
+        assert overlay.size == (int(row["width"]), int(row["height"]))
+
+
+def test_scoring_twice_is_idempotent(tmp_path, synth_data, model_dir):
+    """A second run finds _SUCCESS and changes nothing; --force rewrites the same rows."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data)
+    score_batch(str(tmp_path), "b1", model_dir)
+    first = read_predictions(store)
+    again = score_batch(str(tmp_path), "b1", model_dir)
+    assert again.already_complete
+    assert read_predictions(store) == first
+    score_batch(str(tmp_path), "b1", model_dir, force=True)
+    forced = read_predictions(store)
+    assert comparable(forced) == comparable(first)
+    assert len({row["key"] for row in forced}) == len(forced)
+
+
+def test_shards_give_the_same_union_as_one_part(tmp_path, synth_data, model_dir):
+    """Scoring in 3 shards (any order) gives exactly the rows of a single-part run."""
+    single, sharded = LocalStore(tmp_path / "one"), LocalStore(tmp_path / "three")
+    for store in (single, sharded):
+        upload_synth(store, synth_data)
+        store.write("incoming/b1/broken.jpg", imagefiles.truncated_jpeg())
+    score_batch(str(single.root), "b1", model_dir)
+    reports = [score_shard(str(sharded.root), "b1", model_dir, layout.Shard(i, 3)) for i in (2, 0, 1)]
+    assert [r.finalized for r in reports] == [False, False, True]
+    assert sum(r.images for r in reports) == 25
+    assert all(r.images > 0 for r in reports)
+    one, three = comparable(read_predictions(single)), comparable(read_predictions(sharded))
+    assert [r["key"] for r in one] == [r["key"] for r in three]
+    for a, b in zip(one, three, strict=True):
+        assert {k: v for k, v in a.items() if k != "crack_probability"} == {
+            k: v for k, v in b.items() if k != "crack_probability"
+        }
+        if a["crack_probability"]:
+            assert float(a["crack_probability"]) == pytest.approx(float(b["crack_probability"]), abs=1e-5)
+
+
+def test_finalize_refuses_until_every_shard_is_done(tmp_path, synth_data, model_dir):
+    """No _SUCCESS while a shard is missing; the error names it."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    score_shard(str(tmp_path), "b1", model_dir, layout.Shard(0, 2))
+    assert not store.exists("results/b1/_SUCCESS")
+    with pytest.raises(CrackModelError, match="shard-0001-of-0002"):
+        finalize_batch(store, "b1", load_scorer(model_dir).version, 2)
+
+
+class _InterruptedError(Exception):
+    pass
+
+
+def test_an_interrupted_shard_resumes_without_losing_or_duplicating(tmp_path, synth_data, model_dir):
+    """A run that dies after some parts is finished by the next run: same rows as an uninterrupted run."""
+    reference, interrupted = LocalStore(tmp_path / "ref"), LocalStore(tmp_path / "cut")
+    for store in (reference, interrupted):
+        upload_synth(store, synth_data, count=20)
+    score_batch(str(reference.root), "b1", model_dir, part_rows=5)
+
+    scorer = load_scorer(model_dir)
+    real_predict, calls = scorer.runtime.predict, []
+
+    def dying_predict(pixels):
+        calls.append(1)
+        if len(calls) > 3:
+            raise _InterruptedError
+        return real_predict(pixels)
+
+    scorer.runtime.predict = dying_predict
+    with pytest.raises(_InterruptedError):
+        score_batch(str(interrupted.root), "b1", scorer, part_rows=5, batch_size=4, workers=1)
+    parts = [i.key for i in interrupted.list("results/b1/_parts") if i.key.endswith(".csv")]
+    assert parts and not interrupted.exists("results/b1/_SUCCESS")
+    scorer.runtime.predict = real_predict
+    report = score_batch(str(interrupted.root), "b1", scorer, part_rows=5)
+    assert report.skipped_already_done >= 5 and report.finalized
+    resumed, expected = comparable(read_predictions(interrupted)), comparable(read_predictions(reference))
+    assert [r["key"] for r in resumed] == [r["key"] for r in expected]
+    for a, b in zip(resumed, expected, strict=True):
+        assert a["label"] == b["label"]
+        assert float(a["crack_probability"]) == pytest.approx(float(b["crack_probability"]), abs=1e-5)
+
+
+@pytest.mark.integration
+def test_killed_process_resumes(tmp_path, synth_data, model_dir):
+    """SIGKILL a scoring process midway, run it again: same rows as an uninterrupted run."""
+    reference, killed = tmp_path / "ref", tmp_path / "killed"
+    for root in (reference, killed):
+        store = LocalStore(root)
+        for index in range(40):
+            store.write(f"incoming/b1/photo-{index:03d}.jpg", large_photo(index, (900, 700)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "crack_model", "-q", "score", "--model", model_dir, "--runtime", "keras",
+               "--part-rows", "2", "--batch-size", "16", "--workers", "2", "--no-overlays"]  # fmt: skip
+    subprocess.run([*command, "--batch", f"{reference}/incoming/b1"], check=True, env=env, cwd=PROJECT, timeout=600)
+
+    process = subprocess.Popen([*command, "--batch", f"{killed}/incoming/b1"], env=env, cwd=PROJECT)
+    parts = killed / "results" / "b1" / "_parts"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(parts.rglob("part-*.csv"))) < 2:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results" / "b1" / "_SUCCESS").exists(), "the process finished before it was killed"
+    assert not list(parts.rglob("_DONE"))
+    subprocess.run([*command, "--batch", f"{killed}/incoming/b1"], check=True, env=env, cwd=PROJECT, timeout=600)
+    resumed = comparable(read_predictions(LocalStore(killed)))
+    expected = comparable(read_predictions(LocalStore(reference)))
+    assert [r["key"] for r in resumed] == [r["key"] for r in expected]
+    assert len({r["key"] for r in resumed}) == 40
+    for a, b in zip(resumed, expected, strict=True):
+        assert a["label"] == b["label"]
+        assert float(a["crack_probability"]) == pytest.approx(float(b["crack_probability"]), abs=1e-4)
+
+
+@pytest.mark.integration
+def test_scoring_from_s3_over_http(s3_bucket, s3_env, synth_data, model_dir, tmp_path):
+    """The CLI scores an S3 batch over HTTP with an S3-hosted model; the AWS CLI sees the results."""
+    store = open_store(f"s3://{s3_bucket}")
+    upload_synth(store, synth_data, count=5)
+    store.write("incoming/b1/bad file ü.jpg", imagefiles.truncated_jpeg())
+    for path in Path(model_dir).iterdir():
+        if path.is_file():
+            store.upload(path, f"models/synth/{path.name}")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CRACK_MODEL_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "crack_model", "-q", "score", "--batch", f"s3://{s3_bucket}/incoming/b1",
+         "--model", f"s3://{s3_bucket}/models/synth", "--shard", "0/1"],
+        env=env, cwd=PROJECT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    listing = aws_cli(s3_env, "s3", "ls", "--recursive", f"s3://{s3_bucket}/results/b1/")
+    for name in ("predictions.csv", "summary.json", "_SUCCESS"):
+        assert f"results/b1/{name}" in listing
+    aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/results/b1/predictions.csv", str(tmp_path / "p.csv"))
+    with open(tmp_path / "p.csv", newline="") as handle:
+        rows = {row["key"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 11
+    assert rows["incoming/b1/bad file ü.jpg"]["status"] == "error"
+    assert sum(row["status"] == "ok" for row in rows.values()) == 10
+
+
+def test_batch_uri_and_shard_errors():
+    """Malformed batch URIs and shards are user errors with the expected form in the message."""
+    with pytest.raises(CrackModelError, match="incoming/<batch_id>"):
+        layout.parse_batch_uri("s3://bucket/uploads/b1")
+    with pytest.raises(CrackModelError, match="INDEX/COUNT"):
+        layout.Shard.parse("first")
+    with pytest.raises(CrackModelError, match="invalid shard"):
+        layout.Shard.parse("3/3")
+
+
+def test_shards_partition_keys():
+    """Each key belongs to exactly one shard."""
+    keys = [f"incoming/b1/{index}.jpg" for index in range(200)]
+    owners = [[shard for shard in range(4) if layout.Shard(shard, 4).owns(key)] for key in keys]
+    assert all(len(owner) == 1 for owner in owners)
+    assert {owner[0] for owner in owners} == {0, 1, 2, 3}
+
+
+def test_copying_a_batch_keeps_results_apart(tmp_path, synth_data, model_dir):
+    """Two batches in one store do not see each other's uploads (b1 vs b10)."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, "b1", count=2)
+    upload_synth(store, synth_data, "b10", count=3)
+    score_batch(str(tmp_path), "b1", model_dir)
+    assert len(read_predictions(store, "b1")) == 4
+    assert not store.exists("results/b10/_SUCCESS")
+
+
+def test_quarantined_objects_are_skipped_but_listed(tmp_path, synth_data, model_dir):
+    """Objects validation held back are not scored, yet each has a row with its reasons."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    held = "incoming/b1/positive/synth_00000.jpg"
+    manifest = {"objects": [{"key": held, "reasons": ["decodes: corrupt"]}]}
+    store.write("quarantine/b1/quarantine.json", json.dumps(manifest).encode())
+    report = score_batch(str(tmp_path), "b1", model_dir)
+    assert report.images == 3
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert len(rows) == 4
+    assert rows[held]["status"] == "quarantined" and rows[held]["error"] == "decodes: corrupt"
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["status_counts"] == {"ok": 3, "quarantined": 1}
+    assert summary["threshold"] == pytest.approx(load_scorer(model_dir).card.threshold)

@@ -1,0 +1,77 @@
+"""The feature cache: identical to a fresh forward pass, reused across runs, same network out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.data.labeled import load_labeled
+from crack_model.training.features import FeatureCache, base_fingerprint, cached_features, feature_extractor
+from crack_model.training.model import build_augmentation, build_classifier, get_base
+
+CONFIG = DataConfig(image_size=64, batch_size=8)
+MODEL = ModelConfig(weights="none", alpha=0.35)
+
+
+def test_cached_features_equal_a_fresh_forward_pass(synth_data, tmp_path):
+    """View 0 from the cache (cold and warm) equals the base's pooled output on the same pixels."""
+    from crack_model.core.imaging import decode_to_array
+    from crack_model.core.storage import read_uri
+
+    images = load_labeled(synth_data, CONFIG)[:10]
+    classifier = build_classifier(CONFIG, MODEL)
+    extractor = feature_extractor(classifier)
+    cache = FeatureCache(tmp_path, base_fingerprint(get_base(classifier), 64))
+    augmentation = build_augmentation(MODEL, seed=1)
+    cold, computed = cached_features(images, 2, extractor, augmentation, cache, CONFIG)
+    assert computed == 20
+    pixels = np.stack([decode_to_array(read_uri(image.uri), 64) for image in images]).astype("float32")
+    fresh = extractor.predict(pixels, verbose=0)
+    scale = np.abs(fresh).max()
+    assert scale > 0
+    assert np.allclose(cold[0], fresh, rtol=1e-4, atol=1e-5 * scale)
+    warm, computed_again = cached_features(images, 2, extractor, augmentation, cache, CONFIG)
+    assert computed_again == 0
+    assert np.array_equal(warm, cold)
+    # augmented views differ from the plain image
+    assert np.linalg.norm(cold[1] - cold[0]) > 1e-3 * np.linalg.norm(cold[0])
+
+
+def test_fingerprint_follows_the_base_weights():
+    """Different base weights (or input size) never share cache entries."""
+    first = get_base(build_classifier(CONFIG, MODEL))
+    second = get_base(build_classifier(CONFIG, MODEL))
+    assert base_fingerprint(first, 64) == base_fingerprint(first, 64)
+    assert base_fingerprint(first, 64) != base_fingerprint(first, 96)
+    assert base_fingerprint(first, 64) != base_fingerprint(second, 64)
+
+
+def test_training_with_the_cache_gives_a_working_classifier(synth_data, tmp_path):
+    """Cached training saves a full classifier whose head holds the trained weights; a rerun reuses all."""
+    import keras
+
+    from crack_model.training.train import train
+
+    cache = tmp_path / "cache"
+    run = train(synth_data, tmp_path / "m1", CONFIG, MODEL, TrainConfig(epochs=3), verbose=0,
+                export_runtimes=False, feature_cache_dir=cache)  # fmt: skip
+    model = keras.models.load_model(run.output_dir / "model.keras")
+    assert model.output_shape == (None, 2)
+    assert len(run.history["loss"]) >= 1 and "val_loss" in run.history
+    sizes = {name: len(part) for name, part in split_sizes(run.output_dir).items()}
+    files = sorted(cache.rglob("*.npy"))
+    assert len(files) == 2 * sizes["train"] + sizes["validation"]  # plain + 1 augmented view per training image
+    train(synth_data, tmp_path / "m2", CONFIG, MODEL, TrainConfig(epochs=1), verbose=0,
+          export_runtimes=False, feature_cache_dir=cache)  # fmt: skip
+    assert sorted(cache.rglob("*.npy")) == files  # the same seeded base: everything reused
+
+
+def split_sizes(model_dir):
+    import csv
+    from collections import defaultdict
+
+    parts = defaultdict(list)
+    with open(model_dir / "split.csv") as handle:
+        for row in csv.DictReader(handle):
+            parts[row["split"]].append(row["uri"])
+    return parts

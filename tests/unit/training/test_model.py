@@ -1,0 +1,101 @@
+"""The network: shapes, frozen base, preprocessing inside, weights options and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crack_model.core.config import DataConfig, ModelConfig
+from crack_model.core.errors import CrackModelError
+from crack_model.training.model import (
+    build_augmentation,
+    build_classifier,
+    build_training_model,
+    get_base,
+    resolve_base_weights,
+    unfreeze_top_layers,
+)
+
+SMALL = DataConfig(image_size=32)
+TINY = ModelConfig(weights="none", alpha=0.35)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return build_classifier(SMALL, TINY)
+
+
+def test_classifier_maps_pixels_to_class_probabilities(classifier):
+    """Input (N, 32, 32, 3) raw pixels, output (N, 2) probabilities summing to 1."""
+    assert classifier.input_shape == (None, 32, 32, 3)
+    assert classifier.output_shape == (None, 2)
+    output = classifier.predict(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)), verbose=0)
+    assert np.allclose(output.sum(axis=1), 1, atol=1e-5)
+
+
+def test_base_is_frozen_and_preprocessing_is_a_layer(classifier):
+    """Only the head trains; MobileNetV2 preprocessing lives inside the model."""
+    assert not get_base(classifier).trainable
+    assert len(classifier.trainable_weights) == 2  # the dense head's kernel and bias
+    assert classifier.get_layer("mobilenet_v2_preprocess") is not None
+
+
+def test_alpha_changes_the_base_width():
+    """alpha is passed through to MobileNetV2 (a narrower base has fewer weights)."""
+    narrow = build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35))
+    wide = build_classifier(SMALL, ModelConfig(weights="none", alpha=0.5))
+    assert narrow.count_params() < wide.count_params()
+
+
+def test_unfreezing_top_layers_keeps_batchnorm_frozen():
+    """Fine-tuning unfreezes the top N base layers except BatchNormalization."""
+    from keras import layers
+
+    model = build_classifier(SMALL, TINY)
+    unfrozen = unfreeze_top_layers(model, 10)
+    base = get_base(model)
+    top = base.layers[-10:]
+    assert unfrozen == sum(not isinstance(layer, layers.BatchNormalization) for layer in top)
+    assert all(not layer.trainable for layer in base.layers[:-10])
+    assert all(not layer.trainable for layer in top if isinstance(layer, layers.BatchNormalization))
+
+
+def test_augmentation_changes_images_only_in_training(classifier):
+    """Flips and rotations act while training and are the identity when scoring."""
+    augmentation = build_augmentation(TINY, seed=1)
+    image = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    assert np.allclose(augmentation(image, training=False), image)
+    assert not np.allclose(augmentation(image, training=True), image)
+    wrapped = build_training_model(classifier, augmentation)
+    assert wrapped.output_shape == (None, 2)
+
+
+def test_weights_options():
+    """imagenet passes through, none means random init, a missing file is a clear error."""
+    assert resolve_base_weights("imagenet") == "imagenet"
+    assert resolve_base_weights("none") is None
+    with pytest.raises(CrackModelError, match="does not exist"):
+        resolve_base_weights("/nowhere/weights.h5")
+
+
+def test_wrong_weights_file_is_a_clear_error(tmp_path):
+    """A file that is not MobileNetV2 weights fails with a one-line message naming it."""
+    bogus = tmp_path / "not_weights.h5"
+    bogus.write_bytes(b"this is not an HDF5 file")
+    with pytest.raises(CrackModelError, match=r"not_weights\.h5"):
+        build_classifier(SMALL, ModelConfig(weights=str(bogus)))
+
+
+def test_weights_for_another_alpha_are_rejected(imagenet_weights):
+    """The alpha 1.0 ImageNet file does not fit an alpha 0.5 base: clear error."""
+    with pytest.raises(CrackModelError, match="does not fit"):
+        build_classifier(DataConfig(image_size=96), ModelConfig(weights=imagenet_weights, alpha=0.5))
+
+
+def test_local_imagenet_weights_load(imagenet_weights):
+    """The offline weights file loads into the base (its first conv is not random)."""
+    model = build_classifier(DataConfig(image_size=96), ModelConfig(weights=imagenet_weights))
+    random_model = build_classifier(DataConfig(image_size=96), ModelConfig(weights="none"))
+    loaded = get_base(model).get_layer("Conv1").get_weights()[0]
+    fresh = get_base(random_model).get_layer("Conv1").get_weights()[0]
+    assert loaded.shape == fresh.shape and not np.allclose(loaded, fresh)
