@@ -1,6 +1,6 @@
 """Derive the validation thresholds for brightness, contrast and blur from real photos.
 
-Method (``crack_model.quality.validation.derive_thresholds``): profile every image of a labeled
+Method (``crack_model.quality.thresholds.derive_thresholds``): profile every image of a labeled
 folder (default: the real METU sample, 2,000 227x227 concrete patches), take the 0.1st and
 99.9th percentiles of each statistic over both classes, then widen them: brightness (a
 bounded 0..255 scale) by 15 % of the spread between the two percentiles on each side;
@@ -28,7 +28,7 @@ STATISTICS = ("brightness", "contrast", "blur", "saturated_fraction", "dark_frac
 def derive(data: Path) -> tuple[Any, Any]:
     """Profile the labeled folder and derive thresholds: (profile, thresholds)."""
     from crack_model.quality.profile import profile_labeled
-    from crack_model.quality.validation import derive_thresholds
+    from crack_model.quality.thresholds import derive_thresholds
 
     profile = profile_labeled(str(data), prefix="")
     return profile, derive_thresholds(profile)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from crack_model.quality import drift
-    from crack_model.quality.validation import ValidationThresholds
+    from crack_model.quality.thresholds import ValidationThresholds
 
     profile, derived = derive(args.data)
     defaults = ValidationThresholds()

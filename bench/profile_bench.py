@@ -26,8 +26,8 @@ DEFAULT_DATA = PROJECT.parent / "shared" / "data" / "metu-sample"
 
 def warm_up() -> None:
     """Import GX and create its context now, so that the timings below measure the work."""
+    from crack_model.quality.judging import validate_profile
     from crack_model.quality.profile import rows_to_frame
-    from crack_model.quality.validation import validate_profile
 
     validate_profile(rows_to_frame([]), batch_id="warm-up")
 
@@ -39,8 +39,8 @@ def measure_profiling(store_uri: str, batch_id: str, *, workers: int = 8) -> dic
         ``images``, ``seconds`` and ``images_per_second`` of the whole validation, plus
         ``profile_seconds`` and ``profile_images_per_second`` of profiling alone, and the ``outcome``.
     """
+    from crack_model.quality.batch_validation import validate_batch
     from crack_model.quality.profile import ProfileConfig, profile_batch
-    from crack_model.quality.validation import validate_batch
 
     warm_up()
     config = ProfileConfig(workers=workers)

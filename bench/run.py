@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
     from crack_model.core.imaging import decode_to_array
-    from crack_model.core.storage import LocalStore, open_store
+    from crack_model.core.local_store import LocalStore
+    from crack_model.core.storage import open_store
 
     args.work.mkdir(parents=True, exist_ok=True)
     files = sample_files(args.images)

@@ -11,10 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
-from crack_ops.hooks import CrackStoreHook
-
-LABELED_POOL = Asset(name="crack_labeled_pool", uri="crack://labeled-pool")
+from airflow.sdk import Param, dag, task
+from crack_ops.assets import LABELED_POOL
+from crack_ops.hooks import run_store
 
 
 @dag(
@@ -33,7 +32,7 @@ LABELED_POOL = Asset(name="crack_labeled_pool", uri="crack://labeled-pool")
         "execution_timeout": timedelta(minutes=15),
     },
     params={
-        "store": Param(None, type=["null", "string"]),
+        "store": Param(None, type=["null", "string"], description="s3://bucket[/prefix] or a folder"),
         "aws_conn_id": Param("aws_default", type="string"),
     },
 )
@@ -44,11 +43,11 @@ def crack_labeled_pool_watch() -> None:
 
         from crack_model.pipelines.retraining import labeled_pool_changed
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        store = run_store(params)
         digest = labeled_pool_changed(store)
         if digest is None:
             raise AirflowSkipException("the labeled pool has not changed")
-        outlet_events[LABELED_POOL].extra = {"store": store, "digest": digest}
+        outlet_events[LABELED_POOL].extra = {"store": store.uri, "digest": digest}
         return digest
 
     detect_pool_change()

@@ -12,8 +12,9 @@ Re-running a night never duplicates results (a complete batch has `_SUCCESS`; sh
 from their parts). A failed shard retries alone.
 
 **Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
-`model` (default `models:/crack@champion`), `aws_conn_id` (for s3:// stores; its `endpoint_url`
-extra points at MinIO), `batch_ids` (score just these), shard sizing.
+`model` (default `models:/crack@champion`), `aws_conn_id` (the AWS connection whose session
+reaches s3:// stores; its `endpoint_url` extra points at MinIO), `batch_ids` (score just these),
+shard sizing.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
-from crack_ops.hooks import CrackStoreHook
+from airflow.sdk import Param, dag, task
+from crack_ops.assets import SCORING_RESULTS
+from crack_ops.hooks import run_store
 from crack_ops.sensors import NewBatchesSensor
-
-SCORING_RESULTS = Asset(name="crack_scoring_results", uri="crack://scoring-results")
 
 
 @dag(
@@ -48,18 +48,18 @@ SCORING_RESULTS = Asset(name="crack_scoring_results", uri="crack://scoring-resul
         "store": Param(None, type=["null", "string"], description="s3://bucket[/prefix] or a folder"),
         "model": Param("models:/crack@champion", type="string", description="registry model or model folder"),
         "aws_conn_id": Param("aws_default", type="string"),
-        "batch_ids": Param([], type="array", description="score only these batches (default: all new ones)"),
+        "batch_ids": Param([], type="array", items={"type": "string"}, description="score only these (default: new)"),
         "max_batches": Param(100, type="integer", minimum=1),
         "objects_per_shard": Param(2000, type="integer", minimum=1),
         "max_shards_per_batch": Param(16, type="integer", minimum=1, maximum=64),
     },
 )
 def crack_nightly_scoring() -> None:
-    batches = NewBatchesSensor(
+    batches = NewBatchesSensor(  # its templated fields render as native values: a list, an int
         task_id="wait_for_new_batches",
-        store="{{ params.store or '' }}",
+        store="{{ params.store }}",
         aws_conn_id="{{ params.aws_conn_id }}",
-        batch_ids="{{ params.batch_ids | join(',') }}",
+        batch_ids="{{ params.batch_ids }}",
         max_batches="{{ params.max_batches }}",
         mode="reschedule",
         poke_interval=timedelta(minutes=10),
@@ -73,25 +73,22 @@ def crack_nightly_scoring() -> None:
         """Pin the exact model version once, so every shard of the night uses the same one."""
         from crack_model.pipelines.nightly import pin_model
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
-        return pin_model(store, params["model"])
+        return pin_model(run_store(params), params["model"])
 
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
     def validate_batch(batch_id: str, model: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
         from crack_model.pipelines.nightly import validate_incoming
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
-        return validate_incoming(store, batch_id, model.get("drift_reference"))
+        return validate_incoming(run_store(params), batch_id, model.get("drift_reference"))
 
     @task(execution_timeout=timedelta(minutes=10))
     def plan_shards(validations: list[dict[str, Any]], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """One work item per (valid batch, shard); failed batches are left out."""
         from crack_model.pipelines.nightly import plan_shards as plan
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         valid = [v["batch_id"] for v in validations if v["outcome"] != "failed"]
-        return plan(store, valid, objects_per_shard=params["objects_per_shard"],
+        return plan(run_store(params), valid, objects_per_shard=params["objects_per_shard"],
                     max_shards_per_batch=params["max_shards_per_batch"])  # fmt: skip
 
     @task(map_index_template="{{ work_item }}", execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=16)
@@ -104,8 +101,7 @@ def crack_nightly_scoring() -> None:
         from crack_model.pipelines.nightly import score_work_item
 
         get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[index]
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
-        report = score_work_item(store, item, model["uri"])
+        report = score_work_item(run_store(params), item, model["uri"])
         return {**report, "hostname": socket.gethostname()}
 
     @task(outlets=[SCORING_RESULTS], execution_timeout=timedelta(minutes=30))
@@ -113,10 +109,10 @@ def crack_nightly_scoring() -> None:
         """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
         from crack_model.pipelines.nightly import finalize_batches as finalize
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
+        store = run_store(params)
         summaries = finalize(store, list(reports))
         outlet_events[SCORING_RESULTS].extra = {
-            "store": store,
+            "store": store.uri,
             "batches": [summary["batch_id"] for summary in summaries],
         }
         return summaries
@@ -131,8 +127,7 @@ def crack_nightly_scoring() -> None:
         """One JSON document per run under runs/, for the ops view and downstream readers."""
         from crack_model.pipelines.nightly import publish_run_summary as publish
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
-        return publish(store, run_id or "manual", list(validations or []), list(summaries or []))
+        return publish(run_store(params), run_id or "manual", list(validations or []), list(summaries or []))
 
     model = resolve_model()
     validations = validate_batch.partial(model=model).expand(batch_id=batches.output)

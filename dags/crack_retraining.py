@@ -10,6 +10,8 @@ gate it. On `promote` the champion alias moves atomically and the `crack_champio
 is emitted; on `reject` the run still succeeds, says "rejected", notifies, and the champion is
 untouched.
 
+The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model retrain` runs.
+
 **Params**: `epochs`, `fine_tune_layers`, `target_recall`, `promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one).
 """
@@ -19,12 +21,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
-from crack_ops.hooks import CrackStoreHook
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from crack_ops.assets import CHAMPION_MODEL, LABELED_POOL
+from crack_ops.hooks import run_store
 from crack_ops.operators import GateOperator
-
-LABELED_POOL = Asset(name="crack_labeled_pool", uri="crack://labeled-pool")
-CHAMPION_MODEL = Asset(name="crack_champion_model", uri="crack://champion-model")
 
 
 @dag(
@@ -62,45 +62,33 @@ def crack_retraining() -> None:
         """Training suite on labeled/ (holdout overlap included); bad data fails at once, no retries."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.core.errors import CrackModelError
-        from crack_model.pipelines.retraining import validate_pool
+        from crack_model.pipelines.retraining import PoolValidationError, validate_pool
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
         try:
-            return validate_pool(store)
-        except CrackModelError as error:
+            return validate_pool(run_store(params))
+        except PoolValidationError as error:
             raise AirflowFailException(str(error)) from None
 
-    @task(execution_timeout=timedelta(hours=3))
+    @task(multiple_outputs=True, execution_timeout=timedelta(hours=3))
     def train_candidate(pool: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None):
         """Train on the validated pool and register the candidate as challenger."""
-        import tempfile
+        from crack_model.pipelines.retraining import train_and_register
 
-        from crack_model.core.cache import cache_root
-        from crack_model.pipelines.retraining import retrain_config, train_candidate
-
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
-        data, model, training = retrain_config(params)
-        with tempfile.TemporaryDirectory(prefix="crack-retrain-") as work:
-            return train_candidate(
-                store, work, name=params["model_name"], quarantined=pool["quarantined"], data_config=data,
-                model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
-                actor="airflow:crack_retraining", run_id=run_id,
-            )  # fmt: skip
+        return train_and_register(run_store(params), pool, params, name=params["model_name"],
+                                  actor="airflow:crack_retraining", run_id=run_id)  # fmt: skip
 
     candidate = train_candidate(validate_labeled_pool())
-    gate = GateOperator(
+    gate = GateOperator(  # its templated fields render as native values: promote is a boolean
         task_id="evaluate_gate",
-        store="{{ params.store or '' }}",
+        candidate_version=candidate["version"],
+        store="{{ params.store }}",
         aws_conn_id="{{ params.aws_conn_id }}",
         model_name="{{ params.model_name }}",
-        candidate_version="{{ ti.xcom_pull(task_ids='train_candidate')['version'] }}",
-        holdout="{{ params.holdout or '' }}",
-        policy="{{ params.policy or '' }}",
+        holdout="{{ params.holdout }}",
+        policy="{{ params.policy }}",
         promote="{{ params.promote }}",
         execution_timeout=timedelta(hours=1),
     )
-    candidate >> gate
 
     @task.branch
     def choose_outcome(decision: dict[str, Any]) -> str:
@@ -121,8 +109,7 @@ def crack_retraining() -> None:
         """Rejected (or evaluate-only): the run succeeds, says so, and notifies; the champion is untouched."""
         from crack_ops.notifications import notify_gate_decision
 
-        store = CrackStoreHook(params["store"], params["aws_conn_id"]).configure()
-        notify_gate_decision(store, decision)
+        notify_gate_decision(run_store(params), decision)
         outcome = "rejected" if decision["decision"] == "reject" else "passed, not promoted"
         return {"outcome": outcome, **decision}
 

@@ -34,13 +34,18 @@ print("DAG-RESULT " + json.dumps({"state": str(run.state), "tasks": states}))
 
 
 def airflow_environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for an embedded Airflow: SQLite in ``home``, this project's DAGs and plugins."""
+    """Environment for an embedded Airflow: SQLite in ``home``, this project's DAGs.
+
+    The crack_ops plugin comes from the installed ``crack-model`` package (its ``airflow.plugins``
+    entry point); the plugins folder is an empty one in ``home``.
+    """
     home.mkdir(parents=True, exist_ok=True)
+    (home / "plugins").mkdir(exist_ok=True)
     environment = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),

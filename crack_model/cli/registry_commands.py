@@ -169,7 +169,6 @@ def run_registry_rollback(args: argparse.Namespace) -> int:
 
 
 def run_gate_command(args: argparse.Namespace) -> int:
-
     registry = _registry(args)
     report = run_gate(
         registry,

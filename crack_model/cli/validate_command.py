@@ -13,8 +13,10 @@ from typing import Any
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import open_store
+from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
+from crack_model.quality.expectations import SUITES
 from crack_model.quality.profile import ProfileConfig
-from crack_model.quality.validation import SUITES, ValidationThresholds, load_hashes, validate_batch, validate_labeled
+from crack_model.quality.thresholds import ValidationThresholds
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Foundations every layer uses: errors, configuration, object storage and its key layout, images and tiles, the model card."""
+"""Foundations every layer uses: errors, configuration, storage and its key layout, images, tiles, the model card."""

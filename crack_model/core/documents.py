@@ -1,21 +1,180 @@
-"""Reading the documents the workflow stores, for any layer that needs them."""
+"""The JSON documents the workflow stores: one typed definition each, shared by writers and readers.
+
+Every document carries ``format_version``. A reader accepts its own version and older ones
+(fields it does not know are ignored, missing ones take their defaults) and refuses a newer
+version with a message that says to upgrade, so an old worker never half-reads a new file.
+
+Which key each document lives at is ``layout``'s business; this module only says what is in it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from crack_model.core import layout
-from crack_model.core.storage import ObjectStore, open_store
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.storage import open_store
+
+FORMAT_VERSION = 1
+
+
+def check_format_version(values: Mapping[str, Any], kind: str, source: str = "") -> int:
+    """The document's format version (1 if unstamped); an error if it is newer than this code reads."""
+    version = int(values.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        where = f" ({source})" if source else ""
+        msg = (
+            f"{kind}{where} has format version {version}, newer than this crack-model understands "
+            f"({FORMAT_VERSION}): upgrade crack-model on this worker"
+        )
+        raise CrackModelError(msg)
+    return version
+
+
+@dataclass
+class StoredDocument:
+    """Base of every stored document: ``to_json`` / ``from_json`` with the format version checked."""
+
+    KIND: ClassVar[str] = "document"
+    format_version: int = field(default=FORMAT_VERSION, kw_only=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.as_dict(), indent=2, default=str) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "") -> Self:
+        check_format_version(values, cls.KIND, source)
+        where = f" ({source})" if source else ""
+        known = {item.name for item in dataclasses.fields(cls)}
+        try:
+            return cls(**{name: value for name, value in values.items() if name in known})
+        except TypeError as error:
+            raise CrackModelError(f"{cls.KIND}{where} is missing fields: {error}") from None
+
+    @classmethod
+    def from_json(cls, data: bytes, *, source: str = "") -> Self:
+        try:
+            values = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CrackModelError(f"{cls.KIND} {source} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise CrackModelError(f"{cls.KIND} {source} is not a JSON object")
+        return cls.from_dict(values, source=source)
+
+    def write(self, store: ObjectStore, key: str) -> None:
+        store.write(key, self.to_json(), content_type="application/json")
+
+    @classmethod
+    def read(cls, store: ObjectStore, key: str) -> Self | None:
+        """The document at ``key``, or None if there is none."""
+        if not store.exists(key):
+            return None
+        return cls.from_json(store.read(key), source=store.url(key))
+
+
+@dataclass
+class ShardStats(StoredDocument):
+    """A finished shard's ``_DONE`` marker: what this attempt scored and how long it took."""
+
+    KIND: ClassVar[str] = "shard marker"
+    images: int
+    seconds: float
+    finished_at: str
+    runtime: str | None = None
+    crack_class: str | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class BatchSummary(StoredDocument):
+    """``results/<batch>/summary.json`` (and ``_SUCCESS``): counts, crack rate, model, throughput."""
+
+    KIND: ClassVar[str] = "batch summary"
+    batch_id: str
+    model_version: str
+    runtime: str | None
+    threshold: float | None
+    objects: int
+    status_counts: dict[str, int]
+    label_counts: dict[str, int]
+    crack_class: str | None
+    cracks: int
+    crack_rate: float | None
+    shards: int
+    scoring_seconds: float
+    throughput_images_per_second: float | None
+    finished_at: str
+
+    @property
+    def objects_scored(self) -> int:
+        """Objects that went through the model (quarantined ones have rows but were not scored)."""
+        return sum(count for status, count in self.status_counts.items() if status != "quarantined")
+
+
+@dataclass
+class QuarantinedObject:
+    key: str
+    reasons: list[str]
+    quarantine_key: str | None = None
+
+
+@dataclass
+class QuarantineManifest(StoredDocument):
+    """``quarantine/<batch>/quarantine.json``: the objects validation held back, with reasons."""
+
+    KIND: ClassVar[str] = "quarantine manifest"
+    batch_id: str
+    outcome: str
+    quarantined_at: str
+    objects: list[dict[str, Any]]
+
+    @property
+    def entries(self) -> list[QuarantinedObject]:
+        return [QuarantinedObject(str(item["key"]), list(item.get("reasons") or []), item.get("quarantine_key"))
+                for item in self.objects]  # fmt: skip
+
+
+@dataclass
+class BatchValidation:
+    """One batch's line in a run summary."""
+
+    batch_id: str
+    outcome: str
+    reasons: list[str]
+    quarantined: int
+    objects: int
+    drifted: bool
+
+
+@dataclass
+class RunSummary(StoredDocument):
+    """``runs/<run_id>.json``: what one nightly run validated, skipped and scored."""
+
+    KIND: ClassVar[str] = "run summary"
+    run_id: str
+    finished_at: str
+    batches_validated: int
+    batches_failed_validation: list[str]
+    batches_with_quarantine: list[str]
+    batches_scored: list[str]
+    objects_scored: int
+    cracks: int
+    validations: list[dict[str, Any]]
 
 
 def quarantined_objects(store: ObjectStore | str, batch_id: str) -> list[dict[str, Any]]:
     """The objects validation held back from a batch, each with ``key`` and ``reasons``."""
     store = open_store(store) if isinstance(store, str) else store
-    key = layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST)
-    if not store.exists(key):
-        return []
-    return list(json.loads(store.read(key)).get("objects", []))
+    manifest = QuarantineManifest.read(store, layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST))
+    return [] if manifest is None else list(manifest.objects)
 
 
 def quarantined_keys(store: ObjectStore | str, batch_id: str) -> set[str]:

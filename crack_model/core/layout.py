@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.storage import join_key
+from crack_model.core.object_keys import join_key
 
 INCOMING = "incoming"
 RESULTS = "results"

@@ -23,200 +23,37 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from crack_model import __version__
 from crack_model.core.clock import utc_now
+from crack_model.core.documents import FORMAT_VERSION, check_format_version
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE
+from crack_model.evaluation.gate_checks import (
+    HOLDOUT_PREFIX,
+    PROMOTE,
+    REFERENCE_RUNTIME,
+    REJECT,
+    Check,
+    comparison_section,
+    floor_checks,
+    judge_runtime,
+    model_section,
+    regression_checks,
+    slice_floor_checks,
+    slice_reports,
+)
 from crack_model.evaluation.gate_report import render_gate_html
 from crack_model.evaluation.holdout import Evaluation, Holdout, evaluate_on_holdout, load_holdout
 from crack_model.evaluation.intervals import (
-    BOOTSTRAP_METRICS,
     exact_intervals,
-    intervals,
-    paired_difference_intervals,
-    point_figures,
-    within_noise,
 )
 from crack_model.evaluation.policy import GatePolicy, load_policy
 from crack_model.registry.audit_log import CHAMPION
-from crack_model.registry.versions import GATE_HTML, GATE_REPORT, GateReportExistsError, Registry, default_actor
+from crack_model.registry.naming import GATE_HTML, GATE_REPORT, GateReportExistsError, default_actor
+from crack_model.registry.versions import Registry
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
-
-PROMOTE = "promote"
-REJECT = "reject"
-REFERENCE_RUNTIME = "keras"
-HOLDOUT_PREFIX = "holdout"
-REPORTED_METRICS = (*BOOTSTRAP_METRICS, "roc_auc", "pr_auc")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One named test of the policy; ``status`` is pass, fail or skipped (with the reason)."""
-
-    name: str
-    status: str
-    message: str
-    value: float | None = None
-    limit: float | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "fail"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "message": self.message,
-            "value": self.value,
-            "limit": self.limit,
-        }
-
-
-def floor_checks(values: Mapping[str, Any], floors: Mapping[str, float], prefix: str) -> list[Check]:
-    """``<prefix>:<metric>`` passes when the metric reaches its floor; an undefined metric fails."""
-    checks = []
-    for metric, floor in floors.items():
-        value = values.get(metric)
-        name = f"{prefix}:{metric}"
-        if value is None:
-            checks.append(Check(name, "fail", f"{metric} is undefined on this holdout (floor {floor})", None, floor))
-        elif value >= floor:
-            checks.append(Check(name, "pass", f"{metric} {value:.4f} >= floor {floor}", value, floor))
-        else:
-            checks.append(Check(name, "fail", f"{metric} {value:.4f} < floor {floor}", value, floor))
-    return checks
-
-
-def slice_floor_checks(slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy, prefix: str) -> list[Check]:
-    """Per-slice floors; slices below ``min_slice_images`` and undefined metrics are skipped, with why."""
-    checks = []
-    for slice_name, report in slices.items():
-        floors = policy.floors_for_slice(slice_name)
-        for metric, floor in floors.items():
-            name = f"{prefix}:{slice_name}:{metric}"
-            value = report["metrics"].get(metric)
-            if report["images"] < policy.min_slice_images:
-                message = f"{report['images']} images < min_slice_images {policy.min_slice_images}: not gated"
-                checks.append(Check(name, "skipped", message, value, floor))
-            elif value is None:
-                checks.append(Check(name, "skipped", f"{metric} undefined on slice {slice_name}", None, floor))
-            elif value >= floor:
-                checks.append(Check(name, "pass", f"slice {slice_name}: {metric} {value:.4f} >= {floor}", value, floor))
-            else:
-                checks.append(Check(name, "fail", f"slice {slice_name}: {metric} {value:.4f} < {floor}", value, floor))
-    return checks
-
-
-def regression_checks(candidate: Mapping[str, Any], champion: Mapping[str, Any], policy: GatePolicy) -> list[Check]:
-    """``no_regression:<metric>``: the candidate may trail the champion by at most the policy's drop."""
-    checks = []
-    for metric, max_drop in policy.max_drop.items():
-        new, old = candidate.get(metric), champion.get(metric)
-        name = f"no_regression:{metric}"
-        if new is None or old is None:
-            checks.append(Check(name, "fail", f"{metric} undefined (candidate {new}, champion {old})", None, max_drop))
-            continue
-        difference = new - old
-        message = f"{metric} {new:.4f} vs champion {old:.4f} (difference {difference:+.4f}, allowed drop {max_drop})"
-        # A tiny tolerance: equal metrics must not fail on floating-point noise.
-        checks.append(Check(name, "pass" if difference >= -max_drop - 1e-12 else "fail", message, difference, max_drop))
-    return checks
-
-
-def slice_reports(evaluation: Evaluation, holdout: Holdout, policy: GatePolicy) -> dict[str, dict[str, Any]]:
-    names = np.array(holdout.slices)
-    reports = {}
-    for slice_name in sorted(set(holdout.slices)):
-        mask = names == slice_name
-        outcomes = evaluation.outcomes.subset(mask)
-        reports[slice_name] = {
-            "images": int(mask.sum()),
-            "cracks": int(outcomes.is_crack.sum()),
-            "metrics": point_figures(outcomes),
-            "intervals": intervals(
-                outcomes, resamples=policy.bootstrap_resamples, confidence=policy.confidence, seed=policy.seed
-            ),
-        }
-    return reports
-
-
-def _model_section(evaluation: Evaluation, policy: GatePolicy) -> dict[str, Any]:
-    metrics = {
-        key: evaluation.metrics.get(key)
-        for key in (*REPORTED_METRICS, "threshold", "images", "cracks", "missed_cracks", "false_alarms")
-    }
-    return {
-        "version": evaluation.version,
-        "runtime": evaluation.runtime,
-        "metrics": metrics,
-        "intervals": intervals(
-            evaluation.outcomes, resamples=policy.bootstrap_resamples, confidence=policy.confidence, seed=policy.seed
-        ),
-        "exact_intervals": exact_intervals(evaluation.outcomes, confidence=policy.confidence),
-        "confusion_matrix": evaluation.metrics["confusion_matrix"],
-    }
-
-
-def _comparison(candidate: Evaluation, champion: Evaluation, policy: GatePolicy) -> dict[str, Any]:
-    differences = paired_difference_intervals(
-        candidate.outcomes,
-        champion.outcomes,
-        resamples=policy.bootstrap_resamples,
-        confidence=policy.confidence,
-        seed=policy.seed,
-    )
-    comparison = {}
-    for metric in REPORTED_METRICS:
-        new, old = candidate.metrics.get(metric), champion.metrics.get(metric)
-        interval = differences.get(metric)
-        comparison[metric] = {
-            "candidate": new,
-            "champion": old,
-            "difference": None if new is None or old is None else round(new - old, 6),
-            "interval": interval,
-            "within_noise": within_noise(interval),
-            "max_drop": policy.max_drop.get(metric),
-        }
-    return comparison
-
-
-def judge_runtime(
-    evaluation: Evaluation, reference: Evaluation, holdout: Holdout, policy: GatePolicy
-) -> dict[str, Any]:
-    """Floors (overall and per slice) and label agreement with Keras: approved only if all pass."""
-    agreement = float(np.mean(evaluation.outcomes.says_crack == reference.outcomes.says_crack))
-    largest_gap = float(np.max(np.abs(evaluation.crack_probability - reference.crack_probability)))
-    checks = floor_checks(evaluation.metrics, policy.floors, f"runtime:{evaluation.runtime}:floor")
-    checks += slice_floor_checks(
-        slice_reports(evaluation, holdout, policy), policy, f"runtime:{evaluation.runtime}:slice_floor"
-    )
-    limit = policy.min_runtime_agreement
-    relation = ">=" if agreement >= limit else "<"
-    checks.append(
-        Check(
-            f"runtime:{evaluation.runtime}:agreement",
-            "pass" if agreement >= limit else "fail",
-            f"labels agree with {REFERENCE_RUNTIME} on {agreement:.4f} of the holdout {relation} {limit}",
-            agreement,
-            limit,
-        )
-    )
-    if not policy.floors:
-        checks.append(Check(f"runtime:{evaluation.runtime}:policy", "fail", "the policy sets no floors"))
-    return {
-        "runtime": evaluation.runtime,
-        "approved": not any(check.failed for check in checks),
-        "label_agreement": round(agreement, 6),
-        "max_probability_difference": round(largest_gap, 6),
-        "metrics": {key: evaluation.metrics.get(key) for key in REPORTED_METRICS},
-        "checks": [check.as_dict() for check in checks],
-        "failed_checks": [check.name for check in checks if check.failed],
-    }
 
 
 def decide(
@@ -250,7 +87,7 @@ def decide(
         notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")
     else:
         checks += regression_checks(candidate.metrics, champion.metrics, policy)
-        comparison = _comparison(candidate, champion, policy)
+        comparison = comparison_section(candidate, champion, policy)
         noisy = [metric for metric, row in comparison.items() if row["within_noise"]]
         if noisy:
             notes.append(f"candidate and champion differ within bootstrap noise on: {', '.join(noisy)}")
@@ -285,8 +122,8 @@ def decide(
         "reasons": [check.message for check in failed],
         "checks": [check.as_dict() for check in checks],
         "notes": notes,
-        "candidate": _model_section(candidate, policy),
-        "champion": _model_section(champion, policy) if champion is not None else None,
+        "candidate": model_section(candidate, policy),
+        "champion": model_section(champion, policy) if champion is not None else None,
         "comparison": comparison,
         "slices": slices,
         "runtimes": runtimes,
@@ -315,6 +152,7 @@ class GateReport:
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> GateReport:
+        check_format_version(document, "gate report")
         return cls(
             name=document["name"],
             candidate_version=document["candidate_version"],
@@ -500,7 +338,7 @@ def _evaluate(
 
     body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
     document = {
-        "format": 1,
+        "format_version": FORMAT_VERSION,
         "name": name,
         "candidate_version": candidate_version,
         "champion_version": champion_version,

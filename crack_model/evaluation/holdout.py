@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.storage import ObjectStore, open_store
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage, is_image_name
 from crack_model.evaluation.assess import probability_rows
 from crack_model.evaluation.intervals import Outcomes

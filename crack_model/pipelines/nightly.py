@@ -1,8 +1,8 @@
 """The steps of the nightly scoring and retraining workflows, as plain functions.
 
-Airflow tasks (dags/) are thin wrappers around these: each takes store URIs and small
-values and returns small JSON-ready dicts, so XCom stays tiny and every step can be run
-and tested without Airflow.
+Airflow tasks (dags/) are thin wrappers around these: each takes the run's store (open, with
+its credentials, or a URI; see ``crack_model.pipelines.stores``) and small values and returns
+small JSON-ready dicts, so XCom stays tiny and every step can be run and tested without Airflow.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import open_store
-from crack_model.quality.validation import validate_batch
+from crack_model.pipelines.stores import StoreLike, step_store
+from crack_model.quality.batch_validation import validate_batch
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
 from crack_model.registry.versions import Registry
 from crack_model.serving.batch import finalize_batch, list_batch, score_shard
@@ -25,9 +26,9 @@ from crack_model.serving.scorer import load_scorer
 log = logging.getLogger(__name__)
 
 
-def find_new_batches(store_uri: str, *, limit: int | None = None) -> list[str]:
+def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
     """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order."""
-    store = open_store(store_uri)
+    store = open_store(store)
     batch_ids = store.folders(layout.INCOMING)
     new = []
     for batch_id in batch_ids:
@@ -42,7 +43,7 @@ def find_new_batches(store_uri: str, *, limit: int | None = None) -> list[str]:
 
 
 def plan_shards(
-    store_uri: str,
+    store: StoreLike,
     batch_ids: list[str],
     *,
     objects_per_shard: int = 2000,
@@ -54,7 +55,7 @@ def plan_shards(
     The total stays bounded (Airflow's scheduler and grid view suffer beyond a few hundred
     mapped tasks): when there are too many, every batch gets fewer shards.
     """
-    store = open_store(store_uri)
+    store = open_store(store)
     sizes = {batch_id: len(list_batch(store, batch_id)) for batch_id in batch_ids}
     wanted = {b: max(1, min(max_shards_per_batch, math.ceil(n / objects_per_shard))) for b, n in sizes.items()}
     while sum(wanted.values()) > max_total_shards and max(wanted.values(), default=1) > 1:
@@ -69,13 +70,14 @@ def plan_shards(
 
 
 def score_work_item(
-    store_uri: str, item: dict[str, Any], model_uri: str, *, exclude: list[str] | None = None, **options: Any
+    store: StoreLike, item: dict[str, Any], model_uri: str, *, exclude: list[str] | None = None, **options: Any
 ) -> dict[str, Any]:
     """Score one planned shard; returns a small report (XCom-sized)."""
     shard = layout.Shard.parse(item["shard"])
-    report = score_shard(
-        store_uri, item["batch_id"], model_uri, shard, exclude=exclude or (), finalize=False, **options
-    )
+    with step_store(store) as opened:
+        report = score_shard(
+            opened.uri, item["batch_id"], model_uri, shard, exclude=exclude or (), finalize=False, **options
+        )
     return {
         "batch_id": item["batch_id"],
         "shard": item["shard"],
@@ -87,9 +89,9 @@ def score_work_item(
     }
 
 
-def finalize_batches(store_uri: str, shard_reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def finalize_batches(store: StoreLike, shard_reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge the shards of every batch scored in this run (idempotent); return their summaries."""
-    store = open_store(store_uri)
+    store = open_store(store)
     by_batch: dict[str, list[dict[str, Any]]] = {}
     for report in shard_reports:
         by_batch.setdefault(report["batch_id"], []).append(report)
@@ -110,12 +112,12 @@ def _read_json(store: Any, key: str) -> dict[str, Any]:
     return dict(json.loads(store.read(key)))
 
 
-def download_labeled(store_uri: str, prefix: str, destination: Path, class_names: list[str]) -> Path:
+def download_labeled(store: StoreLike, prefix: str, destination: Path, class_names: list[str]) -> Path:
     """Copy ``<prefix>/<class>/...`` from a store into a local folder tree (skipping unchanged files).
 
     Training reads local files; a content check by size keeps repeated runs cheap.
     """
-    store = open_store(store_uri)
+    store = open_store(store)
     prefix = prefix.strip("/")
     count = 0
     for class_name in class_names:
@@ -131,10 +133,10 @@ def download_labeled(store_uri: str, prefix: str, destination: Path, class_names
     return destination
 
 
-def validate_incoming(store_uri: str, batch_id: str, drift_reference: str | None = None) -> dict[str, Any]:
+def validate_incoming(store: StoreLike, batch_id: str, drift_reference: str | None = None) -> dict[str, Any]:
     """Run the incoming suite on a batch; a small dict for XCom (the full report is in validation/)."""
-
-    outcome = validate_batch(store_uri, batch_id, "incoming", reference=drift_reference)
+    with step_store(store) as opened:
+        outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference)
     log.info("%s", outcome.summary())
     drift = outcome.drift or {}
     return {
@@ -148,7 +150,7 @@ def validate_incoming(store_uri: str, batch_id: str, drift_reference: str | None
 
 
 def publish_run_summary(
-    store_uri: str, run_id: str, validations: list[dict[str, Any]], summaries: list[dict[str, Any]]
+    store: StoreLike, run_id: str, validations: list[dict[str, Any]], summaries: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Write ``runs/<run_id>.json``: what this run validated, skipped and scored."""
     import json
@@ -169,7 +171,7 @@ def publish_run_summary(
         "validations": validations,
     }
     safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
-    open_store(store_uri).write(f"runs/{safe}.json", (json.dumps(summary, indent=2) + "\n").encode())
+    open_store(store).write(f"runs/{safe}.json", (json.dumps(summary, indent=2) + "\n").encode())
     log.info(
         "run %s: %d batch(es) scored, %d failed validation, %d objects, %d cracks",
         run_id, len(summary["batches_scored"]), len(summary["batches_failed_validation"]),
@@ -178,20 +180,17 @@ def publish_run_summary(
     return summary
 
 
-def pin_model(store_uri: str, model_uri: str) -> dict[str, Any]:
+def pin_model(store: StoreLike, model_uri: str) -> dict[str, Any]:
     """Resolve an alias (``models:/crack@champion``) to one exact version for the whole run.
 
     Returns the pinned URI, the version and the version's drift reference profile (if any).
     """
-
-    if not is_model_uri(model_uri):
-        return {"uri": model_uri, "version": load_scorer(model_uri).version, "drift_reference": None}
-    reference = parse_model_uri(model_uri)
-    registry = Registry(store_uri)
-    version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
-    drift_key = registry.version_key(reference.name, version, "drift_reference.json")
-    return {
-        "uri": f"models:/{reference.name}/{version}",
-        "version": version,
-        "drift_reference": registry.store.url(drift_key) if registry.store.exists(drift_key) else None,
-    }
+    with step_store(store) as opened:
+        if not is_model_uri(model_uri):
+            return {"uri": model_uri, "version": load_scorer(model_uri).version, "drift_reference": None}
+        reference = parse_model_uri(model_uri)
+        registry = Registry(opened)
+        version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
+        drift_key = registry.version_key(reference.name, version, "drift_reference.json")
+        drift_reference = registry.store.url(drift_key) if registry.store.exists(drift_key) else None
+    return {"uri": f"models:/{reference.name}/{version}", "version": version, "drift_reference": drift_reference}

@@ -1,25 +1,41 @@
-"""Retraining: assemble the labeled pool, validate it, train a candidate, register it as challenger.
+"""Retraining: validate the labeled pool, train a candidate, register it as challenger, gate it.
 
-The pool is ``labeled/<class>/...`` in the store; the gate's holdout is ``holdout/<class>/...``
-and must never reach training (the training suite rejects overlapping content hashes). The
-candidate is then judged by the gate (crack_model.evaluation.gate.run_gate).
+The steps, written once: the ``crack_retraining`` DAG runs one per task and ``crack-model retrain``
+runs them in a row.
+
+1. ``validate_pool``: the training suite on ``labeled/<class>/...`` (``PoolValidationError`` if it fails);
+2. ``train_and_register``: train on the validated pool and register the candidate as ``challenger``;
+3. ``gate_candidate``: the holdout gate against the champion, promoting a passing candidate if asked;
+   ``record_gate_notification`` keeps a decision someone must hear about.
+
+The gate's holdout is ``holdout/<class>/...`` and must never reach training (the training suite
+rejects overlapping content hashes).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from crack_model.core import layout
+from crack_model.core.cache import cache_root
+from crack_model.core.clock import utc_now
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.core.storage import join_key, open_store
+from crack_model.core.object_keys import join_key
+from crack_model.core.storage import open_store
+from crack_model.evaluation.gate import run_gate
 from crack_model.pipelines.nightly import download_labeled
+from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
+from crack_model.quality.batch_validation import load_hashes, validate_labeled
 from crack_model.quality.profile import profile_labeled
-from crack_model.quality.validation import load_hashes, validate_labeled
 from crack_model.registry.versions import Registry
 from crack_model.training.train import train
 
@@ -27,19 +43,27 @@ log = logging.getLogger(__name__)
 
 LABELED = "labeled"
 HOLDOUT = "holdout"
+POOL_DIGEST_KEY = join_key(LABELED, "_DIGEST")
 
 
-def validate_pool(store_uri: str, *, name: str = "labeled", write_reference_uri: str | None = None) -> dict[str, Any]:
-    """The training suite on ``labeled/`` (holdout overlap checked); raises if the pool failed."""
+class PoolValidationError(CrackModelError):
+    """The labeled pool failed the training suite: fixing the data helps, retrying does not."""
 
-    store = open_store(store_uri)
-    holdout = set() if not store.folders(HOLDOUT) else load_hashes(store.url(HOLDOUT).rstrip("/"))
-    outcome = validate_labeled(
-        store_uri, LABELED, name=name, holdout_hashes=holdout, write_reference_uri=write_reference_uri
-    )
+
+def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_uri: str | None = None) -> dict[str, Any]:
+    """Step 1: the training suite on ``labeled/`` (holdout overlap checked).
+
+    Raises:
+        PoolValidationError: the pool failed validation (the report names every reason).
+    """
+    with step_store(store) as opened:
+        holdout = set() if not opened.folders(HOLDOUT) else load_hashes(opened.url(HOLDOUT).rstrip("/"))
+        outcome = validate_labeled(
+            opened.uri, LABELED, name=name, holdout_hashes=holdout, write_reference_uri=write_reference_uri
+        )
     log.info("%s", outcome.summary())
     if not outcome.passed:
-        raise CrackModelError(f"the labeled pool failed validation: {'; '.join(outcome.reasons)}")
+        raise PoolValidationError(f"the labeled pool failed validation: {'; '.join(outcome.reasons)}")
     return {
         "outcome": outcome.outcome,
         "objects": outcome.counts.get("objects", 0),
@@ -49,8 +73,74 @@ def validate_pool(store_uri: str, *, name: str = "labeled", write_reference_uri:
     }
 
 
+def train_and_register(
+    store: StoreLike,
+    pool: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    *,
+    name: str = "crack",
+    actor: str = "crack-model",
+    run_id: str | None = None,
+    work_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Step 2: train on the validated pool (its quarantined images left out) and register the candidate.
+
+    Args:
+        pool: what ``validate_pool`` returned.
+        settings: DAG params or CLI options (``epochs``, ``fine_tune_layers``, ``target_recall``,
+            ``weights``, ...; see ``retrain_config``); other keys are ignored.
+        work_dir: where the pool and the model are written (default: a temporary folder).
+
+    Returns:
+        The candidate's ``version``, ``model_uri``, threshold and split metrics (XCom-sized).
+    """
+    data, model, training = retrain_config(settings)
+    with tempfile.TemporaryDirectory(prefix="crack-retrain-") as scratch:
+        return train_candidate(
+            store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
+            model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
+            actor=actor, run_id=run_id,
+        )  # fmt: skip
+
+
+def gate_candidate(
+    store: StoreLike,
+    name: str,
+    candidate_version: str,
+    *,
+    holdout: str | None = None,
+    policy: str | None = None,
+    promote: bool = False,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Step 3: gate a registered candidate against the champion on the holdout; promote it if asked and passing.
+
+    Args:
+        holdout: a folder or store prefix (default: ``<store>/holdout``).
+        policy: a gate policy JSON (default: the versioned one).
+
+    Returns:
+        The decision summary (``decision``, ``failed_checks``, ``promoted``, report links, ...).
+    """
+    with step_store(store) as opened:
+        report = run_gate(
+            Registry(opened), name, candidate_version, holdout, policy, promote=promote, actor=actor, run_id=run_id
+        )
+    return report.summary()
+
+
+def record_gate_notification(store: StoreLike, decision: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep a gate decision under ``models/<name>/notifications/``; return the message (with ``notified_at``)."""
+    message = {**decision, "notified_at": utc_now()}
+    key = join_key(layout.MODELS, decision["name"], "notifications",
+                   f"{message['notified_at']}-{decision['candidate_version']}.json")  # fmt: skip
+    open_store(store).write(key, (json.dumps(message, indent=2) + "\n").encode(), content_type="application/json")
+    return message
+
+
 def train_candidate(
-    store_uri: str,
+    store: StoreLike,
     work_dir: str | Path,
     *,
     name: str = "crack",
@@ -63,25 +153,26 @@ def train_candidate(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Download the pool, train (feature-cached unless disabled), register, point ``challenger`` at it."""
-
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
-    pool = download_labeled(store_uri, LABELED, work_dir / "pool", list(data_config.class_names))
-    for key in quarantined or []:  # held back by validation: never trained on
-        (pool / Path(*key.split("/")[1:])).unlink(missing_ok=True)
-    drift_reference = work_dir / "drift_reference.json"
-    has_reference = write_drift_reference(pool, drift_reference)
-    run = train(
-        pool, work_dir / "model", data_config, model_config, train_config, verbose=2,
-        feature_cache_dir=feature_cache_dir,
-    )  # fmt: skip
-    registry = Registry(store_uri)
-    version = registry.register(
-        run.output_dir, name, drift_reference=drift_reference if has_reference else None, actor=actor, run_id=run_id
-    )
-    current = registry.aliases(name).get("challenger")
-    registry.promote(name, version, "challenger", expected_current=current, actor=actor, run_id=run_id,
-                     reason="newly trained candidate, awaiting the gate")  # fmt: skip
+    with step_store(store) as opened:
+        pool = download_labeled(opened, LABELED, work_dir / "pool", list(data_config.class_names))
+        for key in quarantined or []:  # held back by validation: never trained on
+            (pool / Path(*key.split("/")[1:])).unlink(missing_ok=True)
+        drift_reference = work_dir / "drift_reference.json"
+        has_reference = write_drift_reference(pool, drift_reference)
+        run = train(
+            pool, work_dir / "model", data_config, model_config, train_config, verbose=2,
+            feature_cache_dir=feature_cache_dir,
+        )  # fmt: skip
+        registry = Registry(opened)
+        version = registry.register(
+            run.output_dir, name, drift_reference=drift_reference if has_reference else None, actor=actor,
+            run_id=run_id,
+        )  # fmt: skip
+        current = registry.aliases(name).get("challenger")
+        registry.promote(name, version, "challenger", expected_current=current, actor=actor, run_id=run_id,
+                         reason="newly trained candidate, awaiting the gate")  # fmt: skip
     test = run.metrics.get("test") or run.metrics["validation"]
     return {
         "version": version,
@@ -101,7 +192,7 @@ def write_drift_reference(pool: Path, destination: Path) -> bool:
     return destination.is_file()
 
 
-def retrain_config(params: dict[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """Configs from DAG params / CLI options (missing keys keep the defaults)."""
     data = DataConfig()
     model = ModelConfig()
@@ -121,24 +212,19 @@ def retrain_config(params: dict[str, Any]) -> tuple[DataConfig, ModelConfig, Tra
     return data, model, training
 
 
-def pool_digest(store_uri: str) -> str:
+def pool_digest(store: StoreLike) -> str:
     """A digest of the labeled pool's listing (keys, sizes, ETags): changes when the pool does."""
-    import hashlib
-
     digest = hashlib.sha256()
-    for info in open_store(store_uri).list(LABELED + "/"):
+    for info in open_store(store).list(LABELED + "/"):
         if not layout.is_marker(info.key):
             digest.update(f"{info.key}\t{info.size}\t{info.etag or ''}\n".encode())
     return digest.hexdigest()
 
 
-POOL_DIGEST_KEY = join_key(LABELED, "_DIGEST")
-
-
-def labeled_pool_changed(store_uri: str) -> str | None:
+def labeled_pool_changed(store: StoreLike) -> str | None:
     """The new digest if the pool changed since the last call (and record it), else None."""
-    store = open_store(store_uri)
-    current = pool_digest(store_uri)
+    store = open_store(store)
+    current = pool_digest(store)
     previous = store.read(POOL_DIGEST_KEY).decode().strip() if store.exists(POOL_DIGEST_KEY) else None
     if current == previous:
         return None

@@ -1,6 +1,6 @@
 """Profile a batch of images: one row of cheap, decode-level facts per object.
 
-The profile is what data validation (``crack_model.quality.validation``) checks and what drift
+The profile is what data validation (``crack_model.quality.judging``) checks and what drift
 detection (``crack_model.quality.drift``) compares with the training data. Per object it records
 the bytes (size, SHA-256), what the decoder sees (format, mode, size, EXIF orientation,
 whether it decodes at all and why not) and a few photographic statistics on the grey
@@ -30,7 +30,8 @@ from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, to_rgb
-from crack_model.core.storage import ObjectStore, open_store
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.storage import open_store
 from crack_model.data.labeled import is_image_name
 
 if TYPE_CHECKING:
@@ -80,7 +81,9 @@ def empty_row(key: str, label: str | None = None) -> dict[str, Any]:
     return row
 
 
-def profile_bytes(key: str, data: bytes, config: ProfileConfig | None = None, label: str | None = None) -> dict:
+def profile_bytes(
+    key: str, data: bytes, config: ProfileConfig | None = None, label: str | None = None
+) -> dict[str, Any]:
     """Profile one object's bytes; a file that does not decode is a row with a reason, never an exception."""
     config = config or ProfileConfig()
     row = empty_row(key, label)

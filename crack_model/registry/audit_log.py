@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
 
 CHAMPION = "champion"
@@ -75,7 +76,7 @@ class AliasState:
 
     def as_document(self) -> dict[str, Any]:
         return {
-            "format": 1,
+            "format_version": FORMAT_VERSION,
             "name": self.name,
             "revision": self.revision,
             "aliases": {alias: self.aliases.get(alias) for alias in ALIAS_NAMES},

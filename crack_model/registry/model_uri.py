@@ -21,7 +21,8 @@ from crack_model.core.cache import cache_root
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import CARD_NAME, RUNTIME_FILES
 from crack_model.registry.audit_log import validate_alias
-from crack_model.registry.versions import VERSION_MARKER, Registry, file_sha256, validate_name, validate_version
+from crack_model.registry.naming import VERSION_MARKER, file_sha256, validate_name, validate_version
+from crack_model.registry.versions import Registry
 
 log = logging.getLogger(__name__)
 

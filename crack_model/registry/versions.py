@@ -23,10 +23,7 @@ import hashlib
 import json
 import logging
 import os
-import random
-import re
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,94 +31,36 @@ from typing import Any
 from crack_model import __version__
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, ModelCard
-from crack_model.core.storage import ObjectStore, PreconditionFailedError, join_key, open_store
+from crack_model.core.model_card import MODEL_NAME, ModelCard
+from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
+from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
 from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest
-from crack_model.registry.audit_log import (
-    ALIAS_NAMES,
-    CHAMPION,
-    AliasState,
-    AuditEntry,
-    champion_lineage,
-    check_history,
-    validate_alias,
+from crack_model.registry.aliases import AliasOperations
+from crack_model.registry.naming import (
+    APPROVED_RUNTIMES,
+    DEFAULT_NAME,
+    DRIFT_REFERENCE,
+    GATE_HTML,
+    GATE_REPORT,
+    MODEL_ARTIFACTS,
+    RESERVED_NAMES,
+    VERSION_MARKER,
+    GateReportExistsError,
+    VersionExistsError,
+    VersionNotFoundError,
+    default_actor,
+    file_sha256,
+    validate_name,
+    validate_version,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NAME = "crack"
 
-VERSION_MARKER = "version.json"
-ALIASES_FILE = "aliases.json"
-DRIFT_REFERENCE = "drift_reference.json"
-GATE_REPORT = "gate_report.json"
-GATE_HTML = "gate_report.html"
-APPROVED_RUNTIMES = "approved_runtimes.json"
-# What a training run leaves that is worth keeping with the version (PNGs are added too).
-MODEL_ARTIFACTS = (
-    MODEL_NAME,
-    CARD_NAME,
-    *(name for name in RUNTIME_FILES.values() if name != MODEL_NAME),
-    "metrics.json",
-    "training_config.json",
-    "split.csv",
-    "history.json",
-)
-RESERVED_NAMES = frozenset({VERSION_MARKER, DATA_MANIFEST, DRIFT_REFERENCE, GATE_REPORT, GATE_HTML, APPROVED_RUNTIMES})
-CAS_ATTEMPTS = 20
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
-
-
-class VersionExistsError(CrackModelError):
-    """The version is already registered; versions are immutable."""
-
-
-class VersionNotFoundError(CrackModelError):
-    """No complete version of that name and version in the registry."""
-
-
-class PromotionConflictError(CrackModelError):
-    """The alias moved since the caller looked at it, or another writer won the race."""
-
-
-class GateReportExistsError(CrackModelError):
-    """The version already has a gate report; gate results are write-once."""
-
-
-def validate_name(name: str) -> str:
-    if not _NAME.match(name or ""):
-        msg = f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (up to 64 characters, e.g. crack)"
-        raise CrackModelError(msg)
-    return name
-
-
-def validate_version(version: str) -> str:
-    if not _VERSION.match(version or ""):
-        msg = (
-            f"invalid model version {version!r}: use letters, digits, '.', '_', '+', '=' and '-' "
-            "(up to 128 characters; training writes e.g. 20261124T195745Z-4a68a5b1)"
-        )
-        raise CrackModelError(msg)
-    return version
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def default_actor() -> str:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
-
-
-class Registry:
+class Registry(AliasOperations):
     """Model versions and their aliases under ``models/`` of one store (a folder or ``s3://``)."""
 
     def __init__(self, store: ObjectStore | str | os.PathLike[str]) -> None:
@@ -205,7 +144,7 @@ class Registry:
             }
 
         document = {
-            "format": 1,
+            "format_version": FORMAT_VERSION,
             "name": name,
             "version": version,
             "registered_at": utc_now(),
@@ -347,181 +286,6 @@ class Registry:
         """The runtimes the gate approved for this version, fastest first (None: not gated)."""
         report = self.gate_report(name, version)
         return None if report is None else list(report.get("approved_runtimes") or [])
-
-    # Aliases ---------------------------------------------------------------------------------
-
-    def aliases(self, name: str = DEFAULT_NAME) -> AliasState:
-        """The current aliases and their history (empty if nothing was ever promoted)."""
-        key = join_key(self.model_prefix(name), ALIASES_FILE)
-        info = self.store.head(key)
-        if info is None:
-            return AliasState(name, dict.fromkeys(ALIAS_NAMES), [], 0, None)
-        # The ETag is read before the bytes: if the document changes in between, the
-        # conditional write against this older ETag fails and the caller re-reads.
-        data = self.store.read(key)
-        try:
-            document = json.loads(data)
-            return AliasState(
-                name=name,
-                aliases={alias: document.get("aliases", {}).get(alias) for alias in ALIAS_NAMES},
-                history=[AuditEntry.from_dict(entry) for entry in document.get("history", [])],
-                revision=int(document.get("revision", 0)),
-                etag=info.etag,
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            msg = (
-                f"{self.store.url(key)} is not a valid aliases document ({error}); restore it from models/{name}/audit/"
-            )
-            raise CrackModelError(msg) from None
-
-    def resolve(self, name: str = DEFAULT_NAME, alias: str = CHAMPION) -> str:
-        """The version an alias points at; an error if the alias is not set."""
-        validate_alias(alias)
-        version = self.aliases(name).get(alias)
-        if version is None:
-            msg = (
-                f"model {name} has no {alias} in {self.uri}: "
-                f"promote a version first (crack-model registry promote --version ... --alias {alias})"
-            )
-            raise CrackModelError(msg)
-        return version
-
-    def history(self, name: str = DEFAULT_NAME) -> list[AuditEntry]:
-        return self.aliases(name).history
-
-    def promote(
-        self,
-        name: str,
-        version: str,
-        alias: str = CHAMPION,
-        *,
-        expected_current: str | None,
-        actor: str,
-        reason: str,
-        run_id: str | None = None,
-    ) -> AuditEntry | None:
-        """Point ``alias`` at ``version`` if it still points at ``expected_current`` (None: unset).
-
-        Atomic: the aliases document is replaced with a conditional write, and a lost race is
-        retried only while the alias still points at ``expected_current``. Returns the new
-        history entry, or None if the alias already pointed at ``version`` (a retried task).
-
-        Raises:
-            PromotionConflictError: the alias points elsewhere now (someone else promoted).
-        """
-        validate_alias(alias)
-        self.read_version(name, version)
-        if not reason.strip():
-            raise CrackModelError("a promotion needs a reason (it goes into the audit log)")
-        gate = self.gate_report(name, version)
-
-        def change(state: AliasState) -> AuditEntry | None:
-            current = state.get(alias)
-            if current == version:
-                log.info("%s@%s already points at %s; nothing to do", name, alias, version)
-                return None
-            if current != expected_current:
-                msg = (
-                    f"cannot move {name}@{alias} to {version}: it points at {current}, not at "
-                    f"{expected_current} as expected (another promotion won); re-run the gate against {current}"
-                )
-                raise PromotionConflictError(msg)
-            return AuditEntry(
-                state.revision + 1,
-                "promote",
-                alias,
-                current,
-                version,
-                actor,
-                run_id,
-                reason,
-                utc_now(),
-                gate.get("decision") if gate else None,
-            )
-
-        return self._update_aliases(name, change)
-
-    def rollback(
-        self,
-        name: str = DEFAULT_NAME,
-        *,
-        reason: str,
-        actor: str,
-        run_id: str | None = None,
-    ) -> AuditEntry:
-        """Point the champion back at the champion before it (as the history records)."""
-        if not reason.strip():
-            raise CrackModelError("a rollback needs a reason (it goes into the audit log)")
-        seen = self.aliases(name).get(CHAMPION)
-
-        def change(state: AliasState) -> AuditEntry:
-            current = state.get(CHAMPION)
-            if current != seen:
-                msg = f"{name}@{CHAMPION} moved from {seen} to {current} during the rollback; check and retry"
-                raise PromotionConflictError(msg)
-            lineage = champion_lineage(state.history)
-            if current is None or len(lineage) < 2:
-                raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
-            target = lineage[-2]
-            gate = self.gate_report(name, target)
-            return AuditEntry(
-                state.revision + 1,
-                "rollback",
-                CHAMPION,
-                current,
-                target,
-                actor,
-                run_id,
-                reason,
-                utc_now(),
-                gate.get("decision") if gate else None,
-            )
-
-        entry = self._update_aliases(name, change)
-        if entry is None:  # change() never returns None for a rollback
-            raise CrackModelError("rollback changed nothing")
-        return entry
-
-    def _update_aliases(self, name: str, change: Callable[[AliasState], AuditEntry | None]) -> AuditEntry | None:
-        key = join_key(self.model_prefix(name), ALIASES_FILE)
-        for attempt in range(CAS_ATTEMPTS):
-            state = self.aliases(name)
-            problems = check_history(state)
-            if problems:
-                raise CrackModelError(f"{self.store.url(key)} is inconsistent ({problems[0]}); fix it before promoting")
-            entry = change(state)
-            if entry is None:
-                return None
-            aliases = dict(state.aliases)
-            aliases[entry.alias] = entry.to_version
-            updated = AliasState(name, aliases, [*state.history, entry], entry.revision, state.etag)
-            try:
-                self.store.write_if_match(key, _json_bytes(updated.as_document()), state.etag)
-            except PreconditionFailedError:
-                # Another writer changed the document: re-read and re-check (maybe another alias moved).
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-                continue
-            self._mirror_audit(name, entry)
-            log.info(
-                "%s@%s: %s -> %s (%s by %s: %s)",
-                name,
-                entry.alias,
-                entry.from_version,
-                entry.to_version,
-                entry.event,
-                entry.actor,
-                entry.reason,
-            )
-            return entry
-        raise PromotionConflictError(f"gave up moving an alias of {name}: {CAS_ATTEMPTS} concurrent updates won first")
-
-    def _mirror_audit(self, name: str, entry: AuditEntry) -> None:
-        # One object per event for tools that watch a prefix; aliases.json stays the record.
-        key = join_key(self.model_prefix(name), "audit", f"{entry.revision:08d}-{entry.event}-{entry.alias}.json")
-        try:
-            self.store.write_if_match(key, _json_bytes(entry.as_dict()), None)
-        except Exception as error:  # the change is committed; a missing copy must not undo it
-            log.warning("could not write the audit copy %s: %s", key, error)
 
 
 def _metrics_summary(path: Path) -> dict[str, Any] | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from collections import Counter
@@ -20,11 +19,12 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from crack_model.core import layout, model_card
+from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import quarantined_keys, quarantined_objects
+from crack_model.core.documents import BatchSummary, ShardStats, quarantined_keys, quarantined_objects
 from crack_model.core.errors import CrackModelError
-from crack_model.core.storage import ObjectInfo, ObjectStore, open_store
+from crack_model.core.object_keys import ObjectInfo, ObjectStore
+from crack_model.core.storage import open_store
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.scorer import Scorer, load_scorer
@@ -159,15 +159,15 @@ def score_shard(
     if pending:
         store.write(f"{parts_prefix}/part-{next_part:06d}.csv", _rows_to_csv(pending), content_type="text/csv")
     seconds = time.perf_counter() - started
-    stats = {
-        "images": len(todo),
-        "seconds": round(seconds, 3),
-        "finished_at": utc_now(),
-        "runtime": scorer.runtime.name,
-        "crack_class": scorer.card.crack_class,
-        "threshold": scorer.card.threshold,
-    }
-    store.write(done_key, json.dumps(stats).encode(), content_type="application/json")
+    stats = ShardStats(
+        images=len(todo),
+        seconds=round(seconds, 3),
+        finished_at=utc_now(),
+        runtime=scorer.runtime.name,
+        crack_class=scorer.card.crack_class,
+        threshold=scorer.card.threshold,
+    )
+    stats.write(store, done_key)
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
     report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
     return report
@@ -214,10 +214,10 @@ def finalize_batch(
     shards = [layout.Shard(index, shard_count) for index in range(shard_count)]
     stats = []
     for shard in shards:
-        done = store.head(f"{_parts_prefix(batch_id, model_version, shard)}/{DONE}")
+        done = ShardStats.read(store, f"{_parts_prefix(batch_id, model_version, shard)}/{DONE}")
         if done is None:
             raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
-        stats.append(json.loads(store.read(done.key)))
+        stats.append(done)
     rows: dict[str, dict[str, str]] = {}
     for shard in shards:
         prefix = _parts_prefix(batch_id, model_version, shard) + "/"
@@ -227,19 +227,18 @@ def finalize_batch(
                     rows.setdefault(row["key"], row)
 
     # Held back by validation: still one row each, with the reasons, so every upload is accounted for.
-    stamp = model_card.utc_now()
+    stamp = utc_now()
     for item in quarantined_objects(store, batch_id):
         rows.setdefault(item["key"], quarantined_row(item, model_version, stamp))
     ordered = [rows[key] for key in sorted(rows)]
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), _rows_to_csv(ordered), content_type="text/csv")
     summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
-    summary_bytes = (json.dumps(summary, indent=2) + "\n").encode()
-    store.write(layout.results_key(batch_id, layout.SUMMARY), summary_bytes, content_type="application/json")
-    store.write(layout.results_key(batch_id, layout.SUCCESS), summary_bytes, content_type="application/json")
+    summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
+    summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
     log.info(
         "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
     )
-    return summary
+    return summary.as_dict()
 
 
 def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:
@@ -253,35 +252,36 @@ def summarize(
     batch_id: str,
     rows: list[dict[str, str]],
     model_version: str,
-    shard_stats: list[dict[str, Any]],
+    shard_stats: list[ShardStats],
     shard_count: int,
     threshold: float | None,
-) -> dict[str, Any]:
+) -> BatchSummary:
     statuses = Counter(row["status"] for row in rows)
     labels = Counter(row["label"] for row in rows if row["status"] == "ok")
     scored = statuses.get("ok", 0)
-    crack_class = shard_stats[0].get("crack_class") if shard_stats else None
-    if threshold is None and shard_stats:
-        threshold = shard_stats[0].get("threshold")
+    first = shard_stats[0] if shard_stats else None
+    crack_class = first.crack_class if first else None
+    if threshold is None and first:
+        threshold = first.threshold
     cracks = labels.get(crack_class, 0) if crack_class else 0
-    seconds = sum(float(stat["seconds"]) for stat in shard_stats)
-    images = sum(int(stat["images"]) for stat in shard_stats)
-    return {
-        "batch_id": batch_id,
-        "model_version": model_version,
-        "runtime": shard_stats[0].get("runtime") if shard_stats else None,
-        "threshold": threshold,
-        "objects": len(rows),
-        "status_counts": dict(sorted(statuses.items())),
-        "label_counts": dict(sorted(labels.items())),
-        "crack_class": crack_class,
-        "cracks": cracks,
-        "crack_rate": round(cracks / scored, 6) if scored else None,
-        "shards": shard_count,
-        "scoring_seconds": round(seconds, 3),
-        "throughput_images_per_second": round(images / seconds, 2) if seconds > 0 else None,
-        "finished_at": utc_now(),
-    }
+    seconds = sum(stat.seconds for stat in shard_stats)
+    images = sum(stat.images for stat in shard_stats)
+    return BatchSummary(
+        batch_id=batch_id,
+        model_version=model_version,
+        runtime=first.runtime if first else None,
+        threshold=threshold,
+        objects=len(rows),
+        status_counts=dict(sorted(statuses.items())),
+        label_counts=dict(sorted(labels.items())),
+        crack_class=crack_class,
+        cracks=cracks,
+        crack_rate=round(cracks / scored, 6) if scored else None,
+        shards=shard_count,
+        scoring_seconds=round(seconds, 3),
+        throughput_images_per_second=round(images / seconds, 2) if seconds > 0 else None,
+        finished_at=utc_now(),
+    )
 
 
 def score_batch(store_uri: str, batch_id: str, model: str | Scorer, *, shards: int = 1, **options: Any) -> ShardReport:

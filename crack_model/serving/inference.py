@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -112,9 +113,9 @@ def score_images(
     size = card.image_size
     decode_slots = threading.Semaphore(decode_threads or os.cpu_count() or 1)
     # Images whose tiles are queued: [score, probabilities per tile, tiles still unscored].
-    waiting: deque[list] = deque()
+    waiting: deque[list[Any]] = deque()
     batch: list[np.ndarray] = []
-    owners: list[tuple[list, int]] = []
+    owners: list[tuple[list[Any], int]] = []
 
     def run_batch() -> Iterator[ImageScore]:
         pixels = np.stack(batch[:batch_size])
@@ -148,7 +149,7 @@ def score_images(
         yield from run_batch()
 
 
-def _finish(entry: list, threshold: float, class_names: list[str], crack_class: str) -> ImageScore:
+def _finish(entry: list[Any], threshold: float, class_names: list[str], crack_class: str) -> ImageScore:
     score: ImageScore = entry[0]
     score.tile_probabilities = entry[1]
     score.crack_probability = max(entry[1])

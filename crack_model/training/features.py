@@ -48,7 +48,7 @@ class FeatureCache:
     def get(self, sha256: str, view: int) -> np.ndarray | None:
         path = self._path(sha256, view)
         try:
-            return np.load(path)
+            return np.asarray(np.load(path))
         except (FileNotFoundError, ValueError, OSError):
             return None
 

@@ -11,7 +11,7 @@ def compile_and_fit(
     validation: Any,
     epochs: int,
     learning_rate: float,
-    callbacks: list,
+    callbacks: list[Any],
     verbose: int,
     crack_index: int,
 ) -> dict[str, list[float]]:

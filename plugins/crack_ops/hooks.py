@@ -1,14 +1,24 @@
-"""Where the workflow's object store is, and how to reach it, from Airflow configuration."""
+"""The workflow's object store, reached with an Airflow AWS connection: the one way a task gets its store.
+
+Like the Amazon provider's S3Hook, ``CrackStoreHook`` is an ``AwsBaseHook``: the connection's
+credentials (access keys, or a role it assumes, refreshed as they expire), region and
+``endpoint_url`` extra (MinIO) stay in the boto3 session it builds and hands to the store.
+Nothing is written to ``os.environ``.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+from crack_model.pipelines.stores import ObjectStore, open_run_store
 
 STORE_VARIABLE = "crack_store"
+DEFAULT_CONNECTION = "aws_default"
 
 
 def default_store() -> str:
@@ -17,58 +27,42 @@ def default_store() -> str:
     return str(Path(home) / "crack-store")
 
 
-class CrackStoreHook(BaseHook):
-    """Resolve the store URI and hand the AWS connection's settings to boto3.
+class CrackStoreHook(AwsBaseHook):
+    """Open the crack store: the ``store`` given, else the Variable ``crack_store``, else a folder in AIRFLOW_HOME.
 
-    The store comes from the task's ``store`` param, else the Airflow Variable
-    ``crack_store``, else a local folder in AIRFLOW_HOME. For ``s3://`` stores, the AWS
-    connection (``aws_default`` or a named one; its ``endpoint_url`` extra points at MinIO)
-    supplies credentials, region and endpoint through the standard AWS environment
-    variables, which the crack_model library's boto3 client reads.
+    For an ``s3://`` store the AWS connection ``aws_conn_id`` supplies the boto3 session and the
+    S3 endpoint (its ``endpoint_url`` extra, or ``service_config.s3.endpoint_url``). Without such
+    a connection, boto3's own chain applies (environment, profile, instance role). A local store
+    never looks the connection up.
     """
 
-    conn_name_attr = "aws_conn_id"
-    default_conn_name = "aws_default"
     hook_name = "Crack store"
 
-    def __init__(self, store: str | None = None, aws_conn_id: str | None = default_conn_name) -> None:
-        super().__init__()
+    def __init__(self, store: str | None = None, aws_conn_id: str | None = DEFAULT_CONNECTION, **kwargs: Any) -> None:
+        kwargs["client_type"] = "s3"
+        super().__init__(aws_conn_id=aws_conn_id, **kwargs)
         self.store = store
-        self.aws_conn_id = aws_conn_id
 
     def store_uri(self) -> str:
+        """The store URI this hook opens (reads the Variable only when no store was given)."""
         if self.store:
             return self.store
         from airflow.sdk import Variable
 
         return str(Variable.get(STORE_VARIABLE, default=None) or default_store())
 
-    def configure(self) -> str:
-        """Export the connection's settings for boto3 (s3:// stores only); return the store URI."""
+    def get_store(self) -> ObjectStore:
+        """The store, open; an S3 store's client comes from this connection's session."""
         uri = self.store_uri()
-        if uri.startswith("s3://") and self.aws_conn_id:
-            os.environ.update(self._aws_environment())
-        return uri
+        if not uri.startswith("s3://"):
+            return open_run_store(uri)
+        return open_run_store(
+            uri,
+            session=self.get_session(region_name=self.region_name),
+            endpoint_url=self.conn_config.get_service_endpoint_url("s3"),
+        )
 
-    def _aws_environment(self) -> dict[str, str]:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
-        try:
-            self.get_connection(self.aws_conn_id)
-        except Exception:  # no such connection: boto3's own chain (env, profile, instance role) applies
-            self.log.info("no Airflow connection %r; using the default AWS credential chain", self.aws_conn_id)
-            return {}
-        hook = AwsGenericHook(aws_conn_id=self.aws_conn_id, client_type="s3")
-        config = hook.conn_config
-        environment: dict[str, Any] = {}
-        credentials = hook.get_credentials()
-        if credentials.access_key:
-            environment["AWS_ACCESS_KEY_ID"] = credentials.access_key
-            environment["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key
-        if credentials.token:
-            environment["AWS_SESSION_TOKEN"] = credentials.token
-        if config.endpoint_url:
-            environment["AWS_ENDPOINT_URL"] = config.endpoint_url
-        if config.region_name:
-            environment["AWS_DEFAULT_REGION"] = config.region_name
-        return {key: str(value) for key, value in environment.items()}
+def run_store(params: Mapping[str, Any]) -> ObjectStore:
+    """The store of this DAG run, from its ``store`` and ``aws_conn_id`` params: what every task works on."""
+    return CrackStoreHook(params.get("store"), params.get("aws_conn_id", DEFAULT_CONNECTION)).get_store()

@@ -7,24 +7,27 @@ import logging
 import urllib.request
 from typing import Any
 
+from crack_model.pipelines.stores import ObjectStore
+
 log = logging.getLogger(__name__)
 
 WEBHOOK_VARIABLE = "crack_notify_webhook"
 
 
-def notify_gate_decision(store: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """Record the decision under ``models/<name>/notifications/`` and POST it to the webhook, if one is set."""
+def notify_gate_decision(store: ObjectStore, decision: dict[str, Any]) -> dict[str, Any]:
+    """Keep the decision under ``models/<name>/notifications/`` and POST it to the webhook Variable, if set.
+
+    Returns the message sent (with ``notified_at``, and ``webhook_status`` when it was posted).
+    """
     from airflow.sdk import Variable
 
-    from crack_model.core.clock import utc_now
-    from crack_model.core.storage import open_store
+    from crack_model.pipelines.retraining import record_gate_notification
 
-    message = {**summary, "notified_at": utc_now()}
-    key = f"models/{summary['name']}/notifications/{message['notified_at']}-{summary['candidate_version']}.json"
-    open_store(store).write(key, (json.dumps(message, indent=2) + "\n").encode(), content_type="application/json")
+    message = record_gate_notification(store, decision)
     log.warning(
         "gate %s candidate %s (champion %s): failed checks %s",
-        summary["decision"], summary["candidate_version"], summary.get("champion_version"), summary["failed_checks"],
+        decision["decision"], decision["candidate_version"], decision.get("champion_version"),
+        decision["failed_checks"],
     )  # fmt: skip
     url = Variable.get(WEBHOOK_VARIABLE, default=None)
     if url:

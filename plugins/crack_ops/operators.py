@@ -5,21 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
 from crack_ops.hooks import CrackStoreHook
 
 
-class GateOperator(BaseOperator):
-    """Run crack_model's gate on a registered candidate; push the decision summary to XCom.
+class GateOperator(AwsBaseOperator[CrackStoreHook]):
+    """Run the retraining's gate step on a registered candidate; push the decision summary to XCom.
 
-    The decision (``promote`` or ``reject``) is data, not a task failure: a rejected
-    candidate leaves the champion untouched and the task succeeds.
+    The decision (``promote`` or ``reject``) is data, not a task failure: a rejected candidate
+    leaves the champion untouched and the task succeeds. Pass the candidate as an XComArg
+    (``candidate_version=train_candidate(...)["version"]``); templated fields render as native
+    values, so ``promote="{{ params.promote }}"`` is a boolean.
+
+    :param candidate_version: the registered version to gate.
+    :param store: the store URI (default: Variable ``crack_store``, else a folder in AIRFLOW_HOME).
+    :param holdout: a folder or store prefix (default: ``<store>/holdout``).
+    :param policy: a gate policy JSON (default: the versioned one).
+    :param promote: make a passing candidate champion (False: gate and report only).
     """
 
-    template_fields: Sequence[str] = (
-        "store", "aws_conn_id", "model_name", "candidate_version", "holdout", "policy", "promote",
-    )  # fmt: skip
+    aws_hook_class = CrackStoreHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "store", "model_name", "candidate_version", "holdout", "policy", "promote"
+    )
     ui_color = "#f5e6c8"
 
     def __init__(
@@ -27,36 +37,41 @@ class GateOperator(BaseOperator):
         *,
         candidate_version: str,
         store: str | None = None,
-        aws_conn_id: str | None = "aws_default",
         model_name: str = "crack",
         holdout: str | None = None,
         policy: str | None = None,
-        promote: bool | str = True,
+        promote: bool = True,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("render_template_as_native_obj", True)
         super().__init__(**kwargs)
         self.candidate_version = candidate_version
         self.store = store
-        self.aws_conn_id = aws_conn_id
         self.model_name = model_name
         self.holdout = holdout
         self.policy = policy
         self.promote = promote
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from crack_model.evaluation.gate import run_gate
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {**super()._hook_parameters, "store": self.store}
 
-        store = CrackStoreHook(self.store, self.aws_conn_id).configure()
-        report = run_gate(
-            store,
+    def execute(self, context: Any) -> dict[str, Any]:
+        from crack_model.pipelines.retraining import gate_candidate  # TensorFlow underneath: not at DAG parse
+
+        if not isinstance(self.promote, bool):  # the text "False" would be truthy and promote
+            msg = f"promote must be a boolean, got {self.promote!r}: pass a bool or a template of a boolean param"
+            raise TypeError(msg)
+        summary = gate_candidate(
+            self.hook.get_store(),
             self.model_name,
             self.candidate_version,
-            self.holdout or None,
-            self.policy or None,
-            promote=str(self.promote).strip().lower() in ("true", "1", "yes"),  # templated params render as text
-            actor=f"airflow:{context['dag'].dag_id}",
+            holdout=self.holdout,
+            policy=self.policy,
+            promote=self.promote,
+            actor=f"airflow:{self.dag_id}",
             run_id=context["run_id"],
         )
-        summary = report.summary()
-        self.log.info("gate decision for %s: %s %s", self.candidate_version, report.decision, report.failed_checks)
+        self.log.info("gate decision for %s: %s %s", self.candidate_version, summary["decision"],
+                      summary["failed_checks"])  # fmt: skip
         return summary

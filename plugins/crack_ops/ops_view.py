@@ -9,14 +9,17 @@ Airflow mounts plugin apps without authentication, so every route depends on
 ``requires_authenticated``: the UI's ``_token`` cookie or an ``Authorization: Bearer`` JWT.
 Routes are plain ``def``: FastAPI runs them in its thread pool, so store I/O never blocks the
 server's event loop. Links are relative, so the page works inside the UI's iframe and behind
-a reverse proxy. Only FastAPI and Airflow's security module are imported at module level: the
-plugins folder is scanned by every Airflow component.
+a reverse proxy. The store is opened like a task opens it (``CrackStoreHook``: the
+``aws_default`` connection's session for ``s3://``) and kept for a few minutes. Only FastAPI is
+imported at module level: every Airflow component loads the plugin.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 URL_PREFIX = "/crack-ops"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STORE_ENVIRONMENT = "AIRFLOW_VAR_CRACK_STORE"
+# An open store (its boto3 session and connection pool) is reused this long; then the connection is read again.
+STORE_REUSE_SECONDS = 300
+_open_stores: dict[str, tuple[float, Any]] = {}
+_open_stores_lock = threading.Lock()
 # Stored reports are shown as documents, never as part of the Airflow origin's scripts.
 FILE_SECURITY_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'",
@@ -52,6 +59,20 @@ def resolve_store() -> str:
     except Exception as error:  # no database reachable: fall back, but say why
         log.warning("cannot read the Airflow Variable %s (%s); using the default store", STORE_VARIABLE, error)
     return str(uri or default_store())
+
+
+def open_view_store() -> Any:
+    """The store ``resolve_store`` names, opened by ``CrackStoreHook`` (reused for ``STORE_REUSE_SECONDS``)."""
+    from crack_ops.hooks import CrackStoreHook
+
+    uri = resolve_store()
+    now = time.monotonic()
+    with _open_stores_lock:
+        opened_at, store = _open_stores.get(uri, (0.0, None))
+        if store is None or now - opened_at > STORE_REUSE_SECONDS:
+            store = CrackStoreHook(uri).get_store()
+            _open_stores[uri] = (now, store)
+    return store
 
 
 def file_link(key: str) -> str:
@@ -116,16 +137,15 @@ def create_app() -> FastAPI:
     @app.get("/files/{key:path}")
     def stored_file(key: str) -> StreamingResponse:
         """One linked object from the store; 404 for anything outside the reports and results."""
-        from crack_model.core.errors import CrackModelError
-        from crack_model.core.storage import open_store
-        from crack_model.pipelines.overview import iter_object, viewable
+        from crack_model.pipelines.ops_files import iter_object, viewable
+        from crack_model.pipelines.stores import CrackModelError
 
         policy = viewable(key)
         if policy is None:
             raise HTTPException(status_code=404, detail="not found")
         content_type, inline = policy
         try:
-            store = open_store(resolve_store())
+            store = open_view_store()
             found = store.exists(key)
         except CrackModelError:
             found = False
@@ -143,11 +163,10 @@ def create_app() -> FastAPI:
 
 
 def _overview(name: str, limit: int, runs: int) -> dict[str, Any]:
-    from crack_model.core.errors import CrackModelError
     from crack_model.pipelines.overview import overview
+    from crack_model.pipelines.stores import CrackModelError
 
-    uri = resolve_store()
     try:
-        return overview(uri, name, limit, runs=runs)
+        return overview(open_view_store(), name, limit, runs=runs)
     except CrackModelError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None

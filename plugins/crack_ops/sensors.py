@@ -5,42 +5,51 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk import PokeReturnValue
 
 from crack_ops.hooks import CrackStoreHook
 
 
-class NewBatchesSensor(BaseSensorOperator):
+class NewBatchesSensor(AwsBaseSensor[CrackStoreHook]):
     """Done when ``incoming/`` holds batches without ``results/<batch_id>/_SUCCESS``; pushes their ids.
 
-    ``batch_ids`` (e.g. from a manual trigger) short-circuits the listing.
+    ``batch_ids`` (e.g. from a manual trigger) short-circuits the listing. Templated fields render
+    as native values (``"{{ params.max_batches }}"`` is an int, ``"{{ params.batch_ids }}"`` a list).
+
+    :param store: the store URI (default: Variable ``crack_store``, else a folder in AIRFLOW_HOME).
+    :param batch_ids: score just these batches.
+    :param max_batches: at most this many new batches per run (None: all).
     """
 
-    template_fields: Sequence[str] = ("store", "aws_conn_id", "batch_ids", "max_batches")
+    aws_hook_class = CrackStoreHook
+    template_fields: Sequence[str] = aws_template_fields("store", "batch_ids", "max_batches")
 
     def __init__(
         self,
         *,
         store: str | None = None,
-        aws_conn_id: str | None = "aws_default",
-        batch_ids: Any = None,
-        max_batches: int | str | None = None,
+        batch_ids: Sequence[str] | None = None,
+        max_batches: int | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("render_template_as_native_obj", True)
         super().__init__(**kwargs)
         self.store = store
-        self.aws_conn_id = aws_conn_id
         self.batch_ids = batch_ids
         self.max_batches = max_batches
 
-    def poke(self, context: Any) -> PokeReturnValue | bool:
-        from crack_model.pipelines.nightly import find_new_batches
+    @property
+    def _hook_parameters(self) -> dict[str, Any]:
+        return {**super()._hook_parameters, "store": self.store}
 
-        store = CrackStoreHook(self.store, self.aws_conn_id).configure()
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        from crack_model.pipelines.nightly import find_new_batches  # pulls in numpy and Pillow: not at DAG parse
+
         if self.batch_ids:
-            requested = self.batch_ids if isinstance(self.batch_ids, list) else str(self.batch_ids).split(",")
-            return PokeReturnValue(is_done=True, xcom_value=[str(b).strip() for b in requested if str(b).strip()])
-        limit = int(self.max_batches) if self.max_batches else None
-        batches = find_new_batches(store, limit=limit)
-        self.log.info("store %s: %d batch(es) to score: %s", store, len(batches), batches)
+            return PokeReturnValue(is_done=True, xcom_value=[str(batch_id) for batch_id in self.batch_ids])
+        store = self.hook.get_store()
+        batches = find_new_batches(store, limit=self.max_batches)
+        self.log.info("store %s: %d batch(es) to score: %s", store.uri, len(batches), batches)
         return PokeReturnValue(is_done=True, xcom_value=batches) if batches else False

@@ -1,8 +1,8 @@
-"""The container setup: a compose file docker-compose 1.29 accepts, a lint-clean Dockerfile, exact pins.
+"""The container setup: a compose file docker-compose 1.29 accepts, a lint-clean Dockerfile, exact pins, a hashed lock.
 
 No Docker engine runs here, so nothing is built or started: the compose file is resolved by the real
 docker-compose binary (`scripts/system-deps.sh` installs it), the Dockerfile is checked by hadolint and
-read for what it installs, and pip proves the pins resolve.
+read for what it installs, and pip proves the lock is what this venv runs and installs in the image.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ COMPOSE_FILE = DOCKER / "docker-compose.yml"
 DOCKERFILE = DOCKER / "Dockerfile"
 ENV_EXAMPLE = DOCKER / ".env.example"
 REQUIREMENTS = PROJECT / "requirements.txt"
+DEV_REQUIREMENTS = PROJECT / "requirements-dev.txt"
+LOCK = PROJECT / "requirements.lock"
+DEV_LOCK = PROJECT / "requirements-dev.lock"
 HADOLINT = Path(sys.executable).with_name("hadolint")
 
 AIRFLOW_COMPONENTS = {
@@ -36,6 +39,38 @@ AIRFLOW_COMPONENTS = {
     "airflow-triggerer": "triggerer",
 }
 PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
+HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 name: `Jinja2`, `jinja2` and `great_expectations` compare as pip compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """{normalized name: version} of a requirements file's `name[extras]==version` lines (`-r` lines skipped)."""
+    pins = {}
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name, _, version = line.partition("==")
+        pins[_normalize(name.split("[", 1)[0])] = version
+    return pins
+
+
+def _lock_entries(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """{normalized name: (`name==version` as written, its --hash options)} of a uv/pip-compile lock."""
+    entries = {}
+    text = path.read_text().replace("\\\n", " ")
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name = requirement.split("==", 1)[0].split("[", 1)[0]
+        entries[_normalize(name)] = (requirement, options)
+    return entries
 
 
 def _compose(*args: str, env_file: Path = ENV_EXAMPLE) -> subprocess.CompletedProcess[str]:
@@ -235,18 +270,22 @@ def test_dockerfile_passes_hadolint():
     assert result.stdout.strip() == ""
 
 
-def test_dockerfile_installs_the_exact_pins_then_the_project():
-    """The image pip-installs requirements.txt itself, then the project with --no-deps, as a non-root user."""
+def test_dockerfile_installs_the_lock_with_hashes_then_the_project():
+    """The image pip-installs requirements.lock with --require-hashes, then the project with --no-deps, non-root."""
     instructions = _dockerfile_instructions()
     base = next(arguments for instruction, arguments in instructions if instruction == "FROM")
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
     copies = [arguments.split() for instruction, arguments in instructions if instruction == "COPY"]
-    requirements_copy = next(parts for parts in copies if parts[0] == "requirements.txt")
-    target = requirements_copy[-1]
+    lock_copy = next(parts for parts in copies if parts[0] == "requirements.lock")
+    target = lock_copy[-1]
     runs = [arguments for instruction, arguments in instructions if instruction == "RUN"]
     requirement_install = [run for run in runs if re.search(rf"pip install .*-r {re.escape(target)}(\s|$)", run)]
     assert requirement_install, f"no RUN pip-installs -r {target}"
+    assert "--require-hashes" in requirement_install[0], "the image must refuse unhashed or altered packages"
     assert "--no-cache-dir" in requirement_install[0]
+    assert not any(parts[0] in ("requirements.txt", "requirements-dev.txt") for parts in copies), (
+        "the image installs the lock, not the top-level pins"
+    )
     project_install = [run for run in runs if re.search(r"pip install .*--no-deps \.(\s|$)", run)]
     assert project_install, "no RUN pip-installs the project with --no-deps"
     assert runs.index(requirement_install[0]) < runs.index(project_install[0])
@@ -262,18 +301,43 @@ def test_dockerfile_installs_the_exact_pins_then_the_project():
 
 
 def test_requirements_are_exact_pins():
-    """Every requirement line is `name==version`: the image installs exactly what was tested."""
-    lines = [line.split("#", 1)[0].strip() for line in REQUIREMENTS.read_text().splitlines()]
-    requirements = [line for line in lines if line]
-    assert requirements
-    loose = [line for line in requirements if not PIN.match(line)]
-    assert loose == []
+    """Every top-level requirement line is `name==version`: the locks are resolved from exact pins."""
+    for path in (REQUIREMENTS, DEV_REQUIREMENTS):
+        lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        requirements = [line for line in lines if line and line != "-r requirements.txt"]
+        assert requirements, path.name
+        loose = [line for line in requirements if not PIN.match(line)]
+        assert loose == [], path.name
+
+
+def test_locks_are_hashed_and_match_the_pins():
+    """Both locks pin every package with sha256 hashes, hold every top-level pin at its version, and agree."""
+    lock, dev_lock = _lock_entries(LOCK), _lock_entries(DEV_LOCK)
+    for path, entries in ((LOCK, lock), (DEV_LOCK, dev_lock)):
+        header = path.read_text().splitlines()[:2]
+        assert "uv pip compile" in header[1] and "--generate-hashes" in header[1], f"{path.name}: {header}"
+        assert entries, path.name
+        for name, (requirement, options) in entries.items():
+            assert PIN.match(requirement), f"{path.name}: {requirement}"
+            hashes = [option for option in options if option.startswith("--hash")]
+            assert hashes and all(HASH.match(option) for option in hashes), f"{path.name}: {name} has no sha256 hash"
+    for pins, entries, path in ((_pins(REQUIREMENTS), lock, LOCK), (_pins(DEV_REQUIREMENTS), dev_lock, DEV_LOCK)):
+        stale = {
+            name: version
+            for name, version in pins.items()
+            if name not in entries or entries[name][0].split("==", 1)[1] != version
+        }
+        assert stale == {}, f"{path.name} does not hold these pins: run `make lock`"
+    differ = {name for name, (requirement, _) in lock.items() if dev_lock.get(name, ("",))[0] != requirement}
+    assert differ == set(), "the dev venv and the image would run different versions: run `make lock`"
+    assert {"great-expectations", "pandas", "scipy", "jinja2", "keras", "apache-airflow"} <= set(lock)
 
 
 def test_requirements_resolve_in_this_venv():
-    """pip resolves requirements.txt against this venv with nothing to install: the pins are what tests ran on."""
+    """pip resolves requirements-dev.lock against this venv with nothing to install: the lock is what tests ran on."""
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-input", "--no-deps", "--require-hashes"]
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-input", "-r", str(REQUIREMENTS)],
+        [*command, "-r", str(DEV_LOCK)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -283,14 +347,21 @@ def test_requirements_resolve_in_this_venv():
     assert "Would install" not in result.stdout, result.stdout[-2000:]
 
 
-def test_requirements_have_wheels_for_the_image():
-    """Every package (with its dependencies) has a cp311 manylinux x86_64 wheel: the slim image needs no compiler."""
+def test_requirements_have_wheels_for_the_image(tmp_path: Path):
+    """Every package of the image's lock has a cp311 manylinux x86_64 wheel: the slim image needs no compiler."""
+    base = next(arguments for instruction, arguments in _dockerfile_instructions() if instruction == "FROM")
+    image_python = re.fullmatch(r"python:(3\.11\.\d+)-slim-bookworm", base)
+    assert image_python, base
+    # The pins without their hashes: with hashes pip would download every archive (GBs) to check it, while the
+    # question here is only whether a wheel exists; the hashes are checked by every real install (`make venv`).
+    pins = tmp_path / "image-pins.txt"
+    pins.write_text("".join(f"{requirement}\n" for requirement, _ in _lock_entries(LOCK).values()))
     platforms = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)]
     platforms += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-input", "--quiet", "--ignore-installed"]
-    command += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp"]
+    command += ["--only-binary=:all:", "--no-deps", "--python-version", image_python.group(1), "--implementation", "cp"]
     command += [part for platform in platforms for part in ("--platform", platform)]
-    with_target = ["--target", str(PROJECT / "build" / "docker-wheel-check"), "-r", str(REQUIREMENTS)]
+    with_target = ["--target", str(PROJECT / "build" / "docker-wheel-check"), "-r", str(pins)]
     result = subprocess.run(
         command + with_target, capture_output=True, text=True, timeout=300, check=False, cwd=PROJECT
     )

@@ -6,6 +6,8 @@ import pytest
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.slow
 def test_default_training_on_the_real_sample_meets_the_bar(metu_sample, imagenet_weights, tmp_path):

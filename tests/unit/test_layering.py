@@ -81,9 +81,9 @@ def test_library_imports_inside_functions_are_only_heavy_third_party() -> None:
 def test_dags_and_plugin_use_only_the_pipelines_api(path: Path) -> None:
     """DAG files and crack_ops reach the library only through crack_model.pipelines."""
     reached = [module for module, _ in imports_of(path) if module.split(".")[0] == "crack_model"]
-    assert all(module == "crack_model.pipelines" or module.startswith("crack_model.pipelines.") for module in reached), (
-        reached
-    )
+    assert all(
+        module == "crack_model.pipelines" or module.startswith("crack_model.pipelines.") for module in reached
+    ), reached
 
 
 def test_no_import_cycles_between_library_modules() -> None:
@@ -91,7 +91,9 @@ def test_no_import_cycles_between_library_modules() -> None:
     graph: dict[str, set[str]] = {}
     for path in library_files():
         name = ".".join(path.relative_to(PROJECT).with_suffix("").parts).removesuffix(".__init__")
-        graph[name] = {module for module, _ in imports_of(path, top_level_only=True) if module.startswith("crack_model.")}
+        graph[name] = {
+            module for module, _ in imports_of(path, top_level_only=True) if module.startswith("crack_model.")
+        }
     visiting: set[str] = set()
     done: set[str] = set()
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from demo.airflow_env import airflow_environment
+
+DAGS = Path(__file__).resolve().parents[3] / "dags"
 
 DAG_IDS = {"crack_nightly_scoring", "crack_retraining", "crack_labeled_pool_watch"}
 # boto3 is not listed: Airflow's Amazon provider imports it whenever any Asset is defined.
@@ -21,13 +25,28 @@ before = set(sys.modules)
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - started
+
+def templates(task):  # the Jinja strings among a (non-mapped) task's templated fields
+    values = {}
+    for field in getattr(task, "template_fields", ()):
+        try:
+            value = getattr(task, field)
+        except Exception:  # mapped operators keep their arguments elsewhere
+            continue
+        if isinstance(value, str) and "{{" in value:
+            values[field] = value
+    return values
+
 heavy = sorted({name.split(".")[0] for name in set(sys.modules) - before} & set(sys.argv[2].split(",")))
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "tags": sorted(dag.tags), "doc_md": bool(dag.doc_md), "catchup": dag.catchup,
         "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
-                              "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None}
+                              "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                              "upstream": sorted(t.upstream_task_ids),
+                              "native": getattr(t, "render_template_as_native_obj", None),
+                              "templates": templates(t)}
                   for t in dag.tasks},
     }
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": dags,
@@ -70,3 +89,27 @@ def test_dag_conventions(dagbag, dag_id):
         assert task["timeout"], task_id
         if task_id != "validate_labeled_pool":  # bad training data will not fix itself: no retries
             assert task["retries"] >= 1, task_id
+
+
+def test_task_outputs_travel_as_xcomargs_not_jinja(dagbag):
+    """No templated field pulls XCom through a Jinja string; the gate depends on train_candidate through its output."""
+    for dag_id, dag in dagbag["dags"].items():
+        for task_id, task in dag["tasks"].items():
+            pulls = [field for field, value in task["templates"].items() if "xcom_pull" in value]
+            assert pulls == [], f"{dag_id}.{task_id}"
+    gate = dagbag["dags"]["crack_retraining"]["tasks"]["evaluate_gate"]
+    assert gate["upstream"] == ["train_candidate"]
+
+
+def test_operators_fed_from_params_render_native_values(dagbag):
+    """The sensor and the gate render "{{ params.x }}" as native values (an int, a list, a bool), not text."""
+    for dag_id, task_id in (("crack_nightly_scoring", "wait_for_new_batches"), ("crack_retraining", "evaluate_gate")):
+        task = dagbag["dags"][dag_id]["tasks"][task_id]
+        assert task["templates"], task_id
+        assert task["native"] is True, task_id
+
+
+@pytest.mark.parametrize("path", sorted(DAGS.glob("*.py")), ids=lambda path: path.name)
+def test_dag_files_define_no_asset_of_their_own(path):
+    """Each Asset is defined once (crack_ops.assets): a DAG file only imports it."""
+    assert not re.search(r"\bAsset\(", path.read_text(encoding="utf-8"))

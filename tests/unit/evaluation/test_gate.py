@@ -15,7 +15,8 @@ from crack_model.cli.registry_commands import add_registry_commands
 from crack_model.core.errors import CrackModelError
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer
-from crack_model.evaluation.gate import PROMOTE, REJECT, run_gate
+from crack_model.evaluation.gate import run_gate
+from crack_model.evaluation.gate_checks import PROMOTE, REJECT
 from crack_model.evaluation.holdout import load_holdout
 from crack_model.evaluation.intervals import (
     Outcomes,
@@ -27,7 +28,8 @@ from crack_model.evaluation.intervals import (
 from crack_model.evaluation.policy import GatePolicy, load_policy
 from crack_model.registry.audit_log import CHAMPION, check_history
 from crack_model.registry.model_uri import REGISTRY_ENV
-from crack_model.registry.versions import GateReportExistsError, PromotionConflictError, Registry
+from crack_model.registry.naming import GateReportExistsError, PromotionConflictError
+from crack_model.registry.versions import Registry
 from crack_model.serving.scorer import load_scorer
 from tests.gate_models import build_detector, variant
 
@@ -254,25 +256,6 @@ def test_a_champion_that_moved_during_the_gate_is_not_overwritten(tmp_path, dete
     assert registry.gate_report("crack", "det-1")["champion_version"] == "det-0-blind"
     with pytest.raises(GateReportExistsError, match="champion is det-0-other now"):
         run_gate(registry, "crack", "det-1", str(holdout), policy(), promote=True)
-
-
-@pytest.mark.integration
-def test_gate_on_s3_with_the_store_holdout(s3_bucket, detector, holdout, tmp_path):
-    """On S3 the holdout defaults to <store>/holdout/, versions download through the cache, the report lands."""
-    from crack_model.core.storage import open_store
-
-    store_uri = f"s3://{s3_bucket}/prod"
-    store = open_store(store_uri)
-    for path in sorted(holdout.rglob("*.jpg")):
-        store.write(f"holdout/{path.relative_to(holdout).as_posix()}", path.read_bytes())
-    registry = Registry(store_uri)
-    registry.register(detector, "crack")
-    report = run_gate(store_uri, "crack", "det-1", None, policy(), promote=True)
-    assert report.decision == PROMOTE and report.promoted
-    assert report.document["holdout"]["images"] == 60
-    assert report.document["holdout"]["uri"] == f"{store_uri}/holdout"
-    assert store.exists("models/crack/versions/det-1/gate_report.html")
-    assert load_scorer("models:/crack@champion", registry=store_uri).version == "det-1"
 
 
 def test_policy_file_and_mistakes(tmp_path):

@@ -1,4 +1,4 @@
-"""The ops overview (crack_model.pipelines.overview) and the ops view's FastAPI app, on a store built from real writers."""
+"""The ops overview (crack_model.pipelines.overview) and the ops view's FastAPI app, on a real store."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
+from crack_model.core.documents import ShardStats
 from crack_model.core.errors import CrackModelError
+from crack_model.core.local_store import LocalStore
 from crack_model.core.model_card import ModelCard
-from crack_model.core.storage import LocalStore
+from crack_model.pipelines import ops_files
 from crack_model.pipelines import overview as ops
 from crack_model.pipelines.nightly import publish_run_summary
-from crack_model.quality.validation import ValidationOutcome
+from crack_model.quality.outcome import ValidationOutcome
 from crack_model.registry.versions import Registry
 from crack_model.serving.batch import summarize
 
@@ -89,13 +91,14 @@ def store(tmp_path_factory) -> LocalStore:
     rows = [{"status": "ok", "label": "Positive"}, {"status": "ok", "label": "Negative"},
             {"status": "ok", "label": "Positive"}, {"status": "error", "label": ""},
             {"status": "quarantined", "label": ""}]  # fmt: skip
-    stats = [{"seconds": 0.5, "images": 4, "crack_class": "Positive", "runtime": "litert-int8", "threshold": 0.42}]
+    stats = [ShardStats(images=4, seconds=0.5, finished_at="2026-11-24T02:00:00Z", runtime="litert-int8",
+                        crack_class="Positive", threshold=0.42)]  # fmt: skip
     summary = summarize(SCORED, rows, CHAMPION, stats, 1, None)
-    store.write(f"results/{SCORED}/summary.json", json.dumps(summary).encode())
+    summary.write(store, f"results/{SCORED}/summary.json")
     store.write(f"results/{SCORED}/predictions.csv", b"key,status\n")
     for index in range(5):
         store.write(f"results/{SCORED}/overlays/site a/photo-{index}.jpg.png", b"png")
-    store.write(f"results/{SCORED}/_SUCCESS", json.dumps(summary).encode())
+    summary.write(store, f"results/{SCORED}/_SUCCESS")
 
     # A batch that failed validation (and drifted), one validated but not scored, one half scored, one new.
     store.write("incoming/blank-frames/frame-00.png", b"png")
@@ -118,8 +121,8 @@ def store(tmp_path_factory) -> LocalStore:
 
     validations = [{"batch_id": SCORED, "outcome": "passed_with_quarantine"},
                    {"batch_id": "blank-frames", "outcome": "failed"}]  # fmt: skip
-    publish_run_summary(store.uri, "scheduled__2026-11-23T02:00:00+00:00", validations[:1], [summary])
-    publish_run_summary(store.uri, "scheduled__2026-11-24T02:00:00+00:00", validations, [summary])
+    publish_run_summary(store.uri, "scheduled__2026-11-23T02:00:00+00:00", validations[:1], [summary.as_dict()])
+    publish_run_summary(store.uri, "scheduled__2026-11-24T02:00:00+00:00", validations, [summary.as_dict()])
     return store
 
 
@@ -224,7 +227,7 @@ def test_scored_batch_has_counts_rate_drift_throughput_and_links(store):
     assert batch["links"]["quarantine"] == f"quarantine/{SCORED}/quarantine.json"
     assert batch["links"]["overlays"] == [f"results/{SCORED}/overlays/site a/photo-0.jpg.png",
                                           f"results/{SCORED}/overlays/site a/photo-1.jpg.png"]  # fmt: skip
-    assert all(ops.viewable(key) for key in (batch["links"]["predictions"], *batch["links"]["overlays"]))
+    assert all(ops_files.viewable(key) for key in (batch["links"]["predictions"], *batch["links"]["overlays"]))
 
 
 def test_failed_batch_has_reasons_and_drift_but_no_results(store):
@@ -304,35 +307,20 @@ def test_overview_rejects_nonsense_limits(tmp_path):
 )
 def test_viewable_keys(key, expected):
     """Only reports, results and quarantine copies are served; HTML inline only for the workflow's reports."""
-    assert ops.viewable(key) == expected
+    assert ops_files.viewable(key) == expected
 
 
 def test_iter_object_streams_in_chunks(tmp_path):
     """A local object comes back in chunks of the requested size; a missing one is a CrackModelError."""
     store = LocalStore(tmp_path)
     store.write("results/b1/predictions.csv", b"x" * 2500)
-    assert [len(chunk) for chunk in ops.iter_object(store, "results/b1/predictions.csv", chunk_size=1000)] == [
+    assert [len(chunk) for chunk in ops_files.iter_object(store, "results/b1/predictions.csv", chunk_size=1000)] == [
         1000,
         1000,
         500,
     ]
     with pytest.raises(CrackModelError, match="not found"):
-        list(ops.iter_object(store, "results/b1/missing.csv"))
-
-
-def test_overview_and_streaming_on_s3(s3_bucket):
-    """On an S3 store (a real HTTP endpoint): batches from common prefixes, objects streamed in chunks."""
-    from crack_model.core.storage import open_store
-
-    store = open_store(f"s3://{s3_bucket}/inspections")
-    store.write("incoming/b1/site/a.jpg", b"jpeg")
-    _write_validation(store, _outcome("b1", "failed", ["too dark"], 1, None))
-    store.write("results/b2/predictions.csv", b"y" * 2500)
-    data = ops.overview(store.uri)
-    assert {(b["batch_id"], b["state"]) for b in data["batches"]} == {("b1", "failed validation"), ("b2", "scoring")}
-    assert data["champion"] is None and data["problems"] == []
-    chunks = list(ops.iter_object(store, "results/b2/predictions.csv", chunk_size=1000))
-    assert b"".join(chunks) == b"y" * 2500 and len(chunks) == 3
+        list(ops_files.iter_object(store, "results/b1/missing.csv"))
 
 
 # ------------------------------------------------------------------------------- the FastAPI app

@@ -1,8 +1,10 @@
 """Registers the crack ops view with Airflow: a FastAPI app at ``/crack-ops`` and a nav entry.
 
-The app (``crack_ops.ops_view``) protects every route itself: Airflow mounts plugin apps
-without authentication. The external view embeds the page in the UI at ``plugin/crack-ops``,
-under the "Browse" menu; its ``href`` is relative, so it works behind a proxy with a base URL.
+Airflow finds this class through the ``airflow.plugins`` entry point of the installed
+``crack-model`` distribution (pyproject.toml), not through the plugins folder. The app
+(``crack_ops.ops_view``) protects every route itself: Airflow mounts plugin apps without
+authentication. The external view embeds the page in the UI at ``plugin/crack-ops``, under the
+"Browse" menu; its ``href`` is relative, so it works behind a proxy with a base URL.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
+
 from crack_ops.ops_view import URL_PREFIX, create_app
 
 

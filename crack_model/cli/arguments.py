@@ -1,0 +1,58 @@
+"""Argument types and option groups shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from crack_model.core.config import DataConfig
+from crack_model.core.errors import CrackModelError
+
+
+def class_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"need at least two comma-separated class names, got {text!r}")
+    return names
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--classes",
+        type=class_names,
+        default=("Negative", "Positive"),
+        help="comma-separated class folder names (default: Negative,Positive)",
+    )
+    parser.add_argument("--crack-class", default="Positive", help="the class that means crack (default: Positive)")
+    parser.add_argument(
+        "--image-size", type=positive_int, default=224, help="model input size in pixels (default: 224)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default: 32)")
+    parser.add_argument("--seed", type=int, default=42, help="seed for the split and training (default: 42)")
+
+
+def data_config_from(args: argparse.Namespace) -> DataConfig:
+
+    try:
+        return DataConfig(
+            class_names=args.classes,
+            crack_class=args.crack_class,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        raise CrackModelError(str(error)) from None

@@ -1,0 +1,203 @@
+"""``crack-model train|evaluate|export|synth``: build and check models from labeled images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from crack_model.cli.arguments import add_data_options, class_names, data_config_from, positive_int, probability
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import ModelCard
+from crack_model.data.labeled import load_labeled
+from crack_model.data.synth import generate_dataset
+from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest
+from crack_model.serving.scorer import fetch_model_dir, load_scorer
+from crack_model.training.export import export_model
+from crack_model.training.plots import save_confusion_matrix
+from crack_model.training.train import train
+
+
+def add_train_command(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a classifier on a labeled folder or manifest",
+        description="Train MobileNetV2 transfer learning on <data>/<class>/* or a uri,label CSV.",
+    )
+    train.add_argument(
+        "--data", required=True, help="labeled folder (<data>/Positive, <data>/Negative) or manifest .csv"
+    )
+    train.add_argument("--out", required=True, type=Path, help="folder for model.keras, metrics.json, plots, logs")
+    add_data_options(train)
+    train.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs (default: 10; early stopping)")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    train.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
+    train.add_argument(
+        "--weights",
+        default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+        help="base weights: imagenet (download), none, or a local .h5 path (default: $CRACK_MODEL_WEIGHTS or imagenet)",
+    )
+    train.add_argument(
+        "--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers for a second phase"
+    )
+    train.add_argument("--fine-tune-epochs", type=positive_int, default=5, help="epochs of the fine-tuning phase")
+    train.add_argument(
+        "--target-recall",
+        type=probability,
+        default=0.99,
+        help="lower the threshold until validation crack recall reaches this (default: 0.99)",
+    )
+    train.add_argument("--no-augment", action="store_true", help="train without random flips and rotations")
+    train.add_argument(
+        "--skip-unreadable", action="store_true", help="skip images that fail to decode instead of stopping"
+    )
+    train.add_argument("--no-export", action="store_true", help="skip the LiteRT exports (fp32, int8)")
+    train.add_argument(
+        "--feature-cache",
+        type=Path,
+        help="cache the frozen base's features per image here and train only the head on them (much faster)",
+    )
+    train.add_argument("--augmented-views", type=int, default=1, help="augmented copies cached per image (default: 1)")
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    data_config = data_config_from(args)
+    model_config = ModelConfig(alpha=args.alpha, weights=args.weights, augment=not args.no_augment)
+    train_config = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        fine_tune_layers=args.fine_tune_layers,
+        fine_tune_epochs=args.fine_tune_epochs,
+        target_recall=args.target_recall,
+    )
+    run = train(
+        args.data,
+        args.out,
+        data_config,
+        model_config,
+        train_config,
+        export_runtimes=not args.no_export,
+        feature_cache_dir=args.feature_cache,
+        augmented_views=args.augmented_views,
+        skip_unreadable=args.skip_unreadable,
+        verbose=0 if args.quiet else 2,
+        progress=not args.quiet,
+    )
+    test = run.metrics.get("test") or run.metrics["validation"]
+    split_name = "test" if "test" in run.metrics else "validation"
+    print(f"model {run.card.version}  threshold {run.card.threshold:.4f}")
+    print(
+        f"{split_name}: crack recall {test['crack_recall']:.4f}  accuracy {test['accuracy']:.4f}  "
+        f"crack precision {test['crack_precision']:.4f}  "
+        f"({test['images']} images, {test['missed_cracks']} missed cracks)"
+    )
+    for name, path in sorted(run.artifacts.items()):
+        print(f"  {name:<18} {path}")
+    return 0
+
+
+def add_evaluate_command(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a saved model on labeled images",
+        description="Metrics (crack recall first) of a saved model on labeled data.",
+    )
+    evaluate.add_argument("--model", required=True, help="model folder (local or s3://)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="labeled folder or manifest .csv to evaluate on (all of it)")
+    source.add_argument(
+        "--split",
+        choices=["test", "validation", "train"],
+        help="evaluate on one split recorded in the model's split.csv",
+    )
+    evaluate.add_argument("--out", type=Path, help="write metrics.json and confusion_matrix.png here")
+    evaluate.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
+    evaluate.add_argument("--threshold", type=probability, help="override the model's decision threshold")
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    scorer = load_scorer(args.model, runtime=args.runtime)
+    if args.split:
+        images = read_split_manifest(fetch_model_dir(args.model) / "split.csv", args.split)
+    else:
+        config = DataConfig(class_names=tuple(scorer.card.class_names), crack_class=scorer.card.crack_class)
+        images = load_labeled(args.data, config, progress=not args.quiet)
+    metrics = evaluate_scorer(scorer, images, threshold=args.threshold)
+    print(
+        f"model {metrics['model_version']} ({metrics['runtime']}) on {metrics['images']} images, "
+        f"threshold {metrics['threshold']:.4f}"
+    )
+    print(
+        f"crack recall {metrics['crack_recall']:.4f}  crack precision {metrics['crack_precision']:.4f}  "
+        f"accuracy {metrics['accuracy']:.4f}  ROC AUC {_fmt(metrics['roc_auc'])}  PR AUC {_fmt(metrics['pr_auc'])}  "
+        f"missed cracks {metrics['missed_cracks']}  false alarms {metrics['false_alarms']}"
+    )
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        matrix = metrics["confusion_matrix"]
+        save_confusion_matrix(
+            matrix["rows_true_columns_predicted"], matrix["labels"], args.out / "confusion_matrix.png"
+        )
+        print(f"  metrics            {args.out / 'metrics.json'}")
+        print(f"  confusion_matrix   {args.out / 'confusion_matrix.png'}")
+    return 0
+
+
+def add_export_command(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a model to LiteRT fp32 and int8 and check agreement with Keras",
+        description="Write model_fp32.tflite and model_int8.tflite (calibrated on training images) into the "
+        "model folder; approve those whose labels agree with Keras on >= 99.5%% of the validation split.",
+    )
+    export.add_argument("--model", required=True, type=Path, help="local model folder with model.keras and split.csv")
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    split_csv = args.model / "split.csv"
+    train_images = read_split_manifest(split_csv, "train")
+    checks = export_model(args.model, train_images, read_split_manifest(split_csv, "validation"))
+    for check in checks:
+        print(
+            f"{check.runtime}: label agreement {check.label_agreement:.4f}, "
+            f"max probability difference {check.max_probability_difference:.4f} on {check.images} images"
+        )
+    print(f"approved runtimes: {', '.join(ModelCard.load(args.model).approved_runtimes)}")
+    return 0
+
+
+def add_synth_command(commands: Any) -> None:
+    synth = commands.add_parser(
+        "synth",
+        help="write synthetic concrete textures with and without cracks",
+        description="Seeded synthetic images for tests: <out>/<class>/synth_*.jpg.",
+    )
+    synth.add_argument("--out", required=True, type=Path, help="output folder")
+    synth.add_argument("--count", type=positive_int, default=50, help="images per class (default: 50)")
+    synth.add_argument("--size", type=positive_int, default=227, help="image side in pixels (default: 227)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument("--classes", type=class_names, default=("Negative", "Positive"), help="class folder names")
+    synth.add_argument("--crack-class", default="Positive", help="which class gets cracks (default: Positive)")
+    synth.set_defaults(handler=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    if args.crack_class not in args.classes:
+        raise CrackModelError(f"--crack-class {args.crack_class!r} is not one of --classes {list(args.classes)}")
+    counts = generate_dataset(
+        args.out, args.count, size=args.size, seed=args.seed, class_names=args.classes, crack_class=args.crack_class
+    )
+    for name, count in counts.items():
+        print(f"{count} images in {args.out / name}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,54 @@
+"""``crack-model retrain``: validate the labeled pool, train a candidate, register it and optionally gate it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from crack_model.cli.arguments import positive_int, probability
+from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
+
+
+def add_retrain_command(commands: Any) -> None:
+    retrain = commands.add_parser(
+        "retrain",
+        help="validate the labeled pool, train a candidate, register it, and (with --gate) gate it",
+        description="Retrain from <store>/labeled/<class>/...: training suite (holdout overlap rejected), "
+        "feature-cached transfer learning, registration as challenger; --gate evaluates it against the "
+        "champion on <store>/holdout and --promote makes a passing candidate champion.",
+    )
+    retrain.add_argument(
+        "--store", required=True, help="s3://bucket[/prefix] or a folder holding labeled/ and holdout/"
+    )
+    retrain.add_argument("--name", default="crack", help="model name in the registry (default: crack)")
+    retrain.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs (default: 10)")
+    retrain.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
+    retrain.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
+    retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+                         help="base weights: imagenet, none or a .h5 path")  # fmt: skip
+    retrain.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    retrain.add_argument("--gate", action="store_true", help="run the holdout gate on the new candidate")
+    retrain.add_argument("--promote", action="store_true", help="with --gate: promote a passing candidate")
+    retrain.set_defaults(handler=run_retrain)
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    """The crack_retraining DAG's steps in a row (crack_model.pipelines.retraining)."""
+    pool = validate_pool(args.store)
+    print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
+    settings = {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
+                "target_recall": args.target_recall, "weights": args.weights}  # fmt: skip
+    candidate = train_and_register(
+        args.store, pool, settings, name=args.name, actor=os.environ.get("USER", "crack-model"), work_dir=args.work
+    )
+    print(f"candidate {candidate['version']} registered as challenger: {candidate['model_uri']}")
+    if not args.gate:
+        return 0
+
+    decision = gate_candidate(args.store, args.name, candidate["version"], promote=args.promote)
+    failed = decision["failed_checks"]
+    print(f"gate: {decision['decision']}" + (f" (failed: {', '.join(failed)})" if failed else ""))
+    print(f"report: {decision['html_url']}")
+    return 0 if decision["decision"] == "promote" else 3

@@ -1,0 +1,98 @@
+"""``crack-model predict|score``: score image files, or a batch of uploads in object storage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from crack_model.cli.arguments import positive_int
+from crack_model.core import layout
+from crack_model.core.storage import open_store
+from crack_model.serving.batch import score_shard
+from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
+from crack_model.serving.scorer import load_scorer
+
+
+def add_predict_command(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="score image files or folders, one CSV row per image",
+        description="Score images; an unreadable image is a row with status=error.",
+    )
+    predict.add_argument("paths", nargs="+", help="image files and/or folders")
+    predict.add_argument("--model", required=True, help="model folder (local or s3://)")
+    predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    predict.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
+    predict.add_argument("--batch-size", type=positive_int, help="inference batch size (default: suits the runtime)")
+    predict.set_defaults(handler=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    files = expand_paths(args.paths)
+    scorer = load_scorer(args.model, runtime=args.runtime)
+    scores = tqdm(
+        predict_files(scorer, files, batch_size=args.batch_size),
+        total=len(files),
+        unit="img",
+        desc="scoring",
+        disable=args.quiet,
+        file=sys.stderr,
+    )
+    rows = (prediction_row(score, scorer) for score in scores)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            count = write_predictions(rows, handle)
+        print(f"{count} predictions written to {args.out}", file=sys.stderr)
+    else:
+        write_predictions(rows, sys.stdout)
+    return 0
+
+
+def add_score_command(commands: Any) -> None:
+    score = commands.add_parser(
+        "score",
+        help="score a batch of uploads in object storage and write results next to it",
+        description="Score <store>/incoming/<batch_id>/ and write <store>/results/<batch_id>/ "
+        "(predictions.csv, summary.json, overlays/, _SUCCESS last). Resumes where a killed run stopped.",
+    )
+    score.add_argument(
+        "--batch", required=True, help="<store>/incoming/<batch_id>; store = s3://bucket[/prefix] or a folder"
+    )
+    score.add_argument("--model", required=True, help="model folder (local or s3://)")
+    score.add_argument("--shard", default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)")
+    score.add_argument("--runtime", default="auto", help="auto (fastest approved), keras, litert-fp32, litert-int8")
+    score.add_argument("--batch-size", type=positive_int, help="inference batch size (default: suits the runtime)")
+    score.add_argument("--workers", type=positive_int, default=8, help="fetch/decode threads (default: 8)")
+    score.add_argument("--part-rows", type=positive_int, default=500, help="rows per resumable part (default: 500)")
+    score.add_argument("--no-overlays", action="store_true", help="do not write heat-map overlays for crack images")
+    score.add_argument("--force", action="store_true", help="rescore even if the batch already has _SUCCESS")
+    score.set_defaults(handler=run_score)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    store_uri, batch_id = layout.parse_batch_uri(args.batch)
+    shard = layout.Shard.parse(args.shard)
+    scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri)
+    report = score_shard(
+        store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
+        workers=args.workers, overlays=not args.no_overlays, force=args.force, progress=not args.quiet,
+    )  # fmt: skip
+    results = open_store(store_uri).url(layout.results_key(batch_id))
+    if report.already_complete:
+        print(f"batch {batch_id} is already complete: {results} (use --force to rescore)")
+        return 0
+    rate = f", {report.images / report.seconds:.1f} img/s" if report.seconds > 0 and report.images else ""
+    print(
+        f"{shard.name} of batch {batch_id}: scored {report.images} objects ({report.skipped_already_done} "
+        f"already done) in {report.seconds:.1f} s{rate}, model {report.model_version}"
+    )
+    if report.finalized:
+        print(f"batch complete: {results}/{layout.PREDICTIONS}, {layout.SUMMARY}, {layout.SUCCESS}")
+    else:
+        print(f"shard done; the batch completes when all {shard.count} shards are done")
+    return 0

@@ -1,0 +1,184 @@
+"""The S3 store (AWS S3, MinIO or any S3-compatible endpoint) through boto3.
+
+Credentials, region and endpoint come from the boto3 session and endpoint URL the caller hands in
+(e.g. an Airflow connection's session, whose assumed-role credentials refresh themselves), else
+from the usual AWS environment and config files (``AWS_ENDPOINT_URL`` points it at MinIO).
+Retries use botocore's standard mode; large objects go up in multipart chunks. An S3 PUT is
+atomic: readers see the old object or the new one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import (
+    MULTIPART_THRESHOLD,
+    TEMP_MARKER,
+    ObjectInfo,
+    PreconditionFailedError,
+    join_key,
+    validate_key,
+)
+
+
+class S3Store:
+    """A bucket and key prefix on S3 or an S3-compatible store (MinIO, Ceph, ...).
+
+    Args:
+        session: the boto3 Session to build the client from (its credentials, refreshable ones
+            included, and its region); None: a default session (the AWS environment and config files).
+        endpoint_url: the S3 endpoint (MinIO, Ceph, ...); None: AWS, or ``AWS_ENDPOINT_URL``.
+        client: a ready boto3 S3 client (tests); the other options are then unused.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        session: Any = None,
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        client: Any = None,
+        max_pool_connections: int = 32,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.session = session
+        self.endpoint_url = endpoint_url
+        self._client = client
+        self._client_options = {"region_name": region_name, "max_pool_connections": max_pool_connections}
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        # boto3 clients are thread-safe; build one lazily so that opening a store is free.
+        with self._client_lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
+
+                options = self._client_options
+                config = Config(
+                    retries={"mode": "standard", "max_attempts": 8},
+                    max_pool_connections=options["max_pool_connections"],
+                )
+                session = self.session if self.session is not None else boto3.session.Session()
+                self._client = session.client(
+                    "s3", endpoint_url=self.endpoint_url, region_name=options["region_name"], config=config
+                )
+            return self._client
+
+    def _key(self, key: str) -> str:
+        validate_key(key)
+        return join_key(self.prefix, key)
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if prefix and not prefix.endswith("/"):
+            # A key names one object; otherwise list it as a folder, so that
+            # "incoming/b1" does not also match "incoming/b10/...".
+            single = self.head(prefix)
+            if single is not None:
+                yield single
+                return
+        base = self._key(prefix.rstrip("/")) if prefix.strip("/") else self.prefix
+        full_prefix = f"{base}/" if base else ""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"][strip:]
+                if key.endswith("/"):
+                    continue  # folder placeholder objects some tools create
+                yield ObjectInfo(key, int(item["Size"]), item.get("ETag", "").strip('"') or None)
+
+    def folders(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the immediate sub-folders of ``prefix`` (S3 common prefixes)."""
+        base = self._key(prefix.strip("/")) if prefix.strip("/") else self.prefix
+        full_prefix = f"{base}/" if base else ""
+        names: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                names.add(common["Prefix"][len(full_prefix) :].strip("/"))
+        return sorted(names)
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return bytes(response["Body"].read())
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise CrackModelError(f"object not found: {self.url(key)}") from None
+            raise
+
+    def head(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key, int(response["ContentLength"]), response.get("ETag", "").strip('"') or None)
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        if len(data) >= MULTIPART_THRESHOLD:
+            import io
+
+            from boto3.s3.transfer import TransferConfig
+
+            transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
+            self.client.upload_fileobj(io.BytesIO(data), self.bucket, self._key(key), ExtraArgs=extra, Config=transfer)
+        else:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+
+    def write_if_match(self, key: str, data: bytes, etag: str | None) -> None:
+        """Conditional PUT: If-Match the ETag read before, or If-None-Match for a new object."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfMatch": f'"{etag}"'} if etag else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise PreconditionFailedError(f"{self.url(key)} changed since it was read") from None
+            raise
+
+    def delete(self, key: str) -> None:
+        """Remove one object (bookkeeping only: uploads and quarantine are never deleted)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def download(self, key: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex}-{path.name}")
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(temporary))
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def upload(self, path: Path, key: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
+        self.client.upload_file(str(path), self.bucket, self._key(key), Config=transfer)

@@ -1,0 +1,231 @@
+"""Validating a stored batch or labeled pool: read and profile it, judge it, write the files.
+
+Every run writes ``validation/<batch_id>/result.json`` (the GX validation result), ``outcome.json``
+(small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv`` and ``report.html``. The
+objects of a ``passed_with_quarantine`` batch are copied to ``quarantine/<batch_id>/<relative key>``
+and listed with reasons in ``quarantine/<batch_id>/quarantine.json``; scoring skips them. Nothing is
+ever deleted: uploads stay where they are, quarantine holds copies.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crack_model.core import layout
+from crack_model.core.clock import utc_now
+from crack_model.core.documents import QuarantineManifest
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.storage import open_store, read_uri, split_uri
+from crack_model.quality import drift
+from crack_model.quality.judging import validate_profile
+from crack_model.quality.outcome import PASSED_WITH_QUARANTINE, ValidationOutcome
+from crack_model.quality.profile import ProfileConfig, batch_keys, label_of, labeled_keys, profile_objects
+from crack_model.quality.report import render_report
+from crack_model.quality.tables import plain
+from crack_model.quality.thresholds import ValidationThresholds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+RESULT_NAME = "result.json"
+REPORT_NAME = "report.html"
+PROFILE_NAME = "profile.csv"
+
+
+def _resolve_reference(reference: str | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if reference is None or isinstance(reference, Mapping):
+        return reference
+    return drift.load_reference(reference)
+
+
+def validate_batch(
+    store_uri: str,
+    batch_id: str,
+    suite: str = "incoming",
+    *,
+    thresholds: ValidationThresholds | None = None,
+    reference: str | Mapping[str, Any] | None = None,
+    holdout_hashes: Collection[str] | None = None,
+    report_uri: str | None = None,
+    profile_config: ProfileConfig | None = None,
+    drift_config: drift.DriftConfig | None = None,
+) -> ValidationOutcome:
+    """Validate ``<store>/incoming/<batch_id>/`` and write validation (and quarantine) files into the same store.
+
+    Args:
+        suite: ``incoming`` (nightly uploads) or ``training``, or a path to a suite JSON.
+        reference: a drift reference profile (URI or dict, see ``crack_model.quality.drift``); None skips drift.
+        holdout_hashes: SHA-256 of the holdout images (training suite); None: not checked.
+        report_uri: also write the HTML report to this file or ``s3://`` object.
+
+    Returns:
+        The outcome; ``outcome.passed`` says whether the batch may be scored.
+    """
+    layout.validate_batch_id(batch_id)
+    store = open_store(store_uri)
+    resolved = _resolve_reference(reference)
+    keys = batch_keys(store, batch_id)
+    log.info("profiling %d object(s) of %s", len(keys), store.url(layout.incoming_prefix(batch_id)))
+    profile = profile_objects(store, keys, profile_config)
+    outcome, result, objects = validate_profile(
+        profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
+        reference=resolved, drift_config=drift_config,
+    )  # fmt: skip
+    outcome.source = store.url(layout.incoming_prefix(batch_id))
+    write_outputs(store, store, outcome, result, objects,
+                  relative=lambda key: layout.relative_to_batch(key, batch_id), report_uri=report_uri)  # fmt: skip
+    return outcome
+
+
+def validate_labeled(
+    source_uri: str,
+    prefix: str = "labeled",
+    *,
+    name: str | None = None,
+    output_uri: str | None = None,
+    thresholds: ValidationThresholds | None = None,
+    holdout_hashes: Collection[str] | None = None,
+    reference: str | Mapping[str, Any] | None = None,
+    report_uri: str | None = None,
+    write_reference_uri: str | None = None,
+    profile_config: ProfileConfig | None = None,
+    drift_config: drift.DriftConfig | None = None,
+) -> ValidationOutcome:
+    """Validate a labeled pool ``<source>/<prefix>/<class>/...`` with the training suite.
+
+    A local folder tree is ``source_uri=<folder>, prefix=""``. The files go to
+    ``<output>/validation/<name>/`` and ``<output>/quarantine/<name>/`` (output: the source store by
+    default, which must then hold the pool under a prefix so the files stay out of the class folders).
+
+    Args:
+        name: the pool's id in the validation and quarantine folders (default: the prefix, or "labeled").
+        holdout_hashes: SHA-256 of the holdout images (see ``load_hashes``); None: not checked.
+        write_reference_uri: if the pool passes, save its drift reference profile here.
+    """
+    prefix = prefix.strip("/")
+    name = layout.validate_batch_id(name or prefix.replace("/", "-") or "labeled")
+    if output_uri is None and not prefix:
+        msg = (
+            f"validating the labeled folder {source_uri} itself needs an output store for the validation and "
+            "quarantine files (they must not land among the class folders): pass output_uri / --output"
+        )
+        raise CrackModelError(msg)
+    source = open_store(source_uri)
+    output = open_store(output_uri) if output_uri else source
+    thresholds = thresholds or ValidationThresholds()
+    resolved = _resolve_reference(reference)
+    keys = labeled_keys(source, prefix)
+    log.info("profiling %d labeled image(s) under %s", len(keys), source.url(prefix) if prefix else source.uri)
+    profile = profile_objects(source, keys, profile_config, labels=lambda key: label_of(key, prefix))
+    outcome, result, objects = validate_profile(
+        profile, batch_id=name, suite="training", thresholds=thresholds, holdout_hashes=holdout_hashes,
+        reference=resolved, drift_config=drift_config,
+    )  # fmt: skip
+    outcome.source = source.url(prefix) if prefix else source.uri
+
+    def relative(key: str) -> str:
+        return key.removeprefix(prefix + "/") if prefix else key
+
+    if write_reference_uri and outcome.passed:
+        kept = profile[~profile["key"].isin(outcome.quarantined_keys)]
+        drift.save_reference(drift.build_reference(kept, drift_config, source=outcome.source), write_reference_uri)
+        outcome.files["drift_reference"] = write_reference_uri
+    write_outputs(source, output, outcome, result, objects, relative=relative, report_uri=report_uri)
+    return outcome
+
+
+def write_outputs(
+    source: ObjectStore,
+    output: ObjectStore,
+    outcome: ValidationOutcome,
+    result: Any,
+    objects: pd.DataFrame,
+    *,
+    relative: Callable[[str], str],
+    report_uri: str | None = None,
+) -> None:
+    """Copy quarantined objects, then write result.json, profile.csv, report.html and outcome.json (last)."""
+    batch_id = outcome.batch_id
+    manifest_key = layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST)
+    # An earlier run's manifest is replaced (by an empty one if need be) so that scoring never skips stale keys.
+    if outcome.quarantined or output.exists(manifest_key):
+        quarantine_objects(source, output, batch_id, outcome.quarantined, relative, outcome=outcome.outcome)
+        outcome.files["quarantine"] = output.url(manifest_key)
+    result_json = result.to_json_dict()
+    files = {
+        "result": layout.validation_key(batch_id, RESULT_NAME),
+        "profile": layout.validation_key(batch_id, PROFILE_NAME),
+        "report": layout.validation_key(batch_id, REPORT_NAME),
+        "outcome": layout.validation_key(batch_id, layout.OUTCOME),
+    }
+    outcome.files.update({name: output.url(key) for name, key in files.items()})
+    if report_uri:
+        outcome.files["report_copy"] = report_uri
+    output.write(files["result"], _json_bytes(result_json), content_type="application/json")
+    output.write(files["profile"], objects.to_csv(index=False).encode("utf-8"), content_type="text/csv")
+    page = render_report(outcome, objects).encode("utf-8")
+    output.write(files["report"], page, content_type="text/html; charset=utf-8")
+    if report_uri:
+        report_store, report_key = split_uri(report_uri)
+        report_store.write(report_key, page, content_type="text/html; charset=utf-8")
+    output.write(files["outcome"], _json_bytes(outcome.to_dict()), content_type="application/json")
+    log.info("validation files of %s written to %s", batch_id, output.url(layout.validation_key(batch_id)))
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True, default=plain) + "\n").encode("utf-8")
+
+
+def quarantine_objects(
+    source: ObjectStore,
+    output: ObjectStore,
+    batch_id: str,
+    quarantined: list[dict[str, Any]],
+    relative: Callable[[str], str],
+    *,
+    outcome: str = PASSED_WITH_QUARANTINE,
+    workers: int = 8,
+) -> None:
+    """Copy each object's bytes to ``quarantine/<batch_id>/<relative key>`` and write ``quarantine.json``.
+
+    Copies of earlier runs stay (nothing is deleted); the manifest lists this run's objects only.
+    """
+
+    def copy(item: dict[str, Any]) -> None:
+        target = layout.quarantine_key(batch_id, relative(item["key"]))
+        output.write(target, source.read(item["key"]))
+        item["quarantine_key"] = target
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quarantine") as pool:
+        list(pool.map(copy, quarantined))
+    manifest = QuarantineManifest(batch_id, outcome, utc_now(), quarantined)
+    manifest.write(output, layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST))
+    if quarantined:
+        log.warning("quarantined %d object(s) of %s", len(quarantined), batch_id)
+
+
+def load_hashes(uri: str, *, workers: int = 8) -> set[str]:
+    """SHA-256 of every object under a folder or prefix (e.g. ``s3://bucket/holdout``), or of a CSV's ``sha256``
+    column (e.g. a model's ``split.csv``)."""
+    if uri.lower().endswith(".csv"):
+        rows = csv.DictReader(io.StringIO(read_uri(uri).decode("utf-8")))
+        if not rows.fieldnames or "sha256" not in rows.fieldnames:
+            raise CrackModelError(f"{uri} has no sha256 column: pass a folder of images or a CSV with sha256")
+        return {row["sha256"] for row in rows if row["sha256"]}
+    store = open_store(uri)
+    keys = [info.key for info in store.list("") if not layout.is_marker(info.key)]
+    if not keys and not (uri.startswith("s3://") or Path(uri).is_dir()):
+        raise CrackModelError(f"holdout {uri} is neither a folder, a prefix with objects, nor a .csv")
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
+        return set(pool.map(lambda key: hashlib.sha256(store.read(key)).hexdigest(), keys))

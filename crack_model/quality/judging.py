@@ -1,0 +1,171 @@
+"""Deciding about a profiled batch: run its suite, then judge the GX result into an outcome (no I/O).
+
+* ``passed``: every expectation holds and no object broke a per-object check.
+* ``passed_with_quarantine``: every expectation holds thanks to its ``mostly`` tolerance, and the few
+  objects that broke one (at most ``max_bad_fraction`` of the batch) are to be held back.
+* ``failed``: an expectation does not hold; the batch must not be scored. The reasons say why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from crack_model.quality import drift
+from crack_model.quality.expectations import TABLE_KEYS, load_suite, run_suite
+from crack_model.quality.outcome import FAILED, PASSED, PASSED_WITH_QUARANTINE, ValidationOutcome
+from crack_model.quality.tables import classes_table, objects_table, plain
+from crack_model.quality.thresholds import ValidationThresholds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def _object_reason(meta: Mapping[str, Any], row: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
+    template = meta.get("object_reason") or "{column} = {value}"
+    column = kwargs.get("column", "")
+    values = {**kwargs, **{name: plain(value) for name, value in row.items()}}
+    values.setdefault("value", values.get(column))
+    try:
+        text = template.format(**values)
+    except (KeyError, ValueError, TypeError, IndexError):
+        text = f"{column} = {values.get(column)!r}"
+    return f"{meta.get('check', column)}: {text}"
+
+
+def _check_entry(result: Any) -> dict[str, Any]:
+    config = result.expectation_config
+    meta = dict(config.meta or {})
+    details = result.result or {}
+    key_column = TABLE_KEYS.get(meta.get("table", "objects"), "key")
+    entry = {
+        "name": meta.get("check", config.type),
+        "expectation": config.type,
+        "table": meta.get("table", "objects"),
+        "column": config.kwargs.get("column"),
+        "success": bool(result.success),
+        "per_object": bool(meta.get("per_object", False)),
+        "description": meta.get("description", ""),
+        "reason": meta.get("reason", ""),
+        "kwargs": {
+            name: value if isinstance(value, list) else plain(value)
+            for name, value in config.kwargs.items()
+            if name != "batch_id"
+        },
+        "element_count": plain(details.get("element_count")),
+        "unexpected_count": plain(details.get("unexpected_count")),
+        "unexpected_percent": plain(details.get("unexpected_percent")),
+        "observed_value": plain(details.get("observed_value")),
+        "offenders": [plain(item.get(key_column)) for item in details.get("unexpected_index_list") or []],
+        "error": "",
+    }
+    info = result.exception_info or {}
+    if info.get("raised_exception"):
+        entry["error"] = str(info.get("exception_message") or "the expectation raised an exception")
+    return entry
+
+
+def _failure_reason(entry: Mapping[str, Any]) -> str:
+    name = entry["name"]
+    if entry["error"]:
+        return f"{name}: could not be evaluated ({entry['error']}); check the suite and the profile columns"
+    mostly = entry["kwargs"].get("mostly")
+    if entry["unexpected_count"] is not None and entry["element_count"]:
+        allowed = f"; at most {100 * (1 - mostly):.1f}% may" if mostly is not None else ""
+        shown = ", ".join(str(item) for item in entry["offenders"][:5])
+        more = f" and {len(entry['offenders']) - 5} more" if len(entry["offenders"]) > 5 else ""
+        return (
+            f"{name}: {entry['unexpected_count']} of {entry['element_count']} {entry['table']} "
+            f"({entry['unexpected_percent']:.1f}%) fail{allowed} ({shown}{more}) - {entry['reason']}"
+        )
+    return f"{name}: {entry['reason']}"
+
+
+def judge(
+    result: Any, objects: pd.DataFrame, thresholds: ValidationThresholds, drift_report: Mapping[str, Any] | None
+) -> tuple[str, list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decide the outcome from a GX result: (outcome, reasons, quarantined [{key, reasons}], checks)."""
+    checks = [_check_entry(item) for item in result.results]
+    reasons = [_failure_reason(entry) for entry in checks if not entry["success"]]
+    rows = objects.set_index("key", drop=False)
+    offending: dict[str, list[str]] = {}
+    for item, entry in zip(result.results, checks, strict=True):
+        if not entry["per_object"] or entry["table"] != "objects":
+            continue
+        meta = item.expectation_config.meta or {}
+        for key in entry["offenders"]:
+            row = rows.loc[key].to_dict() if key in rows.index else {}
+            offending.setdefault(key, []).append(_object_reason(meta, row, entry["kwargs"]))
+    total = len(objects)
+    allowed = int(thresholds.max_bad_fraction * total)
+    tolerance_ok = len(offending) <= allowed
+    checks.append({
+        "name": "bad_objects_within_tolerance", "expectation": "(computed beside GX)", "table": "objects",
+        "column": None, "success": tolerance_ok, "per_object": False,
+        "description": "Objects breaking any per-object check, together, are at most max_bad_fraction of the batch.",
+        "reason": "too many objects break the checks to hold them back one by one: fix the upload and re-run",
+        "kwargs": {"max_bad_fraction": thresholds.max_bad_fraction}, "element_count": total,
+        "unexpected_count": len(offending), "unexpected_percent": 100.0 * len(offending) / total if total else 0.0,
+        "observed_value": len(offending), "offenders": sorted(offending), "error": "",
+    })  # fmt: skip
+    if not tolerance_ok and result.success:
+        reasons.append(
+            f"bad_objects_within_tolerance: {len(offending)} of {total} objects break per-object checks, more "
+            f"than the {thresholds.max_bad_fraction:.1%} that may be quarantined - fix the upload and re-run"
+        )
+    if drift_report is not None:
+        checks.append({
+            "name": "no_drift", "expectation": "(computed beside GX)", "table": "objects", "column": None,
+            "success": drift_report.get("drifted") is not True, "per_object": False,
+            "description": "Population stability index of each feature against the training reference.",
+            "reason": drift_report.get("note", ""), "kwargs": {"psi_threshold": drift_report.get("threshold")},
+            "element_count": drift_report.get("images"), "unexpected_count": None, "unexpected_percent": None,
+            "observed_value": drift_report.get("psi"), "offenders": [], "error": "",
+        })  # fmt: skip
+        if drift_report.get("drifted") and thresholds.fail_on_drift:
+            reasons.append(f"no_drift: {drift_report.get('note')}")
+    if reasons:
+        return FAILED, reasons, [], checks
+    quarantined = [{"key": key, "reasons": offending[key]} for key in sorted(offending)]
+    return (PASSED_WITH_QUARANTINE if quarantined else PASSED), [], quarantined, checks
+
+
+def validate_profile(
+    profile: pd.DataFrame,
+    *,
+    batch_id: str,
+    suite: str = "incoming",
+    thresholds: ValidationThresholds | None = None,
+    holdout_hashes: Collection[str] | None = None,
+    reference: Mapping[str, Any] | None = None,
+    drift_config: drift.DriftConfig | None = None,
+) -> tuple[ValidationOutcome, Any, pd.DataFrame]:
+    """Validate an already computed profile; no I/O. Returns (outcome, GX result, objects table)."""
+    thresholds = thresholds or ValidationThresholds()
+    suite_json = load_suite(suite)
+    objects = objects_table(profile, holdout_hashes or ())
+    tables = {"objects": objects, "classes": classes_table(profile, thresholds.class_names)}
+    result = run_suite(suite_json, tables, thresholds.parameters())
+    drift_report = drift.compare(profile, reference, drift_config) if reference is not None else None
+    outcome, reasons, quarantined, checks = judge(result, objects, thresholds, drift_report)
+    statistics = result.statistics
+    counts = {
+        "objects": len(profile),
+        "decodable": int(profile["decodable"].astype(bool).sum()),
+        "quarantined": len(quarantined),
+        "evaluated_expectations": int(statistics["evaluated_expectations"]),
+        "failed_expectations": int(statistics["unsuccessful_expectations"]),
+    }
+    labels = profile["label"].dropna().value_counts().sort_index()
+    if not labels.empty:
+        counts.update({f"label:{name}": int(count) for name, count in labels.items()})
+    report = ValidationOutcome(
+        batch_id=batch_id, suite=suite, outcome=outcome, reasons=reasons, quarantined=quarantined, counts=counts,
+        checks=checks, drift=drift_report, thresholds=thresholds.parameters(),
+        holdout_checked=holdout_hashes is not None,
+    )  # fmt: skip
+    log.info("validation of %s with the %s suite: %s", batch_id, suite, outcome)
+    return report, result, objects

@@ -1,0 +1,69 @@
+"""What validation decided about a batch: the three outcomes and ``ValidationOutcome``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from crack_model.core.clock import utc_now
+from crack_model.core.documents import FORMAT_VERSION
+from crack_model.quality import drift
+
+PASSED = "passed"
+PASSED_WITH_QUARANTINE = "passed_with_quarantine"
+FAILED = "failed"
+OUTCOME_OFFENDERS = 100  # offending objects listed per expectation in outcome.json, which stays small
+
+
+@dataclass
+class ValidationOutcome:
+    """What validation decided about a batch, and where its files are."""
+
+    batch_id: str
+    suite: str
+    outcome: str
+    reasons: list[str]
+    quarantined: list[dict[str, Any]]
+    counts: dict[str, int]
+    checks: list[dict[str, Any]]
+    drift: dict[str, Any] | None
+    thresholds: dict[str, Any]
+    source: str = ""
+    holdout_checked: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+    validated_at: str = field(default_factory=utc_now)
+
+    @property
+    def passed(self) -> bool:
+        """True when the batch may be scored (possibly without its quarantined objects)."""
+        return self.outcome != FAILED
+
+    @property
+    def quarantined_keys(self) -> set[str]:
+        return {item["key"] for item in self.quarantined}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; each check lists at most ``OUTCOME_OFFENDERS`` offenders (result.json has them all)."""
+        data = {"format_version": FORMAT_VERSION, **dataclasses.asdict(self), "passed": self.passed}
+        for check in data["checks"]:
+            check["offenders_total"] = len(check["offenders"])
+            check["offenders"] = check["offenders"][:OUTCOME_OFFENDERS]
+        return data
+
+    def summary(self) -> str:
+        """A few lines for the CLI and task logs."""
+        counts = self.counts
+        lines = [
+            f"batch {self.batch_id}: {self.outcome} ({self.suite} suite; {counts.get('objects', 0)} objects, "
+            f"{counts.get('quarantined', 0)} quarantined, {counts.get('failed_expectations', 0)} of "
+            f"{counts.get('evaluated_expectations', 0)} expectations failed)"
+        ]
+        lines += [f"  reason: {reason}" for reason in self.reasons]
+        lines += [f"  quarantined {item['key']}: {'; '.join(item['reasons'])}" for item in self.quarantined[:20]]
+        if len(self.quarantined) > 20:
+            lines.append(f"  ... and {len(self.quarantined) - 20} more quarantined (see quarantine.json)")
+        if self.drift is not None:
+            lines.append(f"  {drift.describe(self.drift)}")
+        lines += [f"  {name}: {uri}" for name, uri in self.files.items()]
+        return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""The numbers validation checks against: ``ValidationThresholds`` and ``derive_thresholds`` from real photos."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crack_model.core.config import DEFAULT_CLASS_NAMES
+from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import read_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class ValidationThresholds:
+    """The numbers the suites' ``$PARAMETER`` references stand for.
+
+    Image statistics: derived from the real METU sample (2,000 227x227 concrete patches) by
+    ``derive_thresholds`` / ``bench/derive_bounds.py``: the 0.1st and 99.9th percentiles, widened
+    by 15 % of the spread between them for brightness (a 0..255 scale) and by a factor of 1.5
+    for contrast and blur (positive, long-tailed). Every image of the sample lies inside.
+    The others are policy:
+
+    Attributes:
+        max_bad_fraction: share of objects that may break per-object checks and be quarantined
+            (the suites' ``mostly`` is ``1 - max_bad_fraction``); more fails the batch.
+        allowed_formats: Pillow format names accepted (MPO is what some phones call their JPEGs).
+        min_side, max_side: accepted width and height in pixels. The sample is all 227x227; below
+            200 px a photo is smaller than one training patch, above 12,000 it is a panorama.
+        brightness_min/max: mean grey level (sample 99.1..237.9, percentiles 99.5..226.6).
+        contrast_min/max: standard deviation of grey (sample 2.31..55.7, percentiles 2.71..50.7).
+        blur_min/max: variance of the Laplacian at <= 512 px (sample 5.0..829, percentiles 5.30..639).
+        max_saturated_fraction, max_dark_fraction: share of pixels at grey >= 250 / <= 5. The sample
+            has almost none (99.9th percentiles 5.3 % and 0.06 %), so a derived bound would reject
+            ordinary glare and shadow; a quarter of the picture clipped is the policy.
+        class_names: the known classes (training suite).
+        min_images_per_class: decodable images each class needs (training suite).
+        min_class_balance: smallest class / largest class, at least (training suite).
+        fail_on_drift: a drifted batch fails instead of only being flagged.
+    """
+
+    max_bad_fraction: float = 0.05
+    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP")
+    min_side: int = 200
+    max_side: int = 12_000
+    brightness_min: float = 80.0
+    brightness_max: float = 246.0
+    contrast_min: float = 1.8
+    contrast_max: float = 76.0
+    blur_min: float = 3.5
+    blur_max: float = 960.0
+    max_saturated_fraction: float = 0.25
+    max_dark_fraction: float = 0.25
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
+    min_images_per_class: int = 100
+    min_class_balance: float = 0.2
+    fail_on_drift: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_bad_fraction < 1:
+            raise CrackModelError(f"max_bad_fraction must be in [0, 1), got {self.max_bad_fraction}")
+        for low, high in (("min_side", "max_side"), ("brightness_min", "brightness_max"),
+                          ("contrast_min", "contrast_max"), ("blur_min", "blur_max")):  # fmt: skip
+            if getattr(self, low) > getattr(self, high):
+                raise CrackModelError(f"threshold {low} ({getattr(self, low)}) exceeds {high} ({getattr(self, high)})")
+        if not self.class_names:
+            raise CrackModelError("class_names must name at least one class")
+        if not 0 <= self.min_class_balance <= 1:
+            raise CrackModelError(f"min_class_balance must be in [0, 1], got {self.min_class_balance}")
+
+    def parameters(self) -> dict[str, Any]:
+        """The values of the suites' ``$PARAMETER`` references."""
+        values = dataclasses.asdict(self)
+        values["mostly"] = round(1.0 - self.max_bad_fraction, 12)
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+    def replace(self, **overrides: Any) -> ValidationThresholds:
+        """A copy with some values changed; unknown names are an error naming the known ones."""
+        known = {item.name: item for item in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise CrackModelError(f"unknown threshold(s) {unknown}: use some of {sorted(known)}")
+        converted: dict[str, Any] = {
+            name: tuple(value) if isinstance(value, list) else value for name, value in overrides.items()
+        }
+        return dataclasses.replace(self, **converted)
+
+    @classmethod
+    def load(cls, uri: str) -> ValidationThresholds:
+        """Defaults overridden by a JSON object of threshold names and values (a file or s3:// object)."""
+        try:
+            overrides = json.loads(read_uri(uri))
+        except json.JSONDecodeError as error:
+            raise CrackModelError(f"thresholds file {uri} is not JSON: {error}") from None
+        if not isinstance(overrides, dict):
+            raise CrackModelError(f"thresholds file {uri} must hold a JSON object of name: value")
+        return cls().replace(**overrides)
+
+
+def derive_thresholds(
+    profile: pd.DataFrame,
+    *,
+    base: ValidationThresholds | None = None,
+    low_quantile: float = 0.001,
+    high_quantile: float = 0.999,
+    linear_margin: float = 0.15,
+    log_margin: float = 1.5,
+) -> ValidationThresholds:
+    """Thresholds for brightness, contrast and blur derived from profiled real photos.
+
+    Method: take the ``low_quantile`` and ``high_quantile`` of each statistic over the decodable
+    images; widen brightness (a bounded 0..255 scale) by ``linear_margin`` of the spread between
+    them on each side, and contrast and blur (positive, long-tailed) by dividing the low end and
+    multiplying the high end by ``log_margin``. Everything else is kept from ``base``.
+    """
+    usable = profile[profile["decodable"].astype(bool)]
+    if usable.empty:
+        raise CrackModelError("cannot derive thresholds from a profile without decodable images")
+    base = base or ValidationThresholds()
+    low, high = usable["brightness"].quantile(low_quantile), usable["brightness"].quantile(high_quantile)
+    spread = high - low
+    values = {
+        "brightness_min": max(0.0, round(low - linear_margin * spread, 1)),
+        "brightness_max": min(255.0, round(high + linear_margin * spread, 1)),
+    }
+    for name in ("contrast", "blur"):
+        low, high = usable[name].quantile(low_quantile), usable[name].quantile(high_quantile)
+        values[f"{name}_min"] = float(f"{low / log_margin:.3g}")
+        values[f"{name}_max"] = float(f"{high * log_margin:.3g}")
+    return base.replace(**values)

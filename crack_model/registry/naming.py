@@ -1,0 +1,81 @@
+"""Names in the registry: model and version ids, the files a version folder holds, the registry's errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES
+from crack_model.data.manifest import DATA_MANIFEST
+
+DEFAULT_NAME = "crack"
+
+VERSION_MARKER = "version.json"
+ALIASES_FILE = "aliases.json"
+DRIFT_REFERENCE = "drift_reference.json"
+GATE_REPORT = "gate_report.json"
+GATE_HTML = "gate_report.html"
+APPROVED_RUNTIMES = "approved_runtimes.json"
+# What a training run leaves that is worth keeping with the version (PNGs are added too).
+MODEL_ARTIFACTS = (
+    MODEL_NAME,
+    CARD_NAME,
+    *(name for name in RUNTIME_FILES.values() if name != MODEL_NAME),
+    "metrics.json",
+    "training_config.json",
+    "split.csv",
+    "history.json",
+)
+RESERVED_NAMES = frozenset({VERSION_MARKER, DATA_MANIFEST, DRIFT_REFERENCE, GATE_REPORT, GATE_HTML, APPROVED_RUNTIMES})
+CAS_ATTEMPTS = 20
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}$")
+
+
+class VersionExistsError(CrackModelError):
+    """The version is already registered; versions are immutable."""
+
+
+class VersionNotFoundError(CrackModelError):
+    """No complete version of that name and version in the registry."""
+
+
+class PromotionConflictError(CrackModelError):
+    """The alias moved since the caller looked at it, or another writer won the race."""
+
+
+class GateReportExistsError(CrackModelError):
+    """The version already has a gate report; gate results are write-once."""
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        msg = f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (up to 64 characters, e.g. crack)"
+        raise CrackModelError(msg)
+    return name
+
+
+def validate_version(version: str) -> str:
+    if not _VERSION.match(version or ""):
+        msg = (
+            f"invalid model version {version!r}: use letters, digits, '.', '_', '+', '=' and '-' "
+            "(up to 128 characters; training writes e.g. 20261124T195745Z-4a68a5b1)"
+        )
+        raise CrackModelError(msg)
+    return version
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_actor() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"

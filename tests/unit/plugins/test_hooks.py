@@ -1,0 +1,78 @@
+"""CrackStoreHook and run_store: a store opened with an Airflow connection's session, never with os.environ."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                 "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE")  # fmt: skip
+ENDPOINT = "http://127.0.0.1:9"  # never contacted: building a client does no I/O
+
+
+@pytest.fixture()
+def minio_connection(monkeypatch):
+    """An AWS connection defined the way the compose file defines one: AIRFLOW_CONN_<ID> JSON, MinIO endpoint."""
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    connection = {
+        "conn_type": "aws",
+        "login": "AKIACRACKTEST",
+        "password": "crack-secret-key",
+        "extra": {"endpoint_url": ENDPOINT, "region_name": "eu-west-3"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_CRACK_MINIO", json.dumps(connection))
+    return "crack_minio"
+
+
+def test_hook_builds_the_s3_client_from_the_connection(minio_connection):
+    """Access key, region and MinIO endpoint come from the connection, and no AWS variable is written."""
+    from crack_ops.hooks import CrackStoreHook
+
+    before = dict(os.environ)
+    store = CrackStoreHook("s3://inspections/site-7", aws_conn_id=minio_connection).get_store()
+
+    assert store.uri == "s3://inspections/site-7"
+    assert store.session.get_credentials().access_key == "AKIACRACKTEST"
+    assert store.client.meta.endpoint_url == ENDPOINT
+    assert store.client.meta.region_name == "eu-west-3"
+    assert store.client.meta.config.retries["mode"] == "standard"
+    assert dict(os.environ) == before
+    assert not [name for name in AWS_VARIABLES if name in os.environ]
+
+
+def test_the_session_covers_uris_a_step_opens_and_nothing_after(minio_connection):
+    """Inside a pipelines step, s3:// URIs opened by URI (holdout, models) reuse the hook's session; outside, not."""
+    from crack_ops.hooks import CrackStoreHook
+
+    from crack_model.core.storage import open_store
+    from crack_model.pipelines.stores import step_store
+
+    store = CrackStoreHook("s3://inspections", aws_conn_id=minio_connection).get_store()
+    with step_store(store) as opened:
+        holdout = open_store(opened.url("holdout"))
+        assert opened is store
+        assert holdout.session is store.session
+        assert holdout.endpoint_url == ENDPOINT
+    after = open_store("s3://inspections/holdout")
+    assert after.session is None and after.endpoint_url is None
+
+
+def test_a_local_store_never_looks_up_the_connection(tmp_path):
+    """A folder store opens even when the named connection does not exist (the embedded default needs no AWS)."""
+    from crack_ops.hooks import CrackStoreHook
+
+    store = CrackStoreHook(str(tmp_path), aws_conn_id="no_such_connection").get_store()
+    store.write("probe.txt", b"ok")
+    assert (tmp_path / "probe.txt").read_bytes() == b"ok"
+
+
+def test_run_store_falls_back_to_the_store_variable(tmp_path, monkeypatch):
+    """With no `store` param, run_store opens the Variable crack_store (here from AIRFLOW_VAR_CRACK_STORE)."""
+    from crack_ops.hooks import run_store
+
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_STORE", str(tmp_path / "from-variable"))
+    store = run_store({"store": None, "aws_conn_id": "aws_default"})
+    assert store.uri == str(tmp_path / "from-variable")

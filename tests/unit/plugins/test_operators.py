@@ -1,0 +1,75 @@
+"""GateOperator: the retraining's gate step with native arguments and the run's store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+PARAMS = {"store": None, "model_name": "crack", "holdout": None, "policy": None, "promote": False}
+
+
+@pytest.fixture()
+def gate_calls(monkeypatch) -> list[dict[str, Any]]:
+    """Replace the pipelines' gate step with a recorder (the real gate is tested in tests/unit/evaluation)."""
+    calls: list[dict[str, Any]] = []
+
+    def gate_candidate(store, name, candidate_version, **options):
+        calls.append({"store": store, "name": name, "candidate_version": candidate_version, **options})
+        return {"name": name, "candidate_version": candidate_version, "decision": "reject", "failed_checks": ["x"]}
+
+    monkeypatch.setattr("crack_model.pipelines.retraining.gate_candidate", gate_candidate)
+    return calls
+
+
+def templated_gate(store: str, **overrides: Any):
+    from crack_ops.operators import GateOperator
+
+    operator = GateOperator(
+        task_id="evaluate_gate", candidate_version="20261124T030000Z-abcd1234", store="{{ params.store }}",
+        model_name="{{ params.model_name }}", holdout="{{ params.holdout }}", policy="{{ params.policy }}",
+        promote="{{ params.promote }}",
+    )  # fmt: skip
+    operator.render_template_fields({"params": {**PARAMS, "store": store, **overrides}})
+    return operator
+
+
+def test_execute_passes_native_values_and_the_open_store(tmp_path, gate_calls):
+    """promote=False stays the boolean False (not the truthy text "False"); None stays None; the store is open."""
+    result = templated_gate(str(tmp_path)).execute({"run_id": "manual__2026-11-24"})
+
+    (call,) = gate_calls
+    assert call["promote"] is False
+    assert call["holdout"] is None and call["policy"] is None
+    assert call["store"].uri == str(tmp_path)
+    assert call["candidate_version"] == "20261124T030000Z-abcd1234"
+    assert call["run_id"] == "manual__2026-11-24"
+    assert result["decision"] == "reject"
+
+
+def test_a_text_promote_flag_is_refused(tmp_path, gate_calls):
+    """A promote value that is not a bool (e.g. the text "False") fails before any gate runs."""
+    from crack_ops.operators import GateOperator
+
+    operator = GateOperator(task_id="evaluate_gate", candidate_version="v1", store=str(tmp_path), promote="False")
+    with pytest.raises(TypeError, match="promote must be a boolean"):
+        operator.execute({"run_id": "manual"})
+    assert gate_calls == []
+
+
+def test_the_candidate_arrives_as_an_xcomarg(tmp_path):
+    """Given a task's output["version"], the gate depends on that task and reads its "version" XCom, no Jinja."""
+    from airflow.sdk import DAG, task
+    from crack_ops.operators import GateOperator
+
+    with DAG("gate_wiring", schedule=None):
+
+        @task(multiple_outputs=True)
+        def train_candidate() -> dict[str, str]:
+            return {"version": "v1"}
+
+        candidate = train_candidate()
+        gate = GateOperator(task_id="evaluate_gate", candidate_version=candidate["version"], store=str(tmp_path))
+
+    assert gate.upstream_task_ids == {"train_candidate"}
+    assert gate.candidate_version.key == "version"

@@ -1,0 +1,36 @@
+"""NewBatchesSensor on a real local store: done with the unscored batches, not done when there are none."""
+
+from __future__ import annotations
+
+from crack_model.core.local_store import LocalStore
+
+
+def test_poke_is_done_with_the_batches_that_have_no_success_marker(local_store):
+    """b1 has results/b1/_SUCCESS, b2 does not: the sensor is done and pushes ["b2"]."""
+    from crack_ops.sensors import NewBatchesSensor
+
+    result = NewBatchesSensor(task_id="wait_for_new_batches", store=str(local_store)).poke({})
+    assert result.is_done is True
+    assert result.xcom_value == ["b2"]
+
+
+def test_poke_is_not_done_when_every_batch_is_scored(local_store):
+    """Once b2 has _SUCCESS too, poke returns False (the sensor keeps waiting)."""
+    from crack_ops.sensors import NewBatchesSensor
+
+    LocalStore(local_store).write("results/b2/_SUCCESS", b"")
+    assert NewBatchesSensor(task_id="wait_for_new_batches", store=str(local_store)).poke({}) is False
+
+
+def test_templated_params_render_as_native_values(local_store):
+    """The max_batches template renders as an int and the batch_ids one as a list, which short-circuits the listing."""
+    from crack_ops.sensors import NewBatchesSensor
+
+    sensor = NewBatchesSensor(
+        task_id="wait_for_new_batches", store="{{ params.store }}", batch_ids="{{ params.batch_ids }}",
+        max_batches="{{ params.max_batches }}",
+    )  # fmt: skip
+    sensor.render_template_fields({"params": {"store": str(local_store), "batch_ids": ["b1"], "max_batches": 3}})
+    assert sensor.max_batches == 3
+    assert sensor.batch_ids == ["b1"]
+    assert sensor.poke({}).xcom_value == ["b1"]
