@@ -1,4 +1,4 @@
-"""A thread-pool map that never runs far ahead of its consumer."""
+"""A thread-pool map that never runs far ahead of its consumer, by count and by bytes."""
 
 from __future__ import annotations
 
@@ -17,19 +17,44 @@ def map_bounded(
     *,
     workers: int,
     max_in_flight: int | None = None,
+    max_in_flight_bytes: int | None = None,
+    size_of: Callable[[Item], int] | None = None,
     thread_name_prefix: str = "",
 ) -> Iterator[Result]:
     """Like ``Executor.map``, in order, but with at most ``max_in_flight`` items submitted ahead.
 
     ``Executor.map`` submits every item at once: over 100,000 objects it would hold them all in
     memory. Here memory stays bounded whatever the number of items.
+
+    A count does not bound memory when items differ in size (a phone photo decodes to 36 MB, a
+    panorama to 300 MB). With ``max_in_flight_bytes``, ``size_of(item)`` (say, the decoded size
+    read from an image's header) is counted too: an item is submitted only while the sizes of
+    the items submitted and not yet consumed, its own included, fit. An item counts until the
+    consumer asks for the next result, so what the consumer does with a result is inside the
+    budget. An item larger than the whole budget runs alone.
+
+    Raises:
+        ValueError: ``max_in_flight_bytes`` without ``size_of``.
     """
+    if max_in_flight_bytes is not None and size_of is None:
+        raise ValueError("max_in_flight_bytes needs size_of, the size of each item in bytes")
     limit = max_in_flight or 2 * workers
-    pending: deque[Future[Result]] = deque()
+    pending: deque[tuple[Future[Result], int]] = deque()
+    in_flight_bytes = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix) as pool:
         for item in items:
-            pending.append(pool.submit(function, item))
+            size = size_of(item) if max_in_flight_bytes is not None and size_of is not None else 0
+            while pending and max_in_flight_bytes is not None and in_flight_bytes + size > max_in_flight_bytes:
+                future, held = pending.popleft()
+                yield future.result()
+                in_flight_bytes -= held
+            pending.append((pool.submit(function, item), size))
+            in_flight_bytes += size
+            del item  # the pool holds it until it has run; this frame must not keep it alive
             if len(pending) >= limit:
-                yield pending.popleft().result()
+                future, held = pending.popleft()
+                yield future.result()
+                in_flight_bytes -= held
         while pending:
-            yield pending.popleft().result()
+            future, _held = pending.popleft()
+            yield future.result()

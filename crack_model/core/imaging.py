@@ -1,67 +1,293 @@
 """Turn image bytes into RGB pixels the same way everywhere (training, scoring, profiling).
 
-Pillow does the decoding: it reads JPEG, PNG, TIFF, WebP, BMP and GIF, honours EXIF
-orientation, and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the
-nightly uploads contain and ``tf.io.decode_image`` does not all handle.
+Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG, PNG, TIFF,
+WebP, BMP and GIF (what the data loader accepts). Any other format (TGA, SGI, PCX, EPS, PSD,
+...) is refused from its first bytes, before any of Pillow's parsers for it runs. Pillow honours
+EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the nightly
+uploads contain and ``tf.io.decode_image`` does not all handle.
+
+Memory: no float64 copy is ever made. 16-bit and 32-bit images go to 8 bits a band of rows
+at a time, and ``open_image(..., size=...)`` shrinks an image before converting it to RGB
+(JPEGs are even decoded at 1/2, 1/4 or 1/8 scale), so a decoded image costs about what Pillow
+needs to hold it once (``ImageHeader.decoded_bytes``).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from crack_model.core.errors import ImageDecodeError
 
 # A 4032x3024 phone photo is 12 MP; 80 MP leaves room for panoramas and stops
 # decompression bombs (a tiny file that expands to gigabytes of pixels).
 DEFAULT_MAX_PIXELS = 80_000_000
+# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF")
+ACCEPTED = "JPEG, PNG, TIFF, WebP, BMP or GIF"
+# Formats whose decoder can shrink while decoding (DCT scaling).
+DRAFT_FORMATS = ("JPEG", "MPO")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# Modes resampled before conversion to RGB; others are converted first (palette images cannot be
+# resampled, and alpha must be dropped first).
+RESIZED_AS_DECODED = ("L", "RGB", "CMYK")
+# 32-bit and 16-bit modes are brought to 8 bits this many pixels at a time: the temporaries stay
+# a few megabytes whatever the image size.
+CHUNK_PIXELS = 1 << 22
+EXIF_ORIENTATION_TAG = 0x0112
+TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# First bytes of formats people upload by mistake, to name them in the reason without handing the
+# bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
+SIGNATURES = (
+    (0, b"%PDF", "PDF document"),
+    (0, b"%!PS", "EPS"),
+    (0, b"\xc5\xd0\xd3\xc6", "EPS"),
+    (0, b"8BPS", "PSD"),
+    (0, b"\x01\xda", "SGI"),
+    (0, b"\x00\x00\x01\x00", "ICO"),
+    (0, b"icns", "ICNS"),
+    (0, b"DDS ", "DDS"),
+    (0, b"qoif", "QOI"),
+    (0, b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
+    (0, b"\xffO\xffQ", "JPEG2000"),
+    (0, b"Image type:", "IM"),
+    (0, b"SIMPLE  =", "FITS"),
+    (4, b"ftypavif", "AVIF"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+)
+NOT_IMAGES = ("PDF document",)
+TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 
 
-def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode bytes into an upright RGB Pillow image.
+class FormatNotAcceptedError(ImageDecodeError):
+    """An image in a format we do not decode; ``format_name`` says which (None if unknown)."""
+
+    def __init__(self, message: str, format_name: str | None = None) -> None:
+        super().__init__(message)
+        self.format_name = format_name
+
+
+def bytes_per_pixel(mode: str) -> int:
+    """What Pillow holds per pixel in memory (RGB takes 4 bytes, like RGBA)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode in SIXTEEN_BIT_MODES else 4
+
+
+def draft_scale(width: int, height: int, target: tuple[int, int]) -> int:
+    """The JPEG decoder's reduction (1, 2, 4 or 8) for a requested size, as Pillow's ``draft`` picks it."""
+    ratio = min(width // max(target[0], 1), height // max(target[1], 1))
+    return next(scale for scale in (8, 4, 2, 1) if ratio >= scale)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, before any pixel is decoded."""
+
+    format: str
+    mode: str
+    stored_width: int
+    stored_height: int
+    orientation: int | None = None
+
+    @property
+    def swapped(self) -> bool:
+        return self.orientation in (5, 6, 7, 8)
+
+    @property
+    def width(self) -> int:
+        """Width as displayed (after EXIF rotation)."""
+        return self.stored_height if self.swapped else self.stored_width
+
+    @property
+    def height(self) -> int:
+        return self.stored_width if self.swapped else self.stored_height
+
+    @property
+    def channels(self) -> int:
+        return len(Image.getmodebands(self.mode))
+
+    def decoded_pixels(self, size: tuple[int, int] | None = None) -> int:
+        """Pixels the decoder produces for ``open_image(..., size=size)`` (JPEGs decode reduced)."""
+        width, height = self.stored_width, self.stored_height
+        if size is not None and self.format in DRAFT_FORMATS:
+            scale = draft_scale(width, height, stored_size(size, self.orientation))
+            width, height = -(-width // scale), -(-height // scale)
+        return width * height
+
+    def decoded_bytes(self, size: tuple[int, int] | None = None) -> int:
+        """Bytes Pillow holds for the decoded pixels, for ``open_image(..., size=size)``."""
+        return self.decoded_pixels(size) * bytes_per_pixel(self.mode)
+
+    def peak_bytes(self, size: tuple[int, int] | None = None) -> int:
+        """An upper bound of the pixel memory ``open_image(..., size=size)`` holds at once.
+
+        The decoded image, its 8-bit or RGB conversion at that size when the mode needs one first, and
+        two RGB images of the final size (the resized or converted one, and its EXIF rotation).
+        """
+        decoded = self.decoded_pixels(size)
+        if self.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
+            converted = decoded
+        else:
+            converted = 0 if self.mode in RESIZED_AS_DECODED else 4 * decoded
+        final = (size[0] * size[1]) if size is not None else self.stored_width * self.stored_height
+        return decoded * bytes_per_pixel(self.mode) + converted + 2 * 4 * final
+
+
+def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """A displayed (width, height) as stored in the file, before EXIF rotation."""
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+def refusal(data: bytes) -> FormatNotAcceptedError:
+    """The error for bytes none of the allowed decoders recognises, naming the format when we know it."""
+    name = next((name for offset, magic, name in SIGNATURES if data[offset : offset + len(magic)] == magic), None)
+    if name is None and data.endswith(TGA_FOOTER):
+        name = "TGA"
+    if name is None and len(data) > 3 and data[0] == 0x0A and data[1] in (0, 2, 3, 4, 5) and data[2] == 1:
+        name = "PCX"
+    if name is None:
+        return FormatNotAcceptedError(f"not an image, or in a format we do not know: upload {ACCEPTED}")
+    if name in NOT_IMAGES:
+        return FormatNotAcceptedError(f"not an image (a {name}): upload {ACCEPTED}", name)
+    return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
+
+
+@contextmanager
+def decode_errors() -> Iterator[None]:
+    """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on."""
+    try:
+        yield
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"not an image, or in a format we do not know: upload {ACCEPTED}") from None
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(f"image too large: {error}") from None
+    except MemoryError:
+        raise ImageDecodeError("cannot decode: out of memory") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
+
+
+def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The one place bytes reach Pillow: header read, format allowed, pixel limit checked; nothing decoded yet.
+
+    Raises:
+        ImageDecodeError: empty, not an allowed format, too many pixels, or a broken header.
+    """
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes): re-upload the photo")
+    with decode_errors(), warnings.catch_warnings():
+        # Our own pixel limit below replaces Pillow's warning-based one.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except UnidentifiedImageError:
+            raise refusal(data) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        msg = (
+            f"image too large: {width}x{height} = {width * height:,} pixels exceeds "
+            f"the limit of {max_pixels:,}; downscale it before upload"
+        )
+        raise ImageDecodeError(msg)
+    return image
+
+
+def exif_orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation tag, read without decoding pixels (a PNG's only from an eXIf chunk before its data)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return None  # Pillow's getexif() would decode the whole PNG to look for a late eXIf chunk
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION_TAG)
+    except Exception:  # a broken EXIF block must not hide the pixels
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Format, mode, size and orientation, after the same checks ``open_image`` makes; no pixel decoded."""
+    image = open_lazy(data, max_pixels=max_pixels)
+    with decode_errors():
+        return ImageHeader(image.format or "", image.mode, image.width, image.height, exif_orientation(image))
+
+
+def open_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, size: tuple[int, int] | None = None
+) -> Image.Image:
+    """Decode bytes into an upright 8-bit RGB Pillow image, resized to ``size`` (width, height as displayed).
+
+    With ``size``, the image shrinks before it is converted or rotated, so the only full-size copy
+    is the decoded one (and JPEGs are decoded at a reduced scale when ``size`` allows).
 
     Raises:
         ImageDecodeError: with a reason a person can act on.
     """
-    if not data:
-        raise ImageDecodeError("empty file (0 bytes): re-upload the photo")
-    try:
-        with warnings.catch_warnings():
-            # Our own pixel limit below replaces Pillow's warning-based one.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                msg = (
-                    f"image too large: {width}x{height} = {width * height:,} pixels exceeds "
-                    f"the limit of {max_pixels:,}; downscale it before upload"
-                )
-                raise ImageDecodeError(msg)
-            image.load()
-            return to_rgb(ImageOps.exif_transpose(image))
-    except ImageDecodeError:
-        raise
-    except UnidentifiedImageError:
-        msg = "not an image Pillow can read (unknown or unsupported format)"
-        raise ImageDecodeError(msg) from None
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"image too large: {error}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
+    image = open_lazy(data, max_pixels=max_pixels)
+    with decode_errors():
+        orientation = exif_orientation(image)
+        stored = None if size is None else stored_size(size, orientation)
+        if stored is not None and image.format in DRAFT_FORMATS:
+            image.draft(None, stored)
+        image.load()
+        image = to_8bit(image)
+        if stored is not None and image.size != stored:
+            if image.mode not in RESIZED_AS_DECODED:
+                # Alpha is dropped before resampling, as for an image scored at full size.
+                image = to_rgb(image)
+            image = image.resize(stored, Image.Resampling.BILINEAR)
+        if orientation in TRANSPOSE_FOR_ORIENTATION:
+            image = image.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
+        return to_rgb(image)
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float images to 8-bit grey ("L"); other modes unchanged.
+
+    16-bit values are shifted right by 8; 32-bit ones are scaled from 0..65535 (or 0..255 when no
+    value exceeds 255). A band of rows at a time, in uint16 or float32: never a float64 copy.
+    """
+    if image.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
+        return image
+    width, height = image.size
+    sixteen = image.mode in SIXTEEN_BIT_MODES
+    scale = 1.0
+    if not sixteen:
+        extrema = image.getextrema()
+        scale = 255.0 / (65535.0 if float(extrema[1]) > 255 else 255.0)  # type: ignore[arg-type]
+    grey = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, CHUNK_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        band = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+        if sixteen:
+            grey[top : top + len(band)] = np.right_shift(band, 8).astype(np.uint8)
+        else:
+            grey[top : top + len(band)] = np.clip(band.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    return Image.fromarray(grey)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB (drops alpha, scales 16-bit and float)."""
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        pixels = np.asarray(image, dtype=np.float64)
-        high = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        scaled = np.clip(pixels / high * 255.0, 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled).convert("RGB")
+    image = to_8bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")

@@ -9,6 +9,7 @@ results/<batch_id>/summary.json            counts, crack rate, model version, th
 results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack
 results/<batch_id>/_parts/...              per-shard partial results (resume state)
 results/<batch_id>/_SUCCESS                written last: the batch is complete
+incoming/<batch_id>/_READY                 optional: the uploader's "batch complete" marker
 models/<name>/...                          the model registry
 labeled/<class>/..., holdout/<class>/...   training pool and the gate's holdout
 ```
@@ -21,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import join_key
+from crack_model.core.object_keys import LONG_NAME_MARKER, TEMP_MARKER, join_key
 
 INCOMING = "incoming"
 RESULTS = "results"
@@ -29,6 +30,10 @@ VALIDATION = "validation"
 QUARANTINE = "quarantine"
 MODELS = "models"
 SUCCESS = "_SUCCESS"
+DONE = "_DONE"  # a finished shard, under results/<batch_id>/_parts/...
+READY = "_READY"  # an uploader's "this batch is complete", in incoming/<batch_id>/
+PARTS = "_parts"
+MARKER_NAMES = frozenset({SUCCESS, DONE, READY})
 PREDICTIONS = "predictions.csv"
 SUMMARY = "summary.json"
 OUTCOME = "outcome.json"
@@ -37,6 +42,7 @@ DRIFT_REFERENCE = "drift_reference.json"
 RUNS = "runs"
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+_LONG_NAME_SIDECAR = re.compile(rf"^{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}$")
 
 
 def validate_batch_id(batch_id: str) -> str:
@@ -70,9 +76,17 @@ def relative_to_batch(key: str, batch_id: str) -> str:
 
 
 def is_marker(key: str) -> bool:
-    """Hidden files and ``_MARKER`` objects are bookkeeping, not uploads."""
-    name = key.rsplit("/", 1)[-1]
-    return name.startswith((".", "_"))
+    """Is this bookkeeping rather than an upload? An explicit list, nothing else:
+
+    ``_SUCCESS``, ``_DONE`` and ``_READY``; anything under ``results/<batch_id>/_parts/``; a store's
+    temporary files (``.tmp-...``) and long-name side files (``.longname-<digest>``). Every other
+    name is an upload and gets a row: ``_DSC1234.JPG``, ``.hidden.jpg``, ``.DS_Store``, ``__MACOSX/...``.
+    """
+    parts = key.split("/")
+    name = parts[-1]
+    if name in MARKER_NAMES or name.startswith(TEMP_MARKER) or _LONG_NAME_SIDECAR.match(name):
+        return True
+    return len(parts) > 3 and parts[0] == RESULTS and parts[2] == PARTS
 
 
 def parse_batch_uri(uri: str) -> tuple[str, str]:

@@ -1,22 +1,56 @@
 """The local-folder store: the embedded default.
 
 Writes go to a temporary name in the same directory and are renamed into place, so readers
-never see half a file.
+never see half a file. No symbolic link below the root is ever followed: paths are opened one
+folder at a time with ``O_NOFOLLOW``, and listings report links as problems. A key segment too long
+for the file system is stored as ``<first 100 bytes>~<sha256[:16]><extension>``, its original name
+in a side file ``.longname-<sha256[:16]>`` beside it; keys are served and listed by original name.
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import os
+import re
+import stat
 import threading
+import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import BinaryIO, ClassVar
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import TEMP_MARKER, ObjectInfo, PreconditionFailedError, validate_key
+from crack_model.core.object_keys import (
+    LONG_NAME_MARKER,
+    TEMP_MARKER,
+    ObjectInfo,
+    PreconditionFailedError,
+    key_problem,
+    printable_key,
+    validate_key,
+)
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
+_SUBFOLDER = _FOLDER | os.O_NOFOLLOW
+# O_NONBLOCK: opening a named pipe someone put among the uploads must not hang the batch.
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_HASHED_NAME = re.compile(r"~([0-9a-f]{16})(\.[^.]*)?$")
+_SIDECAR = re.compile(rf"{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}")
+_KEPT_BYTES = 100  # of a long name, before its hash
+_MAX_SUFFIX_BYTES = 16
+_LINK_ADVICE = "the store never follows symbolic links (they can point outside it); put the real file or folder there"
+_NOT_UTF8 = "the name is not valid UTF-8 (written in another encoding?); rename it with a UTF-8 name"
+_TWIN = "a file with the same name in composed Unicode (NFC) form is beside it and owns the key; rename one of them"
+
+
+class LinkRefusedError(CrackModelError):
+    """A key leads through a symbolic link, which the local store never follows."""
 
 
 class LocalStore:
@@ -28,118 +62,338 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().absolute()
         self.uri = str(self.root)
-
-    def _path(self, key: str) -> Path:
-        validate_key(key)
-        path = self.root.joinpath(*PurePosixPath(key).parts)
-        if self.root != path and self.root not in path.parents:
-            raise CrackModelError(f"invalid object key {key!r}: it escapes the store root {self.root}")
-        return path
+        self._name_max = _name_max(self.root)
 
     def url(self, key: str) -> str:
-        return str(self._path(key))
+        """The object's path on disk (a trailing '/' names a folder); nothing is opened."""
+        spellings = self._spellings(key.rstrip("/") or key)
+        paths = [self.root.joinpath(*map(self._disk_name, segments)) for segments in spellings]
+        return str(next((path for path in paths[1:] if not paths[0].exists() and path.exists()), paths[0]))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        start = self._path(prefix) if prefix else self.root
-        if start.is_file():
-            yield ObjectInfo(prefix, start.stat().st_size)
+        """The objects under ``prefix`` (a folder, or one object's key), in name order.
+
+        Never raises for what it finds: a symbolic link, a name that is not valid UTF-8 or not a valid
+        key, a pipe or a folder it cannot open comes back as an entry with ``problem`` set.
+        """
+        if not prefix.strip("/"):
+            try:
+                root = os.open(self.root, _FOLDER)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            yield from self._walk(root, "", None)
             return
-        if not start.is_dir():
-            return
-        for directory, subdirs, files in os.walk(start):
-            subdirs.sort()
-            for name in sorted(files):
-                if name.startswith(TEMP_MARKER):
+        for segments in self._spellings(prefix.rstrip("/")):
+            key = "/".join(segments)
+            try:
+                folder = self._open_folder(segments[:-1], create=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except LinkRefusedError as error:
+                yield ObjectInfo(key, 0, problem=str(error))
+                return
+            try:
+                if _lstat(folder, self._disk_name(segments[-1])) is None:
                     continue
-                path = Path(directory, name)
-                key = path.relative_to(self.root).as_posix()
-                yield ObjectInfo(key, path.stat().st_size)
+                yield from self._describe(folder, self._disk_name(segments[-1]), key, None)
+                return
+            finally:
+                os.close(folder)
 
     def folders(self, prefix: str = "") -> builtins.list[str]:
-        """Names of the immediate sub-folders of ``prefix`` (one level, like S3 common prefixes)."""
-        start = self._path(prefix.strip("/")) if prefix.strip("/") else self.root
-        if not start.is_dir():
-            return []
-        return sorted(entry.name for entry in start.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+        """Names of the immediate sub-folders of ``prefix`` (one level, like S3 common prefixes), links left out."""
+        stripped = prefix.strip("/")
+        for segments in self._spellings(stripped) if stripped else [[]]:
+            try:
+                folder = self._open_folder(segments, create=False)
+            except (FileNotFoundError, NotADirectoryError, LinkRefusedError):
+                continue
+            try:
+                with os.scandir(folder) as scan:
+                    entries = builtins.list(scan)
+                names = {entry.name for entry in entries}
+                found = [
+                    self._shown_name(folder, entry.name, names)[0]
+                    for entry in entries
+                    if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+                ]
+            finally:
+                os.close(folder)
+            return sorted(found)
+        return []
 
     def read(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise CrackModelError(f"object not found: {path}") from None
-        except IsADirectoryError:
-            raise CrackModelError(f"{path} is a folder, not an object") from None
+        with self.open_object(key) as handle:
+            return handle.read()
+
+    def open_object(self, key: str) -> BinaryIO:
+        """The object as an open binary file (for streaming); never through a symbolic link."""
+        return os.fdopen(self._open_object(key), "rb")
 
     def head(self, key: str) -> ObjectInfo | None:
-        path = self._path(key)
-        if not path.is_file():
+        """Size and MD5 of the object; None if there is no object the store can serve (missing, a link, a folder)."""
+        validate_key(key)
+        try:
+            data = self.read(key)
+        except CrackModelError:
             return None
-        return ObjectInfo(key, path.stat().st_size, hashlib.md5(path.read_bytes()).hexdigest())
+        return ObjectInfo(key, len(data), hashlib.md5(data).hexdigest())
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        validate_key(key)
+        try:
+            os.close(self._open_object(key))
+        except CrackModelError:
+            return False
+        return True
 
     def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex}-{path.name}")
+        segments = validate_key(key).split("/")
+        folder = self._open_folder(segments[:-1], create=True)
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
+            name = self._keep_name(folder, segments[-1])
+            try:
+                self._write_at(folder, name, data)
+            except IsADirectoryError:
+                raise CrackModelError(f"cannot write {self.url(key)}: a folder of that name is there") from None
         finally:
-            temporary.unlink(missing_ok=True)
+            os.close(folder)
 
     def write_if_match(self, key: str, data: bytes, etag: str | None) -> None:
         """Write only if the object still has ``etag`` (None: only if it does not exist)."""
-        path = self._path(key)
-        with self._lock_for(path):
+        with self._lock_for(key):
             current = self.head(key)
             current_etag = current.etag if current else None
             if current_etag != etag:
-                msg = f"{path} changed since it was read (expected {etag}, found {current_etag})"
+                msg = f"{self.url(key)} changed since it was read (expected {etag}, found {current_etag})"
                 raise PreconditionFailedError(msg)
             self.write(key, data)
 
-    def _lock_for(self, path: Path) -> Any:
-        # Threads share a lock; processes serialise on an flock of a side file.
+    def _lock_for(self, key: str) -> AbstractContextManager[None]:
+        # Threads share a lock; processes serialise on an flock of a side file whose short name fits beside any.
+        segments = validate_key(key).split("/")
         with self._locks_guard:
-            thread_lock = self._locks.setdefault(str(path), threading.Lock())
-        return _FileLock(path.with_name(f".{path.name}.lock"), thread_lock)
+            thread_lock = self._locks.setdefault(f"{self.root}/{'/'.join(segments)}", threading.Lock())
+        lock_name = f"{TEMP_MARKER}lock-{_digest(segments[-1])}"
+
+        def open_lock() -> int:
+            folder = self._open_folder(segments[:-1], create=True)
+            try:
+                return os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o666, dir_fd=folder)
+            finally:
+                os.close(folder)
+
+        return _file_lock(open_lock, thread_lock)
 
     def delete(self, key: str) -> None:
         """Remove one object (bookkeeping only: uploads and quarantine are never deleted)."""
-        self._path(key).unlink(missing_ok=True)
+        for segments in self._spellings(key):
+            try:
+                folder = self._open_folder(segments[:-1], create=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                name = self._disk_name(segments[-1])
+                os.unlink(name, dir_fd=folder)
+                if name != segments[-1]:
+                    with suppress(FileNotFoundError):
+                        os.unlink(f"{LONG_NAME_MARKER}{_digest(segments[-1])}", dir_fd=folder)
+                return
+            except FileNotFoundError:
+                continue
+            finally:
+                os.close(folder)
 
     def download(self, key: str, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)  # a local destination the caller chose
         path.write_bytes(self.read(key))
 
     def upload(self, path: Path, key: str) -> None:
         self.write(key, Path(path).read_bytes())
 
+    def _spellings(self, key: str) -> builtins.list[builtins.list[str]]:
+        """The key's segments in NFC, then as given (a decomposed name another tool put on disk)."""
+        normal = validate_key(key)
+        return [normal.split("/")] if normal == key else [normal.split("/"), key.split("/")]
 
-class _FileLock:
-    def __init__(self, path: Path, thread_lock: threading.Lock) -> None:
-        self.path = path
-        self.thread_lock = thread_lock
-        self.handle: Any = None
+    def _disk_name(self, segment: str) -> str:
+        """The on-disk name of one key segment: itself, or a hashed name if too long for the file system."""
+        encoded = segment.encode("utf-8")
+        if len(encoded) <= self._name_max:
+            return segment
+        suffix = PurePosixPath(segment).suffix
+        suffix = suffix if len(suffix.encode("utf-8")) <= _MAX_SUFFIX_BYTES else ""
+        kept = segment[: len(segment) - len(suffix)].encode("utf-8")[:_KEPT_BYTES].decode("utf-8", "ignore")
+        return f"{kept}~{_digest(segment)}{suffix}"
 
-    def __enter__(self) -> _FileLock:
-        import fcntl
+    def _keep_name(self, folder: int, segment: str) -> str:
+        """The on-disk name for ``segment`` in ``folder``, first recording the original beside a hashed one."""
+        name = self._disk_name(segment)
+        sidecar = f"{LONG_NAME_MARKER}{_digest(segment)}"
+        if name != segment and _read_small(folder, sidecar) != segment:
+            self._write_at(folder, sidecar, segment.encode("utf-8"))
+        return name
 
-        self.thread_lock.acquire()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a+b")
-        fcntl.flock(self.handle, fcntl.LOCK_EX)
-        return self
+    def _shown_name(self, folder: int, name: str, names: set[str]) -> tuple[str, str | None]:
+        """The key segment an on-disk name stands for, and why the store cannot serve it (None: it can)."""
+        if (printable := printable_key(name)) != name:  # not UTF-8: bytes shown as \xNN escapes
+            return printable, _NOT_UTF8
+        match = _HASHED_NAME.search(name)
+        if match and f"{LONG_NAME_MARKER}{match[1]}" in names:
+            original = _read_small(folder, f"{LONG_NAME_MARKER}{match[1]}")
+            if original and "/" not in original and self._disk_name(original) == name:
+                return original, None
+        composed = unicodedata.normalize("NFC", name)
+        return name, (_TWIN if composed != name and composed in names else None)
 
-    def __exit__(self, *exc: object) -> None:
-        import fcntl
+    def _open_folder(self, segments: builtins.list[str], *, create: bool) -> int:
+        """The folder ``segments`` names, opened a level at a time, never through a link (LinkRefusedError).
 
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
-        self.thread_lock.release()
+        Without ``create``, FileNotFoundError or NotADirectoryError if it is not there."""
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        folder = os.open(self.root, _FOLDER)  # the root itself may be a link: whoever configured it chose it
+        try:
+            for depth, segment in enumerate(segments):
+                name = self._keep_name(folder, segment) if create else self._disk_name(segment)
+                if create:
+                    with suppress(FileExistsError):
+                        os.mkdir(name, dir_fd=folder)
+                try:
+                    child = os.open(name, _SUBFOLDER, dir_fd=folder)
+                except OSError as error:
+                    if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    where = self.root.joinpath(*segments[: depth + 1])
+                    if stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+                        raise LinkRefusedError(f"{where} is a symbolic link: {_LINK_ADVICE}") from None
+                    if create:
+                        raise CrackModelError(f"cannot create the folder {where}: a file is there") from None
+                    raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(where)) from None
+                os.close(folder)
+                folder = child
+        except BaseException:
+            os.close(folder)
+            raise
+        return folder
+
+    def _open_object(self, key: str) -> int:
+        """A read-only descriptor of the regular file ``key`` names; CrackModelError says why there is none."""
+        for segments in self._spellings(key):
+            try:
+                folder = self._open_folder(segments[:-1], create=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            where = self.root.joinpath(*segments)
+            try:
+                handle = os.open(self._disk_name(segments[-1]), _READ, dir_fd=folder)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise LinkRefusedError(f"{where} is a symbolic link: {_LINK_ADVICE}") from None
+                raise
+            finally:
+                os.close(folder)
+            if stat.S_ISREG(mode := os.fstat(handle).st_mode):
+                return handle
+            os.close(handle)
+            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+            raise CrackModelError(f"{where} is {what}, not an object")
+        raise CrackModelError(f"object not found: {self.url(key)}")
+
+    def _write_at(self, folder: int, name: str, data: bytes) -> None:
+        temporary = f"{TEMP_MARKER}{uuid.uuid4().hex}"  # fixed length: fits beside a name of any length
+        try:
+            with os.fdopen(os.open(temporary, _CREATE, 0o666, dir_fd=folder), "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=folder)
+
+    def _walk(self, folder: int, base: str, problem: str | None) -> Iterator[ObjectInfo]:
+        """Everything under an open folder (closed when done), with ``problem`` inherited from its name."""
+        try:
+            try:
+                with os.scandir(folder) as scan:
+                    names = [entry.name for entry in scan]
+            except OSError as error:
+                yield ObjectInfo(base, 0, problem=f"the folder {base or self.root} cannot be listed: {error}")
+                return
+            listed = set(names)
+            entries = [
+                (*self._shown_name(folder, name, listed), name)
+                for name in names
+                if not (name.startswith(TEMP_MARKER) or _SIDECAR.fullmatch(name))
+            ]
+            for segment, name_problem, name in sorted(entries, key=lambda entry: entry[0]):
+                key = f"{base}/{segment}" if base else segment
+                yield from self._describe(folder, name, key, problem or name_problem)
+        finally:
+            os.close(folder)
+
+    def _describe(self, folder: int, name: str, key: str, problem: str | None) -> Iterator[ObjectInfo]:
+        """The listing entries of one name in an open folder: one object, a folder's objects, or a problem."""
+        try:
+            info = _lstat(folder, name)
+        except OSError as error:
+            yield ObjectInfo(key, 0, problem=f"{key} cannot be examined: {error}")
+            return
+        if info is None:  # removed while listing
+            return
+        if stat.S_ISLNK(info.st_mode):
+            yield ObjectInfo(key, 0, problem=f"{key} is a symbolic link: {_LINK_ADVICE}")
+        elif stat.S_ISDIR(info.st_mode):
+            try:
+                child = os.open(name, _SUBFOLDER, dir_fd=folder)
+            except OSError as error:
+                yield ObjectInfo(key, 0, problem=f"the folder {key} cannot be opened: {error}")
+                return
+            yield from self._walk(child, key, problem)
+        elif stat.S_ISREG(info.st_mode):
+            yield ObjectInfo(key, info.st_size, problem=problem or key_problem(key))
+        else:
+            yield ObjectInfo(key, 0, problem=f"{key} is not a regular file (a pipe, socket or device)")
+
+
+def _digest(segment: str) -> str:
+    return hashlib.sha256(segment.encode("utf-8")).hexdigest()[:16]
+
+
+def _lstat(folder: int, name: str) -> os.stat_result | None:
+    with suppress(FileNotFoundError):
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    return None
+
+
+def _read_small(folder: int, name: str) -> str | None:
+    """A short UTF-8 text file in an open folder (never through a link); None if missing or unreadable."""
+    try:
+        with os.fdopen(os.open(name, _READ, dir_fd=folder), "rb") as handle:
+            return handle.read(4096).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _name_max(root: Path) -> int:
+    """The longest file name, in bytes, the file system under ``root`` takes (255 on most)."""
+    for folder in (root, *root.parents):
+        with suppress(OSError, ValueError):
+            return min(255, os.pathconf(folder, "PC_NAME_MAX"))
+    return 255
+
+
+@contextmanager
+def _file_lock(opener: Callable[[], int], thread_lock: threading.Lock) -> Iterator[None]:
+    import fcntl
+
+    with thread_lock:
+        handle = opener()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # closing drops the flock

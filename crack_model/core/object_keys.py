@@ -6,6 +6,8 @@ Keys are relative, ``/``-separated and validated: nothing can escape the store's
 from __future__ import annotations
 
 import builtins
+import os
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,10 @@ from typing import Protocol
 from crack_model.core.errors import CrackModelError
 
 TEMP_MARKER = ".tmp-"
+# A local store keeps a name too long for the file system under a hashed name, with the original
+# name in a small side file ``.longname-<digest>`` next to it (store bookkeeping, never listed).
+LONG_NAME_MARKER = ".longname-"
+MAX_KEY_BYTES = 1024  # S3's limit, kept by every backend
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
 
@@ -23,25 +29,67 @@ class PreconditionFailedError(CrackModelError):
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """One object of a listing.
+
+    ``problem`` is None for an object the store can serve by ``key``. Otherwise it says why the store
+    cannot (a symbolic link, a name that is not valid UTF-8 or not a valid key, ...) and what to do;
+    ``key`` is then a printable rendering of the name that may not work with ``read``: report the
+    object as a row with that reason instead of reading it. ``size`` is 0 when it is not known.
+    """
+
     key: str
     size: int
     etag: str | None = None
+    problem: str | None = None
+
+
+def printable_key(key: str) -> str:
+    """``key`` with the bytes of a non-UTF-8 file name shown as ``\\xe9`` escapes (for messages and rows)."""
+    try:
+        return os.fsencode(key).decode("utf-8", "backslashreplace")
+    except UnicodeError:
+        return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def validate_key(key: str) -> str:
-    """Return the key if it is a safe relative key, else raise naming the problem."""
+    """Return the key, NFC-normalised, if it is a safe relative key, else raise naming the problem."""
     if not key or not isinstance(key, str):
         raise CrackModelError(f"invalid object key {key!r}: it must be a non-empty string")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = (
+            f"invalid object key {printable_key(key)!r}: it is not valid UTF-8 text "
+            "(a file name in another encoding?); rename it with a UTF-8 name"
+        )
+        raise CrackModelError(msg) from None
+    # macOS writes names decomposed (NFD), the rest of the world composed (NFC): one name, one key.
+    normal = unicodedata.normalize("NFC", key)
     if "\x00" in key or "\\" in key:
         raise CrackModelError(f"invalid object key {key!r}: NUL and backslash are not allowed")
     if key.startswith("/"):
         raise CrackModelError(f"invalid object key {key!r}: keys are relative, drop the leading '/'")
+    if key.endswith("/"):
+        raise CrackModelError(f"invalid object key {key!r}: a key names an object, not a folder; drop the trailing '/'")
     parts = key.split("/")
     if any(part in ("..", ".") for part in parts):
         raise CrackModelError(f"invalid object key {key!r}: '.' and '..' segments could escape the store")
-    if any(part == "" for part in parts[:-1]):
+    if any(part == "" for part in parts):
         raise CrackModelError(f"invalid object key {key!r}: empty path segment ('//')")
-    return key
+    size = len(normal.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        msg = f"invalid object key {key[:60]!r}...: it is {size} UTF-8 bytes, the limit is {MAX_KEY_BYTES}; shorten it"
+        raise CrackModelError(msg)
+    return normal
+
+
+def key_problem(key: str) -> str | None:
+    """None if ``key`` is a valid key, else why the store cannot serve the object (a listing's ``problem``)."""
+    try:
+        validate_key(key)
+    except CrackModelError as error:
+        return f"the object's name is not a usable key: {error} (rename the object)"
+    return None
 
 
 def join_key(*parts: str) -> str:

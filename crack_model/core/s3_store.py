@@ -24,6 +24,7 @@ from crack_model.core.object_keys import (
     ObjectInfo,
     PreconditionFailedError,
     join_key,
+    key_problem,
     validate_key,
 )
 
@@ -78,7 +79,9 @@ class S3Store:
             return self._client
 
     def _key(self, key: str) -> str:
-        validate_key(key)
+        # The key as given, not NFC-normalised: S3 names are exact bytes, and a listed NFD key must read back.
+        # A trailing '/' is a folder (``url("incoming/b1/")``); validate_key refuses it for an object.
+        validate_key(key[:-1] if key.endswith("/") and key.strip("/") else key)
         return join_key(self.prefix, key)
 
     def url(self, key: str) -> str:
@@ -101,7 +104,9 @@ class S3Store:
                 key = item["Key"][strip:]
                 if key.endswith("/"):
                     continue  # folder placeholder objects some tools create
-                yield ObjectInfo(key, int(item["Size"]), item.get("ETag", "").strip('"') or None)
+                # An uploader may use any key ("a/../b.jpg", "a//b.jpg"): list it with the reason, never raise.
+                etag = item.get("ETag", "").strip('"') or None
+                yield ObjectInfo(key, int(item["Size"]), etag, problem=key_problem(key))
 
     def folders(self, prefix: str = "") -> builtins.list[str]:
         """Names of the immediate sub-folders of ``prefix`` (S3 common prefixes)."""

@@ -4,6 +4,11 @@ The training images are 227x227 crops of 4032x3024 phone photos; squashing a who
 into one 224x224 input would shrink a hairline crack below a pixel. A photo larger than
 the tile size is cut into overlapping tiles, each tile is scored, and the photo's crack
 probability is the highest tile's.
+
+Work per image is bounded: an image that would need more than ``max_tiles`` tiles (a 4032x3024
+phone photo needs 432) is scored shrunk to fit, and a very thin one is also padded to one tile
+high (or wide), since tiles of a thin strip are as small as the strip and their number does not
+fall with the scale. ``TileFit`` records what was done, for the result row.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageStat
 
 from crack_model.core.imaging import fit_to_input
 
@@ -26,12 +31,21 @@ class TileConfig:
     # Images up to this factor of the tile size are scored whole: tiling a 256x256
     # image into four near-identical tiles gains nothing.
     whole_image_slack: float = 1.25
+    # 512 keeps a 12 MP phone photo (432 tiles, the photos the training patches come from) at
+    # full resolution and bounds an image's tiles to ~77 MB at 224 px.
+    max_tiles: int = 512
 
     def __post_init__(self) -> None:
         if self.tile_size < 32:
             raise ValueError(f"tile size must be at least 32 pixels, got {self.tile_size}")
         if not 0 <= self.overlap < 1:
             raise ValueError(f"tile overlap must be in [0, 1), got {self.overlap}")
+        if self.max_tiles < 1:
+            raise ValueError(f"max tiles must be at least 1, got {self.max_tiles}")
+
+    @property
+    def stride(self) -> int:
+        return max(1, round(self.tile_size * (1 - self.overlap)))
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:
@@ -40,6 +54,104 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
     count = math.ceil((length - tile) / stride) + 1
     # Spread evenly so the last tile ends exactly at the edge.
     return [round(index * (length - tile) / (count - 1)) for index in range(count)]
+
+
+def _count(length: int, tile: int, stride: int) -> int:
+    return 1 if length <= tile else math.ceil((length - tile) / stride) + 1
+
+
+def tile_count(width: int, height: int, config: TileConfig) -> int:
+    """len(tile_boxes(width, height, config)), without building the boxes."""
+    limit = config.tile_size * config.whole_image_slack
+    if width <= limit and height <= limit:
+        return 1
+    tile = min(config.tile_size, width, height)
+    stride = max(1, round(tile * (1 - config.overlap)))
+    return _count(width, tile, stride) * _count(height, tile, stride)
+
+
+@dataclass(frozen=True)
+class TileFit:
+    """How an image is brought within the tile budget: shrunk to ``scaled``, then centred on a ``padded`` canvas."""
+
+    original: tuple[int, int]
+    scaled: tuple[int, int]
+    padded: tuple[int, int]
+    max_tiles: int
+
+    @property
+    def changed(self) -> bool:
+        return self.padded != self.original
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        return (self.padded[0] - self.scaled[0]) // 2, (self.padded[1] - self.scaled[1]) // 2
+
+    @property
+    def note(self) -> str:
+        """What was done, for the result row ("" when the image is tiled as it is)."""
+        if not self.changed:
+            return ""
+        (width, height), (scaled_width, scaled_height) = self.original, self.scaled
+        steps = []
+        if self.scaled != self.original:
+            steps.append(f"downscaled from {width}x{height} to {scaled_width}x{scaled_height}")
+        if self.padded != self.scaled:
+            steps.append(f"padded to {self.padded[0]}x{self.padded[1]}")
+        return f"{' and '.join(steps)} to stay within {self.max_tiles} tiles".capitalize()
+
+    def to_original(self, box: Box) -> Box:
+        """A box on the padded canvas, in the original image's pixels (clipped to the image)."""
+        (width, height), (scaled_width, scaled_height), (left_pad, top_pad) = self.original, self.scaled, self.offset
+        x_scale, y_scale = width / scaled_width, height / scaled_height
+
+        def map_x(x: int) -> int:
+            return min(width, max(0, round((x - left_pad) * x_scale)))
+
+        def map_y(y: int) -> int:
+            return min(height, max(0, round((y - top_pad) * y_scale)))
+
+        return map_x(box[0]), map_y(box[1]), map_x(box[2]), map_y(box[3])
+
+
+def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def fit_to_tile_budget(width: int, height: int, config: TileConfig) -> TileFit:
+    """The size to score an image at so that it needs at most ``config.max_tiles`` tiles."""
+    if tile_count(width, height, config) <= config.max_tiles:
+        return TileFit((width, height), (width, height), (width, height), config.max_tiles)
+    tile = config.tile_size
+    # Shrinking while the short side stays at least a tile: fewer tiles at each step down.
+    lowest = tile / min(width, height)
+    if lowest < 1 and tile_count(*_scaled(width, height, lowest), config) <= config.max_tiles:
+        low, high = lowest, 1.0
+        for _ in range(40):  # bisect to the largest scale that fits
+            middle = (low + high) / 2
+            fits = tile_count(*_scaled(width, height, middle), config) <= config.max_tiles
+            low, high = (middle, high) if fits else (low, middle)
+        scaled = _scaled(width, height, low)
+        return TileFit((width, height), scaled, scaled, config.max_tiles)
+    # Too thin for that: one row (or column) of full tiles, as long as max_tiles of them reach.
+    longest = tile + config.stride * (config.max_tiles - 1)
+    scaled = _scaled(width, height, min(1.0, longest / max(width, height)))
+    padded = (max(scaled[0], tile), max(scaled[1], tile))
+    return TileFit((width, height), scaled, padded, config.max_tiles)
+
+
+def pad_to_fit(image: Image.Image, fit: TileFit) -> Image.Image:
+    """Centre an image of ``fit.scaled`` size on the ``fit.padded`` canvas, filled with its mean colour.
+
+    A flat fill of the image's own mean adds no edge a crack detector would take for a crack
+    (black would draw a dark line along the border).
+    """
+    if fit.padded == image.size:
+        return image
+    mean = tuple(round(value) for value in ImageStat.Stat(image).mean)
+    canvas = Image.new(image.mode, fit.padded, mean)
+    canvas.paste(image, fit.offset)
+    return canvas
 
 
 def tile_boxes(width: int, height: int, config: TileConfig) -> list[Box]:

@@ -71,3 +71,18 @@ def build_data_manifest(
         "content_digest": hashlib.sha256(content.encode()).hexdigest() if content is not None else None,
     }
     return data, summary
+
+
+def read_data_manifest(data: bytes, source: str) -> list[dict[str, str]]:
+    """The rows of a stored ``data_manifest.csv`` (uri, label, sha256; sha256 may be empty).
+
+    Args:
+        data: the CSV bytes.
+        source: where they came from, for the error message.
+    """
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
+    header = set(reader.fieldnames or [])
+    if not {"uri", "label", "sha256"} <= header:
+        msg = f"data manifest {source} needs uri, label and sha256 columns (found {sorted(header) or 'none'})"
+        raise CrackModelError(msg)
+    return [{"uri": row["uri"], "label": row["label"], "sha256": row["sha256"] or ""} for row in reader]

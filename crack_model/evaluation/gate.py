@@ -9,7 +9,7 @@ allows; with no champion, only the floors apply. Each exported runtime (LiteRT f
 is approved only if it reaches the same floors and gives the Keras label on at least
 ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
-it includes 0.
+it includes 0. A holdout that shares an image with the candidate's training data is refused.
 
 The report (JSON and HTML) is stored with the candidate version, write-once; with
 ``promote=True`` a passing candidate becomes champion by compare-and-swap against the
@@ -43,7 +43,13 @@ from crack_model.evaluation.gate_checks import (
     slice_reports,
 )
 from crack_model.evaluation.gate_report import render_gate_html
-from crack_model.evaluation.holdout import Evaluation, Holdout, evaluate_on_holdout, load_holdout
+from crack_model.evaluation.holdout import (
+    Evaluation,
+    Holdout,
+    check_not_in_training,
+    evaluate_on_holdout,
+    load_holdout,
+)
 from crack_model.evaluation.intervals import (
     exact_intervals,
 )
@@ -203,7 +209,12 @@ def run_gate(
     Gate reports are write-once. If the candidate already has one made against the current
     champion, with the same policy and the same holdout listing (a retried task), that report
     is returned (``reused``) and, with ``promote``, the promotion is completed; if any of those
-    changed, GateReportExistsError says so.
+    changed, GateReportExistsError says so. A page or runtime list that a crash kept from being
+    written next to a stored report is written from it first.
+
+    The holdout must not share an image (same bytes, or same location) with the candidate's
+    training data (its ``data_manifest.csv``): the gate refuses such a holdout before it scores or
+    reuses anything.
 
     Args:
         registry: the registry store URI (``s3://bucket`` or a folder) or an open Registry.
@@ -215,13 +226,19 @@ def run_gate(
 
     Raises:
         GateReportExistsError: the candidate was gated before against another champion, policy or holdout.
+        CrackModelError: the holdout holds some of the candidate's training images (or is unusable).
         PromotionConflictError: the champion moved during the gate (after the report is stored).
     """
     opened = registry if isinstance(registry, Registry) else Registry(registry)
     policy = policy if isinstance(policy, GatePolicy) else load_policy(policy)
     actor = actor or default_actor()
     version_document = opened.read_version(name, candidate_version)
+    opened.restore_gate_files(name, candidate_version, render_gate_html)  # an earlier run died after the JSON
     holdout_set = load_holdout(holdout or opened.store.url(HOLDOUT_PREFIX), version_document["card"]["class_names"])
+    # Before a stored report is reused too: a report made on training images must not promote.
+    unchecked = check_not_in_training(
+        holdout_set, opened.data_manifest(name, candidate_version), f"{name} version {candidate_version}"
+    )
     champion_version = opened.aliases(name).get(CHAMPION)
     existing = opened.gate_report(name, candidate_version)
     if existing is not None:
@@ -229,7 +246,8 @@ def run_gate(
     elif champion_version == candidate_version:
         raise CrackModelError(f"{name} version {candidate_version} is already the champion: nothing to gate")
     else:
-        report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id)
+        notes = [unchecked] if unchecked else []
+        report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id, notes)
     report.html_url = opened.version_url(name, candidate_version, GATE_HTML)
     report.report_url = opened.version_url(name, candidate_version, GATE_REPORT)
     log.info(
@@ -306,8 +324,9 @@ def _evaluate(
     policy: GatePolicy,
     actor: str,
     run_id: str | None,
+    notes: Sequence[str] = (),
 ) -> GateReport:
-    """Score the candidate (every runtime) and the champion, decide, and store the report."""
+    """Score the candidate (every runtime) and the champion, decide, and store the report (with ``notes`` added)."""
     started = utc_now()
     candidate_version = version_document["version"]
     candidate_uri = f"models:/{name}/{candidate_version}"
@@ -337,6 +356,7 @@ def _evaluate(
         champion = evaluate_on_holdout(champion_scorer, holdout_set)
 
     body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
+    body["notes"] = [*notes, *body["notes"]]
     document = {
         "format_version": FORMAT_VERSION,
         "name": name,

@@ -68,7 +68,9 @@ def registry_section(reader: StoreReader, name: str, limit: int) -> dict[str, An
     champion = state.get("champion")
     if champion:
         document, gate = version_documents(champion)
-        section["champion"] = _champion(champion, document, gate, state.history)
+        # aliases.json keeps each alias's last change: who made the champion the champion, without
+        # reading the audit records.
+        section["champion"] = _champion(champion, document, gate, state.last.get("champion"))
         section["champion"]["links"] = {"gate_report": key(champion, GATE_HTML) if gate else None}
         if document is None:
             reader.note(f"the champion {champion} has no readable {VERSION_MARKER}")
@@ -76,7 +78,7 @@ def registry_section(reader: StoreReader, name: str, limit: int) -> dict[str, An
 
 
 def _champion(
-    version: str, document: dict[str, Any] | None, gate: dict[str, Any] | None, history: list[AuditEntry]
+    version: str, document: dict[str, Any] | None, gate: dict[str, Any] | None, last_change: AuditEntry | None
 ) -> dict[str, Any]:
     document = document or {}
     card = document.get("card") or {}
@@ -101,9 +103,7 @@ def _champion(
         for metric in CHAMPION_METRICS:
             metrics[metric] = {"value": figures.get(metric), "low": None, "high": None}
         extra = {"images": figures.get("images"), "cracks": None, "missed_cracks": None, "false_alarms": None}
-    promotion = next(
-        (entry for entry in reversed(history) if entry.alias == "champion" and entry.to_version == version), None
-    )
+    promotion = last_change if last_change is not None and last_change.to_version == version else None
     return {
         "version": version,
         "created_at": document.get("created_at") or card.get("created_at"),

@@ -1,8 +1,41 @@
-"""Aliases (champion, challenger) of a registered model, moved by compare-and-swap with an audit trail.
+"""Aliases (champion, challenger) of a registered model, moved by compare-and-swap, each change an audit record.
 
-The aliases live in one small document replaced whole with a conditional write (S3 ``If-Match``,
-a file lock locally), so a reader sees the old pointer or the new one, and of two concurrent
-promotions from the same champion exactly one wins.
+``models/<name>/aliases.json`` holds the current aliases, a revision number and the last change of
+each alias: a few hundred bytes, replaced whole with a conditional write (S3 ``If-Match`` on the
+ETag, ``If-None-Match`` for the first write; a file lock locally). A reader sees the old pointers
+or the new ones, and of two concurrent promotions from the same champion exactly one wins.
+
+Every change also gets its own write-once record,
+``models/<name>/audit/<revision:08d>-<event>-<alias>-<id>.json`` (who, which run, when, from, to,
+why, the gate decision), and the records are the audit log. A change is made in this order:
+
+1. read ``aliases.json``: revision R, its ETag, and the id of revision R's record (its newest change);
+2. write the record of revision R+1 with ``If-None-Match`` under a fresh random id; it names
+   revision R's record as ``previous``;
+3. replace ``aliases.json`` if its ETag is still the one read in 1 (revision R+1, the new entry as
+   its alias's last change). Only this write commits the change.
+
+The record is written before the commit, so no committed change lacks its record. The price is
+orphans: a writer that loses step 3 to another (or dies between 2 and 3) leaves a record of a
+revision it never committed. Readers therefore trust no record by its name alone: they start at
+the record ``aliases.json`` names for its revision and follow ``previous`` down to revision 1.
+A record above ``aliases.json``'s revision (a writer in flight, or dead) is never read; a record
+at or below it that is off the chain (the loser of a race for that revision) is ignored. A
+writer that lost retries from step 1 with a new id, so an orphan never blocks the revision it
+claimed: the winner's record replaces it in the chain. Orphans are left in place (the prefix is
+append-only); they are small and only a lost race or a crash makes one.
+
+``history`` lists ``audit/`` (one LIST request per 1,000 records) and reads the records at or below
+the current revision; ``rollback`` walks that history. ``resolve`` and scoring read
+``aliases.json`` only.
+
+Stores written before the records existed keep the whole log as a ``history`` list inside
+``aliases.json``, and a copy of each entry as ``audit/<revision:08d>-<event>-<alias>.json`` (no id).
+Both are read: while the list is there it is the log; the first change writes every listed entry
+as an id-less record (the old copies are kept when present) before its own record, then drops the
+list. Below the first record with an id, id-less records fill the revisions in. A library from
+before this change refuses to move an alias of a store moved on (it finds a revision without a
+history list and stops with "inconsistent"), so it cannot fork the log.
 """
 
 from __future__ import annotations
@@ -11,24 +44,33 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from crack_model.core.clock import utc_now
+from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.registry.audit_log import (
     ALIAS_NAMES,
+    AUDIT_FOLDER,
     CHAMPION,
     AliasState,
     AuditEntry,
     champion_lineage,
     check_history,
+    check_state,
+    committed_history,
+    parse_record_name,
     validate_alias,
 )
 from crack_model.registry.naming import ALIASES_FILE, CAS_ATTEMPTS, DEFAULT_NAME, PromotionConflictError
 
 log = logging.getLogger(__name__)
+
+READ_WORKERS = 8
 
 
 class AliasOperations:
@@ -50,26 +92,20 @@ class AliasOperations:
         raise NotImplementedError
 
     def aliases(self, name: str = DEFAULT_NAME) -> AliasState:
-        """The current aliases and their history (empty if nothing was ever promoted)."""
+        """The current aliases and the last change of each (all unset if nothing was ever promoted)."""
         key = join_key(self.model_prefix(name), ALIASES_FILE)
         info = self.store.head(key)
         if info is None:
-            return AliasState(name, dict.fromkeys(ALIAS_NAMES), [], 0, None)
+            return AliasState(name, dict.fromkeys(ALIAS_NAMES), 0, None)
         # The ETag is read before the bytes: if the document changes in between, the
         # conditional write against this older ETag fails and the caller re-reads.
         data = self.store.read(key)
         try:
-            document = json.loads(data)
-            return AliasState(
-                name=name,
-                aliases={alias: document.get("aliases", {}).get(alias) for alias in ALIAS_NAMES},
-                history=[AuditEntry.from_dict(entry) for entry in document.get("history", [])],
-                revision=int(document.get("revision", 0)),
-                etag=info.etag,
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            return AliasState.from_document(name, json.loads(data), info.etag)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             msg = (
-                f"{self.store.url(key)} is not a valid aliases document ({error}); restore it from models/{name}/audit/"
+                f"{self.store.url(key)} is not a valid aliases document ({error}); "
+                f"rebuild it from the newest record in models/{name}/{AUDIT_FOLDER}/"
             )
             raise CrackModelError(msg) from None
 
@@ -86,7 +122,38 @@ class AliasOperations:
         return version
 
     def history(self, name: str = DEFAULT_NAME) -> list[AuditEntry]:
-        return self.aliases(name).history
+        """Every committed alias change, oldest first, from the audit records (orphans left out)."""
+        return self._history_of(self.aliases(name))
+
+    def _history_of(self, state: AliasState) -> list[AuditEntry]:
+        if state.legacy_history or state.revision == 0:
+            history = list(state.legacy_history)
+        else:
+            history = committed_history(state, self._read_records(state.name, up_to=state.revision))
+        problems = check_history(state, history)
+        if problems:
+            msg = (
+                f"the audit log of model {state.name} in {self.uri} disagrees with its aliases ({problems[0]}); "
+                f"compare models/{state.name}/{ALIASES_FILE} with models/{state.name}/{AUDIT_FOLDER}/ and fix it"
+            )
+            raise CrackModelError(msg)
+        return history
+
+    def _read_records(self, name: str, *, up_to: int) -> list[AuditEntry]:
+        """Every record under ``audit/`` with a revision up to ``up_to`` (orphans included)."""
+        keys = []
+        for key in self._record_keys(name):
+            parsed = parse_record_name(key.rsplit("/", 1)[-1])
+            if parsed is not None and parsed[0] <= up_to:  # above: a change in flight or never committed
+                keys.append(key)
+
+        def read(key: str) -> AuditEntry:
+            try:
+                return AuditEntry.from_dict(json.loads(self.store.read(key)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+                raise CrackModelError(f"{self.store.url(key)} is not a valid audit record ({error})") from None
+
+        return list(map_bounded(read, keys, workers=READ_WORKERS, thread_name_prefix="audit-read"))
 
     def promote(
         self,
@@ -103,7 +170,7 @@ class AliasOperations:
 
         Atomic: the aliases document is replaced with a conditional write, and a lost race is
         retried only while the alias still points at ``expected_current``. Returns the new
-        history entry, or None if the alias already pointed at ``version`` (a retried task).
+        audit entry, or None if the alias already pointed at ``version`` (a retried task).
 
         Raises:
             PromotionConflictError: the alias points elsewhere now (someone else promoted).
@@ -125,18 +192,9 @@ class AliasOperations:
                     f"{expected_current} as expected (another promotion won); re-run the gate against {current}"
                 )
                 raise PromotionConflictError(msg)
-            return AuditEntry(
-                state.revision + 1,
-                "promote",
-                alias,
-                current,
-                version,
-                actor,
-                run_id,
-                reason,
-                utc_now(),
-                gate.get("decision") if gate else None,
-            )
+            decision = gate.get("decision") if gate else None
+            return AuditEntry(state.revision + 1, "promote", alias, current, version, actor, run_id, reason,
+                              utc_now(), decision)  # fmt: skip
 
         return self._update_aliases(name, change)
 
@@ -148,7 +206,7 @@ class AliasOperations:
         actor: str,
         run_id: str | None = None,
     ) -> AuditEntry:
-        """Point the champion back at the champion before it (as the history records)."""
+        """Point the champion back at the champion before it (as the audit log records)."""
         if not reason.strip():
             raise CrackModelError("a rollback needs a reason (it goes into the audit log)")
         seen = self.aliases(name).get(CHAMPION)
@@ -158,23 +216,14 @@ class AliasOperations:
             if current != seen:
                 msg = f"{name}@{CHAMPION} moved from {seen} to {current} during the rollback; check and retry"
                 raise PromotionConflictError(msg)
-            lineage = champion_lineage(state.history)
+            lineage = champion_lineage(self._history_of(state))
             if current is None or len(lineage) < 2:
                 raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
             target = lineage[-2]
             gate = self.gate_report(name, target)
-            return AuditEntry(
-                state.revision + 1,
-                "rollback",
-                CHAMPION,
-                current,
-                target,
-                actor,
-                run_id,
-                reason,
-                utc_now(),
-                gate.get("decision") if gate else None,
-            )
+            decision = gate.get("decision") if gate else None
+            return AuditEntry(state.revision + 1, "rollback", CHAMPION, current, target, actor, run_id, reason,
+                              utc_now(), decision)  # fmt: skip
 
         entry = self._update_aliases(name, change)
         if entry is None:  # change() never returns None for a rollback
@@ -185,22 +234,25 @@ class AliasOperations:
         key = join_key(self.model_prefix(name), ALIASES_FILE)
         for attempt in range(CAS_ATTEMPTS):
             state = self.aliases(name)
-            problems = check_history(state)
+            problems = check_state(state)
             if problems:
                 raise CrackModelError(f"{self.store.url(key)} is inconsistent ({problems[0]}); fix it before promoting")
-            entry = change(state)
-            if entry is None:
+            proposed = change(state)
+            if proposed is None:
                 return None
-            aliases = dict(state.aliases)
-            aliases[entry.alias] = entry.to_version
-            updated = AliasState(name, aliases, [*state.history, entry], entry.revision, state.etag)
+            head = state.head
+            entry = replace(proposed, entry_id=uuid.uuid4().hex[:16], previous_id=head.entry_id if head else None)
+            if state.legacy_history:
+                self._write_legacy_records(name, state.legacy_history)
+            # The record before the commit (see the module docstring): if the write below loses or
+            # this process dies first, the record is an orphan that no reader trusts.
             try:
-                self.store.write_if_match(key, _json_bytes(updated.as_document()), state.etag)
+                self.store.write_if_match(self._record_key(name, entry), _json_bytes(entry.as_dict()), None)
+                self.store.write_if_match(key, _json_bytes(state.after(entry).as_document()), state.etag)
             except PreconditionFailedError:
                 # Another writer changed the document: re-read and re-check (maybe another alias moved).
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
-            self._mirror_audit(name, entry)
             log.info(
                 "%s@%s: %s -> %s (%s by %s: %s)",
                 name,
@@ -214,13 +266,32 @@ class AliasOperations:
             return entry
         raise PromotionConflictError(f"gave up moving an alias of {name}: {CAS_ATTEMPTS} concurrent updates won first")
 
-    def _mirror_audit(self, name: str, entry: AuditEntry) -> None:
-        # One object per event for tools that watch a prefix; aliases.json stays the record.
-        key = join_key(self.model_prefix(name), "audit", f"{entry.revision:08d}-{entry.event}-{entry.alias}.json")
-        try:
-            self.store.write_if_match(key, _json_bytes(entry.as_dict()), None)
-        except Exception as error:  # the change is committed; a missing copy must not undo it
-            log.warning("could not write the audit copy %s: %s", key, error)
+    def _record_key(self, name: str, entry: AuditEntry) -> str:
+        return join_key(self.model_prefix(name), AUDIT_FOLDER, entry.record_name)
+
+    def _record_keys(self, name: str) -> list[str]:
+        """Keys of every object directly under ``audit/`` (records, and whatever else lies there)."""
+        folder = join_key(self.model_prefix(name), AUDIT_FOLDER)
+        return [
+            info.key
+            for info in self.store.list(folder)
+            if info.key.startswith(folder + "/") and "/" not in info.key[len(folder) + 1 :]
+        ]
+
+    def _write_legacy_records(self, name: str, history: Sequence[AuditEntry]) -> None:
+        """Write the entries of an old store's ``history`` list as id-less records (kept if present)."""
+        present = set(self._record_keys(name))
+        written = 0
+        for entry in history:
+            record_key = self._record_key(name, entry)
+            if record_key in present:
+                continue
+            try:
+                self.store.write_if_match(record_key, _json_bytes(entry.as_dict()), None)
+                written += 1
+            except PreconditionFailedError:
+                pass  # another writer moving the same store on wrote it: the same committed entry
+        log.info("model %s: moved %d history entries from %s into audit records", name, written, ALIASES_FILE)
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:

@@ -6,15 +6,20 @@ models/<name>/versions/<version>/data_manifest.csv     the training images (uri,
 models/<name>/versions/<version>/drift_reference.json  the drift reference profile (if given)
 models/<name>/versions/<version>/version.json          written last: the version is complete
 models/<name>/versions/<version>/gate_report.json|.html, approved_runtimes.json   write-once gate results
-models/<name>/aliases.json                              {"aliases": {"champion": ...}, "history": [...]}
-models/<name>/audit/<revision>-<event>-<alias>.json     a copy of each history entry, one object per event
+models/<name>/aliases.json                              {"revision": n, "aliases": {...}, "last": {...}}
+models/<name>/audit/<revision>-<event>-<alias>-<id>.json   one write-once record per alias change
 ```
 
 A version folder is never overwritten: ``register`` refuses an existing version. The aliases
 live in one small document replaced whole with a conditional write (S3 ``If-Match``, a file
 lock locally), so a reader sees the old pointer or the new one, and of two concurrent
-promotions from the same champion exactly one wins. Each change appends an entry to the
-history inside that same document, so the audit log cannot disagree with the aliases.
+promotions from the same champion exactly one wins. Each change is also a write-once audit
+record, written before the conditional write commits it; aliases.py explains how readers tell
+committed records from orphans.
+
+A gate result is claimed by its JSON report (created only if absent, so of two gates racing on
+one version the loser writes nothing); the page and the runtime list are derived from it, and
+``restore_gate_files`` writes them again if a crash left only the JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,7 @@ from crack_model.core.model_card import MODEL_NAME, ModelCard
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
-from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest
+from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest, read_data_manifest
 from crack_model.registry.aliases import AliasOperations
 from crack_model.registry.naming import (
     APPROVED_RUNTIMES,
@@ -257,15 +262,59 @@ class Registry(AliasOperations):
         report_key = self.version_key(name, version, GATE_REPORT)
         document = {**report, "approved_runtimes": list(approved_runtimes)}
         # The JSON report first, created only if absent: of two gates racing on one version the
-        # loser writes nothing. The page and the runtime list are derived from it.
+        # loser writes nothing. The page and the runtime list are derived from it; if this process
+        # dies before they are written, restore_gate_files writes them from the stored JSON.
         try:
             self.store.write_if_match(report_key, _json_bytes(document), None)
         except PreconditionFailedError:
             raise GateReportExistsError(self._gate_exists_message(name, version)) from None
-        runtimes = {"version": version, "approved_runtimes": list(approved_runtimes), "gated_at": utc_now()}
-        self.store.write(self.version_key(name, version, APPROVED_RUNTIMES), _json_bytes(runtimes))
-        self.store.write(self.version_key(name, version, GATE_HTML), html.encode(), content_type="text/html")
+        self._write_gate_files(name, version, document, html)
         return self.store.url(report_key)
+
+    def restore_gate_files(self, name: str, version: str, render_html: Callable[[Mapping[str, Any]], str]) -> list[str]:
+        """Write the gate page and runtime list again if a crash left only the JSON report.
+
+        Args:
+            render_html: turns the stored report into the page (the gate's ``render_gate_html``).
+
+        Returns:
+            The file names written (empty when nothing was missing or the version has no report).
+        """
+        report = self.gate_report(name, version)
+        if report is None:
+            return []
+        missing = [
+            file_name
+            for file_name in (APPROVED_RUNTIMES, GATE_HTML)
+            if not self.store.exists(self.version_key(name, version, file_name))
+        ]
+        if missing:
+            html = render_html(report) if GATE_HTML in missing else None
+            self._write_gate_files(name, version, report, html, only=missing)
+            log.warning("%s %s: wrote the missing %s from its stored %s", name, version, " and ".join(missing),
+                        GATE_REPORT)  # fmt: skip
+        return missing
+
+    def _write_gate_files(
+        self, name: str, version: str, report: Mapping[str, Any], html: str | None, only: Sequence[str] = ()
+    ) -> None:
+        # Derived from the stored report alone, so a restored file is the file the gate would have written.
+        if not only or APPROVED_RUNTIMES in only:
+            runtimes = {
+                "version": version,
+                "approved_runtimes": list(report.get("approved_runtimes") or []),
+                "gated_at": report.get("finished_at") or utc_now(),
+            }
+            self.store.write(self.version_key(name, version, APPROVED_RUNTIMES), _json_bytes(runtimes))
+        if html is not None and (not only or GATE_HTML in only):
+            self.store.write(self.version_key(name, version, GATE_HTML), html.encode(), content_type="text/html")
+
+    def data_manifest(self, name: str, version: str) -> list[dict[str, str]] | None:
+        """The rows (uri, label, sha256) of the images the version was trained on; None if none was stored."""
+        key = self.version_key(name, version, DATA_MANIFEST)
+        if not self.store.exists(key):
+            return None
+        return read_data_manifest(self.store.read(key), self.store.url(key))
 
     def ensure_not_gated(self, name: str, version: str) -> None:
         """Raise GateReportExistsError if the version already has a gate report."""

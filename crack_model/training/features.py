@@ -181,7 +181,50 @@ def fit_head_on_features(
     head = keras.Model(inputs, outputs, name="crack_head")
     head.get_layer("class_probabilities").set_weights(classifier.get_layer("class_probabilities").get_weights())
 
+    head_callbacks = classifier_checkpoints(callbacks, classifier)
     history = compile_and_fit(head, train_data, validation_data, train_config.epochs, train_config.learning_rate,
-                              callbacks, verbose, data_config.crack_index)  # fmt: skip
-    classifier.get_layer("class_probabilities").set_weights(head.get_layer("class_probabilities").get_weights())
+                              head_callbacks, verbose, data_config.crack_index)  # fmt: skip
+    copy_head(head, classifier)
     return history
+
+
+def copy_head(head: Any, classifier: Any) -> None:
+    """Put the head's trained dense layer into the classifier (the dropout layer has no weights)."""
+    classifier.get_layer("class_probabilities").set_weights(head.get_layer("class_probabilities").get_weights())
+
+
+def classifier_checkpoints(callbacks: Sequence[Any], classifier: Any) -> list[Any]:
+    """``callbacks`` for fitting the head, each ModelCheckpoint made to save the full classifier.
+
+    A ModelCheckpoint saves the model being fitted: here the head, which takes feature vectors,
+    not pixels, and could not score an image. Wrapped, it saves the classifier with the head's
+    weights of that epoch, so ``checkpoints/best.keras`` scores pixels as with uncached training.
+    The wrapped checkpoint keeps its own best value, so a fine-tuning phase after this one only
+    overwrites the file when it improves on the head's best.
+    """
+    import keras
+
+    class ClassifierCheckpoint(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self, checkpoint: Any) -> None:
+            super().__init__()
+            self.checkpoint = checkpoint
+
+        def set_params(self, params: Any) -> None:
+            super().set_params(params)
+            self.checkpoint.set_params(params)
+
+        def set_model(self, model: Any) -> None:
+            super().set_model(model)
+            self.checkpoint.set_model(classifier)
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.checkpoint.on_epoch_begin(epoch, logs)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            copy_head(self.model, classifier)
+            self.checkpoint.on_epoch_end(epoch, logs)
+
+    return [
+        ClassifierCheckpoint(callback) if isinstance(callback, keras.callbacks.ModelCheckpoint) else callback
+        for callback in callbacks
+    ]

@@ -171,23 +171,16 @@ def train(
     artifacts["config"] = output_dir / "training_config.json"
     artifacts["config"].write_text(json.dumps(config_record, indent=2, default=str) + "\n", encoding="utf-8")
 
+    def split_metrics(images: list[LabeledImage], probabilities: np.ndarray) -> dict[str, Any]:
+        labels = [image.label for image in images]
+        return compute_metrics(labels, probabilities, threshold=threshold, class_names=data_config.class_names,
+                               crack_class=data_config.crack_class)  # fmt: skip
+
     metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold}
-    metrics["validation"] = compute_metrics(
-        [image.label for image in split.validation],
-        validation_probabilities,
-        threshold=threshold,
-        class_names=data_config.class_names,
-        crack_class=data_config.crack_class,
-    )
+    metrics["validation"] = split_metrics(split.validation, validation_probabilities)
     if split.test:
         test_probabilities = predict_probabilities(classifier, split.test, data_config)
-        metrics["test"] = compute_metrics(
-            [image.label for image in split.test],
-            test_probabilities,
-            threshold=threshold,
-            class_names=data_config.class_names,
-            crack_class=data_config.crack_class,
-        )
+        metrics["test"] = split_metrics(split.test, test_probabilities)
         matrix = metrics["test"]["confusion_matrix"]
         artifacts["confusion_matrix"] = save_confusion_matrix(
             matrix["rows_true_columns_predicted"],
@@ -203,7 +196,8 @@ def train(
             artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
     artifacts["metrics"] = output_dir / "metrics.json"
     artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    artifacts["checkpoint"] = checkpoint
+    if checkpoint.is_file():  # the best epoch's full classifier (with the feature cache too: see features.py)
+        artifacts["checkpoint"] = checkpoint
     artifacts["tensorboard"] = output_dir / "tensorboard"
     return TrainingRun(output_dir, card, metrics, history, artifacts)
 

@@ -57,3 +57,47 @@ def test_s3_conditional_write(s3_bucket, s3_env):
     with pytest.raises(PreconditionFailedError):
         store.write_if_match("models/aliases.json", b"v3", etag)
     assert store.read("models/aliases.json") == b"v2"
+
+
+def test_s3_keys_that_are_not_valid_keys_are_listed_with_a_problem(s3_bucket, s3_env):
+    """Uploads named a/../b, a//b, ./b or with a backslash list with a reason instead of failing downstream."""
+    import boto3
+
+    odd = [
+        "incoming/b1/sub/../evil.jpg",
+        "incoming/b1//double.jpg",
+        "incoming/b1/./dot.jpg",
+        "incoming/b1/site\\north.jpg",
+    ]
+    client = boto3.client("s3")
+    for key in [*odd, "incoming/b1/_DSC1234.JPG"]:
+        client.put_object(Bucket=s3_bucket, Key=f"root/{key}", Body=b"x")
+    store = open_store(f"s3://{s3_bucket}/root")
+    found = {info.key: info.problem for info in store.list("incoming/b1/")}
+    assert sorted(found) == sorted([*odd, "incoming/b1/_DSC1234.JPG"])
+    assert found["incoming/b1/_DSC1234.JPG"] is None
+    assert "'..' segments" in found["incoming/b1/sub/../evil.jpg"]
+    assert "'//'" in found["incoming/b1//double.jpg"]
+    assert "'..' segments" in found["incoming/b1/./dot.jpg"]
+    assert "backslash" in found["incoming/b1/site\\north.jpg"]
+
+
+def test_s3_decomposed_unicode_keys_read_back_as_listed(s3_bucket, s3_env):
+    """S3 keys are exact bytes: an NFD key an uploader wrote lists, reads and heads by that key."""
+    import unicodedata
+
+    import boto3
+
+    decomposed = unicodedata.normalize("NFD", "incoming/b1/Übergang.jpg")
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key=decomposed, Body=b"mac")
+    store = open_store(f"s3://{s3_bucket}")
+    [info] = store.list("incoming/b1/")
+    assert (info.key, info.problem) == (decomposed, None)
+    assert store.read(info.key) == b"mac"
+    assert store.head(info.key).size == 3
+
+
+def test_s3_url_of_a_folder_still_works_now_that_object_keys_refuse_a_trailing_slash(s3_bucket, s3_env):
+    """url("incoming/b1/") names the batch folder (validation records it as its source) and does not raise."""
+    store = open_store(f"s3://{s3_bucket}/root")
+    assert store.url("incoming/b1/") == f"s3://{s3_bucket}/root/incoming/b1"

@@ -55,7 +55,7 @@ def test_failed_write_keeps_the_old_object_and_leaves_no_temp_file(tmp_path, mon
     store = LocalStore(tmp_path)
     store.write("results/x.csv", b"old")
 
-    def broken_replace(*_args):
+    def broken_replace(*_args, **_kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(local_store.os, "replace", broken_replace)

@@ -128,11 +128,10 @@ def store(tmp_path_factory) -> LocalStore:
 
 @pytest.fixture(scope="module")
 def view(store, tmp_path_factory):
-    """The ops_view module, imported the way Airflow's plugin loader can (plugins/ on sys.path)."""
+    """The ops_view module of the installed crack_ops plugin, reading the test store."""
     with pytest.MonkeyPatch.context() as patch:
         if "airflow" not in sys.modules:  # keep Airflow's config out of the user's home
             patch.setenv("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow-home")))
-        patch.syspath_prepend(str(PROJECT / "plugins"))
         patch.setenv("AIRFLOW_VAR_CRACK_STORE", store.uri)
         from crack_ops import ops_view
 
@@ -426,7 +425,7 @@ def test_store_comes_from_the_environment_then_the_default(view, monkeypatch, tm
 def test_plugin_registers_the_app_and_a_valid_external_view(view):
     """The plugin mounts the app at /crack-ops behind authentication and adds a nav view Airflow's schema accepts."""
     from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse, FastAPIAppResponse
-    from crack_ops_plugin import CrackOpsPlugin
+    from crack_ops.plugin import CrackOpsPlugin
 
     (app_entry,) = CrackOpsPlugin.fastapi_apps
     assert app_entry["url_prefix"] == "/crack-ops"

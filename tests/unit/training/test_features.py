@@ -75,3 +75,25 @@ def split_sizes(model_dir):
         for row in csv.DictReader(handle):
             parts[row["split"]].append(row["uri"])
     return parts
+
+
+def test_the_feature_cache_checkpoint_scores_pixels(synth_data, tmp_path):
+    """checkpoints/best.keras from cached training is the full classifier: it takes a pixel batch, like model.keras."""
+    import keras
+
+    from crack_model.core.imaging import decode_to_array
+    from crack_model.core.storage import read_uri
+    from crack_model.training.train import train
+
+    run = train(synth_data, tmp_path / "model", CONFIG, MODEL, TrainConfig(epochs=2), verbose=0,
+                export_runtimes=False, feature_cache_dir=tmp_path / "cache")  # fmt: skip
+    assert run.artifacts["checkpoint"] == run.output_dir / "checkpoints" / "best.keras"
+    checkpoint = keras.models.load_model(run.artifacts["checkpoint"])
+    assert checkpoint.input_shape == (None, 64, 64, 3)
+    images = load_labeled(synth_data, CONFIG)[:6]
+    pixels = np.stack([decode_to_array(read_uri(image.uri), 64) for image in images]).astype("float32")
+    probabilities = checkpoint.predict(pixels, verbose=0)
+    assert probabilities.shape == (6, 2) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # Early stopping restores the best epoch, the epoch the checkpoint saved: the two models agree.
+    final = keras.models.load_model(run.output_dir / "model.keras")
+    assert np.allclose(probabilities, final.predict(pixels, verbose=0), atol=1e-5)

@@ -1,0 +1,60 @@
+"""Markers are an explicit list: everything else in a batch is an upload and gets a row."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.core import layout
+from crack_model.core.local_store import LocalStore
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/b1/_DSC1234.JPG",
+        "incoming/b1/_MG_0001.jpg",
+        "incoming/b1/.hidden.jpg",
+        "incoming/b1/.DS_Store",
+        "incoming/b1/__MACOSX/._photo.jpg",
+        "incoming/b1/sub/_SUCCESS.jpg",
+        "incoming/b1/_parts/photo.jpg",
+        "incoming/b1/.tmp.jpg",
+        "incoming/b1/.longname-photo.jpg",
+        "labeled/crack/_DSC0001.JPG",
+    ],
+)
+def test_uploads_with_underscore_or_dot_names_are_not_markers(key):
+    """Camera names like _DSC1234.JPG, hidden files and __MACOSX/ entries are uploads, not bookkeeping."""
+    assert not layout.is_marker(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "results/b1/_SUCCESS",
+        "results/b1/_parts/v1/shard-0000-of-0001/_DONE",
+        "results/b1/_parts/v1/shard-0000-of-0001/part-000000.csv",
+        "incoming/b1/_READY",
+        "incoming/b1/.tmp-0123abcd-photo.jpg",
+        "incoming/b1/.longname-0123456789abcdef",
+        "_SUCCESS",
+    ],
+)
+def test_the_listed_bookkeeping_names_are_markers(key):
+    """_SUCCESS, _DONE, _READY, results/<batch>/_parts/..., temp files and long-name side files are markers."""
+    assert layout.is_marker(key)
+
+
+def test_a_batch_listing_keeps_every_upload_and_drops_only_markers(tmp_path):
+    """Filtering a listing with is_marker leaves _DSC1234.JPG, .hidden.jpg and __MACOSX/ in, _READY out."""
+    store = LocalStore(tmp_path)
+    uploads = [
+        "incoming/b1/_DSC1234.JPG",
+        "incoming/b1/.hidden.jpg",
+        "incoming/b1/__MACOSX/._a.jpg",
+        "incoming/b1/a.jpg",
+    ]
+    for key in [*uploads, "incoming/b1/_READY"]:
+        store.write(key, b"x")
+    kept = [info.key for info in store.list(layout.incoming_prefix("b1")) if not layout.is_marker(info.key)]
+    assert sorted(kept) == sorted(uploads)

@@ -1,0 +1,88 @@
+"""The gate's inputs and outputs on failure: a holdout with training images is refused; a half-written result heals."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from crack_model.core.errors import CrackModelError
+from crack_model.evaluation.gate import run_gate
+from crack_model.evaluation.gate_checks import PROMOTE
+from crack_model.evaluation.gate_report import render_gate_html
+from crack_model.evaluation.holdout import load_holdout
+from crack_model.registry.versions import Registry
+from tests.gate_models import variant
+from tests.unit.evaluation.test_gate import detector, holdout, model_cache, new_registry, policy  # noqa: F401
+
+CLASSES = ["Negative", "Positive"]
+
+
+def test_a_retry_writes_the_page_and_runtimes_a_crash_left_out(tmp_path, detector, holdout, monkeypatch):  # noqa: F811
+    """The JSON report is stored, then the process dies: the retried gate reuses it and writes the missing files."""
+    registry = new_registry(tmp_path, detector)
+    write = registry.store.write
+
+    def die_after_the_json(key: str, data: bytes, **options: object) -> None:
+        if key.endswith(("approved_runtimes.json", "gate_report.html")):
+            raise RuntimeError("worker killed")
+        write(key, data, **options)
+
+    monkeypatch.setattr(registry.store, "write", die_after_the_json)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run_gate(registry, "crack", "det-1", str(holdout), policy(), promote=True)
+    monkeypatch.setattr(registry.store, "write", write)
+    folder = tmp_path / "store" / "models" / "crack" / "versions" / "det-1"
+    assert (folder / "gate_report.json").is_file()
+    assert not (folder / "gate_report.html").exists() and not (folder / "approved_runtimes.json").exists()
+
+    report = run_gate(registry, "crack", "det-1", str(holdout), policy(), promote=True)
+    assert report.reused and report.decision == PROMOTE and report.promoted
+    stored = json.loads((folder / "gate_report.json").read_text())
+    assert (folder / "gate_report.html").read_text() == render_gate_html(stored)
+    runtimes = json.loads((folder / "approved_runtimes.json").read_text())
+    assert runtimes["approved_runtimes"] == stored["approved_runtimes"] == ["litert-int8", "litert-fp32", "keras"]
+    assert runtimes["gated_at"] == stored["finished_at"]
+    assert any("no training-data manifest" in note for note in stored["notes"])  # the detector was not trained
+    assert registry.restore_gate_files("crack", "det-1", render_gate_html) == []  # nothing left to write
+
+
+def test_a_holdout_sharing_images_with_the_training_data_is_refused(tmp_path, detector, holdout):  # noqa: F811
+    """Two holdout images copied into the training set and one listed by location: refused, counted, nothing stored."""
+    listed = load_holdout(str(holdout), CLASSES)
+    training = tmp_path / "train"
+    rows = []
+    for image in listed.images[:2]:  # the same bytes under another name
+        source = holdout / image.uri[len(listed.uri) + 1 :]
+        copy = training / image.label / f"copy-{source.name}"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, copy)
+        rows.append({"uri": str(copy), "label": image.label, "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()})
+    rows.append({"uri": listed.images[-1].uri, "label": listed.images[-1].label, "sha256": ""})  # same location
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["uri", "label", "sha256"])
+        writer.writeheader()
+        writer.writerows(rows)
+    registry = Registry(tmp_path / "store")
+    registry.register(variant(detector, tmp_path / "leaky", "det-leaky"), "crack", data_manifest=manifest)
+
+    with pytest.raises(CrackModelError) as refused:
+        run_gate(registry, "crack", "det-leaky", str(holdout), policy(), promote=True)
+    message = str(refused.value)
+    assert "shares 3 of its 60 images with the training data of crack version det-leaky" in message
+    assert f"copy-{(holdout / listed.images[0].uri[len(listed.uri) + 1 :]).name}" in message  # an example
+    assert "holdout param" in message and "kept out of training" in message  # what to do
+    assert registry.gate_report("crack", "det-leaky") is None and registry.aliases("crack").get("champion") is None
+
+    clean = tmp_path / "clean-holdout"
+    shutil.copytree(holdout, clean)
+    for image in [*listed.images[:2], listed.images[-1]]:
+        (clean / image.uri[len(listed.uri) + 1 :]).unlink()
+    report = run_gate(registry, "crack", "det-leaky", str(clean), policy())
+    assert report.document["holdout"]["images"] == 57
+    assert report.decision == PROMOTE
+    assert any("1 of the 3 training images" in note and "by location only" in note for note in report.notes)
