@@ -9,11 +9,14 @@ merge each batch's results next to its uploads, and publish a run summary plus a
 event for the results.
 
 Re-running a night never duplicates results (a complete batch has `_SUCCESS`; shards resume
-from their parts). A failed shard retries alone.
+from their parts). A failed shard retries alone. One batch's failure never holds back another:
+planning, merging and the run summary run whatever happened upstream (`all_done`), and the run
+summary (`runs/<run_id>.json`) names each failed batch and the step that stopped it.
 
 **Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
 `model` (default `models:/crack@champion`), `aws_conn_id` (the AWS connection whose session
 reaches s3:// stores; its `endpoint_url` extra points at MinIO), `batch_ids` (score just these),
+`release_batches` (score these even though they failed validation: every object still gets a row),
 shard sizing.
 """
 
@@ -52,6 +55,12 @@ from crack_ops.sensors import NewBatchesSensor
         "max_batches": Param(100, type="integer", minimum=1),
         "objects_per_shard": Param(2000, type="integer", minimum=1),
         "max_shards_per_batch": Param(16, type="integer", minimum=1, maximum=64),
+        "release_batches": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="failed batches to score anyway: decodable, allowed objects are scored, the rest get rows",
+        ),
     },
 )
 def crack_nightly_scoring() -> None:
@@ -82,13 +91,15 @@ def crack_nightly_scoring() -> None:
 
         return validate_incoming(run_store(params), batch_id, model.get("drift_reference"))
 
-    @task(execution_timeout=timedelta(minutes=10))
+    # all_done from here on: one batch whose validation or scoring failed never holds back the others.
+    @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))
     def plan_shards(validations: list[dict[str, Any]], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """One work item per (valid batch, shard); failed batches are left out."""
+        """One work item per (valid or released batch, shard); batches that failed validation are left out."""
+        from crack_model.pipelines.nightly import batches_to_score
         from crack_model.pipelines.nightly import plan_shards as plan
 
-        valid = [v["batch_id"] for v in validations if v["outcome"] != "failed"]
-        return plan(run_store(params), valid, objects_per_shard=params["objects_per_shard"],
+        chosen = batches_to_score(list(validations or []), params["release_batches"])
+        return plan(run_store(params), chosen, objects_per_shard=params["objects_per_shard"],
                     max_shards_per_batch=params["max_shards_per_batch"])  # fmt: skip
 
     @task(map_index_template="{{ work_item }}", execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=16)
@@ -104,36 +115,50 @@ def crack_nightly_scoring() -> None:
         report = score_work_item(run_store(params), item, model["uri"])
         return {**report, "hostname": socket.gethostname()}
 
-    @task(outlets=[SCORING_RESULTS], execution_timeout=timedelta(minutes=30))
+    @task(outlets=[SCORING_RESULTS], trigger_rule="all_done", execution_timeout=timedelta(minutes=30))
     def finalize_batches(reports: list[dict[str, Any]], params: dict[str, Any] | None = None, outlet_events=None):
         """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
         from crack_model.pipelines.nightly import finalize_batches as finalize
 
         store = run_store(params)
-        summaries = finalize(store, list(reports))
+        summaries = finalize(store, list(reports or []))
         outlet_events[SCORING_RESULTS].extra = {
             "store": store.uri,
             "batches": [summary["batch_id"] for summary in summaries],
         }
         return summaries
 
-    @task(trigger_rule="none_failed", execution_timeout=timedelta(minutes=10))
+    @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))
     def publish_run_summary(
-        validations: list[dict[str, Any]],
+        batch_ids: list[str] | None,
+        validations: list[dict[str, Any]] | None,
+        work_items: list[dict[str, Any]] | None,
         summaries: list[dict[str, Any]] | None,
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """One JSON document per run under runs/, for the ops view and downstream readers."""
+        """One JSON document per run under runs/, always written: it names each failed batch and why."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from crack_model.pipelines.nightly import publish_run_summary as publish
 
-        return publish(run_store(params), run_id or "manual", list(validations or []), list(summaries or []))
+        planned = sorted({item["batch_id"] for item in work_items or []})
+        summary = publish(run_store(params), run_id or "manual", list(validations or []), list(summaries or []),
+                          batch_ids=list(batch_ids or []), planned=planned,
+                          released=list(params["release_batches"]))  # fmt: skip
+        if summary["incomplete_batches"]:  # the summary is written; the run still shows red for the on-call
+            failures = "; ".join(
+                f"{batch}: {summary['failed_batches'][batch]}" for batch in summary["incomplete_batches"]
+            )
+            raise AirflowFailException(f"batches not finished tonight (the others are done): {failures}")
+        return summary
 
     model = resolve_model()
     validations = validate_batch.partial(model=model).expand(batch_id=batches.output)
-    reports = score_shard.partial(model=model).expand(item=plan_shards(validations))
+    work_items = plan_shards(validations)
+    reports = score_shard.partial(model=model).expand(item=work_items)
     summaries = finalize_batches(reports)
-    publish_run_summary(validations, summaries)
+    publish_run_summary(batches.output, validations, work_items, summaries)
 
 
 crack_nightly_scoring()

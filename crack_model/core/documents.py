@@ -81,8 +81,17 @@ class StoredDocument:
 
 
 @dataclass
+class PartStats(StoredDocument):
+    """Beside each part of a shard's results: how many rows it holds and how long they took."""
+
+    KIND: ClassVar[str] = "part stats"
+    images: int
+    seconds: float
+
+
+@dataclass
 class ShardStats(StoredDocument):
-    """A finished shard's ``_DONE`` marker: what this attempt scored and how long it took."""
+    """A finished shard's ``_DONE`` marker: what all its attempts scored (every part) and how long it took."""
 
     KIND: ClassVar[str] = "shard marker"
     images: int
@@ -91,6 +100,8 @@ class ShardStats(StoredDocument):
     runtime: str | None = None
     crack_class: str | None = None
     threshold: float | None = None
+    # Digest of the validated manifest the shard scored against (None: the batch had no manifest).
+    validated_manifest: str | None = None
 
 
 @dataclass
@@ -112,6 +123,9 @@ class BatchSummary(StoredDocument):
     scoring_seconds: float
     throughput_images_per_second: float | None
     finished_at: str
+    # Uploads that arrived after validation: they get their rows when the batch is validated again.
+    late_objects: int = 0
+    validated_manifest: str | None = None
 
     @property
     def objects_scored(self) -> int:
@@ -168,6 +182,12 @@ class RunSummary(StoredDocument):
     objects_scored: int
     cracks: int
     validations: list[dict[str, Any]]
+    # Failed batches an operator released (``release_batches``): scored anyway, with rows for every object.
+    batches_released: list[str] = field(default_factory=list)
+    # Every batch of the run that did not end scored, with the step that stopped it and why.
+    failed_batches: dict[str, str] = field(default_factory=dict)
+    # The failed batches whose step did not finish (a task failed), as opposed to a batch that failed its checks.
+    incomplete_batches: list[str] = field(default_factory=list)
 
 
 def quarantined_objects(store: ObjectStore | str, batch_id: str) -> list[dict[str, Any]]:

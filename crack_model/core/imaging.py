@@ -15,10 +15,12 @@ needs to hold it once (``ImageHeader.decoded_bytes``).
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -121,7 +123,7 @@ class ImageHeader:
 
     @property
     def channels(self) -> int:
-        return len(Image.getmodebands(self.mode))
+        return Image.getmodebands(self.mode)
 
     def decoded_pixels(self, size: tuple[int, int] | None = None) -> int:
         """Pixels the decoder produces for ``open_image(..., size=size)`` (JPEGs decode reduced)."""
@@ -162,6 +164,8 @@ def refusal(data: bytes) -> FormatNotAcceptedError:
         name = "TGA"
     if name is None and len(data) > 3 and data[0] == 0x0A and data[1] in (0, 2, 3, 4, 5) and data[2] == 1:
         name = "PCX"
+    if name is None and len(data) > 3 and data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
+        name = "PPM"
     if name is None:
         return FormatNotAcceptedError(f"not an image, or in a format we do not know: upload {ACCEPTED}")
     if name in NOT_IMAGES:
@@ -198,17 +202,28 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         # Our own pixel limit below replaces Pillow's warning-based one.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:
             raise refusal(data) from None
-    width, height = image.size
+    check_pixels(image.width, image.height, max_pixels)
+    return image
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """Raise ImageDecodeError for an image with more than ``max_pixels`` pixels."""
     if width * height > max_pixels:
         msg = (
             f"image too large: {width}x{height} = {width * height:,} pixels exceeds "
             f"the limit of {max_pixels:,}; downscale it before upload"
         )
         raise ImageDecodeError(msg)
-    return image
+
+
+@cache
+def _registered(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats Pillow has a plugin for here (MPO and WebP register only once all plugins load)."""
+    Image.init()
+    return tuple(name for name in formats if name in Image.OPEN)
 
 
 def exif_orientation(image: Image.Image) -> int | None:
@@ -222,9 +237,13 @@ def exif_orientation(image: Image.Image) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
-    """Format, mode, size and orientation, after the same checks ``open_image`` makes; no pixel decoded."""
-    image = open_lazy(data, max_pixels=max_pixels)
+def read_header(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Format, mode, size and orientation, after the same checks ``open_image`` makes; no pixel decoded.
+
+    ``max_pixels=None`` leaves the pixel limit to the caller (``check_pixels``), who may want the header of
+    an image too large to decode.
+    """
+    image = open_lazy(data, max_pixels=sys.maxsize if max_pixels is None else max_pixels)
     with decode_errors():
         return ImageHeader(image.format or "", image.mode, image.width, image.height, exif_orientation(image))
 

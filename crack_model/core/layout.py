@@ -3,12 +3,14 @@
 ```
 incoming/<batch_id>/...                    uploads (any nesting)
 validation/<batch_id>/...                  data-quality results and report
+validation/<batch_id>/manifest.csv         key, size, sha256 of every upload validation saw (scoring uses it)
 quarantine/<batch_id>/...                  copies of objects held back, with reasons
 results/<batch_id>/predictions.csv         one row per input object
 results/<batch_id>/summary.json            counts, crack rate, model version, throughput
 results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack
 results/<batch_id>/_parts/...              per-shard partial results (resume state)
 results/<batch_id>/_SUCCESS                written last: the batch is complete
+runs/<run_id>.json                         one summary per nightly run
 incoming/<batch_id>/_READY                 optional: the uploader's "batch complete" marker
 models/<name>/...                          the model registry
 labeled/<class>/..., holdout/<class>/...   training pool and the gate's holdout
@@ -37,6 +39,7 @@ MARKER_NAMES = frozenset({SUCCESS, DONE, READY})
 PREDICTIONS = "predictions.csv"
 SUMMARY = "summary.json"
 OUTCOME = "outcome.json"
+VALIDATED_MANIFEST = "manifest.csv"
 QUARANTINE_MANIFEST = "quarantine.json"
 DRIFT_REFERENCE = "drift_reference.json"
 RUNS = "runs"
@@ -69,6 +72,12 @@ def validation_key(batch_id: str, *parts: str) -> str:
 
 def quarantine_key(batch_id: str, *parts: str) -> str:
     return join_key(QUARANTINE, validate_batch_id(batch_id), *parts)
+
+
+def run_summary_key(run_id: str) -> str:
+    """``runs/<run_id>.json``, the run id made safe for a key (Airflow run ids hold ':' and '+')."""
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
+    return join_key(RUNS, f"{safe}.json")
 
 
 def relative_to_batch(key: str, batch_id: str) -> str:

@@ -14,13 +14,16 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.documents import BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
+from crack_model.core.uploads import list_uploads
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
 from crack_model.registry.versions import Registry
-from crack_model.serving.batch import finalize_batch, list_batch, score_shard
+from crack_model.serving.batch import finalize_batch, score_shard
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
@@ -37,9 +40,17 @@ def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]
         except CrackModelError as error:
             log.warning("ignoring folder incoming/%s: %s", batch_id, error)
             continue
-        if not store.exists(layout.results_key(batch_id, layout.SUCCESS)):
+        complete = BatchSummary.read(store, layout.results_key(batch_id, layout.SUCCESS))
+        # A complete batch whose summary counted uploads that came after validation is validated again.
+        if complete is None or complete.late_objects:
             new.append(batch_id)
     return new[:limit] if limit else new
+
+
+def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:
+    """Batches that passed validation, and failed ones an operator released with ``release_batches``."""
+    released = set(release_batches or ())
+    return [v["batch_id"] for v in validations if v["outcome"] != "failed" or v["batch_id"] in released]
 
 
 def plan_shards(
@@ -56,7 +67,7 @@ def plan_shards(
     mapped tasks): when there are too many, every batch gets fewer shards.
     """
     store = open_store(store)
-    sizes = {batch_id: len(list_batch(store, batch_id)) for batch_id in batch_ids}
+    sizes = {batch_id: len(list_uploads(store, batch_id)) for batch_id in batch_ids}
     wanted = {b: max(1, min(max_shards_per_batch, math.ceil(n / objects_per_shard))) for b, n in sizes.items()}
     while sum(wanted.values()) > max_total_shards and max(wanted.values(), default=1) > 1:
         wanted = {batch_id: max(1, count // 2) for batch_id, count in wanted.items()}
@@ -97,19 +108,23 @@ def finalize_batches(store: StoreLike, shard_reports: list[dict[str, Any]]) -> l
         by_batch.setdefault(report["batch_id"], []).append(report)
     summaries = []
     for batch_id, reports in sorted(by_batch.items()):
-        if all(report["already_complete"] for report in reports):
-            summaries.append(_read_json(store, layout.results_key(batch_id, layout.SUMMARY)))
-            continue
-        version = next(report["model_version"] for report in reports if report["model_version"])
-        shard_count = layout.Shard.parse(reports[0]["shard"]).count
-        summaries.append(finalize_batch(store, batch_id, version, shard_count))
+        # One batch that cannot be merged (a shard failed for good) must not keep the others unfinished.
+        try:
+            summaries.append(_finalize_one(store, batch_id, reports))
+        except Exception as error:
+            log.error("batch %s not finalized: %s: %s", batch_id, type(error).__name__, error)
     return summaries
 
 
-def _read_json(store: Any, key: str) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(store.read(key)))
+def _finalize_one(store: ObjectStore, batch_id: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    if all(report["already_complete"] for report in reports):
+        summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
+        if summary is None:
+            raise CrackModelError(f"batch {batch_id} is complete but has no {layout.SUMMARY}")
+        return summary.as_dict()
+    version = next(report["model_version"] for report in reports if report["model_version"])
+    shard_count = layout.Shard.parse(reports[0]["shard"]).count
+    return finalize_batch(store, batch_id, version, shard_count)
 
 
 def download_labeled(store: StoreLike, prefix: str, destination: Path, class_names: list[str]) -> Path:
@@ -150,34 +165,56 @@ def validate_incoming(store: StoreLike, batch_id: str, drift_reference: str | No
 
 
 def publish_run_summary(
-    store: StoreLike, run_id: str, validations: list[dict[str, Any]], summaries: list[dict[str, Any]]
+    store: StoreLike,
+    run_id: str,
+    validations: list[dict[str, Any]],
+    summaries: list[dict[str, Any]],
+    *,
+    batch_ids: list[str] | None = None,
+    planned: list[str] | None = None,
+    released: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``runs/<run_id>.json``: what this run validated, skipped and scored."""
-    import json
-    import re
+    """Write ``runs/<run_id>.json``: what this run validated, skipped, released, scored, and which batches failed.
 
-    summary: dict[str, Any] = {
-        "run_id": run_id,
-        "finished_at": utc_now(),
-        "batches_validated": len(validations),
-        "batches_failed_validation": [v["batch_id"] for v in validations if v["outcome"] == "failed"],
-        "batches_with_quarantine": [v["batch_id"] for v in validations if v["outcome"] == "passed_with_quarantine"],
-        "batches_scored": [s["batch_id"] for s in summaries],
-        "objects_scored": sum(
-            sum(count for status, count in s.get("status_counts", {}).items() if status != "quarantined")
-            for s in summaries
-        ),
-        "cracks": sum(int(s.get("cracks") or 0) for s in summaries),
-        "validations": validations,
-    }
-    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
-    open_store(store).write(f"runs/{safe}.json", (json.dumps(summary, indent=2) + "\n").encode())
+    Written whatever happened upstream (the DAG runs it with ``all_done``): a batch the run found
+    (``batch_ids``) with no validation result failed validating; a planned batch with no summary
+    failed scoring. Each gets a line in ``failed_batches`` with the step and where to look.
+    """
+    validated = {v["batch_id"] for v in validations}
+    scored = {s["batch_id"] for s in summaries}
+    failed: dict[str, str] = {}
+    for batch_id in batch_ids or []:
+        if batch_id not in validated:
+            failed[batch_id] = "validation did not finish: see the validate_batch task log for this batch"
+    for batch_id in planned or []:
+        if batch_id not in scored:
+            failed[batch_id] = "scoring did not finish: see the score_shard / finalize_batches task logs"
+    incomplete = sorted(failed)
+    for v in validations:
+        if v["outcome"] == "failed" and v["batch_id"] not in set(released or ()):
+            failed.setdefault(v["batch_id"], "failed validation: " + "; ".join(v.get("reasons") or [])[:500])
+    summary = RunSummary(
+        run_id=run_id,
+        finished_at=utc_now(),
+        batches_validated=len(validations),
+        batches_failed_validation=[v["batch_id"] for v in validations if v["outcome"] == "failed"],
+        batches_with_quarantine=[v["batch_id"] for v in validations if v["outcome"] == "passed_with_quarantine"],
+        batches_scored=sorted(scored),
+        objects_scored=sum(BatchSummary.from_dict(s).objects_scored for s in summaries),
+        cracks=sum(int(s.get("cracks") or 0) for s in summaries),
+        validations=validations,
+        batches_released=sorted(set(released or ()) & validated),
+        failed_batches=dict(sorted(failed.items())),
+        incomplete_batches=incomplete,
+    )
+    summary.write(open_store(store), layout.run_summary_key(run_id))
     log.info(
-        "run %s: %d batch(es) scored, %d failed validation, %d objects, %d cracks",
-        run_id, len(summary["batches_scored"]), len(summary["batches_failed_validation"]),
-        summary["objects_scored"], summary["cracks"],
+        "run %s: %d batch(es) scored, %d failed, %d objects, %d cracks",
+        run_id, len(summary.batches_scored), len(summary.failed_batches), summary.objects_scored, summary.cracks,
     )  # fmt: skip
-    return summary
+    for batch_id, reason in summary.failed_batches.items():
+        log.warning("batch %s: %s", batch_id, reason)
+    return summary.as_dict()
 
 
 def pin_model(store: StoreLike, model_uri: str) -> dict[str, Any]:
@@ -191,6 +228,6 @@ def pin_model(store: StoreLike, model_uri: str) -> dict[str, Any]:
         reference = parse_model_uri(model_uri)
         registry = Registry(opened)
         version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
-        drift_key = registry.version_key(reference.name, version, "drift_reference.json")
+        drift_key = registry.version_key(reference.name, version, layout.DRIFT_REFERENCE)
         drift_reference = registry.store.url(drift_key) if registry.store.exists(drift_key) else None
     return {"uri": f"models:/{reference.name}/{version}", "version": version, "drift_reference": drift_reference}

@@ -25,10 +25,18 @@ from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store, read_uri, split_uri
+from crack_model.core.uploads import ManifestEntry, list_uploads, problem_aware_fetch, write_manifest
 from crack_model.quality import drift
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE, ValidationOutcome
-from crack_model.quality.profile import ProfileConfig, batch_keys, label_of, labeled_keys, profile_objects
+from crack_model.quality.profile import (
+    ProfileConfig,
+    iter_profile_rows,
+    label_of,
+    labeled_keys,
+    profile_objects,
+    rows_to_frame,
+)
 from crack_model.quality.report import render_report
 from crack_model.quality.tables import plain
 from crack_model.quality.thresholds import ValidationThresholds
@@ -75,17 +83,28 @@ def validate_batch(
     layout.validate_batch_id(batch_id)
     store = open_store(store_uri)
     resolved = _resolve_reference(reference)
-    keys = batch_keys(store, batch_id)
-    log.info("profiling %d object(s) of %s", len(keys), store.url(layout.incoming_prefix(batch_id)))
-    profile = profile_objects(store, keys, profile_config)
+    uploads = list_uploads(store, batch_id)
+    log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
+    # An upload the store cannot serve (a link, an unusable name) profiles as undecodable, with the reason.
+    fetch = problem_aware_fetch(store.read, uploads)
+    profile = rows_to_frame(iter_profile_rows([info.key for info in uploads], fetch, profile_config))
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
     )  # fmt: skip
     outcome.source = store.url(layout.incoming_prefix(batch_id))
+    write_manifest(store, batch_id, _manifest_entries(profile))
     write_outputs(store, store, outcome, result, objects,
                   relative=lambda key: layout.relative_to_batch(key, batch_id), report_uri=report_uri)  # fmt: skip
     return outcome
+
+
+def _manifest_entries(profile: pd.DataFrame) -> list[ManifestEntry]:
+    entries = []
+    for key, size, sha256 in profile[["key", "size_bytes", "sha256"]].itertuples(index=False):
+        known_size = None if size is None or size != size else int(size)  # NaN / <NA>: never read
+        entries.append(ManifestEntry(str(key), known_size, sha256 if isinstance(sha256, str) and sha256 else None))
+    return entries
 
 
 def validate_labeled(
@@ -203,8 +222,12 @@ def quarantine_objects(
     """
 
     def copy(item: dict[str, Any]) -> None:
-        target = layout.quarantine_key(batch_id, relative(item["key"]))
-        output.write(target, source.read(item["key"]))
+        try:
+            target = layout.quarantine_key(batch_id, relative(item["key"]))
+            output.write(target, source.read(item["key"]))
+        except Exception as error:  # one object the store cannot copy keeps its reasons, without a copy
+            item["quarantine_error"] = f"not copied: {type(error).__name__}: {error}"
+            return
         item["quarantine_key"] = target
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quarantine") as pool:

@@ -7,29 +7,40 @@ whether it decodes at all and why not) and a few photographic statistics on the 
 image: brightness (mean), contrast (standard deviation), blur (variance of the Laplacian:
 low means blurred), and the share of blown-out and crushed-black pixels.
 
-Speed: objects are fetched and decoded on a thread pool (Pillow and hashlib release the
-GIL), at most ``2 * workers`` at a time, and no decoded image outlives its row. JPEGs are
-decoded straight to greyscale at a reduced scale (``Image.draft``) when they are larger
-than the analysis size, and the statistics run on at most ``analysis_side`` pixels a side.
+Speed and memory: objects are fetched (and their headers read) on a thread pool, at most
+``2 * workers`` ahead, and decoded on ``decode_threads`` threads (Pillow and hashlib release the
+GIL) while the memory the images being decoded need, estimated from their headers, stays within
+``max_in_flight_bytes``; no decoded image outlives its row. JPEGs are decoded straight to
+greyscale at a reduced scale (``Image.draft``) when they are larger than the analysis size, 16-bit
+images go straight to 8 bits, and the statistics run on at most ``analysis_side`` pixels a side.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import warnings
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
-from crack_model.core.errors import CrackModelError
-from crack_model.core.imaging import DEFAULT_MAX_PIXELS, to_rgb
+from crack_model.core.errors import CrackModelError, ImageDecodeError
+from crack_model.core.imaging import (
+    DEFAULT_MAX_PIXELS,
+    DRAFT_FORMATS,
+    FormatNotAcceptedError,
+    check_pixels,
+    decode_errors,
+    open_lazy,
+    read_header,
+    to_8bit,
+    to_rgb,
+)
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import is_image_name
@@ -47,7 +58,6 @@ PROFILE_COLUMNS = (
 IMAGE_STATISTICS = ("brightness", "contrast", "blur", "saturated_fraction", "dark_fraction")
 SATURATED_LEVEL = 250
 DARK_LEVEL = 5
-EXIF_ORIENTATION_TAG = 0x0112
 LABELED_PREFIX = "labeled"
 
 Fetch = Callable[[str], bytes]
@@ -58,14 +68,18 @@ class ProfileConfig:
     """How objects are profiled.
 
     Attributes:
-        workers: fetch/decode threads (I/O-bound on S3, so more than the cores helps).
+        workers: fetch threads (I/O-bound on S3, so more than the cores helps).
         analysis_side: the statistics run on an image scaled to at most this many pixels a side.
         max_pixels: larger images are not decoded (the same limit scoring applies).
+        max_in_flight_bytes: memory for images being decoded at once (a validation worker has 1 GiB).
+        decode_threads: threads decoding (default: one per core).
     """
 
     workers: int = 8
     analysis_side: int = 512
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_in_flight_bytes: int = 384 * 2**20
+    decode_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -81,18 +95,55 @@ def empty_row(key: str, label: str | None = None) -> dict[str, Any]:
     return row
 
 
+@dataclass
+class _Inspected:
+    """An object's row with what the bytes and the header say, and what decoding it will cost."""
+
+    row: dict[str, Any]
+    data: bytes = b""
+    estimated_bytes: int = 0
+
+
 def profile_bytes(
     key: str, data: bytes, config: ProfileConfig | None = None, label: str | None = None
 ) -> dict[str, Any]:
     """Profile one object's bytes; a file that does not decode is a row with a reason, never an exception."""
     config = config or ProfileConfig()
+    return _complete(_inspect(key, data, config, label), config)
+
+
+def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) -> _Inspected:
+    """Bytes and header columns of the row; an object that will not decode gets its reason here."""
     row = empty_row(key, label)
     row["size_bytes"] = len(data)
     row["sha256"] = hashlib.sha256(data).hexdigest()
     try:
-        gray = _decode_gray(data, row, config)
-    except _DecodeFailureError as failure:
-        row["decode_error"] = str(failure)
+        header = read_header(data, max_pixels=None)
+        # Width and height as displayed, the way scoring sees the photo after EXIF rotation.
+        row.update(format=header.format, mode=header.mode, channels=header.channels,
+                   exif_orientation=header.orientation, width=header.width, height=header.height)  # fmt: skip
+        check_pixels(header.stored_width, header.stored_height, config.max_pixels)
+    except ImageDecodeError as error:
+        row["decode_error"] = str(error)
+        if isinstance(error, FormatNotAcceptedError):
+            row["format"] = error.format_name
+        return _Inspected(row)
+    side = config.analysis_side
+    target = (side, side) if max(header.stored_width, header.stored_height) > side else None
+    # The decoded image, then at most an RGB and a grey copy of it (see _decode_gray).
+    estimated = len(data) + header.decoded_bytes(target) + 5 * header.decoded_pixels(target)
+    return _Inspected(row, data, estimated)
+
+
+def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
+    """Decode an inspected object and add the image statistics to its row."""
+    row = inspected.row
+    if not inspected.data:
+        return row
+    try:
+        gray = _decode_gray(inspected.data, config)
+    except ImageDecodeError as error:
+        row["decode_error"] = str(error)
         return row
     row["decodable"] = True
     row.update(image_statistics(gray))
@@ -114,77 +165,51 @@ def image_statistics(gray: np.ndarray) -> dict[str, float]:
     }
 
 
-class _DecodeFailureError(Exception):
-    pass
+def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
+    """Decode to a grey uint8 array of at most ``analysis_side`` a side.
 
-
-def _decode_gray(data: bytes, row: dict[str, Any], config: ProfileConfig) -> np.ndarray:
-    """Decode to a grey uint8 array of at most ``analysis_side`` a side, filling the header columns of ``row``.
-
-    Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same kind of reason.
+    Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same reasons.
     """
-    if not data:
-        raise _DecodeFailureError("empty file (0 bytes): re-upload the photo")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            row["format"] = image.format
-            row["mode"] = image.mode
-            row["channels"] = len(image.getbands())
-            orientation = _exif_orientation(image)
-            row["exif_orientation"] = orientation
-            width, height = image.size
-            # Width and height as displayed, the way scoring sees the photo after EXIF rotation.
-            row["width"], row["height"] = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-            if width * height > config.max_pixels:
-                msg = (
-                    f"image too large: {width}x{height} = {width * height:,} pixels exceeds "
-                    f"the limit of {config.max_pixels:,}; downscale it before upload"
-                )
-                raise _DecodeFailureError(msg)
-            side = config.analysis_side
-            if image.format == "JPEG" and max(width, height) > side:
-                # Decode at 1/2, 1/4 or 1/8 scale straight to grey: most of a big JPEG's decode time saved.
-                image.draft("L", (side, side))
-            image.load()
-            gray = image if image.mode == "L" else to_rgb(image).convert("L")
-            if max(gray.size) > side:
-                gray = ImageOps.contain(gray, (side, side), Image.Resampling.BILINEAR)
-            return np.asarray(gray, dtype=np.uint8)
-    except _DecodeFailureError:
-        raise
-    except UnidentifiedImageError:
-        raise _DecodeFailureError("not an image Pillow can read (unknown or unsupported format)") from None
-    except Image.DecompressionBombError as error:
-        raise _DecodeFailureError(f"image too large: {error}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise _DecodeFailureError(f"corrupt or truncated image: {error}") from None
-    except MemoryError:
-        raise _DecodeFailureError("cannot decode: out of memory") from None
+    image = open_lazy(data, max_pixels=config.max_pixels)
+    with decode_errors():
+        side = config.analysis_side
+        if image.format in DRAFT_FORMATS and max(image.size) > side:
+            # Decode at 1/2, 1/4 or 1/8 scale straight to grey: most of a big JPEG's decode time saved.
+            image.draft("L", (side, side))
+        image.load()
+        gray = _to_grey(image)
+        if max(gray.size) > side:
+            gray = ImageOps.contain(gray, (side, side), Image.Resampling.BILINEAR)
+        return np.asarray(gray, dtype=np.uint8)
 
 
-def _exif_orientation(image: Image.Image) -> int | None:
-    try:
-        value = image.getexif().get(EXIF_ORIENTATION_TAG)
-    except Exception:  # a broken EXIF block must not hide the pixels; exif_transpose ignores it too
-        return None
-    return int(value) if isinstance(value, int) else None
+def _to_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey as ``to_rgb(image).convert("L")`` gives it, without a full-size RGB copy where Pillow can skip it."""
+    image = to_8bit(image)
+    if image.mode == "L":
+        return image
+    if image.mode in ("RGB", "RGBA", "RGBX"):  # the same luma of the colour bands; alpha is ignored either way
+        return image.convert("L")
+    return to_rgb(image).convert("L")
 
 
 def profile_object(key: str, fetch: Fetch, config: ProfileConfig, label: str | None = None) -> dict[str, Any]:
     """Fetch and profile one object; a read failure is a row with a reason."""
+    return _complete(_fetch_and_inspect(key, fetch, config, label), config)
+
+
+def _fetch_and_inspect(key: str, fetch: Fetch, config: ProfileConfig, label: str | None) -> _Inspected:
     try:
         data = fetch(key)
     except CrackModelError as error:
         row = empty_row(key, label)
         row["decode_error"] = f"cannot read: {error}"
-        return row
+        return _Inspected(row)
     except Exception as error:  # network and permission errors must not sink the batch
         row = empty_row(key, label)
         row["decode_error"] = f"cannot read: {type(error).__name__}: {error}"
-        return row
-    return profile_bytes(key, data, config, label)
+        return _Inspected(row)
+    return _inspect(key, data, config, label)
 
 
 def iter_profile_rows(
@@ -193,14 +218,25 @@ def iter_profile_rows(
     config: ProfileConfig | None = None,
     labels: Callable[[str], str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one profile row per key, in order, with at most ``2 * workers`` objects in flight."""
+    """Yield one profile row per key, in order.
+
+    ``workers`` threads fetch and read headers, at most ``2 * workers`` objects ahead; decoding runs
+    on ``decode_threads`` threads while the estimated memory of the images being decoded stays
+    within ``max_in_flight_bytes`` (an image larger than that is decoded alone).
+    """
 
     config = config or ProfileConfig()
 
-    def profile(key: str) -> dict[str, Any]:
-        return profile_object(key, fetch, config, labels(key) if labels else None)
+    def inspect(key: str) -> _Inspected:
+        return _fetch_and_inspect(key, fetch, config, labels(key) if labels else None)
 
-    yield from map_bounded(profile, keys, workers=config.workers, thread_name_prefix="profile")
+    def complete(inspected: _Inspected) -> dict[str, Any]:
+        return _complete(inspected, config)
+
+    inspected = map_bounded(inspect, keys, workers=config.workers, thread_name_prefix="profile-fetch")
+    yield from map_bounded(complete, inspected, workers=config.decode_threads or os.cpu_count() or 1,
+                           max_in_flight=2 * config.workers, max_in_flight_bytes=config.max_in_flight_bytes,
+                           size_of=lambda item: item.estimated_bytes, thread_name_prefix="profile-decode")  # fmt: skip
 
 
 def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

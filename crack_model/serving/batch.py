@@ -21,10 +21,11 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import BatchSummary, ShardStats, quarantined_keys, quarantined_objects
+from crack_model.core.documents import BatchSummary, PartStats, ShardStats, quarantined_keys, quarantined_objects
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectInfo, ObjectStore
+from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
+from crack_model.core.uploads import list_uploads, manifest_digest, problem_aware_fetch, read_manifest, validated_fetch
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.scorer import Scorer, load_scorer
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = (
     "key", "size", "sha256", "width", "height", "status", "error", "crack_probability", "label",
-    "threshold", "model_version", "runtime", "tile_count", "scored_at",
+    "threshold", "model_version", "runtime", "tile_count", "scored_at", "note",
 )  # fmt: skip
 DONE = "_DONE"
 
@@ -48,12 +49,6 @@ class ShardReport:
     seconds: float
     finalized: bool
     already_complete: bool = False
-
-
-def list_batch(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
-    """The uploads of a batch (bookkeeping files such as ``_READY`` or ``.DS_Store`` left out)."""
-    prefix = layout.incoming_prefix(batch_id)
-    return [info for info in store.list(prefix) if not layout.is_marker(info.key)]
 
 
 def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None = None) -> str:
@@ -90,6 +85,7 @@ def result_row(score: ImageScore, scorer: Scorer) -> dict[str, Any]:
         "runtime": scorer.runtime.name,
         "tile_count": score.tile_count,
         "scored_at": utc_now(),
+        "note": score.note,
     }
 
 
@@ -120,13 +116,16 @@ def score_shard(
 
     shard = shard or layout.Shard()
     store = open_store(store_uri)
-    if not force and store.exists(layout.results_key(batch_id, layout.SUCCESS)):
+    manifest = read_manifest(store, batch_id)
+    validated = manifest_digest(store, batch_id)
+    if not force and _is_complete(store, batch_id, validated):
         log.info("batch %s is already complete (%s exists); nothing to do", batch_id, layout.SUCCESS)
         return ShardReport(batch_id, shard, "", 0, 0, 0.0, False, already_complete=True)
     scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
     parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
     done_key = f"{parts_prefix}/{DONE}"
-    if store.exists(done_key) and not force:
+    done = ShardStats.read(store, done_key)
+    if done is not None and done.validated_manifest == validated and not force:
         log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
         report = ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False)
         report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
@@ -136,9 +135,16 @@ def score_shard(
         for info in list(store.list(parts_prefix + "/")):
             store.delete(info.key)
 
+    uploads = list_uploads(store, batch_id)
+    fetch = problem_aware_fetch(store.read, uploads)
+    if manifest is not None:  # score what validation saw: later uploads wait, changed bytes are refused
+        fetch = validated_fetch(fetch, manifest)
+        candidates = sorted(manifest)
+    else:
+        candidates = [info.key for info in uploads]
     # Objects validation quarantined are skipped: they have their reasons in quarantine/.
     excluded = set(exclude) | quarantined_keys(store, batch_id)
-    keys = [info.key for info in list_batch(store, batch_id) if shard.owns(info.key) and info.key not in excluded]
+    keys = [key for key in candidates if shard.owns(key) and key not in excluded]
     existing_parts = sorted(info.key for info in store.list(parts_prefix + "/") if info.key.endswith(".csv"))
     already = {row["key"] for part in existing_parts for row in _read_csv(store.read(part))}
     todo = [key for key in keys if key not in already]
@@ -148,24 +154,36 @@ def score_shard(
     started = time.perf_counter()
     next_part = len(existing_parts)
     pending: list[dict[str, Any]] = []
-    scores = score_images(todo, store.read, scorer, batch_size=batch_size, workers=workers)
+    part_started = started
+
+    def write_part() -> None:
+        nonlocal next_part, pending, part_started
+        name = f"{parts_prefix}/part-{next_part:06d}"
+        store.write(f"{name}.csv", _rows_to_csv(pending), content_type="text/csv")
+        # Each part records its own count and time, so a summary counts every attempt, killed ones too.
+        now = time.perf_counter()
+        PartStats(images=len(pending), seconds=round(now - part_started, 3)).write(store, f"{name}.json")
+        next_part, pending, part_started = next_part + 1, [], now
+
+    scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers)
     for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
         if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
             _write_overlay(store, batch_id, score, scorer.card.threshold)
         pending.append(result_row(score, scorer))
         if len(pending) >= part_rows:
-            store.write(f"{parts_prefix}/part-{next_part:06d}.csv", _rows_to_csv(pending), content_type="text/csv")
-            next_part, pending = next_part + 1, []
+            write_part()
     if pending:
-        store.write(f"{parts_prefix}/part-{next_part:06d}.csv", _rows_to_csv(pending), content_type="text/csv")
+        write_part()
     seconds = time.perf_counter() - started
+    parts = [PartStats.read(store, info.key) for info in store.list(parts_prefix + "/") if info.key.endswith(".json")]
     stats = ShardStats(
-        images=len(todo),
-        seconds=round(seconds, 3),
+        images=sum(part.images for part in parts if part),
+        seconds=round(sum(part.seconds for part in parts if part), 3),
         finished_at=utc_now(),
         runtime=scorer.runtime.name,
         crack_class=scorer.card.crack_class,
         threshold=scorer.card.threshold,
+        validated_manifest=validated,
     )
     stats.write(store, done_key)
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
@@ -173,14 +191,19 @@ def score_shard(
     return report
 
 
+def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bool:
+    """``_SUCCESS`` exists and covers the current validated manifest (a batch validated again is not complete)."""
+    summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUCCESS))
+    return summary is not None and (validated is None or summary.validated_manifest in (None, validated))
+
+
 def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, threshold: float) -> None:
     try:
         png = render_overlay(store.read(score.key), score.boxes, score.tile_probabilities, threshold)
-    except CrackModelError as error:  # the score stands even if the picture cannot be drawn
-        log.warning("no overlay for %s: %s", score.key, error)
-        return
-    relative = layout.relative_to_batch(score.key, batch_id)
-    store.write(layout.results_key(batch_id, "overlays", f"{relative}.png"), png, content_type="image/png")
+        relative = layout.relative_to_batch(score.key, batch_id)
+        store.write(layout.results_key(batch_id, "overlays", f"{relative}.png"), png, content_type="image/png")
+    except Exception as error:  # the score stands even if the picture cannot be drawn or stored
+        log.warning("no overlay for %s: %s: %s", score.key, type(error).__name__, error)
 
 
 def _finalize_if_complete(store: ObjectStore, batch_id: str, scorer: Scorer, shard_count: int) -> bool:
@@ -212,10 +235,11 @@ def finalize_batch(
     """
     store = open_store(store) if isinstance(store, str) else store
     shards = [layout.Shard(index, shard_count) for index in range(shard_count)]
+    validated = manifest_digest(store, batch_id)
     stats = []
     for shard in shards:
         done = ShardStats.read(store, f"{_parts_prefix(batch_id, model_version, shard)}/{DONE}")
-        if done is None:
+        if done is None or done.validated_manifest != validated:
             raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
         stats.append(done)
     rows: dict[str, dict[str, str]] = {}
@@ -233,6 +257,10 @@ def finalize_batch(
     ordered = [rows[key] for key in sorted(rows)]
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), _rows_to_csv(ordered), content_type="text/csv")
     summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
+    summary.validated_manifest = validated
+    manifest = read_manifest(store, batch_id)
+    if manifest is not None:
+        summary.late_objects = sum(1 for info in list_uploads(store, batch_id) if info.key not in manifest)
     summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
     summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
     log.info(

@@ -1,7 +1,12 @@
 """The streaming core of scoring: fetch, decode and tile in threads; infer in batches.
 
-Memory stays flat whatever the number of images: at most ``max_in_flight`` images are
-being fetched or decoded, and at most one batch of tiles waits for the model.
+Memory stays bounded whatever the number and the size of the images. Objects are fetched and
+their headers read by ``workers`` threads, at most ``max_in_flight`` ahead; they are decoded and
+tiled by ``decode_threads`` threads while the pixel memory of the images being decoded, tiled
+or scored stays within ``max_in_flight_bytes`` (estimated from each header before decoding; an
+image larger than the budget is decoded alone). Each image is scored on at most
+``TileConfig.max_tiles`` tiles (larger ones are downscaled, and the row says so), and at most
+one batch of tiles waits for the model.
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,13 +23,25 @@ import numpy as np
 
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError
-from crack_model.core.imaging import DEFAULT_MAX_PIXELS, open_image
-from crack_model.core.tiling import Box, TileConfig, cut_tiles, tile_boxes
+from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, open_image, read_header
+from crack_model.core.tiling import (
+    Box,
+    TileConfig,
+    TileFit,
+    cut_tiles,
+    fit_to_tile_budget,
+    pad_to_fit,
+    tile_boxes,
+    tile_count,
+)
 from crack_model.serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], bytes]
+# A scoring worker's budget is 1 GiB: the runtime and the model take 50-150 MB (LiteRT), one
+# batch of tiles a few MB, and this much is left for images being decoded, tiled and scored.
+DEFAULT_IN_FLIGHT_BYTES = 384 * 2**20
 
 
 @dataclass
@@ -44,6 +60,19 @@ class ImageScore:
     tile_count: int = 0
     boxes: list[Box] = field(default_factory=list)
     tile_probabilities: list[float] = field(default_factory=list)
+    # How the image was changed to be scored (e.g. downscaled to stay within the tile budget).
+    note: str = ""
+
+
+@dataclass
+class _Fetched:
+    """An object read and its header checked; what decoding it will cost."""
+
+    score: ImageScore
+    data: bytes = b""
+    header: ImageHeader | None = None
+    fit: TileFit | None = None
+    estimated_bytes: int = 0
 
 
 @dataclass
@@ -52,38 +81,57 @@ class _Prepared:
     tiles: np.ndarray | None = None
 
 
-def prepare(
-    key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max_pixels: int, decode_slots: threading.Semaphore
-) -> _Prepared:
-    """Fetch, decode and tile one object; every failure becomes an error row.
+def estimated_bytes(data: bytes, header: ImageHeader, fit: TileFit, tiles: TileConfig, image_size: int) -> int:
+    """Memory one image holds from decoding until its tiles are scored: bytes, pixels, canvas, tiles."""
+    scaled = None if fit.scaled == fit.original else fit.scaled
+    canvas = 4 * fit.padded[0] * fit.padded[1] if fit.padded != fit.scaled else 0
+    tile_pixels = tile_count(*fit.padded, tiles) * image_size * image_size * 3
+    return len(data) + header.peak_bytes(scaled) + canvas + tile_pixels
 
-    Fetching may wait on the network in many threads at once; decoding is CPU work and takes
-    one of ``decode_slots``, so it never crowds out the model's own threads.
-    """
+
+def fetch_object(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max_pixels: int) -> _Fetched:
+    """Read one object and its header; every failure becomes an error row (nothing is decoded here)."""
     score = ImageScore(key=key)
     try:
         data = fetch(key)
-    except CrackModelError as error:
-        score.status, score.error = "error", f"cannot read: {error}"
-        return _Prepared(score)
+    except CrackModelError as error:  # some carry their own row status (``changed``: not what was validated)
+        status = getattr(error, "row_status", "error")
+        score.status, score.error = status, str(error) if status != "error" else f"cannot read: {error}"
+        return _Fetched(score)
     except Exception as error:  # network and permission errors must not sink the batch
         score.status, score.error = "error", f"cannot read: {type(error).__name__}: {error}"
-        return _Prepared(score)
+        return _Fetched(score)
     score.size = len(data)
     score.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        with decode_slots:
-            image = open_image(data, max_pixels=max_pixels)
-            score.width, score.height = image.size
-            score.boxes = tile_boxes(image.width, image.height, tiles)
-            pixels = cut_tiles(image, score.boxes, image_size)
+        header = read_header(data, max_pixels=max_pixels)
+    except ImageDecodeError as error:
+        score.status, score.error = "error", str(error)
+        return _Fetched(score)
+    score.width, score.height = header.width, header.height
+    fit = fit_to_tile_budget(header.width, header.height, tiles)
+    return _Fetched(score, data, header, fit, estimated_bytes(data, header, fit, tiles, image_size))
+
+
+def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: int) -> _Prepared:
+    """Decode and tile one fetched object (at the size its tile budget allows); a failure becomes an error row."""
+    score, fit = fetched.score, fetched.fit
+    if fit is None:
+        return _Prepared(score)
+    try:
+        image = open_image(fetched.data, max_pixels=max_pixels, size=None if fit.scaled == fit.original else fit.scaled)
+        image = pad_to_fit(image, fit)
+        boxes = tile_boxes(image.width, image.height, tiles)
+        pixels = cut_tiles(image, boxes, image_size)
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)
         return _Prepared(score)
     except (OSError, ValueError, MemoryError) as error:
         score.status, score.error = "error", f"cannot decode: {type(error).__name__}: {error}"
         return _Prepared(score)
-    score.tile_count = len(score.boxes)
+    score.boxes = [fit.to_original(box) for box in boxes]
+    score.tile_count = len(boxes)
+    score.note = fit.note
     return _Prepared(score, pixels)
 
 
@@ -96,6 +144,7 @@ def score_images(
     batch_size: int | None = None,
     workers: int = 8,
     max_in_flight: int | None = None,
+    max_in_flight_bytes: int = DEFAULT_IN_FLIGHT_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode_threads: int | None = None,
 ) -> Iterator[ImageScore]:
@@ -103,7 +152,9 @@ def score_images(
 
     Args:
         workers: threads fetching objects (I/O: more helps against a slow store).
-        decode_threads: how many of them may decode at once (default: 1 per core).
+        max_in_flight: objects fetched ahead of decoding (default ``2 * workers + 2``).
+        max_in_flight_bytes: memory for images being decoded, tiled and scored (estimated from headers).
+        decode_threads: threads decoding and tiling (default: 1 per core).
         batch_size: images per inference call (default: what suits the runtime).
     """
     card = scorer.card
@@ -111,7 +162,7 @@ def score_images(
     tiles = tiles or TileConfig(tile_size=card.tile_size)
     max_in_flight = max_in_flight or 2 * workers + 2
     size = card.image_size
-    decode_slots = threading.Semaphore(decode_threads or os.cpu_count() or 1)
+    decode_threads = decode_threads or os.cpu_count() or 1
     # Images whose tiles are queued: [score, probabilities per tile, tiles still unscored].
     waiting: deque[list[Any]] = deque()
     batch: list[np.ndarray] = []
@@ -130,21 +181,37 @@ def score_images(
         while waiting and waiting[0][2] == 0:
             yield _finish(waiting.popleft(), card.threshold, card.class_names, card.crack_class)
 
-    def prepare_key(key: str) -> _Prepared:
-        return prepare(key, fetch, size, tiles, max_pixels, decode_slots)
+    def fetch_key(key: str) -> _Fetched:
+        return fetch_object(key, fetch, size, tiles, max_pixels)
 
-    for prepared in map_bounded(prepare_key, keys, workers=workers, max_in_flight=max_in_flight,
-                                thread_name_prefix="decode"):  # fmt: skip
-        if prepared.tiles is None:
+    def prepare_fetched(fetched: _Fetched) -> _Prepared:
+        return prepare(fetched, size, tiles, max_pixels)
+
+    # Fetched objects wait for decoding by number: their size is not known before they are read.
+    fetched = map_bounded(fetch_key, keys, workers=workers, max_in_flight=max_in_flight, thread_name_prefix="fetch")
+    prepared_images = map_bounded(prepare_fetched, fetched, workers=decode_threads, max_in_flight=max_in_flight,
+                                  max_in_flight_bytes=max_in_flight_bytes, thread_name_prefix="decode",
+                                  size_of=lambda item: item.estimated_bytes)  # fmt: skip
+
+    def queue(prepared: _Prepared) -> Iterator[ImageScore]:
+        """Put an image's tiles in line for the model; once this returns, only copies of its waiting tiles remain."""
+        pixels, prepared.tiles = prepared.tiles, None
+        if pixels is None:  # an error row
             yield prepared.score
-            continue
-        entry = [prepared.score, [0.0] * len(prepared.tiles), len(prepared.tiles)]
+            return
+        entry = [prepared.score, [0.0] * len(pixels), len(pixels)]
         waiting.append(entry)
-        for tile_index, tile in enumerate(prepared.tiles):
-            batch.append(tile)
+        for tile_index in range(len(pixels)):
+            batch.append(pixels[tile_index])
             owners.append((entry, tile_index))
             if len(batch) >= batch_size:
                 yield from run_batch()
+        if len(pixels) > 1:
+            # The image's array must go when its memory budget does, not with the next batch.
+            batch[:] = [np.array(tile) if tile.base is pixels else tile for tile in batch]
+
+    for prepared in prepared_images:
+        yield from queue(prepared)
     while batch:
         yield from run_batch()
 

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from crack_model.core.imaging import open_image
+from crack_model.core.imaging import open_image, read_header
 from crack_model.core.tiling import Box
 
 MAX_SIDE = 1024
@@ -15,10 +15,11 @@ MAX_SIDE = 1024
 
 def render_overlay(data: bytes, boxes: list[Box], probabilities: list[float], threshold: float) -> bytes:
     """PNG bytes: the image (at most 1024 px a side), red where tiles score high, outlines on crack tiles."""
-    image = open_image(data)
-    scale = min(1.0, MAX_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    header = read_header(data)
+    scale = min(1.0, MAX_SIDE / max(header.width, header.height))
+    # Decoded straight to the overlay's size: a large photo is never held at full size in RGB.
+    size = (max(1, round(header.width * scale)), max(1, round(header.height * scale)))
+    image = open_image(data, size=size if scale < 1.0 else None)
     heat = np.zeros((image.height, image.width), dtype=np.float32)
     scaled = [tuple(round(v * scale) for v in box) for box in boxes]
     for (left, top, right, bottom), probability in zip(scaled, probabilities, strict=True):

@@ -8,6 +8,7 @@ read for what it installs, and pip proves the lock is what this venv runs and in
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import shutil
@@ -377,3 +378,103 @@ def test_system_deps_script_is_idempotent():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == ["system-deps: docker-compose and chromium already present"]
+
+
+def _shell_script(service: dict[str, Any]) -> str:
+    """The `sh -c` script of a service as its container's shell gets it (compose's `$$` is a literal `$`)."""
+    assert service["entrypoint"] == ["/bin/sh", "-c"], service.get("entrypoint")
+    return service["command"][0].replace("$$", "$")
+
+
+def test_minio_refuses_the_example_root_password(compose_config: dict[str, Any], tmp_path: Path):
+    """MinIO's start script exits with a message while a CHANGE_ME is left, and compose needs the password set."""
+    script = _shell_script(compose_config["services"]["minio"])
+    base = {"PATH": os.environ["PATH"], "MINIO_ROOT_USER": "minio-admin"}
+    refused = subprocess.run(["sh", "-c", script], env={**base, "MINIO_ROOT_PASSWORD": "CHANGE_ME"},
+                             capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert refused.returncode == 1 and "replace CHANGE_ME" in refused.stderr, refused.stderr
+    started = subprocess.run(["sh", "-c", script], env={**base, "MINIO_ROOT_PASSWORD": "a-real-secret-1"},
+                             capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert started.returncode == 127 and "docker-entrypoint.sh" in started.stderr  # past the guard, on to MinIO
+    without = tmp_path / "no-minio-password.env"
+    without.write_text("".join(line + "\n" for line in ENV_EXAMPLE.read_text().splitlines()
+                               if not line.startswith("MINIO_ROOT_PASSWORD=")))  # fmt: skip
+    result = _compose("config", "-q", env_file=without)
+    assert result.returncode != 0 and "MINIO_ROOT_PASSWORD" in result.stderr, result.stderr
+
+
+def _run_minio_init(script: str, tmp_path: Path, attach_error: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run minio-init's script against a stand-in `mc` that logs its arguments and keeps the policy document."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "mc.log"
+    fake = bin_dir / "mc"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "$MC_LOG"\n'
+        'case "$*" in\n'
+        '  "admin policy create "*) cp "$6" "$MC_LOG.policy.json" ;;\n'
+        '  "admin policy attach "*) if [ -n "$MC_ATTACH_ERROR" ]; then echo "$MC_ATTACH_ERROR" >&2; exit 1; fi ;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "TMPDIR": str(tmp_path),
+        "MC_LOG": str(log),
+        "MC_ATTACH_ERROR": attach_error,
+        "MINIO_ROOT_USER": "minio-admin",
+        "MINIO_ROOT_PASSWORD": "root-secret-1",
+        "CRACK_BUCKET": "inspections",
+        "CRACK_S3_ACCESS_KEY": "crack-workflow",
+        "CRACK_S3_SECRET_KEY": "workflow-secret-1",
+    }
+    result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    return result, log
+
+
+def test_minio_workflow_user_gets_a_policy_of_its_bucket_only(compose_config: dict[str, Any], tmp_path: Path):
+    """minio-init creates a policy from a JSON document scoped to the one bucket, attaches it, and drops readwrite."""
+    script = _shell_script(compose_config["services"]["minio-init"])
+    assert "|| true" not in script
+    result, log = _run_minio_init(script, tmp_path, attach_error="")
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    create = next(call for call in calls if call.startswith("admin policy create local "))
+    policy = create.split()[4]
+    assert f"admin policy attach local {policy} --user crack-workflow" in calls
+    assert not any(call.startswith("admin policy attach local readwrite") for call in calls)
+    assert "admin policy detach local readwrite --user crack-workflow" in calls
+    document = json.loads(Path(f"{log}.policy.json").read_text())
+    granted = {(action, resource) for statement in document["Statement"] if statement["Effect"] == "Allow"
+               for action in statement["Action"] for resource in statement["Resource"]}  # fmt: skip
+    assert granted == {
+        ("s3:ListBucket", "arn:aws:s3:::inspections"),
+        ("s3:GetObject", "arn:aws:s3:::inspections/*"),
+        ("s3:PutObject", "arn:aws:s3:::inspections/*"),
+        ("s3:DeleteObject", "arn:aws:s3:::inspections/*"),
+    }
+
+
+def test_minio_init_tolerates_only_an_existing_attachment(compose_config: dict[str, Any], tmp_path: Path):
+    """A re-run's "already in effect" passes; any other mc failure stops minio-init with mc's message."""
+    script = _shell_script(compose_config["services"]["minio-init"])
+    already = (
+        "mc: <ERROR> Unable to make user/group policy association. The specified policy change is already in effect"
+    )
+    rerun, _ = _run_minio_init(script, tmp_path / "rerun", attach_error=already)
+    assert rerun.returncode == 0 and "ready" in rerun.stdout, rerun.stderr
+    denied, _ = _run_minio_init(script, tmp_path / "denied", attach_error="mc: <ERROR> Access Denied.")
+    assert denied.returncode != 0 and "Access Denied" in denied.stderr
+    assert "ready" not in denied.stdout
+
+
+def test_minio_ports_listen_on_loopback_unless_configured(compose_config: dict[str, Any], tmp_path: Path):
+    """The MinIO API and console are published on 127.0.0.1; MINIO_BIND=0.0.0.0 opts into every interface."""
+    assert compose_config["services"]["minio"]["ports"] == ["127.0.0.1:9000:9000/tcp", "127.0.0.1:9001:9001/tcp"]
+    everywhere = tmp_path / "public.env"
+    everywhere.write_text(ENV_EXAMPLE.read_text() + "MINIO_BIND=0.0.0.0\n")
+    result = _compose("config", env_file=everywhere)
+    assert result.returncode == 0, result.stderr
+    ports = yaml.safe_load(result.stdout)["services"]["minio"]["ports"]
+    assert all(str(port).startswith("0.0.0.0:") for port in ports), ports

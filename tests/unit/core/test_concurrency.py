@@ -1,9 +1,11 @@
-"""map_bounded: results in order, and never more than max_in_flight items submitted ahead."""
+"""map_bounded: results in order, never more than max_in_flight items ahead, and never more bytes than the budget."""
 
 from __future__ import annotations
 
 import threading
 import time
+
+import pytest
 
 from crack_model.core.concurrency import map_bounded
 
@@ -30,3 +32,65 @@ def test_at_most_max_in_flight_items_are_taken_ahead_of_the_consumer():
     assert first == 0
     assert len(taken) <= 6
     assert sum(results) == sum(range(1, 1000))
+
+
+class LiveBytes:
+    """Bytes of items started and not yet handed back by the consumer, and the most seen at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live = 0
+        self.peak = 0
+
+    def start(self, size: int) -> None:
+        with self.lock:
+            self.live += size
+            self.peak = max(self.peak, self.live)
+
+    def done(self, size: int) -> None:
+        with self.lock:
+            self.live -= size
+
+
+def test_bytes_in_flight_stay_within_the_budget():
+    """Items of mixed sizes: what is being worked on or waits for the consumer never exceeds the byte budget."""
+    sizes = [30, 5, 60, 10, 10, 45, 5, 5, 70, 20] * 5
+    tracker = LiveBytes()
+
+    def work(size: int) -> int:
+        tracker.start(size)
+        time.sleep(0.001)
+        return size
+
+    consumed = []
+    for size in map_bounded(work, sizes, workers=4, max_in_flight=50, max_in_flight_bytes=100, size_of=lambda n: n):
+        consumed.append(size)
+        tracker.done(size)  # the consumer is done with it when it asks for the next one
+    assert consumed == sizes
+    assert 0 < tracker.peak <= 100
+
+
+def test_an_item_larger_than_the_budget_runs_alone():
+    """A giant is not refused: it waits until nothing else is in flight, and nothing starts beside it."""
+    sizes = [10, 10, 500, 10, 10]
+    tracker = LiveBytes()
+    seen_with_giant = []
+
+    def work(size: int) -> int:
+        tracker.start(size)
+        with tracker.lock:
+            seen_with_giant.append(tracker.live if size == 500 else 0)
+        return size
+
+    for size in map_bounded(work, sizes, workers=4, max_in_flight_bytes=100, size_of=lambda n: n):
+        with tracker.lock:
+            if size != 500 and tracker.live > 500:
+                raise AssertionError("an item ran beside the giant")
+        tracker.done(size)
+    assert max(seen_with_giant) == 500
+
+
+def test_a_byte_budget_needs_a_size_function():
+    """max_in_flight_bytes without size_of is a programming error, reported at once."""
+    with pytest.raises(ValueError, match="size_of"):
+        list(map_bounded(lambda n: n, [1], workers=1, max_in_flight_bytes=10))

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.imaging import decode_to_array, difference_hash, open_image
+from crack_model.core.imaging import (
+    FormatNotAcceptedError,
+    decode_to_array,
+    difference_hash,
+    open_image,
+    read_header,
+    to_8bit,
+)
 from tests import imagefiles
 
 
@@ -78,3 +89,110 @@ def test_difference_hash_ignores_reencoding_but_not_content():
     flipped = original.transpose(0)
     assert difference_hash(original) == difference_hash(reencoded)
     assert difference_hash(original) != difference_hash(flipped)
+
+
+def pillow_file(fmt: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    return imagefiles.encode(Image.new("RGB", size, (90, 120, 150)), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["TGA", "SGI", "PCX", "EPS", "ICO", "DDS", "QOI", "PPM"])
+def test_formats_outside_the_allowed_list_are_refused_by_name(fmt):
+    """Files Pillow could decode but we do not accept are refused with their format named, never decoded."""
+    data = pillow_file(fmt)
+    with pytest.raises(
+        FormatNotAcceptedError, match="is not accepted: upload JPEG, PNG, TIFF, WebP, BMP or GIF"
+    ) as caught:
+        open_image(data)
+    assert caught.value.format_name == fmt
+    assert str(caught.value).startswith(f"format {fmt} is not accepted")
+
+
+def test_refused_formats_never_reach_a_pillow_decoder(monkeypatch):
+    """The TGA parser is not even asked: the allowed list is passed to Image.open."""
+    from PIL import TgaImagePlugin
+
+    def explode(self):
+        raise AssertionError("TGA parser ran")
+
+    monkeypatch.setattr(TgaImagePlugin.TgaImageFile, "_open", explode)
+    with pytest.raises(FormatNotAcceptedError, match="format TGA"):
+        open_image(pillow_file("TGA"))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF"])
+def test_allowed_formats_decode(fmt):
+    """Every format the data loader accepts still decodes."""
+    image = open_image(pillow_file(fmt))
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+
+def test_multi_picture_jpegs_decode():
+    """Some cameras write MPO (a JPEG with a second picture): that is a JPEG to us."""
+    first, second = Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("RGB", (40, 30), (10, 200, 10))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    pixels = np.asarray(open_image(buffer.getvalue()))
+    assert pixels[..., 0].mean() > 150  # the first picture
+
+
+def test_sixteen_bit_becomes_eight_bit_by_a_shift():
+    """16-bit values map to their high byte: 0 -> 0, 0x8000 -> 128, 0xFFFF -> 255."""
+    pixels = np.array([[0, 0x00FF, 0x0100, 0x8000, 0xFFFF]], dtype=np.uint16)
+    grey = np.asarray(to_8bit(Image.fromarray(pixels)))
+    assert grey.tolist() == [[0, 0, 1, 128, 255]]
+
+
+def test_thirty_two_bit_and_float_images_are_scaled():
+    """32-bit integer and float images up to 65535 scale to 0..255; ones up to 255 keep their values."""
+    wide = Image.fromarray(np.array([[0, 32768, 65535, 70000]], dtype=np.int32))
+    narrow = Image.fromarray(np.array([[0.0, 100.0, 255.0, -5.0]], dtype=np.float32))
+    assert np.asarray(to_8bit(wide)).tolist() == [[0, 127, 255, 255]]
+    assert np.asarray(to_8bit(narrow)).tolist() == [[0, 100, 255, 0]]
+
+
+def test_sixteen_bit_decoding_makes_no_float64_copy():
+    """Converting a 16 MP 16-bit image allocates under 4 bytes a pixel in numpy (a float64 copy is 8)."""
+    image = Image.new("I;16", (4096, 4096), 40000)
+    tracemalloc.start()
+    try:
+        grey = to_8bit(image)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert grey.mode == "L" and grey.getpixel((0, 0)) == 40000 >> 8
+    assert peak < 4 * 4096 * 4096
+
+
+def test_open_image_shrinks_to_the_requested_size_upright():
+    """With a size, a sideways photo comes out upright at exactly that size, and the orientation still shows."""
+    image = open_image(imagefiles.exif_rotated_jpeg(6), size=(24, 32))
+    assert image.size == (24, 32) and image.mode == "RGB"
+    pixels = np.asarray(image, dtype=np.int16)
+    assert pixels[-1, :, 0].mean() - pixels[0, :, 0].mean() > 100
+
+
+def test_the_header_predicts_the_reduced_jpeg_decode():
+    """decoded_pixels matches what Pillow's reduced JPEG decode produces (4000x3000 asked for 500x400: 1/4)."""
+    data = imagefiles.jpeg(4000, 3000)
+    header = read_header(data)
+    assert (header.format, header.mode, header.width, header.height) == ("JPEG", "RGB", 4000, 3000)
+    draft = Image.open(io.BytesIO(data))
+    draft.draft(None, (500, 400))
+    draft.load()
+    assert header.decoded_pixels((500, 400)) == draft.width * draft.height == 1000 * 750
+    assert header.decoded_bytes() == 4000 * 3000 * 4  # Pillow keeps RGB in 4 bytes a pixel
+
+
+def test_reading_a_header_decodes_no_pixels():
+    """A truncated JPEG has a readable header; only decoding it fails."""
+    header = read_header(imagefiles.truncated_jpeg())
+    assert (header.width, header.height) == (128, 128)
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+        open_image(imagefiles.truncated_jpeg())
+
+
+def test_header_of_a_sideways_photo_gives_the_displayed_size():
+    """EXIF orientation 6 swaps width and height in the header too."""
+    header = read_header(imagefiles.exif_rotated_jpeg(6))
+    assert (header.stored_width, header.stored_height, header.width, header.height) == (64, 48, 48, 64)

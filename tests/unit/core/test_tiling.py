@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crack_model.core.tiling import TileConfig, cut_tiles, grid_shape, tile_boxes
+from crack_model.core.tiling import (
+    TileConfig,
+    cut_tiles,
+    fit_to_tile_budget,
+    grid_shape,
+    pad_to_fit,
+    tile_boxes,
+    tile_count,
+)
 
 
 def test_small_images_are_one_tile():
@@ -47,3 +55,83 @@ def test_cut_tiles_resizes_each_tile_to_the_model_input():
     tiles = cut_tiles(image, boxes, 64)
     assert tiles.shape == (len(boxes), 64, 64, 3) and tiles.dtype == np.uint8
     assert (tiles[..., 2] == 30).all()
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [
+        (10, 10),
+        (227, 227),
+        (300, 200),
+        (1000, 600),
+        (3000, 240),
+        (4032, 3024),
+        (60000, 40),
+        (100000, 300),
+        (40, 300000),
+    ],
+)
+def test_tile_count_is_the_number_of_boxes(width, height):
+    """tile_count predicts tile_boxes without building the boxes."""
+    assert tile_count(width, height, TileConfig()) == len(tile_boxes(width, height, TileConfig()))
+
+
+def test_a_phone_photo_is_within_the_tile_budget_and_left_alone():
+    """A 4032x3024 photo (432 tiles) is scored at full resolution."""
+    fit = fit_to_tile_budget(4032, 3024, TileConfig())
+    assert not fit.changed and fit.note == ""
+    assert fit.scaled == fit.padded == (4032, 3024)
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(10000, 8000), (8064, 6048), (300000, 40), (40, 300000), (60000, 40), (100000, 300)]
+)
+def test_any_image_fits_the_tile_budget(width, height):
+    """Giants and thin strips come out with at most max_tiles tiles, aspect ratio kept, and a note saying so."""
+    config = TileConfig()
+    fit = fit_to_tile_budget(width, height, config)
+    boxes = tile_boxes(*fit.padded, config)
+    assert len(boxes) <= config.max_tiles
+    assert fit.changed and "to stay within 512 tiles" in fit.note
+    assert fit.scaled[0] / fit.scaled[1] == pytest.approx(width / height, rel=0.1)
+    assert fit.padded[0] >= config.tile_size and fit.padded[1] >= config.tile_size
+    assert {box[2] - box[0] for box in boxes} == {config.tile_size}  # full-size tiles, none shrunk to the strip
+
+
+def test_a_thin_strip_is_downscaled_and_padded():
+    """The 300000x40 strip that made 10,000 tiles is shrunk and padded to one row of at most 512 tiles."""
+    fit = fit_to_tile_budget(300000, 40, TileConfig())
+    assert tile_count(300000, 40, TileConfig()) == 10000
+    assert fit.padded[1] == 227 and fit.scaled[1] < 40
+    assert fit.note.startswith("Downscaled from 300000x40 to ") and " and padded to " in fit.note
+    rows, _columns = grid_shape(tile_boxes(*fit.padded, TileConfig()))
+    assert rows == 1
+
+
+def test_a_giant_keeps_more_than_its_biggest_possible_downscale():
+    """The budget is used, not wasted: a 10000x8000 image keeps nearly 512 tiles, not a thumbnail."""
+    config = TileConfig()
+    fit = fit_to_tile_budget(10000, 8000, config)
+    assert fit.padded == fit.scaled
+    assert 0.9 * config.max_tiles <= tile_count(*fit.scaled, config) <= config.max_tiles
+
+
+def test_boxes_map_back_to_the_original_image():
+    """Tiles of the padded canvas, mapped back, lie inside the original strip and cover its whole length."""
+    fit = fit_to_tile_budget(300000, 40, TileConfig())
+    boxes = [fit.to_original(box) for box in tile_boxes(*fit.padded, TileConfig())]
+    assert all(0 <= left < right <= 300000 and 0 <= top < bottom <= 40 for left, top, right, bottom in boxes)
+    assert min(box[0] for box in boxes) == 0 and max(box[2] for box in boxes) == 300000
+    assert {(box[1], box[3]) for box in boxes} == {(0, 40)}
+
+
+def test_padding_centres_the_image_on_its_mean_colour():
+    """The pad is the image's own mean colour (no dark border a detector could take for a crack)."""
+    fit = fit_to_tile_budget(60000, 40, TileConfig())
+    strip = Image.new("RGB", (60000, 40), (100, 150, 200))
+    strip.paste((120, 170, 220), (0, 0, 60000, 20))
+    padded = np.asarray(pad_to_fit(strip, fit))
+    assert padded.shape == (227, 60000, 3)
+    top = fit.offset[1]
+    assert (padded[top, 0] == (120, 170, 220)).all() and (padded[top + 39, 0] == (100, 150, 200)).all()
+    assert (padded[0, 0] == (110, 160, 210)).all() and (padded[-1, -1] == (110, 160, 210)).all()

@@ -251,3 +251,83 @@ def test_quarantined_objects_are_skipped_but_listed(tmp_path, synth_data, model_
     summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
     assert summary["status_counts"] == {"ok": 3, "quarantined": 1}
     assert summary["threshold"] == pytest.approx(load_scorer(model_dir).card.threshold)
+
+
+def _validate_manifest_of(store, batch_id="b1"):
+    """Write the validated manifest the way validation does: key, size, sha256 of every upload now."""
+    import hashlib
+
+    from crack_model.core.uploads import ManifestEntry, list_uploads, write_manifest
+
+    entries = []
+    for info in list_uploads(store, batch_id):
+        data = store.read(info.key)
+        entries.append(ManifestEntry(info.key, len(data), hashlib.sha256(data).hexdigest()))
+    write_manifest(store, batch_id, entries)
+
+
+def test_scoring_uses_the_validated_manifest(tmp_path, synth_data, model_dir):
+    """A file swapped after validation is status=changed and unscored; one added later waits and is counted."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    swapped = "incoming/b1/positive/synth_00000.jpg"
+    store.write(swapped, imagefiles.jpeg())  # replaced after validation
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())  # added after validation
+
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert rows[swapped]["status"] == "changed" and rows[swapped]["crack_probability"] == ""
+    assert "changed after validation" in rows[swapped]["error"]
+    assert "incoming/b1/late.jpg" not in rows
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["late_objects"] == 1 and summary["status_counts"] == {"changed": 1, "ok": 3}
+
+
+def test_a_batch_validated_again_scores_only_its_new_uploads(tmp_path, synth_data, model_dir):
+    """After a late upload is validated, the complete batch is reopened: the new key is scored, old rows kept."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", model_dir)
+    first = {row["key"]: row for row in read_predictions(store)}
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())
+    _validate_manifest_of(store)
+
+    report = score_batch(str(tmp_path), "b1", model_dir)
+
+    assert not report.already_complete and report.images == 1 and report.skipped_already_done == 4
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert set(rows) == {*first, "incoming/b1/late.jpg"}
+    assert all(rows[key]["scored_at"] == first[key]["scored_at"] for key in first)  # not rescored
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["late_objects"] == 0
+
+
+def test_the_summary_counts_every_attempts_parts(tmp_path, synth_data, model_dir, monkeypatch):
+    """A shard that died after writing parts and then resumed: the summary counts the images of both attempts."""
+    import crack_model.serving.batch as batch_module
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    real_score_images = batch_module.score_images
+
+    def dies_after_two(*args, **kwargs):
+        for number, score in enumerate(real_score_images(*args, **kwargs)):
+            if number == 2:
+                raise RuntimeError("worker killed")
+            yield score
+
+    monkeypatch.setattr(batch_module, "score_images", dies_after_two)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        score_batch(str(tmp_path), "b1", model_dir, part_rows=1)
+    monkeypatch.setattr(batch_module, "score_images", real_score_images)
+
+    report = score_batch(str(tmp_path), "b1", model_dir, part_rows=1)
+
+    assert report.images == 4  # the resumed attempt scored the rest
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["objects"] == 6 and summary["throughput_images_per_second"] is not None
+    done_key = next(info.key for info in store.list("results/b1/_parts/") if info.key.endswith("_DONE"))
+    assert json.loads(store.read(done_key))["images"] == 6  # 2 from the killed attempt + 4 resumed

@@ -1,0 +1,112 @@
+"""The uploads of a batch, and the manifest validation keeps of what it saw.
+
+Every object under ``incoming/<batch_id>/`` that is not bookkeeping (``layout.is_marker``) is an
+upload and ends as one row, including those the store cannot serve (a symbolic link, a name that
+is not a usable key): their listing entry carries a ``problem``, which becomes the row's reason.
+
+Validation writes ``validation/<batch_id>/manifest.csv`` (key, size, sha256 of every upload it
+profiled). Scoring works from it: an upload added after validation waits for the next
+validation, and one whose bytes changed since is not scored (``status=changed``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from crack_model.core import layout
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectInfo, ObjectStore
+
+MANIFEST_COLUMNS = ("key", "size", "sha256")
+
+Fetch = Callable[[str], bytes]
+
+
+class UnservableObjectError(CrackModelError):
+    """The store listed the object but cannot serve it (its listing entry has a ``problem``)."""
+
+
+class ObjectChangedError(CrackModelError):
+    """The object's bytes differ from what validation saw: it is not scored (``status=changed``)."""
+
+    row_status = "changed"
+
+
+def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
+    """Every upload of ``incoming/<batch_id>/``, sorted by key, problem entries included."""
+    uploads = [info for info in store.list(layout.incoming_prefix(batch_id)) if not layout.is_marker(info.key)]
+    return sorted(uploads, key=lambda info: info.key)
+
+
+def problem_aware_fetch(fetch: Fetch, uploads: Iterable[ObjectInfo]) -> Fetch:
+    """``fetch`` that raises ``UnservableObjectError`` with the listing's reason for a problem entry."""
+    problems = {info.key: info.problem for info in uploads if info.problem}
+
+    def checked(key: str) -> bytes:
+        problem = problems.get(key)
+        if problem:
+            raise UnservableObjectError(problem)
+        return fetch(key)
+
+    return checked
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    key: str
+    size: int | None
+    sha256: str | None
+
+
+def manifest_key(batch_id: str) -> str:
+    return layout.validation_key(batch_id, layout.VALIDATED_MANIFEST)
+
+
+def write_manifest(store: ObjectStore, batch_id: str, entries: Iterable[ManifestEntry]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for entry in sorted(entries, key=lambda item: item.key):
+        writer.writerow([entry.key, "" if entry.size is None else entry.size, entry.sha256 or ""])
+    store.write(manifest_key(batch_id), buffer.getvalue().encode("utf-8"), content_type="text/csv")
+
+
+def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry] | None:
+    """The validated manifest by key, or None if the batch was validated before manifests existed (or never)."""
+    key = manifest_key(batch_id)
+    if not store.exists(key):
+        return None
+    rows = csv.DictReader(io.StringIO(store.read(key).decode("utf-8")))
+    entries = {}
+    for row in rows:
+        size = int(row["size"]) if row.get("size") else None
+        entries[row["key"]] = ManifestEntry(row["key"], size, row.get("sha256") or None)
+    return entries
+
+
+def manifest_digest(store: ObjectStore, batch_id: str) -> str | None:
+    """A digest of the validated manifest: it changes when a batch is validated again with other contents."""
+    key = manifest_key(batch_id)
+    return hashlib.sha256(store.read(key)).hexdigest()[:16] if store.exists(key) else None
+
+
+def validated_fetch(fetch: Fetch, manifest: dict[str, ManifestEntry]) -> Fetch:
+    """``fetch`` that refuses bytes that differ from what validation saw (``ObjectChangedError``)."""
+
+    def checked(key: str) -> bytes:
+        data = fetch(key)
+        entry = manifest.get(key)
+        if entry is not None and entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
+            msg = (
+                f"{key} changed after validation (validated sha256 {entry.sha256[:12]}..., now "
+                f"{hashlib.sha256(data).hexdigest()[:12]}...): not scored; run the batch again to validate and "
+                "score the new bytes"
+            )
+            raise ObjectChangedError(msg)
+        return data
+
+    return checked

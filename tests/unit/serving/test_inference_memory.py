@@ -1,0 +1,136 @@
+"""Scoring memory is bounded: giant, thin and foreign uploads each end as one row, within a worker's 1 GiB."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import threading
+import weakref
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from crack_model.core import layout
+from crack_model.core.local_store import LocalStore
+from crack_model.serving import inference
+from crack_model.serving.batch import score_batch
+from crack_model.serving.scorer import load_scorer
+from tests import imagefiles
+
+PROJECT = Path(__file__).resolve().parents[3]
+WORKER_BUDGET = 2**30  # a scoring worker has 1 GiB
+ACCEPTED = "upload JPEG, PNG, TIFF, WebP, BMP or GIF"
+
+
+def png(image: Image.Image) -> bytes:
+    return imagefiles.encode(image, "PNG")
+
+
+def giant_sixteen_bit_png() -> bytes:
+    """80 MP (the pixel limit) of 16-bit grey: ~170 KB of PNG, 160 MB decoded, 2.2 GB through float64."""
+    return png(Image.new("I;16", (10_000, 8_000), 30_000))
+
+
+def thin_strip_png() -> bytes:
+    """300000x40: 12 KB of PNG that made 10,000 tiles."""
+    return png(Image.new("L", (300_000, 40), 128))
+
+
+SCORE_IN_A_FRESH_PROCESS = """
+import json, resource, sys
+from pathlib import Path
+from crack_model.serving.inference import score_images
+from crack_model.serving.scorer import load_scorer
+
+scorer = load_scorer(sys.argv[1])
+scores = list(score_images(sys.argv[2:], lambda key: Path(key).read_bytes(), scorer))
+rows = [{"status": s.status, "error": s.error, "tile_count": s.tile_count, "note": s.note} for s in scores]
+print(json.dumps({"rows": rows, "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+@pytest.fixture()
+def model_dir(trained_model):
+    return str(trained_model.output_dir)
+
+
+def test_an_80_megapixel_16_bit_png_scores_within_the_worker_budget(tmp_path, model_dir):
+    """The 171 KiB PNG that peaked at 2.2 GiB scores (status ok, downscaled, noted) with the process under 1 GiB."""
+    path = tmp_path / "giant.png"
+    path.write_bytes(giant_sixteen_bit_png())
+    result = subprocess.run(
+        [sys.executable, "-c", SCORE_IN_A_FRESH_PROCESS, model_dir, str(path)],
+        capture_output=True, text=True, check=True, cwd=PROJECT, timeout=300,
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    (row,) = report["rows"]
+    assert row["status"] == "ok", row
+    assert 0 < row["tile_count"] <= inference.TileConfig().max_tiles
+    assert row["note"].startswith("Downscaled from 10000x8000 to ")
+    assert report["peak_bytes"] < WORKER_BUDGET, f"peak {report['peak_bytes'] / 2**20:.0f} MiB"
+
+
+def test_hostile_uploads_each_end_as_one_row_with_a_reason(tmp_path, model_dir):
+    """A thin strip is scored on a bounded number of tiles, noted in the row; foreign formats are refused by name."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/strip.png", thin_strip_png())
+    store.write("incoming/b1/photo.jpg", imagefiles.jpeg(700, 520))
+    refused = {}
+    for fmt in ("TGA", "SGI", "PCX", "EPS"):
+        refused[f"photo.{fmt.lower()}"] = fmt
+        store.write(f"incoming/b1/photo.{fmt.lower()}", imagefiles.encode(Image.new("RGB", (300, 200), "grey"), fmt))
+    score_batch(str(tmp_path), "b1", model_dir, overlays=False)
+    text = store.read(layout.results_key("b1", layout.PREDICTIONS)).decode()
+    rows = {row["key"].removeprefix("incoming/b1/"): row for row in csv.DictReader(io.StringIO(text))}
+    assert len(rows) == 2 + len(refused)
+    strip = rows["strip.png"]
+    assert strip["status"] == "ok" and 0 < int(strip["tile_count"]) <= 512
+    assert (strip["width"], strip["height"]) == ("300000", "40")
+    assert "padded to" in strip["note"] and "within 512 tiles" in strip["note"]
+    assert rows["photo.jpg"]["status"] == "ok" and rows["photo.jpg"]["note"] == ""
+    for name, fmt in refused.items():
+        assert rows[name]["status"] == "error"
+        assert rows[name]["error"] == f"format {fmt} is not accepted: {ACCEPTED}"
+        assert rows[name]["crack_probability"] == ""
+
+
+def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch):
+    """Decoded pixels and tiles alive at once (tracked until their arrays are freed) never exceed the byte budget."""
+    photos = {f"photo-{index}.jpg": imagefiles.jpeg(1500, 1200) for index in range(8)}
+    lock = threading.Lock()
+    live = {"bytes": 0, "peak": 0, "largest": 0}
+    real_prepare = inference.prepare
+
+    def release(size: int) -> None:
+        with lock:
+            live["bytes"] -= size
+
+    def recording_prepare(fetched, *args):
+        size = fetched.estimated_bytes
+        with lock:
+            live["bytes"] += size
+            live["peak"] = max(live["peak"], live["bytes"])
+            live["largest"] = max(live["largest"], size)
+        prepared = real_prepare(fetched, *args)
+        if prepared.tiles is None:
+            release(size)
+        else:
+            weakref.finalize(prepared.tiles, release, size)
+        return prepared
+
+    monkeypatch.setattr(inference, "prepare", recording_prepare)
+    scorer = load_scorer(model_dir)
+    budget = 50 * 2**20
+    scores = list(
+        inference.score_images(
+            photos, photos.__getitem__, scorer, workers=8, decode_threads=4, max_in_flight_bytes=budget
+        )
+    )
+    assert sorted(score.key for score in scores) == sorted(photos)
+    assert all(score.status == "ok" and score.tile_count == 63 for score in scores)
+    assert 2 * live["largest"] <= budget < 3 * live["largest"]  # room for two photos, not three
+    assert live["peak"] <= budget
