@@ -105,11 +105,13 @@ def crack_retraining() -> None:
         return {"outcome": "promoted", **decision}
 
     @task
-    def announce_rejection(decision: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def announce_rejection(
+        decision: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
         """Rejected (or evaluate-only): the run succeeds, says so, and notifies; the champion is untouched."""
         from crack_ops.notifications import notify_gate_decision
 
-        notify_gate_decision(run_store(params), decision)
+        notify_gate_decision(run_store(params), decision, run_id)
         outcome = "rejected" if decision["decision"] == "reject" else "passed, not promoted"
         return {"outcome": outcome, **decision}
 

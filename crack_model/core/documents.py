@@ -129,8 +129,12 @@ class BatchSummary(StoredDocument):
 
     @property
     def objects_scored(self) -> int:
-        """Objects that went through the model (quarantined ones have rows but were not scored)."""
-        return sum(count for status, count in self.status_counts.items() if status != "quarantined")
+        return objects_scored(self.status_counts)
+
+
+def objects_scored(status_counts: Mapping[str, int]) -> int:
+    """Objects that went through the scoring engine (quarantined ones have rows but were not read)."""
+    return sum(int(count) for status, count in status_counts.items() if status != "quarantined")
 
 
 @dataclass

@@ -80,6 +80,12 @@ def run_summary_key(run_id: str) -> str:
     return join_key(RUNS, f"{safe}.json")
 
 
+def notification_key(model_name: str, version: str, run_id: str) -> str:
+    """``models/<name>/notifications/<run_id>-<version>.json``: one notice per run and candidate version."""
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:120]
+    return join_key(MODELS, model_name, "notifications", f"{safe}-{version}.json")
+
+
 def relative_to_batch(key: str, batch_id: str) -> str:
     return key.removeprefix(incoming_prefix(batch_id))
 

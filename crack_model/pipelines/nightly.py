@@ -14,7 +14,7 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import BatchSummary, RunSummary
+from crack_model.core.documents import BatchSummary, RunSummary, objects_scored
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
@@ -40,11 +40,21 @@ def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]
         except CrackModelError as error:
             log.warning("ignoring folder incoming/%s: %s", batch_id, error)
             continue
-        complete = BatchSummary.read(store, layout.results_key(batch_id, layout.SUCCESS))
-        # A complete batch whose summary counted uploads that came after validation is validated again.
-        if complete is None or complete.late_objects:
+        if _is_new(store, batch_id):
             new.append(batch_id)
     return new[:limit] if limit else new
+
+
+def _is_new(store: ObjectStore, batch_id: str) -> bool:
+    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation (validate again)."""
+    success = layout.results_key(batch_id, layout.SUCCESS)
+    if not store.exists(success):
+        return True
+    try:
+        summary = BatchSummary.from_json(store.read(success), source=store.url(success))
+    except CrackModelError:  # an empty or foreign marker still means "done"
+        return False
+    return summary.late_objects > 0
 
 
 def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:
@@ -200,7 +210,7 @@ def publish_run_summary(
         batches_failed_validation=[v["batch_id"] for v in validations if v["outcome"] == "failed"],
         batches_with_quarantine=[v["batch_id"] for v in validations if v["outcome"] == "passed_with_quarantine"],
         batches_scored=sorted(scored),
-        objects_scored=sum(BatchSummary.from_dict(s).objects_scored for s in summaries),
+        objects_scored=sum(objects_scored(s.get("status_counts") or {}) for s in summaries),
         cracks=sum(int(s.get("cracks") or 0) for s in summaries),
         validations=validations,
         batches_released=sorted(set(released or ()) & validated),

@@ -28,7 +28,7 @@ from crack_model.core.cache import cache_root
 from crack_model.core.clock import utc_now
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import join_key
+from crack_model.core.object_keys import PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.evaluation.gate import run_gate
 from crack_model.pipelines.nightly import download_labeled
@@ -130,13 +130,36 @@ def gate_candidate(
     return report.summary()
 
 
-def record_gate_notification(store: StoreLike, decision: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep a gate decision under ``models/<name>/notifications/``; return the message (with ``notified_at``)."""
-    message = {**decision, "notified_at": utc_now()}
-    key = join_key(layout.MODELS, decision["name"], "notifications",
-                   f"{message['notified_at']}-{decision['candidate_version']}.json")  # fmt: skip
-    open_store(store).write(key, (json.dumps(message, indent=2) + "\n").encode(), content_type="application/json")
-    return message
+def record_gate_notification(
+    store: StoreLike, decision: Mapping[str, Any], run_id: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Keep a gate decision under ``models/<name>/notifications/``, once per run and candidate version.
+
+    Returns the stored message and whether it still has to be sent: False when a retried task finds
+    the notice of this run and version already sent, so nobody hears about one rejection twice.
+    """
+    opened = open_store(store)
+    key = layout.notification_key(decision["name"], decision["candidate_version"], run_id or "manual")
+    message = {**decision, "run_id": run_id, "notified_at": utc_now(), "sent": False}
+    try:
+        opened.write_if_match(key, _json(message), None)
+        return message, True
+    except PreconditionFailedError:  # an earlier try of this run recorded it
+        stored = dict(json.loads(opened.read(key)))
+        return stored, not stored.get("sent")
+
+
+def mark_notification_sent(store: StoreLike, message: Mapping[str, Any], **details: Any) -> dict[str, Any]:
+    """Record that the notice went out (so a retry does not send it again)."""
+    opened = open_store(store)
+    key = layout.notification_key(message["name"], message["candidate_version"], message.get("run_id") or "manual")
+    sent = {**message, **details, "sent": True, "sent_at": utc_now()}
+    opened.write(key, _json(sent), content_type="application/json")
+    return sent
+
+
+def _json(document: Mapping[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode()
 
 
 def train_candidate(

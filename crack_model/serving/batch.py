@@ -193,8 +193,14 @@ def score_shard(
 
 def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bool:
     """``_SUCCESS`` exists and covers the current validated manifest (a batch validated again is not complete)."""
-    summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUCCESS))
-    return summary is not None and (validated is None or summary.validated_manifest in (None, validated))
+    success = layout.results_key(batch_id, layout.SUCCESS)
+    if not store.exists(success):
+        return False
+    try:
+        summary = BatchSummary.from_json(store.read(success), source=store.url(success))
+    except CrackModelError:  # an empty or foreign marker still means "done"
+        return True
+    return validated is None or summary.validated_manifest in (None, validated)
 
 
 def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, threshold: float) -> None:

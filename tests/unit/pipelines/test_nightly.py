@@ -1,12 +1,13 @@
-"""The nightly shard planner (crack_model.pipelines.nightly.plan_shards) on a real local store."""
+"""Nightly steps on a real local store: the shard planner, release of failed batches, the run summary, new batches."""
 
 from __future__ import annotations
 
 import pytest
 
+from crack_model.core.documents import BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
-from crack_model.pipelines.nightly import plan_shards
+from crack_model.pipelines.nightly import batches_to_score, find_new_batches, plan_shards, publish_run_summary
 
 
 def uploads(store: LocalStore, counts: dict[str, int]) -> LocalStore:
@@ -64,3 +65,53 @@ def test_an_empty_batch_still_gets_one_shard(tmp_path):
     store = uploads(LocalStore(tmp_path), {"empty": 0})
 
     assert plan_shards(store, ["empty"]) == [{"batch_id": "empty", "shard": "0/1", "objects": 0}]
+
+
+def test_failed_batches_are_scored_only_when_released():
+    """A batch that failed validation is left out unless the operator names it in release_batches."""
+    validations = [{"batch_id": "a", "outcome": "passed"}, {"batch_id": "b", "outcome": "failed"},
+                   {"batch_id": "c", "outcome": "passed_with_quarantine"}]  # fmt: skip
+
+    assert batches_to_score(validations) == ["a", "c"]
+    assert batches_to_score(validations, ["b"]) == ["a", "b", "c"]
+
+
+def test_the_run_summary_names_every_failed_batch_and_why(tmp_path):
+    """Crashed validation, unfinished scoring, a failed suite and a release each appear, and the file is written."""
+    store = LocalStore(tmp_path)
+    validations = [
+        {"batch_id": "good", "outcome": "passed", "reasons": []},
+        {"batch_id": "blank", "outcome": "failed", "reasons": ["every image is blank"]},
+        {"batch_id": "stuck", "outcome": "passed", "reasons": []},
+        {"batch_id": "odd", "outcome": "failed", "reasons": ["12 objects do not decode"]},
+    ]
+    summaries = [
+        {"batch_id": "good", "status_counts": {"ok": 3, "quarantined": 1}, "cracks": 2},
+        {"batch_id": "odd", "status_counts": {"ok": 1, "error": 12}, "cracks": 0},
+    ]
+
+    summary = publish_run_summary(store, "scheduled__2026-11-24T02:00:00+00:00", validations, summaries,
+                                  batch_ids=["good", "blank", "stuck", "odd", "crashed"],
+                                  planned=["good", "stuck", "odd"], released=["odd"])  # fmt: skip
+
+    assert set(summary["failed_batches"]) == {"blank", "stuck", "crashed"}
+    assert "every image is blank" in summary["failed_batches"]["blank"]
+    assert summary["failed_batches"]["crashed"].startswith("validation did not finish")
+    assert summary["failed_batches"]["stuck"].startswith("scoring did not finish")
+    assert summary["incomplete_batches"] == ["crashed", "stuck"]
+    assert summary["batches_released"] == ["odd"] and summary["objects_scored"] == 3 + 13
+    stored = RunSummary.read(store, "runs/scheduled__2026-11-24T02_00_00_00_00.json")
+    assert stored is not None and stored.failed_batches == summary["failed_batches"]
+
+
+def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):
+    """Batches without _SUCCESS are new; a complete one is new again only if uploads came after its validation."""
+    store = uploads(LocalStore(tmp_path), {"done": 1, "late": 1, "open": 1})
+    for batch_id, late in (("done", 0), ("late", 2)):
+        summary = {"batch_id": batch_id, "model_version": "v1", "runtime": "keras", "threshold": 0.5, "objects": 1,
+                   "status_counts": {"ok": 1}, "label_counts": {}, "crack_class": "Positive", "cracks": 0,
+                   "crack_rate": 0.0, "shards": 1, "scoring_seconds": 0.1, "throughput_images_per_second": 10.0,
+                   "finished_at": "2026-11-24T02:00:00Z", "late_objects": late}  # fmt: skip
+        BatchSummary.from_dict(summary).write(store, f"results/{batch_id}/_SUCCESS")
+
+    assert find_new_batches(store) == ["late", "open"]

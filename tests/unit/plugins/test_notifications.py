@@ -51,7 +51,9 @@ def test_the_decision_is_stored_and_posted(tmp_path, webhook, monkeypatch):
 
     assert message["webhook_status"] == 204
     (stored,) = stored_notifications(store)
-    assert received == [stored]
+    assert received == [
+        {key: value for key, value in stored.items() if key not in ("sent", "sent_at", "webhook_status")}
+    ]
     assert stored["failed_checks"] == ["floor.crack_recall"] and stored["notified_at"]
 
 
@@ -65,3 +67,35 @@ def test_without_a_webhook_the_decision_is_only_stored(tmp_path, monkeypatch):
 
     assert "webhook_status" not in message
     assert [n["candidate_version"] for n in stored_notifications(store)] == [DECISION["candidate_version"]]
+
+
+def test_a_retried_task_neither_records_nor_posts_the_notice_again(tmp_path, webhook, monkeypatch):
+    """Same run, same candidate: one stored notice and one POST however often the task runs; a new run notifies."""
+    from crack_ops.notifications import notify_gate_decision
+
+    url, received = webhook
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_NOTIFY_WEBHOOK", url)
+    store = LocalStore(tmp_path)
+    first = notify_gate_decision(store, DECISION, "manual__2026-11-24")
+    again = notify_gate_decision(store, DECISION, "manual__2026-11-24")
+
+    assert len(received) == 1 and len(stored_notifications(store)) == 1
+    assert again["notified_at"] == first["notified_at"] and again["sent"] is True
+    notify_gate_decision(store, DECISION, "manual__2026-11-25")
+    assert len(received) == 2 and len(stored_notifications(store)) == 2
+
+
+def test_a_notice_recorded_but_not_sent_is_sent_by_the_retry(tmp_path, webhook, monkeypatch):
+    """A try that died between recording and posting: the retry posts it (once) and marks it sent."""
+    from crack_ops.notifications import notify_gate_decision
+
+    from crack_model.pipelines.retraining import record_gate_notification
+
+    url, received = webhook
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_NOTIFY_WEBHOOK", url)
+    store = LocalStore(tmp_path)
+    record_gate_notification(store, DECISION, "manual__2026-11-24")  # the first try stopped here
+
+    message = notify_gate_decision(store, DECISION, "manual__2026-11-24")
+
+    assert len(received) == 1 and message["sent"] is True and message["webhook_status"] == 204
