@@ -8,6 +8,7 @@ event (the task is skipped).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ from crack_ops.hooks import run_store
 )
 def crack_labeled_pool_watch() -> None:
     @task(outlets=[LABELED_POOL])
-    def detect_pool_change(params: dict[str, Any] | None = None, outlet_events=None) -> str:
+    def detect_pool_change(params: Mapping[str, Any] | None = None, outlet_events: Any = None) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from crack_model.pipelines.retraining import labeled_pool_changed

@@ -22,12 +22,16 @@ shard sizing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import SCORING_RESULTS
-from crack_ops.hooks import run_store
+from crack_ops.hooks import run_params, run_store
+
+# The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
+# Jinja templates rendered to native values at run time, where the functions declare the run-time types.
 from crack_ops.sensors import NewBatchesSensor
 
 
@@ -69,7 +73,7 @@ def crack_nightly_scoring() -> None:
         store="{{ params.store }}",
         aws_conn_id="{{ params.aws_conn_id }}",
         batch_ids="{{ params.batch_ids }}",
-        max_batches="{{ params.max_batches }}",
+        max_batches="{{ params.max_batches }}",  # type: ignore[arg-type]
         mode="reschedule",
         poke_interval=timedelta(minutes=10),
         timeout=timedelta(hours=3),
@@ -78,14 +82,15 @@ def crack_nightly_scoring() -> None:
     )
 
     @task(execution_timeout=timedelta(minutes=10))
-    def resolve_model(params: dict[str, Any] | None = None) -> dict[str, str]:
+    def resolve_model(params: Mapping[str, Any] | None = None) -> dict[str, str]:
         """Pin the exact model version once, so every shard of the night uses the same one."""
+        params = run_params(params)
         from crack_model.pipelines.nightly import pin_model
 
         return pin_model(run_store(params), params["model"])
 
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
-    def validate_batch(batch_id: str, model: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def validate_batch(batch_id: str, model: dict[str, str], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
         from crack_model.pipelines.nightly import validate_incoming
 
@@ -93,8 +98,9 @@ def crack_nightly_scoring() -> None:
 
     # all_done from here on: one batch whose validation or scoring failed never holds back the others.
     @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))
-    def plan_shards(validations: list[dict[str, Any]], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def plan_shards(validations: list[dict[str, Any]], params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """One work item per (valid or released batch, shard); batches that failed validation are left out."""
+        params = run_params(params)
         from crack_model.pipelines.nightly import batches_to_score
         from crack_model.pipelines.nightly import plan_shards as plan
 
@@ -103,7 +109,9 @@ def crack_nightly_scoring() -> None:
                     max_shards_per_batch=params["max_shards_per_batch"])  # fmt: skip
 
     @task(map_index_template="{{ work_item }}", execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=16)
-    def score_shard(item: dict[str, Any], model: dict[str, str], params: dict[str, Any] | None = None) -> dict:
+    def score_shard(
+        item: dict[str, Any], model: dict[str, str], params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Score one shard of one batch; resumes from its parts if a previous try died."""
         import socket
 
@@ -111,12 +119,15 @@ def crack_nightly_scoring() -> None:
 
         from crack_model.pipelines.nightly import score_work_item
 
-        get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[index]
+        # map_index_template reads this from the context: the grid shows "<batch> <shard>", not a number.
+        get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[typeddict-unknown-key]
         report = score_work_item(run_store(params), item, model["uri"])
         return {**report, "hostname": socket.gethostname()}
 
     @task(outlets=[SCORING_RESULTS], trigger_rule="all_done", execution_timeout=timedelta(minutes=30))
-    def finalize_batches(reports: list[dict[str, Any]], params: dict[str, Any] | None = None, outlet_events=None):
+    def finalize_batches(
+        reports: list[dict[str, Any]], params: Mapping[str, Any] | None = None, outlet_events: Any = None
+    ) -> list[dict[str, Any]]:
         """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
         from crack_model.pipelines.nightly import finalize_batches as finalize
 
@@ -134,10 +145,11 @@ def crack_nightly_scoring() -> None:
         validations: list[dict[str, Any]] | None,
         work_items: list[dict[str, Any]] | None,
         summaries: list[dict[str, Any]] | None,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
         """One JSON document per run under runs/, always written: it names each failed batch and why."""
+        params = run_params(params)
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.nightly import publish_run_summary as publish
@@ -155,10 +167,10 @@ def crack_nightly_scoring() -> None:
 
     model = resolve_model()
     validations = validate_batch.partial(model=model).expand(batch_id=batches.output)
-    work_items = plan_shards(validations)
+    work_items = plan_shards(validations)  # type: ignore[arg-type]
     reports = score_shard.partial(model=model).expand(item=work_items)
-    summaries = finalize_batches(reports)
-    publish_run_summary(batches.output, validations, work_items, summaries)
+    summaries = finalize_batches(reports)  # type: ignore[arg-type]
+    publish_run_summary(batches.output, validations, work_items, summaries)  # type: ignore[arg-type]
 
 
 crack_nightly_scoring()

@@ -18,12 +18,16 @@ The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from crack_ops.assets import CHAMPION_MODEL, LABELED_POOL
-from crack_ops.hooks import run_store
+from crack_ops.hooks import run_params, run_store
+
+# The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
+# Jinja templates rendered to native values at run time, where the functions declare the run-time types.
 from crack_ops.operators import GateOperator
 
 
@@ -58,7 +62,7 @@ from crack_ops.operators import GateOperator
 )
 def crack_retraining() -> None:
     @task(retries=0, execution_timeout=timedelta(minutes=30))
-    def validate_labeled_pool(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def validate_labeled_pool(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Training suite on labeled/ (holdout overlap included); bad data fails at once, no retries."""
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -70,23 +74,26 @@ def crack_retraining() -> None:
             raise AirflowFailException(str(error)) from None
 
     @task(multiple_outputs=True, execution_timeout=timedelta(hours=3))
-    def train_candidate(pool: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None):
+    def train_candidate(
+        pool: dict[str, Any], params: Mapping[str, Any] | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
         """Train on the validated pool and register the candidate as challenger."""
+        params = run_params(params)
         from crack_model.pipelines.retraining import train_and_register
 
         return train_and_register(run_store(params), pool, params, name=params["model_name"],
                                   actor="airflow:crack_retraining", run_id=run_id)  # fmt: skip
 
-    candidate = train_candidate(validate_labeled_pool())
+    candidate = train_candidate(validate_labeled_pool())  # type: ignore[arg-type]
     gate = GateOperator(  # its templated fields render as native values: promote is a boolean
         task_id="evaluate_gate",
-        candidate_version=candidate["version"],
+        candidate_version=candidate["version"],  # type: ignore[index]
         store="{{ params.store }}",
         aws_conn_id="{{ params.aws_conn_id }}",
         model_name="{{ params.model_name }}",
         holdout="{{ params.holdout }}",
         policy="{{ params.policy }}",
-        promote="{{ params.promote }}",
+        promote="{{ params.promote }}",  # type: ignore[arg-type]
         execution_timeout=timedelta(hours=1),
     )
 
@@ -95,8 +102,11 @@ def crack_retraining() -> None:
         return "announce_promotion" if decision.get("promoted") else "announce_rejection"
 
     @task(outlets=[CHAMPION_MODEL])
-    def announce_promotion(decision: dict[str, Any], params: dict[str, Any] | None = None, outlet_events=None):
+    def announce_promotion(
+        decision: dict[str, Any], params: Mapping[str, Any] | None = None, outlet_events: Any = None
+    ) -> dict[str, Any]:
         """The new champion: emit the model Asset (consumers, e.g. a re-scoring DAG, can schedule on it)."""
+        params = run_params(params)
         outlet_events[CHAMPION_MODEL].extra = {
             "model": params["model_name"],
             "version": decision["candidate_version"],
@@ -106,7 +116,7 @@ def crack_retraining() -> None:
 
     @task
     def announce_rejection(
-        decision: dict[str, Any], params: dict[str, Any] | None = None, run_id: str | None = None
+        decision: dict[str, Any], params: Mapping[str, Any] | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
         """Rejected (or evaluate-only): the run succeeds, says so, and notifies; the champion is untouched."""
         from crack_ops.notifications import notify_gate_decision
@@ -116,7 +126,7 @@ def crack_retraining() -> None:
         return {"outcome": outcome, **decision}
 
     decision = gate.output
-    choose_outcome(decision) >> [announce_promotion(decision), announce_rejection(decision)]
+    choose_outcome(decision) >> [announce_promotion(decision), announce_rejection(decision)]  # type: ignore[arg-type]
 
 
 crack_retraining()

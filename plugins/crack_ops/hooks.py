@@ -63,6 +63,14 @@ class CrackStoreHook(AwsBaseHook):
         )
 
 
-def run_store(params: Mapping[str, Any]) -> ObjectStore:
+def run_params(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The run's params inside a task (Airflow injects them; the ``None`` default is only TaskFlow's signature)."""
+    if params is None:
+        raise RuntimeError("this task needs its DAG run's params: call it from a DAG run, not directly")
+    return params
+
+
+def run_store(params: Mapping[str, Any] | None) -> ObjectStore:
     """The store of this DAG run, from its ``store`` and ``aws_conn_id`` params: what every task works on."""
+    params = run_params(params)
     return CrackStoreHook(params.get("store"), params.get("aws_conn_id", DEFAULT_CONNECTION)).get_store()

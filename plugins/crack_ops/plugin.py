@@ -9,7 +9,7 @@ authentication. The external view embeds the page in the UI at ``plugin/crack-op
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -20,10 +20,11 @@ class CrackOpsPlugin(AirflowPlugin):
     """The crack workflow's operator page."""
 
     name = "crack_ops"
-    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+    # Plain list annotations, as AirflowPlugin declares them (ClassVar would clash with its declarations).
+    fastapi_apps: list[Any] = [  # noqa: RUF012
         {"app": create_app(), "url_prefix": URL_PREFIX, "name": "Crack ops"},
     ]
-    external_views: ClassVar[list[dict[str, Any]]] = [
+    external_views: list[Any] = [  # noqa: RUF012
         {
             "name": "Crack ops",
             "href": "crack-ops/",
