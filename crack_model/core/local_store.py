@@ -34,16 +34,14 @@ from crack_model.core.object_keys import (
     validate_key,
 )
 
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_FOLDER = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SUBFOLDER = _FOLDER | os.O_NOFOLLOW
 # O_NONBLOCK: opening a named pipe someone put among the uploads must not hang the batch.
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _HASHED_NAME = re.compile(r"~([0-9a-f]{16})(\.[^.]*)?$")
 _SIDECAR = re.compile(rf"{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}")
-_KEPT_BYTES = 100  # of a long name, before its hash
-_MAX_SUFFIX_BYTES = 16
+_KEPT_BYTES, _MAX_SUFFIX_BYTES = 100, 16  # of a long name: its start and extension, kept beside its hash
 _LINK_ADVICE = "the store never follows symbolic links (they can point outside it); put the real file or folder there"
 _NOT_UTF8 = "the name is not valid UTF-8 (written in another encoding?); rename it with a UTF-8 name"
 _TWIN = "a file with the same name in composed Unicode (NFC) form is beside it and owns the key; rename one of them"
@@ -179,7 +177,7 @@ class LocalStore:
         def open_lock() -> int:
             folder = self._open_folder(segments[:-1], create=True)
             try:
-                return os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | _CLOEXEC, 0o666, dir_fd=folder)
+                return os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
             finally:
                 os.close(folder)
 

@@ -92,7 +92,7 @@ def test_images_being_decoded_stay_within_the_byte_budget(monkeypatch):
                 live["bytes"] -= inspected.estimated_bytes
 
     monkeypatch.setattr(profile, "_complete", recording_complete)
-    budget = 20 * 2**20
+    budget = 25 * 2**20
     config = ProfileConfig(workers=8, decode_threads=4, max_in_flight_bytes=budget)
     rows = list(iter_profile_rows(photos, photos.__getitem__, config))
     assert [row["key"] for row in rows] == list(photos)

@@ -50,7 +50,8 @@ from crack_model.serving.scorer import load_scorer
 
 scorer = load_scorer(sys.argv[1])
 scores = list(score_images(sys.argv[2:], lambda key: Path(key).read_bytes(), scorer))
-rows = [{"status": s.status, "error": s.error, "tile_count": s.tile_count, "note": s.note} for s in scores]
+fields = ("status", "error", "tile_count", "note")
+rows = [{name: getattr(score, name, None) for name in fields} for score in scores]
 peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"rows": rows, "peak_bytes": peak_kib * 1024}))
 """
