@@ -145,6 +145,7 @@ class S3Store:
         return self.head(key) is not None
 
     def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        validate_key(key)  # strictly: no trailing '/', no '..' (``_key`` also serves folder URLs)
         extra = {"ContentType": content_type} if content_type else {}
         if len(data) >= MULTIPART_THRESHOLD:
             import io
@@ -158,6 +159,7 @@ class S3Store:
 
     def write_if_match(self, key: str, data: bytes, etag: str | None) -> None:
         """Conditional PUT: If-Match the ETag read before, or If-None-Match for a new object."""
+        validate_key(key)
         from botocore.exceptions import ClientError
 
         condition = {"IfMatch": f'"{etag}"'} if etag else {"IfNoneMatch": "*"}
@@ -175,7 +177,7 @@ class S3Store:
 
     def download(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex}-{path.name}")
+        temporary = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex}")  # fixed length: fits beside any name
         try:
             self.client.download_file(self.bucket, self._key(key), str(temporary))
             os.replace(temporary, path)

@@ -149,6 +149,9 @@ def download_labeled(store: StoreLike, prefix: str, destination: Path, class_nam
         for info in store.list(f"{prefix}/{class_name}/"):
             if layout.is_marker(info.key):
                 continue
+            if info.problem:  # a link or an unusable name: never trained on, and said so
+                log.warning("skipping labeled object %s: %s", info.key, info.problem)
+                continue
             target = destination / Path(*info.key[len(prefix) + 1 :].split("/"))
             if not (target.is_file() and target.stat().st_size == info.size):
                 store.download(info.key, target)

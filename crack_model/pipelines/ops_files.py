@@ -58,9 +58,9 @@ def viewable(key: str) -> tuple[str, bool] | None:
 def iter_object(store: ObjectStore, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     """The object's bytes in chunks, without holding a large ``predictions.csv`` in memory."""
     if isinstance(store, LocalStore):
-        if not store.exists(key):
+        if not store.exists(key):  # also False for a symbolic link: the view never serves one
             raise CrackModelError(f"object not found: {store.url(key)}")
-        with open(store.url(key), "rb") as handle:
+        with store.open_object(key) as handle:
             while chunk := handle.read(chunk_size):
                 yield chunk
     elif isinstance(store, S3Store):

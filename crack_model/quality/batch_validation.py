@@ -247,7 +247,11 @@ def load_hashes(uri: str, *, workers: int = 8) -> set[str]:
             raise CrackModelError(f"{uri} has no sha256 column: pass a folder of images or a CSV with sha256")
         return {row["sha256"] for row in rows if row["sha256"]}
     store = open_store(uri)
-    keys = [info.key for info in store.list("") if not layout.is_marker(info.key)]
+    listed = [info for info in store.list("") if not layout.is_marker(info.key)]
+    for info in listed:
+        if info.problem:
+            log.warning("not hashing %s: %s", info.key, info.problem)
+    keys = [info.key for info in listed if not info.problem]
     if not keys and not (uri.startswith("s3://") or Path(uri).is_dir()):
         raise CrackModelError(f"holdout {uri} is neither a folder, a prefix with objects, nor a .csv")
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:

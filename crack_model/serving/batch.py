@@ -36,7 +36,6 @@ RESULT_COLUMNS = (
     "key", "size", "sha256", "width", "height", "status", "error", "crack_probability", "label",
     "threshold", "model_version", "runtime", "tile_count", "scored_at", "note",
 )  # fmt: skip
-DONE = "_DONE"
 
 
 @dataclass
@@ -53,7 +52,7 @@ class ShardReport:
 
 def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None = None) -> str:
     parts = [model_version] if shard is None else [model_version, shard.name]
-    return layout.results_key(batch_id, "_parts", *parts)
+    return layout.results_key(batch_id, layout.PARTS, *parts)
 
 
 def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
@@ -123,7 +122,7 @@ def score_shard(
         return ShardReport(batch_id, shard, "", 0, 0, 0.0, False, already_complete=True)
     scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
     parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
-    done_key = f"{parts_prefix}/{DONE}"
+    done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)
     if done is not None and done.validated_manifest == validated and not force:
         log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
@@ -244,7 +243,7 @@ def finalize_batch(
     validated = manifest_digest(store, batch_id)
     stats = []
     for shard in shards:
-        done = ShardStats.read(store, f"{_parts_prefix(batch_id, model_version, shard)}/{DONE}")
+        done = ShardStats.read(store, f"{_parts_prefix(batch_id, model_version, shard)}/{layout.DONE}")
         if done is None or done.validated_manifest != validated:
             raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
         stats.append(done)
