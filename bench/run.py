@@ -5,9 +5,12 @@ One run, same images, same machine. Reports images per second for
 (b) each runtime alone on pre-decoded tensors in memory (that runtime's ceiling);
 (c) the scoring engine end to end from a local store;
 (d) the scoring engine end to end from S3 over HTTP (moto's server on loopback, own process);
-plus agreement between runtimes, memory for small vs large batches, and the input size
-choice (160 vs 224: crack recall on the test split and speed). Results go to
+plus agreement between runtimes, memory for small vs large batches, the input size
+choice (160 vs 224: crack recall on the test split and speed), and the peak memory of scoring
+and profiling giant, thin and phone-size uploads (``bench/memory_bench.py``). Results go to
 ``bench/results/latest.json`` and ``bench/results/latest.md``.
+
+``--only memory`` runs the memory cases alone (results in ``bench/results/memory.json`` and ``memory.md``).
 """
 
 from __future__ import annotations
@@ -140,10 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=400, help="real photos per measurement (default 400)")
     parser.add_argument("--naive-images", type=int, default=100, help="photos for the slow per-image loop")
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench")
+    parser.add_argument("--only", choices=["memory"], help="run one section alone")
     args = parser.parse_args(argv)
     if not SAMPLE.is_dir() or not Path(WEIGHTS).is_file():
         print(f"bench needs the real sample at {SAMPLE} and weights at {WEIGHTS}", file=sys.stderr)
         return 2
+    if args.only == "memory":
+        return memory_only(args.work)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -205,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         results["sizes"][str(size)] = entry
     server.terminate()
 
+    from bench.memory_bench import measure_memory
+
+    results["memory"] = measure_memory(trained_model(224, args.work), args.work)
+
     profile_bench = PROJECT / "bench" / "profile_bench.py"
     if profile_bench.is_file():
         from bench.profile_bench import measure_profiling
@@ -215,6 +225,22 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "latest.md").write_text(markdown(results))
     print(markdown(results))
+    return 0
+
+
+def memory_only(work: Path) -> int:
+    """The memory section alone: the 224 px model (trained once), the three cases."""
+    from bench.memory_bench import markdown_memory, measure_memory
+
+    work.mkdir(parents=True, exist_ok=True)
+    results = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "memory": measure_memory(trained_model(224, work), work),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "memory.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "memory.md").write_text(markdown_memory(results["memory"]))
+    print(markdown_memory(results["memory"]))
     return 0
 
 
@@ -246,6 +272,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "Peak memory of a scoring process: " + ", ".join(f"{k}: {v} MB" for k, v in memory.items())]
     if "profiling" in results:
         lines += ["", f"Profiling + validation: {results['profiling']}"]
+    if "memory" in results:
+        from bench.memory_bench import markdown_memory
+
+        lines += ["", "Peak memory (resident, per process) on hostile uploads:", "", markdown_memory(results["memory"])]
     return "\n".join(lines) + "\n"
 
 

@@ -140,16 +140,21 @@ class ImageHeader:
     def peak_bytes(self, size: tuple[int, int] | None = None) -> int:
         """An upper bound of the pixel memory ``open_image(..., size=size)`` holds at once.
 
-        The decoded image, its 8-bit or RGB conversion at that size when the mode needs one first, and
-        two RGB images of the final size (the resized or converted one, and its EXIF rotation).
+        The decoded image; its 8-bit grey or RGB conversion where one comes before resizing; and, at the
+        final size, the resized image, its EXIF rotation and its conversion to RGB where each happens.
         """
         decoded = self.decoded_pixels(size)
         if self.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
-            converted = decoded
+            converted, final_mode = decoded, "L"
+        elif self.mode in RESIZED_AS_DECODED:
+            converted, final_mode = 0, self.mode
         else:
-            converted = 0 if self.mode in RESIZED_AS_DECODED else 4 * decoded
-        final = (size[0] * size[1]) if size is not None else self.stored_width * self.stored_height
-        return decoded * bytes_per_pixel(self.mode) + converted + 2 * 4 * final
+            converted, final_mode = 4 * decoded, "RGB"
+        final = 4 * (size[0] * size[1] if size is not None else self.stored_width * self.stored_height)
+        resized = final if size is not None else 0
+        rotated = final if self.orientation in TRANSPOSE_FOR_ORIENTATION else 0
+        to_rgb = final if final_mode != "RGB" else 0
+        return decoded * bytes_per_pixel(self.mode) + converted + resized + rotated + to_rgb
 
 
 def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:

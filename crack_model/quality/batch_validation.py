@@ -100,9 +100,11 @@ def validate_batch(
 
 
 def _manifest_entries(profile: pd.DataFrame) -> list[ManifestEntry]:
+    import pandas as pd  # imported here: pandas stays out of DAG parsing and `--help`
+
     entries = []
     for key, size, sha256 in profile[["key", "size_bytes", "sha256"]].itertuples(index=False):
-        known_size = None if size is None or size != size else int(size)  # NaN / <NA>: never read
+        known_size = None if pd.isna(size) else int(size)  # <NA>: the object was never read
         entries.append(ManifestEntry(str(key), known_size, sha256 if isinstance(sha256, str) and sha256 else None))
     return entries
 
