@@ -11,7 +11,8 @@ parent it was forked from):
 - 24 phone-size photos: 4032x3024 JPEGs, each a mosaic of real 227x227 patches (crack and no crack)
   from the METU sample, the photos those patches were cut from in the first place;
 - an 80 MP 16-bit PNG: 10000x8000 (the pixel limit), flat grey, ~170 KB;
-- a 300000x40 PNG strip, ~12 KB.
+- a 300000x40 PNG strip, ~12 KB;
+- an uncompressed 80 MP RGBA TIFF: 320 MB of bytes, the most an allowed upload can have at the limit.
 
 Scoring is ``score_shard`` as the nightly run calls it (overlays on, default workers and budget);
 profiling is ``profile_batch`` with the default ``ProfileConfig`` (8 workers).
@@ -88,24 +89,33 @@ def phone_photo(patches: list[Path], seed: int) -> bytes:
 
 
 def build_cases(store_root: Path) -> dict[str, str]:
-    """Write the three batches into a local store (once); returns {case: batch_id}."""
+    """Write the batches into a local store (each once); returns {case: batch_id}."""
+    import numpy as np
     from PIL import Image
 
+    incoming = store_root / "incoming"
     cases = {
         f"{PHONE_PHOTOS} phone photos (4032x3024 JPEG)": "memory-phone",
         "80 MP 16-bit PNG (10000x8000)": "memory-giant",
         "300000x40 PNG strip": "memory-strip",
+        "80 MP RGBA TIFF, uncompressed (320 MB)": "memory-tiff",
     }
-    incoming = store_root / "incoming"
-    if not (incoming / "memory-phone").is_dir():
-        patches = sorted((SAMPLE / "Positive").glob("*.jpg")) + sorted((SAMPLE / "Negative").glob("*.jpg"))
-        (incoming / "memory-phone").mkdir(parents=True)
-        for index in range(PHONE_PHOTOS):
-            (incoming / "memory-phone" / f"photo-{index:02d}.jpg").write_bytes(phone_photo(patches, index))
-        (incoming / "memory-giant").mkdir(parents=True)
-        Image.new("I;16", (10_000, 8_000), 30_000).save(incoming / "memory-giant" / "giant.png")
-        (incoming / "memory-strip").mkdir(parents=True)
-        Image.new("L", (300_000, 40), 128).save(incoming / "memory-strip" / "strip.png")
+    for batch_id in cases.values():
+        folder = incoming / batch_id
+        if folder.is_dir():
+            continue
+        folder.mkdir(parents=True)
+        if batch_id == "memory-phone":
+            patches = sorted((SAMPLE / "Positive").glob("*.jpg")) + sorted((SAMPLE / "Negative").glob("*.jpg"))
+            for index in range(PHONE_PHOTOS):
+                (folder / f"photo-{index:02d}.jpg").write_bytes(phone_photo(patches, index))
+        elif batch_id == "memory-giant":
+            Image.new("I;16", (10_000, 8_000), 30_000).save(folder / "giant.png")
+        elif batch_id == "memory-strip":
+            Image.new("L", (300_000, 40), 128).save(folder / "strip.png")
+        else:  # the most bytes an allowed upload can have at the pixel limit
+            row = np.random.default_rng(0).integers(0, 256, (1, 10_000, 4), dtype=np.uint8)
+            Image.fromarray(np.repeat(row, 8_000, axis=0), "RGBA").save(folder / "giant.tif")
     return cases
 
 
@@ -158,4 +168,6 @@ def markdown_memory(results: dict[str, Any]) -> str:
             f"({entry['profiling_baseline_mb']:.0f} MB) | {statuses} | {entry['max_tiles']} |"
         )
     notes = sorted({note for entry in results.values() for note in entry["notes"]})
-    return "\n".join(lines + [f"\nNote in the rows: {note}" for note in notes]) + "\n"
+    if notes:
+        lines += ["", "Notes in the rows:", *(f"- {note}" for note in notes)]
+    return "\n".join(lines) + "\n"

@@ -12,7 +12,9 @@ untouched.
 
 The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model retrain` runs.
 
-**Params**: `epochs`, `fine_tune_layers`, `target_recall`, `promote` (false: evaluate only),
+**Params**: `epochs`, `fine_tune_layers` (fine-tune the top N base layers), `fine_tune_epochs`,
+`target_recall` (overall and on each validation slice), `slice_balance`, `augmented_views`,
+`promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one).
 """
 
@@ -51,8 +53,19 @@ from crack_ops.operators import GateOperator
         "store": Param(None, type=["null", "string"], description="s3://bucket[/prefix] or a folder"),
         "model_name": Param("crack", type="string"),
         "aws_conn_id": Param("aws_default", type="string"),
-        "epochs": Param(10, type="integer", minimum=1, maximum=200),
+        "epochs": Param(30, type="integer", minimum=1, maximum=200),
         "fine_tune_layers": Param(0, type="integer", minimum=0, description="unfreeze the top N base layers"),
+        "fine_tune_epochs": Param(5, type="integer", minimum=1, maximum=100, description="fine-tuning epochs"),
+        "slice_balance": Param(
+            1.0,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="balance labeled/<class>/<slice>/ in training: 0 none, 1 full",
+        ),
+        "augmented_views": Param(
+            2, type="integer", minimum=0, maximum=8, description="augmented copies of each image in the feature cache"
+        ),
         "target_recall": Param(0.99, type="number", exclusiveMinimum=0, maximum=1),
         "weights": Param(None, type=["null", "string"], description="imagenet, none or a .h5 path"),
         "promote": Param(True, type="boolean", description="false: gate and report, never promote"),

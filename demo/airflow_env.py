@@ -21,6 +21,7 @@ from typing import Any
 PROJECT = Path(__file__).resolve().parents[1]
 TASK_MARKER = "DAG-TEST-TASK "
 TAIL_LINES = 15
+DAG_TEST_LOOP = "[airflow.sdk.definitions.dag]"  # dag.test()'s own lines ("No tasks to run..."), not a task's
 # Task states that mean "this task itself went wrong" (not a downstream skip or upstream failure).
 FAILED_STATES = ("failed", "up_for_retry")
 
@@ -29,6 +30,7 @@ import json, sys
 from airflow.dag_processing.dagbag import DagBag
 
 dag_id, conf, folder, result_path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+retries = json.loads(sys.argv[5])
 try:  # a marker line before each task, so its part of the shared log can be found again
     import airflow.sdk.definitions.dag as definitions
     run_task = definitions._run_task
@@ -43,13 +45,23 @@ except (ImportError, AttributeError):  # another Airflow: no markers, the whole 
 bag = DagBag(dag_folder=folder)
 if bag.import_errors:
     raise SystemExit(f"DAG import errors: {bag.import_errors}")
-run = bag.get_dag(dag_id).test(run_conf=conf)
+dag = bag.get_dag(dag_id)
+if retries is not None:  # dag.test() sleeps through each retry delay: a caller may want failures at once
+    for each in dag.tasks:
+        each.retries = retries
+run = dag.test(run_conf=conf)
 states = {}
 for ti in run.get_task_instances():
     name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
     states[name] = str(ti.state)
+peak = None
+try:  # the run's peak resident memory (dag.test() runs every task in this process)
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    pass
 with open(result_path, "w") as handle:
-    json.dump({"state": str(run.state), "run_id": run.run_id, "tasks": states}, handle)
+    json.dump({"state": str(run.state), "run_id": run.run_id, "tasks": states, "peak_rss_bytes": peak}, handle)
 """.replace("TASK_MARKER", TASK_MARKER)
 
 
@@ -83,11 +95,18 @@ def migrate(environment: dict[str, str]) -> None:
     subprocess.run([airflow, "db", "migrate"], env=environment, check=True, capture_output=True, timeout=600)
 
 
-def run_dag(dag_id: str, conf: dict[str, Any], environment: dict[str, str], *, echo: bool = False) -> dict[str, Any]:
+def run_dag(
+    dag_id: str, conf: dict[str, Any], environment: dict[str, str], *, echo: bool = False, retries: int | None = None
+) -> dict[str, Any]:
     """``dag.test()`` one run.
 
+    Args:
+        retries: if set, every task gets this many retries (``dag.test()`` waits out each retry
+            delay, minutes with backoff: 0 reports a failure at once).
+
     Returns:
-        ``{"state", "run_id", "tasks": {task: state}, "log": path, "failures": [...]}``, one failure per
+        ``{"state", "run_id", "tasks": {task: state}, "peak_rss_bytes", "log": path, "failures": [...]}``
+        (``peak_rss_bytes``: the run process's peak resident memory, None off Linux), one failure per
         task that failed: ``{"task", "state", "log" (its part of the run's log), "tail" (last lines)}``.
 
     Raises:
@@ -102,7 +121,7 @@ def run_dag(dag_id: str, conf: dict[str, Any], environment: dict[str, str], *, e
     with open(log_path, "wb") as log:
         completed = subprocess.run(
             [sys.executable, "-c", RUNNER, dag_id, json.dumps(conf), environment["AIRFLOW__CORE__DAGS_FOLDER"],
-             str(result_path)],
+             str(result_path), json.dumps(retries)],
             env={**environment, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT, timeout=1800,
             check=False,
         )  # fmt: skip
@@ -132,7 +151,15 @@ def _failures(text: str, states: dict[str, str], task_log_dir: Path, run_log: Pa
             task_log_dir.mkdir(parents=True, exist_ok=True)
             path = task_log_dir / (re.sub(r"[^A-Za-z0-9._\[\]-]+", "_", task) + ".log")
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        failures.append({"task": task, "state": state, "log": str(path), "tail": _tail(lines, TAIL_LINES)})
+        failures.append(
+            {
+                "task": task,
+                "state": state,
+                "log": str(path),
+                "error": _error_line(lines),
+                "tail": _tail(lines, TAIL_LINES),
+            }
+        )
     return failures
 
 
@@ -145,9 +172,21 @@ def _task_sections(text: str) -> dict[str, list[str]]:
             task_id, _, map_index = line.removeprefix(TASK_MARKER).strip().partition(" ")
             name = task_id if int(map_index or -1) < 0 else f"{task_id}[{map_index}]"
             current = sections[name] = []
-        elif current is not None:
+        elif current is not None and DAG_TEST_LOOP not in line:
             current.append(line)
     return sections
+
+
+def _error_line(lines: list[str]) -> str:
+    """The exception line ending the task's last traceback, else its last line."""
+    in_traceback = False
+    error = ""
+    for line in lines:
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+        elif in_traceback and line.strip() and not line[0].isspace():
+            error, in_traceback = line.strip(), False
+    return error or next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
 def _tail(lines: list[str], count: int) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import os
 import signal
@@ -110,18 +111,40 @@ def drop_database(name: str) -> None:
         connection.close()
 
 
-def forget_celery_queue(db: int, queue: str) -> None:
-    """Remove what kombu keeps in Redis for one queue: the list and its binding sets (the name is unique)."""
+def forget_celery_queue(db: int, queue: str, workers: Iterable[str] = ()) -> None:
+    """Remove what kombu keeps in Redis for one queue and its workers (node names): nothing else is touched
+    while another app still uses the database."""
     import redis
 
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5)
     keys = list(client.scan_iter(match=f"*{queue}*", count=1000))
     if keys:
         client.delete(*keys)
-    # kombu's shared expiry index of fanout bindings (pidbox, events) outlives the workers; drop it when
-    # nothing else is left in the database, so a run leaves no trace.
-    if client.dbsize() == 1 and client.exists("_kombu.binding_deadlines"):
-        client.delete("_kombu.binding_deadlines")
+    # A worker killed with tasks in hand leaves their messages in kombu's shared "unacked" hash (the broker
+    # would hand them out again after the visibility timeout): drop the ones routed to this queue.
+    for tag, entry in client.hgetall("unacked").items():
+        with contextlib.suppress(ValueError, TypeError, IndexError):
+            _message, exchange, routing_key = json.loads(entry)
+            if queue in (exchange, routing_key):
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    # A killed worker never unbinds its remote-control queue from the shared pidbox exchange.
+    pidboxes = {f"{worker}.celery.pidbox".encode() for worker in workers}
+    for member in client.smembers(PIDBOX_BINDINGS):
+        if any(member.endswith(pidbox) for pidbox in pidboxes):
+            client.srem(PIDBOX_BINDINGS, member)
+    # kombu's shared keys of fanout exchanges (events, remote control: a killed worker's event queue stays
+    # bound) and their expiry index outlive the workers; drop them once no other app uses the database
+    # (it would have a pidbox binding or keys of its own), so a run leaves no trace.
+    left = set(client.scan_iter(count=1000))
+    if left and left <= SHARED_KOMBU_KEYS:
+        client.delete(*left)
+
+
+PIDBOX_BINDINGS = b"_kombu.binding.celery.pidbox"
+SHARED_KOMBU_KEYS = frozenset(
+    {b"_kombu.binding_deadlines", b"_kombu.binding.celeryev", b"_kombu.binding.reply.celery.pidbox"}
+)
 
 
 def listening_addresses(pids: Iterable[int]) -> dict[str, list[str]]:
@@ -319,6 +342,17 @@ class AirflowApi:
     def mapped_task_instances(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/listMapped"
         return list(self.request("GET", path, params={"limit": 1000})["task_instances"])
+
+    def task_instance_tries(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict[str, Any]]:
+        """Every try of one (mapped) task instance, oldest first: earlier tries come from the history."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries"
+        tries = list(self.request("GET", path)["task_instances"])
+        return sorted(tries, key=lambda item: item["try_number"])
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        value = self.request("GET", path, params={"map_index": map_index})["value"]
+        return json.loads(value) if isinstance(value, str) else value
 
 
 # --- Results --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from crack_model.data.labeled import load_labeled
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
+from crack_model.training.cross_validation import cross_validate
 from crack_model.training.export import export_model
 from crack_model.training.plots import save_confusion_matrix
 from crack_model.training.train import train
@@ -104,9 +105,11 @@ def add_evaluate_command(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a saved model on labeled images",
-        description="Metrics (crack recall first) of a saved model on labeled data.",
+        description="Metrics (crack recall first) of a saved model on labeled data; or, with --cv K, "
+        "K-fold cross-validation of the training recipe on --data (near-duplicates kept in one fold, "
+        "exact Clopper-Pearson intervals per fold and pooled).",
     )
-    evaluate.add_argument("--model", required=True, help="model folder (local or s3://)")
+    evaluate.add_argument("--model", help="model folder (local or s3://); not with --cv")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="labeled folder or manifest .csv to evaluate on (all of it)")
     source.add_argument(
@@ -117,10 +120,26 @@ def add_evaluate_command(commands: Any) -> None:
     evaluate.add_argument("--out", type=Path, help="write metrics.json and confusion_matrix.png here")
     evaluate.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
     evaluate.add_argument("--threshold", type=probability, help="override the model's decision threshold")
+    recipe = evaluate.add_argument_group("cross-validation (--cv): the training recipe to measure")
+    recipe.add_argument("--cv", type=positive_int, help="K-fold cross-validation of training on --data (K >= 2)")
+    add_data_options(recipe)
+    recipe.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+                        help="base weights: imagenet, none or a .h5 path (default: $CRACK_MODEL_WEIGHTS)")  # fmt: skip
+    recipe.add_argument("--epochs", type=positive_int, default=30, help="maximum epochs per fold (default: 30)")
+    recipe.add_argument("--feature-cache", type=Path, help="feature cache folder (strongly advised: K trainings)")
+    recipe.add_argument("--augmented-views", type=int, default=2, help="augmented copies cached per image (default: 2)")
+    recipe.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
+    recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)")
+    recipe.add_argument("--slice-balance", type=float, default=1.0, help="0 (none) to 1 (full) slice balancing")
+    recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
     evaluate.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.cv is not None:
+        return run_cross_validation(args)
+    if not args.model:
+        raise CrackModelError("evaluate needs --model (or --cv K to cross-validate the training recipe on --data)")
     scorer = load_scorer(args.model, runtime=args.runtime)
     if args.split:
         images = read_split_manifest(fetch_model_dir(args.model) / "split.csv", args.split)
@@ -146,6 +165,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
         print(f"  metrics            {args.out / 'metrics.json'}")
         print(f"  confusion_matrix   {args.out / 'confusion_matrix.png'}")
+    return 0
+
+
+def run_cross_validation(args: argparse.Namespace) -> int:
+    if args.cv < 2 or not args.data:
+        raise CrackModelError("--cv needs K >= 2 and --data (a labeled folder or manifest)")
+    if args.model:
+        raise CrackModelError("--cv trains its own models: leave out --model")
+    out = args.out or Path("build") / f"cv-{args.cv}"
+    train_config = TrainConfig(epochs=args.epochs, fine_tune_layers=args.fine_tune_layers,
+                               label_smoothing=args.label_smoothing, slice_balance=args.slice_balance,
+                               target_recall=args.target_recall)  # fmt: skip
+    result = cross_validate(
+        args.data, out, data_config_from(args), ModelConfig(weights=args.weights), train_config, folds=args.cv,
+        feature_cache_dir=args.feature_cache, augmented_views=args.augmented_views,
+    )  # fmt: skip
+    confidence = result["confidence"]
+    print(f"{args.cv}-fold cross-validation on {args.data} ({result['near_duplicate_groups']} near-duplicate groups)")
+    for row in [*result["folds"], {"fold": "pooled", "threshold": None, **result["pooled"]}]:
+        metrics, exact = row["metrics"], row["exact_intervals"]
+        recall, accuracy = exact["crack_recall"], exact["accuracy"]
+        print(
+            f"  fold {row['fold']!s:<7} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
+            f"[{recall[0]:.4f}, {recall[1]:.4f}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
+            f"{accuracy[1]:.4f}]  missed cracks {row['missed_cracks']}  false alarms {row['false_alarms']}"
+        )
+    print(f"  (exact Clopper-Pearson intervals at {confidence:.0%}; details in {out / 'cv.json'})")
     return 0
 
 

@@ -23,9 +23,19 @@ def add_retrain_command(commands: Any) -> None:
         "--store", required=True, help="s3://bucket[/prefix] or a folder holding labeled/ and holdout/"
     )
     retrain.add_argument("--name", default="crack", help="model name in the registry (default: crack)")
-    retrain.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs (default: 10)")
+    retrain.add_argument("--epochs", type=positive_int, default=30,
+                         help="maximum epochs of the head on cached features; early stopping ends it (default: 30)")  # fmt: skip
     retrain.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
-    retrain.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
+    retrain.add_argument("--target-recall", type=probability, default=0.99,
+                         help="validation crack recall target, overall and on each big-enough slice")  # fmt: skip
+    retrain.add_argument(
+        "--slice-balance",
+        type=float,
+        default=1.0,
+        help="balance labeled/<class>/<slice>/ cells in training: 0 (none) to 1 (full, default)",
+    )
+    retrain.add_argument("--augmented-views", type=int, default=2,
+                         help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
                          help="base weights: imagenet, none or a .h5 path")  # fmt: skip
     retrain.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
@@ -39,7 +49,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     pool = validate_pool(args.store)
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
     settings = {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
-                "target_recall": args.target_recall, "weights": args.weights}  # fmt: skip
+                "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
+                "augmented_views": args.augmented_views}  # fmt: skip
     candidate = train_and_register(
         args.store, pool, settings, name=args.name, actor=os.environ.get("USER", "crack-model"), work_dir=args.work
     )

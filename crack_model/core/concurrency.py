@@ -39,22 +39,34 @@ def map_bounded(
     if max_in_flight_bytes is not None and size_of is None:
         raise ValueError("max_in_flight_bytes needs size_of, the size of each item in bytes")
     limit = max_in_flight or 2 * workers
+    byte_limit = max_in_flight_bytes
     pending: deque[tuple[Future[Result], int]] = deque()
     in_flight_bytes = 0
+    iterator = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix) as pool:
-        for item in items:
-            size = size_of(item) if max_in_flight_bytes is not None and size_of is not None else 0
-            while pending and max_in_flight_bytes is not None and in_flight_bytes + size > max_in_flight_bytes:
-                future, held = pending.popleft()
-                yield future.result()
+        while True:
+            # Full: hand results back before taking another item, so a producer upstream (say, a fetching
+            # stage) is not asked for more while there is no room for it.
+            while pending and (len(pending) >= limit or (byte_limit is not None and in_flight_bytes >= byte_limit)):
+                held = pending[0][1]
+                yield _take(pending)
+                in_flight_bytes -= held
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            size = size_of(item) if byte_limit is not None and size_of is not None else 0
+            while pending and byte_limit is not None and in_flight_bytes + size > byte_limit:
+                held = pending[0][1]
+                yield _take(pending)
                 in_flight_bytes -= held
             pending.append((pool.submit(function, item), size))
             in_flight_bytes += size
             del item  # the pool holds it until it has run; this frame must not keep it alive
-            if len(pending) >= limit:
-                future, held = pending.popleft()
-                yield future.result()
-                in_flight_bytes -= held
         while pending:
-            future, _held = pending.popleft()
-            yield future.result()
+            yield _take(pending)
+
+
+def _take(pending: deque[tuple[Future[Result], int]]) -> Result:
+    """The oldest result, leaving no reference to it behind: once the consumer drops it, its memory is free."""
+    return pending.popleft()[0].result()

@@ -69,4 +69,9 @@ class TrainConfig:
     # validation split reaches this crack recall.
     target_recall: float = 0.99
     default_threshold: float = 0.5
+    # Validation slices with at least this many images must each reach target_recall too.
+    min_slice_images: int = 10
+    # Balance (class, slice) cells in the loss: 1 = each cell weighs the same, 0 = each image does.
+    slice_balance: float = 1.0
+    label_smoothing: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)

@@ -8,13 +8,14 @@ uploads contain and ``tf.io.decode_image`` does not all handle.
 
 Memory: no float64 copy is ever made. 16-bit and 32-bit images go to 8 bits a band of rows
 at a time, and ``open_image(..., size=...)`` shrinks an image before converting it to RGB
-(JPEGs are even decoded at 1/2, 1/4 or 1/8 scale), so a decoded image costs about what Pillow
-needs to hold it once (``ImageHeader.decoded_bytes``).
+(JPEGs are even decoded at 1/2, 1/4 or 1/8 scale), so decoding costs about what Pillow needs to
+hold the image once; ``ImageHeader.peak_bytes`` bounds it from the header, before decoding.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from functools import cache
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL import _imaging as pillow_core
 
 from crack_model.core.errors import ImageDecodeError
 
@@ -43,6 +45,14 @@ RESIZED_AS_DECODED = ("L", "RGB", "CMYK")
 # a few megabytes whatever the image size.
 CHUNK_PIXELS = 1 << 22
 EXIF_ORIENTATION_TAG = 0x0112
+# Pillow keeps a large image in blocks, 16 MB by default. glibc serves blocks that size from its heap
+# once its adaptive mmap threshold has grown (up to 32 MB, as big buffers are freed), and the heap keeps
+# what is freed: a worker decoding giants kept ~300 MB it no longer used (an 80 MP RGBA TIFF scored
+# after other images peaked at 1,197 MB with 16 MB blocks, 868 MB with 64 MB ones). Blocks over 32 MB
+# are always mapped, and unmapped when freed. A PILLOW_BLOCK_SIZE set by the operator wins.
+BLOCK_SIZE = 64 * 2**20
+if "PILLOW_BLOCK_SIZE" not in os.environ:
+    pillow_core.set_block_size(BLOCK_SIZE)  # what PILLOW_BLOCK_SIZE sets (Pillow's "block allocator" docs)
 TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -125,12 +135,16 @@ class ImageHeader:
     def channels(self) -> int:
         return Image.getmodebands(self.mode)
 
-    def decoded_pixels(self, size: tuple[int, int] | None = None) -> int:
-        """Pixels the decoder produces for ``open_image(..., size=size)`` (JPEGs decode reduced)."""
+    def decoded_size(self, size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(width, height), as stored, of what the decoder produces for ``open_image(..., size=size)``."""
         width, height = self.stored_width, self.stored_height
         if size is not None and self.format in DRAFT_FORMATS:
             scale = draft_scale(width, height, stored_size(size, self.orientation))
             width, height = -(-width // scale), -(-height // scale)
+        return width, height
+
+    def decoded_pixels(self, size: tuple[int, int] | None = None) -> int:
+        width, height = self.decoded_size(size)
         return width * height
 
     def decoded_bytes(self, size: tuple[int, int] | None = None) -> int:
@@ -148,8 +162,10 @@ class ImageHeader:
             converted, final_mode = decoded, "L"
         elif self.mode in RESIZED_AS_DECODED:
             converted, final_mode = 0, self.mode
-        else:
-            converted, final_mode = 4 * decoded, "RGB"
+        else:  # converted to RGB in bands, and box-reduced when shrinking (rgb_reduced)
+            width, height = self.decoded_size(size)
+            factor = 1 if size is None else reduce_factor((width, height), stored_size(size, self.orientation))
+            converted, final_mode = 4 * -(-width // factor) * -(-height // factor), "RGB"
         final = 4 * (size[0] * size[1] if size is not None else self.stored_width * self.stored_height)
         resized = final if size is not None else 0
         rotated = final if self.orientation in TRANSPOSE_FOR_ORIENTATION else 0
@@ -275,11 +291,29 @@ def open_image(
         if stored is not None and image.size != stored:
             if image.mode not in RESIZED_AS_DECODED:
                 # Alpha is dropped before resampling, as for an image scored at full size.
-                image = to_rgb(image)
+                image = rgb_reduced(image, reduce_factor(image.size, stored))
             image = image.resize(stored, Image.Resampling.BILINEAR)
         if orientation in TRANSPOSE_FOR_ORIENTATION:
             image = image.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
         return to_rgb(image)
+
+
+def reduce_factor(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The whole factor an image of ``size`` can be box-reduced by and stay at least ``target``."""
+    return max(1, min(size[0] // max(target[0], 1), size[1] // max(target[1], 1)))
+
+
+def rgb_reduced(image: Image.Image, factor: int) -> Image.Image:
+    """``to_rgb(image).reduce(factor)`` a band of rows at a time: no full-size RGB copy of a big RGBA image."""
+    if factor == 1:
+        return to_rgb(image)
+    width, height = image.size
+    rows = max(1, CHUNK_PIXELS // max(width, 1) // factor) * factor
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = to_rgb(image.crop((0, top, width, min(height, top + rows))))
+        reduced.paste(band.reduce(factor), (0, top // factor))
+    return reduced
 
 
 def to_8bit(image: Image.Image) -> Image.Image:

@@ -24,20 +24,26 @@ from crack_model.core.imaging import decode_to_array, difference_hash, open_imag
 from crack_model.core.storage import read_uri
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
+# An image directly in its class folder belongs to no named slice (the gate's holdout uses the same name).
+NO_SLICE = "(none)"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
 class LabeledImage:
+    """One labeled image; ``slice`` is the folder right below its class folder (a site, a surface)."""
+
     uri: str
     label: str
     sha256: str = ""
     perceptual_hash: str = ""
+    slice: str = NO_SLICE
 
 
 @dataclass(frozen=True)
@@ -80,12 +86,18 @@ def list_labeled_folder(root: str | Path, class_names: Sequence[str]) -> list[La
         if not files:
             extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise CrackModelError(f"class folder {class_dir} has no images ({extensions})")
-        images.extend(LabeledImage(str(path), class_name) for path in files)
+        images.extend(LabeledImage(str(path), class_name, slice=slice_of(path, class_dir)) for path in files)
     return images
 
 
+def slice_of(path: Path, class_dir: Path) -> str:
+    """``<class>/<slice>/.../<image>`` -> the slice; an image directly in its class folder -> NO_SLICE."""
+    parts = path.relative_to(class_dir).parts
+    return parts[0] if len(parts) >= 2 else NO_SLICE
+
+
 def read_manifest(path: str | Path, class_names: Sequence[str]) -> list[LabeledImage]:
-    """Read a ``uri,label`` CSV; relative local paths are relative to the manifest's folder."""
+    """Read a ``uri,label[,slice]`` CSV; relative local paths are relative to the manifest's folder."""
     path = Path(path)
     if not path.is_file():
         raise CrackModelError(f"manifest {path} does not exist")
@@ -103,7 +115,7 @@ def read_manifest(path: str | Path, class_names: Sequence[str]) -> list[LabeledI
                 raise CrackModelError(f"manifest {path} line {line_number}: empty uri")
             if "://" not in uri and not Path(uri).is_absolute():
                 uri = str(path.parent / uri)
-            images.append(LabeledImage(uri, label))
+            images.append(LabeledImage(uri, label, slice=(row.get("slice") or "").strip() or NO_SLICE))
     if not images:
         raise CrackModelError(f"manifest {path} lists no images")
     missing = [name for name in class_names if not any(image.label == name for image in images)]
@@ -196,21 +208,22 @@ def group_near_duplicates(images: Sequence[LabeledImage]) -> list[list[int]]:
 def split_images(images: Sequence[LabeledImage], config: DataConfig) -> Split:
     """Deterministic, stratified, leak-free split into train/validation/test.
 
-    Near-duplicate groups go to one split as a whole. Within each class, groups are
+    Stratified by class and slice: each slice (say, 100 photos of a new site) gets its share of
+    the validation and test splits, so its threshold and metrics can be measured there.
+    Near-duplicate groups go to one split as a whole. Within each class and slice, groups are
     ordered by a seeded hash of their content, so the split depends only on the images
     and the seed, not on listing order or the machine.
     """
     if any(not image.sha256 for image in images):
         raise ValueError("split_images needs fingerprinted images (see fingerprint_all)")
-    by_class: dict[str, list[list[LabeledImage]]] = defaultdict(list)
+    by_stratum: dict[tuple[str, str], list[list[LabeledImage]]] = defaultdict(list)
     for indices in group_near_duplicates(images):
         members = [images[index] for index in indices]
-        majority = sorted(Counter(member.label for member in members).most_common(), key=lambda kv: (-kv[1], kv[0]))
-        by_class[majority[0][0]].append(members)
+        by_stratum[_majority(members)].append(members)
 
     parts: dict[str, list[LabeledImage]] = {name: [] for name in SPLIT_NAMES}
-    for class_name in sorted(by_class):
-        groups = sorted(by_class[class_name], key=lambda group: _seeded_order(group, config.seed))
+    for stratum in sorted(by_stratum):
+        groups = sorted(by_stratum[stratum], key=lambda group: _seeded_order(group, config.seed))
         total = sum(len(group) for group in groups)
         wanted = {
             "test": round(total * config.test_fraction),
@@ -225,6 +238,12 @@ def split_images(images: Sequence[LabeledImage], config: DataConfig) -> Split:
     return Split(**{name: sorted(parts[name], key=lambda image: image.uri) for name in SPLIT_NAMES})
 
 
+def _majority(members: Sequence[LabeledImage]) -> tuple[str, str]:
+    """The (label, slice) most members of a near-duplicate group share; ties go to the first by name."""
+    counts = Counter((member.label, member.slice) for member in members).most_common()
+    return sorted(counts, key=lambda item: (-item[1], item[0]))[0][0]
+
+
 def _seeded_order(group: Sequence[LabeledImage], seed: int) -> str:
     anchor = min(member.sha256 for member in group)
     return hashlib.sha256(f"{seed}:{anchor}".encode()).hexdigest()
@@ -235,10 +254,10 @@ def write_split_manifest(split: Split, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["uri", "label", "sha256", "split"])
+        writer.writerow(["uri", "label", "sha256", "split", "slice"])
         for name, images in split.parts().items():
             for image in images:
-                writer.writerow([image.uri, image.label, image.sha256, name])
+                writer.writerow([image.uri, image.label, image.sha256, name, image.slice])
 
 
 def label_indices(images: Iterable[LabeledImage], class_names: Sequence[str]) -> list[int]:
@@ -251,8 +270,11 @@ def make_dataset(
     *,
     shuffle: bool = False,
     cache: bool = True,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """A ``tf.data`` pipeline of (float32 pixels 0..255, one-hot label) batches.
+    """A ``tf.data`` pipeline of (float32 pixels 0..255, one-hot label[, weight]) batches.
+
+    With ``weights`` (one per image, e.g. ``balance_weights``) each element carries its sample weight.
 
     Decoding runs in parallel through Pillow (the same decoder scoring uses), the
     decoded images are cached in memory after the first epoch, and batches are prefetched.
@@ -276,6 +298,11 @@ def make_dataset(
     labels = label_indices(images, config.class_names)
     dataset = tf.data.Dataset.from_tensor_slices((uris, labels))
     dataset = dataset.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE)
+    if weights is not None:
+        if len(weights) != len(uris):
+            raise ValueError(f"{len(weights)} weights for {len(uris)} images: give one weight per image")
+        weight_data = tf.data.Dataset.from_tensor_slices(np.asarray(weights, dtype=np.float32))
+        dataset = tf.data.Dataset.zip((dataset, weight_data)).map(lambda pair, weight: (*pair, weight))
     if cache:
         dataset = dataset.cache()
     if shuffle:

@@ -104,6 +104,40 @@ def regression_checks(candidate: Mapping[str, Any], champion: Mapping[str, Any],
     return checks
 
 
+def slice_regression_checks(
+    candidate_slices: Mapping[str, Mapping[str, Any]],
+    champion_slices: Mapping[str, Mapping[str, Any]],
+    policy: GatePolicy,
+) -> list[Check]:
+    """``slice_no_regression:<slice>:<metric>``: on each slice, at most the policy's drop below the champion.
+
+    Slices below ``min_slice_images`` are skipped (with why): a few images cannot tell two models
+    apart. A slice the champion was not measured on has nothing to regress from.
+    """
+    checks = []
+    for slice_name, report in candidate_slices.items():
+        previous = champion_slices.get(slice_name)
+        for metric, max_drop in policy.slice_max_drop.items():
+            name = f"slice_no_regression:{slice_name}:{metric}"
+            new = report["metrics"].get(metric)
+            old = None if previous is None else previous["metrics"].get(metric)
+            if report["images"] < policy.min_slice_images:
+                message = f"{report['images']} images < min_slice_images {policy.min_slice_images}: not gated"
+                checks.append(Check(name, "skipped", message, None, max_drop))
+            elif new is None or old is None:
+                checks.append(Check(name, "skipped", f"{metric} undefined (candidate {new}, champion {old})", None,
+                                    max_drop))  # fmt: skip
+            else:
+                difference = new - old
+                message = (
+                    f"slice {slice_name}: {metric} {new:.4f} vs champion {old:.4f} "
+                    f"(difference {difference:+.4f}, allowed drop {max_drop})"
+                )
+                status = "pass" if difference >= -max_drop - 1e-12 else "fail"
+                checks.append(Check(name, status, message, difference, max_drop))
+    return checks
+
+
 def slice_reports(evaluation: Evaluation, holdout: Holdout, policy: GatePolicy) -> dict[str, dict[str, Any]]:
     names = np.array(holdout.slices)
     reports = {}

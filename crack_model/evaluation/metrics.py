@@ -34,6 +34,38 @@ def choose_threshold(
     return float(min(ceiling, crack_scores[needed - 1]))
 
 
+def choose_slice_threshold(
+    is_crack: Sequence[bool] | np.ndarray,
+    crack_probability: Sequence[float] | np.ndarray,
+    slices: Sequence[str],
+    target_recall: float,
+    *,
+    ceiling: float = 0.5,
+    min_slice_images: int = 10,
+) -> tuple[float, dict[str, float]]:
+    """A threshold that reaches ``target_recall`` overall and on every slice with enough images.
+
+    A new site's few photos would hardly move an overall recall target: its cracks can be
+    missed wholesale while the old site's carry the average. Each slice with at least
+    ``min_slice_images`` images (and a crack) gets its own ``choose_threshold``; the lowest wins.
+
+    Returns:
+        (threshold, {slice: the threshold that slice alone needs}) for the slices considered.
+    """
+    truth = np.asarray(is_crack, dtype=bool)
+    probability = np.asarray(crack_probability, dtype=np.float64)
+    names = np.asarray(list(slices), dtype=object)
+    if not len(truth) == len(probability) == len(names):
+        raise ValueError("one crack probability and one slice per label are required")
+    overall = choose_threshold(truth, probability, target_recall, ceiling=ceiling)
+    per_slice: dict[str, float] = {}
+    for name in sorted(set(names.tolist())):
+        mask = names == name
+        if mask.sum() >= min_slice_images and truth[mask].any():
+            per_slice[name] = choose_threshold(truth[mask], probability[mask], target_recall, ceiling=ceiling)
+    return min([overall, *per_slice.values()]), per_slice
+
+
 def predicted_labels(
     probabilities: np.ndarray, threshold: float, class_names: Sequence[str], crack_class: str
 ) -> list[str]:

@@ -21,8 +21,8 @@ from crack_model.evaluation.intervals import BOOTSTRAP_METRICS
 GATED_METRICS = ("crack_recall", "crack_precision", "accuracy", "crack_f1", "roc_auc", "pr_auc")
 ALL_SLICES = "*"
 _TOP_LEVEL = {
-    "policy_version", "description", "floors", "no_regression", "slice_floors", "min_slice_images",
-    "min_runtime_agreement", "bootstrap",
+    "policy_version", "description", "floors", "no_regression", "slice_floors", "slice_no_regression",
+    "min_slice_images", "min_runtime_agreement", "bootstrap",
 }  # fmt: skip
 _BOOTSTRAP = {"resamples", "confidence", "seed"}
 
@@ -35,7 +35,9 @@ class GatePolicy:
         floors: metric -> minimum on the whole holdout (absolute; apply with or without a champion).
         max_drop: metric -> how far the candidate may fall below the champion ("no_regression" in JSON).
         slice_floors: slice name, or "*" for every slice -> metric -> minimum on that slice.
-        min_slice_images: slices smaller than this are reported but not gated.
+        slice_max_drop: metric -> how far the candidate may fall below the champion on any one slice
+            ("slice_no_regression" in JSON): a new site's gain must not hide an old site's loss.
+        min_slice_images: slices smaller than this are reported but not gated (floors and regression).
         min_runtime_agreement: share of holdout labels an export must share with Keras.
     """
 
@@ -43,6 +45,7 @@ class GatePolicy:
     floors: Mapping[str, float] = field(default_factory=dict)
     max_drop: Mapping[str, float] = field(default_factory=dict)
     slice_floors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    slice_max_drop: Mapping[str, float] = field(default_factory=dict)
     min_slice_images: int = 30
     min_runtime_agreement: float = 0.995
     bootstrap_resamples: int = 1000
@@ -56,6 +59,7 @@ class GatePolicy:
             _check_limits(limits, f"{where} {section}")
         for slice_name, limits in self.slice_floors.items():
             _check_limits(limits, f"{where} slice_floors[{slice_name!r}]", BOOTSTRAP_METRICS)
+        _check_limits(self.slice_max_drop, f"{where} slice_no_regression", BOOTSTRAP_METRICS)
         if not 0 < self.min_runtime_agreement <= 1:
             raise CrackModelError(f"{where}: min_runtime_agreement must be in (0, 1], got {self.min_runtime_agreement}")
         if self.bootstrap_resamples < 100:
@@ -86,6 +90,7 @@ class GatePolicy:
                     str(name): {key: float(value) for key, value in limits.items()}
                     for name, limits in (values.get("slice_floors") or {}).items()
                 },
+                slice_max_drop={key: float(value) for key, value in (values.get("slice_no_regression") or {}).items()},
                 min_slice_images=int(values.get("min_slice_images", 30)),
                 min_runtime_agreement=float(values.get("min_runtime_agreement", 0.995)),
                 bootstrap_resamples=int(bootstrap.get("resamples", 1000)),
@@ -102,6 +107,7 @@ class GatePolicy:
             "floors": dict(self.floors),
             "no_regression": dict(self.max_drop),
             "slice_floors": {name: dict(limits) for name, limits in self.slice_floors.items()},
+            "slice_no_regression": dict(self.slice_max_drop),
             "min_slice_images": self.min_slice_images,
             "min_runtime_agreement": self.min_runtime_agreement,
             "bootstrap": {"resamples": self.bootstrap_resamples, "confidence": self.confidence, "seed": self.seed},

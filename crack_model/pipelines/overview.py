@@ -103,12 +103,13 @@ def _batch_ids(reader: StoreReader) -> list[str]:
 
 
 def _batches(reader: StoreReader, batch_ids: list[str], overlays: int) -> list[dict[str, Any]]:
-    rows = [_batch(reader, batch_id, overlays) for batch_id in batch_ids]
+    rows = [batch_row(reader, batch_id, overlays) for batch_id in batch_ids]
     # Most recent activity first; never-touched uploads (no time yet) after, by id.
     return sorted(rows, key=lambda row: row["last_activity"] or "", reverse=True)
 
 
-def _batch(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, Any]:
+def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, Any]:
+    """One batch as the overview shows it: state, validation, counts, crack rate, drift, links (store keys)."""
     outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME))
     complete = _exists(reader, layout.results_key(batch_id, layout.SUCCESS))
     summary = reader.json(layout.results_key(batch_id, layout.SUMMARY)) if complete else None
@@ -215,22 +216,28 @@ def _overlay_keys(reader: StoreReader, batch_id: str, count: int) -> list[str]:
         return []
 
 
-def _run_sort_key(key: str) -> str:
-    # Run ids are "<kind>__<logical date>" (manual__2026-11-24T02_00..., scheduled__...): the date orders them.
+def run_sort_key(key: str) -> str:
+    """Orders ``runs/<run_id>.json`` keys by logical date (run ids are ``<kind>__<logical date>``)."""
+    # manual__2026-11-24T02_00..., scheduled__...: the part after the kind is the date.
     stem = key.rsplit("/", 1)[-1].removesuffix(".json")
     return stem.split("__", 1)[-1]
 
 
-def _runs(reader: StoreReader, count: int) -> list[dict[str, Any]]:
-    if count == 0:
-        return []
+def run_keys(reader: StoreReader) -> list[str]:
+    """Every ``runs/*.json`` key, oldest logical date first (empty, and a noted problem, if unlisted)."""
     try:
         keys = [info.key for info in reader.store.list(layout.RUNS + "/") if info.key.endswith(".json")]
     except Exception as error:
         reader.note(f"cannot list {layout.RUNS}/: {error}")
         return []
+    return sorted(keys, key=run_sort_key)
+
+
+def _runs(reader: StoreReader, count: int) -> list[dict[str, Any]]:
+    if count == 0:
+        return []
     rows = []
-    for key in sorted(keys, key=_run_sort_key, reverse=True)[:count]:
+    for key in list(reversed(run_keys(reader)))[:count]:
         document = reader.json(key)
         if document is None:
             continue

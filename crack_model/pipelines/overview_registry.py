@@ -17,8 +17,27 @@ MAX_REASONS = 10
 CHAMPION_METRICS = ("crack_recall", "crack_precision", "accuracy")
 
 
-def registry_section(reader: StoreReader, name: str, limit: int) -> dict[str, Any]:
+def gate_figures(section: dict[str, Any], metrics: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """A gate report model section's figures: value, bootstrap interval and exact (Clopper-Pearson) interval.
 
+    ``low``/``high`` are the percentile bootstrap interval; ``exact_low``/``exact_high`` the exact
+    binomial interval the gate also computes for the proportion metrics (None in reports written
+    before it did, and for metrics that are no proportion, such as ROC AUC).
+    """
+    figures = section.get("metrics") or {}
+    bootstrap = section.get("intervals") or {}
+    exact = section.get("exact_intervals") or {}
+    result = {}
+    for metric in metrics:
+        low, high = bootstrap.get(metric) or (None, None)
+        exact_low, exact_high = exact.get(metric) or (None, None)
+        result[metric] = {"value": figures.get(metric), "low": low, "high": high, "exact_low": exact_low,
+                          "exact_high": exact_high}  # fmt: skip
+    return result
+
+
+def registry_section(reader: StoreReader, name: str, limit: int) -> dict[str, Any]:
+    """The champion card (holdout figures with both intervals, promotion), the challenger and recent candidates."""
     registry = Registry(reader.store)
     section: dict[str, Any] = {"champion": None, "challenger": None, "candidates": [], "versions_total": 0}
     try:
@@ -86,14 +105,12 @@ def _champion(
     source = None
     candidate = (gate or {}).get("candidate") or {}
     if candidate.get("metrics"):
-        figures, intervals = candidate["metrics"], candidate.get("intervals") or {}
         holdout = (gate or {}).get("holdout") or {}
-        images = figures.get("images") or holdout.get("images")
+        images = candidate["metrics"].get("images") or holdout.get("images")
         source = f"holdout, {images} images ({candidate.get('runtime') or 'keras'}, at the gate)"
         confidence = (((gate or {}).get("policy") or {}).get("bootstrap") or {}).get("confidence")
-        for metric in CHAMPION_METRICS:
-            interval = intervals.get(metric) or [None, None]
-            metrics[metric] = {"value": figures.get(metric), "low": interval[0], "high": interval[1]}
+        metrics = gate_figures(candidate, CHAMPION_METRICS)
+        figures = candidate["metrics"]
         extra = {field: figures.get(field) for field in ("images", "cracks", "missed_cracks", "false_alarms")}
     else:  # not gated (registered by hand): the training run's own test split, without intervals
         confidence = None
@@ -101,7 +118,8 @@ def _champion(
         if figures:
             source = f"{figures.get('split', 'test')} split, {figures.get('images')} images (training run)"
         for metric in CHAMPION_METRICS:
-            metrics[metric] = {"value": figures.get(metric), "low": None, "high": None}
+            metrics[metric] = {"value": figures.get(metric), "low": None, "high": None, "exact_low": None,
+                               "exact_high": None}  # fmt: skip
         extra = {"images": figures.get("images"), "cracks": None, "missed_cracks": None, "false_alarms": None}
     promotion = last_change if last_change is not None and last_change.to_version == version else None
     return {

@@ -88,7 +88,8 @@ def train_and_register(
     Args:
         pool: what ``validate_pool`` returned.
         settings: DAG params or CLI options (``epochs``, ``fine_tune_layers``, ``target_recall``,
-            ``weights``, ...; see ``retrain_config``); other keys are ignored.
+            ``weights``, ``slice_balance``, ``augmented_views``, ...; see ``retrain_config``); other keys
+            are ignored.
         work_dir: where the pool and the model are written (default: a temporary folder).
 
     Returns:
@@ -99,7 +100,7 @@ def train_and_register(
         return train_candidate(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
             model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
-            actor=actor, run_id=run_id,
+            actor=actor, run_id=run_id, augmented_views=_views(settings),
         )  # fmt: skip
 
 
@@ -174,8 +175,13 @@ def train_candidate(
     feature_cache_dir: str | Path | None = None,
     actor: str = "crack-model",
     run_id: str | None = None,
+    augmented_views: int = 1,
 ) -> dict[str, Any]:
-    """Download the pool, train (feature-cached unless disabled), register, point ``challenger`` at it."""
+    """Download the pool, train (feature-cached unless disabled), register, point ``challenger`` at it.
+
+    Slices (``labeled/<class>/<slice>/``) are kept: training balances them and the threshold must
+    reach the target recall on each big-enough validation slice (see ``train``).
+    """
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
     with step_store(store) as opened:
@@ -186,7 +192,7 @@ def train_candidate(
         has_reference = write_drift_reference(pool, drift_reference)
         run = train(
             pool, work_dir / "model", data_config, model_config, train_config, verbose=2,
-            feature_cache_dir=feature_cache_dir,
+            feature_cache_dir=feature_cache_dir, augmented_views=augmented_views,
         )  # fmt: skip
         registry = Registry(opened)
         version = registry.register(
@@ -203,6 +209,7 @@ def train_candidate(
         "approved_runtimes": run.card.approved_runtimes,
         "split_crack_recall": test["crack_recall"],
         "split_accuracy": test["accuracy"],
+        "split_per_slice": (run.metrics.get("per_slice") or {}).get("test", {}),
         "model_uri": registry.version_url(name, version),
     }
 
@@ -230,9 +237,18 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
         if params.get(key) is not None
     }
     training = replace(training, **counts)
-    if params.get("target_recall") is not None:
-        training = replace(training, target_recall=float(params["target_recall"]))
+    fractions: dict[str, Any] = {
+        key: float(params[key])
+        for key in ("target_recall", "slice_balance", "label_smoothing")
+        if params.get(key) is not None
+    }
+    training = replace(training, **fractions)
     return data, model, training
+
+
+def _views(settings: Mapping[str, Any]) -> int:
+    value = settings.get("augmented_views")
+    return 2 if value is None else int(value)
 
 
 def pool_digest(store: StoreLike) -> str:

@@ -87,7 +87,9 @@ def validate_batch(
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
     # An upload the store cannot serve (a link, an unusable name) profiles as undecodable, with the reason.
     fetch = problem_aware_fetch(store.read, uploads)
-    profile = rows_to_frame(iter_profile_rows([info.key for info in uploads], fetch, profile_config))
+    sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
+    keys = [info.key for info in uploads]
+    profile = rows_to_frame(iter_profile_rows(keys, fetch, profile_config, object_sizes=sizes))
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,

@@ -4,6 +4,10 @@
 * ``passed_with_quarantine``: every expectation holds thanks to its ``mostly`` tolerance, and the few
   objects that broke one (at most ``max_bad_fraction`` of the batch) are to be held back.
 * ``failed``: an expectation does not hold; the batch must not be scored. The reasons say why.
+
+Checks marked ``report_only`` in a suite (the training suite's photo statistics) list their offenders
+in the report and never quarantine or fail: a photo of a new surface is unlike the old ones, not
+broken. Those bounds come from each slice's own photos where it has enough (see ``slice_bounds``).
 """
 
 from __future__ import annotations
@@ -16,12 +20,83 @@ from crack_model.quality import drift
 from crack_model.quality.expectations import TABLE_KEYS, load_suite, run_suite
 from crack_model.quality.outcome import FAILED, PASSED, PASSED_WITH_QUARANTINE, ValidationOutcome
 from crack_model.quality.tables import classes_table, objects_table, plain
-from crack_model.quality.thresholds import ValidationThresholds
+from crack_model.quality.thresholds import PHOTO_BOUNDS, ValidationThresholds, slice_bounds
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+
+NO_SLICE = "(none)"
+
+
+def slice_of_key(key: str, label: str | None) -> str:
+    """``.../<class>/<slice>/.../<file>`` -> the slice; a file directly in its class folder -> NO_SLICE."""
+    parts = key.split("/")
+    if not isinstance(label, str) or label not in parts[:-1]:
+        return NO_SLICE
+    index = parts.index(label)
+    return parts[index + 1] if index + 2 < len(parts) else NO_SLICE
+
+
+def _outside(row: Mapping[str, Any], bounds: ValidationThresholds) -> list[str]:
+    found = []
+    for name in PHOTO_BOUNDS:
+        low, high, value = getattr(bounds, f"{name}_min"), getattr(bounds, f"{name}_max"), row[name]
+        if not low <= value <= high:
+            found.append(f"{name} {value:.2f} outside [{low}, {high}]")
+    for name, limit in (("saturated_fraction", bounds.max_saturated_fraction),
+                        ("dark_fraction", bounds.max_dark_fraction)):  # fmt: skip
+        if row[name] > limit:
+            found.append(f"{name} {row[name]:.1%} above {limit:.0%}")
+    return found
+
+
+def add_photo_columns(objects: pd.DataFrame, thresholds: ValidationThresholds) -> pd.DataFrame:
+    """Add ``slice``, ``typical_for_slice`` / ``atypical_reason`` (against the slice's own bounds where it
+    has enough photos) and ``within_reference_bounds`` (against the defaults). Undecodable rows count as
+    typical here: the ``decodes`` check deals with them."""
+    table = objects.copy()
+    labels = table["label"] if "label" in table else [None] * len(table)
+    table["slice"] = [slice_of_key(key, label) for key, label in zip(table["key"], labels, strict=True)]
+    own_bounds = slice_bounds(table, table["slice"], thresholds)
+    reasons, reference = [], []
+    for row in table.to_dict("records"):
+        if not row["decodable"]:
+            reasons.append("")
+            reference.append(True)
+            continue
+        reasons.append("; ".join(_outside(row, own_bounds[row["slice"]])))
+        reference.append(not _outside(row, thresholds))
+    table["atypical_reason"] = reasons
+    table["typical_for_slice"] = [not reason for reason in reasons]
+    table["within_reference_bounds"] = reference
+    return table
+
+
+def slice_drift_entry(objects: pd.DataFrame, thresholds: ValidationThresholds) -> dict[str, Any]:
+    """A report-only check: per slice, the share of photos outside the default (reference) bounds.
+
+    A slice where more than ``max_bad_fraction`` fall outside is a surface unlike the one the
+    defaults were derived from: worth knowing (and worth its own bounds), not a reason to quarantine.
+    """
+    shares = {}
+    for name, rows in objects[objects["decodable"].astype(bool)].groupby("slice"):
+        shares[str(name)] = round(1.0 - float(rows["within_reference_bounds"].mean()), 4)
+    drifted = sorted(name for name, share in shares.items() if share > thresholds.max_bad_fraction)
+    note = (
+        f"slice(s) {', '.join(drifted)} differ from the reference photos (share outside its bounds: "
+        f"{', '.join(f'{name} {shares[name]:.0%}' for name in drifted)}): reported, not quarantined"
+        if drifted else "every slice is within the reference bounds"
+    )  # fmt: skip
+    return {
+        "name": "slices_within_reference_bounds", "expectation": "(computed beside GX)", "table": "objects",
+        "column": "within_reference_bounds", "success": not drifted, "per_object": False, "report_only": True,
+        "description": "Share of each slice's photos outside the default photo bounds (drift of a surface).",
+        "reason": note, "kwargs": {"max_share": thresholds.max_bad_fraction}, "element_count": len(objects),
+        "unexpected_count": len(drifted), "unexpected_percent": None, "observed_value": shares,
+        "offenders": drifted, "error": "",
+    }  # fmt: skip
 
 
 def _object_reason(meta: Mapping[str, Any], row: Mapping[str, Any], kwargs: Mapping[str, Any]) -> str:
@@ -48,6 +123,7 @@ def _check_entry(result: Any) -> dict[str, Any]:
         "column": config.kwargs.get("column"),
         "success": bool(result.success),
         "per_object": bool(meta.get("per_object", False)),
+        "report_only": bool(meta.get("report_only", False)),
         "description": meta.get("description", ""),
         "reason": meta.get("reason", ""),
         "kwargs": {
@@ -89,11 +165,12 @@ def judge(
 ) -> tuple[str, list[str], list[dict[str, Any]], list[dict[str, Any]]]:
     """Decide the outcome from a GX result: (outcome, reasons, quarantined [{key, reasons}], checks)."""
     checks = [_check_entry(item) for item in result.results]
-    reasons = [_failure_reason(entry) for entry in checks if not entry["success"]]
+    reasons = [_failure_reason(entry) for entry in checks if not entry["success"] and not entry["report_only"]]
+    hard_success = all(entry["success"] for entry in checks if not entry["report_only"])
     rows = objects.set_index("key", drop=False)
     offending: dict[str, list[str]] = {}
     for item, entry in zip(result.results, checks, strict=True):
-        if not entry["per_object"] or entry["table"] != "objects":
+        if not entry["per_object"] or entry["table"] != "objects" or entry["report_only"]:
             continue
         meta = item.expectation_config.meta or {}
         for key in entry["offenders"]:
@@ -111,7 +188,9 @@ def judge(
         "unexpected_count": len(offending), "unexpected_percent": 100.0 * len(offending) / total if total else 0.0,
         "observed_value": len(offending), "offenders": sorted(offending), "error": "",
     })  # fmt: skip
-    if not tolerance_ok and result.success:
+    if "within_reference_bounds" in objects:
+        checks.append(slice_drift_entry(objects, thresholds))
+    if not tolerance_ok and hard_success:
         reasons.append(
             f"bad_objects_within_tolerance: {len(offending)} of {total} objects break per-object checks, more "
             f"than the {thresholds.max_bad_fraction:.1%} that may be quarantined - fix the upload and re-run"
@@ -146,7 +225,7 @@ def validate_profile(
     """Validate an already computed profile; no I/O. Returns (outcome, GX result, objects table)."""
     thresholds = thresholds or ValidationThresholds()
     suite_json = load_suite(suite)
-    objects = objects_table(profile, holdout_hashes or ())
+    objects = add_photo_columns(objects_table(profile, holdout_hashes or ()), thresholds)
     tables = {"objects": objects, "classes": classes_table(profile, thresholds.class_names)}
     result = run_suite(suite_json, tables, thresholds.parameters())
     drift_report = drift.compare(profile, reference, drift_config) if reference is not None else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -217,12 +217,15 @@ def iter_profile_rows(
     fetch: Fetch,
     config: ProfileConfig | None = None,
     labels: Callable[[str], str | None] | None = None,
+    object_sizes: Mapping[str, int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one profile row per key, in order.
 
     ``workers`` threads fetch and read headers, at most ``2 * workers`` objects ahead; decoding runs
     on ``decode_threads`` threads while the estimated memory of the images being decoded stays
-    within ``max_in_flight_bytes`` (an image larger than that is decoded alone).
+    within ``max_in_flight_bytes`` (an image larger than that is decoded alone). With
+    ``object_sizes`` (as listed; 0 or missing: unknown), fetched bytes not yet taken for decoding
+    stay within a quarter of that budget; without, only their number is bounded.
     """
 
     config = config or ProfileConfig()
@@ -233,7 +236,10 @@ def iter_profile_rows(
     def complete(inspected: _Inspected) -> dict[str, Any]:
         return _complete(inspected, config)
 
-    inspected = map_bounded(inspect, keys, workers=config.workers, thread_name_prefix="profile-fetch")
+    sizes = object_sizes or {}
+    inspected = map_bounded(inspect, keys, workers=config.workers, thread_name_prefix="profile-fetch",
+                            max_in_flight_bytes=config.max_in_flight_bytes // 4 if sizes else None,
+                            size_of=lambda key: sizes.get(key, 0))  # fmt: skip
     yield from map_bounded(complete, inspected, workers=config.decode_threads or os.cpu_count() or 1,
                            max_in_flight=2 * config.workers, max_in_flight_bytes=config.max_in_flight_bytes,
                            size_of=lambda item: item.estimated_bytes, thread_name_prefix="profile-decode")  # fmt: skip
@@ -259,9 +265,10 @@ def profile_objects(
     keys: Iterable[str],
     config: ProfileConfig | None = None,
     labels: Callable[[str], str | None] | None = None,
+    object_sizes: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
-    """Profile the given keys of a store; one row per key, in the order given."""
-    return rows_to_frame(iter_profile_rows(keys, store.read, config, labels))
+    """Profile the given keys of a store; one row per key, in the order given (``object_sizes``: as listed)."""
+    return rows_to_frame(iter_profile_rows(keys, store.read, config, labels, object_sizes))
 
 
 def batch_keys(store: ObjectStore, batch_id: str) -> list[str]:
@@ -273,7 +280,9 @@ def batch_keys(store: ObjectStore, batch_id: str) -> list[str]:
 def profile_batch(store: ObjectStore | str, batch_id: str, config: ProfileConfig | None = None) -> pd.DataFrame:
     """Profile every upload of ``incoming/<batch_id>/`` (label column empty)."""
     store = open_store(store) if isinstance(store, str) else store
-    return profile_objects(store, batch_keys(store, batch_id), config)
+    uploads = [info for info in store.list(layout.incoming_prefix(batch_id)) if not layout.is_marker(info.key)]
+    keys = sorted(info.key for info in uploads)
+    return profile_objects(store, keys, config, object_sizes={info.key: info.size for info in uploads})
 
 
 def label_of(key: str, prefix: str = "") -> str | None:

@@ -41,6 +41,13 @@ class ValidationThresholds:
         min_images_per_class: decodable images each class needs (training suite).
         min_class_balance: smallest class / largest class, at least (training suite).
         fail_on_drift: a drifted batch fails instead of only being flagged.
+        training_min_side: the training suite quarantines images smaller than this a side as broken
+            (a thumbnail); a new site's 227x170 photos are smaller than the METU patches, not broken.
+        blank_contrast: the training suite quarantines images whose grey spread is below this as blank.
+        min_slice_images_for_bounds: a training slice (``labeled/<class>/<slice>/``) with at least this many
+            decodable images gets brightness, contrast and blur bounds derived from its own photos;
+            smaller slices are compared with the defaults above. Either way, a photo outside them is
+            reported, not quarantined: a new surface is drift to know about, not broken data.
     """
 
     max_bad_fraction: float = 0.05
@@ -59,6 +66,9 @@ class ValidationThresholds:
     min_images_per_class: int = 100
     min_class_balance: float = 0.2
     fail_on_drift: bool = False
+    training_min_side: int = 64
+    blank_contrast: float = 1.0
+    min_slice_images_for_bounds: int = 100
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_bad_fraction < 1:
@@ -99,6 +109,26 @@ class ValidationThresholds:
         if not isinstance(overrides, dict):
             raise CrackModelError(f"thresholds file {uri} must hold a JSON object of name: value")
         return cls().replace(**overrides)
+
+
+PHOTO_BOUNDS = ("brightness", "contrast", "blur")
+
+
+def slice_bounds(profile: pd.DataFrame, slices: pd.Series, thresholds: ValidationThresholds) -> dict[str, Any]:
+    """``{slice: ValidationThresholds}``: each slice's own derived bounds where it has enough photos.
+
+    Args:
+        profile: the profiled objects (``decodable`` and the photo statistics).
+        slices: the slice of each row of ``profile`` (same index).
+        thresholds: the defaults, kept for slices below ``min_slice_images_for_bounds``.
+    """
+    bounds: dict[str, Any] = {}
+    decodable = profile["decodable"].astype(bool)
+    for name in sorted(set(slices)):
+        rows = profile[(slices == name) & decodable]
+        own = len(rows) >= thresholds.min_slice_images_for_bounds
+        bounds[name] = derive_thresholds(rows, base=thresholds) if own else thresholds
+    return bounds
 
 
 def derive_thresholds(

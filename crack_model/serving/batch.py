@@ -164,7 +164,8 @@ def score_shard(
         PartStats(images=len(pending), seconds=round(now - part_started, 3)).write(store, f"{name}.json")
         next_part, pending, part_started = next_part + 1, [], now
 
-    scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers)
+    sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
+    scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
     for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
         if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
             _write_overlay(store, batch_id, score, scorer.card.threshold)

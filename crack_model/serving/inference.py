@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +145,7 @@ def score_images(
     workers: int = 8,
     max_in_flight: int | None = None,
     max_in_flight_bytes: int = DEFAULT_IN_FLIGHT_BYTES,
+    object_sizes: Mapping[str, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode_threads: int | None = None,
 ) -> Iterator[ImageScore]:
@@ -154,6 +155,9 @@ def score_images(
         workers: threads fetching objects (I/O: more helps against a slow store).
         max_in_flight: objects fetched ahead of decoding (default ``2 * workers + 2``).
         max_in_flight_bytes: memory for images being decoded, tiled and scored (estimated from headers).
+        object_sizes: the objects' sizes as listed (0 or missing: unknown). With them, fetched bytes not yet
+            taken for decoding stay within a quarter of ``max_in_flight_bytes`` (one object alone if larger);
+            without, only their number is bounded, which matters for uncompressed giants (an 80 MP TIFF is 320 MB).
         decode_threads: threads decoding and tiling (default: 1 per core).
         batch_size: images per inference call (default: what suits the runtime).
     """
@@ -187,8 +191,10 @@ def score_images(
     def prepare_fetched(fetched: _Fetched) -> _Prepared:
         return prepare(fetched, size, tiles, max_pixels)
 
-    # Fetched objects wait for decoding by number: their size is not known before they are read.
-    fetched = map_bounded(fetch_key, keys, workers=workers, max_in_flight=max_in_flight, thread_name_prefix="fetch")
+    sizes = object_sizes or {}
+    fetched = map_bounded(fetch_key, keys, workers=workers, max_in_flight=max_in_flight, thread_name_prefix="fetch",
+                          max_in_flight_bytes=max_in_flight_bytes // 4 if sizes else None,
+                          size_of=lambda key: sizes.get(key, 0))  # fmt: skip
     prepared_images = map_bounded(prepare_fetched, fetched, workers=decode_threads, max_in_flight=max_in_flight,
                                   max_in_flight_bytes=max_in_flight_bytes, thread_name_prefix="decode",
                                   size_of=lambda item: item.estimated_bytes)  # fmt: skip

@@ -132,12 +132,15 @@ def fit_head_on_features(
     *,
     augmented_views: int = 1,
     verbose: int = 2,
+    train_weights: np.ndarray | None = None,
+    validation_weights: np.ndarray | None = None,
 ) -> dict[str, list[float]]:
     """Train the classifier's head on cached base features, then put the head into the classifier.
 
     The head (dropout + dense softmax) is exactly the classifier's own, so the trained model
     is the same network as with uncached training; each epoch draws one of the cached views
-    (the plain image or one of ``augmented_views`` augmented copies) per image.
+    (the plain image or one of ``augmented_views`` augmented copies) per image. ``train_weights``
+    and ``validation_weights`` (one per image, e.g. ``balance_weights``) weight the loss.
     """
     import keras
     import tensorflow as tf
@@ -161,20 +164,26 @@ def fit_head_on_features(
     validation_labels = tf.one_hot(label_indices(validation, data_config.class_names), classes)
     per_image = np.transpose(train_features, (1, 0, 2))  # (images, views, dims)
     seed = data_config.seed
+    train_weights = np.ones(len(train), np.float32) if train_weights is None else np.asarray(train_weights, np.float32)
+    validation_weights = (
+        np.ones(len(validation), np.float32)
+        if validation_weights is None
+        else np.asarray(validation_weights, np.float32)
+    )
 
-    def pick_view(stack: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return stack[tf.random.uniform([], maxval=views, dtype=tf.int32)], label
+    def pick_view(stack: tf.Tensor, label: tf.Tensor, weight: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        return stack[tf.random.uniform([], maxval=views, dtype=tf.int32)], label, weight
 
     train_data = (
-        tf.data.Dataset.from_tensor_slices((per_image, train_labels))
+        tf.data.Dataset.from_tensor_slices((per_image, train_labels, train_weights))
         .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
         .map(pick_view)
         .batch(data_config.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    validation_data = tf.data.Dataset.from_tensor_slices((validation_features[0], validation_labels)).batch(
-        data_config.batch_size
-    )
+    validation_data = tf.data.Dataset.from_tensor_slices(
+        (validation_features[0], validation_labels, validation_weights)
+    ).batch(data_config.batch_size)
     inputs = keras.Input(shape=(train_features.shape[-1],), name="pooled_features")
     x = keras.layers.Dropout(model_config.dropout, name="dropout")(inputs)
     outputs = keras.layers.Dense(classes, activation="softmax", name="class_probabilities")(x)
@@ -186,6 +195,24 @@ def fit_head_on_features(
                               head_callbacks, verbose, data_config.crack_index)  # fmt: skip
     copy_head(head, classifier)
     return history
+
+
+def predict_from_features(
+    classifier: Any,
+    images: Sequence[LabeledImage],
+    data_config: DataConfig,
+    model_config: ModelConfig,
+    cache_dir: Path,
+) -> np.ndarray:
+    """The classifier's probabilities from cached plain-image features (same network, no base pass).
+
+    Only valid while the base is the one the cache was filled with (not after fine-tuning: the
+    fingerprint would differ and every feature would be recomputed with the new base).
+    """
+    cache = FeatureCache(cache_dir, base_fingerprint(get_base(classifier), data_config.image_size))
+    augmentation = build_augmentation(model_config, seed=data_config.seed)
+    features, _ = cached_features(images, 1, feature_extractor(classifier), augmentation, cache, data_config)
+    return np.asarray(classifier.get_layer("class_probabilities")(features[0]))
 
 
 def copy_head(head: Any, classifier: Any) -> None:

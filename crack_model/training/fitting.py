@@ -14,12 +14,13 @@ def compile_and_fit(
     callbacks: list[Any],
     verbose: int,
     crack_index: int,
+    label_smoothing: float = 0.0,
 ) -> dict[str, list[float]]:
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[
             "accuracy",
             keras.metrics.Precision(class_id=crack_index, name="crack_precision"),

@@ -15,10 +15,11 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, ModelCard, git_commit, new_version
 from crack_model.core.storage import read_uri
+from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
-from crack_model.evaluation.metrics import choose_threshold, compute_metrics
+from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics
 from crack_model.training.export import export_model
-from crack_model.training.features import fit_head_on_features
+from crack_model.training.features import fit_head_on_features, predict_from_features
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
@@ -99,8 +100,11 @@ def train(
     classifier = build_classifier(data_config, model_config)
     augmentation = build_augmentation(model_config, seed=data_config.seed) if model_config.augment else None
     training_model = build_training_model(classifier, augmentation)
-    train_data = make_dataset(split.train, data_config, shuffle=True)
-    validation_data = make_dataset(split.validation, data_config)
+    train_weights = balance_weights(split.train, train_config.slice_balance)
+    validation_weights = balance_weights(split.validation, train_config.slice_balance)
+    log.info("share of the training loss per class/slice: %s", cell_shares(split.train, train_weights))
+    train_data = make_dataset(split.train, data_config, shuffle=True, weights=train_weights)
+    validation_data = make_dataset(split.validation, data_config, weights=validation_weights)
 
     checkpoint = output_dir / "checkpoints" / "best.keras"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -115,11 +119,12 @@ def train(
         history = fit_head_on_features(
             classifier, split.train, split.validation, data_config, model_config, train_config,
             Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
+            train_weights=train_weights, validation_weights=validation_weights,
         )  # fmt: skip
     else:
         history = compile_and_fit(
             training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
-            callbacks, verbose, data_config.crack_index,
+            callbacks, verbose, data_config.crack_index, train_config.label_smoothing,
         )  # fmt: skip
     if train_config.fine_tune_layers > 0:
         unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
@@ -133,6 +138,7 @@ def train(
             callbacks,
             verbose,
             data_config.crack_index,
+            train_config.label_smoothing,
         )
         history = {name: history.get(name, []) + values for name, values in fine.items()}
 
@@ -144,14 +150,22 @@ def train(
     for path in save_training_curves(history, output_dir):
         artifacts[path.stem] = path
 
-    validation_probabilities = predict_probabilities(classifier, split.validation, data_config)
+    def probabilities_of(images: list[LabeledImage]) -> np.ndarray:
+        if feature_cache_dir is not None and train_config.fine_tune_layers == 0:  # same network, no base pass
+            return predict_from_features(classifier, images, data_config, model_config, Path(feature_cache_dir))
+        return predict_probabilities(classifier, images, data_config)
+
+    validation_probabilities = probabilities_of(split.validation)
     is_crack = [image.label == data_config.crack_class for image in split.validation]
-    threshold = choose_threshold(
+    threshold, slice_thresholds = choose_slice_threshold(
         is_crack,
         validation_probabilities[:, data_config.crack_index],
+        [image.slice for image in split.validation],
         train_config.target_recall,
         ceiling=train_config.default_threshold,
+        min_slice_images=train_config.min_slice_images,
     )
+    log.info("threshold %.4f (each validation slice alone would need %s)", threshold, slice_thresholds)
     card = ModelCard(
         version=new_version(model_path),
         class_names=list(data_config.class_names),
@@ -176,11 +190,14 @@ def train(
         return compute_metrics(labels, probabilities, threshold=threshold, class_names=data_config.class_names,
                                crack_class=data_config.crack_class)  # fmt: skip
 
-    metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold}
+    metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold,
+                               "slice_thresholds": slice_thresholds}  # fmt: skip
     metrics["validation"] = split_metrics(split.validation, validation_probabilities)
+    metrics["per_slice"] = {"validation": per_slice_metrics(split.validation, validation_probabilities, split_metrics)}
     if split.test:
-        test_probabilities = predict_probabilities(classifier, split.test, data_config)
+        test_probabilities = probabilities_of(split.test)
         metrics["test"] = split_metrics(split.test, test_probabilities)
+        metrics["per_slice"]["test"] = per_slice_metrics(split.test, test_probabilities, split_metrics)
         matrix = metrics["test"]["confusion_matrix"]
         artifacts["confusion_matrix"] = save_confusion_matrix(
             matrix["rows_true_columns_predicted"],
@@ -200,6 +217,17 @@ def train(
         artifacts["checkpoint"] = checkpoint
     artifacts["tensorboard"] = output_dir / "tensorboard"
     return TrainingRun(output_dir, card, metrics, history, artifacts)
+
+
+def per_slice_metrics(images: list[LabeledImage], probabilities: np.ndarray, measure: Any) -> dict[str, Any]:
+    """Accuracy and crack recall of each slice (the whole metrics dict is too large to repeat)."""
+    report = {}
+    for name in sorted({image.slice for image in images}):
+        indices = [index for index, image in enumerate(images) if image.slice == name]
+        figures = measure([images[index] for index in indices], probabilities[indices])
+        report[name] = {key: figures[key] for key in ("images", "cracks", "accuracy", "crack_recall", "missed_cracks",
+                                                      "false_alarms")}  # fmt: skip
+    return report
 
 
 def save_example_figures(

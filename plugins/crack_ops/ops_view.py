@@ -1,36 +1,47 @@
 """The crack ops view: a FastAPI app the Airflow API server mounts under ``/crack-ops``.
 
-``GET /`` is a server-rendered page (champion, batches, nightly runs, candidates),
-``GET /api/overview`` the same data as JSON (``crack_model.pipelines.overview.overview``), and
-``GET /files/{key}`` streams one linked object from the store (validation and gate reports,
-predictions, overlays, quarantined copies; nothing else).
+Pages (server-rendered HTML, no script, no external source):
+
+- ``GET /``: champion (holdout figures with exact and bootstrap intervals), trend charts over the
+  last nights (inline SVG), batches, nightly runs, candidates;
+- ``GET /batches/{batch_id}``: one batch: summary, validation outcome and reasons, drift per
+  feature, crack overlays with their probabilities, quarantined objects, predictions.csv;
+- ``GET /models/{name}/{version}``: one version: lineage to its training data, gate, approved
+  runtimes, promotion audit.
+
+Each page has its data as JSON under ``/api/...`` (``crack_model.pipelines.overview``, ``history``,
+``batch_page``, ``model_page``), and ``GET /files/{key}`` streams one linked object from the store
+(reports, predictions, overlays, quarantined copies; nothing else).
 
 Airflow mounts plugin apps without authentication, so every route depends on
-``requires_authenticated``: the UI's ``_token`` cookie or an ``Authorization: Bearer`` JWT.
-Routes are plain ``def``: FastAPI runs them in its thread pool, so store I/O never blocks the
-server's event loop. Links are relative, so the page works inside the UI's iframe and behind
-a reverse proxy. The store is opened like a task opens it (``CrackStoreHook``: the
-``aws_default`` connection's session for ``s3://``) and kept for a few minutes. Only FastAPI is
-imported at module level: every Airflow component loads the plugin.
+``crack_reader_dependency`` (``ops_security``): a logged-in user the auth manager lets read the
+crack DAGs. ``SecurityHeaders`` puts a strict CSP and ``nosniff`` on every response. Routes are
+plain ``def``: FastAPI runs them in its thread pool, so store I/O never blocks the server's event
+loop. The store is opened like a task opens it (``CrackStoreHook``: the ``aws_default``
+connection's session for ``s3://``) and kept for a few minutes. Only FastAPI is imported at
+module level: every Airflow component loads the plugin.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, StreamingResponse
 
+from crack_ops.ops_render import environment, trend_charts
+from crack_ops.ops_security import SecurityHeaders, crack_reader_dependency, page_csp
+
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/crack-ops"
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 STORE_ENVIRONMENT = "AIRFLOW_VAR_CRACK_STORE"
 # An open store (its boto3 session and connection pool) is reused this long; then the connection is read again.
 STORE_REUSE_SECONDS = 300
@@ -38,10 +49,13 @@ _open_stores: dict[str, tuple[float, Any]] = {}
 _open_stores_lock = threading.Lock()
 # Stored reports are shown as documents, never as part of the Airflow origin's scripts.
 FILE_SECURITY_HEADERS = {
-    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'",
+    "Content-Security-Policy": (
+        "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "private, max-age=60",
 }
+Result = TypeVar("Result")
 
 
 def resolve_store() -> str:
@@ -75,64 +89,71 @@ def open_view_store() -> Any:
     return store
 
 
-def file_link(key: str) -> str:
-    """Relative URL of the route that serves a store key (keys may hold spaces and non-ASCII)."""
-    return "files/" + quote(key, safe="/")
-
-
-def _environment() -> Any:
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    environment.filters.update(file_link=file_link, percent=_percent, number=_number, when=_when)
-    return environment
-
-
-def _percent(value: Any, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * float(value):.{digits}f}%"
-
-
-def _number(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    return f"{float(value):,.{digits}f}" if digits else f"{int(value):,}"
-
-
-def _when(value: Any) -> str:
-    """``2026-11-24T20:25:55Z`` -> ``2026-11-24 20:25:55 UTC``."""
-    if not value:
-        return "–"
-    text = str(value)
-    return text.replace("T", " ").removesuffix("Z") + " UTC" if text.endswith("Z") else text
-
-
 def create_app() -> FastAPI:
-    """The ops app, every route behind Airflow's authentication."""
-    from airflow.api_fastapi.core_api.security import requires_authenticated
-
+    """The ops app, every route behind Airflow's authentication and the crack DAGs' read permission."""
     app = FastAPI(
         title="Crack ops",
-        description="Champion, candidates, batches and nightly runs of the crack workflow's store.",
-        dependencies=[Depends(requires_authenticated())],
+        description="Champion, trends, batches, model versions and nightly runs of the crack workflow's store.",
+        dependencies=[Depends(crack_reader_dependency())],
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
-    templates = _environment()
+    app.add_middleware(SecurityHeaders)
+    templates = environment()
+
+    def render(template: str, root: str, **context: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        html = templates.get_template(template).render(root=root, nonce=nonce, **context)
+        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Content-Security-Policy": page_csp(nonce)})
 
     @app.get("/api/overview")
     def api_overview(
         limit: int = Query(20, ge=1, le=200), runs: int = Query(5, ge=0, le=100), name: str = "crack"
     ) -> dict[str, Any]:
         """Champion, candidates, recent batches and nightly runs as JSON (links are store keys)."""
-        return _overview(name, limit, runs)
+        from crack_model.pipelines.overview import overview
+
+        return _read(lambda store: overview(store, name, limit, runs=runs))
+
+    @app.get("/api/history")
+    def api_history(nights: int = Query(14, ge=1, le=366), name: str = "crack") -> dict[str, Any]:
+        """One point per nightly run (volume, rates, throughput, drift, champion), oldest first."""
+        from crack_model.pipelines.history import history
+
+        return _read(lambda store: history(store, name, nights))
 
     @app.get("/", response_class=HTMLResponse)
-    def page(limit: int = Query(20, ge=1, le=200), name: str = "crack") -> HTMLResponse:
+    def page(
+        limit: int = Query(20, ge=1, le=200), nights: int = Query(14, ge=1, le=366), name: str = "crack"
+    ) -> HTMLResponse:
         """The operators' page."""
-        data = _overview(name, limit, 5)
-        html = templates.get_template("ops.html").render(data=data)
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        from crack_model.pipelines.history import history
+        from crack_model.pipelines.overview import overview
+
+        data = _read(lambda store: overview(store, name, limit, runs=5))
+        trends = _read(lambda store: history(store, name, nights))
+        return render("ops.html", "", data=data, trends=trends, charts=trend_charts(trends))
+
+    @app.get("/api/batches/{batch_id}")
+    def api_batch(batch_id: str, name: str = "crack") -> dict[str, Any]:
+        """One batch in detail as JSON."""
+        return _batch(batch_id, name)
+
+    @app.get("/batches/{batch_id}", response_class=HTMLResponse)
+    def batch_page(batch_id: str, name: str = "crack") -> HTMLResponse:
+        """One batch: summary, validation, cracks with their overlays, quarantine."""
+        return render("batch.html", "../", data=_batch(batch_id, name))
+
+    @app.get("/api/models/{name}/{version}")
+    def api_model(name: str, version: str) -> dict[str, Any]:
+        """One model version in detail as JSON."""
+        return _model(name, version)
+
+    @app.get("/models/{name}/{version}", response_class=HTMLResponse)
+    def model_page(name: str, version: str) -> HTMLResponse:
+        """One model version: lineage, gate, approved runtimes, promotion audit."""
+        return render("model.html", "../../", data=_model(name, version))
 
     @app.get("/files/{key:path}")
     def stored_file(key: str) -> StreamingResponse:
@@ -162,11 +183,34 @@ def create_app() -> FastAPI:
     return app
 
 
-def _overview(name: str, limit: int, runs: int) -> dict[str, Any]:
-    from crack_model.pipelines.overview import overview
+def _read(reading: Callable[[Any], Result]) -> Result:
+    """Run one library read on the view's store; a user error (bad limit, bad store) is a 400 with its message."""
     from crack_model.pipelines.stores import CrackModelError
 
     try:
-        return overview(open_view_store(), name, limit, runs=runs)
+        return reading(open_view_store())
     except CrackModelError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
+
+
+def _batch(batch_id: str, name: str) -> dict[str, Any]:
+    from crack_model.pipelines.batch_page import batch_page
+    from crack_model.pipelines.stores import CrackModelError
+
+    try:
+        data = batch_page(open_view_store(), batch_id, name)
+    except CrackModelError:  # an invalid batch id names no batch
+        data = None
+    if data is None:
+        raise HTTPException(status_code=404, detail=f"no batch {batch_id!r} in the store")
+    return data
+
+
+def _model(name: str, version: str) -> dict[str, Any]:
+    from crack_model.pipelines.model_page import model_page
+    from crack_model.pipelines.stores import CrackModelError
+
+    try:
+        return model_page(open_view_store(), name, version)
+    except CrackModelError:  # not registered, or not a valid name or version
+        raise HTTPException(status_code=404, detail=f"no registered version {version!r} of model {name!r}") from None

@@ -4,7 +4,13 @@ PostgreSQL is the metadata database (a fresh one per run), Redis the Celery brok
 the run's own), and a scheduler, a DAG processor, an API server and two Celery workers run as
 separate processes on loopback. The test triggers ``crack_nightly_scoring`` through the REST
 API, waits for success, checks that the batch's shards ran on both workers, and that the merged
-predictions equal a single-process run of the same batch with the same model.
+predictions equal a single-process run of the same batch with the same model. A second night, on
+a copy of the store with a bigger batch, SIGKILLs the worker of a shard that has written its first
+part: the shard is retried on the other worker, resumes from that part, and the night still ends
+with one row per upload, equal to a single-process run.
+
+The cluster and the champion are shared by the module's tests (each night scores its own copy of
+the trained store, passed as the DAG's ``store`` param for the second one).
 
 Needs the offline ImageNet weights (the champion model is trained first, on SQLite, by the
 retraining DAG) and PostgreSQL/Redis on loopback (``scripts/ensure-services.sh`` starts them).
@@ -12,6 +18,7 @@ retraining DAG) and PostgreSQL/Redis on loopback (``scripts/ensure-services.sh``
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 import shutil
@@ -61,6 +68,18 @@ EXPECTED_SHARDS = 6  # 62 objects / 10 per shard, capped at 6
 WORKERS = ("worker-a", "worker-b")
 RUN_TIMEOUT = 480.0
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+# The kill night: the night's 60 photos plus 28 transposed, re-encoded copies of each (distinct bytes, so
+# validation sees no duplicates), in 2 shards of ~870; the first part of a shard holds PART_ROWS rows
+# (score_shard's default part size), so the kill lands after a part and ~370 images before the shard's end.
+COPY_QUALITIES = (95, 90, 85, 80)
+KILL_OBJECTS = OBJECTS + (OBJECTS - QUARANTINED) * 7 * len(COPY_QUALITIES)
+KILL_CONF = {"batch_ids": [BATCH], "objects_per_shard": 900, "max_shards_per_batch": 2}
+KILL_SHARDS = 2
+PART_ROWS = 500
+# Scheduler settings of the test cluster: a task whose supervisor stops heartbeating (default every 5 s) is
+# failed, and so retried, 30 s later instead of the 300 s default. The DAG's retry delay (60 s, exponential
+# with jitter: 60-120 s before the first retry) still applies.
+HEARTBEAT_TIMEOUT = 30
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +114,12 @@ def celery_executor(tmp_path_factory: pytest.TempPathFactory) -> None:
         )
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo store: labeled pool, holdout, the night's uploads (2 broken) and a blank batch."""
     from demo.seed import seed_store
 
-    path = tmp_path / "store"
+    path = tmp_path_factory.mktemp("distributed") / "store"
     seed_store(str(path))
     return path
 
@@ -114,11 +133,21 @@ def train_champion(store: Path, weights: str, home: Path) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture()
-def champion(store: Path, imagenet_weights: str, tmp_path: Path, services: None):
+@pytest.fixture(scope="module")
+def champion(store: Path, imagenet_weights: str, tmp_path_factory: pytest.TempPathFactory, services: None):
     """Train the champion in the background while the cluster starts (the two overlap)."""
+    home = tmp_path_factory.mktemp("retraining-home")
     with ThreadPoolExecutor(1, thread_name_prefix="champion") as executor:
-        yield executor.submit(train_champion, store, imagenet_weights, tmp_path / "retraining-home")
+        yield executor.submit(train_champion, store, imagenet_weights, home)
+
+
+@pytest.fixture(scope="module")
+def trained_store(store: Path, champion: Future, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the store once the champion is trained, before any night scored it (each test copies it)."""
+    champion.result(timeout=600)  # the retraining DAG finished: the store has a champion
+    path = tmp_path_factory.mktemp("trained") / "store"
+    shutil.copytree(store, path)
+    return path
 
 
 class Cluster:
@@ -133,6 +162,8 @@ class Cluster:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.services: list[Service] = []
+        self.killed: set[str] = set()  # services this test SIGKILLed on purpose
+        self.prepared = False
         self.api: AirflowApi | None = None
         self.created_database = False
         home = root / "airflow-home"
@@ -162,6 +193,9 @@ class Cluster:
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE,
                 # Only the triggered run: a schedule (even a paused-then-unpaused one) must not add its own.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # A killed worker's task is noticed in seconds, not minutes (see HEARTBEAT_TIMEOUT).
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
                 "AIRFLOW_VAR_CRACK_STORE": str(store),
                 "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -195,18 +229,56 @@ class Cluster:
         self.api.login()
 
     def check_alive(self) -> None:
-        dead = [service.name for service in self.services if not service.running()]
+        dead = [service.name for service in self.services if not service.running() and service.name not in self.killed]
         if dead:
             raise AssertionError(f"{', '.join(dead)} exited early\n{self.logs()}")
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL a service's process group and every descendant (Celery pool, task supervisors and tasks)."""
+        import psutil
+
+        service = next(service for service in self.services if service.name == name)
+        assert service.process is not None and service.running(), f"{name} is not running"
+        processes = [psutil.Process(service.process.pid)]
+        processes += processes[0].children(recursive=True)
+        self.killed.add(name)
+        service.kill(processes[1:])
+        _gone, alive = psutil.wait_procs(processes[1:], timeout=10)
+        assert not alive and not service.running(), f"{name} survived SIGKILL: {alive}"
+        return [process.pid for process in processes]
+
+    def prepare(self, dag_id: str) -> None:
+        """Once per cluster: the DAG is parsed without import errors, both workers answer, the DAG is unpaused."""
+        if self.prepared:
+            return
+        api = self.api
+        assert api is not None
+
+        def parsed() -> dict[str, Any] | None:
+            errors = api.import_errors()
+            if errors:
+                raise AssertionError(f"DAG import errors: {errors}")
+            return api.dag(dag_id)
+
+        wait_for(parsed, timeout=180, interval=2, what=f"{dag_id} to be parsed", check=self.check_alive)
+        wait_for(self.workers_ready, timeout=120, interval=1, what="both Celery workers", check=self.check_alive)
+        assert api.unpause(dag_id)["is_paused"] is False
+        self.prepared = True
+
+    @staticmethod
+    def worker_nodes() -> list[str]:
+        """The Celery node names of the workers (``--celery-hostname``)."""
+        from celery.utils.nodenames import host_format
+
+        return [host_format(f"{name}@%h") for name in WORKERS]
 
     def workers_ready(self) -> bool:
         """Both Celery workers answer a ping on the run's broker."""
         from celery import Celery
-        from celery.utils.nodenames import host_format
 
         app = Celery(broker=self.env["AIRFLOW__CELERY__BROKER_URL"])
         try:
-            names = [host_format(f"{name}@%h") for name in WORKERS]
+            names = self.worker_nodes()
             replies = app.control.ping(destination=names, timeout=1.0)
         finally:
             app.close()
@@ -230,22 +302,28 @@ class Cluster:
         try:
             if self.api is not None:
                 self.api.close()
-            stop_all(self.services)
+            # A killed service is reaped already: its process group id must not be signalled again.
+            stop_all(service for service in self.services if service.name not in self.killed)
         finally:
             try:
                 if self.created_database:
                     drop_database(self.database)
             finally:
-                forget_celery_queue(self.redis_db, self.queue)
+                forget_celery_queue(self.redis_db, self.queue, self.worker_nodes())
 
 
-@pytest.fixture()
-def cluster(tmp_path: Path, store: Path, champion: Future, services: None, celery_executor: None):
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, store: Path, champion: Future, services: None, celery_executor: None
+):
     started = time.monotonic()
-    running = Cluster(tmp_path / "cluster", store)
+    running = Cluster(tmp_path_factory.mktemp("cluster"), store)
     try:
         running.start()
-        print(f"cluster up in {time.monotonic() - started:.0f} s (database {running.database}, queue {running.queue})")
+        print(
+            f"cluster up in {time.monotonic() - started:.0f} s (database {running.database}, "
+            f"queue {running.queue} in Redis db {running.redis_db})"
+        )
         yield running
     finally:
         running.stop()
@@ -265,7 +343,36 @@ def single_process_predictions(reference: Path) -> bytes:
     return open_store(str(reference)).read(layout.results_key(BATCH, layout.PREDICTIONS))
 
 
-def test_scoring_dag_on_two_celery_workers(tmp_path: Path, store: Path, champion: Future, cluster: Cluster):
+def wait_for_success(cluster: Cluster, run_id: str, timeout: float = RUN_TIMEOUT) -> list[dict[str, Any]]:
+    """Wait for the run to end; unless it succeeded, fail with task states, task logs and service logs.
+
+    Returns the run's task instances.
+    """
+    api = cluster.api
+    assert api is not None
+
+    def finished() -> dict[str, Any] | None:
+        current = api.dag_run(DAG_ID, run_id)
+        return current if current["state"] in ("success", "failed") else None
+
+    try:
+        final = wait_for(finished, timeout=timeout, interval=3, what=f"run {run_id}", check=cluster.check_alive)
+    except TimeoutError as error:
+        instances = api.task_instances(DAG_ID, run_id)
+        states = {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in instances}
+        unfinished = sorted({ti["task_id"] for ti in instances if ti["state"] not in ("success", "skipped", None)})
+        task_logs = "\n".join(cluster.task_logs(task_id) for task_id in unfinished)
+        raise AssertionError(f"{error}; task states {states}\n{task_logs}\n{cluster.logs()}") from None
+    instances = api.task_instances(DAG_ID, run_id)
+    if final["state"] != "success":
+        states = {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in instances}
+        failed = sorted({ti["task_id"] for ti in instances if ti["state"] not in ("success", "skipped")})
+        task_logs = "\n".join(cluster.task_logs(task_id) for task_id in failed)
+        raise AssertionError(f"run {run_id} ended {final['state']}: {states}\n{task_logs}\n{cluster.logs()}")
+    return instances
+
+
+def test_scoring_dag_on_two_celery_workers(tmp_path: Path, store: Path, cluster: Cluster, trained_store: Path):
     """Trigger through the REST API; shards spread over both workers; results equal a one-process run."""
     from crack_model.core import layout
     from crack_model.core.storage import open_store
@@ -273,46 +380,18 @@ def test_scoring_dag_on_two_celery_workers(tmp_path: Path, store: Path, champion
     started = time.monotonic()
     api = cluster.api
     assert api is not None
-
-    def parsed() -> dict[str, Any] | None:
-        errors = api.import_errors()
-        if errors:
-            raise AssertionError(f"DAG import errors: {errors}")
-        return api.dag(DAG_ID)
-
-    wait_for(parsed, timeout=180, interval=2, what=f"{DAG_ID} to be parsed", check=cluster.check_alive)
-    wait_for(cluster.workers_ready, timeout=120, interval=1, what="both Celery workers", check=cluster.check_alive)
+    cluster.prepare(DAG_ID)
     print(f"DAG parsed and workers ready after {time.monotonic() - started:.0f} s")
-
-    champion.result(timeout=600)  # the retraining DAG finished: the store has a champion
-    print(f"champion trained after {time.monotonic() - started:.0f} s")
     reference = tmp_path / "reference-store"
-    shutil.copytree(store, reference)  # before any scoring: the single-process run starts from here
+    shutil.copytree(trained_store, reference)  # before any scoring: the single-process run starts from here
 
-    assert api.unpause(DAG_ID)["is_paused"] is False
     run = api.trigger(DAG_ID, RUN_CONF)
     run_id = run["dag_run_id"]
     triggered = time.monotonic()
 
-    def finished() -> dict[str, Any] | None:
-        current = api.dag_run(DAG_ID, run_id)
-        return current if current["state"] in ("success", "failed") else None
-
-    try:
-        final = wait_for(finished, timeout=RUN_TIMEOUT, interval=3, what=f"run {run_id}", check=cluster.check_alive)
-    except TimeoutError as error:
-        instances = api.task_instances(DAG_ID, run_id)
-        states = {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in instances}
-        unfinished = sorted({ti["task_id"] for ti in instances if ti["state"] not in ("success", "skipped", None)})
-        task_logs = "\n".join(cluster.task_logs(task_id) for task_id in unfinished)
-        raise AssertionError(f"{error}; task states {states}\n{task_logs}\n{cluster.logs()}") from None
+    instances = wait_for_success(cluster, run_id)
     run_seconds = time.monotonic() - triggered
-    instances = api.task_instances(DAG_ID, run_id)
     states = {f"{ti['task_id']}[{ti['map_index']}]": ti["state"] for ti in instances}
-    if final["state"] != "success":
-        failed = sorted({ti["task_id"] for ti in instances if ti["state"] not in ("success", "skipped")})
-        task_logs = "\n".join(cluster.task_logs(task_id) for task_id in failed)
-        raise AssertionError(f"run {run_id} ended {final['state']}: {states}\n{task_logs}\n{cluster.logs()}")
     print(f"run {run_id} succeeded in {run_seconds:.0f} s: {states}")
 
     shards = api.mapped_task_instances(DAG_ID, run_id, "score_shard")
@@ -332,6 +411,177 @@ def test_scoring_dag_on_two_celery_workers(tmp_path: Path, store: Path, champion
     single = read_predictions_bytes(single_process_predictions(reference))
     assert len(single) == OBJECTS, sorted(single)
     assert sum(row["status"] == "quarantined" for row in single.values()) == QUARANTINED, single
+    differences = prediction_differences(distributed, single)
+    assert not differences, "distributed != single-process:\n" + "\n".join(differences[:40])
+    print(f"test body {time.monotonic() - started:.0f} s (run {run_seconds:.0f} s)")
+
+
+def add_copies(store: Path) -> int:
+    """Turn the night's batch into a bigger one: 7 transposes x len(COPY_QUALITIES) JPEG qualities of each photo.
+
+    The copies decode, look like the originals to validation (brightness, contrast, focus) and have bytes of
+    their own (validation quarantines byte-for-byte duplicates); the broken uploads get none.
+    """
+    from PIL import Image
+
+    from crack_model.core import layout
+    from crack_model.core.storage import open_store
+
+    opened = open_store(str(store))
+    prefix = layout.incoming_prefix(BATCH)
+    added = 0
+    for info in list(opened.list(prefix)):
+        try:
+            with Image.open(io.BytesIO(opened.read(info.key))) as image:
+                photo = image.convert("RGB")
+        except (OSError, SyntaxError):  # the truncated upload and the renamed text file
+            continue
+        for turn in (transpose for transpose in Image.Transpose):  # every one but the identity: 7
+            turned = photo.transpose(turn)
+            for quality in COPY_QUALITIES:
+                buffer = io.BytesIO()
+                turned.save(buffer, format="JPEG", quality=quality)
+                name = f"{prefix}copies/{turn.name.lower()}-q{quality}/{info.key[len(prefix) :]}"
+                opened.write(name, buffer.getvalue())
+                added += 1
+    return added
+
+
+def shard_parts(store: Path, shard_index: int) -> dict[str, bytes]:
+    """The files (parts, their stats, _DONE) of one shard of the kill night, by name: one model version."""
+    from crack_model.core import layout
+    from crack_model.core.storage import open_store
+
+    opened = open_store(str(store))
+    prefix = layout.results_key(BATCH, layout.PARTS) + "/"
+    shard = layout.Shard(shard_index, KILL_SHARDS).name
+    files = {info.key[len(prefix) :]: opened.read(info.key) for info in opened.list(prefix)}
+    versions = {name.split("/")[0] for name in files}
+    assert len(versions) <= 1, f"parts of more than one model version: {sorted(files)}"
+    return {name.split("/", 2)[2]: data for name, data in files.items() if name.split("/")[1] == shard}
+
+
+def csv_keys(data: bytes) -> list[str]:
+    return [row["key"] for row in read_csv_rows(data)]
+
+
+def read_csv_rows(data: bytes) -> list[dict[str, str]]:
+    import csv
+
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def test_killed_worker_shard_resumes_on_the_other(tmp_path: Path, cluster: Cluster, trained_store: Path) -> None:
+    """SIGKILL the worker of a shard that has written its first part: the retry on the other worker resumes."""
+    from crack_model.core import layout
+    from crack_model.core.storage import open_store
+
+    started = time.monotonic()
+    api = cluster.api
+    assert api is not None
+    cluster.prepare(DAG_ID)
+    night = tmp_path / "kill-store"
+    shutil.copytree(trained_store, night)
+    assert add_copies(night) == KILL_OBJECTS - OBJECTS
+    reference = tmp_path / "reference-store"
+    shutil.copytree(night, reference)  # before any scoring: the single-process run starts from here
+    uploads = [info.key for info in open_store(str(night)).list(layout.incoming_prefix(BATCH))]
+    sizes = [sum(layout.Shard(index, KILL_SHARDS).owns(key) for key in uploads) for index in range(KILL_SHARDS)]
+    assert len(uploads) == KILL_OBJECTS and min(sizes) > PART_ROWS + 100, sizes  # room to die after a part
+    print(f"kill night: {len(uploads)} objects, shards of {sizes}, ready after {time.monotonic() - started:.0f} s")
+
+    run_id = api.trigger(DAG_ID, {**KILL_CONF, "store": str(night)})["dag_run_id"]
+    triggered = time.monotonic()
+
+    # Watch the store: the first shard to finish its first part (its stats are written last), but not the
+    # whole shard, loses its worker, with ~370 images of it still to score.
+    parts = night / layout.results_key(BATCH, layout.PARTS)
+    names = {layout.Shard(index, KILL_SHARDS).name: index for index in range(KILL_SHARDS)}
+    last_look = [time.monotonic()]
+
+    def shard_with_a_part() -> list[int]:
+        found = [names[marker.parent.name] for marker in sorted(parts.glob("*/shard-*/part-000000.json"))
+                 if not (marker.parent / layout.DONE).exists()]  # fmt: skip
+        if not found and time.monotonic() - last_look[0] > 3:  # the run must not end unseen
+            last_look[0] = time.monotonic()
+            state = api.dag_run(DAG_ID, run_id)["state"]
+            assert state not in ("success", "failed"), (
+                f"run {run_id} ended {state} before a shard was caught between its first part and its end: "
+                f"{sorted(str(path.relative_to(parts)) for path in parts.rglob('*'))}"
+            )
+        return found[:1]
+
+    (watched,) = wait_for(shard_with_a_part, timeout=RUN_TIMEOUT, interval=0.1, what="a shard's first part",
+                          check=cluster.check_alive)  # fmt: skip
+    running = {ti["map_index"]: ti for ti in api.mapped_task_instances(DAG_ID, run_id, "score_shard")}
+    victim = running[watched]["hostname"]
+    assert running[watched]["state"] == "running" and victim in WORKERS, running[watched]
+    survivor = next(name for name in WORKERS if name != victim)
+    killed_pids = cluster.kill(victim)
+    killed_at = time.monotonic()
+    before_kill = shard_parts(night, watched)
+    print(f"killed {victim} ({len(killed_pids)} processes) {killed_at - triggered:.0f} s after the trigger, "
+          f"shard {watched} holding {sorted(before_kill)}")  # fmt: skip
+    assert layout.DONE not in before_kill, f"the kill came too late: shard {watched} had finished"
+    cut = sorted(str(path.relative_to(parts)) for path in parts.rglob(".tmp-*"))
+    if cut:
+        print(f"writes cut short by the kill (temporary files, never listed): {cut}")
+    rows_before = sum(len(csv_keys(data)) for name, data in before_kill.items() if name.endswith(".csv"))
+    assert rows_before >= PART_ROWS, before_kill.keys()
+
+    instances = wait_for_success(cluster, run_id)
+    run_seconds = time.monotonic() - triggered
+    states = {f"{ti['task_id']}[{ti['map_index']}]": (ti["state"], ti["try_number"]) for ti in instances}
+    print(f"run {run_id} succeeded in {run_seconds:.0f} s ({run_seconds - (killed_at - triggered):.0f} s after "
+          f"the kill): {states}")  # fmt: skip
+
+    # Every shard whose worker died was retried and finished on the other worker.
+    shards = {ti["map_index"]: ti for ti in api.mapped_task_instances(DAG_ID, run_id, "score_shard")}
+    assert sorted(shards) == list(range(KILL_SHARDS)), shards
+    tries = {index: api.task_instance_tries(DAG_ID, run_id, "score_shard", index) for index in shards}
+    print("score_shard tries: " + "; ".join(
+        f"{index}: " + ", ".join(f"#{t['try_number']} {t['hostname']} {t['state']}" for t in tries[index])
+        for index in sorted(tries)))  # fmt: skip
+    died = {index for index, history in tries.items() if any(t["hostname"] == victim and t["state"] != "success"
+                                                             for t in history)}  # fmt: skip
+    assert watched in died, tries
+    for index in sorted(died):
+        final = shards[index]
+        assert final["state"] == "success" and final["try_number"] >= 2, final
+        assert final["hostname"] == survivor, f"shard {index} finished on {final['hostname']}, not {survivor}"
+        assert tries[index][0]["hostname"] == victim and tries[index][0]["state"] != "success", tries[index]
+
+    # The watched shard resumed: what it wrote before the kill is still there, unchanged, and the retry
+    # scored only the rest, in parts of its own.
+    after = shard_parts(night, watched)
+    assert layout.DONE in after
+    for name, data in before_kill.items():
+        assert after.get(name) == data, f"{name} of shard {watched} changed after the kill"
+    new_parts = sorted(name for name in after if name.endswith(".csv") and name not in before_kill)
+    assert new_parts, f"the retry of shard {watched} wrote no part: {sorted(after)}"
+    report = api.xcom(DAG_ID, run_id, "score_shard", watched)
+    print(f"shard {watched} retry report: {report}")
+    assert report["skipped_already_done"] == rows_before, report
+    assert report["images"] == sum(len(csv_keys(after[name])) for name in new_parts), report
+
+    # Nothing lost, nothing scored twice: every part row is a distinct key of its shard, and every upload
+    # validation let through is in exactly one part.
+    opened = open_store(str(night))
+    quarantined = set()
+    for index in range(KILL_SHARDS):
+        files = shard_parts(night, index)
+        keys = [key for name, data in sorted(files.items()) if name.endswith(".csv") for key in csv_keys(data)]
+        duplicated = sorted({key for key in keys if keys.count(key) > 1})
+        assert not duplicated, f"shard {index} scored {len(duplicated)} keys twice: {duplicated[:5]}"
+        assert all(layout.Shard(index, KILL_SHARDS).owns(key) for key in keys)
+        quarantined |= {key for key in uploads if layout.Shard(index, KILL_SHARDS).owns(key)} - set(keys)
+    assert len(quarantined) == QUARANTINED, sorted(quarantined)
+
+    distributed = read_predictions_bytes(opened.read(layout.results_key(BATCH, layout.PREDICTIONS)))
+    assert sorted(distributed) == sorted(uploads), set(distributed) ^ set(uploads)
+    single = read_predictions_bytes(single_process_predictions(reference))
+    assert len(single) == KILL_OBJECTS
+    assert {key for key, row in single.items() if row["status"] == "quarantined"} == quarantined
     differences = prediction_differences(distributed, single)
     assert not differences, "distributed != single-process:\n" + "\n".join(differences[:40])
     print(f"test body {time.monotonic() - started:.0f} s (run {run_seconds:.0f} s)")

@@ -2,11 +2,15 @@
 
 A private Airflow home (SQLite) runs ``crack_retraining`` then ``crack_nightly_scoring`` on a
 seeded store; ``airflow api-server`` then serves the UI with the plugin, and Chromium logs in
-through the login form, opens the view from the nav and reads what an operator would.
+through the login form as a viewer and as an admin (SimpleAuthManager roles), opens the view
+from the nav, then a batch page and a model page, and checks each against the store's own
+documents. One screenshot per page lands in ``tests/artifacts/``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import secrets
@@ -32,6 +36,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT / "tests" / "artifacts"
 SCORED_BATCH = "2026-11-24"
 FAILED_BATCH = "blank-frames"
+# SimpleAuthManager users: a read-only viewer and an admin, each with a generated password.
+USERS = {"viewer": "viewer", "admin": "admin"}
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -51,6 +57,17 @@ def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def _token(base: str, username: str, password: str) -> str:
+    """A JWT from the SimpleAuthManager's token endpoint."""
+    request = urllib.request.Request(
+        f"{base}/auth/token",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.loads(response.read())["access_token"])
 
 
 def _wait_for_health(base_url: str, server: subprocess.Popen, log_path: Path, timeout: float = 240) -> None:
@@ -92,15 +109,15 @@ def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("ops-browser")
     store = root / "store"
     seed_store(str(store))
-    password = secrets.token_urlsafe(18)
-    passwords = root / "passwords.json"
-    passwords.write_text(json.dumps({"admin": password}))
+    passwords = {user: secrets.token_urlsafe(18) for user in USERS}
+    passwords_file = root / "passwords.json"
+    passwords_file.write_text(json.dumps(passwords))
     environment = airflow_environment(
         root / "airflow-home",
         {
             "AIRFLOW_VAR_CRACK_STORE": str(store),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{user}:{role}" for user, role in USERS.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
         },
     )
@@ -131,7 +148,7 @@ def deployment(tmp_path_factory):
         started = time.monotonic()
         _wait_for_health(base_url, server, log_path)
         timings["api_server_ready_after_dags"] = time.monotonic() - started
-        yield {"url": base_url, "store": store, "password": password, "timings": timings}
+        yield {"url": base_url, "store": store, "passwords": passwords, "timings": timings}
     finally:
         _stop(server)
         print("timings (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
@@ -146,13 +163,7 @@ def test_anonymous_requests_are_refused_and_a_token_is_accepted(deployment):
         assert b"predictions" not in body
     assert _get(f"{base}/crack-ops/api/overview", token="not-a-jwt")[0] in (401, 403)
 
-    request = urllib.request.Request(
-        f"{base}/auth/token",
-        data=json.dumps({"username": "admin", "password": deployment["password"]}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        token = json.loads(response.read())["access_token"]
+    token = _token(base, "admin", deployment["passwords"]["admin"])
     status, body = _get(f"{base}/crack-ops/api/overview", token=token)
     assert status == 200
     overview = json.loads(body)
@@ -162,28 +173,57 @@ def test_anonymous_requests_are_refused_and_a_token_is_accepted(deployment):
     status, body = _get(f"{base}/crack-ops/files/results/{SCORED_BATCH}/predictions.csv", token=token)
     assert status == 200 and body.startswith(b"key,")
     assert _get(f"{base}/crack-ops/files/models/crack/aliases.json", token=token)[0] == 404
+    viewer = _token(base, "viewer", deployment["passwords"]["viewer"])
+    status, body = _get(f"{base}/crack-ops/api/batches/{SCORED_BATCH}", token=viewer)
+    assert status == 200 and json.loads(body)["batch"]["batch_id"] == SCORED_BATCH
 
 
-def test_operator_sees_champion_and_batches_in_the_ui(deployment):
-    """Log in through the form, open Browse > Crack ops, read the champion, the scored and the failed batch."""
+def _expected(store: Path) -> dict[str, object]:
+    """What the pages must show, read from the store's own documents (not from the view)."""
+    aliases = json.loads((store / "models/crack/aliases.json").read_text())
+    champion = aliases["aliases"]["champion"]
+    version = json.loads((store / f"models/crack/versions/{champion}/version.json").read_text())
+    gate = json.loads((store / f"models/crack/versions/{champion}/gate_report.json").read_text())
+    summary = json.loads((store / f"results/{SCORED_BATCH}/summary.json").read_text())
+    rows = list(csv.DictReader(io.StringIO((store / f"results/{SCORED_BATCH}/predictions.csv").read_text())))
+    crack_rows = [row for row in rows if row["status"] == "ok" and row["label"] == summary["crack_class"]]
+    cracks = sorted((float(row["crack_probability"]) for row in crack_rows), reverse=True)
+    quarantine = store / f"quarantine/{SCORED_BATCH}/quarantine.json"
+    held_back = json.loads(quarantine.read_text())["objects"] if quarantine.is_file() else []
+    return {
+        "champion": champion,
+        "crack_rate": f"{100 * summary['crack_rate']:.1f}%",
+        "cracks": cracks,
+        "quarantined": [item["key"].rsplit("/", 1)[-1] for item in held_back],
+        "manifest_sha256": version["data_manifest"]["sha256"],
+        "runtimes": gate["approved_runtimes"],
+        "promoted_by": aliases["last"]["champion"]["actor"],
+    }
+
+
+@pytest.mark.parametrize("username", list(USERS))
+def test_operator_sees_overview_batch_and_model_pages(deployment, username):
+    """Log in as viewer or admin, open Browse > Crack ops, then a batch and the champion's page; check real data."""
     from playwright.sync_api import expect, sync_playwright
 
-    store = deployment["store"]
-    champion = json.loads((store / "models/crack/aliases.json").read_text())["aliases"]["champion"]
-    summary = json.loads((store / f"results/{SCORED_BATCH}/summary.json").read_text())
-    crack_rate = f"{100 * summary['crack_rate']:.1f}%"
+    expected = _expected(deployment["store"])
     base = deployment["url"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # One screenshot per page, from the read-only role an operator usually has.
+    shots = username == "viewer"
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(30_000)
+            refused = []  # anything the pages' CSP blocks shows in the console
+            page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text
+                    else None)  # fmt: skip
             page.goto(f"{base}/")
             page.wait_for_url("**/auth/login**")
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill(deployment["password"])
+            page.get_by_label("Username").fill(username)
+            page.get_by_label("Password").fill(deployment["passwords"][username])
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(f"{base}/")
 
@@ -192,20 +232,58 @@ def test_operator_sees_champion_and_batches_in_the_ui(deployment):
             page.wait_for_url("**/plugin/crack-ops")
             view = page.frame_locator('iframe[title="Crack ops"]')
 
-            expect(view.locator("#champion-version")).to_have_text(champion)
+            # The overview: champion with both intervals, batches, runs, the trend charts.
+            expect(view.locator("#champion-version")).to_have_text(expected["champion"])
+            expect(view.locator('#champion .tile[data-metric="crack_recall"] .interval-exact')).to_contain_text(
+                "exact CI"
+            )
             scored = view.locator(f'tr.batch[data-batch="{SCORED_BATCH}"]')
-            expect(scored).to_contain_text(SCORED_BATCH)
-            expect(scored.locator("td.crack-rate")).to_have_text(crack_rate)
+            expect(scored.locator("td.crack-rate")).to_have_text(expected["crack_rate"])
             expect(scored.locator("td.outcome")).to_have_text("passed with quarantine")
             failed = view.locator(f'tr.batch[data-batch="{FAILED_BATCH}"]')
             expect(failed.locator("td.outcome")).to_have_text("failed")
             expect(view.locator("#runs")).to_contain_text(FAILED_BATCH)
-            page.wait_for_timeout(300)  # let the frame finish painting before the picture
-            page.screenshot(path=str(ARTIFACTS / "ops_view.png"))
+            expect(view.locator("#trends svg")).to_have_count(5)
+            expect(view.locator("#chart-objects rect.bar")).to_have_count(1)  # one nightly run so far
+            if shots:
+                page.wait_for_timeout(300)  # let the frame finish painting before the picture
+                page.screenshot(path=str(ARTIFACTS / "ops_overview.png"))
 
-            # A link from the view opens the stored report, inside the same frame and session.
-            failed.get_by_role("link", name="validation").click()
+            # The batch page: cracks most probable first with their overlays, quarantine, predictions.csv.
+            scored.get_by_role("link", name=SCORED_BATCH).click()
+            expect(view.locator("#batch-id")).to_have_text(SCORED_BATCH)
+            expect(view.locator("#crack-rate")).to_contain_text(expected["crack_rate"])
+            thumbs = view.locator("#cracks .thumb")
+            expect(thumbs).to_have_count(min(24, len(expected["cracks"])))
+            expect(thumbs.first.locator(".probability")).to_have_text(f"{100 * expected['cracks'][0]:.1f}%")
+            expect(thumbs.first.locator("img")).to_have_js_property("complete", True)
+            assert thumbs.first.locator("img").evaluate("image => image.naturalWidth") > 0, "the overlay did not load"
+            for name in expected["quarantined"]:
+                expect(view.locator("#quarantined")).to_contain_text(name)
+            expect(view.locator("#predictions-link")).to_have_attribute(
+                "href", f"../files/results/{SCORED_BATCH}/predictions.csv"
+            )
+            if shots:
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(ARTIFACTS / "ops_batch.png"))
+
+            # The model page of the version that scored the batch: lineage, runtimes, the promotion audit.
+            view.locator("#model-link").click()
+            expect(view.locator("#model-version")).to_have_text(expected["champion"])
+            expect(view.locator("#data-manifest .digest")).to_have_text(expected["manifest_sha256"])
+            for runtime in expected["runtimes"]:
+                expect(view.locator("#approved-runtimes")).to_contain_text(runtime)
+            expect(view.locator("#audit")).to_contain_text(expected["promoted_by"])
+            expect(view.locator("#gate-report-link")).to_be_visible()
+            if shots:
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(ARTIFACTS / "ops_model.png"))
+
+            # Back on the overview, a link opens the stored report inside the same frame and session.
+            view.get_by_role("link", name="Crack ops").click()
+            view.locator(f'tr.batch[data-batch="{FAILED_BATCH}"]').get_by_role("link", name="validation").click()
             expect(view.locator("h1")).to_contain_text(f"Validation of batch {FAILED_BATCH}")
             expect(view.locator("h1")).to_contain_text("failed")
+            assert not refused, refused
         finally:
             browser.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import tracemalloc
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from crack_model.core import imaging
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.imaging import (
     FormatNotAcceptedError,
@@ -196,3 +198,22 @@ def test_header_of_a_sideways_photo_gives_the_displayed_size():
     """EXIF orientation 6 swaps width and height in the header too."""
     header = read_header(imagefiles.exif_rotated_jpeg(6))
     assert (header.stored_width, header.stored_height, header.width, header.height) == (64, 48, 48, 64)
+
+
+def test_banded_rgb_reduction_equals_converting_then_reducing(monkeypatch):
+    """RGBA and palette giants shrink a band at a time with exactly the pixels of a full-size conversion."""
+    monkeypatch.setattr(imaging, "CHUNK_PIXELS", 1000)  # many bands, one of them partial
+    rng = np.random.default_rng(3)
+    rgba = Image.fromarray(rng.integers(0, 255, (301, 203, 4), dtype=np.uint8), "RGBA")
+    palette = rgba.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 0
+    for image in (rgba, palette):
+        banded = imaging.rgb_reduced(image, 3)
+        assert banded.mode == "RGB" and banded.size == (68, 101)
+        assert np.array_equal(np.asarray(banded), np.asarray(imaging.to_rgb(image).reduce(3)))
+
+
+@pytest.mark.skipif("PILLOW_BLOCK_SIZE" in os.environ, reason="the operator chose Pillow's block size")
+def test_pillow_blocks_are_large_enough_to_be_given_back_when_freed():
+    """Importing imaging sets 64 MB blocks: above glibc's 32 MB mmap threshold, so freed giants leave the heap."""
+    assert Image.core.get_block_size() == imaging.BLOCK_SIZE == 64 * 2**20

@@ -16,6 +16,7 @@ from PIL import Image
 
 from crack_model.core import layout
 from crack_model.core.local_store import LocalStore
+from crack_model.core.tiling import TileConfig
 from crack_model.serving import inference
 from crack_model.serving.batch import score_batch
 from crack_model.serving.scorer import load_scorer
@@ -46,6 +47,7 @@ SCORE_IN_A_FRESH_PROCESS = """
 import json, sys
 from pathlib import Path
 from crack_model.serving.inference import score_images
+from crack_model.core.tiling import TileConfig
 from crack_model.serving.scorer import load_scorer
 
 scorer = load_scorer(sys.argv[1])
@@ -129,7 +131,8 @@ def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch):
 
     monkeypatch.setattr(inference, "prepare", recording_prepare)
     scorer = load_scorer(model_dir)
-    budget = 50 * 2**20
+    estimate = inference.fetch_object("photo-0.jpg", photos.__getitem__, 64, TileConfig(), 10**8).estimated_bytes
+    budget = 5 * estimate // 2
     scores = list(
         inference.score_images(
             photos, photos.__getitem__, scorer, workers=8, decode_threads=4, max_in_flight_bytes=budget
@@ -139,3 +142,37 @@ def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch):
     assert all(score.status == "ok" and score.tile_count == 63 for score in scores)
     assert 2 * live["largest"] <= budget < 3 * live["largest"]  # room for two photos, not three
     assert live["peak"] <= budget
+
+
+def test_listed_sizes_bound_the_fetched_bytes_waiting_to_be_decoded(model_dir, monkeypatch):
+    """With the listing's sizes, fetched bytes stay within a quarter of the budget ahead of decoding plus the budget."""
+    photos = {f"photo-{index}.bmp": imagefiles.encode(imagefiles.gradient_rgb(600, 500), "BMP") for index in range(12)}
+    size = len(next(iter(photos.values())))
+    scorer = load_scorer(model_dir)
+    estimate = inference.fetch_object("photo-0.bmp", photos.__getitem__, 64, TileConfig(), 10**8).estimated_bytes
+    budget = 2 * estimate
+    lock = threading.Lock()
+    alive = {"bytes": 0, "peak": 0}  # fetched and not yet decoded
+    real_prepare = inference.prepare
+
+    def fetch(key: str) -> bytes:
+        with lock:
+            alive["bytes"] += size
+            alive["peak"] = max(alive["peak"], alive["bytes"])
+        return photos[key]
+
+    def decoding_prepare(fetched, *args):
+        try:
+            return real_prepare(fetched, *args)
+        finally:
+            with lock:
+                alive["bytes"] -= size
+
+    monkeypatch.setattr(inference, "prepare", decoding_prepare)
+    scores = list(
+        inference.score_images(photos, fetch, scorer, workers=8, decode_threads=1, max_in_flight_bytes=budget,
+                               object_sizes=dict.fromkeys(photos, size))
+    )  # fmt: skip
+    assert sorted(score.key for score in scores) == sorted(photos)
+    assert all(score.status == "ok" for score in scores)
+    assert alive["peak"] <= budget // 4 + budget < len(photos) * size  # without sizes all 12 may wait at once

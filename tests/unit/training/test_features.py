@@ -60,7 +60,8 @@ def test_training_with_the_cache_gives_a_working_classifier(synth_data, tmp_path
     assert len(run.history["loss"]) >= 1 and "val_loss" in run.history
     sizes = {name: len(part) for name, part in split_sizes(run.output_dir).items()}
     files = sorted(cache.rglob("*.npy"))
-    assert len(files) == 2 * sizes["train"] + sizes["validation"]  # plain + 1 augmented view per training image
+    # plain + 1 augmented view per training image; validation and test are scored from the cache too
+    assert len(files) == 2 * sizes["train"] + sizes["validation"] + sizes["test"]
     train(synth_data, tmp_path / "m2", CONFIG, MODEL, TrainConfig(epochs=1), verbose=0,
           export_runtimes=False, feature_cache_dir=cache)  # fmt: skip
     assert sorted(cache.rglob("*.npy")) == files  # the same seeded base: everything reused

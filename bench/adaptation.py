@@ -1,0 +1,246 @@
+"""Adapting to a new surface: the METU sample plus N labeled site-b photos, through retraining.
+
+``site-b-pavement`` (1,000 photos of another surface) stands in for a new site. For each N
+(25, 50, 100, 200 by default; 0 is the METU-only model), half cracks and half not, the labeled
+pool is ``<class>/metu/...`` (the METU sample minus a 15 % METU holdout) plus ``<class>/site-b/...``
+(N site photos, picked by near-duplicate groups in a seeded order, nested: the 25 are among
+the 50), and ``train`` runs the retraining recipe on it: slice-balanced loss on cached base
+features, a threshold that reaches the target crack recall on every big-enough validation slice.
+Every model is scored, at its own threshold, on the same images it never saw: the site-b photos
+outside the largest N's near-duplicate groups (about 800 with N up to 200) and the METU holdout.
+(An odd N gives N - 1 photos: N // 2 per class.)
+
+``--gate N`` then runs the real loop once in a local store: ``crack-model retrain --gate --promote``
+on the METU pool alone, gated on the METU holdout (the champion); then with N site photos added under
+``labeled/<class>/site-b/`` and the site-b evaluation photos under ``holdout/<class>/site-b/``, gated
+against the champion on ``holdout/<class>/{metu,site-b}/`` with the default gate policy.
+
+Each point costs about a minute with a warm feature cache (the first run computes the base's
+features of all 3,000 photos once). Writes ``bench/results/adaptation.json`` and ``adaptation.md``.
+
+    .venv/bin/python -m bench.adaptation [--sizes 0 25 50 100 200] [--gate 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.run import PROJECT, RESULTS, SAMPLE, WEIGHTS
+
+SITE_B = SAMPLE.parent / "site-b-pavement"
+METU_SLICE, SITE_SLICE = "metu", "site-b"
+
+
+def seeded_groups(images: list[Any], seed: int) -> dict[str, list[list[Any]]]:
+    """Near-duplicate groups of each class, in a seeded order of their content."""
+    from crack_model.data.labeled import group_near_duplicates
+
+    by_class: dict[str, list[list[Any]]] = defaultdict(list)
+    for indices in group_near_duplicates(images):
+        members = [images[index] for index in indices]
+        by_class[members[0].label].append(members)
+    for groups in by_class.values():
+        groups.sort(key=lambda group: hashlib.sha256(f"{seed}:{min(m.sha256 for m in group)}".encode()).hexdigest())
+    return by_class
+
+
+def pick_site_photos(groups: dict[str, list[list[Any]]], count: int) -> list[Any]:
+    """``count // 2`` photos per class, whole groups first in the seeded order."""
+    picked: list[Any] = []
+    for class_name in sorted(groups):
+        taken: list[Any] = []
+        for group in groups[class_name]:
+            if len(taken) >= count // 2:
+                break
+            taken.extend(group[: count // 2 - len(taken)])
+        picked.extend(taken)
+    return picked
+
+
+def lay_out(images: list[Any], root: Path, slice_name: str) -> None:
+    """Copy images to ``<root>/<class>/<slice>/<name>`` (copies: the stores refuse links)."""
+    for image in images:
+        target = root / image.label / slice_name / Path(image.uri).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(image.uri, target)
+
+
+def with_slice(images: list[Any], slice_name: str) -> list[Any]:
+    from dataclasses import replace
+
+    return [replace(image, slice=slice_name) for image in images]
+
+
+def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) -> dict[str, Any]:
+    """Accuracy and crack recall of a saved model on images, from cached features (same network)."""
+    import keras
+
+    from crack_model.core.config import DataConfig, ModelConfig
+    from crack_model.evaluation.metrics import compute_metrics
+    from crack_model.training.features import predict_from_features
+
+    data_config = DataConfig()
+    classifier = keras.models.load_model(model_dir / "model.keras", compile=False)
+    probabilities = predict_from_features(classifier, images, data_config, ModelConfig(weights=WEIGHTS), cache)
+    figures = compute_metrics([image.label for image in images], probabilities, threshold=threshold,
+                              class_names=data_config.class_names, crack_class=data_config.crack_class)  # fmt: skip
+    return {key: figures[key] for key in ("images", "accuracy", "crack_recall", "missed_cracks", "false_alarms")}
+
+
+def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]],
+                work: Path, cache: Path, views: int, epochs: int, balance: float,
+                fine_tune_layers: int = 0) -> dict[str, Any]:  # fmt: skip
+    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+    from crack_model.training.train import train
+
+    pool = work / f"pool-{count}"
+    shutil.rmtree(pool, ignore_errors=True)
+    lay_out(metu_pool, pool, METU_SLICE)
+    lay_out(site_pool, pool, SITE_SLICE)
+    started = time.perf_counter()
+    run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS),
+                TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers), verbose=0,
+                export_runtimes=False,
+                feature_cache_dir=cache, augmented_views=views)  # fmt: skip
+    seconds = time.perf_counter() - started
+    point: dict[str, Any] = {"site_photos": len(site_pool), "threshold": round(run.card.threshold, 4),
+                             "train_seconds": round(seconds, 1)}  # fmt: skip
+    point["slice_thresholds"] = run.metrics.get("slice_thresholds", {})
+    for name, images in evaluation.items():
+        point[name] = scores(run.output_dir, images, run.card.threshold, cache)
+    return point
+
+
+def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]], work: Path,
+             epochs: int, views: int, balance: float, fine_tune_layers: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated."""
+    store = work / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    # The champion was gated on the old site alone; the new site's holdout arrives with its photos.
+    lay_out(evaluation["metu_holdout"], store / "holdout", METU_SLICE)
+    lay_out(metu_pool, store / "labeled", METU_SLICE)
+    command = [sys.executable, "-m", "crack_model", "retrain", "--store", str(store), "--weights", WEIGHTS,
+               "--epochs", str(epochs), "--augmented-views", str(views), "--slice-balance", str(balance),
+               "--gate", "--promote"]  # fmt: skip
+    steps: dict[str, Any] = {}
+    for step in ("champion", "candidate"):
+        extra = []
+        if step == "candidate":
+            lay_out(site_pool, store / "labeled", SITE_SLICE)
+            lay_out(evaluation["site_b_rest"], store / "holdout", SITE_SLICE)
+            extra = ["--fine-tune-layers", str(fine_tune_layers)]
+        started = time.perf_counter()
+        done = subprocess.run([*command, *extra], capture_output=True, text=True, check=False)
+        steps[step] = {"exit_code": done.returncode, "seconds": round(time.perf_counter() - started, 1),
+                       "output": done.stdout.strip().splitlines()[-6:]}  # fmt: skip
+        print(f"{step}: exit {done.returncode}\n{done.stdout}{done.stderr[-2000:] if done.returncode > 3 else ''}")
+    reports = sorted((store / "models").rglob("gate_report.json"), key=lambda path: path.stat().st_mtime)
+    if reports:
+        report = json.loads(reports[-1].read_text())
+        steps["candidate_report"] = {
+            "decision": report.get("decision"), "failed_checks": report.get("failed_checks"),
+            "slices": {name: {"images": value["images"], **value["metrics"]}
+                       for name, value in (report.get("slices") or {}).items()},
+        }  # fmt: skip
+    return {"site_photos": count, **steps}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"METU sample ({results['metu_pool']} in the pool, {results['metu_holdout']} held out) plus N site-b photos "
+        f"(half cracks); scored on {results['site_b_rest']} site-b photos and the METU holdout, none trained on. "
+        f"{results['epochs']} epochs max, {results['views']} augmented views, "
+        f"slice balance {results['slice_balance']}, fine-tuned base layers {results.get('fine_tune_layers', 0)}.",
+        "",
+        "| site-b photos in training | threshold | site-b accuracy | site-b crack recall | METU holdout accuracy "
+        "| METU holdout crack recall | train seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for point in results["curve"]:
+        site, metu = point["site_b_rest"], point["metu_holdout"]
+        lines.append(
+            f"| {point['site_photos']} | {point['threshold']:.3f} | {site['accuracy']:.4f} "
+            f"| {site['crack_recall']:.4f} | {metu['accuracy']:.4f} | {metu['crack_recall']:.4f} "
+            f"| {point['train_seconds']} |"
+        )
+    gate = results.get("gate")
+    if gate:
+        report = gate.get("candidate_report", {})
+        lines += [
+            "",
+            f"Gate run with {gate['site_photos']} site photos (candidate fine-tuned base layers: "
+            f"{results.get('fine_tune_layers', 0)}): champion step exit {gate['champion']['exit_code']}, "
+            f"candidate step exit {gate['candidate']['exit_code']} (0 = promoted), decision {report.get('decision')}, "
+            f"failed checks {report.get('failed_checks')}.",
+        ]
+        for name, figures in sorted((report.get("slices") or {}).items()):
+            lines.append(f"- holdout slice {name}: {figures}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crack_model.core.cache import cache_root
+    from crack_model.core.config import DataConfig
+    from crack_model.data.labeled import load_labeled, split_images
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[0, 25, 50, 100, 200])
+    parser.add_argument("--gate", type=int, default=0, help="also run retrain --gate with this many site photos")
+    parser.add_argument("--views", type=int, default=2, help="augmented views cached per image (default: 2)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--slice-balance", type=float, default=1.0, help="TrainConfig.slice_balance (default: 1)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
+    parser.add_argument("--name", help="results file name in bench/results/ (default: adaptation)")
+    parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench-adaptation")
+    parser.add_argument("--cache", type=Path, default=cache_root() / "features")
+    args = parser.parse_args(argv)
+
+    config = DataConfig()
+    metu = load_labeled(SAMPLE, config)
+    metu_split = split_images(metu, DataConfig(validation_fraction=0.0, test_fraction=0.15, seed=args.seed))
+    metu_pool, metu_holdout = with_slice(metu_split.train, METU_SLICE), with_slice(metu_split.test, METU_SLICE)
+    site = with_slice(load_labeled(SITE_B, config), SITE_SLICE)
+    groups = seeded_groups(site, args.seed)
+    largest = max([*args.sizes, args.gate, 0])
+    used = {image.sha256 for image in pick_site_photos(groups, largest)}
+    touched = set()  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
+    for class_groups in groups.values():
+        for group in class_groups:
+            if any(member.sha256 in used for member in group):
+                touched.update(member.sha256 for member in group)
+    evaluation = {"site_b_rest": [image for image in site if image.sha256 not in touched], "metu_holdout": metu_holdout}
+    results: dict[str, Any] = {
+        "metu_pool": len(metu_pool), "metu_holdout": len(metu_holdout), "site_b_rest": len(evaluation["site_b_rest"]),
+        "views": args.views, "epochs": args.epochs, "seed": args.seed, "slice_balance": args.slice_balance,
+        "fine_tune_layers": args.fine_tune_layers,
+        "curve": [],
+    }  # fmt: skip
+    for count in args.sizes:
+        point = curve_point(count, metu_pool, pick_site_photos(groups, count), evaluation, args.work, args.cache,
+                            args.views, args.epochs, args.slice_balance, args.fine_tune_layers)  # fmt: skip
+        print(json.dumps(point))
+        results["curve"].append(point)
+    if args.gate:
+        results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
+                                   args.epochs, args.views, args.slice_balance, args.fine_tune_layers)  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = args.name or "adaptation"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{name}.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""K-fold cross-validation of the training recipe, near-duplicates kept together, exact intervals.
+
+A 300-image test split scores 100 % and cannot tell two recipes apart. Cross-validation scores
+every image of the set once, by a model that never saw it or any near-copy of it: the folds are
+built from near-duplicate groups (same bytes or same perceptual hash, ``group_near_duplicates``),
+stratified by class and slice. Each fold trains with the full recipe (``train``: its own
+validation split for early stopping and the threshold) and is scored on its held-out fold; the
+pooled figures count every image once, with exact (Clopper-Pearson) intervals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.data.labeled import LabeledImage, Split, group_near_duplicates, load_labeled, split_images
+from crack_model.evaluation.intervals import Outcomes, exact_intervals, point_figures
+from crack_model.training.train import train
+
+log = logging.getLogger(__name__)
+
+
+def grouped_folds(images: Sequence[LabeledImage], folds: int, seed: int) -> list[list[int]]:
+    """Indices of ``folds`` folds; a near-duplicate group is never split across folds.
+
+    Groups are taken per (class, slice) stratum in a seeded order of their content and each goes
+    to the fold holding the fewest images of that stratum so far, so folds are balanced and
+    depend only on the images and the seed.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+    if any(not image.sha256 for image in images):
+        raise ValueError("grouped_folds needs fingerprinted images (see fingerprint_all)")
+    by_stratum: dict[tuple[str, str], list[list[int]]] = defaultdict(list)
+    for group in group_near_duplicates(images):
+        first = images[group[0]]
+        by_stratum[(first.label, first.slice)].append(group)
+    assigned: list[list[int]] = [[] for _ in range(folds)]
+    for stratum in sorted(by_stratum):
+        filled = [0] * folds
+
+        def order(group: list[int]) -> str:
+            anchor = min(images[index].sha256 for index in group)
+            return hashlib.sha256(f"{seed}:{anchor}".encode()).hexdigest()
+
+        for group in sorted(by_stratum[stratum], key=order):
+            target = min(range(folds), key=lambda fold: (filled[fold], len(assigned[fold]), fold))
+            assigned[target].extend(group)
+            filled[target] += len(group)
+    if any(not fold for fold in assigned):
+        raise ValueError(f"{len(images)} images in {folds} folds leaves a fold empty: use fewer folds")
+    return [sorted(fold) for fold in assigned]
+
+
+def outcomes_from_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], crack_class: str) -> Outcomes:
+    """Per-image outcomes rebuilt from a confusion matrix (order is irrelevant to pooled counts)."""
+    crack = list(labels).index(crack_class)
+    is_crack, says_crack, correct = [], [], []
+    for true_index, row in enumerate(matrix):
+        for predicted_index, count in enumerate(row):
+            is_crack += [true_index == crack] * int(count)
+            says_crack += [predicted_index == crack] * int(count)
+            correct += [true_index == predicted_index] * int(count)
+    return Outcomes(np.array(is_crack, bool), np.array(says_crack, bool), np.array(correct, bool))
+
+
+def summarize(outcomes: Outcomes, confidence: float) -> dict[str, Any]:
+    """Point figures, exact intervals and counts of one set of outcomes."""
+    return {
+        "images": len(outcomes),
+        "cracks": int(outcomes.is_crack.sum()),
+        "missed_cracks": int((outcomes.is_crack & ~outcomes.says_crack).sum()),
+        "false_alarms": int((~outcomes.is_crack & outcomes.says_crack).sum()),
+        "metrics": point_figures(outcomes),
+        "exact_intervals": exact_intervals(outcomes, confidence=confidence),
+    }
+
+
+def cross_validate(
+    data_source: str | Path,
+    output_dir: str | Path,
+    data_config: DataConfig | None = None,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    folds: int = 5,
+    feature_cache_dir: str | Path | None = None,
+    augmented_views: int = 1,
+    confidence: float = 0.95,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Train ``folds`` times, each scored on its held-out fold; write and return ``cv.json``.
+
+    Returns:
+        ``{"folds": [per fold: images, metrics, exact_intervals, threshold], "pooled": {...}, "config": ...}``.
+    """
+    data_config = data_config or DataConfig()
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    output_dir = Path(output_dir)
+    images = load_labeled(data_source, data_config)
+    fold_indices = grouped_folds(images, folds, data_config.seed)
+    # Each fold's remaining images are split into train and validation only (the fold is the test).
+    inner = replace(
+        data_config,
+        validation_fraction=data_config.validation_fraction / (1 - data_config.test_fraction),
+        test_fraction=0.0,
+    )
+    reports: list[dict[str, Any]] = []
+    pooled: list[Outcomes] = []
+    for number, held_out in enumerate(fold_indices, start=1):
+        held = set(held_out)
+        rest = split_images([image for index, image in enumerate(images) if index not in held], inner)
+        split = Split(rest.train, rest.validation, [images[index] for index in held_out])
+        log.info("fold %d/%d: %d train, %d validation, %d test", number, folds, len(split.train),
+                 len(split.validation), len(split.test))  # fmt: skip
+        run = train(
+            data_source, output_dir / f"fold-{number}", data_config, model_config, train_config, split=split,
+            export_runtimes=False, feature_cache_dir=feature_cache_dir, augmented_views=augmented_views,
+            verbose=verbose,
+        )  # fmt: skip
+        matrix = run.metrics["test"]["confusion_matrix"]
+        outcomes = outcomes_from_matrix(
+            matrix["rows_true_columns_predicted"], matrix["labels"], data_config.crack_class
+        )
+        pooled.append(outcomes)
+        reports.append({"fold": number, "threshold": run.card.threshold, "epochs_run": len(run.history.get("loss", [])),
+                        **summarize(outcomes, confidence)})  # fmt: skip
+    everything = Outcomes(*(np.concatenate([getattr(item, name) for item in pooled])
+                            for name in ("is_crack", "says_crack", "correct")))  # fmt: skip
+    result = {
+        "data": str(data_source),
+        "folds": reports,
+        "pooled": summarize(everything, confidence),
+        "confidence": confidence,
+        "near_duplicate_groups": len(group_near_duplicates(images)),
+        "config": {
+            "data": asdict(data_config),
+            "model": asdict(model_config),
+            "train": asdict(train_config),
+            "augmented_views": augmented_views,
+            "folds": folds,
+        },
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "cv.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,81 @@
+"""Slices (labeled/<class>/<slice>/): found in folder trees and manifests, split by slice, balanced in training."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crack_model.core.config import DataConfig
+from crack_model.data.balance import balance_weights, cell_shares
+from crack_model.data.labeled import NO_SLICE, LabeledImage, list_labeled, split_images
+from tests import imagefiles
+
+
+def image(index: int, label: str, slice_name: str) -> LabeledImage:
+    return LabeledImage(f"/{label}/{slice_name}/{index}.jpg", label, f"{index:064x}", f"{index:016x}", slice_name)
+
+
+def test_slice_is_the_folder_below_the_class(tmp_path: Path):
+    """<class>/<slice>/.../a.jpg has that slice; an image right in its class folder has none."""
+    for key in ("Negative/a.jpg", "Negative/site-b/deeper/b.jpg", "Positive/site-b/c.jpg"):
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(imagefiles.jpeg())
+    slices = {Path(item.uri).name: item.slice for item in list_labeled(tmp_path, ("Negative", "Positive"))}
+    assert slices == {"a.jpg": NO_SLICE, "b.jpg": "site-b", "c.jpg": "site-b"}
+
+
+def test_manifest_slice_column(tmp_path: Path):
+    """A manifest's optional slice column is read; rows without one have no slice."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("uri,label,slice\na.jpg,Negative,site-b\nb.jpg,Positive,\n", encoding="utf-8")
+    assert [item.slice for item in list_labeled(manifest, ("Negative", "Positive"))] == ["site-b", NO_SLICE]
+
+
+def test_split_gives_a_small_slice_its_share_of_validation_and_test():
+    """100 site photos beside 1,000 others: about 15 of them land in validation and 15 in test, per class too."""
+    images = [image(index, "Negative" if index % 2 else "Positive", "metu") for index in range(1000)]
+    images += [image(5000 + index, "Negative" if index % 2 else "Positive", "site-b") for index in range(100)]
+    split = split_images(images, DataConfig())
+    for part in (split.validation, split.test):
+        cells = Counter((item.label, item.slice) for item in part)
+        assert cells[("Positive", "site-b")] == cells[("Negative", "site-b")] == 8  # round(50 * 0.15)
+        assert cells[("Positive", "metu")] == 75
+
+
+def test_balance_weights_give_every_class_and_slice_the_same_total():
+    """With power 1 each (class, slice) cell weighs the same in total; the mean weight is 1."""
+    images = [image(index, "Positive", "metu") for index in range(900)] + [
+        image(index, "Negative", "metu") for index in range(700)
+    ]
+    images += [image(index, "Positive", "site-b") for index in range(30)]
+    images += [image(index, "Negative", "site-b") for index in range(20)]
+    weights = balance_weights(images, 1.0)
+    assert weights.mean() == pytest.approx(1.0)
+    assert list(cell_shares(images, weights).values()) == pytest.approx([0.25] * 4, abs=1e-3)
+    assert weights[-1] / weights[0] == pytest.approx(900 / 20, rel=1e-4)
+
+
+def test_balance_power_zero_is_uniform_and_out_of_range_is_an_error():
+    """Power 0 leaves every image at weight 1; a power outside [0, 1] is refused."""
+    images = [image(index, "Positive", "metu") for index in range(10)] + [image(99, "Negative", "site-b")]
+    assert np.allclose(balance_weights(images, 0.0), 1.0)
+    half = balance_weights(images, 0.5)
+    assert half[-1] / half[0] == pytest.approx(np.sqrt(10), rel=1e-4)
+    with pytest.raises(ValueError, match="power"):
+        balance_weights(images, 1.5)
+
+
+def test_weighted_dataset_carries_one_weight_per_image(synth_data):
+    """make_dataset with weights yields (pixels, label, weight) batches in the images' order."""
+    from crack_model.data.labeled import load_labeled, make_dataset
+
+    config = DataConfig(image_size=32, batch_size=4)
+    images = load_labeled(synth_data, config)[:6]
+    batches = list(make_dataset(images, config, weights=[1, 2, 3, 4, 5, 6]))
+    assert len(batches[0]) == 3
+    assert np.concatenate([batch[2].numpy() for batch in batches]).tolist() == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="one weight per image"):
+        make_dataset(images, config, weights=[1.0])

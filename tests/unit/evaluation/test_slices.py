@@ -1,0 +1,103 @@
+"""Per-slice decisions: the threshold meets the target on each big-enough slice; the gate's per-slice checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crack_model.core.errors import CrackModelError
+from crack_model.evaluation.gate_checks import slice_floor_checks, slice_regression_checks
+from crack_model.evaluation.metrics import choose_slice_threshold, choose_threshold
+from crack_model.evaluation.policy import GatePolicy, load_policy
+
+
+def scored_slices() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """100 old-site cracks scored high, 20 new-site cracks scored lower, 10 tiny-slice cracks scored lowest."""
+    rng = np.random.default_rng(0)
+    crack = np.r_[rng.uniform(0.8, 1.0, 100), rng.uniform(0.3, 0.9, 20), rng.uniform(0.05, 0.2, 4)]
+    clean = np.r_[rng.uniform(0.0, 0.1, 100), rng.uniform(0.0, 0.2, 20), rng.uniform(0.0, 0.1, 4)]
+    slices = ["old"] * 100 + ["new"] * 20 + ["tiny"] * 4
+    is_crack = np.r_[np.ones(124, bool), np.zeros(124, bool)]
+    return is_crack, np.r_[crack, clean], slices + slices
+
+
+def recall(is_crack: np.ndarray, probability: np.ndarray, threshold: float) -> float:
+    return float((probability[is_crack] >= threshold).mean())
+
+
+def test_threshold_meets_the_target_on_every_big_enough_slice():
+    """The overall target alone misses new-site cracks; the per-slice threshold catches 95% of each slice's."""
+    is_crack, probability, slices = scored_slices()
+    names = np.array(slices)
+    overall = choose_threshold(is_crack, probability, 0.95)
+    new = names == "new"
+    assert recall(is_crack[new], probability[new], overall) < 0.95  # the premise: the average hides the new site
+    threshold, per_slice = choose_slice_threshold(is_crack, probability, slices, 0.95, min_slice_images=30)
+    assert set(per_slice) == {"old", "new"}  # tiny (8 images) is below min_slice_images
+    for name in ("old", "new"):
+        mask = names == name
+        assert recall(is_crack[mask], probability[mask], threshold) >= 0.95
+    assert threshold == min(per_slice["new"], overall)
+    tiny = names == "tiny"
+    assert recall(is_crack[tiny], probability[tiny], threshold) < 0.95  # not forced down for 8 images
+
+
+def test_threshold_without_slices_is_the_overall_one():
+    """One slice: the same threshold as choose_threshold; mismatched lengths are an error."""
+    is_crack, probability, _ = scored_slices()
+    threshold, _ = choose_slice_threshold(is_crack, probability, ["(none)"] * len(is_crack), 0.99)
+    assert threshold == choose_threshold(is_crack, probability, 0.99)
+    with pytest.raises(ValueError, match="one crack probability and one slice"):
+        choose_slice_threshold(is_crack, probability, ["a"], 0.99)
+
+
+def slice_report(images: int, **metrics: float) -> dict:
+    return {"images": images, "cracks": images // 2, "metrics": metrics}
+
+
+POLICY = {
+    "policy_version": "t",
+    "floors": {"crack_recall": 0.9},
+    "slice_floors": {"*": {"crack_recall": 0.97}},
+    "slice_no_regression": {"crack_recall": 0.01, "accuracy": 0.01},
+    "min_slice_images": 30,
+}
+
+
+def test_slice_regression_checks_fail_a_regressed_big_slice_and_skip_small_ones():
+    """A big slice that dropped beyond the limit fails; a small one is skipped; a new slice has nothing to regress."""
+    policy = GatePolicy.from_dict(POLICY)
+    candidate = {"metu": slice_report(300, crack_recall=0.98, accuracy=0.985),
+                 "site-b": slice_report(800, crack_recall=0.99, accuracy=0.99),
+                 "tiny": slice_report(10, crack_recall=0.5, accuracy=0.5)}  # fmt: skip
+    champion = {"metu": slice_report(300, crack_recall=1.0, accuracy=0.99),
+                "tiny": slice_report(10, crack_recall=1.0, accuracy=1.0)}  # fmt: skip
+    checks = {check.name: check for check in slice_regression_checks(candidate, champion, policy)}
+    assert checks["slice_no_regression:metu:crack_recall"].status == "fail"
+    assert checks["slice_no_regression:metu:accuracy"].status == "pass"  # -0.005 within 0.01
+    assert checks["slice_no_regression:tiny:crack_recall"].status == "skipped"
+    assert "min_slice_images" in checks["slice_no_regression:tiny:crack_recall"].message
+    assert checks["slice_no_regression:site-b:crack_recall"].status == "skipped"
+
+
+def test_slice_floors_apply_to_big_slices_only():
+    """The "*" floor fails a big slice below it and skips a slice under min_slice_images."""
+    policy = GatePolicy.from_dict(POLICY)
+    slices = {"site-b": slice_report(800, crack_recall=0.96), "tiny": slice_report(10, crack_recall=0.1)}
+    statuses = {check.name: check.status for check in slice_floor_checks(slices, policy, "slice_floor")}
+    assert statuses == {"slice_floor:site-b:crack_recall": "fail", "slice_floor:tiny:crack_recall": "skipped"}
+
+
+def test_default_policy_has_per_slice_floors_and_no_regression():
+    """The shipped policy gates every big-enough slice on floors and on regression against the champion."""
+    policy = load_policy()
+    assert policy.floors_for_slice("any-site").keys() >= {"crack_recall", "accuracy"}
+    assert policy.slice_max_drop.keys() >= {"crack_recall", "accuracy"}
+    assert policy.min_slice_images >= 30
+    assert policy.as_dict()["slice_no_regression"] == dict(policy.slice_max_drop)
+
+
+def test_slice_no_regression_rejects_unknown_metrics():
+    """A typo in slice_no_regression is an error naming the known metrics."""
+    with pytest.raises(CrackModelError, match="slice_no_regression"):
+        GatePolicy.from_dict({**POLICY, "slice_no_regression": {"recall": 0.01}})

@@ -1,0 +1,76 @@
+"""Cross-validation: folds keep near-duplicates together, every image is scored once, intervals are exact."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.data.labeled import LabeledImage
+from crack_model.training.cross_validation import cross_validate, grouped_folds, outcomes_from_matrix
+
+
+def images_with_duplicates() -> list[LabeledImage]:
+    """60 images per class; every 6th shares its perceptual hash with the next (a re-encoded copy)."""
+    images = []
+    for label in ("Negative", "Positive"):
+        for index in range(60):
+            group = index - 1 if index % 6 == 1 else index
+            images.append(LabeledImage(f"/{label}/{index}.jpg", label, f"{label}{index}".ljust(64, "0"),
+                                       f"{label}{group}".ljust(16, "0")))  # fmt: skip
+    return images
+
+
+def test_folds_keep_near_duplicate_groups_together_and_balance_classes():
+    """Each near-duplicate pair sits in one fold; folds cover every image once, classes spread evenly."""
+    images = images_with_duplicates()
+    folds = grouped_folds(images, 5, seed=1)
+    assert sorted(index for fold in folds for index in fold) == list(range(len(images)))
+    fold_of = {index: number for number, fold in enumerate(folds) for index in fold}
+    for index, image in enumerate(images):
+        for other, candidate in enumerate(images):
+            if candidate.perceptual_hash == image.perceptual_hash:
+                assert fold_of[index] == fold_of[other]
+    for fold in folds:
+        counts = Counter(images[index].label for index in fold)
+        assert 10 <= counts["Negative"] <= 14 and 10 <= counts["Positive"] <= 14
+    assert grouped_folds(images, 5, seed=1) == folds  # deterministic
+    assert grouped_folds(images, 5, seed=2) != folds
+
+
+def test_fold_errors():
+    """Fewer than 2 folds, unfingerprinted images, or more folds than groups are errors."""
+    images = images_with_duplicates()
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        grouped_folds(images, 1, seed=0)
+    with pytest.raises(ValueError, match="fingerprinted"):
+        grouped_folds([LabeledImage("a.jpg", "Positive")] * 3, 2, seed=0)
+    with pytest.raises(ValueError, match="fold empty"):
+        grouped_folds(images[:2], 5, seed=0)
+
+
+def test_outcomes_from_a_confusion_matrix():
+    """Rows are true labels, columns predicted: counts become per-image outcomes."""
+    outcomes = outcomes_from_matrix([[5, 1], [2, 7]], ["Negative", "Positive"], "Positive")
+    assert len(outcomes) == 15
+    assert int(outcomes.is_crack.sum()) == 9 and int((outcomes.is_crack & outcomes.says_crack).sum()) == 7
+    assert int(outcomes.correct.sum()) == 12
+
+
+def test_cross_validate_scores_every_image_once_with_exact_intervals(tmp_path, synth_data):
+    """Two folds on 80 synthetic images: per-fold and pooled metrics, Clopper-Pearson intervals, cv.json."""
+    result = cross_validate(
+        synth_data, tmp_path / "cv", DataConfig(image_size=32, batch_size=16), ModelConfig(weights="none", alpha=0.35),
+        TrainConfig(epochs=1), folds=2, feature_cache_dir=tmp_path / "cache", augmented_views=0,
+    )  # fmt: skip
+    assert [fold["fold"] for fold in result["folds"]] == [1, 2]
+    assert sum(fold["images"] for fold in result["folds"]) == result["pooled"]["images"] == 80
+    pooled = result["pooled"]
+    assert pooled["cracks"] == 40
+    for name in ("crack_recall", "accuracy"):
+        low, high = pooled["exact_intervals"][name]
+        assert 0 <= low <= pooled["metrics"][name] <= high <= 1
+        assert high - low > 0.01  # 80 images cannot pin a proportion down
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["pooled"] == pooled
