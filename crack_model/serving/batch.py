@@ -175,10 +175,13 @@ def score_shard(
     if pending:
         write_part()
     seconds = time.perf_counter() - started
-    parts = [PartStats.read(store, info.key) for info in store.list(parts_prefix + "/") if info.key.endswith(".json")]
+    listed = [info.key for info in store.list(parts_prefix + "/")]
+    timings = [PartStats.read(store, key) for key in listed if key.endswith(".json")]
+    # Rows are counted from the parts themselves: a kill between a part and its stats loses only that time.
+    rows = sum(len(_read_csv(store.read(key))) for key in listed if key.endswith(".csv"))
     stats = ShardStats(
-        images=sum(part.images for part in parts if part),
-        seconds=round(sum(part.seconds for part in parts if part), 3),
+        images=rows,
+        seconds=round(sum(timing.seconds for timing in timings if timing), 3),
         finished_at=utc_now(),
         runtime=scorer.runtime.name,
         crack_class=scorer.card.crack_class,
