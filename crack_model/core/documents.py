@@ -194,6 +194,24 @@ class RunSummary(StoredDocument):
     incomplete_batches: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SuccessMarker:
+    """A batch's ``_SUCCESS``; ``summary`` is None for an empty or foreign marker, which still means "done"."""
+
+    summary: BatchSummary | None
+
+
+def read_success_marker(store: ObjectStore, batch_id: str) -> SuccessMarker | None:
+    """The batch's ``_SUCCESS`` marker, or None while the batch is not complete."""
+    key = layout.results_key(batch_id, layout.SUCCESS)
+    if not store.exists(key):
+        return None
+    try:
+        return SuccessMarker(BatchSummary.from_json(store.read(key), source=store.url(key)))
+    except CrackModelError:
+        return SuccessMarker(None)
+
+
 def quarantined_objects(store: ObjectStore | str, batch_id: str) -> list[dict[str, Any]]:
     """The objects validation held back from a batch, each with ``key`` and ``reasons``."""
     store = open_store(store) if isinstance(store, str) else store

@@ -162,7 +162,7 @@ def _cracks(reader: StoreReader, batch_id: str, row: dict[str, Any], count: int)
                 "crack_probability": probability if probability >= 0 else None,
                 "threshold": _float(prediction.get("threshold")),
                 "tile_count": prediction.get("tile_count") or None,
-                "overlay": overlay if _exists(reader, overlay) else None,
+                "overlay": overlay if reader.exists(overlay) else None,
             }
         )
     return cracks, total
@@ -200,14 +200,6 @@ def _quarantined(reader: StoreReader, batch_id: str, count: int) -> tuple[list[d
         for entry in entries[:count]
     ]
     return listed, len(entries)
-
-
-def _exists(reader: StoreReader, key: str) -> bool:
-    try:
-        return reader.store.exists(key)
-    except Exception as error:
-        reader.note(f"cannot check {key}: {error}")
-        return False
 
 
 def _float(value: str | None) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import BatchSummary, RunSummary, objects_scored
+from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, read_success_marker
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
@@ -47,14 +47,8 @@ def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]
 
 def _is_new(store: ObjectStore, batch_id: str) -> bool:
     """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation (validate again)."""
-    success = layout.results_key(batch_id, layout.SUCCESS)
-    if not store.exists(success):
-        return True
-    try:
-        summary = BatchSummary.from_json(store.read(success), source=store.url(success))
-    except CrackModelError:  # an empty or foreign marker still means "done"
-        return False
-    return summary.late_objects > 0
+    marker = read_success_marker(store, batch_id)
+    return marker is None or (marker.summary is not None and marker.summary.late_objects > 0)
 
 
 def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:

@@ -111,7 +111,7 @@ def _batches(reader: StoreReader, batch_ids: list[str], overlays: int) -> list[d
 def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, Any]:
     """One batch as the overview shows it: state, validation, counts, crack rate, drift, links (store keys)."""
     outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME))
-    complete = _exists(reader, layout.results_key(batch_id, layout.SUCCESS))
+    complete = reader.exists(layout.results_key(batch_id, layout.SUCCESS))
     summary = reader.json(layout.results_key(batch_id, layout.SUMMARY)) if complete else None
     counts = (outcome or {}).get("counts") or {}
     drift = (outcome or {}).get("drift") or {}
@@ -180,14 +180,6 @@ def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, An
         "last_activity": max(filter(None, (finished_at, validated_at)), default=None),
         "links": links,
     }
-
-
-def _exists(reader: StoreReader, key: str) -> bool:
-    try:
-        return reader.store.exists(key)
-    except Exception as error:
-        reader.note(f"cannot check {key}: {error}")
-        return False
 
 
 def _has_objects(reader: StoreReader, prefix: str) -> bool:

@@ -31,6 +31,14 @@ class StoreReader:
             return None
         return document
 
+    def exists(self, key: str) -> bool:
+        """Whether the object exists; an error is a noted problem and counts as absent."""
+        try:
+            return self.store.exists(key)
+        except Exception as error:  # one unreachable object must not take the whole page down
+            self.note(f"cannot check {key}: {error}")
+            return False
+
     def note(self, problem: str) -> None:
         log.warning("ops overview: %s", problem)
         self.problems.append(problem)

@@ -21,7 +21,14 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import BatchSummary, PartStats, ShardStats, quarantined_keys, quarantined_objects
+from crack_model.core.documents import (
+    BatchSummary,
+    PartStats,
+    ShardStats,
+    quarantined_keys,
+    quarantined_objects,
+    read_success_marker,
+)
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
@@ -196,14 +203,11 @@ def score_shard(
 
 def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bool:
     """``_SUCCESS`` exists and covers the current validated manifest (a batch validated again is not complete)."""
-    success = layout.results_key(batch_id, layout.SUCCESS)
-    if not store.exists(success):
+    marker = read_success_marker(store, batch_id)
+    if marker is None:
         return False
-    try:
-        summary = BatchSummary.from_json(store.read(success), source=store.url(success))
-    except CrackModelError:  # an empty or foreign marker still means "done"
-        return True
-    return validated is None or summary.validated_manifest in (None, validated)
+    summary = marker.summary
+    return summary is None or validated is None or summary.validated_manifest in (None, validated)
 
 
 def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, threshold: float) -> None:
