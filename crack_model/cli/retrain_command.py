@@ -24,7 +24,7 @@ def add_retrain_command(commands: Any) -> None:
     )
     retrain.add_argument("--name", default="crack", help="model name in the registry (default: crack)")
     retrain.add_argument("--epochs", type=positive_int, default=30,
-                         help="maximum epochs of the head on cached features; early stopping ends it (default: 30)")  # fmt: skip
+                         help="max head epochs on cached features; early stopping ends it (default: 30)")  # fmt: skip
     retrain.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
     retrain.add_argument("--target-recall", type=probability, default=0.99,
                          help="validation crack recall target, overall and on each big-enough slice")  # fmt: skip
