@@ -40,6 +40,7 @@ from crack_model.evaluation.gate_checks import (
     model_section,
     regression_checks,
     slice_floor_checks,
+    slice_regression_checks,
     slice_reports,
 )
 from crack_model.evaluation.gate_report import render_gate_html
@@ -93,6 +94,7 @@ def decide(
         notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")
     else:
         checks += regression_checks(candidate.metrics, champion.metrics, policy)
+        checks += slice_regression_checks(slices, slice_reports(champion, holdout, policy), policy)
         comparison = comparison_section(candidate, champion, policy)
         noisy = [metric for metric, row in comparison.items() if row["within_noise"]]
         if noisy:

@@ -101,3 +101,38 @@ def test_slice_no_regression_rejects_unknown_metrics():
     """A typo in slice_no_regression is an error naming the known metrics."""
     with pytest.raises(CrackModelError, match="slice_no_regression"):
         GatePolicy.from_dict({**POLICY, "slice_no_regression": {"recall": 0.01}})
+
+
+def evaluation_on(is_crack: np.ndarray, says_crack: np.ndarray, version: str):
+    """An Evaluation as the gate sees it, from per-image truths and calls."""
+    from crack_model.evaluation.holdout import Evaluation
+    from crack_model.evaluation.intervals import Outcomes, point_figures
+
+    outcomes = Outcomes(is_crack, says_crack, is_crack == says_crack)
+    matrix = [[int((~is_crack & ~says_crack).sum()), int((~is_crack & says_crack).sum())],
+              [int((is_crack & ~says_crack).sum()), int((is_crack & says_crack).sum())]]  # fmt: skip
+    metrics = {**point_figures(outcomes), "images": len(is_crack), "cracks": int(is_crack.sum()),
+               "confusion_matrix": {"labels": ["Negative", "Positive"], "rows_true_columns_predicted": matrix}}  # fmt: skip
+    return Evaluation(version, "keras", 0.5, says_crack.astype(float), metrics, outcomes)
+
+
+def test_the_gate_rejects_a_candidate_that_regresses_on_one_big_slice():
+    """decide() runs the per-slice no-regression checks: a worse site-b slice rejects, the overall figures pass."""
+    from types import SimpleNamespace
+
+    from crack_model.evaluation.gate import decide
+
+    policy = load_policy()
+    slices = ["metu"] * 400 + ["site-b"] * 100
+    is_crack = np.array([index % 2 == 0 for index in range(500)])
+    champion_calls = is_crack.copy()
+    candidate_calls = is_crack.copy()
+    candidate_calls[400:404] = ~candidate_calls[400:404]  # 4 site-b mistakes: 96% there, 99.2% overall
+    holdout = SimpleNamespace(slices=slices)
+
+    body = decide(policy, holdout, evaluation_on(is_crack, candidate_calls, "cand"),
+                  evaluation_on(is_crack, champion_calls, "champ"), [])  # fmt: skip
+
+    failed = body["failed_checks"]
+    assert any(name.startswith("slice_no_regression:site-b") for name in failed), failed
+    assert not any(name.startswith("slice_no_regression:metu") for name in failed)
