@@ -111,8 +111,9 @@ def evaluation_on(is_crack: np.ndarray, says_crack: np.ndarray, version: str):
     outcomes = Outcomes(is_crack, says_crack, is_crack == says_crack)
     matrix = [[int((~is_crack & ~says_crack).sum()), int((~is_crack & says_crack).sum())],
               [int((is_crack & ~says_crack).sum()), int((is_crack & says_crack).sum())]]  # fmt: skip
+    confusion = {"labels": ["Negative", "Positive"], "rows_true_columns_predicted": matrix}
     metrics = {**point_figures(outcomes), "images": len(is_crack), "cracks": int(is_crack.sum()),
-               "confusion_matrix": {"labels": ["Negative", "Positive"], "rows_true_columns_predicted": matrix}}  # fmt: skip
+               "confusion_matrix": confusion}  # fmt: skip
     return Evaluation(version, "keras", 0.5, says_crack.astype(float), metrics, outcomes)
 
 
