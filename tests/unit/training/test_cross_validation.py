@@ -59,6 +59,7 @@ def test_outcomes_from_a_confusion_matrix():
     assert int(outcomes.correct.sum()) == 12
 
 
+@pytest.mark.slow
 def test_cross_validate_scores_every_image_once_with_exact_intervals(tmp_path, synth_data):
     """Two folds on 80 synthetic images: per-fold and pooled metrics, Clopper-Pearson intervals, cv.json."""
     result = cross_validate(

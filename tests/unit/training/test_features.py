@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.data.labeled import load_labeled
@@ -46,6 +47,7 @@ def test_fingerprint_follows_the_base_weights():
     assert base_fingerprint(first, 64) != base_fingerprint(second, 64)
 
 
+@pytest.mark.slow
 def test_training_with_the_cache_gives_a_working_classifier(synth_data, tmp_path):
     """Cached training saves a full classifier whose head holds the trained weights; a rerun reuses all."""
     import keras
@@ -78,6 +80,7 @@ def split_sizes(model_dir):
     return parts
 
 
+@pytest.mark.slow
 def test_the_feature_cache_checkpoint_scores_pixels(synth_data, tmp_path):
     """checkpoints/best.keras from cached training is the full classifier: it takes a pixel batch, like model.keras."""
     import keras

@@ -66,7 +66,7 @@ def test_saved_model_predicts_like_the_in_memory_one(trained_model, synth_data):
 
 def test_predict_cli_writes_a_row_per_image_including_failures(trained_model, synth_data, tmp_path):
     """predict scores a folder; a corrupt file is a row with status=error, the rest are scored."""
-    from tests.unit.cli.test_cli import run_cli
+    from tests.conftest import run_cli
 
     folder = tmp_path / "uploads"
     folder.mkdir()
@@ -93,7 +93,7 @@ def test_predict_cli_writes_a_row_per_image_including_failures(trained_model, sy
 
 def test_evaluate_cli_on_the_test_split(trained_model, tmp_path):
     """evaluate --split test reproduces the test metrics saved at training time."""
-    from tests.unit.cli.test_cli import run_cli
+    from tests.conftest import run_cli
 
     result = run_cli("evaluate", "--model", str(trained_model.output_dir), "--split", "test", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr

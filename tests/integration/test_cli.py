@@ -1,8 +1,7 @@
-"""The command line: fast help, one-line errors with non-zero exit, never a traceback."""
+"""The command line as a process: fast help, one-line errors with non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,21 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests import imagefiles
+from tests.conftest import run_cli
 
-PROJECT = Path(__file__).resolve().parents[3]
+PROJECT = Path(__file__).resolve().parents[2]
 
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(
-        [sys.executable, "-m", "crack_model", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or PROJECT,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+pytestmark = pytest.mark.integration
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

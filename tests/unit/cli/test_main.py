@@ -1,0 +1,40 @@
+"""The command line in-process: every command is wired, user mistakes are one line and exit 1."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.cli.main import build_parser, main
+
+COMMANDS = ("train", "evaluate", "predict", "synth", "score", "export", "validate", "retrain", "gate", "registry")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_answers_help(command, capsys):
+    """Each command is registered and prints its usage."""
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"])
+    assert stopped.value.code == 0
+    assert f"usage: crack-model {command}" in capsys.readouterr().out
+
+
+def test_a_missing_input_is_one_line_and_exit_1(tmp_path, capsys):
+    """A CrackModelError becomes `crack-model: error: ...` on stderr, no traceback, exit code 1."""
+    code = main(["predict", "--model", str(tmp_path / "no-model"), str(tmp_path / "photo.jpg")])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(errors) == 1 and errors[0].startswith("crack-model: error: ")
+    assert "photo.jpg does not exist" in errors[0]
+
+
+def test_shard_and_batch_arguments_are_checked_before_any_work(tmp_path, capsys):
+    """A batch URI without incoming/<batch_id> is refused with what to write instead."""
+    code = main(["score", "--batch", str(tmp_path / "somewhere"), "--model", str(tmp_path)])
+    assert code == 1 and "incoming/<batch_id>" in capsys.readouterr().err
+
+
+def test_bad_numbers_are_usage_errors():
+    """argparse refuses a non-positive batch size with exit code 2."""
+    parser = build_parser()
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["predict", "--model", "m", "--batch-size", "0", "x.jpg"])
+    assert stopped.value.code == 2
