@@ -6,7 +6,7 @@ import pytest
 
 from crack_model.pipelines import ops_files
 from crack_model.pipelines import overview as ops
-from tests.unit.pipelines.test_overview import _outcome, _write_validation
+from tests.unit.pipelines.ops_store import outcome, write_validation
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ def test_overview_and_streaming_on_s3(s3_bucket):
 
     store = open_store(f"s3://{s3_bucket}/inspections")
     store.write("incoming/b1/site/a.jpg", b"jpeg")
-    _write_validation(store, _outcome("b1", "failed", ["too dark"], 1, None))
+    write_validation(store, outcome("b1", "failed", ["too dark"], 1, None))
     store.write("results/b2/predictions.csv", b"y" * 2500)
     data = ops.overview(store.uri)
     assert {(b["batch_id"], b["state"]) for b in data["batches"]} == {("b1", "failed validation"), ("b2", "scoring")}
