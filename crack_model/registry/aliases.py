@@ -45,6 +45,7 @@ import logging
 import random
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -73,23 +74,27 @@ log = logging.getLogger(__name__)
 READ_WORKERS = 8
 
 
-class AliasOperations:
+class AliasOperations(ABC):
     """Alias reads and moves; mixed into ``Registry``, which supplies the store and version lookups."""
 
     store: ObjectStore
 
     @property
+    @abstractmethod
     def uri(self) -> str:
-        raise NotImplementedError
+        """The registry store's URI (for messages)."""
 
+    @abstractmethod
     def model_prefix(self, name: str) -> str:
-        raise NotImplementedError
+        """``models/<name>``."""
 
+    @abstractmethod
     def read_version(self, name: str, version: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The version's ``version.json``; raises naming the latest versions if there is none."""
 
+    @abstractmethod
     def gate_report(self, name: str, version: str) -> dict[str, Any] | None:
-        raise NotImplementedError
+        """The version's stored gate report, if it was gated."""
 
     def aliases(self, name: str = DEFAULT_NAME) -> AliasState:
         """The current aliases and the last change of each (all unset if nothing was ever promoted)."""
