@@ -17,7 +17,7 @@ from tests.unit.quality.test_validation import (
 pytestmark = pytest.mark.integration
 
 
-def test_validation_over_s3_writes_report_result_and_quarantine(s3_endpoint, real_files, tmp_path):
+def test_validation_over_s3_writes_report_result_and_quarantine(s3_env, real_files, tmp_path):
     """An s3:// batch: report, outcome and GX result land in the bucket; the bad object is copied to quarantine."""
     import boto3
 

@@ -418,25 +418,6 @@ def test_small_batches_are_not_judged_for_drift(tmp_path, real_files, reference)
 # ---------------------------------------------------------------- S3 over HTTP
 
 
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    """A moto S3 server on a free local port, with the AWS environment pointing at it."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 # ---------------------------------------------------------------- the command line
 
 
