@@ -99,7 +99,7 @@ def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) ->
 
 def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]],
                 work: Path, cache: Path, views: int, epochs: int, balance: float,
-                fine_tune_layers: int = 0) -> dict[str, Any]:  # fmt: skip
+                fine_tune_layers: int = 0, crack_weight: float = 1.0) -> dict[str, Any]:  # fmt: skip
     from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
     from crack_model.training.train import train
 
@@ -109,7 +109,8 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
     lay_out(site_pool, pool, SITE_SLICE)
     started = time.perf_counter()
     run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS),
-                TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers), verbose=0,
+                TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
+                            crack_weight=crack_weight), verbose=0,
                 export_runtimes=False,
                 feature_cache_dir=cache, augmented_views=views)  # fmt: skip
     seconds = time.perf_counter() - started
@@ -122,8 +123,12 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
 
 
 def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]], work: Path,
-             epochs: int, views: int, balance: float, fine_tune_layers: int = 0) -> dict[str, Any]:  # fmt: skip
-    """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated."""
+             epochs: int, views: int, balance: float, fine_tune_layers: int = 0,
+             crack_weight: float = 1.0, dag: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated.
+
+    With ``dag``, each step is a run of the crack_retraining DAG; else ``crack-model retrain`` (the same steps).
+    """
     store = work / "store"
     shutil.rmtree(store, ignore_errors=True)
     # The champion was gated on the old site alone; the new site's holdout arrives with its photos.
@@ -131,8 +136,15 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
     lay_out(metu_pool, store / "labeled", METU_SLICE)
     command = [sys.executable, "-m", "crack_model", "retrain", "--store", str(store), "--weights", WEIGHTS,
                "--epochs", str(epochs), "--augmented-views", str(views), "--slice-balance", str(balance),
+               "--crack-weight", str(crack_weight),
                "--gate", "--promote"]  # fmt: skip
     steps: dict[str, Any] = {}
+    environment = None
+    if dag:  # the crack_retraining DAG itself, dag.test() on an embedded Airflow (SQLite)
+        from demo.airflow_env import airflow_environment, migrate
+
+        environment = airflow_environment(work / "airflow")
+        migrate(environment)
     for step in ("champion", "candidate"):
         extra = []
         if step == "candidate":
@@ -140,6 +152,12 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
             lay_out(evaluation["site_b_rest"], store / "holdout", SITE_SLICE)
             extra = ["--fine-tune-layers", str(fine_tune_layers)]
         started = time.perf_counter()
+        if environment is not None:
+            steps[step] = dag_step(store, environment, epochs, views, balance, crack_weight,
+                                   fine_tune_layers if step == "candidate" else 0)  # fmt: skip
+            steps[step]["seconds"] = round(time.perf_counter() - started, 1)
+            print(f"{step}: {steps[step]}")
+            continue
         done = subprocess.run([*command, *extra], capture_output=True, text=True, check=False)
         steps[step] = {"exit_code": done.returncode, "seconds": round(time.perf_counter() - started, 1),
                        "output": done.stdout.strip().splitlines()[-6:]}  # fmt: skip
@@ -155,12 +173,26 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
     return {"site_photos": count, **steps}
 
 
+def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, balance: float,
+             crack_weight: float, fine_tune_layers: int) -> dict[str, Any]:  # fmt: skip
+    """One crack_retraining DAG run on the store; its state and task states."""
+    from demo.airflow_env import run_dag
+
+    conf = {"store": str(store), "weights": WEIGHTS, "epochs": epochs, "augmented_views": views,
+            "slice_balance": balance, "crack_weight": crack_weight, "fine_tune_layers": fine_tune_layers,
+            "promote": True}  # fmt: skip
+    result = run_dag("crack_retraining", conf, environment, retries=0)
+    return {"exit_code": 0 if result["state"] == "success" else 1, "state": result["state"], "tasks": result["tasks"],
+            "failures": [failure.get("tail") for failure in result.get("failures", [])]}  # fmt: skip
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"METU sample ({results['metu_pool']} in the pool, {results['metu_holdout']} held out) plus N site-b photos "
         f"(half cracks); scored on {results['site_b_rest']} site-b photos and the METU holdout, none trained on. "
         f"{results['epochs']} epochs max, {results['views']} augmented views, "
-        f"slice balance {results['slice_balance']}, fine-tuned base layers {results.get('fine_tune_layers', 0)}.",
+        f"slice balance {results['slice_balance']}, crack weight {results.get('crack_weight', 1.0)}, "
+        f"fine-tuned base layers {results.get('fine_tune_layers', 0)}.",
         "",
         "| site-b photos in training | threshold | site-b accuracy | site-b crack recall | METU holdout accuracy "
         "| METU holdout crack recall | train seconds |",
@@ -200,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--slice-balance", type=float, default=1.0, help="TrainConfig.slice_balance (default: 1)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--crack-weight", type=float, default=1.0, help="TrainConfig.crack_weight (default: 1)")
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
+    parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
     parser.add_argument("--name", help="results file name in bench/results/ (default: adaptation)")
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench-adaptation")
     parser.add_argument("--cache", type=Path, default=cache_root() / "features")
@@ -223,17 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "metu_pool": len(metu_pool), "metu_holdout": len(metu_holdout), "site_b_rest": len(evaluation["site_b_rest"]),
         "views": args.views, "epochs": args.epochs, "seed": args.seed, "slice_balance": args.slice_balance,
-        "fine_tune_layers": args.fine_tune_layers,
+        "fine_tune_layers": args.fine_tune_layers, "crack_weight": args.crack_weight,
         "curve": [],
     }  # fmt: skip
     for count in args.sizes:
         point = curve_point(count, metu_pool, pick_site_photos(groups, count), evaluation, args.work, args.cache,
-                            args.views, args.epochs, args.slice_balance, args.fine_tune_layers)  # fmt: skip
+                            args.views, args.epochs, args.slice_balance, args.fine_tune_layers,
+                            args.crack_weight)  # fmt: skip
         print(json.dumps(point))
         results["curve"].append(point)
     if args.gate:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
-                                   args.epochs, args.views, args.slice_balance, args.fine_tune_layers)  # fmt: skip
+                                   args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
+                                   args.crack_weight, args.dag)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or "adaptation"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -17,7 +17,13 @@ summary (`runs/<run_id>.json`) names each failed batch and the step that stopped
 `model` (default `models:/crack@champion`), `aws_conn_id` (the AWS connection whose session
 reaches s3:// stores; its `endpoint_url` extra points at MinIO), `batch_ids` (score just these),
 `release_batches` (score these even though they failed validation: every object still gets a row),
-shard sizing.
+shard sizing; alerts: `notify_http_conn_id`, `notify_smtp_conn_id` (the Connections alerts go out through;
+missing ones are skipped with a warning) and `error_rate_alert` (alert when more than this share of a
+finished batch's scored objects failed).
+
+**Alerts** (`crack_model.pipelines.alerts`, sent by `publish_run_summary` once per run, recorded in
+`alerts/<run_id>.json`): a batch that failed validation, a batch whose PSI is above the drift threshold,
+a finished batch whose error rate is above `error_rate_alert`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,11 @@ from crack_ops.sensors import NewBatchesSensor
             type="array",
             items={"type": "string"},
             description="failed batches to score anyway: decodable, allowed objects are scored, the rest get rows",
+        ),
+        "notify_http_conn_id": Param("crack_notify_http", type=["null", "string"], description="HTTP webhook"),
+        "notify_smtp_conn_id": Param("crack_notify_smtp", type=["null", "string"], description="SMTP mail"),
+        "error_rate_alert": Param(
+            0.05, type="number", minimum=0, exclusiveMaximum=1, description="alert above this share of errors"
         ),
     },
 )
@@ -148,21 +159,34 @@ def crack_nightly_scoring() -> None:
         params: Mapping[str, Any] | None = None,
         run_id: str | None = None,
     ) -> dict[str, Any]:
-        """One JSON document per run under runs/, always written: it names each failed batch and why."""
+        """One JSON document per run under runs/, always written: it names each failed batch and why; then the
+        run's alerts go out (once each, through the notify connections that exist)."""
         params = run_params(params)
         from airflow.sdk.exceptions import AirflowFailException
+        from crack_ops.notifications import NotificationError, notify_run
 
         from crack_model.pipelines.nightly import publish_run_summary as publish
 
+        store = run_store(params)
         planned = sorted({item["batch_id"] for item in work_items or []})
-        summary = publish(run_store(params), run_id or "manual", list(validations or []), list(summaries or []),
+        summary = publish(store, run_id or "manual", list(validations or []), list(summaries or []),
                           batch_ids=list(batch_ids or []), planned=planned,
                           released=list(params["release_batches"]))  # fmt: skip
+        undelivered = None
+        try:
+            notify_run(store, run_id or "manual", summary, list(summaries or []),
+                       error_rate_alert=params["error_rate_alert"], http_conn_id=params["notify_http_conn_id"],
+                       smtp_conn_id=params["notify_smtp_conn_id"])  # fmt: skip
+        except NotificationError as error:  # reported below, after the batches' own state
+            undelivered = error
         if summary["incomplete_batches"]:  # the summary is written; the run still shows red for the on-call
             failures = "; ".join(
                 f"{batch}: {summary['failed_batches'][batch]}" for batch in summary["incomplete_batches"]
             )
-            raise AirflowFailException(f"batches not finished tonight (the others are done): {failures}")
+            also = f"; and {undelivered}" if undelivered else ""
+            raise AirflowFailException(f"batches not finished tonight (the others are done): {failures}{also}")
+        if undelivered is not None:
+            raise undelivered  # retried: the summary is rewritten and only the undelivered alerts are sent
         return summary
 
     model = resolve_model()

@@ -13,9 +13,11 @@ untouched.
 The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model retrain` runs.
 
 **Params**: `epochs`, `fine_tune_layers` (fine-tune the top N base layers), `fine_tune_epochs`,
-`target_recall` (overall and on each validation slice), `slice_balance`, `augmented_views`,
+`target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `augmented_views`,
 `promote` (false: evaluate only),
-`store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one).
+`store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one),
+`notify_http_conn_id` / `notify_smtp_conn_id` (the Connections a rejection is sent through; a missing one
+is skipped with a warning).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ from crack_ops.operators import GateOperator
             maximum=1,
             description="balance labeled/<class>/<slice>/ in training: 0 none, 1 full",
         ),
+        "crack_weight": Param(
+            1.0, type="number", exclusiveMinimum=0, maximum=10, description="weight of a crack image (recall vs alarms)"
+        ),
         "augmented_views": Param(
             2, type="integer", minimum=0, maximum=8, description="augmented copies of each image in the feature cache"
         ),
@@ -71,6 +76,8 @@ from crack_ops.operators import GateOperator
         "promote": Param(True, type="boolean", description="false: gate and report, never promote"),
         "policy": Param(None, type=["null", "string"], description="gate policy JSON (default: versioned)"),
         "holdout": Param(None, type=["null", "string"], description="default: <store>/holdout"),
+        "notify_http_conn_id": Param("crack_notify_http", type=["null", "string"], description="HTTP webhook"),
+        "notify_smtp_conn_id": Param("crack_notify_smtp", type=["null", "string"], description="SMTP mail"),
     },
 )
 def crack_retraining() -> None:
@@ -132,9 +139,11 @@ def crack_retraining() -> None:
         decision: dict[str, Any], params: Mapping[str, Any] | None = None, run_id: str | None = None
     ) -> dict[str, Any]:
         """Rejected (or evaluate-only): the run succeeds, says so, and notifies; the champion is untouched."""
+        params = run_params(params)
         from crack_ops.notifications import notify_gate_decision
 
-        notify_gate_decision(run_store(params), decision, run_id)
+        notify_gate_decision(run_store(params), decision, run_id, http_conn_id=params["notify_http_conn_id"],
+                             smtp_conn_id=params["notify_smtp_conn_id"])  # fmt: skip
         outcome = "rejected" if decision["decision"] == "reject" else "passed, not promoted"
         return {"outcome": outcome, **decision}
 

@@ -34,6 +34,8 @@ def add_retrain_command(commands: Any) -> None:
         default=1.0,
         help="balance labeled/<class>/<slice>/ cells in training: 0 (none) to 1 (full, default)",
     )
+    retrain.add_argument("--crack-weight", type=float, default=1.0,
+                         help="weight of a crack image relative to a balanced non-crack one (default: 1)")  # fmt: skip
     retrain.add_argument("--augmented-views", type=int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
@@ -50,7 +52,7 @@ def run_retrain(args: argparse.Namespace) -> int:
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
     settings = {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
                 "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
-                "augmented_views": args.augmented_views}  # fmt: skip
+                "crack_weight": args.crack_weight, "augmented_views": args.augmented_views}  # fmt: skip
     candidate = train_and_register(
         args.store, pool, settings, name=args.name, actor=os.environ.get("USER", "crack-model"), work_dir=args.work
     )

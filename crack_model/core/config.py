@@ -73,5 +73,8 @@ class TrainConfig:
     min_slice_images: int = 10
     # Balance (class, slice) cells in the loss: 1 = each cell weighs the same, 0 = each image does.
     slice_balance: float = 1.0
+    # Each crack image's weight is multiplied by this (after slice balancing): above 1 trades false
+    # alarms for crack recall, since a missed crack is the costly error.
+    crack_weight: float = 1.0
     label_smoothing: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)

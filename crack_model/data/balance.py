@@ -16,22 +16,30 @@ import numpy as np
 from crack_model.data.labeled import LabeledImage
 
 
-def balance_weights(images: Sequence[LabeledImage], power: float = 1.0) -> np.ndarray:
-    """One weight per image, ``count(class, slice) ** -power``, scaled to a mean of 1.
+def balance_weights(
+    images: Sequence[LabeledImage], power: float = 1.0, *, crack_class: str | None = None, crack_weight: float = 1.0
+) -> np.ndarray:
+    """One weight per image, ``count(class, slice) ** -power`` (times ``crack_weight`` for cracks), mean 1.
 
     Args:
         images: the training images (their ``label`` and ``slice``).
         power: 0 (no balancing) to 1 (every class and slice weighs the same in total).
+        crack_class: the label ``crack_weight`` applies to.
+        crack_weight: how much more a crack image weighs than a balanced non-crack one.
 
     Returns:
         float32 weights in the images' order.
     """
     if not 0 <= power <= 1:
         raise ValueError(f"slice balance power must be in [0, 1], got {power}")
+    if crack_weight <= 0:
+        raise ValueError(f"crack weight must be positive, got {crack_weight}")
     if not images:
         return np.zeros(0, dtype=np.float32)
     counts = Counter((image.label, image.slice) for image in images)
     weights = np.array([counts[(image.label, image.slice)] ** -power for image in images], dtype=np.float64)
+    if crack_weight != 1.0:
+        weights *= np.array([crack_weight if image.label == crack_class else 1.0 for image in images])
     scaled: np.ndarray = (weights * len(weights) / weights.sum()).astype(np.float32)
     return scaled
 

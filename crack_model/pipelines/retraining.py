@@ -150,13 +150,22 @@ def record_gate_notification(
         return stored, not stored.get("sent")
 
 
+def mark_notification_channel(store: StoreLike, message: Mapping[str, Any], channel: str) -> dict[str, Any]:
+    """Record that the notice went out through one channel (``sent_via``): a retry sends it only through the others."""
+    updated = {**message, "sent_via": {**(message.get("sent_via") or {}), channel: utc_now()}}
+    open_store(store).write(_notice_key(message), _json(updated), content_type="application/json")
+    return updated
+
+
 def mark_notification_sent(store: StoreLike, message: Mapping[str, Any], **details: Any) -> dict[str, Any]:
     """Record that the notice went out (so a retry does not send it again)."""
-    opened = open_store(store)
-    key = layout.notification_key(message["name"], message["candidate_version"], message.get("run_id") or "manual")
     sent = {**message, **details, "sent": True, "sent_at": utc_now()}
-    opened.write(key, _json(sent), content_type="application/json")
+    open_store(store).write(_notice_key(message), _json(sent), content_type="application/json")
     return sent
+
+
+def _notice_key(message: Mapping[str, Any]) -> str:
+    return layout.notification_key(message["name"], message["candidate_version"], message.get("run_id") or "manual")
 
 
 def _json(document: Mapping[str, Any]) -> bytes:
@@ -239,7 +248,7 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     training = replace(training, **counts)
     fractions: dict[str, Any] = {
         key: float(params[key])
-        for key in ("target_recall", "slice_balance", "label_smoothing")
+        for key in ("target_recall", "slice_balance", "label_smoothing", "crack_weight")
         if params.get(key) is not None
     }
     training = replace(training, **fractions)

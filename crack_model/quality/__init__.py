@@ -17,9 +17,9 @@ The outcome is one of:
 * ``failed``: an expectation does not hold; the batch must not be scored. The reasons say why.
 
 Every run writes ``validation/<batch_id>/result.json`` (the GX validation result),
-``outcome.json`` (small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv``
-and ``report.html`` (each failing expectation and the objects that broke it). Nothing is
-ever deleted: uploads stay where they are, quarantine holds copies.
+``outcome.json`` (small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv``,
+``report.html`` (each failing expectation and the objects that broke it) and GX Data Docs
+(``data_docs/``). Nothing is ever deleted: uploads stay where they are, quarantine holds copies.
 
 The work is done in one module per job:
 
@@ -31,4 +31,5 @@ The work is done in one module per job:
 * ``batch_validation``: ``validate_batch``, ``validate_labeled``, ``write_outputs``,
   ``quarantine_objects``, ``load_hashes`` (the I/O)
 * ``report``: ``render_report``, the HTML page
+* ``data_docs``: ``write_data_docs``, GX's own Data Docs of the run in ``validation/<batch_id>/data_docs/``
 """

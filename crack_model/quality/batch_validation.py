@@ -1,7 +1,8 @@
 """Validating a stored batch or labeled pool: read and profile it, judge it, write the files.
 
 Every run writes ``validation/<batch_id>/result.json`` (the GX validation result), ``outcome.json``
-(small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv`` and ``report.html``. The
+(small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv``, ``report.html`` and the GX
+Data Docs (``data_docs/``, see ``data_docs``). The
 objects of a ``passed_with_quarantine`` batch are copied to ``quarantine/<batch_id>/<relative key>``
 and listed with reasons in ``quarantine/<batch_id>/quarantine.json``; scoring skips them. Nothing is
 ever deleted: uploads stay where they are, quarantine holds copies.
@@ -27,6 +28,7 @@ from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store, read_uri, split_uri
 from crack_model.core.uploads import ManifestEntry, list_uploads, problem_aware_fetch, write_manifest
 from crack_model.quality import drift
+from crack_model.quality.data_docs import write_data_docs
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE, ValidationOutcome
 from crack_model.quality.profile import (
@@ -178,7 +180,8 @@ def write_outputs(
     relative: Callable[[str], str],
     report_uri: str | None = None,
 ) -> None:
-    """Copy quarantined objects, then write result.json, profile.csv, report.html and outcome.json (last)."""
+    """Copy quarantined objects, then write result.json, profile.csv, report.html, the GX Data Docs
+    (``data_docs/``; a failure there is recorded, never raised) and outcome.json (last)."""
     batch_id = outcome.batch_id
     manifest_key = layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST)
     # An earlier run's manifest is replaced (by an empty one if need be) so that scoring never skips stale keys.
@@ -202,6 +205,9 @@ def write_outputs(
     if report_uri:
         report_store, report_key = split_uri(report_uri)
         report_store.write(report_key, page, content_type="text/html; charset=utf-8")
+    outcome.data_docs = write_data_docs(output, batch_id, result, outcome.suite, outcome.validated_at)
+    if outcome.data_docs["index"]:
+        outcome.files["data_docs"] = output.url(outcome.data_docs["index"])
     output.write(files["outcome"], _json_bytes(outcome.to_dict()), content_type="application/json")
     log.info("validation files of %s written to %s", batch_id, output.url(layout.validation_key(batch_id)))
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +59,8 @@ def _import_gx() -> Any:
     return great_expectations
 
 
-def _batch_definition(table: str) -> Any:
-    """The (cached, ephemeral) GX context's batch definition for a pandas table; call with ``_gx_lock`` held."""
+def _context() -> Any:
+    """The process's one ephemeral GX context (created on first use); call with ``_gx_lock`` held."""
     if "context" not in _gx_state:
         gx = _import_gx()
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -68,6 +69,19 @@ def _batch_definition(table: str) -> Any:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         _gx_state["context"] = context
         _gx_state["source"] = context.data_sources.add_pandas("crack_model")
+    return _gx_state["context"]
+
+
+@contextmanager
+def gx_context() -> Iterator[Any]:
+    """The cached GX context, held for the caller alone (its stores are shared by every thread)."""
+    with _gx_lock:
+        yield _context()
+
+
+def _batch_definition(table: str) -> Any:
+    """The (cached, ephemeral) GX context's batch definition for a pandas table; call with ``_gx_lock`` held."""
+    _context()
     if table not in _gx_state:
         asset = _gx_state["source"].add_dataframe_asset(table)
         _gx_state[table] = asset.add_batch_definition_whole_dataframe(table)

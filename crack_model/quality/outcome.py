@@ -33,6 +33,8 @@ class ValidationOutcome:
     holdout_checked: bool = False
     files: dict[str, str] = field(default_factory=dict)
     validated_at: str = field(default_factory=utc_now)
+    # GX Data Docs of this run: {"index": store key of index.html or None, "pages", "error"} (see data_docs).
+    data_docs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -79,3 +79,16 @@ def test_weighted_dataset_carries_one_weight_per_image(synth_data):
     assert np.concatenate([batch[2].numpy() for batch in batches]).tolist() == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="one weight per image"):
         make_dataset(images, config, weights=[1.0])
+
+
+def test_crack_weight_tilts_the_loss_towards_cracks_and_must_be_positive():
+    """crack_weight multiplies the crack cells' share after balancing; the mean weight stays 1."""
+    images = [image(index, "Positive", "metu") for index in range(40)] + [
+        image(index, "Negative", "metu") for index in range(60)
+    ]
+    weights = balance_weights(images, 1.0, crack_class="Positive", crack_weight=3.0)
+    assert weights.mean() == pytest.approx(1.0)
+    assert cell_shares(images, weights) == pytest.approx({"Negative/metu": 0.25, "Positive/metu": 0.75}, abs=1e-3)
+    assert np.array_equal(balance_weights(images, 1.0, crack_class="Positive"), balance_weights(images, 1.0))
+    with pytest.raises(ValueError, match="crack weight"):
+        balance_weights(images, 1.0, crack_class="Positive", crack_weight=0.0)

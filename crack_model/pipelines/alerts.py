@@ -1,0 +1,245 @@
+"""Which alerts a nightly run or a gate decision raises, and which of them still have to go out.
+
+Deciding is plain Python on the documents the workflow already writes (the run summary, the
+batches' ``summary.json`` and ``outcome.json``, the gate decision); sending is the Airflow plugin's
+job (``crack_ops.notifications``: the HTTP and SMTP providers' notifiers on Connections).
+
+Kinds, each at most once per run and subject:
+
+* ``batch_failed_validation``: a batch of the run failed its suite (and was not released);
+* ``drift``: a validated batch has a feature whose PSI is above the validation's threshold;
+* ``scoring_errors``: a batch finished with more than ``error_rate_alert`` of its scored rows
+  (``ok`` + ``error``) in ``error``;
+* ``candidate_rejected``: the gate rejected a candidate (kept under ``models/<name>/notifications/``
+  by ``retraining.record_gate_notification``, as before).
+
+The nightly alerts of a run are kept in ``alerts/<run_id>.json`` with the channels each went out
+through, so a retried task sends nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from crack_model.core import layout
+from crack_model.core.clock import utc_now
+from crack_model.core.documents import FORMAT_VERSION, check_format_version, read_outcome
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.storage import open_store
+from crack_model.pipelines.stores import StoreLike
+
+BATCH_FAILED_VALIDATION = "batch_failed_validation"
+DRIFT = "drift"
+SCORING_ERRORS = "scoring_errors"
+CANDIDATE_REJECTED = "candidate_rejected"
+KINDS = (BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, CANDIDATE_REJECTED)
+DEFAULT_ERROR_RATE_ALERT = 0.05
+MAX_REASONS = 10
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing someone must hear about: ``kind``, what it is about (``subject``), a one-line ``title``."""
+
+    kind: str
+    subject: str
+    title: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.kind}:{self.subject}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.alert_id, **asdict(self)}
+
+
+def check_error_rate(error_rate_alert: float) -> float:
+    """The alert rate as a float in [0, 1), or a CrackModelError saying what to pass."""
+    rate = float(error_rate_alert)
+    if not 0 <= rate < 1:
+        msg = f"error_rate_alert must be a share of the scored rows in [0, 1), e.g. 0.05; got {error_rate_alert!r}"
+        raise CrackModelError(msg)
+    return rate
+
+
+def nightly_alerts(
+    run_summary: Mapping[str, Any],
+    batch_summaries: Iterable[Mapping[str, Any]],
+    outcomes: Mapping[str, Mapping[str, Any]],
+    *,
+    error_rate_alert: float = DEFAULT_ERROR_RATE_ALERT,
+) -> list[Alert]:
+    """The alerts of one nightly run (no I/O).
+
+    Args:
+        run_summary: the run's ``runs/<run_id>.json`` (``RunSummary.as_dict()``).
+        batch_summaries: the ``summary.json`` of each batch the run finished.
+        outcomes: batch id -> its ``validation/<batch>/outcome.json`` (batches without one are skipped).
+        error_rate_alert: alert when ``error / (ok + error)`` of a finished batch is above this.
+
+    Returns:
+        Failed validations first, then drift, then scoring errors, each in batch order.
+    """
+    rate = check_error_rate(error_rate_alert)
+    released = set(run_summary.get("batches_released") or ())
+    validations = sorted(run_summary.get("validations") or [], key=lambda item: str(item["batch_id"]))
+    alerts = [
+        _failed_validation(validation, outcomes.get(validation["batch_id"]))
+        for validation in validations
+        if validation.get("outcome") == "failed" and validation["batch_id"] not in released
+    ]
+    for validation in validations:
+        drift = _drift(validation["batch_id"], outcomes.get(validation["batch_id"]))
+        if drift is not None:
+            alerts.append(drift)
+    for summary in sorted(batch_summaries, key=lambda item: str(item["batch_id"])):
+        errors = _scoring_errors(summary, rate)
+        if errors is not None:
+            alerts.append(errors)
+    return alerts
+
+
+def _failed_validation(validation: Mapping[str, Any], outcome: Mapping[str, Any] | None) -> Alert:
+    batch_id = str(validation["batch_id"])
+    reasons = list((outcome or {}).get("reasons") or validation.get("reasons") or [])
+    first = reasons[0] if reasons else "see the validation report"
+    return Alert(
+        BATCH_FAILED_VALIDATION,
+        batch_id,
+        f"batch {batch_id} failed validation and was not scored: {first}",
+        {
+            "batch_id": batch_id,
+            "objects": validation.get("objects"),
+            "reasons": reasons[:MAX_REASONS],
+            "reasons_total": len(reasons),
+            "report": layout.validation_key(batch_id, "report.html"),
+            "data_docs": ((outcome or {}).get("data_docs") or {}).get("index"),
+            "release_with": f'trigger crack_nightly_scoring with batch_ids=["{batch_id}"], '
+            f'release_batches=["{batch_id}"] to score it anyway',
+        },
+    )
+
+
+def _drift(batch_id: str, outcome: Mapping[str, Any] | None) -> Alert | None:
+    drift = (outcome or {}).get("drift") or {}
+    threshold = drift.get("threshold")
+    if not drift.get("checked") or threshold is None:
+        return None
+    over = {name: psi for name, psi in (drift.get("psi") or {}).items() if psi is not None and psi > threshold}
+    if not over:
+        return None
+    shown = ", ".join(f"{name} PSI {psi:.2f}" for name, psi in sorted(over.items(), key=lambda item: -item[1]))
+    return Alert(
+        DRIFT,
+        batch_id,
+        f"batch {batch_id} drifted from the training data: {shown} (threshold {threshold})",
+        {
+            "batch_id": batch_id,
+            "psi": over,
+            "threshold": threshold,
+            "images": drift.get("images"),
+            "note": drift.get("note"),
+            "outcome": (outcome or {}).get("outcome"),
+        },
+    )
+
+
+def _scoring_errors(summary: Mapping[str, Any], rate: float) -> Alert | None:
+    counts = summary.get("status_counts") or {}
+    ok, errors = int(counts.get("ok", 0)), int(counts.get("error", 0))
+    if ok + errors == 0 or errors / (ok + errors) <= rate:
+        return None
+    batch_id = str(summary["batch_id"])
+    share = errors / (ok + errors)
+    return Alert(
+        SCORING_ERRORS,
+        batch_id,
+        f"batch {batch_id}: {errors} of {ok + errors} scored objects failed ({share:.1%}, alert above {rate:.1%})",
+        {
+            "batch_id": batch_id,
+            "errors": errors,
+            "ok": ok,
+            "error_rate": round(share, 6),
+            "error_rate_alert": rate,
+            "model_version": summary.get("model_version"),
+            "predictions": layout.results_key(batch_id, layout.PREDICTIONS),
+        },
+    )
+
+
+def gate_alert(decision: Mapping[str, Any]) -> Alert | None:
+    """The alert for a gate decision: a rejection raises one; a pass that was not promoted does not."""
+    if decision.get("decision") != "reject":
+        return None
+    version = str(decision["candidate_version"])
+    checks = ", ".join(decision.get("failed_checks") or []) or "no check named"
+    return Alert(
+        CANDIDATE_REJECTED,
+        f"{decision['name']}/{version}",
+        f"the gate rejected candidate {version} of {decision['name']} (failed: {checks}); the champion "
+        f"{decision.get('champion_version') or '(none)'} stays",
+        dict(decision),
+    )
+
+
+def run_alerts(
+    store: StoreLike,
+    run_summary: Mapping[str, Any],
+    batch_summaries: Iterable[Mapping[str, Any]] | None = None,
+    *,
+    error_rate_alert: float = DEFAULT_ERROR_RATE_ALERT,
+) -> list[Alert]:
+    """``nightly_alerts`` with the outcomes (and, if not given, the finished batches' summaries) read from the store."""
+    opened = open_store(store)
+    batch_ids = sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []})
+    outcomes = {batch_id: outcome for batch_id in batch_ids if (outcome := read_outcome(opened, batch_id))}
+    if batch_summaries is None:
+        keys = [layout.results_key(batch_id, layout.SUMMARY) for batch_id in run_summary.get("batches_scored") or []]
+        batch_summaries = [json.loads(opened.read(key)) for key in keys if opened.exists(key)]
+    return nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
+
+
+def record_alerts(store: StoreLike, run_id: str, alerts: Iterable[Alert]) -> list[dict[str, Any]]:
+    """Keep the run's alerts in ``alerts/<run_id>.json`` (an alert already there keeps its record).
+
+    Returns every alert's record, each with ``sent_via`` (channel -> when it went out through it).
+    """
+    opened = open_store(store)
+    document = _read(opened, run_id)
+    recorded: dict[str, dict[str, Any]] = document["alerts"]
+    for alert in alerts:
+        recorded.setdefault(alert.alert_id, {**alert.as_dict(), "raised_at": utc_now(), "sent_via": {}})
+    _write(opened, run_id, document)
+    return list(recorded.values())
+
+
+def mark_alert_sent(store: StoreLike, run_id: str, alert_id: str, channel: str) -> dict[str, Any]:
+    """Record that an alert went out through ``channel``, so a retried task does not send it there again."""
+    opened = open_store(store)
+    document = _read(opened, run_id)
+    if alert_id not in document["alerts"]:
+        raise CrackModelError(f"alert {alert_id} is not recorded for run {run_id}: record_alerts first")
+    record = document["alerts"][alert_id]
+    record["sent_via"] = {**record.get("sent_via", {}), channel: utc_now()}
+    _write(opened, run_id, document)
+    return dict(record)
+
+
+def _read(store: ObjectStore, run_id: str) -> dict[str, Any]:
+    key = layout.alerts_key(run_id)
+    if not store.exists(key):
+        return {"format_version": FORMAT_VERSION, "run_id": run_id, "alerts": {}}
+    document = dict(json.loads(store.read(key)))
+    check_format_version(document, "alerts record", store.url(key))
+    document.setdefault("alerts", {})
+    return document
+
+
+def _write(store: ObjectStore, run_id: str, document: Mapping[str, Any]) -> None:
+    data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
+    store.write(layout.alerts_key(run_id), data, content_type="application/json")

@@ -1,0 +1,149 @@
+"""Which alerts a night or a gate decision raises (crack_model.pipelines.alerts), and the once-per-run record."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from crack_model.core import layout
+from crack_model.core.documents import BatchSummary
+from crack_model.core.errors import CrackModelError
+from crack_model.core.local_store import LocalStore
+from crack_model.pipelines.alerts import (
+    BATCH_FAILED_VALIDATION,
+    CANDIDATE_REJECTED,
+    DRIFT,
+    SCORING_ERRORS,
+    gate_alert,
+    mark_alert_sent,
+    nightly_alerts,
+    record_alerts,
+    run_alerts,
+)
+from crack_model.pipelines.nightly import publish_run_summary
+from crack_model.quality.outcome import ValidationOutcome
+
+RUN = "scheduled__2026-11-24T02:00:00+00:00"
+
+
+def validation(batch_id: str, outcome: str, reasons: list[str] | None = None) -> dict[str, Any]:
+    """What validate_incoming hands to the run summary for one batch."""
+    return {"batch_id": batch_id, "outcome": outcome, "reasons": reasons or [], "quarantined": 0, "objects": 40,
+            "drifted": False}  # fmt: skip
+
+
+def drift_report(psi: dict[str, float], threshold: float = 0.25, checked: bool = True) -> dict[str, Any]:
+    over = sorted(name for name, value in psi.items() if value > threshold)
+    return {"checked": checked, "drifted": bool(over) if checked else None, "psi": psi, "drifted_features": over,
+            "threshold": threshold, "images": 400, "note": "measured"}  # fmt: skip
+
+
+def outcome_document(batch_id: str, result: str, reasons: list[str], drift: dict[str, Any] | None) -> dict[str, Any]:
+    return ValidationOutcome(batch_id, "incoming", result, reasons, [], {"objects": 40}, [], drift, {}).to_dict()
+
+
+def batch_summary(batch_id: str, **status_counts: int) -> dict[str, Any]:
+    return BatchSummary(
+        batch_id=batch_id, model_version="20261101T020000Z-aaaa1111", runtime="keras", threshold=0.4,
+        objects=sum(status_counts.values()), status_counts=status_counts, label_counts={}, crack_class="Positive",
+        cracks=0, crack_rate=0.0, shards=1, scoring_seconds=1.0, throughput_images_per_second=10.0,
+        finished_at="2026-11-24T03:00:00Z",
+    ).as_dict()  # fmt: skip
+
+
+@pytest.fixture()
+def night(tmp_path) -> tuple[LocalStore, dict[str, Any], list[dict[str, Any]]]:
+    """A night written by the workflow's writers: a failed batch, a drifted one, a released one, two scored."""
+    store = LocalStore(tmp_path)
+    outcomes = {
+        "blank": outcome_document("blank", "failed", ["contrast_in_bounds: 12 of 12 fail"], None),
+        "site-b": outcome_document("site-b", "passed", [], drift_report({"blur": 0.9, "contrast": 0.25})),
+        "released": outcome_document("released", "failed", ["decodes: 9 of 40 fail"], None),
+        "flaky": outcome_document("flaky", "passed", [], drift_report({"blur": 0.1})),
+    }
+    for batch_id, document in outcomes.items():
+        store.write(layout.validation_key(batch_id, layout.OUTCOME), json.dumps(document).encode())
+    validations = [validation(batch_id, document["outcome"], document["reasons"])
+                   for batch_id, document in outcomes.items()]  # fmt: skip
+    summaries = [batch_summary("site-b", ok=95, error=5), batch_summary("flaky", ok=90, error=10, quarantined=30),
+                 batch_summary("released", ok=31, error=0, quarantined=9)]  # fmt: skip
+    for summary in summaries:
+        store.write(layout.results_key(summary["batch_id"], layout.SUMMARY), json.dumps(summary).encode())
+    run_summary = publish_run_summary(store, RUN, validations, summaries, batch_ids=sorted(outcomes),
+                                      planned=["flaky", "released", "site-b"], released=["released"])  # fmt: skip
+    return store, run_summary, summaries
+
+
+def test_a_night_raises_failed_validation_drift_and_scoring_error_alerts(night):
+    """One alert per failed (not released) batch, per drifted batch, per batch above the error rate, in that order."""
+    store, run_summary, summaries = night
+    alerts = run_alerts(store, run_summary, summaries, error_rate_alert=0.05)
+    assert [(alert.kind, alert.subject) for alert in alerts] == [
+        (BATCH_FAILED_VALIDATION, "blank"),
+        (DRIFT, "site-b"),
+        (SCORING_ERRORS, "flaky"),
+    ]
+    failed, drifted, errors = alerts
+    assert failed.details["reasons"] == ["contrast_in_bounds: 12 of 12 fail"]
+    assert failed.details["report"] == "validation/blank/report.html" and "contrast_in_bounds" in failed.title
+    assert drifted.details["psi"] == {"blur": 0.9} and drifted.details["threshold"] == 0.25
+    assert (errors.details["errors"], errors.details["ok"], errors.details["error_rate"]) == (10, 90, 0.1)
+
+
+def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):
+    """5 errors in 100 scored rows is 5 %: no alert at 0.05, an alert at 0.04; quarantined rows never count."""
+    _, run_summary, summaries = night
+    at_rate = nightly_alerts(run_summary, summaries, {}, error_rate_alert=0.05)
+    assert [alert.subject for alert in at_rate if alert.kind == SCORING_ERRORS] == ["flaky"]
+    below = nightly_alerts(run_summary, summaries, {}, error_rate_alert=0.04)
+    assert [alert.subject for alert in below if alert.kind == SCORING_ERRORS] == ["flaky", "site-b"]
+    nothing_scored = nightly_alerts(run_summary, [batch_summary("empty", quarantined=4)], {}, error_rate_alert=0.0)
+    assert [alert for alert in nothing_scored if alert.kind == SCORING_ERRORS] == []
+
+
+def test_drift_needs_a_feature_above_the_threshold_of_a_checked_batch():
+    """PSI equal to the threshold, or a batch too small to judge, raises nothing; the validation's threshold rules."""
+    summary = {"validations": [validation(name, "passed") for name in ("equal", "small", "strict")]}
+    outcomes = {
+        "equal": outcome_document("equal", "passed", [], drift_report({"blur": 0.25})),
+        "small": outcome_document("small", "passed", [], drift_report({"blur": 3.0}, checked=False)),
+        "strict": outcome_document("strict", "passed", [], drift_report({"blur": 0.15}, threshold=0.1)),
+    }
+    alerts = nightly_alerts(summary, [], outcomes)
+    found = [(alert.kind, alert.subject, alert.details["psi"]) for alert in alerts]
+    assert found == [(DRIFT, "strict", {"blur": 0.15})]
+
+
+def test_only_a_rejection_raises_a_gate_alert():
+    """reject -> one alert naming the failed checks; a pass that was not promoted -> none."""
+    decision = {"name": "crack", "candidate_version": "V2", "champion_version": "V1", "decision": "reject",
+                "failed_checks": ["floor.crack_recall", "no_regression.accuracy"], "promoted": False}  # fmt: skip
+    alert = gate_alert(decision)
+    assert alert is not None and (alert.kind, alert.subject) == (CANDIDATE_REJECTED, "crack/V2")
+    assert "floor.crack_recall, no_regression.accuracy" in alert.title and alert.details == decision
+    assert gate_alert({**decision, "decision": "promote", "failed_checks": []}) is None
+
+
+def test_a_bad_error_rate_is_refused_with_the_parameter_named():
+    """error_rate_alert outside [0, 1) is an error that says what to pass."""
+    with pytest.raises(CrackModelError, match=r"error_rate_alert .*\[0, 1\)"):
+        nightly_alerts({"validations": []}, [], {}, error_rate_alert=5)
+
+
+def test_alerts_are_recorded_once_per_run_with_the_channels_they_went_out_through(night):
+    """Recording again keeps the first record; a channel marked sent stays marked; another run starts afresh."""
+    store, run_summary, summaries = night
+    alerts = run_alerts(store, run_summary, summaries)
+    first = record_alerts(store, RUN, alerts)
+    assert [record["sent_via"] for record in first] == [{}, {}, {}]
+    mark_alert_sent(store, RUN, first[0]["id"], "http")
+
+    again = record_alerts(store, RUN, alerts)
+    assert [record["raised_at"] for record in again] == [record["raised_at"] for record in first]
+    assert list(again[0]["sent_via"]) == ["http"] and again[1]["sent_via"] == {}
+    assert store.exists(layout.alerts_key(RUN)) and not layout.alerts_key(RUN).startswith(layout.RUNS + "/")
+    assert [record["sent_via"] for record in record_alerts(store, "manual__other", alerts)] == [{}, {}, {}]
+    with pytest.raises(CrackModelError, match="record_alerts first"):
+        mark_alert_sent(store, RUN, "drift:never-raised", "http")
