@@ -31,7 +31,7 @@ LOCK_FLAGS ?=
 UV_COMPILE = $(BIN)/uv pip compile --python-version 3.11.7 --python-platform x86_64-manylinux_2_36 --quiet \
 	--generate-hashes $(if $(wildcard $(AIRFLOW_CONSTRAINTS)),--constraint $(AIRFLOW_CONSTRAINTS)) $(LOCK_FLAGS)
 lock: $(STAMP)
-	$(UV_COMPILE) pyproject.toml requirements.txt --extra airflow --output-file requirements.lock
+	$(UV_COMPILE) pyproject.toml requirements.txt --extra airflow --extra fab --output-file requirements.lock
 	$(UV_COMPILE) pyproject.toml requirements-dev.txt --all-extras --constraint requirements.lock \
 		--output-file requirements-dev.lock
 

@@ -4,13 +4,16 @@
 incoming/<batch_id>/...                    uploads (any nesting)
 validation/<batch_id>/...                  data-quality results and report
 validation/<batch_id>/manifest.csv         key, size, sha256 of every upload validation saw (scoring uses it)
+validation/<batch_id>/data_docs/index.html GX Data Docs of the batch's last validation run (pages and assets beside it)
 quarantine/<batch_id>/...                  copies of objects held back, with reasons
 results/<batch_id>/predictions.csv         one row per input object
 results/<batch_id>/summary.json            counts, crack rate, model version, throughput
-results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack
-results/<batch_id>/_parts/...              per-shard partial results (resume state)
+results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept)
+results/<batch_id>/_parts/...              per-shard partial results (resume state): part-N.csv rows,
+                                           part-N.tiles.jsonl each image's tile boxes and probabilities
 results/<batch_id>/_SUCCESS                written last: the batch is complete
 runs/<run_id>.json                         one summary per nightly run
+alerts/<run_id>.json                       the alerts a run raised and where each was sent (once per run)
 incoming/<batch_id>/_READY                 optional: the uploader's "batch complete" marker
 models/<name>/...                          the model registry
 labeled/<class>/..., holdout/<class>/...   training pool and the gate's holdout
@@ -35,6 +38,8 @@ SUCCESS = "_SUCCESS"
 DONE = "_DONE"  # a finished shard, under results/<batch_id>/_parts/...
 READY = "_READY"  # an uploader's "this batch is complete", in incoming/<batch_id>/
 PARTS = "_parts"
+OVERLAYS = "overlays"
+TILE_SCORES_SUFFIX = ".tiles.jsonl"  # beside each part's .csv: the boxes and probabilities overlays are drawn from
 MARKER_NAMES = frozenset({SUCCESS, DONE, READY})
 PREDICTIONS = "predictions.csv"
 SUMMARY = "summary.json"
@@ -43,6 +48,9 @@ VALIDATED_MANIFEST = "manifest.csv"
 QUARANTINE_MANIFEST = "quarantine.json"
 DRIFT_REFERENCE = "drift_reference.json"
 RUNS = "runs"
+ALERTS = "alerts"  # not under runs/: every runs/*.json is read as a run summary
+DATA_DOCS = "data_docs"
+DATA_DOCS_INDEX = "index.html"
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 _LONG_NAME_SIDECAR = re.compile(rf"^{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}$")
@@ -80,6 +88,22 @@ def run_summary_key(run_id: str) -> str:
     return join_key(RUNS, f"{safe}.json")
 
 
+def alerts_key(run_id: str) -> str:
+    """``alerts/<run_id>.json``: the alerts one run raised and which were sent (a retry sends none twice)."""
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
+    return join_key(ALERTS, f"{safe}.json")
+
+
+def data_docs_key(batch_id: str, *parts: str) -> str:
+    """``validation/<batch_id>/data_docs/...``: the GX Data Docs site of the batch's validation."""
+    return validation_key(batch_id, DATA_DOCS, *parts)
+
+
+def data_docs_index_key(batch_id: str) -> str:
+    """``validation/<batch_id>/data_docs/index.html``: the page to open (the ops view links to it)."""
+    return data_docs_key(batch_id, DATA_DOCS_INDEX)
+
+
 def notification_key(model_name: str, version: str, run_id: str) -> str:
     """``models/<name>/notifications/<run_id>-<version>.json``: one notice per run and candidate version."""
     safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:120]
@@ -88,6 +112,26 @@ def notification_key(model_name: str, version: str, run_id: str) -> str:
 
 def relative_to_batch(key: str, batch_id: str) -> str:
     return key.removeprefix(incoming_prefix(batch_id))
+
+
+def parts_key(batch_id: str, model_version: str, *parts: str) -> str:
+    """``results/<batch_id>/_parts/<model_version>/...``: a shard's parts go under its ``Shard.name``."""
+    return results_key(batch_id, PARTS, model_version, *parts)
+
+
+def overlay_key(batch_id: str, object_key: str) -> str:
+    """``results/<batch_id>/overlays/<key relative to the batch>.png``: the heat map of one upload."""
+    return results_key(batch_id, OVERLAYS, f"{relative_to_batch(object_key, batch_id)}.png")
+
+
+def overlay_source(key: str) -> tuple[str, str] | None:
+    """(batch id, upload key) of an overlay key; None if ``key`` is not one."""
+    parts = key.split("/", 3)
+    if len(parts) < 4 or parts[0] != RESULTS or parts[2] != OVERLAYS or not parts[3].endswith(".png"):
+        return None
+    if not _BATCH_ID.match(parts[1]) or parts[3] == ".png":
+        return None
+    return parts[1], incoming_prefix(parts[1]) + parts[3].removesuffix(".png")
 
 
 def is_marker(key: str) -> bool:

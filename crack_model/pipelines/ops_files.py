@@ -16,6 +16,19 @@ _GATE_HTML = re.compile(
     r"^models/[A-Za-z0-9][A-Za-z0-9._-]{0,63}/versions/[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}/gate_report\.html$"
 )
 _VALIDATION_REPORT = re.compile(r"^validation/[^/]+/report\.html$")
+# A batch's GX Data Docs: a whole static site (pages, styles, scripts, images) that links within itself.
+_DATA_DOCS = re.compile(rf"^{layout.VALIDATION}/[^/]+/{layout.DATA_DOCS}/.+")
+_DATA_DOCS_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+}
 _INLINE_TYPES = {
     ".csv": "text/csv; charset=utf-8",
     ".json": "application/json",
@@ -37,8 +50,9 @@ def viewable(key: str) -> tuple[str, bool] | None:
     """May the ops view serve this key, and how? ``(content type, inline)``, or None to refuse.
 
     Served: anything under ``results/``, ``validation/`` and ``quarantine/``, and a model version's
-    ``gate_report.html``. HTML is shown inline only for the reports the workflow writes; any other
-    HTML (an upload named ``x.html`` copied to quarantine) and unknown types are downloads.
+    ``gate_report.html``. HTML is shown inline only for the reports the workflow writes (with a
+    batch's GX Data Docs site, ``validation/<batch>/data_docs/``, its styles, scripts and images);
+    any other HTML (an upload named ``x.html`` copied to quarantine) and unknown types are downloads.
     """
     try:
         validate_key(key)
@@ -47,6 +61,9 @@ def viewable(key: str) -> tuple[str, bool] | None:
     top = key.split("/", 1)[0]
     if _GATE_HTML.match(key) or _VALIDATION_REPORT.match(key):
         return HTML_TYPE, True
+    docs_type = _DATA_DOCS_TYPES.get(PurePosixPath(key).suffix.lower()) if _DATA_DOCS.match(key) else None
+    if docs_type:
+        return docs_type, True
     if top not in (layout.RESULTS, layout.VALIDATION, layout.QUARANTINE) or "/" not in key:
         return None
     suffix = PurePosixPath(key).suffix.lower()

@@ -8,6 +8,13 @@ details=DagDetails(id=...))`` for each of ``CRACK_DAG_IDS``, as the core API's `
 asks (403 otherwise). With the SimpleAuthManager that is every role from viewer up; with FAB or
 Keycloak it follows the per-DAG permissions.
 
+The operator actions (``ops_actions``) need more: ``may_trigger`` (the auth manager lets the user
+trigger runs of the action's DAG, ``is_authorized_dag(method="POST", access_entity=RUN)``, as the
+REST API itself asks) and ``may_operate`` (the Op level: ``is_authorized_asset(method="PUT")``,
+granted from Op up by both SimpleAuthManager and FAB, while their User role may trigger DAG runs
+too). ``csrf_token`` binds a form to the login session that rendered it: an HMAC of the session's
+JWT, which a page on another site can neither read nor compute.
+
 ``SecurityHeaders`` adds a Content-Security-Policy with no external source, ``frame-ancestors
 'self'`` (the page lives in the Airflow UI's iframe, nowhere else), ``nosniff`` and a same-origin
 referrer policy to every response, error pages included; a response that sets its own policy
@@ -18,11 +25,13 @@ Airflow is imported inside the functions: every Airflow component loads the plug
 which names Airflow's ``get_user`` imported inside the factory, so it must be evaluated where it is written.
 """
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Request
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "SAMEORIGIN",
     "Referrer-Policy": "same-origin",
 }
+
+# Keys the form-token HMAC to its one use: the same JWT signs nothing else of ours.
+CSRF_CONTEXT = b"crack-ops operator actions"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -56,18 +68,70 @@ def page_csp(nonce: str) -> str:
 def may_read_crack_dags(user: Any) -> bool:
     """Does the configured auth manager let ``user`` read (GET) every one of ``CRACK_DAG_IDS``?"""
     from airflow.api_fastapi.app import get_auth_manager
+
+    requests: list[Any] = [{"method": "GET", "details": details} for details in _dag_details(list(CRACK_DAG_IDS))]
+    return bool(get_auth_manager().batch_is_authorized_dag(requests, user=user))
+
+
+def _dag_details(dag_ids: list[str]) -> list[Any]:
+    """``DagDetails`` of these DAGs, with each one's team when Airflow runs multi-team (as the core API asks)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
     from airflow.configuration import conf
 
     teams: dict[str, str | None] = {}
-    if conf.getboolean("core", "multi_team", fallback=False):  # a DAG's team decides too, as in requires_access_dag
+    if conf.getboolean("core", "multi_team", fallback=False):
         from airflow.models.dag import DagModel
 
-        teams = DagModel.get_dag_id_to_team_name_mapping(list(CRACK_DAG_IDS))
-    requests: list[Any] = [
-        {"method": "GET", "details": DagDetails(id=dag_id, team_name=teams.get(dag_id))} for dag_id in CRACK_DAG_IDS
-    ]
-    return bool(get_auth_manager().batch_is_authorized_dag(requests, user=user))
+        teams = DagModel.get_dag_id_to_team_name_mapping(dag_ids)
+    return [DagDetails(id=dag_id, team_name=teams.get(dag_id)) for dag_id in dag_ids]
+
+
+def may_trigger(user: Any, dag_id: str) -> bool:
+    """May ``user`` trigger a run of ``dag_id``? What ``POST /api/v2/dags/{dag_id}/dagRuns`` checks."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+
+    (details,) = _dag_details([dag_id])
+    return bool(
+        get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN, details=details,
+                                             user=user)
+    )  # fmt: skip
+
+
+def may_operate(user: Any) -> bool:
+    """Is ``user`` at the auth manager's Op level? May they change Assets (PUT), not just add asset events.
+
+    The actions move the champion and score refused data, which the crack Assets announce; both
+    SimpleAuthManager and FAB grant this from Op up, so a User who may trigger DAG runs gets no action.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return bool(get_auth_manager().is_authorized_asset(method="PUT", user=user))
+
+
+def session_token(request: Request) -> str | None:
+    """The JWT this request is authenticated with, in ``get_user``'s order: a Bearer header, else the UI cookie."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.cookies.get(COOKIE_NAME_JWT_TOKEN) or None
+
+
+def csrf_token(token: str) -> str:
+    """The form token of a login session: an HMAC keyed by its JWT (secret to the browser's own origin)."""
+    return hmac.new(token.encode("utf-8"), CSRF_CONTEXT, hashlib.sha256).hexdigest()
+
+
+def csrf_problem(request: Request, submitted: str | None) -> str | None:
+    """Why a form post may not be trusted, or None: a cross-site origin, no session, or a wrong form token."""
+    if request.headers.get("sec-fetch-site", "same-origin") in ("cross-site", "same-site"):
+        return "the form was posted from another site"
+    token = session_token(request)
+    if not token or not submitted or not hmac.compare_digest(csrf_token(token), submitted):
+        return "the form's token does not match your login session: reload the page and submit again"
+    return None
 
 
 def crack_reader_dependency() -> Callable[..., Any]:

@@ -11,7 +11,11 @@ Pages (server-rendered HTML, no script, no external source):
 
 Each page has its data as JSON under ``/api/...`` (``crack_model.pipelines.overview``, ``history``,
 ``batch_page``, ``model_page``), and ``GET /files/{key}`` streams one linked object from the store
-(reports, predictions, overlays, quarantined copies; nothing else).
+(reports, GX Data Docs sites, predictions, overlays, quarantined copies; nothing else).
+
+Operators (Op and Admin) also get two forms: release a failed batch, roll the champion back. Each
+posts to ``/actions/...``, which triggers a DAG run through Airflow's REST API as that user
+(``ops_actions``, where the permission and CSRF design is explained); an action writes nothing itself.
 
 Airflow mounts plugin apps without authentication, so every route depends on
 ``crack_reader_dependency`` (``ops_security``): a logged-in user the auth manager lets read the
@@ -33,9 +37,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from crack_ops.ops_actions import add_action_routes, offered_actions
 from crack_ops.ops_render import environment, trend_charts
 from crack_ops.ops_security import SecurityHeaders, crack_reader_dependency, page_csp
 
@@ -47,10 +52,12 @@ STORE_ENVIRONMENT = "AIRFLOW_VAR_CRACK_STORE"
 STORE_REUSE_SECONDS = 300
 _open_stores: dict[str, tuple[float, Any]] = {}
 _open_stores_lock = threading.Lock()
-# Stored reports are shown as documents, never as part of the Airflow origin's scripts.
+# Stored reports are shown as documents, never as part of the Airflow origin's scripts: sandboxed, no script
+# runs. Styles, fonts and images may come from this origin (a GX Data Docs site links its own stylesheets).
 FILE_SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+        "sandbox; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self' data:; "
+        "frame-ancestors 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "private, max-age=60",
@@ -91,6 +98,9 @@ def open_view_store() -> Any:
 
 def create_app() -> FastAPI:
     """The ops app, every route behind Airflow's authentication and the crack DAGs' read permission."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    logged_in = Depends(get_user)  # the same dependency as the access check's: FastAPI resolves it once per request
     app = FastAPI(
         title="Crack ops",
         description="Champion, trends, batches, model versions and nightly runs of the crack workflow's store.",
@@ -102,10 +112,24 @@ def create_app() -> FastAPI:
     app.add_middleware(SecurityHeaders)
     templates = environment()
 
-    def render(template: str, root: str, **context: Any) -> HTMLResponse:
+    def render(template: str, root: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
         html = templates.get_template(template).render(root=root, nonce=nonce, **context)
-        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Content-Security-Policy": page_csp(nonce)})
+        headers = {"Cache-Control": "no-store", "Content-Security-Policy": page_csp(nonce)}
+        return HTMLResponse(html, status_code=status_code, headers=headers)
+
+    def actions(request: Request, user: Any, name: str, champion: str | None) -> dict[str, Any]:
+        """The forms this user gets; for a rollback, the version it would restore (read only for operators)."""
+        from crack_model.pipelines.rollback import rollback_target
+
+        offered = offered_actions(request, user)
+        offered["rollback_to"] = offered["rollback_problem"] = None
+        if offered["rollback"] and champion:
+            try:
+                offered["rollback_to"] = _read(lambda store: rollback_target(store, name))
+            except HTTPException as error:  # an unreadable audit log costs the form, not the page
+                offered["rollback_problem"] = str(error.detail)
+        return offered
 
     @app.get("/api/overview")
     def api_overview(
@@ -125,7 +149,11 @@ def create_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def page(
-        limit: int = Query(20, ge=1, le=200), nights: int = Query(14, ge=1, le=366), name: str = "crack"
+        request: Request,
+        user: Any = logged_in,
+        limit: int = Query(20, ge=1, le=200),
+        nights: int = Query(14, ge=1, le=366),
+        name: str = "crack",
     ) -> HTMLResponse:
         """The operators' page."""
         from crack_model.pipelines.history import history
@@ -133,7 +161,8 @@ def create_app() -> FastAPI:
 
         data = _read(lambda store: overview(store, name, limit, runs=5))
         trends = _read(lambda store: history(store, name, nights))
-        return render("ops.html", "", data=data, trends=trends, charts=trend_charts(trends))
+        offered = actions(request, user, name, (data.get("champion") or {}).get("version"))
+        return render("ops.html", "", data=data, trends=trends, charts=trend_charts(trends), actions=offered)
 
     @app.get("/api/batches/{batch_id}")
     def api_batch(batch_id: str, name: str = "crack") -> dict[str, Any]:
@@ -141,9 +170,10 @@ def create_app() -> FastAPI:
         return _batch(batch_id, name)
 
     @app.get("/batches/{batch_id}", response_class=HTMLResponse)
-    def batch_page(batch_id: str, name: str = "crack") -> HTMLResponse:
-        """One batch: summary, validation, cracks with their overlays, quarantine."""
-        return render("batch.html", "../", data=_batch(batch_id, name))
+    def batch_page(request: Request, batch_id: str, user: Any = logged_in, name: str = "crack") -> HTMLResponse:
+        """One batch: summary, validation, cracks with their overlays, quarantine; the release form for operators."""
+        data = _batch(batch_id, name)
+        return render("batch.html", "../", data=data, actions=actions(request, user, name, None))
 
     @app.get("/api/models/{name}/{version}")
     def api_model(name: str, version: str) -> dict[str, Any]:
@@ -151,35 +181,49 @@ def create_app() -> FastAPI:
         return _model(name, version)
 
     @app.get("/models/{name}/{version}", response_class=HTMLResponse)
-    def model_page(name: str, version: str) -> HTMLResponse:
-        """One model version: lineage, gate, approved runtimes, promotion audit."""
-        return render("model.html", "../../", data=_model(name, version))
+    def model_page(request: Request, name: str, version: str, user: Any = logged_in) -> HTMLResponse:
+        """One model version: lineage, gate, approved runtimes, promotion audit; the champion's rollback form."""
+        data = _model(name, version)
+        champion = version if "champion" in (data.get("aliases") or []) else None
+        return render("model.html", "../../", data=data, actions=actions(request, user, name, champion))
 
     @app.get("/files/{key:path}")
-    def stored_file(key: str) -> StreamingResponse:
-        """One linked object from the store; 404 for anything outside the reports and results."""
+    def stored_file(key: str) -> Response:
+        """One linked object from the store; 404 for anything outside the reports and results.
+
+        An overlay the night did not draw is drawn now from its stored tile scores (and kept).
+        """
         from crack_model.pipelines.ops_files import iter_object, viewable
+        from crack_model.pipelines.overlays import overlay_for_key
         from crack_model.pipelines.stores import CrackModelError
 
         policy = viewable(key)
         if policy is None:
             raise HTTPException(status_code=404, detail="not found")
         content_type, inline = policy
-        try:
-            store = open_view_store()
-            found = store.exists(key)
-        except CrackModelError:
-            found = False
-        if not found:
-            raise HTTPException(status_code=404, detail="not found")
         name = key.rsplit("/", 1)[-1]
         disposition = "inline" if inline else "attachment"
         headers = {
             **FILE_SECURITY_HEADERS,
             "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name, safe='')}",
         }
-        return StreamingResponse(iter_object(store, key), media_type=content_type, headers=headers)
+        try:
+            store = open_view_store()
+            if store.exists(key):
+                return StreamingResponse(iter_object(store, key), media_type=content_type, headers=headers)
+            drawn = overlay_for_key(store, key)
+        except CrackModelError:
+            drawn = None
+        if drawn is None:
+            raise HTTPException(status_code=404, detail="not found")
+        return Response(drawn, media_type=content_type, headers=headers)
 
+    def rollback_target_of(name: str) -> str | None:
+        from crack_model.pipelines.rollback import rollback_target
+
+        return _read(lambda store: rollback_target(store, name))
+
+    add_action_routes(app, render, batch_of=_batch, rollback_target_of=rollback_target_of, store_uri=resolve_store)
     return app
 
 

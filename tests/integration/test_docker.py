@@ -480,3 +480,50 @@ def test_minio_ports_listen_on_loopback_unless_configured(compose_config: dict[s
     assert result.returncode == 0, result.stderr
     ports = yaml.safe_load(result.stdout)["services"]["minio"]["ports"]
     assert all(str(port).startswith("0.0.0.0:") for port in ports), ports
+
+
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+def test_airflow_logs_in_with_fab_and_init_creates_the_admin_from_env(compose_config: dict[str, Any], tmp_path: Path):
+    """Every Airflow service runs the FAB auth manager; airflow-init migrates, then creates the Admin from .env."""
+    for name, service in _airflow_services(compose_config).items():
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
+        assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key], name
+    init = compose_config["services"]["airflow-init"]
+    assert init["entrypoint"] == ["/bin/bash", "-c"]
+    script = init["command"][0].replace("$$", "$")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "airflow.log"
+    fake = bin_dir / "airflow"  # stands in for the airflow CLI: logs each call's arguments
+    fake.write_text('#!/bin/sh\nfor argument in "$@"; do printf "%s|" "$argument"; done >> "$AIRFLOW_LOG"\necho >> '
+                    '"$AIRFLOW_LOG"\n')  # fmt: skip
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "AIRFLOW_LOG": str(log), "AIRFLOW_ADMIN_USER": "ops-lead",
+           "AIRFLOW_ADMIN_PASSWORD": "a real secret", "AIRFLOW_ADMIN_EMAIL": "ops-lead@example.org"}  # fmt: skip
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    calls = [line.rstrip("|").split("|") for line in log.read_text().splitlines()]
+    assert calls[0] == ["db", "migrate"] and calls[-1] == ["version"]
+    create = calls[1]
+    assert create[:2] == ["users", "create"]
+    options = dict(zip(create[2::2], create[3::2], strict=True))
+    assert options["--role"] == "Admin" and options["--username"] == "ops-lead"
+    assert options["--password"] == "a real secret" and options["--email"] == "ops-lead@example.org"
+    # A CHANGE_ME left anywhere stops it before the database is touched.
+    refused = subprocess.run(["bash", "-c", script], env={**env, "AIRFLOW_ADMIN_PASSWORD": "CHANGE_ME"},
+                             capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert refused.returncode == 1 and "replace every CHANGE_ME" in refused.stderr
+    assert len(log.read_text().splitlines()) == len(calls)
+
+
+@pytest.mark.parametrize("variable", ["AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_EMAIL"])
+def test_compose_has_no_default_admin(tmp_path: Path, variable: str):
+    """Without the admin's name, password or e-mail in .env compose refuses to run, naming the missing one."""
+    without = tmp_path / "no-admin.env"
+    without.write_text("".join(line + "\n" for line in ENV_EXAMPLE.read_text().splitlines()
+                               if not line.startswith(f"{variable}=")))  # fmt: skip
+    result = _compose("config", "-q", env_file=without)
+    assert result.returncode != 0 and variable in result.stderr, result.stderr

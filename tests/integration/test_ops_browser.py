@@ -4,7 +4,10 @@ A private Airflow home (SQLite) runs ``crack_retraining`` then ``crack_nightly_s
 seeded store; ``airflow api-server`` then serves the UI with the plugin, and Chromium logs in
 through the login form as a viewer and as an admin (SimpleAuthManager roles), opens the view
 from the nav, then a batch page and a model page, and checks each against the store's own
-documents. One screenshot per page lands in ``tests/artifacts/``.
+documents. The viewer finds no operator action anywhere; the admin finds the rollback form on the
+overview and the champion's page and releases the failed batch, and Airflow's REST API then lists
+that run with the admin as its triggering user. One screenshot per page of the admin's tour lands
+in ``tests/artifacts/``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +42,7 @@ SCORED_BATCH = "2026-11-24"
 FAILED_BATCH = "blank-frames"
 # SimpleAuthManager users: a read-only viewer and an admin, each with a generated password.
 USERS = {"viewer": "viewer", "admin": "admin"}
+RELEASE_REASON = "blank frames came from a lens cap test, release for the record"
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -112,6 +117,8 @@ def deployment(tmp_path_factory):
     passwords = {user: secrets.token_urlsafe(18) for user in USERS}
     passwords_file = root / "passwords.json"
     passwords_file.write_text(json.dumps(passwords))
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
     environment = airflow_environment(
         root / "airflow-home",
         {
@@ -119,14 +126,14 @@ def deployment(tmp_path_factory):
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{user}:{role}" for user, role in USERS.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
+            # The operator actions call the REST API of this server (its port is not [api] port).
+            "CRACK_OPS_API_URL": base_url,
         },
     )
     started = time.monotonic()
     migrate(environment)
     timings["migrate"] = time.monotonic() - started
 
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     log_path = root / "api-server.log"
     airflow = str(Path(sys.executable).with_name("airflow"))
     with open(log_path, "wb") as log:
@@ -203,14 +210,18 @@ def _expected(store: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("username", list(USERS))
 def test_operator_sees_overview_batch_and_model_pages(deployment, username):
-    """Log in as viewer or admin, open Browse > Crack ops, then a batch and the champion's page; check real data."""
+    """Log in as viewer or admin, open Browse > Crack ops, a batch, the champion's page and the failed batch.
+
+    Real data on each page; the viewer sees no action; the admin sees the rollback form and releases the failed
+    batch through the form, and the REST API lists the run it triggered, by the admin, with the batch released.
+    """
     from playwright.sync_api import expect, sync_playwright
 
     expected = _expected(deployment["store"])
     base = deployment["url"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    # One screenshot per page, from the read-only role an operator usually has.
-    shots = username == "viewer"
+    # One screenshot per page, from the admin's tour (it shows the operator actions too).
+    admin = shots = username == "admin"
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -245,6 +256,11 @@ def test_operator_sees_overview_batch_and_model_pages(deployment, username):
             expect(view.locator("#runs")).to_contain_text(FAILED_BATCH)
             expect(view.locator("#trends svg")).to_have_count(5)
             expect(view.locator("#chart-objects rect.bar")).to_have_count(1)  # one nightly run so far
+            if admin:  # one promotion so far: the form is there, with nothing earlier to roll back to
+                expect(view.locator("#rollback-form")).to_be_visible()
+                expect(view.locator("#rollback-none")).to_contain_text(expected["champion"])
+            else:
+                expect(view.locator("form")).to_have_count(0)
             if shots:
                 page.wait_for_timeout(300)  # let the frame finish painting before the picture
                 page.screenshot(path=str(ARTIFACTS / "ops_overview.png"))
@@ -275,9 +291,38 @@ def test_operator_sees_overview_batch_and_model_pages(deployment, username):
                 expect(view.locator("#approved-runtimes")).to_contain_text(runtime)
             expect(view.locator("#audit")).to_contain_text(expected["promoted_by"])
             expect(view.locator("#gate-report-link")).to_be_visible()
+            expect(view.locator("#rollback-form")).to_have_count(1 if admin else 0)
             if shots:
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(ARTIFACTS / "ops_model.png"))
+
+            # The failed batch: its reasons for everyone; the release form only for the admin.
+            view.get_by_role("link", name="Crack ops").click()
+            view.locator(f'tr.batch[data-batch="{FAILED_BATCH}"]').get_by_role("link", name=FAILED_BATCH).click()
+            expect(view.locator("#batch-id")).to_have_text(FAILED_BATCH)
+            expect(view.locator("#batch-outcome")).to_have_text("failed")
+            expect(view.locator("#reasons .reason").first).to_be_visible()
+            # The run's GX Data Docs: linked, and served in this session as a sandboxed page.
+            docs = view.locator("#data-docs-link").get_attribute("href")
+            served = page.request.get(urllib.parse.urljoin(f"{base}/crack-ops/batches/{FAILED_BATCH}", docs))
+            assert served.status == 200 and served.headers["content-type"].startswith("text/html"), served.status
+            assert "sandbox" in served.headers["content-security-policy"]
+            if not admin:
+                expect(view.locator("form")).to_have_count(0)
+                expect(view.locator("button")).to_have_count(0)
+            else:
+                view.locator('#release-form input[name="reason"]').fill(RELEASE_REASON)
+                if shots:
+                    page.wait_for_timeout(300)
+                    page.screenshot(path=str(ARTIFACTS / "ops_batch_failed.png"))
+                view.locator("#release-submit").click()
+                expect(view.locator("#run-dag")).to_have_text("crack_nightly_scoring")
+                expect(view.locator("#run-user")).to_have_text("admin")
+                run_id = view.locator("#run-id").inner_text()
+                if shots:
+                    page.wait_for_timeout(300)
+                    page.screenshot(path=str(ARTIFACTS / "ops_action.png"))
+                _assert_release_run(base, deployment["passwords"]["admin"], run_id)
 
             # Back on the overview, a link opens the stored report inside the same frame and session.
             view.get_by_role("link", name="Crack ops").click()
@@ -287,3 +332,14 @@ def test_operator_sees_overview_batch_and_model_pages(deployment, username):
             assert not refused, refused
         finally:
             browser.close()
+
+
+def _assert_release_run(base: str, password: str, run_id: str) -> None:
+    """Airflow's own record of the release: the run, its conf, its triggering user and the reason in its note."""
+    token = _token(base, "admin", password)
+    status, body = _get(f"{base}/api/v2/dags/crack_nightly_scoring/dagRuns/{urllib.parse.quote(run_id)}", token=token)
+    assert status == 200, body
+    run = json.loads(body)
+    assert run["conf"]["release_batches"] == [FAILED_BATCH] and run["conf"]["batch_ids"] == [FAILED_BATCH]
+    assert run["triggering_user_name"] == "admin" and run["run_type"] == "manual"
+    assert RELEASE_REASON in (run["note"] or "")

@@ -1,8 +1,9 @@
-"""The ops view's FastAPI app (crack_ops.ops_view): who may see it, its headers, pages and files, on a real store.
+"""The ops view's FastAPI app (crack_ops.ops_view): who may see it, its headers, pages, files and operator actions.
 
 Users are the SimpleAuthManager's (Airflow's default auth manager), authorized by the real
 ``is_authorized_dag``; only the step that turns a JWT into a user is stood in for (it needs the
-metadata database, which unit tests do not have). The browser test logs in for real.
+metadata database, which unit tests do not have). The browser test logs in for real. The actions'
+calls to Airflow's REST API go to a fake API server on loopback that records them.
 """
 
 from __future__ import annotations
@@ -385,3 +386,324 @@ def test_every_link_on_every_page_resolves_inside_the_app_and_answers(client, pa
             assert resolved.path.startswith("/crack-ops/"), (path, target, resolved.path)
             inner = unquote(resolved.path.removeprefix("/crack-ops")) + (f"?{resolved.query}" if resolved.query else "")
             assert session.get(inner).status_code == 200, (path, target)
+
+
+# ------------------------------------------------------------------------------ operator actions
+
+SESSION = "header.payload.signature-of-this-test-session"  # get_user is stood in for: any string is the session JWT
+FAILED = "blank-frames"
+
+
+class FakeRestApi:
+    """Airflow's REST API at the HTTP boundary: a real server on loopback that records each call and answers it."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls: list[dict[str, Any]] = []
+        self.answer: tuple[int, dict[str, Any]] | None = None  # None: a queued DAGRunResponse
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _reply(self, status: int, document: dict[str, Any]) -> None:
+                body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                call = {"method": "POST", "path": self.path, "headers": dict(self.headers),
+                        "body": json.loads(self.rfile.read(length))}  # fmt: skip
+                api.calls.append(call)
+                if api.answer is not None:
+                    self._reply(*api.answer)
+                    return
+                dag_id = self.path.split("/")[4]
+                self._reply(200, {"dag_id": dag_id, "dag_run_id": "manual__2026-11-30T10:00:00+00:00",
+                                  "state": "queued", "conf": call["body"]["conf"], "note": call["body"]["note"],
+                                  "triggering_user_name": "admin-user"})  # fmt: skip
+
+            def do_GET(self) -> None:
+                api.calls.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
+                self._reply(200, {"dag_id": self.path.split("/")[4], "is_paused": True})
+
+            def log_message(self, *args: Any) -> None:  # quiet: pytest shows failures
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def posts(self) -> list[dict[str, Any]]:
+        return [call for call in self.calls if call["method"] == "POST"]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def rest_api(monkeypatch):
+    """A fake REST API the view is pointed at with CRACK_OPS_API_URL."""
+    api = FakeRestApi()
+    monkeypatch.setenv("CRACK_OPS_API_URL", api.url)
+    yield api
+    api.close()
+
+
+@pytest.fixture()
+def promoted_twice(tmp_path, monkeypatch):
+    """The view reads a store whose champion (SECOND) replaced FIRST: a rollback has somewhere to go."""
+    from tests.unit.pipelines.promotions import two_promotions
+
+    store = two_promotions(tmp_path)
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_STORE", store.uri)
+    return store
+
+
+def _form_token(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page).group(1)
+
+
+def _post(session, path: str, fields: dict[str, str], cookie: str = SESSION, **headers: str):
+    return session.post(path, data=fields, headers={"Cookie": f"_token={cookie}", **headers})
+
+
+@pytest.mark.parametrize("role", ["viewer", "user"])
+def test_viewer_and_user_get_no_action_on_any_page(client, role):
+    """Viewer and User (who may trigger DAG runs, but is no operator) see no form, no button, no form token."""
+    with client.as_user(role) as session:
+        pages = [session.get(path, headers={"Cookie": f"_token={SESSION}"}).text
+                 for path in ("/", f"/batches/{FAILED}", f"/models/crack/{CHAMPION}")]  # fmt: skip
+    for page in pages:
+        assert "<form" not in page and "<button" not in page and "csrf_token" not in page
+        assert "Release this batch" not in page and "Roll back the champion" not in page
+    assert "contrast_in_bounds" in pages[1] and CHAMPION in pages[2], "the pages themselves are shown"
+
+
+@pytest.mark.parametrize("role", ["op", "admin"])
+def test_operators_get_the_release_form_on_a_failed_batch_and_the_rollback_form_on_the_champion(client, role):
+    """Op and Admin: release on the failed batch only; rollback on the overview and the champion's page."""
+    with client.as_user(role) as session:
+        overview, failed, scored, champion, other = (
+            session.get(path, headers={"Cookie": f"_token={SESSION}"}).text
+            for path in ("/", f"/batches/{FAILED}", f"/batches/{SCORED}", f"/models/crack/{CHAMPION}",
+                         f"/models/crack/{SECOND}")
+        )  # fmt: skip
+    assert 'id="release-form"' in failed and 'action="../actions/release-batch"' in failed
+    assert f'name="batch_id" value="{FAILED}"' in failed
+    assert 'id="release-form"' not in scored, "a scored batch has nothing to release"
+    for page, action in ((overview, 'action="actions/rollback-champion"'),
+                         (champion, 'action="../../actions/rollback-champion"')):  # fmt: skip
+        assert 'id="rollback-form"' in page and action in page
+        # The store's champion was already rolled back to its first version: nothing earlier to go back to.
+        assert 'id="rollback-none"' in page and 'id="rollback-submit"' not in page
+    assert 'id="rollback-form"' not in other, "only the champion's page offers the rollback"
+    # The form token is the session's: another login gets another one.
+    assert _form_token(failed) != _form_token_of(client, role, "another.session.jwt")
+
+
+def _form_token_of(client, role: str, cookie: str) -> str:
+    with client.as_user(role) as session:
+        return _form_token(session.get(f"/batches/{FAILED}", headers={"Cookie": f"_token={cookie}"}).text)
+
+
+@pytest.mark.parametrize("role", ["viewer", "user", None])
+@pytest.mark.parametrize("path", ["/actions/release-batch", "/actions/rollback-champion"])
+def test_a_post_without_the_permission_is_refused(client, rest_api, role, path):
+    """Viewer, User and a user without a role get 403 for either action, and nothing reaches the REST API."""
+    token = _form_token_of(client, "admin", SESSION)  # even with a valid form token
+    fields = {"csrf_token": token, "batch_id": FAILED, "reason": "x", "model_name": "crack",
+              "expected_champion": CHAMPION}  # fmt: skip
+    with client.as_user(role) as session:
+        response = _post(session, path, fields)
+    assert response.status_code == 403
+    assert rest_api.calls == []
+
+
+def test_a_post_without_a_session_is_refused(client, rest_api):
+    """No login at all: 401 before anything else is looked at."""
+    response = client.post("/actions/release-batch", data={"batch_id": FAILED, "reason": "x"})
+    assert response.status_code == 401 and rest_api.calls == []
+
+
+@pytest.mark.parametrize(
+    ("token", "headers"),
+    [
+        (None, {}),  # no form token
+        ("0" * 64, {}),  # a made-up one
+        ("other", {}),  # the form another login session was given
+        ("own", {"Sec-Fetch-Site": "cross-site"}),  # posted from another site
+        ("own", {"Sec-Fetch-Site": "same-site"}),  # from a sibling subdomain
+    ],
+    ids=["missing", "made-up", "other-session", "cross-site", "same-site"],
+)
+def test_a_post_needs_this_sessions_form_token(client, rest_api, token, headers):
+    """An admin's post is refused (403, nothing triggered) unless it carries the token of its own session."""
+    own = _form_token_of(client, "admin", SESSION)
+    fields = {"batch_id": FAILED, "reason": "sensor fault, frames are fine"}
+    if token is not None:
+        fields["csrf_token"] = {"own": own, "other": _form_token_of(client, "admin", "another.session.jwt")}.get(
+            token, token
+        )
+    with client.as_user("admin") as session:
+        response = _post(session, "/actions/release-batch", fields, **headers)
+    assert response.status_code == 403
+    assert "token" in response.text or "another site" in response.text
+    assert rest_api.calls == []
+
+
+def test_release_triggers_the_nightly_dag_for_that_batch_as_the_user(client, rest_api, store):
+    """The release calls POST /api/v2/dags/crack_nightly_scoring/dagRuns with the user's JWT and the batch released."""
+    token = _form_token_of(client, "admin", SESSION)
+    with client.as_user("admin") as session:
+        response = _post(
+            session,
+            "/actions/release-batch",
+            {"csrf_token": token, "batch_id": FAILED, "reason": "  sensor fault,\n frames are fine "},
+        )
+    assert response.status_code == 200, response.text
+    (call,) = rest_api.posts()
+    assert call["path"] == "/api/v2/dags/crack_nightly_scoring/dagRuns"
+    assert call["headers"]["Authorization"] == f"Bearer {SESSION}"
+    assert call["body"]["conf"] == {"store": store.uri, "batch_ids": [FAILED], "release_batches": [FAILED]}
+    assert call["body"]["logical_date"] is None
+    assert call["body"]["note"].endswith("admin-user): sensor fault, frames are fine")
+    page = response.text
+    assert 'id="run-id">manual__2026-11-30T10:00:00+00:00<' in page and 'id="paused"' in page
+    assert "nonce-" in response.headers["content-security-policy"] and "<script" not in page
+
+
+def test_rollback_triggers_the_rollback_dag_for_the_champion_the_page_showed(client, rest_api, promoted_twice):
+    """The champion's page offers the rollback to FIRST; the post triggers crack_champion_rollback with the reason."""
+    from tests.unit.pipelines.promotions import FIRST
+    from tests.unit.pipelines.promotions import SECOND as CURRENT
+
+    with client.as_user("op") as session:
+        page = session.get(f"/models/crack/{CURRENT}", headers={"Cookie": f"_token={SESSION}"}).text
+        assert f'id="rollback-target" href="../../models/crack/{FIRST}"' in page
+        assert f'name="expected_champion" value="{CURRENT}"' in page
+        response = _post(session, "/actions/rollback-champion",
+                         {"csrf_token": _form_token(page), "model_name": "crack", "expected_champion": CURRENT,
+                          "reason": "false alarms on site b"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    (call,) = rest_api.posts()
+    assert call["path"] == "/api/v2/dags/crack_champion_rollback/dagRuns"
+    assert call["headers"]["Authorization"] == f"Bearer {SESSION}"
+    assert call["body"]["conf"] == {"store": promoted_twice.uri, "model_name": "crack",
+                                    "reason": "false alarms on site b", "expected_champion": CURRENT}  # fmt: skip
+    assert f"from {CURRENT} to {FIRST}" in call["body"]["note"]
+    # The view wrote nothing: the champion moves only when the DAG run does it.
+    from crack_model.registry.versions import Registry
+
+    assert Registry(promoted_twice).aliases("crack").get("champion") == CURRENT
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "status", "says"),
+    [
+        ("/actions/release-batch", {"batch_id": FAILED, "reason": "   "}, 400, "give a reason"),
+        ("/actions/release-batch", {"batch_id": FAILED, "reason": "x" * 501}, 400, "under 500"),
+        ("/actions/release-batch", {"batch_id": SCORED, "reason": "why not"}, 409, "nothing to release"),
+        ("/actions/release-batch", {"batch_id": "2099-01-01", "reason": "why not"}, 404, "no batch"),
+        ("/actions/rollback-champion", {"model_name": "crack", "expected_champion": CHAMPION, "reason": "why"}, 409,
+         "no earlier champion"),
+        ("/actions/rollback-champion", {"model_name": "crack", "reason": "why"}, 400, "expected_champion"),
+    ],
+    ids=["blank-reason", "long-reason", "scored-batch", "unknown-batch", "no-earlier-champion", "no-champion-named"],
+)  # fmt: skip
+def test_a_post_that_cannot_be_done_is_refused_with_the_reason(client, rest_api, path, fields, status, says):
+    """Bad or pointless requests get their status and a message saying why; nothing reaches the REST API."""
+    token = _form_token_of(client, "admin", SESSION)
+    with client.as_user("admin") as session:
+        response = _post(session, path, {"csrf_token": token, **fields})
+    assert response.status_code == status
+    assert says in response.text
+    assert rest_api.calls == []
+
+
+def test_a_refusal_by_the_rest_api_is_shown_with_its_status(client, rest_api):
+    """Airflow's own refusal (here 403 from its auth manager) comes back with its status and detail."""
+    rest_api.answer = (403, {"detail": "Forbidden by the auth manager"})
+    token = _form_token_of(client, "admin", SESSION)
+    with client.as_user("admin") as session:
+        response = _post(session, "/actions/release-batch", {"csrf_token": token, "batch_id": FAILED, "reason": "x"})
+    assert response.status_code == 403
+    assert "Airflow did not start the run: Forbidden by the auth manager" in response.text
+    assert len(rest_api.posts()) == 1
+
+
+def test_an_unreachable_rest_api_is_a_502_naming_the_setting(client, monkeypatch):
+    """Nothing listens at CRACK_OPS_API_URL: 502, and the page says which setting points there."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("CRACK_OPS_API_URL", f"http://127.0.0.1:{port}")
+    token = _form_token_of(client, "admin", SESSION)
+    with client.as_user("admin") as session:
+        response = _post(session, "/actions/release-batch", {"csrf_token": token, "batch_id": FAILED, "reason": "x"})
+    assert response.status_code == 502 and "CRACK_OPS_API_URL" in response.text
+
+
+def test_the_rest_api_address_defaults_to_this_api_server(view, monkeypatch):
+    """Without CRACK_OPS_API_URL the API server calls itself on [api] port, under [api] base_url's path."""
+    from crack_ops.airflow_rest import api_url
+
+    monkeypatch.delenv("CRACK_OPS_API_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW__API__PORT", "8793")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/airflow/")
+    assert api_url() == "http://127.0.0.1:8793/airflow"
+    monkeypatch.setenv("CRACK_OPS_API_URL", "http://airflow-apiserver:8080/")
+    assert api_url() == "http://airflow-apiserver:8080"
+
+
+# ------------------------------------------------------------------------------ GX Data Docs
+
+
+def test_batch_page_links_the_data_docs_and_the_site_is_served(client, store):
+    """With Data Docs in outcome.json the batch page links index.html; its pages and styles are served sandboxed."""
+    import json
+
+    batch = "zz-docs"
+    document = outcome(batch, "failed", ["contrast_in_bounds: 1 of 1 fail"], 1, None).to_dict()
+    index = f"validation/{batch}/data_docs/index.html"
+    document["data_docs"] = {"index": index, "error": None}
+    store.write(f"validation/{batch}/outcome.json", json.dumps(document).encode())
+    store.write(index, b'<html><link rel="stylesheet" href="static/styles/site.css"><body>docs</body></html>')
+    store.write(f"validation/{batch}/data_docs/static/styles/site.css", b"body { color: black }")
+    try:
+        with client.as_user("viewer") as session:
+            page = session.get(f"/batches/{batch}").text
+            served = session.get(f"/files/{index}")
+            style = session.get(f"/files/validation/{batch}/data_docs/static/styles/site.css")
+    finally:
+        for key in ("outcome.json", "data_docs/index.html", "data_docs/static/styles/site.css"):
+            Path(store.url(f"validation/{batch}/{key}")).unlink()
+    assert f'id="data-docs-link" href="../files/{index}"' in page
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/html")
+    policy = served.headers["content-security-policy"]
+    assert "sandbox" in policy and "script-src" not in policy and "style-src 'self'" in policy
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+
+
+def test_an_unreadable_audit_log_costs_the_rollback_form_not_the_page(client, monkeypatch):
+    """When the rollback target cannot be read, the operator still gets the overview, with the reason in the form."""
+    from crack_model.core.errors import CrackModelError
+
+    def unreadable(store, name):
+        raise CrackModelError("the audit log of model crack disagrees with its aliases")
+
+    monkeypatch.setattr("crack_model.pipelines.rollback.rollback_target", unreadable)
+    with client.as_user("admin") as session:
+        response = session.get("/", headers={"Cookie": f"_token={SESSION}"})
+    assert response.status_code == 200 and f'id="champion-version">{CHAMPION}<' in response.text
+    assert 'id="rollback-problem"' in response.text and "disagrees with its aliases" in response.text
+    assert 'id="rollback-submit"' not in response.text

@@ -1,0 +1,64 @@
+"""Rolling the champion back (crack_model.pipelines.rollback): once per run, only from the champion the caller saw."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.core.errors import CrackModelError
+from crack_model.pipelines.rollback import roll_back_champion, rollback_target
+from crack_model.registry.versions import Registry
+from tests.unit.pipelines.promotions import FIRST, SECOND, two_promotions
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return two_promotions(tmp_path)
+
+
+def test_rollback_moves_the_champion_back_and_records_who_which_run_and_why(store):
+    """The champion returns to the version before it; the audit entry holds the actor, run id and reason."""
+    assert rollback_target(store, "crack") == FIRST
+    entry = roll_back_champion(store, "crack", reason="  false alarms on site b ", actor="alice",
+                               run_id="manual__2026-11-30T10:00:00+00:00", expected_champion=SECOND)  # fmt: skip
+    assert entry["already_done"] is False
+    assert (entry["event"], entry["from"], entry["to"]) == ("rollback", SECOND, FIRST)
+    assert (entry["actor"], entry["run_id"], entry["reason"]) == ("alice", "manual__2026-11-30T10:00:00+00:00",
+                                                                  "false alarms on site b")  # fmt: skip
+    registry = Registry(store)
+    assert registry.aliases("crack").get("champion") == FIRST
+    last = registry.history("crack")[-1]
+    assert (last.event, last.actor, last.run_id) == ("rollback", "alice", "manual__2026-11-30T10:00:00+00:00")
+    assert rollback_target(store, "crack") is None
+
+
+def test_a_retried_run_does_not_roll_back_twice(store):
+    """The same run id a second time returns the first entry and leaves the champion where it is."""
+    first = roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="manual__1")
+    again = roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="manual__1")
+    assert again["already_done"] is True and again["revision"] == first["revision"]
+    registry = Registry(store)
+    assert registry.aliases("crack").get("champion") == FIRST
+    assert [entry.event for entry in registry.history("crack")] == ["promote", "promote", "rollback"]
+
+
+def test_a_moved_champion_is_not_rolled_back(store):
+    """If the champion is no longer the one the operator saw, nothing moves and the error says so."""
+    with pytest.raises(CrackModelError, match=f"not {FIRST} as the rollback request expected"):
+        roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="r", expected_champion=FIRST)
+    assert Registry(store).aliases("crack").get("champion") == SECOND
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_a_rollback_needs_a_reason(store, reason):
+    """A blank reason is refused before anything is read or written."""
+    with pytest.raises(CrackModelError, match="needs a reason"):
+        roll_back_champion(store, "crack", reason=reason, actor="alice", run_id="r")
+    assert Registry(store).aliases("crack").get("champion") == SECOND
+
+
+def test_without_an_earlier_champion_there_is_nothing_to_roll_back_to(store):
+    """After one rollback the lineage holds one version: the next rollback is refused with the registry's reason."""
+    roll_back_champion(store, "crack", reason="first", actor="alice", run_id="r1")
+    with pytest.raises(CrackModelError, match="no previous champion"):
+        roll_back_champion(store, "crack", reason="second", actor="alice", run_id="r2")
+    assert Registry(store).aliases("crack").get("champion") == FIRST
