@@ -14,7 +14,8 @@ parent it was forked from):
 - a 300000x40 PNG strip, ~12 KB;
 - an uncompressed 80 MP RGBA TIFF: 320 MB of bytes, the most an allowed upload can have at the limit.
 
-Scoring is ``score_shard`` as the nightly run calls it (overlays on, default workers and budget);
+Scoring is ``score_shard`` as the nightly run calls it (tile scores kept, no overlay drawn, default
+workers and budget);
 profiling is ``profile_batch`` with the default ``ProfileConfig`` (8 workers).
 """
 

@@ -10,7 +10,11 @@ choice (160 vs 224: crack recall on the test split and speed), and the peak memo
 and profiling giant, thin and phone-size uploads (``bench/memory_bench.py``). Results go to
 ``bench/results/latest.json`` and ``bench/results/latest.md``.
 
-``--only memory`` runs the memory cases alone (results in ``bench/results/memory.json`` and ``memory.md``).
+``--only memory`` runs the memory cases alone (results in ``bench/results/memory.json`` and ``memory.md``);
+``--only nightly`` the nightly path at crack rates of 15% and 50% and on 12 MP photos against the model
+alone (``bench/nightly_bench.py``; ``nightly.json``, ``nightly.md``); ``--only retrain`` retraining with a
+cold and a warm feature cache against the notebook loop (``bench/retrain_bench.py``; ``retrain.json``).
+A whole run does all of them.
 """
 
 from __future__ import annotations
@@ -69,19 +73,11 @@ def naive_loop(model_dir: Path, pixels: np.ndarray) -> float:
 
 
 def runtime_ceiling(model_dir: Path, runtime: str, pixels: np.ndarray) -> float:
-    """The runtime alone on decoded pixels, at the best of batch sizes 16, 32 and 64 (best of 2 tries)."""
+    """The runtime alone on decoded pixels, at its best batch size and thread layout (``nightly_bench.model_only``)."""
+    from bench.nightly_bench import model_only
     from crack_model.serving.scorer import load_scorer
 
-    scorer = load_scorer(model_dir, runtime=runtime)
-    best = 0.0
-    for batch_size in (16, 32, 64):
-        scorer.class_probabilities(pixels[:batch_size])
-        for _ in range(2):
-            started = time.perf_counter()
-            for start in range(0, len(pixels), batch_size):
-                scorer.class_probabilities(pixels[start : start + batch_size])
-            best = max(best, rate(len(pixels), time.perf_counter() - started))
-    return best
+    return model_only(load_scorer(model_dir, runtime=runtime), pixels)
 
 
 def engine(store_uri: str, model_dir: Path, runtime: str, batch_id: str) -> float:
@@ -143,13 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=400, help="real photos per measurement (default 400)")
     parser.add_argument("--naive-images", type=int, default=100, help="photos for the slow per-image loop")
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench")
-    parser.add_argument("--only", choices=["memory"], help="run one section alone")
+    parser.add_argument("--only", choices=["memory", "nightly", "retrain"], help="run one section alone")
+    parser.add_argument("--nightly-images", type=int, default=4000, help="patches per nightly batch (default 4000)")
+    parser.add_argument("--nightly-photos", type=int, default=12, help="12 MP photos in the nightly photo batch")
     args = parser.parse_args(argv)
     if not SAMPLE.is_dir() or not Path(WEIGHTS).is_file():
         print(f"bench needs the real sample at {SAMPLE} and weights at {WEIGHTS}", file=sys.stderr)
         return 2
     if args.only == "memory":
         return memory_only(args.work)
+    if args.only == "nightly":
+        return nightly_only(args)
+    if args.only == "retrain":
+        from bench.retrain_bench import main as retrain_main
+
+        return retrain_main([])
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -214,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.memory_bench import measure_memory
 
     results["memory"] = measure_memory(trained_model(224, args.work), args.work)
+    nightly_only(args)
 
     profile_bench = PROJECT / "bench" / "profile_bench.py"
     if profile_bench.is_file():
@@ -225,6 +230,26 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "latest.md").write_text(markdown(results))
     print(markdown(results))
+    from bench.retrain_bench import main as retrain_main
+
+    return retrain_main([])
+
+
+def nightly_only(args: argparse.Namespace) -> int:
+    """The nightly path against the model alone (224 px model, trained once); nightly.json and nightly.md."""
+    from bench.nightly_bench import markdown_nightly, measure_nightly
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    nightly = measure_nightly(trained_model(224, args.work), args.work, images=args.nightly_images,
+                              photos=args.nightly_photos)  # fmt: skip
+    results = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "nightly": nightly,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "nightly.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "nightly.md").write_text(markdown_nightly(nightly))
+    print(markdown_nightly(nightly))
     return 0
 
 

@@ -131,6 +131,7 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
     recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)")
     recipe.add_argument("--slice-balance", type=float, default=1.0, help="0 (none) to 1 (full) slice balancing")
+    recipe.add_argument("--crack-weight", type=float, default=1.0, help="weight of a crack image (default: 1)")
     recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -176,7 +177,7 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     out = args.out or Path("build") / f"cv-{args.cv}"
     train_config = TrainConfig(epochs=args.epochs, fine_tune_layers=args.fine_tune_layers,
                                label_smoothing=args.label_smoothing, slice_balance=args.slice_balance,
-                               target_recall=args.target_recall)  # fmt: skip
+                               crack_weight=args.crack_weight, target_recall=args.target_recall)  # fmt: skip
     result = cross_validate(
         args.data, out, data_config_from(args), ModelConfig(weights=args.weights), train_config, folds=args.cv,
         feature_cache_dir=args.feature_cache, augmented_views=args.augmented_views,

@@ -1,4 +1,4 @@
-"""``crack-model predict|score``: score image files, or a batch of uploads in object storage."""
+"""``crack-model predict|score|overlays``: score image files or a batch of uploads; draw a batch's overlays."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from crack_model.cli.arguments import positive_int
 from crack_model.core import layout
 from crack_model.core.storage import open_store
+from crack_model.pipelines.overlays import draw_overlays
 from crack_model.serving.batch import score_shard
 from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
 from crack_model.serving.scorer import load_scorer
@@ -58,7 +59,8 @@ def add_score_command(commands: Any) -> None:
         "score",
         help="score a batch of uploads in object storage and write results next to it",
         description="Score <store>/incoming/<batch_id>/ and write <store>/results/<batch_id>/ "
-        "(predictions.csv, summary.json, overlays/, _SUCCESS last). Resumes where a killed run stopped.",
+        "(predictions.csv, summary.json, _SUCCESS last; each image's tile scores in _parts/, from which "
+        "`crack-model overlays` or the ops view draw heat maps). Resumes where a killed run stopped.",
     )
     score.add_argument(
         "--batch", required=True, help="<store>/incoming/<batch_id>; store = s3://bucket[/prefix] or a folder"
@@ -69,9 +71,17 @@ def add_score_command(commands: Any) -> None:
     score.add_argument("--batch-size", type=positive_int, help="inference batch size (default: suits the runtime)")
     score.add_argument("--workers", type=positive_int, default=8, help="fetch/decode threads (default: 8)")
     score.add_argument("--part-rows", type=positive_int, default=500, help="rows per resumable part (default: 500)")
-    score.add_argument("--no-overlays", action="store_true", help="do not write heat-map overlays for crack images")
+    drawing = score.add_mutually_exclusive_group()
+    drawing.add_argument(
+        "--overlays", action="store_true", help="also draw crack heat maps now (slower: on the scoring path)"
+    )
+    drawing.add_argument(
+        "--no-overlays", dest="overlays", action="store_false", help="draw no heat map while scoring (the default)"
+    )
     score.add_argument("--force", action="store_true", help="rescore even if the batch already has _SUCCESS")
     score.set_defaults(handler=run_score)
+    # Registered with ``score``: it works on what ``score`` leaves, and main.py wires commands by module.
+    add_overlays_command(commands)
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -80,7 +90,7 @@ def run_score(args: argparse.Namespace) -> int:
     scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri)
     report = score_shard(
         store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
-        workers=args.workers, overlays=not args.no_overlays, force=args.force, progress=not args.quiet,
+        workers=args.workers, overlays=args.overlays, force=args.force, progress=not args.quiet,
     )  # fmt: skip
     results = open_store(store_uri).url(layout.results_key(batch_id))
     if report.already_complete:
@@ -95,4 +105,31 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"batch complete: {results}/{layout.PREDICTIONS}, {layout.SUMMARY}, {layout.SUCCESS}")
     else:
         print(f"shard done; the batch completes when all {shard.count} shards are done")
+    return 0
+
+
+def add_overlays_command(commands: Any) -> None:
+    overlays = commands.add_parser(
+        "overlays",
+        help="draw the heat-map overlay of every crack image of a scored batch",
+        description="Draw results/<batch_id>/overlays/<upload>.png for every row of predictions.csv labeled crack, "
+        "from the tile scores scoring kept (overlays already there are kept). The ops view draws them one by one "
+        "when first shown; this draws them all, e.g. to copy the folder elsewhere.",
+    )
+    overlays.add_argument(
+        "--batch", required=True, help="<store>/incoming/<batch_id>; store = s3://bucket[/prefix] or a folder"
+    )
+    overlays.add_argument("--workers", type=positive_int, default=2, help="drawing threads (default: 2)")
+    overlays.add_argument("--refresh", action="store_true", help="draw again the overlays already there")
+    overlays.set_defaults(handler=run_overlays)
+
+
+def run_overlays(args: argparse.Namespace) -> int:
+    store_uri, batch_id = layout.parse_batch_uri(args.batch)
+    report = draw_overlays(store_uri, batch_id, workers=args.workers, refresh=args.refresh)
+    folder = open_store(store_uri).url(layout.results_key(batch_id, layout.OVERLAYS))
+    print(f"batch {batch_id}: {report.drawn} overlays drawn, {report.kept} already there, in {folder}")
+    if report.failed:
+        print(f"{report.failed} crack images could not be drawn (see the warnings above)", file=sys.stderr)
+        return 1
     return 0

@@ -10,6 +10,8 @@ is approved only if it reaches the same floors and gives the Keras label on at l
 ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
 it includes 0. A holdout that shares an image with the candidate's training data is refused.
+The report also gives photo-level figures on mosaics of holdout patches (gate_photo.py): reported,
+not gating.
 
 The report (JSON and HTML) is stored with the candidate version, write-once; with
 ``promote=True`` a passing candidate becomes champion by compare-and-swap against the
@@ -43,6 +45,7 @@ from crack_model.evaluation.gate_checks import (
     slice_regression_checks,
     slice_reports,
 )
+from crack_model.evaluation.gate_photo import photo_level_note, photo_level_section
 from crack_model.evaluation.gate_report import render_gate_html
 from crack_model.evaluation.holdout import (
     Evaluation,
@@ -358,7 +361,10 @@ def _evaluate(
         champion = evaluate_on_holdout(champion_scorer, holdout_set)
 
     body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
-    body["notes"] = [*notes, *body["notes"]]
+    body["photo_level"] = photo_level_section(opened.uri, name, candidate_version, champion_version, holdout_set,
+                                              body["approved_runtimes"])  # fmt: skip
+    photo_note = photo_level_note(body["photo_level"])
+    body["notes"] = [*notes, *body["notes"], *([photo_note] if photo_note else [])]
     document = {
         "format_version": FORMAT_VERSION,
         "name": name,

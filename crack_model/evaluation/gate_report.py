@@ -106,6 +106,38 @@ def _runtimes(report: Mapping[str, Any]) -> dict[str, Any]:
     return _table(["runtime", "approved", "agreement", "crack recall", "accuracy", "failed"], rows)
 
 
+def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Candidate and champion on the holdout mosaics: the photo rule's figures beside the old highest-tile rule's."""
+    section = report.get("photo_level")
+    if not section:
+        return None
+    rows = []
+    for role in ("candidate", "champion"):
+        figures = section.get(role)
+        if not figures:
+            continue
+        rows.append([
+            f"{role} ({figures['runtime']})", figures["rule"]["describe"],
+            f"{figures['false_alarms']} of {figures['clean_mosaics']}",
+            f"{figures['found']} of {figures['crack_mosaics']}",
+            f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']}",
+            _number(figures["meets_bar"]),
+            f"{figures['max_rule']['false_alarms']} / {figures['max_rule']['found']}",
+        ])  # fmt: skip
+    headers = ["model", "photo rule", "false alarms (clean photos)", "crack photos found",
+               "crack patches in marked tiles", "meets the bar", "highest-tile rule: false alarms / found"]  # fmt: skip
+    mosaics = section["mosaics"]
+    shape: Mapping[str, Any] = next((section[role] for role in ("candidate", "champion") if section.get(role)), {})
+    caption = (
+        f"{mosaics['clean']} clean and {mosaics['with_cracks']} crack photos (1 to {mosaics['max_cracks']} crack "
+        f"patches each) of {'x'.join(map(str, shape.get('grid') or []))} holdout patches"
+        f" ({'x'.join(map(str, shape.get('photo_size') or []))} px, {shape.get('tiles_per_mosaic', 0)} tiles); "
+        f"{section['marked']}. Bar: at most 1 false alarm in 40 clean photos, every crack photo found, "
+        "90 % of crack patches in marked tiles."
+    )
+    return {"caption": caption, "skipped": section.get("skipped"), "table": _table(headers, rows) if rows else None}
+
+
 def _policy(policy: Mapping[str, Any]) -> dict[str, Any]:
     rows = [
         ["floors", str(policy["floors"]) or "{}"],
@@ -130,6 +162,7 @@ def render_gate_html(report: Mapping[str, Any]) -> str:
         confusions=[_confusion(report["candidate"], "Candidate"), _confusion(report.get("champion"), "Champion")],
         slices=_slices(report),
         runtimes=_runtimes(report),
+        photo_level=_photo_level(report),
         approved=", ".join(report["approved_runtimes"]) or "none",
         policy=_policy(report["policy"]),
     )

@@ -22,6 +22,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.pipelines.ops_files import iter_object
+from crack_model.pipelines.overlays import has_tile_scores
 from crack_model.pipelines.overview import DEFAULT_NAME, batch_row
 from crack_model.pipelines.store_reader import StoreReader
 
@@ -107,6 +108,9 @@ def _validation(outcome: dict[str, Any] | None) -> dict[str, Any] | None:
         "reasons_total": len(outcome.get("reasons") or []),
         "counts": outcome.get("counts") or {},
         "failed_checks": failed,
+        # Store key of the run's GX Data Docs index.html; None when they were not built (see data_docs.error).
+        "data_docs": (outcome.get("data_docs") or {}).get("index"),
+        "data_docs_error": (outcome.get("data_docs") or {}).get("error"),
         "drift": {
             "checked": bool(drift.get("checked")),
             "drifted": drift.get("drifted"),
@@ -132,7 +136,11 @@ def _lines(store: ObjectStore, key: str) -> Iterator[str]:
 
 
 def _cracks(reader: StoreReader, batch_id: str, row: dict[str, Any], count: int) -> tuple[list[dict[str, Any]], int]:
-    """The ``count`` most probable cracks (rows labeled as the crack class), with their overlay keys."""
+    """The ``count`` most probable cracks (rows labeled as the crack class), with their overlay keys.
+
+    An overlay key is given when the PNG is stored, or when the batch kept tile scores to draw it from:
+    the view draws it on the first request (``overlays.overlay_for_key``).
+    """
     key = layout.results_key(batch_id, layout.PREDICTIONS)
     crack_class = _crack_class(reader, batch_id)
     best: list[tuple[float, int, dict[str, str]]] = []
@@ -152,9 +160,15 @@ def _cracks(reader: StoreReader, batch_id: str, row: dict[str, Any], count: int)
         reader.note(f"cannot read {key}: {error}")
         return [], 0
     cracks = []
+    drawable: bool | None = None  # asked once, and only if some overlay is not stored yet
     for probability, _, prediction in sorted(best, key=lambda item: (item[0], item[1]), reverse=True):
         object_key = prediction.get("key", "")
-        overlay = layout.results_key(batch_id, "overlays", f"{layout.relative_to_batch(object_key, batch_id)}.png")
+        overlay_key = layout.overlay_key(batch_id, object_key)
+        overlay: str | None = overlay_key
+        if not reader.exists(overlay_key):
+            if drawable is None:
+                drawable = _can_draw(reader, batch_id)
+            overlay = overlay_key if drawable else None
         cracks.append(
             {
                 "key": object_key,
@@ -162,10 +176,18 @@ def _cracks(reader: StoreReader, batch_id: str, row: dict[str, Any], count: int)
                 "crack_probability": probability if probability >= 0 else None,
                 "threshold": _float(prediction.get("threshold")),
                 "tile_count": prediction.get("tile_count") or None,
-                "overlay": overlay if reader.exists(overlay) else None,
+                "overlay": overlay,
             }
         )
     return cracks, total
+
+
+def _can_draw(reader: StoreReader, batch_id: str) -> bool:
+    try:
+        return has_tile_scores(reader.store, batch_id)
+    except Exception as error:  # an unreadable summary or listing leaves the rest of the page
+        reader.note(f"cannot look for the tile scores of {batch_id}: {error}")
+        return False
 
 
 def _crack_class(reader: StoreReader, batch_id: str) -> str | None:

@@ -135,6 +135,8 @@ def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, An
 
     links: dict[str, Any] = {
         "validation_report": layout.validation_key(batch_id, "report.html") if outcome else None,
+        # The run's GX Data Docs index.html, as outcome.json records it (None: not built, or an older run).
+        "data_docs": ((outcome or {}).get("data_docs") or {}).get("index"),
         "predictions": layout.results_key(batch_id, layout.PREDICTIONS) if complete else None,
         "summary": layout.results_key(batch_id, layout.SUMMARY) if summary else None,
         "quarantine": layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST)

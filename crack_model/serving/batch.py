@@ -3,6 +3,9 @@
 A batch is ``incoming/<batch_id>/`` in a store. It may be split into N shards by key hash
 (what Airflow fans out over workers); each shard writes its rows in parts under
 ``results/<batch_id>/_parts/<model_version>/<shard>/`` and a ``_DONE`` marker when finished.
+Each part's ``.tiles.jsonl`` keeps every image's tile boxes and probabilities: heat-map overlays
+are drawn from them on demand (``crack_model.pipelines.overlays``), not during the night, unless
+``overlays=True`` asks for them inline.
 A restarted shard skips the keys its parts already hold, so a killed run loses nothing and
 duplicates nothing. When every shard is done, the parts are merged into
 ``predictions.csv`` and ``summary.json``, and ``_SUCCESS`` is written last.
@@ -33,6 +36,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.core.uploads import list_uploads, manifest_digest, problem_aware_fetch, read_manifest, validated_fetch
+from crack_model.serving import tile_scores
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.scorer import Scorer, load_scorer
@@ -58,8 +62,11 @@ class ShardReport:
 
 
 def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None = None) -> str:
-    parts = [model_version] if shard is None else [model_version, shard.name]
-    return layout.results_key(batch_id, layout.PARTS, *parts)
+    return (
+        layout.parts_key(batch_id, model_version)
+        if shard is None
+        else layout.parts_key(batch_id, model_version, shard.name)
+    )
 
 
 def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
@@ -105,7 +112,7 @@ def score_shard(
     part_rows: int = 500,
     batch_size: int | None = None,
     workers: int = 8,
-    overlays: bool = True,
+    overlays: bool = False,
     force: bool = False,
     progress: bool = False,
     finalize: bool = True,
@@ -115,6 +122,8 @@ def score_shard(
     Args:
         exclude: keys to leave out, besides those validation quarantined (always skipped).
         part_rows: rows per part file: the most a killed run has to redo.
+        overlays: also draw each crack image's overlay now (a decode, blend and PNG per crack image, on the
+            scoring path); by default only tile scores are stored and overlays are drawn when asked for.
         force: rescore even if the batch already has ``_SUCCESS``.
         finalize: merge the results if this was the last shard to finish.
     """
@@ -157,19 +166,25 @@ def score_shard(
     log.info("%s of batch %s: %d objects, %d already scored, %d to score", shard.name, batch_id,
              len(keys), len(keys) - len(todo), len(todo))  # fmt: skip
 
+    _drop_stale_overlays(store, batch_id, todo)
+
     started = time.perf_counter()
     next_part = len(existing_parts)
     pending: list[dict[str, Any]] = []
+    pending_scores: list[ImageScore] = []
     part_started = started
 
     def write_part() -> None:
-        nonlocal next_part, pending, part_started
+        nonlocal next_part, pending, pending_scores, part_started
         name = f"{parts_prefix}/part-{next_part:06d}"
+        # Tile scores first: a part's rows (what a resumed run skips) always have theirs.
+        lines = tile_scores.encode(pending_scores)
+        store.write(f"{name}{layout.TILE_SCORES_SUFFIX}", lines, content_type="application/x-ndjson")
         store.write(f"{name}.csv", _rows_to_csv(pending), content_type="text/csv")
         # Each part records its own count and time, so a summary counts every attempt, killed ones too.
         now = time.perf_counter()
         PartStats(images=len(pending), seconds=round(now - part_started, 3)).write(store, f"{name}.json")
-        next_part, pending, part_started = next_part + 1, [], now
+        next_part, pending, pending_scores, part_started = next_part + 1, [], [], now
 
     sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
     scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
@@ -177,6 +192,7 @@ def score_shard(
         if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
             _write_overlay(store, batch_id, score, scorer.card.threshold)
         pending.append(result_row(score, scorer))
+        pending_scores.append(score)
         if len(pending) >= part_rows:
             write_part()
     if pending:
@@ -210,11 +226,23 @@ def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bo
     return summary is None or validated is None or summary.validated_manifest in (None, validated)
 
 
+def _drop_stale_overlays(store: ObjectStore, batch_id: str, keys: list[str]) -> None:
+    """Delete the overlays of keys about to be scored again: the ops view would show the old picture.
+
+    One listing of the batch's overlays (empty on a first run), not one request per key.
+    """
+    if not keys:
+        return
+    wanted = {layout.overlay_key(batch_id, key) for key in keys}
+    for info in list(store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")):
+        if info.key in wanted:
+            store.delete(info.key)
+
+
 def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, threshold: float) -> None:
     try:
         png = render_overlay(store.read(score.key), score.boxes, score.tile_probabilities, threshold)
-        relative = layout.relative_to_batch(score.key, batch_id)
-        store.write(layout.results_key(batch_id, "overlays", f"{relative}.png"), png, content_type="image/png")
+        store.write(layout.overlay_key(batch_id, score.key), png, content_type="image/png")
     except Exception as error:  # the score stands even if the picture cannot be drawn or stored
         log.warning("no overlay for %s: %s: %s", score.key, type(error).__name__, error)
 

@@ -24,6 +24,7 @@ import numpy as np
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, open_image, read_header
+from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import (
     Box,
     TileConfig,
@@ -34,6 +35,9 @@ from crack_model.core.tiling import (
     tile_boxes,
     tile_count,
 )
+from crack_model.serving.inference_pool import InferencePool
+from crack_model.serving.photo_decision import PhotoRule, decision_note, photo_is_crack
+from crack_model.serving.runtimes import copies
 from crack_model.serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -148,6 +152,7 @@ def score_images(
     object_sizes: Mapping[str, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode_threads: int | None = None,
+    inference_copies: int | None = None,
 ) -> Iterator[ImageScore]:
     """Score each key and yield one ImageScore per key (order not guaranteed).
 
@@ -160,6 +165,8 @@ def score_images(
             without, only their number is bounded, which matters for uncompressed giants (an 80 MP TIFF is 320 MB).
         decode_threads: threads decoding and tiling (default: 1 per core).
         batch_size: images per inference call (default: what suits the runtime).
+        inference_copies: single-threaded copies of a LiteRT model scoring batches side by side (default: 1 per
+            core; 1: one interpreter on the scorer's threads). Keras always scores one batch at a time.
     """
     card = scorer.card
     batch_size = batch_size or scorer.runtime.preferred_batch
@@ -171,19 +178,30 @@ def score_images(
     waiting: deque[list[Any]] = deque()
     batch: list[np.ndarray] = []
     owners: list[tuple[list[Any], int]] = []
+    # The owners of the tiles of each batch being scored, oldest first.
+    scoring: deque[list[tuple[list[Any], int]]] = deque()
+    pool = InferencePool(copies(scorer.runtime, inference_copies or os.cpu_count() or 1))
 
     def run_batch() -> Iterator[ImageScore]:
+        """Send one batch to the model; take results back while every copy is busy."""
         pixels = np.stack(batch[:batch_size])
         count = len(pixels)
         if count < batch_size and scorer.runtime.fixed_batch:  # Keras: a fixed shape avoids retracing
             pixels = np.concatenate([pixels, np.zeros((batch_size - count, *pixels.shape[1:]), pixels.dtype)])
-        probabilities = scorer.class_probabilities(pixels)[:count, card.crack_index]
-        for (entry, tile_index), probability in zip(owners[:count], probabilities, strict=True):
+        pool.submit(pixels)
+        scoring.append(owners[:count])
+        del batch[:count], owners[:count]
+        while pool.full:
+            yield from collect()
+
+    def collect() -> Iterator[ImageScore]:
+        scored = scoring.popleft()
+        probabilities = pool.take()[: len(scored), card.crack_index]
+        for (entry, tile_index), probability in zip(scored, probabilities, strict=True):
             entry[1][tile_index] = float(probability)
             entry[2] -= 1
-        del batch[:count], owners[:count]
         while waiting and waiting[0][2] == 0:
-            yield _finish(waiting.popleft(), card.threshold, card.class_names, card.crack_class)
+            yield _finish(waiting.popleft(), card)
 
     def fetch_key(key: str) -> _Fetched:
         return fetch_object(key, fetch, size, tiles, max_pixels)
@@ -216,16 +234,25 @@ def score_images(
             # The image's array must go when its memory budget does, not with the next batch.
             batch[:] = [np.array(tile) if tile.base is pixels else tile for tile in batch]
 
-    for prepared in prepared_images:
-        yield from queue(prepared)
-    while batch:
-        yield from run_batch()
+    with pool:
+        for prepared in prepared_images:
+            yield from queue(prepared)
+        while batch:
+            yield from run_batch()
+        while pool.pending:
+            yield from collect()
 
 
-def _finish(entry: list[Any], threshold: float, class_names: list[str], crack_class: str) -> ImageScore:
+def _finish(entry: list[Any], card: ModelCard) -> ImageScore:
+    """Label a fully scored image by the card's photo rule (photo_decision.py), the same for every runtime."""
     score: ImageScore = entry[0]
     score.tile_probabilities = entry[1]
     score.crack_probability = max(entry[1])
-    others = [name for name in class_names if name != crack_class]
-    score.label = crack_class if score.crack_probability >= threshold else others[0]
+    rule = PhotoRule.of(card)
+    is_crack = photo_is_crack(score.tile_probabilities, score.boxes, rule)
+    others = [name for name in card.class_names if name != card.crack_class]
+    score.label = card.crack_class if is_crack else others[0]
+    # A row whose highest tile reaches the threshold but is no crack says why.
+    why = decision_note(score.tile_probabilities, rule, is_crack)
+    score.note = "; ".join(part for part in (score.note, why) if part)
     return score

@@ -126,7 +126,7 @@ def cross_validate(
         run = train(
             data_source, output_dir / f"fold-{number}", data_config, model_config, train_config, split=split,
             export_runtimes=False, feature_cache_dir=feature_cache_dir, augmented_views=augmented_views,
-            verbose=verbose,
+            verbose=verbose, photo_mosaics=None,  # the recipe is measured on patches: no photo rule per fold
         )  # fmt: skip
         matrix = run.metrics["test"]["confusion_matrix"]
         outcomes = outcomes_from_matrix(

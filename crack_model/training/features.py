@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crack_model.core.concurrency import map_bounded
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.storage import read_uri
@@ -76,48 +79,63 @@ def cached_features(
     cache: FeatureCache,
     data_config: DataConfig,
 ) -> tuple[np.ndarray, int]:
-    """Features (views, images, dims) for every image and view; returns (features, newly computed)."""
-    import tensorflow as tf
+    """Features (views, images, dims) for every image and view; returns (features, newly computed).
 
+    What the cache lacks is computed image by image: each image is decoded once for all its missing
+    views (on threads: Pillow decodes outside the GIL), the augmented copies of a batch are drawn in
+    one call, batches keep one shape (a new one would retrace the extractor), and the cache files are
+    written by a thread of their own while the next batch runs through the base.
+    """
     dims = int(extractor.output_shape[-1])
     features = np.zeros((views, len(images), dims), dtype=np.float32)
-    missing: list[tuple[int, int]] = []
+    missing: dict[int, list[int]] = {}  # image index -> views to compute
     for view in range(views):
         for index, image in enumerate(images):
             found = cache.get(image.sha256, view)
             if found is None or found.shape != (dims,):
-                missing.append((view, index))
+                missing.setdefault(index, []).append(view)
             else:
                 features[view, index] = found
-    if not missing:
+    computed = sum(len(wanted) for wanted in missing.values())
+    if not computed:
         return features, 0
-    size = data_config.image_size
+    size, batch_size = data_config.image_size, data_config.batch_size
+    rows: list[tuple[int, int]] = []  # (view, image index) of each row of the batch being filled
+    pixels = np.zeros((batch_size, size, size, 3), dtype=np.float32)
 
-    def load(position: Any) -> np.ndarray:
-        _, index = missing[int(position)]
-        return decode_to_array(read_uri(images[index].uri), size)
+    def decode(index: int) -> tuple[int, np.ndarray]:
+        return index, decode_to_array(read_uri(images[index].uri), size)
 
-    def load_tensor(position: tf.Tensor) -> tf.Tensor:
-        pixels = tf.numpy_function(load, [position], tf.uint8, stateful=False)
-        pixels.set_shape((size, size, 3))
-        return tf.cast(pixels, tf.float32)
+    def store(entries: list[tuple[str, int, np.ndarray]]) -> None:
+        for sha256, view, vector in entries:
+            cache.put(sha256, view, vector)
 
-    positions = tf.data.Dataset.range(len(missing))
-    pixels = positions.map(load_tensor, num_parallel_calls=tf.data.AUTOTUNE).batch(data_config.batch_size)
-    start = 0
-    for batch in pixels.prefetch(tf.data.AUTOTUNE):
-        count = int(batch.shape[0])
-        chunk = missing[start : start + count]
-        augmented = np.array([view > 0 for view, _ in chunk])
-        inputs = batch.numpy()
-        if augmented.any():
-            inputs[augmented] = np.asarray(augmentation(inputs[augmented], training=True))
-        output = np.asarray(extractor.predict_on_batch(inputs))
-        for (view, index), vector in zip(chunk, output, strict=True):
-            features[view, index] = vector
-            cache.put(images[index].sha256, view, vector)
-        start += count
-    return features, len(missing)
+    with ThreadPoolExecutor(1, thread_name_prefix="feature-cache") as writer:
+        pending: list[Future[None]] = []
+
+        def run_batch() -> None:
+            augmented = np.array([view > 0 for view, _ in rows] + [False] * (batch_size - len(rows)))
+            if augmented.any():
+                pixels[augmented] = np.asarray(augmentation(pixels[augmented], training=True))
+            output = np.asarray(extractor.predict_on_batch(pixels))
+            for row, (view, index) in enumerate(rows):
+                features[view, index] = output[row]
+            pending.append(writer.submit(store, [(images[index].sha256, view, output[row])
+                                                 for row, (view, index) in enumerate(rows)]))  # fmt: skip
+            rows.clear()
+
+        decoded = map_bounded(decode, list(missing), workers=os.cpu_count() or 1, thread_name_prefix="features")
+        for index, image_pixels in decoded:
+            for view in missing[index]:
+                pixels[len(rows)] = image_pixels
+                rows.append((view, index))
+                if len(rows) == batch_size:
+                    run_batch()
+        if rows:
+            run_batch()
+        for future in pending:
+            future.result()  # a failed cache write is an error, not a silent miss next time
+    return features, computed
 
 
 def fit_head_on_features(

@@ -18,10 +18,12 @@ from crack_model.core.storage import read_uri
 from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
 from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics
+from crack_model.evaluation.mosaics import MosaicConfig
 from crack_model.training.export import export_model
 from crack_model.training.features import fit_head_on_features, predict_from_features
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
+from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,16 @@ def train(
     export_runtimes: bool = True,
     feature_cache_dir: str | Path | None = None,
     augmented_views: int = 1,
+    photo_mosaics: MosaicConfig | None = DEFAULT_MOSAICS,
 ) -> TrainingRun:
     """Train, pick the threshold on validation, evaluate on test, and save everything.
 
     With ``feature_cache_dir``, the frozen base's features are cached per image (the plain
     image and ``augmented_views`` augmented copies) and only the head trains on them: the
     same network, far less work (see features.py); fine-tuning still runs the full model.
+
+    Photos cut into several tiles get a photo rule chosen on mosaics of validation patches and
+    measured on mosaics of test patches (photo_rule.py, ``photo_mosaics``; None: no photo rule).
 
     Writes to ``output_dir``: model.keras, model.json (card), history.json, metrics.json,
     LiteRT exports (model_fp32.tflite, model_int8.tflite) unless ``export_runtimes`` is off,
@@ -100,8 +106,11 @@ def train(
     classifier = build_classifier(data_config, model_config)
     augmentation = build_augmentation(model_config, seed=data_config.seed) if model_config.augment else None
     training_model = build_training_model(classifier, augmentation)
-    train_weights = balance_weights(split.train, train_config.slice_balance)
-    validation_weights = balance_weights(split.validation, train_config.slice_balance)
+    crack_class, crack_weight = data_config.crack_class, train_config.crack_weight
+    train_weights = balance_weights(split.train, train_config.slice_balance, crack_class=crack_class,
+                                    crack_weight=crack_weight)  # fmt: skip
+    validation_weights = balance_weights(split.validation, train_config.slice_balance, crack_class=crack_class,
+                                         crack_weight=crack_weight)  # fmt: skip
     log.info("share of the training loss per class/slice: %s", cell_shares(split.train, train_weights))
     train_data = make_dataset(split.train, data_config, shuffle=True, weights=train_weights)
     validation_data = make_dataset(split.validation, data_config, weights=validation_weights)
@@ -211,6 +220,8 @@ def train(
         card = ModelCard.load(output_dir)
         for check in checks:
             artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
+    metrics["photo_level"] = fit_photo_rule(output_dir, split, photo_mosaics)
+    card = ModelCard.load(output_dir)
     artifacts["metrics"] = output_dir / "metrics.json"
     artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     if checkpoint.is_file():  # the best epoch's full classifier (with the feature cache too: see features.py)

@@ -6,7 +6,19 @@ import pytest
 
 from crack_model.cli.main import build_parser, main
 
-COMMANDS = ("train", "evaluate", "predict", "synth", "score", "export", "validate", "retrain", "gate", "registry")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "synth",
+    "score",
+    "overlays",
+    "export",
+    "validate",
+    "retrain",
+    "gate",
+    "registry",
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

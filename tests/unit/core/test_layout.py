@@ -58,3 +58,14 @@ def test_a_batch_listing_keeps_every_upload_and_drops_only_markers(tmp_path):
         store.write(key, b"x")
     kept = [info.key for info in store.list(layout.incoming_prefix("b1")) if not layout.is_marker(info.key)]
     assert sorted(kept) == sorted(uploads)
+
+
+def test_an_overlay_key_leads_back_to_its_upload():
+    """overlay_source inverts overlay_key (nested names, spaces, unicode) and refuses any other key."""
+    for key in ("incoming/b1/a.jpg", "incoming/b1/site a/ünï/photo 1.JPG"):
+        overlay = layout.overlay_key("b1", key)
+        assert overlay.startswith("results/b1/overlays/") and overlay.endswith(".png")
+        assert layout.overlay_source(overlay) == ("b1", key)
+    for other in ("results/b1/predictions.csv", "results/b1/overlays/a.jpg", "results/b1/overlays/.png",
+                  "results/../overlays/a.png", "validation/b1/overlays/a.png", "results/b1/overlays"):  # fmt: skip
+        assert layout.overlay_source(other) is None

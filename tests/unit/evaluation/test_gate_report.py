@@ -132,3 +132,45 @@ def test_every_value_is_escaped_never_raw_markup(place):
     page = render_gate_html(report)
     assert ESCAPED in page
     assert "<script" not in page and "alert(1)</script>" not in page
+
+
+def photo_figures(runtime: str, rule: str, false_alarms: int, max_rule_false_alarms: int) -> dict[str, Any]:
+    """The figures ``photo_check.mosaic_check`` stores for one model."""
+    return {
+        "runtime": runtime,
+        "rule": {"describe": rule},
+        "grid": [8, 10],
+        "photo_size": [2270, 1816],
+        "tiles_per_mosaic": 154,
+        "clean_mosaics": 40,
+        "false_alarms": false_alarms,
+        "crack_mosaics": 40,
+        "found": 40,
+        "crack_patches": 81,
+        "crack_patches_in_marked_tiles": 80,
+        "meets_bar": false_alarms <= 1,
+        "max_rule": {"false_alarms": max_rule_false_alarms, "found": 40},
+    }
+
+
+def test_the_photo_level_section_shows_candidate_and_champion_before_and_after():
+    """Both models' photo figures on the holdout mosaics, beside the highest-tile rule's; absent when not measured."""
+    report = document()
+    report["photo_level"] = {
+        "mosaics": {"clean": 40, "with_cracks": 40, "max_cracks": 3},
+        "marked": "a crack patch is in marked tiles when tiles at or above the tile threshold cover at least 50% of it",
+        "candidate": photo_figures("litert-int8", "highest tile >= 0.8570", 1, 19),
+        "champion": photo_figures("litert-int8", "highest tile >= 0.5000", 19, 19),
+    }
+    page = render_gate_html(report)
+    assert "<h2>Full-size photos (mosaics of holdout patches)</h2>" in page
+    assert "40 clean and 40 crack photos (1 to 3 crack patches each) of 8x10 holdout patches (2270x1816 px" in page
+    assert (
+        "<tr><td>candidate (litert-int8)</td><td>highest tile &gt;= 0.8570</td><td>1 of 40</td><td>40 of 40</td>"
+        "<td>80 of 81</td><td>yes</td><td>19 / 40</td></tr>"
+    ) in page
+    assert "<td>champion (litert-int8)</td><td>highest tile &gt;= 0.5000</td><td>19 of 40</td>" in page
+    report["photo_level"] = {**report["photo_level"], "candidate": None, "champion": None, "skipped": HOSTILE}
+    assert f"Not measured: {ESCAPED}" in render_gate_html(report)
+    report["photo_level"] = None
+    assert "Full-size photos" not in render_gate_html(report)

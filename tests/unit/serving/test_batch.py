@@ -110,14 +110,37 @@ def test_rows_record_model_version_threshold_and_hash(tmp_path, synth_data, mode
         )
 
 
-def test_overlays_are_written_for_crack_images(tmp_path, synth_data, model_dir):
-    """Images labeled crack get a PNG heat map under results/<batch>/overlays/."""
+def test_the_default_path_keeps_tile_scores_and_draws_no_overlay(tmp_path, synth_data, model_dir):
+    """By default each scored image's tiles go beside its part rows, and no overlay is drawn while scoring."""
+    from crack_model.serving.tile_scores import iter_tile_scores, tile_score_files
+
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/site/large photo.jpg", large_photo())
+    store.write("incoming/b1/broken.jpg", imagefiles.truncated_jpeg())
+    upload_synth(store, synth_data, count=4)
+    scorer = load_scorer(model_dir)
+    scorer.card.threshold = 0.0  # every image is a crack: the old default would have drawn each
+    score_batch(str(tmp_path), "b1", scorer, part_rows=3)
+    assert list(store.list("results/b1/overlays/")) == []
+    rows = {row["key"]: row for row in read_predictions(store) if row["status"] == "ok"}
+    files = tile_score_files(store, f"results/b1/_parts/{scorer.version}/")
+    assert len(files) == len([info for info in store.list("results/b1/_parts/") if info.key.endswith(".csv")]) > 1
+    stored = {scores.key: scores for scores in iter_tile_scores(store, files)}
+    assert set(stored) == set(rows)  # every image scored, the broken one (an error row) has no tiles
+    photo = stored["incoming/b1/site/large photo.jpg"]
+    assert len(photo.boxes) == len(photo.probabilities) == int(rows[photo.key]["tile_count"]) > 1
+    assert max(photo.probabilities) == pytest.approx(float(rows[photo.key]["crack_probability"]), abs=1e-6)
+    assert max(box[2] for box in photo.boxes) == int(rows[photo.key]["width"])
+
+
+def test_overlays_are_written_for_crack_images_when_asked(tmp_path, synth_data, model_dir):
+    """With overlays=True, images labeled crack get a PNG heat map under results/<batch>/overlays/ at once."""
     store = LocalStore(tmp_path)
     store.write("incoming/b1/site/large photo.jpg", large_photo())
     upload_synth(store, synth_data, count=4)
     scorer = load_scorer(model_dir)
     scorer.card.threshold = 0.0  # every image is a crack: each must get an overlay
-    score_batch(str(tmp_path), "b1", scorer)
+    score_batch(str(tmp_path), "b1", scorer, overlays=True)
     rows = read_predictions(store)
     for row in rows:
         relative = row["key"].removeprefix("incoming/b1/")
@@ -176,7 +199,7 @@ class _InterruptedError(Exception):
     pass
 
 
-def test_an_interrupted_shard_resumes_without_losing_or_duplicating(tmp_path, synth_data, model_dir):
+def test_an_interrupted_shard_resumes_without_losing_or_duplicating(tmp_path, synth_data, model_dir, monkeypatch):
     """A run that dies after some parts is finished by the next run: same rows as an uninterrupted run."""
     reference, interrupted = LocalStore(tmp_path / "ref"), LocalStore(tmp_path / "cut")
     for store in (reference, interrupted):
@@ -184,20 +207,22 @@ def test_an_interrupted_shard_resumes_without_losing_or_duplicating(tmp_path, sy
     score_batch(str(reference.root), "b1", model_dir, part_rows=5)
 
     scorer = load_scorer(model_dir)
-    real_predict, calls = scorer.runtime.predict, []
+    # Patched on the class: scoring may run single-threaded copies of the runtime side by side.
+    runtime_class = type(scorer.runtime)
+    real_predict, calls = runtime_class.predict, []
 
-    def dying_predict(pixels):
+    def dying_predict(self, pixels):
         calls.append(1)
         if len(calls) > 3:
             raise _InterruptedError
-        return real_predict(pixels)
+        return real_predict(self, pixels)
 
-    scorer.runtime.predict = dying_predict
+    monkeypatch.setattr(runtime_class, "predict", dying_predict)
     with pytest.raises(_InterruptedError):
         score_batch(str(interrupted.root), "b1", scorer, part_rows=5, batch_size=4, workers=1)
     parts = [i.key for i in interrupted.list("results/b1/_parts") if i.key.endswith(".csv")]
     assert parts and not interrupted.exists("results/b1/_SUCCESS")
-    scorer.runtime.predict = real_predict
+    monkeypatch.setattr(runtime_class, "predict", real_predict)
     report = score_batch(str(interrupted.root), "b1", scorer, part_rows=5)
     assert report.skipped_already_done >= 5 and report.finalized
     resumed, expected = comparable(read_predictions(interrupted)), comparable(read_predictions(reference))

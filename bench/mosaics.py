@@ -1,0 +1,124 @@
+"""Full-size photos: a trained model's photo rule on mosaics of its held-out test patches.
+
+Mosaics of 8 x 10 test-split patches (2270x1816 px, 154 tiles; seams between unrelated patches;
+40 clean ones and 40 with 1 to 3 crack patches) are scored through the scoring core with each
+runtime asked for, and labeled by the model card's photo rule ("after") and by the highest tile
+alone ("before", the rule of cards without a photo rule), on the same tile scores. The test
+patches are never used to choose the rule (training chooses it on validation mosaics).
+
+    crack-model train --data ../shared/data/metu-sample --out build/metu-224 --weights $WEIGHTS \\
+        --feature-cache ~/.cache/crack-model/features
+    python -m bench.mosaics --model build/metu-224
+
+Writes ``bench/results/mosaics.json`` and ``mosaics.md`` (``--name`` changes the file names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import RESULTS
+
+
+def measure(model: Path, runtime: str, split: str, grid: tuple[int, int], clean: int, with_cracks: int,
+            seed: int) -> dict[str, Any]:  # fmt: skip
+    from crack_model.core.storage import read_uri
+    from crack_model.evaluation.assess import read_split_manifest
+    from crack_model.evaluation.mosaics import MosaicConfig
+    from crack_model.evaluation.photo_check import mosaic_check
+    from crack_model.serving.scorer import load_scorer
+
+    images = read_split_manifest(model / "split.csv", split)
+    scorer = load_scorer(model, runtime)
+    crack_class = scorer.card.crack_class
+    config = MosaicConfig(rows=grid[0], columns=grid[1], clean=clean, with_cracks=with_cracks, seed=seed)
+    started = time.perf_counter()
+    figures = mosaic_check(
+        scorer,
+        [image.uri for image in images if image.label != crack_class],
+        [image.uri for image in images if image.label == crack_class],
+        read_uri,
+        config,
+    )
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    figures["split"] = split
+    return figures
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Model {results['model_version']} (`{results['model']}`), photo rule: {results['rule']}.",
+        "",
+        "| runtime | photos | tiles each | rule | false alarms (clean) | crack photos found | crack patches in "
+        "marked tiles | meets bar | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for figures in results["runs"]:
+        size = "x".join(map(str, figures["photo_size"]))
+        common = (
+            f"| {figures['runtime']} | {size} ({'x'.join(map(str, figures['grid']))}) | {figures['tiles_per_mosaic']}"
+        )
+        lines.append(
+            f"{common} | highest tile >= {figures['rule']['tile_threshold']:.4f} (before) | "
+            f"{figures['max_rule']['false_alarms']} of {figures['clean_mosaics']} | "
+            f"{figures['max_rule']['found']} of {figures['crack_mosaics']} | "
+            f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']} | | |"
+        )
+        lines.append(
+            f"{common} | {figures['rule']['describe']} (after) | {figures['false_alarms']} of "
+            f"{figures['clean_mosaics']} | {figures['found']} of {figures['crack_mosaics']} | "
+            f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']} | "
+            f"{'yes' if figures['meets_bar'] else 'no'} | {figures['seconds']} |"
+        )
+    lines += [
+        "",
+        "Highest clean tile / lowest crack photo (highest tile): "
+        + "; ".join(
+            f"{run['runtime']} {run['highest_clean_tile']:.4f} / {run['lowest_crack_mosaic_highest_tile']:.4f}"
+            for run in results["runs"]
+        ),
+        f"A crack patch is in marked tiles when {results['runs'][0]['marked_share_definition']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="a model folder written by crack-model train")
+    parser.add_argument("--runtimes", default="auto", help="comma-separated: auto, keras, litert-fp32, litert-int8")
+    parser.add_argument("--split", default="test", choices=["test", "validation"], help="patches to build from")
+    parser.add_argument("--grid", default="8x10", help="rows x columns of patches per photo (default 8x10)")
+    parser.add_argument("--clean", type=int, default=40, help="clean photos (default 40)")
+    parser.add_argument("--with-cracks", type=int, default=40, help="photos with 1-3 crack patches (default 40)")
+    parser.add_argument("--seed", type=int, default=1, help="mosaic seed (training's test figures use 1)")
+    parser.add_argument("--name", default="mosaics", help="results file name (default mosaics)")
+    args = parser.parse_args(argv)
+    from crack_model.core.model_card import ModelCard
+    from crack_model.serving.photo_decision import PhotoRule
+
+    card = ModelCard.load(args.model)
+    rows, columns = (int(part) for part in args.grid.lower().split("x"))
+    results: dict[str, Any] = {
+        "model": str(args.model),
+        "model_version": card.version,
+        "rule": PhotoRule.of(card).describe(),
+        "photo_calibration": card.photo_calibration,
+        "runs": [
+            measure(args.model, runtime, args.split, (rows, columns), args.clean, args.with_cracks, args.seed)
+            for runtime in args.runtimes.split(",")
+        ],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
+    sys.stdout.write(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

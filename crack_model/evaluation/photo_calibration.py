@@ -1,0 +1,115 @@
+"""Choose the photo rule (serving/photo_decision.py) on scored mosaics of validation patches.
+
+For each number of touching crack tiles asked for (``min_tiles`` 1 to ``MAX_MIN_TILES``), a
+mosaic's *photo score* is its highest tile when it has a group that large at or above the tile
+threshold, else nothing (no threshold makes it a crack).
+
+The false alarms are bounded first: the photo threshold lies above the photo score of every clean
+validation mosaic (``highest_clean``; from every runtime scored), so none of them is labeled crack.
+Calibration scores three times as many clean mosaics as the check's 40 for this (training's
+default): a new clean photo then scores above all of them with a chance of about 1 in 121,
+well under the bar's 1 in 40. The crack mosaics scoring below ``highest_clean`` are missed:
+no threshold finds them without labeling that clean mosaic a crack. The ``min_tiles`` that misses
+the fewest wins (ties: the smaller, which asks least of a crack). The threshold is then placed
+halfway (``GAP_SHARE``) between ``highest_clean`` and the lowest crack mosaic above it, never
+below the tile threshold: with no clean mosaic at the tile threshold the photo rule is the patch rule.
+So it is when no crack mosaic scores above every clean one (a model that cannot tell them apart):
+a rule that finds no crack would be worse than none.
+
+Why not find every validation crack first: on the METU sample one validation crack patch
+(a clear crack, 15623_1.jpg) scores only 0.61 in its best tile when the tile grid cuts it, while
+seams between clean patches reach 0.77 (int8) to 0.88 (fp32); finding it would leave 11 to 20 of
+40 clean photos labeled crack, the very problem of issue 11.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from crack_model.evaluation.photo_check import ScoredMosaic
+from crack_model.serving.photo_decision import largest_group
+
+MAX_MIN_TILES = 3
+GAP_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One ``min_tiles``: the lowest threshold that labels no clean mosaic, and the crack mosaics it misses."""
+
+    min_tiles: int
+    highest_clean: float | None  # the highest clean photo score; None: no clean mosaic has such a group
+    missed_crack_mosaics: int  # at or below highest_clean, or without a group of min_tiles tiles
+    lowest_crack_found: float | None  # the lowest crack photo score above highest_clean
+
+
+def photo_scores(scored: Sequence[ScoredMosaic], tile_threshold: float, min_tiles: int) -> list[float | None]:
+    """Per mosaic: its highest tile if it has ``min_tiles`` touching tiles at or above the tile threshold, else None."""
+    return [
+        max(mosaic.probabilities)
+        if largest_group(mosaic.probabilities, mosaic.boxes, tile_threshold) >= min_tiles
+        else None
+        for mosaic in scored
+    ]
+
+
+def _option(clean: Sequence[ScoredMosaic], cracked: Sequence[ScoredMosaic], tile_threshold: float,
+            min_tiles: int) -> _Option:  # fmt: skip
+    highest_clean = max((s for s in photo_scores(clean, tile_threshold, min_tiles) if s is not None), default=None)
+    crack_scores = photo_scores(cracked, tile_threshold, min_tiles)
+
+    def found(score: float | None) -> bool:
+        if score is None:
+            return False
+        if highest_clean is None or highest_clean < tile_threshold:  # the patch rule labels no clean mosaic
+            return score >= tile_threshold
+        return score > highest_clean
+
+    return _Option(
+        min_tiles=min_tiles,
+        highest_clean=highest_clean,
+        missed_crack_mosaics=sum(not found(score) for score in crack_scores),
+        lowest_crack_found=min((score for score in crack_scores if found(score) and score is not None), default=None),
+    )
+
+
+@dataclass(frozen=True)
+class PhotoRuleChoice:
+    """The chosen rule and what it was chosen from."""
+
+    photo_threshold: float
+    min_tiles: int
+    record: dict[str, Any]
+
+
+def choose_photo_rule(scored: Sequence[ScoredMosaic], tile_threshold: float) -> PhotoRuleChoice:
+    """The photo rule that labels no clean mosaic a crack and misses the fewest crack mosaics (module docstring).
+
+    Raises:
+        ValueError: no clean or no crack mosaics to choose from.
+    """
+    clean = [mosaic for mosaic in scored if not mosaic.has_cracks]
+    cracked = [mosaic for mosaic in scored if mosaic.has_cracks]
+    if not clean or not cracked:
+        msg = f"choosing a photo rule needs clean and crack mosaics, got {len(clean)} and {len(cracked)}"
+        raise ValueError(msg)
+    options = [_option(clean, cracked, tile_threshold, min_tiles) for min_tiles in range(1, MAX_MIN_TILES + 1)]
+    best = min(options, key=lambda option: (option.missed_crack_mosaics, option.min_tiles))
+    highest, lowest = best.highest_clean, best.lowest_crack_found
+    if highest is None or highest < tile_threshold:
+        threshold = tile_threshold
+    elif lowest is None:  # a threshold above every clean mosaic finds no crack: worse than no photo rule
+        threshold, best = tile_threshold, options[0]
+    else:
+        threshold = highest + GAP_SHARE * (lowest - highest)
+    record = {
+        "clean_mosaics": len(clean),
+        "crack_mosaics": len(cracked),
+        "tile_threshold": tile_threshold,
+        "gap_share": GAP_SHARE,
+        "options": [asdict(option) for option in options],
+        "chosen": {"photo_threshold": threshold, "min_tiles": best.min_tiles},
+    }
+    return PhotoRuleChoice(float(threshold), best.min_tiles, record)

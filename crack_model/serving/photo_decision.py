@@ -1,0 +1,113 @@
+"""A photo's label from its tile scores: the photo rule of the model card.
+
+The threshold in the card is chosen per 227-px patch. A full-size photo is cut into ~150 tiles
+(a phone photo into ~430), and labeling it by its highest tile makes every tile a chance for a
+false alarm: on photos built from clean patches, tiles straddling a change of texture scored
+0.56-0.75, above the patch threshold, while real cracks scored 0.92-1.00. So a photo of more than
+one tile is a crack only when
+
+* its highest tile reaches ``photo_threshold`` (chosen on mosaics of validation patches, never
+  below the patch threshold), and
+* at least ``photo_min_tiles`` tiles at or above the patch threshold touch one another (a crack
+  crosses the overlap of neighbouring tiles and lights several; a seam often lights one).
+
+A photo of one tile (a patch, a small image) keeps the patch rule. Crack *tiles*, for overlays
+and ``tile_probabilities``, stay those at or above the patch threshold. A card without a photo
+rule (``photo_threshold`` None, ``photo_min_tiles`` 1) labels photos as before: highest tile
+at or above the threshold. Every runtime goes through ``photo_is_crack``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crack_model.core.model_card import ModelCard
+from crack_model.core.tiling import Box
+
+
+@dataclass(frozen=True)
+class PhotoRule:
+    """The decision inputs taken from a model card."""
+
+    tile_threshold: float
+    photo_threshold: float | None = None
+    min_tiles: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_tiles < 1:
+            raise ValueError(f"photo_min_tiles must be at least 1, got {self.min_tiles} (fix the model card)")
+
+    @classmethod
+    def of(cls, card: ModelCard) -> PhotoRule:
+        return cls(card.threshold, card.photo_threshold, card.photo_min_tiles)
+
+    @property
+    def highest_needed(self) -> float:
+        """What the highest tile of a photo of several tiles must reach: never less than a patch needs.
+
+        (A threshold raised by hand above the card's photo threshold, say to silence a model, wins.)
+        """
+        return self.tile_threshold if self.photo_threshold is None else max(self.photo_threshold, self.tile_threshold)
+
+    def describe(self) -> str:
+        parts = [f"highest tile >= {self.highest_needed:.4f}"]
+        if self.min_tiles > 1:
+            parts.append(f"{self.min_tiles} touching tiles >= {self.tile_threshold:.4f}")
+        return " and ".join(parts)
+
+
+def largest_group(probabilities: Sequence[float], boxes: Sequence[Box], threshold: float) -> int:
+    """The number of tiles in the largest group of tiles at or above ``threshold`` whose boxes overlap.
+
+    Neighbouring tiles overlap (25 % by default, diagonal ones at a corner), so a group is a
+    connected patch of crack tiles.
+    """
+    if len(boxes) != len(probabilities):
+        msg = f"{len(probabilities)} tile probabilities but {len(boxes)} tile boxes: they must pair up"
+        raise ValueError(msg)
+    hot = [box for box, probability in zip(boxes, probabilities, strict=True) if probability >= threshold]
+    parent = list(range(len(hot)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    for first in range(len(hot)):
+        for second in range(first + 1, len(hot)):
+            if _overlap(hot[first], hot[second]):
+                parent[root(first)] = root(second)
+    sizes: dict[int, int] = {}
+    for index in range(len(hot)):
+        sizes[root(index)] = sizes.get(root(index), 0) + 1
+    return max(sizes.values(), default=0)
+
+
+def _overlap(first: Box, second: Box) -> bool:
+    return min(first[2], second[2]) > max(first[0], second[0]) and min(first[3], second[3]) > max(first[1], second[1])
+
+
+def photo_is_crack(probabilities: Sequence[float], boxes: Sequence[Box], rule: PhotoRule) -> bool:
+    """Whether a photo with these tile scores is a crack under ``rule``.
+
+    Raises:
+        ValueError: no tile scores, or scores and boxes that do not pair up.
+    """
+    if not probabilities:
+        raise ValueError("a photo needs at least one tile probability to be labeled")
+    highest = max(probabilities)
+    if len(probabilities) == 1:
+        return highest >= rule.tile_threshold
+    if highest < rule.highest_needed:
+        return False
+    return rule.min_tiles <= 1 or largest_group(probabilities, boxes, rule.tile_threshold) >= rule.min_tiles
+
+
+def decision_note(probabilities: Sequence[float], rule: PhotoRule, is_crack: bool) -> str:
+    """Why a photo is not a crack although a tile reached the tile threshold ("" when the rules agree)."""
+    highest = max(probabilities)
+    if is_crack or highest < rule.tile_threshold:
+        return ""
+    return f"no crack by the photo rule over {len(probabilities)} tiles ({rule.describe()}); highest tile {highest:.4f}"

@@ -1,0 +1,93 @@
+"""Each scored image's tile boxes and crack probabilities, kept beside the part rows.
+
+Scoring writes ``part-N.tiles.jsonl`` before ``part-N.csv`` (so a part's rows imply its tile
+scores), one JSON line per image scored: ``{"key": ..., "boxes": [left, top, right, bottom, ...],
+"probabilities": [...]}``, boxes in the original image's pixels. Overlays are drawn from these
+later, on demand (``crack_model.pipelines.overlays``), instead of during the night: a night pays
+one small write per part, not a decode, a blend and a PNG per crack image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from crack_model.core import layout
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.tiling import Box
+from crack_model.serving.inference import ImageScore
+
+# predictions.csv's precision: an outline drawn at ">= threshold" agrees with the row's label.
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class TileScores:
+    """One image's tiles: boxes in its own pixels, and each tile's crack probability."""
+
+    key: str
+    boxes: list[Box]
+    probabilities: list[float]
+
+
+def _line_start(key: str) -> str:
+    return '{"key":' + json.dumps(key) + ","
+
+
+def encode(scores: Iterable[ImageScore]) -> bytes:
+    """JSON lines for the images scored (error rows have no tiles and no line)."""
+    lines = []
+    for score in scores:
+        if score.status != "ok" or not score.boxes:
+            continue
+        flat = [value for box in score.boxes for value in box]
+        probabilities = [round(probability, DECIMALS) for probability in score.tile_probabilities]
+        body = json.dumps({"boxes": flat, "probabilities": probabilities}, separators=(",", ":"))
+        lines.append(_line_start(score.key) + body[1:] + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def decode(line: str, source: str) -> TileScores:
+    """One line back into TileScores; a broken line is a CrackModelError naming its file."""
+    try:
+        document = json.loads(line)
+        flat = [int(value) for value in document["boxes"]]
+        probabilities = [float(value) for value in document["probabilities"]]
+        key = str(document["key"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise CrackModelError(f"broken tile scores in {source}: {error}; score the batch again") from None
+    if len(flat) != 4 * len(probabilities):
+        raise CrackModelError(f"broken tile scores in {source}: {len(flat)} box values for {len(probabilities)} tiles")
+    boxes = [(flat[index], flat[index + 1], flat[index + 2], flat[index + 3]) for index in range(0, len(flat), 4)]
+    return TileScores(key, boxes, probabilities)
+
+
+def tile_score_files(store: ObjectStore, prefix: str) -> list[str]:
+    """The tile-score files under a parts prefix (a model version's, or one shard's), in order."""
+    return sorted(info.key for info in store.list(prefix) if info.key.endswith(layout.TILE_SCORES_SUFFIX))
+
+
+def iter_tile_scores(store: ObjectStore, files: Iterable[str], keys: set[str] | None = None) -> Iterator[TileScores]:
+    """Every image's tile scores in ``files`` (only those of ``keys`` when given; the first line of a key wins)."""
+    seen: set[str] = set()
+    for file in files:
+        for line in store.read(file).decode("utf-8").splitlines():
+            if not line:
+                continue
+            scores = decode(line, store.url(file))
+            if scores.key in seen or (keys is not None and scores.key not in keys):
+                continue
+            seen.add(scores.key)
+            yield scores
+
+
+def find_tile_scores(store: ObjectStore, files: Iterable[str], key: str) -> TileScores | None:
+    """One image's tile scores; lines are matched on their start, so only the image's own line is parsed."""
+    start = _line_start(key)
+    for file in files:
+        for line in store.read(file).decode("utf-8").splitlines():
+            if line.startswith(start):
+                return decode(line, store.url(file))
+    return None

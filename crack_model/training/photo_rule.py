@@ -1,0 +1,92 @@
+"""Training's photo-level step: choose the photo rule on validation mosaics, measure it on test mosaics.
+
+Runs after the runtimes are exported. The rule must hold in every runtime that may serve: the
+validation mosaics are scored with each runtime the card approves (``calibration_runtimes``), and
+the rule is chosen on all of their scores together (the highest clean photo and the lowest crack
+photo over the runtimes; on the METU mosaics Keras scored seams up to 0.85 where int8 gave 0.75,
+single tiles up to 0.66 apart). Test mosaics, built with another seed from patches the rule never
+saw, 40 clean and 40 with cracks as the bar asks, are scored with the runtime that will serve (the
+fastest approved one, as ``load_scorer`` picks it); ``python -m bench.mosaics`` measures the
+others. The figures go to ``metrics.json`` (``photo_level``), the rule to the card.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
+from crack_model.core.storage import read_uri
+from crack_model.data.labeled import LabeledImage, Split
+from crack_model.evaluation.mosaics import MosaicConfig, plan_mosaics
+from crack_model.evaluation.photo_calibration import choose_photo_rule
+from crack_model.evaluation.photo_check import CHECK_MOSAICS, ScoredMosaic, mosaic_check, photo_figures, score_mosaics
+from crack_model.serving.scorer import load_scorer
+
+log = logging.getLogger(__name__)
+
+# Three times the check's 40 clean photos: the threshold is bounded by the highest of them (photo_calibration.py).
+DEFAULT_MOSAICS = MosaicConfig(clean=120, with_cracks=40)
+
+
+def _patches(images: list[LabeledImage], crack_class: str) -> tuple[list[str], list[str]]:
+    clean = [image.uri for image in images if image.label != crack_class]
+    return clean, [image.uri for image in images if image.label == crack_class]
+
+
+def calibration_runtimes(model_dir: Path, card: ModelCard) -> list[str]:
+    """The approved runtimes whose files are there, fastest first; LiteRT fp32 stands in for Keras.
+
+    fp32 is the same float network: its tile scores on the METU validation mosaics were within
+    1e-5 of Keras's, at ~2x the speed. int8 is not: up to 0.66 apart on single tiles.
+    """
+    approved = [name for name in RUNTIME_PREFERENCE if name in card.approved_runtimes]
+    present = [name for name in approved if (model_dir / RUNTIME_FILES[name]).is_file()] or ["keras"]
+    return [name for name in present if not (name == "keras" and "litert-fp32" in present)]
+
+
+def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = DEFAULT_MOSAICS) -> dict[str, Any]:
+    """Choose the photo rule of the model in ``model_dir`` and save it in its card; the ``photo_level`` section.
+
+    With ``config`` None, or a validation split too small for mosaics, the card keeps no photo rule
+    (photos are labeled by their highest tile, as before) and the section says why.
+    """
+    if config is None:
+        return {"skipped": "photo-level calibration turned off: photos are labeled by their highest tile"}
+    card = ModelCard.load(model_dir)
+    try:
+        plans = plan_mosaics(*_patches(split.validation, card.crack_class), config)
+    except CrackModelError as error:
+        log.warning("no photo rule: %s", error)
+        return {"skipped": f"validation split: {error}; photos are labeled by their highest tile"}
+    runtimes = calibration_runtimes(model_dir, card)
+    scored: dict[str, list[ScoredMosaic]] = {}
+    for runtime in runtimes:  # one runtime loaded at a time
+        log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
+        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
+    choice = choose_photo_rule([mosaic for mosaics in scored.values() for mosaic in mosaics], card.threshold)
+    chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles)
+    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": asdict(config),
+                                **choice.record}  # fmt: skip
+    chosen.save(model_dir)
+    log.info("photo rule: highest tile >= %.4f, %d touching tile(s) (tile threshold %.4f)",
+             chosen.photo_threshold, chosen.photo_min_tiles, card.threshold)  # fmt: skip
+    rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
+            "tile_threshold": card.threshold}  # fmt: skip
+    section: dict[str, Any] = {
+        "rule": rule,
+        "validation": {runtime: photo_figures(mosaics, chosen) for runtime, mosaics in scored.items()},
+    }
+    if split.test:
+        test_config = replace(config, clean=CHECK_MOSAICS.clean, with_cracks=CHECK_MOSAICS.with_cracks,
+                              seed=config.seed + 1)  # fmt: skip
+        try:
+            test = mosaic_check(load_scorer(model_dir, runtimes[0]), *_patches(split.test, card.crack_class),
+                                read_uri, test_config)  # fmt: skip
+        except CrackModelError as error:
+            test = {"skipped": f"test split: {error}"}
+        section["test"] = {runtimes[0]: test}
+    return section

@@ -1,0 +1,164 @@
+"""The photo-level check and the choice of the photo rule, on synthetic tile scores and a hand-set model."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.core.model_card import ModelCard
+from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
+from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan
+from crack_model.evaluation.photo_calibration import choose_photo_rule
+from crack_model.evaluation.photo_check import ScoredMosaic, marked_share, meets_bar, mosaic_check, photo_figures
+from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
+
+CELL = 227
+# 8 x 10 cells of 227 px: the 2270x1816 photos of issue 11, 11 x 14 tiles.
+BOXES = tile_boxes(10 * CELL, 8 * CELL, TileConfig())
+ROWS, COLUMNS = grid_shape(BOXES)
+
+
+def mosaic(name: str, hot: dict[int, float], crack_cells: tuple[tuple[int, int], ...] = ()) -> ScoredMosaic:
+    """A scored 8 x 10 mosaic: tile ``index`` scores ``hot[index]``, every other tile 0.02."""
+    plan = MosaicPlan(name, 8, 10, tuple(f"{name}/{cell}" for cell in range(80)), crack_cells)
+    probabilities = [hot.get(index, 0.02) for index in range(len(BOXES))]
+    return ScoredMosaic(plan, list(BOXES), probabilities)
+
+
+def tile(row: int, column: int) -> int:
+    return row * COLUMNS + column
+
+
+def seams(*highest: float) -> list[ScoredMosaic]:
+    """Clean mosaics whose one seam tile scores ``highest``."""
+    return [mosaic(f"clean-{n}", {tile(3, 4): value}) for n, value in enumerate(highest)]
+
+
+def cracks(*highest: float) -> list[ScoredMosaic]:
+    """Crack mosaics, each with a crack in cell (2, 3) lighting a 2 x 2 group of tiles, the highest ``highest``."""
+    made = []
+    for n, value in enumerate(highest):
+        hot = {tile(2, 3): value, tile(2, 4): 0.9, tile(3, 3): 0.8, tile(3, 4): 0.7}
+        made.append(mosaic(f"crack-{n}", hot, ((2, 3),)))
+    return made
+
+
+def test_the_photo_threshold_separates_clean_from_crack_maxima():
+    """Seams up to 0.75 and cracks from 0.97: a photo threshold between them, every crack found, no false alarm."""
+    scored = seams(0.55, 0.62, 0.75, 0.3) + cracks(0.97, 0.99, 1.0)
+    choice = choose_photo_rule(scored, tile_threshold=0.5)
+    assert 0.75 < choice.photo_threshold <= 0.97 and choice.min_tiles == 1
+    card = ModelCard(version="v", threshold=0.5, photo_threshold=choice.photo_threshold)
+    figures = photo_figures(scored, card)
+    assert (figures["false_alarms"], figures["found"], figures["crack_mosaics"]) == (0, 3, 3)
+    assert figures["max_rule"] == {"false_alarms": 3, "found": 3}  # before: every seam above 0.5 was a crack
+    assert choice.record["chosen"] == {"photo_threshold": choice.photo_threshold, "min_tiles": 1}
+
+
+def test_agreement_of_touching_tiles_wins_when_a_seam_scores_like_a_crack():
+    """A seam tile at 0.99 alone cannot be told apart by the maximum; asking for 2 touching tiles can."""
+    scored = seams(0.99, 0.6) + cracks(0.97, 0.98)
+    choice = choose_photo_rule(scored, tile_threshold=0.5)
+    assert choice.min_tiles == 2
+    rule = PhotoRule(0.5, choice.photo_threshold, choice.min_tiles)
+    assert [photo_is_crack(m.probabilities, m.boxes, rule) for m in scored] == [False, False, True, True]
+    one_tile = next(option for option in choice.record["options"] if option["min_tiles"] == 1)
+    assert one_tile["missed_crack_mosaics"] == 2  # above the 0.99 seam, the maximum alone finds no crack
+
+
+def test_a_model_without_seam_alarms_keeps_the_patch_threshold():
+    """No clean tile reaches the tile threshold: the photo rule is the patch rule."""
+    choice = choose_photo_rule(seams(0.2, 0.4) + cracks(0.95), tile_threshold=0.5)
+    assert (choice.photo_threshold, choice.min_tiles) == (0.5, 1)
+
+
+def test_false_alarms_are_bounded_before_cracks_are_found():
+    """A clean mosaic that scores like a crack keeps the threshold above it, though a weaker crack is then missed."""
+    crack_like = mosaic("clean-crack-like", {tile(5, 5): 0.96, tile(5, 6): 0.9, tile(6, 5): 0.8})
+    scored = [crack_like, *seams(0.7), *cracks(0.93, 0.99)]
+    choice = choose_photo_rule(scored, tile_threshold=0.5)
+    assert 0.96 < choice.photo_threshold < 0.99 and choice.min_tiles == 1
+    card = ModelCard(version="v", threshold=0.5, photo_threshold=choice.photo_threshold)
+    figures = photo_figures(scored, card)
+    assert (figures["false_alarms"], figures["found"]) == (0, 1)
+    assert figures["max_rule"] == {"false_alarms": 2, "found": 2}
+
+
+def test_a_model_that_cannot_tell_photos_apart_keeps_the_patch_rule():
+    """When no crack mosaic scores above every clean one, a photo threshold would find no crack: none is set."""
+    crack_like = mosaic("clean-crack-like", {tile(5, 5): 0.99, tile(5, 6): 0.95, tile(6, 5): 0.9, tile(6, 6): 0.9})
+    choice = choose_photo_rule([crack_like, *cracks(0.9, 0.95)], tile_threshold=0.5)
+    assert (choice.photo_threshold, choice.min_tiles) == (0.5, 1)
+
+
+def test_choosing_needs_both_kinds_of_mosaics():
+    """Without clean (or crack) mosaics there is nothing to separate."""
+    with pytest.raises(ValueError, match="needs clean and crack mosaics"):
+        choose_photo_rule(cracks(0.9), tile_threshold=0.5)
+
+
+def test_marked_share_is_the_part_of_the_patch_under_marked_tiles():
+    """Half a patch under a marked tile is 0.5; unmarked tiles count for nothing."""
+    patch = (0, 0, 100, 100)
+    assert marked_share(patch, [(50, 0, 150, 100)], [0.9], 0.5) == pytest.approx(0.5)
+    assert marked_share(patch, [(50, 0, 150, 100), (0, 0, 100, 50)], [0.9, 0.9], 0.5) == pytest.approx(0.75)
+    assert marked_share(patch, [(0, 0, 100, 100)], [0.4], 0.5) == 0.0
+
+
+def test_figures_count_crack_patches_in_marked_tiles_and_the_bar():
+    """A crack patch whose tiles are cold counts as not marked, and the bar follows the counts."""
+    cold = mosaic("crack-cold", {tile(6, 6): 0.99}, ((0, 0),))  # found (a hot tile elsewhere), patch not marked
+    scored = seams(0.3) + cracks(0.99) + [cold]
+    figures = photo_figures(scored, ModelCard(version="v", threshold=0.5, photo_threshold=0.8))
+    assert figures["crack_patches"] == 2 and figures["crack_patches_in_marked_tiles"] == 1
+    assert figures["grid"] == [8, 10] and figures["tiles_per_mosaic"] == len(BOXES) == 154
+    assert not figures["meets_bar"]  # 1 of 2 patches marked is below 90 %
+    bar = {"clean_mosaics": 40, "false_alarms": 1, "crack_mosaics": 40, "found": 40, "crack_patches": 80,
+           "crack_patches_in_marked_tiles": 72}  # fmt: skip
+    assert meets_bar(bar)
+    assert not meets_bar({**bar, "false_alarms": 2}) and not meets_bar({**bar, "found": 39})
+    assert not meets_bar({**bar, "crack_patches_in_marked_tiles": 71})
+
+
+def test_the_check_scores_mosaics_through_the_serving_path(tmp_path, synth_patches, detector_64):
+    """Mosaics of held-out synthetic patches scored by a dark-line detector: cracks found and marked."""
+    from crack_model.serving.scorer import load_scorer
+
+    clean, crack_keys = synth_patches
+    config = MosaicConfig(rows=3, columns=4, clean=6, with_cracks=6, seed=4)
+    figures_by_runtime = {}
+    for runtime in ("keras", "litert-int8"):
+        scorer = load_scorer(detector_64, runtime)
+        figures_by_runtime[runtime] = mosaic_check(scorer, clean, crack_keys, _read, config)
+    for figures in figures_by_runtime.values():
+        assert (figures["clean_mosaics"], figures["crack_mosaics"]) == (6, 6)
+        assert figures["found"] == 6 and figures["crack_patches"] >= 6
+        assert figures["crack_patches_in_marked_tiles"] >= 0.9 * figures["crack_patches"]
+        assert figures["grid"] == [3, 4] and figures["tiles_per_mosaic"] > 1
+    assert figures_by_runtime["litert-int8"]["runtime"] == "litert-int8"
+
+
+def _read(path: str) -> bytes:
+    from pathlib import Path
+
+    return Path(path).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def synth_patches(tmp_path_factory) -> tuple[list[str], list[str]]:
+    """Synthetic 64 px patches (clean concrete texture and dark-line cracks) as file paths."""
+    from crack_model.data.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("patches")
+    generate_dataset(root, 20, size=64, seed=11)
+    return sorted(str(p) for p in (root / "Negative").glob("*.jpg")), sorted(
+        str(p) for p in (root / "Positive").glob("*.jpg")
+    )
+
+
+@pytest.fixture(scope="module")
+def detector_64(tmp_path_factory):
+    """The hand-set dark-line detector, tiling photos into 64 px tiles (the patches' size)."""
+    from tests.gate_models import build_detector, variant
+
+    source = build_detector(tmp_path_factory.mktemp("detector") / "model", "det-64")
+    return variant(source, tmp_path_factory.mktemp("detector-64") / "model", "det-64", tile_size=64)

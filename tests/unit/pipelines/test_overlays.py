@@ -1,0 +1,150 @@
+"""Overlays on demand: drawn from the tile scores a night kept, stored once, listed on the batch page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crack_model.cli.main import main
+from crack_model.core import layout
+from crack_model.core.errors import CrackModelError
+from crack_model.core.layout import Shard
+from crack_model.core.local_store import LocalStore
+from crack_model.pipelines.batch_page import batch_page
+from crack_model.pipelines.overlays import draw_overlays, overlay_for_key, overlay_png
+from crack_model.serving.batch import score_shard
+from crack_model.serving.scorer import load_scorer
+from tests import imagefiles
+from tests.unit.pipelines.ops_store import SCORED
+
+
+def photo(seed: int, size: tuple[int, int] = (600, 450)) -> bytes:
+    from crack_model.data.synth import draw_crack, synth_image
+
+    rng = np.random.default_rng(seed)
+    return imagefiles.encode(draw_crack(synth_image(rng, size[0]).resize(size), rng), "JPEG", quality=90)
+
+
+@pytest.fixture(scope="module")
+def scored_once(tmp_path_factory, trained_model, synth_data):
+    """A batch scored the nightly way (no overlays), some of its images labeled crack, some not."""
+    root = tmp_path_factory.mktemp("scored")
+    store = LocalStore(root)
+    for path in (
+        sorted((synth_data / "Positive").glob("*.jpg"))[:3] + sorted((synth_data / "Negative").glob("*.jpg"))[:3]
+    ):
+        store.write(f"incoming/b1/site a/{path.parent.name}-{path.name}", path.read_bytes())  # one tile each
+    store.write("incoming/b1/site a/large photo.jpg", photo(0))
+    store.write("incoming/b1/broken.jpg", imagefiles.truncated_jpeg())
+    scorer = load_scorer(str(trained_model.output_dir))
+    scorer.card.photo_threshold = None  # the patch rule for every image: the threshold alone decides
+    # Two shards (a lookup must find the right one): every image of the first is a crack, none of the second.
+    for index, threshold in ((0, 0.0), (1, 1.01)):
+        scorer.card.threshold = threshold
+        score_shard(str(root), "b1", scorer, Shard(index, 2), finalize=index == 1)
+    assert list(store.list("results/b1/overlays/")) == []
+    return root, scorer
+
+
+@pytest.fixture()
+def scored(scored_once, tmp_path):
+    """A copy of the scored batch that a test may change."""
+    root, scorer = scored_once
+    shutil.copytree(root, tmp_path / "store")
+    return LocalStore(tmp_path / "store"), scorer
+
+
+def crack_rows(store):
+    rows = csv.DictReader(io.StringIO(store.read("results/b1/predictions.csv").decode()))
+    return [row for row in rows if row["label"] == "Positive"]
+
+
+def test_an_overlay_is_drawn_from_the_tile_scores_and_kept(scored):
+    """The first request draws the PNG at the overlay key; the second reads it (even once the upload is gone)."""
+    store, _ = scored
+    row = crack_rows(store)[0]
+    key = layout.overlay_key("b1", row["key"])
+    assert not store.exists(key)
+    png = overlay_png(store, "b1", row["key"])
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (int(row["width"]), int(row["height"]))
+    assert store.read(key) == png
+    upload = store.read(row["key"])
+    store.delete(row["key"])
+    assert overlay_png(store.uri, "b1", row["key"]) == png  # from the stored PNG: the upload is not read
+    with pytest.raises(CrackModelError, match="cannot be read"):
+        overlay_png(store, "b1", row["key"], refresh=True)
+    store.write(row["key"], upload)
+
+
+def test_the_view_entry_point_answers_overlay_keys_only(scored):
+    """overlay_for_key draws for an overlay key, and is None for other keys, unscored uploads and unknown batches."""
+    store, _ = scored
+    row = crack_rows(store)[0]
+    key = layout.overlay_key("b1", row["key"])
+    assert layout.overlay_source(key) == ("b1", row["key"])
+    png = overlay_for_key(store, key)
+    assert png is not None and png.startswith(b"\x89PNG") and store.read(key) == png
+    assert overlay_for_key(store, "results/b1/predictions.csv") is None
+    assert overlay_for_key(store, "results/b1/overlays/broken.jpg.png") is None  # an error row: no tiles
+    assert overlay_for_key(store, "results/b1/overlays/never uploaded.jpg.png") is None
+    assert overlay_for_key(store, "results/no-such-batch/overlays/a.jpg.png") is None
+
+
+def test_the_batch_page_offers_overlays_that_can_be_drawn(scored):
+    """Cracks of a batch with tile scores get their overlay key before any PNG exists; the key serves a PNG."""
+    store, _ = scored
+    page = batch_page(store, "b1")
+    assert page["cracks_total"] == len(crack_rows(store)) >= 1
+    keys = [crack["overlay"] for crack in page["cracks"]]
+    assert keys == [layout.overlay_key("b1", crack["key"]) for crack in page["cracks"]]
+    assert all(overlay_for_key(store, key) for key in keys)
+
+
+def test_old_batches_keep_their_stored_overlays(store):
+    """A batch scored before tile scores (overlay PNGs only) still shows them; a crack without one shows none."""
+    page = batch_page(store.uri, SCORED)
+    overlay = page["cracks"][0]["overlay"]
+    assert overlay == f"results/{SCORED}/overlays/site a/photo-2.jpg.png"
+    assert overlay_for_key(store, overlay) == b"png"  # the stored file, as it is
+    store.delete(overlay)
+    assert batch_page(store.uri, SCORED)["cracks"][0]["overlay"] is None  # nothing to draw it from
+    store.write(overlay, b"png")
+
+
+def test_draw_overlays_draws_every_crack_once(scored):
+    """Every crack image gets its overlay, none for the others; a second run keeps them, refresh redraws."""
+    store, _ = scored
+    cracks = crack_rows(store)
+    report = draw_overlays(store, "b1")
+    assert (report.drawn, report.kept, report.failed) == (len(cracks), 0, 0) and len(cracks) < 7
+    stored = {info.key for info in store.list("results/b1/overlays/")}
+    assert stored == {layout.overlay_key("b1", row["key"]) for row in cracks}
+    again = draw_overlays(store.uri, "b1")
+    assert (again.drawn, again.kept) == (0, len(cracks))
+    assert draw_overlays(store, "b1", refresh=True).drawn == len(cracks)
+
+
+def test_rescoring_drops_the_overlays_of_the_images_scored_again(scored):
+    """A forced rescore deletes the stored overlays of its keys: the view must not show the old model's picture."""
+    store, scorer = scored
+    draw_overlays(store, "b1")
+    assert list(store.list("results/b1/overlays/"))
+    score_shard(str(store.root), "b1", scorer, Shard(0, 2), force=True)
+    assert list(store.list("results/b1/overlays/")) == []
+
+
+def test_the_overlays_command(scored, capsys):
+    """`crack-model overlays --batch <store>/incoming/<batch>` draws them all and says how many."""
+    store, _ = scored
+    cracks = len(crack_rows(store))
+    assert main(["overlays", "--batch", f"{store.root}/incoming/b1"]) == 0
+    assert f"{cracks} overlays drawn, 0 already there" in capsys.readouterr().out
+    assert len(list(store.list("results/b1/overlays/"))) == cracks
+    assert main(["overlays", "--batch", f"{store.root}/incoming/never-scored"]) == 1
+    assert "has no summary.json" in capsys.readouterr().err

@@ -1,0 +1,130 @@
+"""The photo rule: a photo's label from its tile scores, from the model card, for every runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crack_model.core.model_card import ModelCard
+from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
+from crack_model.serving.inference import ImageScore, _finish
+from crack_model.serving.photo_decision import PhotoRule, decision_note, largest_group, photo_is_crack
+
+# A 2270x1816 photo: 11 rows x 14 columns of tiles, the mosaics of issue 11.
+BOXES = tile_boxes(2270, 1816, TileConfig())
+ROWS, COLUMNS = grid_shape(BOXES)
+
+
+def scores(hot: dict[tuple[int, int], float], background: float = 0.05) -> list[float]:
+    """Tile probabilities: ``background`` everywhere, ``hot[(row, column)]`` where given."""
+    probabilities = [background] * len(BOXES)
+    for (row, column), probability in hot.items():
+        probabilities[row * COLUMNS + column] = probability
+    return probabilities
+
+
+def test_the_grid_is_the_issue_photo():
+    """The fixture photo is cut as the issue says (154 tiles)."""
+    assert (ROWS, COLUMNS) == (11, 14) and len(BOXES) == 154
+
+
+def test_a_single_hot_seam_tile_is_no_crack_but_an_agreeing_cluster_is():
+    """With photo_min_tiles 2, one tile above the threshold is not enough; three touching tiles are."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.5, min_tiles=2)
+    seam = scores({(4, 6): 0.75})
+    cluster = scores({(4, 6): 0.97, (4, 7): 0.93, (5, 6): 0.6})
+    apart = scores({(1, 1): 0.9, (8, 11): 0.9})  # two hot tiles that do not touch: two seams, not a crack
+    assert largest_group(seam, BOXES, 0.5) == 1 and not photo_is_crack(seam, BOXES, rule)
+    assert largest_group(cluster, BOXES, 0.5) == 3 and photo_is_crack(cluster, BOXES, rule)
+    assert largest_group(apart, BOXES, 0.5) == 1 and not photo_is_crack(apart, BOXES, rule)
+    diagonal = scores({(2, 2): 0.9, (3, 3): 0.9})  # overlapping corners count as touching
+    assert largest_group(diagonal, BOXES, 0.5) == 2
+
+
+def test_the_photo_threshold_applies_to_the_highest_tile():
+    """A seam's 0.75 is below a photo threshold of 0.9, a crack's 0.97 is not; the patch threshold stays 0.5."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.9)
+    assert not photo_is_crack(scores({(4, 6): 0.75}), BOXES, rule)
+    assert photo_is_crack(scores({(4, 6): 0.97}), BOXES, rule)
+    assert rule.highest_needed == 0.9 and "0.9000" in rule.describe()
+
+
+def test_a_one_tile_image_keeps_the_patch_rule():
+    """A patch (one tile) is a crack at the tile threshold whatever the photo rule asks of photos."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.95, min_tiles=3)
+    assert photo_is_crack([0.6], [(0, 0, 227, 227)], rule)
+    assert not photo_is_crack([0.4], [(0, 0, 227, 227)], rule)
+
+
+def test_an_old_card_labels_photos_as_before():
+    """A model.json written before the photo rule loads without it and labels by highest tile >= threshold."""
+    old = {"version": "v-old", "threshold": 0.42, "tile_size": 227, "approved_runtimes": ["keras"]}
+    card = ModelCard.from_dict(old)
+    assert (card.photo_threshold, card.photo_min_tiles, card.photo_calibration) == (None, 1, None)
+    rule = PhotoRule.of(card)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        probabilities = list(rng.beta(0.3, 2.0, size=len(BOXES)))
+        assert photo_is_crack(probabilities, BOXES, rule) == (max(probabilities) >= 0.42)
+
+
+def test_the_card_keeps_the_rule(tmp_path):
+    """model.json stores the photo rule and its calibration record, and loads them back."""
+    card = ModelCard(version="v1", threshold=0.5, photo_threshold=0.91, photo_min_tiles=2,
+                     photo_calibration={"clean_mosaics": 40})  # fmt: skip
+    card.save(tmp_path)
+    stored = json.loads((tmp_path / "model.json").read_text())
+    assert stored["photo_threshold"] == 0.91 and stored["photo_min_tiles"] == 2
+    loaded = ModelCard.load(tmp_path)
+    assert PhotoRule.of(loaded) == PhotoRule(0.5, 0.91, 2) and loaded.photo_calibration == {"clean_mosaics": 40}
+
+
+def test_a_photo_never_needs_less_than_a_patch():
+    """A threshold raised above the photo threshold (say to silence a model) applies to photos too."""
+    silenced = PhotoRule(tile_threshold=1.01, photo_threshold=0.9)
+    assert silenced.highest_needed == 1.01 and not photo_is_crack(scores({(4, 6): 1.0}), BOXES, silenced)
+
+
+def test_a_card_asking_for_no_tile_is_refused():
+    """photo_min_tiles below 1 is a broken card, named as such."""
+    with pytest.raises(ValueError, match="photo_min_tiles must be at least 1"):
+        PhotoRule(tile_threshold=0.5, min_tiles=0)
+
+
+def test_scores_and_boxes_must_pair_up():
+    """Grouping needs a box per tile."""
+    with pytest.raises(ValueError, match="must pair up"):
+        largest_group([0.9, 0.9], BOXES[:1], 0.5)
+    with pytest.raises(ValueError, match="at least one tile"):
+        photo_is_crack([], [], PhotoRule(0.5))
+
+
+def finished(probabilities: list[float], card: ModelCard, note: str = "") -> ImageScore:
+    """An image scored by the streaming core, labeled by ``_finish``."""
+    score = ImageScore(key="photo.jpg", boxes=list(BOXES[: len(probabilities)]), tile_count=len(probabilities),
+                       note=note)  # fmt: skip
+    return _finish([score, probabilities, 0], card)
+
+
+def test_finish_labels_photos_by_the_cards_rule_and_says_why():
+    """The scoring core labels by the card's photo rule; the row's note explains a tile above the threshold."""
+    seam = scores({(4, 6): 0.75})
+    ruled = ModelCard(version="v1", threshold=0.5, photo_threshold=0.9)
+    old = ModelCard(version="v0", threshold=0.5)
+    assert finished(seam, old).label == "Positive"
+    score = finished(seam, ruled, note="Downscaled from 9000x7000 to 4000x3111 to stay within 512 tiles")
+    assert score.label == "Negative" and score.crack_probability == pytest.approx(0.75)
+    assert score.note.startswith("Downscaled") and "no crack by the photo rule over 154 tiles" in score.note
+    assert score.tile_probabilities == seam  # the overlay still sees every tile's score
+    crack = finished(scores({(4, 6): 0.97}), ruled)
+    assert crack.label == "Positive" and crack.note == ""
+
+
+def test_the_note_is_empty_when_both_rules_agree():
+    """No note when the photo rule and the highest-tile rule give the same label."""
+    rule = PhotoRule(0.5, 0.9)
+    assert decision_note([0.1, 0.2], rule, is_crack=False) == ""
+    assert decision_note([0.1, 0.95], rule, is_crack=True) == ""
+    assert "highest tile 0.7000" in decision_note([0.1, 0.7], rule, is_crack=False)

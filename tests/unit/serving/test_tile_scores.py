@@ -1,0 +1,48 @@
+"""Tile scores: one compact JSON line per scored image, found again by key."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.local_store import LocalStore
+from crack_model.serving.inference import ImageScore
+from crack_model.serving.tile_scores import encode, find_tile_scores, iter_tile_scores, tile_score_files
+
+
+def scored(key: str, boxes, probabilities) -> ImageScore:
+    return ImageScore(key=key, boxes=boxes, tile_probabilities=probabilities, tile_count=len(boxes))
+
+
+def test_lines_round_trip_and_error_rows_have_none(tmp_path):
+    """Boxes and probabilities come back as written (to 6 decimals); an error row writes no line."""
+    store = LocalStore(tmp_path)
+    photo = scored('incoming/b/ph\u00f6to "1".jpg', [(0, 0, 227, 227), (170, 0, 397, 227)], [0.1234567, 0.9])
+    patch = scored("incoming/b/patch.jpg", [(0, 0, 227, 227)], [0.5])
+    broken = ImageScore(key="incoming/b/broken.jpg", status="error", error="truncated")
+    store.write("p/part-000000.tiles.jsonl", encode([photo, broken]))
+    store.write("p/part-000001.tiles.jsonl", encode([patch]))
+    store.write("p/part-000001.csv", b"key\n")
+    files = tile_score_files(store, "p/")
+    assert files == ["p/part-000000.tiles.jsonl", "p/part-000001.tiles.jsonl"]
+    found = {scores.key: scores for scores in iter_tile_scores(store, files)}
+    assert set(found) == {photo.key, patch.key}
+    assert found[photo.key].boxes == photo.boxes and found[photo.key].probabilities == [0.123457, 0.9]
+    assert find_tile_scores(store, files, patch.key) == found[patch.key]
+    assert find_tile_scores(store, files, broken.key) is None
+    assert [scores.key for scores in iter_tile_scores(store, files, {patch.key})] == [patch.key]
+
+
+def test_a_broken_line_names_its_file(tmp_path):
+    """A damaged line is a CrackModelError naming the file; lines of other keys are not even parsed by a lookup."""
+    store = LocalStore(tmp_path)
+    good = encode([scored("incoming/b/a.jpg", [(0, 0, 10, 10)], [0.2])])
+    store.write(
+        "p/part-000000.tiles.jsonl", b'{"key":"incoming/b/z.jpg","boxes":[1,2,3],"probabilities":[0.1]}\n' + good
+    )
+    files = tile_score_files(store, "p/")
+    assert find_tile_scores(store, files, "incoming/b/a.jpg") is not None
+    with pytest.raises(CrackModelError, match=r"part-000000\.tiles\.jsonl: 3 box values for 1 tiles"):
+        find_tile_scores(store, files, "incoming/b/z.jpg")
+    with pytest.raises(CrackModelError, match=r"3 box values"):
+        list(iter_tile_scores(store, files))

@@ -1,0 +1,99 @@
+"""Training's photo-level step: the rule chosen on validation mosaics, stored in the card, measured on test mosaics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crack_model.core.model_card import ModelCard
+from crack_model.data.labeled import LabeledImage, Split
+from crack_model.evaluation.mosaics import MosaicConfig
+from crack_model.training.photo_rule import calibration_runtimes, fit_photo_rule
+
+SMALL = MosaicConfig(rows=3, columns=4, clean=8, with_cracks=8)
+
+
+@pytest.fixture(scope="module")
+def patches(tmp_path_factory) -> list[LabeledImage]:
+    """30 synthetic 64 px images per class, as labeled images."""
+    from crack_model.data.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("patches")
+    generate_dataset(root, 30, size=64, seed=21)
+    return [LabeledImage(str(path), path.parent.name) for path in sorted(root.glob("*/*.jpg"))]
+
+
+@pytest.fixture()
+def detector_dir(tmp_path_factory, tmp_path) -> Path:
+    """A fresh copy of the dark-line detector tiling at 64 px, without a photo rule."""
+    from tests.gate_models import build_detector, variant
+
+    cached = tmp_path_factory.getbasetemp() / "photo-rule-detector"
+    if not cached.is_dir():
+        build_detector(cached, "det-train")
+    return variant(cached, tmp_path / "model", "det-train", tile_size=64)
+
+
+def halves(images: list[LabeledImage]) -> Split:
+    """Even images for validation, odd ones for test (the step never looks at train)."""
+    return Split([], images[::2], images[1::2])
+
+
+def test_the_rule_is_chosen_on_validation_and_measured_on_test(detector_dir, patches):
+    """The card gets a photo rule with its record; the section has the rule, validation and test figures."""
+    section = fit_photo_rule(detector_dir, halves(patches), SMALL)
+    card = ModelCard.load(detector_dir)
+    assert card.photo_threshold is not None and card.photo_threshold >= card.threshold
+    assert section["rule"] == {"photo_threshold": card.photo_threshold, "photo_min_tiles": card.photo_min_tiles,
+                               "tile_threshold": card.threshold}  # fmt: skip
+    record = card.photo_calibration or {}
+    runtimes = ["litert-int8", "litert-fp32"]  # every approved runtime, fastest first; fp32 stands in for Keras
+    assert record["split"] == "validation" and record["runtimes"] == runtimes
+    assert record["mosaics"]["clean"] == 8 and record["chosen"]["photo_threshold"] == card.photo_threshold
+    assert record["clean_mosaics"] == record["crack_mosaics"] == 8 * len(runtimes)  # chosen on all their scores
+    assert list(section["validation"]) == runtimes
+    for validation in section["validation"].values():  # the rule labels no validation clean photo a crack
+        assert validation["false_alarms"] == 0 and validation["crack_mosaics"] == 8
+    assert list(section["test"]) == ["litert-int8"]  # the runtime that will serve
+    test = section["test"]["litert-int8"]
+    assert test["clean_mosaics"] == test["crack_mosaics"] == 40 and test["seed"] == SMALL.seed + 1  # the bar's check
+    assert test["rule"]["photo_threshold"] == card.photo_threshold and test["runtime"] == "litert-int8"
+
+
+def test_no_mosaics_no_rule(detector_dir, patches):
+    """Turned off, or with too few clean validation images, the card keeps labeling photos by the highest tile."""
+    assert "turned off" in fit_photo_rule(detector_dir, halves(patches), None)["skipped"]
+    few = Split([], [image for image in patches if image.label == "Positive"][:5] + patches[:3], [])
+    assert "cannot fill a mosaic" in fit_photo_rule(detector_dir, few, SMALL)["skipped"]
+    card = ModelCard.load(detector_dir)
+    assert (card.photo_threshold, card.photo_min_tiles, card.photo_calibration) == (None, 1, None)
+
+
+def test_training_writes_the_photo_level_section(trained_model):
+    """A real (tiny) training run stores the rule in model.json and the figures in metrics.json."""
+    out = trained_model.output_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    section = metrics["photo_level"]
+    card = ModelCard.load(out)
+    assert trained_model.card == card and card.photo_calibration is not None
+    assert section["rule"]["photo_threshold"] == card.photo_threshold >= card.threshold
+    assert list(section["validation"]) == calibration_runtimes(out, card)
+    assert list(section["test"]) == card.approved_runtimes[:1]
+    for figures in section["validation"].values():
+        assert (figures["clean_mosaics"], figures["crack_mosaics"]) == (120, 40)
+    for figures in [*section["validation"].values(), *section["test"].values()]:
+        assert figures["crack_mosaics"] == 40 and figures["crack_patches"] >= 40 and "max_rule" in figures
+    assert next(iter(section["test"].values()))["clean_mosaics"] == 40
+
+
+def test_fp32_stands_in_for_keras_and_missing_files_are_skipped(tmp_path):
+    """Calibration scores each approved runtime whose file is there, except Keras when fp32 (the same network) is."""
+    card = ModelCard(version="v", approved_runtimes=["keras", "litert-fp32", "litert-int8"])
+    for name in ("model.keras", "model_fp32.tflite", "model_int8.tflite"):
+        (tmp_path / name).write_bytes(b"x")
+    assert calibration_runtimes(tmp_path, card) == ["litert-int8", "litert-fp32"]
+    (tmp_path / "model_fp32.tflite").unlink()
+    assert calibration_runtimes(tmp_path, card) == ["litert-int8", "keras"]
+    assert calibration_runtimes(tmp_path, ModelCard(version="v")) == ["keras"]
