@@ -122,6 +122,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         text=True,
         cwd=cwd or PROJECT,
         env=env,
-        timeout=300,
+        # retrain trains, calibrates the photo rule on mosaics (minutes on 2 busy cores) and gates.
+        timeout=900,
         check=False,
     )
