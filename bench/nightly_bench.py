@@ -6,7 +6,8 @@
 
 Every engine run is a fresh process (``score_shard`` with the DAG's arguments: default workers,
 batch size, runtime ``auto``, no overlay drawn, tile scores kept), which prints its rate and its
-peak resident memory (VmHWM). The model-only ceiling is measured in this process on pixels
+peak resident memory (VmHWM); each case runs twice and keeps the faster run (both rates
+recorded). The model-only ceiling is measured in this process on pixels
 decoded beforehand, right before and right after the engine runs, and the higher of the two
 counts (on a machine shared with other work, the ceiling measured at a quiet moment is the
 hardest one to reach). Cases:
@@ -35,6 +36,9 @@ PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT.parent / "shared" / "data" / "metu-sample"
 CRACK_RATES = (0.15, 0.5)
 CEILING_IMAGES = 400  # pixels the model-only ceiling is measured on (tiles of one photo for photos)
+# The ceiling is the best of several measurements, so the engine is too: a single run against a best-of
+# would count the machine's noise (3-4 % between runs here) against the engine.
+ENGINE_REPEATS = 2
 
 ENGINE = """
 import json, sys
@@ -84,11 +88,20 @@ def build_photo_batch(root: Path, batch_id: str, photos: int) -> None:
         (folder / f"photo-{index:03d}.jpg").write_bytes(phone_photo(patches, 1000 + index))
 
 
-def run_engine(store: Path, batch_id: str, model_dir: Path, *, overlays: bool = False) -> dict[str, Any]:
+def run_engine(
+    store: Path, batch_id: str, model_dir: Path, *, overlays: bool = False, repeats: int = ENGINE_REPEATS
+) -> dict[str, Any]:
+    """The fastest of ``repeats`` engine runs, each in a fresh process; every run's rate and the highest peak RSS."""
     command = [sys.executable, "-c", ENGINE, str(store), batch_id, str(model_dir), "1" if overlays else "0"]
-    output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=PROJECT)
-    result = dict(json.loads(output.stdout.strip().splitlines()[-1]))
-    result["images_per_second"] = round(result["images"] / result["seconds"], 1)
+    runs = []
+    for _ in range(repeats):
+        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=PROJECT)
+        run = dict(json.loads(output.stdout.strip().splitlines()[-1]))
+        run["images_per_second"] = round(run["images"] / run["seconds"], 1)
+        runs.append(run)
+    result = max(runs, key=lambda run: run["images_per_second"])
+    result["peak_mb"] = max(run["peak_mb"] for run in runs)
+    result["images_per_second_runs"] = [run["images_per_second"] for run in runs]
     return result
 
 
@@ -243,18 +256,24 @@ def measure_nightly(model_dir: Path, work: Path, *, images: int = 4000, photos: 
     }
 
 
+def _runs(entry: dict[str, Any]) -> str:
+    return f"({' / '.join(str(rate) for rate in entry.get('images_per_second_runs', []))})"
+
+
 def markdown_nightly(results: dict[str, Any]) -> str:
     patches, photos = results["patches"], results["photos"]
     lines = [
         f"Nightly path (`score_shard` as the DAG calls it, runtime {patches['runtime']}), {patches['images']} real "
-        "patches per batch, each engine run in a fresh process; model only = best of before/after in the same run.",
+        "patches per batch; engine: the faster of two runs, each in a fresh process (both rates in brackets); "
+        "model only = the runtime alone, best of its measurements before and after in the same run.",
         "",
         "| batch | crack rate | images/s | model only | engine / model only | peak RSS | overlays written |",
         "|---|---|---|---|---|---|---|",
     ]
     for case, entry in patches["cases"].items():
         lines.append(
-            f"| {case} | {entry['crack_rate']:.0%} | {entry['images_per_second']} | {entry['model_only']} | "
+            f"| {case} | {entry['crack_rate']:.0%} | {entry['images_per_second']} {_runs(entry)} | "
+            f"{entry['model_only']} | "
             f"{entry['engine_vs_model_only']:.0%} | {entry['peak_mb']:.0f} MB | {entry['overlays_written']} |"
         )
     lines += [

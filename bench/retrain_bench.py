@@ -27,7 +27,7 @@ def timed_training(output: Path, cache: Path | None, epochs: int) -> dict[str, f
     run = train(
         SAMPLE, output, DataConfig(), ModelConfig(weights=WEIGHTS),
         TrainConfig(epochs=epochs, early_stopping_patience=epochs), verbose=0, export_runtimes=False,
-        feature_cache_dir=cache,
+        feature_cache_dir=cache, photo_mosaics=None,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     test = run.metrics["test"]

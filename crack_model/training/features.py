@@ -30,6 +30,9 @@ from crack_model.training.model import build_augmentation, get_base
 
 log = logging.getLogger(__name__)
 
+# Missing feature vectors from which converting the extractor to LiteRT pays for itself (see litert_extractor).
+LITERT_MIN_IMAGES = 600
+
 
 def base_fingerprint(base: Any, image_size: int) -> str:
     """Changes whenever the base's weights, width or input size change."""
@@ -62,6 +65,45 @@ class FeatureCache:
         with open(temporary, "wb") as handle:
             np.save(handle, features.astype(np.float32))
         temporary.replace(path)
+
+    @property
+    def extractor_path(self) -> Path:
+        """The extractor converted to LiteRT, kept beside the features it computes (same fingerprint)."""
+        return self.root / "extractor_fp32.tflite"
+
+
+def litert_extractor(extractor: Any, cache: FeatureCache, missing: int) -> Any | None:
+    """The extractor on LiteRT fp32 (XNNPACK), or None to stay on Keras.
+
+    On 2 CPU cores LiteRT computes MobileNetV2's features with about a third of Keras's CPU time per
+    image (measured: 16.6 vs 51.4 ms under load, 418 vs 187 images/s alone); converting costs about
+    as much as 400-550 images on Keras. So it is used when the converted model is already in the
+    cache, or when at least ``LITERT_MIN_IMAGES`` vectors are missing; features differ from Keras's by
+    about 4e-6 of their scale.
+    """
+    from crack_model.serving.runtimes import LiteRTRuntime
+
+    path = cache.extractor_path
+    if not path.is_file():
+        if missing < LITERT_MIN_IMAGES:
+            return None
+        import tensorflow as tf
+
+        try:
+            converted = tf.lite.TFLiteConverter.from_keras_model(extractor).convert()
+        except Exception as error:  # the Keras path computes the same features, only slower
+            log.warning("cannot convert the feature extractor to LiteRT (%s); computing features on Keras", error)
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # two trainings may share a cache
+        temporary.write_bytes(converted)
+        temporary.replace(path)
+    try:
+        return LiteRTRuntime(path, "litert-fp32")
+    except Exception as error:  # a damaged file: the Keras path computes the same features
+        log.warning("cannot load the cached LiteRT feature extractor %s (%s); computing features on Keras", path, error)
+        path.unlink(missing_ok=True)  # converted again next time
+        return None
 
 
 def feature_extractor(classifier: Any) -> Any:
@@ -100,6 +142,8 @@ def cached_features(
     if not computed:
         return features, 0
     size, batch_size = data_config.image_size, data_config.batch_size
+    runtime = litert_extractor(extractor, cache, computed)
+    predict = extractor.predict_on_batch if runtime is None else runtime.predict
     rows: list[tuple[int, int]] = []  # (view, image index) of each row of the batch being filled
     pixels = np.zeros((batch_size, size, size, 3), dtype=np.float32)
 
@@ -117,7 +161,7 @@ def cached_features(
             augmented = np.array([view > 0 for view, _ in rows] + [False] * (batch_size - len(rows)))
             if augmented.any():
                 pixels[augmented] = np.asarray(augmentation(pixels[augmented], training=True))
-            output = np.asarray(extractor.predict_on_batch(pixels))
+            output = np.asarray(predict(pixels))
             for row, (view, index) in enumerate(rows):
                 features[view, index] = output[row]
             pending.append(writer.submit(store, [(images[index].sha256, view, output[row])

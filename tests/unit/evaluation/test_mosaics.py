@@ -16,6 +16,7 @@ from crack_model.evaluation.mosaics import (
     mosaic_bytes,
     plan_mosaics,
     render_mosaic,
+    scaled_to_pool,
 )
 from tests import imagefiles
 
@@ -44,8 +45,8 @@ def test_plans_depend_only_on_the_seed():
 
 def test_each_mosaic_uses_a_patch_once_and_records_its_crack_cells():
     """Clean mosaics hold only clean patches; crack mosaics 1-3 crack patches, exactly in the recorded cells."""
-    plans = plan_mosaics(CLEAN, CRACKS, MosaicConfig(rows=4, columns=5, clean=10, with_cracks=30, seed=1))
-    assert [plan.name for plan in plans[:2]] == ["clean-000.png", "clean-001.png"] and len(plans) == 40
+    plans = plan_mosaics(CLEAN, CRACKS, MosaicConfig(rows=4, columns=5, clean=10, with_cracks=20, seed=1))
+    assert [plan.name for plan in plans[:2]] == ["clean-000.png", "clean-001.png"] and len(plans) == 30
     counts = set()
     for plan in plans:
         assert len(plan.keys) == 20 and len(set(plan.keys)) == 20
@@ -95,6 +96,16 @@ def test_a_small_split_gets_smaller_mosaics_and_a_tiny_one_a_clear_error():
         plan_mosaics(CLEAN[:3], CRACKS, config)
     with pytest.raises(CrackModelError, match="no crack patches"):
         plan_mosaics(CLEAN, [], config)
+
+
+def test_never_more_mosaics_than_patches_of_their_kind():
+    """A small pool gets one clean mosaic per clean patch and one per crack patch; a large one all it asks for."""
+    plans = plan_mosaics(CLEAN[:30], CRACKS[:12], MosaicConfig(clean=120, with_cracks=40))
+    assert sum(not plan.crack_cells for plan in plans) == 30 and sum(bool(plan.crack_cells) for plan in plans) == 12
+    assert scaled_to_pool(MosaicConfig(clean=120, with_cracks=40), 150, 150) == MosaicConfig(clean=120, with_cracks=40)
+    assert scaled_to_pool(MosaicConfig(clean=120, with_cracks=40, seed=3), 15, 9) == MosaicConfig(
+        clean=15, with_cracks=9, seed=3
+    )
 
 
 @pytest.mark.parametrize("changes", [{"rows": 1, "columns": 3}, {"clean": -1}, {"max_cracks": 0}])

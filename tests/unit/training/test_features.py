@@ -101,3 +101,37 @@ def test_the_feature_cache_checkpoint_scores_pixels(synth_data, tmp_path):
     # Early stopping restores the best epoch, the epoch the checkpoint saved: the two models agree.
     final = keras.models.load_model(run.output_dir / "model.keras")
     assert np.allclose(probabilities, final.predict(pixels, verbose=0), atol=1e-5)
+
+
+def test_many_missing_features_are_computed_on_litert_with_the_same_values(synth_data, tmp_path, monkeypatch):
+    """Past the threshold the extractor is converted to LiteRT once (kept in the cache); its features match Keras's."""
+    from crack_model.core.imaging import decode_to_array
+    from crack_model.core.storage import read_uri
+    from crack_model.training import features as features_module
+
+    monkeypatch.setattr(features_module, "LITERT_MIN_IMAGES", 10)
+    images = load_labeled(synth_data, CONFIG)[:12]
+    classifier = build_classifier(CONFIG, MODEL)
+    extractor = feature_extractor(classifier)
+    cache = FeatureCache(tmp_path, base_fingerprint(get_base(classifier), 64))
+    computed_plain, computed = cached_features(images, 1, extractor, build_augmentation(MODEL, seed=1), cache, CONFIG)
+    assert computed == 12 and cache.extractor_path.is_file()
+    pixels = np.stack([decode_to_array(read_uri(image.uri), 64) for image in images]).astype("float32")
+    fresh = extractor.predict(pixels, verbose=0)
+    scale = np.abs(fresh).max()
+    assert scale > 0 and np.allclose(computed_plain[0], fresh, rtol=1e-4, atol=1e-5 * scale)
+    assert not np.array_equal(computed_plain[0], fresh)  # computed by LiteRT, not by Keras
+    few = load_labeled(synth_data, CONFIG)[12:14]  # below the threshold, but the converted model is there
+    assert cached_features(few, 1, extractor, build_augmentation(MODEL, seed=1), cache, CONFIG)[1] == 2
+
+
+def test_a_damaged_cached_extractor_falls_back_to_keras_and_is_converted_again(tmp_path, caplog):
+    """A truncated extractor file is not fatal: features come from Keras and the file goes (converted next time)."""
+    from crack_model.training.features import litert_extractor
+
+    classifier = build_classifier(CONFIG, MODEL)
+    cache = FeatureCache(tmp_path, base_fingerprint(get_base(classifier), 64))
+    cache.extractor_path.parent.mkdir(parents=True)
+    cache.extractor_path.write_bytes(b"TFL3 truncated")
+    assert litert_extractor(feature_extractor(classifier), cache, 10_000) is None
+    assert not cache.extractor_path.exists() and "computing features on Keras" in caplog.text
