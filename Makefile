@@ -57,7 +57,7 @@ services:
 	@bash scripts/ensure-services.sh
 
 test: $(STAMP) system-deps services
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The unit tier: tests/unit mirrors crack_model; no services, nothing installed beyond the venv.
 test-fast: $(STAMP)
