@@ -99,7 +99,7 @@ def run_engine(
         run = dict(json.loads(output.stdout.strip().splitlines()[-1]))
         run["images_per_second"] = round(run["images"] / run["seconds"], 1)
         runs.append(run)
-    result = max(runs, key=lambda run: run["images_per_second"])
+    result = max(runs, key=lambda run: run["images"] / run["seconds"])
     result["peak_mb"] = max(run["peak_mb"] for run in runs)
     result["images_per_second_runs"] = [run["images_per_second"] for run in runs]
     return result

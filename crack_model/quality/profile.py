@@ -38,10 +38,9 @@ from crack_model.core.imaging import (
     decode_errors,
     open_lazy,
     read_header,
-    to_8bit,
-    to_rgb,
 )
 from crack_model.core.object_keys import ObjectStore
+from crack_model.core.pixel_modes import to_8bit, to_rgb
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import is_image_name
 

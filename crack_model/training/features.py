@@ -25,6 +25,7 @@ from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, label_indices
+from crack_model.serving.runtimes import LiteRTRuntime
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, get_base
 
@@ -81,8 +82,6 @@ def litert_extractor(extractor: Any, cache: FeatureCache, missing: int) -> Any |
     cache, or when at least ``LITERT_MIN_IMAGES`` vectors are missing; features differ from Keras's by
     about 4e-6 of their scale.
     """
-    from crack_model.serving.runtimes import LiteRTRuntime
-
     path = cache.extractor_path
     if not path.is_file():
         if missing < LITERT_MIN_IMAGES:

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crack_model.core import imaging
+from crack_model.core import imaging, pixel_modes
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.imaging import (
     FormatNotAcceptedError,
     decode_to_array,
     difference_hash,
+    open_header,
     open_image,
     read_header,
     to_8bit,
@@ -202,18 +203,37 @@ def test_header_of_a_sideways_photo_gives_the_displayed_size():
 
 def test_banded_rgb_reduction_equals_converting_then_reducing(monkeypatch):
     """RGBA and palette giants shrink a band at a time with exactly the pixels of a full-size conversion."""
-    monkeypatch.setattr(imaging, "CHUNK_PIXELS", 1000)  # many bands, one of them partial
+    monkeypatch.setattr(pixel_modes, "CHUNK_PIXELS", 1000)  # many bands, one of them partial
     rng = np.random.default_rng(3)
     rgba = Image.fromarray(rng.integers(0, 255, (301, 203, 4), dtype=np.uint8), "RGBA")
     palette = rgba.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
     palette.info["transparency"] = 0
     for image in (rgba, palette):
-        banded = imaging.rgb_reduced(image, 3)
+        banded = pixel_modes.rgb_reduced(image, 3)
         assert banded.mode == "RGB" and banded.size == (68, 101)
-        assert np.array_equal(np.asarray(banded), np.asarray(imaging.to_rgb(image).reduce(3)))
+        assert np.array_equal(np.asarray(banded), np.asarray(pixel_modes.to_rgb(image).reduce(3)))
 
 
 @pytest.mark.skipif("PILLOW_BLOCK_SIZE" in os.environ, reason="the operator chose Pillow's block size")
 def test_pillow_blocks_are_large_enough_to_be_given_back_when_freed():
     """Importing imaging sets 64 MB blocks: above glibc's 32 MB mmap threshold, so freed giants leave the heap."""
     assert Image.core.get_block_size() == imaging.BLOCK_SIZE == 64 * 2**20
+
+
+@pytest.mark.parametrize("size", [None, (24, 32)])
+def test_an_image_opened_for_its_header_decodes_as_if_opened_afresh(size):
+    """open_image(opened=open_header(...)) gives open_image's upright pixels, and hands the image over once."""
+    data = imagefiles.exif_rotated_jpeg(6)
+    opened = open_header(data)
+    assert opened.header == read_header(data)
+    image = open_image(data, size=size, opened=opened)
+    assert np.array_equal(np.asarray(image), np.asarray(open_image(data, size=size)))
+    with pytest.raises(ValueError, match="already handed over"):
+        open_image(data, opened=opened)  # the opened image belongs to the first decode: no second copy of its pixels
+
+
+def test_an_opened_image_still_meets_the_pixel_limit_of_its_decode():
+    """A header read with a generous limit is checked again against the decode's own limit."""
+    data = imagefiles.jpeg(400, 300)
+    with pytest.raises(ImageDecodeError, match="image too large"):
+        open_image(data, max_pixels=1000, opened=open_header(data, max_pixels=None))

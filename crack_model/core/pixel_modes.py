@@ -1,0 +1,69 @@
+"""Pillow images of any mode to 8-bit grey or RGB, a band of rows at a time.
+
+Nightly uploads come as palette, grayscale, RGBA, CMYK, 16-bit and 32-bit images. The conversions
+here never make a float64 copy and never hold a second full-size copy of a large image: 16-bit and
+32-bit images go to 8 bits, and big RGBA images to RGB, ``CHUNK_PIXELS`` pixels at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# 32-bit and 16-bit modes are brought to 8 bits this many pixels at a time: the temporaries stay
+# a few megabytes whatever the image size.
+CHUNK_PIXELS = 1 << 22
+
+
+def reduce_factor(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The whole factor an image of ``size`` can be box-reduced by and stay at least ``target``."""
+    return max(1, min(size[0] // max(target[0], 1), size[1] // max(target[1], 1)))
+
+
+def rgb_reduced(image: Image.Image, factor: int) -> Image.Image:
+    """``to_rgb(image).reduce(factor)`` a band of rows at a time: no full-size RGB copy of a big RGBA image."""
+    if factor == 1:
+        return to_rgb(image)
+    width, height = image.size
+    rows = max(1, CHUNK_PIXELS // max(width, 1) // factor) * factor
+    reduced = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = to_rgb(image.crop((0, top, width, min(height, top + rows))))
+        reduced.paste(band.reduce(factor), (0, top // factor))
+    return reduced
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float images to 8-bit grey ("L"); other modes unchanged.
+
+    16-bit values are shifted right by 8; 32-bit ones are scaled from 0..65535 (or 0..255 when no
+    value exceeds 255). A band of rows at a time, in uint16 or float32: never a float64 copy.
+    """
+    if image.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
+        return image
+    width, height = image.size
+    sixteen = image.mode in SIXTEEN_BIT_MODES
+    scale = 1.0
+    if not sixteen:
+        extrema = image.getextrema()
+        scale = 255.0 / (65535.0 if float(extrema[1]) > 255 else 255.0)  # type: ignore[arg-type]
+    grey = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, CHUNK_PIXELS // max(width, 1))
+    for top in range(0, height, rows):
+        band = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+        if sixteen:
+            grey[top : top + len(band)] = np.right_shift(band, 8).astype(np.uint8)
+        else:
+            grey[top : top + len(band)] = np.clip(band.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    return Image.fromarray(grey)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB (drops alpha, scales 16-bit and float)."""
+    if image.mode == "RGB":
+        return image
+    image = to_8bit(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
