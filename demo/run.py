@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from crack_model.pipelines.overlays import draw_overlays
 from demo.airflow_env import airflow_environment, migrate, run_dag
 from demo.seed import seed_store
 
@@ -170,6 +171,10 @@ def report(store: Path) -> None:
         f"{summary['crack_rate']:.0%}, {summary['throughput_images_per_second']} img/s ({summary['runtime']})."
     )
     print(f"Batch blank-frames: validation {blank['outcome']}, not scored.")
+    # A night stores tile scores and draws no overlay (the ops view draws one when it is first shown);
+    # the demo draws the night's now, as `crack-model overlays` does, so the folder below has them.
+    drawn = draw_overlays(str(store), "2026-11-24")
+    print(f"Heat maps of the night's crack images: {drawn.drawn} drawn (crack-model overlays).")
     for label, path in (
         ("model version folder", version_dir),
         ("gate report", version_dir / "gate_report.html"),

@@ -73,7 +73,7 @@ def test_the_report_compares_candidate_and_champion_on_holdout_mosaics(tmp_path,
     assert candidate["runtime"] == report.approved_runtimes[0] and champion["runtime"] == "litert-int8"
     assert candidate["rule"]["photo_threshold"] == 0.6 and champion["rule"]["photo_threshold"] is None
     for figures in (candidate, champion):
-        assert figures["clean_mosaics"] == 30 and figures["crack_mosaics"] == 30  # 40 asked, 30 patches of each
+        assert figures["clean_mosaics"] == 40 and figures["crack_mosaics"] == 40
         assert figures["grid"] == [4, 6] and figures["crack_patches"] >= 40
         assert figures["found"] <= figures["crack_mosaics"] and figures["false_alarms"] <= figures["clean_mosaics"]
     # The old champion's photo figures are its highest-tile figures: the same rule.

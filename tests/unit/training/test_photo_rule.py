@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -60,8 +58,7 @@ def test_the_rule_is_chosen_on_validation_and_measured_on_test(detector_dir, pat
         assert validation["false_alarms"] == 0 and validation["crack_mosaics"] == 8
     assert list(section["test"]) == ["litert-int8"]  # the runtime that will serve
     test = section["test"]["litert-int8"]
-    # The bar's check (40 + 40), capped by the 15 test patches of each kind (scaled_to_pool).
-    assert test["clean_mosaics"] == test["crack_mosaics"] == 15 and test["seed"] == SMALL.seed + 1
+    assert test["clean_mosaics"] == test["crack_mosaics"] == 40 and test["seed"] == SMALL.seed + 1  # the bar's check
     assert test["rule"]["photo_threshold"] == card.photo_threshold and test["runtime"] == "litert-int8"
 
 
@@ -84,17 +81,13 @@ def test_training_writes_the_photo_level_section(trained_model):
     assert section["rule"]["photo_threshold"] == card.photo_threshold >= card.threshold
     assert list(section["validation"]) == calibration_runtimes(out, card)
     assert list(section["test"]) == card.approved_runtimes[:1]
-    with (out / "split.csv").open() as split:
-        counts = Counter((row["split"], row["label"]) for row in csv.DictReader(split))
-    # The default mosaics (120 clean + 40 crack for the rule, 40 + 40 for the check), capped by the split's patches.
-    for figures in section["validation"].values():
-        assert figures["clean_mosaics"] == min(120, counts["validation", "Negative"]) > 0
-        assert figures["crack_mosaics"] == min(40, counts["validation", "Positive"]) > 0
-    test = next(iter(section["test"].values()))
-    assert test["clean_mosaics"] == min(40, counts["test", "Negative"]) > 0
-    assert test["crack_mosaics"] == min(40, counts["test", "Positive"]) > 0
-    for figures in [*section["validation"].values(), test]:
-        assert figures["crack_patches"] >= figures["crack_mosaics"] and "max_rule" in figures
+    for figures in section["validation"].values():  # the default mosaics, however small the split
+        assert (figures["clean_mosaics"], figures["crack_mosaics"]) == (120, 40)
+    for figures in [*section["validation"].values(), *section["test"].values()]:
+        assert figures["crack_mosaics"] == 40 and figures["crack_patches"] >= 40 and "max_rule" in figures
+    assert next(iter(section["test"].values()))["clean_mosaics"] == 40
+    built = card.photo_calibration["mosaics"]  # what was built, beside what was asked for
+    assert (built["clean"], built["with_cracks"]) == (120, 40) and len(built["grid"]) == 2
 
 
 def test_fp32_stands_in_for_keras_and_missing_files_are_skipped(tmp_path):
