@@ -129,8 +129,7 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
     mosaics = section["mosaics"]
     shape: Mapping[str, Any] = next((section[role] for role in ("candidate", "champion") if section.get(role)), {})
     caption = (
-        f"{shape.get('clean_mosaics', mosaics['clean'])} clean and "
-        f"{shape.get('crack_mosaics', mosaics['with_cracks'])} crack photos (1 to {mosaics['max_cracks']} crack "
+        f"{mosaics['clean']} clean and {mosaics['with_cracks']} crack photos (1 to {mosaics['max_cracks']} crack "
         f"patches each) of {'x'.join(map(str, shape.get('grid') or []))} holdout patches"
         f" ({'x'.join(map(str, shape.get('photo_size') or []))} px, {shape.get('tiles_per_mosaic', 0)} tiles); "
         f"{section['marked']}. Bar: at most 1 false alarm in 40 clean photos, every crack photo found, "

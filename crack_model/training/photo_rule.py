@@ -69,11 +69,9 @@ def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = 
         scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
     choice = choose_photo_rule([mosaic for mosaics in scored.values() for mosaic in mosaics], card.threshold)
     chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles)
-    crack_plans = sum(bool(plan.crack_cells) for plan in plans)  # the counts built (capped by the split's patches)
-    grid = [plans[0].rows, plans[0].columns] if plans else None
-    built = {"clean": len(plans) - crack_plans, "with_cracks": crack_plans, "grid": grid}
-    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": {**asdict(config), **built},
-                                **choice.record}  # fmt: skip
+    grid = [plans[0].rows, plans[0].columns] if plans else None  # smaller than asked for on a small split
+    mosaics = {**asdict(config), "grid": grid}
+    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaics, **choice.record}
     chosen.save(model_dir)
     log.info("photo rule: highest tile >= %.4f, %d touching tile(s) (tile threshold %.4f)",
              chosen.photo_threshold, chosen.photo_min_tiles, card.threshold)  # fmt: skip

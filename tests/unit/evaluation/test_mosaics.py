@@ -44,8 +44,8 @@ def test_plans_depend_only_on_the_seed():
 
 def test_each_mosaic_uses_a_patch_once_and_records_its_crack_cells():
     """Clean mosaics hold only clean patches; crack mosaics 1-3 crack patches, exactly in the recorded cells."""
-    plans = plan_mosaics(CLEAN, CRACKS, MosaicConfig(rows=4, columns=5, clean=10, with_cracks=20, seed=1))
-    assert [plan.name for plan in plans[:2]] == ["clean-000.png", "clean-001.png"] and len(plans) == 30
+    plans = plan_mosaics(CLEAN, CRACKS, MosaicConfig(rows=4, columns=5, clean=10, with_cracks=30, seed=1))
+    assert [plan.name for plan in plans[:2]] == ["clean-000.png", "clean-001.png"] and len(plans) == 40
     counts = set()
     for plan in plans:
         assert len(plan.keys) == 20 and len(set(plan.keys)) == 20

@@ -86,8 +86,8 @@ def test_training_writes_the_photo_level_section(trained_model):
     for figures in [*section["validation"].values(), *section["test"].values()]:
         assert figures["crack_mosaics"] == 40 and figures["crack_patches"] >= 40 and "max_rule" in figures
     assert next(iter(section["test"].values()))["clean_mosaics"] == 40
-    built = card.photo_calibration["mosaics"]  # what was built, beside what was asked for
-    assert (built["clean"], built["with_cracks"]) == (120, 40) and len(built["grid"]) == 2
+    grid = card.photo_calibration["mosaics"]["grid"]  # the grid built, which a small split shrinks
+    assert grid == section["validation"][calibration_runtimes(out, card)[0]]["grid"]
 
 
 def test_fp32_stands_in_for_keras_and_missing_files_are_skipped(tmp_path):
