@@ -15,10 +15,14 @@ on the METU pool alone, gated on the METU holdout (the champion); then with N si
 ``labeled/<class>/site-b/`` and the site-b evaluation photos under ``holdout/<class>/site-b/``, gated
 against the champion on ``holdout/<class>/{metu,site-b}/`` with the default gate policy.
 
+``--cv K`` measures what the site photos cost the old surface on all 2,000 METU patches instead of a
+300-patch holdout: K-fold cross-validation (``crack-model evaluate --cv``'s ``cross_validate``) of the
+recipe on the whole METU sample plus the ``--cv-site-photos`` site photos, pooled per slice.
+
 Each point costs about a minute with a warm feature cache (the first run computes the base's
 features of all 3,000 photos once). Writes ``bench/results/adaptation.json`` and ``adaptation.md``.
 
-    .venv/bin/python -m bench.adaptation [--sizes 0 25 50 100 200] [--gate 100]
+    .venv/bin/python -m bench.adaptation [--sizes 0 25 50 100 200] [--gate 100] [--cv 5]
 """
 
 from __future__ import annotations
@@ -186,6 +190,26 @@ def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, 
             "failures": [failure.get("tail") for failure in result.get("failures", [])]}  # fmt: skip
 
 
+def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Path, cache: Path, views: int,
+                     epochs: int, balance: float, crack_weight: float) -> dict[str, Any]:  # fmt: skip
+    """Pooled per-slice figures of K-fold cross-validation on all METU patches plus the site photos."""
+    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+    from crack_model.training.cross_validation import cross_validate
+
+    pool = work / "cv-pool"
+    shutil.rmtree(pool, ignore_errors=True)
+    lay_out(metu, pool, METU_SLICE)
+    lay_out(site_pool, pool, SITE_SLICE)
+    result = cross_validate(pool, work / "cv", DataConfig(), ModelConfig(weights=WEIGHTS),
+                            TrainConfig(epochs=epochs, slice_balance=balance, crack_weight=crack_weight),
+                            folds=folds, feature_cache_dir=cache, augmented_views=views)  # fmt: skip
+    keep = ("images", "cracks", "missed_cracks", "false_alarms", "metrics", "exact_intervals")
+    slices = result["pooled_per_slice"]
+    return {"folds": folds, "site_photos": len(site_pool),
+            "slices": {name: {key: figures[key] for key in keep} for name, figures in slices.items()},
+            "thresholds": [fold["threshold"] for fold in result["folds"]]}  # fmt: skip
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"METU sample ({results['metu_pool']} in the pool, {results['metu_holdout']} held out) plus N site-b photos "
@@ -217,6 +241,23 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for name, figures in sorted((report.get("slices") or {}).items()):
             lines.append(f"- holdout slice {name}: {figures}")
+    cv = results.get("cv")
+    if cv:
+        lines += [
+            "",
+            f"{cv['folds']}-fold cross-validation on all {results['metu_pool'] + results['metu_holdout']} METU patches "
+            f"plus {cv['site_photos']} site photos, pooled per slice (thresholds {cv['thresholds']}):",
+            "",
+            "| slice | images | crack recall [95 % exact] | accuracy [95 % exact] | missed cracks | false alarms |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, figures in cv["slices"].items():
+            recall, accuracy = figures["exact_intervals"]["crack_recall"], figures["exact_intervals"]["accuracy"]
+            lines.append(
+                f"| {name} | {figures['images']} | {figures['metrics']['crack_recall']:.4f} "
+                f"[{recall[0]:.4f}, {recall[1]:.4f}] | {figures['metrics']['accuracy']:.4f} "
+                f"[{accuracy[0]:.4f}, {accuracy[1]:.4f}] | {figures['missed_cracks']} | {figures['false_alarms']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -235,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crack-weight", type=float, default=1.0, help="TrainConfig.crack_weight (default: 1)")
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
+    parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
+    parser.add_argument("--cv-site-photos", type=int, default=100, help="site photos in the --cv pool (default: 100)")
     parser.add_argument("--name", help="results file name in bench/results/ (default: adaptation)")
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench-adaptation")
     parser.add_argument("--cache", type=Path, default=cache_root() / "features")
@@ -246,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     metu_pool, metu_holdout = with_slice(metu_split.train, METU_SLICE), with_slice(metu_split.test, METU_SLICE)
     site = with_slice(load_labeled(SITE_B, config), SITE_SLICE)
     groups = seeded_groups(site, args.seed)
-    largest = max([*args.sizes, args.gate, 0])
+    largest = max([*args.sizes, args.gate, args.cv_site_photos if args.cv else 0, 0])
     used = {image.sha256 for image in pick_site_photos(groups, largest)}
     touched = set()  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
     for class_groups in groups.values():
@@ -270,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
                                    args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
                                    args.crack_weight, args.dag)  # fmt: skip
+    if args.cv:
+        site_pool = pick_site_photos(groups, args.cv_site_photos)
+        results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
+                                         args.views, args.epochs, args.slice_balance, args.crack_weight)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or "adaptation"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -184,11 +184,13 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     )  # fmt: skip
     confidence = result["confidence"]
     print(f"{args.cv}-fold cross-validation on {args.data} ({result['near_duplicate_groups']} near-duplicate groups)")
-    for row in [*result["folds"], {"fold": "pooled", "threshold": None, **result["pooled"]}]:
+    rows = [(f"fold {row['fold']}", row) for row in result["folds"]] + [("pooled", result["pooled"])]
+    rows += [(f"slice {name}", row) for name, row in result.get("pooled_per_slice", {}).items()]  # pooled per slice
+    for label, row in rows:
         metrics, exact = row["metrics"], row["exact_intervals"]
         recall, accuracy = exact["crack_recall"], exact["accuracy"]
         print(
-            f"  fold {row['fold']!s:<7} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
+            f"  {label:<14} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
             f"[{recall[0]:.4f}, {recall[1]:.4f}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
             f"{accuracy[1]:.4f}]  missed cracks {row['missed_cracks']}  false alarms {row['false_alarms']}"
         )

@@ -5,7 +5,9 @@ every image of the set once, by a model that never saw it or any near-copy of it
 built from near-duplicate groups (same bytes or same perceptual hash, ``group_near_duplicates``),
 stratified by class and slice. Each fold trains with the full recipe (``train``: its own
 validation split for early stopping and the threshold) and is scored on its held-out fold; the
-pooled figures count every image once, with exact (Clopper-Pearson) intervals.
+pooled figures count every image once, with exact (Clopper-Pearson) intervals. With more than one
+slice (``labeled/<class>/<slice>/``), each slice is pooled too: what adding a new site's photos
+costs the old site shows on all of the old site's images, not on a 300-image holdout.
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ def outcomes_from_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str],
     return Outcomes(np.array(is_crack, bool), np.array(says_crack, bool), np.array(correct, bool))
 
 
+def concatenate(parts: Sequence[Outcomes]) -> Outcomes:
+    return Outcomes(*(np.concatenate([getattr(part, name) for part in parts])
+                      for name in ("is_crack", "says_crack", "correct")))  # fmt: skip
+
+
 def summarize(outcomes: Outcomes, confidence: float) -> dict[str, Any]:
     """Point figures, exact intervals and counts of one set of outcomes."""
     return {
@@ -117,6 +124,7 @@ def cross_validate(
     )
     reports: list[dict[str, Any]] = []
     pooled: list[Outcomes] = []
+    pooled_slices: dict[str, list[Outcomes]] = defaultdict(list)
     for number, held_out in enumerate(fold_indices, start=1):
         held = set(held_out)
         rest = split_images([image for index, image in enumerate(images) if index not in held], inner)
@@ -133,14 +141,17 @@ def cross_validate(
             matrix["rows_true_columns_predicted"], matrix["labels"], data_config.crack_class
         )
         pooled.append(outcomes)
+        for name, figures in run.metrics["per_slice"]["test"].items():
+            matrix = figures["confusion_matrix"]
+            pooled_slices[name].append(
+                outcomes_from_matrix(matrix["rows_true_columns_predicted"], matrix["labels"], data_config.crack_class)
+            )
         reports.append({"fold": number, "threshold": run.card.threshold, "epochs_run": len(run.history.get("loss", [])),
                         **summarize(outcomes, confidence)})  # fmt: skip
-    everything = Outcomes(*(np.concatenate([getattr(item, name) for item in pooled])
-                            for name in ("is_crack", "says_crack", "correct")))  # fmt: skip
     result = {
         "data": str(data_source),
         "folds": reports,
-        "pooled": summarize(everything, confidence),
+        "pooled": summarize(concatenate(pooled), confidence),
         "confidence": confidence,
         "near_duplicate_groups": len(group_near_duplicates(images)),
         "config": {
@@ -151,6 +162,9 @@ def cross_validate(
             "folds": folds,
         },
     }
+    if len(pooled_slices) > 1:
+        result["pooled_per_slice"] = {name: summarize(concatenate(outcomes), confidence)
+                                      for name, outcomes in sorted(pooled_slices.items())}  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "cv.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     return result

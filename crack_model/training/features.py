@@ -253,7 +253,8 @@ def fit_head_on_features(
 
     head_callbacks = classifier_checkpoints(callbacks, classifier)
     history = compile_and_fit(head, train_data, validation_data, train_config.epochs, train_config.learning_rate,
-                              head_callbacks, verbose, data_config.crack_index)  # fmt: skip
+                              head_callbacks, verbose, data_config.crack_index,
+                              train_config.label_smoothing)  # fmt: skip
     copy_head(head, classifier)
     return history
 

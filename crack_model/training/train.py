@@ -231,13 +231,13 @@ def train(
 
 
 def per_slice_metrics(images: list[LabeledImage], probabilities: np.ndarray, measure: Any) -> dict[str, Any]:
-    """Accuracy and crack recall of each slice (the whole metrics dict is too large to repeat)."""
+    """Accuracy, crack recall and confusion matrix of each slice (the whole metrics dict is too large to repeat)."""
     report = {}
     for name in sorted({image.slice for image in images}):
         indices = [index for index, image in enumerate(images) if image.slice == name]
         figures = measure([images[index] for index in indices], probabilities[indices])
         report[name] = {key: figures[key] for key in ("images", "cracks", "accuracy", "crack_recall", "missed_cracks",
-                                                      "false_alarms")}  # fmt: skip
+                                                      "false_alarms", "confusion_matrix")}  # fmt: skip
     return report
 
 

@@ -75,3 +75,29 @@ def test_cross_validate_scores_every_image_once_with_exact_intervals(tmp_path, s
         assert 0 <= low <= pooled["metrics"][name] <= high <= 1
         assert high - low > 0.01  # 80 images cannot pin a proportion down
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["pooled"] == pooled
+
+
+@pytest.mark.slow
+def test_cross_validation_pools_each_slice(tmp_path, synth_data):
+    """With two slices, each is pooled over its folds too; the slices add up to the pooled figures."""
+    import shutil
+
+    for class_dir in sorted(path for path in synth_data.iterdir() if path.is_dir()):
+        for index, photo in enumerate(sorted(class_dir.iterdir())):
+            target = tmp_path / "pool" / class_dir.name / ("old-site" if index % 4 else "new-site") / photo.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(photo, target)
+    result = cross_validate(
+        tmp_path / "pool", tmp_path / "cv", DataConfig(image_size=32, batch_size=16),
+        ModelConfig(weights="none", alpha=0.35), TrainConfig(epochs=1), folds=2,
+        feature_cache_dir=tmp_path / "cache", augmented_views=0,
+    )  # fmt: skip
+    slices = result["pooled_per_slice"]
+    assert {name: figures["images"] for name, figures in slices.items()} == {"new-site": 20, "old-site": 60}
+    assert {name: figures["cracks"] for name, figures in slices.items()} == {"new-site": 10, "old-site": 30}
+    for count in ("missed_cracks", "false_alarms"):
+        assert sum(figures[count] for figures in slices.values()) == result["pooled"][count]
+    for figures in slices.values():
+        low, high = figures["exact_intervals"]["accuracy"]
+        assert 0 <= low <= figures["metrics"]["accuracy"] <= high <= 1
+    assert "pooled_per_slice" in json.loads((tmp_path / "cv" / "cv.json").read_text())

@@ -6,6 +6,7 @@ import numpy as np
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.data.labeled import load_labeled
+from crack_model.training import fitting
 from crack_model.training.features import fit_head_on_features, predict_from_features
 from crack_model.training.model import build_classifier
 
@@ -38,3 +39,21 @@ def test_zero_weight_images_do_not_train_the_head(synth_data, tmp_path):
     after = classifier.get_layer("class_probabilities").get_weights()
     for old, new in zip(before, after, strict=True):
         np.testing.assert_array_equal(old, new)
+
+
+def test_label_smoothing_reaches_the_head_trained_on_cached_features(synth_data, tmp_path, monkeypatch):
+    """The recipe's label smoothing is the head's (it was dropped on the cached-features path)."""
+    from crack_model.training import features
+
+    seen: list[float] = []
+
+    def recording_fit(*args, **kwargs):
+        seen.append(args[8] if len(args) > 8 else kwargs.get("label_smoothing", 0.0))
+        return fitting.compile_and_fit(*args, **kwargs)
+
+    monkeypatch.setattr(features, "compile_and_fit", recording_fit)
+    images = load_labeled(synth_data, CONFIG)
+    recipe = TrainConfig(epochs=1, label_smoothing=0.2)
+    fit_head_on_features(build_classifier(CONFIG, MODEL), images[::2], images[1::2], CONFIG, MODEL, recipe, tmp_path,
+                         [], verbose=0)  # fmt: skip
+    assert seen == [0.2]
