@@ -11,10 +11,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.slow
 def test_default_training_on_the_real_sample_meets_the_bar(metu_sample, imagenet_weights, tmp_path):
-    """Default settings (224 px, 10 epochs, ImageNet base) on the 2,000-image sample."""
+    """Default settings (224 px, 10 epochs, ImageNet base) on the 2,000-image sample.
+
+    The photo step comes after these figures and cannot change them and is asserted elsewhere (the
+    retrain CLI test runs it on real photos), so it is off here: 559 s instead of 1,004 s.
+    """
     from crack_model.training.train import train
 
-    run = train(metu_sample, tmp_path, DataConfig(), ModelConfig(weights=imagenet_weights), TrainConfig(), verbose=0)
+    run = train(metu_sample, tmp_path, DataConfig(), ModelConfig(weights=imagenet_weights), TrainConfig(), verbose=0,
+                photo_mosaics=None)  # fmt: skip
     test = run.metrics["test"]
     assert test["images"] >= 290
     assert test["accuracy"] >= 0.99, test
