@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 def test_default_training_on_the_real_sample_meets_the_bar(metu_sample, imagenet_weights, tmp_path):
     """Default settings (224 px, 10 epochs, ImageNet base) on the 2,000-image sample.
 
-    The photo step comes after these figures and cannot change them and is asserted elsewhere (the
-    retrain CLI test runs it on real photos), so it is off here: 559 s instead of 1,004 s.
+    The photo step comes after these figures and cannot change them, so it is off here (559 s
+    instead of 1,004 s). The retrain CLI test still runs it on real photos; its figures are
+    asserted on synthetic data (tests/unit/training/test_photo_rule.py) and measured by bench.mosaics.
     """
     from crack_model.training.train import train
 
