@@ -191,7 +191,8 @@ def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, 
 
 
 def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Path, cache: Path, views: int,
-                     epochs: int, balance: float, crack_weight: float) -> dict[str, Any]:  # fmt: skip
+                     epochs: int, balance: float, crack_weight: float,
+                     fine_tune_layers: int = 0) -> dict[str, Any]:  # fmt: skip
     """Pooled per-slice figures of K-fold cross-validation on all METU patches plus the site photos."""
     from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
     from crack_model.training.cross_validation import cross_validate
@@ -201,7 +202,8 @@ def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Pa
     lay_out(metu, pool, METU_SLICE)
     lay_out(site_pool, pool, SITE_SLICE)
     result = cross_validate(pool, work / "cv", DataConfig(), ModelConfig(weights=WEIGHTS),
-                            TrainConfig(epochs=epochs, slice_balance=balance, crack_weight=crack_weight),
+                            TrainConfig(epochs=epochs, slice_balance=balance, crack_weight=crack_weight,
+                                        fine_tune_layers=fine_tune_layers),
                             folds=folds, feature_cache_dir=cache, augmented_views=views)  # fmt: skip
     keep = ("images", "cracks", "missed_cracks", "false_alarms", "metrics", "exact_intervals")
     slices = result["pooled_per_slice"]
@@ -217,11 +219,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['epochs']} epochs max, {results['views']} augmented views, "
         f"slice balance {results['slice_balance']}, crack weight {results.get('crack_weight', 1.0)}, "
         f"fine-tuned base layers {results.get('fine_tune_layers', 0)}.",
-        "",
-        "| site-b photos in training | threshold | site-b accuracy | site-b crack recall | METU holdout accuracy "
-        "| METU holdout crack recall | train seconds |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if results["curve"]:
+        lines += [
+            "",
+            "| site-b photos in training | threshold | site-b accuracy | site-b crack recall "
+            "| METU holdout accuracy | METU holdout crack recall | train seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
     for point in results["curve"]:
         site, metu = point["site_b_rest"], point["metu_holdout"]
         lines.append(
@@ -316,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cv:
         site_pool = pick_site_photos(groups, args.cv_site_photos)
         results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
-                                         args.views, args.epochs, args.slice_balance, args.crack_weight)  # fmt: skip
+                                         args.views, args.epochs, args.slice_balance, args.crack_weight,
+                                         args.fine_tune_layers)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or "adaptation"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
