@@ -54,14 +54,15 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Model {results['model_version']} (`{results['model']}`), photo rule: {results['rule']}.",
         "",
-        "| runtime | photos | tiles each | rule | false alarms (clean) | crack photos found | crack patches in "
+        "| runtime | seed | photos | tiles each | rule | false alarms (clean) | crack photos found | crack patches in "
         "marked tiles | meets bar | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for figures in results["runs"]:
         size = "x".join(map(str, figures["photo_size"]))
         common = (
-            f"| {figures['runtime']} | {size} ({'x'.join(map(str, figures['grid']))}) | {figures['tiles_per_mosaic']}"
+            f"| {figures['runtime']} | {figures['seed']} | {size} ({'x'.join(map(str, figures['grid']))}) | "
+            f"{figures['tiles_per_mosaic']}"
         )
         lines.append(
             f"{common} | highest tile >= {figures['rule']['tile_threshold']:.4f} (before) | "
@@ -75,6 +76,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']} | "
             f"{'yes' if figures['meets_bar'] else 'no'} | {figures['seconds']} |"
         )
+    lines += totals(results["runs"])
     lines += [
         "",
         "Highest clean tile / lowest crack photo (highest tile): "
@@ -87,6 +89,26 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def totals(runs: list[dict[str, Any]]) -> list[str]:
+    """One line per runtime scored with several seeds: its photos summed, and how many seeds met the bar."""
+    lines = []
+    for runtime in dict.fromkeys(run["runtime"] for run in runs):
+        mine = [run for run in runs if run["runtime"] == runtime]
+        if len(mine) < 2:
+            continue
+
+        def total(key: str, rows: list[dict[str, Any]] = mine) -> int:
+            return sum(run[key] for run in rows)
+
+        lines.append(
+            f"| {runtime} | all {len(mine)} | | | photo rule | {total('false_alarms')} of {total('clean_mosaics')} | "
+            f"{total('found')} of {total('crack_mosaics')} | "
+            f"{total('crack_patches_in_marked_tiles')} of {total('crack_patches')} | "
+            f"{sum(run['meets_bar'] for run in mine)} of {len(mine)} seeds | {total('seconds'):.0f} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a model folder written by crack-model train")
@@ -95,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", default="8x10", help="rows x columns of patches per photo (default 8x10)")
     parser.add_argument("--clean", type=int, default=40, help="clean photos (default 40)")
     parser.add_argument("--with-cracks", type=int, default=40, help="photos with 1-3 crack patches (default 40)")
-    parser.add_argument("--seed", type=int, default=1, help="mosaic seed (training's test figures use 1)")
+    parser.add_argument("--seed", default="1",
+                        help="mosaic seed, or several comma-separated, each 40+40 new photos of the same test "
+                             "patches (training's test figures use 1)")  # fmt: skip
     parser.add_argument("--name", default="mosaics", help="results file name (default mosaics)")
     args = parser.parse_args(argv)
     from crack_model.core.model_card import ModelCard
@@ -109,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         "rule": PhotoRule.of(card).describe(),
         "photo_calibration": card.photo_calibration,
         "runs": [
-            measure(args.model, runtime, args.split, (rows, columns), args.clean, args.with_cracks, args.seed)
+            measure(args.model, runtime, args.split, (rows, columns), args.clean, args.with_cracks, int(seed))
             for runtime in args.runtimes.split(",")
+            for seed in args.seed.split(",")
         ],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ untouched.
 The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model retrain` runs.
 
 **Params**: `epochs`, `fine_tune_layers` (fine-tune the top N base layers), `fine_tune_epochs`,
-`target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `augmented_views`,
+`target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `seam_share` (seam
+examples per training image, `TrainConfig.seam_share`), `augmented_views`,
 `promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one),
 `notify_http_conn_id` / `notify_smtp_conn_id` (the Connections a rejection is sent through; a missing one
@@ -67,6 +68,9 @@ from crack_ops.operators import GateOperator
         ),
         "crack_weight": Param(
             1.0, type="number", exclusiveMinimum=0, maximum=10, description="weight of a crack image (recall vs alarms)"
+        ),
+        "seam_share": Param(
+            0.25, type="number", minimum=0, maximum=4, description="seam examples per training image (0: none)"
         ),
         "augmented_views": Param(
             2, type="integer", minimum=0, maximum=8, description="augmented copies of each image in the feature cache"

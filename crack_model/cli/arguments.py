@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from crack_model.core.config import DataConfig
+from crack_model.core.config import DataConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 
 
@@ -19,6 +19,19 @@ def probability(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+SEAM_SHARE_HELP = (
+    "seam examples (tiles across the borders of training patches) per training image of each class and slice "
+    f"(default: {TrainConfig.seam_share}; 0: none)"
+)
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 4:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 4, got {text}")
     return value
 
 

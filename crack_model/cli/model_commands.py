@@ -8,7 +8,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import add_data_options, class_names, data_config_from, positive_int, probability
+from crack_model.cli.arguments import (
+    SEAM_SHARE_HELP,
+    add_data_options,
+    class_names,
+    data_config_from,
+    positive_int,
+    probability,
+    share,
+)
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import ModelCard
@@ -62,6 +70,7 @@ def add_train_command(commands: Any) -> None:
         help="cache the frozen base's features per image here and train only the head on them (much faster)",
     )
     train.add_argument("--augmented-views", type=int, default=1, help="augmented copies cached per image (default: 1)")
+    train.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     train.set_defaults(handler=run_train)
 
 
@@ -74,6 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
         fine_tune_layers=args.fine_tune_layers,
         fine_tune_epochs=args.fine_tune_epochs,
         target_recall=args.target_recall,
+        seam_share=args.seam_share,
     )
     run = train(
         args.data,
@@ -133,6 +143,7 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--slice-balance", type=float, default=1.0, help="0 (none) to 1 (full) slice balancing")
     recipe.add_argument("--crack-weight", type=float, default=1.0, help="weight of a crack image (default: 1)")
     recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
+    recipe.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -177,7 +188,8 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     out = args.out or Path("build") / f"cv-{args.cv}"
     train_config = TrainConfig(epochs=args.epochs, fine_tune_layers=args.fine_tune_layers,
                                label_smoothing=args.label_smoothing, slice_balance=args.slice_balance,
-                               crack_weight=args.crack_weight, target_recall=args.target_recall)  # fmt: skip
+                               crack_weight=args.crack_weight, target_recall=args.target_recall,
+                               seam_share=args.seam_share)  # fmt: skip
     result = cross_validate(
         args.data, out, data_config_from(args), ModelConfig(weights=args.weights), train_config, folds=args.cv,
         feature_cache_dir=args.feature_cache, augmented_views=args.augmented_views,

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import positive_int, probability
+from crack_model.cli.arguments import SEAM_SHARE_HELP, positive_int, probability, share
+from crack_model.core.config import TrainConfig
 from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
 
 
@@ -36,6 +37,7 @@ def add_retrain_command(commands: Any) -> None:
     )
     retrain.add_argument("--crack-weight", type=float, default=1.0,
                          help="weight of a crack image relative to a balanced non-crack one (default: 1)")  # fmt: skip
+    retrain.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     retrain.add_argument("--augmented-views", type=int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
@@ -52,7 +54,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
     settings = {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
                 "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
-                "crack_weight": args.crack_weight, "augmented_views": args.augmented_views}  # fmt: skip
+                "crack_weight": args.crack_weight, "augmented_views": args.augmented_views,
+                "seam_share": args.seam_share}  # fmt: skip
     candidate = train_and_register(
         args.store, pool, settings, name=args.name, actor=os.environ.get("USER", "crack-model"), work_dir=args.work
     )

@@ -77,4 +77,11 @@ class TrainConfig:
     # alarms for crack recall, since a missed crack is the costly error.
     crack_weight: float = 1.0
     label_smoothing: float = 0.0
+    # Tiles across the borders of training patches, as a share of each (class, slice)'s training
+    # images (training/seams.py): a photo's changes of texture are not cracks. 0: none.
+    seam_share: float = 0.25
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.seam_share < 0:
+            raise ValueError(f"seam_share must not be negative, got {self.seam_share}")

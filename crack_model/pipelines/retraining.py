@@ -248,7 +248,7 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     training = replace(training, **counts)
     fractions: dict[str, Any] = {
         key: float(params[key])
-        for key in ("target_recall", "slice_balance", "label_smoothing", "crack_weight")
+        for key in ("target_recall", "slice_balance", "label_smoothing", "crack_weight", "seam_share")
         if params.get(key) is not None
     }
     training = replace(training, **fractions)

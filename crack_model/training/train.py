@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, ModelCard, git_commit, new_version
 from crack_model.core.storage import read_uri
+from crack_model.core.tiling import TileConfig
 from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
 from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics
@@ -25,6 +27,7 @@ from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
 from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
+from crack_model.training.seams import seam_examples
 
 log = logging.getLogger(__name__)
 
@@ -106,50 +109,56 @@ def train(
     classifier = build_classifier(data_config, model_config)
     augmentation = build_augmentation(model_config, seed=data_config.seed) if model_config.augment else None
     training_model = build_training_model(classifier, augmentation)
-    crack_class, crack_weight = data_config.crack_class, train_config.crack_weight
-    train_weights = balance_weights(split.train, train_config.slice_balance, crack_class=crack_class,
-                                    crack_weight=crack_weight)  # fmt: skip
-    validation_weights = balance_weights(split.validation, train_config.slice_balance, crack_class=crack_class,
-                                         crack_weight=crack_weight)  # fmt: skip
-    log.info("share of the training loss per class/slice: %s", cell_shares(split.train, train_weights))
-    train_data = make_dataset(split.train, data_config, shuffle=True, weights=train_weights)
-    validation_data = make_dataset(split.validation, data_config, weights=validation_weights)
+    # Seam examples live only while the model fits (seams.py); the manifest and the exports see the real split.
+    with tempfile.TemporaryDirectory(prefix="crack-seams-") as seams_folder:
+        fit_images = split.train + seam_examples(
+            split.train, train_config.seam_share, TileConfig().tile_size, Path(seams_folder),
+            crack_class=data_config.crack_class, seed=data_config.seed,
+        )  # fmt: skip
+        crack_class, crack_weight = data_config.crack_class, train_config.crack_weight
+        train_weights = balance_weights(fit_images, train_config.slice_balance, crack_class=crack_class,
+                                        crack_weight=crack_weight)  # fmt: skip
+        validation_weights = balance_weights(split.validation, train_config.slice_balance, crack_class=crack_class,
+                                             crack_weight=crack_weight)  # fmt: skip
+        log.info("share of the training loss per class/slice: %s", cell_shares(fit_images, train_weights))
+        train_data = make_dataset(fit_images, data_config, shuffle=True, weights=train_weights)
+        validation_data = make_dataset(split.validation, data_config, weights=validation_weights)
 
-    checkpoint = output_dir / "checkpoints" / "best.keras"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=True
-        ),
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
-        keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), update_freq="batch"),
-    ]
-    if feature_cache_dir is not None:
-        history = fit_head_on_features(
-            classifier, split.train, split.validation, data_config, model_config, train_config,
-            Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
-            train_weights=train_weights, validation_weights=validation_weights,
-        )  # fmt: skip
-    else:
-        history = compile_and_fit(
-            training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
-            callbacks, verbose, data_config.crack_index, train_config.label_smoothing,
-        )  # fmt: skip
-    if train_config.fine_tune_layers > 0:
-        unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
-        log.info("fine-tuning %d base layers at learning rate %g", unfrozen, train_config.fine_tune_learning_rate)
-        fine = compile_and_fit(
-            training_model,
-            train_data,
-            validation_data,
-            train_config.fine_tune_epochs,
-            train_config.fine_tune_learning_rate,
-            callbacks,
-            verbose,
-            data_config.crack_index,
-            train_config.label_smoothing,
-        )
-        history = {name: history.get(name, []) + values for name, values in fine.items()}
+        checkpoint = output_dir / "checkpoints" / "best.keras"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=True
+            ),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
+            keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), update_freq="batch"),
+        ]
+        if feature_cache_dir is not None:
+            history = fit_head_on_features(
+                classifier, fit_images, split.validation, data_config, model_config, train_config,
+                Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
+                train_weights=train_weights, validation_weights=validation_weights,
+            )  # fmt: skip
+        else:
+            history = compile_and_fit(
+                training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
+                callbacks, verbose, data_config.crack_index, train_config.label_smoothing,
+            )  # fmt: skip
+        if train_config.fine_tune_layers > 0:
+            unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
+            log.info("fine-tuning %d base layers at learning rate %g", unfrozen, train_config.fine_tune_learning_rate)
+            fine = compile_and_fit(
+                training_model,
+                train_data,
+                validation_data,
+                train_config.fine_tune_epochs,
+                train_config.fine_tune_learning_rate,
+                callbacks,
+                verbose,
+                data_config.crack_index,
+                train_config.label_smoothing,
+            )
+            history = {name: history.get(name, []) + values for name, values in fine.items()}
 
     model_path = output_dir / MODEL_NAME
     classifier.save(model_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crack_model.core.config import TrainConfig
 from crack_model.pipelines.retraining import retrain_config
 
@@ -9,14 +11,20 @@ from crack_model.pipelines.retraining import retrain_config
 def test_given_params_reach_the_configs():
     data, model, training = retrain_config(
         {"epochs": "12", "fine_tune_layers": 20, "slice_balance": 0.5, "crack_weight": "2.5",
-         "target_recall": 0.98, "weights": "none", "image_size": 160}
+         "target_recall": 0.98, "weights": "none", "image_size": 160, "seam_share": "0"}
     )  # fmt: skip
     assert (training.epochs, training.fine_tune_layers) == (12, 20)
     assert (training.slice_balance, training.crack_weight, training.target_recall) == (0.5, 2.5, 0.98)
+    assert training.seam_share == 0.0  # 0 turns seam examples off; it must not fall back to the default
     assert model.weights == "none"
     assert data.image_size == 160
 
 
 def test_missing_or_null_params_keep_the_defaults():
-    _, _, training = retrain_config({"crack_weight": None, "epochs": None})
+    _, _, training = retrain_config({"crack_weight": None, "epochs": None, "seam_share": None})
     assert training == TrainConfig()
+
+
+def test_a_negative_seam_share_is_refused():
+    with pytest.raises(ValueError, match="seam_share must not be negative"):
+        TrainConfig(seam_share=-0.1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.data.labeled import load_labeled
+from crack_model.evaluation.assess import read_split_manifest
 from crack_model.training.features import FeatureCache, base_fingerprint, cached_features, feature_extractor
 from crack_model.training.model import build_augmentation, build_classifier, get_base
 
@@ -62,11 +65,14 @@ def test_training_with_the_cache_gives_a_working_classifier(synth_data, tmp_path
     assert len(run.history["loss"]) >= 1 and "val_loss" in run.history
     sizes = {name: len(part) for name, part in split_sizes(run.output_dir).items()}
     files = sorted(cache.rglob("*.npy"))
-    # plain + 1 augmented view per training image; validation and test are scored from the cache too
-    assert len(files) == 2 * sizes["train"] + sizes["validation"] + sizes["test"]
+    # plain + 1 augmented view per training image and seam example (seams.py: share x each class's
+    # training images); validation and test are scored from the cache too
+    train_cells = Counter(image.label for image in read_split_manifest(run.output_dir / "split.csv", "train"))
+    seams = sum(round(TrainConfig().seam_share * count) for count in train_cells.values())
+    assert seams > 0 and len(files) == 2 * (sizes["train"] + seams) + sizes["validation"] + sizes["test"]
     train(synth_data, tmp_path / "m2", CONFIG, MODEL, TrainConfig(epochs=1), verbose=0,
           export_runtimes=False, feature_cache_dir=cache)  # fmt: skip
-    assert sorted(cache.rglob("*.npy")) == files  # the same seeded base: everything reused
+    assert sorted(cache.rglob("*.npy")) == files  # the same seeded base and seam examples: everything reused
 
 
 def split_sizes(model_dir):
