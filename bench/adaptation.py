@@ -101,9 +101,17 @@ def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) ->
     return {key: figures[key] for key in ("images", "accuracy", "crack_recall", "missed_cracks", "false_alarms")}
 
 
+def seam_of(seam_share: float | None) -> float:
+    """The seam share asked for, or the default recipe's."""
+    from crack_model.core.config import TrainConfig
+
+    return TrainConfig().seam_share if seam_share is None else seam_share
+
+
 def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]],
                 work: Path, cache: Path, views: int, epochs: int, balance: float,
-                fine_tune_layers: int = 0, crack_weight: float = 1.0) -> dict[str, Any]:  # fmt: skip
+                fine_tune_layers: int = 0, crack_weight: float = 1.0,
+                seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
     from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
     from crack_model.training.train import train
 
@@ -114,7 +122,7 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
     started = time.perf_counter()
     run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS),
                 TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
-                            crack_weight=crack_weight), verbose=0,
+                            crack_weight=crack_weight, seam_share=seam_of(seam_share)), verbose=0,
                 export_runtimes=False,
                 feature_cache_dir=cache, augmented_views=views)  # fmt: skip
     seconds = time.perf_counter() - started
@@ -128,7 +136,8 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
 
 def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]], work: Path,
              epochs: int, views: int, balance: float, fine_tune_layers: int = 0,
-             crack_weight: float = 1.0, dag: bool = False) -> dict[str, Any]:  # fmt: skip
+             crack_weight: float = 1.0, dag: bool = False,
+             seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated.
 
     With ``dag``, each step is a run of the crack_retraining DAG; else ``crack-model retrain`` (the same steps).
@@ -140,7 +149,7 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
     lay_out(metu_pool, store / "labeled", METU_SLICE)
     command = [sys.executable, "-m", "crack_model", "retrain", "--store", str(store), "--weights", WEIGHTS,
                "--epochs", str(epochs), "--augmented-views", str(views), "--slice-balance", str(balance),
-               "--crack-weight", str(crack_weight),
+               "--crack-weight", str(crack_weight), "--seam-share", str(seam_of(seam_share)),
                "--gate", "--promote"]  # fmt: skip
     steps: dict[str, Any] = {}
     environment = None
@@ -158,7 +167,7 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
         started = time.perf_counter()
         if environment is not None:
             steps[step] = dag_step(store, environment, epochs, views, balance, crack_weight,
-                                   fine_tune_layers if step == "candidate" else 0)  # fmt: skip
+                                   fine_tune_layers if step == "candidate" else 0, seam_of(seam_share))  # fmt: skip
             steps[step]["seconds"] = round(time.perf_counter() - started, 1)
             print(f"{step}: {steps[step]}")
             continue
@@ -178,13 +187,13 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
 
 
 def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, balance: float,
-             crack_weight: float, fine_tune_layers: int) -> dict[str, Any]:  # fmt: skip
+             crack_weight: float, fine_tune_layers: int, seam_share: float) -> dict[str, Any]:  # fmt: skip
     """One crack_retraining DAG run on the store; its state and task states."""
     from demo.airflow_env import run_dag
 
     conf = {"store": str(store), "weights": WEIGHTS, "epochs": epochs, "augmented_views": views,
             "slice_balance": balance, "crack_weight": crack_weight, "fine_tune_layers": fine_tune_layers,
-            "promote": True}  # fmt: skip
+            "seam_share": seam_share, "promote": True}  # fmt: skip
     result = run_dag("crack_retraining", conf, environment, retries=0)
     return {"exit_code": 0 if result["state"] == "success" else 1, "state": result["state"], "tasks": result["tasks"],
             "failures": [failure.get("tail") for failure in result.get("failures", [])]}  # fmt: skip
@@ -192,7 +201,7 @@ def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, 
 
 def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Path, cache: Path, views: int,
                      epochs: int, balance: float, crack_weight: float,
-                     fine_tune_layers: int = 0) -> dict[str, Any]:  # fmt: skip
+                     fine_tune_layers: int = 0, seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Pooled per-slice figures of K-fold cross-validation on all METU patches plus the site photos."""
     from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
     from crack_model.training.cross_validation import cross_validate
@@ -203,7 +212,7 @@ def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Pa
     lay_out(site_pool, pool, SITE_SLICE)
     result = cross_validate(pool, work / "cv", DataConfig(), ModelConfig(weights=WEIGHTS),
                             TrainConfig(epochs=epochs, slice_balance=balance, crack_weight=crack_weight,
-                                        fine_tune_layers=fine_tune_layers),
+                                        fine_tune_layers=fine_tune_layers, seam_share=seam_of(seam_share)),
                             folds=folds, feature_cache_dir=cache, augmented_views=views)  # fmt: skip
     keep = ("images", "cracks", "missed_cracks", "false_alarms", "metrics", "exact_intervals")
     slices = result["pooled_per_slice"]
@@ -212,13 +221,21 @@ def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Pa
             "thresholds": [fold["threshold"] for fold in result["folds"]]}  # fmt: skip
 
 
+def step_outcome(step: dict[str, Any]) -> str:
+    """A gate step as it ended: a DAG run's state (a rejection is a successful run), or retrain's exit code."""
+    if "state" in step:
+        return f"DAG run {step['state']}"
+    return f"exit {step['exit_code']} (0 = promoted)"
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"METU sample ({results['metu_pool']} in the pool, {results['metu_holdout']} held out) plus N site-b photos "
         f"(half cracks); scored on {results['site_b_rest']} site-b photos and the METU holdout, none trained on. "
         f"{results['epochs']} epochs max, {results['views']} augmented views, "
         f"slice balance {results['slice_balance']}, crack weight {results.get('crack_weight', 1.0)}, "
-        f"fine-tuned base layers {results.get('fine_tune_layers', 0)}.",
+        f"fine-tuned base layers {results.get('fine_tune_layers', 0)}, "
+        f"seam share {results.get('seam_share', 0.0)}.",
     ]
     if results["curve"]:
         lines += [
@@ -240,8 +257,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Gate run with {gate['site_photos']} site photos (candidate fine-tuned base layers: "
-            f"{results.get('fine_tune_layers', 0)}): champion step exit {gate['champion']['exit_code']}, "
-            f"candidate step exit {gate['candidate']['exit_code']} (0 = promoted), decision {report.get('decision')}, "
+            f"{results.get('fine_tune_layers', 0)}): champion step {step_outcome(gate['champion'])}, "
+            f"candidate step {step_outcome(gate['candidate'])}, decision {report.get('decision')}, "
             f"failed checks {report.get('failed_checks')}.",
         ]
         for name, figures in sorted((report.get("slices") or {}).items()):
@@ -280,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--crack-weight", type=float, default=1.0, help="TrainConfig.crack_weight (default: 1)")
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
+    parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
     parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
     parser.add_argument("--cv-site-photos", type=int, default=100, help="site photos in the --cv pool (default: 100)")
@@ -306,23 +324,24 @@ def main(argv: list[str] | None = None) -> int:
         "metu_pool": len(metu_pool), "metu_holdout": len(metu_holdout), "site_b_rest": len(evaluation["site_b_rest"]),
         "views": args.views, "epochs": args.epochs, "seed": args.seed, "slice_balance": args.slice_balance,
         "fine_tune_layers": args.fine_tune_layers, "crack_weight": args.crack_weight,
+        "seam_share": seam_of(args.seam_share),
         "curve": [],
     }  # fmt: skip
     for count in args.sizes:
         point = curve_point(count, metu_pool, pick_site_photos(groups, count), evaluation, args.work, args.cache,
                             args.views, args.epochs, args.slice_balance, args.fine_tune_layers,
-                            args.crack_weight)  # fmt: skip
+                            args.crack_weight, args.seam_share)  # fmt: skip
         print(json.dumps(point))
         results["curve"].append(point)
     if args.gate:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
                                    args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
-                                   args.crack_weight, args.dag)  # fmt: skip
+                                   args.crack_weight, args.dag, args.seam_share)  # fmt: skip
     if args.cv:
         site_pool = pick_site_photos(groups, args.cv_site_photos)
         results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
                                          args.views, args.epochs, args.slice_balance, args.crack_weight,
-                                         args.fine_tune_layers)  # fmt: skip
+                                         args.fine_tune_layers, args.seam_share)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or "adaptation"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
