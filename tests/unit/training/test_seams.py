@@ -1,4 +1,4 @@
-"""Seam examples: clean tiles across the borders of four clean training patches of one slice."""
+"""Seam examples: tiles across the borders of four training patches of one slice, clean or with one crack patch."""
 
 from __future__ import annotations
 
