@@ -123,7 +123,7 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
     run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS),
                 TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
                             crack_weight=crack_weight, seam_share=seam_of(seam_share)), verbose=0,
-                export_runtimes=False,
+                export_runtimes=False, photo_mosaics=None,  # patch figures only: the photo step costs minutes
                 feature_cache_dir=cache, augmented_views=views)  # fmt: skip
     seconds = time.perf_counter() - started
     point: dict[str, Any] = {"site_photos": len(site_pool), "threshold": round(run.card.threshold, 4),
