@@ -59,7 +59,7 @@ def measure(model: Path, runtime: str, zoom: int, labels: dict[str, str]) -> dic
     scores = list(score_images(list(labels), lambda uri: enlarge(read_uri(uri), zoom), scorer))
     failed = [f"{score.key}: {score.error}" for score in scores if score.status != "ok"]
     if failed:
-        raise RuntimeError(f"{len(failed)} test patches could not be scored: {failed[:3]}")
+        raise RuntimeError(f"{len(failed)} images could not be scored: {failed[:3]}")
     cracks = [score for score in scores if labels[score.key] == card.crack_class]
     clean = [score for score in scores if labels[score.key] != card.crack_class]
 
