@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from crack_model.core.config import DataConfig, TrainConfig
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 
 
@@ -26,6 +26,7 @@ SEAM_SHARE_HELP = (
     "seam examples (tiles across the borders of training patches) per training image of each class and slice "
     f"(default: {TrainConfig.seam_share}; 0: none)"
 )
+HIDDEN_UNITS_HELP = f"units of a hidden ReLU layer in the head (default: {ModelConfig.hidden_units}; 0: a linear head)"
 
 
 def share(text: str) -> float:
@@ -39,6 +40,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
     return value
 
 

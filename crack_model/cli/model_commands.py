@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from crack_model.cli.arguments import (
+    HIDDEN_UNITS_HELP,
     SEAM_SHARE_HELP,
     add_data_options,
     class_names,
     data_config_from,
+    non_negative_int,
     positive_int,
     probability,
     share,
@@ -24,7 +26,7 @@ from crack_model.data.labeled import load_labeled
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
-from crack_model.training.cross_validation import cross_validate
+from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
 from crack_model.training.export import export_model
 from crack_model.training.plots import save_confusion_matrix
 from crack_model.training.train import train
@@ -71,12 +73,17 @@ def add_train_command(commands: Any) -> None:
     )
     train.add_argument("--augmented-views", type=int, default=1, help="augmented copies cached per image (default: 1)")
     train.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
+    train.add_argument(
+        "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
+    )
     train.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
     data_config = data_config_from(args)
-    model_config = ModelConfig(alpha=args.alpha, weights=args.weights, augment=not args.no_augment)
+    model_config = ModelConfig(
+        alpha=args.alpha, weights=args.weights, augment=not args.no_augment, hidden_units=args.hidden_units
+    )
     train_config = TrainConfig(
         epochs=args.epochs,
         learning_rate=args.learning_rate,
@@ -132,6 +139,8 @@ def add_evaluate_command(commands: Any) -> None:
     evaluate.add_argument("--threshold", type=probability, help="override the model's decision threshold")
     recipe = evaluate.add_argument_group("cross-validation (--cv): the training recipe to measure")
     recipe.add_argument("--cv", type=positive_int, help="K-fold cross-validation of training on --data (K >= 2)")
+    recipe.add_argument("--repeats", type=positive_int, default=1,
+                        help="run --cv with seeds --seed, --seed + 1, ... and sum them (default: 1)")  # fmt: skip
     add_data_options(recipe)
     recipe.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
                         help="base weights: imagenet, none or a .h5 path (default: $CRACK_MODEL_WEIGHTS)")  # fmt: skip
@@ -144,6 +153,9 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--crack-weight", type=float, default=1.0, help="weight of a crack image (default: 1)")
     recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
     recipe.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
+    recipe.add_argument(
+        "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
+    )
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -190,23 +202,47 @@ def run_cross_validation(args: argparse.Namespace) -> int:
                                label_smoothing=args.label_smoothing, slice_balance=args.slice_balance,
                                crack_weight=args.crack_weight, target_recall=args.target_recall,
                                seam_share=args.seam_share)  # fmt: skip
-    result = cross_validate(
-        args.data, out, data_config_from(args), ModelConfig(weights=args.weights), train_config, folds=args.cv,
-        feature_cache_dir=args.feature_cache, augmented_views=args.augmented_views,
-    )  # fmt: skip
-    confidence = result["confidence"]
+    options: dict[str, Any] = {
+        "model_config": ModelConfig(weights=args.weights, hidden_units=args.hidden_units),
+        "train_config": train_config, "folds": args.cv,
+        "feature_cache_dir": args.feature_cache, "augmented_views": args.augmented_views,
+    }  # fmt: skip
+    if args.repeats > 1:
+        return print_repeats(repeat_cross_validation(args.data, out, data_config_from(args), repeats=args.repeats,
+                                                     **options), out)  # fmt: skip
+    result = cross_validate(args.data, out, data_config_from(args), **options)
     print(f"{args.cv}-fold cross-validation on {args.data} ({result['near_duplicate_groups']} near-duplicate groups)")
     rows = [(f"fold {row['fold']}", row) for row in result["folds"]] + [("pooled", result["pooled"])]
     rows += [(f"slice {name}", row) for name, row in result.get("pooled_per_slice", {}).items()]  # pooled per slice
     for label, row in rows:
-        metrics, exact = row["metrics"], row["exact_intervals"]
-        recall, accuracy = exact["crack_recall"], exact["accuracy"]
-        print(
-            f"  {label:<14} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
-            f"[{recall[0]:.4f}, {recall[1]:.4f}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
-            f"{accuracy[1]:.4f}]  missed cracks {row['missed_cracks']}  false alarms {row['false_alarms']}"
-        )
-    print(f"  (exact Clopper-Pearson intervals at {confidence:.0%}; details in {out / 'cv.json'})")
+        print_cv_row(label, row)
+    print(f"  (exact Clopper-Pearson intervals at {result['confidence']:.0%}; details in {out / 'cv.json'})")
+    for fold in result["folds"]:
+        for entry in fold["misclassified"]:
+            print(f"  wrong in fold {fold['fold']}: {entry['uri']} ({entry['label']}, crack probability "
+                  f"{entry['crack_probability']:.3f}, threshold {fold['threshold']:.3f})")  # fmt: skip
+    return 0
+
+
+def print_cv_row(label: str, row: dict[str, Any]) -> None:
+    metrics, exact = row["metrics"], row["exact_intervals"]
+    recall, accuracy = exact["crack_recall"], exact["accuracy"]
+    print(
+        f"  {label:<14} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
+        f"[{recall[0]:.4f}, {recall[1]:.4f}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
+        f"{accuracy[1]:.4f}]  missed cracks {row['missed_cracks']}  false alarms {row['false_alarms']}"
+    )
+
+
+def print_repeats(result: dict[str, Any], out: Path) -> int:
+    repeats = result["repeats"]
+    print(f"cross-validation of {result['data']} repeated with {len(repeats)} seeds (pooled per seed)")
+    for repeat in repeats:
+        print_cv_row(f"seed {repeat['seed']}", repeat["pooled"])
+    print(f"  all seeds: {result['missed_cracks']} missed cracks and {result['false_alarms']} false alarms in "
+          f"{result['scored']} scored images (each image once per seed; {out / 'cv-repeats.json'})")  # fmt: skip
+    for entry in result["misclassified"]:
+        print(f"  wrong with {entry['repeats_wrong']} of {len(repeats)} seeds: {entry['uri']} ({entry['label']})")
     return 0
 
 

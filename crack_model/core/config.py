@@ -50,8 +50,15 @@ class ModelConfig:
     # "imagenet" (Keras download), a path to a weights file (air-gapped sites), or "none".
     weights: str = "imagenet"
     dropout: float = 0.2
+    # A hidden ReLU layer of this many units between the pooled features and the output; 0: none
+    # (a linear head on the pooled features).
+    hidden_units: int = 0
     augment: bool = True
     rotation_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.hidden_units < 0:
+            raise ValueError(f"hidden_units must be 0 (no hidden layer) or more, got {self.hidden_units}")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import read_uri
-from crack_model.data.labeled import LabeledImage
+from crack_model.data.labeled import NO_SLICE, LabeledImage
 from crack_model.evaluation.metrics import compute_metrics
 from crack_model.serving.inference import score_images
 from crack_model.serving.scorer import Scorer
@@ -72,4 +72,5 @@ def read_split_manifest(path: Path, split_name: str) -> list[LabeledImage]:
         rows = [row for row in csv.DictReader(handle) if row["split"] == split_name]
     if not rows:
         raise CrackModelError(f"{path} lists no images in the {split_name!r} split")
-    return [LabeledImage(row["uri"], row["label"], row["sha256"]) for row in rows]
+    # split.csv files written before slices existed have no slice column
+    return [LabeledImage(row["uri"], row["label"], row["sha256"], slice=row.get("slice") or NO_SLICE) for row in rows]

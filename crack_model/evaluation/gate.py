@@ -39,6 +39,7 @@ from crack_model.evaluation.gate_checks import (
     comparison_section,
     floor_checks,
     judge_runtime,
+    misclassified_section,
     model_section,
     regression_checks,
     slice_floor_checks,
@@ -137,6 +138,7 @@ def decide(
         "champion": model_section(champion, policy) if champion is not None else None,
         "comparison": comparison,
         "slices": slices,
+        "misclassified": misclassified_section(holdout, candidate, champion),
         "runtimes": runtimes,
         "approved_runtimes": approved,
     }

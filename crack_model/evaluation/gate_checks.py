@@ -227,3 +227,25 @@ def judge_runtime(
         "checks": [check.as_dict() for check in checks],
         "failed_checks": [check.name for check in checks if check.failed],
     }
+
+
+def misclassified_section(holdout: Holdout, candidate: Evaluation, champion: Evaluation | None) -> list[dict[str, Any]]:
+    """The holdout images the candidate labels wrongly: new errors (the champion was right) first, then the surest.
+
+    Which images a candidate gets wrong says more than how many: a mislabeled holdout image, a
+    stain the new site's photos taught it to call a crack, a crack the champion found.
+    """
+    rows = []
+    for index in np.flatnonzero(~candidate.outcomes.correct):
+        row: dict[str, Any] = {
+            "key": holdout.keys[index],
+            "slice": holdout.slices[index],
+            "label": holdout.images[index].label,
+            "candidate_crack_probability": round(float(candidate.crack_probability[index]), 4),
+        }
+        if champion is not None:
+            row["champion_crack_probability"] = round(float(champion.crack_probability[index]), 4)
+            row["new"] = bool(champion.outcomes.correct[index])
+        rows.append(row)
+    return sorted(rows, key=lambda row: (not row.get("new", False),
+                                         -abs(row["candidate_crack_probability"] - candidate.threshold)))  # fmt: skip

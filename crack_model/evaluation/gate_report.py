@@ -13,6 +13,7 @@ from crack_model.core import html
 
 TEMPLATE = "gate_report.html.j2"
 SLICE_METRICS = ("crack_recall", "crack_precision", "accuracy")
+MISCLASSIFIED_ROWS = 100
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -138,6 +139,28 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"caption": caption, "skipped": section.get("skipped"), "table": _table(headers, rows) if rows else None}
 
 
+def _misclassified(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The holdout images the candidate gets wrong, the first ``MISCLASSIFIED_ROWS`` of them (all are in the JSON)."""
+    wrong = report.get("misclassified")
+    if wrong is None:  # a report from before the section existed
+        return None
+    with_champion = report.get("champion") is not None
+    rows = []
+    for entry in wrong[:MISCLASSIFIED_ROWS]:
+        row = [entry["key"], entry["slice"], entry["label"], _number(entry["candidate_crack_probability"])]
+        if with_champion:
+            row += [_number(entry.get("champion_crack_probability")), _number(entry.get("new"))]
+        rows.append(row)
+    headers = ["image", "slice", "label", "candidate crack probability"]
+    if with_champion:
+        headers += ["champion crack probability", "new (the champion was right)"]
+    new = sum(1 for entry in wrong if entry.get("new"))
+    caption = f"{len(wrong)} image(s)" + (f", {new} of them new" if with_champion else "")
+    if len(wrong) > MISCLASSIFIED_ROWS:
+        caption += f"; the first {MISCLASSIFIED_ROWS} shown, every one in gate_report.json"
+    return {"caption": caption, "table": _table(headers, rows) if rows else None}
+
+
 def _policy(policy: Mapping[str, Any]) -> dict[str, Any]:
     rows = [
         ["floors", str(policy["floors"]) or "{}"],
@@ -161,6 +184,7 @@ def render_gate_html(report: Mapping[str, Any]) -> str:
         metrics=_metrics(report),
         confusions=[_confusion(report["candidate"], "Candidate"), _confusion(report.get("champion"), "Champion")],
         slices=_slices(report),
+        misclassified=_misclassified(report),
         runtimes=_runtimes(report),
         photo_level=_photo_level(report),
         approved=", ".join(report["approved_runtimes"]) or "none",

@@ -80,6 +80,25 @@ def predicted_labels(
     return labels
 
 
+def misclassified(
+    images: Sequence[Any], probabilities: np.ndarray, *, threshold: float, class_names: Sequence[str], crack_class: str
+) -> list[dict[str, Any]]:
+    """The images labeled wrongly, surest first: which ones a model misses says more than how many.
+
+    ``images`` have ``uri``, ``label`` and ``slice`` (``LabeledImage``).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    crack_index = list(class_names).index(crack_class)
+    predicted = predicted_labels(probabilities, threshold, class_names, crack_class)
+    wrong = [
+        {"uri": image.uri, "slice": image.slice, "label": image.label, "predicted": label,
+         "crack_probability": round(float(row[crack_index]), 4)}
+        for image, label, row in zip(images, predicted, probabilities, strict=True)
+        if label != image.label
+    ]  # fmt: skip
+    return sorted(wrong, key=lambda entry: -abs(entry["crack_probability"] - threshold))
+
+
 def compute_metrics(
     true_labels: Sequence[str],
     probabilities: np.ndarray,

@@ -8,6 +8,10 @@ validation split for early stopping and the threshold) and is scored on its held
 pooled figures count every image once, with exact (Clopper-Pearson) intervals. With more than one
 slice (``labeled/<class>/<slice>/``), each slice is pooled too: what adding a new site's photos
 costs the old site shows on all of the old site's images, not on a 300-image holdout.
+
+One K-fold run is itself one draw: another seed (other folds, another start of training) moves
+the pooled counts by a few images, as much as most levers do. ``repeat_cross_validation`` runs
+it with several seeds and sums them, and names the images wrong in most of them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -147,7 +151,8 @@ def cross_validate(
                 outcomes_from_matrix(matrix["rows_true_columns_predicted"], matrix["labels"], data_config.crack_class)
             )
         reports.append({"fold": number, "threshold": run.card.threshold, "epochs_run": len(run.history.get("loss", [])),
-                        **summarize(outcomes, confidence)})  # fmt: skip
+                        **summarize(outcomes, confidence),
+                        "misclassified": run.metrics["test"]["misclassified"]})  # fmt: skip
     result = {
         "data": str(data_source),
         "folds": reports,
@@ -167,4 +172,44 @@ def cross_validate(
                                       for name, outcomes in sorted(pooled_slices.items())}  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "cv.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    return result
+
+
+def repeat_cross_validation(
+    data_source: str | Path,
+    output_dir: str | Path,
+    data_config: DataConfig | None = None,
+    *,
+    repeats: int,
+    **options: Any,
+) -> dict[str, Any]:
+    """``cross_validate`` with seeds seed, seed + 1, ... (other folds and training draws); write and return
+    ``cv-repeats.json``: each repeat's pooled figures, their sums, and every image wrong in any repeat.
+
+    The sums count each image once per repeat, so they are not independent draws: no interval is
+    given for them. What they show is whether a lever's difference outlasts a change of seed.
+    """
+    data_config = data_config or DataConfig()
+    output_dir = Path(output_dir)
+    seeds = [data_config.seed + number for number in range(repeats)]
+    runs = [cross_validate(data_source, output_dir / f"seed-{seed}", replace(data_config, seed=seed), **options)
+            for seed in seeds]  # fmt: skip
+    times_wrong: Counter[str] = Counter()
+    entries: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        for fold in run["folds"]:
+            for entry in fold["misclassified"]:
+                times_wrong[entry["uri"]] += 1
+                entries.setdefault(entry["uri"], {key: entry[key] for key in ("uri", "slice", "label")})
+    result = {
+        "data": str(data_source),
+        "repeats": [{"seed": seed, "pooled": run["pooled"]} for seed, run in zip(seeds, runs, strict=True)],
+        "scored": sum(run["pooled"]["images"] for run in runs),
+        "missed_cracks": sum(run["pooled"]["missed_cracks"] for run in runs),
+        "false_alarms": sum(run["pooled"]["false_alarms"] for run in runs),
+        "misclassified": [{**entries[uri], "repeats_wrong": count} for uri, count in times_wrong.most_common()],
+        "config": runs[0]["config"],
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "cv-repeats.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     return result

@@ -27,7 +27,7 @@ from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, label_indices
 from crack_model.serving.runtimes import LiteRTRuntime
 from crack_model.training.fitting import compile_and_fit
-from crack_model.training.model import build_augmentation, get_base
+from crack_model.training.model import add_head, build_augmentation, get_base, head_layers
 
 log = logging.getLogger(__name__)
 
@@ -246,10 +246,8 @@ def fit_head_on_features(
         (validation_features[0], validation_labels, validation_weights)
     ).batch(data_config.batch_size)
     inputs = keras.Input(shape=(train_features.shape[-1],), name="pooled_features")
-    x = keras.layers.Dropout(model_config.dropout, name="dropout")(inputs)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="class_probabilities")(x)
-    head = keras.Model(inputs, outputs, name="crack_head")
-    head.get_layer("class_probabilities").set_weights(classifier.get_layer("class_probabilities").get_weights())
+    head = keras.Model(inputs, add_head(inputs, classes, model_config), name="crack_head")
+    copy_head(classifier, head)  # the classifier's initial weights: same start as uncached training
 
     head_callbacks = classifier_checkpoints(callbacks, classifier)
     history = compile_and_fit(head, train_data, validation_data, train_config.epochs, train_config.learning_rate,
@@ -274,12 +272,16 @@ def predict_from_features(
     cache = FeatureCache(cache_dir, base_fingerprint(get_base(classifier), data_config.image_size))
     augmentation = build_augmentation(model_config, seed=data_config.seed)
     features, _ = cached_features(images, 1, feature_extractor(classifier), augmentation, cache, data_config)
-    return np.asarray(classifier.get_layer("class_probabilities")(features[0]))
+    outputs = features[0]
+    for layer in head_layers(classifier):  # dropout is the identity when scoring
+        outputs = layer(outputs)
+    return np.asarray(outputs)
 
 
-def copy_head(head: Any, classifier: Any) -> None:
-    """Put the head's trained dense layer into the classifier (the dropout layer has no weights)."""
-    classifier.get_layer("class_probabilities").set_weights(head.get_layer("class_probabilities").get_weights())
+def copy_head(source: Any, destination: Any) -> None:
+    """Copy the head's weighted layers (hidden, if any, and the output) from one model to the other."""
+    for layer in head_layers(source):
+        destination.get_layer(layer.name).set_weights(layer.get_weights())
 
 
 def classifier_checkpoints(callbacks: Sequence[Any], classifier: Any) -> list[Any]:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import keras
 
 BASE_NAME = "mobilenet_v2_base"
+HIDDEN_LAYER = "hidden"
+OUTPUT_LAYER = "class_probabilities"
 
 
 def resolve_base_weights(weights: str | None) -> str | None:
@@ -79,9 +81,28 @@ def build_classifier(data_config: DataConfig, model_config: ModelConfig) -> kera
     # training=False keeps BatchNorm in inference mode even when the base is fine-tuned.
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(model_config.dropout, name="dropout")(x)
-    outputs = layers.Dense(len(data_config.class_names), activation="softmax", name="class_probabilities")(x)
+    outputs = add_head(x, len(data_config.class_names), model_config)
     return keras.Model(inputs, outputs, name="crack_classifier")
+
+
+def add_head(pooled: keras.KerasTensor, classes: int, model_config: ModelConfig) -> keras.KerasTensor:
+    """Pooled features -> dropout -> [hidden ReLU layer -> dropout] -> softmax over classes.
+
+    Shared by the classifier and the head trained on cached features, so both are one network.
+    """
+    from keras import layers
+
+    x = layers.Dropout(model_config.dropout, name="dropout")(pooled)
+    if model_config.hidden_units:
+        x = layers.Dense(model_config.hidden_units, activation="relu", name=HIDDEN_LAYER)(x)
+        x = layers.Dropout(model_config.dropout, name="hidden_dropout")(x)
+    return layers.Dense(classes, activation="softmax", name=OUTPUT_LAYER)(x)
+
+
+def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The head's layers with weights, input side first (the dropout layers have none)."""
+    names = [layer.name for layer in model.layers]
+    return [model.get_layer(name) for name in (HIDDEN_LAYER, OUTPUT_LAYER) if name in names]
 
 
 def build_augmentation(model_config: ModelConfig, seed: int | None = None) -> keras.Sequential:

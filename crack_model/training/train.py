@@ -19,7 +19,7 @@ from crack_model.core.storage import read_uri
 from crack_model.core.tiling import TileConfig
 from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
-from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics
+from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics, misclassified
 from crack_model.evaluation.mosaics import MosaicConfig
 from crack_model.training.export import export_model
 from crack_model.training.features import fit_head_on_features, predict_from_features
@@ -215,6 +215,9 @@ def train(
     if split.test:
         test_probabilities = probabilities_of(split.test)
         metrics["test"] = split_metrics(split.test, test_probabilities)
+        metrics["test"]["misclassified"] = misclassified(split.test, test_probabilities, threshold=threshold,
+                                                         class_names=data_config.class_names,
+                                                         crack_class=data_config.crack_class)  # fmt: skip
         metrics["per_slice"]["test"] = per_slice_metrics(split.test, test_probabilities, split_metrics)
         matrix = metrics["test"]["confusion_matrix"]
         artifacts["confusion_matrix"] = save_confusion_matrix(

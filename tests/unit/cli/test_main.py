@@ -50,3 +50,23 @@ def test_bad_numbers_are_usage_errors():
     with pytest.raises(SystemExit) as stopped:
         parser.parse_args(["predict", "--model", "m", "--batch-size", "0", "x.jpg"])
     assert stopped.value.code == 2
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["train", "--data", "d", "--out", "o", "--hidden-units", "-1"])
+    assert stopped.value.code == 2
+
+
+@pytest.mark.slow
+def test_repeated_cross_validation_prints_each_seed_and_the_images_wrong(tmp_path, synth_data, capsys):
+    """evaluate --cv 2 --repeats 2: one pooled row per seed, their sums, and every image wrong in any seed."""
+    import json
+
+    code = main(["--quiet", "evaluate", "--cv", "2", "--repeats", "2", "--seed", "3", "--data", str(synth_data),
+                 "--weights", "none", "--image-size", "32", "--epochs", "1", "--augmented-views", "0", "--seam-share",
+                 "0", "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cv")])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "cv" / "cv-repeats.json").read_text())
+    assert "  seed 3 " in printed and "  seed 4 " in printed
+    assert f"all seeds: {result['missed_cracks']} missed cracks and {result['false_alarms']} false alarms" in printed
+    for entry in result["misclassified"]:
+        assert f"wrong with {entry['repeats_wrong']} of 2 seeds: {entry['uri']}" in printed

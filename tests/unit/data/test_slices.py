@@ -92,3 +92,18 @@ def test_crack_weight_tilts_the_loss_towards_cracks_and_must_be_positive():
     assert np.array_equal(balance_weights(images, 1.0, crack_class="Positive"), balance_weights(images, 1.0))
     with pytest.raises(ValueError, match="crack weight"):
         balance_weights(images, 1.0, crack_class="Positive", crack_weight=0.0)
+
+
+def test_a_split_manifest_reads_back_with_its_slices(tmp_path):
+    """split.csv keeps each image's slice (exports and --split evaluation read it back); older files have none."""
+    from crack_model.data.labeled import Split, write_split_manifest
+    from crack_model.evaluation.assess import read_split_manifest
+
+    train = [image(1, "Positive", "site-b"), image(2, "Negative", "metu")]
+    write_split_manifest(Split(train, [image(3, "Negative", "metu")], []), tmp_path / "split.csv")
+    read = read_split_manifest(tmp_path / "split.csv", "train")
+    assert [(entry.uri, entry.label, entry.sha256, entry.slice) for entry in read] == [
+        (entry.uri, entry.label, entry.sha256, entry.slice) for entry in train]  # fmt: skip
+    older = tmp_path / "older.csv"
+    older.write_text("uri,label,sha256,split\n/a.jpg,Negative,abc,train\n", encoding="utf-8")
+    assert [entry.slice for entry in read_split_manifest(older, "train")] == [NO_SLICE]

@@ -59,6 +59,16 @@ def document(*, champion: bool = True) -> dict[str, Any]:
             {"crack_recall": {"difference": 0.1, "interval": [0.02, 0.18], "within_noise": False}} if champion else None
         ),
         "slices": {"site-b": {"images": 30, "cracks": 15, "metrics": {"crack_recall": 0.6, "accuracy": 0.8}}},
+        "misclassified": [
+            {
+                "key": "holdout/Negative/site-b/7.jpg",
+                "slice": "site-b",
+                "label": "Negative",
+                "candidate_crack_probability": 0.91,
+                "champion_crack_probability": 0.12,
+                "new": True,
+            },
+        ],
         "runtimes": [
             {
                 "runtime": "keras",
@@ -96,6 +106,23 @@ def test_the_page_shows_the_decision_checks_metrics_matrices_slices_runtimes_and
     assert "<td>litert-int8</td><td>no</td><td>0.9000</td><td>n/a</td><td>0.7000</td><td>runtime:litert-int8" in page
     assert "Approved for serving (fastest first): <b>keras</b>" in page
     assert "<td>digest</td><td>d1g3st</td>" in page and "the agreed floors" in page
+    assert "1 image(s), 1 of them new" in page
+    assert (
+        "<tr><td>holdout/Negative/site-b/7.jpg</td><td>site-b</td><td>Negative</td><td>0.9100</td><td>0.1200</td>"
+        "<td>yes</td></tr>" in page
+    )
+
+
+def test_a_long_list_of_wrong_holdout_images_is_cut_on_the_page_only():
+    report = document()
+    entry = report["misclassified"][0]
+    report["misclassified"] = [{**entry, "key": f"holdout/Negative/{n}.jpg"} for n in range(150)]
+    page = render_gate_html(report)
+    assert "150 image(s), 150 of them new; the first 100 shown, every one in gate_report.json" in page
+    assert "holdout/Negative/99.jpg" in page and "holdout/Negative/100.jpg" not in page
+    older = document()
+    del older["misclassified"]  # a report stored before the section existed still renders
+    assert "candidate gets wrong" not in render_gate_html(older)
 
 
 def test_without_a_champion_the_page_says_so_and_drops_the_comparison_columns():
@@ -107,13 +134,26 @@ def test_without_a_champion_the_page_says_so_and_drops_the_comparison_columns():
 
 @pytest.mark.parametrize(
     "place",
-    ["slice", "name", "candidate_version", "failed_check", "reason", "note", "check", "runtime", "description"],
+    [
+        "slice",
+        "name",
+        "candidate_version",
+        "failed_check",
+        "reason",
+        "note",
+        "check",
+        "runtime",
+        "description",
+        "image",
+    ],
 )
 def test_every_value_is_escaped_never_raw_markup(place):
     """A slice (folder) name, version, message or runtime with markup shows as text: autoescape is on."""
     report = copy.deepcopy(document())
     if place == "slice":
         report["slices"][HOSTILE] = report["slices"].pop("site-b")
+    elif place == "image":
+        report["misclassified"][0]["key"] = HOSTILE
     elif place in ("name", "candidate_version"):
         report[place] = HOSTILE
     elif place == "failed_check":

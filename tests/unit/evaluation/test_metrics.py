@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crack_model.evaluation.metrics import choose_threshold, compute_metrics, predicted_labels
+from crack_model.data.labeled import LabeledImage
+from crack_model.evaluation.metrics import choose_threshold, compute_metrics, misclassified, predicted_labels
 
 CLASSES = ("Negative", "Positive")
 
@@ -77,3 +78,17 @@ def test_predicted_labels_use_the_threshold():
     """Crack whenever its probability reaches the threshold, else the other class."""
     labels = predicted_labels(rows([0.3, 0.5, 0.2]), 0.3, CLASSES, "Positive")
     assert labels == ["Positive", "Positive", "Negative"]
+
+
+def test_misclassified_names_the_wrong_images_surest_first():
+    """Only the images on the wrong side of the threshold, each with its label and score, furthest from it first."""
+    images = [LabeledImage(f"/{label}/{index}.jpg", label) for index, label in
+              enumerate(["Positive", "Positive", "Negative", "Negative", "Positive"])]  # fmt: skip
+    wrong = misclassified(images, rows([0.9, 0.45, 0.95, 0.1, 0.02]), threshold=0.5, class_names=CLASSES,
+                          crack_class="Positive")  # fmt: skip
+    assert [(entry["uri"], entry["predicted"], entry["crack_probability"]) for entry in wrong] == [
+        ("/Positive/4.jpg", "Negative", 0.02),
+        ("/Negative/2.jpg", "Positive", 0.95),
+        ("/Positive/1.jpg", "Negative", 0.45),
+    ]
+    assert all(entry["slice"] == images[0].slice for entry in wrong)

@@ -121,6 +121,7 @@ def test_the_gate_rejects_a_candidate_that_regresses_on_one_big_slice():
     """decide() runs the per-slice no-regression checks: a worse site-b slice rejects, the overall figures pass."""
     from types import SimpleNamespace
 
+    from crack_model.data.labeled import LabeledImage
     from crack_model.evaluation.gate import decide
 
     policy = load_policy()
@@ -129,7 +130,9 @@ def test_the_gate_rejects_a_candidate_that_regresses_on_one_big_slice():
     champion_calls = is_crack.copy()
     candidate_calls = is_crack.copy()
     candidate_calls[400:404] = ~candidate_calls[400:404]  # 4 site-b mistakes: 96% there, 99.2% overall
-    holdout = SimpleNamespace(slices=slices)
+    labels = ["Positive" if crack else "Negative" for crack in is_crack]
+    holdout = SimpleNamespace(slices=slices, keys=[f"{n}.jpg" for n in range(500)],
+                              images=[LabeledImage(f"/{n}.jpg", label) for n, label in enumerate(labels)])  # fmt: skip
 
     body = decide(policy, holdout, evaluation_on(is_crack, candidate_calls, "cand"),
                   evaluation_on(is_crack, champion_calls, "champ"), [])  # fmt: skip
@@ -137,3 +140,32 @@ def test_the_gate_rejects_a_candidate_that_regresses_on_one_big_slice():
     failed = body["failed_checks"]
     assert any(name.startswith("slice_no_regression:site-b") for name in failed), failed
     assert not any(name.startswith("slice_no_regression:metu") for name in failed)
+
+
+def test_the_gate_report_names_the_holdout_images_the_candidate_gets_wrong_new_ones_first():
+    """decide() lists each wrong image once, with both models' scores; an error the champion made too comes last."""
+    from types import SimpleNamespace
+
+    from crack_model.data.labeled import LabeledImage
+    from crack_model.evaluation.gate import decide
+
+    is_crack = np.array([True, True, False, False, True, False])
+    champion_calls = np.array([True, False, False, False, True, False])  # misses image 1
+    candidate_calls = np.array([True, False, True, False, True, False])  # misses image 1 too, flags image 2
+    labels = ["Positive" if crack else "Negative" for crack in is_crack]
+    holdout = SimpleNamespace(slices=["a"] * 6, keys=[f"holdout/{label}/{n}.jpg" for n, label in enumerate(labels)],
+                              images=[LabeledImage(f"/{n}.jpg", label) for n, label in enumerate(labels)])  # fmt: skip
+
+    body = decide(load_policy(), holdout, evaluation_on(is_crack, candidate_calls, "cand"),
+                  evaluation_on(is_crack, champion_calls, "champ"), [])  # fmt: skip
+
+    assert body["misclassified"] == [
+        {"key": "holdout/Negative/2.jpg", "slice": "a", "label": "Negative", "candidate_crack_probability": 1.0,
+         "champion_crack_probability": 0.0, "new": True},
+        {"key": "holdout/Positive/1.jpg", "slice": "a", "label": "Positive", "candidate_crack_probability": 0.0,
+         "champion_crack_probability": 0.0, "new": False},
+    ]  # fmt: skip
+    without_champion = decide(load_policy(), holdout, evaluation_on(is_crack, candidate_calls, "cand"), None, [])
+    assert sorted(entry["key"] for entry in without_champion["misclassified"]) == [
+        "holdout/Negative/2.jpg", "holdout/Positive/1.jpg"]  # fmt: skip
+    assert "new" not in without_champion["misclassified"][0]

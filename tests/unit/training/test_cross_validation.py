@@ -9,7 +9,12 @@ import pytest
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.data.labeled import LabeledImage
-from crack_model.training.cross_validation import cross_validate, grouped_folds, outcomes_from_matrix
+from crack_model.training.cross_validation import (
+    cross_validate,
+    grouped_folds,
+    outcomes_from_matrix,
+    repeat_cross_validation,
+)
 
 
 def images_with_duplicates() -> list[LabeledImage]:
@@ -75,6 +80,28 @@ def test_cross_validate_scores_every_image_once_with_exact_intervals(tmp_path, s
         assert 0 <= low <= pooled["metrics"][name] <= high <= 1
         assert high - low > 0.01  # 80 images cannot pin a proportion down
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["pooled"] == pooled
+    for fold in result["folds"]:  # each fold names the images it got wrong
+        assert len(fold["misclassified"]) == fold["missed_cracks"] + fold["false_alarms"]
+
+
+@pytest.mark.slow
+def test_repeated_cross_validation_sums_its_seeds_and_counts_each_image_wrong(tmp_path, synth_data):
+    """Two seeds: each is a full cross-validation of its own; sums and per-image counts agree with them."""
+    result = repeat_cross_validation(
+        synth_data, tmp_path / "cv", DataConfig(image_size=32, batch_size=16, seed=5), repeats=2,
+        model_config=ModelConfig(weights="none", alpha=0.35), train_config=TrainConfig(epochs=1), folds=2,
+        feature_cache_dir=tmp_path / "cache", augmented_views=0,
+    )  # fmt: skip
+    assert [repeat["seed"] for repeat in result["repeats"]] == [5, 6]
+    runs = [json.loads((tmp_path / "cv" / f"seed-{seed}" / "cv.json").read_text()) for seed in (5, 6)]
+    assert [run["config"]["data"]["seed"] for run in runs] == [5, 6]
+    assert result["scored"] == 160
+    for count in ("missed_cracks", "false_alarms"):
+        assert result[count] == sum(run["pooled"][count] for run in runs)
+    wrong = Counter(entry["uri"] for run in runs for fold in run["folds"] for entry in fold["misclassified"])
+    assert {entry["uri"]: entry["repeats_wrong"] for entry in result["misclassified"]} == wrong
+    assert sum(wrong.values()) == result["missed_cracks"] + result["false_alarms"]
+    assert json.loads((tmp_path / "cv" / "cv-repeats.json").read_text())["scored"] == 160
 
 
 @pytest.mark.slow

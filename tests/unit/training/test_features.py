@@ -141,3 +141,24 @@ def test_a_damaged_cached_extractor_falls_back_to_keras_and_is_converted_again(t
     cache.extractor_path.write_bytes(b"TFL3 truncated")
     assert litert_extractor(feature_extractor(classifier), cache, 10_000) is None
     assert not cache.extractor_path.exists() and "computing features on Keras" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_hidden_layer_head_is_trained_on_cached_features_and_scores_as_the_network(synth_data, tmp_path):
+    """With hidden_units, fitting on cached features trains both head layers of the classifier itself."""
+    from crack_model.core.imaging import decode_to_array
+    from crack_model.core.storage import read_uri
+    from crack_model.training.features import fit_head_on_features, predict_from_features
+
+    model_config = ModelConfig(weights="none", alpha=0.35, hidden_units=8)
+    images = load_labeled(synth_data, CONFIG)
+    classifier = build_classifier(CONFIG, model_config)
+    assert classifier.get_layer("hidden").units == 8
+    before = {name: classifier.get_layer(name).get_weights()[0].copy() for name in ("hidden", "class_probabilities")}
+    fit_head_on_features(classifier, images[::2], images[1::2], CONFIG, model_config, TrainConfig(epochs=2),
+                         tmp_path / "cache", [], verbose=0)  # fmt: skip
+    for name, kernel in before.items():
+        assert not np.allclose(classifier.get_layer(name).get_weights()[0], kernel), f"{name} was not trained"
+    pixels = np.stack([decode_to_array(read_uri(image.uri), 64) for image in images[:6]]).astype("float32")
+    from_cache = predict_from_features(classifier, images[:6], CONFIG, model_config, tmp_path / "cache")
+    assert np.allclose(classifier.predict(pixels, verbose=0), from_cache, atol=1e-4)

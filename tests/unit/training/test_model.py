@@ -99,3 +99,13 @@ def test_local_imagenet_weights_load(imagenet_weights):
     loaded = get_base(model).get_layer("Conv1").get_weights()[0]
     fresh = get_base(random_model).get_layer("Conv1").get_weights()[0]
     assert loaded.shape == fresh.shape and not np.allclose(loaded, fresh)
+
+
+def test_a_hidden_layer_is_optional_and_trains_with_the_output():
+    """hidden_units adds one ReLU layer before the output: two more trainable weights, the base still frozen."""
+    wider = build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35, hidden_units=16))
+    assert wider.get_layer("hidden").units == 16
+    assert len(wider.trainable_weights) == 4
+    assert wider.output_shape == (None, 2)
+    with pytest.raises(ValueError, match="hidden_units"):
+        ModelConfig(hidden_units=-1)
