@@ -111,7 +111,7 @@ def seam_of(seam_share: float | None) -> float:
 def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]],
                 work: Path, cache: Path, views: int, epochs: int, balance: float,
                 fine_tune_layers: int = 0, crack_weight: float = 1.0,
-                seam_share: float | None = None, hidden_units: int = 0) -> dict[str, Any]:  # fmt: skip
+                seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
     from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
     from crack_model.training.train import train
 
@@ -120,7 +120,7 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
     lay_out(metu_pool, pool, METU_SLICE)
     lay_out(site_pool, pool, SITE_SLICE)
     started = time.perf_counter()
-    run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS, hidden_units=hidden_units),
+    run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS),
                 TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
                             crack_weight=crack_weight, seam_share=seam_of(seam_share)), verbose=0,
                 export_runtimes=False, photo_mosaics=None,  # patch figures only: the photo step costs minutes
@@ -298,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crack-weight", type=float, default=1.0, help="TrainConfig.crack_weight (default: 1)")
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
     parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
-    parser.add_argument("--hidden-units", type=int, default=0, help="ModelConfig.hidden_units (curve points only)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
     parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
     parser.add_argument("--cv-site-photos", type=int, default=100, help="site photos in the --cv pool (default: 100)")
@@ -325,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 touched.update(member.sha256 for member in group)
     evaluation = {"site_b_rest": [image for image in site if image.sha256 not in touched], "metu_holdout": metu_holdout}
     if args.lay_out:
+        if args.lay_out.exists() and any(args.lay_out.iterdir()):
+            parser.error(f"--lay-out {args.lay_out} is not empty: pick a new folder (old images would stay in it)")
         lay_out(metu_pool, args.lay_out / "pool", METU_SLICE)
         lay_out(pick_site_photos(groups, max(args.sizes, default=0)), args.lay_out / "pool", SITE_SLICE)
         lay_out(evaluation["site_b_rest"], args.lay_out / "site-b-rest", SITE_SLICE)
@@ -336,13 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         "metu_pool": len(metu_pool), "metu_holdout": len(metu_holdout), "site_b_rest": len(evaluation["site_b_rest"]),
         "views": args.views, "epochs": args.epochs, "seed": args.seed, "slice_balance": args.slice_balance,
         "fine_tune_layers": args.fine_tune_layers, "crack_weight": args.crack_weight,
-        "seam_share": seam_of(args.seam_share), "hidden_units": args.hidden_units,
+        "seam_share": seam_of(args.seam_share),
         "curve": [],
     }  # fmt: skip
     for count in args.sizes:
         point = curve_point(count, metu_pool, pick_site_photos(groups, count), evaluation, args.work, args.cache,
                             args.views, args.epochs, args.slice_balance, args.fine_tune_layers,
-                            args.crack_weight, args.seam_share, args.hidden_units)  # fmt: skip
+                            args.crack_weight, args.seam_share)  # fmt: skip
         print(json.dumps(point))
         results["curve"].append(point)
     if args.gate:

@@ -162,6 +162,8 @@ def add_evaluate_command(commands: Any) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.cv is not None:
         return run_cross_validation(args)
+    if args.repeats > 1:
+        raise CrackModelError("--repeats repeats a cross-validation: add --cv K")
     if not args.model:
         raise CrackModelError("evaluate needs --model (or --cv K to cross-validate the training recipe on --data)")
     scorer = load_scorer(args.model, runtime=args.runtime)
@@ -192,6 +194,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Wrong images printed after a cross-validation; the JSON has them all (a weak recipe can get hundreds wrong).
+PRINTED_IMAGES = 40
+
+
 def run_cross_validation(args: argparse.Namespace) -> int:
     if args.cv < 2 or not args.data:
         raise CrackModelError("--cv needs K >= 2 and --data (a labeled folder or manifest)")
@@ -217,10 +223,12 @@ def run_cross_validation(args: argparse.Namespace) -> int:
     for label, row in rows:
         print_cv_row(label, row)
     print(f"  (exact Clopper-Pearson intervals at {result['confidence']:.0%}; details in {out / 'cv.json'})")
-    for fold in result["folds"]:
-        for entry in fold["misclassified"]:
-            print(f"  wrong in fold {fold['fold']}: {entry['uri']} ({entry['label']}, crack probability "
-                  f"{entry['crack_probability']:.3f}, threshold {fold['threshold']:.3f})")  # fmt: skip
+    wrong = [(fold, entry) for fold in result["folds"] for entry in fold["misclassified"]]
+    for fold, entry in wrong[:PRINTED_IMAGES]:
+        print(f"  wrong in fold {fold['fold']}: {entry['uri']} ({entry['label']}, crack probability "
+              f"{entry['crack_probability']:.3f}, threshold {fold['threshold']:.3f})")  # fmt: skip
+    if len(wrong) > PRINTED_IMAGES:
+        print(f"  ... and {len(wrong) - PRINTED_IMAGES} more wrong images in {out / 'cv.json'}")
     return 0
 
 
@@ -241,8 +249,11 @@ def print_repeats(result: dict[str, Any], out: Path) -> int:
         print_cv_row(f"seed {repeat['seed']}", repeat["pooled"])
     print(f"  all seeds: {result['missed_cracks']} missed cracks and {result['false_alarms']} false alarms in "
           f"{result['scored']} scored images (each image once per seed; {out / 'cv-repeats.json'})")  # fmt: skip
-    for entry in result["misclassified"]:
+    wrong = result["misclassified"]
+    for entry in wrong[:PRINTED_IMAGES]:
         print(f"  wrong with {entry['repeats_wrong']} of {len(repeats)} seeds: {entry['uri']} ({entry['label']})")
+    if len(wrong) > PRINTED_IMAGES:
+        print(f"  ... and {len(wrong) - PRINTED_IMAGES} more wrong images in {out / 'cv-repeats.json'}")
     return 0
 
 

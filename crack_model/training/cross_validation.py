@@ -11,7 +11,7 @@ costs the old site shows on all of the old site's images, not on a 300-image hol
 
 One K-fold run is itself one draw: another seed (other folds, another start of training) moves
 the pooled counts by a few images, as much as most levers do. ``repeat_cross_validation`` runs
-it with several seeds and sums them, and names the images wrong in most of them.
+it with several seeds, sums them, and names every image wrong with any seed and how often.
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def repeat_cross_validation(
                 entries.setdefault(entry["uri"], {key: entry[key] for key in ("uri", "slice", "label")})
     result = {
         "data": str(data_source),
+        "seeds": seeds,
         "repeats": [{"seed": seed, "pooled": run["pooled"]} for seed, run in zip(seeds, runs, strict=True)],
         "scored": sum(run["pooled"]["images"] for run in runs),
         "missed_cracks": sum(run["pooled"]["missed_cracks"] for run in runs),

@@ -198,8 +198,9 @@ def fit_head_on_features(
 ) -> dict[str, list[float]]:
     """Train the classifier's head on cached base features, then put the head into the classifier.
 
-    The head (dropout + dense softmax) is exactly the classifier's own, so the trained model
-    is the same network as with uncached training; each epoch draws one of the cached views
+    The head (dropout, an optional hidden ReLU layer, dense softmax: ``add_head``) is exactly the
+    classifier's own, so the trained model is the same network as with uncached training; each
+    epoch draws one of the cached views
     (the plain image or one of ``augmented_views`` augmented copies) per image. ``train_weights``
     and ``validation_weights`` (one per image, e.g. ``balance_weights``) weight the loss.
     """

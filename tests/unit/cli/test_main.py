@@ -68,5 +68,13 @@ def test_repeated_cross_validation_prints_each_seed_and_the_images_wrong(tmp_pat
     result = json.loads((tmp_path / "cv" / "cv-repeats.json").read_text())
     assert "  seed 3 " in printed and "  seed 4 " in printed
     assert f"all seeds: {result['missed_cracks']} missed cracks and {result['false_alarms']} false alarms" in printed
+    assert result["misclassified"], "a one-epoch model on a random base gets some images wrong"
     for entry in result["misclassified"]:
         assert f"wrong with {entry['repeats_wrong']} of 2 seeds: {entry['uri']}" in printed
+    assert result["seeds"] == [3, 4]
+
+
+def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
+    code = main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path), "--repeats", "3"])
+    assert code == 1
+    assert "--repeats repeats a cross-validation: add --cv K" in capsys.readouterr().err

@@ -82,13 +82,12 @@ def test_predicted_labels_use_the_threshold():
 
 def test_misclassified_names_the_wrong_images_surest_first():
     """Only the images on the wrong side of the threshold, each with its label and score, furthest from it first."""
-    images = [LabeledImage(f"/{label}/{index}.jpg", label) for index, label in
+    images = [LabeledImage(f"/{label}/{index}.jpg", label, slice=f"site-{index}") for index, label in
               enumerate(["Positive", "Positive", "Negative", "Negative", "Positive"])]  # fmt: skip
     wrong = misclassified(images, rows([0.9, 0.45, 0.95, 0.1, 0.02]), threshold=0.5, class_names=CLASSES,
                           crack_class="Positive")  # fmt: skip
-    assert [(entry["uri"], entry["predicted"], entry["crack_probability"]) for entry in wrong] == [
-        ("/Positive/4.jpg", "Negative", 0.02),
-        ("/Negative/2.jpg", "Positive", 0.95),
-        ("/Positive/1.jpg", "Negative", 0.45),
+    assert [(entry["uri"], entry["slice"], entry["predicted"], entry["crack_probability"]) for entry in wrong] == [
+        ("/Positive/4.jpg", "site-4", "Negative", 0.02),
+        ("/Negative/2.jpg", "site-2", "Positive", 0.95),
+        ("/Positive/1.jpg", "site-1", "Negative", 0.45),
     ]
-    assert all(entry["slice"] == images[0].slice for entry in wrong)

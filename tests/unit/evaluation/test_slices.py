@@ -153,16 +153,17 @@ def test_the_gate_report_names_the_holdout_images_the_candidate_gets_wrong_new_o
     champion_calls = np.array([True, False, False, False, True, False])  # misses image 1
     candidate_calls = np.array([True, False, True, False, True, False])  # misses image 1 too, flags image 2
     labels = ["Positive" if crack else "Negative" for crack in is_crack]
-    holdout = SimpleNamespace(slices=["a"] * 6, keys=[f"holdout/{label}/{n}.jpg" for n, label in enumerate(labels)],
+    holdout = SimpleNamespace(slices=[f"s{n}" for n in range(6)],
+                              keys=[f"holdout/{label}/{n}.jpg" for n, label in enumerate(labels)],
                               images=[LabeledImage(f"/{n}.jpg", label) for n, label in enumerate(labels)])  # fmt: skip
 
     body = decide(load_policy(), holdout, evaluation_on(is_crack, candidate_calls, "cand"),
                   evaluation_on(is_crack, champion_calls, "champ"), [])  # fmt: skip
 
     assert body["misclassified"] == [
-        {"key": "holdout/Negative/2.jpg", "slice": "a", "label": "Negative", "candidate_crack_probability": 1.0,
+        {"key": "holdout/Negative/2.jpg", "slice": "s2", "label": "Negative", "candidate_crack_probability": 1.0,
          "champion_crack_probability": 0.0, "new": True},
-        {"key": "holdout/Positive/1.jpg", "slice": "a", "label": "Positive", "candidate_crack_probability": 0.0,
+        {"key": "holdout/Positive/1.jpg", "slice": "s1", "label": "Positive", "candidate_crack_probability": 0.0,
          "champion_crack_probability": 0.0, "new": False},
     ]  # fmt: skip
     without_champion = decide(load_policy(), holdout, evaluation_on(is_crack, candidate_calls, "cand"), None, [])

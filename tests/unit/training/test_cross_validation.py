@@ -82,6 +82,9 @@ def test_cross_validate_scores_every_image_once_with_exact_intervals(tmp_path, s
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["pooled"] == pooled
     for fold in result["folds"]:  # each fold names the images it got wrong
         assert len(fold["misclassified"]) == fold["missed_cracks"] + fold["false_alarms"]
+    wrong = [entry for fold in result["folds"] for entry in fold["misclassified"]]
+    assert wrong, "a one-epoch model on a random base gets some images wrong"
+    assert all(entry["predicted"] != entry["label"] for entry in wrong)
 
 
 @pytest.mark.slow
@@ -101,6 +104,7 @@ def test_repeated_cross_validation_sums_its_seeds_and_counts_each_image_wrong(tm
     wrong = Counter(entry["uri"] for run in runs for fold in run["folds"] for entry in fold["misclassified"])
     assert {entry["uri"]: entry["repeats_wrong"] for entry in result["misclassified"]} == wrong
     assert sum(wrong.values()) == result["missed_cracks"] + result["false_alarms"]
+    assert wrong, "a one-epoch model on a random base gets some images wrong"
     assert json.loads((tmp_path / "cv" / "cv-repeats.json").read_text())["scored"] == 160
 
 
