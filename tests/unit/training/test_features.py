@@ -144,13 +144,19 @@ def test_a_damaged_cached_extractor_falls_back_to_keras_and_is_converted_again(t
 
 
 @pytest.mark.slow
-def test_a_hidden_layer_head_is_trained_on_cached_features_and_scores_as_the_network(synth_data, tmp_path):
-    """With hidden_units, fitting on cached features trains both head layers of the classifier itself."""
+def test_a_hidden_layer_head_is_trained_on_cached_features_and_scores_as_the_network(
+    synth_data, tmp_path, imagenet_weights
+):
+    """With hidden_units, fitting on cached features trains both head layers of the classifier itself.
+
+    ImageNet weights: a randomly initialised base pools to features of about 1e-10, too small to
+    move a hidden layer in two epochs.
+    """
     from crack_model.core.imaging import decode_to_array
     from crack_model.core.storage import read_uri
     from crack_model.training.features import fit_head_on_features, predict_from_features
 
-    model_config = ModelConfig(weights="none", alpha=0.35, hidden_units=8)
+    model_config = ModelConfig(weights=imagenet_weights, hidden_units=8)
     images = load_labeled(synth_data, CONFIG)
     classifier = build_classifier(CONFIG, model_config)
     assert classifier.get_layer("hidden").units == 8
