@@ -48,6 +48,12 @@ class ModelCard:
     photo_threshold: float | None = None
     # Tiles at or above ``threshold`` that must touch each other for a crack (1: any single tile).
     photo_min_tiles: int = 1
+    # ``photo_threshold`` holds up to this many tiles (the calibration photos'); for a photo of more,
+    # it rises by ``photo_tail_scale`` log-odds per e-fold of tiles, never above ``photo_max_threshold``
+    # (what 90 % of the validation crack photos reach). None: the same for every count.
+    photo_tiles: int | None = None
+    photo_tail_scale: float | None = None
+    photo_max_threshold: float | None = None
     # How the photo rule was chosen: the mosaics, their figures, the rule's inputs.
     photo_calibration: dict[str, Any] | None = None
 

@@ -107,6 +107,15 @@ def _runtimes(report: Mapping[str, Any]) -> dict[str, Any]:
     return _table(["runtime", "approved", "agreement", "crack recall", "accuracy", "failed"], rows)
 
 
+def _rule_text(figures: Mapping[str, Any]) -> str:
+    """The photo rule, and what it asked of these photos when that differs (it rises with the tile count)."""
+    rule = figures["rule"]
+    here = rule.get("for_these_photos")  # absent in reports written before the rise
+    if not here or here == rule["describe"]:
+        return str(rule["describe"])
+    return f"{rule['describe']}; for these {figures['tiles_per_mosaic']}-tile photos: {here}"
+
+
 def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
     """Candidate and champion on the holdout mosaics: the photo rule's figures beside the old highest-tile rule's."""
     section = report.get("photo_level")
@@ -118,7 +127,7 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
         if not figures:
             continue
         rows.append([
-            f"{role} ({figures['runtime']})", figures["rule"]["describe"],
+            f"{role} ({figures['runtime']})", _rule_text(figures),
             f"{figures['false_alarms']} of {figures['clean_mosaics']}",
             f"{figures['found']} of {figures['crack_mosaics']}",
             f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']}",

@@ -16,6 +16,15 @@ below the tile threshold: with no clean mosaic at the tile threshold the photo r
 So it is when no crack mosaic scores above every clean one (a model that cannot tell them apart):
 a rule that finds no crack would be worse than none.
 
+How the threshold rises for photos of more tiles than the mosaics (``tail_scale``): a photo is a
+false alarm when its highest clean tile crosses the threshold, so with n tiles the chance grows
+about n-fold. Above the top ``TAIL_SHARE`` of the clean mosaics' tiles, their log-odds fall off
+about exponentially (fitted scale 0.5-0.9 on the METU test mosaics, whatever the share or the photo
+size); for an exponential tail, keeping n times the tiles at one photo's chance means a threshold
+higher by scale x ln(n) in log-odds. The scale is the tail's mean excess over its lowest value
+(the exponential's maximum-likelihood fit), per runtime, and the largest of the runtimes is kept.
+The rise stops at what ``MAX_THRESHOLD_FOUND`` of the crack mosaics' highest tiles reach (every runtime's).
+
 Why not find every validation crack first: on the METU sample one validation crack patch
 (a clear crack, 15623_1.jpg) scores only 0.61 in its best tile when the tile grid cuts it, while
 seams between clean patches reach 0.77 (int8) to 0.88 (fp32); finding it would leave 11 to 20 of
@@ -24,15 +33,19 @@ seams between clean patches reach 0.77 (int8) to 0.88 (fp32); finding it would l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from crack_model.evaluation.photo_check import ScoredMosaic
-from crack_model.serving.photo_decision import largest_group
+from crack_model.serving.photo_decision import largest_group, log_odds
 
 MAX_MIN_TILES = 3
 GAP_SHARE = 0.5
+TAIL_SHARE = 0.005  # the top half percent of clean tiles: ~90 of the 18,480 in 120 mosaics of 154 tiles
+MIN_TAIL_TILES = 20  # fewer say nothing about a tail
+MAX_THRESHOLD_FOUND = 0.9  # a photo threshold risen for a big photo still finds 90 % of the validation crack photos
 
 
 @dataclass(frozen=True)
@@ -113,3 +126,41 @@ def choose_photo_rule(scored: Sequence[ScoredMosaic], tile_threshold: float) -> 
         "chosen": {"photo_threshold": threshold, "min_tiles": best.min_tiles},
     }
     return PhotoRuleChoice(float(threshold), best.min_tiles, record)
+
+
+def tail_scale(clean_tile_probabilities: Sequence[float]) -> float | None:
+    """The exponential scale of the top ``TAIL_SHARE`` of clean tiles' log-odds; None with too few tiles.
+
+    The mean excess of the top k log-odds over the next one: the maximum-likelihood fit of an
+    exponential tail (module docstring).
+    """
+    tail = max(MIN_TAIL_TILES, math.ceil(TAIL_SHARE * len(clean_tile_probabilities)))
+    if len(clean_tile_probabilities) <= tail:
+        return None
+    highest = sorted((log_odds(p) for p in clean_tile_probabilities), reverse=True)
+    return max(0.0, sum(highest[:tail]) / tail - highest[tail])
+
+
+def tail_record(scored_by_runtime: Mapping[str, Sequence[ScoredMosaic]]) -> dict[str, Any]:
+    """The card's ``photo_tiles``, ``photo_tail_scale`` and ``photo_max_threshold``, with each runtime's fit.
+
+    ``photo_tail_scale`` is the largest runtime's (the threshold then rises fast enough for each);
+    all three are None when no runtime had enough clean tiles (the threshold stays the same for
+    every photo size). ``photo_max_threshold``: the crack mosaics' highest tile that 90 % reach.
+    """
+    scales = {
+        runtime: tail_scale([p for mosaic in mosaics if not mosaic.has_cracks for p in mosaic.probabilities])
+        for runtime, mosaics in scored_by_runtime.items()
+    }
+    fitted = [scale for scale in scales.values() if scale is not None]
+    tiles = [len(mosaic.probabilities) for mosaics in scored_by_runtime.values() for mosaic in mosaics]
+    crack_highest = sorted(max(mosaic.probabilities) for mosaics in scored_by_runtime.values()
+                           for mosaic in mosaics if mosaic.has_cracks)  # fmt: skip
+    cap = crack_highest[int((1 - MAX_THRESHOLD_FOUND) * len(crack_highest))] if crack_highest and fitted else None
+    return {
+        "photo_tiles": max(tiles) if tiles and fitted else None,
+        "photo_tail_scale": max(fitted) if fitted else None,
+        "photo_max_threshold": cap,
+        "per_runtime": scales,
+        "tail_share": TAIL_SHARE,
+    }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -106,11 +106,13 @@ def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, 
     ]
     old_rule = [max(mosaic.probabilities) >= threshold for mosaic in scored]
     first = scored[0].plan if scored else None
+    tiles = len(scored[0].boxes) if scored else 0
     figures: dict[str, Any] = {
-        "rule": {**asdict(rule), "describe": rule.describe()},
+        # for_these_photos: the threshold at these mosaics' tile count (it rises above the calibrated count)
+        "rule": {**asdict(rule), "describe": rule.describe(), "for_these_photos": rule.describe(tiles or None)},
         "grid": [first.rows, first.columns] if first else None,
         "photo_size": list(first.size(card.tile_size)) if first else None,
-        "tiles_per_mosaic": len(scored[0].boxes) if scored else 0,
+        "tiles_per_mosaic": tiles,
         "clean_mosaics": len(clean),
         "false_alarms": sum(said[mosaic.plan.name] for mosaic in clean),
         "crack_mosaics": len(cracked),
@@ -124,9 +126,19 @@ def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, 
             "false_alarms": sum(old for old, mosaic in zip(old_rule, scored, strict=True) if not mosaic.has_cracks),
             "found": sum(old for old, mosaic in zip(old_rule, scored, strict=True) if mosaic.has_cracks),
         },
+        # the same rule with its threshold held at the calibrated photos' (what the rise changes on these photos)
+        "without_rise": _counts(scored, replace(rule, calibrated_tiles=None)),
     }
     figures["meets_bar"] = meets_bar(figures)
     return figures
+
+
+def _counts(scored: Sequence[ScoredMosaic], rule: PhotoRule) -> dict[str, int]:
+    said = [photo_is_crack(mosaic.probabilities, mosaic.boxes, rule) for mosaic in scored]
+    return {
+        "false_alarms": sum(crack for crack, mosaic in zip(said, scored, strict=True) if not mosaic.has_cracks),
+        "found": sum(crack for crack, mosaic in zip(said, scored, strict=True) if mosaic.has_cracks),
+    }
 
 
 def meets_bar(figures: dict[str, Any]) -> bool:

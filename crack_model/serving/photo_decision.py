@@ -11,6 +11,17 @@ one tile is a crack only when
 * at least ``photo_min_tiles`` tiles at or above the patch threshold touch one another (a crack
   crosses the overlap of neighbouring tiles and lights several; a seam often lights one).
 
+``photo_threshold`` holds for photos of up to ``photo_tiles`` tiles (the calibration mosaics'
+count). A photo of more tiles gives a clean surface more chances, so for it the threshold rises
+in log-odds by ``photo_tail_scale`` per e-fold of tiles: the tail of clean tiles' log-odds falls
+off about exponentially (photo_calibration.py), so a photo's chance of a false alarm stays about
+what it was on the calibration photos. The rise stops at ``photo_max_threshold``, the highest tile
+90 % of the validation crack photos reach: however big the photo, a crack as clear as most is
+still found (int8 cannot score above 0.996; a rise past that would find nothing). It never falls
+for smaller photos: on 42-tile mosaics of METU test patches the patch threshold had 6 false
+alarms in 120 clean photos and the photo threshold 1, finding the same 120 crack photos (README
+"Full-size photos").
+
 A photo of one tile (a patch, a small image) keeps the patch rule. Crack *tiles*, for overlays
 and ``tile_probabilities``, stay those at or above the patch threshold. A card without a photo
 rule (``photo_threshold`` None, ``photo_min_tiles`` 1) labels photos as before: highest tile
@@ -19,6 +30,7 @@ at or above the threshold. Every runtime goes through ``photo_is_crack``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,14 +45,22 @@ class PhotoRule:
     tile_threshold: float
     photo_threshold: float | None = None
     min_tiles: int = 1
+    calibrated_tiles: int | None = None  # photo_threshold holds up to this many tiles; None: for any count
+    tail_scale: float = 0.0  # log-odds added per e-fold of tiles beyond calibrated_tiles
+    max_threshold: float | None = None  # the rise stops here (None: no limit)
 
     def __post_init__(self) -> None:
         if self.min_tiles < 1:
             raise ValueError(f"photo_min_tiles must be at least 1, got {self.min_tiles} (fix the model card)")
+        if self.tail_scale < 0 or (self.calibrated_tiles is not None and self.calibrated_tiles < 1):
+            msg = (f"photo_tail_scale must not be negative and photo_tiles must be at least 1, got "
+                   f"{self.tail_scale} and {self.calibrated_tiles} (fix the model card)")  # fmt: skip
+            raise ValueError(msg)
 
     @classmethod
     def of(cls, card: ModelCard) -> PhotoRule:
-        return cls(card.threshold, card.photo_threshold, card.photo_min_tiles)
+        return cls(card.threshold, card.photo_threshold, card.photo_min_tiles, card.photo_tiles,
+                   card.photo_tail_scale or 0.0, card.photo_max_threshold)  # fmt: skip
 
     @property
     def highest_needed(self) -> float:
@@ -50,11 +70,34 @@ class PhotoRule:
         """
         return self.tile_threshold if self.photo_threshold is None else max(self.photo_threshold, self.tile_threshold)
 
-    def describe(self) -> str:
-        parts = [f"highest tile >= {self.highest_needed:.4f}"]
+    def needed_for(self, tiles: int) -> float:
+        """What the highest tile of a photo of ``tiles`` tiles must reach (``highest_needed``, risen for big photos)."""
+        if self.photo_threshold is None or self.calibrated_tiles is None or tiles <= self.calibrated_tiles:
+            return self.highest_needed
+        risen = 1.0 / (1.0 + math.exp(-(log_odds(self.photo_threshold)
+                                        + self.tail_scale * math.log(tiles / self.calibrated_tiles))))  # fmt: skip
+        if self.max_threshold is not None:
+            risen = min(risen, max(self.max_threshold, self.photo_threshold))
+        return max(self.tile_threshold, risen)
+
+    def describe(self, tiles: int | None = None) -> str:
+        """The rule in words; for a photo of ``tiles`` tiles, with the threshold that photo needs."""
+        needed = self.highest_needed if tiles is None else self.needed_for(tiles)
+        parts = [f"highest tile >= {needed:.4f}"]
+        if tiles is None and self.calibrated_tiles is not None and self.tail_scale > 0:
+            rise = f"up to {self.calibrated_tiles} tiles; +{self.tail_scale:.2f} log-odds per e-fold more"
+            if self.max_threshold is not None:
+                rise += f", at most {max(self.max_threshold, self.highest_needed):.4f}"
+            parts[0] += f" ({rise})"
         if self.min_tiles > 1:
             parts.append(f"{self.min_tiles} touching tiles >= {self.tile_threshold:.4f}")
         return " and ".join(parts)
+
+
+def log_odds(probability: float) -> float:
+    """ln(p / (1 - p)), with p kept off 0 and 1 (a threshold of 1.0 stays finite)."""
+    clipped = min(max(probability, 1e-7), 1 - 1e-7)
+    return math.log(clipped / (1 - clipped))
 
 
 def largest_group(probabilities: Sequence[float], boxes: Sequence[Box], threshold: float) -> int:
@@ -100,7 +143,7 @@ def photo_is_crack(probabilities: Sequence[float], boxes: Sequence[Box], rule: P
     highest = max(probabilities)
     if len(probabilities) == 1:
         return highest >= rule.tile_threshold
-    if highest < rule.highest_needed:
+    if highest < rule.needed_for(len(probabilities)):
         return False
     return rule.min_tiles <= 1 or largest_group(probabilities, boxes, rule.tile_threshold) >= rule.min_tiles
 
@@ -110,4 +153,5 @@ def decision_note(probabilities: Sequence[float], rule: PhotoRule, is_crack: boo
     highest = max(probabilities)
     if is_crack or highest < rule.tile_threshold:
         return ""
-    return f"no crack by the photo rule over {len(probabilities)} tiles ({rule.describe()}); highest tile {highest:.4f}"
+    tiles = len(probabilities)
+    return f"no crack by the photo rule over {tiles} tiles ({rule.describe(tiles)}); highest tile {highest:.4f}"

@@ -22,8 +22,9 @@ from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, Model
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, Split
 from crack_model.evaluation.mosaics import MosaicConfig, plan_mosaics
-from crack_model.evaluation.photo_calibration import choose_photo_rule
+from crack_model.evaluation.photo_calibration import choose_photo_rule, tail_record
 from crack_model.evaluation.photo_check import CHECK_MOSAICS, ScoredMosaic, mosaic_check, photo_figures, score_mosaics
+from crack_model.serving.photo_decision import PhotoRule
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,19 @@ def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = 
         log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
         scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
     choice = choose_photo_rule([mosaic for mosaics in scored.values() for mosaic in mosaics], card.threshold)
-    chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles)
+    tail = tail_record(scored)
+    chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles,
+                     photo_tiles=tail["photo_tiles"], photo_tail_scale=tail["photo_tail_scale"],
+                     photo_max_threshold=tail["photo_max_threshold"])  # fmt: skip
     grid = [plans[0].rows, plans[0].columns] if plans else None  # smaller than asked for on a small split
     mosaics = {**asdict(config), "grid": grid}
-    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaics, **choice.record}
+    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaics, **choice.record,
+                                "tail": tail}  # fmt: skip
     chosen.save(model_dir)
-    log.info("photo rule: highest tile >= %.4f, %d touching tile(s) (tile threshold %.4f)",
-             chosen.photo_threshold, chosen.photo_min_tiles, card.threshold)  # fmt: skip
+    log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
-            "tile_threshold": card.threshold}  # fmt: skip
+            "photo_tiles": chosen.photo_tiles, "photo_tail_scale": chosen.photo_tail_scale,
+            "photo_max_threshold": chosen.photo_max_threshold, "tile_threshold": card.threshold}  # fmt: skip
     section: dict[str, Any] = {
         "rule": rule,
         "validation": {runtime: photo_figures(mosaics, chosen) for runtime, mosaics in scored.items()},

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan
-from crack_model.evaluation.photo_calibration import choose_photo_rule
+from crack_model.evaluation.photo_calibration import MIN_TAIL_TILES, choose_photo_rule, tail_record, tail_scale
 from crack_model.evaluation.photo_check import ScoredMosaic, marked_share, meets_bar, mosaic_check, photo_figures
 from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
 
@@ -94,6 +95,54 @@ def test_choosing_needs_both_kinds_of_mosaics():
     """Without clean (or crack) mosaics there is nothing to separate."""
     with pytest.raises(ValueError, match="needs clean and crack mosaics"):
         choose_photo_rule(cracks(0.9), tile_threshold=0.5)
+
+
+def clean_tiles(rng: np.random.Generator, count: int, scale: float) -> np.ndarray:
+    """Clean tile probabilities whose log-odds have an exponential upper tail of ``scale`` above -4."""
+    return 1 / (1 + np.exp(-(-4 + rng.exponential(scale, size=count))))
+
+
+def test_the_tail_scale_is_the_exponential_fit_of_the_clean_tiles_tail():
+    """On tiles whose log-odds tail is exponential, the fit finds its scale; too few tiles give no fit."""
+    rng = np.random.default_rng(5)
+    for scale in (0.4, 0.8, 1.5):
+        fitted = tail_scale(list(clean_tiles(rng, 20_000, scale)))
+        assert fitted == pytest.approx(scale, rel=0.2)
+    assert tail_scale([0.9] * MIN_TAIL_TILES) is None
+    assert tail_scale([0.6] * (MIN_TAIL_TILES + 5)) == pytest.approx(0.0, abs=1e-12)  # no spread, no rise
+
+
+def test_a_threshold_risen_with_the_tail_keeps_big_photos_as_safe_as_calibrated_ones():
+    """Calibrated above 120 clean photos of 154 tiles, the fixed threshold lets 4x bigger photos cross it ~4x as
+    often; risen by the fitted tail, about as often as a 154-tile photo."""
+    rng = np.random.default_rng(11)
+    calibration = clean_tiles(rng, 120 * 154, 0.7).reshape(120, 154)
+    threshold = float(calibration.max())
+    rule = PhotoRule(0.01, threshold, calibrated_tiles=154, tail_scale=tail_scale(list(calibration.ravel())) or 0.0)
+    big = clean_tiles(rng, 3000 * 616, 0.7).reshape(3000, 616).max(axis=1)
+    small = clean_tiles(rng, 3000 * 154, 0.7).reshape(3000, 154).max(axis=1)
+    fixed_rate, risen_rate = float((big >= threshold).mean()), float((big >= rule.needed_for(616)).mean())
+    calibrated_rate = float((small >= threshold).mean())
+    assert rule.needed_for(154) == threshold and rule.needed_for(616) > threshold
+    assert fixed_rate > 2.5 * calibrated_rate  # what issue 11 saw: more tiles, more false alarms
+    assert risen_rate < 1.6 * calibrated_rate
+
+
+def test_the_tail_record_keeps_the_fastest_rising_runtime_and_ignores_crack_mosaics():
+    """photo_tiles is the mosaics' tile count; the scale is the largest runtime's, fitted on clean mosaics only."""
+    rng = np.random.default_rng(2)
+
+    def clean_set(scale: float) -> list[ScoredMosaic]:
+        return [mosaic(f"clean-{n}", dict(enumerate(clean_tiles(rng, len(BOXES), scale)))) for n in range(40)]
+
+    steep, wide = clean_set(0.3), clean_set(1.2)
+    record = tail_record({"litert-int8": steep + cracks(0.99, 0.98), "litert-fp32": wide})
+    assert record["photo_tiles"] == len(BOXES) == 154
+    assert record["photo_max_threshold"] == 0.98  # what 90 % of the crack mosaics' highest tiles (0.98, 0.99) reach
+    assert record["per_runtime"]["litert-int8"] == pytest.approx(0.3, rel=0.35)
+    assert record["photo_tail_scale"] == record["per_runtime"]["litert-fp32"] == pytest.approx(1.2, rel=0.35)
+    nothing = tail_record({"keras": cracks(0.99)})  # no clean tiles: no fit, the threshold never rises
+    assert (nothing["photo_tiles"], nothing["photo_tail_scale"], nothing["photo_max_threshold"]) == (None, None, None)
 
 
 def test_marked_share_is_the_part_of_the_patch_under_marked_tiles():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -85,6 +86,42 @@ def test_a_photo_never_needs_less_than_a_patch():
     """A threshold raised above the photo threshold (say to silence a model) applies to photos too."""
     silenced = PhotoRule(tile_threshold=1.01, photo_threshold=0.9)
     assert silenced.highest_needed == 1.01 and not photo_is_crack(scores({(4, 6): 1.0}), BOXES, silenced)
+
+
+def test_the_photo_threshold_rises_for_photos_of_more_tiles_than_calibrated():
+    """Up to the calibration mosaics' 154 tiles the card's threshold holds; a 12 MP photo needs more, by the tail."""
+    phone = tile_boxes(4000, 3000, TileConfig())
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.8, calibrated_tiles=154, tail_scale=1.0)
+    assert rule.needed_for(1) == rule.needed_for(154) == rule.highest_needed == 0.8
+    expected = 1 / (1 + math.exp(-(math.log(0.8 / 0.2) + math.log(len(phone) / 154))))
+    assert len(phone) > 400 and rule.needed_for(len(phone)) == pytest.approx(expected) and expected > 0.9
+    at_085 = [0.05] * len(phone)
+    at_085[40] = 0.85
+    assert photo_is_crack(scores({(4, 6): 0.85}), BOXES, rule)  # a 154-tile photo: 0.85 is enough
+    assert not photo_is_crack(at_085, phone, rule)  # a 12 MP photo: not
+    note = decision_note(at_085, rule, is_crack=False)
+    assert f"over {len(phone)} tiles (highest tile >= {expected:.4f})" in note
+    assert "up to 154 tiles; +1.00 log-odds" in rule.describe()
+    flat = PhotoRule(tile_threshold=0.5, photo_threshold=0.8)  # a card from before the rise: any size alike
+    assert flat.needed_for(len(phone)) == 0.8 and photo_is_crack(at_085, phone, flat)
+
+
+def test_the_rise_stops_at_the_cards_maximum_and_never_goes_below_the_photo_threshold():
+    """However many tiles, the threshold stays at or under photo_max_threshold (an int8 model tops out at 0.996)."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.8, calibrated_tiles=154, tail_scale=1.0, max_threshold=0.95)
+    assert rule.needed_for(154 * 1000) == 0.95 and rule.needed_for(200) < 0.95
+    assert "at most 0.9500" in rule.describe()
+    below = PhotoRule(tile_threshold=0.5, photo_threshold=0.8, calibrated_tiles=154, tail_scale=1.0, max_threshold=0.6)
+    assert below.needed_for(154 * 1000) == 0.8  # a maximum under the photo threshold does not lower it
+
+
+def test_the_card_keeps_the_rise(tmp_path):
+    """model.json stores photo_tiles, photo_tail_scale and photo_max_threshold; a bad scale is refused."""
+    ModelCard(version="v1", threshold=0.5, photo_threshold=0.9, photo_tiles=154, photo_tail_scale=0.7,
+              photo_max_threshold=0.98).save(tmp_path)  # fmt: skip
+    assert PhotoRule.of(ModelCard.load(tmp_path)) == PhotoRule(0.5, 0.9, 1, 154, 0.7, 0.98)
+    with pytest.raises(ValueError, match="photo_tail_scale must not be negative"):
+        PhotoRule(0.5, 0.9, calibrated_tiles=154, tail_scale=-0.1)
 
 
 def test_a_card_asking_for_no_tile_is_refused():

@@ -47,6 +47,8 @@ def test_the_rule_is_chosen_on_validation_and_measured_on_test(detector_dir, pat
     card = ModelCard.load(detector_dir)
     assert card.photo_threshold is not None and card.photo_threshold >= card.threshold
     assert section["rule"] == {"photo_threshold": card.photo_threshold, "photo_min_tiles": card.photo_min_tiles,
+                               "photo_tiles": card.photo_tiles, "photo_tail_scale": card.photo_tail_scale,
+                               "photo_max_threshold": card.photo_max_threshold,
                                "tile_threshold": card.threshold}  # fmt: skip
     record = card.photo_calibration or {}
     runtimes = ["litert-int8", "litert-fp32"]  # every approved runtime, fastest first; fp32 stands in for Keras
@@ -54,6 +56,10 @@ def test_the_rule_is_chosen_on_validation_and_measured_on_test(detector_dir, pat
     assert record["mosaics"]["clean"] == 8 and record["chosen"]["photo_threshold"] == card.photo_threshold
     assert record["clean_mosaics"] == record["crack_mosaics"] == 8 * len(runtimes)  # chosen on all their scores
     assert list(section["validation"]) == runtimes
+    tail = record["tail"]  # the threshold rises for photos of more tiles than the 3 x 4 mosaics
+    assert card.photo_tiles == section["validation"]["litert-int8"]["tiles_per_mosaic"] > 1
+    assert list(tail["per_runtime"]) == runtimes and card.photo_tail_scale == max(tail["per_runtime"].values())
+    assert card.photo_max_threshold is not None and 0 < card.photo_max_threshold <= 1
     for validation in section["validation"].values():  # the rule labels no validation clean photo a crack
         assert validation["false_alarms"] == 0 and validation["crack_mosaics"] == 8
     assert list(section["test"]) == ["litert-int8"]  # the runtime that will serve
