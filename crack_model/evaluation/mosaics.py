@@ -63,12 +63,13 @@ class MosaicPlan:
     keys: tuple[str, ...]
     crack_cells: tuple[tuple[int, int], ...]  # (row, column)
 
+    def cell_box(self, row: int, column: int, cell_size: int) -> Box:
+        """The pixel box (left, top, right, bottom) of one cell in the rendered mosaic."""
+        return column * cell_size, row * cell_size, (column + 1) * cell_size, (row + 1) * cell_size
+
     def crack_boxes(self, cell_size: int) -> list[Box]:
-        """Pixel boxes (left, top, right, bottom) of the crack patches in the rendered mosaic."""
-        return [
-            (column * cell_size, row * cell_size, (column + 1) * cell_size, (row + 1) * cell_size)
-            for row, column in self.crack_cells
-        ]
+        """Pixel boxes of the crack patches in the rendered mosaic."""
+        return [self.cell_box(row, column, cell_size) for row, column in self.crack_cells]
 
     def size(self, cell_size: int) -> tuple[int, int]:
         """(width, height) of the rendered mosaic."""

@@ -120,7 +120,7 @@ def largest_group(probabilities: Sequence[float], boxes: Sequence[Box], threshol
 
     for first in range(len(hot)):
         for second in range(first + 1, len(hot)):
-            if _overlap(hot[first], hot[second]):
+            if overlap(hot[first], hot[second]):
                 parent[root(first)] = root(second)
     sizes: dict[int, int] = {}
     for index in range(len(hot)):
@@ -128,7 +128,8 @@ def largest_group(probabilities: Sequence[float], boxes: Sequence[Box], threshol
     return max(sizes.values(), default=0)
 
 
-def _overlap(first: Box, second: Box) -> bool:
+def overlap(first: Box, second: Box) -> bool:
+    """Whether two pixel boxes share some area."""
     return min(first[2], second[2]) > max(first[0], second[0]) and min(first[3], second[3]) > max(first[1], second[1])
 
 

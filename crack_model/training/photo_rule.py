@@ -21,8 +21,8 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, Split
-from crack_model.evaluation.mosaics import MosaicConfig, plan_mosaics
-from crack_model.evaluation.photo_calibration import choose_photo_rule, tail_record
+from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, plan_mosaics
+from crack_model.evaluation.photo_calibration import choose_photo_rule, crack_like_clean, tail_record
 from crack_model.evaluation.photo_check import CHECK_MOSAICS, ScoredMosaic, mosaic_check, photo_figures, score_mosaics
 from crack_model.serving.photo_decision import PhotoRule
 from crack_model.serving.scorer import load_scorer
@@ -36,6 +36,19 @@ DEFAULT_MOSAICS = MosaicConfig(clean=120, with_cracks=40)
 def _patches(images: list[LabeledImage], crack_class: str) -> tuple[list[str], list[str]]:
     clean = [image.uri for image in images if image.label != crack_class]
     return clean, [image.uri for image in images if image.label == crack_class]
+
+
+def _no_rule(error: CrackModelError) -> dict[str, Any]:
+    log.warning("no photo rule: %s", error)
+    return {"skipped": f"validation split: {error}; photos are labeled by their highest tile"}
+
+
+def _score(model_dir: Path, runtimes: list[str], plans: list[MosaicPlan]) -> dict[str, list[ScoredMosaic]]:
+    scored = {}
+    for runtime in runtimes:  # one runtime loaded at a time
+        log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
+        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
+    return scored
 
 
 def calibration_runtimes(model_dir: Path, card: ModelCard) -> list[str]:
@@ -58,16 +71,25 @@ def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = 
     if config is None:
         return {"skipped": "photo-level calibration turned off: photos are labeled by their highest tile"}
     card = ModelCard.load(model_dir)
-    try:
-        plans = plan_mosaics(*_patches(split.validation, card.crack_class), config)
-    except CrackModelError as error:
-        log.warning("no photo rule: %s", error)
-        return {"skipped": f"validation split: {error}; photos are labeled by their highest tile"}
     runtimes = calibration_runtimes(model_dir, card)
-    scored: dict[str, list[ScoredMosaic]] = {}
-    for runtime in runtimes:  # one runtime loaded at a time
-        log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
-        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
+    clean, cracks = _patches(split.validation, card.crack_class)
+    try:
+        plans = plan_mosaics(clean, cracks, config)
+    except CrackModelError as error:
+        return _no_rule(error)
+    scored = _score(model_dir, runtimes, plans)
+    left_out = crack_like_clean([m for mosaics in scored.values() for m in mosaics], card.threshold, card.tile_size)
+    if left_out["note"]:
+        log.info("photo rule: %s", left_out["note"])
+    if left_out["patches"]:
+        for key, median in left_out["patches"].items():
+            log.warning("clean validation patch %s is labeled crack wherever it is put (median tile %.4f; "
+                        "mislabeled?): left out of the photo rule's clean mosaics", key, median)  # fmt: skip
+        try:
+            plans = plan_mosaics([key for key in clean if key not in left_out["patches"]], cracks, config)
+        except CrackModelError as error:
+            return _no_rule(error)
+        scored = _score(model_dir, runtimes, plans)
     choice = choose_photo_rule([mosaic for mosaics in scored.values() for mosaic in mosaics], card.threshold)
     tail = tail_record(scored)
     chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles,
@@ -76,7 +98,7 @@ def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = 
     grid = [plans[0].rows, plans[0].columns] if plans else None  # smaller than asked for on a small split
     mosaics = {**asdict(config), "grid": grid}
     chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaics, **choice.record,
-                                "tail": tail}  # fmt: skip
+                                "tail": tail, "crack_like_clean": left_out}  # fmt: skip
     chosen.save(model_dir)
     log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
@@ -84,6 +106,7 @@ def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = 
             "photo_max_threshold": chosen.photo_max_threshold, "tile_threshold": card.threshold}  # fmt: skip
     section: dict[str, Any] = {
         "rule": rule,
+        "crack_like_clean": left_out,
         "validation": {runtime: photo_figures(mosaics, chosen) for runtime, mosaics in scored.items()},
     }
     if split.test:

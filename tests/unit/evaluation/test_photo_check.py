@@ -7,10 +7,16 @@ import pytest
 
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
-from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan
-from crack_model.evaluation.photo_calibration import MIN_TAIL_TILES, choose_photo_rule, tail_record, tail_scale
+from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, plan_mosaics
+from crack_model.evaluation.photo_calibration import (
+    MIN_TAIL_TILES,
+    choose_photo_rule,
+    crack_like_clean,
+    tail_record,
+    tail_scale,
+)
 from crack_model.evaluation.photo_check import ScoredMosaic, marked_share, meets_bar, mosaic_check, photo_figures
-from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
+from crack_model.serving.photo_decision import PhotoRule, overlap, photo_is_crack
 
 CELL = 227
 # 8 x 10 cells of 227 px: the 2270x1816 photos of issue 11, 11 x 14 tiles.
@@ -143,6 +149,35 @@ def test_the_tail_record_keeps_the_fastest_rising_runtime_and_ignores_crack_mosa
     assert record["photo_tail_scale"] == record["per_runtime"]["litert-fp32"] == pytest.approx(1.2, rel=0.35)
     nothing = tail_record({"keras": cracks(0.99)})  # no clean tiles: no fit, the threshold never rises
     assert (nothing["photo_tiles"], nothing["photo_tail_scale"], nothing["photo_max_threshold"]) == (None, None, None)
+
+
+def placed(plan: MosaicPlan, hot: dict[str, float]) -> ScoredMosaic:
+    """A clean mosaic scored as if every tile over patch ``key`` scored ``hot[key]`` (the highest wins), others 0.02."""
+    cells = {cell: hot[key] for cell, key in enumerate(plan.keys) if key in hot}
+    probabilities = [
+        max((p for cell, p in cells.items() if overlap(box, plan.cell_box(cell // 10, cell % 10, CELL))), default=0.02)
+        for box in BOXES
+    ]
+    return ScoredMosaic(plan, list(BOXES), probabilities)
+
+
+def test_a_clean_patch_labeled_crack_wherever_it_is_put_is_named():
+    """The mislabeled patch lights its tiles in every mosaic it is in; the tiles it lights also cover its
+    neighbours, which change from mosaic to mosaic, and so does a seam: only the patch is crack-like."""
+    pool = [f"clean-{n:03d}" for n in range(99)] + ["mislabeled"]
+    plans = plan_mosaics(pool, [], MosaicConfig(clean=30, with_cracks=0, seed=4))
+    scored = [placed(plan, {"mislabeled": 0.97, plan.keys[n % 80]: 0.9}) for n, plan in enumerate(plans)]
+    scored.append(mosaic("crack-0", {tile(2, 3): 0.99}, ((2, 3),)))  # crack mosaics are not looked at
+    chosen = crack_like_clean(scored, tile_threshold=0.5, cell_size=CELL)
+    assert chosen == {"patches": {"mislabeled": pytest.approx(0.97)}, "note": None}
+
+
+def test_a_model_that_labels_many_clean_patches_crack_leaves_none_out():
+    """Labeling errors are a few patches; a tenth of the clean ones is a model that cannot tell the classes apart."""
+    plan = MosaicPlan("clean-0", 8, 10, tuple(f"clean-{n:03d}" for n in range(80)), ())
+    scored = [placed(plan, {f"clean-{n:03d}": 0.8 for n in range(8)})]
+    chosen = crack_like_clean(scored, tile_threshold=0.5, cell_size=CELL)
+    assert chosen["patches"] == {} and "8 of 80 clean patches score like cracks" in (chosen["note"] or "")
 
 
 def test_marked_share_is_the_part_of_the_patch_under_marked_tiles():

@@ -77,6 +77,47 @@ def test_no_mosaics_no_rule(detector_dir, patches):
     assert (card.photo_threshold, card.photo_min_tiles, card.photo_calibration) == (None, 1, None)
 
 
+def scored_as_if(hot: dict[str, float]):
+    """A stand-in for ``score_mosaics``: every tile over patch ``key`` scores ``hot[key]``, the others 0.02."""
+    from crack_model.core.tiling import TileConfig, tile_boxes
+    from crack_model.evaluation.photo_check import ScoredMosaic
+    from crack_model.serving.photo_decision import overlap
+
+    def score_mosaics(scorer, plans, read):
+        size = scorer.card.tile_size
+        scored = []
+        for plan in plans:
+            boxes = tile_boxes(*plan.size(size), TileConfig(tile_size=size))
+            cells = [(plan.cell_box(n // plan.columns, n % plan.columns, size), hot.get(key, 0.02))
+                     for n, key in enumerate(plan.keys)]  # fmt: skip
+            probabilities = [max(p for box, p in cells if overlap(tile, box)) for tile in boxes]
+            scored.append(ScoredMosaic(plan, boxes, probabilities))
+        return scored
+
+    return score_mosaics
+
+
+def test_a_clean_patch_that_scores_like_a_crack_is_left_out_of_the_clean_mosaics(detector_dir, patches, monkeypatch):
+    """A crack patch labeled clean in validation (a labeling error) is named and kept out: the rule is the one
+    chosen as if it were not there, not one that must sit above a crack."""
+    from crack_model.training import photo_rule
+
+    split = halves(patches)
+    mislabeled = next(image for image in split.validation if image.label == "Positive")
+    cracks = {image.uri: 0.99 for image in split.validation if image.label == "Positive"}
+    monkeypatch.setattr(photo_rule, "score_mosaics", scored_as_if({**cracks, mislabeled.uri: 0.97}))
+    wrong = Split([], [LabeledImage(mislabeled.uri, "Negative") if image is mislabeled else image
+                       for image in split.validation], split.test)  # fmt: skip
+    section = fit_photo_rule(detector_dir, wrong, SMALL)
+    assert section["crack_like_clean"] == {"patches": {mislabeled.uri: pytest.approx(0.97)}, "note": None}
+    card = ModelCard.load(detector_dir)
+    assert (card.photo_calibration or {})["crack_like_clean"] == section["crack_like_clean"]
+    assert card.photo_threshold is not None and card.photo_threshold < 0.97  # kept in, it would sit above 0.97
+    without = Split([], [image for image in split.validation if image is not mislabeled], split.test)
+    assert fit_photo_rule(detector_dir, without, SMALL)["crack_like_clean"]["patches"] == {}
+    assert ModelCard.load(detector_dir).photo_threshold == card.photo_threshold
+
+
 def test_training_writes_the_photo_level_section(trained_model):
     """A real (tiny) training run stores the rule in model.json and the figures in metrics.json."""
     out = trained_model.output_dir
