@@ -108,10 +108,11 @@ def _runtimes(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _rule_text(figures: Mapping[str, Any]) -> str:
-    """The photo rule, and what it asked of these photos when that differs (it rises with the tile count)."""
+    """The photo rule, and what it asked of these photos when they have more tiles than it was calibrated on."""
     rule = figures["rule"]
     here = rule.get("for_these_photos")  # absent in reports written before the rise
-    if not here or here == rule["describe"]:
+    calibrated = rule.get("calibrated_tiles")
+    if not here or not calibrated or figures["tiles_per_mosaic"] <= calibrated:
         return str(rule["describe"])
     return f"{rule['describe']}; for these {figures['tiles_per_mosaic']}-tile photos: {here}"
 

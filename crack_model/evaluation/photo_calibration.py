@@ -23,7 +23,7 @@ about exponentially (fitted scale 0.5-0.9 on the METU test mosaics, whatever the
 size); for an exponential tail, keeping n times the tiles at one photo's chance means a threshold
 higher by scale x ln(n) in log-odds. The scale is the tail's mean excess over its lowest value
 (the exponential's maximum-likelihood fit), per runtime, and the largest of the runtimes is kept.
-The rise stops at what ``MAX_THRESHOLD_FOUND`` of the crack mosaics' highest tiles reach (every runtime's).
+The rise stops at what ``MAX_THRESHOLD_FOUND`` of the crack mosaics' highest tiles reach in every runtime.
 
 Clean patches that score like cracks are left out of the clean mosaics (``crack_like_clean``). A
 clean patch the model labels crack wherever it is put (the median, over the clean mosaics it is in,
@@ -58,6 +58,7 @@ MAX_MIN_TILES = 3
 GAP_SHARE = 0.5
 TAIL_SHARE = 0.005  # the top half percent of clean tiles: ~90 of the 18,480 in 120 mosaics of 154 tiles
 MIN_TAIL_TILES = 20  # fewer say nothing about a tail
+TAIL_FLOOR = math.log((1 / 256) / (1 - 1 / 256))  # log-odds of int8's smallest step above 0
 MAX_THRESHOLD_FOUND = 0.9  # a photo threshold risen for a big photo still finds 90 % of the validation crack photos
 MAX_LEFT_OUT_SHARE = 0.05  # more clean patches than this scoring like cracks is a model, not labeling errors
 
@@ -149,15 +150,20 @@ def reached_by(share: float, ascending: Sequence[float]) -> float:
 
 
 def tail_scale(clean_tile_probabilities: Sequence[float]) -> float | None:
-    """The exponential scale of the top ``TAIL_SHARE`` of clean tiles' log-odds; None with too few tiles.
+    """The exponential scale of the top ``TAIL_SHARE`` of clean tiles' log-odds; None when it cannot be fitted.
 
     The mean excess of the top k log-odds over the next one: the maximum-likelihood fit of an
-    exponential tail (module docstring).
+    exponential tail (module docstring). k is at least ``MIN_TAIL_TILES`` (more than 0.5 % of a
+    small validation split's tiles). None with no more than k tiles, or when the (k+1)-th is below
+    ``TAIL_FLOOR``: int8 scores every tile under 1/512 as 0, so a tail reaching down there would
+    fit the rounding (a simulated scale of 0.7 fitted 10.4 in int8).
     """
     tail = max(MIN_TAIL_TILES, math.ceil(TAIL_SHARE * len(clean_tile_probabilities)))
     if len(clean_tile_probabilities) <= tail:
         return None
     highest = sorted((log_odds(p) for p in clean_tile_probabilities), reverse=True)
+    if highest[tail] < TAIL_FLOOR:  # the tail reaches scores int8 rounds to 0: its shape is the rounding's
+        return None
     return max(0.0, sum(highest[:tail]) / tail - highest[tail])
 
 
@@ -166,7 +172,8 @@ def tail_record(scored_by_runtime: Mapping[str, Sequence[ScoredMosaic]]) -> dict
 
     ``photo_tail_scale`` is the largest runtime's (the threshold then rises fast enough for each);
     all three are None when no runtime had enough clean tiles (the threshold stays the same for
-    every photo size). ``photo_max_threshold``: the crack mosaics' highest tile that 90 % reach.
+    every photo size). ``photo_max_threshold``: the highest tile that 90 % of the crack mosaics reach
+    in every runtime (the lowest of the runtimes' values).
     """
     scales = {
         runtime: tail_scale([p for mosaic in mosaics if not mosaic.has_cracks for p in mosaic.probabilities])
@@ -174,9 +181,11 @@ def tail_record(scored_by_runtime: Mapping[str, Sequence[ScoredMosaic]]) -> dict
     }
     fitted = [scale for scale in scales.values() if scale is not None]
     tiles = [len(mosaic.probabilities) for mosaics in scored_by_runtime.values() for mosaic in mosaics]
-    crack_highest = sorted(max(mosaic.probabilities) for mosaics in scored_by_runtime.values()
-                           for mosaic in mosaics if mosaic.has_cracks)  # fmt: skip
-    cap = reached_by(MAX_THRESHOLD_FOUND, crack_highest) if crack_highest and fitted else None
+    # Per runtime, what 90 % of its crack mosaics reach (int8 tops out at 0.996, fp32 does not): the lowest holds.
+    runs = scored_by_runtime.values()
+    crack_highest = [sorted(max(m.probabilities) for m in mosaics if m.has_cracks) for mosaics in runs]
+    reached = [reached_by(MAX_THRESHOLD_FOUND, highest) for highest in crack_highest if highest]
+    cap = min(reached) if reached and fitted else None
     return {
         "photo_tiles": max(tiles) if tiles and fitted else None,
         "photo_tail_scale": max(fitted) if fitted else None,

@@ -77,8 +77,8 @@ class PhotoRule:
         risen = 1.0 / (1.0 + math.exp(-(log_odds(self.photo_threshold)
                                         + self.tail_scale * math.log(tiles / self.calibrated_tiles))))  # fmt: skip
         if self.max_threshold is not None:
-            risen = min(risen, max(self.max_threshold, self.photo_threshold))
-        return max(self.tile_threshold, risen)
+            risen = min(risen, self.max_threshold)
+        return max(self.highest_needed, risen)  # never below it (nor below it by rounding)
 
     def describe(self, tiles: int | None = None) -> str:
         """The rule in words; for a photo of ``tiles`` tiles, with the threshold that photo needs."""

@@ -212,9 +212,11 @@ def test_the_photo_level_section_shows_candidate_and_champion_before_and_after()
     assert "<td>champion (litert-int8)</td><td>highest tile &gt;= 0.5000</td><td>19 of 40</td>" in page
     rule = "highest tile >= 0.8570 (up to 40 tiles; +0.70 log-odds per e-fold more)"
     risen = photo_figures("litert-int8", rule, 0, 9)
-    risen["rule"]["for_these_photos"] = "highest tile >= 0.9321"  # calibrated on smaller photos than these
+    risen["rule"].update(for_these_photos="highest tile >= 0.9321", calibrated_tiles=40)  # smaller than these
     report["photo_level"] = {**report["photo_level"], "candidate": risen}
     assert "e-fold more); for these 154-tile photos: highest tile &gt;= 0.9321</td>" in render_gate_html(report)
+    risen["rule"]["calibrated_tiles"] = 154  # no more tiles than calibrated: nothing rose, the rule alone
+    assert "for these 154-tile photos" not in render_gate_html(report)
     report["photo_level"] = {**report["photo_level"], "candidate": None, "champion": None, "skipped": HOSTILE}
     assert f"Not measured: {ESCAPED}" in render_gate_html(report)
     report["photo_level"] = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -201,6 +203,41 @@ def test_figures_count_crack_patches_in_marked_tiles_and_the_bar():
     assert meets_bar(bar)
     assert not meets_bar({**bar, "false_alarms": 2}) and not meets_bar({**bar, "found": 39})
     assert not meets_bar({**bar, "crack_patches_in_marked_tiles": 71})
+
+
+def test_figures_apply_the_risen_threshold_and_show_what_it_changed():
+    """A card calibrated on 42-tile photos asks more of these 154-tile ones: the seam at 0.8 no longer counts,
+    and the figures say what the threshold would have done not risen."""
+    card = ModelCard(version="v", threshold=0.5, photo_threshold=0.7, photo_tiles=42, photo_tail_scale=1.0)
+    needed = 1 / (1 + math.exp(-(math.log(0.7 / 0.3) + math.log(154 / 42))))
+    figures = photo_figures(seams(0.8, 0.3) + cracks(0.97), card)
+    assert (figures["false_alarms"], figures["found"]) == (0, 1)
+    assert figures["without_rise"] == {"false_alarms": 1, "found": 1}
+    assert figures["rule"]["for_these_photos"] == f"highest tile >= {needed:.4f}" and needed > 0.8
+    assert figures["rule"]["calibrated_tiles"] == 42 and "up to 42 tiles" in figures["rule"]["describe"]
+    from bench.mosaics import rose
+
+    assert rose(figures) and not rose(photo_figures(seams(0.8), ModelCard(version="v", photo_threshold=0.7)))
+
+
+def test_int8_rounding_is_not_fitted_as_a_tail():
+    """int8 scores every tile under 1/512 as 0: a tail reaching down there has no fit; one above it does."""
+    rng = np.random.default_rng(8)
+
+    def int8(log_odds: np.ndarray) -> list[float]:
+        return list(np.round(256 / (1 + np.exp(-log_odds))) / 256)
+
+    confident = int8(-10 + rng.exponential(0.7, size=120 * 154))  # the top 0.5 % near -6.3: all round to 0
+    assert float(np.mean(np.array(confident) == 0)) > 0.995 and tail_scale(confident) is None
+    assert tail_scale(int8(-2 + rng.exponential(0.7, size=120 * 154))) == pytest.approx(0.7, rel=0.3)
+
+
+def test_the_rise_stops_where_every_runtime_still_finds_most_cracks():
+    """photo_max_threshold is the lowest of the runtimes' 90 % values: int8's 0.98 here, not fp32's 0.9999."""
+    rng = np.random.default_rng(9)
+    clean = [mosaic(f"clean-{n}", dict(enumerate(clean_tiles(rng, len(BOXES), 0.5)))) for n in range(40)]
+    record = tail_record({"litert-int8": clean + cracks(0.99, 0.98), "litert-fp32": clean + cracks(0.9999, 0.9999)})
+    assert record["photo_max_threshold"] == 0.98
 
 
 def test_the_check_scores_mosaics_through_the_serving_path(tmp_path, synth_patches, detector_64):

@@ -115,6 +115,27 @@ def test_the_rise_stops_at_the_cards_maximum_and_never_goes_below_the_photo_thre
     assert below.needed_for(154 * 1000) == 0.8  # a maximum under the photo threshold does not lower it
 
 
+def test_the_rise_starts_from_what_photos_already_need():
+    """A tile threshold raised above the photo threshold holds as the floor; a threshold of 1.0 stays 1.0."""
+    raised = PhotoRule(tile_threshold=0.9, photo_threshold=0.8, calibrated_tiles=154, tail_scale=1.0)
+    assert raised.needed_for(154) == 0.9 and raised.needed_for(419) == pytest.approx(0.9158, abs=1e-4)
+    assert PhotoRule(0.5, 1.0, calibrated_tiles=154, tail_scale=0.5).needed_for(155) == 1.0
+    flat = PhotoRule(0.5, 0.50152195, calibrated_tiles=154, tail_scale=0.0)
+    assert flat.needed_for(155) >= 0.50152195  # not a hair below by rounding through log-odds
+
+
+def test_scoring_labels_a_phone_photo_by_the_risen_threshold():
+    """Through the scoring core: the same 0.85 tile is a crack in a 154-tile photo and not in a 12 MP one."""
+    phone = tile_boxes(4000, 3000, TileConfig())
+    card = ModelCard(version="v1", threshold=0.5, photo_threshold=0.8, photo_tiles=154, photo_tail_scale=1.0)
+    at_085 = [0.05] * len(phone)
+    at_085[40] = 0.85
+    score = ImageScore(key="phone.jpg", boxes=list(phone), tile_count=len(phone))
+    big = _finish([score, at_085, 0], card)
+    assert big.label == "Negative" and f"over {len(phone)} tiles" in big.note
+    assert finished(scores({(4, 6): 0.85}), card).label == "Positive"
+
+
 def test_the_card_keeps_the_rise(tmp_path):
     """model.json stores photo_tiles, photo_tail_scale and photo_max_threshold; a bad scale is refused."""
     ModelCard(version="v1", threshold=0.5, photo_threshold=0.9, photo_tiles=154, photo_tail_scale=0.7,
