@@ -182,8 +182,19 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
             "decision": report.get("decision"), "failed_checks": report.get("failed_checks"),
             "slices": {name: {"images": value["images"], **value["metrics"]}
                        for name, value in (report.get("slices") or {}).items()},
+            "photo_level": photo_summary(report.get("photo_level")),
         }  # fmt: skip
     return {"site_photos": count, **steps}
+
+
+def photo_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The candidate's figures on the gate's holdout mosaics (what its photo floors judged)."""
+    figures = (section or {}).get("candidate")
+    if not figures:
+        return section
+    keep = ("runtime", "tiles_per_mosaic", "clean_mosaics", "false_alarms", "crack_mosaics", "found",
+            "crack_patches", "crack_patches_in_marked_tiles", "meets_bar")  # fmt: skip
+    return {key: figures[key] for key in keep} | {"rule": figures["rule"]["for_these_photos"]}
 
 
 def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, balance: float,
@@ -263,6 +274,8 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for name, figures in sorted((report.get("slices") or {}).items()):
             lines.append(f"- holdout slice {name}: {figures}")
+        if report.get("photo_level"):
+            lines.append(f"- holdout mosaics (photo floors): {report['photo_level']}")
     cv = results.get("cv")
     if cv:
         lines += [

@@ -10,8 +10,8 @@ is approved only if it reaches the same floors and gives the Keras label on at l
 ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
 it includes 0. A holdout that shares an image with the candidate's training data is refused.
-The report also gives photo-level figures on mosaics of holdout patches (gate_photo.py): reported,
-not gating.
+The report also gives photo-level figures on mosaics of holdout patches (gate_photo.py), scored
+with the runtime the candidate will serve; the policy's ``photo_floors`` gate on them.
 
 The report (JSON and HTML) is stored with the candidate version, write-once; with
 ``promote=True`` a passing candidate becomes champion by compare-and-swap against the
@@ -46,7 +46,7 @@ from crack_model.evaluation.gate_checks import (
     slice_regression_checks,
     slice_reports,
 )
-from crack_model.evaluation.gate_photo import photo_level_note, photo_level_section
+from crack_model.evaluation.gate_photo import photo_floor_checks, photo_level_note, photo_level_section
 from crack_model.evaluation.gate_report import render_gate_html
 from crack_model.evaluation.holdout import (
     Evaluation,
@@ -142,6 +142,16 @@ def decide(
         "runtimes": runtimes,
         "approved_runtimes": approved,
     }
+
+
+def add_checks(body: dict[str, Any], checks: Sequence[Check]) -> None:
+    """Add checks made after ``decide`` (they need the runtimes it approved) to its verdict."""
+    body["checks"] += [check.as_dict() for check in checks]
+    failed = [check for check in checks if check.failed]
+    body["failed_checks"] += [check.name for check in failed]
+    body["reasons"] += [check.message for check in failed]
+    if body["failed_checks"]:
+        body["decision"] = REJECT
 
 
 @dataclass
@@ -365,6 +375,7 @@ def _evaluate(
     body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
     body["photo_level"] = photo_level_section(opened.uri, name, candidate_version, champion_version, holdout_set,
                                               body["approved_runtimes"])  # fmt: skip
+    add_checks(body, photo_floor_checks(body["photo_level"], policy))
     photo_note = photo_level_note(body["photo_level"])
     body["notes"] = [*notes, *body["notes"], *([photo_note] if photo_note else [])]
     document = {

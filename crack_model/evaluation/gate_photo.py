@@ -3,10 +3,14 @@
 The holdout's patches are assembled into full-size photos (mosaics.py, ``GATE_MOSAICS``) and
 scored as the models will serve them: the candidate with the fastest runtime the gate approved,
 the champion with the runtime it serves with, each labeling photos by its own card's photo
-rule (a champion trained before the rule labels by its highest tile). Reported, not gating:
-the section says whether each model meets issue 11's bar, and a candidate that misses it gets
-a note. A candidate whose card has no photo rule (trained before it) gets no section: its
-photos would be labeled exactly as before.
+rule (a champion trained before the rule labels by its highest tile). The section says whether
+each model meets issue 11's bar, and a candidate that misses it gets a note. The policy's
+``photo_floors`` gate on the candidate's figures (``photo_floor:<metric>``): they are set well
+below the bar, to stop a rule that cannot find crack photos (training with split seed 26 once
+chose a photo threshold above anything int8 scores: 0 of 40 crack photos found), not to judge
+noise of 40 photos. A candidate whose card has no photo rule (trained before it) gets no section
+(its photos would be labeled exactly as before) and its photo floors are skipped, as they are
+when the holdout cannot fill a mosaic.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from dataclasses import asdict
 from typing import Any
 
 from crack_model.core.errors import CrackModelError
+from crack_model.evaluation.gate_checks import Check
 from crack_model.evaluation.holdout import Holdout
 from crack_model.evaluation.mosaics import MosaicConfig
 from crack_model.evaluation.photo_check import MARKED_SHARE, mosaic_check
+from crack_model.evaluation.policy import GatePolicy
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
@@ -69,3 +75,44 @@ def photo_level_note(section: dict[str, Any] | None) -> str | None:
         f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']} crack patches in marked tiles: "
         "below the bar (at most 1 false alarm in 40, every crack photo found, 90 % of crack patches marked)"
     )
+
+
+def photo_figures_for_floors(figures: dict[str, Any]) -> dict[str, float | None]:
+    """The policy's photo metrics from one model's mosaic figures (None when there were no such photos)."""
+    crack, clean = figures["crack_mosaics"], figures["clean_mosaics"]
+    return {
+        "photo_crack_recall": figures["found"] / crack if crack else None,
+        "photo_specificity": (clean - figures["false_alarms"]) / clean if clean else None,
+    }
+
+
+def photo_floor_checks(section: dict[str, Any] | None, policy: GatePolicy) -> list[Check]:
+    """``photo_floor:<metric>`` on the candidate's mosaic figures; skipped, with why, when there are none."""
+    figures = (section or {}).get("candidate")
+    if figures is None:
+        why = (
+            "the candidate's card has no photo rule: photos are labeled by the highest tile, as before"
+            if section is None
+            else f"no holdout mosaics: {section.get('skipped')}"
+        )
+        return [
+            Check(f"photo_floor:{metric}", "skipped", why, None, floor) for metric, floor in policy.photo_floors.items()
+        ]
+    values = photo_figures_for_floors(figures)
+    counts = {
+        "photo_crack_recall": f"{figures['found']} of {figures['crack_mosaics']} crack photos found",
+        "photo_specificity": f"{figures['clean_mosaics'] - figures['false_alarms']} of {figures['clean_mosaics']} "
+        "clean photos labeled clean",
+    }
+    checks = []
+    for metric, floor in policy.photo_floors.items():
+        value, name = values[metric], f"photo_floor:{metric}"
+        if value is None:
+            checks.append(Check(name, "skipped", f"{metric} undefined: no such photos", None, floor))
+            continue
+        relation, status = (">=", "pass") if value >= floor else ("<", "fail")
+        message = (
+            f"{metric} {value:.4f} {relation} floor {floor} ({counts[metric]}, {figures['runtime']}, holdout mosaics)"
+        )
+        checks.append(Check(name, status, message, value, floor))
+    return checks

@@ -146,6 +146,13 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
         f"{section['marked']}. Bar: at most 1 false alarm in 40 clean photos, every crack photo found, "
         "90 % of crack patches in marked tiles."
     )
+    floors = report.get("policy", {}).get("photo_floors")
+    if floors:  # what gates, beside the bar that is only reported
+        caption += (
+            " Gated (policy photo floors): "
+            + ", ".join(f"{metric} >= {floor}" for metric, floor in floors.items())
+            + "."
+        )
     return {"caption": caption, "skipped": section.get("skipped"), "table": _table(headers, rows) if rows else None}
 
 

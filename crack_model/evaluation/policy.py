@@ -1,4 +1,4 @@
-"""The promotion gate's policy: floors, regression limits, slices, runtimes, bootstrap settings.
+"""The promotion gate's policy: floors, regression limits, slices, runtimes, photos, bootstrap settings.
 
 A versioned JSON file (the default ships as ``crack_model/evaluation/policies/gate.json``); each gate
 report records the policy it applied and a digest of it.
@@ -19,10 +19,12 @@ from crack_model.evaluation.intervals import BOOTSTRAP_METRICS
 
 # Metrics a policy may set limits on; the first four get bootstrap intervals.
 GATED_METRICS = ("crack_recall", "crack_precision", "accuracy", "crack_f1", "roc_auc", "pr_auc")
+# Floors on the holdout mosaics (gate_photo.py): the share of crack photos found, of clean photos left clean.
+PHOTO_METRICS = ("photo_crack_recall", "photo_specificity")
 ALL_SLICES = "*"
 _TOP_LEVEL = {
     "policy_version", "description", "floors", "no_regression", "slice_floors", "slice_no_regression",
-    "min_slice_images", "min_runtime_agreement", "bootstrap",
+    "min_slice_images", "min_runtime_agreement", "photo_floors", "bootstrap",
 }  # fmt: skip
 _BOOTSTRAP = {"resamples", "confidence", "seed"}
 
@@ -39,6 +41,9 @@ class GatePolicy:
             ("slice_no_regression" in JSON): a new site's gain must not hide an old site's loss.
         min_slice_images: slices smaller than this are reported but not gated (floors and regression).
         min_runtime_agreement: share of holdout labels an export must share with Keras.
+        photo_floors: metric (PHOTO_METRICS) -> minimum on mosaics of holdout patches, labeled by the
+            candidate's photo rule with the runtime it will serve: a rule that cannot find crack photos
+            (a threshold above what the runtime scores) must not reach production.
     """
 
     policy_version: str
@@ -48,6 +53,7 @@ class GatePolicy:
     slice_max_drop: Mapping[str, float] = field(default_factory=dict)
     min_slice_images: int = 30
     min_runtime_agreement: float = 0.995
+    photo_floors: Mapping[str, float] = field(default_factory=dict)
     bootstrap_resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -60,6 +66,7 @@ class GatePolicy:
         for slice_name, limits in self.slice_floors.items():
             _check_limits(limits, f"{where} slice_floors[{slice_name!r}]", BOOTSTRAP_METRICS)
         _check_limits(self.slice_max_drop, f"{where} slice_no_regression", BOOTSTRAP_METRICS)
+        _check_limits(self.photo_floors, f"{where} photo_floors", PHOTO_METRICS)
         if not 0 < self.min_runtime_agreement <= 1:
             raise CrackModelError(f"{where}: min_runtime_agreement must be in (0, 1], got {self.min_runtime_agreement}")
         if self.bootstrap_resamples < 100:
@@ -93,6 +100,7 @@ class GatePolicy:
                 slice_max_drop={key: float(value) for key, value in (values.get("slice_no_regression") or {}).items()},
                 min_slice_images=int(values.get("min_slice_images", 30)),
                 min_runtime_agreement=float(values.get("min_runtime_agreement", 0.995)),
+                photo_floors={key: float(value) for key, value in (values.get("photo_floors") or {}).items()},
                 bootstrap_resamples=int(bootstrap.get("resamples", 1000)),
                 confidence=float(bootstrap.get("confidence", 0.95)),
                 seed=int(bootstrap.get("seed", 0)),
@@ -110,6 +118,8 @@ class GatePolicy:
             "slice_no_regression": dict(self.slice_max_drop),
             "min_slice_images": self.min_slice_images,
             "min_runtime_agreement": self.min_runtime_agreement,
+            # only when set: a policy without them keeps the digest its stored gate reports recorded
+            **({"photo_floors": dict(self.photo_floors)} if self.photo_floors else {}),
             "bootstrap": {"resamples": self.bootstrap_resamples, "confidence": self.confidence, "seed": self.seed},
         }
 

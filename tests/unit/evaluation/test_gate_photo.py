@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from crack_model.core.errors import CrackModelError
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.gate import run_gate
 from crack_model.evaluation.gate_photo import photo_level_note
-from crack_model.evaluation.policy import GatePolicy
+from crack_model.evaluation.policy import GatePolicy, load_policy
 from crack_model.registry.model_uri import REGISTRY_ENV
 from crack_model.registry.versions import Registry
 from tests.gate_models import build_detector, variant
@@ -42,9 +43,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
     source = build_detector(tmp_path_factory.mktemp("detector") / "model", "det-source")
     root = tmp_path_factory.mktemp("variants")
     rule = {"photo_threshold": 0.6, "photo_calibration": {"split": "validation"}}
+    # Seed 26's failure: a photo threshold above anything the serving runtime scores (int8 tops at 0.996).
+    unreachable = {"photo_threshold": 0.9999, "photo_calibration": {"split": "validation"}}
     return {
         "det-old": variant(source, root / "old", "det-old", tile_size=64),
         "det-photo": variant(source, root / "photo", "det-photo", tile_size=64, **rule),
+        "det-unreachable": variant(source, root / "unreachable", "det-unreachable", tile_size=64, **unreachable),
     }
 
 
@@ -54,6 +58,10 @@ def holdout(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("holdout")
     generate_dataset(root, 30, size=64, seed=5)
     return root
+
+
+def with_photo_floors(**floors: float) -> GatePolicy:
+    return GatePolicy.from_dict({**POLICY.as_dict(), "policy_version": "photo-floors", "photo_floors": floors})
 
 
 def registry_with(tmp_path: Path, models: dict[str, Path]) -> Registry:
@@ -106,3 +114,59 @@ def test_a_holdout_too_small_for_mosaics_is_said_not_hidden(tmp_path, models, ho
     assert "3 no-crack patches cannot fill a mosaic" in report.document["photo_level"]["skipped"]
     html = (tmp_path / "store" / "models" / "crack" / "versions" / "det-photo" / "gate_report.html").read_text()
     assert "Not measured: 3 no-crack patches" in html
+
+
+def test_photo_floors_reject_a_rule_that_cannot_find_crack_photos(tmp_path, models, holdout):
+    """Patch figures pass, but a photo threshold no tile reaches finds no crack photo: the gate rejects it."""
+    registry = registry_with(tmp_path, {name: models[name] for name in ("det-photo", "det-unreachable")})
+    strict = with_photo_floors(photo_crack_recall=0.95, photo_specificity=0.9)
+    rejected = run_gate(registry, "crack", "det-unreachable", str(holdout), strict, promote=True)
+    figures = rejected.document["photo_level"]["candidate"]
+    assert figures["found"] == 0 and figures["false_alarms"] == 0
+    assert rejected.decision == "reject" and not rejected.promoted
+    assert rejected.failed_checks == ["photo_floor:photo_crack_recall"]  # the patch floors all passed
+    assert "0 of 40 crack photos found" in rejected.reasons[0] and figures["runtime"] in rejected.reasons[0]
+    checks = {check["name"]: check for check in rejected.document["checks"]}
+    assert checks["photo_floor:photo_specificity"]["status"] == "pass"
+    assert checks["photo_floor:photo_specificity"]["value"] == 1.0
+    html = (tmp_path / "store" / "models" / "crack" / "versions" / "det-unreachable" / "gate_report.html").read_text()
+    assert "photo_floor:photo_crack_recall" in html and "photo_crack_recall &gt;= 0.95" in html
+
+    # The same detector with a threshold its tiles reach: judged by the same floors, on its own figures.
+    judged = run_gate(registry, "crack", "det-photo", str(holdout), strict)
+    figures = judged.document["photo_level"]["candidate"]
+    expected = figures["found"] / figures["crack_mosaics"] >= 0.95 and figures["false_alarms"] <= 4
+    assert figures["found"] > 0
+    assert ("photo_floor:photo_crack_recall" in judged.failed_checks) == (figures["found"] < 38)
+    assert (not any(name.startswith("photo_floor") for name in judged.failed_checks)) == expected
+
+
+def test_photo_floors_are_skipped_with_a_reason_when_nothing_was_measured(tmp_path, models, holdout):
+    """A card without a photo rule, or a holdout too small for mosaics: skipped, said, and not failed."""
+    strict = with_photo_floors(photo_crack_recall=0.95)
+    registry = registry_with(tmp_path, {"det-old": models["det-old"]})
+    report = run_gate(registry, "crack", "det-old", str(holdout), strict)
+    check = next(check for check in report.document["checks"] if check["name"] == "photo_floor:photo_crack_recall")
+    assert check["status"] == "skipped" and "no photo rule" in check["message"]
+    assert report.decision == "promote"
+
+    small = tmp_path / "small"
+    for class_name, count in (("Negative", 3), ("Positive", 30)):
+        for path in sorted((holdout / class_name).glob("*.jpg"))[:count]:
+            (small / class_name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, small / class_name / path.name)
+    registry = registry_with(tmp_path / "second", {"det-unreachable": models["det-unreachable"]})
+    report = run_gate(registry, "crack", "det-unreachable", str(small), strict)
+    check = next(check for check in report.document["checks"] if check["name"] == "photo_floor:photo_crack_recall")
+    assert check["status"] == "skipped" and "cannot fill a mosaic" in check["message"]
+
+
+def test_the_packaged_policy_has_photo_floors_and_refuses_unknown_photo_metrics():
+    packaged = load_policy()
+    assert packaged.photo_floors == {"photo_crack_recall": 0.95, "photo_specificity": 0.9}
+    assert packaged.as_dict()["photo_floors"] == packaged.photo_floors
+    assert "photo_floors" not in POLICY.as_dict()  # a policy without them keeps its digest
+    with pytest.raises(CrackModelError, match="unknown metric 'crack_recall'"):
+        GatePolicy.from_dict({"policy_version": "x", "photo_floors": {"crack_recall": 0.9}})
+    with pytest.raises(CrackModelError, match="must be in"):
+        GatePolicy.from_dict({"policy_version": "x", "photo_floors": {"photo_crack_recall": 1.5}})
