@@ -51,6 +51,8 @@ def measure(model: Path, runtime: str, split: str, grid: tuple[int, int], clean:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    from crack_model.evaluation.photo_check import threshold_rose
+
     lines = [
         f"Model {results['model_version']} (`{results['model']}`), photo rule: {results['rule']}.",
         "",
@@ -71,7 +73,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{figures['crack_patches_in_marked_tiles']} of {figures['crack_patches']} | | |"
         )
         flat = figures.get("without_rise")
-        if flat and rose(figures):
+        if flat and threshold_rose(figures):
             lines.append(
                 f"{common} | the same, not risen for {figures['tiles_per_mosaic']} tiles | {flat['false_alarms']} of "
                 f"{figures['clean_mosaics']} | {flat['found']} of {figures['crack_mosaics']} | | | |"
@@ -96,14 +98,10 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rose(figures: dict[str, Any]) -> bool:
-    """Whether the photo threshold rose for these photos: more tiles than the rule was calibrated on."""
-    calibrated = figures["rule"].get("calibrated_tiles")
-    return "without_rise" in figures and bool(calibrated) and figures["tiles_per_mosaic"] > calibrated
-
-
 def totals(runs: list[dict[str, Any]]) -> list[str]:
     """One line per runtime scored with several seeds: its photos summed, and how many seeds met the bar."""
+    from crack_model.evaluation.photo_check import threshold_rose
+
     lines = []
     for runtime in dict.fromkeys(run["runtime"] for run in runs):
         mine = [run for run in runs if run["runtime"] == runtime]
@@ -113,7 +111,7 @@ def totals(runs: list[dict[str, Any]]) -> list[str]:
         def total(key: str, rows: list[dict[str, Any]] = mine) -> int:
             return sum(run[key] for run in rows)
 
-        if all(rose(run) for run in mine):
+        if all(threshold_rose(run) for run in mine):
             lines.append(
                 f"| {runtime} | all {len(mine)} | | | not risen | "
                 f"{sum(run['without_rise']['false_alarms'] for run in mine)} of {total('clean_mosaics')} | "

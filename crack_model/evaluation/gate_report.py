@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crack_model.core import html
+from crack_model.evaluation.photo_check import threshold_rose
 
 TEMPLATE = "gate_report.html.j2"
 SLICE_METRICS = ("crack_recall", "crack_precision", "accuracy")
@@ -110,11 +111,9 @@ def _runtimes(report: Mapping[str, Any]) -> dict[str, Any]:
 def _rule_text(figures: Mapping[str, Any]) -> str:
     """The photo rule, and what it asked of these photos when they have more tiles than it was calibrated on."""
     rule = figures["rule"]
-    here = rule.get("for_these_photos")  # absent in reports written before the rise
-    calibrated = rule.get("calibrated_tiles")
-    if not here or not calibrated or figures["tiles_per_mosaic"] <= calibrated:
+    if not threshold_rose(figures):
         return str(rule["describe"])
-    return f"{rule['describe']}; for these {figures['tiles_per_mosaic']}-tile photos: {here}"
+    return f"{rule['describe']}; for these {figures['tiles_per_mosaic']}-tile photos: {rule['for_these_photos']}"
 
 
 def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ least 90 % of crack patches in marked tiles) is ``BAR``; ``meets_bar`` scales it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -131,6 +131,15 @@ def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, 
     }
     figures["meets_bar"] = meets_bar(figures)
     return figures
+
+
+def threshold_rose(figures: Mapping[str, Any]) -> bool:
+    """Whether the photo threshold rose for these photos: more tiles than the rule was calibrated on.
+
+    (Figures written before the rise have no ``without_rise``: nothing rose for them.)
+    """
+    calibrated = figures["rule"].get("calibrated_tiles")
+    return "without_rise" in figures and bool(calibrated) and figures["tiles_per_mosaic"] > calibrated
 
 
 def _counts(scored: Sequence[ScoredMosaic], rule: PhotoRule) -> dict[str, int]:

@@ -213,6 +213,7 @@ def test_the_photo_level_section_shows_candidate_and_champion_before_and_after()
     rule = "highest tile >= 0.8570 (up to 40 tiles; +0.70 log-odds per e-fold more)"
     risen = photo_figures("litert-int8", rule, 0, 9)
     risen["rule"].update(for_these_photos="highest tile >= 0.9321", calibrated_tiles=40)  # smaller than these
+    risen["without_rise"] = {"false_alarms": 2, "found": 40}
     report["photo_level"] = {**report["photo_level"], "candidate": risen}
     assert "e-fold more); for these 154-tile photos: highest tile &gt;= 0.9321</td>" in render_gate_html(report)
     risen["rule"]["calibrated_tiles"] = 154  # no more tiles than calibrated: nothing rose, the rule alone

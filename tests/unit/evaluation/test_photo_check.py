@@ -17,7 +17,14 @@ from crack_model.evaluation.photo_calibration import (
     tail_record,
     tail_scale,
 )
-from crack_model.evaluation.photo_check import ScoredMosaic, marked_share, meets_bar, mosaic_check, photo_figures
+from crack_model.evaluation.photo_check import (
+    ScoredMosaic,
+    marked_share,
+    meets_bar,
+    mosaic_check,
+    photo_figures,
+    threshold_rose,
+)
 from crack_model.serving.photo_decision import PhotoRule, overlap, photo_is_crack
 
 CELL = 227
@@ -215,9 +222,9 @@ def test_figures_apply_the_risen_threshold_and_show_what_it_changed():
     assert figures["without_rise"] == {"false_alarms": 1, "found": 1}
     assert figures["rule"]["for_these_photos"] == f"highest tile >= {needed:.4f}" and needed > 0.8
     assert figures["rule"]["calibrated_tiles"] == 42 and "up to 42 tiles" in figures["rule"]["describe"]
-    from bench.mosaics import rose
-
-    assert rose(figures) and not rose(photo_figures(seams(0.8), ModelCard(version="v", photo_threshold=0.7)))
+    flat = photo_figures(seams(0.8), ModelCard(version="v", photo_threshold=0.7))
+    assert threshold_rose(figures) and not threshold_rose(flat)
+    assert not threshold_rose({key: value for key, value in figures.items() if key != "without_rise"})  # old figures
 
 
 def test_int8_rounding_is_not_fitted_as_a_tail():
