@@ -4,7 +4,8 @@ Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG,
 WebP, BMP and GIF (what the data loader accepts). Any other format (TGA, SGI, PCX, EPS, PSD,
 ...) is refused from its first bytes, before any of Pillow's parsers for it runs. Pillow honours
 EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the nightly
-uploads contain and ``tf.io.decode_image`` does not all handle.
+uploads contain and ``tf.io.decode_image`` does not all handle. (Scoring decodes clean JPEGs with
+simplejpeg instead, to the same pixels, and leaves every other file to this module: jpeg_fast.py.)
 
 Memory: no float64 copy is ever made. 16-bit and 32-bit images go to 8 bits a band of rows
 at a time (``pixel_modes``), and ``open_image(..., size=...)`` shrinks an image before converting it to RGB
@@ -329,15 +330,32 @@ def open_image(
 NEAR_SIZE_SLACK = 1.05
 
 
-def fit_to_input(image: Image.Image, size: int) -> Image.Image:
-    """A ``size`` x ``size`` view of the image: centre crop when nearly that size, else bilinear resize."""
-    width, height = image.size
-    if (width, height) == (size, size):
-        return image
+def centre_crop(width: int, height: int, size: int) -> tuple[int, int, int, int] | None:
+    """The centred ``size`` x ``size`` box of an image nearly that size (None: it must be resized)."""
     if size <= width <= size * NEAR_SIZE_SLACK and size <= height <= size * NEAR_SIZE_SLACK:
         left, top = (width - size) // 2, (height - size) // 2
-        return image.crop((left, top, left + size, top + size))
-    return image.resize((size, size), Image.Resampling.BILINEAR)
+        return left, top, left + size, top + size
+    return None
+
+
+def fit_to_input(image: Image.Image, size: int) -> Image.Image:
+    """A ``size`` x ``size`` view of the image: centre crop when nearly that size, else bilinear resize."""
+    if image.size == (size, size):
+        return image
+    box = centre_crop(*image.size, size)
+    return image.crop(box) if box else image.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def fit_array_to_input(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``fit_to_input`` for (height, width, 3) uint8 pixels: a slice when nearly that size, else Pillow's resize."""
+    height, width = pixels.shape[:2]
+    if (width, height) == (size, size):
+        return pixels
+    box = centre_crop(width, height, size)
+    if box is None:
+        return np.asarray(fit_to_input(Image.fromarray(pixels), size), dtype=np.uint8)
+    left, top, right, bottom = box
+    return pixels[top:bottom, left:right]
 
 
 def resize_pixels(image: Image.Image, size: int) -> np.ndarray:

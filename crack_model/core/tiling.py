@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageStat
 
-from crack_model.core.imaging import fit_to_input
+from crack_model.core.imaging import fit_array_to_input, fit_to_input
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
 
@@ -174,10 +174,17 @@ def grid_shape(boxes: list[Box]) -> tuple[int, int]:
     return len(boxes) // max(columns, 1), columns
 
 
-def cut_tiles(image: Image.Image, boxes: list[Box], size: int) -> np.ndarray:
-    """Crop each box and resize it to the model's input: uint8 array (tiles, size, size, 3)."""
+def cut_tiles(image: Image.Image | np.ndarray, boxes: list[Box], size: int) -> np.ndarray:
+    """Crop each box and resize it to the model's input: uint8 array (tiles, size, size, 3).
+
+    ``image`` is a Pillow RGB image or its (height, width, 3) uint8 pixels (jpeg_fast.py): the same tiles.
+    """
     tiles = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     for index, box in enumerate(boxes):
+        if isinstance(image, np.ndarray):
+            left, top, right, bottom = box
+            tiles[index] = fit_array_to_input(image[top:bottom, left:right], size)
+            continue
         crop = image if box == (0, 0, *image.size) else image.crop(box)
         tiles[index] = np.asarray(fit_to_input(crop, size), dtype=np.uint8)
     return tiles

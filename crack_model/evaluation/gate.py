@@ -36,6 +36,7 @@ from crack_model.evaluation.gate_checks import (
     REFERENCE_RUNTIME,
     REJECT,
     Check,
+    add_checks,
     comparison_section,
     floor_checks,
     judge_runtime,
@@ -142,16 +143,6 @@ def decide(
         "runtimes": runtimes,
         "approved_runtimes": approved,
     }
-
-
-def add_checks(body: dict[str, Any], checks: Sequence[Check]) -> None:
-    """Add checks made after ``decide`` (they need the runtimes it approved) to its verdict."""
-    body["checks"] += [check.as_dict() for check in checks]
-    failed = [check for check in checks if check.failed]
-    body["failed_checks"] += [check.name for check in failed]
-    body["reasons"] += [check.message for check in failed]
-    if body["failed_checks"]:
-        body["decision"] = REJECT
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,3 +249,13 @@ def misclassified_section(holdout: Holdout, candidate: Evaluation, champion: Eva
         rows.append(row)
     return sorted(rows, key=lambda row: (not row.get("new", False),
                                          -abs(row["candidate_crack_probability"] - candidate.threshold)))  # fmt: skip
+
+
+def add_checks(body: dict[str, Any], checks: Sequence[Check]) -> None:
+    """Add checks made after ``decide`` (they need the runtimes it approved) to its verdict."""
+    body["checks"] += [check.as_dict() for check in checks]
+    failed = [check for check in checks if check.failed]
+    body["failed_checks"] += [check.name for check in failed]
+    body["reasons"] += [check.message for check in failed]
+    if body["failed_checks"]:
+        body["decision"] = REJECT

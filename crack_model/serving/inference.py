@@ -24,6 +24,7 @@ import numpy as np
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
+from crack_model.core.jpeg_fast import decode_clean_jpeg
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import (
     Box,
@@ -124,11 +125,19 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
     if fit is None:
         return _Prepared(score)
     try:
-        size = None if fit.scaled == fit.original else fit.scaled
-        image = open_image(fetched.data, max_pixels=max_pixels, size=size, opened=fetched.opened)
-        image = pad_to_fit(image, fit)
-        boxes = tile_boxes(image.width, image.height, tiles)
-        pixels = cut_tiles(image, boxes, image_size)
+        # A clean JPEG tiled as it is skips Pillow (jpeg_fast.py); anything else, and any doubt, is Pillow's.
+        decoded = (
+            None if fit.changed or fetched.opened is None else decode_clean_jpeg(fetched.data, fetched.opened.header)
+        )
+        if decoded is not None:
+            boxes = tile_boxes(fit.original[0], fit.original[1], tiles)
+            pixels = cut_tiles(decoded, boxes, image_size)
+        else:
+            size = None if fit.scaled == fit.original else fit.scaled
+            image = open_image(fetched.data, max_pixels=max_pixels, size=size, opened=fetched.opened)
+            image = pad_to_fit(image, fit)
+            boxes = tile_boxes(image.width, image.height, tiles)
+            pixels = cut_tiles(image, boxes, image_size)
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)
         return _Prepared(score)
