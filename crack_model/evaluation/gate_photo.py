@@ -10,7 +10,8 @@ below the bar, to stop a rule that cannot find crack photos (training with split
 chose a photo threshold above anything int8 scores: 0 of 40 crack photos found), not to judge
 noise of 40 photos. A candidate whose card has no photo rule (trained before it) gets no section
 (its photos would be labeled exactly as before) and its photo floors are skipped, as they are
-when the holdout cannot fill a mosaic.
+when the holdout cannot fill a mosaic; a check that could not run (a patch that cannot be read or
+scored) fails them, so an unmeasured rule is never promoted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from crack_model.core.errors import CrackModelError
 from crack_model.evaluation.gate_checks import Check
 from crack_model.evaluation.holdout import Holdout
-from crack_model.evaluation.mosaics import MosaicConfig
+from crack_model.evaluation.mosaics import MosaicConfig, TooFewPatchesError
 from crack_model.evaluation.photo_check import MARKED_SHARE, mosaic_check
 from crack_model.evaluation.policy import GatePolicy
 from crack_model.serving.scorer import load_scorer
@@ -54,13 +55,22 @@ def photo_level_section(
                                          f"threshold cover at least {MARKED_SHARE:.0%} of it"}  # fmt: skip
     try:
         section["candidate"] = mosaic_check(candidate_scorer, clean, cracks, holdout.store.read, config)
-        del candidate_scorer
-        if champion is not None:
-            champion_scorer = load_scorer(f"models:/{name}/{champion}", registry=registry_uri)
-            section["champion"] = mosaic_check(champion_scorer, clean, cracks, holdout.store.read, config)
-    except CrackModelError as error:  # a holdout too small for mosaics: say so, the gate still decides
+    except TooFewPatchesError as error:  # a holdout too small for mosaics: say so, the gate still decides
         log.warning("no photo-level figures for %s %s: %s", name, candidate, error)
         section["skipped"] = str(error)
+        return section
+    except CrackModelError as error:  # a patch that cannot be read or scored: the photo floors fail on it
+        log.warning("the photo-level check of %s %s could not run: %s", name, candidate, error)
+        section["failed"] = str(error)
+        return section
+    del candidate_scorer
+    if champion is not None:
+        try:
+            champion_scorer = load_scorer(f"models:/{name}/{champion}", registry=registry_uri)
+            section["champion"] = mosaic_check(champion_scorer, clean, cracks, holdout.store.read, config)
+        except CrackModelError as error:  # the champion's figures are for comparison only
+            log.warning("no photo-level figures for the champion %s %s: %s", name, champion, error)
+            section["champion_failed"] = str(error)
     return section
 
 
@@ -89,6 +99,11 @@ def photo_figures_for_floors(figures: dict[str, Any]) -> dict[str, float | None]
 def photo_floor_checks(section: dict[str, Any] | None, policy: GatePolicy) -> list[Check]:
     """``photo_floor:<metric>`` on the candidate's mosaic figures; skipped, with why, when there are none."""
     figures = (section or {}).get("candidate")
+    if section is not None and section.get("failed"):
+        why = f"the photo-level check could not run: {section['failed']}"
+        return [
+            Check(f"photo_floor:{metric}", "fail", why, None, floor) for metric, floor in policy.photo_floors.items()
+        ]
     if figures is None:
         why = (
             "the candidate's card has no photo rule: photos are labeled by the highest tile, as before"

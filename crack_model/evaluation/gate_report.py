@@ -152,7 +152,10 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
             + ", ".join(f"{metric} >= {floor}" for metric, floor in floors.items())
             + "."
         )
-    return {"caption": caption, "skipped": section.get("skipped"), "table": _table(headers, rows) if rows else None}
+    skipped = section.get("skipped") or (
+        f"the check could not run: {section['failed']}" if section.get("failed") else None
+    )
+    return {"caption": caption, "skipped": skipped, "table": _table(headers, rows) if rows else None}
 
 
 def _misclassified(report: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -184,6 +187,7 @@ def _policy(policy: Mapping[str, Any]) -> dict[str, Any]:
         ["slice floors", str(policy["slice_floors"])],
         ["min slice images", str(policy["min_slice_images"])],
         ["min runtime agreement", str(policy["min_runtime_agreement"])],
+        ["photo floors (holdout mosaics)", str(policy.get("photo_floors") or "{}")],
         ["bootstrap", str(policy["bootstrap"])],
         ["digest", policy["digest"]],
     ]

@@ -32,6 +32,10 @@ Read = Callable[[str], bytes]
 MIN_CELLS = 4
 
 
+class TooFewPatchesError(CrackModelError):
+    """The split has too few patches for mosaics: a fact about the data, not a failure of the check."""
+
+
 @dataclass(frozen=True)
 class MosaicConfig:
     """How many mosaics, of what shape; 8 x 10 cells of 227 px make the 2270x1816 photos of the issue (154 tiles)."""
@@ -93,7 +97,7 @@ def grid_for(config: MosaicConfig, clean_patches: int) -> tuple[int, int]:
             f"{clean_patches} no-crack patches cannot fill a mosaic of {MIN_CELLS} cells: "
             "the photo-level check needs more no-crack images in its split"
         )
-        raise CrackModelError(msg)
+        raise TooFewPatchesError(msg)
     return rows, columns
 
 
@@ -107,10 +111,10 @@ def plan_mosaics(clean_keys: Sequence[str], crack_keys: Sequence[str], config: M
     through; with 120 mosaics, none of 40.
 
     Raises:
-        CrackModelError: too few patches (names how many there are and what is needed).
+        TooFewPatchesError: too few patches (names how many there are and what is needed).
     """
     if config.with_cracks and not crack_keys:
-        raise CrackModelError("no crack patches to build crack mosaics from: the split has no crack images")
+        raise TooFewPatchesError("no crack patches to build crack mosaics from: the split has no crack images")
     clean_pool, crack_pool = sorted(set(clean_keys)), sorted(set(crack_keys))
     rows, columns = grid_for(config, len(clean_pool))
     cells = rows * columns

@@ -130,7 +130,8 @@ def test_photo_floors_reject_a_rule_that_cannot_find_crack_photos(tmp_path, mode
     assert checks["photo_floor:photo_specificity"]["status"] == "pass"
     assert checks["photo_floor:photo_specificity"]["value"] == 1.0
     html = (tmp_path / "store" / "models" / "crack" / "versions" / "det-unreachable" / "gate_report.html").read_text()
-    assert "photo_floor:photo_crack_recall" in html and "photo_crack_recall &gt;= 0.95" in html
+    assert "photo_floor:photo_crack_recall" in html and "photo_crack_recall &gt;= 0.95" in html  # row and caption
+    assert "photo_crack_recall 0.0000 &lt; floor 0.95 (0 of 40 crack photos found" in html  # the failed check's reason
 
     # The same detector with a threshold its tiles reach: judged by the same floors, on its own figures.
     judged = run_gate(registry, "crack", "det-photo", str(holdout), strict)
@@ -170,3 +171,20 @@ def test_the_packaged_policy_has_photo_floors_and_refuses_unknown_photo_metrics(
         GatePolicy.from_dict({"policy_version": "x", "photo_floors": {"crack_recall": 0.9}})
     with pytest.raises(CrackModelError, match="must be in"):
         GatePolicy.from_dict({"policy_version": "x", "photo_floors": {"photo_crack_recall": 1.5}})
+
+
+def test_a_photo_check_that_cannot_run_fails_the_floors(tmp_path, models, holdout, monkeypatch):
+    """A patch that cannot be read or scored is not a small holdout: the rule is unmeasured, so it is not promoted."""
+    from crack_model.evaluation import gate_photo
+
+    def broken(*_args, **_kwargs):
+        raise CrackModelError("mosaic clean-007 could not be scored: cannot read: ConnectionError: reset by peer")
+
+    monkeypatch.setattr(gate_photo, "mosaic_check", broken)
+    registry = registry_with(tmp_path, {"det-photo": models["det-photo"]})
+    report = run_gate(registry, "crack", "det-photo", str(holdout), with_photo_floors(photo_crack_recall=0.5))
+    assert report.decision == "reject" and report.failed_checks == ["photo_floor:photo_crack_recall"]
+    assert "could not run: mosaic clean-007 could not be scored" in report.reasons[0]
+    assert "reset by peer" in report.document["photo_level"]["failed"]
+    html = (tmp_path / "store" / "models" / "crack" / "versions" / "det-photo" / "gate_report.html").read_text()
+    assert "Not measured: the check could not run" in html
