@@ -70,8 +70,11 @@ def test_greyscale_and_near_tile_size_jpegs_give_pillows_tiles(monkeypatch):
 @pytest.mark.parametrize("orientation", [3, 5, 6, 8])
 @pytest.mark.parametrize("size", [(227, 170), (100, 60), (230, 228), (60, 900)])
 def test_turned_small_and_thin_jpegs_give_pillows_tiles(orientation, size, monkeypatch):
-    """A turned photo of one tile is resized from a non-contiguous view; a thin one is Pillow's (padded)."""
+    """Turned one-tile photos are resized from a non-contiguous view; a thin one is cut into 60-px tiles."""
     data = photo(*size, orientation=orientation)
+    fetched = inference.fetch_object("upload.jpg", lambda _: data, 224, TILES, DEFAULT_MAX_PIXELS)
+    assert fetched.opened is not None and fetched.fit is not None and not fetched.fit.changed  # the fast path is taken
+    assert decode_clean_jpeg(data, fetched.opened.header) is not None
     assert_same_as_pillow(data, monkeypatch)
 
 

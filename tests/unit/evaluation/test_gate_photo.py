@@ -133,13 +133,12 @@ def test_photo_floors_reject_a_rule_that_cannot_find_crack_photos(tmp_path, mode
     assert "photo_floor:photo_crack_recall" in html and "photo_crack_recall &gt;= 0.95" in html  # row and caption
     assert "photo_crack_recall 0.0000 &lt; floor 0.95 (0 of 40 crack photos found" in html  # the failed check's reason
 
-    # The same detector with a threshold its tiles reach: judged by the same floors, on its own figures.
+    # The same detector with a threshold its tiles reach finds the crack photos, but it reads the mosaics'
+    # seams (dark borders) as cracks too: the other floor rejects it.
     judged = run_gate(registry, "crack", "det-photo", str(holdout), strict)
     figures = judged.document["photo_level"]["candidate"]
-    expected = figures["found"] / figures["crack_mosaics"] >= 0.95 and figures["false_alarms"] <= 4
-    assert figures["found"] > 0
-    assert ("photo_floor:photo_crack_recall" in judged.failed_checks) == (figures["found"] < 38)
-    assert (not any(name.startswith("photo_floor") for name in judged.failed_checks)) == expected
+    assert figures["found"] >= 38 and figures["false_alarms"] > 4
+    assert judged.failed_checks == ["photo_floor:photo_specificity"]
 
 
 def test_photo_floors_are_skipped_with_a_reason_when_nothing_was_measured(tmp_path, models, holdout):
