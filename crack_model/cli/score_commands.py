@@ -69,7 +69,9 @@ def add_score_command(commands: Any) -> None:
     score.add_argument("--shard", default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)")
     score.add_argument("--runtime", default="auto", help="auto (fastest approved), keras, litert-fp32, litert-int8")
     score.add_argument("--batch-size", type=positive_int, help="inference batch size (default: suits the runtime)")
-    score.add_argument("--workers", type=positive_int, default=8, help="fetch/decode threads (default: 8)")
+    score.add_argument(
+        "--workers", type=positive_int, help="threads fetching objects (default: 2 from a folder, 8 from S3)"
+    )
     score.add_argument("--part-rows", type=positive_int, default=500, help="rows per resumable part (default: 500)")
     drawing = score.add_mutually_exclusive_group()
     drawing.add_argument(

@@ -179,12 +179,16 @@ def cut_tiles(image: Image.Image | np.ndarray, boxes: list[Box], size: int) -> n
 
     ``image`` is a Pillow RGB image or its (height, width, 3) uint8 pixels (jpeg_fast.py): the same tiles.
     """
+    if isinstance(image, np.ndarray):
+        return np.stack(tile_views(image, boxes, size))
     tiles = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     for index, box in enumerate(boxes):
-        if isinstance(image, np.ndarray):
-            left, top, right, bottom = box
-            tiles[index] = fit_array_to_input(image[top:bottom, left:right], size)
-            continue
         crop = image if box == (0, 0, *image.size) else image.crop(box)
         tiles[index] = np.asarray(fit_to_input(crop, size), dtype=np.uint8)
     return tiles
+
+
+def tile_views(pixels: np.ndarray, boxes: list[Box], size: int) -> list[np.ndarray]:
+    """``cut_tiles`` of (height, width, 3) pixels without copying them: each tile a slice of ``pixels``
+    where it is (nearly) the model's input size, else a resized copy. The tiles hold ``pixels`` alive."""
+    return [fit_array_to_input(pixels[top:bottom, left:right], size) for left, top, right, bottom in boxes]

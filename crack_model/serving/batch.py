@@ -34,7 +34,7 @@ from crack_model.core.documents import (
 )
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import open_store
+from crack_model.core.storage import fetch_threads, open_store
 from crack_model.core.uploads import list_uploads, manifest_digest, problem_aware_fetch, read_manifest, validated_fetch
 from crack_model.serving import tile_scores
 from crack_model.serving.inference import ImageScore, score_images
@@ -111,7 +111,7 @@ def score_shard(
     exclude: Collection[str] = (),
     part_rows: int = 500,
     batch_size: int | None = None,
-    workers: int = 8,
+    workers: int | None = None,
     overlays: bool = False,
     force: bool = False,
     progress: bool = False,
@@ -122,6 +122,7 @@ def score_shard(
     Args:
         exclude: keys to leave out, besides those validation quarantined (always skipped).
         part_rows: rows per part file: the most a killed run has to redo.
+        workers: threads fetching objects (default: what suits the store, ``storage.fetch_threads``).
         overlays: also draw each crack image's overlay now (a decode, blend and PNG per crack image, on the
             scoring path); by default only tile scores are stored and overlays are drawn when asked for.
         force: rescore even if the batch already has ``_SUCCESS``.
@@ -187,6 +188,7 @@ def score_shard(
         next_part, pending, pending_scores, part_started = next_part + 1, [], [], now
 
     sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
+    workers = workers or fetch_threads(store)
     scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
     for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
         if overlays and score.status == "ok" and score.label == scorer.card.crack_class:

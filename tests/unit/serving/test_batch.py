@@ -356,3 +356,24 @@ def test_the_summary_counts_every_attempts_parts(tmp_path, synth_data, model_dir
     assert summary["objects"] == 6 and summary["throughput_images_per_second"] is not None
     done_key = next(info.key for info in store.list("results/b1/_parts/") if info.key.endswith("_DONE"))
     assert json.loads(store.read(done_key))["images"] == 6  # 2 from the killed attempt + 4 resumed
+
+
+@pytest.mark.parametrize(("explicit", "expected"), [(None, 2), (5, 5)])
+def test_a_folder_is_fetched_with_two_threads_unless_told(tmp_path, synth_data, model_dir, monkeypatch, explicit,
+                                                          expected):  # fmt: skip
+    """Reads from a folder take microseconds: by default 2 threads fetch them (8 only took turns at the GIL)."""
+    from crack_model.serving import batch
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    asked = []
+    real = batch.score_images
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "score_images", recording)
+    report = score_shard(str(tmp_path), "b1", model_dir, workers=explicit)
+    assert asked == [expected]
+    assert report.images == len(list(store.list("incoming/b1/"))) > 0

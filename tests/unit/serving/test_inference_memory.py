@@ -125,8 +125,19 @@ def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch):
         prepared = real_prepare(fetched, *args)
         if prepared.tiles is None:
             release(size)
-        else:
-            weakref.finalize(prepared.tiles, release, size)
+            return prepared
+        # The tiles are slices of the decoded pixels: the image is freed when the last of them is.
+        alive = {"tiles": len(prepared.tiles)}
+
+        def tile_freed() -> None:
+            with lock:
+                alive["tiles"] -= 1
+                last = alive["tiles"] == 0
+            if last:
+                release(size)
+
+        for tile in prepared.tiles:
+            weakref.finalize(tile, tile_freed)
         return prepared
 
     monkeypatch.setattr(inference, "prepare", recording_prepare)
