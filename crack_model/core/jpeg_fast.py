@@ -28,7 +28,7 @@ from crack_model.core.imaging import ImageHeader
 
 # Pillow modes of JPEGs libjpeg turns into the same RGB as Pillow (greyscale: the grey in every band).
 FAST_MODES = ("RGB", "L")
-# imaging.TRANSPOSE_FOR_ORIENTATION on (height, width, 3) arrays: views, copied when tiles are cut.
+# imaging.TRANSPOSE_FOR_ORIENTATION on (height, width, 3) arrays: views (scoring makes them contiguous once).
 UPRIGHT: dict[int | None, Callable[[np.ndarray], np.ndarray]] = {
     None: lambda pixels: pixels,
     1: lambda pixels: pixels,

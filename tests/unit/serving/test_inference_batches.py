@@ -9,29 +9,53 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crack_model.core.tiling import TileConfig, tile_boxes
+from crack_model.core.imaging import open_image
+from crack_model.core.tiling import TileConfig, cut_tiles, tile_boxes
 from crack_model.serving import inference
 from crack_model.serving.scorer import Scorer, load_scorer
 from tests import imagefiles
 
+BATCH = 4
 
-class ShadeRuntime:
-    """Scores a tile by its top-left red value, read only after a pause: an array reused too early shows."""
 
-    name = "shade"
-    fixed_batch = False
-    preferred_batch = 4
+class PixelRuntime:
+    """Scores a tile by its top-left red and green values, read after a pause: an array reused too early shows."""
 
-    def __init__(self, seen: list[int]) -> None:
-        self.seen = seen
-        self.lock = threading.Lock()
+    name = "pixel"
+    preferred_batch = BATCH
+
+    def __init__(self, fixed_batch: bool, arrays: list[np.ndarray], lock: threading.Lock) -> None:
+        self.fixed_batch = fixed_batch
+        self.arrays, self.lock = arrays, lock
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         time.sleep(0.002)  # the other copy, and the filling of the next batch, run meanwhile
-        shade = pixels[:, 0, 0, 0].astype(np.float32) / 255
+        assert not self.fixed_batch or len(pixels) == BATCH  # Keras: the last batch is padded, not shorter
         with self.lock:
-            self.seen.append(id(pixels.base if pixels.base is not None else pixels))
-        return np.stack([1 - shade, shade], axis=1)
+            self.arrays.append(pixels.base if pixels.base is not None else pixels)
+        return np.stack([np.zeros(len(pixels)), tile_value(pixels)], axis=1).astype(np.float32)
+
+
+def tile_value(tiles: np.ndarray) -> np.ndarray:
+    """Red says which image, green where in it (256 x 256 values in [0, 1))."""
+    return (tiles[:, 0, 0, 0].astype(np.float64) * 256 + tiles[:, 0, 0, 1]) / 65536
+
+
+def uploads(tile_size: int) -> dict[str, bytes]:
+    """Patches and multi-tile photos, each its own red. PNGs (Pillow's path) get green by position, so
+    tiles of one image differ; greyscale JPEGs (the fast path, its tiles Pillow's to the byte) are flat."""
+    files = {}
+    for index in range(30):
+        shade = 8 * index
+        width, height = (tile_size, tile_size) if index % 3 else (3 * tile_size, 2 * tile_size)
+        if index % 2:
+            pixels = np.zeros((height, width, 3), np.uint8)
+            pixels[..., 0] = shade
+            pixels[..., 1] = (np.arange(width)[None, :] // 5 + 3 * (np.arange(height)[:, None] // 5)) % 256
+            files[f"{index:02d}.png"] = imagefiles.encode(Image.fromarray(pixels), "PNG")
+        else:
+            files[f"{index:02d}.jpg"] = imagefiles.encode(Image.new("L", (width, height), shade), "JPEG")
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -39,38 +63,27 @@ def model_dir(trained_model):
     return str(trained_model.output_dir)
 
 
-def uploads(tile_size: int) -> dict[str, tuple[bytes, int]]:
-    """Flat-coloured patches and multi-tile photos, PNG (Pillow's path) and greyscale JPEG (the fast path)."""
-    files = {}
-    for index in range(30):
-        shade = 8 * index
-        width, height = (tile_size, tile_size) if index % 3 else (3 * tile_size, 2 * tile_size)
-        if index % 2:
-            image = Image.new("RGB", (width, height), (shade, 9, 9))
-            files[f"{index:02d}.png"] = (imagefiles.encode(image, "PNG"), shade)
-        else:  # a flat grey block is exact in JPEG: its DC alone
-            files[f"{index:02d}.jpg"] = (imagefiles.encode(Image.new("L", (width, height), shade), "JPEG"), shade)
-    return files
-
-
-def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypatch):
+@pytest.mark.parametrize("fixed_batch", [False, True], ids=["litert", "keras-shaped"])
+def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypatch, fixed_batch):
     card = load_scorer(model_dir).card
-    seen: list[int] = []
-    runtime = ShadeRuntime(seen)
-    monkeypatch.setattr(inference, "copies", lambda runtime, count: [ShadeRuntime(seen), ShadeRuntime(seen)])
-    scorer = Scorer(card, runtime, model_dir)
+    arrays: list[np.ndarray] = []
+    lock = threading.Lock()
+    monkeypatch.setattr(inference, "copies", lambda runtime, count: [PixelRuntime(fixed_batch, arrays, lock)] * 2)
+    scorer = Scorer(card, PixelRuntime(fixed_batch, arrays, lock), model_dir)
     files = uploads(card.tile_size)
-    scores = {
-        score.key: score
-        for score in inference.score_images(files, lambda key: files[key][0], scorer, batch_size=4, workers=3)
-    }
+    scores = {score.key: score for score in inference.score_images(files, files.__getitem__, scorer, workers=3)}
     assert sorted(scores) == sorted(files)
-    for key, (_, shade) in files.items():
+    config = TileConfig(tile_size=card.tile_size)
+    for key, data in files.items():
         score = scores[key]
         assert score.status == "ok", score.error
-        expected = len(tile_boxes(score.width, score.height, TileConfig(tile_size=card.tile_size)))
-        assert score.tile_count == expected and (expected > 1) == (int(key[:2]) % 3 == 0)
-        assert score.tile_probabilities == pytest.approx([shade / 255] * expected, abs=1.5 / 255), key
+        image = open_image(data)
+        expected = tile_value(cut_tiles(image, tile_boxes(*image.size, config), card.image_size))
+        if key.endswith(".png") and len(expected) > 1:
+            assert len(set(expected)) == len(expected)  # a swap of two tiles of this image would show
+        assert score.tile_probabilities == pytest.approx(list(expected), abs=1e-6), key
     tiles = sum(score.tile_count for score in scores.values())
-    assert len(seen) == -(-tiles // 4)  # every tile scored once, in batches of 4
-    assert len(set(seen)) < len(seen) / 4  # arrays are reused, not one per batch
+    assert len(arrays) == -(-tiles // BATCH)  # every tile scored once, in batches of 4
+    assert sum(score.tile_count > 1 for score in scores.values()) == 10
+    distinct = {id(array) for array in arrays}  # the arrays are all alive here: their ids are theirs
+    assert len(distinct) <= 4  # reused: at most one per copy in flight, one waiting and one being filled
