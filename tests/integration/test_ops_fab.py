@@ -61,8 +61,9 @@ def fab(tmp_path_factory):
     passwords = {}
     for role in ROLES:
         username, passwords[role] = role.lower(), secrets.token_urlsafe(18)
+        # "--password=..." in one argument: a token that starts with "-" (1 in 64) would be read as an option.
         subprocess.run(
-            [airflow, "users", "create", "--username", username, "--password", passwords[role], "--role", role,
+            [airflow, "users", "create", "--username", username, f"--password={passwords[role]}", "--role", role,
              "--firstname", role, "--lastname", "Tester", "--email", f"{username}@example.org"],
             env=environment, check=True, capture_output=True, timeout=600,
         )  # fmt: skip
