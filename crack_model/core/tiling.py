@@ -174,13 +174,11 @@ def grid_shape(boxes: list[Box]) -> tuple[int, int]:
     return len(boxes) // max(columns, 1), columns
 
 
-def cut_tiles(image: Image.Image | np.ndarray, boxes: list[Box], size: int) -> np.ndarray:
-    """Crop each box and resize it to the model's input: uint8 array (tiles, size, size, 3).
+def cut_tiles(image: Image.Image, boxes: list[Box], size: int) -> np.ndarray:
+    """Crop each box of a Pillow RGB image and resize it to the model's input: uint8 array (tiles, size, size, 3).
 
-    ``image`` is a Pillow RGB image or its (height, width, 3) uint8 pixels (jpeg_fast.py): the same tiles.
+    ``tile_views`` gives the same tiles of the image's (height, width, 3) pixels (jpeg_fast.py).
     """
-    if isinstance(image, np.ndarray):
-        return np.stack(tile_views(image, boxes, size))
     tiles = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
     for index, box in enumerate(boxes):
         crop = image if box == (0, 0, *image.size) else image.crop(box)
@@ -189,6 +187,6 @@ def cut_tiles(image: Image.Image | np.ndarray, boxes: list[Box], size: int) -> n
 
 
 def tile_views(pixels: np.ndarray, boxes: list[Box], size: int) -> list[np.ndarray]:
-    """``cut_tiles`` of (height, width, 3) pixels without copying them: each tile a slice of ``pixels``
+    """``cut_tiles`` of (height, width, 3) uint8 pixels without copying them: each tile a slice of ``pixels``
     where it is (nearly) the model's input size, else a resized copy. The tiles hold ``pixels`` alive."""
     return [fit_array_to_input(pixels[top:bottom, left:right], size) for left, top, right, bottom in boxes]
