@@ -11,3 +11,14 @@ class CrackModelError(Exception):
 
 class ImageDecodeError(CrackModelError):
     """One image could not be turned into pixels; in a batch it becomes an error row."""
+
+
+def unexpected_failure(error: BaseException) -> str:
+    """The row reason for an object that hit a fault in our code rather than in its bytes.
+
+    Batches catch it per object (one odd file must not sink the night); the traceback goes to the log.
+    """
+    return (
+        f"could not be processed: unexpected {type(error).__name__} in crack-model ({error}); "
+        "the file is kept: report it with the task log to the maintainers"
+    )

@@ -82,6 +82,17 @@ SIGNATURES = (
     (4, b"ftypmif1", "HEIF"),
 )
 NOT_IMAGES = ("PDF document",)
+# The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
+# open is a damaged photo (cut short in upload, say), and "upload JPEG" would be the wrong advice.
+ACCEPTED_SIGNATURES = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"GIF8", "GIF"),
+    (0, b"BM", "BMP"),
+)
 TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 
 
@@ -103,7 +114,7 @@ def bytes_per_pixel(mode: str) -> int:
 def draft_scale(width: int, height: int, target: tuple[int, int]) -> int:
     """The JPEG decoder's reduction (1, 2, 4 or 8) for a requested size, as Pillow's ``draft`` picks it."""
     ratio = min(width // max(target[0], 1), height // max(target[1], 1))
-    return next(scale for scale in (8, 4, 2, 1) if ratio >= scale)
+    return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)  # 1 also when a side is below the target
 
 
 @dataclass(frozen=True)
@@ -176,9 +187,14 @@ def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, in
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-def refusal(data: bytes) -> FormatNotAcceptedError:
+def refusal(data: bytes) -> ImageDecodeError:
     """The error for bytes none of the allowed decoders recognises, naming the format when we know it."""
-    name = next((name for offset, magic, name in SIGNATURES if data[offset : offset + len(magic)] == magic), None)
+    damaged = _signature(data, ACCEPTED_SIGNATURES)
+    if damaged is not None:
+        return ImageDecodeError(
+            f"damaged {damaged} file: its header cannot be read (cut short or corrupt); re-upload the photo"
+        )
+    name = _signature(data, SIGNATURES)
     if name is None and data.endswith(TGA_FOOTER):
         name = "TGA"
     if name is None and len(data) > 3 and data[0] == 0x0A and data[1] in (0, 2, 3, 4, 5) and data[2] == 1:
@@ -190,6 +206,10 @@ def refusal(data: bytes) -> FormatNotAcceptedError:
     if name in NOT_IMAGES:
         return FormatNotAcceptedError(f"not an image (a {name}): upload {ACCEPTED}", name)
     return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
+
+
+def _signature(data: bytes, signatures: tuple[tuple[int, bytes, str], ...]) -> str | None:
+    return next((name for offset, magic, name in signatures if data[offset : offset + len(magic)] == magic), None)
 
 
 @contextmanager

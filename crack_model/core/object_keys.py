@@ -51,6 +51,13 @@ def printable_key(key: str) -> str:
         return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def shown_key(key: str) -> str:
+    """``printable_key``, with control characters escaped too: a name holding a line break, shown in a
+    reason or a log line, must not start a line of its own."""
+    text = printable_key(key)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def validate_key(key: str) -> str:
     """Return the key, NFC-normalised, if it is a safe relative key, else raise naming the problem."""
     if not key or not isinstance(key, str):

@@ -55,7 +55,9 @@ def to_8bit(image: Image.Image) -> Image.Image:
         if sixteen:
             grey[top : top + len(band)] = np.right_shift(band, 8).astype(np.uint8)
         else:
-            grey[top : top + len(band)] = np.clip(band.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+            # NaN (a float TIFF's "no data") becomes black, not whatever an undefined cast gives.
+            values = np.nan_to_num(band.astype(np.float32) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+            grey[top : top + len(band)] = np.clip(values, 0, 255).astype(np.uint8)
     return Image.fromarray(grey)
 
 

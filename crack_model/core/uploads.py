@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from crack_model.core import layout
+from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 
@@ -67,12 +68,11 @@ def manifest_key(batch_id: str) -> str:
 
 
 def write_manifest(store: ObjectStore, batch_id: str, entries: Iterable[ManifestEntry]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for entry in sorted(entries, key=lambda item: item.key):
-        writer.writerow([entry.key, "" if entry.size is None else entry.size, entry.sha256 or ""])
-    store.write(manifest_key(batch_id), buffer.getvalue().encode("utf-8"), content_type="text/csv")
+    rows = (
+        {"key": entry.key, "size": "" if entry.size is None else entry.size, "sha256": entry.sha256 or ""}
+        for entry in sorted(entries, key=lambda item: item.key)
+    )
+    store.write(manifest_key(batch_id), csv_bytes(MANIFEST_COLUMNS, rows), content_type="text/csv")
 
 
 def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry] | None:

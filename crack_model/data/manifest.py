@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
 from crack_model.data.labeled import LabeledImage
 
@@ -54,11 +55,7 @@ def build_data_manifest(
     rows.sort(key=lambda row: (row["uri"], row["label"]))
     with_split = any(row["split"] for row in rows)
     columns = ["uri", "label", "sha256", *(["split"] if with_split else [])]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    data = buffer.getvalue().encode("utf-8")
+    data = csv_bytes(columns, rows, extras="ignore")
     hashed = all(row["sha256"] for row in rows)
     # Where the images live can change; their bytes and labels are what the model learnt from.
     content = "\n".join(sorted(f"{row['label']},{row['sha256']}" for row in rows)) if hashed else None

@@ -23,7 +23,7 @@ import numpy as np
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import open_store
+from crack_model.core.storage import fetch_threads, open_store
 from crack_model.data.labeled import LabeledImage, is_image_name
 from crack_model.evaluation.assess import probability_rows
 from crack_model.evaluation.intervals import Outcomes
@@ -159,7 +159,10 @@ def evaluate_on_holdout(scorer: Scorer, holdout: Holdout, *, batch_size: int = 6
     """
     card = scorer.card
     scores = {
-        score.key: score for score in score_images(holdout.keys, holdout.store.read, scorer, batch_size=batch_size)
+        score.key: score
+        for score in score_images(
+            holdout.keys, holdout.store.read, scorer, batch_size=batch_size, workers=fetch_threads(holdout.store)
+        )
     }
     failed = [score for score in scores.values() if score.status != "ok"]
     if failed:

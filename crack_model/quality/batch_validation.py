@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.csv_text import STORED_DIALECT
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
@@ -199,7 +200,9 @@ def write_outputs(
     if report_uri:
         outcome.files["report_copy"] = report_uri
     output.write(files["result"], _json_bytes(result_json), content_type="application/json")
-    output.write(files["profile"], objects.to_csv(index=False).encode("utf-8"), content_type="text/csv")
+    # Every field quoted, as in every CSV the workflow stores (csv_text.py: a key may hold "\r").
+    profile = objects.to_csv(index=False, quoting=STORED_DIALECT.quoting, lineterminator=STORED_DIALECT.lineterminator)
+    output.write(files["profile"], profile.encode("utf-8"), content_type="text/csv")
     page = render_report(outcome, objects).encode("utf-8")
     output.write(files["report"], page, content_type="text/html; charset=utf-8")
     if report_uri:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from crack_model.core.object_keys import shown_key
 from crack_model.quality import drift
 from crack_model.quality.expectations import TABLE_KEYS, load_suite, run_suite
 from crack_model.quality.outcome import FAILED, PASSED, PASSED_WITH_QUARANTINE, ValidationOutcome
@@ -151,7 +152,7 @@ def _failure_reason(entry: Mapping[str, Any]) -> str:
     mostly = entry["kwargs"].get("mostly")
     if entry["unexpected_count"] is not None and entry["element_count"]:
         allowed = f"; at most {100 * (1 - mostly):.1f}% may" if mostly is not None else ""
-        shown = ", ".join(str(item) for item in entry["offenders"][:5])
+        shown = ", ".join(shown_key(str(item)) for item in entry["offenders"][:5])
         more = f" and {len(entry['offenders']) - 5} more" if len(entry["offenders"]) > 5 else ""
         return (
             f"{name}: {entry['unexpected_count']} of {entry['element_count']} {entry['table']} "

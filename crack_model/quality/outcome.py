@@ -8,6 +8,7 @@ from typing import Any
 
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION
+from crack_model.core.object_keys import shown_key
 from crack_model.quality import drift
 
 PASSED = "passed"
@@ -62,7 +63,9 @@ class ValidationOutcome:
             f"{counts.get('evaluated_expectations', 0)} expectations failed)"
         ]
         lines += [f"  reason: {reason}" for reason in self.reasons]
-        lines += [f"  quarantined {item['key']}: {'; '.join(item['reasons'])}" for item in self.quarantined[:20]]
+        lines += [
+            f"  quarantined {shown_key(item['key'])}: {'; '.join(item['reasons'])}" for item in self.quarantined[:20]
+        ]
         if len(self.quarantined) > 20:
             lines.append(f"  ... and {len(self.quarantined) - 20} more quarantined (see quarantine.json)")
         if self.drift is not None:

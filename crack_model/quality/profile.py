@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
-from crack_model.core.errors import CrackModelError, ImageDecodeError
+from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
 from crack_model.core.imaging import (
     DEFAULT_MAX_PIXELS,
     DRAFT_FORMATS,
@@ -122,15 +122,19 @@ def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) ->
         row.update(format=header.format, mode=header.mode, channels=header.channels,
                    exif_orientation=header.orientation, width=header.width, height=header.height)  # fmt: skip
         check_pixels(header.stored_width, header.stored_height, config.max_pixels)
+        side = config.analysis_side
+        target = (side, side) if max(header.stored_width, header.stored_height) > side else None
+        # The decoded image, then at most an RGB and a grey copy of it (see _decode_gray).
+        estimated = len(data) + header.decoded_bytes(target) + 5 * header.decoded_pixels(target)
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
         if isinstance(error, FormatNotAcceptedError):
             row["format"] = error.format_name
         return _Inspected(row)
-    side = config.analysis_side
-    target = (side, side) if max(header.stored_width, header.stored_height) > side else None
-    # The decoded image, then at most an RGB and a grey copy of it (see _decode_gray).
-    estimated = len(data) + header.decoded_bytes(target) + 5 * header.decoded_pixels(target)
+    except Exception as error:  # a fault of ours on one odd file must not sink the batch
+        log.exception("profiling %r failed", key)
+        row["decode_error"] = unexpected_failure(error)
+        return _Inspected(row)
     return _Inspected(row, data, estimated)
 
 
@@ -141,11 +145,15 @@ def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
         return row
     try:
         gray = _decode_gray(inspected.data, config)
+        row.update(image_statistics(gray))
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
         return row
+    except Exception as error:  # a fault of ours on one odd file must not sink the batch
+        log.exception("profiling %r failed", row["key"])
+        row["decode_error"] = unexpected_failure(error)
+        return row
     row["decodable"] = True
-    row.update(image_statistics(gray))
     return row
 
 
@@ -178,7 +186,10 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
         image.load()
         gray = _to_grey(image)
         if max(gray.size) > side:
-            gray = ImageOps.contain(gray, (side, side), Image.Resampling.BILINEAR)
+            # Not ImageOps.contain: it makes a 2x65000 strip 0 pixels wide, and its statistics NaN.
+            scale = side / max(gray.size)
+            size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
+            gray = gray.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(gray, dtype=np.uint8)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.csv_text import csv_bytes
 from crack_model.core.documents import (
     BatchSummary,
     PartStats,
@@ -70,11 +71,7 @@ def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None 
 
 
 def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+    return csv_bytes(RESULT_COLUMNS, rows)
 
 
 def _read_csv(data: bytes) -> list[dict[str, str]]:

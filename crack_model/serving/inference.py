@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.concurrency import map_bounded
-from crack_model.core.errors import CrackModelError, ImageDecodeError
+from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
 from crack_model.core.jpeg_fast import decode_clean_jpeg
 from crack_model.core.model_card import ModelCard
@@ -114,13 +114,18 @@ def fetch_object(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max
     score.sha256 = hashlib.sha256(data).hexdigest()
     try:
         opened = open_header(data, max_pixels=max_pixels)
+        header = opened.header
+        score.width, score.height = header.width, header.height
+        fit = fit_to_tile_budget(header.width, header.height, tiles)
+        cost = estimated_bytes(data, header, fit, tiles, image_size)
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)
         return _Fetched(score)
-    header = opened.header
-    score.width, score.height = header.width, header.height
-    fit = fit_to_tile_budget(header.width, header.height, tiles)
-    return _Fetched(score, data, opened, fit, estimated_bytes(data, header, fit, tiles, image_size))
+    except Exception as error:  # a fault of ours on one odd file must not sink the batch
+        log.exception("reading the header of %r failed", key)
+        score.status, score.error = "error", unexpected_failure(error)
+        return _Fetched(score)
+    return _Fetched(score, data, opened, fit, cost)
 
 
 def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: int) -> _Prepared:
@@ -146,11 +151,20 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
             image = pad_to_fit(image, fit)
             boxes = tile_boxes(image.width, image.height, tiles)
             pixels = cut_tiles(image, boxes, image_size)
+        expected = (image_size, image_size, 3)
+        if any(tile.shape != expected for tile in pixels):  # checked here, where a bad tile costs one row
+            raise RuntimeError(
+                f"a tile came out {next(t.shape for t in pixels if t.shape != expected)}, not {expected}"
+            )
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)
         return _Prepared(score)
     except (OSError, ValueError, MemoryError) as error:
         score.status, score.error = "error", f"cannot decode: {type(error).__name__}: {error}"
+        return _Prepared(score)
+    except Exception as error:  # a fault of ours on one odd file must not sink the batch
+        log.exception("decoding %r failed", score.key)
+        score.status, score.error = "error", unexpected_failure(error)
         return _Prepared(score)
     score.boxes = [fit.to_original(box) for box in boxes]
     score.tile_count = len(boxes)

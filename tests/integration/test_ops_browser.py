@@ -178,7 +178,7 @@ def test_anonymous_requests_are_refused_and_a_token_is_accepted(deployment):
     assert overview["champion"]["version"] == champion
     assert {batch["batch_id"] for batch in overview["batches"]} == {SCORED_BATCH, FAILED_BATCH}
     status, body = _get(f"{base}/crack-ops/files/results/{SCORED_BATCH}/predictions.csv", token=token)
-    assert status == 200 and body.startswith(b"key,")
+    assert status == 200 and next(csv.reader(io.StringIO(body.decode())))[:2] == ["key", "size"]
     assert _get(f"{base}/crack-ops/files/models/crack/aliases.json", token=token)[0] == 404
     viewer = _token(base, "viewer", deployment["passwords"]["viewer"])
     status, body = _get(f"{base}/crack-ops/api/batches/{SCORED_BATCH}", token=viewer)

@@ -237,3 +237,41 @@ def test_an_opened_image_still_meets_the_pixel_limit_of_its_decode():
     data = imagefiles.jpeg(400, 300)
     with pytest.raises(ImageDecodeError, match="image too large"):
         open_image(data, max_pixels=1000, opened=open_header(data, max_pixels=None))
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (imagefiles.jpeg()[:20], "JPEG"),
+        (b"\x89PNG\r\n\x1a\n", "PNG"),
+        (b"GIF89a\x00", "GIF"),
+        (b"II*\x00\x08\x00\x00\x00", "TIFF"),
+        (b"RIFF\x10\x00\x00\x00WEBP", "WebP"),
+        (b"BM\x00\x00", "BMP"),
+    ],
+)
+def test_a_damaged_file_of_an_accepted_format_is_not_told_to_use_that_format(data, name):
+    """Bytes that start like a JPEG (or PNG, ...) but whose header is unreadable are a damaged upload:
+    the reason says so, instead of "upload JPEG, PNG, ..." to someone who did."""
+    with pytest.raises(ImageDecodeError, match=f"damaged {name} file") as raised:
+        open_header(data)
+    assert not isinstance(raised.value, FormatNotAcceptedError)
+
+
+@pytest.mark.parametrize("size", [(1, 3000), (3000, 1), (2, 60000)])
+def test_an_image_thinner_than_the_requested_size_is_decoded_at_full_scale(size):
+    """A JPEG a pixel or two thin, asked for at a size above one of its sides, is not reduced (this raised
+    StopIteration in the memory estimate, which sank a whole validation)."""
+    header = open_header(imagefiles.encode(Image.new("RGB", size, (9, 9, 9)), "JPEG")).header
+    assert imaging.draft_scale(*size, (227, 227)) == 1
+    assert header.decoded_size((227, 227)) == size
+
+
+def test_a_float_image_of_nan_becomes_black_without_a_warning():
+    """NaN (a float TIFF's "no data") maps to 0; a cast of NaN to uint8 is undefined and warns."""
+    import warnings
+
+    pixels = np.array([[np.nan, 100.0], [np.inf, -np.inf]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.asarray(to_8bit(Image.fromarray(pixels))).tolist() == [[0, 100], [255, 0]]

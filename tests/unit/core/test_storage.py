@@ -10,7 +10,7 @@ import pytest
 from crack_model.core import local_store
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
-from crack_model.core.object_keys import TEMP_MARKER, PreconditionFailedError, validate_key
+from crack_model.core.object_keys import TEMP_MARKER, PreconditionFailedError, shown_key, validate_key
 from crack_model.core.s3_store import S3Store
 from crack_model.core.storage import fetch_threads, open_store
 
@@ -114,3 +114,9 @@ def test_local_conditional_write(tmp_path):
     with pytest.raises(PreconditionFailedError):
         store.write_if_match("models/aliases.json", b"v3", etag)
     assert store.read("models/aliases.json") == b"v2"
+
+
+def test_a_key_shown_in_a_reason_stays_on_one_line():
+    """Line breaks and other control characters are escaped; accents, emoji and backslashes are kept as they are."""
+    assert shown_key("incoming/b/a\rb\nc\td\x1b.jpg") == "incoming/b/a\\rb\\nc\\td\\x1b.jpg"
+    assert shown_key("incoming/b/ünï 😀 back\\slash.jpg") == "incoming/b/ünï 😀 back\\slash.jpg"

@@ -92,6 +92,35 @@ def test_profile_of_undecodable_bytes_is_a_row_with_a_reason():
     assert rows["cut.jpg"]["brightness"] is None
 
 
+def test_profile_of_a_very_thin_jpeg_is_a_row():
+    """A 1x5000 strip (thinner than the analysis size on one side) is profiled, not a crash of the batch, and
+    its statistics are numbers (shrunk by ImageOps.contain, a 2x65000 strip became 0 pixels wide: NaN)."""
+    rows = [profile_bytes(f"{w}x{h}.jpg", encode(Image.new("RGB", (w, h), (90, 90, 90)), "JPEG"))
+            for w, h in ((1, 5000), (5000, 1), (2, 65000))]  # fmt: skip
+    assert [(row["width"], row["height"], row["decodable"]) for row in rows] == [
+        (1, 5000, True), (5000, 1, True), (2, 65000, True)
+    ]  # fmt: skip
+    assert [round(row["brightness"]) for row in rows] == [90, 90, 90]
+
+
+def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch):
+    """Whatever goes wrong while profiling one object ends as its row's reason; the next object is profiled."""
+    from crack_model.quality import profile
+
+    real = profile.image_statistics
+
+    def failing(gray):
+        if gray.shape == (30, 40):
+            raise KeyError("boom")
+        return real(gray)
+
+    monkeypatch.setattr(profile, "image_statistics", failing)
+    odd = profile_bytes("odd.png", encode(Image.new("L", (40, 30), 90), "PNG"))
+    fine = profile_bytes("fine.png", grayscale_png())
+    assert not odd["decodable"] and "unexpected KeyError" in odd["decode_error"], odd
+    assert fine["decodable"] and fine["brightness"] is not None
+
+
 def test_profile_reports_displayed_size_mode_and_orientation():
     """An EXIF-rotated JPEG reports its upright size; a grey PNG its mode and one channel."""
     rotated = profile_bytes("r.jpg", exif_rotated_jpeg(6))

@@ -377,3 +377,47 @@ def test_a_folder_is_fetched_with_two_threads_unless_told(tmp_path, synth_data, 
     report = score_shard(str(tmp_path), "b1", model_dir, workers=explicit)
     assert asked == [expected]
     assert report.images == len(list(store.list("incoming/b1/"))) > 0
+
+
+def test_names_with_line_breaks_quotes_and_commas_keep_their_rows(tmp_path, model_dir):
+    """An upload named with "\\r" was written bare into the CSVs with "\\n" endings (Python 3.11 quotes "\\r"
+    only when it is in the line terminator), and reading the part back sank the whole batch."""
+    store = LocalStore(tmp_path)
+    names = ["cr\rname.jpg", "lf\nname.jpg", 'quote"comma,name.jpg', "tab\tname.jpg", "plain.jpg"]
+    for name in names:
+        store.write(f"incoming/b1/{name}", imagefiles.jpeg())
+    _validate_manifest_of(store)  # the upload manifest is a CSV too, read back by scoring
+    score_batch(str(tmp_path), "b1", model_dir, part_rows=2)
+    store.write("incoming/b1/late\r.jpg", imagefiles.jpeg())
+    _validate_manifest_of(store)
+
+    report = score_batch(str(tmp_path), "b1", model_dir, part_rows=2)  # reads the parts written above
+
+    assert report.skipped_already_done == len(names) and report.images == 1
+    rows = read_predictions(store)
+    assert sorted(row["key"] for row in rows) == sorted(f"incoming/b1/{name}" for name in [*names, "late\r.jpg"])
+    assert {row["status"] for row in rows} == {"ok"}
+
+
+def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, model_dir, monkeypatch):
+    """A fault in tiling one image (here forced) is that image's error row; the rest of the batch is scored."""
+    from crack_model.core import tiling
+    from crack_model.serving import inference
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    store.write("incoming/b1/odd.jpg", imagefiles.jpeg(64, 47))
+    real = tiling.cut_tiles
+
+    def cut_badly(image, boxes, size):
+        tiles = real(image, boxes, size)
+        return [tile[:-1] for tile in tiles] if image.height == 47 else tiles
+
+    monkeypatch.setattr(inference, "cut_tiles", cut_badly)
+    monkeypatch.setattr(inference, "decode_clean_jpeg", lambda data, header: None)  # every image through Pillow
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert rows["incoming/b1/odd.jpg"]["status"] == "error"
+    assert "unexpected RuntimeError" in rows["incoming/b1/odd.jpg"]["error"], rows["incoming/b1/odd.jpg"]
+    assert [row["status"] for key, row in rows.items() if key != "incoming/b1/odd.jpg"] == ["ok"] * 4
