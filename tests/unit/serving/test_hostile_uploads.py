@@ -1,0 +1,52 @@
+"""A batch of hostile uploads (tests/hostile_corpus.py) through validation and scoring: one row per upload, each
+with a reason of its own, and no fault of ours (an "unexpected" row) among them."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from crack_model.core import layout
+from crack_model.core.local_store import LocalStore
+from crack_model.quality.batch_validation import validate_batch
+from crack_model.serving.batch import score_batch
+from tests.hostile_corpus import NAMES, hostile_batch
+
+BATCH = "2026-12-02"
+
+
+def stored_rows(store: LocalStore, key: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(store.read(key).decode("utf-8"))))
+
+
+def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, trained_model):
+    store = LocalStore(tmp_path)
+    uploads = hostile_batch()
+    for name, data in uploads.items():
+        store.write(f"incoming/{BATCH}/{name}", data)
+    expected = sorted(f"incoming/{BATCH}/{name}" for name in uploads)
+
+    validate_batch(str(tmp_path), BATCH)
+    profile = {row["key"]: row for row in stored_rows(store, layout.validation_key(BATCH, "profile.csv"))}
+    assert sorted(profile) == expected
+    score_batch(str(tmp_path), BATCH, str(trained_model.output_dir))
+    rows = {row["key"]: row for row in stored_rows(store, layout.results_key(BATCH, layout.PREDICTIONS))}
+    assert sorted(rows) == expected
+
+    for key, row in rows.items():
+        assert row["status"] in ("ok", "error"), row
+        assert (row["status"] == "ok") == (row["crack_probability"] != "") == (row["error"] == ""), row
+        assert "unexpected" not in row["error"] and "unexpected" not in profile[key]["decode_error"], row
+        assert (row["status"] == "ok") == (profile[key]["decodable"] == "True"), (row, profile[key])
+
+    def row(name: str) -> dict[str, str]:
+        return rows[f"incoming/{BATCH}/{name}"]
+
+    assert all(row(name)["status"] == "ok" for name in NAMES)  # odd names, valid photos: scored
+    for name in ("strip-1x3000.jpg", "strip-40000x2.jpg", "nan.tif", "orientation-255.jpg", "two-jpegs.jpg"):
+        assert row(name)["status"] == "ok", row(name)
+    assert int(row("strip-40000x2.jpg")["tile_count"]) > 1 and row("strip-40000x2.jpg")["note"]
+    for name in ("header-says-0x0.jpg", "cut-at-20.jpg", "soi-eoi-only.jpg", "png-signature-only.png"):
+        assert row(name)["error"].startswith("damaged "), row(name)
+    assert "HEIC is not accepted" in row("photo.heic")["error"]
+    assert "empty file" in row("empty.jpg")["error"]
