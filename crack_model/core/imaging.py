@@ -2,7 +2,7 @@
 
 Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG, PNG, TIFF,
 WebP, BMP and GIF (what the data loader accepts). Any other format (TGA, SGI, PCX, EPS, PSD,
-...) is refused from its first bytes, before any of Pillow's parsers for it runs. Pillow honours
+...) is refused from its first bytes, before any of Pillow's parsers for it runs (file_signatures.py). Pillow honours
 EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the nightly
 uploads contain and ``tf.io.decode_image`` does not all handle. (Scoring decodes clean JPEGs with
 simplejpeg instead, to the same pixels, and leaves every other file to this module: jpeg_fast.py.)
@@ -29,14 +29,20 @@ from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
 from crack_model.core.errors import ImageDecodeError
+from crack_model.core.file_signatures import ACCEPTED, refusal
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
-# A 4032x3024 phone photo is 12 MP; 80 MP leaves room for panoramas and stops
-# decompression bombs (a tiny file that expands to gigabytes of pixels).
+# A 4032x3024 phone photo is 12 MP; 80 MP of decoded pixels leaves room for panoramas and stops
+# decompression bombs (a tiny file that expands to gigabytes of pixels). A JPEG is decoded at 1/2,
+# 1/4 or 1/8 scale when it is wanted smaller, so what counts is what its decode holds: the 100-150 MP
+# of inspection cameras (Phase One iXM) are scored from a reduced decode. Pillow refuses anything
+# above 2 x Image.MAX_IMAGE_PIXELS (179 MP) before we are asked.
 DEFAULT_MAX_PIXELS = 80_000_000
+# A JPEG's header may claim this many times the limit: a half-scale decode of it is within the limit.
+DRAFT_HEADROOM = 4
 # Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF")
-ACCEPTED = "JPEG, PNG, TIFF, WebP, BMP or GIF"
+
 # Formats whose decoder can shrink while decoding (DCT scaling).
 DRAFT_FORMATS = ("JPEG", "MPO")
 # Modes resampled before conversion to RGB; others are converted first (palette images cannot be
@@ -60,48 +66,6 @@ TRANSPOSE_FOR_ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# First bytes of formats people upload by mistake, to name them in the reason without handing the
-# bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
-SIGNATURES = (
-    (0, b"%PDF", "PDF document"),
-    (0, b"%!PS", "EPS"),
-    (0, b"\xc5\xd0\xd3\xc6", "EPS"),
-    (0, b"8BPS", "PSD"),
-    (0, b"\x01\xda", "SGI"),
-    (0, b"\x00\x00\x01\x00", "ICO"),
-    (0, b"icns", "ICNS"),
-    (0, b"DDS ", "DDS"),
-    (0, b"qoif", "QOI"),
-    (0, b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
-    (0, b"\xffO\xffQ", "JPEG2000"),
-    (0, b"Image type:", "IM"),
-    (0, b"SIMPLE  =", "FITS"),
-    (4, b"ftypavif", "AVIF"),
-    (4, b"ftypheic", "HEIC"),
-    (4, b"ftypheix", "HEIC"),
-    (4, b"ftypmif1", "HEIF"),
-)
-NOT_IMAGES = ("PDF document",)
-# The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
-# open is a damaged photo (cut short in upload, say), and "upload JPEG" would be the wrong advice.
-ACCEPTED_SIGNATURES = (
-    (0, b"\xff\xd8\xff", "JPEG"),
-    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
-    (0, b"II*\x00", "TIFF"),
-    (0, b"MM\x00*", "TIFF"),
-    (8, b"WEBP", "WebP"),
-    (0, b"GIF8", "GIF"),
-    (0, b"BM", "BMP"),
-)
-TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
-
-
-class FormatNotAcceptedError(ImageDecodeError):
-    """An image in a format we do not decode; ``format_name`` says which (None if unknown)."""
-
-    def __init__(self, message: str, format_name: str | None = None) -> None:
-        super().__init__(message)
-        self.format_name = format_name
 
 
 def bytes_per_pixel(mode: str) -> int:
@@ -187,31 +151,6 @@ def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, in
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-def refusal(data: bytes) -> ImageDecodeError:
-    """The error for bytes none of the allowed decoders recognises, naming the format when we know it."""
-    damaged = _signature(data, ACCEPTED_SIGNATURES)
-    if damaged is not None:
-        return ImageDecodeError(
-            f"damaged {damaged} file: its header cannot be read (cut short or corrupt); re-upload the photo"
-        )
-    name = _signature(data, SIGNATURES)
-    if name is None and data.endswith(TGA_FOOTER):
-        name = "TGA"
-    if name is None and len(data) > 3 and data[0] == 0x0A and data[1] in (0, 2, 3, 4, 5) and data[2] == 1:
-        name = "PCX"
-    if name is None and len(data) > 3 and data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
-        name = "PPM"
-    if name is None:
-        return FormatNotAcceptedError(f"not an image, or in a format we do not know: upload {ACCEPTED}")
-    if name in NOT_IMAGES:
-        return FormatNotAcceptedError(f"not an image (a {name}): upload {ACCEPTED}", name)
-    return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
-
-
-def _signature(data: bytes, signatures: tuple[tuple[int, bytes, str], ...]) -> str | None:
-    return next((name for offset, magic, name in signatures if data[offset : offset + len(magic)] == magic), None)
-
-
 @contextmanager
 def decode_errors() -> Iterator[None]:
     """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on."""
@@ -244,15 +183,18 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:
             raise refusal(data) from None
-    check_pixels(image.width, image.height, max_pixels)
+    check_pixels(image.width, image.height, max_pixels * (DRAFT_HEADROOM if image.format in DRAFT_FORMATS else 1))
     return image
 
 
-def check_pixels(width: int, height: int, max_pixels: int) -> None:
-    """Raise ImageDecodeError for an image with more than ``max_pixels`` pixels."""
-    if width * height > max_pixels:
+def check_pixels(width: int, height: int, max_pixels: int, decoded: tuple[int, int] | None = None) -> None:
+    """Raise ImageDecodeError for an image of more than ``max_pixels`` pixels (``decoded``: its size as decoded,
+    when the decoder reduces it)."""
+    pixels = width * height if decoded is None else decoded[0] * decoded[1]
+    if pixels > max_pixels:
+        reduced = "" if decoded is None or decoded == (width, height) else f", decoded at {decoded[0]}x{decoded[1]},"
         msg = (
-            f"image too large: {width}x{height} = {width * height:,} pixels exceeds "
+            f"image too large: {width}x{height}{reduced} = {pixels:,} pixels exceeds "
             f"the limit of {max_pixels:,}; downscale it before upload"
         )
         raise ImageDecodeError(msg)
@@ -319,19 +261,25 @@ def open_image(
     """Decode bytes into an upright 8-bit RGB Pillow image, resized to ``size`` (width, height as displayed).
 
     With ``size``, the image shrinks before it is converted or rotated, so the only full-size copy
-    is the decoded one (and JPEGs are decoded at a reduced scale when ``size`` allows).
+    is the decoded one (and JPEGs are decoded at a reduced scale when ``size`` allows). Without,
+    it keeps its size, except a JPEG too large to decode whole within ``max_pixels``: that one is
+    decoded at the first reduction (1/2, 1/4, 1/8) within it.
 
     Raises:
         ImageDecodeError: with a reason a person can act on.
     """
-    if opened is not None:  # ``data``'s header, read and checked by ``open_header`` (once: Pillow decodes it here)
-        check_pixels(opened.header.stored_width, opened.header.stored_height, max_pixels)
     image = opened.take() if opened is not None else open_lazy(data, max_pixels=max_pixels)
     with decode_errors():
         orientation = opened.header.orientation if opened is not None else exif_orientation(image)
         stored = None if size is None else stored_size(size, orientation)
-        if stored is not None and image.format in DRAFT_FORMATS:
-            image.draft(None, stored)
+        target = stored if stored is not None else _reduction_within(image, max_pixels)
+        scale = 1
+        if target is not None and image.format in DRAFT_FORMATS:
+            scale = draft_scale(image.width, image.height, target)
+            image.draft(None, target)
+        # What the decode holds, whatever limit the header met (a JPEG's allows a reduced decode).
+        decoded = (-(-image.width // scale), -(-image.height // scale))
+        check_pixels(image.width, image.height, max_pixels, decoded=decoded)
         image.load()
         image = to_8bit(image)
         if stored is not None and image.size != stored:
@@ -342,6 +290,16 @@ def open_image(
         if orientation in TRANSPOSE_FOR_ORIENTATION:
             image = image.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
         return to_rgb(image)
+
+
+def _reduction_within(image: Image.Image, max_pixels: int) -> tuple[int, int] | None:
+    """For a JPEG too large to decode whole: the size to ask ``draft`` for, to decode it at the first
+    scale within ``max_pixels`` (None: decoded whole, or too large even at 1/8, which is refused)."""
+    width, height = image.size
+    if image.format not in DRAFT_FORMATS or width * height <= max_pixels:
+        return None
+    scale = next((scale for scale in (2, 4, 8) if -(-width // scale) * -(-height // scale) <= max_pixels), None)
+    return None if scale is None else (max(1, width // scale), max(1, height // scale))
 
 
 # Up to this much larger than the input, the centre is cropped instead of resampling: a

@@ -30,10 +30,10 @@ from PIL import Image
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
+from crack_model.core.file_signatures import FormatNotAcceptedError
 from crack_model.core.imaging import (
     DEFAULT_MAX_PIXELS,
     DRAFT_FORMATS,
-    FormatNotAcceptedError,
     check_pixels,
     decode_errors,
     open_lazy,
@@ -121,9 +121,10 @@ def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) ->
         # Width and height as displayed, the way scoring sees the photo after EXIF rotation.
         row.update(format=header.format, mode=header.mode, channels=header.channels,
                    exif_orientation=header.orientation, width=header.width, height=header.height)  # fmt: skip
-        check_pixels(header.stored_width, header.stored_height, config.max_pixels)
         side = config.analysis_side
         target = (side, side) if max(header.stored_width, header.stored_height) > side else None
+        # As _decode_gray will decode it: a big JPEG at a reduced scale (imaging.DEFAULT_MAX_PIXELS).
+        check_pixels(header.stored_width, header.stored_height, config.max_pixels, decoded=header.decoded_size(target))
         # The decoded image, then at most an RGB and a grey copy of it (see _decode_gray).
         estimated = len(data) + header.decoded_bytes(target) + 5 * header.decoded_pixels(target)
     except ImageDecodeError as error:

@@ -135,9 +135,9 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
         return _Prepared(score)
     try:
         # A clean JPEG tiled as it is skips Pillow (jpeg_fast.py); anything else, and any doubt, is Pillow's.
-        decoded = (
-            None if fit.changed or fetched.opened is None else decode_clean_jpeg(fetched.data, fetched.opened.header)
-        )
+        header = None if fetched.opened is None else fetched.opened.header
+        whole = header is not None and header.stored_width * header.stored_height <= max_pixels
+        decoded = decode_clean_jpeg(fetched.data, header) if whole and header and not fit.changed else None
         if decoded is not None:
             # A turned photo's pixels are a flipped or transposed view, whose tiles copy ~10x slower than
             # upright ones (0.6 ms against 0.05): it is made upright here, in a decoding thread, once

@@ -12,8 +12,8 @@ from PIL import Image
 
 from crack_model.core import imaging, pixel_modes
 from crack_model.core.errors import ImageDecodeError
+from crack_model.core.file_signatures import FormatNotAcceptedError
 from crack_model.core.imaging import (
-    FormatNotAcceptedError,
     decode_to_array,
     difference_hash,
     open_header,
@@ -77,7 +77,22 @@ def test_bad_bytes_raise_a_clear_error(data, reason):
 def test_pixel_limit_is_configurable():
     """The decompression-bomb limit is a parameter."""
     with pytest.raises(ImageDecodeError, match="too large"):
-        open_image(imagefiles.jpeg(64, 48), max_pixels=1000)
+        open_image(imagefiles.encode(imagefiles.gradient_rgb(64, 48), "PNG"), max_pixels=1000)
+
+
+def test_a_jpeg_over_the_limit_is_decoded_at_the_first_reduction_within_it():
+    """Inspection cameras take 100-150 MP JPEGs: decoded at 1/2 (or 1/4, 1/8) scale they hold what the limit
+    allows, and scoring shrinks them further anyway. Another format that large is refused; so is a JPEG whose
+    header claims more than a half-scale decode brings within the limit."""
+    data = imagefiles.jpeg(2000, 1500)
+    reduced = open_image(data, max_pixels=1_000_000)
+    assert reduced.size == (1000, 750)
+    assert np.abs(np.asarray(reduced, np.int16) - np.asarray(open_image(data, size=(1000, 750)), np.int16)).max() <= 1
+    assert read_header(data, max_pixels=1_000_000).width == 2000
+    with pytest.raises(ImageDecodeError, match="too large: 2000x1500 = 3,000,000"):
+        read_header(data, max_pixels=700_000)  # header: at most 4x the limit
+    with pytest.raises(ImageDecodeError, match="too large"):
+        open_image(imagefiles.encode(imagefiles.gradient_rgb(2000, 1500), "PNG"), max_pixels=1_000_000)
 
 
 def test_decode_to_array_resizes():

@@ -421,3 +421,19 @@ def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, mo
     assert rows["incoming/b1/odd.jpg"]["status"] == "error"
     assert "unexpected RuntimeError" in rows["incoming/b1/odd.jpg"]["error"], rows["incoming/b1/odd.jpg"]
     assert [row["status"] for key, row in rows.items() if key != "incoming/b1/odd.jpg"] == ["ok"] * 4
+
+
+def test_a_jpeg_over_the_pixel_limit_is_scored_from_a_reduced_decode(model_dir):
+    """What the limit counts is what a decode holds: a JPEG is decoded reduced, a PNG cannot be (refused)."""
+    from crack_model.serving.inference import score_images
+
+    files = {
+        "big.jpg": imagefiles.jpeg(1600, 1200),
+        "big.png": imagefiles.encode(imagefiles.gradient_rgb(1600, 1200), "PNG"),
+    }
+    scores = {score.key: score for score in score_images(files, files.__getitem__, load_scorer(model_dir),
+                                                         max_pixels=1_000_000)}  # fmt: skip
+    big = scores["big.jpg"]
+    assert big.status == "ok" and (big.width, big.height) == (1600, 1200) and big.tile_count > 1, big
+    assert max(box[2] for box in big.boxes) == 1600  # tiles in the photo's own pixels
+    assert scores["big.png"].status == "error" and "too large" in scores["big.png"].error

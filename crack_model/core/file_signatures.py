@@ -1,0 +1,80 @@
+"""What bytes are, from their first bytes: the reason for a file none of the accepted decoders opens.
+
+An upload that is not an image we decode still gets a row that says what it is (a PDF, a HEIC
+from a phone, a TGA) and what to upload instead, without handing its bytes to a parser we do not
+accept: header parsers of rare formats have had their own bugs. A file that starts like an
+accepted format but that Pillow cannot open is a damaged photo, not a wrong format.
+"""
+
+from __future__ import annotations
+
+from crack_model.core.errors import ImageDecodeError
+
+ACCEPTED = "JPEG, PNG, TIFF, WebP, BMP or GIF"
+# First bytes of formats people upload by mistake, to name them in the reason without handing the
+# bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
+SIGNATURES = (
+    (0, b"%PDF", "PDF document"),
+    (0, b"%!PS", "EPS"),
+    (0, b"\xc5\xd0\xd3\xc6", "EPS"),
+    (0, b"8BPS", "PSD"),
+    (0, b"\x01\xda", "SGI"),
+    (0, b"\x00\x00\x01\x00", "ICO"),
+    (0, b"icns", "ICNS"),
+    (0, b"DDS ", "DDS"),
+    (0, b"qoif", "QOI"),
+    (0, b"\x00\x00\x00\x0cjP  ", "JPEG2000"),
+    (0, b"\xffO\xffQ", "JPEG2000"),
+    (0, b"Image type:", "IM"),
+    (0, b"SIMPLE  =", "FITS"),
+    (4, b"ftypavif", "AVIF"),
+    (4, b"ftypheic", "HEIC"),
+    (4, b"ftypheix", "HEIC"),
+    (4, b"ftypmif1", "HEIF"),
+)
+NOT_IMAGES = ("PDF document",)
+# The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
+# open is a damaged photo (cut short in upload, say), and "upload JPEG" would be the wrong advice.
+ACCEPTED_SIGNATURES = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (8, b"WEBP", "WebP"),
+    (0, b"GIF8", "GIF"),
+    (0, b"BM", "BMP"),
+)
+TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
+
+
+class FormatNotAcceptedError(ImageDecodeError):
+    """An image in a format we do not decode; ``format_name`` says which (None if unknown)."""
+
+    def __init__(self, message: str, format_name: str | None = None) -> None:
+        super().__init__(message)
+        self.format_name = format_name
+
+
+def refusal(data: bytes) -> ImageDecodeError:
+    """The error for bytes none of the allowed decoders recognises, naming the format when we know it."""
+    damaged = _signature(data, ACCEPTED_SIGNATURES)
+    if damaged is not None:
+        return ImageDecodeError(
+            f"damaged {damaged} file: its header cannot be read (cut short or corrupt); re-upload the photo"
+        )
+    name = _signature(data, SIGNATURES)
+    if name is None and data.endswith(TGA_FOOTER):
+        name = "TGA"
+    if name is None and len(data) > 3 and data[0] == 0x0A and data[1] in (0, 2, 3, 4, 5) and data[2] == 1:
+        name = "PCX"
+    if name is None and len(data) > 3 and data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
+        name = "PPM"
+    if name is None:
+        return FormatNotAcceptedError(f"not an image, or in a format we do not know: upload {ACCEPTED}")
+    if name in NOT_IMAGES:
+        return FormatNotAcceptedError(f"not an image (a {name}): upload {ACCEPTED}", name)
+    return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
+
+
+def _signature(data: bytes, signatures: tuple[tuple[int, bytes, str], ...]) -> str | None:
+    return next((name for offset, magic, name in signatures if data[offset : offset + len(magic)] == magic), None)
