@@ -42,7 +42,6 @@ ACCEPTED_SIGNATURES = (
     (0, b"MM\x00*", "TIFF"),
     (8, b"WEBP", "WebP"),
     (0, b"GIF8", "GIF"),
-    (0, b"BM", "BMP"),
 )
 TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 

@@ -38,8 +38,6 @@ from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_r
 # of inspection cameras (Phase One iXM) are scored from a reduced decode. Pillow refuses anything
 # above 2 x Image.MAX_IMAGE_PIXELS (179 MP) before we are asked.
 DEFAULT_MAX_PIXELS = 80_000_000
-# A JPEG's header may claim this many times the limit: a half-scale decode of it is within the limit.
-DRAFT_HEADROOM = 4
 # Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF")
 
@@ -131,16 +129,19 @@ class ImageHeader:
         final size, the resized image, its EXIF rotation and its conversion to RGB where each happens.
         """
         decoded = self.decoded_pixels(size)
+        width, height = self.decoded_size(size)
+        source_height = height  # of the image the resize starts from
         if self.mode in (*SIXTEEN_BIT_MODES, "I", "F"):
             converted, final_mode = decoded, "L"
         elif self.mode in RESIZED_AS_DECODED:
             converted, final_mode = 0, self.mode
         else:  # converted to RGB in bands, and box-reduced when shrinking (rgb_reduced)
-            width, height = self.decoded_size(size)
             factor = 1 if size is None else reduce_factor((width, height), stored_size(size, self.orientation))
             converted, final_mode = 4 * -(-width // factor) * -(-height // factor), "RGB"
+            source_height = -(-height // factor)
         final = 4 * (size[0] * size[1] if size is not None else self.stored_width * self.stored_height)
-        resized = final if size is not None else 0
+        # Pillow resamples the rows first: an image of the new width and the old height lives in between.
+        resized = final + 4 * stored_size(size, self.orientation)[0] * source_height if size is not None else 0
         rotated = final if self.orientation in TRANSPOSE_FOR_ORIENTATION else 0
         to_rgb = final if final_mode != "RGB" else 0
         return decoded * bytes_per_pixel(self.mode) + converted + resized + rotated + to_rgb
@@ -161,7 +162,7 @@ def decode_errors() -> Iterator[None]:
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not an image, or in a format we do not know: upload {ACCEPTED}") from None
     except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"image too large: {error}") from None
+        raise ImageDecodeError(f"image too large: {str(error).rstrip('.')}; downscale it before upload") from None
     except MemoryError:
         raise ImageDecodeError("cannot decode: out of memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
@@ -183,7 +184,11 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:
             raise refusal(data) from None
-    check_pixels(image.width, image.height, max_pixels * (DRAFT_HEADROOM if image.format in DRAFT_FORMATS else 1))
+    # A JPEG passes if its half-scale decode would (smaller ones are asked for where they suffice).
+    reduced = 2 if image.format in DRAFT_FORMATS else 1
+    check_pixels(
+        image.width, image.height, max_pixels, decoded=(-(-image.width // reduced), -(-image.height // reduced))
+    )
     return image
 
 
@@ -273,13 +278,12 @@ def open_image(
         orientation = opened.header.orientation if opened is not None else exif_orientation(image)
         stored = None if size is None else stored_size(size, orientation)
         target = stored if stored is not None else _reduction_within(image, max_pixels)
-        scale = 1
-        if target is not None and image.format in DRAFT_FORMATS:
-            scale = draft_scale(image.width, image.height, target)
-            image.draft(None, target)
+        width, height = image.size  # draft() changes image.size to the reduced size
+        scale = draft_scale(width, height, target) if target is not None and image.format in DRAFT_FORMATS else 1
         # What the decode holds, whatever limit the header met (a JPEG's allows a reduced decode).
-        decoded = (-(-image.width // scale), -(-image.height // scale))
-        check_pixels(image.width, image.height, max_pixels, decoded=decoded)
+        check_pixels(width, height, max_pixels, decoded=(-(-width // scale), -(-height // scale)))
+        if scale > 1:
+            image.draft(None, target)
         image.load()
         image = to_8bit(image)
         if stored is not None and image.size != stored:

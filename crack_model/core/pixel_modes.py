@@ -7,6 +7,9 @@ here never make a float64 copy and never hold a second full-size copy of a large
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import numpy as np
 from PIL import Image
 
@@ -44,14 +47,20 @@ def to_8bit(image: Image.Image) -> Image.Image:
         return image
     width, height = image.size
     sixteen = image.mode in SIXTEEN_BIT_MODES
+    rows = max(1, CHUNK_PIXELS // max(width, 1))
+
+    def bands() -> Iterator[tuple[int, np.ndarray]]:
+        for top in range(0, height, rows):
+            yield top, np.asarray(image.crop((0, top, width, min(height, top + rows))))
+
     scale = 1.0
     if not sixteen:
-        extrema = image.getextrema()
-        scale = 255.0 / (65535.0 if float(extrema[1]) > 255 else 255.0)  # type: ignore[arg-type]
+        highest = float(image.getextrema()[1])  # type: ignore[arg-type]
+        if not math.isfinite(highest):  # NaN ("no data") or inf hides the range: the largest finite value
+            highest = max((float(band[np.isfinite(band)].max(initial=0)) for _, band in bands()), default=0.0)
+        scale = 255.0 / (65535.0 if highest > 255 else 255.0)
     grey = np.empty((height, width), dtype=np.uint8)
-    rows = max(1, CHUNK_PIXELS // max(width, 1))
-    for top in range(0, height, rows):
-        band = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+    for top, band in bands():
         if sixteen:
             grey[top : top + len(band)] = np.right_shift(band, 8).astype(np.uint8)
         else:

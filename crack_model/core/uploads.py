@@ -89,9 +89,20 @@ def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry]
 
 
 def manifest_digest(store: ObjectStore, batch_id: str) -> str | None:
-    """A digest of the validated manifest: it changes when a batch is validated again with other contents."""
-    key = manifest_key(batch_id)
-    return hashlib.sha256(store.read(key)).hexdigest()[:16] if store.exists(key) else None
+    """A digest of the validated manifest: it changes when a batch is validated again with other contents.
+
+    It digests the rows, not the file's bytes, in the form manifests were written in until every field
+    came quoted (``csv_text.py``): a batch validated before that change and again after it is the same batch.
+    """
+    manifest = read_manifest(store, batch_id)
+    if manifest is None:
+        return None
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for entry in sorted(manifest.values(), key=lambda item: item.key):
+        writer.writerow([entry.key, "" if entry.size is None else entry.size, entry.sha256 or ""])
+    return hashlib.sha256(buffer.getvalue().encode("utf-8")).hexdigest()[:16]
 
 
 def validated_fetch(fetch: Fetch, manifest: dict[str, ManifestEntry]) -> Fetch:

@@ -30,7 +30,8 @@ class ValidationThresholds:
             (the suites' ``mostly`` is ``1 - max_bad_fraction``); more fails the batch.
         allowed_formats: Pillow format names accepted (MPO is what some phones call their JPEGs).
         min_side, max_side: accepted width and height in pixels. The sample is all 227x227; below
-            200 px a photo is smaller than one training patch, above 12,000 it is a panorama.
+            200 px a photo is smaller than one training patch; 16,384 takes the 14,204 px side of the
+            150 MP inspection cameras (Phase One iXM), and a longer side is a panorama.
         brightness_min/max: mean grey level (sample 99.1..237.9, percentiles 99.5..226.6).
         contrast_min/max: standard deviation of grey (sample 2.31..55.7, percentiles 2.71..50.7).
         blur_min/max: variance of the Laplacian at <= 512 px (sample 5.0..829, percentiles 5.30..639).
@@ -53,7 +54,7 @@ class ValidationThresholds:
     max_bad_fraction: float = 0.05
     allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP")
     min_side: int = 200
-    max_side: int = 12_000
+    max_side: int = 16_384
     brightness_min: float = 80.0
     brightness_max: float = 246.0
     contrast_min: float = 1.8

@@ -146,8 +146,8 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
             boxes = tile_boxes(fit.original[0], fit.original[1], tiles)
             pixels: list[np.ndarray] | np.ndarray = tile_views(decoded, boxes, image_size)  # copied once: into a batch
         else:
-            size = None if fit.scaled == fit.original else fit.scaled
-            image = open_image(fetched.data, max_pixels=max_pixels, size=size, opened=fetched.opened)
+            # Always the size the tiles were planned for: never open_image's own reduction of a JPEG over the limit.
+            image = open_image(fetched.data, max_pixels=max_pixels, size=fit.scaled, opened=fetched.opened)
             image = pad_to_fit(image, fit)
             boxes = tile_boxes(image.width, image.height, tiles)
             pixels = cut_tiles(image, boxes, image_size)

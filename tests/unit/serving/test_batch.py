@@ -424,16 +424,47 @@ def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, mo
 
 
 def test_a_jpeg_over_the_pixel_limit_is_scored_from_a_reduced_decode(model_dir):
-    """What the limit counts is what a decode holds: a JPEG is decoded reduced, a PNG cannot be (refused)."""
+    """What the limit counts is what a decode holds: a JPEG shrunk to its tile budget is decoded reduced; one the
+    tiles want whole, or a PNG (which cannot be decoded reduced), over the limit is refused."""
+    from crack_model.core.tiling import TileConfig
     from crack_model.serving.inference import score_images
 
     files = {
         "big.jpg": imagefiles.jpeg(1600, 1200),
         "big.png": imagefiles.encode(imagefiles.gradient_rgb(1600, 1200), "PNG"),
     }
-    scores = {score.key: score for score in score_images(files, files.__getitem__, load_scorer(model_dir),
-                                                         max_pixels=1_000_000)}  # fmt: skip
-    big = scores["big.jpg"]
-    assert big.status == "ok" and (big.width, big.height) == (1600, 1200) and big.tile_count > 1, big
-    assert max(box[2] for box in big.boxes) == 1600  # tiles in the photo's own pixels
-    assert scores["big.png"].status == "error" and "too large" in scores["big.png"].error
+    scorer = load_scorer(model_dir)
+
+    def scored(max_tiles):
+        tiles = TileConfig(tile_size=scorer.card.tile_size, max_tiles=max_tiles)
+        return {score.key: score for score in score_images(files, files.__getitem__, scorer, tiles=tiles,
+                                                           max_pixels=1_000_000)}  # fmt: skip
+
+    budget = scored(12)  # 1600x1200 needs 63 tiles: shrunk to fit 12
+    big = budget["big.jpg"]
+    assert big.status == "ok" and (big.width, big.height) == (1600, 1200) and big.note.startswith("Downscaled"), big
+    assert (min(box[0] for box in big.boxes), min(box[1] for box in big.boxes)) == (0, 0)
+    assert (max(box[2] for box in big.boxes), max(box[3] for box in big.boxes)) == (1600, 1200)  # no padding
+    assert budget["big.png"].status == "error" and "too large" in budget["big.png"].error
+    whole = scored(512)["big.jpg"]  # tiled at full size: a full decode, over the limit
+    assert whole.status == "error" and "too large" in whole.error, whole
+
+
+def test_a_manifest_digest_depends_on_the_rows_not_on_their_quoting(tmp_path):
+    """Manifests written before every CSV field was quoted keep their digest: the night that validated a batch
+    before the upgrade and the one after see the same batch (a changed digest reopens complete batches)."""
+    import hashlib
+
+    from crack_model.core.uploads import ManifestEntry, manifest_digest, manifest_key, write_manifest
+
+    store = LocalStore(tmp_path)
+    old_format = b"key,size,sha256\nincoming/b1/a b.jpg,12,abc\nincoming/b1/c.jpg,,\n"
+    store.write(manifest_key("b1"), old_format)
+    before = manifest_digest(store, "b1")
+    assert before == hashlib.sha256(old_format).hexdigest()[:16]  # what the code of the time computed
+    write_manifest(
+        store, "b1", [ManifestEntry("incoming/b1/c.jpg", None, None), ManifestEntry("incoming/b1/a b.jpg", 12, "abc")]
+    )
+    assert store.read(manifest_key("b1")) != old_format and manifest_digest(store, "b1") == before
+    write_manifest(store, "b1", [ManifestEntry("incoming/b1/a b.jpg", 13, "abc")])
+    assert manifest_digest(store, "b1") != before

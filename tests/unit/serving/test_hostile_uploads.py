@@ -49,4 +49,6 @@ def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, 
     for name in ("header-says-0x0.jpg", "cut-at-20.jpg", "soi-eoi-only.jpg", "png-signature-only.png"):
         assert row(name)["error"].startswith("damaged "), row(name)
     assert "HEIC is not accepted" in row("photo.heic")["error"]
+    assert row("header-says-65000x65000.jpg")["error"].startswith("image too large")
+    assert row("header-says-65000x65000.jpg")["error"].endswith("downscale it before upload")
     assert "empty file" in row("empty.jpg")["error"]
