@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from crack_model.core import layout
@@ -67,12 +67,13 @@ def manifest_key(batch_id: str) -> str:
     return layout.validation_key(batch_id, layout.VALIDATED_MANIFEST)
 
 
+def _manifest_rows(entries: Iterable[ManifestEntry]) -> Iterator[dict[str, object]]:
+    for entry in sorted(entries, key=lambda item: item.key):
+        yield {"key": entry.key, "size": "" if entry.size is None else entry.size, "sha256": entry.sha256 or ""}
+
+
 def write_manifest(store: ObjectStore, batch_id: str, entries: Iterable[ManifestEntry]) -> None:
-    rows = (
-        {"key": entry.key, "size": "" if entry.size is None else entry.size, "sha256": entry.sha256 or ""}
-        for entry in sorted(entries, key=lambda item: item.key)
-    )
-    store.write(manifest_key(batch_id), csv_bytes(MANIFEST_COLUMNS, rows), content_type="text/csv")
+    store.write(manifest_key(batch_id), csv_bytes(MANIFEST_COLUMNS, _manifest_rows(entries)), content_type="text/csv")
 
 
 def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry] | None:
@@ -98,10 +99,9 @@ def manifest_digest(store: ObjectStore, batch_id: str) -> str | None:
     if manifest is None:
         return None
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for entry in sorted(manifest.values(), key=lambda item: item.key):
-        writer.writerow([entry.key, "" if entry.size is None else entry.size, entry.sha256 or ""])
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_manifest_rows(manifest.values()))
     return hashlib.sha256(buffer.getvalue().encode("utf-8")).hexdigest()[:16]
 
 
