@@ -39,11 +39,14 @@ class Free:
 
 store_root, model_dir, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = open_store(store_root)
-keys = sorted(info.key for info in store.list("incoming/"))
+listed = list(store.list("incoming/"))
+keys = sorted(info.key for info in listed)
+sizes = {info.key: info.size for info in listed}  # listed sizes, as score_shard passes them
 inference.copies = lambda runtime, count: [runtime]
 scorer = Scorer(load_scorer(model_dir).card, Free(), model_dir)
 before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-count = sum(1 for score in inference.score_images(keys, store.read, scorer, workers=threads) if score.status == "ok")
+count = sum(1 for score in inference.score_images(keys, store.read, scorer, workers=threads,
+                                                       object_sizes=sizes) if score.status == "ok")
 seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
 cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 print(json.dumps({"images": count, "images_per_second": count / seconds, "cpu_ms_per_image": 1e3 * cpu / count,

@@ -8,7 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from crack_model.core import imaging, pixel_modes
 from crack_model.core.errors import ImageDecodeError
@@ -195,6 +195,14 @@ def test_open_image_shrinks_to_the_requested_size_upright():
     assert image.size == (24, 32) and image.mode == "RGB"
     pixels = np.asarray(image, dtype=np.int16)
     assert pixels[-1, :, 0].mean() - pixels[0, :, 0].mean() > 100
+
+
+def test_a_jpeg_that_draft_does_not_reduce_is_refused_not_decoded_whole(monkeypatch):
+    """The pixel limit holds even if Pillow's draft() reduces less than computed (say, an odd JPEG layout)."""
+    data = imagefiles.jpeg(2000, 1500)
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", lambda self, mode, size: None)
+    with pytest.raises(ImageDecodeError, match="image too large: 2000x1500"):
+        open_image(data, max_pixels=1_000_000)
 
 
 def test_the_header_predicts_the_reduced_jpeg_decode():

@@ -63,15 +63,20 @@ def model_dir(trained_model):
     return str(trained_model.output_dir)
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-by-one", "in-groups"])
 @pytest.mark.parametrize("fixed_batch", [False, True], ids=["litert", "keras-shaped"])
-def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypatch, fixed_batch):
+def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypatch, fixed_batch, grouped):
     card = load_scorer(model_dir).card
     arrays: list[np.ndarray] = []
     lock = threading.Lock()
     monkeypatch.setattr(inference, "copies", lambda runtime, count: [PixelRuntime(fixed_batch, arrays, lock)] * 2)
     scorer = Scorer(card, PixelRuntime(fixed_batch, arrays, lock), model_dir)
     files = uploads(card.tile_size)
-    scores = {score.key: score for score in inference.score_images(files, files.__getitem__, scorer, workers=3)}
+    sizes = {key: len(data) for key, data in files.items()} if grouped else None  # listed sizes: small ones grouped
+    scores = {
+        score.key: score
+        for score in inference.score_images(files, files.__getitem__, scorer, workers=3, object_sizes=sizes)
+    }
     assert sorted(scores) == sorted(files)
     config = TileConfig(tile_size=card.tile_size)
     for key, data in files.items():
@@ -87,3 +92,36 @@ def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypa
     assert sum(score.tile_count > 1 for score in scores.values()) == 10
     distinct = {id(array) for array in arrays}  # the arrays are all alive here: their ids are theirs
     assert len(distinct) <= 4  # reused: at most one per copy in flight, one waiting and one being filled
+
+
+def test_small_objects_travel_in_groups_and_large_or_unknown_ones_alone(monkeypatch):
+    monkeypatch.setattr(inference, "GROUP_OBJECTS", 3)
+    monkeypatch.setattr(inference, "GROUP_BYTES", 100)
+    sizes = {"a": 10, "b": 10, "c": 10, "d": 10, "big": 101, "e": 60, "f": 50, "g": 40, "h": 100}
+    keys = ["a", "b", "c", "d", "big", "e", "f", "unlisted", "g", "h"]
+    groups = list(inference.object_groups(keys, sizes))
+    assert groups == [["a", "b", "c"], ["d"], ["big"], ["e"], ["f"], ["unlisted"], ["g"], ["h"]]
+    assert list(inference.object_groups(keys, {})) == [[key] for key in keys]  # nothing listed: one by one
+
+
+def test_a_failure_inside_a_group_costs_only_its_own_row(model_dir):
+    """Objects of one group are fetched and decoded together; one that cannot be read or decoded is one error row."""
+    card = load_scorer(model_dir).card
+    files = {f"{index:02d}.jpg": imagefiles.encode(Image.new("L", (card.tile_size,) * 2, 9 * index), "JPEG")
+             for index in range(12)}  # fmt: skip
+    files["05.jpg"] = files["05.jpg"][:40]  # cut short: cannot be decoded
+
+    def fetch(key: str) -> bytes:
+        if key == "08.jpg":
+            raise ConnectionError("connection reset")
+        return files[key]
+
+    scorer = load_scorer(model_dir)
+    sizes = {key: len(data) for key, data in files.items()}
+    assert len(list(inference.object_groups(sorted(files), sizes))) == 1
+    scores = {score.key: score for score in inference.score_images(sorted(files), fetch, scorer, object_sizes=sizes)}
+    assert sorted(scores) == sorted(files)
+    failed = {key: score.error for key, score in scores.items() if score.status != "ok"}
+    assert sorted(failed) == ["05.jpg", "08.jpg"]
+    assert "connection reset" in failed["08.jpg"]
+    assert all(scores[key].tile_count == 1 for key in scores if key not in failed)
