@@ -7,13 +7,13 @@
 Every engine run is a fresh process (``score_shard`` with the DAG's arguments: default workers,
 batch size, runtime ``auto``, no overlay drawn, tile scores kept), which prints its rate and its
 peak resident memory (VmHWM). The model-only ceiling is measured in this process on pixels
-decoded beforehand: first the layout at which the runtime alone is fastest here (batch of 16, 32
+decoded beforehand: first, for each case, the layout at which the runtime alone is fastest here (batch of 16, 32
 or 64; one interpreter on every core or one single-threaded copy per core), then, at that layout,
 right before and right after each engine run, and the higher of the two counts. Each case runs
 five times and reports the median of the five ratios (every rate recorded). Paired like this,
-a machine whose speed drifts (on a shared host the model alone varied by 30 % within a minute)
-slows the engine and its ceiling alike; the earlier way, the fastest of two engine runs against
-the fastest of some 48 ceiling measurements, counted the drift against the engine. Cases:
+a machine whose speed drifts (on a shared host the model alone measured 354-436 patches/s within
+one run) slows the engine and its ceiling alike; the earlier way, the fastest of two engine runs
+against the fastest of 24 ceiling measurements, counted the drift against the engine. Cases:
 
 - real 227x227 patches (the 2,000 of the METU sample, repeated under distinct names with a
   changed byte so no two objects are the same) at crack rates of 15% and 50%: images/s, and

@@ -284,7 +284,7 @@ def open_image(
         check_pixels(width, height, max_pixels, decoded=(-(-width // scale), -(-height // scale)))
         if scale > 1:
             image.draft(None, target)
-            check_pixels(*image.size, max_pixels)  # what draft() set up is what will be decoded: checked, not assumed
+            check_pixels(width, height, max_pixels, decoded=image.size)  # what draft() set up: checked, not assumed
         image.load()
         image = to_8bit(image)
         if stored is not None and image.size != stored:

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,9 +50,11 @@ Fetch = Callable[[str], bytes]
 # A scoring worker's budget is 1 GiB: the runtime and the model take 50-150 MB (LiteRT), the
 # batches of tiles a few MB each (copies + 2 arrays), and this much is left for images being decoded, tiled and scored.
 DEFAULT_IN_FLIGHT_BYTES = 384 * 2**20
-# Small objects travel between threads in groups of at most this many objects and bytes (``object_groups``).
+# Small objects travel between threads in groups (``object_groups``): at most this many objects and listed
+# bytes, and at most this much estimated decoding memory (``decoding_groups``; a 227-px patch: ~0.5 MB).
 GROUP_OBJECTS = 16
 GROUP_BYTES = 2**20
+GROUP_DECODED_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -94,19 +96,18 @@ class _Prepared:
     tiles: list[np.ndarray] | np.ndarray | None = None
 
 
-def object_groups(keys: Iterable[str], sizes: Mapping[str, int]) -> Iterator[list[str]]:
-    """Consecutive keys in groups of at most ``GROUP_OBJECTS`` whose listed sizes add up to at most ``GROUP_BYTES``.
+def object_groups(keys: Iterable[str], sizes: Mapping[str, int], most: int = GROUP_OBJECTS) -> Iterator[list[str]]:
+    """Consecutive keys in groups of at most ``most`` whose listed sizes add up to at most ``GROUP_BYTES``.
 
-    Small objects go through the fetching and decoding threads a group at a time: a 227-px patch costs
-    about 0.35 ms of CPU to read, decode and tile, and handing it from thread to thread alone (a future,
-    a wake-up at each end) cost about as much again. An object of unknown or larger size goes alone,
-    so the byte budgets still see every large object by itself.
+    Small objects go through the fetching threads a group at a time: a 227-px patch costs about
+    0.35 ms of CPU to read, decode and tile, and handing it from thread to thread alone (a future,
+    a wake-up at each end) cost about as much again. An object of unknown or larger size goes alone.
     """
     group: list[str] = []
     held = 0
     for key in keys:
         listed = sizes.get(key, 0)
-        if group and (len(group) == GROUP_OBJECTS or held + listed > GROUP_BYTES or not 0 < listed <= GROUP_BYTES):
+        if group and (len(group) >= most or held + listed > GROUP_BYTES or not 0 < listed <= GROUP_BYTES):
             yield group
             group, held = [], 0
         group.append(key)
@@ -116,6 +117,26 @@ def object_groups(keys: Iterable[str], sizes: Mapping[str, int]) -> Iterator[lis
             group, held = [], 0
     if group:
         yield group
+
+
+def decoding_groups(fetched_groups: Iterable[list[_Fetched]]) -> Iterator[list[_Fetched]]:
+    """The fetched groups cut again by what decoding them will hold (``estimated_bytes``, from the headers).
+
+    A small file can decode large (a flat 12 MP PNG is 40 KB): the listed size that formed the group
+    says nothing about that. Each group decoded together holds at most ``GROUP_DECODED_BYTES``, and an
+    image estimated above that is decoded alone, so the decoding budget sees each large image by itself.
+    """
+    for fetched in fetched_groups:
+        group: list[_Fetched] = []
+        held = 0
+        for item in fetched:
+            if group and held + item.estimated_bytes > GROUP_DECODED_BYTES:
+                yield group
+                group, held = [], 0
+            group.append(item)
+            held += item.estimated_bytes
+        if group:
+            yield group
 
 
 def estimated_bytes(data: bytes, header: ImageHeader, fit: TileFit, tiles: TileConfig, image_size: int) -> int:
@@ -224,8 +245,9 @@ def score_images(
             too, and at least ``2 * decode_threads + 2``.
         max_in_flight_bytes: memory for images being decoded, tiled and scored (estimated from headers).
         object_sizes: the objects' sizes as listed (0 or missing: unknown). With them, fetched bytes not yet
-            taken for decoding stay within a quarter of ``max_in_flight_bytes`` (one object alone if larger);
-            without, only their number is bounded, which matters for uncompressed giants (an 80 MP TIFF is 320 MB).
+            taken for decoding stay within a quarter of ``max_in_flight_bytes`` (one group alone if larger), and
+            small objects travel in groups; without, only their number is bounded, which matters for uncompressed
+            giants (an 80 MP TIFF is 320 MB), and each object travels alone.
         decode_threads: threads decoding and tiling (default: 1 per 2 cores).
         batch_size: images per inference call (default: what suits the runtime).
         inference_copies: single-threaded copies of a LiteRT model scoring batches side by side (default: 1 per
@@ -291,12 +313,15 @@ def score_images(
         return [prepare(fetched, size, tiles, max_pixels) for fetched in group]
 
     sizes = object_sizes or {}
-    fetched = map_bounded(fetch_group, object_groups(keys, sizes), workers=workers, max_in_flight=max_in_flight,
+    # A short batch is spread over every fetching thread (20 objects from S3: 8 threads, not one group of 16).
+    most = min(GROUP_OBJECTS, max(1, -(-len(keys) // workers))) if isinstance(keys, Sized) else GROUP_OBJECTS
+    fetched = map_bounded(fetch_group, object_groups(keys, sizes, most), workers=workers, max_in_flight=max_in_flight,
                           max_in_flight_bytes=max_in_flight_bytes // 4 if sizes else None, thread_name_prefix="fetch",
                           size_of=lambda group: sum(sizes.get(key, 0) for key in group))  # fmt: skip
-    # Enough decoded images ahead to keep every decoding thread busy (with 2 fetching threads, 6 would not on 16 cores).
+    # Enough decoded groups ahead to keep every decoding thread busy (with 2 fetching threads, 6 would not on 16 cores).
     decode_ahead = max(max_in_flight, 2 * decode_threads + 2)
-    prepared_groups = map_bounded(prepare_group, fetched, workers=decode_threads, max_in_flight=decode_ahead,
+    prepared_groups = map_bounded(prepare_group, decoding_groups(fetched), workers=decode_threads,
+                                  max_in_flight=decode_ahead,
                                   max_in_flight_bytes=max_in_flight_bytes, thread_name_prefix="decode",
                                   size_of=lambda group: sum(item.estimated_bytes for item in group))  # fmt: skip
 

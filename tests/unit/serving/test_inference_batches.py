@@ -95,13 +95,44 @@ def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypa
 
 
 def test_small_objects_travel_in_groups_and_large_or_unknown_ones_alone(monkeypatch):
-    monkeypatch.setattr(inference, "GROUP_OBJECTS", 3)
     monkeypatch.setattr(inference, "GROUP_BYTES", 100)
     sizes = {"a": 10, "b": 10, "c": 10, "d": 10, "big": 101, "e": 60, "f": 50, "g": 40, "h": 100}
     keys = ["a", "b", "c", "d", "big", "e", "f", "unlisted", "g", "h"]
-    groups = list(inference.object_groups(keys, sizes))
+    groups = list(inference.object_groups(keys, sizes, most=3))
     assert groups == [["a", "b", "c"], ["d"], ["big"], ["e"], ["f"], ["unlisted"], ["g"], ["h"]]
     assert list(inference.object_groups(keys, {})) == [[key] for key in keys]  # nothing listed: one by one
+    assert list(inference.object_groups(keys[:4], sizes, most=2)) == [["a", "b"], ["c", "d"]]
+
+
+def test_a_group_is_decoded_in_parts_that_each_hold_at_most_the_group_budget(monkeypatch):
+    """Small files can decode large: the fetched group is cut by each image's estimated memory, a large one alone."""
+    monkeypatch.setattr(inference, "GROUP_DECODED_BYTES", 100)
+
+    def fetched(name: str, estimate: int) -> inference._Fetched:
+        return inference._Fetched(inference.ImageScore(key=name), estimated_bytes=estimate)
+
+    groups = [[fetched("a", 40), fetched("b", 60), fetched("c", 30), fetched("giant", 500), fetched("d", 10)],
+              [fetched("e", 10)]]  # fmt: skip
+    parts = [[item.score.key for item in part] for part in inference.decoding_groups(groups)]
+    assert parts == [["a", "b"], ["c"], ["giant"], ["d"], ["e"]]  # never across two fetched groups either
+
+
+def test_a_short_batch_is_spread_over_every_fetching_thread(model_dir):
+    """20 listed patches with 8 fetching threads: groups of 3, not one group of 16 fetched by one thread."""
+    card = load_scorer(model_dir).card
+    files = {f"{index:02d}.jpg": imagefiles.encode(Image.new("L", (card.tile_size,) * 2, index), "JPEG")
+             for index in range(20)}  # fmt: skip
+    threads: dict[str, int] = {}
+
+    def fetch(key: str) -> bytes:
+        threads[key] = threading.get_ident()
+        time.sleep(0.01)  # a network read: the other threads take the next groups meanwhile
+        return files[key]
+
+    sizes = {key: len(data) for key, data in files.items()}
+    scores = list(inference.score_images(list(files), fetch, load_scorer(model_dir), workers=8, object_sizes=sizes))
+    assert len(scores) == 20 and all(score.status == "ok" for score in scores)
+    assert len(set(threads.values())) >= 4
 
 
 def test_a_failure_inside_a_group_costs_only_its_own_row(model_dir):
@@ -111,7 +142,11 @@ def test_a_failure_inside_a_group_costs_only_its_own_row(model_dir):
              for index in range(12)}  # fmt: skip
     files["05.jpg"] = files["05.jpg"][:40]  # cut short: cannot be decoded
 
+    fetching_threads = set()
+
     def fetch(key: str) -> bytes:
+        fetching_threads.add(threading.get_ident())
+        time.sleep(0.005)  # objects fetched one by one would be spread over several of the 8 threads
         if key == "08.jpg":
             raise ConnectionError("connection reset")
         return files[key]
@@ -119,8 +154,12 @@ def test_a_failure_inside_a_group_costs_only_its_own_row(model_dir):
     scorer = load_scorer(model_dir)
     sizes = {key: len(data) for key, data in files.items()}
     assert len(list(inference.object_groups(sorted(files), sizes))) == 1
-    scores = {score.key: score for score in inference.score_images(sorted(files), fetch, scorer, object_sizes=sizes)}
+    scores = {
+        score.key: score
+        for score in inference.score_images(iter(sorted(files)), fetch, scorer, workers=8, object_sizes=sizes)
+    }
     assert sorted(scores) == sorted(files)
+    assert len(fetching_threads) == 1  # the twelve were fetched as one group
     failed = {key: score.error for key, score in scores.items() if score.status != "ok"}
     assert sorted(failed) == ["05.jpg", "08.jpg"]
     assert "connection reset" in failed["08.jpg"]

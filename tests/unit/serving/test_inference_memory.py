@@ -110,8 +110,12 @@ def owning_array(tile):
     return tile.base if isinstance(tile.base, np.ndarray) else tile
 
 
-def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch):
-    """Decoded pixels and tiles alive at once (tracked until their arrays are freed) never exceed the byte budget."""
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-by-one", "in-groups"])
+def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch, grouped):
+    """Decoded pixels and tiles alive at once (tracked until their arrays are freed) never exceed the byte budget.
+
+    In groups: the photos' files are small enough to be fetched as one group, but decoding them together
+    would hold all eight; they are decoded a few at a time, within the budget."""
     photos = {f"photo-{index}.jpg": imagefiles.jpeg(1500, 1200) for index in range(8)}
     lock = threading.Lock()
     live = {"bytes": 0, "peak": 0, "largest": 0}
@@ -151,11 +155,12 @@ def test_images_in_flight_stay_within_the_byte_budget(model_dir, monkeypatch):
     scorer = load_scorer(model_dir)
     estimate = inference.fetch_object("photo-0.jpg", photos.__getitem__, 64, TileConfig(), 10**8).estimated_bytes
     budget = 5 * estimate // 2
+    listed = {key: len(data) for key, data in photos.items()} if grouped else None
+    assert not grouped or max(map(len, inference.object_groups(photos, listed or {}, most=8))) >= 4
     scores = list(
-        inference.score_images(
-            photos, photos.__getitem__, scorer, workers=8, decode_threads=4, max_in_flight_bytes=budget
-        )
-    )
+        inference.score_images(photos, photos.__getitem__, scorer, workers=1 if grouped else 8, decode_threads=4,
+                               max_in_flight_bytes=budget, object_sizes=listed)
+    )  # fmt: skip
     assert sorted(score.key for score in scores) == sorted(photos)
     assert all(score.status == "ok" and score.tile_count == 63 for score in scores)
     assert 2 * live["largest"] <= budget < 3 * live["largest"]  # room for two photos, not three
