@@ -15,11 +15,12 @@ from PIL import Image, ImageEnhance, ImageFilter
 from crack_model.core import layout
 from crack_model.core.documents import quarantined_keys, read_outcome
 from crack_model.core.errors import CrackModelError
+from crack_model.core.tiling import TileConfig
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import FAILED, PASSED, PASSED_WITH_QUARANTINE
-from crack_model.quality.profile import ProfileConfig, profile_bytes, profile_labeled
+from crack_model.quality.profile import ProfileConfig, image_statistics, profile_bytes, profile_labeled
 from crack_model.quality.thresholds import ValidationThresholds, derive_thresholds
 from tests.imagefiles import encode, exif_rotated_jpeg, grayscale_png
 
@@ -129,16 +130,68 @@ def test_profile_reports_displayed_size_mode_and_orientation():
     assert (grey["format"], grey["mode"], grey["channels"], grey["decodable"]) == ("PNG", "L", 1, True)
 
 
-def test_large_jpeg_is_analysed_downscaled_but_reports_its_real_size():
-    """A 2000x1500 noisy photo keeps its size in the row, but its blur measure comes from a <= 512 px decode."""
+def mirrored_photo(patch: Path, width: int = 2270, height: int = 1816) -> Image.Image:
+    """A full-size photo of one real patch's surface at its own resolution: the patch mirrored to fill it,
+    so the texture runs on without a seam (a photo of concrete taken as the training patches were)."""
+    pixels = np.asarray(Image.open(patch).convert("RGB"))
+    row = np.concatenate([pixels, pixels[:, ::-1]] * (width // (2 * pixels.shape[1]) + 1), axis=1)
+    full = np.concatenate([row, row[::-1]] * (height // (2 * pixels.shape[0]) + 1), axis=0)
+    return Image.fromarray(np.ascontiguousarray(full[:height, :width]))
+
+
+@pytest.fixture(scope="module")
+def sharp_crack_patches(real_files) -> list[Path]:
+    """Real crack patches whose surface, measured whole at 512 px on a full-size photo, read as "noisy"."""
+    chosen = []
+    for path in real_files["Positive"]:
+        shrunk = mirrored_photo(path).convert("L").resize((512, 410), Image.Resampling.BILINEAR)
+        if image_statistics(np.asarray(shrunk))["blur"] > ValidationThresholds().blur_max:
+            chosen.append(path)
+        if len(chosen) == 4:
+            return chosen
+    raise AssertionError("no real crack patch reads above blur_max on a shrunk full-size photo")
+
+
+def test_full_size_photos_are_measured_at_the_scale_of_the_tiles(sharp_crack_patches):
+    """Contrast and blur of a full-size photo are those of its tiles, as the bounds (derived on 227-px patches)
+    expect: measured whole at 512 px, these crack photos read 2.5-20x sharper and were quarantined as noisy,
+    and the same photos out of focus read as sharp as an ordinary patch."""
+    for path in sharp_crack_patches:
+        patch = profile_bytes("patch.jpg", path.read_bytes())
+        photo = mirrored_photo(path)
+        sharp = profile_bytes("photo.jpg", encode(photo, "JPEG", quality=92))
+        assert (sharp["width"], sharp["height"]) == (2270, 1816)
+        assert sharp["blur"] == pytest.approx(patch["blur"], rel=0.3), path.name
+        assert sharp["contrast"] == pytest.approx(patch["contrast"], rel=0.15), path.name
+        assert sharp["blur"] <= ValidationThresholds().blur_max
+        blurred = profile_bytes("blurred.jpg", encode(photo.filter(ImageFilter.GaussianBlur(4)), "JPEG", quality=92))
+        assert blurred["blur"] < ValidationThresholds().blur_min, path.name  # out of focus, as it is
+
+
+def test_full_size_crack_photos_pass_the_incoming_suite(tmp_path, sharp_crack_patches):
+    """A batch of sharp full-size crack photos is scored, not quarantined; the same photos out of focus are not."""
+    sharp = {f"crack-{path.stem}.jpg": encode(mirrored_photo(path), "JPEG", quality=92) for path in sharp_crack_patches}
+    blurred = {f"blurred-{path.stem}.jpg": encode(mirrored_photo(path).filter(ImageFilter.GaussianBlur(4)), "JPEG",
+                                                  quality=92) for path in sharp_crack_patches}  # fmt: skip
+    store = write_batch(tmp_path, "photos", sharp | blurred)
+    outcome = validate_batch(store, "photos", "incoming", thresholds=ValidationThresholds(max_bad_fraction=0.6))
+    assert outcome.outcome == PASSED_WITH_QUARANTINE, outcome.reasons
+    assert sorted(key.rsplit("/", 1)[-1] for key in quarantined_keys(store, "photos")) == sorted(blurred)
+
+
+def test_statistics_of_a_photo_shrunk_for_the_tile_budget_come_from_the_shrunk_photo():
+    """A photo over the tile budget is measured at the size scoring tiles it at; pixel noise averages away there.
+    Brightness comes from the whole photo at most ``analysis_side`` a side, whatever that is."""
     rng = np.random.default_rng(0)
     pixels = np.clip(150 + rng.normal(0, 20, (1500, 2000, 3)), 0, 255).astype(np.uint8)
     data = encode(Image.fromarray(pixels), "JPEG", quality=90)
-    reduced = profile_bytes("big.jpg", data, ProfileConfig(analysis_side=512))
-    full = profile_bytes("big.jpg", data, ProfileConfig(analysis_side=4000))
-    assert (reduced["width"], reduced["height"]) == (full["width"], full["height"]) == (2000, 1500)
-    assert reduced["brightness"] == pytest.approx(full["brightness"], abs=1)
-    assert reduced["blur"] < full["blur"] / 10  # downscaling averages the pixel noise away
+    full = profile_bytes("big.jpg", data)
+    shrunk = profile_bytes("big.jpg", data, ProfileConfig(tiles=TileConfig(max_tiles=4)))
+    small_analysis = profile_bytes("big.jpg", data, ProfileConfig(analysis_side=64))
+    assert (shrunk["width"], shrunk["height"]) == (full["width"], full["height"]) == (2000, 1500)
+    assert shrunk["blur"] < full["blur"] / 10
+    assert small_analysis["blur"] == full["blur"] and small_analysis["contrast"] == full["contrast"]
+    assert small_analysis["brightness"] == pytest.approx(full["brightness"], abs=1)
 
 
 def test_labeled_profile_takes_labels_from_class_folders(tmp_path, real_files):
