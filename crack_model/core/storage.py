@@ -25,7 +25,8 @@ def fetch_threads(store: ObjectStore) -> int:
     """Threads worth fetching a batch's objects with, by default.
 
     A local folder answers in tens of microseconds: more threads only take turns at the GIL (8 cost
-    ~0.14 ms of CPU more per 227-px patch than 2, in thread switches; ``bench/results/pipeline-overhead.md``).
+    ~0.14 ms of CPU more per 227-px patch than 2, in thread switches;
+    ``bench/results/pipeline-overhead-fetch-threads.md``).
     Two, not one, so that a network mount or a cold disk still has a read waiting while another is
     served. Object storage answers in milliseconds: 8 keep the decoder fed.
     """

@@ -12,8 +12,10 @@ Contrast and blur are measured where the model looks: on tile-size windows (up t
 them at, and the median over the windows is the image's. Their bounds come from 227-px patches
 at full resolution, and both measures change with scale: the same concrete texture measured on
 a whole 4032x3024 photo shrunk to 512 px reads 2.5 to 20 times sharper, enough to quarantine
-full-size photos of cracks as "noisy". Brightness and the clipped shares do not depend on scale
-and are measured on the whole image at most ``analysis_side`` a side.
+full-size photos of cracks as "noisy". Brightness and the clipped shares barely depend on scale
+and are measured on the whole image at most ``analysis_side`` a side. (Training shrinks a large
+image whole to the model's input instead of tiling it; the labeled pools here are patches, one
+window each, where both agree.)
 
 Speed and memory: objects are fetched (and their headers read) on a thread pool, at most
 ``2 * workers`` ahead, and decoded on ``decode_threads`` threads (Pillow and hashlib release the
@@ -68,6 +70,8 @@ SATURATED_LEVEL = 250
 DARK_LEVEL = 5
 # Tile-size windows contrast and blur are measured on (their median is the image's).
 SHARPNESS_WINDOWS = 32
+# JPEG modes libjpeg decodes straight to grey when asked (``draft("L", ...)``); CMYK is converted by Pillow.
+GREY_DECODED_MODES = ("RGB", "L")
 LABELED_PREFIX = "labeled"
 
 Fetch = Callable[[str], bytes]
@@ -139,8 +143,12 @@ def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) ->
         target = fit.scaled if fit.scaled != fit.original else None
         # As _decode_gray will decode it: a big JPEG at a reduced scale (imaging.DEFAULT_MAX_PIXELS).
         check_pixels(header.stored_width, header.stored_height, config.max_pixels, decoded=header.decoded_size(target))
-        # The decoded image, then at most an RGB and a grey copy of it (see _decode_gray).
-        estimated = len(data) + header.decoded_bytes(target) + 5 * header.decoded_pixels(target)
+        pixels = header.decoded_pixels(target)
+        if header.format in DRAFT_FORMATS and header.mode in GREY_DECODED_MODES:
+            # Decoded straight to grey (1 byte a pixel), then its array and at most a resized copy.
+            estimated = len(data) + 3 * pixels
+        else:  # the decoded image, then at most an RGB and a grey copy of it (see _decode_gray)
+            estimated = len(data) + header.decoded_bytes(target) + 5 * pixels
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
         if isinstance(error, FormatNotAcceptedError):
@@ -200,12 +208,12 @@ def window_statistics(gray: np.ndarray, tiles: TileConfig) -> dict[str, float]:
     height, width = gray.shape
     boxes = tile_boxes(width, height, tiles)
     count = min(SHARPNESS_WINDOWS, len(boxes))
-    windows = [gray[top:bottom, left:right].astype(np.float32) for left, top, right, bottom in
-               (boxes[index * len(boxes) // count] for index in range(count))]  # fmt: skip
-    return {
-        "contrast": float(np.median([window.std() for window in windows])),
-        "blur": float(np.median([laplacian_variance(window) for window in windows])),
-    }
+    contrasts, blurs = [], []
+    for left, top, right, bottom in (boxes[index * len(boxes) // count] for index in range(count)):
+        window = gray[top:bottom, left:right].astype(np.float32)  # one at a time: ~0.2 MB, not 32 of them
+        contrasts.append(float(window.std()))
+        blurs.append(laplacian_variance(window))
+    return {"contrast": float(np.median(contrasts)), "blur": float(np.median(blurs))}
 
 
 def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
@@ -215,10 +223,12 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
     """
     image = open_lazy(data, max_pixels=config.max_pixels)
     with decode_errors():
-        scaled = fit_to_tile_budget(*image.size, config.tiles).scaled  # the stored size: the fit is symmetric
+        stored = image.size
+        scaled = fit_to_tile_budget(*stored, config.tiles).scaled  # the stored size: the fit is symmetric
         if image.format in DRAFT_FORMATS:
             # Straight to grey (libjpeg skips the colour planes), at 1/2, 1/4 or 1/8 scale when scoring shrinks it.
             image.draft("L", scaled)
+            check_pixels(*stored, config.max_pixels, decoded=image.size)  # as open_image: checked, not assumed
         image.load()
         gray = _to_grey(image)
         if gray.size != scaled:

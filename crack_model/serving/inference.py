@@ -119,18 +119,18 @@ def object_groups(keys: Iterable[str], sizes: Mapping[str, int], most: int = GRO
         yield group
 
 
-def decoding_groups(fetched_groups: Iterable[list[_Fetched]]) -> Iterator[list[_Fetched]]:
+def decoding_groups(fetched_groups: Iterable[list[_Fetched]], limit: int) -> Iterator[list[_Fetched]]:
     """The fetched groups cut again by what decoding them will hold (``estimated_bytes``, from the headers).
 
     A small file can decode large (a flat 12 MP PNG is 40 KB): the listed size that formed the group
-    says nothing about that. Each group decoded together holds at most ``GROUP_DECODED_BYTES``, and an
-    image estimated above that is decoded alone, so the decoding budget sees each large image by itself.
+    says nothing about that. Each group decoded together holds at most ``limit``, and an image
+    estimated above that is decoded alone, so the decoding budget sees each large image by itself.
     """
     for fetched in fetched_groups:
         group: list[_Fetched] = []
         held = 0
         for item in fetched:
-            if group and held + item.estimated_bytes > GROUP_DECODED_BYTES:
+            if group and held + item.estimated_bytes > limit:
                 yield group
                 group, held = [], 0
             group.append(item)
@@ -310,17 +310,22 @@ def score_images(
         return [fetch_object(key, fetch, size, tiles, max_pixels) for key in group]
 
     def prepare_group(group: list[_Fetched]) -> list[_Prepared]:
-        return [prepare(fetched, size, tiles, max_pixels) for fetched in group]
+        prepared = []
+        for fetched in group:
+            prepared.append(prepare(fetched, size, tiles, max_pixels))
+            fetched.data, fetched.opened = b"", None  # decoded: its bytes must not live on with its group
+        return prepared
 
     sizes = object_sizes or {}
-    # A short batch is spread over every fetching thread (20 objects from S3: 8 threads, not one group of 16).
-    most = min(GROUP_OBJECTS, max(1, -(-len(keys) // workers))) if isinstance(keys, Sized) else GROUP_OBJECTS
+    # A short batch is spread over every fetching thread (20 objects from S3: 10 groups of 2, not one of 16).
+    most = min(GROUP_OBJECTS, max(1, len(keys) // max(1, workers))) if isinstance(keys, Sized) else GROUP_OBJECTS
     fetched = map_bounded(fetch_group, object_groups(keys, sizes, most), workers=workers, max_in_flight=max_in_flight,
                           max_in_flight_bytes=max_in_flight_bytes // 4 if sizes else None, thread_name_prefix="fetch",
                           size_of=lambda group: sum(sizes.get(key, 0) for key in group))  # fmt: skip
     # Enough decoded groups ahead to keep every decoding thread busy (with 2 fetching threads, 6 would not on 16 cores).
     decode_ahead = max(max_in_flight, 2 * decode_threads + 2)
-    prepared_groups = map_bounded(prepare_group, decoding_groups(fetched), workers=decode_threads,
+    parts = decoding_groups(fetched, min(GROUP_DECODED_BYTES, max_in_flight_bytes))
+    prepared_groups = map_bounded(prepare_group, parts, workers=decode_threads,
                                   max_in_flight=decode_ahead,
                                   max_in_flight_bytes=max_in_flight_bytes, thread_name_prefix="decode",
                                   size_of=lambda group: sum(item.estimated_bytes for item in group))  # fmt: skip

@@ -104,21 +104,20 @@ def test_small_objects_travel_in_groups_and_large_or_unknown_ones_alone(monkeypa
     assert list(inference.object_groups(keys[:4], sizes, most=2)) == [["a", "b"], ["c", "d"]]
 
 
-def test_a_group_is_decoded_in_parts_that_each_hold_at_most_the_group_budget(monkeypatch):
+def test_a_group_is_decoded_in_parts_that_each_hold_at_most_the_group_budget():
     """Small files can decode large: the fetched group is cut by each image's estimated memory, a large one alone."""
-    monkeypatch.setattr(inference, "GROUP_DECODED_BYTES", 100)
 
     def fetched(name: str, estimate: int) -> inference._Fetched:
         return inference._Fetched(inference.ImageScore(key=name), estimated_bytes=estimate)
 
     groups = [[fetched("a", 40), fetched("b", 60), fetched("c", 30), fetched("giant", 500), fetched("d", 10)],
               [fetched("e", 10)]]  # fmt: skip
-    parts = [[item.score.key for item in part] for part in inference.decoding_groups(groups)]
+    parts = [[item.score.key for item in part] for part in inference.decoding_groups(groups, 100)]
     assert parts == [["a", "b"], ["c"], ["giant"], ["d"], ["e"]]  # never across two fetched groups either
 
 
 def test_a_short_batch_is_spread_over_every_fetching_thread(model_dir):
-    """20 listed patches with 8 fetching threads: groups of 3, not one group of 16 fetched by one thread."""
+    """20 listed patches with 8 fetching threads: groups of 2, not one group of 16 fetched by one thread."""
     card = load_scorer(model_dir).card
     files = {f"{index:02d}.jpg": imagefiles.encode(Image.new("L", (card.tile_size,) * 2, index), "JPEG")
              for index in range(20)}  # fmt: skip
