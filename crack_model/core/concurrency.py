@@ -70,3 +70,21 @@ def map_bounded(
 def _take(pending: deque[tuple[Future[Result], int]]) -> Result:
     """The oldest result, leaving no reference to it behind: once the consumer drops it, its memory is free."""
     return pending.popleft()[0].result()
+
+
+def consecutive_runs(
+    items: Iterable[Item], size_of: Callable[[Item], int], limit: int, most: int | None = None
+) -> Iterator[list[Item]]:
+    """The items in order, in runs of at most ``most`` whose sizes add up to at most ``limit``; an item
+    larger than ``limit`` is a run of its own."""
+    run: list[Item] = []
+    held = 0
+    for item in items:
+        size = size_of(item)
+        if run and ((most is not None and len(run) >= most) or held + size > limit):
+            yield run
+            run, held = [], 0
+        run.append(item)
+        held += size
+    if run:
+        yield run

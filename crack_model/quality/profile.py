@@ -168,7 +168,7 @@ def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
         return row
     try:
         gray = _decode_gray(inspected.data, config)
-        row.update(image_statistics(_within(gray, config.analysis_side)))
+        row.update(exposure_statistics(_within(gray, config.analysis_side)))
         row.update(window_statistics(gray, config.tiles))
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
@@ -184,11 +184,14 @@ def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
 def image_statistics(gray: np.ndarray) -> dict[str, float]:
     """Brightness, contrast, blur and clipping of a 2-D uint8 grey image, measured on the whole of it."""
     pixels = gray.astype(np.float32)
+    return {**exposure_statistics(gray), "contrast": float(pixels.std()), "blur": laplacian_variance(pixels)}
+
+
+def exposure_statistics(gray: np.ndarray) -> dict[str, float]:
+    """Brightness (mean grey) and the shares of blown-out and crushed-black pixels of a 2-D uint8 grey image."""
     count = gray.size
     return {
-        "brightness": float(pixels.mean()),
-        "contrast": float(pixels.std()),
-        "blur": laplacian_variance(pixels),
+        "brightness": float(gray.mean(dtype=np.float64)),
         "saturated_fraction": float(np.count_nonzero(gray >= SATURATED_LEVEL) / count),
         "dark_fraction": float(np.count_nonzero(gray <= DARK_LEVEL) / count),
     }

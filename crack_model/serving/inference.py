@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from crack_model.core.concurrency import map_bounded
+from crack_model.core.concurrency import consecutive_runs, map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
 from crack_model.core.jpeg_fast import decode_clean_jpeg
@@ -103,20 +103,12 @@ def object_groups(keys: Iterable[str], sizes: Mapping[str, int], most: int = GRO
     0.35 ms of CPU to read, decode and tile, and handing it from thread to thread alone (a future,
     a wake-up at each end) cost about as much again. An object of unknown or larger size goes alone.
     """
-    group: list[str] = []
-    held = 0
-    for key in keys:
-        listed = sizes.get(key, 0)
-        if group and (len(group) >= most or held + listed > GROUP_BYTES or not 0 < listed <= GROUP_BYTES):
-            yield group
-            group, held = [], 0
-        group.append(key)
-        held += listed
-        if not 0 < listed <= GROUP_BYTES:
-            yield group
-            group, held = [], 0
-    if group:
-        yield group
+
+    def listed(key: str) -> int:
+        size = sizes.get(key, 0)
+        return size if size > 0 else GROUP_BYTES + 1  # unknown: counted as too large to share a group
+
+    return consecutive_runs(keys, listed, GROUP_BYTES, most)
 
 
 def decoding_groups(fetched_groups: Iterable[list[_Fetched]], limit: int) -> Iterator[list[_Fetched]]:
@@ -127,16 +119,7 @@ def decoding_groups(fetched_groups: Iterable[list[_Fetched]], limit: int) -> Ite
     estimated above that is decoded alone, so the decoding budget sees each large image by itself.
     """
     for fetched in fetched_groups:
-        group: list[_Fetched] = []
-        held = 0
-        for item in fetched:
-            if group and held + item.estimated_bytes > limit:
-                yield group
-                group, held = [], 0
-            group.append(item)
-            held += item.estimated_bytes
-        if group:
-            yield group
+        yield from consecutive_runs(fetched, lambda item: item.estimated_bytes, limit)
 
 
 def estimated_bytes(data: bytes, header: ImageHeader, fit: TileFit, tiles: TileConfig, image_size: int) -> int:

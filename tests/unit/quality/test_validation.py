@@ -108,14 +108,14 @@ def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch):
     """Whatever goes wrong while profiling one object ends as its row's reason; the next object is profiled."""
     from crack_model.quality import profile
 
-    real = profile.image_statistics
+    real = profile.window_statistics
 
-    def failing(gray):
+    def failing(gray, tiles):
         if gray.shape == (30, 40):
             raise KeyError("boom")
-        return real(gray)
+        return real(gray, tiles)
 
-    monkeypatch.setattr(profile, "image_statistics", failing)
+    monkeypatch.setattr(profile, "window_statistics", failing)
     odd = profile_bytes("odd.png", encode(Image.new("L", (40, 30), 90), "PNG"))
     fine = profile_bytes("fine.png", grayscale_png())
     assert not odd["decodable"] and "unexpected KeyError" in odd["decode_error"], odd
