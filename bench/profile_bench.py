@@ -4,6 +4,7 @@
 script it builds a local batch from the real METU sample and measures it:
 
     .venv/bin/python bench/profile_bench.py [--images 2000] [--workers 8]
+    .venv/bin/python bench/profile_bench.py --photo-cpu    # CPU to profile one 12 MP JPEG
 
 The one-time cost of importing Great Expectations and creating its context (about 3 s per
 process) is paid before the clock starts; a worker process pays it once, not per batch.
@@ -75,13 +76,38 @@ def build_batch(data: Path, root: Path, images: int, batch_id: str = "bench") ->
         (target / f"{index:06d}-{source.name}").write_bytes(data_bytes)
 
 
+def photo_cpu_ms(repeats: int = 7) -> float:
+    """Median CPU milliseconds to profile one 4032x3024 JPEG (quality 90, a seeded texture), in this thread."""
+    import io
+    import statistics
+
+    import numpy as np
+    from PIL import Image
+
+    from crack_model.quality.profile import ProfileConfig, profile_bytes
+
+    texture = np.random.default_rng(1).integers(60, 200, (378, 504, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(texture).resize((4032, 3024), Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=90)
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        profile_bytes("photo.jpg", buffer.getvalue(), ProfileConfig())
+        times.append(time.process_time() - started)
+    return round(statistics.median(times) * 1000, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labeled folder of real photos")
     parser.add_argument("--images", type=int, default=2000, help="images in the batch (default: 2000)")
     parser.add_argument("--workers", type=int, default=8, help="fetch/decode threads (default: 8)")
+    parser.add_argument("--photo-cpu", action="store_true", help="only the CPU to profile one 12 MP JPEG")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.photo_cpu:
+        print(f"profile_cpu_ms_per_12mp_jpeg={photo_cpu_ms()}")
+        return 0
     root = Path(tempfile.mkdtemp(prefix="profile-bench-"))
     try:
         build_batch(args.data, root, args.images)

@@ -44,6 +44,10 @@ ACCEPTED_SIGNATURES = (
     (0, b"GIF8", "GIF"),
 )
 TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
+# JPEG frame markers (SOFn) of arithmetic coding, and of Huffman coding (the JPEGs cameras write).
+ARITHMETIC_FRAMES = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+HUFFMAN_FRAMES = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7))
+START_OF_SCAN = 0xDA
 
 
 class FormatNotAcceptedError(ImageDecodeError):
@@ -73,6 +77,30 @@ def refusal(data: bytes) -> ImageDecodeError:
     if name in NOT_IMAGES:
         return FormatNotAcceptedError(f"not an image (a {name}): upload {ACCEPTED}", name)
     return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
+
+
+def arithmetic_jpeg_refusal(data: bytes) -> FormatNotAcceptedError | None:
+    """The error for a JPEG whose frame header says arithmetic coding, else None.
+
+    Pillow's libjpeg cannot decode arithmetic coding and simplejpeg's can, so validation and scoring
+    would disagree on such a file, as scoring's own paths would; no camera writes it. Walks the
+    header segments up to the frame header; anything it cannot follow is left to the decoders.
+    """
+    position = 2  # after SOI
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in ARITHMETIC_FRAMES:
+            return FormatNotAcceptedError(
+                "format arithmetic-coded JPEG is not accepted: re-save it as a standard (Huffman-coded) JPEG",
+                "arithmetic-coded JPEG",
+            )
+        if marker in HUFFMAN_FRAMES or marker == START_OF_SCAN:
+            return None
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
 
 
 def _signature(data: bytes, signatures: tuple[tuple[int, bytes, str], ...]) -> str | None:

@@ -29,7 +29,8 @@ from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.file_signatures import ACCEPTED, refusal
+from crack_model.core.file_signatures import ACCEPTED, arithmetic_jpeg_refusal, refusal
+from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
 # A 4032x3024 phone photo is 12 MP; 80 MP of decoded pixels leaves room for panoramas and stops
@@ -184,6 +185,8 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:
             raise refusal(data) from None
+    if image.format in DRAFT_FORMATS and (arithmetic := arithmetic_jpeg_refusal(data)) is not None:
+        raise arithmetic
     # A JPEG passes if its half-scale decode would (smaller ones are asked for where they suffice).
     reduced = 2 if image.format in DRAFT_FORMATS else 1
     check_pixels(
@@ -271,9 +274,12 @@ def open_image(
     decoded at the first reduction (1/2, 1/4, 1/8) within it.
 
     Raises:
-        ImageDecodeError: with a reason a person can act on.
+        ImageDecodeError: with a reason a person can act on (a JPEG whose picture libjpeg reports
+            partly lost among them: jpeg_damage.py).
     """
     image = opened.take() if opened is not None else open_lazy(data, max_pixels=max_pixels)
+    if image.format in DRAFT_FORMATS:
+        check_intact(data)  # Pillow would paint a damaged stretch grey without a word
     with decode_errors():
         orientation = opened.header.orientation if opened is not None else exif_orientation(image)
         stored = None if size is None else stored_size(size, orientation)

@@ -10,8 +10,9 @@ it. It is used only where it cannot change a result:
 * the header (read by Pillow first, as for every upload) says a JPEG in RGB or greyscale, scored at
   full size (no downscale, no padding: ``TileFit.changed`` is False); its EXIF orientation is applied
   as the same flips and rotations Pillow makes (most phone photos are stored turned, orientation 6);
-* ``strict=True``: whatever libjpeg warns about (a truncated file, corrupt data) fails here, and
-  the upload goes to Pillow, which decides whether it decodes and what its row says.
+* ``strict=True``: whatever libjpeg warns about fails here. A warning that part of the picture is
+  lost (jpeg_damage.py) refuses the upload, as Pillow's path would; any other goes to Pillow, which
+  decides whether it decodes and what its row says.
 
 Anything else returns None and the caller decodes with Pillow. Training decodes with Pillow;
 tests check that both give the same pixels on the real samples.
@@ -22,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import simplejpeg
 
 from crack_model.core.imaging import ImageHeader
+from crack_model.core.jpeg_damage import strict_decode
 
 # Pillow modes of JPEGs libjpeg turns into the same RGB as Pillow (greyscale: the grey in every band).
 FAST_MODES = ("RGB", "L")
@@ -43,13 +44,29 @@ UPRIGHT: dict[int | None, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def decode_clean_jpeg(data: bytes, header: ImageHeader) -> np.ndarray | None:
-    """The image's upright RGB pixels (height, width, 3), or None when Pillow must decode it."""
+    """The image's upright RGB pixels (height, width, 3), or None when Pillow must decode it.
+
+    Raises:
+        ImageDecodeError: libjpeg lost part of the picture (jpeg_damage.py).
+    """
     if header.format != "JPEG" or header.mode not in FAST_MODES or header.orientation not in UPRIGHT:
         return None
-    try:
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
-    except Exception:  # any doubt goes to Pillow, which gives the row its reason
-        return None
-    if pixels.shape != (header.stored_height, header.stored_width, 3):
+    pixels = strict_decode(data, colorspace="RGB")
+    if pixels is None or pixels.shape != (header.stored_height, header.stored_width, 3):
         return None
     return UPRIGHT[header.orientation](pixels)
+
+
+def decode_grey_jpeg(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """A JPEG's grey (luma) pixels (height, width) at ``size``, or None when Pillow must decode it.
+
+    ``size`` is what Pillow's ``draft("L", ...)`` set up for the same file (full, 1/2, 1/4 or 1/8
+    scale): libjpeg gives the same pixels either way. Validation's profile decodes with it, so a
+    damaged picture is refused there as in scoring without a second decode.
+
+    Raises:
+        ImageDecodeError: libjpeg lost part of the picture (jpeg_damage.py).
+    """
+    width, height = size
+    pixels = strict_decode(data, colorspace="GRAY", min_width=width, min_height=height)
+    return pixels[..., 0] if pixels is not None and pixels.shape == (height, width, 1) else None

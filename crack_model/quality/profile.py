@@ -49,6 +49,8 @@ from crack_model.core.imaging import (
     open_lazy,
     read_header,
 )
+from crack_model.core.jpeg_damage import check_intact
+from crack_model.core.jpeg_fast import decode_grey_jpeg
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.pixel_modes import to_8bit, to_rgb
 from crack_model.core.storage import open_store
@@ -232,6 +234,13 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
             # Straight to grey (libjpeg skips the colour planes), at 1/2, 1/4 or 1/8 scale when scoring shrinks it.
             image.draft("L", scaled)
             check_pixels(*stored, config.max_pixels, decoded=image.size)  # as open_image: checked, not assumed
+            # libjpeg through simplejpeg gives the pixels Pillow's decode would, and refuses a damaged picture
+            # as open_image does; a CMYK JPEG, or any doubt, is checked and left to Pillow.
+            grey = decode_grey_jpeg(data, image.size) if image.mode == "L" else None
+            if grey is None:
+                check_intact(data)
+            else:
+                image = Image.fromarray(grey)
         image.load()
         gray = _to_grey(image)
         if gray.size != scaled:

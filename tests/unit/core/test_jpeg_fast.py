@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from crack_model.core.errors import ImageDecodeError
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, read_header
 from crack_model.core.jpeg_fast import decode_clean_jpeg
 from crack_model.core.tiling import TileConfig
@@ -83,19 +84,18 @@ def test_turned_small_and_thin_jpegs_give_pillows_tiles(orientation, size, monke
     [
         (imagefiles.cmyk_jpeg, "CMYK: Pillow inverts Adobe CMYK, libjpeg does not convert it"),
         (imagefiles.grayscale_png, "not a JPEG"),
-        (imagefiles.truncated_jpeg, "libjpeg warns: Pillow decides"),
     ],
 )
 def test_doubtful_uploads_are_left_to_pillow(make, why, monkeypatch):
     data = make()
-    header = read_header(data) if make is not imagefiles.truncated_jpeg else read_header(data, max_pixels=None)
-    assert decode_clean_jpeg(data, header) is None, why
+    assert decode_clean_jpeg(data, read_header(data)) is None, why
     fast, pillow = tiles_of(data, monkeypatch, fast=True), tiles_of(data, monkeypatch, fast=False)
     assert (fast.score.status, fast.score.error) == (pillow.score.status, pillow.score.error)
 
 
 def test_a_jpeg_with_garbage_inside_is_left_to_pillow(monkeypatch):
-    """Corrupt entropy data that libjpeg only warns about: strict decoding refuses it, Pillow's row stands."""
+    """Corrupt entropy data that libjpeg reports only as "extraneous bytes" (as it does stray bytes cameras write):
+    strict decoding refuses it, Pillow's row stands (jpeg_damage.py refuses what libjpeg reports lost)."""
     data = bytearray(photo(300, 300))
     middle = len(data) // 2
     data[middle : middle + 64] = np.random.default_rng(3).integers(0, 255, 64, dtype=np.uint8).tobytes()
@@ -104,6 +104,16 @@ def test_a_jpeg_with_garbage_inside_is_left_to_pillow(monkeypatch):
     assert (fast.score.status, fast.score.error) == (pillow.score.status, pillow.score.error)
     if pillow.tiles is not None:
         np.testing.assert_array_equal(fast.tiles, pillow.tiles)
+
+
+def test_a_jpeg_cut_short_gets_the_same_error_row_on_both_paths(monkeypatch):
+    data = photo(300, 300)
+    data = data[: len(data) // 2]
+    with pytest.raises(ImageDecodeError, match="corrupt or truncated image: libjpeg reports"):
+        decode_clean_jpeg(data, read_header(data))
+    fast, pillow = tiles_of(data, monkeypatch, fast=True), tiles_of(data, monkeypatch, fast=False)
+    assert fast.score.status == pillow.score.status == "error"
+    assert fast.score.error == pillow.score.error
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (the real samples) is not beside the project")
