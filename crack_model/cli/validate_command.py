@@ -75,7 +75,9 @@ def add_validate_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--classes", help="training: comma-separated known classes (default: Negative,Positive)")
     parser.add_argument("--min-images-per-class", type=_count, help="training: images each class needs")
     parser.add_argument("--max-bad-fraction", type=_fraction, help="share of objects that may be quarantined")
-    parser.add_argument("--workers", type=int, default=8, help="fetch/decode threads (default: 8)")
+    parser.add_argument(
+        "--workers", type=int, help="fetch threads (default: 8 for S3, 2 for a folder, where more only contend)"
+    )
     parser.set_defaults(handler=run_validate)
     return parser
 

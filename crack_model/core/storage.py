@@ -20,6 +20,8 @@ from crack_model.core.local_store import LocalStore
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.s3_store import S3Store
 
+LOCAL_FETCH_THREADS, REMOTE_FETCH_THREADS = 2, 8
+
 
 def fetch_threads(store: ObjectStore) -> int:
     """Threads worth fetching a batch's objects with, by default.
@@ -30,7 +32,7 @@ def fetch_threads(store: ObjectStore) -> int:
     Two, not one, so that a network mount or a cold disk still has a read waiting while another is
     served. Object storage answers in milliseconds: 8 keep the decoder fed.
     """
-    return 2 if isinstance(store, LocalStore) else 8
+    return LOCAL_FETCH_THREADS if isinstance(store, LocalStore) else REMOTE_FETCH_THREADS
 
 
 def is_remote(uri: str) -> bool:

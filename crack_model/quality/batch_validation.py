@@ -92,7 +92,8 @@ def validate_batch(
     fetch = problem_aware_fetch(store.read, uploads)
     sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
     keys = [info.key for info in uploads]
-    profile = rows_to_frame(iter_profile_rows(keys, fetch, profile_config, object_sizes=sizes))
+    config = (profile_config or ProfileConfig()).for_store(store)
+    profile = rows_to_frame(iter_profile_rows(keys, fetch, config, object_sizes=sizes))
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,

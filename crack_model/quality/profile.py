@@ -31,7 +31,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,7 +53,7 @@ from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.jpeg_fast import decode_grey_jpeg
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.pixel_modes import to_8bit, to_rgb
-from crack_model.core.storage import open_store
+from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget, tile_boxes
 from crack_model.data.labeled import is_image_name
 
@@ -84,7 +84,8 @@ class ProfileConfig:
     """How objects are profiled.
 
     Attributes:
-        workers: fetch threads (I/O-bound on S3, so more than the cores helps).
+        workers: fetch threads; None: as many as the store is worth (``storage.fetch_threads``: 8 for
+            S3, where reads wait on the network, 2 for a folder, where more only take turns at the GIL).
         analysis_side: brightness and the clipped shares run on an image scaled to at most this many pixels a side.
         tiles: the tiles scoring cuts (size and budget): contrast and blur are measured on windows of that
             size, at the scale scoring cuts them at.
@@ -93,7 +94,7 @@ class ProfileConfig:
         decode_threads: threads decoding (default: one per core).
     """
 
-    workers: int = 8
+    workers: int | None = None
     analysis_side: int = 512
     tiles: TileConfig = field(default_factory=TileConfig)
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -101,10 +102,14 @@ class ProfileConfig:
     decode_threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise CrackModelError(f"profile workers must be at least 1, got {self.workers}")
         if self.analysis_side < 16:
             raise CrackModelError(f"analysis side must be at least 16 pixels, got {self.analysis_side}")
+
+    def for_store(self, store: ObjectStore) -> ProfileConfig:
+        """This config with its fetch threads set for ``store`` when they were left to it."""
+        return self if self.workers is not None else replace(self, workers=fetch_threads(store))
 
 
 def empty_row(key: str, label: str | None = None) -> dict[str, Any]:
@@ -234,8 +239,7 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
             # Straight to grey (libjpeg skips the colour planes), at 1/2, 1/4 or 1/8 scale when scoring shrinks it.
             image.draft("L", scaled)
             check_pixels(*stored, config.max_pixels, decoded=image.size)  # as open_image: checked, not assumed
-            # libjpeg through simplejpeg gives the pixels Pillow's decode would, and refuses a damaged picture
-            # as open_image does; a CMYK JPEG, or any doubt, is checked and left to Pillow.
+            # Pillow's pixels, through strict libjpeg: a damaged picture refused as in open_image (jpeg_damage.py).
             grey = decode_grey_jpeg(data, image.size) if image.mode == "L" else None
             if grey is None:
                 check_intact(data)
@@ -305,6 +309,7 @@ def iter_profile_rows(
     """
 
     config = config or ProfileConfig()
+    workers = config.workers or REMOTE_FETCH_THREADS  # no store to ask: as for S3
 
     def inspect(key: str) -> _Inspected:
         return _fetch_and_inspect(key, fetch, config, labels(key) if labels else None)
@@ -313,11 +318,11 @@ def iter_profile_rows(
         return _complete(inspected, config)
 
     sizes = object_sizes or {}
-    inspected = map_bounded(inspect, keys, workers=config.workers, thread_name_prefix="profile-fetch",
+    inspected = map_bounded(inspect, keys, workers=workers, thread_name_prefix="profile-fetch",
                             max_in_flight_bytes=config.max_in_flight_bytes // 4 if sizes else None,
                             size_of=lambda key: sizes.get(key, 0))  # fmt: skip
     yield from map_bounded(complete, inspected, workers=config.decode_threads or os.cpu_count() or 1,
-                           max_in_flight=2 * config.workers, max_in_flight_bytes=config.max_in_flight_bytes,
+                           max_in_flight=2 * workers, max_in_flight_bytes=config.max_in_flight_bytes,
                            size_of=lambda item: item.estimated_bytes, thread_name_prefix="profile-decode")  # fmt: skip
 
 
@@ -344,6 +349,7 @@ def profile_objects(
     object_sizes: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Profile the given keys of a store; one row per key, in the order given (``object_sizes``: as listed)."""
+    config = (config or ProfileConfig()).for_store(store)
     return rows_to_frame(iter_profile_rows(keys, store.read, config, labels, object_sizes))
 
 

@@ -564,3 +564,27 @@ def test_layout_keys_are_used_for_validation_files(tmp_path, real_files):
     store = write_batch(tmp_path, "k", real_objects(mixed(real_files, 20)))
     outcome = validate_batch(store, "k")
     assert outcome.files["outcome"] == str(tmp_path / layout.validation_key("k", "outcome.json"))
+
+
+def test_profiling_fetches_with_the_threads_the_store_is_worth(tmp_path, monkeypatch):
+    """2 fetching threads for a folder (more only take turns at the GIL), 8 for S3; an explicit count wins."""
+    from crack_model.core.local_store import LocalStore
+    from crack_model.core.storage import open_store
+    from crack_model.quality import profile
+
+    fetching: list[int] = []
+    real_map_bounded = profile.map_bounded
+
+    def spy(function, items, *, workers, thread_name_prefix="", **options):
+        if thread_name_prefix == "profile-fetch":
+            fetching.append(workers)
+        return real_map_bounded(function, items, workers=workers, thread_name_prefix=thread_name_prefix, **options)
+
+    monkeypatch.setattr(profile, "map_bounded", spy)
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/a.jpg", encode(Image.new("RGB", (64, 48), (90, 90, 90)), "JPEG"))
+    validate_batch(str(tmp_path), "b1")
+    validate_batch(str(tmp_path), "b1", profile_config=ProfileConfig(workers=5))
+    profile.profile_batch(str(tmp_path), "b1")
+    assert fetching == [2, 5, 2]
+    assert ProfileConfig().for_store(open_store("s3://bucket/pre/fix")).workers == 8
