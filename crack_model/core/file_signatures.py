@@ -47,7 +47,8 @@ TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 # JPEG frame markers (SOFn) of arithmetic coding, and of Huffman coding (the JPEGs cameras write).
 ARITHMETIC_FRAMES = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 HUFFMAN_FRAMES = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7))
-START_OF_SCAN = 0xDA
+SCAN_OR_IMAGE_END = frozenset((0xDA, 0xD8, 0xD9))  # SOS, SOI, EOI: no frame header before them
+STANDALONE_MARKERS = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM and RST0-7 have no length
 
 
 class FormatNotAcceptedError(ImageDecodeError):
@@ -84,22 +85,24 @@ def arithmetic_jpeg_refusal(data: bytes) -> FormatNotAcceptedError | None:
 
     Pillow's libjpeg cannot decode arithmetic coding and simplejpeg's can, so validation and scoring
     would disagree on such a file, as scoring's own paths would; no camera writes it. Walks the
-    header segments up to the frame header; anything it cannot follow is left to the decoders.
+    markers up to the frame header as libjpeg reads them (stray and fill bytes skipped, restart
+    markers without a length); anything it cannot follow is left to the decoders.
     """
     position = 2  # after SOI
-    while position + 4 <= len(data) and data[position] == 0xFF:
+    while (position := data.find(b"\xff", position)) != -1 and position + 2 <= len(data):
         marker = data[position + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            position += 1
+        if marker in (0xFF, 0x00) or marker in STANDALONE_MARKERS:  # a fill byte, a stuffed zero, RSTn or TEM
+            position += 1 if marker == 0xFF else 2
             continue
         if marker in ARITHMETIC_FRAMES:
             return FormatNotAcceptedError(
                 "format arithmetic-coded JPEG is not accepted: re-save it as a standard (Huffman-coded) JPEG",
                 "arithmetic-coded JPEG",
             )
-        if marker in HUFFMAN_FRAMES or marker == START_OF_SCAN:
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker in HUFFMAN_FRAMES or marker in SCAN_OR_IMAGE_END or length < 2:
             return None
-        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        position += 2 + length
     return None
 
 

@@ -265,20 +265,22 @@ def open_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     size: tuple[int, int] | None = None,
     opened: OpenedImage | None = None,
+    checked: bool = False,
 ) -> Image.Image:
     """Decode bytes into an upright 8-bit RGB Pillow image, resized to ``size`` (width, height as displayed).
 
     With ``size``, the image shrinks before it is converted or rotated, so the only full-size copy
     is the decoded one (and JPEGs are decoded at a reduced scale when ``size`` allows). Without,
     it keeps its size, except a JPEG too large to decode whole within ``max_pixels``: that one is
-    decoded at the first reduction (1/2, 1/4, 1/8) within it.
+    decoded at the first reduction (1/2, 1/4, 1/8) within it. ``checked``: a strict libjpeg decode of
+    these bytes already ran (jpeg_fast.py), so the damage check is not repeated.
 
     Raises:
         ImageDecodeError: with a reason a person can act on (a JPEG whose picture libjpeg reports
             partly lost among them: jpeg_damage.py).
     """
     image = opened.take() if opened is not None else open_lazy(data, max_pixels=max_pixels)
-    if image.format in DRAFT_FORMATS:
+    if image.format in DRAFT_FORMATS and not checked:
         check_intact(data)  # Pillow would paint a damaged stretch grey without a word
     with decode_errors():
         orientation = opened.header.orientation if opened is not None else exif_orientation(image)

@@ -43,13 +43,18 @@ UPRIGHT: dict[int | None, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def decodes_fast(header: ImageHeader) -> bool:
+    """Whether ``decode_clean_jpeg`` tries this file (a strict libjpeg decode: damage is then already checked)."""
+    return header.format == "JPEG" and header.mode in FAST_MODES and header.orientation in UPRIGHT
+
+
 def decode_clean_jpeg(data: bytes, header: ImageHeader) -> np.ndarray | None:
     """The image's upright RGB pixels (height, width, 3), or None when Pillow must decode it.
 
     Raises:
         ImageDecodeError: libjpeg lost part of the picture (jpeg_damage.py).
     """
-    if header.format != "JPEG" or header.mode not in FAST_MODES or header.orientation not in UPRIGHT:
+    if not decodes_fast(header):
         return None
     pixels = strict_decode(data, colorspace="RGB")
     if pixels is None or pixels.shape != (header.stored_height, header.stored_width, 3):

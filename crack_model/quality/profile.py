@@ -240,10 +240,9 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
             image.draft("L", scaled)
             check_pixels(*stored, config.max_pixels, decoded=image.size)  # as open_image: checked, not assumed
             # Pillow's pixels, through strict libjpeg: a damaged picture refused as in open_image (jpeg_damage.py).
-            grey = decode_grey_jpeg(data, image.size) if image.mode == "L" else None
-            if grey is None:
-                check_intact(data)
-            else:
+            if image.mode != "L":
+                check_intact(data)  # CMYK: Pillow decodes it, so libjpeg is asked first
+            elif (grey := decode_grey_jpeg(data, image.size)) is not None:
                 image = Image.fromarray(grey)
         image.load()
         gray = _to_grey(image)

@@ -26,7 +26,7 @@ import numpy as np
 from crack_model.core.concurrency import consecutive_runs, map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
-from crack_model.core.jpeg_fast import decode_clean_jpeg
+from crack_model.core.jpeg_fast import decode_clean_jpeg, decodes_fast
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import (
     Box,
@@ -169,7 +169,9 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
         # A clean JPEG tiled as it is skips Pillow (jpeg_fast.py); anything else, and any doubt, is Pillow's.
         header = None if fetched.opened is None else fetched.opened.header
         whole = header is not None and header.stored_width * header.stored_height <= max_pixels
-        decoded = decode_clean_jpeg(fetched.data, header) if whole and header and not fit.changed else None
+        # Tried on the fast path: a strict libjpeg decode, which has checked the file for damage (jpeg_damage.py).
+        tried = whole and header is not None and not fit.changed and decodes_fast(header)
+        decoded = decode_clean_jpeg(fetched.data, header) if header is not None and tried else None
         if decoded is not None:
             # A turned photo's pixels are a flipped or transposed view, whose tiles copy ~10x slower than
             # upright ones (0.6 ms against 0.05): it is made upright here, in a decoding thread, once
@@ -179,7 +181,9 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
             pixels: list[np.ndarray] | np.ndarray = tile_views(decoded, boxes, image_size)  # copied once: into a batch
         else:
             # Always the size the tiles were planned for: never open_image's own reduction of a JPEG over the limit.
-            image = open_image(fetched.data, max_pixels=max_pixels, size=fit.scaled, opened=fetched.opened)
+            image = open_image(
+                fetched.data, max_pixels=max_pixels, size=fit.scaled, opened=fetched.opened, checked=tried
+            )
             image = pad_to_fit(image, fit)
             boxes = tile_boxes(image.width, image.height, tiles)
             pixels = cut_tiles(image, boxes, image_size)

@@ -12,7 +12,9 @@ import pytest
 import simplejpeg
 from PIL import Image
 
+from crack_model.core import jpeg_damage
 from crack_model.core.errors import ImageDecodeError
+from crack_model.core.file_signatures import arithmetic_jpeg_refusal
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, open_image, read_header
 from crack_model.core.jpeg_damage import check_intact, lost_picture
 from crack_model.core.jpeg_fast import decode_clean_jpeg
@@ -63,7 +65,7 @@ def originals() -> dict[str, bytes]:
 def scored(data: bytes, monkeypatch: pytest.MonkeyPatch, *, fast: bool, tiles: TileConfig) -> inference.ImageScore:
     """The row scoring makes of one upload, on the fast JPEG path or on Pillow's."""
     if not fast:
-        monkeypatch.setattr(inference, "decode_clean_jpeg", lambda *_: None)
+        monkeypatch.setattr(inference, "decodes_fast", lambda _: False)
     fetched = inference.fetch_object("upload.jpg", lambda _: data, 224, tiles, DEFAULT_MAX_PIXELS)
     prepared = inference.prepare(fetched, 224, tiles, DEFAULT_MAX_PIXELS)
     monkeypatch.undo()
@@ -116,11 +118,12 @@ def test_stray_bytes_of_an_intact_jpeg_are_not_damage(where, marker, stray, monk
     assert scored(padded, monkeypatch, fast=True, tiles=TileConfig()).status == "ok"
 
 
-def test_an_arithmetic_coded_jpeg_is_refused_by_validation_and_scoring(monkeypatch):
+@pytest.mark.parametrize("before_the_frame", [b"", b"\xff\xd0", b"\x00\xff\xff"])  # a restart marker, stray bytes
+def test_an_arithmetic_coded_jpeg_is_refused_by_validation_and_scoring(before_the_frame, monkeypatch):
     """Pillow cannot decode arithmetic coding and simplejpeg can: refused from its header, the same everywhere."""
     data = photo(700, 500)
     frame = data.index(b"\xff\xc0")
-    arithmetic = data[:frame] + b"\xff\xc9" + data[frame + 2 :]  # the frame header of arithmetic coding
+    arithmetic = data[:frame] + before_the_frame + b"\xff\xc9" + data[frame + 2 :]  # arithmetic coding's frame
     with pytest.raises(ImageDecodeError, match="arithmetic-coded JPEG is not accepted"):
         open_image(arithmetic)
     row = profile_bytes("upload.jpg", arithmetic, ProfileConfig())
@@ -128,6 +131,19 @@ def test_an_arithmetic_coded_jpeg_is_refused_by_validation_and_scoring(monkeypat
     for fast, tiles in ((True, TileConfig()), (False, TileConfig(max_tiles=1))):
         score = scored(arithmetic, monkeypatch, fast=fast, tiles=tiles)
         assert score.status == "error" and "arithmetic-coded JPEG" in score.error
+
+
+def test_a_jpeg_with_stray_bytes_is_read_strictly_once(monkeypatch):
+    """libjpeg stops at the stray bytes' warning: asking it again about damage would only repeat the decode."""
+    padded = with_stray_bytes(photo(700, 500), rb"\xff\xd9", b"\x00" * 60)
+    calls = []
+    real_decode = jpeg_damage.simplejpeg.decode_jpeg
+    monkeypatch.setattr(jpeg_damage.simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(1) or real_decode(*a, **k))
+    assert profile_bytes("upload.jpg", padded, ProfileConfig())["decodable"]
+    assert len(calls) == 1
+    fetched = inference.fetch_object("upload.jpg", lambda _: padded, 224, TileConfig(), DEFAULT_MAX_PIXELS)
+    assert inference.prepare(fetched, 224, TileConfig(), DEFAULT_MAX_PIXELS).score.status == "ok"
+    assert len(calls) == 2
 
 
 def test_a_cmyk_jpeg_intact_passes_and_damaged_is_refused():
@@ -163,15 +179,26 @@ def test_which_libjpeg_warnings_mean_a_lost_picture(warning, lost):
     assert (lost_picture(ValueError(warning)) is not None) == lost
 
 
-@pytest.mark.parametrize("max_tiles", [512, 40, 4, 1])  # full size, resized after a full, 1/2 and 1/4 decode
+@pytest.mark.parametrize("max_tiles", [512, 120, 30, 12, 1])  # full size; resized after a full, 1/2, 1/4, 1/8 decode
 def test_the_profiles_grey_decode_of_a_jpeg_is_pillows(max_tiles):
     """Validation decodes JPEGs to grey with libjpeg strict (to see damage): the pixels Pillow gave, at every scale."""
-    data = photo(1401, 999)
+    data = photo(3001, 1999)
     config = ProfileConfig(tiles=TileConfig(max_tiles=max_tiles))
-    scaled = fit_to_tile_budget(1401, 999, config.tiles).scaled
+    scaled = fit_to_tile_budget(3001, 1999, config.tiles).scaled
     image = Image.open(io.BytesIO(data))
     image.draft("L", scaled)
     expected = image.convert("L")
     if expected.size != scaled:
         expected = expected.resize(scaled, Image.Resampling.BILINEAR)
     np.testing.assert_array_equal(profile._decode_gray(data, config), np.asarray(expected))
+
+
+def test_the_arithmetic_check_reads_markers_as_libjpeg_does():
+    """Bytes inside a segment are not markers; a broken walk gives no refusal (the decoders decide), never a hang."""
+    exif_full_of_frames = b"\xff\xe1" + (2 + 8).to_bytes(2, "big") + b"\xff\xc9" * 4
+    intact = photo(64, 48)
+    assert arithmetic_jpeg_refusal(intact[:2] + exif_full_of_frames + intact[2:]) is None
+    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\x00\x00\xff\xc9") is None  # a segment length below 2
+    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\xff\xf0") is None  # a length past the end
+    assert arithmetic_jpeg_refusal(b"\xff\xd8" + bytes(1_000_000)) is None  # no marker at all
+    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xd7\xff\xff\xff\xc9\x00\x11") is not None

@@ -23,7 +23,7 @@ TILES = TileConfig(tile_size=227)
 def tiles_of(data: bytes, monkeypatch: pytest.MonkeyPatch, *, fast: bool) -> inference._Prepared:
     """What scoring prepares for one upload, with the fast path allowed or not."""
     if not fast:
-        monkeypatch.setattr(inference, "decode_clean_jpeg", lambda *_: None)
+        monkeypatch.setattr(inference, "decodes_fast", lambda _: False)
     fetched = inference.fetch_object("upload.jpg", lambda _: data, 224, TILES, DEFAULT_MAX_PIXELS)
     prepared = inference.prepare(fetched, 224, TILES, DEFAULT_MAX_PIXELS)
     monkeypatch.undo()

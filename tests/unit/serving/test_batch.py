@@ -414,7 +414,7 @@ def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, mo
         return [tile[:-1] for tile in tiles] if image.height == 47 else tiles
 
     monkeypatch.setattr(inference, "cut_tiles", cut_badly)
-    monkeypatch.setattr(inference, "decode_clean_jpeg", lambda data, header: None)  # every image through Pillow
+    monkeypatch.setattr(inference, "decodes_fast", lambda header: False)  # every image through Pillow
     score_batch(str(tmp_path), "b1", model_dir)
 
     rows = {row["key"]: row for row in read_predictions(store)}
