@@ -16,7 +16,7 @@ parent it was forked from):
 
 Scoring is ``score_shard`` as the nightly run calls it (tile scores kept, no overlay drawn, default
 workers and budget);
-profiling is ``profile_batch`` with the default ``ProfileConfig`` (8 workers).
+profiling is ``profile_batch`` with the default ``ProfileConfig`` (fetch threads by store: 2 for a folder).
 """
 
 from __future__ import annotations

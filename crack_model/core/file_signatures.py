@@ -49,6 +49,7 @@ ARITHMETIC_FRAMES = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 HUFFMAN_FRAMES = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7))
 SCAN_OR_IMAGE_END = frozenset((0xDA, 0xD8, 0xD9))  # SOS, SOI, EOI: no frame header before them
 STANDALONE_MARKERS = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM and RST0-7 have no length
+SKIPPED_WHEN_SHORT = frozenset((*range(0xE0, 0xF0), 0xFE))  # APPn and COM of length 0 or 1: libjpeg reads on
 
 
 class FormatNotAcceptedError(ImageDecodeError):
@@ -100,9 +101,11 @@ def arithmetic_jpeg_refusal(data: bytes) -> FormatNotAcceptedError | None:
                 "arithmetic-coded JPEG",
             )
         length = int.from_bytes(data[position + 2 : position + 4], "big")
-        if marker in HUFFMAN_FRAMES or marker in SCAN_OR_IMAGE_END or length < 2:
+        if marker in HUFFMAN_FRAMES or marker in SCAN_OR_IMAGE_END:
             return None
-        position += 2 + length
+        if length < 2 and marker not in SKIPPED_WHEN_SHORT:
+            return None  # libjpeg stops at such a marker: the decoders say why
+        position += 2 + max(length, 2)
     return None
 
 

@@ -300,8 +300,8 @@ def iter_profile_rows(
 ) -> Iterator[dict[str, Any]]:
     """Yield one profile row per key, in order.
 
-    ``workers`` threads fetch and read headers, at most ``2 * workers`` objects ahead; decoding runs
-    on ``decode_threads`` threads while the estimated memory of the images being decoded stays
+    ``workers`` threads fetch and read headers; ``decode_threads`` decode, with up to twice as many
+    objects (or ``2 * workers``) fetched ahead, while the estimated memory of the images being decoded stays
     within ``max_in_flight_bytes`` (an image larger than that is decoded alone). With
     ``object_sizes`` (as listed; 0 or missing: unknown), fetched bytes not yet taken for decoding
     stay within a quarter of that budget; without, only their number is bounded.
@@ -320,8 +320,9 @@ def iter_profile_rows(
     inspected = map_bounded(inspect, keys, workers=workers, thread_name_prefix="profile-fetch",
                             max_in_flight_bytes=config.max_in_flight_bytes // 4 if sizes else None,
                             size_of=lambda key: sizes.get(key, 0))  # fmt: skip
-    yield from map_bounded(complete, inspected, workers=config.decode_threads or os.cpu_count() or 1,
-                           max_in_flight=2 * workers, max_in_flight_bytes=config.max_in_flight_bytes,
+    decoders = config.decode_threads or os.cpu_count() or 1
+    yield from map_bounded(complete, inspected, workers=decoders,
+                           max_in_flight=2 * max(workers, decoders), max_in_flight_bytes=config.max_in_flight_bytes,
                            size_of=lambda item: item.estimated_bytes, thread_name_prefix="profile-decode")  # fmt: skip
 
 

@@ -198,7 +198,8 @@ def test_the_arithmetic_check_reads_markers_as_libjpeg_does():
     exif_full_of_frames = b"\xff\xe1" + (2 + 8).to_bytes(2, "big") + b"\xff\xc9" * 4
     intact = photo(64, 48)
     assert arithmetic_jpeg_refusal(intact[:2] + exif_full_of_frames + intact[2:]) is None
-    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\x00\x00\xff\xc9") is None  # a segment length below 2
+    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\x00\x00\xff\xc9") is not None  # libjpeg reads past an empty APP0
+    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xdb\x00\x01\xff\xc9") is None  # ...not past a short DQT
     assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\xff\xf0") is None  # a length past the end
     assert arithmetic_jpeg_refusal(b"\xff\xd8" + bytes(1_000_000)) is None  # no marker at all
     assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xd7\xff\xff\xff\xc9\x00\x11") is not None

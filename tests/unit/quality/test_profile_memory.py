@@ -99,3 +99,22 @@ def test_images_being_decoded_stay_within_the_byte_budget(monkeypatch):
     assert all(row["decodable"] for row in rows)
     assert 2 * live["largest"] <= budget < 3 * live["largest"]  # room for two images, not three
     assert live["peak"] <= budget
+
+
+def test_every_decoding_thread_gets_work_however_few_threads_fetch(monkeypatch):
+    """2 fetching threads (a folder's default) must not cap decoding at 4 images at once on a many-core host."""
+    import threading
+
+    decoders = 6
+    all_decoding = threading.Barrier(decoders, timeout=30)  # breaks, failing the rows, if fewer run at once
+    real_complete = profile._complete
+
+    def complete(inspected, config):
+        all_decoding.wait()
+        return real_complete(inspected, config)
+
+    monkeypatch.setattr(profile, "_complete", complete)
+    keys = [f"k{index}.jpg" for index in range(decoders)]
+    config = ProfileConfig(workers=2, decode_threads=decoders)
+    rows = list(iter_profile_rows(keys, lambda key: imagefiles.jpeg(), config))
+    assert [row["decodable"] for row in rows] == [True] * decoders
