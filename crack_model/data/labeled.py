@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
-from crack_model.core.imaging import decode_to_array, difference_hash, open_image
+from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
 from crack_model.core.storage import read_uri
 
 if TYPE_CHECKING:
@@ -37,13 +37,19 @@ SPLIT_NAMES = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class LabeledImage:
-    """One labeled image; ``slice`` is the folder right below its class folder (a site, a surface)."""
+    """One labeled image; ``slice`` is the folder right below its class folder (a site, a surface).
+
+    ``width`` and ``height`` (as displayed, 0 when not read) tell training whether scoring would cut
+    the image into tiles (training/photo_tiles.py).
+    """
 
     uri: str
     label: str
     sha256: str = ""
     perceptual_hash: str = ""
     slice: str = NO_SLICE
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,15 +138,18 @@ def list_labeled(source: str | Path, class_names: Sequence[str]) -> list[Labeled
 
 
 def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
-    """Add the content hash and perceptual hash; decode failures come back as Unreadable."""
+    """Add the content hash, perceptual hash and size; decode failures come back as Unreadable."""
     try:
         data = read_uri(image.uri)
-        decoded = open_image(data)
+        opened = open_header(data)
+        decoded = open_image(data, opened=opened)
     except ImageDecodeError as error:
         return Unreadable(image.uri, str(error))
     except (CrackModelError, OSError) as error:
         return Unreadable(image.uri, f"cannot read: {error}")
-    return replace(image, sha256=hashlib.sha256(data).hexdigest(), perceptual_hash=difference_hash(decoded))
+    header = opened.header
+    return replace(image, sha256=hashlib.sha256(data).hexdigest(), perceptual_hash=difference_hash(decoded),
+                   width=header.width, height=header.height)  # fmt: skip
 
 
 def fingerprint_all(

@@ -26,6 +26,7 @@ from crack_model.training.features import fit_head_on_features, predict_from_fea
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
 from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
+from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
 from crack_model.training.seams import seam_examples
 
@@ -82,7 +83,6 @@ def train(
     split.csv, checkpoints/best.keras, tensorboard/, and PNGs (examples, augmentation,
     training curves, confusion matrix).
     """
-    import keras
 
     data_config = data_config or DataConfig()
     model_config = model_config or ModelConfig()
@@ -109,137 +109,191 @@ def train(
     classifier = build_classifier(data_config, model_config)
     augmentation = build_augmentation(model_config, seed=data_config.seed) if model_config.augment else None
     training_model = build_training_model(classifier, augmentation)
-    # Seam examples live only while the model fits (seams.py); the manifest and the exports see the real split.
-    with tempfile.TemporaryDirectory(prefix="crack-seams-") as seams_folder:
-        fit_images = split.train + seam_examples(
-            split.train, train_config.seam_share, TileConfig().tile_size, Path(seams_folder),
-            crack_class=data_config.crack_class, seed=data_config.seed,
+    crack_class, crack_index = data_config.crack_class, data_config.crack_index
+
+    def fit(fit_images: list[LabeledImage], validation: list[LabeledImage], *, fine_tune: bool) -> dict[str, Any]:
+        return fit_classifier(classifier, training_model, fit_images, validation, data_config, model_config,
+                              train_config, output_dir, feature_cache_dir=feature_cache_dir, verbose=verbose,
+                              augmented_views=augmented_views, fine_tune=fine_tune)  # fmt: skip
+
+    def predict_tiles(tiles: np.ndarray) -> np.ndarray:
+        return np.asarray(classifier.predict_on_batch(tiles.astype(np.float32)))
+
+    # Seam examples and photo tiles live only in this folder (seams.py, photo_tiles.py); split.csv has the real split.
+    with tempfile.TemporaryDirectory(prefix="crack-training-") as scratch:
+        photos = PhotoTiles(Path(scratch) / "tiles", TileConfig(), data_config.image_size, data_config.crack_class)
+        crack_patches = [image for image in split.train if image.label == crack_class and not photos.is_photo(image)]
+        seams = seam_examples(
+            crack_patches + [image for image in photos.examples(split.train) if image.label != crack_class],
+            train_config.seam_share, TileConfig().tile_size, Path(scratch) / "seams",
+            crack_class=crack_class, seed=data_config.seed,
         )  # fmt: skip
-        crack_class, crack_weight = data_config.crack_class, train_config.crack_weight
-        train_weights = balance_weights(fit_images, train_config.slice_balance, crack_class=crack_class,
-                                        crack_weight=crack_weight)  # fmt: skip
-        validation_weights = balance_weights(split.validation, train_config.slice_balance, crack_class=crack_class,
-                                             crack_weight=crack_weight)  # fmt: skip
-        log.info("share of the training loss per class/slice: %s", cell_shares(fit_images, train_weights))
-        train_data = make_dataset(fit_images, data_config, shuffle=True, weights=train_weights)
-        validation_data = make_dataset(split.validation, data_config, weights=validation_weights)
+        history: dict[str, list[float]] = {}
+        crack_photos = photos.crack_photos(split.train + split.validation)
+        if crack_photos:  # which tiles of a crack photo show its crack: a first fit tells (photo_tiles.py)
+            history = fit(photos.examples(split.train) + seams, photos.examples(split.validation), fine_tune=False)
+            photos.choose(crack_photos, predict_tiles, crack_index, train_config.default_threshold)
+        calibration, validation_examples = photos.examples(split.train), photos.examples(split.validation)
+        final = fit(calibration + seams, validation_examples, fine_tune=True)
+        history = {name: history.get(name, []) + values for name, values in final.items()}
 
-        checkpoint = output_dir / "checkpoints" / "best.keras"
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=True
-            ),
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
-            keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), update_freq="batch"),
-        ]
-        if feature_cache_dir is not None:
-            history = fit_head_on_features(
-                classifier, fit_images, split.validation, data_config, model_config, train_config,
-                Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
-                train_weights=train_weights, validation_weights=validation_weights,
-            )  # fmt: skip
-        else:
-            history = compile_and_fit(
-                training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
-                callbacks, verbose, data_config.crack_index, train_config.label_smoothing,
-            )  # fmt: skip
-        if train_config.fine_tune_layers > 0:
-            unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
-            log.info("fine-tuning %d base layers at learning rate %g", unfrozen, train_config.fine_tune_learning_rate)
-            fine = compile_and_fit(
-                training_model,
-                train_data,
-                validation_data,
-                train_config.fine_tune_epochs,
-                train_config.fine_tune_learning_rate,
-                callbacks,
-                verbose,
-                data_config.crack_index,
-                train_config.label_smoothing,
-            )
-            history = {name: history.get(name, []) + values for name, values in fine.items()}
+        model_path = output_dir / MODEL_NAME
+        classifier.save(model_path)
+        artifacts["model"] = model_path
+        artifacts["history"] = output_dir / "history.json"
+        artifacts["history"].write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+        for path in save_training_curves(history, output_dir):
+            artifacts[path.stem] = path
 
-    model_path = output_dir / MODEL_NAME
-    classifier.save(model_path)
-    artifacts["model"] = model_path
-    artifacts["history"] = output_dir / "history.json"
-    artifacts["history"].write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
-    for path in save_training_curves(history, output_dir):
-        artifacts[path.stem] = path
+        def probabilities_of(images: list[LabeledImage]) -> np.ndarray:
+            """Class probabilities per image; a photo's are its highest tile's, as scoring labels it."""
+            single = [index for index, image in enumerate(images) if not photos.is_photo(image)]
+            result = np.zeros((len(images), len(data_config.class_names)), np.float32)
+            if single and feature_cache_dir is not None and train_config.fine_tune_layers == 0:  # no base pass
+                result[single] = predict_from_features(classifier, [images[i] for i in single], data_config,
+                                                       model_config, Path(feature_cache_dir))  # fmt: skip
+            elif single:
+                result[single] = predict_probabilities(classifier, [images[i] for i in single], data_config)
+            for index in sorted(set(range(len(images))) - set(single)):
+                result[index] = photos.highest_tile(images[index], predict_tiles, crack_index)
+            return result
 
-    def probabilities_of(images: list[LabeledImage]) -> np.ndarray:
-        if feature_cache_dir is not None and train_config.fine_tune_layers == 0:  # same network, no base pass
-            return predict_from_features(classifier, images, data_config, model_config, Path(feature_cache_dir))
-        return predict_probabilities(classifier, images, data_config)
-
-    validation_probabilities = probabilities_of(split.validation)
-    is_crack = [image.label == data_config.crack_class for image in split.validation]
-    threshold, slice_thresholds = choose_slice_threshold(
-        is_crack,
-        validation_probabilities[:, data_config.crack_index],
-        [image.slice for image in split.validation],
-        train_config.target_recall,
-        ceiling=train_config.default_threshold,
-        min_slice_images=train_config.min_slice_images,
-    )
-    log.info("threshold %.4f (each validation slice alone would need %s)", threshold, slice_thresholds)
-    card = ModelCard(
-        version=new_version(model_path),
-        class_names=list(data_config.class_names),
-        crack_class=data_config.crack_class,
-        image_size=data_config.image_size,
-        threshold=threshold,
-        alpha=model_config.alpha,
-        base_weights=model_config.weights
-        if model_config.weights in ("imagenet", "none")
-        else Path(model_config.weights).name,
-        seed=data_config.seed,
-        target_recall=train_config.target_recall,
-        git_commit=git_commit(),
-    )
-    artifacts["card"] = card.save(output_dir)
-    config_record = {"data": asdict(data_config), "model": asdict(model_config), "train": asdict(train_config)}
-    artifacts["config"] = output_dir / "training_config.json"
-    artifacts["config"].write_text(json.dumps(config_record, indent=2, default=str) + "\n", encoding="utf-8")
-
-    def split_metrics(images: list[LabeledImage], probabilities: np.ndarray) -> dict[str, Any]:
-        labels = [image.label for image in images]
-        return compute_metrics(labels, probabilities, threshold=threshold, class_names=data_config.class_names,
-                               crack_class=data_config.crack_class)  # fmt: skip
-
-    metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold,
-                               "slice_thresholds": slice_thresholds}  # fmt: skip
-    metrics["validation"] = split_metrics(split.validation, validation_probabilities)
-    metrics["per_slice"] = {"validation": per_slice_metrics(split.validation, validation_probabilities, split_metrics)}
-    if split.test:
-        test_probabilities = probabilities_of(split.test)
-        metrics["test"] = split_metrics(split.test, test_probabilities)
-        metrics["test"]["misclassified"] = misclassified(split.test, test_probabilities, threshold=threshold,
-                                                         class_names=data_config.class_names,
-                                                         crack_class=data_config.crack_class)  # fmt: skip
-        metrics["per_slice"]["test"] = per_slice_metrics(split.test, test_probabilities, split_metrics)
-        matrix = metrics["test"]["confusion_matrix"]
-        artifacts["confusion_matrix"] = save_confusion_matrix(
-            matrix["rows_true_columns_predicted"],
-            matrix["labels"],
-            output_dir / "confusion_matrix.png",
-            title=f"Test split, threshold {threshold:.3f}",
+        validation_probabilities = probabilities_of(split.validation)
+        is_crack = [image.label == data_config.crack_class for image in split.validation]
+        threshold, slice_thresholds = choose_slice_threshold(
+            is_crack,
+            validation_probabilities[:, data_config.crack_index],
+            [image.slice for image in split.validation],
+            train_config.target_recall,
+            ceiling=train_config.default_threshold,
+            min_slice_images=train_config.min_slice_images,
         )
-    if export_runtimes:
-        checks = export_model(output_dir, split.train, split.validation)
-        metrics["runtime_agreement_on_validation"] = [check.as_dict() for check in checks]
+        log.info("threshold %.4f (each validation slice alone would need %s)", threshold, slice_thresholds)
+        card = ModelCard(
+            version=new_version(model_path),
+            class_names=list(data_config.class_names),
+            crack_class=data_config.crack_class,
+            image_size=data_config.image_size,
+            threshold=threshold,
+            alpha=model_config.alpha,
+            base_weights=model_config.weights
+            if model_config.weights in ("imagenet", "none")
+            else Path(model_config.weights).name,
+            seed=data_config.seed,
+            target_recall=train_config.target_recall,
+            git_commit=git_commit(),
+        )
+        artifacts["card"] = card.save(output_dir)
+        config_record = {"data": asdict(data_config), "model": asdict(model_config), "train": asdict(train_config)}
+        artifacts["config"] = output_dir / "training_config.json"
+        artifacts["config"].write_text(json.dumps(config_record, indent=2, default=str) + "\n", encoding="utf-8")
+
+        def split_metrics(images: list[LabeledImage], probabilities: np.ndarray) -> dict[str, Any]:
+            labels = [image.label for image in images]
+            return compute_metrics(labels, probabilities, threshold=threshold, class_names=data_config.class_names,
+                                   crack_class=data_config.crack_class)  # fmt: skip
+
+        metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold,
+                                   "slice_thresholds": slice_thresholds}  # fmt: skip
+        metrics["validation"] = split_metrics(split.validation, validation_probabilities)
+        metrics["per_slice"] = {
+            "validation": per_slice_metrics(split.validation, validation_probabilities, split_metrics)
+        }
+        if split.test:
+            test_probabilities = probabilities_of(split.test)
+            metrics["test"] = split_metrics(split.test, test_probabilities)
+            metrics["test"]["misclassified"] = misclassified(split.test, test_probabilities, threshold=threshold,
+                                                             class_names=data_config.class_names,
+                                                             crack_class=data_config.crack_class)  # fmt: skip
+            metrics["per_slice"]["test"] = per_slice_metrics(split.test, test_probabilities, split_metrics)
+            matrix = metrics["test"]["confusion_matrix"]
+            artifacts["confusion_matrix"] = save_confusion_matrix(
+                matrix["rows_true_columns_predicted"],
+                matrix["labels"],
+                output_dir / "confusion_matrix.png",
+                title=f"Test split, threshold {threshold:.3f}",
+            )
+        if export_runtimes:
+            checks = export_model(output_dir, calibration, validation_examples)
+            metrics["runtime_agreement_on_validation"] = [check.as_dict() for check in checks]
+            card = ModelCard.load(output_dir)
+            for check in checks:
+                artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
+        # Mosaics are built of patches: a photo is not pasted into one, shrunk to a tile.
+        patches = Split(*([image for image in part if not photos.is_photo(image)] for part in split.parts().values()))
+        metrics["photo_level"] = fit_photo_rule(output_dir, patches, photo_mosaics)
+        metrics["labeled_photos"] = {name: photos.record(part) for name, part in split.parts().items()}
         card = ModelCard.load(output_dir)
-        for check in checks:
-            artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
-    metrics["photo_level"] = fit_photo_rule(output_dir, split, photo_mosaics)
-    card = ModelCard.load(output_dir)
-    artifacts["metrics"] = output_dir / "metrics.json"
-    artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    if checkpoint.is_file():  # the best epoch's full classifier (with the feature cache too: see features.py)
-        artifacts["checkpoint"] = checkpoint
-    artifacts["tensorboard"] = output_dir / "tensorboard"
+        artifacts["metrics"] = output_dir / "metrics.json"
+        artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        checkpoint = output_dir / "checkpoints" / "best.keras"
+        if checkpoint.is_file():  # the best epoch's full classifier (with the feature cache too: see features.py)
+            artifacts["checkpoint"] = checkpoint
+        artifacts["tensorboard"] = output_dir / "tensorboard"
     return TrainingRun(output_dir, card, metrics, history, artifacts)
+
+
+def fit_classifier(
+    classifier: Any,
+    training_model: Any,
+    fit_images: list[LabeledImage],
+    validation: list[LabeledImage],
+    data_config: DataConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    output_dir: Path,
+    *,
+    feature_cache_dir: str | Path | None,
+    verbose: int,
+    augmented_views: int,
+    fine_tune: bool,
+) -> dict[str, list[float]]:
+    """Fit the classifier (its head on cached features, or the full network), then fine-tune if asked.
+
+    Each (class, slice) cell is weighted as ``train_config.slice_balance`` says; the best epoch by
+    validation loss is kept and saved to ``checkpoints/best.keras``.
+    """
+    import keras
+
+    crack_class, crack_weight = data_config.crack_class, train_config.crack_weight
+    train_weights = balance_weights(fit_images, train_config.slice_balance, crack_class=crack_class,
+                                    crack_weight=crack_weight)  # fmt: skip
+    validation_weights = balance_weights(validation, train_config.slice_balance, crack_class=crack_class,
+                                         crack_weight=crack_weight)  # fmt: skip
+    log.info("share of the training loss per class/slice: %s", cell_shares(fit_images, train_weights))
+    train_data = make_dataset(fit_images, data_config, shuffle=True, weights=train_weights)
+    validation_data = make_dataset(validation, data_config, weights=validation_weights)
+
+    checkpoint = output_dir / "checkpoints" / "best.keras"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_config.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True),
+        keras.callbacks.TensorBoard(log_dir=str(output_dir / "tensorboard"), update_freq="batch"),
+    ]
+    if feature_cache_dir is not None:
+        history = fit_head_on_features(
+            classifier, fit_images, validation, data_config, model_config, train_config,
+            Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
+            train_weights=train_weights, validation_weights=validation_weights,
+        )  # fmt: skip
+    else:
+        history = compile_and_fit(
+            training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
+            callbacks, verbose, data_config.crack_index, train_config.label_smoothing,
+        )  # fmt: skip
+    if fine_tune and train_config.fine_tune_layers > 0:
+        unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
+        log.info("fine-tuning %d base layers at learning rate %g", unfrozen, train_config.fine_tune_learning_rate)
+        fine = compile_and_fit(
+            training_model, train_data, validation_data, train_config.fine_tune_epochs,
+            train_config.fine_tune_learning_rate, callbacks, verbose, data_config.crack_index,
+            train_config.label_smoothing,
+        )  # fmt: skip
+        history = {name: history.get(name, []) + values for name, values in fine.items()}
+    return history
 
 
 def per_slice_metrics(images: list[LabeledImage], probabilities: np.ndarray, measure: Any) -> dict[str, Any]:

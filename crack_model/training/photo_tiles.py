@@ -1,0 +1,153 @@
+"""Labeled photos larger than one tile train as the tiles scoring cuts them into.
+
+Scoring cuts a photo larger than a tile into overlapping 227-px tiles at full resolution
+(core/tiling.py) and labels it by its tiles. Training used to shrink such a photo whole to the
+model's 224-px input, so a site that labels full-size photos trained at another scale than it is
+scored at: a 12 MP photo shrunk 18 times, its hairline cracks gone.
+
+Now such a photo trains as its tiles, cut as scoring cuts them (the same tile budget, padding and
+boxes) and written as PNG files to a folder the caller owns, as seam examples are:
+
+* A clean photo's tiles are all clean: up to ``SAMPLED_TILES`` of them, spread over the photo.
+* A crack photo's label says that some tile shows a crack, not which one (multiple-instance
+  learning). Training first fits with ``SAMPLED_TILES`` of its tiles labeled crack, then scores all
+  of its tiles with that model and fits again with only the highest: the highest tile, and up to
+  ``CHOSEN_TILES`` at or above the tile threshold. This is top-instance selection, as in weakly
+  supervised whole-slide pathology (Campanella et al., Nature Medicine 2019). The other tiles stay
+  out: some may show a crack's faint end, which must not be learned as clean.
+* In validation and test, a photo is scored as scoring labels it: by its highest tile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from crack_model.core.imaging import open_image
+from crack_model.core.storage import read_uri
+from crack_model.core.tiling import Box, TileConfig, cut_tiles, fit_to_tile_budget, pad_to_fit, tile_boxes, tile_count
+from crack_model.data.labeled import LabeledImage
+
+log = logging.getLogger(__name__)
+
+# Tiles of one photo that train before any is chosen (all of a clean photo's, ever).
+SAMPLED_TILES = 16
+# A crack photo trains as at most this many of its tiles.
+CHOSEN_TILES = 4
+# Tiles scored at once while choosing (224-px tiles: about 150 KB each).
+SCORING_BATCH = 64
+
+# uint8 tiles (n, size, size, 3) -> class probabilities (n, classes)
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def is_photo(image: LabeledImage, tiles: TileConfig) -> bool:
+    """Whether scoring cuts this image into more than one tile (False when its size was not read)."""
+    if image.width <= 0 or image.height <= 0:
+        return False
+    return tile_count(*fit_to_tile_budget(image.width, image.height, tiles).padded, tiles) > 1
+
+
+def spread(count: int, wanted: int) -> list[int]:
+    """Up to ``wanted`` indices of ``range(count)``, evenly spread over it."""
+    if count <= wanted:
+        return list(range(count))
+    return sorted({int(index) for index in np.linspace(0, count - 1, wanted).round()})
+
+
+class PhotoTiles:
+    """The tiles of labeled photos as training examples, written to ``folder`` (see the module's doc)."""
+
+    def __init__(self, folder: Path, tiles: TileConfig, image_size: int, crack_class: str) -> None:
+        self.folder, self.tiles, self.image_size, self.crack_class = folder, tiles, image_size, crack_class
+        self._sampled: dict[str, list[LabeledImage]] = {}
+        self._chosen: dict[str, list[LabeledImage]] = {}
+
+    def is_photo(self, image: LabeledImage) -> bool:
+        return is_photo(image, self.tiles)
+
+    def crack_photos(self, images: Sequence[LabeledImage]) -> list[LabeledImage]:
+        return [image for image in images if image.label == self.crack_class and self.is_photo(image)]
+
+    def examples(self, images: Sequence[LabeledImage]) -> list[LabeledImage]:
+        """What ``images`` train as: a patch as itself, a photo as its sampled tiles (a crack photo:
+        its chosen tiles, once ``choose`` has run)."""
+        result: list[LabeledImage] = []
+        for image in images:
+            if not self.is_photo(image):
+                result.append(image)
+            elif image.uri in self._chosen:
+                result.extend(self._chosen[image.uri])
+            else:
+                result.extend(self.sampled(image))
+        return result
+
+    def sampled(self, photo: LabeledImage) -> list[LabeledImage]:
+        if photo.uri not in self._sampled:
+            picture, boxes = self._cut(photo)
+            self._sampled[photo.uri] = [
+                self._write(photo, picture, boxes[i]) for i in spread(len(boxes), SAMPLED_TILES)
+            ]
+        return self._sampled[photo.uri]
+
+    def choose(self, photos: Sequence[LabeledImage], predict: Predict, crack_index: int, threshold: float) -> None:
+        """Score every tile of each crack photo with ``predict`` and keep its highest as its crack examples."""
+        for photo in photos:
+            picture, boxes = self._cut(photo)
+            crack = self._probabilities(picture, boxes, predict)[:, crack_index]
+            order = np.argsort(-crack, kind="stable")
+            picks = [int(i) for i in order[:CHOSEN_TILES] if crack[i] >= threshold] or [int(order[0])]
+            self._chosen[photo.uri] = [self._write(photo, picture, boxes[i]) for i in picks]
+        if photos:
+            chosen = [len(self._chosen[photo.uri]) for photo in photos]
+            log.info("crack photos: %d, trained as their %d highest tiles (1 to %d each)",
+                     len(photos), sum(chosen), max(chosen))  # fmt: skip
+
+    def highest_tile(self, photo: LabeledImage, predict: Predict, crack_index: int) -> np.ndarray:
+        """The class probabilities of the photo's tile most likely a crack: how scoring labels a photo."""
+        picture, boxes = self._cut(photo)
+        probabilities = self._probabilities(picture, boxes, predict)
+        return np.asarray(probabilities[int(np.argmax(probabilities[:, crack_index]))])
+
+    def record(self, images: Sequence[LabeledImage]) -> dict[str, int]:
+        """How many of ``images`` are photos, and as how many tiles they trained (for metrics.json)."""
+        photos = [image for image in images if self.is_photo(image)]
+        cracks = self.crack_photos(photos)
+        return {
+            "photos": len(photos),
+            "crack_photos": len(cracks),
+            "tiles_trained": sum(
+                len(self._chosen.get(photo.uri) or self._sampled.get(photo.uri, [])) for photo in photos
+            ),
+            "crack_tiles_chosen": sum(len(self._chosen.get(photo.uri, [])) for photo in cracks),
+        }
+
+    def _cut(self, photo: LabeledImage) -> tuple[Image.Image, list[Box]]:
+        """The photo at the size scoring tiles it at (inference.prepare), and its tile boxes."""
+        fit = fit_to_tile_budget(photo.width, photo.height, self.tiles)
+        picture = pad_to_fit(open_image(read_uri(photo.uri), size=fit.scaled), fit)
+        return picture, tile_boxes(picture.width, picture.height, self.tiles)
+
+    def _probabilities(self, picture: Image.Image, boxes: list[Box], predict: Predict) -> np.ndarray:
+        return np.concatenate([
+            predict(cut_tiles(picture, boxes[start : start + SCORING_BATCH], self.image_size))
+            for start in range(0, len(boxes), SCORING_BATCH)
+        ])  # fmt: skip
+
+    def _write(self, photo: LabeledImage, picture: Image.Image, box: Box) -> LabeledImage:
+        buffer = io.BytesIO()
+        tile = picture.crop(box)
+        tile.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"tile-{digest[:16]}.png"
+        path.write_bytes(data)
+        return LabeledImage(str(path), photo.label, sha256=digest, slice=photo.slice, width=tile.width,
+                            height=tile.height)  # fmt: skip

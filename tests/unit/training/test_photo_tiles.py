@@ -1,0 +1,143 @@
+"""Labeled photos train as the tiles scoring cuts them into; a crack photo as its highest tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from crack_model.core.imaging import decode_to_array
+from crack_model.core.storage import read_uri
+from crack_model.core.tiling import TileConfig, tile_count
+from crack_model.data.labeled import LabeledImage, fingerprint
+from crack_model.serving.inference import fetch_object, prepare
+from crack_model.training.photo_tiles import CHOSEN_TILES, SAMPLED_TILES, PhotoTiles, is_photo, spread
+
+SIZE = 64  # the model's input size in these tests
+TILES = TileConfig()
+
+
+def photo(path: Path, label: str, size: tuple[int, int], line_at: tuple[int, int] | None = None) -> LabeledImage:
+    """A grey gradient photo (every tile differs), with a dark line drawn around ``line_at`` if given."""
+    width, height = size
+    ramp = np.add.outer(np.arange(height) * 60 // height, np.arange(width) * 100 // width) + 80
+    image = Image.fromarray(np.repeat(ramp.astype(np.uint8)[..., None], 3, axis=2))
+    if line_at is not None:
+        x, y = line_at
+        ImageDraw.Draw(image).line((x - 60, y - 40, x + 60, y + 40), fill=(10, 10, 10), width=5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    found = fingerprint(LabeledImage(str(path), label, slice="site-c"))
+    assert isinstance(found, LabeledImage)
+    return found
+
+
+def darkness(tiles: np.ndarray) -> np.ndarray:
+    """A stand-in model: the darker a tile's darkest pixels, the likelier a crack."""
+    crack = 1 - tiles.reshape(len(tiles), -1).min(axis=1) / 255.0
+    return np.stack([1 - crack, crack], axis=1)
+
+
+def test_fingerprint_reads_the_size_as_displayed_and_only_images_scoring_tiles_are_photos(tmp_path):
+    big = photo(tmp_path / "big.png", "Negative", (1200, 800))
+    assert (big.width, big.height) == (1200, 800) and is_photo(big, TILES)
+    for size in ((227, 227), (227, 170), (280, 280)):  # one tile: a patch, trained whole as before
+        assert not is_photo(photo(tmp_path / f"{size}.png", "Negative", size), TILES)
+    assert not is_photo(LabeledImage("unread.png", "Negative"), TILES)  # size not read: as before
+
+
+def test_tiles_are_the_pixels_scoring_sees(tmp_path):
+    """Each training tile decodes to exactly the tile the serving core cuts at that place."""
+    image = photo(tmp_path / "in" / "wall.png", "Negative", (1000, 700))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive").sampled(image)
+    fetched = fetch_object(image.uri, read_uri, SIZE, TILES, max_pixels=10**8)
+    served = prepare(fetched, SIZE, TILES, max_pixels=10**8)
+    assert served.score.tile_count == tile_count(1000, 700, TILES) == 24 and len(tiles) == SAMPLED_TILES
+    assert served.tiles is not None
+    served_tiles = [np.asarray(pixels) for pixels in served.tiles]
+    for tile in tiles:
+        pixels = decode_to_array(read_uri(tile.uri), SIZE)
+        assert any(np.array_equal(pixels, other) for other in served_tiles), tile.uri
+        assert (tile.label, tile.slice, tile.width, tile.height) == ("Negative", "site-c", 227, 227)
+
+
+def test_a_large_photo_samples_tiles_spread_over_it(tmp_path):
+    image = photo(tmp_path / "in" / "large.png", "Negative", (2270, 1816))  # 154 tiles
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive").sampled(image)
+    assert len(tiles) == SAMPLED_TILES and len({tile.sha256 for tile in tiles}) == SAMPLED_TILES
+    assert spread(154, 16)[0] == 0 and spread(154, 16)[-1] == 153 and spread(5, 16) == [0, 1, 2, 3, 4]
+
+
+def test_a_crack_photo_trains_as_the_tiles_the_model_scores_highest(tmp_path):
+    cracked = photo(tmp_path / "in" / "cracked.png", "Positive", (1200, 800), line_at=(900, 600))
+    clean = photo(tmp_path / "in" / "clean.png", "Negative", (1200, 800))
+    patch = photo(tmp_path / "in" / "patch.png", "Positive", (227, 227))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
+    assert tiles.crack_photos([cracked, clean, patch]) == [cracked]
+    before = tiles.examples([cracked])
+    assert len(before) == SAMPLED_TILES  # before choosing: sampled, labeled crack
+
+    tiles.choose([cracked], darkness, crack_index=1, threshold=0.5)
+    chosen = tiles.examples([cracked])
+    assert 1 <= len(chosen) <= CHOSEN_TILES
+    for tile in chosen:  # every chosen tile shows the line: its darkest pixel is the line's
+        assert decode_to_array(read_uri(tile.uri), SIZE).min() < 40 and tile.label == "Positive"
+    assert tiles.examples([patch, clean])[0] == patch  # a patch is itself
+    assert all(tile.label == "Negative" for tile in tiles.examples([clean])[1:])
+    record = tiles.record([cracked, clean, patch])
+    assert record == {"photos": 2, "crack_photos": 1, "tiles_trained": len(chosen) + SAMPLED_TILES,
+                      "crack_tiles_chosen": len(chosen)}  # fmt: skip
+
+
+def test_a_crack_photo_keeps_its_highest_tile_even_when_none_reaches_the_threshold(tmp_path):
+    faint = photo(tmp_path / "in" / "faint.png", "Positive", (1200, 800))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
+    tiles.choose([faint], darkness, crack_index=1, threshold=0.99)
+    assert len(tiles.examples([faint])) == 1
+
+
+def test_a_photo_is_scored_by_its_highest_tile(tmp_path):
+    cracked = photo(tmp_path / "in" / "cracked.png", "Positive", (1200, 800), line_at=(300, 200))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
+    highest = tiles.highest_tile(cracked, darkness, crack_index=1)
+    assert highest[1] == pytest.approx(1 - 10 / 255, abs=0.05)  # the line's tile, not the mean of the tiles
+
+
+def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tmp_path):
+    """Photos in ``labeled/<class>/<slice>/`` train as tiles; split.csv and the metrics count photos."""
+    import csv
+
+    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+    from crack_model.data.synth import generate_dataset, synth_image
+    from crack_model.training.train import train
+
+    data = tmp_path / "pool"
+    generate_dataset(data, 20, size=64, seed=3)
+    rng = np.random.default_rng(0)
+    for label in ("Negative", "Positive"):
+        for index in range(4):
+            canvas = Image.new("RGB", (681, 454))
+            for cell in range(6):  # a 2 x 3 photo, one crack patch in a crack photo
+                crack = label == "Positive" and cell == index
+                canvas.paste(synth_image(rng, 227, crack=crack), ((cell % 3) * 227, (cell // 3) * 227))
+            (data / label / "site-c").mkdir(exist_ok=True)
+            canvas.save(data / label / "site-c" / f"photo-{index}.png")
+    configs = DataConfig(image_size=64, batch_size=16), ModelConfig(weights="none", alpha=0.35)
+    run = train(data, tmp_path / "model", *configs, TrainConfig(epochs=2, early_stopping_patience=5), verbose=0)
+
+    with open(run.output_dir / "split.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    photos = [row for row in rows if "/site-c/" in row["uri"]]
+    assert len(rows) == 48 and len(photos) == 8  # the photos themselves, no tile
+    in_train = [row for row in photos if row["split"] == "train"]
+    record = run.metrics["labeled_photos"]["train"]
+    cracks = sum(row["label"] == "Positive" for row in in_train)
+    assert record["photos"] == len(in_train) and record["crack_photos"] == cracks >= 1
+    assert cracks <= record["crack_tiles_chosen"] <= CHOSEN_TILES * cracks
+    per_clean_photo = min(SAMPLED_TILES, tile_count(681, 454, TILES))  # all 12 of its tiles
+    assert record["tiles_trained"] == per_clean_photo * (len(in_train) - cracks) + record["crack_tiles_chosen"]
+    assert run.metrics["labeled_photos"]["test"]["tiles_trained"] == 0  # scored by their highest tile, never trained on
+    assert len(run.history["loss"]) == 4  # the first fit, then the fit on the chosen tiles
+    assert run.metrics["test"]["images"] == sum(row["split"] == "test" for row in rows)
