@@ -4,7 +4,9 @@
 227-px cells): a clean photo is all clean patches, a crack photo has one crack patch in a random
 cell and says nothing of where (as a photo's label does). Training photos draw their clean patches
 (with reuse between photos, never within one) from 250 of site-b's 500 clean patches; the held-out
-photos and patches come from the rest, so no held-out image shares a patch with training.
+photos and patches come from the rest, so no held-out image shares a patch with training. (The
+pool's own validation and test photos do share patches with its training photos: judge a model
+by the held-out folders, not by its ``metrics.json``.)
 
     python -m bench.labeled_photos --lay-out build/labeled-photos [--photos 20] [--grid 4x5]
 

@@ -15,6 +15,9 @@ boxes) and written as PNG files to a folder the caller owns, as seam examples ar
   ``CHOSEN_TILES`` at or above the tile threshold. This is top-instance selection, as in weakly
   supervised whole-slide pathology (Campanella et al., Nature Medicine 2019). The other tiles stay
   out: some may show a crack's faint end, which must not be learned as clean.
+* In that second fit a clean photo also trains as its ``CHOSEN_TILES`` highest tiles, the ones the
+  first model took most for a crack (a joint, a stain, the edge of the member): a spread sample
+  mostly misses them, and they are where a photo's false alarm comes from.
 * In validation and test, a photo is scored as scoring labels it: by its highest tile.
 """
 
@@ -97,17 +100,27 @@ class PhotoTiles:
         return self._sampled[photo.uri]
 
     def choose(self, photos: Sequence[LabeledImage], predict: Predict, crack_index: int, threshold: float) -> None:
-        """Score every tile of each crack photo with ``predict`` and keep its highest as its crack examples."""
+        """Score every tile of each photo with ``predict``; a crack photo then trains as its highest tiles,
+        a clean one as its sampled tiles and its highest (``CHOSEN_TILES``: the tiles most like a crack)."""
+        counts = {True: [0, 0], False: [0, 0]}  # is crack -> [photos, tiles]
         for photo in photos:
             picture, boxes = self._cut(photo)
             crack = self._probabilities(picture, boxes, predict)[:, crack_index]
-            order = np.argsort(-crack, kind="stable")
-            picks = [int(i) for i in order[:CHOSEN_TILES] if crack[i] >= threshold] or [int(order[0])]
-            self._chosen[photo.uri] = [self._write(photo, picture, boxes[i]) for i in picks]
-        if photos:
-            chosen = [len(self._chosen[photo.uri]) for photo in photos]
-            log.info("crack photos: %d, trained as their %d highest tiles (1 to %d each)",
-                     len(photos), sum(chosen), max(chosen))  # fmt: skip
+            order = [int(i) for i in np.argsort(-crack, kind="stable")[:CHOSEN_TILES]]
+            is_crack = photo.label == self.crack_class
+            if is_crack:
+                picks = [i for i in order if crack[i] >= threshold] or order[:1]
+                chosen = [self._write(photo, picture, boxes[i]) for i in picks]
+            else:  # the hardest clean tiles (a joint, a stain, an edge), which a spread sample mostly misses
+                sampled = set(spread(len(boxes), SAMPLED_TILES))
+                chosen = self.sampled(photo) + [
+                    self._write(photo, picture, boxes[i]) for i in order if i not in sampled
+                ]
+            self._chosen[photo.uri] = chosen
+            counts[is_crack][0] += 1
+            counts[is_crack][1] += len(chosen)
+        log.info("labeled photos: %d with cracks, trained as their %d highest tiles; %d clean, as %d tiles "
+                 "(spread and highest)", *counts[True], *counts[False])  # fmt: skip
 
     def highest_tile(self, photo: LabeledImage, predict: Predict, crack_index: int) -> np.ndarray:
         """The class probabilities of the photo's tile most likely a crack: how scoring labels a photo."""

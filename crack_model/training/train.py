@@ -122,17 +122,15 @@ def train(
     # Seam examples and photo tiles live only in this folder (seams.py, photo_tiles.py); split.csv has the real split.
     with tempfile.TemporaryDirectory(prefix="crack-training-") as scratch:
         photos = PhotoTiles(Path(scratch) / "tiles", TileConfig(), data_config.image_size, data_config.crack_class)
-        crack_patches = [image for image in split.train if image.label == crack_class and not photos.is_photo(image)]
-        seams = seam_examples(
-            crack_patches + [image for image in photos.examples(split.train) if image.label != crack_class],
-            train_config.seam_share, TileConfig().tile_size, Path(scratch) / "seams",
-            crack_class=crack_class, seed=data_config.seed,
-        )  # fmt: skip
+        # Seams are cut across patches' borders; a photo's tiles already show its own.
+        patches = [image for image in split.train if not photos.is_photo(image)]
+        seams = seam_examples(patches, train_config.seam_share, TileConfig().tile_size, Path(scratch) / "seams",
+                              crack_class=crack_class, seed=data_config.seed)  # fmt: skip
         history: dict[str, list[float]] = {}
-        crack_photos = photos.crack_photos(split.train + split.validation)
-        if crack_photos:  # which tiles of a crack photo show its crack: a first fit tells (photo_tiles.py)
+        if photos.crack_photos(split.train):  # which tiles of a crack photo show its crack: a first fit tells
             history = fit(photos.examples(split.train) + seams, photos.examples(split.validation), fine_tune=False)
-            photos.choose(crack_photos, predict_tiles, crack_index, train_config.default_threshold)
+            labeled_photos = [image for image in split.train + split.validation if photos.is_photo(image)]
+            photos.choose(labeled_photos, predict_tiles, crack_index, train_config.default_threshold)
         calibration, validation_examples = photos.examples(split.train), photos.examples(split.validation)
         final = fit(calibration + seams, validation_examples, fine_tune=True)
         history = {name: history.get(name, []) + values for name, values in final.items()}
@@ -220,8 +218,10 @@ def train(
             for check in checks:
                 artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
         # Mosaics are built of patches: a photo is not pasted into one, shrunk to a tile.
-        patches = Split(*([image for image in part if not photos.is_photo(image)] for part in split.parts().values()))
-        metrics["photo_level"] = fit_photo_rule(output_dir, patches, photo_mosaics)
+        patch_split = Split(
+            *([image for image in part if not photos.is_photo(image)] for part in split.parts().values())
+        )
+        metrics["photo_level"] = fit_photo_rule(output_dir, patch_split, photo_mosaics)
         metrics["labeled_photos"] = {name: photos.record(part) for name, part in split.parts().items()}
         card = ModelCard.load(output_dir)
         artifacts["metrics"] = output_dir / "metrics.json"

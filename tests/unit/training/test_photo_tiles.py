@@ -48,19 +48,46 @@ def test_fingerprint_reads_the_size_as_displayed_and_only_images_scoring_tiles_a
     assert not is_photo(LabeledImage("unread.png", "Negative"), TILES)  # size not read: as before
 
 
-def test_tiles_are_the_pixels_scoring_sees(tmp_path):
+def rotated_jpeg(path: Path, size: tuple[int, int]) -> None:
+    """A JPEG stored sideways with EXIF orientation 6 (displayed turned a quarter)."""
+    width, height = size
+    ramp = np.add.outer(np.arange(width) * 90 // width, np.arange(height) * 120 // height) + 60
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.repeat(ramp.astype(np.uint8)[..., None], 3, axis=2)).save(path, exif=exif, quality=90)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "tiles"),
+    [
+        ("wall.png", (1000, 700), TILES),
+        ("turned.jpg", (700, 1000), TILES),  # EXIF-rotated: tiled as displayed
+        ("shrunk.png", (1600, 1200), TileConfig(max_tiles=20)),  # over the tile budget: shrunk first
+        ("strip.png", (3000, 120), TileConfig(max_tiles=8)),  # a thin strip: shrunk and padded to a tile
+        ("grey.png", (900, 600), TILES),  # not RGB
+    ],
+)
+def test_tiles_are_the_pixels_scoring_sees(tmp_path, name, size, tiles):
     """Each training tile decodes to exactly the tile the serving core cuts at that place."""
-    image = photo(tmp_path / "in" / "wall.png", "Negative", (1000, 700))
-    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive").sampled(image)
-    fetched = fetch_object(image.uri, read_uri, SIZE, TILES, max_pixels=10**8)
-    served = prepare(fetched, SIZE, TILES, max_pixels=10**8)
-    assert served.score.tile_count == tile_count(1000, 700, TILES) == 24 and len(tiles) == SAMPLED_TILES
-    assert served.tiles is not None
-    served_tiles = [np.asarray(pixels) for pixels in served.tiles]
-    for tile in tiles:
-        pixels = decode_to_array(read_uri(tile.uri), SIZE)
-        assert any(np.array_equal(pixels, other) for other in served_tiles), tile.uri
-        assert (tile.label, tile.slice, tile.width, tile.height) == ("Negative", "site-c", 227, 227)
+    path = tmp_path / "in" / name
+    path.parent.mkdir(parents=True)
+    if name == "turned.jpg":
+        rotated_jpeg(path, size)
+        image = fingerprint(LabeledImage(str(path), "Negative"))
+        assert isinstance(image, LabeledImage) and (image.width, image.height) == size  # stored 1000x700
+    else:
+        image = photo(path, "Negative", size)
+        if name == "grey.png":
+            Image.open(path).convert("L").save(path)
+            image = fingerprint(LabeledImage(str(path), "Negative", slice="site-c"))
+            assert isinstance(image, LabeledImage)
+    sampled = PhotoTiles(tmp_path / "tiles", tiles, SIZE, "Positive").sampled(image)
+    served = prepare(fetch_object(image.uri, read_uri, SIZE, tiles, max_pixels=10**8), SIZE, tiles, 10**8)
+    assert served.score.status == "ok" and served.tiles is not None
+    at = spread(served.score.tile_count, SAMPLED_TILES)
+    assert len(sampled) == len(at) > 1
+    for tile, index in zip(sampled, at, strict=True):
+        assert np.array_equal(decode_to_array(read_uri(tile.uri), SIZE), np.asarray(served.tiles[index])), index
 
 
 def test_a_large_photo_samples_tiles_spread_over_it(tmp_path):
@@ -92,10 +119,24 @@ def test_a_crack_photo_trains_as_the_tiles_the_model_scores_highest(tmp_path):
 
 
 def test_a_crack_photo_keeps_its_highest_tile_even_when_none_reaches_the_threshold(tmp_path):
-    faint = photo(tmp_path / "in" / "faint.png", "Positive", (1200, 800))
+    faint = photo(tmp_path / "in" / "faint.png", "Positive", (1200, 800), line_at=(900, 600))
     tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
-    tiles.choose([faint], darkness, crack_index=1, threshold=0.99)
-    assert len(tiles.examples([faint])) == 1
+    tiles.choose([faint], darkness, crack_index=1, threshold=0.999)
+    (kept,) = tiles.examples([faint])
+    assert decode_to_array(read_uri(kept.uri), SIZE).min() < 40  # the line's tile, not any tile
+
+
+def test_a_clean_photo_adds_its_tiles_most_like_a_crack_to_its_spread_sample(tmp_path):
+    """After the first fit a clean photo trains as its spread tiles and its hardest ones (a dark joint here)."""
+    joint = photo(tmp_path / "in" / "joint.png", "Negative", (2270, 1816), line_at=(1000, 900))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
+    spread_tiles = tiles.examples([joint])
+    assert len(spread_tiles) == SAMPLED_TILES
+    tiles.choose([joint], darkness, crack_index=1, threshold=0.5)
+    after = tiles.examples([joint])
+    assert after[:SAMPLED_TILES] == spread_tiles and SAMPLED_TILES < len(after) <= SAMPLED_TILES + CHOSEN_TILES
+    assert all(tile.label == "Negative" for tile in after)
+    assert decode_to_array(read_uri(after[SAMPLED_TILES].uri), SIZE).min() < 40  # the hardest shows the joint
 
 
 def test_a_photo_is_scored_by_its_highest_tile(tmp_path):
@@ -103,6 +144,7 @@ def test_a_photo_is_scored_by_its_highest_tile(tmp_path):
     tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
     highest = tiles.highest_tile(cracked, darkness, crack_index=1)
     assert highest[1] == pytest.approx(1 - 10 / 255, abs=0.05)  # the line's tile, not the mean of the tiles
+    assert highest[0] == pytest.approx(1 - highest[1])  # that tile's own row, not each column's highest
 
 
 def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tmp_path):
@@ -136,8 +178,10 @@ def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tm
     cracks = sum(row["label"] == "Positive" for row in in_train)
     assert record["photos"] == len(in_train) and record["crack_photos"] == cracks >= 1
     assert cracks <= record["crack_tiles_chosen"] <= CHOSEN_TILES * cracks
-    per_clean_photo = min(SAMPLED_TILES, tile_count(681, 454, TILES))  # all 12 of its tiles
+    per_clean_photo = min(SAMPLED_TILES, tile_count(681, 454, TILES))  # all 12 of its tiles, the hardest among them
     assert record["tiles_trained"] == per_clean_photo * (len(in_train) - cracks) + record["crack_tiles_chosen"]
+    validation = run.metrics["labeled_photos"]["validation"]  # chosen too: early stopping sees the same kind
+    assert validation["crack_photos"] >= 1 and validation["crack_tiles_chosen"] >= validation["crack_photos"]
     assert run.metrics["labeled_photos"]["test"]["tiles_trained"] == 0  # scored by their highest tile, never trained on
     assert len(run.history["loss"]) == 4  # the first fit, then the fit on the chosen tiles
     assert run.metrics["test"]["images"] == sum(row["split"] == "test" for row in rows)
