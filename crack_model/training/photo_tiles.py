@@ -28,6 +28,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,7 @@ from crack_model.core.imaging import open_image
 from crack_model.core.storage import read_uri
 from crack_model.core.tiling import Box, TileConfig, cut_tiles, fit_to_tile_budget, pad_to_fit, tile_boxes, tile_count
 from crack_model.data.labeled import LabeledImage
+from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class PhotoTiles:
         self.folder, self.tiles, self.image_size, self.crack_class = folder, tiles, image_size, crack_class
         self._sampled: dict[str, list[LabeledImage]] = {}
         self._chosen: dict[str, list[LabeledImage]] = {}
+        self._scored: dict[str, tuple[list[float], list[Box]]] = {}  # uri -> crack probability per tile, boxes
 
     def is_photo(self, image: LabeledImage) -> bool:
         return is_photo(image, self.tiles)
@@ -123,16 +126,21 @@ class PhotoTiles:
                  "(spread and highest)", *counts[True], *counts[False])  # fmt: skip
 
     def highest_tile(self, photo: LabeledImage, predict: Predict, crack_index: int) -> np.ndarray:
-        """The class probabilities of the photo's tile most likely a crack: how scoring labels a photo."""
+        """The class probabilities of the photo's tile most likely a crack: how scoring labels a photo.
+
+        The photo's tile scores are kept for ``record``'s photo-rule figures: call this with the final model.
+        """
         picture, boxes = self._cut(photo)
         probabilities = self._probabilities(picture, boxes, predict)
+        self._scored[photo.uri] = ([float(p) for p in probabilities[:, crack_index]], boxes)
         return np.asarray(probabilities[int(np.argmax(probabilities[:, crack_index]))])
 
-    def record(self, images: Sequence[LabeledImage]) -> dict[str, int]:
-        """How many of ``images`` are photos, and as how many tiles they trained (for metrics.json)."""
+    def record(self, images: Sequence[LabeledImage], rule: PhotoRule | None = None) -> dict[str, Any]:
+        """How many of ``images`` are photos and as how many tiles they trained; with ``rule``, what it says
+        of the photos ``highest_tile`` scored (for metrics.json)."""
         photos = [image for image in images if self.is_photo(image)]
         cracks = self.crack_photos(photos)
-        return {
+        record: dict[str, Any] = {
             "photos": len(photos),
             "crack_photos": len(cracks),
             "tiles_trained": sum(
@@ -140,6 +148,17 @@ class PhotoTiles:
             ),
             "crack_tiles_chosen": sum(len(self._chosen.get(photo.uri, [])) for photo in cracks),
         }
+        scored = [photo for photo in photos if photo.uri in self._scored]
+        if rule is not None and scored:
+            said = {photo.uri: photo_is_crack(*self._scored[photo.uri], rule) for photo in scored}
+            record["photo_rule"] = {
+                "runtime": "keras",
+                "crack_photos": sum(photo.label == self.crack_class for photo in scored),
+                "found": sum(said[photo.uri] for photo in scored if photo.label == self.crack_class),
+                "clean_photos": sum(photo.label != self.crack_class for photo in scored),
+                "false_alarms": sum(said[photo.uri] for photo in scored if photo.label != self.crack_class),
+            }
+        return record
 
     def _cut(self, photo: LabeledImage) -> tuple[Image.Image, list[Box]]:
         """The photo at the size scoring tiles it at (inference.prepare), and its tile boxes."""

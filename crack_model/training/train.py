@@ -21,6 +21,7 @@ from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
 from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics, misclassified
 from crack_model.evaluation.mosaics import MosaicConfig
+from crack_model.serving.photo_decision import PhotoRule
 from crack_model.training.export import export_model
 from crack_model.training.features import fit_head_on_features, predict_from_features
 from crack_model.training.fitting import compile_and_fit
@@ -222,8 +223,9 @@ def train(
             *([image for image in part if not photos.is_photo(image)] for part in split.parts().values())
         )
         metrics["photo_level"] = fit_photo_rule(output_dir, patch_split, photo_mosaics)
-        metrics["labeled_photos"] = {name: photos.record(part) for name, part in split.parts().items()}
         card = ModelCard.load(output_dir)
+        rule = PhotoRule.of(card)  # its figures on the validation and test photos (their tiles scored in Keras)
+        metrics["labeled_photos"] = {name: photos.record(part, rule) for name, part in split.parts().items()}
         artifacts["metrics"] = output_dir / "metrics.json"
         artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         checkpoint = output_dir / "checkpoints" / "best.keras"

@@ -147,6 +147,23 @@ def test_a_photo_is_scored_by_its_highest_tile(tmp_path):
     assert highest[0] == pytest.approx(1 - highest[1])  # that tile's own row, not each column's highest
 
 
+def test_the_record_says_what_the_photo_rule_makes_of_the_scored_photos(tmp_path):
+    """metrics.json's labeled_photos: the card's rule applied to each scored photo's tiles."""
+    from crack_model.serving.photo_decision import PhotoRule
+
+    cracked = photo(tmp_path / "in" / "cracked.png", "Positive", (1200, 800), line_at=(300, 200))
+    grazed = photo(tmp_path / "in" / "grazed.png", "Negative", (1200, 800), line_at=(900, 600))
+    plain = photo(tmp_path / "in" / "plain.png", "Negative", (1200, 800))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
+    assert "photo_rule" not in tiles.record([cracked, grazed, plain], PhotoRule(0.9))  # none scored yet
+    for image in (cracked, grazed, plain):
+        tiles.highest_tile(image, darkness, crack_index=1)
+    lenient = tiles.record([cracked, grazed, plain], PhotoRule(0.9))["photo_rule"]  # the gradient alone: 0.69
+    assert lenient == {"runtime": "keras", "crack_photos": 1, "found": 1, "clean_photos": 2, "false_alarms": 1}
+    strict = tiles.record([cracked, grazed, plain], PhotoRule(0.9, photo_threshold=0.999))["photo_rule"]
+    assert (strict["found"], strict["false_alarms"]) == (0, 0)
+
+
 def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tmp_path):
     """Photos in ``labeled/<class>/<slice>/`` train as tiles; split.csv and the metrics count photos."""
     import csv
@@ -182,6 +199,9 @@ def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tm
     assert record["tiles_trained"] == per_clean_photo * (len(in_train) - cracks) + record["crack_tiles_chosen"]
     validation = run.metrics["labeled_photos"]["validation"]  # chosen too: early stopping sees the same kind
     assert validation["crack_photos"] >= 1 and validation["crack_tiles_chosen"] >= validation["crack_photos"]
-    assert run.metrics["labeled_photos"]["test"]["tiles_trained"] == 0  # scored by their highest tile, never trained on
+    test = run.metrics["labeled_photos"]["test"]
+    assert (
+        test["tiles_trained"] == 0 and test["photo_rule"]["crack_photos"] + test["photo_rule"]["clean_photos"] == 2
+    )  # scored by their highest tile, never trained on
     assert len(run.history["loss"]) == 4  # the first fit, then the fit on the chosen tiles
     assert run.metrics["test"]["images"] == sum(row["split"] == "test" for row in rows)
