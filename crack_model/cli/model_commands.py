@@ -269,9 +269,20 @@ def add_export_command(commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    split_csv = args.model / "split.csv"
-    train_images = read_split_manifest(split_csv, "train")
-    checks = export_model(args.model, train_images, read_split_manifest(split_csv, "validation"))
+    import tempfile
+
+    from crack_model.core.tiling import TileConfig
+    from crack_model.data.labeled import fingerprint_all
+    from crack_model.training.photo_tiles import PhotoTiles
+
+    split_csv, card = args.model / "split.csv", ModelCard.load(args.model)
+    # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.
+    train_images, validation = (
+        fingerprint_all(read_split_manifest(split_csv, part))[0] for part in ("train", "validation")
+    )
+    with tempfile.TemporaryDirectory(prefix="crack-export-") as scratch:
+        photos = PhotoTiles(Path(scratch), TileConfig(), card.image_size, card.crack_class)
+        checks = export_model(args.model, photos.examples(train_images), photos.examples(validation))
     for check in checks:
         print(
             f"{check.runtime}: label agreement {check.label_agreement:.4f}, "

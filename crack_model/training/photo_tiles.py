@@ -81,16 +81,17 @@ class PhotoTiles:
     def crack_photos(self, images: Sequence[LabeledImage]) -> list[LabeledImage]:
         return [image for image in images if image.label == self.crack_class and self.is_photo(image)]
 
-    def examples(self, images: Sequence[LabeledImage]) -> list[LabeledImage]:
-        """What ``images`` train as: a patch as itself, a photo as its sampled tiles (a crack photo:
-        its chosen tiles, once ``choose`` has run)."""
+    def examples(self, images: Sequence[LabeledImage], *, unchosen_cracks: bool = True) -> list[LabeledImage]:
+        """What ``images`` train as: a patch as itself, a photo as its sampled tiles, or its chosen ones once
+        ``choose`` has run. ``unchosen_cracks=False`` leaves out crack photos not chosen yet: most of their
+        sampled tiles show no crack, which would mislead early stopping."""
         result: list[LabeledImage] = []
         for image in images:
             if not self.is_photo(image):
                 result.append(image)
             elif image.uri in self._chosen:
                 result.extend(self._chosen[image.uri])
-            else:
+            elif unchosen_cracks or image.label != self.crack_class:
                 result.extend(self.sampled(image))
         return result
 
@@ -136,16 +137,15 @@ class PhotoTiles:
         return np.asarray(probabilities[int(np.argmax(probabilities[:, crack_index]))])
 
     def record(self, images: Sequence[LabeledImage], rule: PhotoRule | None = None) -> dict[str, Any]:
-        """How many of ``images`` are photos and as how many tiles they trained; with ``rule``, what it says
+        """How many of ``images`` are photos and how many of their tiles the fit used (training examples, or
+        early-stopping ones for the validation split); with ``rule``, what it says
         of the photos ``highest_tile`` scored (for metrics.json)."""
         photos = [image for image in images if self.is_photo(image)]
         cracks = self.crack_photos(photos)
         record: dict[str, Any] = {
             "photos": len(photos),
             "crack_photos": len(cracks),
-            "tiles_trained": sum(
-                len(self._chosen.get(photo.uri) or self._sampled.get(photo.uri, [])) for photo in photos
-            ),
+            "tiles_used": sum(len(self._chosen.get(photo.uri) or self._sampled.get(photo.uri, [])) for photo in photos),
             "crack_tiles_chosen": sum(len(self._chosen.get(photo.uri, [])) for photo in cracks),
         }
         scored = [photo for photo in photos if photo.uri in self._scored]

@@ -127,14 +127,15 @@ def train(
         patches = [image for image in split.train if not photos.is_photo(image)]
         seams = seam_examples(patches, train_config.seam_share, TileConfig().tile_size, Path(scratch) / "seams",
                               crack_class=crack_class, seed=data_config.seed)  # fmt: skip
-        history: dict[str, list[float]] = {}
+        first_fit_epochs = 0
         if photos.crack_photos(split.train):  # which tiles of a crack photo show its crack: a first fit tells
-            history = fit(photos.examples(split.train) + seams, photos.examples(split.validation), fine_tune=False)
+            first = fit(photos.examples(split.train) + seams, photos.examples(split.validation), fine_tune=False)
+            first_fit_epochs = len(first.get("loss", []))
             labeled_photos = [image for image in split.train + split.validation if photos.is_photo(image)]
             photos.choose(labeled_photos, predict_tiles, crack_index, train_config.default_threshold)
-        calibration, validation_examples = photos.examples(split.train), photos.examples(split.validation)
-        final = fit(calibration + seams, validation_examples, fine_tune=True)
-        history = {name: history.get(name, []) + values for name, values in final.items()}
+        calibration = photos.examples(split.train)
+        validation_examples = photos.examples(split.validation, unchosen_cracks=False)
+        history = fit(calibration + seams, validation_examples, fine_tune=True)  # from the first fit's weights
 
         model_path = output_dir / MODEL_NAME
         classifier.save(model_path)
@@ -226,6 +227,7 @@ def train(
         card = ModelCard.load(output_dir)
         rule = PhotoRule.of(card)  # its figures on the validation and test photos (their tiles scored in Keras)
         metrics["labeled_photos"] = {name: photos.record(part, rule) for name, part in split.parts().items()}
+        metrics["labeled_photos"]["first_fit_epochs"] = first_fit_epochs  # history.json has the final fit's
         artifacts["metrics"] = output_dir / "metrics.json"
         artifacts["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         checkpoint = output_dir / "checkpoints" / "best.keras"

@@ -105,6 +105,7 @@ def test_a_crack_photo_trains_as_the_tiles_the_model_scores_highest(tmp_path):
     assert tiles.crack_photos([cracked, clean, patch]) == [cracked]
     before = tiles.examples([cracked])
     assert len(before) == SAMPLED_TILES  # before choosing: sampled, labeled crack
+    assert tiles.examples([cracked, clean], unchosen_cracks=False) == tiles.examples([clean])  # not for early stopping
 
     tiles.choose([cracked], darkness, crack_index=1, threshold=0.5)
     chosen = tiles.examples([cracked])
@@ -114,7 +115,7 @@ def test_a_crack_photo_trains_as_the_tiles_the_model_scores_highest(tmp_path):
     assert tiles.examples([patch, clean])[0] == patch  # a patch is itself
     assert all(tile.label == "Negative" for tile in tiles.examples([clean])[1:])
     record = tiles.record([cracked, clean, patch])
-    assert record == {"photos": 2, "crack_photos": 1, "tiles_trained": len(chosen) + SAMPLED_TILES,
+    assert record == {"photos": 2, "crack_photos": 1, "tiles_used": len(chosen) + SAMPLED_TILES,
                       "crack_tiles_chosen": len(chosen)}  # fmt: skip
 
 
@@ -196,12 +197,12 @@ def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tm
     assert record["photos"] == len(in_train) and record["crack_photos"] == cracks >= 1
     assert cracks <= record["crack_tiles_chosen"] <= CHOSEN_TILES * cracks
     per_clean_photo = min(SAMPLED_TILES, tile_count(681, 454, TILES))  # all 12 of its tiles, the hardest among them
-    assert record["tiles_trained"] == per_clean_photo * (len(in_train) - cracks) + record["crack_tiles_chosen"]
+    assert record["tiles_used"] == per_clean_photo * (len(in_train) - cracks) + record["crack_tiles_chosen"]
     validation = run.metrics["labeled_photos"]["validation"]  # chosen too: early stopping sees the same kind
     assert validation["crack_photos"] >= 1 and validation["crack_tiles_chosen"] >= validation["crack_photos"]
     test = run.metrics["labeled_photos"]["test"]
     assert (
-        test["tiles_trained"] == 0 and test["photo_rule"]["crack_photos"] + test["photo_rule"]["clean_photos"] == 2
+        test["tiles_used"] == 0 and test["photo_rule"]["crack_photos"] + test["photo_rule"]["clean_photos"] == 2
     )  # scored by their highest tile, never trained on
-    assert len(run.history["loss"]) == 4  # the first fit, then the fit on the chosen tiles
+    assert len(run.history["loss"]) == 2 and run.metrics["labeled_photos"]["first_fit_epochs"] == 2  # then chosen
     assert run.metrics["test"]["images"] == sum(row["split"] == "test" for row in rows)
