@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from crack_model.cli.arguments import (
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import ModelCard
-from crack_model.data.labeled import load_labeled
+from crack_model.core.tiling import TileConfig
+from crack_model.data.labeled import fingerprint_all, load_labeled
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
 from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
 from crack_model.training.export import export_model
+from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix
 from crack_model.training.train import train
 
@@ -269,12 +272,6 @@ def add_export_command(commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from crack_model.core.tiling import TileConfig
-    from crack_model.data.labeled import fingerprint_all
-    from crack_model.training.photo_tiles import PhotoTiles
-
     split_csv, card = args.model / "split.csv", ModelCard.load(args.model)
     # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.
     train_images, validation = (
