@@ -78,13 +78,14 @@ def train(
 
     Photos cut into several tiles get a photo rule chosen on mosaics of validation patches and
     measured on mosaics of test patches (photo_rule.py, ``photo_mosaics``; None: no photo rule).
+    A labeled image that scoring tiles trains as its tiles, a crack photo as those a first fit
+    scores highest, and is evaluated by its highest tile (photo_tiles.py).
 
     Writes to ``output_dir``: model.keras, model.json (card), history.json, metrics.json,
     LiteRT exports (model_fp32.tflite, model_int8.tflite) unless ``export_runtimes`` is off,
     split.csv, checkpoints/best.keras, tensorboard/, and PNGs (examples, augmentation,
     training curves, confusion matrix).
     """
-
     data_config = data_config or DataConfig()
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -125,7 +126,7 @@ def train(
         photos = PhotoTiles(Path(scratch) / "tiles", TileConfig(), data_config.image_size, data_config.crack_class)
         # Seams are cut across patches' borders; a photo's tiles already show its own.
         patches = [image for image in split.train if not photos.is_photo(image)]
-        seams = seam_examples(patches, train_config.seam_share, TileConfig().tile_size, Path(scratch) / "seams",
+        seams = seam_examples(patches, train_config.seam_share, photos.tiles.tile_size, Path(scratch) / "seams",
                               crack_class=crack_class, seed=data_config.seed)  # fmt: skip
         first_fit_epochs = 0
         if photos.crack_photos(split.train):  # which tiles of a crack photo show its crack: a first fit tells
