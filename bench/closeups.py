@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS
+from bench.run import write_results
 
 
 def enlarge(data: bytes, zoom: int) -> bytes:
@@ -125,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": f"{args.data} ({len(labels)} images)" if args.data else f"{len(labels)} test patches",
         "runs": [measure(args.model, args.runtime, int(zoom), labels) for zoom in args.zoom.split(",")],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
-    sys.stdout.write(markdown(results))
+    write_results(args.name, results, markdown(results))
     return 0
 
 

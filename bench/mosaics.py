@@ -16,13 +16,11 @@ Writes ``bench/results/mosaics.json`` and ``mosaics.md`` (``--name`` changes the
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import RESULTS
+from bench.run import write_results
 
 
 def measure(model: Path, runtime: str, split: str, grid: tuple[int, int], clean: int, with_cracks: int,
@@ -155,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seed.split(",")
         ],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
-    sys.stdout.write(markdown(results))
+    write_results(args.name, results, markdown(results))
     return 0
 
 

@@ -40,6 +40,14 @@ WEIGHTS = os.environ.get(
 RESULTS = PROJECT / "bench" / "results"
 
 
+def write_results(name: str, results: dict[str, Any], text: str) -> None:
+    """``bench/results/<name>.json`` and ``<name>.md``, and the markdown on standard output."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
+    sys.stdout.write(text)
+
+
 def sample_files(count: int) -> list[Path]:
     per_class = count // 2
     return [path for name in ("Positive", "Negative") for path in sorted((SAMPLE / name).glob("*.jpg"))[:per_class]]

@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from tests.imagefiles import encode, gradient_rgb
+from tests.imagefiles import encode, gradient_rgb, heic
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -25,6 +25,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _with_text_bomb(png: bytes) -> bytes:
     """A PNG with a zTXt chunk that inflates to 30 MB (Pillow refuses text chunks that large)."""
     return png[:33] + _png_chunk(b"zTXt", b"k\0\0" + zlib.compress(bytes(30_000_000), 9)) + png[33:]
+
+
+def _orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
 
 
 def _content() -> dict[str, bytes]:
@@ -55,10 +61,15 @@ def _content() -> dict[str, bytes]:
         "lab.tif": encode(base.convert("LAB"), "TIFF"),
         "ycbcr-jpeg.tif": encode(base, "TIFF", compression="jpeg"),
         "1bit.bmp": encode(base.convert("1"), "BMP"),
+        # what phones save: an iPhone's HEIC turned by irot, an AVIF, and a grey HEIC of 10 bits
+        "iphone-turned.heic": heic(base.transpose(Image.Transpose.ROTATE_90), exif=_orientation(6), quality=60),
+        "phone.avif": encode(base, "AVIF", quality=60),
+        "ten-bit-grey.heif": heic(Image.fromarray(np.asarray(base.convert("L"), np.uint16) << 8), quality=60),
         # refused, broken or not images
         "image.tga": encode(base, "TGA"),
         "image.ico": encode(base, "ICO"),
-        "photo.heic": b"\0\0\0\x18ftypheic" + bytes(2000),
+        "header-only.heic": b"\0\0\0\x18ftypheic" + bytes(2000),
+        "cut-in-half.heic": heic(base, quality=60)[:600],
         "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"/>',
         "page.html.jpg": b"<html><body>not a photo</body></html>",
         "empty.jpg": b"",
@@ -79,9 +90,7 @@ def _content() -> dict[str, bytes]:
         corrupt[start : start + 20] = random.Random(seed + 100).randbytes(20)
         files[f"corrupt-{seed}.jpg"] = bytes(corrupt)
     for orientation in (0, 2, 5, 7, 9, 255):
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        files[f"orientation-{orientation}.jpg"] = encode(noise, "JPEG", exif=exif.tobytes())
+        files[f"orientation-{orientation}.jpg"] = encode(noise, "JPEG", exif=_orientation(orientation))
     return files
 
 

@@ -7,6 +7,7 @@ import struct
 import zlib
 
 import numpy as np
+import pillow_heif  # writes HEIC for the tests; the product's pi-heif only decodes
 from PIL import Image
 
 
@@ -78,3 +79,15 @@ def decompression_bomb_png(side: int = 20_000) -> bytes:
 
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def heic(image: Image.Image, orientation: int | None = None, **options: object) -> bytes:
+    """A HEIC file of ``image`` as stored; ``orientation``: the EXIF value, which libheif writes as irot/imir boxes."""
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    options.setdefault("enc_params", {"preset": "ultrafast"})  # x265's default takes seconds a megapixel
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image).save(buffer, format="HEIF", **options)
+    return buffer.getvalue()

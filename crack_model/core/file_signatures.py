@@ -1,7 +1,7 @@
 """What bytes are, from their first bytes: the reason for a file none of the accepted decoders opens.
 
-An upload that is not an image we decode still gets a row that says what it is (a PDF, a HEIC
-from a phone, a TGA) and what to upload instead, without handing its bytes to a parser we do not
+An upload that is not an image we decode still gets a row that says what it is (a PDF, a PSD,
+a TGA) and what to upload instead, without handing its bytes to a parser we do not
 accept: header parsers of rare formats have had their own bugs. A file that starts like an
 accepted format but that Pillow cannot open is a damaged photo, not a wrong format.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from crack_model.core.errors import ImageDecodeError
 
-ACCEPTED = "JPEG, PNG, TIFF, WebP, BMP or GIF"
+ACCEPTED = "JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC or AVIF"
 # First bytes of formats people upload by mistake, to name them in the reason without handing the
 # bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
 SIGNATURES = (
@@ -27,10 +27,6 @@ SIGNATURES = (
     (0, b"\xffO\xffQ", "JPEG2000"),
     (0, b"Image type:", "IM"),
     (0, b"SIMPLE  =", "FITS"),
-    (4, b"ftypavif", "AVIF"),
-    (4, b"ftypheic", "HEIC"),
-    (4, b"ftypheix", "HEIC"),
-    (4, b"ftypmif1", "HEIF"),
 )
 NOT_IMAGES = ("PDF document",)
 # The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
@@ -42,6 +38,10 @@ ACCEPTED_SIGNATURES = (
     (0, b"MM\x00*", "TIFF"),
     (8, b"WEBP", "WebP"),
     (0, b"GIF8", "GIF"),
+    # HEIF files start with an ftyp box; its major brand says HEIC (HEVC), AVIF (AV1) or the generic HEIF.
+    *((4, b"ftyp" + brand, "HEIC") for brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")),
+    *((4, b"ftyp" + brand, "AVIF") for brand in (b"avif", b"avis")),
+    *((4, b"ftyp" + brand, "HEIF") for brand in (b"mif1", b"msf1")),
 )
 TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 # JPEG frame markers (SOFn) of arithmetic coding, and of Huffman coding (the JPEGs cameras write).

@@ -1,7 +1,8 @@
 """Turn image bytes into RGB pixels the same way everywhere (training, scoring, profiling).
 
 Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG, PNG, TIFF,
-WebP, BMP and GIF (what the data loader accepts). Any other format (TGA, SGI, PCX, EPS, PSD,
+WebP, BMP, GIF, HEIC/HEIF (through pi-heif, libheif's decoder) and AVIF (what the data loader
+accepts). Any other format (TGA, SGI, PCX, EPS, PSD,
 ...) is refused from its first bytes, before any of Pillow's parsers for it runs (file_signatures.py). Pillow honours
 EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the nightly
 uploads contain and ``tf.io.decode_image`` does not all handle. (Scoring decodes clean JPEGs with
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import pi_heif
+from PIL import AvifImagePlugin, Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
 from crack_model.core.errors import ImageDecodeError
@@ -39,8 +41,15 @@ from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_r
 # of inspection cameras (Phase One iXM) are scored from a reduced decode. Pillow refuses anything
 # above 2 x Image.MAX_IMAGE_PIXELS (179 MP) before we are asked.
 DEFAULT_MAX_PIXELS = 80_000_000
-# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture.
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF")
+# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture. HEIF is
+# HEIC, what iPhones (and many Android phones) save by default. AVIF comes before HEIF: both may
+# claim a file whose brand is the generic "mif1", and Pillow's AVIF plugin passes on one it cannot
+# decode (HEVC inside), where pi-heif would take an AV1 one and fail on it.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", "AVIF", "HEIF")
+# Formats whose decoder (libheif, libavif) holds its own planes and a finished buffer of pixels, which
+# Pillow then copies into its image: a process grew by 4.6-5.6 bytes a pixel beyond Pillow's 4 (3 and 12 MP
+# photos, tests/unit/core/test_phone_formats.py), so 7 are counted.
+DECODER_BUFFER_BYTES = {"AVIF": 7, "HEIF": 7}
 
 # Formats whose decoder can shrink while decoding (DCT scaling).
 DRAFT_FORMATS = ("JPEG", "MPO")
@@ -56,6 +65,13 @@ EXIF_ORIENTATION_TAG = 0x0112
 BLOCK_SIZE = 64 * 2**20
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     pillow_core.set_block_size(BLOCK_SIZE)  # what PILLOW_BLOCK_SIZE sets (Pillow's "block allocator" docs)
+# pi-heif turns the photo upright as libheif decodes it (the HEIF irot/imir boxes) and sets its EXIF
+# orientation to 1, so it is not turned twice. Pillow's AVIF plugin turns irot/imir into an EXIF
+# orientation instead, which open_image applies like a JPEG's. Both decoders would start a thread per
+# core for each image; scoring and validation already decode on pools sized to the cores. Thumbnails,
+# depth maps and auxiliary images (an iPhone's HDR gain map) are never read.
+pi_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_images=False, aux_images=False)
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -145,7 +161,8 @@ class ImageHeader:
         resized = final + 4 * stored_size(size, self.orientation)[0] * source_height if size is not None else 0
         rotated = final if self.orientation in TRANSPOSE_FOR_ORIENTATION else 0
         to_rgb = final if final_mode != "RGB" else 0
-        return decoded * bytes_per_pixel(self.mode) + converted + resized + rotated + to_rgb
+        decoder_buffer = DECODER_BUFFER_BYTES.get(self.format, 0) * decoded
+        return decoded * bytes_per_pixel(self.mode) + decoder_buffer + converted + resized + rotated + to_rgb
 
 
 def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
@@ -167,7 +184,7 @@ def decode_errors() -> Iterator[None]:
     except MemoryError:
         raise ImageDecodeError("cannot decode: out of memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageDecodeError(f"corrupt or truncated image: {error}") from None
+        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
 
 
 def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

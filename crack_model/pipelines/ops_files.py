@@ -36,6 +36,7 @@ _INLINE_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".webp": "image/webp",
+    ".avif": "image/avif",
     ".gif": "image/gif",
     ".bmp": "image/bmp",
     ".tif": "image/tiff",

@@ -28,7 +28,8 @@ class ValidationThresholds:
     Attributes:
         max_bad_fraction: share of objects that may break per-object checks and be quarantined
             (the suites' ``mostly`` is ``1 - max_bad_fraction``); more fails the batch.
-        allowed_formats: Pillow format names accepted (MPO is what some phones call their JPEGs).
+        allowed_formats: Pillow format names accepted (MPO is what some phones call their JPEGs; HEIF covers
+            HEIC, what iPhones save by default).
         min_side, max_side: accepted width and height in pixels. The sample is all 227x227; below
             200 px a photo is smaller than one training patch; 16,384 takes the 14,204 px side of the
             150 MP inspection cameras (Phase One iXM), and a longer side is a panorama.
@@ -54,7 +55,7 @@ class ValidationThresholds:
     """
 
     max_bad_fraction: float = 0.05
-    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP")
+    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF", "AVIF")
     min_side: int = 200
     max_side: int = 16_384
     brightness_min: float = 80.0

@@ -125,7 +125,7 @@ def test_formats_outside_the_allowed_list_are_refused_by_name(fmt):
     """Files Pillow could decode but we do not accept are refused with their format named, never decoded."""
     data = pillow_file(fmt)
     with pytest.raises(
-        FormatNotAcceptedError, match="is not accepted: upload JPEG, PNG, TIFF, WebP, BMP or GIF"
+        FormatNotAcceptedError, match="is not accepted: upload JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC or AVIF"
     ) as caught:
         open_image(data)
     assert caught.value.format_name == fmt
@@ -277,6 +277,9 @@ def test_an_opened_image_still_meets_the_pixel_limit_of_its_decode():
         (b"GIF89a\x00", "GIF"),
         (b"II*\x00\x08\x00\x00\x00", "TIFF"),
         (b"RIFF\x10\x00\x00\x00WEBP", "WebP"),
+        (b"\0\0\0\x18ftypheic" + bytes(40), "HEIC"),
+        (b"\0\0\0\x1cftypavif" + bytes(40), "AVIF"),
+        (b"\0\0\0\x1cftypmif1" + bytes(40), "HEIF"),
     ],
 )
 def test_a_damaged_file_of_an_accepted_format_is_not_told_to_use_that_format(data, name):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError
@@ -54,6 +55,25 @@ def test_listing_reads_nested_folders_and_png(tmp_path):
     (tmp_path / "Positive" / ".hidden.jpg").write_bytes(imagefiles.jpeg())
     images = list_labeled(tmp_path, ("Negative", "Positive"))
     assert sorted((Path(i.uri).name, i.label) for i in images) == [("n.png", "Negative"), ("p.JPG", "Positive")]
+
+
+def test_phone_photos_are_labeled_images_that_train_upright(tmp_path):
+    """HEIC (.heic, .HEIF, .hif) and AVIF in class folders are listed, and reach training upright."""
+    (tmp_path / "Negative").mkdir()
+    (tmp_path / "Positive").mkdir()
+    upright = imagefiles.gradient_rgb(64, 48)
+    (tmp_path / "Negative" / "IMG_0001.HEIC").write_bytes(
+        imagefiles.heic(upright.transpose(Image.Transpose.ROTATE_90), orientation=6, quality=90)
+    )
+    (tmp_path / "Negative" / "b.hif").write_bytes(imagefiles.heic(upright, quality=90))
+    (tmp_path / "Positive" / "c.HEIF").write_bytes(imagefiles.heic(upright, quality=90))
+    (tmp_path / "Positive" / "d.avif").write_bytes(imagefiles.encode(upright, "AVIF", quality=90))
+    images = list_labeled(tmp_path, ("Negative", "Positive"))
+    assert sorted(Path(image.uri).name for image in images) == ["IMG_0001.HEIC", "b.hif", "c.HEIF", "d.avif"]
+    pixels, _ = next(iter(make_dataset(images, DataConfig(image_size=64, batch_size=4))))
+    expected = np.asarray(upright.resize((64, 64), Image.Resampling.BILINEAR), np.float32)
+    for decoded in pixels.numpy():
+        assert np.abs(decoded - expected).mean() < 6
 
 
 def test_manifest_reads_relative_paths_and_rejects_unknown_labels(tmp_path):

@@ -20,9 +20,10 @@ def test_enlarge_scales_each_side_and_keeps_the_pixels_lossless():
 
 def test_every_test_patch_is_one_photo_at_each_zoom(trained_model, tmp_path, monkeypatch):
     import bench.closeups as closeups
+    import bench.run
     from crack_model.evaluation.assess import read_split_manifest
 
-    monkeypatch.setattr(closeups, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench.run, "RESULTS", tmp_path)  # where write_results writes
     assert closeups.main(["--model", str(trained_model.output_dir), "--runtime", "keras", "--zoom", "1,5",
                           "--name", "closeups-test"]) == 0  # fmt: skip
 

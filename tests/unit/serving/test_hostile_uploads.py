@@ -26,7 +26,7 @@ def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, 
         store.write(f"incoming/{BATCH}/{name}", data)
     expected = sorted(f"incoming/{BATCH}/{name}" for name in uploads)
 
-    validate_batch(str(tmp_path), BATCH)
+    validation = validate_batch(str(tmp_path), BATCH)
     profile = {row["key"]: row for row in stored_rows(store, layout.validation_key(BATCH, "profile.csv"))}
     assert sorted(profile) == expected
     score_batch(str(tmp_path), BATCH, str(trained_model.output_dir))
@@ -52,7 +52,13 @@ def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, 
     end_marker_cut = max((name for name in uploads if name.startswith("cut-at-")), key=lambda n: int(n[7:-4]))
     for name in ("corrupt-0.jpg", "corrupt-1.jpg", "corrupt-2.jpg", end_marker_cut):
         assert "so part of the picture may be lost" in row(name)["error"], row(name)
-    assert "HEIC is not accepted" in row("photo.heic")["error"]
+    for name in ("iphone-turned.heic", "phone.avif", "ten-bit-grey.heif"):  # what phones save is scored
+        key = f"incoming/{BATCH}/{name}"
+        assert row(name)["status"] == "ok" and key not in {item["key"] for item in validation.quarantined}, row(name)
+        assert profile[key]["format"] in ("HEIF", "AVIF"), profile[key]
+    assert (row("iphone-turned.heic")["width"], row("iphone-turned.heic")["height"]) == ("300", "220")  # upright
+    assert row("header-only.heic")["error"].startswith("damaged HEIC file"), row("header-only.heic")
+    assert row("cut-in-half.heic")["error"].startswith("corrupt or truncated image"), row("cut-in-half.heic")
     assert row("header-says-65000x65000.jpg")["error"].startswith("image too large")
     assert row("header-says-65000x65000.jpg")["error"].endswith("downscale it before upload")
     assert "empty file" in row("empty.jpg")["error"]
