@@ -1,7 +1,7 @@
-"""Phone formats: what HEIC (an iPhone's default) and AVIF change against the JPEG a photo came as.
+"""Phone formats: what HEIC (an iPhone's default) changes against the JPEG a photo came as.
 
 Each of a trained model's held-out test patches (or every image of ``--data``) is scored as it is
-stored (JPEG), then re-encoded from its pixels as HEIC and as AVIF at ``--quality``, the HEIC stored
+stored (JPEG), then re-encoded from its pixels as HEIC and as JPEG at ``--quality``, the HEIC stored
 turned with an EXIF orientation of 6 (libheif writes it as an irot box, as an iPhone held upright
 does), and scored again through the scoring core: labels, crack probabilities and what each format
 finds. Then a 12 MP phone photo (the patches side by side, 4032x3024) in each format: decode time
@@ -50,17 +50,12 @@ def encoders(quality: int) -> dict[str, Callable[[bytes], bytes]]:
         pillow_heif.from_pillow(turned).save(buffer, format="HEIF", quality=quality, exif=exif.tobytes())
         return buffer.getvalue()
 
-    def avif(data: bytes) -> bytes:
-        buffer = io.BytesIO()
-        pixels(data).save(buffer, format="AVIF", quality=quality)
-        return buffer.getvalue()
-
     def jpeg(data: bytes) -> bytes:
         buffer = io.BytesIO()
         pixels(data).save(buffer, format="JPEG", quality=quality)
         return buffer.getvalue()
 
-    return {"heic": heic, "avif": avif, "jpeg": jpeg}
+    return {"heic": heic, "jpeg": jpeg}
 
 
 def score_all(model: Path, runtime: str, labels: dict[str, str], fetch: Callable[[str], bytes]) -> dict[str, Any]:
@@ -170,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="a model folder written by crack-model train")
     parser.add_argument("--runtime", default="litert-int8", help="auto, keras, litert-fp32 or litert-int8")
     parser.add_argument("--data", help="a labeled folder to use instead of the model's test patches (all of it)")
-    parser.add_argument("--quality", type=int, default=80, help="HEIC, AVIF and JPEG quality (default 80)")
+    parser.add_argument("--quality", type=int, default=80, help="HEIC and JPEG quality (default 80)")
     parser.add_argument("--name", default="phone-formats", help="results file name (default phone-formats)")
     args = parser.parse_args(argv)
     from crack_model.core.model_card import ModelCard

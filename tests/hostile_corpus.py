@@ -33,6 +33,13 @@ def _orientation(value: int) -> bytes:
     return exif.tobytes()
 
 
+def _item_type_not_text(data: bytes) -> bytes:
+    """A HEIC whose Exif item's type has a byte that is not text: pi-heif 1.4 crashed the process on it."""
+    damaged = bytearray(data)
+    damaged[data.find(b"Exif", data.find(b"iinf"))] = 0x80
+    return bytes(damaged)
+
+
 def _content() -> dict[str, bytes]:
     rng = np.random.default_rng(7)
     base = gradient_rgb(300, 220)
@@ -61,15 +68,16 @@ def _content() -> dict[str, bytes]:
         "lab.tif": encode(base.convert("LAB"), "TIFF"),
         "ycbcr-jpeg.tif": encode(base, "TIFF", compression="jpeg"),
         "1bit.bmp": encode(base.convert("1"), "BMP"),
-        # what phones save: an iPhone's HEIC turned by irot, an AVIF, and a grey HEIC of 10 bits
+        # what phones save: an iPhone's HEIC turned by irot, and a grey HEIC of 10 bits
         "iphone-turned.heic": heic(base.transpose(Image.Transpose.ROTATE_90), exif=_orientation(6), quality=60),
-        "phone.avif": encode(base, "AVIF", quality=60),
         "ten-bit-grey.heif": heic(Image.fromarray(np.asarray(base.convert("L"), np.uint16) << 8), quality=60),
         # refused, broken or not images
         "image.tga": encode(base, "TGA"),
         "image.ico": encode(base, "ICO"),
         "header-only.heic": b"\0\0\0\x18ftypheic" + bytes(2000),
         "cut-in-half.heic": heic(base, quality=60)[:600],
+        "item-type-not-text.heic": _item_type_not_text(heic(base, exif=_orientation(1), quality=60)),
+        "photo.avif": encode(base, "AVIF", quality=60),
         "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"/>',
         "page.html.jpg": b"<html><body>not a photo</body></html>",
         "empty.jpg": b"",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from crack_model.core.errors import ImageDecodeError
 
-ACCEPTED = "JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC or AVIF"
+ACCEPTED = "JPEG, HEIC, PNG, TIFF, WebP, BMP or GIF"
 # First bytes of formats people upload by mistake, to name them in the reason without handing the
 # bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
 SIGNATURES = (
@@ -27,6 +27,8 @@ SIGNATURES = (
     (0, b"\xffO\xffQ", "JPEG2000"),
     (0, b"Image type:", "IM"),
     (0, b"SIMPLE  =", "FITS"),
+    (4, b"ftypavif", "AVIF"),
+    (4, b"ftypavis", "AVIF"),
 )
 NOT_IMAGES = ("PDF document",)
 # The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
@@ -38,9 +40,11 @@ ACCEPTED_SIGNATURES = (
     (0, b"MM\x00*", "TIFF"),
     (8, b"WEBP", "WebP"),
     (0, b"GIF8", "GIF"),
-    # HEIF files start with an ftyp box; its major brand says HEIC (HEVC), AVIF (AV1) or the generic HEIF.
-    *((4, b"ftyp" + brand, "HEIC") for brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")),
-    *((4, b"ftyp" + brand, "AVIF") for brand in (b"avif", b"avis")),
+    # HEIF files start with an ftyp box; its major brand says HEIC (HEVC inside) or the generic HEIF.
+    *(
+        (4, b"ftyp" + brand, "HEIC")
+        for brand in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs")
+    ),
     *((4, b"ftyp" + brand, "HEIF") for brand in (b"mif1", b"msf1")),
 )
 TGA_FOOTER = b"TRUEVISION-XFILE.\x00"

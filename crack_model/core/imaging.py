@@ -1,8 +1,8 @@
 """Turn image bytes into RGB pixels the same way everywhere (training, scoring, profiling).
 
 Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG, PNG, TIFF,
-WebP, BMP, GIF, HEIC/HEIF (through pi-heif, libheif's decoder) and AVIF (what the data loader
-accepts). Any other format (TGA, SGI, PCX, EPS, PSD,
+WebP, BMP, GIF and HEIC (through pi-heif, libheif's decoder: heif.py), what the data loader
+accepts. Any other format (TGA, SGI, PCX, EPS, PSD,
 ...) is refused from its first bytes, before any of Pillow's parsers for it runs (file_signatures.py). Pillow honours
 EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the nightly
 uploads contain and ``tf.io.decode_image`` does not all handle. (Scoring decodes clean JPEGs with
@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-import pi_heif
-from PIL import AvifImagePlugin, Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
+from crack_model.core import heif
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.file_signatures import ACCEPTED, arithmetic_jpeg_refusal, refusal
+from crack_model.core.file_signatures import ACCEPTED, FormatNotAcceptedError, arithmetic_jpeg_refusal, refusal
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
@@ -41,15 +41,10 @@ from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_r
 # of inspection cameras (Phase One iXM) are scored from a reduced decode. Pillow refuses anything
 # above 2 x Image.MAX_IMAGE_PIXELS (179 MP) before we are asked.
 DEFAULT_MAX_PIXELS = 80_000_000
-# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture. HEIF is
-# HEIC, what iPhones (and many Android phones) save by default. AVIF comes before HEIF: both may
-# claim a file whose brand is the generic "mif1", and Pillow's AVIF plugin passes on one it cannot
-# decode (HEVC inside), where pi-heif would take an AV1 one and fail on it.
-ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", "AVIF", "HEIF")
-# Formats whose decoder (libheif, libavif) holds its own planes and a finished buffer of pixels, which
-# Pillow then copies into its image: a process grew by 4.6-5.6 bytes a pixel beyond Pillow's 4 (3 and 12 MP
-# photos, tests/unit/core/test_phone_formats.py), so 7 are counted.
-DECODER_BUFFER_BYTES = {"AVIF": 7, "HEIF": 7}
+# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture; HEIF is
+# HEIC, what iPhones save by default. AVIF is not accepted: libavif decodes the whole AV1 frame
+# whatever size the header gives, so a 2 KB file can hold hundreds of MB past the pixel limit.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", heif.FORMAT)
 
 # Formats whose decoder can shrink while decoding (DCT scaling).
 DRAFT_FORMATS = ("JPEG", "MPO")
@@ -65,13 +60,6 @@ EXIF_ORIENTATION_TAG = 0x0112
 BLOCK_SIZE = 64 * 2**20
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     pillow_core.set_block_size(BLOCK_SIZE)  # what PILLOW_BLOCK_SIZE sets (Pillow's "block allocator" docs)
-# pi-heif turns the photo upright as libheif decodes it (the HEIF irot/imir boxes) and sets its EXIF
-# orientation to 1, so it is not turned twice. Pillow's AVIF plugin turns irot/imir into an EXIF
-# orientation instead, which open_image applies like a JPEG's. Both decoders would start a thread per
-# core for each image; scoring and validation already decode on pools sized to the cores. Thumbnails,
-# depth maps and auxiliary images (an iPhone's HDR gain map) are never read.
-pi_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_images=False, aux_images=False)
-AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 TRANSPOSE_FOR_ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -105,6 +93,7 @@ class ImageHeader:
     stored_width: int
     stored_height: int
     orientation: int | None = None
+    decoder_bytes: int = 0  # what the decoder holds beside Pillow's image (libheif's planes: heif.py)
 
     @property
     def swapped(self) -> bool:
@@ -161,8 +150,7 @@ class ImageHeader:
         resized = final + 4 * stored_size(size, self.orientation)[0] * source_height if size is not None else 0
         rotated = final if self.orientation in TRANSPOSE_FOR_ORIENTATION else 0
         to_rgb = final if final_mode != "RGB" else 0
-        decoder_buffer = DECODER_BUFFER_BYTES.get(self.format, 0) * decoded
-        return decoded * bytes_per_pixel(self.mode) + decoder_buffer + converted + resized + rotated + to_rgb
+        return decoded * bytes_per_pixel(self.mode) + self.decoder_bytes + converted + resized + rotated + to_rgb
 
 
 def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
@@ -171,12 +159,22 @@ def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, in
 
 
 @contextmanager
-def decode_errors() -> Iterator[None]:
-    """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on."""
+def decode_errors(*, heif_file: bool = False) -> Iterator[None]:
+    """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on.
+
+    ``heif_file``: libheif's errors come as RuntimeError too (elsewhere one is a fault of ours).
+    """
     try:
         yield
     except ImageDecodeError:
         raise
+    except RuntimeError as error:
+        if not heif_file:
+            raise
+        if "has not been built in" in str(error):  # AV1 (AVIF), JPEG or another codec inside a generic HEIF
+            name = "HEIF of a codec other than HEVC"
+            raise FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name) from None
+        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not an image, or in a format we do not know: upload {ACCEPTED}") from None
     except Image.DecompressionBombError as error:
@@ -195,7 +193,9 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     """
     if not data:
         raise ImageDecodeError("empty file (0 bytes): re-upload the photo")
-    with decode_errors(), warnings.catch_warnings():
+    if heif_file := heif.is_heif(data):
+        heif.check_item_names(data)  # before pi-heif reads them: some crash it (heif.py)
+    with decode_errors(heif_file=heif_file), warnings.catch_warnings():
         # Our own pixel limit below replaces Pillow's warning-based one.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -233,7 +233,13 @@ def _registered(formats: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def exif_orientation(image: Image.Image) -> int | None:
-    """The EXIF orientation tag, read without decoding pixels (a PNG's only from an eXIf chunk before its data)."""
+    """The EXIF orientation tag, read without decoding pixels (a PNG's only from an eXIf chunk before its data).
+
+    None for a HEIF: libheif turns it upright by its irot/imir boxes as it decodes, and the standard says
+    its EXIF orientation is then ignored (pi-heif resets the tag, but Pillow would fall back to XMP's).
+    """
+    if image.format == heif.FORMAT:
+        return None
     if image.format == "PNG" and "exif" not in image.info:
         return None  # Pillow's getexif() would decode the whole PNG to look for a late eXIf chunk
     try:
@@ -272,7 +278,10 @@ def open_header(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
     """``read_header``, keeping the opened image for one later ``open_image(data, opened=...)``."""
     image = open_lazy(data, max_pixels=sys.maxsize if max_pixels is None else max_pixels)
     with decode_errors():
-        header = ImageHeader(image.format or "", image.mode, image.width, image.height, exif_orientation(image))
+        decoder = heif.decoder_bytes(image) if image.format == heif.FORMAT else 0
+        header = ImageHeader(
+            image.format or "", image.mode, image.width, image.height, exif_orientation(image), decoder
+        )
     return OpenedImage(image, header)
 
 
@@ -299,7 +308,7 @@ def open_image(
     image = opened.take() if opened is not None else open_lazy(data, max_pixels=max_pixels)
     if image.format in DRAFT_FORMATS and not checked:
         check_intact(data)  # Pillow would paint a damaged stretch grey without a word
-    with decode_errors():
+    with decode_errors(heif_file=image.format == heif.FORMAT):
         orientation = opened.header.orientation if opened is not None else exif_orientation(image)
         stored = None if size is None else stored_size(size, orientation)
         target = stored if stored is not None else _reduction_within(image, max_pixels)

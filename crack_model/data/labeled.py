@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # An image directly in its class folder belongs to no named slice (the gate's holdout uses the same name).
 NO_SLICE = "(none)"
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif", ".hif", ".avif"}
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif", ".hif"}
 )
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -95,8 +95,7 @@ def grid_for(config: MosaicConfig, clean_patches: int) -> tuple[int, int]:
     if rows * columns < MIN_CELLS:
         msg = (
             f"{clean_patches} no-crack patches cannot fill a mosaic of {MIN_CELLS} cells: "
-            "the photo-level check needs more no-crack patches in its split (full-size photos are not pasted "
-            "into mosaics)"
+            "the photo-level check needs more no-crack images in its split"
         )
         raise TooFewPatchesError(msg)
     return rows, columns
@@ -115,11 +114,7 @@ def plan_mosaics(clean_keys: Sequence[str], crack_keys: Sequence[str], config: M
         TooFewPatchesError: too few patches (names how many there are and what is needed).
     """
     if config.with_cracks and not crack_keys:
-        msg = (
-            "no crack patches to build crack mosaics from: the split has no crack image of one tile "
-            "(full-size photos are not pasted into mosaics)"
-        )
-        raise TooFewPatchesError(msg)
+        raise TooFewPatchesError("no crack patches to build crack mosaics from: the split has no crack images")
     clean_pool, crack_pool = sorted(set(clean_keys)), sorted(set(crack_keys))
     rows, columns = grid_for(config, len(clean_pool))
     cells = rows * columns

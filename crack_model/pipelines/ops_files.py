@@ -36,7 +36,6 @@ _INLINE_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
     ".webp": "image/webp",
-    ".avif": "image/avif",
     ".gif": "image/gif",
     ".bmp": "image/bmp",
     ".tif": "image/tiff",

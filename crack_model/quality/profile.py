@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from crack_model.core import layout
+from crack_model.core import heif, layout
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
 from crack_model.core.file_signatures import FormatNotAcceptedError
@@ -155,7 +155,7 @@ def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) ->
             # Decoded straight to grey (1 byte a pixel), then its array and at most a resized copy.
             estimated = len(data) + 3 * pixels
         else:  # the decoded image, then at most an RGB and a grey copy of it (see _decode_gray)
-            estimated = len(data) + header.decoded_bytes(target) + 5 * pixels
+            estimated = len(data) + header.decoded_bytes(target) + header.decoder_bytes + 5 * pixels
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
         if isinstance(error, FormatNotAcceptedError):
@@ -232,7 +232,7 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
     Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same reasons.
     """
     image = open_lazy(data, max_pixels=config.max_pixels)
-    with decode_errors():
+    with decode_errors(heif_file=image.format == heif.FORMAT):
         stored = image.size
         scaled = fit_to_tile_budget(*stored, config.tiles).scaled  # the stored size: the fit is symmetric
         if image.format in DRAFT_FORMATS:

@@ -55,7 +55,7 @@ class ValidationThresholds:
     """
 
     max_bad_fraction: float = 0.05
-    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF", "AVIF")
+    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF")
     min_side: int = 200
     max_side: int = 16_384
     brightness_min: float = 80.0

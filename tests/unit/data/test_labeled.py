@@ -58,7 +58,7 @@ def test_listing_reads_nested_folders_and_png(tmp_path):
 
 
 def test_phone_photos_are_labeled_images_that_train_upright(tmp_path):
-    """HEIC (.heic, .HEIF, .hif) and AVIF in class folders are listed, and reach training upright."""
+    """HEIC (.heic, .HEIF, .hif) in class folders is listed, and reaches training upright."""
     (tmp_path / "Negative").mkdir()
     (tmp_path / "Positive").mkdir()
     upright = imagefiles.gradient_rgb(64, 48)
@@ -67,10 +67,9 @@ def test_phone_photos_are_labeled_images_that_train_upright(tmp_path):
     )
     (tmp_path / "Negative" / "b.hif").write_bytes(imagefiles.heic(upright, quality=90))
     (tmp_path / "Positive" / "c.HEIF").write_bytes(imagefiles.heic(upright, quality=90))
-    (tmp_path / "Positive" / "d.avif").write_bytes(imagefiles.encode(upright, "AVIF", quality=90))
     images = list_labeled(tmp_path, ("Negative", "Positive"))
-    assert sorted(Path(image.uri).name for image in images) == ["IMG_0001.HEIC", "b.hif", "c.HEIF", "d.avif"]
-    pixels, _ = next(iter(make_dataset(images, DataConfig(image_size=64, batch_size=4))))
+    assert sorted(Path(image.uri).name for image in images) == ["IMG_0001.HEIC", "b.hif", "c.HEIF"]
+    pixels, _ = next(iter(make_dataset(images, DataConfig(image_size=64, batch_size=3))))
     expected = np.asarray(upright.resize((64, 64), Image.Resampling.BILINEAR), np.float32)
     for decoded in pixels.numpy():
         assert np.abs(decoded - expected).mean() < 6

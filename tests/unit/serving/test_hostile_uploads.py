@@ -52,13 +52,15 @@ def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, 
     end_marker_cut = max((name for name in uploads if name.startswith("cut-at-")), key=lambda n: int(n[7:-4]))
     for name in ("corrupt-0.jpg", "corrupt-1.jpg", "corrupt-2.jpg", end_marker_cut):
         assert "so part of the picture may be lost" in row(name)["error"], row(name)
-    for name in ("iphone-turned.heic", "phone.avif", "ten-bit-grey.heif"):  # what phones save is scored
+    for name in ("iphone-turned.heic", "ten-bit-grey.heif"):  # what iPhones save is scored
         key = f"incoming/{BATCH}/{name}"
         assert row(name)["status"] == "ok" and key not in {item["key"] for item in validation.quarantined}, row(name)
-        assert profile[key]["format"] in ("HEIF", "AVIF"), profile[key]
+        assert profile[key]["format"] == "HEIF", profile[key]
     assert (row("iphone-turned.heic")["width"], row("iphone-turned.heic")["height"]) == ("300", "220")  # upright
     assert row("header-only.heic")["error"].startswith("damaged HEIC file"), row("header-only.heic")
     assert row("cut-in-half.heic")["error"].startswith("corrupt or truncated image"), row("cut-in-half.heic")
+    assert row("item-type-not-text.heic")["error"].startswith("damaged HEIC file: it holds an item of type")
+    assert row("photo.avif")["error"].startswith("format AVIF is not accepted"), row("photo.avif")
     assert row("header-says-65000x65000.jpg")["error"].startswith("image too large")
     assert row("header-says-65000x65000.jpg")["error"].endswith("downscale it before upload")
     assert "empty file" in row("empty.jpg")["error"]

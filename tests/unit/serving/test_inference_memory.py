@@ -25,7 +25,7 @@ from tests import imagefiles
 
 PROJECT = Path(__file__).resolve().parents[3]
 WORKER_BUDGET = 2**30  # a scoring worker has 1 GiB
-ACCEPTED = "upload JPEG, PNG, TIFF, WebP, BMP, GIF, HEIC or AVIF"
+ACCEPTED = "upload JPEG, HEIC, PNG, TIFF, WebP, BMP or GIF"
 
 
 def png(image: Image.Image) -> bytes:
