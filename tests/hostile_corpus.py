@@ -77,6 +77,7 @@ def _content() -> dict[str, bytes]:
         "header-only.heic": b"\0\0\0\x18ftypheic" + bytes(2000),
         "cut-in-half.heic": heic(base, quality=60)[:600],
         "item-type-not-text.heic": _item_type_not_text(heic(base, exif=_orientation(1), quality=60)),
+        "boxes-end-early.heic": b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x14meta\0\0\0\0\0\0\0\x08iinf",
         "photo.avif": encode(base, "AVIF", quality=60),
         "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"/>',
         "page.html.jpg": b"<html><body>not a photo</body></html>",

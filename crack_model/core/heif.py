@@ -1,23 +1,28 @@
 """HEIC, what iPhones save by default: pi-heif (libheif with libde265, decoder only) inside Pillow.
 
-Three things the rest of imaging.py needs and Pillow cannot say:
+What imaging.py needs and Pillow cannot say, read from the file's boxes (ISO/IEC 23008-12) before
+pi-heif or libheif see them:
 
-* **Its item list is checked before libheif sees it.** pi-heif 1.4 crashes the whole process
-  (a segmentation fault, not an exception) on an item whose type or name is not text: it hands
-  libheif's bytes to ``PyUnicode_FromString`` and uses the NULL it gets back (pillow_heif PR #478,
-  fixed upstream after the last pi-heif release). A 2 KB upload must not take down a night, so
-  ``check_item_names`` refuses such a file from its boxes, as a damaged photo.
-* **What decoding holds.** libheif keeps its colour planes (at 2 bytes a sample above 8 bits, a
-  turned copy when irot/imir turn the photo) and an interleaved picture, which Pillow then copies:
-  ``decoder_bytes`` counts them from the header, before anything is decoded.
-* **libheif's own errors** arrive as RuntimeError and ValueError; imaging.decode_errors turns them
-  into reasons.
+* **Item types that are not text are refused.** pi-heif 1.4 crashes the whole process (a
+  segmentation fault, not an exception) on a metadata item whose type or content type is not UTF-8:
+  it hands libheif's bytes to ``PyUnicode_FromString`` and uses the NULL it gets back (pillow_heif
+  PR #478, fixed upstream after the last pi-heif release). A 2 KB upload must not take down a night.
+* **What is decoded, not what is shown.** A photo stored as a grid (an iPhone's: 512-px tiles) or an
+  overlay is decoded tile by tile at each tile's own size, and a crafted file can declare a small
+  picture made of huge tiles, or of one tile repeated hundreds of times. ``coded_pixels`` sums the
+  tiles, so the pixel limit and the memory estimate count what libheif decodes.
+* **What decoding holds.** libheif keeps its colour planes (2 bytes a sample above 8 bits, a turned
+  copy when irot/imir turn the photo) and an interleaved picture that Pillow then copies.
+
+A box this walk cannot follow is left to libheif, which refuses the file with an error of its own
+(imaging.decode_errors turns its RuntimeErrors into reasons).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pi_heif
 from PIL import Image
@@ -29,8 +34,11 @@ FORMAT = "HEIF"  # Pillow's name for what pi-heif opens (HEIC is HEIF with HEVC 
 # Thumbnails, depth maps and auxiliary images (an iPhone's HDR gain map) are never read. One thread
 # per image: scoring and validation already decode on pools sized to the cores.
 pi_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_images=False, aux_images=False)
-# Colour planes per pixel for the chroma subsampling pi-heif reports (400: grey).
-PLANES = {400: 1.0, 420: 1.5, 422: 2.0, 444: 3.0}
+# Colour planes per pixel for the chroma subsampling pi-heif reports (none for a grey photo).
+PLANES = {420: 1.5, 422: 2.0, 444: 3.0}
+GREY_MODES = ("L", "LA", "I;16")
+DERIVED = frozenset((b"grid", b"iovl", b"iden"))  # items decoded from the items they reference (dimg)
+MAX_DERIVATION = 4  # a derived item may reference derived ones; libheif bounds the nesting too
 
 
 def is_heif(data: bytes) -> bool:
@@ -38,77 +46,169 @@ def is_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp"
 
 
-def check_item_names(data: bytes) -> None:
-    """Refuse a HEIF whose item types, names or content types are not text (the crash above).
+@dataclass
+class _Items:
+    """What the meta box says of its items: types, the primary one, references, sizes."""
 
-    Walks ``meta`` / ``iinf`` / ``infe`` and ``iprp`` / ``ipco`` / ``auxC`` as ISO/IEC 23008-12 lays them
-    out; a box it cannot follow is left to libheif, which refuses it with an error of its own.
+    types: dict[int, bytes] = field(default_factory=dict)
+    primary: int | None = None
+    derived_from: dict[int, list[int]] = field(default_factory=dict)  # dimg references, repeats kept
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # from each item's ispe property
+
+
+def check_items(data: bytes, max_pixels: int) -> None:
+    """Refuse a HEIF whose item types are not text (the crash above) or whose tiles exceed ``max_pixels``.
 
     Raises:
-        ImageDecodeError: naming the box.
+        ImageDecodeError: naming what is wrong and what to do.
     """
-    for kind, start, end in _boxes(data, 0, len(data)):
-        if kind == b"meta":
-            _check_texts(data, start, end)
+    try:
+        items = _read_items(data)
+    except IndexError:  # a box shorter than its fields: libheif would refuse it too
+        raise _damaged("boxes shorter than their own fields") from None
+    if items.types.get(items.primary or 0) not in DERIVED:
+        return  # one coded picture: imaging.check_pixels counts it, as for every other format
+    coded = coded_pixels(data, items)
+    if coded is not None and coded > max_pixels:
+        raise ImageDecodeError(
+            f"image too large: its tiles hold {coded:,} pixels to decode, which exceeds the limit of "
+            f"{max_pixels:,}; downscale it before upload"
+        )
 
 
-def decoder_bytes(image: Image.Image) -> int:
-    """Bytes libheif holds while decoding an opened (not yet decoded) HEIF, beside Pillow's image.
+def coded_pixels(data: bytes, items: _Items | None = None) -> int | None:
+    """Pixels libheif decodes for the primary picture: its tiles' sizes summed (None: not found in the boxes)."""
+    items = items if items is not None else _read_items(data)
+    if items.primary is None:
+        return None
+    return _decoded(items, items.primary, depth=0)
 
-    Its planes twice (decoded, and turned when irot/imir turn it) and its interleaved picture, at 1
-    byte a sample up to 8 bits and 2 above. Measured on 3000x2000 photos, a process grew by at most
-    this (tests/unit/core/test_phone_formats.py): 8-bit 4:2:0, 10-bit 4:2:2 and 4:4:4, alpha, turned.
+
+def decoder_bytes(image: Image.Image, data: bytes) -> int:
+    """Bytes libheif holds while decoding an opened HEIF, beside Pillow's image of it.
+
+    Its planes twice (decoded, and turned when irot/imir turn it) at the tiles' size, and its
+    interleaved picture, at 1 byte a sample up to 8 bits and 2 above. Measured on 3000x2000 photos,
+    a process grew by less (tests/unit/core/test_phone_formats.py): 8-bit 4:2:0, 10-bit 4:2:2 and
+    4:4:4, alpha, turned.
     """
     sample = 1 if int(image.info.get("bit_depth") or 8) <= 8 else 2
-    alpha = 1 if image.mode in ("RGBA", "LA") else 0
-    planes = PLANES.get(int(image.info.get("chroma") or 444), 3.0) + alpha
-    channels = Image.getmodebands(image.mode)
-    return math.ceil((2 * planes + channels) * sample * image.width * image.height)
+    chroma = image.info.get("chroma")
+    planes = PLANES.get(int(chroma), 3.0) if chroma else 1.0 if image.mode in GREY_MODES else 3.0
+    planes += 1 if image.mode in ("RGBA", "LA") else 0
+    shown = image.width * image.height
+    try:
+        coded = max(coded_pixels(data) or 0, shown)
+    except IndexError:  # check_items refused such a file already
+        coded = shown
+    return math.ceil((2 * planes * coded + Image.getmodebands(image.mode) * shown) * sample)
 
 
-def _check_texts(data: bytes, start: int, end: int) -> None:
-    """Every infe and auxC under a meta box starting its payload at ``start``."""
-    for kind, payload, box_end in _boxes(data, start + 4, end):  # meta is a full box
-        if kind == b"iinf":
-            entries = payload + 4 + (2 if data[payload] == 0 else 4)
-            for child, child_start, child_end in _boxes(data, entries, box_end):
-                if child == b"infe":
-                    _check_item(data, child_start, child_end)
-        elif kind == b"iprp":
-            for _, properties, properties_end in _boxes(data, payload, box_end):
-                for child, child_start, child_end in _boxes(data, properties, properties_end):
-                    if child == b"auxC":
-                        _check_strings(data, child_start + 4, child_end, "auxC", count=1)
+def _decoded(items: _Items, item: int, depth: int) -> int | None:
+    if items.types.get(item) not in DERIVED:
+        size = items.sizes.get(item)
+        return None if size is None else size[0] * size[1]
+    if depth >= MAX_DERIVATION:
+        return None
+    parts = [_decoded(items, part, depth + 1) for part in items.derived_from.get(item, [])]
+    return sum(part for part in parts if part is not None) if parts else None
 
 
-def _check_item(data: bytes, start: int, end: int) -> None:
-    version = data[start]
-    if version < 2:  # item_ID, protection index, then name, content type and encoding
-        _check_strings(data, start + 8, end, "infe", count=3)
+def _read_items(data: bytes) -> _Items:
+    items = _Items()
+    for kind, start, end in _boxes(data, 0, len(data)):
+        if kind == b"meta":
+            for child, payload, child_end in _boxes(data, start + 4, end):  # meta is a full box
+                _READERS.get(child, _skip)(data, payload, child_end, items)
+    return items
+
+
+def _read_iinf(data: bytes, payload: int, end: int, items: _Items) -> None:
+    entries = payload + 4 + (2 if data[payload : payload + 1] == b"\0" else 4)  # version, flags, entry count
+    for kind, start, box_end in _boxes(data, entries, end):
+        if kind != b"infe" or data[start : start + 1] in (b"", b"\0", b"\1"):  # versions 0-1 have no item type
+            continue
+        wide = data[start] >= 3
+        position = start + 4
+        item = _number(data, position, 4 if wide else 2)
+        position += (4 if wide else 2) + 2  # item_ID, protection index
+        item_type = data[position : position + 4]
+        if not all(0x20 <= byte < 0x7F for byte in item_type):
+            raise _damaged(f"an item of type {item_type!r}")
+        if item is not None:
+            items.types[item] = item_type
+        if item_type == b"mime":  # then its name and its content type, each ending in NUL
+            name_end = data.find(b"\0", position + 4, box_end)
+            if name_end != -1:
+                content_end = data.find(b"\0", name_end + 1, box_end)
+                content_type = data[name_end + 1 : content_end if content_end != -1 else box_end]
+                try:
+                    content_type.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _damaged(f"a metadata item of content type {content_type[:20]!r}") from None
+
+
+def _read_pitm(data: bytes, payload: int, end: int, items: _Items) -> None:
+    items.primary = _number(data, payload + 4, 2 if data[payload : payload + 1] == b"\0" else 4)
+
+
+def _read_iref(data: bytes, payload: int, end: int, items: _Items) -> None:
+    width = 2 if data[payload : payload + 1] == b"\0" else 4
+    for kind, start, box_end in _boxes(data, payload + 4, end):
+        if kind != b"dimg":
+            continue
+        source = _number(data, start, width)
+        count = _number(data, start + width, 2) or 0
+        first = start + width + 2
+        targets = [
+            _number(data, first + index * width, width) for index in range(min(count, (box_end - first) // width))
+        ]
+        if source is not None:
+            items.derived_from.setdefault(source, []).extend(t for t in targets if t is not None)
+
+
+def _read_iprp(data: bytes, payload: int, end: int, items: _Items) -> None:
+    sizes: dict[int, tuple[int, int]] = {}  # ispe properties by their 1-based index in ipco
+    associations = None
+    for kind, start, box_end in _boxes(data, payload, end):
+        if kind == b"ipco":
+            for index, (property_kind, property_start, _) in enumerate(_boxes(data, start, box_end), start=1):
+                if property_kind == b"ispe":
+                    width, height = _number(data, property_start + 4, 4), _number(data, property_start + 8, 4)
+                    if width is not None and height is not None:
+                        sizes[index] = (width, height)
+        elif kind == b"ipma" and associations is None:
+            associations = (start, box_end)
+    if associations is not None:
+        _read_ipma(data, *associations, sizes, items)
+
+
+def _read_ipma(data: bytes, start: int, end: int, sizes: dict[int, tuple[int, int]], items: _Items) -> None:
+    version, flags = _number(data, start, 1), _number(data, start, 4)
+    if version is None or flags is None:
         return
-    position = start + 4 + (2 if version == 2 else 4) + 2  # version and flags, item_ID, protection index
-    item_type = data[position : position + 4]
-    if len(item_type) == 4 and not all(0x20 <= byte < 0x7F for byte in item_type):
-        raise _damaged(f"an item of type {item_type!r}")
-    strings = 3 if item_type == b"mime" else 2 if item_type == b"uri " else 1  # name [, content type, encoding]
-    _check_strings(data, position + 4, end, "infe", count=strings)
+    item_width, index_width = 2 if version < 1 else 4, 2 if flags & 1 else 1
+    position = start + 8  # version, flags, entry count
+    while (item := _number(data, position, item_width)) is not None and position < end:
+        count = _number(data, position + item_width, 1) or 0
+        position += item_width + 1
+        for _ in range(count):
+            index = (_number(data, position, index_width) or 0) & (0x7FFF if index_width == 2 else 0x7F)
+            position += index_width
+            if index in sizes:
+                items.sizes[item] = sizes[index]
 
 
-def _check_strings(data: bytes, start: int, end: int, box: str, *, count: int) -> None:
-    """Up to ``count`` NUL-terminated UTF-8 strings from ``start``."""
-    position = start
-    for _ in range(count):
-        if position >= end:
-            return
-        stop = data.find(b"\0", position, end)
-        text = data[position : stop if stop != -1 else end]
-        try:
-            text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _damaged(f"a name in its {box} box that is not text ({text[:20]!r})") from None
-        if stop == -1:
-            return
-        position = stop + 1
+def _skip(data: bytes, payload: int, end: int, items: _Items) -> None:
+    pass
+
+
+_READERS = {b"iinf": _read_iinf, b"pitm": _read_pitm, b"iref": _read_iref, b"iprp": _read_iprp}
+
+
+def _number(data: bytes, position: int, width: int) -> int | None:
+    field_bytes = data[position : position + width]
+    return int.from_bytes(field_bytes, "big") if len(field_bytes) == width else None
 
 
 def _damaged(what: str) -> ImageDecodeError:

@@ -194,7 +194,7 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     if not data:
         raise ImageDecodeError("empty file (0 bytes): re-upload the photo")
     if heif_file := heif.is_heif(data):
-        heif.check_item_names(data)  # before pi-heif reads them: some crash it (heif.py)
+        heif.check_items(data, max_pixels)  # before pi-heif reads them: some crash it (heif.py)
     with decode_errors(heif_file=heif_file), warnings.catch_warnings():
         # Our own pixel limit below replaces Pillow's warning-based one.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -278,7 +278,7 @@ def open_header(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
     """``read_header``, keeping the opened image for one later ``open_image(data, opened=...)``."""
     image = open_lazy(data, max_pixels=sys.maxsize if max_pixels is None else max_pixels)
     with decode_errors():
-        decoder = heif.decoder_bytes(image) if image.format == heif.FORMAT else 0
+        decoder = heif.decoder_bytes(image, data) if image.format == heif.FORMAT else 0
         header = ImageHeader(
             image.format or "", image.mode, image.width, image.height, exif_orientation(image), decoder
         )
@@ -308,7 +308,9 @@ def open_image(
     image = opened.take() if opened is not None else open_lazy(data, max_pixels=max_pixels)
     if image.format in DRAFT_FORMATS and not checked:
         check_intact(data)  # Pillow would paint a damaged stretch grey without a word
-    with decode_errors(heif_file=image.format == heif.FORMAT):
+    if image.format == heif.FORMAT:
+        heif.check_items(data, max_pixels)  # its tiles, against this decode's limit (the header's may be none)
+    with decode_errors():
         orientation = opened.header.orientation if opened is not None else exif_orientation(image)
         stored = None if size is None else stored_size(size, orientation)
         target = stored if stored is not None else _reduction_within(image, max_pixels)
@@ -319,7 +321,8 @@ def open_image(
         if scale > 1:
             image.draft(None, target)
             check_pixels(width, height, max_pixels, decoded=image.size)  # what draft() set up: checked, not assumed
-        image.load()
+        with decode_errors(heif_file=image.format == heif.FORMAT):
+            image.load()
         image = to_8bit(image)
         if stored is not None and image.size != stored:
             if image.mode not in RESIZED_AS_DECODED:

@@ -232,7 +232,7 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
     Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same reasons.
     """
     image = open_lazy(data, max_pixels=config.max_pixels)
-    with decode_errors(heif_file=image.format == heif.FORMAT):
+    with decode_errors():
         stored = image.size
         scaled = fit_to_tile_budget(*stored, config.tiles).scaled  # the stored size: the fit is symmetric
         if image.format in DRAFT_FORMATS:
@@ -244,7 +244,8 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
                 check_intact(data)  # CMYK: Pillow decodes it, so libjpeg is asked first
             elif (grey := decode_grey_jpeg(data, image.size)) is not None:
                 image = Image.fromarray(grey)
-        image.load()
+        with decode_errors(heif_file=image.format == heif.FORMAT):  # libheif's errors are RuntimeErrors too
+            image.load()
         gray = _to_grey(image)
         if gray.size != scaled:
             gray = gray.resize(scaled, Image.Resampling.BILINEAR)

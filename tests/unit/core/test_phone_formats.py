@@ -1,5 +1,6 @@
-"""HEIC (what iPhones save by default) decodes like any accepted photo: upright once, 8-bit RGB, bounded,
-and a damaged or hostile one is a row with a reason, never a crash. AVIF is refused by name."""
+"""HEIC (what iPhones save by default) decodes like any accepted photo: upright once, 8-bit RGB, bounded by
+what libheif really decodes, and a damaged or hostile one is a row with a reason, never a crash. AVIF is
+refused by name."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from PIL import Image
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.file_signatures import FormatNotAcceptedError
 from crack_model.core.imaging import open_image, read_header
-from tests import imagefiles
+from tests import heif_grid, imagefiles
 
 PROJECT = Path(__file__).resolve().parents[3]
 ROTATIONS = {  # EXIF orientation: how the picture is stored so that turning it by the tag shows it upright
@@ -144,17 +145,14 @@ except ImageDecodeError as error:
 """
 
 
-@pytest.mark.parametrize("field", ["item type", "item name", "content type"])
-def test_a_heic_whose_item_list_is_not_text_is_refused_without_crashing(field, tmp_path):
-    """pi-heif 1.4 dies of a segmentation fault on such an item; the boxes are checked before it reads them.
-    In a child process, so that a crash fails this test instead of ending the run."""
+@pytest.mark.parametrize("field", ["item type", "content type"])
+def test_a_heic_whose_metadata_items_are_not_text_is_refused_without_crashing(field, tmp_path):
+    """pi-heif 1.4 dies of a segmentation fault on a metadata item whose type or content type is not UTF-8; the
+    boxes are checked before it reads them. In a child process, so that a crash fails this test, not the run."""
     data = bytearray(heic(imagefiles.gradient_rgb(64, 48), 6, xmp=b"<x:xmpmeta/>"))
     items = data.find(b"iinf")
     if field == "item type":
         data[data.find(b"Exif", items)] = 0x80
-    elif field == "item name":
-        mime = data.find(b"mime", items)
-        data[mime + 4] = 0xFF  # the item name right after the type (empty: its NUL becomes a stray byte)
     else:
         content_type = data.find(b"application/rdf+xml", items)
         data[content_type] = 0xC3  # the start of a two-byte character, followed by a plain one
@@ -165,6 +163,37 @@ def test_a_heic_whose_item_list_is_not_text_is_refused_without_crashing(field, t
     )
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-500:]}"
     assert result.stdout.startswith("damaged HEIC file: it holds"), result.stdout
+
+
+def test_a_heif_whose_boxes_end_early_is_a_damaged_photo():
+    """An empty item list at the very end of the file: the box walk must not fail with an error of its own."""
+    ftyp = heif_grid.box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+    data = ftyp + heif_grid.box(b"meta", bytes(4) + heif_grid.box(b"iinf", b""))
+    with pytest.raises(ImageDecodeError, match=r"^damaged HEIC file"):
+        read_header(data)
+
+
+def test_an_iphone_style_grid_decodes_to_its_picture():
+    """iPhones store a photo as a grid of 512-px tiles, each its own HEVC picture, cropped at the edges."""
+    picture = imagefiles.gradient_rgb(500, 400)
+    tiles, rows, columns = heif_grid.split(picture, 256)
+    data = heif_grid.grid_heic(tiles, rows, columns, picture.size)
+    assert (read_header(data).width, read_header(data).height) == (500, 400)
+    assert mean_difference(open_image(data), picture) < 4
+
+
+def test_a_grid_of_tiles_bigger_than_its_picture_counts_the_tiles():
+    """A 15 KB file can declare a small picture made of one huge tile, or of one tile repeated 64 times: libheif
+    decodes every tile whole. The pixel limit and the memory estimate count the tiles, not the picture."""
+    huge_tile = heif_grid.grid_heic(Image.new("RGB", (2000, 1500), (90, 100, 110)), 1, 1, (200, 150))
+    header = read_header(huge_tile)
+    assert (header.width, header.height) == (200, 150)
+    assert header.peak_bytes() > 2 * 1.5 * 2000 * 1500  # libheif's planes of the tile
+    with pytest.raises(ImageDecodeError, match=r"^image too large: its tiles hold 3,000,000 pixels"):
+        open_image(huge_tile, max_pixels=1_000_000)
+    repeated = heif_grid.grid_heic(Image.new("RGB", (500, 400), (90, 100, 110)), 8, 8, (500, 400))
+    with pytest.raises(ImageDecodeError, match=r"^image too large: its tiles hold 12,800,000 pixels"):
+        read_header(repeated, max_pixels=5_000_000)
 
 
 def test_a_heic_over_the_pixel_limit_is_refused_before_it_is_decoded(monkeypatch):
@@ -221,6 +250,9 @@ def _encoded(variant: str, width: int, height: int) -> bytes:
     turned = {"exif": exif.tobytes()} if "turned" in variant else {}
     alpha = "alpha" in variant
     pixels = _photo(width, height, alpha)
+    if variant.endswith("grid"):
+        tiles, rows, columns = heif_grid.split(Image.fromarray(pixels), 512)
+        return heif_grid.grid_heic(tiles, rows, columns, (width, height))
     if variant.startswith("10bit"):
         mode = "RGBA;16" if alpha else "RGB;16"
         picture = pillow_heif.from_bytes(mode, (width, height), (pixels.astype(np.uint16) << 8).tobytes())
@@ -233,7 +265,9 @@ def _encoded(variant: str, width: int, height: int) -> bytes:
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory is read from Linux's /proc")
-@pytest.mark.parametrize("variant", ["8bit-420", "8bit-420-turned", "10bit-422", "10bit-444-alpha-turned"])
+@pytest.mark.parametrize(
+    "variant", ["8bit-420", "8bit-420-turned", "10bit-422", "10bit-444-alpha-turned", "8bit-420-grid"]
+)
 def test_the_header_bounds_what_decoding_a_heic_holds(variant, tmp_path):
     """libheif keeps its planes (2 bytes a sample above 8 bits, a turned copy) and an interleaved picture while
     Pillow copies it: the estimate counts them (counting Pillow's image alone, it was exceeded 2.3-3 times)."""
