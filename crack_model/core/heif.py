@@ -38,7 +38,7 @@ pi_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_images=Fa
 PLANES = {420: 1.5, 422: 2.0, 444: 3.0}
 GREY_MODES = ("L", "LA", "I;16")
 DERIVED = frozenset((b"grid", b"iovl", b"iden"))  # items decoded from the items they reference (dimg)
-MAX_DERIVATION = 4  # a derived item may reference derived ones; libheif bounds the nesting too
+MAX_DERIVATION = 4  # a derived item may reference derived ones
 
 
 def is_heif(data: bytes) -> bool:
@@ -104,14 +104,22 @@ def decoder_bytes(image: Image.Image, data: bytes) -> int:
     return math.ceil((2 * planes * coded + Image.getmodebands(image.mode) * shown) * sample)
 
 
-def _decoded(items: _Items, item: int, depth: int) -> int | None:
+def _decoded(items: _Items, item: int, depth: int, known: dict[int, int | None] | None = None) -> int | None:
+    """Pixels decoded for ``item``: its own size, or its parts' (None: a size is missing, which libheif refuses).
+
+    Each item is worked out once, so that grids of grids cannot make this take long.
+    """
+    known = {} if known is None else known
+    if item in known:
+        return known[item]
     if items.types.get(item) not in DERIVED:
         size = items.sizes.get(item)
         return None if size is None else size[0] * size[1]
-    if depth >= MAX_DERIVATION:
-        return None
-    parts = [_decoded(items, part, depth + 1) for part in items.derived_from.get(item, [])]
-    return sum(part for part in parts if part is not None) if parts else None
+    if depth >= MAX_DERIVATION:  # no camera nests them; a loop of references would never end
+        raise _damaged(f"pictures derived from pictures more than {MAX_DERIVATION} deep")
+    parts = [_decoded(items, part, depth + 1, known) for part in items.derived_from.get(item, [])]
+    known[item] = None if not parts or None in parts else sum(part for part in parts if part is not None)
+    return known[item]
 
 
 def _read_items(data: bytes) -> _Items:

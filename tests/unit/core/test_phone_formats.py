@@ -219,6 +219,15 @@ def test_avif_is_refused_by_name_and_never_decoded():
     assert read_header(generic[:8] + b"mif1" + generic[12:]).format == "HEIF"  # HEVC inside: decoded
 
 
+def test_a_grid_made_of_itself_is_a_damaged_photo():
+    """A grid whose tiles are the grid: the references are followed no deeper than a camera nests them."""
+    data = bytearray(heif_grid.grid_heic(Image.new("RGB", (64, 64), (90, 100, 110)), 2, 2, (128, 128)))
+    references = data.find(b"dimg") + 4 + 4  # after the grid's own item_ID and the count
+    data[references : references + 8] = struct.pack(">HHHH", 1, 1, 1, 1)
+    with pytest.raises(ImageDecodeError, match=r"^damaged HEIC file: it holds pictures derived from pictures"):
+        read_header(bytes(data))
+
+
 DECODE_IN_A_FRESH_PROCESS = """
 import json, sys
 from crack_model.core.imaging import open_image, read_header
