@@ -79,6 +79,7 @@ def _content() -> dict[str, bytes]:
         "item-type-not-text.heic": _item_type_not_text(heic(base, exif=_orientation(1), quality=60)),
         "boxes-end-early.heic": b"\0\0\0\x18ftypheic\0\0\0\0mif1heic\0\0\0\x14meta\0\0\0\0\0\0\0\x08iinf",
         "photo.avif": encode(base, "AVIF", quality=60),
+        "camera.dng": encode(base, "TIFF", tiffinfo={50706: b"\x01\x04\x00\x00"}),
         "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"/>',
         "page.html.jpg": b"<html><body>not a photo</body></html>",
         "empty.jpg": b"",

@@ -8,6 +8,8 @@ accepted format but that Pillow cannot open is a damaged photo, not a wrong form
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from crack_model.core.errors import ImageDecodeError
 
 ACCEPTED = "JPEG, HEIC, PNG, TIFF, WebP, BMP or GIF"
@@ -31,6 +33,19 @@ SIGNATURES = (
     (4, b"ftypavis", "AVIF"),
 )
 NOT_IMAGES = ("PDF document",)
+# Camera raw files. Most are TIFF inside, so they must be told apart before a damaged TIFF is named: and
+# Pillow opens some of them as a TIFF, whose first picture is a small preview (checked in raw_refusal).
+RAW_SIGNATURES = (
+    (0, b"II*\x00\x10\x00\x00\x00CR", "CR2 (camera raw)"),
+    (4, b"ftypcrx ", "CR3 (camera raw)"),
+    (0, b"FUJIFILMCCD-RAW", "RAF (camera raw)"),
+    (0, b"IIRO", "ORF (camera raw)"),
+    (0, b"IIRS", "ORF (camera raw)"),
+    (0, b"MMOR", "ORF (camera raw)"),
+    (0, b"IIU\x00", "RW2 (camera raw)"),
+)
+DNG_VERSION_TAG = 50706
+NEW_SUBFILE_TYPE_TAG = 254  # bit 0: "a reduced-resolution version of another image in this file"
 # The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
 # open is a damaged photo (cut short in upload, say), and "upload JPEG" would be the wrong advice.
 ACCEPTED_SIGNATURES = (
@@ -66,6 +81,8 @@ class FormatNotAcceptedError(ImageDecodeError):
 
 def refusal(data: bytes) -> ImageDecodeError:
     """The error for bytes none of the allowed decoders recognises, naming the format when we know it."""
+    if (raw := _signature(data, RAW_SIGNATURES)) is not None:
+        return FormatNotAcceptedError(f"format {raw} is not accepted: upload {ACCEPTED}", raw)
     damaged = _signature(data, ACCEPTED_SIGNATURES)
     if damaged is not None:
         return ImageDecodeError(
@@ -83,6 +100,21 @@ def refusal(data: bytes) -> ImageDecodeError:
     if name in NOT_IMAGES:
         return FormatNotAcceptedError(f"not an image (a {name}): upload {ACCEPTED}", name)
     return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
+
+
+def raw_refusal(data: bytes, tags: Mapping[int, object]) -> FormatNotAcceptedError | None:
+    """The error for a camera raw file that Pillow opened as a TIFF (``tags``: its first IFD's), else None.
+
+    Pillow would decode the first picture of a DNG, a CR2 or a NEF: a small preview, or nothing it can
+    decode. Scoring a 256-px preview as the photo would miss its cracks without a word.
+    """
+    name = _signature(data, RAW_SIGNATURES)
+    if name is None and DNG_VERSION_TAG in tags:
+        name = "DNG (camera raw)"
+    subfile_type = tags.get(NEW_SUBFILE_TYPE_TAG)
+    if name is None and isinstance(subfile_type, int) and subfile_type & 1:
+        name = "TIFF whose first picture is a reduced preview (a camera raw file)"
+    return None if name is None else FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
 
 
 def arithmetic_jpeg_refusal(data: bytes) -> FormatNotAcceptedError | None:

@@ -31,7 +31,13 @@ from PIL import _imaging as pillow_core
 
 from crack_model.core import heif
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.file_signatures import ACCEPTED, FormatNotAcceptedError, arithmetic_jpeg_refusal, refusal
+from crack_model.core.file_signatures import (
+    ACCEPTED,
+    FormatNotAcceptedError,
+    arithmetic_jpeg_refusal,
+    raw_refusal,
+    refusal,
+)
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
@@ -204,6 +210,8 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             raise refusal(data) from None
     if image.format in DRAFT_FORMATS and (arithmetic := arithmetic_jpeg_refusal(data)) is not None:
         raise arithmetic
+    if image.format == "TIFF" and (raw := raw_refusal(data, getattr(image, "tag_v2", {}))) is not None:
+        raise raw
     # A JPEG passes if its half-scale decode would (smaller ones are asked for where they suffice).
     reduced = 2 if image.format in DRAFT_FORMATS else 1
     check_pixels(

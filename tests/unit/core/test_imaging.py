@@ -8,7 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from PIL import Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin, TiffImagePlugin
 
 from crack_model.core import imaging, pixel_modes
 from crack_model.core.errors import ImageDecodeError
@@ -130,6 +130,39 @@ def test_formats_outside_the_allowed_list_are_refused_by_name(fmt):
         open_image(data)
     assert caught.value.format_name == fmt
     assert str(caught.value).startswith(f"format {fmt} is not accepted")
+
+
+def _tiff_with_tags(tags: dict[int, tuple[object, int]]) -> bytes:
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, (value, kind) in tags.items():
+        info[tag] = value
+        info.tagtype[tag] = kind
+    return imagefiles.encode(Image.new("RGB", (256, 171), (100, 120, 140)), "TIFF", tiffinfo=info)
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (_tiff_with_tags({50706: (b"\x01\x04\x00\x00", 1)}), "DNG (camera raw)"),  # DNGVersion
+        (_tiff_with_tags({254: (1, 4)}), "TIFF whose first picture is a reduced preview (a camera raw file)"),
+        (b"II*\x00\x10\x00\x00\x00CR\x02\x00" + bytes(200), "CR2 (camera raw)"),
+        (b"\0\0\0\x18ftypcrx \0\0\0\x01crx isom" + bytes(200), "CR3 (camera raw)"),
+        (b"FUJIFILMCCD-RAW 0201" + bytes(200), "RAF (camera raw)"),
+        (b"IIRO\x08\x00\x00\x00" + bytes(200), "ORF (camera raw)"),
+        (b"IIU\x00\x08\x00\x00\x00" + bytes(200), "RW2 (camera raw)"),
+    ],
+)
+def test_camera_raw_files_are_refused_by_name_not_scored_from_their_preview(data, name):
+    """Pillow opens a DNG or a NEF as a TIFF and decodes its first picture: a 256-px preview, which would be
+    scored as the photo. Raw files are refused by name, and told what to upload."""
+    with pytest.raises(FormatNotAcceptedError, match="upload JPEG, HEIC") as raised:
+        open_image(data)
+    assert raised.value.format_name == name
+
+
+def test_a_tiff_page_that_is_not_a_preview_is_decoded():
+    """NewSubfileType 2 (a page of a multi-page document) is an ordinary picture."""
+    assert open_image(_tiff_with_tags({254: (2, 4)})).size == (256, 171)
 
 
 def test_refused_formats_never_reach_a_pillow_decoder(monkeypatch):
