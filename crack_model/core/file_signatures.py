@@ -9,6 +9,7 @@ accepted format but that Pillow cannot open is a damaged photo, not a wrong form
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from crack_model.core.errors import ImageDecodeError
 
@@ -46,6 +47,12 @@ RAW_SIGNATURES = (
 )
 DNG_VERSION_TAG = 50706
 NEW_SUBFILE_TYPE_TAG = 254  # bit 0: "a reduced-resolution version of another image in this file"
+SUB_IFDS_TAG = 330
+PHOTOMETRIC_TAG = 262
+RAW_PHOTOMETRICS = frozenset((32803, 34892))  # colour filter array (a sensor's mosaic), linear raw
+COMPRESSION_TAG = 259
+RAW_COMPRESSIONS = frozenset((32767, 34713, 65535))  # Sony, Nikon and Pentax raw
+MAX_TIFF_TAGS = 1000
 # The first bytes of the accepted formats: a file that starts like one but that Pillow cannot
 # open is a damaged photo (cut short in upload, say), and "upload JPEG" would be the wrong advice.
 ACCEPTED_SIGNATURES = (
@@ -82,8 +89,10 @@ class FormatNotAcceptedError(ImageDecodeError):
 def refusal(data: bytes) -> ImageDecodeError:
     """The error for bytes none of the allowed decoders recognises, naming the format when we know it."""
     if (raw := _signature(data, RAW_SIGNATURES)) is not None:
-        return FormatNotAcceptedError(f"format {raw} is not accepted: upload {ACCEPTED}", raw)
+        return _raw_error(raw)
     damaged = _signature(data, ACCEPTED_SIGNATURES)
+    if damaged == "TIFF" and (raw := _raw_tiff(*_first_tiff_picture(data))) is not None:
+        return _raw_error(raw)  # a raw picture Pillow cannot decode: re-uploading would not help
     if damaged is not None:
         return ImageDecodeError(
             f"damaged {damaged} file: its header cannot be read (cut short or corrupt); re-upload the photo"
@@ -102,19 +111,52 @@ def refusal(data: bytes) -> ImageDecodeError:
     return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
 
 
-def raw_refusal(data: bytes, tags: Mapping[int, object]) -> FormatNotAcceptedError | None:
-    """The error for a camera raw file that Pillow opened as a TIFF (``tags``: its first IFD's), else None.
+def raw_refusal(data: bytes, tags: Mapping[int, object], more_pictures: bool) -> FormatNotAcceptedError | None:
+    """The error for a camera raw file that Pillow opened as a TIFF, else None.
 
-    Pillow would decode the first picture of a DNG, a CR2 or a NEF: a small preview, or nothing it can
-    decode. Scoring a 256-px preview as the photo would miss its cracks without a word.
+    ``tags``: its first picture's; ``more_pictures``: the file has another picture after it, or under it.
+    Pillow would decode the first picture of a DNG or a NEF: a small preview, or nothing it can decode.
+    Scoring a 256-px preview as the photo would miss its cracks without a word.
     """
-    name = _signature(data, RAW_SIGNATURES)
-    if name is None and DNG_VERSION_TAG in tags:
-        name = "DNG (camera raw)"
+    name = _signature(data, RAW_SIGNATURES) or _raw_tiff(tags, more_pictures)
+    return None if name is None else _raw_error(name)
+
+
+def _raw_tiff(tags: Mapping[int, object], more_pictures: bool) -> str | None:
+    """The name of a TIFF-based raw file from its first picture's tags, else None."""
+    if DNG_VERSION_TAG in tags:
+        return "DNG (camera raw)"
     subfile_type = tags.get(NEW_SUBFILE_TYPE_TAG)
-    if name is None and isinstance(subfile_type, int) and subfile_type & 1:
-        name = "TIFF whose first picture is a reduced preview (a camera raw file)"
-    return None if name is None else FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
+    preview = isinstance(subfile_type, int) and subfile_type & 1 and (more_pictures or SUB_IFDS_TAG in tags)
+    if preview or tags.get(PHOTOMETRIC_TAG) in RAW_PHOTOMETRICS or tags.get(COMPRESSION_TAG) in RAW_COMPRESSIONS:
+        return "camera raw (TIFF-based)"
+    return None
+
+
+def _raw_error(name: str) -> FormatNotAcceptedError:
+    return FormatNotAcceptedError(
+        f"format {name} is not accepted: export the photo as JPEG or HEIC (in the camera or a raw converter) "
+        "and upload that",
+        name,
+    )
+
+
+def _first_tiff_picture(data: bytes) -> tuple[dict[int, int | None], bool]:
+    """The tags of a TIFF's first picture as read from its bytes (values of single numbers only), and whether
+    another picture follows: for a file Pillow could not open."""
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
+    offset = int.from_bytes(data[4:8], order)
+    count = min(int.from_bytes(data[offset : offset + 2], order), MAX_TIFF_TAGS)
+    tags: dict[int, int | None] = {}
+    for index in range(count):
+        entry = data[offset + 2 + 12 * index : offset + 14 + 12 * index]
+        if len(entry) < 12:
+            return tags, False
+        tag, kind, values = (int.from_bytes(entry[a:b], order) for a, b in ((0, 2), (2, 4), (4, 8)))
+        single = values == 1 and kind in (3, 4)  # SHORT or LONG
+        tags[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order) if single else None
+    following = data[offset + 2 + 12 * count : offset + 6 + 12 * count]
+    return tags, int.from_bytes(following, order) != 0 if len(following) == 4 else False
 
 
 def arithmetic_jpeg_refusal(data: bytes) -> FormatNotAcceptedError | None:

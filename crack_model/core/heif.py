@@ -9,8 +9,9 @@ pi-heif or libheif see them:
   PR #478, fixed upstream after the last pi-heif release). A 2 KB upload must not take down a night.
 * **What is decoded, not what is shown.** A photo stored as a grid (an iPhone's: 512-px tiles) or an
   overlay is decoded tile by tile at each tile's own size, and a crafted file can declare a small
-  picture made of huge tiles, or of one tile repeated hundreds of times. ``coded_pixels`` sums the
-  tiles, so the pixel limit and the memory estimate count what libheif decodes.
+  picture made of huge tiles. ``coded_pixels`` sums the tiles, so the pixel limit and the memory
+  estimate count what libheif decodes; references that loop or fan out (libheif follows every path
+  of them when it opens a file) are refused before it does.
 * **What decoding holds.** libheif keeps its colour planes (2 bytes a sample above 8 bits, a turned
   copy when irot/imir turn the photo) and an interleaved picture that Pillow then copies.
 
@@ -38,7 +39,10 @@ pi_heif.register_heif_opener(decode_threads=1, thumbnails=False, depth_images=Fa
 PLANES = {420: 1.5, 422: 2.0, 444: 3.0}
 GREY_MODES = ("L", "LA", "I;16")
 DERIVED = frozenset((b"grid", b"iovl", b"iden"))  # items decoded from the items they reference (dimg)
-MAX_DERIVATION = 4  # a derived item may reference derived ones
+MAX_DERIVATION = 4  # a derived item may reference derived ones; no camera nests them
+# libheif follows every path of references from the primary item when it opens a file (~90 ns each): an
+# iPhone grid has 49 paths, a 16384-px photo of 512-px tiles 1,025; a few KB of crafted references, billions.
+MAX_REFERENCE_PATHS = 100_000
 
 
 def is_heif(data: bytes) -> bool:
@@ -57,18 +61,12 @@ class _Items:
 
 
 def check_items(data: bytes, max_pixels: int) -> None:
-    """Refuse a HEIF whose item types are not text (the crash above) or whose tiles exceed ``max_pixels``.
+    """Refuse a HEIF whose item list would crash pi-heif, hang libheif, or decode more than ``max_pixels``.
 
     Raises:
         ImageDecodeError: naming what is wrong and what to do.
     """
-    try:
-        items = _read_items(data)
-    except IndexError:  # a box shorter than its fields: libheif would refuse it too
-        raise _damaged("boxes shorter than their own fields") from None
-    if items.types.get(items.primary or 0) not in DERIVED:
-        return  # one coded picture: imaging.check_pixels counts it, as for every other format
-    coded = coded_pixels(data, items)
+    coded = coded_pixels(data)
     if coded is not None and coded > max_pixels:
         raise ImageDecodeError(
             f"image too large: its tiles hold {coded:,} pixels to decode, which exceeds the limit of "
@@ -76,12 +74,17 @@ def check_items(data: bytes, max_pixels: int) -> None:
         )
 
 
-def coded_pixels(data: bytes, items: _Items | None = None) -> int | None:
-    """Pixels libheif decodes for the primary picture: its tiles' sizes summed (None: not found in the boxes)."""
-    items = items if items is not None else _read_items(data)
-    if items.primary is None:
+def coded_pixels(data: bytes) -> int | None:
+    """Pixels libheif decodes for a primary picture made of tiles (a grid, an overlay), summed; None for a
+    picture coded whole, which imaging.check_pixels counts as it counts every other format's.
+
+    Raises:
+        ImageDecodeError: the item list is not one libheif could read safely (see _read_items).
+    """
+    items = _read_items(data)
+    if items.primary is None or items.types.get(items.primary) not in DERIVED:
         return None
-    return _decoded(items, items.primary, depth=0)
+    return _tiles(items, items.primary, {})
 
 
 def decoder_bytes(image: Image.Image, data: bytes) -> int:
@@ -90,45 +93,73 @@ def decoder_bytes(image: Image.Image, data: bytes) -> int:
     Its planes twice (decoded, and turned when irot/imir turn it) at the tiles' size, and its
     interleaved picture, at 1 byte a sample up to 8 bits and 2 above. Measured on 3000x2000 photos,
     a process grew by less (tests/unit/core/test_phone_formats.py): 8-bit 4:2:0, 10-bit 4:2:2 and
-    4:4:4, alpha, turned.
+    4:4:4, alpha, turned, a grid.
     """
     sample = 1 if int(image.info.get("bit_depth") or 8) <= 8 else 2
     chroma = image.info.get("chroma")
     planes = PLANES.get(int(chroma), 3.0) if chroma else 1.0 if image.mode in GREY_MODES else 3.0
     planes += 1 if image.mode in ("RGBA", "LA") else 0
     shown = image.width * image.height
-    try:
-        coded = max(coded_pixels(data) or 0, shown)
-    except IndexError:  # check_items refused such a file already
-        coded = shown
+    coded = max(coded_pixels(data) or 0, shown)
     return math.ceil((2 * planes * coded + Image.getmodebands(image.mode) * shown) * sample)
 
 
-def _decoded(items: _Items, item: int, depth: int, known: dict[int, int | None] | None = None) -> int | None:
-    """Pixels decoded for ``item``: its own size, or its parts' (None: a size is missing, which libheif refuses).
-
-    Each item is worked out once, so that grids of grids cannot make this take long.
-    """
-    known = {} if known is None else known
-    if item in known:
-        return known[item]
-    if items.types.get(item) not in DERIVED:
-        size = items.sizes.get(item)
-        return None if size is None else size[0] * size[1]
-    if depth >= MAX_DERIVATION:  # no camera nests them; a loop of references would never end
-        raise _damaged(f"pictures derived from pictures more than {MAX_DERIVATION} deep")
-    parts = [_decoded(items, part, depth + 1, known) for part in items.derived_from.get(item, [])]
-    known[item] = None if not parts or None in parts else sum(part for part in parts if part is not None)
+def _tiles(items: _Items, item: int, known: dict[int, int]) -> int:
+    """Pixels decoded for ``item``: its own size, or its parts' (each part as often as it is referenced)."""
+    if item not in known:
+        if items.types.get(item) in DERIVED:
+            known[item] = sum(_tiles(items, part, known) for part in items.derived_from.get(item, []))
+        elif (size := items.sizes.get(item)) is not None:
+            known[item] = size[0] * size[1]
+        else:  # libheif would fail on it only when decoding reached it
+            raise _damaged("a tile without a size (no ispe property)")
     return known[item]
 
 
 def _read_items(data: bytes) -> _Items:
+    """The item list as libheif reads it, refused where a reading of ours and libheif's could differ.
+
+    libheif reads the last top-level meta box and the first pitm, iinf, iref and ipco in it, and merges
+    every ipma. No camera writes two of them, so a file that does is refused instead of read twice.
+    """
+    metas = [(start, end) for kind, start, end in _boxes(data, 0, len(data)) if kind == b"meta"]
     items = _Items()
-    for kind, start, end in _boxes(data, 0, len(data)):
-        if kind == b"meta":
-            for child, payload, child_end in _boxes(data, start + 4, end):  # meta is a full box
-                _READERS.get(child, _skip)(data, payload, child_end, items)
+    if not metas:
+        return items
+    if len(metas) > 1:
+        raise _damaged(f"{len(metas)} meta boxes")
+    start, end = metas[0]
+    seen: set[bytes] = set()
+    for child, payload, child_end in _boxes(data, start + 4, end):  # meta is a full box
+        if child in _READERS:
+            if child in seen:
+                raise _damaged(f"two {child.decode('ascii')} boxes")
+            seen.add(child)
+            _READERS[child](data, payload, child_end, items)
+    _check_references(items)
     return items
+
+
+def _check_references(items: _Items) -> None:
+    """Refuse references that loop, nest deeper than a camera's, or fan out so that libheif's own check of
+    them (it follows every path from the primary item, whatever the items' types) would take hours."""
+    if items.primary is None:
+        return
+    paths: dict[int, int] = {}  # how many paths libheif follows from each item
+
+    def visit(item: int, path: list[int]) -> int:
+        if item in path:
+            raise _damaged("pictures that reference themselves")
+        if len(path) > MAX_DERIVATION:
+            raise _damaged(f"pictures derived from pictures more than {MAX_DERIVATION} deep")
+        if item not in paths:
+            parts = items.derived_from.get(item, [])
+            paths[item] = 1 + sum(visit(part, [*path, item]) for part in parts)
+            if paths[item] > MAX_REFERENCE_PATHS:
+                raise _damaged(f"more than {MAX_REFERENCE_PATHS:,} paths of references between its pictures")
+        return paths[item]
+
+    visit(items.primary, [])
 
 
 def _read_iinf(data: bytes, payload: int, end: int, items: _Items) -> None:
@@ -177,18 +208,20 @@ def _read_iref(data: bytes, payload: int, end: int, items: _Items) -> None:
 
 def _read_iprp(data: bytes, payload: int, end: int, items: _Items) -> None:
     sizes: dict[int, tuple[int, int]] = {}  # ispe properties by their 1-based index in ipco
-    associations = None
+    associations = []
     for kind, start, box_end in _boxes(data, payload, end):
         if kind == b"ipco":
+            if sizes:
+                raise _damaged("two ipco boxes")
             for index, (property_kind, property_start, _) in enumerate(_boxes(data, start, box_end), start=1):
                 if property_kind == b"ispe":
                     width, height = _number(data, property_start + 4, 4), _number(data, property_start + 8, 4)
                     if width is not None and height is not None:
                         sizes[index] = (width, height)
-        elif kind == b"ipma" and associations is None:
-            associations = (start, box_end)
-    if associations is not None:
-        _read_ipma(data, *associations, sizes, items)
+        elif kind == b"ipma":
+            associations.append((start, box_end))
+    for start, box_end in associations:  # libheif merges them all
+        _read_ipma(data, start, box_end, sizes, items)
 
 
 def _read_ipma(data: bytes, start: int, end: int, sizes: dict[int, tuple[int, int]], items: _Items) -> None:
@@ -197,18 +230,16 @@ def _read_ipma(data: bytes, start: int, end: int, sizes: dict[int, tuple[int, in
         return
     item_width, index_width = 2 if version < 1 else 4, 2 if flags & 1 else 1
     position = start + 8  # version, flags, entry count
-    while (item := _number(data, position, item_width)) is not None and position < end:
+    while position + item_width < end and (item := _number(data, position, item_width)) is not None:
         count = _number(data, position + item_width, 1) or 0
         position += item_width + 1
         for _ in range(count):
+            if position + index_width > end:
+                return
             index = (_number(data, position, index_width) or 0) & (0x7FFF if index_width == 2 else 0x7F)
             position += index_width
             if index in sizes:
                 items.sizes[item] = sizes[index]
-
-
-def _skip(data: bytes, payload: int, end: int, items: _Items) -> None:
-    pass
 
 
 _READERS = {b"iinf": _read_iinf, b"pitm": _read_pitm, b"iref": _read_iref, b"iprp": _read_iprp}

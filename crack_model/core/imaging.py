@@ -210,8 +210,10 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             raise refusal(data) from None
     if image.format in DRAFT_FORMATS and (arithmetic := arithmetic_jpeg_refusal(data)) is not None:
         raise arithmetic
-    if image.format == "TIFF" and (raw := raw_refusal(data, getattr(image, "tag_v2", {}))) is not None:
-        raise raw
+    if image.format == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        if (raw := raw_refusal(data, tags, more_pictures=bool(getattr(tags, "next", 0)))) is not None:
+            raise raw
     # A JPEG passes if its half-scale decode would (smaller ones are asked for where they suffice).
     reduced = 2 if image.format in DRAFT_FORMATS else 1
     check_pixels(

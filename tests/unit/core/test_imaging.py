@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import tracemalloc
 
 import numpy as np
@@ -140,11 +141,28 @@ def _tiff_with_tags(tags: dict[int, tuple[object, int]]) -> bytes:
     return imagefiles.encode(Image.new("RGB", (256, 171), (100, 120, 140)), "TIFF", tiffinfo=info)
 
 
+def _tiff_pillow_cannot_open(photometric: int, compression: int = 1) -> bytes:
+    """A one-strip grey TIFF whose tags say what a raw file's first picture says (Pillow refuses to decode it)."""
+    width, height, pixels = 16, 8, bytes(16 * 8)
+    entries = [(256, 3, width), (257, 3, height), (258, 3, 8), (259, 3, compression), (262, 3, photometric),
+               (273, 4, 8 + 2 + 12 * 7 + 4), (279, 4, len(pixels))]  # fmt: skip
+    packed = (struct.pack("<HHI", tag, kind, 1) + struct.pack("<H2x" if kind == 3 else "<I", value)
+              for tag, kind, value in entries)  # fmt: skip
+    ifd = struct.pack("<H", len(entries)) + b"".join(packed)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(4) + pixels
+
+
+RAW = "upload that"  # the end of every camera raw refusal: export a JPEG or HEIC
+
+
 @pytest.mark.parametrize(
     ("data", "name"),
     [
         (_tiff_with_tags({50706: (b"\x01\x04\x00\x00", 1)}), "DNG (camera raw)"),  # DNGVersion
-        (_tiff_with_tags({254: (1, 4)}), "TIFF whose first picture is a reduced preview (a camera raw file)"),
+        # a first picture that is a reduced copy of another one under it (SubIFDs), as in a NEF or an ARW
+        (_tiff_with_tags({254: (1, 4), 330: (0, 4)}), "camera raw (TIFF-based)"),
+        (_tiff_pillow_cannot_open(photometric=32803), "camera raw (TIFF-based)"),  # a sensor's colour mosaic
+        (_tiff_pillow_cannot_open(photometric=1, compression=34713), "camera raw (TIFF-based)"),  # Nikon's
         (b"II*\x00\x10\x00\x00\x00CR\x02\x00" + bytes(200), "CR2 (camera raw)"),
         (b"\0\0\0\x18ftypcrx \0\0\0\x01crx isom" + bytes(200), "CR3 (camera raw)"),
         (b"FUJIFILMCCD-RAW 0201" + bytes(200), "RAF (camera raw)"),
@@ -154,15 +172,17 @@ def _tiff_with_tags(tags: dict[int, tuple[object, int]]) -> bytes:
 )
 def test_camera_raw_files_are_refused_by_name_not_scored_from_their_preview(data, name):
     """Pillow opens a DNG or a NEF as a TIFF and decodes its first picture: a 256-px preview, which would be
-    scored as the photo. Raw files are refused by name, and told what to upload."""
-    with pytest.raises(FormatNotAcceptedError, match="upload JPEG, HEIC") as raised:
+    scored as the photo, or one it cannot decode ("damaged TIFF: re-upload" would not help). Raw files are
+    refused by name, and told to export a JPEG or HEIC."""
+    with pytest.raises(FormatNotAcceptedError, match=f"export the photo as JPEG or HEIC .* {RAW}$") as raised:
         open_image(data)
     assert raised.value.format_name == name
 
 
-def test_a_tiff_page_that_is_not_a_preview_is_decoded():
-    """NewSubfileType 2 (a page of a multi-page document) is an ordinary picture."""
-    assert open_image(_tiff_with_tags({254: (2, 4)})).size == (256, 171)
+@pytest.mark.parametrize("subfile_type", [1, 2])
+def test_a_tiff_of_one_picture_is_decoded_whatever_its_subfile_type(subfile_type):
+    """A lone picture marked as a reduced copy has nothing to be a copy of; type 2 is a page of a document."""
+    assert open_image(_tiff_with_tags({254: (subfile_type, 4)})).size == (256, 171)
 
 
 def test_refused_formats_never_reach_a_pillow_decoder(monkeypatch):

@@ -62,7 +62,7 @@ def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, 
     assert row("item-type-not-text.heic")["error"].startswith("damaged HEIC file: it holds an item of type")
     assert row("boxes-end-early.heic")["error"].startswith("damaged HEIC file"), row("boxes-end-early.heic")
     assert row("photo.avif")["error"].startswith("format AVIF is not accepted"), row("photo.avif")
-    assert row("camera.dng")["error"].startswith("format DNG (camera raw) is not accepted"), row("camera.dng")
+    assert row("camera.dng")["error"].startswith("format DNG (camera raw) is not accepted: export"), row("camera.dng")
     assert row("header-says-65000x65000.jpg")["error"].startswith("image too large")
     assert row("header-says-65000x65000.jpg")["error"].endswith("downscale it before upload")
     assert "empty file" in row("empty.jpg")["error"]
