@@ -57,7 +57,8 @@ class _Items:
     types: dict[int, bytes] = field(default_factory=dict)
     primary: int | None = None
     derived_from: dict[int, list[int]] = field(default_factory=dict)  # dimg references, repeats kept
-    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # from each item's ispe property
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # from each item's first ispe property
+    associated: set[int] = field(default_factory=set)  # items whose properties were listed (ipma)
 
 
 def check_items(data: bytes, max_pixels: int) -> None:
@@ -146,17 +147,19 @@ def _check_references(items: _Items) -> None:
     if items.primary is None:
         return
     paths: dict[int, int] = {}  # how many paths libheif follows from each item
+    heights: dict[int, int] = {}  # the longest chain of references below each item
 
     def visit(item: int, path: list[int]) -> int:
         if item in path:
             raise _damaged("pictures that reference themselves")
-        if len(path) > MAX_DERIVATION:
-            raise _damaged(f"pictures derived from pictures more than {MAX_DERIVATION} deep")
         if item not in paths:
             parts = items.derived_from.get(item, [])
             paths[item] = 1 + sum(visit(part, [*path, item]) for part in parts)
+            heights[item] = 1 + max((heights[part] for part in parts), default=0)
             if paths[item] > MAX_REFERENCE_PATHS:
                 raise _damaged(f"more than {MAX_REFERENCE_PATHS:,} paths of references between its pictures")
+        if len(path) + heights[item] > MAX_DERIVATION + 1:  # checked on every way in, not only the first
+            raise _damaged(f"pictures derived from pictures more than {MAX_DERIVATION} deep")
         return paths[item]
 
     visit(items.primary, [])
@@ -209,10 +212,12 @@ def _read_iref(data: bytes, payload: int, end: int, items: _Items) -> None:
 def _read_iprp(data: bytes, payload: int, end: int, items: _Items) -> None:
     sizes: dict[int, tuple[int, int]] = {}  # ispe properties by their 1-based index in ipco
     associations = []
+    properties_seen = False
     for kind, start, box_end in _boxes(data, payload, end):
         if kind == b"ipco":
-            if sizes:
+            if properties_seen:
                 raise _damaged("two ipco boxes")
+            properties_seen = True
             for index, (property_kind, property_start, _) in enumerate(_boxes(data, start, box_end), start=1):
                 if property_kind == b"ispe":
                     width, height = _number(data, property_start + 4, 4), _number(data, property_start + 8, 4)
@@ -231,6 +236,9 @@ def _read_ipma(data: bytes, start: int, end: int, sizes: dict[int, tuple[int, in
     item_width, index_width = 2 if version < 1 else 4, 2 if flags & 1 else 1
     position = start + 8  # version, flags, entry count
     while position + item_width < end and (item := _number(data, position, item_width)) is not None:
+        if item in items.associated:  # libheif takes the first list; no camera writes two
+            raise _damaged("two lists of properties for one picture")
+        items.associated.add(item)
         count = _number(data, position + item_width, 1) or 0
         position += item_width + 1
         for _ in range(count):
@@ -238,7 +246,7 @@ def _read_ipma(data: bytes, start: int, end: int, sizes: dict[int, tuple[int, in
                 return
             index = (_number(data, position, index_width) or 0) & (0x7FFF if index_width == 2 else 0x7F)
             position += index_width
-            if index in sizes:
+            if index in sizes and item not in items.sizes:  # libheif takes the first size
                 items.sizes[item] = sizes[index]
 
 

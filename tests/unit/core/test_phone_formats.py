@@ -272,6 +272,52 @@ def test_a_heif_with_two_item_lists_is_refused_not_read_two_ways(twice):
         read_header(data)
 
 
+def _grid_of_one_tile(associations: list[bytes], *, chain: int = 0) -> bytes:
+    """A grid (item 1) of one tile (item 2) whose properties are ispe 8192x8192 (1), ispe 64x64 (2) and
+    ispe 128x128 (3); ``chain``: grids 3, 4, ... each referencing the next, all referenced by item 1 too."""
+    pitm = heif_grid.full_box(b"pitm", 0, 0, struct.pack(">H", 1))
+    grids = list(range(3, 3 + chain))
+    kinds = {1: b"grid", 2: b"hvc1", **dict.fromkeys(grids, b"grid")}
+    entries = [
+        heif_grid.full_box(b"infe", 2, 0, struct.pack(">HH", item, 0) + kind + b"\0") for item, kind in kinds.items()
+    ]
+    iinf = heif_grid.full_box(b"iinf", 0, 0, struct.pack(">H", len(entries)) + b"".join(entries))
+
+    def dimg(source: int, targets: list[int]) -> bytes:
+        return heif_grid.box(
+            b"dimg", struct.pack(">HH", source, len(targets)) + b"".join(struct.pack(">H", t) for t in targets)
+        )
+
+    links = [dimg(1, [*reversed(grids), 2])] + [dimg(a, [b]) for a, b in itertools.pairwise([*grids, 2])]
+    iref = heif_grid.full_box(b"iref", 0, 0, b"".join(links))
+    sizes = ((8192, 8192), (64, 64), (128, 128))
+    ipco = heif_grid.box(
+        b"ipco", b"".join(heif_grid.full_box(b"ispe", 0, 0, struct.pack(">II", *size)) for size in sizes)
+    )
+    ipma = b"".join(heif_grid.full_box(b"ipma", 0, 0, struct.pack(">I", 1) + entry) for entry in associations)
+    return _meta_only(pitm, iinf, iref, heif_grid.box(b"iprp", ipco + ipma))
+
+
+def test_a_tile_is_counted_at_its_first_size_as_libheif_reads_it():
+    """libheif takes a picture's first size and its first list of properties: a second, smaller one must not
+    lower the count (a 64x64 size after an 8192x8192 one let a grid of a 67 MP tile pass a 1 MP limit)."""
+    grid = struct.pack(">HB", 1, 1) + bytes([3])
+    data = _grid_of_one_tile([grid + struct.pack(">HB", 2, 2) + bytes([1, 2])])
+    with pytest.raises(ImageDecodeError, match=r"^image too large: its tiles hold 67,108,864 pixels"):
+        read_header(data, max_pixels=1_000_000)
+    two_lists = _grid_of_one_tile([grid + struct.pack(">HB", 2, 1) + bytes([1]), struct.pack(">HB", 2, 1) + bytes([2])])
+    with pytest.raises(ImageDecodeError, match=r"^damaged HEIC file: it holds two lists of properties"):
+        read_header(two_lists)
+
+
+def test_a_chain_of_grids_is_refused_however_it_is_reached():
+    """Grids 3..12 each referencing the next, and all referenced by the primary from the deepest up: the depth
+    is checked on every way into a picture, not only the first."""
+    associations = [struct.pack(">HB", 1, 1) + bytes([3]) + struct.pack(">HB", 2, 1) + bytes([2])]
+    with pytest.raises(ImageDecodeError, match=r"^damaged HEIC file: it holds pictures derived from pictures more"):
+        read_header(_grid_of_one_tile(associations, chain=10))
+
+
 def test_a_grid_tile_without_a_size_is_refused():
     """Its pixels could not be counted, and libheif would fail on it only once decoding reached it."""
     data = bytearray(heif_grid.grid_heic(Image.new("RGB", (64, 64), (90, 100, 110)), 2, 2, (128, 128)))
