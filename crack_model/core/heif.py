@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pi_heif
 from PIL import Image
 
 from crack_model.core.errors import ImageDecodeError
+from crack_model.core.file_signatures import ACCEPTED, FormatNotAcceptedError
 
 FORMAT = "HEIF"  # Pillow's name for what pi-heif opens (HEIC is HEIF with HEVC inside)
 # libheif turns the photo upright as it decodes it (irot/imir) and pi-heif resets its EXIF orientation.
@@ -43,6 +45,20 @@ MAX_DERIVATION = 4  # a derived item may reference derived ones; no camera nests
 # libheif follows every path of references from the primary item when it opens a file (~90 ns each): an
 # iPhone grid has 49 paths, a 16384-px photo of 512-px tiles 1,025; a few KB of crafted references, billions.
 MAX_REFERENCE_PATHS = 100_000
+
+
+@contextmanager
+def library_errors(active: bool = True) -> Iterator[None]:
+    """libheif's errors come as RuntimeError: reasons, not faults of ours (elsewhere one is ours: ``active``)."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not active:
+            raise
+        if "has not been built in" in str(error):  # AV1 (AVIF), JPEG or another codec inside a generic HEIF
+            name = "HEIF of a codec other than HEVC"
+            raise FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name) from None
+        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
 
 
 def is_heif(data: bytes) -> bool:

@@ -31,13 +31,7 @@ from PIL import _imaging as pillow_core
 
 from crack_model.core import heif
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.file_signatures import (
-    ACCEPTED,
-    FormatNotAcceptedError,
-    arithmetic_jpeg_refusal,
-    raw_refusal,
-    refusal,
-)
+from crack_model.core.file_signatures import ACCEPTED, arithmetic_jpeg_refusal, raw_refusal, refusal
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
@@ -165,22 +159,12 @@ def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, in
 
 
 @contextmanager
-def decode_errors(*, heif_file: bool = False) -> Iterator[None]:
-    """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on.
-
-    ``heif_file``: libheif's errors come as RuntimeError too (elsewhere one is a fault of ours).
-    """
+def decode_errors() -> Iterator[None]:
+    """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on."""
     try:
         yield
     except ImageDecodeError:
         raise
-    except RuntimeError as error:
-        if not heif_file:
-            raise
-        if "has not been built in" in str(error):  # AV1 (AVIF), JPEG or another codec inside a generic HEIF
-            name = "HEIF of a codec other than HEVC"
-            raise FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name) from None
-        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not an image, or in a format we do not know: upload {ACCEPTED}") from None
     except Image.DecompressionBombError as error:
@@ -201,7 +185,7 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageDecodeError("empty file (0 bytes): re-upload the photo")
     if heif_file := heif.is_heif(data):
         heif.check_items(data, max_pixels)  # before pi-heif reads them: some crash it (heif.py)
-    with decode_errors(heif_file=heif_file), warnings.catch_warnings():
+    with decode_errors(), heif.library_errors(heif_file), warnings.catch_warnings():
         # Our own pixel limit below replaces Pillow's warning-based one.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -331,8 +315,7 @@ def open_image(
         if scale > 1:
             image.draft(None, target)
             check_pixels(width, height, max_pixels, decoded=image.size)  # what draft() set up: checked, not assumed
-        with decode_errors(heif_file=image.format == heif.FORMAT):
-            image.load()
+        load(image)
         image = to_8bit(image)
         if stored is not None and image.size != stored:
             if image.mode not in RESIZED_AS_DECODED:
@@ -342,6 +325,12 @@ def open_image(
         if orientation in TRANSPOSE_FOR_ORIENTATION:
             image = image.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
         return to_rgb(image)
+
+
+def load(image: Image.Image) -> None:
+    """Decode an opened image's pixels, inside ``decode_errors`` (libheif's RuntimeErrors are reasons too)."""
+    with heif.library_errors(image.format == heif.FORMAT):
+        image.load()
 
 
 def _reduction_within(image: Image.Image, max_pixels: int) -> tuple[int, int] | None:

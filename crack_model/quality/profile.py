@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from crack_model.core import heif, layout
+from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
 from crack_model.core.file_signatures import FormatNotAcceptedError
@@ -46,6 +46,7 @@ from crack_model.core.imaging import (
     DRAFT_FORMATS,
     check_pixels,
     decode_errors,
+    load,
     open_lazy,
     read_header,
 )
@@ -229,8 +230,7 @@ def window_statistics(gray: np.ndarray, tiles: TileConfig) -> dict[str, float]:
 def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
     """Decode to a grey uint8 array at the size scoring tiles the image at (``tiling.fit_to_tile_budget``).
 
-    Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same reasons.
-    """
+    Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same reasons."""
     image = open_lazy(data, max_pixels=config.max_pixels)
     with decode_errors():
         stored = image.size
@@ -244,8 +244,7 @@ def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
                 check_intact(data)  # CMYK: Pillow decodes it, so libjpeg is asked first
             elif (grey := decode_grey_jpeg(data, image.size)) is not None:
                 image = Image.fromarray(grey)
-        with decode_errors(heif_file=image.format == heif.FORMAT):  # libheif's errors are RuntimeErrors too
-            image.load()
+        load(image)
         gray = _to_grey(image)
         if gray.size != scaled:
             gray = gray.resize(scaled, Image.Resampling.BILINEAR)

@@ -22,6 +22,7 @@ from PIL import Image
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.file_signatures import FormatNotAcceptedError
 from crack_model.core.imaging import open_image, read_header
+from crack_model.quality.profile import profile_bytes
 from tests import heif_grid, imagefiles
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -121,6 +122,8 @@ def test_damaged_pictures_inside_a_heic_are_decode_errors():
     lying[at + 8 : at + 16] = struct.pack(">II", 100, 100)
     with pytest.raises(ImageDecodeError, match=r"^corrupt or truncated image: .*Security limit exceeded"):
         open_image(bytes(lying))
+    row = profile_bytes("lying.heic", bytes(lying))  # validation decodes it its own way: the same reason
+    assert row["decode_error"].startswith("corrupt or truncated image: ") and "Security limit" in row["decode_error"]
     start = data.find(b"mdat") + 8
     refused = 0
     for seed in range(40):  # three bytes of the first slice's header changed
@@ -331,6 +334,7 @@ def test_a_grid_tile_without_a_size_is_refused():
 DECODE_IN_A_FRESH_PROCESS = """
 import json, sys
 from crack_model.core.imaging import open_image, read_header
+from crack_model.quality.profile import profile_bytes
 
 def status(field):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
