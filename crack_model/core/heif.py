@@ -16,7 +16,7 @@ pi-heif or libheif see them:
   copy when irot/imir turn the photo) and an interleaved picture that Pillow then copies.
 
 A box this walk cannot follow is left to libheif, which refuses the file with an error of its own
-(imaging.decode_errors turns its RuntimeErrors into reasons).
+(``library_errors`` turns its RuntimeErrors into reasons).
 """
 
 from __future__ import annotations
