@@ -34,8 +34,8 @@ SIGNATURES = (
     (4, b"ftypavis", "AVIF"),
 )
 NOT_IMAGES = ("PDF document",)
-# Camera raw files. Most are TIFF inside, so they must be told apart before a damaged TIFF is named: and
-# Pillow opens some of them as a TIFF, whose first picture is a small preview (checked in raw_refusal).
+# Camera raw files. Most are TIFF inside, so they are named before a "damaged TIFF" is; Pillow even opens
+# some of them as a TIFF, whose first picture is a small preview (raw_refusal checks those).
 RAW_SIGNATURES = (
     (0, b"II*\x00\x10\x00\x00\x00CR", "CR2 (camera raw)"),
     (4, b"ftypcrx ", "CR3 (camera raw)"),
