@@ -42,9 +42,9 @@ class ModelCard:
     # Exported runtimes approved for serving by the gate, fastest first (see runtimes.py).
     approved_runtimes: list[str] = field(default_factory=lambda: ["keras"])
     # A photo cut into several tiles is labeled by the photo rule (serving/photo_decision.py), chosen on
-    # mosaics of validation patches: the highest of ~150 tiles is a far likelier false alarm than one
-    # patch's score. ``threshold`` still marks crack tiles. None (cards from before the rule): a photo
-    # is a crack when its highest tile reaches ``threshold``.
+    # mosaics of validation patches and the validation split's labeled photos: the highest of ~150
+    # tiles is a far likelier false alarm than one patch's score. ``threshold`` still marks crack
+    # tiles. None (cards from before the rule): a photo is a crack when its highest tile reaches ``threshold``.
     photo_threshold: float | None = None
     # Tiles at or above ``threshold`` that must touch each other for a crack (1: any single tile).
     photo_min_tiles: int = 1
@@ -54,7 +54,7 @@ class ModelCard:
     photo_tiles: int | None = None
     photo_tail_scale: float | None = None
     photo_max_threshold: float | None = None
-    # How the photo rule was chosen: the mosaics, their figures, the rule's inputs.
+    # How the photo rule was chosen: the mosaics and labeled photos, their figures, the rule's inputs.
     photo_calibration: dict[str, Any] | None = None
 
     @property

@@ -1,4 +1,5 @@
-"""Choose the photo rule (serving/photo_decision.py) on scored mosaics of validation patches.
+"""Choose the photo rule (serving/photo_decision.py) on scored mosaics of validation patches, and on the
+validation split's own labeled photos when it has some.
 
 For each number of touching crack tiles asked for (``min_tiles`` 1 to ``MAX_MIN_TILES``), a
 mosaic's *photo score* is its highest tile when it has a group that large at or above the tile
@@ -24,6 +25,12 @@ size); for an exponential tail, keeping n times the tiles at one photo's chance 
 higher by scale x ln(n) in log-odds. The scale is the tail's mean excess over its lowest value
 (the exponential's maximum-likelihood fit), per runtime, and the largest of the runtimes is kept.
 The rise stops at what ``MAX_THRESHOLD_FOUND`` of the crack mosaics' highest tiles reach in every runtime.
+
+A site's labeled photos (``ScoredPhoto``) count beside the mosaics: a clean one bounds the threshold,
+a crack one is to be found. Their sizes differ from the mosaics', so each counts as the rule will
+judge it: a photo of more tiles than the mosaics' by its highest tile lowered as much as the
+threshold rises for it (``PhotoSize``). With no mosaics (a pool of photos only) the threshold is
+chosen for the median photo's tile count.
 
 Clean patches that score like cracks are left out of the clean mosaics (``crack_like_clean``). A
 clean patch the model labels crack wherever it is put (the median, over the clean mosaics it is in,
@@ -51,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from crack_model.evaluation.photo_check import ScoredMosaic
+from crack_model.evaluation.photo_check import Scored, ScoredMosaic
 from crack_model.serving.photo_decision import largest_group, log_odds, overlap
 
 MAX_MIN_TILES = 3
@@ -73,20 +80,45 @@ class _Option:
     lowest_crack_found: float | None  # the lowest crack photo score above highest_clean
 
 
-def photo_scores(scored: Sequence[ScoredMosaic], tile_threshold: float, min_tiles: int) -> list[float | None]:
-    """Per mosaic: its highest tile if it has ``min_tiles`` touching tiles at or above the tile threshold, else None."""
+@dataclass(frozen=True)
+class PhotoSize:
+    """How the threshold rises with a photo's tile count (the card's ``photo_tiles`` and ``photo_tail_scale``)."""
+
+    calibrated_tiles: int | None = None
+    tail_scale: float = 0.0
+
+    def at_calibrated_size(self, highest: float, tiles: int) -> float:
+        """A photo's highest tile as it compares with the threshold of a photo of ``calibrated_tiles`` tiles.
+
+        The threshold for n > calibrated_tiles tiles is the calibrated one raised by tail_scale x
+        ln(n / calibrated_tiles) in log-odds (photo_decision.py), so a bigger photo's highest tile,
+        lowered by as much, crosses the calibrated threshold exactly when it crosses its own. (The
+        rise's cap, ``photo_max_threshold``, is left out: it only ever lowers what a photo needs.)
+        """
+        if self.calibrated_tiles is None or self.tail_scale <= 0 or tiles <= self.calibrated_tiles:
+            return highest
+        lowered = log_odds(highest) - self.tail_scale * math.log(tiles / self.calibrated_tiles)
+        return 1.0 / (1.0 + math.exp(-lowered))
+
+
+def photo_scores(scored: Sequence[Scored], tile_threshold: float, min_tiles: int,
+                 size: PhotoSize | None = None) -> list[float | None]:  # fmt: skip
+    """Per photo: its highest tile (at the calibrated size) if it has ``min_tiles`` touching tiles at or above
+    the tile threshold, else None."""
+    size = size or PhotoSize()
     return [
-        max(mosaic.probabilities)
-        if largest_group(mosaic.probabilities, mosaic.boxes, tile_threshold) >= min_tiles
+        size.at_calibrated_size(max(photo.probabilities), len(photo.probabilities))
+        if largest_group(photo.probabilities, photo.boxes, tile_threshold) >= min_tiles
         else None
-        for mosaic in scored
+        for photo in scored
     ]
 
 
-def _option(clean: Sequence[ScoredMosaic], cracked: Sequence[ScoredMosaic], tile_threshold: float,
-            min_tiles: int) -> _Option:  # fmt: skip
-    highest_clean = max((s for s in photo_scores(clean, tile_threshold, min_tiles) if s is not None), default=None)
-    crack_scores = photo_scores(cracked, tile_threshold, min_tiles)
+def _option(clean: Sequence[Scored], cracked: Sequence[Scored], tile_threshold: float, min_tiles: int,
+            size: PhotoSize) -> _Option:  # fmt: skip
+    highest_clean = max((s for s in photo_scores(clean, tile_threshold, min_tiles, size) if s is not None),
+                        default=None)  # fmt: skip
+    crack_scores = photo_scores(cracked, tile_threshold, min_tiles, size)
 
     def found(score: float | None) -> bool:
         if score is None:
@@ -112,18 +144,24 @@ class PhotoRuleChoice:
     record: dict[str, Any]
 
 
-def choose_photo_rule(scored: Sequence[ScoredMosaic], tile_threshold: float) -> PhotoRuleChoice:
-    """The photo rule that labels no clean mosaic a crack and misses the fewest crack mosaics (module docstring).
+def choose_photo_rule(
+    scored: Sequence[Scored], tile_threshold: float, size: PhotoSize | None = None
+) -> PhotoRuleChoice:
+    """The photo rule that labels no clean photo a crack and misses the fewest crack photos (module docstring).
+
+    ``scored``: mosaics and labeled photos; a photo of more tiles than ``size.calibrated_tiles``
+    counts at the calibrated size, as the rule will judge it.
 
     Raises:
-        ValueError: no clean or no crack mosaics to choose from.
+        ValueError: no clean or no crack photos to choose from.
     """
-    clean = [mosaic for mosaic in scored if not mosaic.has_cracks]
-    cracked = [mosaic for mosaic in scored if mosaic.has_cracks]
+    clean = [photo for photo in scored if not photo.has_cracks]
+    cracked = [photo for photo in scored if photo.has_cracks]
     if not clean or not cracked:
-        msg = f"choosing a photo rule needs clean and crack mosaics, got {len(clean)} and {len(cracked)}"
+        msg = f"choosing a photo rule needs clean and crack photos, got {len(clean)} and {len(cracked)}"
         raise ValueError(msg)
-    options = [_option(clean, cracked, tile_threshold, min_tiles) for min_tiles in range(1, MAX_MIN_TILES + 1)]
+    size = size or PhotoSize()
+    options = [_option(clean, cracked, tile_threshold, n, size) for n in range(1, MAX_MIN_TILES + 1)]
     best = min(options, key=lambda option: (option.missed_crack_mosaics, option.min_tiles))
     highest, lowest = best.highest_clean, best.lowest_crack_found
     if highest is None or highest < tile_threshold:
@@ -133,8 +171,10 @@ def choose_photo_rule(scored: Sequence[ScoredMosaic], tile_threshold: float) -> 
     else:
         threshold = highest + GAP_SHARE * (lowest - highest)
     record = {
-        "clean_mosaics": len(clean),
-        "crack_mosaics": len(cracked),
+        "clean_mosaics": sum(isinstance(photo, ScoredMosaic) for photo in clean),
+        "crack_mosaics": sum(isinstance(photo, ScoredMosaic) for photo in cracked),
+        "clean_photos": sum(not isinstance(photo, ScoredMosaic) for photo in clean),
+        "crack_photos": sum(not isinstance(photo, ScoredMosaic) for photo in cracked),
         "tile_threshold": tile_threshold,
         "gap_share": GAP_SHARE,
         "options": [asdict(option) for option in options],
@@ -167,27 +207,35 @@ def tail_scale(clean_tile_probabilities: Sequence[float]) -> float | None:
     return max(0.0, sum(highest[:tail]) / tail - highest[tail])
 
 
-def tail_record(scored_by_runtime: Mapping[str, Sequence[ScoredMosaic]]) -> dict[str, Any]:
+def calibrated_tiles(scored: Sequence[Scored]) -> int | None:
+    """The tile count the photo threshold is chosen for: the mosaics' (all alike), else the median photo's."""
+    mosaics = [len(photo.probabilities) for photo in scored if isinstance(photo, ScoredMosaic)]
+    counts = mosaics or sorted(len(photo.probabilities) for photo in scored)
+    return max(mosaics) if mosaics else (counts[(len(counts) - 1) // 2] if counts else None)
+
+
+def tail_record(scored_by_runtime: Mapping[str, Sequence[Scored]]) -> dict[str, Any]:
     """The card's ``photo_tiles``, ``photo_tail_scale`` and ``photo_max_threshold``, with each runtime's fit.
 
     ``photo_tail_scale`` is the largest runtime's (the threshold then rises fast enough for each);
     all three are None when no runtime had enough clean tiles (the threshold stays the same for
-    every photo size). ``photo_max_threshold``: the highest tile that 90 % of the crack mosaics reach
-    in every runtime (the lowest of the runtimes' values).
+    every photo size). ``photo_max_threshold``: the highest tile that 90 % of the crack photos reach
+    in every runtime (the lowest of the runtimes' values). Clean mosaics and clean labeled photos
+    alike show the tail.
     """
     scales = {
         runtime: tail_scale([p for mosaic in mosaics if not mosaic.has_cracks for p in mosaic.probabilities])
         for runtime, mosaics in scored_by_runtime.items()
     }
     fitted = [scale for scale in scales.values() if scale is not None]
-    tiles = [len(mosaic.probabilities) for mosaics in scored_by_runtime.values() for mosaic in mosaics]
+    tiles = calibrated_tiles(next(iter(scored_by_runtime.values()), []))
     # Per runtime, what 90 % of its crack mosaics reach (int8 tops out at 0.996, fp32 does not): the lowest holds.
     runs = scored_by_runtime.values()
     crack_highest = [sorted(max(m.probabilities) for m in mosaics if m.has_cracks) for mosaics in runs]
     reached = [reached_by(MAX_THRESHOLD_FOUND, highest) for highest in crack_highest if highest]
     cap = min(reached) if reached and fitted else None
     return {
-        "photo_tiles": max(tiles) if tiles and fitted else None,
+        "photo_tiles": tiles if fitted else None,
         "photo_tail_scale": max(fitted) if fitted else None,
         "photo_max_threshold": cap,
         "per_runtime": scales,

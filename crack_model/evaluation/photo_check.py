@@ -56,6 +56,20 @@ class ScoredMosaic:
         return bool(self.plan.crack_cells)
 
 
+@dataclass(frozen=True)
+class ScoredPhoto:
+    """One labeled photo (not a mosaic) as the scoring core saw it: no cells, only its label."""
+
+    key: str
+    has_cracks: bool
+    boxes: list[Box]
+    probabilities: list[float]
+
+
+# What a photo rule is chosen on and counted over: mosaics, whose cells are known, and labeled photos.
+Scored = ScoredMosaic | ScoredPhoto
+
+
 def score_mosaics(
     scorer: Scorer, plans: Sequence[MosaicPlan], read: Read, *, batch_size: int | None = None
 ) -> list[ScoredMosaic]:
@@ -76,6 +90,21 @@ def score_mosaics(
             raise CrackModelError(f"mosaic {score.key} could not be scored: {score.error}")
         scored[score.key] = ScoredMosaic(by_name[score.key], list(score.boxes), list(score.tile_probabilities))
     return [scored[plan.name] for plan in plans]
+
+
+def score_photos(scorer: Scorer, photos: Mapping[str, bool], read: Read) -> list[ScoredPhoto]:
+    """Score labeled photos (key -> has a crack) through ``score_images``, in the order given.
+
+    Raises:
+        CrackModelError: a photo could not be scored (the training suite lets only decodable ones through).
+    """
+    scored = {}
+    for score in score_images(list(photos), read, scorer, workers=2):
+        if score.status != "ok":
+            raise CrackModelError(f"photo {score.key} could not be scored: {score.error}")
+        scored[score.key] = ScoredPhoto(score.key, photos[score.key], list(score.boxes),
+                                        list(score.tile_probabilities))  # fmt: skip
+    return [scored[key] for key in photos]
 
 
 def marked_share(crack_box: Box, boxes: Sequence[Box], probabilities: Sequence[float], threshold: float) -> float:
@@ -127,7 +156,7 @@ def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, 
             "found": sum(old for old, mosaic in zip(old_rule, scored, strict=True) if mosaic.has_cracks),
         },
         # the same rule with its threshold held at the calibrated photos' (what the rise changes on these photos)
-        "without_rise": _counts(scored, replace(rule, calibrated_tiles=None)),
+        "without_rise": photo_counts(scored, replace(rule, calibrated_tiles=None)),
     }
     figures["meets_bar"] = meets_bar(figures)
     return figures
@@ -142,11 +171,12 @@ def threshold_rose(figures: Mapping[str, Any]) -> bool:
     return "without_rise" in figures and bool(calibrated) and figures["tiles_per_mosaic"] > calibrated
 
 
-def _counts(scored: Sequence[ScoredMosaic], rule: PhotoRule) -> dict[str, int]:
-    said = [photo_is_crack(mosaic.probabilities, mosaic.boxes, rule) for mosaic in scored]
+def photo_counts(scored: Sequence[Scored], rule: PhotoRule) -> dict[str, int]:
+    """Clean photos (or mosaics) that ``rule`` labels crack, and crack ones it finds."""
+    said = [photo_is_crack(photo.probabilities, photo.boxes, rule) for photo in scored]
     return {
-        "false_alarms": sum(crack for crack, mosaic in zip(said, scored, strict=True) if not mosaic.has_cracks),
-        "found": sum(crack for crack, mosaic in zip(said, scored, strict=True) if mosaic.has_cracks),
+        "false_alarms": sum(crack for crack, photo in zip(said, scored, strict=True) if not photo.has_cracks),
+        "found": sum(crack for crack, photo in zip(said, scored, strict=True) if photo.has_cracks),
     }
 
 

@@ -6,8 +6,8 @@ false alarm: on photos built from clean patches, tiles straddling a change of te
 0.56-0.75, above the patch threshold, while real cracks scored 0.92-1.00. So a photo of more than
 one tile is a crack only when
 
-* its highest tile reaches ``photo_threshold`` (chosen on mosaics of validation patches, never
-  below the patch threshold), and
+* its highest tile reaches ``photo_threshold`` (chosen on mosaics of validation patches and on the
+  validation split's labeled photos, never below the patch threshold), and
 * at least ``photo_min_tiles`` tiles at or above the patch threshold touch one another (a crack
   crosses the overlap of neighbouring tiles and lights several; a seam often lights one).
 

@@ -1,4 +1,5 @@
-"""Training's photo-level step: choose the photo rule on validation mosaics, measure it on test mosaics.
+"""Training's photo-level step: choose the photo rule on validation mosaics (and the validation split's own
+labeled photos), measure it on test mosaics.
 
 Runs after the runtimes are exported. The rule must hold in every runtime that may serve: the
 validation mosaics are scored with each runtime the card approves (``calibration_runtimes``), and
@@ -13,6 +14,7 @@ others. The figures go to ``metrics.json`` (``photo_level``), the rule to the ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,17 @@ from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, Model
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, Split
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, plan_mosaics
-from crack_model.evaluation.photo_calibration import choose_photo_rule, crack_like_clean, tail_record
-from crack_model.evaluation.photo_check import CHECK_MOSAICS, ScoredMosaic, mosaic_check, photo_figures, score_mosaics
+from crack_model.evaluation.photo_calibration import PhotoSize, choose_photo_rule, crack_like_clean, tail_record
+from crack_model.evaluation.photo_check import (
+    CHECK_MOSAICS,
+    Scored,
+    ScoredMosaic,
+    mosaic_check,
+    photo_counts,
+    photo_figures,
+    score_mosaics,
+    score_photos,
+)
 from crack_model.serving.photo_decision import PhotoRule
 from crack_model.serving.scorer import load_scorer
 
@@ -38,9 +49,13 @@ def _patches(images: list[LabeledImage], crack_class: str) -> tuple[list[str], l
     return clean, [image.uri for image in images if image.label == crack_class]
 
 
-def _no_rule(error: CrackModelError) -> dict[str, Any]:
-    log.warning("no photo rule: %s", error)
-    return {"skipped": f"validation split: {error}; photos are labeled by their highest tile"}
+def _no_rule(error: CrackModelError, photos: Sequence[LabeledImage] = ()) -> dict[str, Any]:
+    """No rule: why, for the log and the ``photo_level`` section."""
+    reason = str(error)
+    if photos:  # they could have made up for the patches, had they held both classes
+        reason += f", and its {len(photos)} labeled photos are all {photos[0].label}"
+    log.warning("no photo rule: %s", reason)
+    return {"skipped": f"validation split: {reason}; photos are labeled by their highest tile"}
 
 
 def _score(model_dir: Path, runtimes: list[str], plans: list[MosaicPlan]) -> dict[str, list[ScoredMosaic]]:
@@ -48,6 +63,14 @@ def _score(model_dir: Path, runtimes: list[str], plans: list[MosaicPlan]) -> dic
     for runtime in runtimes:  # one runtime loaded at a time
         log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
         scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
+    return scored
+
+
+def _score_photos(model_dir: Path, runtimes: list[str], photos: dict[str, bool]) -> dict[str, list[Scored]]:
+    scored: dict[str, list[Scored]] = {}
+    for runtime in runtimes:
+        log.info("scoring %d labeled validation photos with %s for the photo rule", len(photos), runtime)
+        scored[runtime] = list(score_photos(load_scorer(model_dir, runtime), photos, read_uri))
     return scored
 
 
@@ -62,21 +85,15 @@ def calibration_runtimes(model_dir: Path, card: ModelCard) -> list[str]:
     return [name for name in present if not (name == "keras" and "litert-fp32" in present)]
 
 
-def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = DEFAULT_MOSAICS) -> dict[str, Any]:
-    """Choose the photo rule of the model in ``model_dir`` and save it in its card; the ``photo_level`` section.
+def _calibration_mosaics(
+    model_dir: Path, runtimes: list[str], card: ModelCard, clean: list[str], cracks: list[str], config: MosaicConfig
+) -> tuple[list[MosaicPlan], dict[str, list[ScoredMosaic]], dict[str, Any]]:
+    """The validation mosaics scored with each runtime, planned again without any crack-like clean patch.
 
-    With ``config`` None, or a validation split too small for mosaics, the card keeps no photo rule
-    (photos are labeled by their highest tile, as before) and the section says why.
+    Raises:
+        CrackModelError: too few patches for mosaics.
     """
-    if config is None:
-        return {"skipped": "photo-level calibration turned off: photos are labeled by their highest tile"}
-    card = ModelCard.load(model_dir)
-    runtimes = calibration_runtimes(model_dir, card)
-    clean, cracks = _patches(split.validation, card.crack_class)
-    try:
-        plans = plan_mosaics(clean, cracks, config)
-    except CrackModelError as error:
-        return _no_rule(error)
+    plans = plan_mosaics(clean, cracks, config)
     scored = _score(model_dir, runtimes, plans)
     left_out = crack_like_clean([m for mosaics in scored.values() for m in mosaics], card.threshold, card.tile_size)
     if left_out["note"]:
@@ -85,30 +102,70 @@ def fit_photo_rule(model_dir: Path, split: Split, config: MosaicConfig | None = 
         for key, median in left_out["patches"].items():
             log.warning("clean validation patch %s is labeled crack wherever it is put (median tile %.4f; "
                         "mislabeled?): left out of the photo rule's clean mosaics", key, median)  # fmt: skip
-        try:
-            plans = plan_mosaics([key for key in clean if key not in left_out["patches"]], cracks, config)
-        except CrackModelError as error:
-            return _no_rule(error)
+        plans = plan_mosaics([key for key in clean if key not in left_out["patches"]], cracks, config)
         scored = _score(model_dir, runtimes, plans)
-    choice = choose_photo_rule([mosaic for mosaics in scored.values() for mosaic in mosaics], card.threshold)
+    return plans, scored, left_out
+
+
+def fit_photo_rule(
+    model_dir: Path,
+    split: Split,
+    config: MosaicConfig | None = DEFAULT_MOSAICS,
+    *,
+    labeled_photos: Sequence[LabeledImage] = (),
+) -> dict[str, Any]:
+    """Choose the photo rule of the model in ``model_dir`` and save it in its card; the ``photo_level`` section.
+
+    ``split`` holds patches, which mosaics are built from; ``labeled_photos`` are the validation
+    split's own full-size photos, which the rule is chosen on beside the mosaics (alone, for a pool
+    of photos only): a site that labels its photos gets a rule that has seen them. With ``config``
+    None, or neither mosaics nor photos of both classes, the card keeps no photo rule (photos are
+    labeled by their highest tile, as before) and the section says why.
+    """
+    if config is None:
+        return {"skipped": "photo-level calibration turned off: photos are labeled by their highest tile"}
+    card = ModelCard.load(model_dir)
+    runtimes = calibration_runtimes(model_dir, card)
+    clean, cracks = _patches(split.validation, card.crack_class)
+    photos = {image.uri: image.label == card.crack_class for image in labeled_photos}
+    both_classes = len(set(photos.values())) == 2  # a rule needs a clean photo to stay above and a crack to find
+    try:
+        plans, mosaics, left_out = _calibration_mosaics(model_dir, runtimes, card, clean, cracks, config)
+    except CrackModelError as error:
+        if not both_classes:
+            return _no_rule(error, labeled_photos)
+        log.info("photo rule from the %d labeled validation photos alone: no mosaics (%s)", len(photos), error)
+        plans, mosaics, left_out = [], {runtime: [] for runtime in runtimes}, {"patches": {}, "note": None}
+    scored: dict[str, list[Scored]] = {runtime: list(scores) for runtime, scores in mosaics.items()}
+    scored_photos = _score_photos(model_dir, runtimes, photos) if both_classes else {}
+    for runtime, scores in scored_photos.items():
+        scored[runtime] += scores
     tail = tail_record(scored)
+    size = PhotoSize(tail["photo_tiles"], tail["photo_tail_scale"] or 0.0)
+    choice = choose_photo_rule([photo for scores in scored.values() for photo in scores], card.threshold, size)
     chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles,
                      photo_tiles=tail["photo_tiles"], photo_tail_scale=tail["photo_tail_scale"],
                      photo_max_threshold=tail["photo_max_threshold"])  # fmt: skip
     grid = [plans[0].rows, plans[0].columns] if plans else None  # smaller than asked for on a small split
-    mosaics = {**asdict(config), "grid": grid}
-    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaics, **choice.record,
-                                "tail": tail, "crack_like_clean": left_out}  # fmt: skip
+    mosaic_record = {**asdict(config), "grid": grid} if plans else None
+    chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaic_record,
+                                "labeled_photos": len(photos) if scored_photos else 0, **choice.record, "tail": tail,
+                                "crack_like_clean": left_out}  # fmt: skip
     chosen.save(model_dir)
     log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
             "photo_tiles": chosen.photo_tiles, "photo_tail_scale": chosen.photo_tail_scale,
             "photo_max_threshold": chosen.photo_max_threshold, "tile_threshold": card.threshold}  # fmt: skip
-    section: dict[str, Any] = {
-        "rule": rule,
-        "crack_like_clean": left_out,
-        "validation": {runtime: photo_figures(mosaics, chosen) for runtime, mosaics in scored.items()},
-    }
+    section: dict[str, Any] = {"rule": rule, "crack_like_clean": left_out}
+    if plans:
+        section["validation"] = {runtime: photo_figures(scores, chosen) for runtime, scores in mosaics.items()}
+    if scored_photos:  # what the rule says of the photos it was chosen on, per runtime
+        photo_rule = PhotoRule.of(chosen)
+        section["validation_photos"] = {
+            runtime: {"clean_photos": sum(not p.has_cracks for p in scores),
+                      "crack_photos": sum(p.has_cracks for p in scores), **photo_counts(scores, photo_rule)}
+            for runtime, scores in scored_photos.items()
+        }  # fmt: skip
     if split.test:
         test_config = replace(config, clean=CHECK_MOSAICS.clean, with_cracks=CHECK_MOSAICS.with_cracks,
                               seed=config.seed + 1)  # fmt: skip

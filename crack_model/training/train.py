@@ -220,11 +220,14 @@ def train(
             card = ModelCard.load(output_dir)
             for check in checks:
                 artifacts[check.runtime] = output_dir / RUNTIME_FILES[check.runtime]
-        # Mosaics are built of patches: a photo is not pasted into one, shrunk to a tile.
+        # Mosaics are built of patches (a photo is not pasted into one, shrunk to a tile); the validation
+        # split's photos join the mosaics as themselves.
         patch_split = Split(
             *([image for image in part if not photos.is_photo(image)] for part in split.parts().values())
         )
-        metrics["photo_level"] = fit_photo_rule(output_dir, patch_split, photo_mosaics)
+        validation_photos = [image for image in split.validation if photos.is_photo(image)]
+        metrics["photo_level"] = fit_photo_rule(output_dir, patch_split, photo_mosaics,
+                                                labeled_photos=validation_photos)  # fmt: skip
         card = ModelCard.load(output_dir)
         rule = PhotoRule.of(card)  # its figures on the validation and test photos (their tiles scored in Keras)
         metrics["labeled_photos"] = {name: photos.record(part, rule) for name, part in split.parts().items()}

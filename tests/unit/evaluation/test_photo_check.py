@@ -12,6 +12,8 @@ from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, plan_mosaics
 from crack_model.evaluation.photo_calibration import (
     MIN_TAIL_TILES,
+    PhotoSize,
+    calibrated_tiles,
     choose_photo_rule,
     crack_like_clean,
     tail_record,
@@ -19,6 +21,7 @@ from crack_model.evaluation.photo_calibration import (
 )
 from crack_model.evaluation.photo_check import (
     ScoredMosaic,
+    ScoredPhoto,
     marked_share,
     meets_bar,
     mosaic_check,
@@ -108,8 +111,56 @@ def test_a_model_that_cannot_tell_photos_apart_keeps_the_patch_rule():
 
 def test_choosing_needs_both_kinds_of_mosaics():
     """Without clean (or crack) mosaics there is nothing to separate."""
-    with pytest.raises(ValueError, match="needs clean and crack mosaics"):
+    with pytest.raises(ValueError, match="needs clean and crack photos"):
         choose_photo_rule(cracks(0.9), tile_threshold=0.5)
+
+
+def labeled_photo(key: str, width: int, height: int, hot: dict[int, float], crack: bool) -> ScoredPhoto:
+    """A scored labeled photo of ``width`` x ``height`` px: tile ``index`` scores ``hot[index]``, others 0.02."""
+    boxes = tile_boxes(width, height, TileConfig())
+    return ScoredPhoto(key, crack, list(boxes), [hot.get(index, 0.02) for index in range(len(boxes))])
+
+
+@pytest.mark.parametrize("tiles", [154, 300, 616, 2000])
+def test_a_photo_counts_at_the_calibrated_size_exactly_as_the_risen_threshold_judges_it(tiles):
+    """Lowered to the calibrated size, a photo's highest tile crosses a calibrated threshold exactly when it
+    crosses the threshold the serving rule asks of a photo of its tile count (without the rise's cap)."""
+    size = PhotoSize(calibrated_tiles=154, tail_scale=0.6)
+    for photo_threshold in (0.55, 0.7, 0.9):
+        rule = PhotoRule(0.5, photo_threshold, calibrated_tiles=154, tail_scale=0.6)
+        for highest in np.linspace(0.5, 0.9999, 400):
+            below, above = size.at_calibrated_size(highest, tiles), rule.needed_for(tiles)
+            if abs(highest - above) > 1e-9:  # on the line itself rounding decides
+                assert (below >= photo_threshold) == (highest >= above)
+    assert PhotoSize(154, 0.6).at_calibrated_size(0.8, 100) == 0.8  # smaller photos: the threshold never falls
+    assert PhotoSize(None, 0.6).at_calibrated_size(0.8, 600) == PhotoSize(154, 0.0).at_calibrated_size(0.8, 600) == 0.8
+
+
+def test_the_rule_is_chosen_on_labeled_photos_beside_mosaics_at_their_own_size():
+    """A big clean site photo scoring above every clean mosaic sets the threshold, as much as its size allows:
+    the rule then labels no calibration photo a crack, and the crack photos are found."""
+    site_clean = labeled_photo("site/clean.jpg", 4000, 3000, {10: 0.9}, crack=False)  # 432 tiles
+    site_crack = labeled_photo("site/crack.jpg", 4000, 3000, {40: 0.99, 41: 0.95, 58: 0.9}, crack=True)
+    scored = [*seams(0.55, 0.62), *cracks(0.97, 0.99), site_clean, site_crack]
+    size = PhotoSize(calibrated_tiles(scored), 0.5)
+    assert size.calibrated_tiles == 154  # the mosaics' count, photos of any size beside them
+    choice = choose_photo_rule(scored, tile_threshold=0.5, size=size)
+    lowered = size.at_calibrated_size(0.9, 432)  # the clean photo's highest tile, at 154 tiles
+    assert 0.62 < lowered < 0.9 and choice.photo_threshold == pytest.approx(lowered + 0.5 * (0.97 - lowered))
+    rule = PhotoRule(0.5, choice.photo_threshold, choice.min_tiles, calibrated_tiles=154, tail_scale=0.5)
+    assert [photo_is_crack(p.probabilities, p.boxes, rule) for p in scored] == [False] * 2 + [True] * 2 + [False, True]
+    assert {key: choice.record[key] for key in ("clean_mosaics", "crack_mosaics", "clean_photos", "crack_photos")} == {
+        "clean_mosaics": 2, "crack_mosaics": 2, "clean_photos": 1, "crack_photos": 1}  # fmt: skip
+    blind = choose_photo_rule(scored, tile_threshold=0.5)  # counted at its raw size the photo asks more
+    assert blind.photo_threshold == pytest.approx(0.9 + 0.5 * (0.97 - 0.9))
+
+
+def test_photos_alone_are_calibrated_at_the_median_photos_tile_count():
+    """A pool of photos only: the threshold holds up to the median photo's tile count and rises beyond it."""
+    photos = [labeled_photo(f"p{n}.jpg", width, 908, {}, crack=n % 2 == 1)
+              for n, width in enumerate((1135, 2270, 2270, 4540))]  # fmt: skip
+    assert calibrated_tiles(photos) == len(tile_boxes(2270, 908, TileConfig()))
+    assert calibrated_tiles([]) is None
 
 
 def clean_tiles(rng: np.random.Generator, count: int, scale: float) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from crack_model.core.model_card import ModelCard
@@ -146,3 +147,76 @@ def test_fp32_stands_in_for_keras_and_missing_files_are_skipped(tmp_path):
     (tmp_path / "model_fp32.tflite").unlink()
     assert calibration_runtimes(tmp_path, card) == ["litert-int8", "keras"]
     assert calibration_runtimes(tmp_path, ModelCard(version="v")) == ["keras"]
+
+
+def site_photos(folder: Path, count: int) -> list[LabeledImage]:
+    """``count`` clean and ``count`` crack photos of 192 px (16 tiles of 64 px): a site's own labeled photos,
+    grey gradients, a crack photo with a dark line drawn somewhere on it."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True)
+    rng, photos = np.random.default_rng(8), []
+    for n in range(2 * count):
+        ramp = np.add.outer(np.arange(192) * 40 // 192, np.arange(192) * 60 // 192) + 110 + 5 * n
+        image = Image.fromarray(np.repeat(ramp.astype(np.uint8)[..., None], 3, axis=2))
+        crack = n % 2 == 1
+        if crack:
+            x, y = (int(v) for v in rng.integers(30, 160, size=2))
+            ImageDraw.Draw(image).line((x - 25, y - 15, x + 25, y + 15), fill=(15, 15, 15), width=3)
+        path = folder / f"photo-{n}.png"
+        image.save(path)
+        photos.append(LabeledImage(str(path), "Positive" if crack else "Negative", width=192, height=192))
+    return photos
+
+
+def test_a_pool_of_photos_only_gets_a_rule_from_its_validation_photos(detector_dir, patches, tmp_path):
+    """No patch to build mosaics of: the rule is chosen on the labeled validation photos themselves, in every
+    approved runtime, and labels none of the clean ones a crack."""
+    photos = site_photos(tmp_path / "site", 6)
+    section = fit_photo_rule(detector_dir, Split([], [], []), SMALL, labeled_photos=photos)
+    card = ModelCard.load(detector_dir)
+    record = card.photo_calibration or {}
+    runtimes = calibration_runtimes(detector_dir, card)
+    assert card.photo_threshold is not None and record["mosaics"] is None and record["labeled_photos"] == 12
+    assert (record["clean_photos"], record["crack_photos"], record["clean_mosaics"]) == (6 * len(runtimes),) * 2 + (0,)
+    assert card.photo_tiles is None  # clean tiles near 0 show no tail to fit: the threshold holds for any size
+    assert "validation" not in section and list(section["validation_photos"]) == runtimes
+    for counts in section["validation_photos"].values():
+        assert counts["clean_photos"] == counts["crack_photos"] == 6 and counts["false_alarms"] == 0
+        assert counts["found"] == 6
+
+
+def test_photos_of_one_class_alone_give_no_rule(detector_dir, patches, tmp_path):
+    """A rule needs a clean photo to stay above and a crack photo to find: without both, none is set."""
+    clean_only = [photo for photo in site_photos(tmp_path / "site", 3) if photo.label == "Negative"]
+    section = fit_photo_rule(detector_dir, Split([], [], []), SMALL, labeled_photos=clean_only)
+    assert section["skipped"] == ("validation split: no crack patches to build crack mosaics from: the split has no "
+                                  "crack images, and its 3 labeled photos are all Negative; photos are labeled by "
+                                  "their highest tile")  # fmt: skip
+    assert ModelCard.load(detector_dir).photo_threshold is None
+
+
+def test_a_clean_validation_photo_above_every_mosaic_raises_the_threshold(detector_dir, patches, monkeypatch):
+    """Mosaics of a patch pool that never lights a clean tile keep the patch rule; a site photo whose clean
+    surface scores 0.9 moves the threshold above it, halfway to the weakest crack."""
+    from crack_model.core.tiling import TileConfig, tile_boxes
+    from crack_model.evaluation.photo_check import ScoredPhoto
+    from crack_model.training import photo_rule
+
+    split = halves(patches)
+    cracks = {image.uri: 0.99 for image in split.validation if image.label == "Positive"}
+    monkeypatch.setattr(photo_rule, "score_mosaics", scored_as_if(cracks))
+    mosaics_only = fit_photo_rule(detector_dir, split, SMALL)["rule"]
+    assert mosaics_only["photo_threshold"] == mosaics_only["tile_threshold"]
+    boxes = tile_boxes(192, 192, TileConfig(tile_size=64))
+
+    def score_photos(scorer, photos, read):
+        return [ScoredPhoto(key, crack, list(boxes), [0.9 if key == "clean" else 0.02] + [0.02] * (len(boxes) - 1))
+                for key, crack in photos.items()]  # fmt: skip
+
+    monkeypatch.setattr(photo_rule, "score_photos", score_photos)
+    photos = [LabeledImage("clean", "Negative"), LabeledImage("plain", "Negative"), LabeledImage("crack", "Positive")]
+    section = fit_photo_rule(detector_dir, split, SMALL, labeled_photos=photos)
+    assert section["rule"]["photo_threshold"] == pytest.approx(0.9 + 0.5 * (0.99 - 0.9))
+    for counts in section["validation_photos"].values():  # the crack photo scores nothing: missed, and counted
+        assert (counts["clean_photos"], counts["false_alarms"], counts["crack_photos"], counts["found"]) == (2, 0, 1, 0)

@@ -206,3 +206,8 @@ def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tm
     )  # scored by their highest tile, never trained on
     assert len(run.history["loss"]) == 2 and run.metrics["labeled_photos"]["first_fit_epochs"] == 2  # then chosen
     assert run.metrics["test"]["images"] == sum(row["split"] == "test" for row in rows)
+    in_validation = sorted(row["label"] for row in photos if row["split"] == "validation")
+    assert in_validation == ["Negative", "Positive"]  # split seed 42 puts one of each there
+    calibration = run.card.photo_calibration or {}  # the photo rule is chosen on them beside the mosaics
+    assert calibration["labeled_photos"] == 2 and calibration["clean_photos"] == calibration["crack_photos"] >= 1
+    assert set(run.metrics["photo_level"]["validation_photos"]) == set(calibration["runtimes"])
