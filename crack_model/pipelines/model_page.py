@@ -14,6 +14,7 @@ from typing import Any
 
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION
+from crack_model.core.model_card import ModelCard
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.pipelines.overview_registry import gate_figures
@@ -27,6 +28,7 @@ from crack_model.registry.naming import (
     validate_version,
 )
 from crack_model.registry.versions import Registry
+from crack_model.serving.photo_decision import PhotoRule
 
 # The gate's holdout figures shown on the page, crack recall first.
 GATE_METRICS = ("crack_recall", "crack_precision", "accuracy", "roc_auc")
@@ -92,6 +94,7 @@ def _lineage(document: dict[str, Any]) -> dict[str, Any]:
         "git_commit": document.get("git_commit"),
         "library_version": document.get("library_version"),
         "card": {field: card.get(field) for field in CARD_FIELDS},
+        "photo_rule": photo_rule_summary(card),
         "data_manifest": None
         if not manifest
         else {
@@ -108,6 +111,29 @@ def _lineage(document: dict[str, Any]) -> dict[str, Any]:
             {"name": file_name, "sha256": (entry or {}).get("sha256"), "size": (entry or {}).get("size")}
             for file_name, entry in sorted(files.items())
         ],
+    }
+
+
+def photo_rule_summary(card: dict[str, Any]) -> dict[str, Any] | None:
+    """How the version labels a photo of several tiles, and what the rule was chosen on; None: no photo rule.
+
+    (Without one, a photo is a crack when its highest tile reaches the threshold.)
+    """
+    if card.get("photo_threshold") is None:
+        return None
+    try:
+        describe = PhotoRule.of(ModelCard.from_dict(card)).describe()
+    except (TypeError, ValueError) as error:  # a hand-edited card: say so, show the rest of the page
+        describe = f"the card's photo rule is invalid: {error}"
+    calibration = card.get("photo_calibration") or {}
+    runtimes = list(calibration.get("runtimes") or [])
+    per_runtime = max(1, len(runtimes))  # the record counts each mosaic once per runtime that scored it
+    return {
+        "describe": describe,
+        "runtimes": runtimes,
+        "clean_mosaics": (calibration.get("clean_mosaics") or 0) // per_runtime,
+        "crack_mosaics": (calibration.get("crack_mosaics") or 0) // per_runtime,
+        "labeled_photos": calibration.get("labeled_photos") or 0,
     }
 
 

@@ -58,10 +58,22 @@ class Clock:
         return self.now
 
 
-def _register(registry: Registry, folder: Path, version: str) -> None:
+# The champion's photo rule, as training records it (each mosaic counted once per runtime that scored it).
+PHOTO_RULE = {
+    "photo_threshold": 0.7,
+    "photo_min_tiles": 2,
+    "photo_tiles": 154,
+    "photo_tail_scale": 0.5,
+    "photo_max_threshold": 0.95,
+    "photo_calibration": {"runtimes": ["litert-int8", "litert-fp32"], "clean_mosaics": 240, "crack_mosaics": 80,
+                          "labeled_photos": 6},
+}  # fmt: skip
+
+
+def _register(registry: Registry, folder: Path, version: str, **card: Any) -> None:
     folder.mkdir(parents=True)
     ModelCard(
-        version=version, threshold=0.42, created_at=f"{version[:4]}-{version[4:6]}-{version[6:8]}T02:00:00Z"
+        version=version, threshold=0.42, created_at=f"{version[:4]}-{version[4:6]}-{version[6:8]}T02:00:00Z", **card
     ).save(folder)
     (folder / "model.keras").write_bytes(b"not a real model: the overview never loads it")
     metrics = {"test": {"crack_recall": 0.97, "crack_precision": 0.96, "accuracy": 0.965, "images": 300}}
@@ -146,7 +158,7 @@ def build_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
     monkeypatch.setattr("crack_model.pipelines.nightly.utc_now", clock)
     store = LocalStore(root / "store")
     registry = Registry(store)
-    _register(registry, root / "v1", CHAMPION)
+    _register(registry, root / "v1", CHAMPION, **PHOTO_RULE)
     registry.add_gate_result("crack", CHAMPION, report=gate_report(CHAMPION, "promote", None, []),
                              html="<html>gate</html>", approved_runtimes=["litert-int8", "keras"])  # fmt: skip
     registry.promote("crack", CHAMPION, expected_current=None, actor="airflow:crack_retraining",

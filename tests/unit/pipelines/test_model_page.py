@@ -24,6 +24,12 @@ def test_lineage_goes_back_to_the_training_data_digests(store):
     assert manifest["images"] == 4 and manifest["per_label"] == {"Negative": 1, "Positive": 3}
     assert len(manifest["content_digest"]) == 64
     assert lineage["card"]["threshold"] == 0.42
+    assert lineage["photo_rule"] == {
+        "describe": "highest tile >= 0.7000 (up to 154 tiles; +0.50 log-odds per e-fold more, at most 0.9500) "
+        "and 2 touching tiles >= 0.4200",
+        "runtimes": ["litert-int8", "litert-fp32"], "clean_mosaics": 120, "crack_mosaics": 40, "labeled_photos": 6,
+    }  # fmt: skip
+    assert model_page(store.uri, "crack", SECOND)["lineage"]["photo_rule"] is None  # photos: by their highest tile
     assert {item["name"] for item in lineage["files"]} >= {"model.keras", "model.json", "data_manifest.csv"}
 
 

@@ -251,6 +251,8 @@ def test_model_page_shows_lineage_gate_runtimes_and_audit(client, store):
     assert "exact CI" in page and "litert-int8" in page
     assert ROLLBACK_ACTOR in page and "manual__rollback" in page and "scheduled__2026-11-01" in page
     assert f'href="../../models/crack/{SECOND}"' in page and 'href="../../"' in page
+    assert "is a crack when highest tile &gt;= 0.7000 (up to 154 tiles" in page  # the photo rule, and its inputs
+    assert "120 clean and 40 crack mosaics and 6 labeled photos, scored in litert-int8, litert-fp32" in page
     assert 'href="/' not in page
 
 
