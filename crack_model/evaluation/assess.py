@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,15 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import NO_SLICE, LabeledImage
 from crack_model.evaluation.metrics import compute_metrics
-from crack_model.serving.inference import score_images
+from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.scorer import Scorer
 
 
-def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None) -> dict[str, float]:
-    """Crack probability per image URI; unreadable images are an error (labeled data must decode)."""
+def scored_labeled(
+    scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None
+) -> dict[str, ImageScore]:
+    """Each image's score (probability, and label by the card's photo rule) per URI; unreadable images are an
+    error (labeled data must decode)."""
     scores = {
         score.key: score for score in score_images([i.uri for i in images], read_uri, scorer, batch_size=batch_size)
     }
@@ -27,7 +31,12 @@ def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size:
         raise CrackModelError(
             f"{len(failed)} labeled image(s) could not be scored, e.g. {failed[0].key}: {failed[0].error}"
         )
-    return {key: float(score.crack_probability or 0.0) for key, score in scores.items()}
+    return scores
+
+
+def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None) -> dict[str, float]:
+    """Crack probability (a photo's highest tile) per image URI."""
+    return {key: float(score.crack_probability or 0.0) for key, score in scored_labeled(scorer, images).items()}
 
 
 def probability_rows(crack_probability: np.ndarray, class_names: Sequence[str], crack_class: str) -> np.ndarray:
@@ -43,21 +52,28 @@ def probability_rows(crack_probability: np.ndarray, class_names: Sequence[str], 
 def evaluate_scorer(
     scorer: Scorer, images: Sequence[LabeledImage], *, threshold: float | None = None
 ) -> dict[str, Any]:
-    """Metrics of the model (with its own threshold unless given) on labeled images."""
+    """Metrics of the model (with its own threshold unless given) on labeled images.
+
+    Each image is labeled as scoring labels it: a full-size photo by the card's photo rule (a
+    ``threshold`` given replaces the card's tile threshold in it too).
+    """
     if not images:
         raise CrackModelError("no labeled images to evaluate on")
+    if threshold is not None:
+        scorer = replace(scorer, card=replace(scorer.card, threshold=threshold))
     card = scorer.card
     unknown = sorted({image.label for image in images} - set(card.class_names))
     if unknown:
         raise CrackModelError(f"labels {unknown} are not classes of model {card.version} ({card.class_names})")
-    by_uri = score_labeled(scorer, images)
-    probability = np.array([by_uri[image.uri] for image in images])
+    by_uri = scored_labeled(scorer, images)
+    probability = np.array([float(by_uri[image.uri].crack_probability or 0.0) for image in images])
     metrics = compute_metrics(
         [image.label for image in images],
         probability_rows(probability, card.class_names, card.crack_class),
-        threshold=card.threshold if threshold is None else threshold,
+        threshold=card.threshold,
         class_names=card.class_names,
         crack_class=card.crack_class,
+        predicted=[by_uri[image.uri].label for image in images],
     )
     metrics["model_version"] = card.version
     metrics["runtime"] = scorer.runtime.name

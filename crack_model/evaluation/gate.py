@@ -365,7 +365,8 @@ def _evaluate(
 
     body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
     body["photo_level"] = photo_level_section(opened.uri, name, candidate_version, champion_version, holdout_set,
-                                              body["approved_runtimes"])  # fmt: skip
+                                              body["approved_runtimes"],
+                                              photos=candidate.photo_keys(holdout_set))  # fmt: skip
     add_checks(body, photo_floor_checks(body["photo_level"], policy))
     photo_note = photo_level_note(body["photo_level"])
     body["notes"] = [*notes, *body["notes"], *([photo_note] if photo_note else [])]

@@ -17,6 +17,7 @@ scored) fails them, so an unmeasured rule is never promoted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import asdict
 from typing import Any
 
@@ -41,16 +42,23 @@ def photo_level_section(
     holdout: Holdout,
     approved: list[str],
     config: MosaicConfig = GATE_MOSAICS,
+    *,
+    photos: Collection[str] = (),
 ) -> dict[str, Any] | None:
-    """Figures of the candidate and the champion on the same holdout mosaics; None without a photo rule."""
+    """Figures of the candidate and the champion on the same holdout mosaics; None without a photo rule.
+
+    ``photos``: holdout keys of full-size photos (more than one tile), left out of the mosaics: shrunk
+    into a cell, a photo's crack would vanish. The holdout metrics label them by the photo rule.
+    """
     candidate_scorer = load_scorer(f"models:/{name}/{candidate}", runtime=approved[0] if approved else "keras",
                                    registry=registry_uri)  # fmt: skip
     if candidate_scorer.card.photo_threshold is None and candidate_scorer.card.photo_min_tiles <= 1:
         return None
     crack_class = candidate_scorer.card.crack_class
-    clean = [key for key, image in zip(holdout.keys, holdout.images, strict=True) if image.label != crack_class]
-    cracks = [key for key, image in zip(holdout.keys, holdout.images, strict=True) if image.label == crack_class]
-    section: dict[str, Any] = {"mosaics": asdict(config), "holdout": holdout.uri,
+    patches = [(key, image) for key, image in zip(holdout.keys, holdout.images, strict=True) if key not in photos]
+    clean = [key for key, image in patches if image.label != crack_class]
+    cracks = [key for key, image in patches if image.label == crack_class]
+    section: dict[str, Any] = {"mosaics": asdict(config), "holdout": holdout.uri, "photos_left_out": len(photos),
                                "marked": f"a crack patch is in marked tiles when tiles at or above the tile "
                                          f"threshold cover at least {MARKED_SHARE:.0%} of it"}  # fmt: skip
     try:

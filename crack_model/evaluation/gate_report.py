@@ -145,6 +145,11 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
         f"{section['marked']}. Bar: at most 1 false alarm in 40 clean photos, every crack photo found, "
         "90 % of crack patches in marked tiles."
     )
+    if section.get("photos_left_out"):  # full-size holdout photos: in the holdout figures, by the photo rule
+        caption += (
+            f" The holdout's {section['photos_left_out']} full-size photos are not cut into mosaics: the holdout"
+            " figures above label them by the photo rule."
+        )
     floors = report.get("policy", {}).get("photo_floors")
     if floors:  # what gates, beside the bar that is only reported
         caption += (

@@ -27,7 +27,7 @@ from crack_model.core.storage import fetch_threads, open_store
 from crack_model.data.labeled import LabeledImage, is_image_name
 from crack_model.evaluation.assess import probability_rows
 from crack_model.evaluation.intervals import Outcomes
-from crack_model.evaluation.metrics import compute_metrics, predicted_labels
+from crack_model.evaluation.metrics import compute_metrics
 from crack_model.serving.inference import score_images
 from crack_model.serving.scorer import Scorer
 
@@ -149,6 +149,13 @@ class Evaluation:
     crack_probability: np.ndarray
     metrics: dict[str, Any]
     outcomes: Outcomes
+    tiles: np.ndarray | None = None  # per image: the tiles scoring cut it into (1: a patch)
+
+    def photo_keys(self, holdout: Holdout) -> set[str]:
+        """The holdout's full-size photos: keys of images scored as more than one tile."""
+        if self.tiles is None:
+            return set()
+        return {key for key, tiles in zip(holdout.keys, self.tiles, strict=True) if tiles > 1}
 
 
 def evaluate_on_holdout(scorer: Scorer, holdout: Holdout, *, batch_size: int = 64) -> Evaluation:
@@ -172,12 +179,11 @@ def evaluate_on_holdout(scorer: Scorer, holdout: Holdout, *, batch_size: int = 6
     probability = np.array([float(scores[key].crack_probability or 0.0) for key in holdout.keys])
     rows = probability_rows(probability, card.class_names, card.crack_class)
     labels = [image.label for image in holdout.images]
-    metrics = compute_metrics(
-        labels, rows, threshold=card.threshold, class_names=card.class_names, crack_class=card.crack_class
-    )
+    predicted = [scores[key].label for key in holdout.keys]  # a full-size photo's: by the photo rule
+    metrics = compute_metrics(labels, rows, threshold=card.threshold, class_names=card.class_names,
+                              crack_class=card.crack_class, predicted=predicted)  # fmt: skip
     metrics["model_version"] = card.version
     metrics["runtime"] = scorer.runtime.name
-    predicted = predicted_labels(rows, card.threshold, card.class_names, card.crack_class)
     outcomes = Outcomes(
         is_crack=np.array([label == card.crack_class for label in labels]),
         says_crack=np.array([label == card.crack_class for label in predicted]),
@@ -191,4 +197,5 @@ def evaluate_on_holdout(scorer: Scorer, holdout: Holdout, *, batch_size: int = 6
         metrics["crack_recall"],
         metrics["accuracy"],
     )
-    return Evaluation(card.version, scorer.runtime.name, card.threshold, probability, metrics, outcomes)
+    tiles = np.array([scores[key].tile_count for key in holdout.keys])
+    return Evaluation(card.version, scorer.runtime.name, card.threshold, probability, metrics, outcomes, tiles)

@@ -106,8 +106,13 @@ def compute_metrics(
     threshold: float,
     class_names: Sequence[str],
     crack_class: str,
+    predicted: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """All evaluation figures, crack recall first, as plain JSON-ready values."""
+    """All evaluation figures, crack recall first, as plain JSON-ready values.
+
+    ``predicted``: the labels the model gave (a full-size photo's comes from the photo rule, not from
+    its highest tile against ``threshold``); None: crack when the crack probability reaches ``threshold``.
+    """
     from sklearn import metrics
 
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -116,7 +121,10 @@ def compute_metrics(
     if len(true_labels) == 0:
         raise ValueError("cannot compute metrics on zero images")
     crack_index = list(class_names).index(crack_class)
-    predicted = predicted_labels(probabilities, threshold, class_names, crack_class)
+    if predicted is None:
+        predicted = predicted_labels(probabilities, threshold, class_names, crack_class)
+    elif len(predicted) != len(true_labels):
+        raise ValueError("one predicted label per true label is required")
     is_crack = np.array([label == crack_class for label in true_labels])
     says_crack = np.array([label == crack_class for label in predicted])
     crack_probability = probabilities[:, crack_index]
