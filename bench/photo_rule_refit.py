@@ -16,25 +16,40 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crack_model.data.labeled import LabeledImage
 
 
-def refit(model: Path, out: Path, *, with_photos: bool) -> dict:
+def refit(model: Path, out: Path, *, with_photos: bool) -> dict[str, Any]:
+    from crack_model.core.model_card import ModelCard
     from crack_model.core.tiling import TileConfig
-    from crack_model.data.labeled import LabeledImage, Split, fingerprint
-    from crack_model.evaluation.assess import read_split_manifest
+    from crack_model.data.labeled import Split
     from crack_model.training.photo_rule import fit_photo_rule
     from crack_model.training.photo_tiles import is_photo
 
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(model, out, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
-    parts = []
-    for name in ("train", "validation", "test"):
-        read = [fingerprint(image) for image in read_split_manifest(out / "split.csv", name)]  # sizes: photo or not
-        parts.append([image for image in read if isinstance(image, LabeledImage)])
-    tiles = TileConfig()
-    patches = Split(*([image for image in part if not is_photo(image, tiles)] for part in parts))
-    photos = [image for image in parts[1] if is_photo(image, tiles)] if with_photos else []
+    tiles = TileConfig(tile_size=ModelCard.load(out).tile_size)  # as scoring cuts them
+    validation, test = (split_images(out / "split.csv", name) for name in ("validation", "test"))  # not train: unused
+    patches = Split([], [i for i in validation if not is_photo(i, tiles)], [i for i in test if not is_photo(i, tiles)])
+    photos = [image for image in validation if is_photo(image, tiles)] if with_photos else []
     return fit_photo_rule(out, patches, labeled_photos=photos)
+
+
+def split_images(manifest: Path, name: str) -> list[LabeledImage]:
+    """One split's readable images from ``split.csv``, with their sizes (photo or patch); none for an empty split."""
+    import csv
+
+    from crack_model.data.labeled import LabeledImage, fingerprint
+    from crack_model.evaluation.assess import read_split_manifest
+
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        if not any(row["split"] == name for row in csv.DictReader(handle)):
+            return []
+    read = [fingerprint(image) for image in read_split_manifest(manifest, name)]
+    return [image for image in read if isinstance(image, LabeledImage)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,10 @@ The rise stops at what ``MAX_THRESHOLD_FOUND`` of the crack mosaics' highest til
 A site's labeled photos (``ScoredPhoto``) count beside the mosaics: a clean one bounds the threshold,
 a crack one is to be found. Their sizes differ from the mosaics', so each counts as the rule will
 judge it: a photo of more tiles than the mosaics' by its highest tile lowered as much as the
-threshold rises for it (``PhotoSize``). With no mosaics (a pool of photos only) the threshold is
-chosen for the median photo's tile count.
+threshold rises for it, up to the rise's cap (``PhotoSize``). With no mosaics (a pool of photos
+only) the threshold is chosen for the median photo's tile count. A clean photo lit like most
+crack photos is left out (``crack_like_photos``): one such photo, mislabeled or a crack to this
+model, would otherwise raise the threshold above every crack and switch the rule off.
 
 Clean patches that score like cracks are left out of the clean mosaics (``crack_like_clean``). A
 clean patch the model labels crack wherever it is put (the median, over the clean mosaics it is in,
@@ -58,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from crack_model.evaluation.photo_check import Scored, ScoredMosaic
+from crack_model.evaluation.photo_check import Scored, ScoredMosaic, ScoredPhoto
 from crack_model.serving.photo_decision import largest_group, log_odds, overlap
 
 MAX_MIN_TILES = 3
@@ -67,6 +69,7 @@ TAIL_SHARE = 0.005  # the top half percent of clean tiles: ~90 of the 18,480 in 
 MIN_TAIL_TILES = 20  # fewer say nothing about a tail
 TAIL_FLOOR = math.log((1 / 256) / (1 - 1 / 256))  # log-odds of int8's smallest step above 0
 MAX_THRESHOLD_FOUND = 0.9  # a photo threshold risen for a big photo still finds 90 % of the validation crack photos
+CRACK_LIKE_SHARE = 0.5  # a clean labeled photo above half the crack photos is left out of the choice
 MAX_LEFT_OUT_SHARE = 0.05  # more clean patches than this scoring like cracks is a model, not labeling errors
 
 
@@ -76,7 +79,7 @@ class _Option:
 
     min_tiles: int
     highest_clean: float | None  # the highest clean photo score; None: no clean mosaic has such a group
-    missed_crack_mosaics: int  # at or below highest_clean, or without a group of min_tiles tiles
+    missed_crack_mosaics: int  # crack mosaics and photos at or below highest_clean, or without a min_tiles group
     lowest_crack_found: float | None  # the lowest crack photo score above highest_clean
 
 
@@ -86,16 +89,20 @@ class PhotoSize:
 
     calibrated_tiles: int | None = None
     tail_scale: float = 0.0
+    max_threshold: float | None = None  # the card's photo_max_threshold: the rise stops there
 
     def at_calibrated_size(self, highest: float, tiles: int) -> float:
         """A photo's highest tile as it compares with the threshold of a photo of ``calibrated_tiles`` tiles.
 
         The threshold for n > calibrated_tiles tiles is the calibrated one raised by tail_scale x
         ln(n / calibrated_tiles) in log-odds (photo_decision.py), so a bigger photo's highest tile,
-        lowered by as much, crosses the calibrated threshold exactly when it crosses its own. (The
-        rise's cap, ``photo_max_threshold``, is left out: it only ever lowers what a photo needs.)
+        lowered by as much, crosses the calibrated threshold exactly when it crosses its own. The
+        rise stops at ``max_threshold``: a highest tile at or above it needs only the calibrated
+        threshold, so it counts as it is.
         """
         if self.calibrated_tiles is None or self.tail_scale <= 0 or tiles <= self.calibrated_tiles:
+            return highest
+        if self.max_threshold is not None and highest >= self.max_threshold:
             return highest
         lowered = log_odds(highest) - self.tail_scale * math.log(tiles / self.calibrated_tiles)
         return 1.0 / (1.0 + math.exp(-lowered))
@@ -170,11 +177,11 @@ def choose_photo_rule(
         threshold, best = tile_threshold, options[0]
     else:
         threshold = highest + GAP_SHARE * (lowest - highest)
-    record = {
-        "clean_mosaics": sum(isinstance(photo, ScoredMosaic) for photo in clean),
-        "crack_mosaics": sum(isinstance(photo, ScoredMosaic) for photo in cracked),
-        "clean_photos": sum(not isinstance(photo, ScoredMosaic) for photo in clean),
-        "crack_photos": sum(not isinstance(photo, ScoredMosaic) for photo in cracked),
+    record = {  # distinct mosaics and photos: each runtime scores the same ones
+        "clean_mosaics": len({scored_name(photo) for photo in clean if isinstance(photo, ScoredMosaic)}),
+        "crack_mosaics": len({scored_name(photo) for photo in cracked if isinstance(photo, ScoredMosaic)}),
+        "clean_photos": len({scored_name(photo) for photo in clean if isinstance(photo, ScoredPhoto)}),
+        "crack_photos": len({scored_name(photo) for photo in cracked if isinstance(photo, ScoredPhoto)}),
         "tile_threshold": tile_threshold,
         "gap_share": GAP_SHARE,
         "options": [asdict(option) for option in options],
@@ -229,11 +236,8 @@ def tail_record(scored_by_runtime: Mapping[str, Sequence[Scored]]) -> dict[str, 
     }
     fitted = [scale for scale in scales.values() if scale is not None]
     tiles = calibrated_tiles(next(iter(scored_by_runtime.values()), []))
-    # Per runtime, what 90 % of its crack mosaics reach (int8 tops out at 0.996, fp32 does not): the lowest holds.
-    runs = scored_by_runtime.values()
-    crack_highest = [sorted(max(m.probabilities) for m in mosaics if m.has_cracks) for mosaics in runs]
-    reached = [reached_by(MAX_THRESHOLD_FOUND, highest) for highest in crack_highest if highest]
-    cap = min(reached) if reached and fitted else None
+    level = crack_level(scored_by_runtime, MAX_THRESHOLD_FOUND)
+    cap = level if fitted else None
     return {
         "photo_tiles": tiles if fitted else None,
         "photo_tail_scale": max(fitted) if fitted else None,
@@ -241,6 +245,59 @@ def tail_record(scored_by_runtime: Mapping[str, Sequence[Scored]]) -> dict[str, 
         "per_runtime": scales,
         "tail_share": TAIL_SHARE,
     }
+
+
+def crack_level(scored_by_runtime: Mapping[str, Sequence[Scored]], share: float) -> float | None:
+    """The highest tile that ``share`` of the crack photos reach in every runtime; None without any.
+
+    Per runtime, what that share of its crack photos reach (int8 tops out at 0.996, fp32 does not): the lowest holds.
+    """
+    runs = scored_by_runtime.values()
+    crack_highest = [sorted(max(photo.probabilities) for photo in scored if photo.has_cracks) for scored in runs]
+    reached = [reached_by(share, highest) for highest in crack_highest if highest]
+    return min(reached) if reached else None
+
+
+def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_threshold: float) -> dict[str, Any]:
+    """The clean labeled photos to leave out of the choice: ``{"photos": {key: highest tile}, "note"}``.
+
+    A clean photo that, in some runtime, lights ``MAX_MIN_TILES`` touching tiles at the tile
+    threshold and whose highest tile is above what half the crack photos and mosaics reach
+    (``CRACK_LIKE_SHARE``) looks like a crack to every option of the rule: keeping it clean would
+    miss half of them, and one such photo above every crack would switch the photo rule off for
+    all. It is mislabeled or, to this model, a crack; like ``crack_like_clean``'s patches it is
+    left out, named, and still counted as a false alarm in the figures. More than
+    ``MAX_LEFT_OUT_SHARE`` of the clean photos (and more than one) is a model that does not tell
+    the classes apart, and a choice needs a clean photo or mosaic to stay above: then none is left
+    out. Highest tiles are compared as they are, whatever the photo's size.
+    """
+    level = crack_level(scored_by_runtime, CRACK_LIKE_SHARE)
+    highest: dict[str, float] = {}
+    crack_like: dict[str, float] = {}
+    for scored in scored_by_runtime.values():
+        for photo in scored:
+            if isinstance(photo, ScoredPhoto) and not photo.has_cracks:
+                top = max(photo.probabilities)
+                highest[photo.key] = max(highest.get(photo.key, 0.0), top)
+                lit = largest_group(photo.probabilities, photo.boxes, tile_threshold) >= MAX_MIN_TILES
+                if level is not None and lit and top > level:
+                    crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), top)
+    crack_like = dict(sorted(crack_like.items()))
+    kept_clean = any(not photo.has_cracks and scored_name(photo) not in crack_like
+                     for scored in scored_by_runtime.values() for photo in scored)  # fmt: skip
+    if crack_like and not kept_clean:
+        note = "every clean photo scores like the crack photos: none is left out, a rule needs one to stay above"
+        return {"photos": {}, "note": note}
+    if len(crack_like) > max(1, int(MAX_LEFT_OUT_SHARE * len(highest))):
+        note = (f"{len(crack_like)} of {len(highest)} clean labeled photos score like crack photos: "
+                "the model does not tell them apart, so none is left out")  # fmt: skip
+        return {"photos": {}, "note": note}
+    return {"photos": crack_like, "note": None}
+
+
+def scored_name(photo: Scored) -> str:
+    """A mosaic's plan name or a labeled photo's key: the same in every runtime's scores."""
+    return photo.plan.name if isinstance(photo, ScoredMosaic) else photo.key
 
 
 def crack_like_clean(scored: Sequence[ScoredMosaic], tile_threshold: float, cell_size: int) -> dict[str, Any]:

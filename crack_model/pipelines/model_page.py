@@ -127,7 +127,8 @@ def photo_rule_summary(card: dict[str, Any]) -> dict[str, Any] | None:
         describe = f"the card's photo rule is invalid: {error}"
     calibration = card.get("photo_calibration") or {}
     runtimes = list(calibration.get("runtimes") or [])
-    per_runtime = max(1, len(runtimes))  # the record counts each mosaic once per runtime that scored it
+    # Records from before crack_like_photos counted each mosaic once per runtime that scored it; later ones once.
+    per_runtime = 1 if "crack_like_photos" in calibration else max(1, len(runtimes))
     return {
         "describe": describe,
         "runtimes": runtimes,

@@ -11,16 +11,16 @@ one tile is a crack only when
 * at least ``photo_min_tiles`` tiles at or above the patch threshold touch one another (a crack
   crosses the overlap of neighbouring tiles and lights several; a seam often lights one).
 
-``photo_threshold`` holds for photos of up to ``photo_tiles`` tiles (the calibration mosaics'
-count). A photo of more tiles gives a clean surface more chances, so for it the threshold rises
-in log-odds by ``photo_tail_scale`` per e-fold of tiles: the tail of clean tiles' log-odds falls
-off about exponentially (photo_calibration.py), so a photo's chance of a false alarm stays about
-what it was on the calibration photos. The rise stops at ``photo_max_threshold``, the highest tile
-90 % of the validation crack photos reach: however big the photo, a crack as clear as most is
-still found (int8 cannot score above 0.996; a rise past that would find nothing). It never falls
-for smaller photos: on 42-tile mosaics of METU test patches the patch threshold had 6 false
-alarms in 120 clean photos and the photo threshold 1, finding the same 120 crack photos (README
-"Full-size photos").
+``photo_threshold`` holds for photos of up to ``photo_tiles`` tiles (the calibration mosaics' count,
+or the median labeled photo's when there were no mosaics). A photo of more tiles gives a clean
+surface more chances, so for it the threshold rises in log-odds by ``photo_tail_scale`` per e-fold
+of tiles: the tail of clean tiles' log-odds falls off about exponentially (photo_calibration.py), so
+a photo's chance of a false alarm stays about what it was on the calibration photos. The rise stops
+at ``photo_max_threshold``, the highest tile 90 % of the validation crack photos reach: however big
+the photo, a crack as clear as most is still found (int8 cannot score above 0.996; a rise past that
+would find nothing). It never falls for smaller photos: on 42-tile mosaics of METU test patches the
+patch threshold had 6 false alarms in 120 clean photos and the photo threshold 1, finding the same
+120 crack photos (README "Full-size photos").
 
 A photo of one tile (a patch, a small image) keeps the patch rule. Crack *tiles*, for overlays
 and ``tile_probabilities``, stay those at or above the patch threshold. A card without a photo

@@ -23,8 +23,15 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, Split
-from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, plan_mosaics
-from crack_model.evaluation.photo_calibration import PhotoSize, choose_photo_rule, crack_like_clean, tail_record
+from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, TooFewPatchesError, plan_mosaics
+from crack_model.evaluation.photo_calibration import (
+    PhotoSize,
+    choose_photo_rule,
+    crack_like_clean,
+    crack_like_photos,
+    scored_name,
+    tail_record,
+)
 from crack_model.evaluation.photo_check import (
     CHECK_MOSAICS,
     Scored,
@@ -49,11 +56,8 @@ def _patches(images: list[LabeledImage], crack_class: str) -> tuple[list[str], l
     return clean, [image.uri for image in images if image.label == crack_class]
 
 
-def _no_rule(error: CrackModelError, photos: Sequence[LabeledImage] = ()) -> dict[str, Any]:
+def _no_rule(reason: str) -> dict[str, Any]:
     """No rule: why, for the log and the ``photo_level`` section."""
-    reason = str(error)
-    if photos:  # they could have made up for the patches, had they held both classes
-        reason += f", and its {len(photos)} labeled photos are all {photos[0].label}"
     log.warning("no photo rule: %s", reason)
     return {"skipped": f"validation split: {reason}; photos are labeled by their highest tile"}
 
@@ -74,6 +78,16 @@ def _score_photos(model_dir: Path, runtimes: list[str], photos: dict[str, bool])
     return scored
 
 
+def _crack_like_photos(scored: dict[str, list[Scored]], tile_threshold: float) -> dict[str, Any]:
+    left_out = crack_like_photos(scored, tile_threshold)
+    if left_out["note"]:
+        log.info("photo rule: %s", left_out["note"])
+    for key, highest in left_out["photos"].items():
+        log.warning("clean validation photo %s is lit like most crack photos (highest tile %.4f; mislabeled?): "
+                    "left out of the photo rule's choice, still counted as a false alarm", key, highest)  # fmt: skip
+    return left_out
+
+
 def calibration_runtimes(model_dir: Path, card: ModelCard) -> list[str]:
     """The approved runtimes whose files are there, fastest first; LiteRT fp32 stands in for Keras.
 
@@ -91,7 +105,8 @@ def _calibration_mosaics(
     """The validation mosaics scored with each runtime, planned again without any crack-like clean patch.
 
     Raises:
-        CrackModelError: too few patches for mosaics.
+        TooFewPatchesError: too few patches for mosaics.
+        CrackModelError: a mosaic could not be scored.
     """
     plans = plan_mosaics(clean, cracks, config)
     scored = _score(model_dir, runtimes, plans)
@@ -131,17 +146,19 @@ def fit_photo_rule(
     both_classes = len(set(photos.values())) == 2  # a rule needs a clean photo to stay above and a crack to find
     try:
         plans, mosaics, left_out = _calibration_mosaics(model_dir, runtimes, card, clean, cracks, config)
-    except CrackModelError as error:
-        if not both_classes:
-            return _no_rule(error, labeled_photos)
+    except TooFewPatchesError as error:
+        if not both_classes:  # the photos could have made up for the patches, had they held both classes
+            held = f", and its {len(photos)} labeled photos are all {labeled_photos[0].label}" if photos else ""
+            return _no_rule(f"{error}{held}")
         log.info("photo rule from the %d labeled validation photos alone: no mosaics (%s)", len(photos), error)
         plans, mosaics, left_out = [], {runtime: [] for runtime in runtimes}, {"patches": {}, "note": None}
-    scored: dict[str, list[Scored]] = {runtime: list(scores) for runtime, scores in mosaics.items()}
-    scored_photos = _score_photos(model_dir, runtimes, photos) if both_classes else {}
-    for runtime, scores in scored_photos.items():
-        scored[runtime] += scores
+    scored_photos = _score_photos(model_dir, runtimes, photos) if photos else {}
+    everything = {runtime: [*mosaics[runtime], *scored_photos.get(runtime, [])] for runtime in runtimes}
+    photos_left_out = _crack_like_photos(everything, card.threshold) if scored_photos else {"photos": {}, "note": None}
+    scored = {runtime: [p for p in scores if scored_name(p) not in photos_left_out["photos"]]
+              for runtime, scores in everything.items()}  # fmt: skip
     tail = tail_record(scored)
-    size = PhotoSize(tail["photo_tiles"], tail["photo_tail_scale"] or 0.0)
+    size = PhotoSize(tail["photo_tiles"], tail["photo_tail_scale"] or 0.0, tail["photo_max_threshold"])
     choice = choose_photo_rule([photo for scores in scored.values() for photo in scores], card.threshold, size)
     chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles,
                      photo_tiles=tail["photo_tiles"], photo_tail_scale=tail["photo_tail_scale"],
@@ -149,14 +166,14 @@ def fit_photo_rule(
     grid = [plans[0].rows, plans[0].columns] if plans else None  # smaller than asked for on a small split
     mosaic_record = {**asdict(config), "grid": grid} if plans else None
     chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaic_record,
-                                "labeled_photos": len(photos) if scored_photos else 0, **choice.record, "tail": tail,
-                                "crack_like_clean": left_out}  # fmt: skip
+                                "labeled_photos": len(photos), **choice.record, "tail": tail,
+                                "crack_like_clean": left_out, "crack_like_photos": photos_left_out}  # fmt: skip
     chosen.save(model_dir)
     log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
             "photo_tiles": chosen.photo_tiles, "photo_tail_scale": chosen.photo_tail_scale,
             "photo_max_threshold": chosen.photo_max_threshold, "tile_threshold": card.threshold}  # fmt: skip
-    section: dict[str, Any] = {"rule": rule, "crack_like_clean": left_out}
+    section: dict[str, Any] = {"rule": rule, "crack_like_clean": left_out, "crack_like_photos": photos_left_out}
     if plans:
         section["validation"] = {runtime: photo_figures(scores, chosen) for runtime, scores in mosaics.items()}
     if scored_photos:  # what the rule says of the photos it was chosen on, per runtime
@@ -166,6 +183,10 @@ def fit_photo_rule(
                       "crack_photos": sum(p.has_cracks for p in scores), **photo_counts(scores, photo_rule)}
             for runtime, scores in scored_photos.items()
         }  # fmt: skip
+        for runtime, counts in section["validation_photos"].items():
+            if counts["false_alarms"]:  # the photos it could not keep clean, crack-like ones included
+                log.warning("photo rule: %d of the %d clean labeled validation photos are labeled crack with %s",
+                            counts["false_alarms"], counts["clean_photos"], runtime)  # fmt: skip
     if split.test:
         test_config = replace(config, clean=CHECK_MOSAICS.clean, with_cracks=CHECK_MOSAICS.with_cracks,
                               seed=config.seed + 1)  # fmt: skip

@@ -16,6 +16,7 @@ from crack_model.evaluation.photo_calibration import (
     calibrated_tiles,
     choose_photo_rule,
     crack_like_clean,
+    crack_like_photos,
     tail_record,
     tail_scale,
 )
@@ -121,13 +122,14 @@ def labeled_photo(key: str, width: int, height: int, hot: dict[int, float], crac
     return ScoredPhoto(key, crack, list(boxes), [hot.get(index, 0.02) for index in range(len(boxes))])
 
 
+@pytest.mark.parametrize("cap", [None, 0.95, 0.8])
 @pytest.mark.parametrize("tiles", [154, 300, 616, 2000])
-def test_a_photo_counts_at_the_calibrated_size_exactly_as_the_risen_threshold_judges_it(tiles):
+def test_a_photo_counts_at_the_calibrated_size_exactly_as_the_risen_threshold_judges_it(tiles, cap):
     """Lowered to the calibrated size, a photo's highest tile crosses a calibrated threshold exactly when it
-    crosses the threshold the serving rule asks of a photo of its tile count (without the rise's cap)."""
-    size = PhotoSize(calibrated_tiles=154, tail_scale=0.6)
+    crosses the threshold the serving rule asks of a photo of its tile count, the rise's cap included."""
+    size = PhotoSize(calibrated_tiles=154, tail_scale=0.6, max_threshold=cap)
     for photo_threshold in (0.55, 0.7, 0.9):
-        rule = PhotoRule(0.5, photo_threshold, calibrated_tiles=154, tail_scale=0.6)
+        rule = PhotoRule(0.5, photo_threshold, calibrated_tiles=154, tail_scale=0.6, max_threshold=cap)
         for highest in np.linspace(0.5, 0.9999, 400):
             below, above = size.at_calibrated_size(highest, tiles), rule.needed_for(tiles)
             if abs(highest - above) > 1e-9:  # on the line itself rounding decides
@@ -158,9 +160,34 @@ def test_the_rule_is_chosen_on_labeled_photos_beside_mosaics_at_their_own_size()
 def test_photos_alone_are_calibrated_at_the_median_photos_tile_count():
     """A pool of photos only: the threshold holds up to the median photo's tile count and rises beyond it."""
     photos = [labeled_photo(f"p{n}.jpg", width, 908, {}, crack=n % 2 == 1)
-              for n, width in enumerate((1135, 2270, 2270, 4540))]  # fmt: skip
-    assert calibrated_tiles(photos) == len(tile_boxes(2270, 908, TileConfig()))
+              for n, width in enumerate((1135, 2270, 3405, 4540))]  # fmt: skip
+    assert calibrated_tiles(photos) == len(tile_boxes(2270, 908, TileConfig()))  # the lower of the two middle ones
     assert calibrated_tiles([]) is None
+
+
+def test_a_clean_photo_scoring_like_the_cracks_is_left_out_of_the_choice():
+    """One clean photo above every crack would switch the rule off: it is named and left out, and the rule
+    is chosen on the rest. Many such photos are a model that cannot tell them apart: none is left out."""
+    lit = {10: 0.999, 11: 0.9, 24: 0.9, 25: 0.9}  # a 2 x 2 group of tiles (14 columns), as a crack lights
+    odd = labeled_photo("site/odd.jpg", 2270, 1816, lit, crack=False)
+    plain = [labeled_photo(f"site/plain-{n}.jpg", 2270, 1816, {10: 0.6}, crack=False) for n in range(3)]
+    crack_photo = labeled_photo("site/crack.jpg", 2270, 1816, {40: 0.99, 41: 0.95}, crack=True)
+    scored = [*seams(0.55, 0.62), *cracks(0.97, 0.99), odd, *plain, crack_photo]
+    kept = choose_photo_rule(scored, 0.5)  # no crack scores above it: the photo rule is off
+    assert (kept.photo_threshold, kept.min_tiles) == (0.5, 1)
+    left_out = crack_like_photos({"litert-int8": scored}, 0.5)
+    assert left_out == {"photos": {"site/odd.jpg": 0.999}, "note": None}
+    alone = labeled_photo("site/alone.jpg", 2270, 1816, {10: 0.999}, crack=False)  # one tile: 2 touching tiles do
+    assert crack_like_photos({"litert-int8": [*scored[:-5], alone, crack_photo]}, 0.5)["photos"] == {}
+    rest = [photo for photo in scored if photo is not odd]
+    assert choose_photo_rule(rest, 0.5).photo_threshold == pytest.approx(0.62 + 0.5 * (0.97 - 0.62))
+    fp32 = [*scored[:-5], labeled_photo("site/odd.jpg", 2270, 1816, {10: 0.5}, crack=False), *scored[-4:]]
+    assert crack_like_photos({"litert-int8": fp32, "litert-fp32": scored}, 0.5)["photos"] == {"site/odd.jpg": 0.999}
+    many = [labeled_photo(f"site/odd-{n}.jpg", 2270, 1816, lit, crack=False) for n in range(2)]
+    none = crack_like_photos({"litert-int8": [*scored[:-5], *many, crack_photo]}, 0.5)
+    assert none["photos"] == {} and "2 of 2 clean labeled photos" in none["note"]
+    last = crack_like_photos({"litert-int8": [odd, crack_photo, *cracks(0.97)]}, 0.5)  # nothing else to stay above
+    assert last["photos"] == {} and "none is left out" in last["note"]
 
 
 def clean_tiles(rng: np.random.Generator, count: int, scale: float) -> np.ndarray:

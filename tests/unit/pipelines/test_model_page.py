@@ -8,9 +8,17 @@ import pytest
 
 from crack_model.core.errors import CrackModelError
 from crack_model.pipelines import ops_files
-from crack_model.pipelines.model_page import model_page
+from crack_model.pipelines.model_page import model_page, photo_rule_summary
 from crack_model.registry.naming import VersionNotFoundError
-from tests.unit.pipelines.ops_store import CHAMPION, EXACT, REJECTED, ROLLBACK_ACTOR, ROLLBACK_REASON, SECOND
+from tests.unit.pipelines.ops_store import (
+    CHAMPION,
+    EXACT,
+    PHOTO_RULE,
+    REJECTED,
+    ROLLBACK_ACTOR,
+    ROLLBACK_REASON,
+    SECOND,
+)
 
 
 def test_lineage_goes_back_to_the_training_data_digests(store):
@@ -30,6 +38,14 @@ def test_lineage_goes_back_to_the_training_data_digests(store):
         "runtimes": ["litert-int8", "litert-fp32"], "clean_mosaics": 120, "crack_mosaics": 40, "labeled_photos": 6,
     }  # fmt: skip
     assert model_page(store.uri, "crack", SECOND)["lineage"]["photo_rule"] is None  # photos: by their highest tile
+    calibration = {
+        **PHOTO_RULE["photo_calibration"],
+        "clean_mosaics": 120,
+        "crack_mosaics": 40,
+        "crack_like_photos": {"photos": {}, "note": None},
+    }  # a record that counts each mosaic once
+    counted_once = photo_rule_summary({**PHOTO_RULE, "threshold": 0.42, "photo_calibration": calibration}) or {}
+    assert (counted_once["clean_mosaics"], counted_once["crack_mosaics"]) == (120, 40)
     assert {item["name"] for item in lineage["files"]} >= {"model.keras", "model.json", "data_manifest.csv"}
 
 

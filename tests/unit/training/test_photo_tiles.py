@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from crack_model.core.imaging import decode_to_array
+from crack_model.core.model_card import ModelCard
 from crack_model.core.storage import read_uri
 from crack_model.core.tiling import TileConfig, tile_count
 from crack_model.data.labeled import LabeledImage, fingerprint
@@ -211,3 +212,10 @@ def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tm
     calibration = run.card.photo_calibration or {}  # the photo rule is chosen on them beside the mosaics
     assert calibration["labeled_photos"] == 2 and calibration["clean_photos"] == calibration["crack_photos"] >= 1
     assert set(run.metrics["photo_level"]["validation_photos"]) == set(calibration["runtimes"])
+
+    from bench.photo_rule_refit import refit  # chosen again from split.csv alone: the same photos, the same rule
+
+    refit(run.output_dir, tmp_path / "refit", with_photos=True)
+    again = ModelCard.load(tmp_path / "refit")
+    assert (again.photo_calibration or {})["labeled_photos"] == 2
+    assert (again.photo_threshold, again.photo_min_tiles) == (run.card.photo_threshold, run.card.photo_min_tiles)
