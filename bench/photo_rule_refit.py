@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to write the copy with the new rule")
     parser.add_argument("--mosaics-only", action="store_true", help="leave the validation photos out")
     args = parser.parse_args(argv)
+    if not (args.model / "split.csv").is_file():
+        parser.error(f"{args.model} has no split.csv: give a model folder written by crack-model train")
     section = refit(args.model, args.out, with_photos=not args.mosaics_only)
     print(json.dumps({"rule": section.get("rule"), "skipped": section.get("skipped")}, indent=2))
     return 0

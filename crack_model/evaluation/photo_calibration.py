@@ -247,52 +247,67 @@ def tail_record(scored_by_runtime: Mapping[str, Sequence[Scored]]) -> dict[str, 
     }
 
 
-def crack_level(scored_by_runtime: Mapping[str, Sequence[Scored]], share: float) -> float | None:
+def crack_level(scored_by_runtime: Mapping[str, Sequence[Scored]], share: float,
+                size: PhotoSize | None = None) -> float | None:  # fmt: skip
     """The highest tile that ``share`` of the crack photos reach in every runtime; None without any.
 
-    Per runtime, what that share of its crack photos reach (int8 tops out at 0.996, fp32 does not): the lowest holds.
+    Per runtime, what that share of its crack photos reach (int8 tops out at 0.996, fp32 does not): the
+    lowest holds. With ``size``, each photo's highest tile counts at the calibrated size.
     """
+    size = size or PhotoSize()
     runs = scored_by_runtime.values()
-    crack_highest = [sorted(max(photo.probabilities) for photo in scored if photo.has_cracks) for scored in runs]
+    crack_highest = [sorted(_at_size(photo, size) for photo in scored if photo.has_cracks) for scored in runs]
     reached = [reached_by(share, highest) for highest in crack_highest if highest]
     return min(reached) if reached else None
 
 
-def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_threshold: float) -> dict[str, Any]:
-    """The clean labeled photos to leave out of the choice: ``{"photos": {key: highest tile}, "note"}``.
+def _at_size(photo: Scored, size: PhotoSize) -> float:
+    return size.at_calibrated_size(max(photo.probabilities), len(photo.probabilities))
+
+
+def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_threshold: float,
+                      size: PhotoSize | None = None) -> dict[str, Any]:  # fmt: skip
+    """The clean labeled photos to leave out of the choice: ``{"photos": {key: score}, "note"}``.
 
     A clean photo that, in some runtime, lights ``MAX_MIN_TILES`` touching tiles at the tile
     threshold and whose highest tile is above what half the crack photos and mosaics reach
     (``CRACK_LIKE_SHARE``) looks like a crack to every option of the rule: keeping it clean would
     miss half of them, and one such photo above every crack would switch the photo rule off for
     all. It is mislabeled or, to this model, a crack; like ``crack_like_clean``'s patches it is
-    left out, named, and still counted as a false alarm in the figures. More than
+    left out, named, and still counted in the figures of the photos the rule was chosen on. More than
     ``MAX_LEFT_OUT_SHARE`` of the clean photos (and more than one) is a model that does not tell
     the classes apart, and a choice needs a clean photo or mosaic to stay above: then none is left
-    out. Highest tiles are compared as they are, whatever the photo's size.
+    out. Highest tiles compare at ``size``'s calibrated size, as the choice counts them: a big
+    clean photo whose raw highest tile is above the cracks' may count below them, and is kept.
     """
-    level = crack_level(scored_by_runtime, CRACK_LIKE_SHARE)
-    highest: dict[str, float] = {}
+    size = size or PhotoSize()
+    level = crack_level(scored_by_runtime, CRACK_LIKE_SHARE, size)
+    clean_photos: set[str] = set()
     crack_like: dict[str, float] = {}
     for scored in scored_by_runtime.values():
         for photo in scored:
             if isinstance(photo, ScoredPhoto) and not photo.has_cracks:
-                top = max(photo.probabilities)
-                highest[photo.key] = max(highest.get(photo.key, 0.0), top)
+                clean_photos.add(photo.key)
+                score = _at_size(photo, size)
                 lit = largest_group(photo.probabilities, photo.boxes, tile_threshold) >= MAX_MIN_TILES
-                if level is not None and lit and top > level:
-                    crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), top)
+                if level is not None and lit and score > level:
+                    crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), score)
     crack_like = dict(sorted(crack_like.items()))
-    kept_clean = any(not photo.has_cracks and scored_name(photo) not in crack_like
+    kept_clean = any(not photo.has_cracks and not is_left_out(photo, crack_like)
                      for scored in scored_by_runtime.values() for photo in scored)  # fmt: skip
     if crack_like and not kept_clean:
         note = "every clean photo scores like the crack photos: none is left out, a rule needs one to stay above"
         return {"photos": {}, "note": note}
-    if len(crack_like) > max(1, int(MAX_LEFT_OUT_SHARE * len(highest))):
-        note = (f"{len(crack_like)} of {len(highest)} clean labeled photos score like crack photos: "
+    if len(crack_like) > max(1, int(MAX_LEFT_OUT_SHARE * len(clean_photos))):
+        note = (f"{len(crack_like)} of {len(clean_photos)} clean labeled photos score like crack photos: "
                 "the model does not tell them apart, so none is left out")  # fmt: skip
         return {"photos": {}, "note": note}
     return {"photos": crack_like, "note": None}
+
+
+def is_left_out(photo: Scored, left_out: Mapping[str, float]) -> bool:
+    """Whether ``photo`` is a labeled photo ``crack_like_photos`` left out (a mosaic never is, whatever its name)."""
+    return isinstance(photo, ScoredPhoto) and photo.key in left_out
 
 
 def scored_name(photo: Scored) -> str:

@@ -19,7 +19,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.core.storage import read_uri
 from crack_model.data.labeled import LabeledImage, Split
@@ -29,7 +28,7 @@ from crack_model.evaluation.photo_calibration import (
     choose_photo_rule,
     crack_like_clean,
     crack_like_photos,
-    scored_name,
+    is_left_out,
     tail_record,
 )
 from crack_model.evaluation.photo_check import (
@@ -78,13 +77,19 @@ def _score_photos(model_dir: Path, runtimes: list[str], photos: dict[str, bool])
     return scored
 
 
+def _size(tail: dict[str, Any]) -> PhotoSize:
+    return PhotoSize(tail["photo_tiles"], tail["photo_tail_scale"] or 0.0, tail["photo_max_threshold"])
+
+
 def _crack_like_photos(scored: dict[str, list[Scored]], tile_threshold: float) -> dict[str, Any]:
-    left_out = crack_like_photos(scored, tile_threshold)
+    """The clean photos to leave out, each judged at the size the rule would judge it with them all in."""
+    left_out = crack_like_photos(scored, tile_threshold, _size(tail_record(scored)))
     if left_out["note"]:
         log.info("photo rule: %s", left_out["note"])
-    for key, highest in left_out["photos"].items():
-        log.warning("clean validation photo %s is lit like most crack photos (highest tile %.4f; mislabeled?): "
-                    "left out of the photo rule's choice, still counted as a false alarm", key, highest)  # fmt: skip
+    for key, score in left_out["photos"].items():
+        log.warning("clean validation photo %s is lit like most crack photos (highest tile %.4f at the rule's "
+                    "photo size; mislabeled?): left out of the photo rule's choice, still counted in "
+                    "validation_photos", key, score)  # fmt: skip
     return left_out
 
 
@@ -155,11 +160,10 @@ def fit_photo_rule(
     scored_photos = _score_photos(model_dir, runtimes, photos) if photos else {}
     everything = {runtime: [*mosaics[runtime], *scored_photos.get(runtime, [])] for runtime in runtimes}
     photos_left_out = _crack_like_photos(everything, card.threshold) if scored_photos else {"photos": {}, "note": None}
-    scored = {runtime: [p for p in scores if scored_name(p) not in photos_left_out["photos"]]
+    scored = {runtime: [p for p in scores if not is_left_out(p, photos_left_out["photos"])]
               for runtime, scores in everything.items()}  # fmt: skip
     tail = tail_record(scored)
-    size = PhotoSize(tail["photo_tiles"], tail["photo_tail_scale"] or 0.0, tail["photo_max_threshold"])
-    choice = choose_photo_rule([photo for scores in scored.values() for photo in scores], card.threshold, size)
+    choice = choose_photo_rule([photo for scores in scored.values() for photo in scores], card.threshold, _size(tail))
     chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles,
                      photo_tiles=tail["photo_tiles"], photo_tail_scale=tail["photo_tail_scale"],
                      photo_max_threshold=tail["photo_max_threshold"])  # fmt: skip
@@ -193,7 +197,7 @@ def fit_photo_rule(
         try:
             test = mosaic_check(load_scorer(model_dir, runtimes[0]), *_patches(split.test, card.crack_class),
                                 read_uri, test_config)  # fmt: skip
-        except CrackModelError as error:
+        except TooFewPatchesError as error:  # a patch that cannot be scored fails the step, as in validation
             test = {"skipped": f"test split: {error}"}
         section["test"] = {runtimes[0]: test}
     return section

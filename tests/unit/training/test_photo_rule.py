@@ -283,6 +283,14 @@ def test_a_big_validation_photo_counts_at_the_size_the_rule_judges_it(detector_d
     assert section["rule"]["photo_threshold"] == pytest.approx(lowered + 0.5 * (0.99 - lowered))
     for counts in section["validation_photos"].values():  # what the rule says of them, at their size
         assert (counts["false_alarms"], counts["found"]) == (0, 1)
+    surface["big"][0], surface["crack"][0] = 0.995, 0.999  # at the rise's cap (0.99) it counts as it is
+    capped = fit_photo_rule(detector_dir, split, SMALL, labeled_photos=photos)
+    card = ModelCard.load(detector_dir)
+    assert card.photo_max_threshold == pytest.approx(0.99)
+    one_tile = (card.photo_calibration or {})["options"][0]  # the only option the lone 0.995 tile bounds
+    assert one_tile["highest_clean"] == pytest.approx(0.995)
+    for counts in capped["validation_photos"].values():  # two touching tiles then keep it clean
+        assert (capped["rule"]["photo_min_tiles"], counts["false_alarms"], counts["found"]) == (2, 0, 1)
 
 
 def test_a_mosaic_that_cannot_be_scored_fails_the_step(detector_dir, patches, monkeypatch):
