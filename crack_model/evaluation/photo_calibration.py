@@ -247,26 +247,18 @@ def tail_record(scored_by_runtime: Mapping[str, Sequence[Scored]]) -> dict[str, 
     }
 
 
-def crack_level(scored_by_runtime: Mapping[str, Sequence[Scored]], share: float,
-                size: PhotoSize | None = None) -> float | None:  # fmt: skip
+def crack_level(scored_by_runtime: Mapping[str, Sequence[Scored]], share: float) -> float | None:
     """The highest tile that ``share`` of the crack photos reach in every runtime; None without any.
 
-    Per runtime, what that share of its crack photos reach (int8 tops out at 0.996, fp32 does not): the
-    lowest holds. With ``size``, each photo's highest tile counts at the calibrated size.
+    Per runtime, what that share of its crack photos reach (int8 tops out at 0.996, fp32 does not): the lowest holds.
     """
-    size = size or PhotoSize()
     runs = scored_by_runtime.values()
-    crack_highest = [sorted(_at_size(photo, size) for photo in scored if photo.has_cracks) for scored in runs]
+    crack_highest = [sorted(max(photo.probabilities) for photo in scored if photo.has_cracks) for scored in runs]
     reached = [reached_by(share, highest) for highest in crack_highest if highest]
     return min(reached) if reached else None
 
 
-def _at_size(photo: Scored, size: PhotoSize) -> float:
-    return size.at_calibrated_size(max(photo.probabilities), len(photo.probabilities))
-
-
-def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_threshold: float,
-                      size: PhotoSize | None = None) -> dict[str, Any]:  # fmt: skip
+def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_threshold: float) -> dict[str, Any]:
     """The clean labeled photos to leave out of the choice: ``{"photos": {key: score}, "note"}``.
 
     A clean photo that, in some runtime, lights ``MAX_MIN_TILES`` touching tiles at the tile
@@ -277,18 +269,18 @@ def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_th
     left out, named, and still counted in the figures of the photos the rule was chosen on. More than
     ``MAX_LEFT_OUT_SHARE`` of the clean photos (and more than one) is a model that does not tell
     the classes apart, and a choice needs a clean photo or mosaic to stay above: then none is left
-    out. Highest tiles compare at ``size``'s calibrated size, as the choice counts them: a big
-    clean photo whose raw highest tile is above the cracks' may count below them, and is kept.
+    out. Highest tiles compare as they are, whatever the photo's size: the level half the cracks
+    reach is at or above the rise's cap (which 90 % reach), and at or above the cap a big photo
+    counts as it is (``PhotoSize``), so a photo above the level is judged raw by the rule too.
     """
-    size = size or PhotoSize()
-    level = crack_level(scored_by_runtime, CRACK_LIKE_SHARE, size)
+    level = crack_level(scored_by_runtime, CRACK_LIKE_SHARE)
     clean_photos: set[str] = set()
     crack_like: dict[str, float] = {}
     for scored in scored_by_runtime.values():
         for photo in scored:
             if isinstance(photo, ScoredPhoto) and not photo.has_cracks:
                 clean_photos.add(photo.key)
-                score = _at_size(photo, size)
+                score = max(photo.probabilities)
                 lit = largest_group(photo.probabilities, photo.boxes, tile_threshold) >= MAX_MIN_TILES
                 if level is not None and lit and score > level:
                     crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), score)

@@ -82,13 +82,12 @@ def _size(tail: dict[str, Any]) -> PhotoSize:
 
 
 def _crack_like_photos(scored: dict[str, list[Scored]], tile_threshold: float) -> dict[str, Any]:
-    """The clean photos to leave out, each judged at the size the rule would judge it with them all in."""
-    left_out = crack_like_photos(scored, tile_threshold, _size(tail_record(scored)))
+    left_out = crack_like_photos(scored, tile_threshold)
     if left_out["note"]:
         log.info("photo rule: %s", left_out["note"])
     for key, score in left_out["photos"].items():
-        log.warning("clean validation photo %s is lit like most crack photos (highest tile %.4f at the rule's "
-                    "photo size; mislabeled?): left out of the photo rule's choice, still counted in "
+        log.warning("clean validation photo %s is lit like most crack photos (highest tile %.4f; "
+                    "mislabeled?): left out of the photo rule's choice, still counted in "
                     "validation_photos", key, score)  # fmt: skip
     return left_out
 
@@ -172,6 +171,7 @@ def fit_photo_rule(
     chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaic_record,
                                 "labeled_photos": len(photos), **choice.record, "tail": tail,
                                 "crack_like_clean": left_out, "crack_like_photos": photos_left_out}  # fmt: skip
+    test = _test_check(model_dir, runtimes[0], chosen, split.test, config) if split.test else None
     chosen.save(model_dir)
     log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
@@ -191,13 +191,22 @@ def fit_photo_rule(
             if counts["false_alarms"]:  # the photos it could not keep clean, crack-like ones included
                 log.warning("photo rule: %d of the %d clean labeled validation photos are labeled crack with %s",
                             counts["false_alarms"], counts["clean_photos"], runtime)  # fmt: skip
-    if split.test:
-        test_config = replace(config, clean=CHECK_MOSAICS.clean, with_cracks=CHECK_MOSAICS.with_cracks,
-                              seed=config.seed + 1)  # fmt: skip
-        try:
-            test = mosaic_check(load_scorer(model_dir, runtimes[0]), *_patches(split.test, card.crack_class),
-                                read_uri, test_config)  # fmt: skip
-        except TooFewPatchesError as error:  # a patch that cannot be scored fails the step, as in validation
-            test = {"skipped": f"test split: {error}"}
+    if test is not None:
         section["test"] = {runtimes[0]: test}
     return section
+
+
+def _test_check(model_dir: Path, runtime: str, chosen: ModelCard, test: list[LabeledImage],
+                config: MosaicConfig) -> dict[str, Any]:  # fmt: skip
+    """The check on the test split's mosaics with the chosen rule, before the card is saved.
+
+    Too few test patches skip the check (named); a patch that cannot be scored fails the step, as in
+    validation, and then the card is left as it was.
+    """
+    test_config = replace(config, clean=CHECK_MOSAICS.clean, with_cracks=CHECK_MOSAICS.with_cracks,
+                          seed=config.seed + 1)  # fmt: skip
+    scorer = replace(load_scorer(model_dir, runtime), card=chosen)
+    try:
+        return mosaic_check(scorer, *_patches(test, chosen.crack_class), read_uri, test_config)
+    except TooFewPatchesError as error:
+        return {"skipped": f"test split: {error}"}

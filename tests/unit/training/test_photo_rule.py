@@ -227,7 +227,8 @@ def test_a_clean_validation_photo_above_every_mosaic_raises_the_threshold(detect
 
 def test_a_clean_validation_photo_scoring_like_the_cracks_is_left_out_and_counted(detector_dir, patches, monkeypatch):
     """A clean site photo above the crack mosaics (mislabeled?) would switch the rule off: it is left out of
-    the choice, named in the section and the card, and counted as the false alarm it is."""
+    the choice, named in the section and the card, and counted as the false alarm it is. It goes by its
+    key among the labeled photos: the clean mosaic of the same name stays in."""
     from crack_model.core.tiling import TileConfig, tile_boxes
     from crack_model.evaluation.photo_check import ScoredPhoto
     from crack_model.training import photo_rule
@@ -236,18 +237,21 @@ def test_a_clean_validation_photo_scoring_like_the_cracks_is_left_out_and_counte
     cracks = {image.uri: 0.99 for image in split.validation if image.label == "Positive"}
     monkeypatch.setattr(photo_rule, "score_mosaics", scored_as_if(cracks))
     boxes = tile_boxes(192, 192, TileConfig(tile_size=64))  # 4 x 4 tiles
-    lit = {"clean": [0.9], "odd": [0.999, 0.9, 0.02, 0.02, 0.9, 0.9], "crack": [0.02]}  # odd: 2 x 2 touching tiles
+    odd = "clean-000.png"  # the first clean mosaic's name too
+    lit = {"clean": [0.9], odd: [0.999, 0.9, 0.02, 0.02, 0.9, 0.9], "crack": [0.02]}  # odd: 2 x 2 touching tiles
 
     def score_photos(scorer, photos, read):
         return [ScoredPhoto(key, crack, list(boxes), lit[key] + [0.02] * (len(boxes) - len(lit[key])))
                 for key, crack in photos.items()]  # fmt: skip
 
     monkeypatch.setattr(photo_rule, "score_photos", score_photos)
-    photos = [LabeledImage("clean", "Negative"), LabeledImage("odd", "Negative"), LabeledImage("crack", "Positive")]
+    photos = [LabeledImage("clean", "Negative"), LabeledImage(odd, "Negative"), LabeledImage("crack", "Positive")]
     section = fit_photo_rule(detector_dir, split, SMALL, labeled_photos=photos)
-    assert section["crack_like_photos"] == {"photos": {"odd": 0.999}, "note": None}
+    assert section["crack_like_photos"] == {"photos": {odd: 0.999}, "note": None}
     assert section["rule"]["photo_threshold"] == pytest.approx(0.9 + 0.5 * (0.99 - 0.9))  # as if it were not there
-    assert (ModelCard.load(detector_dir).photo_calibration or {})["crack_like_photos"]["photos"] == {"odd": 0.999}
+    record = ModelCard.load(detector_dir).photo_calibration or {}
+    assert record["crack_like_photos"]["photos"] == {odd: 0.999}
+    assert (record["clean_mosaics"], record["clean_photos"]) == (SMALL.clean, 1)
     for counts in section["validation_photos"].values():
         assert (counts["clean_photos"], counts["false_alarms"]) == (2, 1)
 
@@ -305,4 +309,27 @@ def test_a_mosaic_that_cannot_be_scored_fails_the_step(detector_dir, patches, mo
     with pytest.raises(CrackModelError, match="mosaic mosaic-000 could not be scored"):
         photos = [LabeledImage("clean", "Negative"), LabeledImage("crack", "Positive")]
         fit_photo_rule(detector_dir, halves(patches), SMALL, labeled_photos=photos)
+    assert ModelCard.load(detector_dir).photo_threshold is None
+
+
+def test_too_few_test_patches_skip_the_test_check_and_the_rule_is_kept(detector_dir, patches):
+    """The check is named as skipped; the rule chosen on validation is saved all the same."""
+    split = halves(patches)
+    few = Split([], split.validation, split.test[:3])
+    section = fit_photo_rule(detector_dir, few, SMALL)
+    assert section["test"]["litert-int8"]["skipped"].startswith("test split: ")
+    assert ModelCard.load(detector_dir).photo_threshold == section["rule"]["photo_threshold"] is not None
+
+
+def test_a_test_mosaic_that_cannot_be_scored_fails_the_step_before_the_card_changes(detector_dir, patches, monkeypatch):
+    """The card and metrics.json stay in step: no rule is saved that the step could not finish measuring."""
+    from crack_model.core.errors import CrackModelError
+    from crack_model.training import photo_rule
+
+    def broken(scorer, clean, cracks, read, config):
+        raise CrackModelError("mosaic clean-000.png could not be scored: connection reset")
+
+    monkeypatch.setattr(photo_rule, "mosaic_check", broken)
+    with pytest.raises(CrackModelError, match="connection reset"):
+        fit_photo_rule(detector_dir, halves(patches), SMALL)
     assert ModelCard.load(detector_dir).photo_threshold is None
