@@ -12,7 +12,7 @@ one tile is a crack only when
   crosses the overlap of neighbouring tiles and lights several; a seam often lights one).
 
 ``photo_threshold`` holds for photos of up to ``photo_tiles`` tiles (the calibration mosaics' count,
-or the median labeled photo's when there were no mosaics). A photo of more tiles gives a clean
+or with none the median of the labeled photos it was chosen on). A photo of more tiles gives a clean
 surface more chances, so for it the threshold rises in log-odds by ``photo_tail_scale`` per e-fold
 of tiles: the tail of clean tiles' log-odds falls off about exponentially (photo_calibration.py), so
 a photo's chance of a false alarm stays about what it was on the calibration photos. The rise stops
