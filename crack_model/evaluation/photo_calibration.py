@@ -259,7 +259,7 @@ def crack_level(scored_by_runtime: Mapping[str, Sequence[Scored]], share: float)
 
 
 def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_threshold: float) -> dict[str, Any]:
-    """The clean labeled photos to leave out of the choice: ``{"photos": {key: score}, "note"}``.
+    """The clean labeled photos to leave out of the choice: ``{"photos": {key: highest tile}, "note"}``.
 
     A clean photo that, in some runtime, lights ``MAX_MIN_TILES`` touching tiles at the tile
     threshold and whose highest tile is above what half the crack photos and mosaics reach
@@ -280,10 +280,10 @@ def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_th
         for photo in scored:
             if isinstance(photo, ScoredPhoto) and not photo.has_cracks:
                 clean_photos.add(photo.key)
-                score = max(photo.probabilities)
+                top = max(photo.probabilities)
                 lit = largest_group(photo.probabilities, photo.boxes, tile_threshold) >= MAX_MIN_TILES
-                if level is not None and lit and score > level:
-                    crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), score)
+                if level is not None and lit and top > level:
+                    crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), top)
     crack_like = dict(sorted(crack_like.items()))
     kept_clean = any(not photo.has_cracks and not is_left_out(photo, crack_like)
                      for scored in scored_by_runtime.values() for photo in scored)  # fmt: skip

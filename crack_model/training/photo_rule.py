@@ -85,10 +85,10 @@ def _crack_like_photos(scored: dict[str, list[Scored]], tile_threshold: float) -
     left_out = crack_like_photos(scored, tile_threshold)
     if left_out["note"]:
         log.info("photo rule: %s", left_out["note"])
-    for key, score in left_out["photos"].items():
+    for key, highest in left_out["photos"].items():
         log.warning("clean validation photo %s is lit like most crack photos (highest tile %.4f; "
                     "mislabeled?): left out of the photo rule's choice, still counted in "
-                    "validation_photos", key, score)  # fmt: skip
+                    "validation_photos", key, highest)  # fmt: skip
     return left_out
 
 
