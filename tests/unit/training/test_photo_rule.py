@@ -322,7 +322,7 @@ def test_too_few_test_patches_skip_the_test_check_and_the_rule_is_kept(detector_
 
 
 def test_a_test_mosaic_that_cannot_be_scored_fails_the_step_before_the_card_changes(detector_dir, patches, monkeypatch):
-    """The card and metrics.json stay in step: no rule is saved that the step could not finish measuring."""
+    """The check runs before the card is saved: the step fails and the card keeps no rule it could not measure."""
     from crack_model.core.errors import CrackModelError
     from crack_model.training import photo_rule
 
