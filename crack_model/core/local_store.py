@@ -132,10 +132,15 @@ class LocalStore:
         """Size and MD5 of the object; None if there is no object the store can serve (missing, a link, a folder)."""
         validate_key(key)
         try:
-            data = self.read(key)
+            handle = self.open_object(key)
         except CrackModelError:
             return None
-        return ObjectInfo(key, len(data), hashlib.md5(data).hexdigest())
+        digest, size = hashlib.md5(), 0
+        with handle:  # hashed in chunks: an object of any size costs no more memory than a small one
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        return ObjectInfo(key, size, digest.hexdigest())
 
     def exists(self, key: str) -> bool:
         validate_key(key)
@@ -235,6 +240,8 @@ class LocalStore:
     def _shown_name(self, folder: int, name: str, names: set[str]) -> tuple[str, str | None]:
         """The key segment an on-disk name stands for, and why the store cannot serve it (None: it can)."""
         if (printable := printable_key(name)) != name:  # not UTF-8: bytes shown as \xNN escapes
+            while printable in names:  # a real name reads the same (a backslash, "x\\xe9.jpg"): one row each
+                printable += " (not UTF-8)"
             return printable, _NOT_UTF8
         match = _HASHED_NAME.search(name)
         if match and f"{LONG_NAME_MARKER}{match[1]}" in names:

@@ -102,8 +102,8 @@ class S3Store:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
             for item in page.get("Contents", []):
                 key = item["Key"][strip:]
-                if key.endswith("/"):
-                    continue  # folder placeholder objects some tools create
+                if key.endswith("/") and not item["Size"]:
+                    continue  # folder placeholder objects some tools create; one holding bytes is listed below
                 # An uploader may use any key ("a/../b.jpg", "a//b.jpg"): list it with the reason, never raise.
                 etag = item.get("ETag", "").strip('"') or None
                 yield ObjectInfo(key, int(item["Size"]), etag, problem=key_problem(key))

@@ -95,10 +95,12 @@ class TileFit:
         (width, height), (scaled_width, scaled_height) = self.original, self.scaled
         steps = []
         if self.scaled != self.original:
-            steps.append(f"downscaled from {width}x{height} to {scaled_width}x{scaled_height}")
+            scaled = f"{scaled_width}x{scaled_height}"
+            steps.append(f"downscaled from {width}x{height} to {scaled} to stay within {self.max_tiles} tiles")
         if self.padded != self.scaled:
-            steps.append(f"padded to {self.padded[0]}x{self.padded[1]}")
-        return f"{' and '.join(steps)} to stay within {self.max_tiles} tiles".capitalize()
+            steps.append(f"padded to {self.padded[0]}x{self.padded[1]}, a side being shorter than a tile")
+        text = " and ".join(steps)
+        return text[0].upper() + text[1:]  # not str.capitalize(): it would lower-case the rest
 
     def to_original(self, box: Box) -> Box:
         """A box on the padded canvas, in the original image's pixels (clipped to the image)."""

@@ -15,7 +15,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from crack_model.core import layout
 from crack_model.core.csv_text import csv_bytes
@@ -23,6 +23,11 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 
 MANIFEST_COLUMNS = ("key", "size", "sha256")
+
+# Validation and scoring read an upload whole, so its size is what it costs in memory (times the
+# fetching threads). The largest image decoded is 80 MP (imaging.DEFAULT_MAX_PIXELS); as an
+# uncompressed 8-bit RGB TIFF or BMP that is 240 MB, and a camera JPEG is a few dozen.
+MAX_UPLOAD_BYTES = 256 * 2**20
 
 Fetch = Callable[[str], bytes]
 
@@ -40,7 +45,29 @@ class ObjectChangedError(CrackModelError):
 def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
     """Every upload of ``incoming/<batch_id>/``, sorted by key, problem entries included."""
     uploads = [info for info in store.list(layout.incoming_prefix(batch_id)) if not layout.is_marker(info.key)]
-    return sorted(uploads, key=lambda info: info.key)
+    return sorted((_within_size_limit(info) for info in uploads), key=lambda info: info.key)
+
+
+def _within_size_limit(info: ObjectInfo) -> ObjectInfo:
+    """``info``, with a ``problem`` when it is too large to read: one such upload must not exhaust a worker's memory."""
+    if info.problem or info.size <= MAX_UPLOAD_BYTES:
+        return info
+    problem = (
+        f"too large: {info.size:,} bytes, over the limit of {MAX_UPLOAD_BYTES:,} for one upload; "
+        "upload the photo as JPEG, or cut a larger scan into photos"
+    )
+    return replace(info, problem=problem)
+
+
+def unusable_batch_folders(store: ObjectStore) -> dict[str, str]:
+    """Folders under ``incoming/`` that no night will score, each with why: their name is not a batch id."""
+    unusable = {}
+    for name in store.folders(layout.INCOMING):
+        try:
+            layout.validate_batch_id(name)
+        except CrackModelError as error:
+            unusable[name] = str(error)
+    return unusable
 
 
 def problem_aware_fetch(fetch: Fetch, uploads: Iterable[ObjectInfo]) -> Fetch:

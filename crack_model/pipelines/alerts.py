@@ -10,6 +10,8 @@ Kinds, each at most once per run and subject:
 * ``drift``: a validated batch has a feature whose PSI is above the validation's threshold;
 * ``scoring_errors``: a batch finished with more than ``error_rate_alert`` of its scored rows
   (``ok`` + ``error``) in ``error``;
+* ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
+  scores it (raised by every run until it is renamed);
 * ``candidate_rejected``: the gate rejected a candidate (kept under ``models/<name>/notifications/``
   by ``retraining.record_gate_notification``, as before).
 
@@ -28,15 +30,17 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION, check_format_version, read_outcome
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectStore
+from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
+from crack_model.core.uploads import unusable_batch_folders
 from crack_model.pipelines.stores import StoreLike
 
 BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"
 SCORING_ERRORS = "scoring_errors"
+UNUSABLE_BATCH_FOLDER = "unusable_batch_folder"
 CANDIDATE_REJECTED = "candidate_rejected"
-KINDS = (BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, CANDIDATE_REJECTED)
+KINDS = (BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNUSABLE_BATCH_FOLDER, CANDIDATE_REJECTED)
 DEFAULT_ERROR_RATE_ALERT = 0.05
 MAX_REASONS = 10
 
@@ -194,14 +198,22 @@ def run_alerts(
     *,
     error_rate_alert: float = DEFAULT_ERROR_RATE_ALERT,
 ) -> list[Alert]:
-    """``nightly_alerts`` with the outcomes (and, if not given, the finished batches' summaries) read from the store."""
+    """``nightly_alerts`` with the outcomes (and, if not given, the finished batches' summaries) read from the store,
+    then one alert per folder under ``incoming/`` that no night scores (``unusable_batch_folders``)."""
     opened = open_store(store)
     batch_ids = sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []})
     outcomes = {batch_id: outcome for batch_id in batch_ids if (outcome := read_outcome(opened, batch_id))}
     if batch_summaries is None:
         keys = [layout.results_key(batch_id, layout.SUMMARY) for batch_id in run_summary.get("batches_scored") or []]
         batch_summaries = [json.loads(opened.read(key)) for key in keys if opened.exists(key)]
-    return nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
+    alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
+    return alerts + [_unusable_folder(name, reason) for name, reason in unusable_batch_folders(opened).items()]
+
+
+def _unusable_folder(name: str, reason: str) -> Alert:
+    folder = f"{layout.INCOMING}/{name}/"
+    title = f"folder {shown_key(folder)} is never scored: {reason}; move its uploads into a batch folder of such a name"
+    return Alert(UNUSABLE_BATCH_FOLDER, name, title, {"folder": folder, "reason": reason})
 
 
 def record_alerts(store: StoreLike, run_id: str, alerts: Iterable[Alert]) -> list[dict[str, Any]]:

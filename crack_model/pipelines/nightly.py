@@ -18,7 +18,7 @@ from crack_model.core.documents import BatchSummary, RunSummary, objects_scored,
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
-from crack_model.core.uploads import list_uploads
+from crack_model.core.uploads import list_uploads, unusable_batch_folders
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
@@ -32,16 +32,11 @@ log = logging.getLogger(__name__)
 def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
     """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order."""
     store = open_store(store)
-    batch_ids = store.folders(layout.INCOMING)
-    new = []
-    for batch_id in batch_ids:
-        try:
-            layout.validate_batch_id(batch_id)
-        except CrackModelError as error:
-            log.warning("ignoring folder incoming/%s: %s", batch_id, error)
-            continue
-        if _is_new(store, batch_id):
-            new.append(batch_id)
+    unusable = unusable_batch_folders(store)
+    for name, reason in unusable.items():
+        log.warning("ignoring folder incoming/%s: %s", name, reason)  # and the run's alerts name it
+    batch_ids = [name for name in store.folders(layout.INCOMING) if name not in unusable]
+    new = [batch_id for batch_id in batch_ids if _is_new(store, batch_id)]
     return new[:limit] if limit else new
 
 

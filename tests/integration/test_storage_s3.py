@@ -82,6 +82,24 @@ def test_s3_keys_that_are_not_valid_keys_are_listed_with_a_problem(s3_bucket, s3
     assert "backslash" in found["incoming/b1/site\\north.jpg"]
 
 
+def test_s3_an_object_whose_key_ends_in_a_slash_is_listed_unless_it_is_an_empty_folder_marker(s3_bucket, s3_env):
+    """A console's empty folder marker is no upload; bytes under a key ending in '/' are one, with a reason."""
+    import boto3
+
+    client = boto3.client("s3")
+    for key, body in [
+        ("incoming/b1/sub/", b""),
+        ("incoming/b1/photo.jpg/", b"jpeg bytes"),
+        ("incoming/b1/ok.jpg", b"x"),
+    ]:
+        client.put_object(Bucket=s3_bucket, Key=f"root/{key}", Body=body)
+    store = open_store(f"s3://{s3_bucket}/root")
+    found = {info.key: info.problem for info in store.list("incoming/b1/")}
+    assert sorted(found) == ["incoming/b1/ok.jpg", "incoming/b1/photo.jpg/"]
+    assert found["incoming/b1/ok.jpg"] is None
+    assert "trailing '/'" in found["incoming/b1/photo.jpg/"]
+
+
 def test_s3_decomposed_unicode_keys_read_back_as_listed(s3_bucket, s3_env):
     """S3 keys are exact bytes: an NFD key an uploader wrote lists, reads and heads by that key."""
     import unicodedata

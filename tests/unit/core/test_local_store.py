@@ -211,6 +211,17 @@ def test_a_non_utf8_file_name_is_listed_with_a_problem_and_a_printable_key(store
         store.read(bad.key)
 
 
+def test_a_non_utf8_name_and_a_name_that_reads_the_same_are_two_entries(store):
+    """x\\xe9.jpg (a backslash, from a Windows zip) beside x + byte 0xE9: two uploads, two rows, each with a reason."""
+    folder = store.root / "incoming" / "b1"
+    os.close(os.open(os.fsencode(folder) + b"/x\xe9.jpg", os.O_WRONLY | os.O_CREAT, 0o644))
+    (folder / "x\\xe9.jpg").write_bytes(b"x")
+    found = listing(store, "incoming/b1/")
+    assert sorted(found) == ["incoming/b1/x\\xe9.jpg", "incoming/b1/x\\xe9.jpg (not UTF-8)"]
+    assert "backslash" in found["incoming/b1/x\\xe9.jpg"].problem
+    assert "not valid UTF-8" in found["incoming/b1/x\\xe9.jpg (not UTF-8)"].problem
+
+
 def test_files_inside_a_non_utf8_folder_each_get_an_entry(store):
     """Every file under a folder with a Latin-1 name is its own entry, each with the reason."""
     folder = os.fsencode(store.root / "incoming" / "b1") + b"/d\xe9j\xe0"

@@ -92,7 +92,8 @@ def test_any_image_fits_the_tile_budget(width, height):
     fit = fit_to_tile_budget(width, height, config)
     boxes = tile_boxes(*fit.padded, config)
     assert len(boxes) <= config.max_tiles
-    assert fit.changed and "to stay within 512 tiles" in fit.note
+    assert fit.changed and fit.note
+    assert ("to stay within 512 tiles" in fit.note) == (fit.scaled != (width, height))
     assert fit.scaled[0] / fit.scaled[1] == pytest.approx(width / height, rel=0.1)
     assert fit.padded[0] >= config.tile_size and fit.padded[1] >= config.tile_size
     assert {box[2] - box[0] for box in boxes} == {config.tile_size}  # full-size tiles, none shrunk to the strip
@@ -135,3 +136,10 @@ def test_padding_centres_the_image_on_its_mean_colour():
     top = fit.offset[1]
     assert (padded[top, 0] == (120, 170, 220)).all() and (padded[top + 39, 0] == (100, 150, 200)).all()
     assert (padded[0, 0] == (110, 160, 210)).all() and (padded[-1, -1] == (110, 160, 210)).all()
+
+
+def test_a_strip_padded_but_not_downscaled_says_why_it_was_padded():
+    """10000x10 is within the tile budget as it is: the note names the short side, not the budget."""
+    fit = fit_to_tile_budget(10000, 10, TileConfig())
+    assert fit.scaled == (10000, 10)
+    assert fit.note == "Padded to 10000x227, a side being shorter than a tile"

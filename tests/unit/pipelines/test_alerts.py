@@ -16,6 +16,7 @@ from crack_model.pipelines.alerts import (
     CANDIDATE_REJECTED,
     DRIFT,
     SCORING_ERRORS,
+    UNUSABLE_BATCH_FOLDER,
     gate_alert,
     mark_alert_sent,
     nightly_alerts,
@@ -90,6 +91,19 @@ def test_a_night_raises_failed_validation_drift_and_scoring_error_alerts(night):
     assert failed.details["report"] == "validation/blank/report.html" and "contrast_in_bounds" in failed.title
     assert drifted.details["psi"] == {"blur": 0.9} and drifted.details["threshold"] == 0.25
     assert (errors.details["errors"], errors.details["ok"], errors.details["error_rate"]) == (10, 90, 0.1)
+
+
+def test_a_folder_no_night_scores_raises_an_alert_naming_it(night):
+    """Uploads under incoming/<a name that is not a batch id>/ would wait unseen: every run names the folder."""
+    store, run_summary, summaries = night
+    store.write("incoming/site 7 (north)/photo.jpg", b"x")
+    store.write("incoming/2026-11-24/photo.jpg", b"x")
+    alerts = run_alerts(store, run_summary, summaries, error_rate_alert=0.05)
+    [unusable] = [alert for alert in alerts if alert.kind == UNUSABLE_BATCH_FOLDER]
+    assert unusable.subject == "site 7 (north)" and unusable.details["folder"] == "incoming/site 7 (north)/"
+    assert "invalid batch id" in unusable.title and "move its uploads" in unusable.title
+    assert alerts[-1] is unusable  # after the night's own alerts, which stay as they were
+    assert [alert.kind for alert in alerts[:-1]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):

@@ -468,3 +468,32 @@ def test_a_manifest_digest_depends_on_the_rows_not_on_their_quoting(tmp_path):
     assert store.read(manifest_key("b1")) != old_format and manifest_digest(store, "b1") == before
     write_manifest(store, "b1", [ManifestEntry("incoming/b1/a b.jpg", 13, "abc")])
     assert manifest_digest(store, "b1") != before
+
+
+def test_an_upload_over_the_size_limit_is_a_row_and_is_never_read(tmp_path, metu_sample, model_dir, monkeypatch):
+    """A file over the upload limit (sparse: no disk used) is refused by its listed size in validation and scoring
+    alike, so one huge upload cannot exhaust a worker's memory; the photos beside it are validated and scored."""
+    from crack_model.core.uploads import MAX_UPLOAD_BYTES
+    from crack_model.quality.batch_validation import validate_batch
+    from crack_model.quality.thresholds import ValidationThresholds
+
+    store = LocalStore(tmp_path)
+    for class_name in ("Positive", "Negative"):
+        for path in sorted((metu_sample / class_name).glob("*.jpg"))[:3]:
+            store.write(f"incoming/b1/{path.name}", path.read_bytes())
+    with (tmp_path / "incoming" / "b1" / "scan.tif").open("wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)
+    read = []
+    real_read = LocalStore.read
+    monkeypatch.setattr(LocalStore, "read", lambda self, key: read.append(key) or real_read(self, key))
+
+    outcome = validate_batch(str(tmp_path), "b1", thresholds=ValidationThresholds(max_bad_fraction=0.5))
+    score_batch(str(tmp_path), "b1", model_dir, overlays=False)
+
+    assert "incoming/b1/scan.tif" not in read
+    assert outcome.outcome != "failed", outcome.reasons
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert len(rows) == 7 and [key for key, row in rows.items() if row["status"] != "ok"] == ["incoming/b1/scan.tif"]
+    assert f"too large: {MAX_UPLOAD_BYTES + 1:,} bytes, over the limit" in rows["incoming/b1/scan.tif"]["error"]
+    [held] = json.loads(store.read("quarantine/b1/quarantine.json"))["objects"]
+    assert held["key"] == "incoming/b1/scan.tif" and held["quarantine_error"].startswith("not copied")
