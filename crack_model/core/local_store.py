@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import errno
 import hashlib
+import io
 import os
 import re
 import stat
@@ -21,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, ClassVar
+from typing import ClassVar
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import (
@@ -124,7 +125,7 @@ class LocalStore:
         with self.open_object(key) as handle:
             return handle.read()
 
-    def open_object(self, key: str) -> BinaryIO:
+    def open_object(self, key: str) -> io.BufferedReader:
         """The object as an open binary file (for streaming); never through a symbolic link."""
         return os.fdopen(self._open_object(key), "rb")
 
@@ -135,12 +136,9 @@ class LocalStore:
             handle = self.open_object(key)
         except CrackModelError:
             return None
-        digest, size = hashlib.md5(), 0
         with handle:  # hashed in chunks: an object of any size costs no more memory than a small one
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-                size += len(chunk)
-        return ObjectInfo(key, size, digest.hexdigest())
+            digest = hashlib.file_digest(handle, "md5")
+            return ObjectInfo(key, handle.tell(), digest.hexdigest())
 
     def exists(self, key: str) -> bool:
         validate_key(key)
