@@ -25,9 +25,9 @@ from crack_model.core.object_keys import ObjectInfo, ObjectStore
 MANIFEST_COLUMNS = ("key", "size", "sha256")
 
 # Validation and scoring read an upload whole, so its size is what it costs in memory (times the
-# fetching threads). The largest image decoded is 80 MP (imaging.DEFAULT_MAX_PIXELS); as an
-# uncompressed 8-bit RGB TIFF or BMP that is 240 MB, and a camera JPEG is a few dozen.
-MAX_UPLOAD_BYTES = 256 * 2**20
+# fetching threads). The largest image decoded is 80 MP (imaging.DEFAULT_MAX_PIXELS): as an
+# uncompressed 16-bit RGBA TIFF that is 640 MB, which still fits; a camera JPEG is a few dozen.
+MAX_UPLOAD_BYTES = 640 * 2**20
 
 Fetch = Callable[[str], bytes]
 

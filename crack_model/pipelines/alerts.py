@@ -22,6 +22,7 @@ through, so a retried task sends nothing twice.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
 from crack_model.core.uploads import unusable_batch_folders
 from crack_model.pipelines.stores import StoreLike
+
+log = logging.getLogger(__name__)
 
 BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"
@@ -207,7 +210,12 @@ def run_alerts(
         keys = [layout.results_key(batch_id, layout.SUMMARY) for batch_id in run_summary.get("batches_scored") or []]
         batch_summaries = [json.loads(opened.read(key)) for key in keys if opened.exists(key)]
     alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
-    return alerts + [_unusable_folder(name, reason) for name, reason in unusable_batch_folders(opened).items()]
+    try:
+        unusable = unusable_batch_folders(opened)
+    except Exception:  # a listing that fails must not hold back the night's own alerts
+        log.exception("could not list the folders under incoming/ for unusable batch folders")
+        return alerts
+    return alerts + [_unusable_folder(name, reason) for name, reason in unusable.items()]
 
 
 def _unusable_folder(name: str, reason: str) -> Alert:

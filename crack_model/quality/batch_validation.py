@@ -25,7 +25,7 @@ from crack_model.core.clock import utc_now
 from crack_model.core.csv_text import STORED_DIALECT
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectStore
+from crack_model.core.object_keys import ObjectStore, key_problem
 from crack_model.core.storage import open_store, read_uri, split_uri
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, ManifestEntry, list_uploads, problem_aware_fetch, write_manifest
 from crack_model.quality import drift
@@ -237,8 +237,11 @@ def quarantine_objects(
 
     def copy(item: dict[str, Any]) -> None:
         try:
+            if problem := key_problem(item["key"]):  # e.g. an S3 key ending in '/': the store would serve another
+                item["quarantine_error"] = f"not copied: {problem}"
+                return
             target = layout.quarantine_key(batch_id, relative(item["key"]))
-            listed = source.head(item["key"])
+            listed = next(iter(source.list(item["key"])), None)  # its size as listed (lstat or HEAD), nothing read
             if listed is not None and listed.size > MAX_UPLOAD_BYTES:  # its reasons say so; a copy would read it whole
                 item["quarantine_error"] = f"not copied: {listed.size:,} bytes, over the upload limit"
                 return

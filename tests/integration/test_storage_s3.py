@@ -100,6 +100,31 @@ def test_s3_an_object_whose_key_ends_in_a_slash_is_listed_unless_it_is_an_empty_
     assert "trailing '/'" in found["incoming/b1/photo.jpg/"]
 
 
+def test_s3_a_key_ending_in_a_slash_is_validated_as_itself_and_its_quarantine_copy_is_refused(
+    s3_bucket, s3_env, metu_sample
+):
+    """S3 serves "photo.jpg/" as "photo.jpg" once the slash is dropped: its quarantine entry says why it is not
+    copied, and nothing is written to the quarantine key "photo.jpg" would have."""
+    import json
+
+    import boto3
+
+    from crack_model.quality.batch_validation import validate_batch
+    from crack_model.quality.thresholds import ValidationThresholds
+
+    client = boto3.client("s3")
+    photos = sorted((metu_sample / "Negative").glob("*.jpg"))[:4]
+    for path in photos:
+        client.put_object(Bucket=s3_bucket, Key=f"root/incoming/b1/{path.name}", Body=path.read_bytes())
+    client.put_object(Bucket=s3_bucket, Key=f"root/incoming/b1/{photos[0].name}/", Body=b"other bytes")
+    validate_batch(f"s3://{s3_bucket}/root", "b1", thresholds=ValidationThresholds(max_bad_fraction=0.5))
+    store = open_store(f"s3://{s3_bucket}/root")
+    [held] = json.loads(store.read("quarantine/b1/quarantine.json"))["objects"]
+    assert held["key"] == f"incoming/b1/{photos[0].name}/"
+    assert "trailing '/'" in held["quarantine_error"] and "quarantine_key" not in held
+    assert [info.key for info in store.list("quarantine/b1/")] == ["quarantine/b1/quarantine.json"]
+
+
 def test_s3_decomposed_unicode_keys_read_back_as_listed(s3_bucket, s3_env):
     """S3 keys are exact bytes: an NFD key an uploader wrote lists, reads and heads by that key."""
     import unicodedata
