@@ -19,8 +19,8 @@ import stat
 import threading
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
@@ -170,21 +170,26 @@ class LocalStore:
                 raise PreconditionFailedError(msg)
             self.write(key, data)
 
-    def _lock_for(self, key: str) -> AbstractContextManager[None]:
+    @contextmanager
+    def _lock_for(self, key: str) -> Iterator[None]:
         # Threads share a lock; processes serialise on an flock of a side file whose short name fits beside any.
+        import fcntl
+
         segments = validate_key(key).split("/")
         with self._locks_guard:
             thread_lock = self._locks.setdefault(f"{self.root}/{'/'.join(segments)}", threading.Lock())
-        lock_name = f"{TEMP_MARKER}lock-{_digest(segments[-1])}"
-
-        def open_lock() -> int:
+        with thread_lock:
             folder = self._open_folder(segments[:-1], create=True)
             try:
-                return os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
+                lock_name = f"{TEMP_MARKER}lock-{_digest(segments[-1])}"
+                handle = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
             finally:
                 os.close(folder)
-
-        return _file_lock(open_lock, thread_lock)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(handle)  # closing drops the flock
 
     def delete(self, key: str) -> None:
         """Remove one object (bookkeeping only: uploads and quarantine are never deleted)."""
@@ -387,16 +392,3 @@ def _name_max(root: Path) -> int:
         with suppress(OSError, ValueError):
             return min(255, os.pathconf(folder, "PC_NAME_MAX"))
     return 255
-
-
-@contextmanager
-def _file_lock(opener: Callable[[], int], thread_lock: threading.Lock) -> Iterator[None]:
-    import fcntl
-
-    with thread_lock:
-        handle = opener()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(handle)  # closing drops the flock
