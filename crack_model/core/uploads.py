@@ -45,10 +45,16 @@ class ObjectChangedError(CrackModelError):
 def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
     """Every upload of ``incoming/<batch_id>/``, sorted by key, problem entries included."""
     uploads = [info for info in store.list(layout.incoming_prefix(batch_id)) if not layout.is_marker(info.key)]
-    return sorted((_within_size_limit(info) for info in uploads), key=lambda info: info.key)
+    return sorted((within_size_limit(info) for info in uploads), key=lambda info: info.key)
 
 
-def _within_size_limit(info: ObjectInfo) -> ObjectInfo:
+def listed_object(store: ObjectStore, key: str) -> ObjectInfo | None:
+    """One object's listing entry (its size as listed, nothing read), size limit applied; None: not listed."""
+    # A listing is by prefix: "a.jpg" also lists "a.jpg.bak", so only the entry of the key itself counts.
+    return next((within_size_limit(info) for info in store.list(key) if info.key == key), None)
+
+
+def within_size_limit(info: ObjectInfo) -> ObjectInfo:
     """``info``, with a ``problem`` when it is too large to read: one such upload must not exhaust a worker's memory."""
     if info.problem or info.size <= MAX_UPLOAD_BYTES:
         return info

@@ -16,6 +16,7 @@ Batches scored before tile scores existed keep the overlays they were given.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from crack_model.core.documents import BatchSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
+from crack_model.core.uploads import listed_object
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.tile_scores import TileScores, find_tile_scores, iter_tile_scores, tile_score_files
 
@@ -70,13 +72,25 @@ def has_tile_scores(store: ObjectStore, batch_id: str) -> bool:
 
 
 def _draw(store: ObjectStore, batch_id: str, scores: TileScores, threshold: float) -> bytes:
+    png = render_overlay(_scored_bytes(store, scores), scores.boxes, scores.probabilities, threshold)
+    store.write(layout.overlay_key(batch_id, scores.key), png, content_type="image/png")
+    return png
+
+
+def _scored_bytes(store: ObjectStore, scores: TileScores) -> bytes:
+    """The upload's bytes, if they are still those scored: its tile boxes drawn on others would mark another photo."""
+    cannot = f"cannot draw the overlay of {scores.key}"
+    listed = listed_object(store, scores.key)  # over the upload limit (replaced since?): never read whole
+    if listed is not None and listed.problem:
+        raise CrackModelError(f"{cannot}: {listed.problem}")
     try:
         data = store.read(scores.key)
     except CrackModelError as error:
-        raise CrackModelError(f"cannot draw the overlay of {scores.key}: the upload cannot be read ({error})") from None
-    png = render_overlay(data, scores.boxes, scores.probabilities, threshold)
-    store.write(layout.overlay_key(batch_id, scores.key), png, content_type="image/png")
-    return png
+        raise CrackModelError(f"{cannot}: the upload cannot be read ({error})") from None
+    if scores.sha256 and hashlib.sha256(data).hexdigest() != scores.sha256:
+        msg = f"{cannot}: the upload changed after it was scored; run the batch again to validate and score it"
+        raise CrackModelError(msg)
+    return data
 
 
 def overlay_png(store: ObjectStore | str, batch_id: str, object_key: str, *, refresh: bool = False) -> bytes:

@@ -27,19 +27,12 @@ from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, key_problem
 from crack_model.core.storage import open_store, read_uri, split_uri
-from crack_model.core.uploads import MAX_UPLOAD_BYTES, ManifestEntry, list_uploads, problem_aware_fetch, write_manifest
+from crack_model.core.uploads import MAX_UPLOAD_BYTES, ManifestEntry, list_uploads, listed_object, write_manifest
 from crack_model.quality import drift
 from crack_model.quality.data_docs import write_data_docs
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE, ValidationOutcome
-from crack_model.quality.profile import (
-    ProfileConfig,
-    iter_profile_rows,
-    label_of,
-    labeled_keys,
-    profile_objects,
-    rows_to_frame,
-)
+from crack_model.quality.profile import ProfileConfig, label_of, labeled_objects, profile_listed
 from crack_model.quality.report import render_report
 from crack_model.quality.tables import plain
 from crack_model.quality.thresholds import ValidationThresholds
@@ -88,12 +81,7 @@ def validate_batch(
     resolved = _resolve_reference(reference)
     uploads = list_uploads(store, batch_id)
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
-    # An upload the store cannot serve (a link, an unusable name) profiles as undecodable, with the reason.
-    fetch = problem_aware_fetch(store.read, uploads)
-    sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
-    keys = [info.key for info in uploads]
-    config = (profile_config or ProfileConfig()).for_store(store)
-    profile = rows_to_frame(iter_profile_rows(keys, fetch, config, object_sizes=sizes))
+    profile = profile_listed(store, uploads, profile_config)
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
@@ -152,9 +140,9 @@ def validate_labeled(
     output = open_store(output_uri) if output_uri else source
     thresholds = thresholds or ValidationThresholds()
     resolved = _resolve_reference(reference)
-    keys = labeled_keys(source, prefix)
-    log.info("profiling %d labeled image(s) under %s", len(keys), source.url(prefix) if prefix else source.uri)
-    profile = profile_objects(source, keys, profile_config, labels=lambda key: label_of(key, prefix))
+    labeled = labeled_objects(source, prefix)
+    log.info("profiling %d labeled image(s) under %s", len(labeled), source.url(prefix) if prefix else source.uri)
+    profile = profile_listed(source, labeled, profile_config, labels=lambda key: label_of(key, prefix))
     outcome, result, objects = validate_profile(
         profile, batch_id=name, suite="training", thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
@@ -241,7 +229,7 @@ def quarantine_objects(
                 item["quarantine_error"] = f"not copied: {problem}"
                 return
             target = layout.quarantine_key(batch_id, relative(item["key"]))
-            listed = next(iter(source.list(item["key"])), None)  # its size as listed (lstat or HEAD), nothing read
+            listed = listed_object(source, item["key"])
             if listed is not None and listed.size > MAX_UPLOAD_BYTES:  # its reasons say so; a copy would read it whole
                 item["quarantine_error"] = f"not copied: {listed.size:,} bytes, over the upload limit"
                 return

@@ -52,10 +52,11 @@ from crack_model.core.imaging import (
 )
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.jpeg_fast import decode_grey_jpeg
-from crack_model.core.object_keys import ObjectStore
+from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.pixel_modes import to_8bit, to_rgb
 from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget, tile_boxes
+from crack_model.core.uploads import list_uploads, problem_aware_fetch, within_size_limit
 from crack_model.data.labeled import is_image_name
 
 if TYPE_CHECKING:
@@ -341,30 +342,28 @@ def rows_to_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def profile_objects(
+def profile_listed(
     store: ObjectStore,
-    keys: Iterable[str],
+    listed: Iterable[ObjectInfo],
     config: ProfileConfig | None = None,
     labels: Callable[[str], str | None] | None = None,
-    object_sizes: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
-    """Profile the given keys of a store; one row per key, in the order given (``object_sizes``: as listed)."""
+    """Profile listed objects, one row each in the order given.
+
+    An entry with a listing ``problem`` (a link, an unusable name, over the upload size limit) is never
+    read: it profiles as undecodable, with the problem as its reason.
+    """
+    listed = list(listed)
     config = (config or ProfileConfig()).for_store(store)
-    return rows_to_frame(iter_profile_rows(keys, store.read, config, labels, object_sizes))
-
-
-def batch_keys(store: ObjectStore, batch_id: str) -> list[str]:
-    """The uploads of ``incoming/<batch_id>/`` (bookkeeping files such as ``_READY`` left out), sorted."""
-    prefix = layout.incoming_prefix(batch_id)
-    return sorted(info.key for info in store.list(prefix) if not layout.is_marker(info.key))
+    fetch = problem_aware_fetch(store.read, listed)
+    sizes = {info.key: info.size for info in listed if info.size}  # bounds fetched bytes, not just counts
+    return rows_to_frame(iter_profile_rows([info.key for info in listed], fetch, config, labels, sizes))
 
 
 def profile_batch(store: ObjectStore | str, batch_id: str, config: ProfileConfig | None = None) -> pd.DataFrame:
     """Profile every upload of ``incoming/<batch_id>/`` (label column empty)."""
     store = open_store(store) if isinstance(store, str) else store
-    uploads = [info for info in store.list(layout.incoming_prefix(batch_id)) if not layout.is_marker(info.key)]
-    keys = sorted(info.key for info in uploads)
-    return profile_objects(store, keys, config, object_sizes={info.key: info.size for info in uploads})
+    return profile_listed(store, list_uploads(store, batch_id), config)
 
 
 def label_of(key: str, prefix: str = "") -> str | None:
@@ -376,20 +375,21 @@ def label_of(key: str, prefix: str = "") -> str | None:
     return parts[0] if len(parts) >= 2 else None
 
 
-def labeled_keys(store: ObjectStore, prefix: str = LABELED_PREFIX) -> list[str]:
-    """Image files inside class folders under ``prefix`` (``""`` for a store whose root is the labeled tree)."""
+def labeled_objects(store: ObjectStore, prefix: str = LABELED_PREFIX) -> list[ObjectInfo]:
+    """Image files inside class folders under ``prefix`` (``""`` for a store whose root is the labeled tree),
+    sorted by key, with the upload size limit applied."""
     listing = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    keys = []
+    found = []
     skipped = 0
     for info in store.list(listing):
         name = info.key.rsplit("/", 1)[-1]
         if label_of(info.key, prefix) is None or layout.is_marker(info.key) or not is_image_name(name):
             skipped += 1
             continue
-        keys.append(info.key)
+        found.append(within_size_limit(info))
     if skipped:
         log.info("left out %d object(s) under %r that are not images inside a class folder", skipped, listing)
-    return sorted(keys)
+    return sorted(found, key=lambda info: info.key)
 
 
 def profile_labeled(
@@ -397,4 +397,4 @@ def profile_labeled(
 ) -> pd.DataFrame:
     """Profile a labeled tree ``<prefix>/<class>/...`` of a store (or a local folder with ``prefix=""``)."""
     store = open_store(source) if isinstance(source, str) else source
-    return profile_objects(store, labeled_keys(store, prefix), config, labels=lambda key: label_of(key, prefix))
+    return profile_listed(store, labeled_objects(store, prefix), config, labels=lambda key: label_of(key, prefix))

@@ -1,10 +1,11 @@
 """Each scored image's tile boxes and crack probabilities, kept beside the part rows.
 
 Scoring writes ``part-N.tiles.jsonl`` before ``part-N.csv`` (so a part's rows imply its tile
-scores), one JSON line per image scored: ``{"key": ..., "boxes": [left, top, right, bottom, ...],
-"probabilities": [...]}``, boxes in the original image's pixels. Overlays are drawn from these
-later, on demand (``crack_model.pipelines.overlays``), instead of during the night: a night pays
-one small write per part, not a decode, a blend and a PNG per crack image.
+scores), one JSON line per image scored: ``{"key": ..., "sha256": ..., "boxes": [left, top, right,
+bottom, ...], "probabilities": [...]}``, boxes in the original image's pixels, ``sha256`` that of the
+bytes scored (absent in lines written before it was kept). Overlays are drawn from these later, on
+demand (``crack_model.pipelines.overlays``), instead of during the night: a night pays one small write
+per part, not a decode, a blend and a PNG per crack image.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TileScores:
     key: str
     boxes: list[Box]
     probabilities: list[float]
+    sha256: str | None = None  # of the bytes scored; None in lines written before it was kept
 
 
 def _line_start(key: str) -> str:
@@ -44,7 +46,8 @@ def encode(scores: Iterable[ImageScore]) -> bytes:
             continue
         flat = [value for box in score.boxes for value in box]
         probabilities = [round(probability, DECIMALS) for probability in score.tile_probabilities]
-        body = json.dumps({"boxes": flat, "probabilities": probabilities}, separators=(",", ":"))
+        document = {"sha256": score.sha256, "boxes": flat, "probabilities": probabilities}
+        body = json.dumps(document, separators=(",", ":"))
         lines.append(_line_start(score.key) + body[1:] + "\n")
     return "".join(lines).encode("utf-8")
 
@@ -56,12 +59,13 @@ def decode(line: str, source: str) -> TileScores:
         flat = [int(value) for value in document["boxes"]]
         probabilities = [float(value) for value in document["probabilities"]]
         key = str(document["key"])
+        sha256 = document.get("sha256")
     except (ValueError, KeyError, TypeError) as error:
         raise CrackModelError(f"broken tile scores in {source}: {error}; score the batch again") from None
     if len(flat) != 4 * len(probabilities):
         raise CrackModelError(f"broken tile scores in {source}: {len(flat)} box values for {len(probabilities)} tiles")
     boxes = [(flat[index], flat[index + 1], flat[index + 2], flat[index + 3]) for index in range(0, len(flat), 4)]
-    return TileScores(key, boxes, probabilities)
+    return TileScores(key, boxes, probabilities, sha256 if isinstance(sha256, str) else None)
 
 
 def tile_score_files(store: ObjectStore, prefix: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 
 import numpy as np
@@ -80,6 +81,34 @@ def test_an_overlay_is_drawn_from_the_tile_scores_and_kept(scored):
     with pytest.raises(CrackModelError, match="cannot be read"):
         overlay_png(store, "b1", row["key"], refresh=True)
     store.write(row["key"], upload)
+
+
+def test_an_upload_replaced_after_scoring_gets_no_overlay(scored, monkeypatch):
+    """Tile boxes drawn on other bytes would mark another photo: a replaced upload is refused, and one replaced by a
+    file over the upload limit is refused by its listed size, never read; lines kept before the hash still draw."""
+    from crack_model.core.uploads import MAX_UPLOAD_BYTES
+
+    store, _ = scored
+    first, second = (row["key"] for row in crack_rows(store)[:2])
+    store.write(first, photo(7))
+    with pytest.raises(CrackModelError, match="changed after it was scored; run the batch again"):
+        overlay_png(store, "b1", first)
+    assert not store.exists(layout.overlay_key("b1", first))
+    assert draw_overlays(store, "b1").failed == 1
+
+    with (store.root / second).open("wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)
+    read = []
+    real_read = LocalStore.read
+    monkeypatch.setattr(LocalStore, "read", lambda self, key: read.append(key) or real_read(self, key))
+    with pytest.raises(CrackModelError, match=f"too large: {MAX_UPLOAD_BYTES + 1:,} bytes"):
+        overlay_png(store, "b1", second, refresh=True)
+    assert second not in read
+
+    for info in store.list("results/b1/"):  # tile scores as written before they kept the scored bytes' hash
+        if info.key.endswith(layout.TILE_SCORES_SUFFIX):
+            store.write(info.key, re.sub(rb'"sha256":"[0-9a-f]{64}",', b"", store.read(info.key)))
+    assert overlay_png(store, "b1", first).startswith(b"\x89PNG")  # drawn on what is there: no hash to check
 
 
 def test_the_view_entry_point_answers_overlay_keys_only(scored):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from crack_model.core.errors import CrackModelError
@@ -11,7 +13,8 @@ from crack_model.serving.tile_scores import encode, find_tile_scores, iter_tile_
 
 
 def scored(key: str, boxes, probabilities) -> ImageScore:
-    return ImageScore(key=key, boxes=boxes, tile_probabilities=probabilities, tile_count=len(boxes))
+    sha256 = hashlib.sha256(key.encode()).hexdigest()  # stands for the scored bytes' hash
+    return ImageScore(key=key, sha256=sha256, boxes=boxes, tile_probabilities=probabilities, tile_count=len(boxes))
 
 
 def test_lines_round_trip_and_error_rows_have_none(tmp_path):
@@ -28,6 +31,7 @@ def test_lines_round_trip_and_error_rows_have_none(tmp_path):
     found = {scores.key: scores for scores in iter_tile_scores(store, files)}
     assert set(found) == {photo.key, patch.key}
     assert found[photo.key].boxes == photo.boxes and found[photo.key].probabilities == [0.123457, 0.9]
+    assert found[photo.key].sha256 == photo.sha256 and found[patch.key].sha256 == patch.sha256
     assert find_tile_scores(store, files, patch.key) == found[patch.key]
     assert find_tile_scores(store, files, broken.key) is None
     assert [scores.key for scores in iter_tile_scores(store, files, {patch.key})] == [patch.key]
@@ -41,7 +45,7 @@ def test_a_broken_line_names_its_file(tmp_path):
         "p/part-000000.tiles.jsonl", b'{"key":"incoming/b/z.jpg","boxes":[1,2,3],"probabilities":[0.1]}\n' + good
     )
     files = tile_score_files(store, "p/")
-    assert find_tile_scores(store, files, "incoming/b/a.jpg") is not None
+    assert find_tile_scores(store, files, "incoming/b/a.jpg").sha256 == hashlib.sha256(b"incoming/b/a.jpg").hexdigest()
     with pytest.raises(CrackModelError, match=r"part-000000\.tiles\.jsonl: 3 box values for 1 tiles"):
         find_tile_scores(store, files, "incoming/b/z.jpg")
     with pytest.raises(CrackModelError, match=r"3 box values"):
