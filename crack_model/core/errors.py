@@ -18,6 +18,11 @@ def unexpected_failure(error: BaseException) -> str:
 
     Batches catch it per object (one odd file must not sink the night); the traceback goes to the log.
     """
+    if isinstance(error, MemoryError):  # says nothing of itself ("MemoryError()"); what to do depends on the worker
+        return (
+            "could not be processed: the worker ran out of memory; the file is kept: run the batch again, "
+            "and if it recurs give the worker more memory or fewer fetch and decode threads"
+        )
     return (
         f"could not be processed: unexpected {type(error).__name__} in crack-model ({error}); "
         "the file is kept: report it with the task log to the maintainers"

@@ -195,7 +195,7 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)
         return _Prepared(score)
-    except (OSError, ValueError, MemoryError) as error:
+    except (OSError, ValueError) as error:
         score.status, score.error = "error", f"cannot decode: {type(error).__name__}: {error}"
         return _Prepared(score)
     except Exception as error:  # a fault of ours on one odd file must not sink the batch

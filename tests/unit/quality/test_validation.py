@@ -104,7 +104,14 @@ def test_profile_of_a_very_thin_jpeg_is_a_row():
     assert [round(row["brightness"]) for row in rows] == [90, 90, 90]
 
 
-def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch):
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (KeyError("boom"), "unexpected KeyError in crack-model ('boom')"),
+        (MemoryError(), "the worker ran out of memory"),
+    ],
+)
+def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch, fault, reason):
     """Whatever goes wrong while profiling one object ends as its row's reason; the next object is profiled."""
     from crack_model.quality import profile
 
@@ -112,13 +119,13 @@ def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch):
 
     def failing(gray, tiles):
         if gray.shape == (30, 40):
-            raise KeyError("boom")
+            raise fault
         return real(gray, tiles)
 
     monkeypatch.setattr(profile, "window_statistics", failing)
     odd = profile_bytes("odd.png", encode(Image.new("L", (40, 30), 90), "PNG"))
     fine = profile_bytes("fine.png", grayscale_png())
-    assert not odd["decodable"] and "unexpected KeyError" in odd["decode_error"], odd
+    assert not odd["decodable"] and reason in odd["decode_error"], odd
     assert fine["decodable"] and fine["brightness"] is not None
 
 

@@ -423,6 +423,30 @@ def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, mo
     assert [row["status"] for key, row in rows.items() if key != "incoming/b1/odd.jpg"] == ["ok"] * 4
 
 
+def test_running_out_of_memory_on_one_image_says_so_in_its_row(tmp_path, synth_data, model_dir, monkeypatch):
+    """A MemoryError carries no message: the row says the worker ran out of memory and what to do, not "()"."""
+    from crack_model.serving import inference
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    store.write("incoming/b1/huge.jpg", imagefiles.jpeg(64, 47))
+    real = inference.cut_tiles
+
+    def cut_out_of_memory(image, boxes, size):
+        if image.height == 47:
+            raise MemoryError
+        return real(image, boxes, size)
+
+    monkeypatch.setattr(inference, "cut_tiles", cut_out_of_memory)
+    monkeypatch.setattr(inference, "decodes_fast", lambda header: False)  # every image through Pillow
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert rows["incoming/b1/huge.jpg"]["status"] == "error"
+    assert "ran out of memory; the file is kept: run the batch again" in rows["incoming/b1/huge.jpg"]["error"]
+    assert [row["status"] for key, row in rows.items() if key != "incoming/b1/huge.jpg"] == ["ok"] * 4
+
+
 def test_a_jpeg_over_the_pixel_limit_is_scored_from_a_reduced_decode(model_dir):
     """What the limit counts is what a decode holds: a JPEG shrunk to its tile budget is decoded reduced; one the
     tiles want whole, or a PNG (which cannot be decoded reduced), over the limit is refused."""
