@@ -13,16 +13,25 @@ class ImageDecodeError(CrackModelError):
     """One image could not be turned into pixels; in a batch it becomes an error row."""
 
 
+# A MemoryError says nothing of itself ("MemoryError()"): a row says what happened and what to do.
+OUT_OF_MEMORY = (
+    "the worker ran out of memory; the file is kept: run the batch again, "
+    "and if it recurs give the worker more memory or fewer fetch and decode threads"
+)
+
+
+def described(error: BaseException) -> str:
+    """``Type: message`` for a row's reason, or what running out of memory means."""
+    return OUT_OF_MEMORY if isinstance(error, MemoryError) else f"{type(error).__name__}: {error}"
+
+
 def unexpected_failure(error: BaseException) -> str:
     """The row reason for an object that hit a fault in our code rather than in its bytes.
 
     Batches catch it per object (one odd file must not sink the night); the traceback goes to the log.
     """
-    if isinstance(error, MemoryError):  # says nothing of itself ("MemoryError()"); what to do depends on the worker
-        return (
-            "could not be processed: the worker ran out of memory; the file is kept: run the batch again, "
-            "and if it recurs give the worker more memory or fewer fetch and decode threads"
-        )
+    if isinstance(error, MemoryError):
+        return f"could not be processed: {OUT_OF_MEMORY}"
     return (
         f"could not be processed: unexpected {type(error).__name__} in crack-model ({error}); "
         "the file is kept: report it with the task log to the maintainers"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -49,9 +50,12 @@ def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
 
 
 def listed_object(store: ObjectStore, key: str) -> ObjectInfo | None:
-    """One object's listing entry (its size as listed, nothing read), size limit applied; None: not listed."""
-    # A listing is by prefix: "a.jpg" also lists "a.jpg.bak", so only the entry of the key itself counts.
-    return next((within_size_limit(info) for info in store.list(key) if info.key == key), None)
+    """The listing entry of the object a read of ``key`` gets (nothing read), size limit applied; None: none."""
+    # A key naming a folder lists what the folder holds: only the key's own entry counts, or that of its
+    # composed (NFC) spelling, which the local store serves for a decomposed key when both are on disk.
+    wanted = unicodedata.normalize("NFC", key)
+    own = (info for info in store.list(key) if info.key in (key, wanted))
+    return next((within_size_limit(info) for info in own), None)
 
 
 def within_size_limit(info: ObjectInfo) -> ObjectInfo:

@@ -18,7 +18,7 @@ from crack_model.core.documents import BatchSummary, RunSummary, objects_scored,
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
-from crack_model.core.uploads import list_uploads, unusable_batch_folders
+from crack_model.core.uploads import list_uploads, unusable_batch_folders, within_size_limit
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
@@ -135,10 +135,10 @@ def download_labeled(store: StoreLike, prefix: str, destination: Path, class_nam
     prefix = prefix.strip("/")
     count = 0
     for class_name in class_names:
-        for info in store.list(f"{prefix}/{class_name}/"):
+        for info in map(within_size_limit, store.list(f"{prefix}/{class_name}/")):
             if layout.is_marker(info.key):
                 continue
-            if info.problem:  # a link or an unusable name: never trained on, and said so
+            if info.problem:  # a link, an unusable name, over the size limit: never trained on, and said so
                 log.warning("skipping labeled object %s: %s", info.key, info.problem)
                 continue
             target = destination / Path(*info.key[len(prefix) + 1 :].split("/"))

@@ -39,7 +39,7 @@ from PIL import Image
 
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
-from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
+from crack_model.core.errors import CrackModelError, ImageDecodeError, described, unexpected_failure
 from crack_model.core.file_signatures import FormatNotAcceptedError
 from crack_model.core.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -287,7 +287,7 @@ def _fetch_and_inspect(key: str, fetch: Fetch, config: ProfileConfig, label: str
         return _Inspected(row)
     except Exception as error:  # network and permission errors must not sink the batch
         row = empty_row(key, label)
-        row["decode_error"] = f"cannot read: {type(error).__name__}: {error}"
+        row["decode_error"] = f"cannot read: {described(error)}"
         return _Inspected(row)
     return _inspect(key, data, config, label)
 
@@ -356,7 +356,7 @@ def profile_listed(
     listed = list(listed)
     config = (config or ProfileConfig()).for_store(store)
     fetch = problem_aware_fetch(store.read, listed)
-    sizes = {info.key: info.size for info in listed if info.size}  # bounds fetched bytes, not just counts
+    sizes = {info.key: info.size for info in listed if info.size and not info.problem}  # bounds fetched bytes
     return rows_to_frame(iter_profile_rows([info.key for info in listed], fetch, config, labels, sizes))
 
 

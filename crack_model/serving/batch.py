@@ -184,7 +184,7 @@ def score_shard(
         PartStats(images=len(pending), seconds=round(now - part_started, 3)).write(store, f"{name}.json")
         next_part, pending, pending_scores, part_started = next_part + 1, [], [], now
 
-    sizes = {info.key: info.size for info in uploads if info.size}  # bounds fetched bytes, not just counts
+    sizes = {info.key: info.size for info in uploads if info.size and not info.problem}  # bounds fetched bytes
     workers = workers or fetch_threads(store)
     scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
     for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):

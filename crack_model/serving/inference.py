@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.concurrency import consecutive_runs, map_bounded
-from crack_model.core.errors import CrackModelError, ImageDecodeError, unexpected_failure
+from crack_model.core.errors import CrackModelError, ImageDecodeError, described, unexpected_failure
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
 from crack_model.core.jpeg_fast import decode_clean_jpeg, decodes_fast
 from crack_model.core.model_card import ModelCard
@@ -140,7 +140,7 @@ def fetch_object(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max
         score.status, score.error = status, str(error) if status != "error" else f"cannot read: {error}"
         return _Fetched(score)
     except Exception as error:  # network and permission errors must not sink the batch
-        score.status, score.error = "error", f"cannot read: {type(error).__name__}: {error}"
+        score.status, score.error = "error", f"cannot read: {described(error)}"
         return _Fetched(score)
     score.size = len(data)
     score.sha256 = hashlib.sha256(data).hexdigest()

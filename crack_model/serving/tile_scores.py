@@ -11,6 +11,7 @@ per part, not a decode, a blend and a PNG per crack image.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from crack_model.serving.inference import ImageScore
 
 # predictions.csv's precision: an outline drawn at ">= threshold" agrees with the row's label.
 DECIMALS = 6
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,14 @@ def decode(line: str, source: str) -> TileScores:
         sha256 = document.get("sha256")
     except (ValueError, KeyError, TypeError) as error:
         raise CrackModelError(f"broken tile scores in {source}: {error}; score the batch again") from None
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        raise CrackModelError(
+            f"broken tile scores in {source}: sha256 {sha256!r} is not a SHA-256; score the batch again"
+        )
     if len(flat) != 4 * len(probabilities):
         raise CrackModelError(f"broken tile scores in {source}: {len(flat)} box values for {len(probabilities)} tiles")
     boxes = [(flat[index], flat[index + 1], flat[index + 2], flat[index + 3]) for index in range(0, len(flat), 4)]
-    return TileScores(key, boxes, probabilities, sha256 if isinstance(sha256, str) else None)
+    return TileScores(key, boxes, probabilities, sha256)
 
 
 def tile_score_files(store: ObjectStore, prefix: str) -> list[str]:

@@ -186,6 +186,23 @@ def test_a_decomposed_twin_of_a_composed_name_is_a_problem(store):
     assert "NFC" in problems[f"incoming/b1/{unicodedata.normalize('NFD', 'é.jpg')}"]
 
 
+def test_the_listed_object_of_a_key_is_the_one_a_read_of_it_gets(store):
+    """``listed_object`` gives the entry of what a read would return, size limit applied: for a decomposed twin,
+    the composed file over the limit (a copy of the twin must not read it whole); never a neighbour's entry."""
+    from crack_model.core.uploads import MAX_UPLOAD_BYTES, listed_object
+
+    folder = store.root / "incoming" / "b1"
+    with (folder / unicodedata.normalize("NFC", "é.jpg")).open("wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)
+    (folder / unicodedata.normalize("NFD", "é.jpg")).write_bytes(b"decomposed")
+    (folder / "a.jpg.bak").write_bytes(b"backup")
+    twin = listed_object(store, f"incoming/b1/{unicodedata.normalize('NFD', 'é.jpg')}")
+    assert twin is not None and twin.size == MAX_UPLOAD_BYTES + 1 and "too large" in twin.problem
+    assert listed_object(store, "incoming/b1/a.jpg") is None
+    assert listed_object(store, "incoming/b1") is None  # a folder is not an object
+    assert listed_object(store, "incoming/b1/a.jpg.bak") == ObjectInfo("incoming/b1/a.jpg.bak", 6)
+
+
 @pytest.mark.parametrize("key", ["incoming/b1/", "incoming/b1/photo.jpg/"])
 def test_a_trailing_slash_is_refused_with_a_clear_message(store, key):
     """A key names an object: a trailing '/' is refused, saying to drop it, and nothing is written."""

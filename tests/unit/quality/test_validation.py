@@ -129,6 +129,17 @@ def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch, fault, r
     assert fine["decodable"] and fine["brightness"] is not None
 
 
+def test_running_out_of_memory_reading_an_object_says_so_in_its_row():
+    """A MemoryError while fetching carries no message: the row says what happened and what to do."""
+    from crack_model.quality.profile import profile_object
+
+    def fetch(key):
+        raise MemoryError
+
+    row = profile_object("incoming/b1/huge.jpg", fetch, ProfileConfig())
+    assert row["decode_error"].startswith("cannot read: the worker ran out of memory; the file is kept"), row
+
+
 def test_profile_reports_displayed_size_mode_and_orientation():
     """An EXIF-rotated JPEG reports its upright size; a grey PNG its mode and one channel."""
     rotated = profile_bytes("r.jpg", exif_rotated_jpeg(6))

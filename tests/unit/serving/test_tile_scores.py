@@ -50,3 +50,14 @@ def test_a_broken_line_names_its_file(tmp_path):
         find_tile_scores(store, files, "incoming/b/z.jpg")
     with pytest.raises(CrackModelError, match=r"3 box values"):
         list(iter_tile_scores(store, files))
+
+
+@pytest.mark.parametrize("sha256", ['""', "123", '["x"]', '"' + "0" * 63 + '"'])
+def test_a_line_whose_sha256_is_not_one_is_broken(tmp_path, sha256):
+    """A damaged hash must not switch off the overlay's check that the upload is still what was scored."""
+    store = LocalStore(tmp_path)
+    store.write(
+        "p/part-000000.tiles.jsonl", b'{"key":"a.jpg","sha256":%b,"boxes":[],"probabilities":[]}\n' % sha256.encode()
+    )
+    with pytest.raises(CrackModelError, match=r"part-000000\.tiles\.jsonl: .* is not a SHA-256"):
+        find_tile_scores(store, ["p/part-000000.tiles.jsonl"], "a.jpg")
