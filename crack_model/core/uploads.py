@@ -60,13 +60,18 @@ def listed_object(store: ObjectStore, key: str) -> ObjectInfo | None:
 
 def within_size_limit(info: ObjectInfo) -> ObjectInfo:
     """``info``, with a ``problem`` when it is too large to read: one such upload must not exhaust a worker's memory."""
-    if info.problem or info.size <= MAX_UPLOAD_BYTES:
-        return info
-    problem = (
-        f"too large: {info.size:,} bytes, over the limit of {MAX_UPLOAD_BYTES:,} for one upload; "
+    problem = None if info.problem else size_problem(info.size)
+    return replace(info, problem=problem) if problem else info
+
+
+def size_problem(size: int) -> str | None:
+    """Why an object of ``size`` bytes is not read (None: it may be)."""
+    if size <= MAX_UPLOAD_BYTES:
+        return None
+    return (
+        f"too large: {size:,} bytes, over the limit of {MAX_UPLOAD_BYTES:,} for one upload; "
         "upload the photo as JPEG, or cut a larger scan into photos"
     )
-    return replace(info, problem=problem)
 
 
 def unusable_batch_folders(store: ObjectStore) -> dict[str, str]:

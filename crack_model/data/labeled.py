@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
-from crack_model.core.storage import read_uri
+from crack_model.core.storage import read_uri, split_uri
+from crack_model.core.uploads import listed_object, size_problem
 
 if TYPE_CHECKING:
     import numpy as np
@@ -142,7 +143,11 @@ def list_labeled(source: str | Path, class_names: Sequence[str]) -> list[Labeled
 def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
     """Add the content hash, perceptual hash and size; decode failures come back as Unreadable."""
     try:
-        data = read_uri(image.uri)
+        store, key = split_uri(image.uri)
+        listed = listed_object(store, key)  # a file over the upload limit is refused by its size, never read
+        if listed is not None and (problem := size_problem(listed.size)):
+            return Unreadable(image.uri, problem)
+        data = store.read(key)
         opened = open_header(data)
         decoded = open_image(data, opened=opened)
     except ImageDecodeError as error:
