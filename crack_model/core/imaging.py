@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
 from crack_model.core import heif
-from crack_model.core.errors import OUT_OF_MEMORY, ImageDecodeError
+from crack_model.core.errors import ImageDecodeError
 from crack_model.core.file_signatures import ACCEPTED, arithmetic_jpeg_refusal, raw_refusal, refusal
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
@@ -170,7 +170,7 @@ def decode_errors() -> Iterator[None]:
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(f"image too large: {str(error).rstrip('.')}; downscale it before upload") from None
     except MemoryError:
-        raise ImageDecodeError(f"cannot decode: {OUT_OF_MEMORY}") from None
+        raise ImageDecodeError("cannot decode: out of memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
 

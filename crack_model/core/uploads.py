@@ -52,7 +52,7 @@ def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
 def listed_object(store: ObjectStore, key: str) -> ObjectInfo | None:
     """The listing entry of the object a read of ``key`` gets (nothing read), size limit applied; None: none."""
     # A key naming a folder lists what the folder holds: only the key's own entry counts, or that of its
-    # composed (NFC) spelling, which the local store serves for a decomposed key when both are on disk.
+    # composed (NFC) spelling, which the local store serves for a decomposed key whenever it exists.
     wanted = unicodedata.normalize("NFC", key)
     own = (info for info in store.list(key) if info.key in (key, wanted))
     return next((within_size_limit(info) for info in own), None)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
+from crack_model.core.object_keys import validate_key
 from crack_model.core.storage import read_uri, split_uri
 from crack_model.core.uploads import listed_object, size_problem
 
@@ -144,6 +145,7 @@ def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
     """Add the content hash, perceptual hash and size; decode failures come back as Unreadable."""
     try:
         store, key = split_uri(image.uri)
+        validate_key(key)  # a URI naming no file ("/", "s3://bucket") fails here, not after listing the store
         listed = listed_object(store, key)  # a file over the upload limit is refused by its size, never read
         if listed is not None and (problem := size_problem(listed.size)):
             return Unreadable(image.uri, problem)

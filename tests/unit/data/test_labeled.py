@@ -128,6 +128,19 @@ def test_a_labeled_file_over_the_size_limit_is_unreadable_and_never_read(tmp_pat
     assert len(images) == 24 and "scan.tif" not in read and len(read) == 48
 
 
+def test_a_uri_that_names_no_file_is_unreadable_without_listing_a_store(monkeypatch):
+    """A manifest's "/" or "s3://bucket" names no object: it is refused by its key, before the size check would
+    list the whole file system or bucket."""
+    from crack_model.core.local_store import LocalStore
+    from crack_model.data.labeled import Unreadable, fingerprint
+
+    listed = []
+    monkeypatch.setattr(LocalStore, "list", lambda self, prefix="": listed.append(prefix) or iter(()))
+    result = fingerprint(LabeledImage("/", "Positive"))
+    assert isinstance(result, Unreadable) and "invalid object key ''" in result.reason
+    assert listed == []
+
+
 def test_fingerprints_are_content_hashes(tmp_path):
     """The sha256 recorded is the hash of the file's bytes."""
     import hashlib

@@ -423,6 +423,19 @@ def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, mo
     assert [row["status"] for key, row in rows.items() if key != "incoming/b1/odd.jpg"] == ["ok"] * 4
 
 
+def test_running_out_of_memory_reading_an_upload_says_so_in_its_row():
+    """A MemoryError while fetching carries no message: the row says what happened and what to do."""
+    from crack_model.core.tiling import TileConfig
+    from crack_model.serving.inference import fetch_object
+
+    def fetch(key):
+        raise MemoryError
+
+    fetched = fetch_object("incoming/b1/huge.jpg", fetch, 224, TileConfig(), 80_000_000)
+    assert fetched.score.status == "error"
+    assert fetched.score.error.startswith("cannot read: the worker ran out of memory; the file is kept"), fetched.score
+
+
 def test_running_out_of_memory_on_one_image_says_so_in_its_row(tmp_path, synth_data, model_dir, monkeypatch):
     """A MemoryError carries no message: the row says the worker ran out of memory and what to do, not "()"."""
     from crack_model.serving import inference
