@@ -399,27 +399,42 @@ def test_names_with_line_breaks_quotes_and_commas_keep_their_rows(tmp_path, mode
     assert {row["status"] for row in rows} == {"ok"}
 
 
-def test_a_tile_of_the_wrong_shape_costs_its_image_only(tmp_path, synth_data, model_dir, monkeypatch):
-    """A fault in tiling one image (here forced) is that image's error row; the rest of the batch is scored."""
-    from crack_model.core import tiling
+def _cut_short(tiles):
+    return [tile[:-1] for tile in tiles]
+
+
+def _out_of_memory(tiles):
+    raise MemoryError
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (_cut_short, "unexpected RuntimeError"),  # a tile of the wrong shape: a fault of ours
+        (_out_of_memory, "ran out of memory; the file is kept: run the batch again"),  # MemoryError() says nothing
+    ],
+)
+def test_a_fault_tiling_one_image_costs_that_image_only(tmp_path, synth_data, model_dir, monkeypatch, fault, reason):
+    """A fault in tiling one image (here forced) is that image's error row, with a reason that says what happened;
+    the rest of the batch is scored."""
     from crack_model.serving import inference
 
     store = LocalStore(tmp_path)
     upload_synth(store, synth_data, count=2)
     store.write("incoming/b1/odd.jpg", imagefiles.jpeg(64, 47))
-    real = tiling.cut_tiles
+    real = inference.cut_tiles
 
-    def cut_badly(image, boxes, size):
+    def cut_with_fault(image, boxes, size):
         tiles = real(image, boxes, size)
-        return [tile[:-1] for tile in tiles] if image.height == 47 else tiles
+        return fault(tiles) if image.height == 47 else tiles
 
-    monkeypatch.setattr(inference, "cut_tiles", cut_badly)
+    monkeypatch.setattr(inference, "cut_tiles", cut_with_fault)
     monkeypatch.setattr(inference, "decodes_fast", lambda header: False)  # every image through Pillow
     score_batch(str(tmp_path), "b1", model_dir)
 
     rows = {row["key"]: row for row in read_predictions(store)}
     assert rows["incoming/b1/odd.jpg"]["status"] == "error"
-    assert "unexpected RuntimeError" in rows["incoming/b1/odd.jpg"]["error"], rows["incoming/b1/odd.jpg"]
+    assert reason in rows["incoming/b1/odd.jpg"]["error"], rows["incoming/b1/odd.jpg"]
     assert [row["status"] for key, row in rows.items() if key != "incoming/b1/odd.jpg"] == ["ok"] * 4
 
 
@@ -434,30 +449,6 @@ def test_running_out_of_memory_reading_an_upload_says_so_in_its_row():
     fetched = fetch_object("incoming/b1/huge.jpg", fetch, 224, TileConfig(), 80_000_000)
     assert fetched.score.status == "error"
     assert fetched.score.error.startswith("cannot read: the worker ran out of memory; the file is kept"), fetched.score
-
-
-def test_running_out_of_memory_on_one_image_says_so_in_its_row(tmp_path, synth_data, model_dir, monkeypatch):
-    """A MemoryError carries no message: the row says the worker ran out of memory and what to do, not "()"."""
-    from crack_model.serving import inference
-
-    store = LocalStore(tmp_path)
-    upload_synth(store, synth_data, count=2)
-    store.write("incoming/b1/huge.jpg", imagefiles.jpeg(64, 47))
-    real = inference.cut_tiles
-
-    def cut_out_of_memory(image, boxes, size):
-        if image.height == 47:
-            raise MemoryError
-        return real(image, boxes, size)
-
-    monkeypatch.setattr(inference, "cut_tiles", cut_out_of_memory)
-    monkeypatch.setattr(inference, "decodes_fast", lambda header: False)  # every image through Pillow
-    score_batch(str(tmp_path), "b1", model_dir)
-
-    rows = {row["key"]: row for row in read_predictions(store)}
-    assert rows["incoming/b1/huge.jpg"]["status"] == "error"
-    assert "ran out of memory; the file is kept: run the batch again" in rows["incoming/b1/huge.jpg"]["error"]
-    assert [row["status"] for key, row in rows.items() if key != "incoming/b1/huge.jpg"] == ["ok"] * 4
 
 
 def test_a_jpeg_over_the_pixel_limit_is_scored_from_a_reduced_decode(model_dir):
