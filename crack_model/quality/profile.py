@@ -7,22 +7,12 @@ whether it decodes at all and why not) and a few photographic statistics on the 
 image: brightness (mean), contrast (standard deviation), blur (variance of the Laplacian:
 low means blurred), and the share of blown-out and crushed-black pixels.
 
-Contrast and blur are measured where the model looks: on tile-size windows (up to
-``SHARPNESS_WINDOWS`` of the tiles scoring cuts, spread over the image) at the scale scoring cuts
-them at, and the median over the windows is the image's. Their bounds come from 227-px patches
-at full resolution, and both measures change with scale: the same concrete texture measured on
-a whole 4032x3024 photo shrunk to 512 px reads 2.5 to 20 times sharper, enough to quarantine
-full-size photos of cracks as "noisy". Brightness and the clipped shares barely depend on scale
-and are measured on the whole image at most ``analysis_side`` a side. (Training shrinks a large
-image whole to the model's input instead of tiling it; the labeled pools here are patches, one
-window each, where both agree.)
+Contrast and blur are measured on tile-size windows at the scale scoring cuts tiles at (``grey_image``).
 
 Speed and memory: objects are fetched (and their headers read) on a thread pool, at most
 ``2 * workers`` ahead, and decoded on ``decode_threads`` threads (Pillow and hashlib release the
 GIL) while the memory the images being decoded need, estimated from their headers, stays within
-``max_in_flight_bytes``; no decoded image outlives its row. JPEGs are decoded straight to
-greyscale (``Image.draft``), at a reduced scale when scoring shrinks them to stay within its tile
-budget, and 16-bit images go straight to 8 bits.
+``max_in_flight_bytes``; no decoded image outlives its row.
 """
 
 from __future__ import annotations
@@ -34,9 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image
-
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError, ImageDecodeError, described, unexpected_failure
@@ -45,19 +32,14 @@ from crack_model.core.imaging import (
     DEFAULT_MAX_PIXELS,
     DRAFT_FORMATS,
     check_pixels,
-    decode_errors,
-    load,
-    open_lazy,
     read_header,
 )
-from crack_model.core.jpeg_damage import check_intact
-from crack_model.core.jpeg_fast import decode_grey_jpeg
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
-from crack_model.core.pixel_modes import to_8bit, to_rgb
 from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
-from crack_model.core.tiling import TileConfig, fit_to_tile_budget, tile_boxes
+from crack_model.core.tiling import TileConfig, fit_to_tile_budget
 from crack_model.core.uploads import list_uploads, problem_aware_fetch, within_size_limit
 from crack_model.data.labeled import is_image_name
+from crack_model.quality.grey_image import decode_grey, exposure_statistics, shrunk_within, window_statistics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,10 +52,6 @@ PROFILE_COLUMNS = (
 )  # fmt: skip
 # The photographic statistics, also the features drift detection can compare.
 IMAGE_STATISTICS = ("brightness", "contrast", "blur", "saturated_fraction", "dark_fraction")
-SATURATED_LEVEL = 250
-DARK_LEVEL = 5
-# Tile-size windows contrast and blur are measured on (their median is the image's).
-SHARPNESS_WINDOWS = 32
 # JPEG modes libjpeg decodes straight to grey when asked (``draft("L", ...)``); CMYK is converted by Pillow.
 GREY_DECODED_MODES = ("RGB", "L")
 LABELED_PREFIX = "labeled"
@@ -150,13 +128,13 @@ def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) ->
                    exif_orientation=header.orientation, width=header.width, height=header.height)  # fmt: skip
         fit = fit_to_tile_budget(header.width, header.height, config.tiles)
         target = fit.scaled if fit.scaled != fit.original else None
-        # As _decode_gray will decode it: a big JPEG at a reduced scale (imaging.DEFAULT_MAX_PIXELS).
+        # As decode_grey will decode it: a big JPEG at a reduced scale (imaging.DEFAULT_MAX_PIXELS).
         check_pixels(header.stored_width, header.stored_height, config.max_pixels, decoded=header.decoded_size(target))
         pixels = header.decoded_pixels(target)
         if header.format in DRAFT_FORMATS and header.mode in GREY_DECODED_MODES:
             # Decoded straight to grey (1 byte a pixel), then its array and at most a resized copy.
             estimated = len(data) + 3 * pixels
-        else:  # the decoded image, then at most an RGB and a grey copy of it (see _decode_gray)
+        else:  # the decoded image, then at most an RGB and a grey copy of it (see decode_grey)
             estimated = len(data) + header.decoded_bytes(target) + header.decoder_bytes + 5 * pixels
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
@@ -176,8 +154,8 @@ def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
     if not inspected.data:
         return row
     try:
-        gray = _decode_gray(inspected.data, config)
-        row.update(exposure_statistics(_within(gray, config.analysis_side)))
+        gray = decode_grey(inspected.data, config.tiles, config.max_pixels)
+        row.update(exposure_statistics(shrunk_within(gray, config.analysis_side)))
         row.update(window_statistics(gray, config.tiles))
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
@@ -188,89 +166,6 @@ def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
         return row
     row["decodable"] = True
     return row
-
-
-def image_statistics(gray: np.ndarray) -> dict[str, float]:
-    """Brightness, contrast, blur and clipping of a 2-D uint8 grey image, measured on the whole of it."""
-    pixels = gray.astype(np.float32)
-    return {**exposure_statistics(gray), "contrast": float(pixels.std()), "blur": laplacian_variance(pixels)}
-
-
-def exposure_statistics(gray: np.ndarray) -> dict[str, float]:
-    """Brightness (mean grey) and the shares of blown-out and crushed-black pixels of a 2-D uint8 grey image."""
-    count = gray.size
-    return {
-        "brightness": float(gray.mean(dtype=np.float64)),
-        "saturated_fraction": float(np.count_nonzero(gray >= SATURATED_LEVEL) / count),
-        "dark_fraction": float(np.count_nonzero(gray <= DARK_LEVEL) / count),
-    }
-
-
-def laplacian_variance(pixels: np.ndarray) -> float:
-    """The usual focus measure: the variance of the 4-neighbour Laplacian on the interior (0 when there is none)."""
-    laplacian = pixels[:-2, 1:-1] + pixels[2:, 1:-1] + pixels[1:-1, :-2] + pixels[1:-1, 2:] - 4.0 * pixels[1:-1, 1:-1]
-    return float(laplacian.var()) if laplacian.size else 0.0
-
-
-def window_statistics(gray: np.ndarray, tiles: TileConfig) -> dict[str, float]:
-    """Contrast and blur as the median over tile-size windows of ``gray``, which is at the scale tiles are cut at.
-
-    A patch the size of a tile is its own window, so its figures are those of the whole image.
-    """
-    height, width = gray.shape
-    boxes = tile_boxes(width, height, tiles)
-    count = min(SHARPNESS_WINDOWS, len(boxes))
-    contrasts, blurs = [], []
-    for left, top, right, bottom in (boxes[index * len(boxes) // count] for index in range(count)):
-        window = gray[top:bottom, left:right].astype(np.float32)  # one at a time: ~0.2 MB, not 32 of them
-        contrasts.append(float(window.std()))
-        blurs.append(laplacian_variance(window))
-    return {"contrast": float(np.median(contrasts)), "blur": float(np.median(blurs))}
-
-
-def _decode_gray(data: bytes, config: ProfileConfig) -> np.ndarray:
-    """Decode to a grey uint8 array at the size scoring tiles the image at (``tiling.fit_to_tile_budget``).
-
-    Fails on the same inputs as ``imaging.open_image`` (what scoring uses), with the same reasons."""
-    image = open_lazy(data, max_pixels=config.max_pixels)
-    with decode_errors():
-        stored = image.size
-        scaled = fit_to_tile_budget(*stored, config.tiles).scaled  # the stored size: the fit is symmetric
-        if image.format in DRAFT_FORMATS:
-            # Straight to grey (libjpeg skips the colour planes), at 1/2, 1/4 or 1/8 scale when scoring shrinks it.
-            image.draft("L", scaled)
-            check_pixels(*stored, config.max_pixels, decoded=image.size)  # as open_image: checked, not assumed
-            # Pillow's pixels, through strict libjpeg: a damaged picture refused as in open_image (jpeg_damage.py).
-            if image.mode != "L":
-                check_intact(data)  # CMYK: Pillow decodes it, so libjpeg is asked first
-            elif (grey := decode_grey_jpeg(data, image.size)) is not None:
-                image = Image.fromarray(grey)
-        load(image)
-        gray = _to_grey(image)
-        if gray.size != scaled:
-            gray = gray.resize(scaled, Image.Resampling.BILINEAR)
-        return np.asarray(gray, dtype=np.uint8)
-
-
-def _within(gray: np.ndarray, side: int) -> np.ndarray:
-    """``gray`` shrunk to at most ``side`` pixels a side (as it is when it fits)."""
-    height, width = gray.shape
-    if max(width, height) <= side:
-        return gray
-    # Not ImageOps.contain: it makes a 2x65000 strip 0 pixels wide, and its statistics NaN.
-    scale = side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR), dtype=np.uint8)
-
-
-def _to_grey(image: Image.Image) -> Image.Image:
-    """8-bit grey as ``to_rgb(image).convert("L")`` gives it, without a full-size RGB copy where Pillow can skip it."""
-    image = to_8bit(image)
-    if image.mode == "L":
-        return image
-    if image.mode in ("RGB", "RGBA", "RGBX"):  # the same luma of the colour bands; alpha is ignored either way
-        return image.convert("L")
-    return to_rgb(image).convert("L")
 
 
 def profile_object(key: str, fetch: Fetch, config: ProfileConfig, label: str | None = None) -> dict[str, Any]:

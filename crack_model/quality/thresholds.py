@@ -37,7 +37,7 @@ class ValidationThresholds:
         contrast_min/max: standard deviation of grey (sample 2.31..55.7, percentiles 2.71..50.7), measured like
             blur.
         blur_min/max: variance of the Laplacian (sample 5.0..829, percentiles 5.30..639), measured on tile-size
-            windows at the scale scoring cuts tiles at (``profile.window_statistics``), as the patches were.
+            windows at the scale scoring cuts tiles at (``grey_image.window_statistics``), as the patches were.
         max_saturated_fraction, max_dark_fraction: share of pixels at grey >= 250 / <= 5. The sample
             has almost none (99.9th percentiles 5.3 % and 0.06 %), so a derived bound would reject
             ordinary glare and shadow; a quarter of the picture clipped is the policy.

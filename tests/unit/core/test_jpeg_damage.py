@@ -19,7 +19,7 @@ from crack_model.core.imaging import DEFAULT_MAX_PIXELS, open_image, read_header
 from crack_model.core.jpeg_damage import check_intact, lost_picture
 from crack_model.core.jpeg_fast import decode_clean_jpeg
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget
-from crack_model.quality import profile
+from crack_model.quality import grey_image
 from crack_model.quality.profile import ProfileConfig, profile_bytes
 from crack_model.serving import inference
 from tests import imagefiles
@@ -190,7 +190,7 @@ def test_the_profiles_grey_decode_of_a_jpeg_is_pillows(max_tiles):
     expected = image.convert("L")
     if expected.size != scaled:
         expected = expected.resize(scaled, Image.Resampling.BILINEAR)
-    np.testing.assert_array_equal(profile._decode_gray(data, config), np.asarray(expected))
+    np.testing.assert_array_equal(grey_image.decode_grey(data, config.tiles, config.max_pixels), np.asarray(expected))
 
 
 def test_the_arithmetic_check_reads_markers_as_libjpeg_does():

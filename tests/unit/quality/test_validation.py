@@ -18,9 +18,10 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.tiling import TileConfig
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
+from crack_model.quality.grey_image import image_statistics
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import FAILED, PASSED, PASSED_WITH_QUARANTINE
-from crack_model.quality.profile import ProfileConfig, image_statistics, profile_bytes, profile_labeled
+from crack_model.quality.profile import ProfileConfig, profile_bytes, profile_labeled
 from crack_model.quality.thresholds import ValidationThresholds, derive_thresholds
 from tests.imagefiles import encode, exif_rotated_jpeg, grayscale_png
 
