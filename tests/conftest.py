@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,30 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture()
+def loaded_keys(monkeypatch) -> list[str]:
+    """Keys whose whole bytes a ``LocalStore`` read returned or a download wrote, in order. A read refused by
+    its size limit (``max_bytes``) loads nothing and is not one (``test_local_store`` checks that it loads nothing).
+    """
+    from crack_model.core.local_store import LocalStore
+
+    loaded: list[str] = []
+    real_read, real_download = LocalStore.read, LocalStore.download
+
+    def read(self: LocalStore, key: str, **options: Any) -> bytes:
+        data = real_read(self, key, **options)
+        loaded.append(key)
+        return data
+
+    def download(self: LocalStore, key: str, path: Path) -> None:
+        real_download(self, key, path)
+        loaded.append(key)
+
+    monkeypatch.setattr(LocalStore, "read", read)
+    monkeypatch.setattr(LocalStore, "download", download)
+    return loaded
 
 
 @pytest.fixture()

@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import stat
 import threading
 import unicodedata
@@ -32,6 +33,7 @@ from crack_model.core.object_keys import (
     PreconditionFailedError,
     key_problem,
     printable_key,
+    read_within,
     validate_key,
 )
 
@@ -121,9 +123,9 @@ class LocalStore:
             return sorted(found)
         return []
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
         with self.open_object(key) as handle:
-            return handle.read()
+            return read_within(handle, os.fstat(handle.fileno()).st_size, max_bytes, self.url(key))
 
     def open_object(self, key: str) -> io.BufferedReader:
         """The object as an open binary file (for streaming); never through a symbolic link."""
@@ -212,7 +214,8 @@ class LocalStore:
 
     def download(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)  # a local destination the caller chose
-        path.write_bytes(self.read(key))
+        with self.open_object(key) as source, path.open("wb") as target:
+            shutil.copyfileobj(source, target)  # in chunks: memory does not grow with the object
 
     def upload(self, path: Path, key: str) -> None:
         self.write(key, Path(path).read_bytes())

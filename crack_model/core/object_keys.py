@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from crack_model.core.errors import CrackModelError
 
@@ -25,6 +25,15 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
 class PreconditionFailedError(CrackModelError):
     """A conditional write lost the race: the object changed since it was read."""
+
+
+class ObjectTooLargeError(CrackModelError):
+    """A read with ``max_bytes`` met a larger object, and read none of it (or stopped once it grew past)."""
+
+    def __init__(self, name: str, size: int, max_bytes: int) -> None:
+        super().__init__(f"{name} is {size:,} bytes, over the {max_bytes:,} this read allows")
+        self.size = size
+        self.max_bytes = max_bytes
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,25 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+def read_within(stream: BinaryIO, size: int, max_bytes: int | None, name: str) -> bytes:
+    """All of ``stream``, an object the store says is ``size`` bytes, within ``max_bytes`` (None: no limit).
+
+    The size is checked before anything is read, on the object being read rather than on a listing made
+    earlier, so an object replaced by a larger one since it was listed is refused unread
+    (``ObjectTooLargeError``); one that grows while it is read is read no further than the limit.
+    """
+    if max_bytes is None:
+        return stream.read()
+    if size > max_bytes:
+        raise ObjectTooLargeError(name, size, max_bytes)
+    data = stream.read(size + 1)
+    if len(data) > size:  # it grew since: read on, at most up to the limit
+        data += stream.read(max_bytes + 1 - len(data))
+        if len(data) > max_bytes:
+            raise ObjectTooLargeError(name, len(data), max_bytes)
+    return data
+
+
 def join_key(*parts: str) -> str:
     """Join key parts with '/', ignoring empty parts and stray slashes."""
     return "/".join(part.strip("/") for part in parts if part and part.strip("/"))
@@ -111,7 +139,7 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def folders(self, prefix: str = "") -> builtins.list[str]: ...
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes: ...
     def head(self, key: str) -> ObjectInfo | None: ...
     def exists(self, key: str) -> bool: ...
     def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...

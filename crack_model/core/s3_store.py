@@ -25,6 +25,7 @@ from crack_model.core.object_keys import (
     PreconditionFailedError,
     join_key,
     key_problem,
+    read_within,
     validate_key,
 )
 
@@ -119,12 +120,13 @@ class S3Store:
                 names.add(common["Prefix"][len(full_prefix) :].strip("/"))
         return sorted(names)
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
         from botocore.exceptions import ClientError
 
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return bytes(response["Body"].read())
+            with response["Body"] as body:  # refused by its ContentLength: the body is never read
+                return bytes(read_within(body, response["ContentLength"], max_bytes, self.url(key)))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise CrackModelError(f"object not found: {self.url(key)}") from None

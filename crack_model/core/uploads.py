@@ -14,20 +14,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from crack_model.core import layout
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectInfo, ObjectStore
+from crack_model.core.object_keys import ObjectInfo, ObjectStore, ObjectTooLargeError
 
 MANIFEST_COLUMNS = ("key", "size", "sha256")
 
 # Validation and scoring read an upload whole, so its size is what it costs in memory (times the
-# fetching threads). The largest image decoded is 80 MP (imaging.DEFAULT_MAX_PIXELS): as an
-# uncompressed 16-bit RGBA TIFF that is 640 MB, which still fits; a camera JPEG is a few dozen.
+# fetching threads): an upload over the limit is refused by its listed size, and by the size of what a
+# read opens (``read_upload``), for one replaced by a larger file since it was listed. The largest image
+# decoded is 80 MP (imaging.DEFAULT_MAX_PIXELS): as an uncompressed 16-bit RGBA TIFF that is 640 MB,
+# which still fits; a camera JPEG is a few dozen.
 MAX_UPLOAD_BYTES = 640 * 2**20
 
 Fetch = Callable[[str], bytes]
@@ -49,15 +50,6 @@ def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
     return sorted((within_size_limit(info) for info in uploads), key=lambda info: info.key)
 
 
-def listed_object(store: ObjectStore, key: str) -> ObjectInfo | None:
-    """The listing entry of the object a read of ``key`` gets (nothing read), size limit applied; None: none."""
-    # A key naming a folder lists what the folder holds: only the key's own entry counts, or that of its
-    # composed (NFC) spelling, which the local store serves for a decomposed key whenever it exists.
-    wanted = unicodedata.normalize("NFC", key)
-    own = (info for info in store.list(key) if info.key in (key, wanted))
-    return next((within_size_limit(info) for info in own), None)
-
-
 def within_size_limit(info: ObjectInfo) -> ObjectInfo:
     """``info``, with a ``problem`` when it is too large to read: one such upload must not exhaust a worker's memory."""
     problem = None if info.problem else size_problem(info.size)
@@ -74,6 +66,15 @@ def size_problem(size: int) -> str | None:
     )
 
 
+def read_upload(store: ObjectStore, key: str) -> bytes:
+    """The bytes of an upload or a labeled photo; one over the size limit is refused unread
+    (``UnservableObjectError``)."""
+    try:
+        return store.read(key, max_bytes=MAX_UPLOAD_BYTES)
+    except ObjectTooLargeError as error:
+        raise UnservableObjectError(size_problem(error.size) or str(error)) from None
+
+
 def unusable_batch_folders(store: ObjectStore) -> dict[str, str]:
     """Folders under ``incoming/`` that no night will score, each with why: their name is not a batch id."""
     unusable = {}
@@ -85,15 +86,16 @@ def unusable_batch_folders(store: ObjectStore) -> dict[str, str]:
     return unusable
 
 
-def problem_aware_fetch(fetch: Fetch, uploads: Iterable[ObjectInfo]) -> Fetch:
-    """``fetch`` that raises ``UnservableObjectError`` with the listing's reason for a problem entry."""
+def upload_fetch(store: ObjectStore, uploads: Iterable[ObjectInfo]) -> Fetch:
+    """``read_upload`` from ``store``, raising ``UnservableObjectError`` with the listing's reason for a problem
+    entry (never read)."""
     problems = {info.key: info.problem for info in uploads if info.problem}
 
     def checked(key: str) -> bytes:
         problem = problems.get(key)
         if problem:
             raise UnservableObjectError(problem)
-        return fetch(key)
+        return read_upload(store, key)
 
     return checked
 

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
-from crack_model.core.object_keys import validate_key
 from crack_model.core.storage import read_uri, split_uri
-from crack_model.core.uploads import listed_object, size_problem
+from crack_model.core.uploads import UnservableObjectError, read_upload
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,14 +144,10 @@ def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
     """Add the content hash, perceptual hash and size; decode failures come back as Unreadable."""
     try:
         store, key = split_uri(image.uri)
-        validate_key(key)  # a URI naming no file ("/", "s3://bucket") fails here, not after listing the store
-        listed = listed_object(store, key)  # a file over the upload limit is refused by its size, never read
-        if listed is not None and (problem := size_problem(listed.size)):
-            return Unreadable(image.uri, problem)
-        data = store.read(key)
+        data = read_upload(store, key)  # a file over the upload limit is refused by its size, never read
         opened = open_header(data)
         decoded = open_image(data, opened=opened)
-    except ImageDecodeError as error:
+    except (ImageDecodeError, UnservableObjectError) as error:
         return Unreadable(image.uri, str(error))
     except (CrackModelError, OSError) as error:
         return Unreadable(image.uri, f"cannot read: {error}")

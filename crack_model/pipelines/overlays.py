@@ -27,7 +27,7 @@ from crack_model.core.documents import BatchSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
-from crack_model.core.uploads import listed_object
+from crack_model.core.uploads import UnservableObjectError, read_upload
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.tile_scores import TileScores, find_tile_scores, iter_tile_scores, tile_score_files
 
@@ -80,11 +80,10 @@ def _draw(store: ObjectStore, batch_id: str, scores: TileScores, threshold: floa
 def _scored_bytes(store: ObjectStore, scores: TileScores) -> bytes:
     """The upload's bytes, if they are still those scored: its tile boxes drawn on others would mark another photo."""
     cannot = f"cannot draw the overlay of {scores.key}"
-    listed = listed_object(store, scores.key)  # over the upload limit (replaced since?): never read whole
-    if listed is not None and listed.problem:
-        raise CrackModelError(f"{cannot}: {listed.problem}")
     try:
-        data = store.read(scores.key)
+        data = read_upload(store, scores.key)  # over the upload limit (replaced since?): refused unread
+    except UnservableObjectError as error:
+        raise CrackModelError(f"{cannot}: {error}") from None
     except CrackModelError as error:
         raise CrackModelError(f"{cannot}: the upload cannot be read ({error})") from None
     if scores.sha256 and hashlib.sha256(data).hexdigest() != scores.sha256:

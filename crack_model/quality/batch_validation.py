@@ -27,7 +27,7 @@ from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, key_problem
 from crack_model.core.storage import open_store, read_uri, split_uri
-from crack_model.core.uploads import MAX_UPLOAD_BYTES, ManifestEntry, list_uploads, listed_object, write_manifest
+from crack_model.core.uploads import ManifestEntry, UnservableObjectError, list_uploads, read_upload, write_manifest
 from crack_model.quality import drift
 from crack_model.quality.data_docs import write_data_docs
 from crack_model.quality.judging import validate_profile
@@ -229,11 +229,10 @@ def quarantine_objects(
                 item["quarantine_error"] = f"not copied: {problem}"
                 return
             target = layout.quarantine_key(batch_id, relative(item["key"]))
-            listed = listed_object(source, item["key"])
-            if listed is not None and listed.size > MAX_UPLOAD_BYTES:  # its reasons say so; a copy would read it whole
-                item["quarantine_error"] = f"not copied: {listed.size:,} bytes, over the upload limit"
-                return
-            output.write(target, source.read(item["key"]))
+            output.write(target, read_upload(source, item["key"]))  # over the upload limit: refused unread
+        except UnservableObjectError as error:
+            item["quarantine_error"] = f"not copied: {error}"
+            return
         except Exception as error:  # one object the store cannot copy keeps its reasons, without a copy
             item["quarantine_error"] = f"not copied: {type(error).__name__}: {error}"
             return

@@ -37,7 +37,7 @@ from crack_model.core.imaging import (
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget
-from crack_model.core.uploads import list_uploads, problem_aware_fetch, within_size_limit
+from crack_model.core.uploads import list_uploads, upload_fetch, within_size_limit
 from crack_model.data.labeled import is_image_name
 from crack_model.quality.grey_image import decode_grey, exposure_statistics, shrunk_within, window_statistics
 
@@ -250,7 +250,7 @@ def profile_listed(
     """
     listed = list(listed)
     config = (config or ProfileConfig()).for_store(store)
-    fetch = problem_aware_fetch(store.read, listed)
+    fetch = upload_fetch(store, listed)
     sizes = {info.key: info.size for info in listed if info.size and not info.problem}  # bounds fetched bytes
     return rows_to_frame(iter_profile_rows([info.key for info in listed], fetch, config, labels, sizes))
 

@@ -36,7 +36,14 @@ from crack_model.core.documents import (
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, open_store
-from crack_model.core.uploads import list_uploads, manifest_digest, problem_aware_fetch, read_manifest, validated_fetch
+from crack_model.core.uploads import (
+    list_uploads,
+    manifest_digest,
+    read_manifest,
+    read_upload,
+    upload_fetch,
+    validated_fetch,
+)
 from crack_model.serving import tile_scores
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.overlay import render_overlay
@@ -149,7 +156,7 @@ def score_shard(
             store.delete(info.key)
 
     uploads = list_uploads(store, batch_id)
-    fetch = problem_aware_fetch(store.read, uploads)
+    fetch = upload_fetch(store, uploads)
     if manifest is not None:  # score what validation saw: later uploads wait, changed bytes are refused
         fetch = validated_fetch(fetch, manifest)
         candidates = sorted(manifest)
@@ -240,7 +247,7 @@ def _drop_stale_overlays(store: ObjectStore, batch_id: str, keys: list[str]) -> 
 
 def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, threshold: float) -> None:
     try:
-        png = render_overlay(store.read(score.key), score.boxes, score.tile_probabilities, threshold)
+        png = render_overlay(read_upload(store, score.key), score.boxes, score.tile_probabilities, threshold)
         store.write(layout.overlay_key(batch_id, score.key), png, content_type="image/png")
     except Exception as error:  # the score stands even if the picture cannot be drawn or stored
         log.warning("no overlay for %s: %s: %s", score.key, type(error).__name__, error)

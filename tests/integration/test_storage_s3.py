@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from unittest.mock import patch
 
 import pytest
 
-from crack_model.core import s3_store
+from crack_model.core import s3_store, uploads
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import PreconditionFailedError
+from crack_model.core.object_keys import ObjectTooLargeError, PreconditionFailedError
 from crack_model.core.storage import open_store
+from crack_model.core.uploads import UnservableObjectError
 from tests.conftest import aws_cli
 
 pytestmark = pytest.mark.integration
@@ -31,6 +33,21 @@ def test_s3_round_trip_over_http(s3_bucket, s3_env, tmp_path):
     assert "root/incoming/b1/a photo ü.jpg" in listing
     aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/root/incoming/b1/a photo ü.jpg", str(tmp_path / "copy"))
     assert (tmp_path / "copy").read_bytes() == b"abc"
+
+
+def test_s3_a_read_within_a_limit_refuses_a_larger_object_by_its_content_length(s3_bucket, s3_env):
+    """GetObject's ContentLength is the size of what the read gets: over the limit, the body is never read."""
+    store = open_store(f"s3://{s3_bucket}")
+    store.write("incoming/b1/scan.tif", b"x" * 2048)
+    with pytest.raises(ObjectTooLargeError, match=r"scan\.tif is 2,048 bytes, over the 2,047") as refused:
+        store.read("incoming/b1/scan.tif", max_bytes=2047)
+    assert refused.value.size == 2048
+    assert store.read("incoming/b1/scan.tif", max_bytes=2048) == b"x" * 2048
+    with (
+        patch.object(uploads, "MAX_UPLOAD_BYTES", 2047),
+        pytest.raises(UnservableObjectError, match="too large: 2,048 bytes, over the limit"),
+    ):
+        uploads.read_upload(store, "incoming/b1/scan.tif")
 
 
 def test_s3_multipart_upload_of_a_large_object(s3_bucket, s3_env, monkeypatch, tmp_path):

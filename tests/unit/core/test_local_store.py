@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import unicodedata
 from pathlib import Path
@@ -11,7 +12,14 @@ import pytest
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
-from crack_model.core.object_keys import LONG_NAME_MARKER, TEMP_MARKER, ObjectInfo, validate_key
+from crack_model.core.object_keys import (
+    LONG_NAME_MARKER,
+    TEMP_MARKER,
+    ObjectInfo,
+    ObjectTooLargeError,
+    read_within,
+    validate_key,
+)
 
 
 @pytest.fixture()
@@ -186,21 +194,49 @@ def test_a_decomposed_twin_of_a_composed_name_is_a_problem(store):
     assert "NFC" in problems[f"incoming/b1/{unicodedata.normalize('NFD', 'é.jpg')}"]
 
 
-def test_the_listed_object_of_a_key_is_the_one_a_read_of_it_gets(store):
-    """``listed_object`` gives the entry of what a read would return, size limit applied: for a decomposed twin,
-    the composed file over the limit (a copy of the twin must not read it whole); never a neighbour's entry."""
-    from crack_model.core.uploads import MAX_UPLOAD_BYTES, listed_object
+def test_a_read_within_a_limit_refuses_a_larger_object_without_loading_it(store):
+    """The limit is checked on the file a read opens, not on a listing made earlier: a decomposed twin's read gets
+    the composed file (over the limit) and refuses it unread; within the limit, the bytes come back."""
+    import tracemalloc
 
+    limit = 64 * 2**20
     folder = store.root / "incoming" / "b1"
     with (folder / unicodedata.normalize("NFC", "é.jpg")).open("wb") as handle:
-        handle.truncate(MAX_UPLOAD_BYTES + 1)
+        handle.truncate(limit + 1)  # sparse: no disk used
     (folder / unicodedata.normalize("NFD", "é.jpg")).write_bytes(b"decomposed")
-    (folder / "a.jpg.bak").write_bytes(b"backup")
-    twin = listed_object(store, f"incoming/b1/{unicodedata.normalize('NFD', 'é.jpg')}")
-    assert twin is not None and twin.size == MAX_UPLOAD_BYTES + 1 and "too large" in twin.problem
-    assert listed_object(store, "incoming/b1/a.jpg") is None
-    assert listed_object(store, "incoming/b1") is None  # a folder is not an object
-    assert listed_object(store, "incoming/b1/a.jpg.bak") == ObjectInfo("incoming/b1/a.jpg.bak", 6)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ObjectTooLargeError, match=f"is {limit + 1:,} bytes, over the {limit:,}") as refused:
+            store.read(f"incoming/b1/{unicodedata.normalize('NFD', 'é.jpg')}", max_bytes=limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.size == limit + 1 and peak < 2**20
+    store.write("incoming/b1/a.jpg", b"12345")
+    assert store.read("incoming/b1/a.jpg", max_bytes=5) == b"12345"
+    with pytest.raises(ObjectTooLargeError):
+        store.read("incoming/b1/a.jpg", max_bytes=4)
+
+
+@pytest.mark.parametrize(
+    ("content", "said", "expected"),
+    [(b"x" * 12, 10, b"x" * 12), (b"x" * 20, 10, 16)],  # grew within the limit; grew past it: stops at limit + 1
+)
+def test_an_object_that_grows_while_read_is_read_no_further_than_the_limit(content, said, expected):
+    """An object appended to after its size was taken is read on, but never past the limit."""
+    if isinstance(expected, bytes):
+        assert read_within(io.BytesIO(content), said, 15, "a.jpg") == expected
+    else:
+        with pytest.raises(ObjectTooLargeError, match=f"a.jpg is {expected} bytes, over the 15"):
+            read_within(io.BytesIO(content), said, 15, "a.jpg")
+
+
+def test_a_download_copies_in_chunks(store, tmp_path, monkeypatch):
+    """A download never holds the object in memory whole (the training pool's download of big labeled photos)."""
+    monkeypatch.setattr(LocalStore, "read", lambda *args, **kwargs: pytest.fail("download read the object whole"))
+    (store.root / "incoming" / "b1" / "big.tif").write_bytes(os.urandom(3 * 2**20))
+    store.download("incoming/b1/big.tif", tmp_path / "copy" / "big.tif")
+    assert (tmp_path / "copy" / "big.tif").read_bytes() == (store.root / "incoming" / "b1" / "big.tif").read_bytes()
 
 
 @pytest.mark.parametrize("key", ["incoming/b1/", "incoming/b1/photo.jpg/"])

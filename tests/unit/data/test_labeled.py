@@ -110,22 +110,18 @@ def test_unreadable_images_stop_loading_unless_skipped(tmp_path):
     assert not any("broken" in i.uri or "empty" in i.uri for i in images)
 
 
-def test_a_labeled_file_over_the_size_limit_is_unreadable_and_never_read(tmp_path, monkeypatch):
+def test_a_labeled_file_over_the_size_limit_is_unreadable_and_never_read(tmp_path, loaded_keys):
     """A file over the upload limit (sparse: no disk used) in a local training folder is refused by its size:
     an error naming it and the limit, or left out with skip_unreadable; its bytes are never loaded."""
-    from crack_model.core.local_store import LocalStore
     from crack_model.core.uploads import MAX_UPLOAD_BYTES
 
     root = _labeled_folder(tmp_path)
     with (root / "Positive" / "scan.tif").open("wb") as handle:
         handle.truncate(MAX_UPLOAD_BYTES + 1)
-    read = []
-    real_read = LocalStore.read
-    monkeypatch.setattr(LocalStore, "read", lambda self, key: read.append(key) or real_read(self, key))
     with pytest.raises(CrackModelError, match=rf"scan\.tif: too large: {MAX_UPLOAD_BYTES + 1:,} bytes, over the limit"):
         load_labeled(root, DataConfig())
     images = load_labeled(root, DataConfig(), skip_unreadable=True)
-    assert len(images) == 24 and "scan.tif" not in read and len(read) == 48
+    assert len(images) == 24 and "scan.tif" not in loaded_keys and len(loaded_keys) == 48
 
 
 def test_a_uri_that_names_no_file_is_unreadable_without_listing_a_store(monkeypatch):

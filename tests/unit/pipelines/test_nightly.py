@@ -117,7 +117,7 @@ def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):
     assert find_new_batches(store) == ["late", "open"]
 
 
-def test_the_training_pool_download_leaves_out_a_file_over_the_size_limit_unread(tmp_path, monkeypatch):
+def test_the_training_pool_download_leaves_out_a_file_over_the_size_limit_unread(tmp_path, loaded_keys):
     """Validation quarantines a labeled file over the upload limit unread; the pool's download must not read it
     whole either (sparse: no disk used); the photos beside it are copied."""
     from crack_model.core.uploads import MAX_UPLOAD_BYTES
@@ -128,13 +128,10 @@ def test_the_training_pool_download_leaves_out_a_file_over_the_size_limit_unread
     store.write("labeled/Negative/b.jpg", b"clean")
     with (store.root / "labeled/Positive/site-b/scan.tif").open("wb") as handle:
         handle.truncate(MAX_UPLOAD_BYTES + 1)
-    read = []
-    real_read = LocalStore.read
-    monkeypatch.setattr(LocalStore, "read", lambda self, key: read.append(key) or real_read(self, key))
 
     pool = download_labeled(store, "labeled", tmp_path / "pool", ["Negative", "Positive"])
 
-    assert sorted(read) == ["labeled/Negative/b.jpg", "labeled/Positive/site-b/a.jpg"]
+    assert sorted(loaded_keys) == ["labeled/Negative/b.jpg", "labeled/Positive/site-b/a.jpg"]
     assert sorted(str(path.relative_to(pool)) for path in pool.rglob("*") if path.is_file()) == [
         "Negative/b.jpg",
         "Positive/site-b/a.jpg",

@@ -83,9 +83,9 @@ def test_an_overlay_is_drawn_from_the_tile_scores_and_kept(scored):
     store.write(row["key"], upload)
 
 
-def test_an_upload_replaced_after_scoring_gets_no_overlay(scored, monkeypatch):
+def test_an_upload_replaced_after_scoring_gets_no_overlay(scored, loaded_keys):
     """Tile boxes drawn on other bytes would mark another photo: a replaced upload is refused, and one replaced by a
-    file over the upload limit is refused by its listed size, never read; lines kept before the hash still draw."""
+    file over the upload limit is refused unread; lines kept before the hash still draw."""
     from crack_model.core.uploads import MAX_UPLOAD_BYTES
 
     store, _ = scored
@@ -98,12 +98,10 @@ def test_an_upload_replaced_after_scoring_gets_no_overlay(scored, monkeypatch):
 
     with (store.root / second).open("wb") as handle:
         handle.truncate(MAX_UPLOAD_BYTES + 1)
-    read = []
-    real_read = LocalStore.read
-    monkeypatch.setattr(LocalStore, "read", lambda self, key: read.append(key) or real_read(self, key))
+    loaded_keys.clear()  # the photo it replaced was read to draw its overlay
     with pytest.raises(CrackModelError, match=f"too large: {MAX_UPLOAD_BYTES + 1:,} bytes"):
         overlay_png(store, "b1", second, refresh=True)
-    assert second not in read
+    assert second not in loaded_keys
 
     for info in store.list("results/b1/"):  # tile scores as written before they kept the scored bytes' hash
         if info.key.endswith(layout.TILE_SCORES_SUFFIX):

@@ -498,7 +498,7 @@ def test_a_manifest_digest_depends_on_the_rows_not_on_their_quoting(tmp_path):
     assert manifest_digest(store, "b1") != before
 
 
-def test_an_upload_over_the_size_limit_is_a_row_and_is_never_read(tmp_path, metu_sample, model_dir, monkeypatch):
+def test_an_upload_over_the_size_limit_is_a_row_and_is_never_read(tmp_path, metu_sample, model_dir, loaded_keys):
     """A file over the upload limit (sparse: no disk used) is refused by its listed size in validation and scoring
     alike, so one huge upload cannot exhaust a worker's memory; the photos beside it are validated and scored."""
     from crack_model.core.uploads import MAX_UPLOAD_BYTES
@@ -511,17 +511,50 @@ def test_an_upload_over_the_size_limit_is_a_row_and_is_never_read(tmp_path, metu
             store.write(f"incoming/b1/{path.name}", path.read_bytes())
     with (tmp_path / "incoming" / "b1" / "scan.tif").open("wb") as handle:
         handle.truncate(MAX_UPLOAD_BYTES + 1)
-    read = []
-    real_read = LocalStore.read
-    monkeypatch.setattr(LocalStore, "read", lambda self, key: read.append(key) or real_read(self, key))
 
     outcome = validate_batch(str(tmp_path), "b1", thresholds=ValidationThresholds(max_bad_fraction=0.5))
     score_batch(str(tmp_path), "b1", model_dir, overlays=False)
 
-    assert "incoming/b1/scan.tif" not in read
+    assert "incoming/b1/scan.tif" not in loaded_keys
     assert outcome.outcome != "failed", outcome.reasons
     rows = {row["key"]: row for row in read_predictions(store)}
     assert len(rows) == 7 and [key for key, row in rows.items() if row["status"] != "ok"] == ["incoming/b1/scan.tif"]
     assert f"too large: {MAX_UPLOAD_BYTES + 1:,} bytes, over the limit" in rows["incoming/b1/scan.tif"]["error"]
     [held] = json.loads(store.read("quarantine/b1/quarantine.json"))["objects"]
-    assert held["key"] == "incoming/b1/scan.tif" and "over the upload limit" in held["quarantine_error"]
+    assert held["key"] == "incoming/b1/scan.tif" and held["quarantine_error"].startswith("not copied: too large: ")
+
+
+def test_an_upload_over_the_size_limit_by_the_time_it_is_read_is_a_row_and_is_never_read(
+    tmp_path, metu_sample, model_dir, loaded_keys, monkeypatch
+):
+    """The limit holds for what a read opens, not only for the listing: an upload listed small and replaced by a
+    file over the limit before it is read (sparse: no disk used) is refused unread, by validation's profile and
+    by scoring alike, and the photos beside it are scored."""
+    from dataclasses import replace
+
+    from crack_model.core.uploads import MAX_UPLOAD_BYTES
+    from crack_model.quality.profile import profile_batch
+
+    store = LocalStore(tmp_path)
+    for path in sorted((metu_sample / "Positive").glob("*.jpg"))[:2]:
+        store.write(f"incoming/b1/{path.name}", path.read_bytes())
+    with (tmp_path / "incoming" / "b1" / "scan.tif").open("wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)
+    real_list = LocalStore.list
+
+    def listed_before_it_grew(self, prefix=""):
+        for info in real_list(self, prefix):
+            yield replace(info, size=5) if info.key.endswith("scan.tif") else info
+
+    monkeypatch.setattr(LocalStore, "list", listed_before_it_grew)
+    too_large = f"too large: {MAX_UPLOAD_BYTES + 1:,} bytes, over the limit"
+
+    profile = profile_batch(store, "b1").set_index("key")
+    score_batch(str(tmp_path), "b1", model_dir, overlays=False)
+
+    assert too_large in profile.loc["incoming/b1/scan.tif", "decode_error"]
+    assert profile["decodable"].sum() == 2
+    rows = {row["key"]: row for row in read_predictions(store)}
+    assert [key for key, row in rows.items() if row["status"] != "ok"] == ["incoming/b1/scan.tif"] and len(rows) == 3
+    assert too_large in rows["incoming/b1/scan.tif"]["error"]
+    assert "incoming/b1/scan.tif" not in loaded_keys
