@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import LONG_NAME_MARKER, TEMP_MARKER, join_key
+from crack_model.core.object_keys import join_key
 
 INCOMING = "incoming"
 RESULTS = "results"
@@ -53,7 +53,6 @@ DATA_DOCS = "data_docs"
 DATA_DOCS_INDEX = "index.html"
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
-_LONG_NAME_SIDECAR = re.compile(rf"^{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}$")
 
 
 def validate_batch_id(batch_id: str) -> str:
@@ -137,13 +136,13 @@ def overlay_source(key: str) -> tuple[str, str] | None:
 def is_marker(key: str) -> bool:
     """Is this bookkeeping rather than an upload? An explicit list, nothing else:
 
-    ``_SUCCESS``, ``_DONE`` and ``_READY``; anything under ``results/<batch_id>/_parts/``; a store's
-    temporary files (``.tmp-...``) and long-name side files (``.longname-<digest>``). Every other
-    name is an upload and gets a row: ``_DSC1234.JPG``, ``.hidden.jpg``, ``.DS_Store``, ``__MACOSX/...``.
+    ``_SUCCESS``, ``_DONE`` and ``_READY``, and anything under ``results/<batch_id>/_parts/``. Every
+    other name is an upload and gets a row: ``_DSC1234.JPG``, ``.hidden.jpg``, ``.DS_Store``, ``__MACOSX/...``,
+    and ``.tmp-scan.jpg`` (the local store's own temporary and side files never show in its listings).
     """
     parts = key.split("/")
     name = parts[-1]
-    if name in MARKER_NAMES or name.startswith(TEMP_MARKER) or _LONG_NAME_SIDECAR.match(name):
+    if name in MARKER_NAMES:
         return True
     return len(parts) > 3 and parts[0] == RESULTS and parts[2] == PARTS
 

@@ -43,7 +43,11 @@ _SUBFOLDER = _FOLDER | os.O_NOFOLLOW
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _HASHED_NAME = re.compile(r"~([0-9a-f]{16})(\.[^.]*)?$")
-_SIDECAR = re.compile(rf"{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}")
+# The store's own files, never listed: a write's temporary file, a lock and a long name's side file. Only
+# these exact shapes: an upload merely named like one (".tmp-scan.jpg") is listed like any other.
+_OWN_FILE = re.compile(
+    rf"{re.escape(TEMP_MARKER)}(?:[0-9a-f]{{32}}|lock-[0-9a-f]{{16}})|{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}"
+)
 _KEPT_BYTES, _MAX_SUFFIX_BYTES = 100, 16  # of a long name: its start and extension, kept beside its hash
 _LINK_ADVICE = "the store never follows symbolic links (they can point outside it); put the real file or folder there"
 _NOT_UTF8 = "the name is not valid UTF-8 (written in another encoding?); rename it with a UTF-8 name"
@@ -336,9 +340,7 @@ class LocalStore:
                 return
             listed = set(names)
             entries = [
-                (*self._shown_name(folder, name, listed), name)
-                for name in names
-                if not (name.startswith(TEMP_MARKER) or _SIDECAR.fullmatch(name))
+                (*self._shown_name(folder, name, listed), name) for name in names if not _OWN_FILE.fullmatch(name)
             ]
             for segment, name_problem, name in sorted(entries, key=lambda entry: entry[0]):
                 key = f"{base}/{segment}" if base else segment

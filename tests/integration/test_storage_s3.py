@@ -50,6 +50,20 @@ def test_s3_a_read_within_a_limit_refuses_a_larger_object_by_its_content_length(
         uploads.read_upload(store, "incoming/b1/scan.tif")
 
 
+def test_s3_uploads_named_like_a_local_stores_own_files_are_uploads(s3_bucket, s3_env):
+    """Only _SUCCESS, _DONE, _READY and results' _parts/ are bookkeeping in a bucket: an upload named like the local
+    store's temporary or side files is an upload, with a row."""
+    store = open_store(f"s3://{s3_bucket}")
+    for name in [".tmp-scan.jpg", f".tmp-{'a' * 32}", ".longname-0123456789abcdef", "_READY", "a.jpg"]:
+        store.write(f"incoming/b1/{name}", b"x")
+    assert [info.key.rpartition("/")[2] for info in uploads.list_uploads(store, "b1")] == [
+        ".longname-0123456789abcdef",
+        f".tmp-{'a' * 32}",
+        ".tmp-scan.jpg",
+        "a.jpg",
+    ]
+
+
 def test_s3_multipart_upload_of_a_large_object(s3_bucket, s3_env, monkeypatch, tmp_path):
     """Objects above the threshold go up in parts and come back byte-identical (checked with the CLI)."""
     monkeypatch.setattr(s3_store, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)

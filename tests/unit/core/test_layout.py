@@ -20,6 +20,8 @@ from crack_model.core.local_store import LocalStore
         "incoming/b1/_parts/photo.jpg",
         "incoming/b1/.tmp.jpg",
         "incoming/b1/.longname-photo.jpg",
+        "incoming/b1/.tmp-0123abcd-photo.jpg",  # named like a store's bookkeeping: no store's listing holds those
+        "incoming/b1/.longname-0123456789abcdef",
         "labeled/crack/_DSC0001.JPG",
     ],
 )
@@ -35,13 +37,11 @@ def test_uploads_with_underscore_or_dot_names_are_not_markers(key):
         "results/b1/_parts/v1/shard-0000-of-0001/_DONE",
         "results/b1/_parts/v1/shard-0000-of-0001/part-000000.csv",
         "incoming/b1/_READY",
-        "incoming/b1/.tmp-0123abcd-photo.jpg",
-        "incoming/b1/.longname-0123456789abcdef",
         "_SUCCESS",
     ],
 )
 def test_the_listed_bookkeeping_names_are_markers(key):
-    """_SUCCESS, _DONE, _READY, results/<batch>/_parts/..., temp files and long-name side files are markers."""
+    """_SUCCESS, _DONE, _READY and results/<batch>/_parts/... are markers."""
     assert layout.is_marker(key)
 
 

@@ -321,6 +321,15 @@ def test_a_listing_of_every_oddity_never_raises_and_gives_one_entry_per_name(sto
     assert served == {f"incoming/b1/{'z' * 400}.jpg", "incoming/b1/_DSC1234.JPG"}
 
 
+def test_an_upload_merely_named_like_the_stores_own_files_is_listed(store):
+    """Only the exact shapes of the store's temporary, lock and side files stay out of listings: uploads named
+    ".tmp-scan.jpg" or ".longname-photo.jpg" are uploads, each with a row."""
+    names = [".tmp-scan.jpg", ".tmp-lock-photo.jpg", f".tmp-{'a' * 32}.jpg", ".longname-photo.jpg", ".longname-0123"]
+    for name in [*names, f".tmp-{'a' * 32}"]:  # the last: a write cut short, which stays out
+        (store.root / "incoming" / "b1" / name).write_bytes(b"x")
+    assert sorted(info.key for info in store.list("incoming/b1/")) == sorted(f"incoming/b1/{name}" for name in names)
+
+
 def test_temp_lock_and_side_files_are_never_listed(store):
     """The store's own bookkeeping (temp, lock and long-name side files) stays out of listings."""
     store.write_if_match("incoming/b1/aliases.json", b"{}", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_listing_a_folder_does_not_match_longer_names(tmp_path):
     store = LocalStore(tmp_path)
     store.write("incoming/b1/a.jpg", b"1")
     store.write("incoming/b10/b.jpg", b"2")
-    (tmp_path / "incoming" / "b1" / f"{TEMP_MARKER}half-written").write_bytes(b"partial")
+    (tmp_path / "incoming" / "b1" / f"{TEMP_MARKER}{uuid.uuid4().hex}").write_bytes(b"partial")  # a write cut short
     assert [info.key for info in store.list("incoming/b1")] == ["incoming/b1/a.jpg"]
 
 
