@@ -104,9 +104,11 @@ def _content() -> dict[str, bytes]:
     return files
 
 
+# The last two are named like the local store's own temporary and side files: uploads all the same.
 NAMES = ("carriage\rreturn.jpg", "line\nfeed.jpg", 'quote"comma,semi;colon.jpg', "tab\tname.jpg", "space name.jpg",
          "ünïcödé.jpg", "emoji😀.jpg", "-leading-dash.jpg", "percent%2Fhash#query?.jpg", "UPPER.JPEG", "no-extension",
-         ".hidden.jpg", "deep/er/folder/x.jpg", "n" * 200 + ".jpg")  # fmt: skip
+         ".hidden.jpg", "deep/er/folder/x.jpg", "n" * 200 + ".jpg",
+         ".tmp-scan.jpg", ".longname-photo.jpg")  # fmt: skip
 
 
 def hostile_batch() -> dict[str, bytes]:

@@ -64,6 +64,28 @@ def test_s3_uploads_named_like_a_local_stores_own_files_are_uploads(s3_bucket, s
     ]
 
 
+def test_s3_a_kept_training_pool_copies_again_only_what_changed(s3_bucket, s3_env, tmp_path, monkeypatch):
+    """A pool kept between retraining runs is checked against each object's MD5 ETag: an unchanged photo is not
+    downloaded again, one replaced by another of the same size is."""
+    from crack_model.core.s3_store import S3Store
+    from crack_model.pipelines.nightly import download_labeled
+
+    store = open_store(f"s3://{s3_bucket}")
+    store.write("labeled/Positive/a.bmp", b"crack one")
+    store.write("labeled/Negative/b.bmp", b"clean one")
+    pool = download_labeled(store, "labeled", tmp_path / "pool", ["Negative", "Positive"])
+    downloaded = []
+    real_download = S3Store.download
+    monkeypatch.setattr(
+        S3Store, "download", lambda self, key, path: downloaded.append(key) or real_download(self, key, path)
+    )
+    store.write("labeled/Positive/a.bmp", b"crack two")
+
+    download_labeled(store, "labeled", pool, ["Negative", "Positive"])
+
+    assert downloaded == ["labeled/Positive/a.bmp"] and (pool / "Positive" / "a.bmp").read_bytes() == b"crack two"
+
+
 def test_s3_multipart_upload_of_a_large_object(s3_bucket, s3_env, monkeypatch, tmp_path):
     """Objects above the threshold go up in parts and come back byte-identical (checked with the CLI)."""
     monkeypatch.setattr(s3_store, "MULTIPART_THRESHOLD", 5 * 1024 * 1024)

@@ -136,3 +136,23 @@ def test_the_training_pool_download_leaves_out_a_file_over_the_size_limit_unread
         "Negative/b.jpg",
         "Positive/site-b/a.jpg",
     ]
+
+
+def test_a_training_pool_kept_from_an_earlier_run_is_brought_up_to_date(tmp_path):
+    """`retrain --work` keeps its pool between runs: a photo replaced by another of the same size (a fixed-size BMP)
+    is copied again, and one taken out of the store leaves the pool, so training never sees either old version."""
+    from crack_model.pipelines.nightly import download_labeled
+
+    store = LocalStore(tmp_path / "store")
+    store.write("labeled/Positive/a.bmp", b"crack one")
+    store.write("labeled/Negative/b.bmp", b"clean one")
+    store.write("labeled/Negative/mislabeled.bmp", b"a crack")
+    pool = download_labeled(store, "labeled", tmp_path / "pool", ["Negative", "Positive"])
+    (pool / "notes.txt").write_text("the operator's own")  # outside the class folders: left alone
+
+    store.write("labeled/Positive/a.bmp", b"crack two")  # same size, other bytes
+    store.delete("labeled/Negative/mislabeled.bmp")
+    download_labeled(store, "labeled", pool, ["Negative", "Positive"])
+
+    files = {str(path.relative_to(pool)): path.read_bytes() for path in pool.rglob("*") if path.is_file()}
+    assert files == {"Positive/a.bmp": b"crack two", "Negative/b.bmp": b"clean one", "notes.txt": b"the operator's own"}
