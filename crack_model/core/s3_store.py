@@ -22,10 +22,10 @@ from crack_model.core.object_keys import (
     MULTIPART_THRESHOLD,
     TEMP_MARKER,
     ObjectInfo,
+    ObjectTooLargeError,
     PreconditionFailedError,
     join_key,
     key_problem,
-    read_within,
     validate_key,
 )
 
@@ -125,8 +125,11 @@ class S3Store:
 
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            with response["Body"] as body:  # refused by its ContentLength: the body is never read
-                return bytes(read_within(body, response["ContentLength"], max_bytes, self.url(key)))
+            with response["Body"] as body:
+                size = response["ContentLength"]  # of this GET's body, which cannot grow while it is read
+                if max_bytes is not None and size > max_bytes:  # refused: the body is never read
+                    raise ObjectTooLargeError(self.url(key), size, max_bytes)
+                return bytes(body.read())  # read whole, so botocore checks that all of it came
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise CrackModelError(f"object not found: {self.url(key)}") from None

@@ -21,6 +21,7 @@ from crack_model.core import layout
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectInfo, ObjectStore, ObjectTooLargeError
+from crack_model.core.storage import split_uri
 
 MANIFEST_COLUMNS = ("key", "size", "sha256")
 
@@ -73,6 +74,12 @@ def read_upload(store: ObjectStore, key: str) -> bytes:
         return store.read(key, max_bytes=MAX_UPLOAD_BYTES)
     except ObjectTooLargeError as error:
         raise UnservableObjectError(size_problem(error.size) or str(error)) from None
+
+
+def read_photo_uri(uri: str) -> bytes:
+    """``read_upload`` of the object a URI names: a labeled photo of a training folder or manifest, read again
+    long after it was fingerprinted (features, tiles, the photo rule), so within the limit each time."""
+    return read_upload(*split_uri(uri))
 
 
 def unusable_batch_folders(store: ObjectStore) -> dict[str, str]:

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
-from crack_model.core.storage import read_uri, split_uri
-from crack_model.core.uploads import UnservableObjectError, read_upload
+from crack_model.core.uploads import UnservableObjectError, read_photo_uri
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,8 +142,7 @@ def list_labeled(source: str | Path, class_names: Sequence[str]) -> list[Labeled
 def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
     """Add the content hash, perceptual hash and size; decode failures come back as Unreadable."""
     try:
-        store, key = split_uri(image.uri)
-        data = read_upload(store, key)  # a file over the upload limit is refused by its size, never read
+        data = read_photo_uri(image.uri)  # a file over the upload limit is refused by its size, never read
         opened = open_header(data)
         decoded = open_image(data, opened=opened)
     except (ImageDecodeError, UnservableObjectError) as error:
@@ -300,7 +298,7 @@ def make_dataset(
     size = config.image_size
 
     def load(uri: Any) -> np.ndarray:
-        return decode_to_array(read_uri(uri.decode("utf-8")), size)
+        return decode_to_array(read_photo_uri(uri.decode("utf-8")), size)
 
     def load_tensor(uri: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         pixels = tf.numpy_function(load, [uri], tf.uint8, stateful=False)

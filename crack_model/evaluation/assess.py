@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.storage import read_uri
+from crack_model.core.uploads import read_photo_uri
 from crack_model.data.labeled import NO_SLICE, LabeledImage
 from crack_model.evaluation.metrics import compute_metrics
 from crack_model.serving.inference import ImageScore, score_images
@@ -23,9 +23,8 @@ def scored_labeled(
 ) -> dict[str, ImageScore]:
     """Each image's score (probability, and label by the card's photo rule) per URI; unreadable images are an
     error (labeled data must decode)."""
-    scores = {
-        score.key: score for score in score_images([i.uri for i in images], read_uri, scorer, batch_size=batch_size)
-    }
+    uris = [image.uri for image in images]
+    scores = {score.key: score for score in score_images(uris, read_photo_uri, scorer, batch_size=batch_size)}
     failed = [score for score in scores.values() if score.status != "ok"]
     if failed:
         raise CrackModelError(

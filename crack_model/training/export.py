@@ -15,7 +15,7 @@ import numpy as np
 
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_PREFERENCE, ModelCard
-from crack_model.core.storage import read_uri
+from crack_model.core.uploads import read_photo_uri
 from crack_model.data.labeled import LabeledImage
 from crack_model.evaluation.assess import score_labeled
 from crack_model.serving.runtimes import export_litert
@@ -85,7 +85,7 @@ def export_model(
     chosen = list(calibration)[::step][:calibration_limit]
 
     def representative() -> list[np.ndarray]:
-        return [decode_to_array(read_uri(image.uri), card.image_size) for image in chosen]
+        return [decode_to_array(read_photo_uri(image.uri), card.image_size) for image in chosen]
 
     written = export_litert(model, model_dir, representative_images=lambda: iter(representative()))
     checks = compare_runtimes(model_dir, check, list(written))

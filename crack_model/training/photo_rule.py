@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
-from crack_model.core.storage import read_uri
+from crack_model.core.uploads import read_photo_uri
 from crack_model.data.labeled import LabeledImage, Split
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, TooFewPatchesError, plan_mosaics
 from crack_model.evaluation.photo_calibration import (
@@ -65,7 +65,7 @@ def _score(model_dir: Path, runtimes: list[str], plans: list[MosaicPlan]) -> dic
     scored = {}
     for runtime in runtimes:  # one runtime loaded at a time
         log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
-        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_uri)
+        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_photo_uri)
     return scored
 
 
@@ -73,7 +73,7 @@ def _score_photos(model_dir: Path, runtimes: list[str], photos: dict[str, bool])
     scored: dict[str, list[Scored]] = {}
     for runtime in runtimes:
         log.info("scoring %d labeled validation photos with %s for the photo rule", len(photos), runtime)
-        scored[runtime] = list(score_photos(load_scorer(model_dir, runtime), photos, read_uri))
+        scored[runtime] = list(score_photos(load_scorer(model_dir, runtime), photos, read_photo_uri))
     return scored
 
 
@@ -207,6 +207,6 @@ def _test_check(model_dir: Path, runtime: str, chosen: ModelCard, test: list[Lab
                           seed=config.seed + 1)  # fmt: skip
     scorer = replace(load_scorer(model_dir, runtime), card=chosen)
     try:
-        return mosaic_check(scorer, *_patches(test, chosen.crack_class), read_uri, test_config)
+        return mosaic_check(scorer, *_patches(test, chosen.crack_class), read_photo_uri, test_config)
     except TooFewPatchesError as error:
         return {"skipped": f"test split: {error}"}

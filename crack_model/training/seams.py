@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crack_model.core.storage import read_uri
+from crack_model.core.uploads import read_photo_uri
 from crack_model.data.labeled import LabeledImage
 from crack_model.evaluation.mosaics import MosaicPlan, PatchLoader, render_mosaic
 
@@ -61,7 +61,7 @@ def seam_examples(
         by_cell[(image.slice, image.label == crack_class)].append(image.uri)
     labels = {image.label == crack_class: image.label for image in images}
     rng = np.random.default_rng(seed)
-    patches = PatchLoader(read_uri, tile_size)
+    patches = PatchLoader(read_photo_uri, tile_size)
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
     for slice_name, is_crack in sorted(by_cell):

@@ -121,3 +121,33 @@ def test_a_key_shown_in_a_reason_stays_on_one_line():
     """Line breaks and other control characters are escaped; accents, emoji and backslashes are kept as they are."""
     assert shown_key("incoming/b/a\rb\nc\td\x1b.jpg") == "incoming/b/a\\rb\\nc\\td\\x1b.jpg"
     assert shown_key("incoming/b/ünï 😀 back\\slash.jpg") == "incoming/b/ünï 😀 back\\slash.jpg"
+
+
+def test_an_s3_body_cut_short_is_a_read_error_not_a_shorter_object(monkeypatch):
+    """A connection cut mid-body must fail the read (a "cannot read" row, retried next run), never hand back the
+    bytes that came as the object: validation would quarantine them as damaged and record their hash."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class CutShort(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.wfile.write(b"abc")  # then the connection closes: 7 bytes never come
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", region_name="us-east-1")
+    try:
+        for limit in (None, 100):
+            with pytest.raises(Exception, match=r"IncompleteRead\(3 bytes read, 7 more expected\)"):
+                store.read("incoming/b1/a.jpg", max_bytes=limit)
+    finally:
+        store.client.close()
+        server.shutdown()
+        server.server_close()

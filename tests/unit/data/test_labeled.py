@@ -124,6 +124,20 @@ def test_a_labeled_file_over_the_size_limit_is_unreadable_and_never_read(tmp_pat
     assert len(images) == 24 and "scan.tif" not in loaded_keys and len(loaded_keys) == 48
 
 
+def test_training_reads_a_photo_again_within_the_size_limit(tmp_path, monkeypatch):
+    """Training reads each photo again long after its fingerprint (features, tiles, the photo rule): a photo
+    replaced by a file over the limit in between is refused there too, by the size of what the read opens."""
+    from crack_model.core import uploads
+
+    photo = tmp_path / "Positive" / "a.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"x" * 100)
+    assert uploads.read_photo_uri(str(photo)) == b"x" * 100
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 99)
+    with pytest.raises(uploads.UnservableObjectError, match=r"^too large: 100 bytes, over the limit of 99"):
+        uploads.read_photo_uri(str(photo))
+
+
 def test_a_uri_that_names_no_file_is_unreadable_without_listing_a_store(monkeypatch):
     """A manifest's "/" or "s3://bucket" names no object: it is refused by its key, before the size check would
     list the whole file system or bucket."""

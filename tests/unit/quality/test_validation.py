@@ -387,8 +387,8 @@ def test_training_suite_on_an_unlabeled_batch_fails_has_label(tmp_path, real_fil
 
 
 def test_a_labeled_photo_over_the_size_limit_is_quarantined_and_never_read(tmp_path, real_files, loaded_keys):
-    """A labeled file over the upload limit (sparse: no disk used) is quarantined by its listed size, as an
-    upload is: the pool's profile never loads it, and no copy reads it; the photos beside it pass."""
+    """A labeled file over the upload limit (sparse: no disk used) is quarantined by its size, as an upload is: the
+    pool's profile never loads it, and its quarantine copy is refused unread; the photos beside it pass."""
     from crack_model.core.uploads import MAX_UPLOAD_BYTES
 
     for name in CLASSES:

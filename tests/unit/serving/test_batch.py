@@ -499,8 +499,9 @@ def test_a_manifest_digest_depends_on_the_rows_not_on_their_quoting(tmp_path):
 
 
 def test_an_upload_over_the_size_limit_is_a_row_and_is_never_read(tmp_path, metu_sample, model_dir, loaded_keys):
-    """A file over the upload limit (sparse: no disk used) is refused by its listed size in validation and scoring
-    alike, so one huge upload cannot exhaust a worker's memory; the photos beside it are validated and scored."""
+    """A file over the upload limit (sparse: no disk used) is refused by its size, never loaded, in validation and
+    scoring alike, so one huge upload cannot exhaust a worker's memory; the photos beside it are validated and
+    scored."""
     from crack_model.core.uploads import MAX_UPLOAD_BYTES
     from crack_model.quality.batch_validation import validate_batch
     from crack_model.quality.thresholds import ValidationThresholds
