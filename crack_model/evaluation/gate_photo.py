@@ -62,7 +62,7 @@ def photo_level_section(
                                "marked": f"a crack patch is in marked tiles when tiles at or above the tile "
                                          f"threshold cover at least {MARKED_SHARE:.0%} of it"}  # fmt: skip
     try:
-        section["candidate"] = mosaic_check(candidate_scorer, clean, cracks, holdout.store.read, config)
+        section["candidate"] = mosaic_check(candidate_scorer, clean, cracks, holdout.read, config)
     except TooFewPatchesError as error:  # a holdout too small for mosaics: say so, the gate still decides
         log.warning("no photo-level figures for %s %s: %s", name, candidate, error)
         section["skipped"] = str(error)
@@ -75,7 +75,7 @@ def photo_level_section(
     if champion is not None:
         try:
             champion_scorer = load_scorer(f"models:/{name}/{champion}", registry=registry_uri)
-            section["champion"] = mosaic_check(champion_scorer, clean, cracks, holdout.store.read, config)
+            section["champion"] = mosaic_check(champion_scorer, clean, cracks, holdout.read, config)
         except CrackModelError as error:  # the champion's figures are for comparison only
             log.warning("no photo-level figures for the champion %s %s: %s", name, champion, error)
             section["champion_failed"] = str(error)

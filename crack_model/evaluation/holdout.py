@@ -24,6 +24,7 @@ from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, open_store
+from crack_model.core.uploads import read_upload
 from crack_model.data.labeled import LabeledImage, is_image_name
 from crack_model.evaluation.assess import probability_rows
 from crack_model.evaluation.intervals import Outcomes
@@ -48,6 +49,10 @@ class Holdout:
     digest: str
     store: ObjectStore = field(repr=False)
     keys: list[str] = field(repr=False)  # per image: its key in ``store``
+
+    def read(self, key: str) -> bytes:
+        """One holdout image's bytes, within the upload size limit (one over it fails the gate as unreadable)."""
+        return read_upload(self.store, key)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -88,7 +93,7 @@ def holdout_hashes(holdout: Holdout) -> list[str]:
     """SHA-256 of every holdout image's bytes, in the holdout's order."""
 
     def digest(key: str) -> str:
-        return hashlib.sha256(holdout.store.read(key)).hexdigest()
+        return hashlib.sha256(holdout.read(key)).hexdigest()
 
     return list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
 
@@ -168,7 +173,7 @@ def evaluate_on_holdout(scorer: Scorer, holdout: Holdout, *, batch_size: int = 6
     scores = {
         score.key: score
         for score in score_images(
-            holdout.keys, holdout.store.read, scorer, batch_size=batch_size, workers=fetch_threads(holdout.store)
+            holdout.keys, holdout.read, scorer, batch_size=batch_size, workers=fetch_threads(holdout.store)
         )
     }
     failed = [score for score in scores.values() if score.status != "ok"]

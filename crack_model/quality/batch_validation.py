@@ -27,7 +27,14 @@ from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, key_problem
 from crack_model.core.storage import open_store, read_uri, split_uri
-from crack_model.core.uploads import ManifestEntry, UnservableObjectError, list_uploads, read_upload, write_manifest
+from crack_model.core.uploads import (
+    ManifestEntry,
+    UnservableObjectError,
+    list_uploads,
+    read_upload,
+    within_size_limit,
+    write_manifest,
+)
 from crack_model.quality import drift
 from crack_model.quality.data_docs import write_data_docs
 from crack_model.quality.judging import validate_profile
@@ -255,7 +262,8 @@ def load_hashes(uri: str, *, workers: int = 8) -> set[str]:
             raise CrackModelError(f"{uri} has no sha256 column: pass a folder of images or a CSV with sha256")
         return {row["sha256"] for row in rows if row["sha256"]}
     store = open_store(uri)
-    listed = [info for info in store.list("") if not layout.is_marker(info.key)]
+    # One over the upload limit is never read: it cannot be in a labeled pool either, where it is quarantined.
+    listed = [within_size_limit(info) for info in store.list("") if not layout.is_marker(info.key)]
     for info in listed:
         if info.problem:
             log.warning("not hashing %s: %s", info.key, info.problem)
@@ -263,4 +271,4 @@ def load_hashes(uri: str, *, workers: int = 8) -> set[str]:
     if not keys and not (uri.startswith("s3://") or Path(uri).is_dir()):
         raise CrackModelError(f"holdout {uri} is neither a folder, a prefix with objects, nor a .csv")
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-        return set(pool.map(lambda key: hashlib.sha256(store.read(key)).hexdigest(), keys))
+        return set(pool.map(lambda key: hashlib.sha256(read_upload(store, key)).hexdigest(), keys))

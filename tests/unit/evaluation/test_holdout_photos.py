@@ -107,3 +107,22 @@ def test_the_gate_builds_its_mosaics_of_the_holdout_patches_only(tmp_path, model
     assert len(set(seen)) == 60 and not any(key.endswith(".png") for key in seen)  # the 60 patches, no photo
     html = (tmp_path / "store" / "models" / "crack" / "versions" / "det-photo" / "gate_report.html").read_text()
     assert "8 full-size photos are not cut into mosaics" in html
+
+
+def test_a_holdout_image_over_the_size_limit_fails_the_evaluation_unread(tmp_path, models, photos, loaded_keys):
+    """A holdout image over the upload limit (sparse: no disk used) is named as unreadable, never loaded: the gate
+    cannot judge a model on a holdout it cannot read whole."""
+    import shutil
+
+    from crack_model.core.errors import CrackModelError
+    from crack_model.core.uploads import MAX_UPLOAD_BYTES
+
+    root = tmp_path / "holdout"
+    shutil.copytree(photos, root)
+    with (root / "Positive" / "site" / "scan.tif").open("wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)
+    holdout = load_holdout(str(root), ["Negative", "Positive"])
+    unreadable = r"1 holdout image\(s\) could not be scored, e\.g\. Positive/site/scan\.tif: cannot read: too large"
+    with pytest.raises(CrackModelError, match=unreadable):
+        evaluate_on_holdout(load_scorer(models["reachable"], runtime="litert-int8"), holdout)
+    assert not [key for key in loaded_keys if key.endswith("scan.tif")] and len(loaded_keys) == 2 * PHOTOS

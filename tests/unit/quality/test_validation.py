@@ -244,6 +244,21 @@ def test_real_photos_pass_the_incoming_suite_and_files_are_written(tmp_path, rea
     assert not (tmp_path / "quarantine").exists() and quarantined_keys(store, "real") == set()
 
 
+def test_a_holdout_file_over_the_size_limit_is_not_hashed_and_never_read(tmp_path, loaded_keys, caplog):
+    """The overlap check hashes every holdout image; one over the upload limit (sparse: no disk used) is left out
+    with a warning instead of read whole: a labeled photo that size is quarantined, so it overlaps nothing."""
+    from crack_model.core.uploads import MAX_UPLOAD_BYTES
+
+    (tmp_path / "holdout" / "Positive").mkdir(parents=True)
+    (tmp_path / "holdout" / "Positive" / "a.jpg").write_bytes(b"a photo")
+    with (tmp_path / "holdout" / "Positive" / "scan.tif").open("wb") as handle:
+        handle.truncate(MAX_UPLOAD_BYTES + 1)
+
+    assert load_hashes(str(tmp_path / "holdout")) == {hashlib.sha256(b"a photo").hexdigest()}
+    assert loaded_keys == ["Positive/a.jpg"]
+    assert "not hashing Positive/scan.tif: too large" in caplog.text
+
+
 def test_real_pool_passes_the_training_suite(tmp_path, real_files):
     """A labeled pool of real photos with a disjoint holdout passes the training suite."""
     for name in CLASSES:
