@@ -125,11 +125,16 @@ class S3Store:
 
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            with response["Body"] as body:
+            # botocore's StreamingBody itself, not ``with`` (which yields the raw urllib3 stream): its whole read
+            # checks the length and the checksum S3 sent, so a body cut short or corrupted is an error.
+            body = response["Body"]
+            try:
                 size = response["ContentLength"]  # of this GET's body, which cannot grow while it is read
                 if max_bytes is not None and size > max_bytes:  # refused: the body is never read
                     raise ObjectTooLargeError(self.url(key), size, max_bytes)
-                return bytes(body.read())  # read whole, so botocore checks that all of it came
+                return bytes(body.read())
+            finally:
+                body.close()
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise CrackModelError(f"object not found: {self.url(key)}") from None

@@ -24,7 +24,7 @@ from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, open_store
-from crack_model.core.uploads import read_upload
+from crack_model.core.uploads import UnservableObjectError, read_upload
 from crack_model.data.labeled import LabeledImage, is_image_name
 from crack_model.evaluation.assess import probability_rows
 from crack_model.evaluation.intervals import Outcomes
@@ -93,7 +93,10 @@ def holdout_hashes(holdout: Holdout) -> list[str]:
     """SHA-256 of every holdout image's bytes, in the holdout's order."""
 
     def digest(key: str) -> str:
-        return hashlib.sha256(holdout.read(key)).hexdigest()
+        try:
+            return hashlib.sha256(holdout.read(key)).hexdigest()
+        except UnservableObjectError as error:  # e.g. over the size limit: the gate says which image, and why
+            raise CrackModelError(f"holdout image {holdout.store.url(key)} cannot be read: {error}") from None
 
     return list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
 

@@ -270,5 +270,13 @@ def load_hashes(uri: str, *, workers: int = 8) -> set[str]:
     keys = [info.key for info in listed if not info.problem]
     if not keys and not (uri.startswith("s3://") or Path(uri).is_dir()):
         raise CrackModelError(f"holdout {uri} is neither a folder, a prefix with objects, nor a .csv")
+
+    def digest(key: str) -> str | None:
+        try:
+            return hashlib.sha256(read_upload(store, key)).hexdigest()
+        except UnservableObjectError as error:  # replaced by a file over the limit since it was listed
+            log.warning("not hashing %s: %s", key, error)
+            return None
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-        return set(pool.map(lambda key: hashlib.sha256(read_upload(store, key)).hexdigest(), keys))
+        return {found for found in pool.map(digest, keys) if found}

@@ -123,30 +123,45 @@ def test_a_key_shown_in_a_reason_stays_on_one_line():
     assert shown_key("incoming/b/ünï 😀 back\\slash.jpg") == "incoming/b/ünï 😀 back\\slash.jpg"
 
 
-def test_an_s3_body_cut_short_is_a_read_error_not_a_shorter_object(monkeypatch):
-    """A connection cut mid-body must fail the read (a "cannot read" row, retried next run), never hand back the
-    bytes that came as the object: validation would quarantine them as damaged and record their hash."""
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("cut.jpg", r"IncompleteRead\(3 bytes read, 7 more expected\)"),
+        ("corrupted.jpg", r"did not match calculated checksum"),
+    ],
+)
+def test_an_s3_body_cut_short_or_corrupted_is_a_read_error_not_other_bytes(monkeypatch, name, error):
+    """A connection cut mid-body, or bytes that do not match the checksum S3 sent, must fail the read (a "cannot
+    read" row, retried next run), never come back as the object: validation would quarantine them as damaged and
+    record their hash. Checked with and without a size limit."""
+    import base64
+    import zlib
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class CutShort(BaseHTTPRequestHandler):
+    sent = b"0123456789"
+    checksum = base64.b64encode(zlib.crc32(sent).to_bytes(4, "big")).decode()
+
+    class Faulty(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "10")
+            self.send_header("x-amz-checksum-crc32", checksum)
             self.end_headers()
-            self.wfile.write(b"abc")  # then the connection closes: 7 bytes never come
+            # cut: the connection closes after 3 bytes; corrupted: one byte differs from what the checksum says
+            self.wfile.write(sent[:3] if self.path.endswith("cut.jpg") else b"X" + sent[1:])
 
         def log_message(self, *args: object) -> None:
             pass
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-        monkeypatch.setenv(name, value)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    for variable, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(variable, value)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", region_name="us-east-1")
     try:
         for limit in (None, 100):
-            with pytest.raises(Exception, match=r"IncompleteRead\(3 bytes read, 7 more expected\)"):
-                store.read("incoming/b1/a.jpg", max_bytes=limit)
+            with pytest.raises(Exception, match=error):
+                store.read(f"incoming/b1/{name}", max_bytes=limit)
     finally:
         store.client.close()
         server.shutdown()

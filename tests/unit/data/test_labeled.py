@@ -138,6 +138,21 @@ def test_training_reads_a_photo_again_within_the_size_limit(tmp_path, monkeypatc
         uploads.read_photo_uri(str(photo))
 
 
+def test_no_training_or_evaluation_module_reads_a_photo_without_the_size_limit():
+    """``storage.read_uri`` reads an object whole, whatever its size: training, the labeled data and evaluation read
+    photos by URI through ``uploads.read_photo_uri`` instead (a module that imports ``read_uri`` again fails here)."""
+    import ast
+
+    library = Path(__file__).resolve().parents[3] / "crack_model"
+    modules = [*sorted((library / "training").glob("*.py")), *sorted((library / "evaluation").glob("*.py"))]
+    offenders = []
+    for path in [*modules, library / "data" / "labeled.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "read_uri" for alias in node.names):
+                offenders.append(str(path.relative_to(library)))
+    assert len(modules) > 20 and offenders == []
+
+
 def test_a_uri_that_names_no_file_is_unreadable_without_listing_a_store(monkeypatch):
     """A manifest's "/" or "s3://bucket" names no object: it is refused by its key, before the size check would
     list the whole file system or bucket."""

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from crack_model.data.labeled import LabeledImage
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer
-from crack_model.evaluation.holdout import evaluate_on_holdout, load_holdout
+from crack_model.evaluation.holdout import check_not_in_training, evaluate_on_holdout, load_holdout
 from crack_model.serving.scorer import load_scorer
 from tests.gate_models import build_detector, variant
 
@@ -122,7 +122,10 @@ def test_a_holdout_image_over_the_size_limit_fails_the_evaluation_unread(tmp_pat
     with (root / "Positive" / "site" / "scan.tif").open("wb") as handle:
         handle.truncate(MAX_UPLOAD_BYTES + 1)
     holdout = load_holdout(str(root), ["Negative", "Positive"])
+    training = [{"uri": "s3://pool/labeled/Positive/x.jpg", "label": "Positive", "sha256": "0" * 64}]
+    with pytest.raises(CrackModelError, match=r"holdout image \S+/Positive/site/scan\.tif cannot be read: too large"):
+        check_not_in_training(holdout, training, "crack version v1")  # the gate's first read of the holdout
     unreadable = r"1 holdout image\(s\) could not be scored, e\.g\. Positive/site/scan\.tif: cannot read: too large"
     with pytest.raises(CrackModelError, match=unreadable):
         evaluate_on_holdout(load_scorer(models["reachable"], runtime="litert-int8"), holdout)
-    assert not [key for key in loaded_keys if key.endswith("scan.tif")] and len(loaded_keys) == 2 * PHOTOS
+    assert not [key for key in loaded_keys if key.endswith("scan.tif")] and len(loaded_keys) == 2 * 2 * PHOTOS
