@@ -12,7 +12,7 @@ import csv
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +58,10 @@ class LabeledImage:
 class Unreadable:
     uri: str
     reason: str
+
+
+class LabeledPhotoChangedError(CrackModelError):
+    """A labeled photo read again is not the photo training fingerprinted (``read_labeled``)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,38 @@ def fingerprint(image: LabeledImage) -> LabeledImage | Unreadable:
     header = opened.header
     return replace(image, sha256=hashlib.sha256(data).hexdigest(), perceptual_hash=difference_hash(decoded),
                    width=header.width, height=header.height)  # fmt: skip
+
+
+def read_labeled(image: LabeledImage) -> bytes:
+    """A labeled photo's bytes, read again after its fingerprint (features, tiles, seam examples, the photo rule),
+    within the upload size limit.
+
+    Bytes other than the fingerprinted ones raise ``LabeledPhotoChangedError``: the duplicate groups, the split
+    and the photo's tiles were made from those, the model's data manifest records their hash (the gate checks
+    the holdout against it), and the feature cache files the features under it, so a photo replaced since would
+    be learned unrecorded and cached under another photo's name.
+    """
+    data = read_photo_uri(image.uri)
+    if image.sha256 and (now := hashlib.sha256(data).hexdigest()) != image.sha256:
+        raise LabeledPhotoChangedError(
+            f"labeled photo {image.uri} changed while training used it (sha256 {image.sha256[:12]}... when it was "
+            f"checked, {now[:12]}... now): training stops rather than learn from a photo it did not check; "
+            "run it again once the labeled photos stop changing"
+        )
+    return data
+
+
+def labeled_fetch(images: Iterable[LabeledImage]) -> Callable[[str], bytes]:
+    """``read_labeled`` by URI, for the code that fetches by URI (mosaics, seam examples, photo scoring); a URI
+    that is none of ``images`` is refused, unread (it is no photo training checked)."""
+    by_uri = {image.uri: image for image in images}
+
+    def read(uri: str) -> bytes:
+        if uri not in by_uri:
+            raise CrackModelError(f"{uri} is not one of the labeled photos training fingerprinted")
+        return read_labeled(by_uri[uri])
+
+    return read
 
 
 def fingerprint_all(
@@ -297,8 +333,10 @@ def make_dataset(
         raise CrackModelError("cannot build a dataset from zero images")
     size = config.image_size
 
+    read = labeled_fetch(images)
+
     def load(uri: Any) -> np.ndarray:
-        return decode_to_array(read_photo_uri(uri.decode("utf-8")), size)
+        return decode_to_array(read(uri.decode("utf-8")), size)
 
     def load_tensor(uri: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         pixels = tf.numpy_function(load, [uri], tf.uint8, stateful=False)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.uploads import read_photo_uri
+from crack_model.core.uploads import Fetch, read_photo_uri
 from crack_model.data.labeled import NO_SLICE, LabeledImage
 from crack_model.evaluation.metrics import compute_metrics
 from crack_model.serving.inference import ImageScore, score_images
@@ -19,12 +19,12 @@ from crack_model.serving.scorer import Scorer
 
 
 def scored_labeled(
-    scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None
+    scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None, read: Fetch = read_photo_uri
 ) -> dict[str, ImageScore]:
     """Each image's score (probability, and label by the card's photo rule) per URI; unreadable images are an
-    error (labeled data must decode)."""
+    error (labeled data must decode). ``read`` fetches an image by URI (training passes ``labeled_fetch``)."""
     uris = [image.uri for image in images]
-    scores = {score.key: score for score in score_images(uris, read_photo_uri, scorer, batch_size=batch_size)}
+    scores = {score.key: score for score in score_images(uris, read, scorer, batch_size=batch_size)}
     failed = [score for score in scores.values() if score.status != "ok"]
     if failed:
         raise CrackModelError(
@@ -33,9 +33,12 @@ def scored_labeled(
     return scores
 
 
-def score_labeled(scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None) -> dict[str, float]:
+def score_labeled(
+    scorer: Scorer, images: Sequence[LabeledImage], *, batch_size: int | None = None, read: Fetch = read_photo_uri
+) -> dict[str, float]:
     """Crack probability (a photo's highest tile) per image URI."""
-    return {key: float(score.crack_probability or 0.0) for key, score in scored_labeled(scorer, images).items()}
+    scored = scored_labeled(scorer, images, batch_size=batch_size, read=read)
+    return {key: float(score.crack_probability or 0.0) for key, score in scored.items()}
 
 
 def probability_rows(crack_probability: np.ndarray, class_names: Sequence[str], crack_class: str) -> np.ndarray:

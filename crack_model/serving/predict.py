@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectTooLargeError, read_within
+from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
 from crack_model.data.labeled import is_image_name
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.scorer import Scorer
@@ -42,14 +46,35 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
     return found
 
 
-def predict_files(scorer: Scorer, files: Iterable[str], *, batch_size: int | None = None) -> Iterator[ImageScore]:
-    def fetch(path: str) -> bytes:
+def read_image_file(path: str) -> bytes:
+    """A regular file's bytes, within the upload size limit: a file named on the command line may be a pipe,
+    a device (``/dev/zero`` never ends) or a giant, and each is that file's row, not a hang or a full memory."""
+    try:
+        _require_regular_file(path, os.stat(path).st_mode)  # before opening: opening a device can act on it
+        # O_NONBLOCK: a file swapped for a named pipe since is opened without waiting for a writer
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise CrackModelError(f"{path}: {error.strerror or error}") from None
+    with os.fdopen(handle, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        _require_regular_file(path, info.st_mode)
+        os.set_blocking(stream.fileno(), True)
         try:
-            return Path(path).read_bytes()
+            return read_within(stream, info.st_size, MAX_UPLOAD_BYTES, path)
+        except ObjectTooLargeError as error:
+            raise CrackModelError(size_problem(error.size) or str(error)) from None
         except OSError as error:
-            raise CrackModelError(f"{path}: {error.strerror}") from None
+            raise CrackModelError(f"{path}: {error.strerror or error}") from None
 
-    return score_images(files, fetch, scorer, batch_size=batch_size)
+
+def _require_regular_file(path: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise CrackModelError(f"{path} is {what}: pass image files")
+
+
+def predict_files(scorer: Scorer, files: Iterable[str], *, batch_size: int | None = None) -> Iterator[ImageScore]:
+    return score_images(files, read_image_file, scorer, batch_size=batch_size)
 
 
 def prediction_row(score: ImageScore, scorer: Scorer) -> dict[str, object]:

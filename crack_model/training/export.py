@@ -15,8 +15,7 @@ import numpy as np
 
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_PREFERENCE, ModelCard
-from crack_model.core.uploads import read_photo_uri
-from crack_model.data.labeled import LabeledImage
+from crack_model.data.labeled import LabeledImage, labeled_fetch, read_labeled
 from crack_model.evaluation.assess import score_labeled
 from crack_model.serving.runtimes import export_litert
 from crack_model.serving.scorer import load_scorer
@@ -46,10 +45,11 @@ def compare_runtimes(model_dir: Path, images: Sequence[LabeledImage], runtimes: 
     """Score ``images`` with Keras and each runtime; label agreement and max probability gap."""
     keras_scorer = load_scorer(model_dir, runtime="keras")
     threshold = keras_scorer.card.threshold
-    reference = score_labeled(keras_scorer, images)
+    read = labeled_fetch(images)  # the images as training fingerprinted them, or an error
+    reference = score_labeled(keras_scorer, images, read=read)
     checks = []
     for name in runtimes:
-        scores = score_labeled(load_scorer(model_dir, runtime=name), images)
+        scores = score_labeled(load_scorer(model_dir, runtime=name), images, read=read)
         expected = np.array([reference[image.uri] for image in images])
         actual = np.array([scores[image.uri] for image in images])
         checks.append(
@@ -85,7 +85,7 @@ def export_model(
     chosen = list(calibration)[::step][:calibration_limit]
 
     def representative() -> list[np.ndarray]:
-        return [decode_to_array(read_photo_uri(image.uri), card.image_size) for image in chosen]
+        return [decode_to_array(read_labeled(image), card.image_size) for image in chosen]
 
     written = export_litert(model, model_dir, representative_images=lambda: iter(representative()))
     checks = compare_runtimes(model_dir, check, list(written))

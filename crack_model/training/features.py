@@ -23,8 +23,7 @@ import numpy as np
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.imaging import decode_to_array
-from crack_model.core.uploads import read_photo_uri
-from crack_model.data.labeled import LabeledImage, label_indices
+from crack_model.data.labeled import LabeledImage, label_indices, read_labeled
 from crack_model.serving.runtimes import LiteRTRuntime
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import add_head, build_augmentation, get_base, head_layers
@@ -147,7 +146,7 @@ def cached_features(
     pixels = np.zeros((batch_size, size, size, 3), dtype=np.float32)
 
     def decode(index: int) -> tuple[int, np.ndarray]:
-        return index, decode_to_array(read_photo_uri(images[index].uri), size)
+        return index, decode_to_array(read_labeled(images[index]), size)
 
     def store(entries: list[tuple[str, int, np.ndarray]]) -> None:
         for sha256, view, vector in entries:

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
-from crack_model.core.uploads import read_photo_uri
-from crack_model.data.labeled import LabeledImage, Split
-from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, TooFewPatchesError, plan_mosaics
+from crack_model.data.labeled import LabeledImage, Split, labeled_fetch
+from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, Read, TooFewPatchesError, plan_mosaics
 from crack_model.evaluation.photo_calibration import (
     PhotoSize,
     choose_photo_rule,
@@ -61,19 +60,19 @@ def _no_rule(reason: str) -> dict[str, Any]:
     return {"skipped": f"validation split: {reason}; photos are labeled by their highest tile"}
 
 
-def _score(model_dir: Path, runtimes: list[str], plans: list[MosaicPlan]) -> dict[str, list[ScoredMosaic]]:
+def _score(model_dir: Path, runtimes: list[str], plans: list[MosaicPlan], read: Read) -> dict[str, list[ScoredMosaic]]:
     scored = {}
     for runtime in runtimes:  # one runtime loaded at a time
         log.info("scoring %d validation mosaics with %s for the photo rule", len(plans), runtime)
-        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read_photo_uri)
+        scored[runtime] = score_mosaics(load_scorer(model_dir, runtime), plans, read)
     return scored
 
 
-def _score_photos(model_dir: Path, runtimes: list[str], photos: dict[str, bool]) -> dict[str, list[Scored]]:
+def _score_photos(model_dir: Path, runtimes: list[str], photos: dict[str, bool], read: Read) -> dict[str, list[Scored]]:
     scored: dict[str, list[Scored]] = {}
     for runtime in runtimes:
         log.info("scoring %d labeled validation photos with %s for the photo rule", len(photos), runtime)
-        scored[runtime] = list(score_photos(load_scorer(model_dir, runtime), photos, read_photo_uri))
+        scored[runtime] = list(score_photos(load_scorer(model_dir, runtime), photos, read))
     return scored
 
 
@@ -104,7 +103,13 @@ def calibration_runtimes(model_dir: Path, card: ModelCard) -> list[str]:
 
 
 def _calibration_mosaics(
-    model_dir: Path, runtimes: list[str], card: ModelCard, clean: list[str], cracks: list[str], config: MosaicConfig
+    model_dir: Path,
+    runtimes: list[str],
+    card: ModelCard,
+    clean: list[str],
+    cracks: list[str],
+    config: MosaicConfig,
+    read: Read,
 ) -> tuple[list[MosaicPlan], dict[str, list[ScoredMosaic]], dict[str, Any]]:
     """The validation mosaics scored with each runtime, planned again without any crack-like clean patch.
 
@@ -113,7 +118,7 @@ def _calibration_mosaics(
         CrackModelError: a mosaic could not be scored.
     """
     plans = plan_mosaics(clean, cracks, config)
-    scored = _score(model_dir, runtimes, plans)
+    scored = _score(model_dir, runtimes, plans, read)
     left_out = crack_like_clean([m for mosaics in scored.values() for m in mosaics], card.threshold, card.tile_size)
     if left_out["note"]:
         log.info("photo rule: %s", left_out["note"])
@@ -122,7 +127,7 @@ def _calibration_mosaics(
             log.warning("clean validation patch %s is labeled crack wherever it is put (median tile %.4f; "
                         "mislabeled?): left out of the photo rule's clean mosaics", key, median)  # fmt: skip
         plans = plan_mosaics([key for key in clean if key not in left_out["patches"]], cracks, config)
-        scored = _score(model_dir, runtimes, plans)
+        scored = _score(model_dir, runtimes, plans, read)
     return plans, scored, left_out
 
 
@@ -148,15 +153,16 @@ def fit_photo_rule(
     clean, cracks = _patches(split.validation, card.crack_class)
     photos = {image.uri: image.label == card.crack_class for image in labeled_photos}
     both_classes = len(set(photos.values())) == 2  # a rule needs a clean photo to stay above and a crack to find
+    read = labeled_fetch([*split.validation, *split.test, *labeled_photos])  # the photos as fingerprinted, or an error
     try:
-        plans, mosaics, left_out = _calibration_mosaics(model_dir, runtimes, card, clean, cracks, config)
+        plans, mosaics, left_out = _calibration_mosaics(model_dir, runtimes, card, clean, cracks, config, read)
     except TooFewPatchesError as error:
         if not both_classes:  # the photos could have made up for the patches, had they held both classes
             held = f", and its {len(photos)} labeled photos are all {labeled_photos[0].label}" if photos else ""
             return _no_rule(f"{error}{held}")
         log.info("photo rule from the %d labeled validation photos alone: no mosaics (%s)", len(photos), error)
         plans, mosaics, left_out = [], {runtime: [] for runtime in runtimes}, {"patches": {}, "note": None}
-    scored_photos = _score_photos(model_dir, runtimes, photos) if photos else {}
+    scored_photos = _score_photos(model_dir, runtimes, photos, read) if photos else {}
     everything = {runtime: [*mosaics[runtime], *scored_photos.get(runtime, [])] for runtime in runtimes}
     photos_left_out = _crack_like_photos(everything, card.threshold) if scored_photos else {"photos": {}, "note": None}
     scored = {runtime: [p for p in scores if not is_left_out(p, photos_left_out["photos"])]
@@ -171,7 +177,7 @@ def fit_photo_rule(
     chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaic_record,
                                 "labeled_photos": len(photos), **choice.record, "tail": tail,
                                 "crack_like_clean": left_out, "crack_like_photos": photos_left_out}  # fmt: skip
-    test = _test_check(model_dir, runtimes[0], chosen, split.test, config) if split.test else None
+    test = _test_check(model_dir, runtimes[0], chosen, split.test, config, read) if split.test else None
     chosen.save(model_dir)
     log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
@@ -197,7 +203,7 @@ def fit_photo_rule(
 
 
 def _test_check(model_dir: Path, runtime: str, chosen: ModelCard, test: list[LabeledImage],
-                config: MosaicConfig) -> dict[str, Any]:  # fmt: skip
+                config: MosaicConfig, read: Read) -> dict[str, Any]:  # fmt: skip
     """The check on the test split's mosaics with the chosen rule, before the card is saved.
 
     Too few test patches skip the check (named); a patch that cannot be scored fails the step, as in
@@ -207,6 +213,6 @@ def _test_check(model_dir: Path, runtime: str, chosen: ModelCard, test: list[Lab
                           seed=config.seed + 1)  # fmt: skip
     scorer = replace(load_scorer(model_dir, runtime), card=chosen)
     try:
-        return mosaic_check(scorer, *_patches(test, chosen.crack_class), read_photo_uri, test_config)
+        return mosaic_check(scorer, *_patches(test, chosen.crack_class), read, test_config)
     except TooFewPatchesError as error:
         return {"skipped": f"test split: {error}"}

@@ -35,8 +35,7 @@ from PIL import Image
 
 from crack_model.core.imaging import open_image
 from crack_model.core.tiling import Box, TileConfig, cut_tiles, fit_to_tile_budget, pad_to_fit, tile_boxes, tile_count
-from crack_model.core.uploads import read_photo_uri
-from crack_model.data.labeled import LabeledImage
+from crack_model.data.labeled import LabeledImage, read_labeled
 from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
 
 log = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ class PhotoTiles:
     def _cut(self, photo: LabeledImage) -> tuple[Image.Image, list[Box]]:
         """The photo at the size scoring tiles it at (inference.prepare), and its tile boxes."""
         fit = fit_to_tile_budget(photo.width, photo.height, self.tiles)
-        picture = pad_to_fit(open_image(read_photo_uri(photo.uri), size=fit.scaled), fit)
+        picture = pad_to_fit(open_image(read_labeled(photo), size=fit.scaled), fit)
         return picture, tile_boxes(picture.width, picture.height, self.tiles)
 
     def _probabilities(self, picture: Image.Image, boxes: list[Box], predict: Predict) -> np.ndarray:

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crack_model.core.uploads import read_photo_uri
-from crack_model.data.labeled import LabeledImage
+from crack_model.data.labeled import LabeledImage, labeled_fetch
 from crack_model.evaluation.mosaics import MosaicPlan, PatchLoader, render_mosaic
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def seam_examples(
         by_cell[(image.slice, image.label == crack_class)].append(image.uri)
     labels = {image.label == crack_class: image.label for image in images}
     rng = np.random.default_rng(seed)
-    patches = PatchLoader(read_photo_uri, tile_size)
+    patches = PatchLoader(labeled_fetch(images), tile_size)
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
     for slice_name, is_crack in sorted(by_cell):

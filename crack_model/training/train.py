@@ -16,9 +16,16 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, ModelCard, git_commit, new_version
 from crack_model.core.tiling import TileConfig
-from crack_model.core.uploads import read_photo_uri
 from crack_model.data.balance import balance_weights, cell_shares
-from crack_model.data.labeled import LabeledImage, Split, load_labeled, make_dataset, split_images, write_split_manifest
+from crack_model.data.labeled import (
+    LabeledImage,
+    Split,
+    load_labeled,
+    make_dataset,
+    read_labeled,
+    split_images,
+    write_split_manifest,
+)
 from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics, misclassified
 from crack_model.evaluation.mosaics import MosaicConfig
 from crack_model.serving.photo_decision import PhotoRule
@@ -321,7 +328,7 @@ def save_example_figures(
     """A grid of example training images, and one image augmented repeatedly."""
 
     chosen = [images[index] for index in np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)]
-    pixels = [decode_to_array(read_photo_uri(image.uri), data_config.image_size) for image in chosen]
+    pixels = [decode_to_array(read_labeled(image), data_config.image_size) for image in chosen]
     written = {"examples": save_image_grid(pixels, [image.label for image in chosen], output_dir / "examples.png")}
     augmentation = build_augmentation(model_config, seed=data_config.seed)
     views = [np.asarray(augmentation(pixels[0][None].astype("float32"), training=True)[0]) for _ in range(9)]

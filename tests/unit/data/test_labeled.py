@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -138,19 +139,58 @@ def test_training_reads_a_photo_again_within_the_size_limit(tmp_path, monkeypatc
         uploads.read_photo_uri(str(photo))
 
 
+def test_a_labeled_photo_replaced_after_its_fingerprint_is_refused_when_read_again(tmp_path):
+    """Training reads a photo again long after it fingerprinted and checked it (duplicates, holdout overlap):
+    other bytes by then are an error naming the photo and what to do, not a photo learned unchecked. The
+    same bytes, and an image never fingerprinted (no sha256), read as they are."""
+    from crack_model.data.labeled import LabeledPhotoChangedError, labeled_fetch, read_labeled
+
+    images = load_labeled(_labeled_folder(tmp_path), DataConfig())
+    replaced, other = images[0], images[-1]
+    assert read_labeled(replaced) == Path(replaced.uri).read_bytes()
+    Path(replaced.uri).write_bytes(Path(other.uri).read_bytes())  # a valid photo, just another one
+    uri, old = re.escape(replaced.uri), replaced.sha256[:12]
+    message = rf"labeled photo {uri} changed while training used it \(sha256 {old}\.\.\. "
+    with pytest.raises(LabeledPhotoChangedError, match=message + r".*run it again once the labeled photos stop"):
+        read_labeled(replaced)
+    read = labeled_fetch(images)
+    with pytest.raises(LabeledPhotoChangedError, match=message):
+        read(replaced.uri)
+    assert read(other.uri) == Path(other.uri).read_bytes()
+    assert read_labeled(LabeledImage(replaced.uri, replaced.label)) == Path(other.uri).read_bytes()
+    with pytest.raises(
+        CrackModelError, match=r"elsewhere\.jpg is not one of the labeled photos training fingerprinted"
+    ):
+        read(str(tmp_path / "elsewhere.jpg"))
+
+
+def test_a_dataset_stops_on_a_photo_replaced_after_its_fingerprint(tmp_path):
+    """The full-network path (no feature cache) decodes in tf.data: a replaced photo stops it, named."""
+    images = load_labeled(_labeled_folder(tmp_path), DataConfig())
+    config = DataConfig(image_size=32, batch_size=4)
+    assert sum(len(labels) for _, labels in make_dataset(images, config)) == len(images)
+    Path(images[5].uri).write_bytes(Path(images[6].uri).read_bytes())
+    with pytest.raises(Exception, match=rf"labeled photo {re.escape(images[5].uri)} changed while training used it"):
+        list(make_dataset(images, config))
+
+
 def test_no_training_or_evaluation_module_reads_a_photo_without_the_size_limit():
     """``storage.read_uri`` reads an object whole, whatever its size: training, the labeled data and evaluation read
-    photos by URI through ``uploads.read_photo_uri`` instead (a module that imports ``read_uri`` again fails here)."""
+    photos by URI through ``uploads.read_photo_uri`` instead (a module that imports ``read_uri`` again fails here),
+    and training through ``labeled.read_labeled``, which also checks the photo is the one it fingerprinted."""
     import ast
 
     library = Path(__file__).resolve().parents[3] / "crack_model"
-    modules = [*sorted((library / "training").glob("*.py")), *sorted((library / "evaluation").glob("*.py"))]
+    training = sorted((library / "training").glob("*.py"))
+    modules = [*training, *sorted((library / "evaluation").glob("*.py"))]
     offenders = []
     for path in [*modules, library / "data" / "labeled.py"]:
+        # training reads a photo through data.labeled.read_labeled, which also checks it is the photo fingerprinted
+        forbidden = {"read_uri", "read_photo_uri"} if path in training else {"read_uri"}
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and any(alias.name == "read_uri" for alias in node.names):
+            if isinstance(node, ast.ImportFrom) and any(alias.name in forbidden for alias in node.names):
                 offenders.append(str(path.relative_to(library)))
-    assert len(modules) > 20 and offenders == []
+    assert len(training) > 8 and len(modules) > 20 and offenders == []
 
 
 def test_a_uri_that_names_no_file_is_unreadable_without_listing_a_store(monkeypatch):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +41,29 @@ def test_cached_features_equal_a_fresh_forward_pass(synth_data, tmp_path):
     assert np.array_equal(warm, cold)
     # augmented views differ from the plain image
     assert np.linalg.norm(cold[1] - cold[0]) > 1e-3 * np.linalg.norm(cold[0])
+
+
+def test_a_photo_replaced_before_its_features_stops_and_is_never_cached_under_its_old_hash(synth_data, tmp_path):
+    """Features are cached under the fingerprint's sha256: a photo replaced between its fingerprint and the
+    feature pass stops it with the photo named, and no feature of the new bytes is filed under the old hash
+    (a later run with the old photo, or a copy of it, would read them back as its own)."""
+    import shutil
+
+    from crack_model.data.labeled import LabeledPhotoChangedError
+
+    folder = tmp_path / "data"
+    shutil.copytree(synth_data, folder)
+    labeled = load_labeled(folder, CONFIG)
+    images = [*labeled[:8], *labeled[-8:]]  # both classes, two batches of 8
+    replaced = images[10]  # in the second batch: the first one's features are cached before it is read
+    Path(replaced.uri).write_bytes(Path(images[0].uri).read_bytes())  # the other class's photo, in place
+    assert replaced.label != images[0].label
+    classifier = build_classifier(CONFIG, MODEL)
+    cache = FeatureCache(tmp_path / "cache", base_fingerprint(get_base(classifier), 64))
+    with pytest.raises(LabeledPhotoChangedError, match=f"labeled photo {re.escape(replaced.uri)} changed"):
+        cached_features(images, 2, feature_extractor(classifier), build_augmentation(MODEL, seed=1), cache, CONFIG)
+    assert all(cache.get(replaced.sha256, view) is None for view in (0, 1))
+    assert cache.get(images[1].sha256, 0) is not None  # the cache was being written: the check above is not vacuous
 
 
 def test_fingerprint_follows_the_base_weights():
