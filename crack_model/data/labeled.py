@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -309,6 +311,33 @@ def write_split_manifest(split: Split, path: Path) -> None:
 
 def label_indices(images: Iterable[LabeledImage], class_names: Sequence[str]) -> list[int]:
     return [class_names.index(image.label) for image in images]
+
+
+# tf.data runs make_dataset's reads in TensorFlow ops, whose error says "...: <ExceptionName>: <message>\nTraceback"
+_CARRIED_ERROR = re.compile(r": (\w+): (.+?)\nTraceback \(most recent call last\)", re.DOTALL)
+
+
+@contextmanager
+def dataset_errors() -> Iterator[None]:
+    """Around code that runs ``make_dataset``'s pipelines: a library error raised while tf.data reads a photo
+    (a photo changed or gone since its fingerprint, a read cut short) is raised again as ``CrackModelError`` with
+    its own message, one line naming the photo, instead of the TensorFlow error that carries it."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        carried = _CARRIED_ERROR.search(error.message)
+        if carried and carried.group(1) in _library_error_names(CrackModelError):
+            raise CrackModelError(carried.group(2)) from error
+        raise
+
+
+def _library_error_names(base: type[Exception]) -> set[str]:
+    names = {base.__name__}
+    for subclass in base.__subclasses__():
+        names |= _library_error_names(subclass)
+    return names
 
 
 def make_dataset(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crack_model.data.labeled import dataset_errors
+
 
 def compile_and_fit(
     model: Any,
@@ -27,7 +29,8 @@ def compile_and_fit(
             keras.metrics.Recall(class_id=crack_index, name="crack_recall"),
         ],
     )
-    history = model.fit(
-        train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
-    )  # the tf.data pipeline shuffles
+    with dataset_errors():  # a photo that cannot be read again: one line naming it, not a TensorFlow traceback
+        history = model.fit(
+            train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+        )  # the tf.data pipeline shuffles
     return {name: [float(value) for value in values] for name, values in history.history.items()}

@@ -20,6 +20,7 @@ from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import (
     LabeledImage,
     Split,
+    dataset_errors,
     load_labeled,
     make_dataset,
     read_labeled,
@@ -58,7 +59,8 @@ def set_seeds(seed: int) -> None:
 
 def predict_probabilities(model: Any, images: list[LabeledImage], config: DataConfig) -> np.ndarray:
     dataset = make_dataset(images, config, cache=False).map(lambda pixels, _label: pixels)
-    return np.asarray(model.predict(dataset, verbose=0))
+    with dataset_errors():
+        return np.asarray(model.predict(dataset, verbose=0))
 
 
 def train(

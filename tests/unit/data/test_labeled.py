@@ -174,6 +174,24 @@ def test_a_dataset_stops_on_a_photo_replaced_after_its_fingerprint(tmp_path):
         list(make_dataset(images, config))
 
 
+def test_a_library_error_inside_tf_data_comes_back_as_one_line(tmp_path):
+    """TensorFlow carries an error raised while tf.data reads a photo inside one of its own, with a traceback:
+    ``dataset_errors`` raises the library's again (what the CLI prints as ``crack-model: error: ...``), and
+    leaves TensorFlow's own errors alone."""
+    import tensorflow as tf
+
+    from crack_model.data.labeled import dataset_errors
+
+    images = load_labeled(_labeled_folder(tmp_path), DataConfig())
+    Path(images[3].uri).unlink()
+    with pytest.raises(CrackModelError) as raised, dataset_errors():
+        list(make_dataset(images, DataConfig(image_size=32, batch_size=4)))
+    assert type(raised.value) is CrackModelError
+    assert re.fullmatch(rf"object not found: .*{re.escape(Path(images[3].uri).name)}", str(raised.value))
+    with pytest.raises(tf.errors.InvalidArgumentError), dataset_errors():
+        tf.reshape(tf.zeros(3), (2,))
+
+
 def test_no_training_or_evaluation_module_reads_a_photo_without_the_size_limit():
     """``storage.read_uri`` reads an object whole, whatever its size: training, the labeled data and evaluation read
     photos by URI through ``uploads.read_photo_uri`` instead (a module that imports ``read_uri`` again fails here),

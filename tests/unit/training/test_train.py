@@ -102,3 +102,26 @@ def test_evaluate_cli_on_the_test_split(trained_model, tmp_path):
     assert evaluated["images"] == saved["images"]
     assert evaluated["accuracy"] == saved["accuracy"]
     assert evaluated["crack_recall"] == saved["crack_recall"]
+
+
+def test_fitting_on_a_photo_gone_since_its_fingerprint_stops_with_one_line_naming_it(tmp_path):
+    """Training without the feature cache reads photos in tf.data: one that is gone by then ends the fit with
+    the library's error naming it (``crack-model: error: ...``), not a TensorFlow traceback."""
+    import re
+
+    import keras
+    import pytest
+
+    from crack_model.core.config import DataConfig
+    from crack_model.core.errors import CrackModelError
+    from crack_model.data.labeled import load_labeled, make_dataset
+    from crack_model.data.synth import generate_dataset
+    from crack_model.training.fitting import compile_and_fit
+
+    generate_dataset(tmp_path, 6, size=48, seed=3)
+    images = load_labeled(tmp_path, DataConfig())
+    config = DataConfig(image_size=32, batch_size=4)
+    Path(images[7].uri).unlink()
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")])
+    with pytest.raises(CrackModelError, match=rf"^object not found: .*{re.escape(Path(images[7].uri).name)}$"):
+        compile_and_fit(model, make_dataset(images, config), None, 1, 0.001, [], 0, 1)
