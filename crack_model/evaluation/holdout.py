@@ -49,10 +49,25 @@ class Holdout:
     digest: str
     store: ObjectStore = field(repr=False)
     keys: list[str] = field(repr=False)  # per image: its key in ``store``
+    # key -> SHA-256, once ``holdout_hashes`` has read the images: what the overlap check passed
+    checked: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, key: str) -> bytes:
-        """One holdout image's bytes, within the upload size limit (one over it fails the gate as unreadable)."""
-        return read_upload(self.store, key)
+        """One holdout image's bytes, within the upload size limit (one over it fails the gate as unreadable).
+
+        Once the overlap check has hashed the images, other bytes are refused: a holdout image replaced during
+        the gate could be a training image, and the candidate and the champion would be graded on different
+        photos.
+        """
+        data = read_upload(self.store, key)
+        expected = self.checked.get(key)
+        if expected and (now := hashlib.sha256(data).hexdigest()) != expected:
+            raise CrackModelError(
+                f"holdout image {self.store.url(key)} changed during the gate (sha256 {expected[:12]}... when it "
+                f"was checked against the training data, {now[:12]}... now); run the gate again once the holdout "
+                "stops changing"
+            )
+        return data
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -90,7 +105,8 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
 
 
 def holdout_hashes(holdout: Holdout) -> list[str]:
-    """SHA-256 of every holdout image's bytes, in the holdout's order."""
+    """SHA-256 of every holdout image's bytes, in the holdout's order; later reads must match them
+    (``Holdout.read``)."""
 
     def digest(key: str) -> str:
         try:
@@ -98,7 +114,9 @@ def holdout_hashes(holdout: Holdout) -> list[str]:
         except UnservableObjectError as error:  # e.g. over the size limit: the gate says which image, and why
             raise CrackModelError(f"holdout image {holdout.store.url(key)} cannot be read: {error}") from None
 
-    return list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
+    hashes = list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
+    holdout.checked.update(zip(holdout.keys, hashes, strict=True))
+    return hashes
 
 
 def check_not_in_training(holdout: Holdout, training: Sequence[Mapping[str, str]] | None, model: str) -> str | None:

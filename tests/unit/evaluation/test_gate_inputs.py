@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 
 import pytest
@@ -86,3 +87,30 @@ def test_a_holdout_sharing_images_with_the_training_data_is_refused(tmp_path, de
     assert report.document["holdout"]["images"] == 57
     assert report.decision == PROMOTE
     assert any("1 of the 3 training images" in note and "by location only" in note for note in report.notes)
+
+
+def test_a_holdout_image_replaced_after_the_overlap_check_stops_the_gate(tmp_path, detector, holdout, monkeypatch):  # noqa: F811
+    """The overlap check hashes the holdout, then the models are scored on it: an image replaced in between (it
+    could be a training image, and the champion could be graded on other bytes than the candidate) stops the
+    gate, naming it, and no report is stored."""
+    from crack_model.evaluation import gate
+
+    copy = tmp_path / "holdout"
+    shutil.copytree(holdout, copy)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"uri,label,sha256\ns3://pool/labeled/Positive/x.jpg,Positive,{'0' * 64}\n")
+    registry = Registry(tmp_path / "store")
+    registry.register(variant(detector, tmp_path / "det", "det-swap"), "crack", data_manifest=manifest)
+    listed = load_holdout(str(copy), CLASSES)
+    swapped = copy / listed.keys[0]
+    real_check = gate.check_not_in_training
+
+    def check_then_swap(*args, **kwargs):
+        note = real_check(*args, **kwargs)
+        swapped.write_bytes((copy / listed.keys[-1]).read_bytes())  # another holdout photo, in its place
+        return note
+
+    monkeypatch.setattr(gate, "check_not_in_training", check_then_swap)
+    with pytest.raises(CrackModelError, match=rf"holdout image \S+{re.escape(listed.keys[0])} changed during the gate"):
+        run_gate(registry, "crack", "det-swap", str(copy), policy(), promote=True)
+    assert registry.gate_report("crack", "det-swap") is None and registry.aliases("crack").get("champion") is None
