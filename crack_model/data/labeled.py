@@ -313,23 +313,27 @@ def label_indices(images: Iterable[LabeledImage], class_names: Sequence[str]) ->
     return [class_names.index(image.label) for image in images]
 
 
-# tf.data runs make_dataset's reads in TensorFlow ops, whose error says "...: <ExceptionName>: <message>\nTraceback"
-_CARRIED_ERROR = re.compile(r": (\w+): (.+?)\nTraceback \(most recent call last\)", re.DOTALL)
+# tf.data runs make_dataset's reads in TensorFlow ops, whose error message carries the Python exception as
+# "... <ExceptionName>: <message>\nTraceback (most recent call last): ..." (after ": " or "}} ", by the map kind)
+_TRACEBACK = "\nTraceback (most recent call last)"
+_EXCEPTION_NAME = re.compile(r"(?<![\w.])(\w+): ")
 
 
 @contextmanager
 def dataset_errors() -> Iterator[None]:
     """Around code that runs ``make_dataset``'s pipelines: a library error raised while tf.data reads a photo
     (a photo changed or gone since its fingerprint, a read cut short) is raised again as ``CrackModelError`` with
-    its own message, one line naming the photo, instead of the TensorFlow error that carries it."""
+    its own message, one line naming the photo, instead of the TensorFlow error that carries it (chained)."""
     import tensorflow as tf
 
     try:
         yield
     except tf.errors.OpError as error:
-        carried = _CARRIED_ERROR.search(error.message)
-        if carried and carried.group(1) in _library_error_names(CrackModelError):
-            raise CrackModelError(carried.group(2)) from error
+        head = error.message.split(_TRACEBACK, 1)[0] if _TRACEBACK in error.message else ""
+        names = _library_error_names(CrackModelError)
+        for found in _EXCEPTION_NAME.finditer(head):
+            if found.group(1) in names:
+                raise CrackModelError(head[found.end() :]) from error
         raise
 
 

@@ -367,6 +367,7 @@ def _evaluate(
     body["photo_level"] = photo_level_section(opened.uri, name, candidate_version, champion_version, holdout_set,
                                               body["approved_runtimes"],
                                               photos=candidate.photo_keys(holdout_set))  # fmt: skip
+    holdout_set.raise_if_changed()  # also one a runtime's or a mosaic's failure took in: no report on it
     add_checks(body, photo_floor_checks(body["photo_level"], policy))
     photo_note = photo_level_note(body["photo_level"])
     body["notes"] = [*notes, *body["notes"], *([photo_note] if photo_note else [])]

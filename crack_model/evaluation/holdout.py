@@ -39,6 +39,10 @@ READ_WORKERS = 8
 OVERLAP_EXAMPLES = 3
 
 
+class HoldoutChangedError(CrackModelError):
+    """A holdout image read again during the gate is not the image first read."""
+
+
 @dataclass(frozen=True)
 class Holdout:
     """Labeled images below ``<uri>/<class>/[<slice>/]...``, in a fixed order."""
@@ -49,25 +53,36 @@ class Holdout:
     digest: str
     store: ObjectStore = field(repr=False)
     keys: list[str] = field(repr=False)  # per image: its key in ``store``
-    # key -> SHA-256, once ``holdout_hashes`` has read the images: what the overlap check passed
-    checked: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # key -> SHA-256 of the bytes first read (by the overlap check, else the first scoring), and the images read
+    # as other bytes since, with why: every model is graded on the images first read
+    pinned: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    changed: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, key: str) -> bytes:
         """One holdout image's bytes, within the upload size limit (one over it fails the gate as unreadable).
 
-        Once the overlap check has hashed the images, other bytes are refused: a holdout image replaced during
-        the gate could be a training image, and the candidate and the champion would be graded on different
-        photos.
+        Bytes other than those first read are refused (``HoldoutChangedError``, and kept in ``changed``): an
+        image replaced during the gate could be a training image the overlap check never saw, and the
+        candidate, its runtimes and the champion would be graded on different photos.
         """
         data = read_upload(self.store, key)
-        expected = self.checked.get(key)
-        if expected and (now := hashlib.sha256(data).hexdigest()) != expected:
-            raise CrackModelError(
-                f"holdout image {self.store.url(key)} changed during the gate (sha256 {expected[:12]}... when it "
-                f"was checked against the training data, {now[:12]}... now); run the gate again once the holdout "
-                "stops changing"
+        now = hashlib.sha256(data).hexdigest()
+        first = self.pinned.setdefault(key, now)
+        if now != first:
+            self.changed[key] = (
+                f"holdout image {self.store.url(key)} changed during the gate (sha256 {first[:12]}... when first "
+                f"read, {now[:12]}... now): every model must be graded on the same images; run the gate again "
+                "once the holdout stops changing"
             )
+            raise HoldoutChangedError(self.changed[key])
         return data
+
+    def raise_if_changed(self) -> None:
+        """``HoldoutChangedError`` if any image read so far changed, even where its error was taken as a
+        runtime's or a mosaic's failure: the gate must then decide nothing."""
+        if self.changed:
+            more = f" ({len(self.changed) - 1} more image(s) changed too)" if len(self.changed) > 1 else ""
+            raise HoldoutChangedError(next(iter(self.changed.values())) + more)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -110,13 +125,12 @@ def holdout_hashes(holdout: Holdout) -> list[str]:
 
     def digest(key: str) -> str:
         try:
-            return hashlib.sha256(holdout.read(key)).hexdigest()
+            holdout.read(key)
+            return holdout.pinned[key]
         except UnservableObjectError as error:  # e.g. over the size limit: the gate says which image, and why
             raise CrackModelError(f"holdout image {holdout.store.url(key)} cannot be read: {error}") from None
 
-    hashes = list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
-    holdout.checked.update(zip(holdout.keys, hashes, strict=True))
-    return hashes
+    return list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
 
 
 def check_not_in_training(holdout: Holdout, training: Sequence[Mapping[str, str]] | None, model: str) -> str | None:
@@ -197,6 +211,7 @@ def evaluate_on_holdout(scorer: Scorer, holdout: Holdout, *, batch_size: int = 6
             holdout.keys, holdout.read, scorer, batch_size=batch_size, workers=fetch_threads(holdout.store)
         )
     }
+    holdout.raise_if_changed()
     failed = [score for score in scores.values() if score.status != "ok"]
     if failed:
         example = f"{failed[0].key}: {failed[0].error}"

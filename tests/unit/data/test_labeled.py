@@ -191,6 +191,17 @@ def test_a_library_error_inside_tf_data_comes_back_as_one_line(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError), dataset_errors():
         tf.reshape(tf.zeros(3), (2,))
 
+    def fail(value):  # raised inside a plain (not parallel) map: TensorFlow words its error differently
+        raise (CrackModelError if value > 1 else ValueError)(f"photo {value}: unreadable")
+
+    def mapped(values: list[int]) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(values).map(lambda v: tf.numpy_function(fail, [v], tf.int64))
+
+    with pytest.raises(CrackModelError, match=r"^photo 2: unreadable$"), dataset_errors():
+        list(mapped([2]))
+    with pytest.raises(tf.errors.OpError, match="ValueError: photo 1: unreadable"), dataset_errors():
+        list(mapped([1]))  # not the library's: TensorFlow's error, as it was
+
 
 def test_no_training_or_evaluation_module_reads_a_photo_without_the_size_limit():
     """``storage.read_uri`` reads an object whole, whatever its size: training, the labeled data and evaluation read

@@ -114,3 +114,29 @@ def test_a_holdout_image_replaced_after_the_overlap_check_stops_the_gate(tmp_pat
     with pytest.raises(CrackModelError, match=rf"holdout image \S+{re.escape(listed.keys[0])} changed during the gate"):
         run_gate(registry, "crack", "det-swap", str(copy), policy(), promote=True)
     assert registry.gate_report("crack", "det-swap") is None and registry.aliases("crack").get("champion") is None
+
+
+def test_a_holdout_image_replaced_while_a_runtime_scores_it_stops_the_gate(tmp_path, detector, holdout, monkeypatch):  # noqa: F811
+    """Without a training manifest nothing is hashed up front: the candidate's scoring pins what it read. An
+    image replaced before the LiteRT runtimes score it fails their scoring, which the gate would take as a
+    broken export and decide on; it stops the gate instead, and no report is stored."""
+    from crack_model.evaluation import gate
+
+    copy = tmp_path / "holdout"
+    shutil.copytree(holdout, copy)
+    registry = Registry(tmp_path / "store")
+    registry.register(variant(detector, tmp_path / "det", "det-swap"), "crack")
+    listed = load_holdout(str(copy), CLASSES)
+    real_evaluate, evaluated = gate.evaluate_on_holdout, []
+
+    def evaluate_then_swap(scorer, holdout_set, **kwargs):
+        evaluated.append(scorer.runtime.name)
+        result = real_evaluate(scorer, holdout_set, **kwargs)
+        (copy / listed.keys[1]).write_bytes((copy / listed.keys[-1]).read_bytes())  # after the candidate's scoring
+        return result
+
+    monkeypatch.setattr(gate, "evaluate_on_holdout", evaluate_then_swap)
+    with pytest.raises(CrackModelError, match=rf"holdout image \S+{re.escape(listed.keys[1])} changed during the gate"):
+        run_gate(registry, "crack", "det-swap", str(copy), policy(), promote=True)
+    assert evaluated[0] == "keras" and len(evaluated) >= 2  # a runtime scored after the swap
+    assert registry.gate_report("crack", "det-swap") is None and registry.aliases("crack").get("champion") is None
