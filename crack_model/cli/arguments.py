@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
@@ -27,6 +28,28 @@ SEAM_SHARE_HELP = (
     f"(default: {TrainConfig.seam_share}; 0: none)"
 )
 HIDDEN_UNITS_HELP = f"units of a hidden ReLU layer in the head (default: {ModelConfig.hidden_units}; 0: a linear head)"
+
+
+def add_augmentation_options(parser: argparse.ArgumentParser) -> None:
+    """The augmentation levers of ``ModelConfig`` (flips and rotations are always on; --no-augment: none)."""
+    for name, what in (("zoom", "zoomed in or out"), ("brightness", "made brighter or darker"),
+                       ("contrast", "given more or less contrast")):  # fmt: skip
+        default = getattr(ModelConfig, f"{name}_factor")
+        help_text = f"augmented views are {what} by up to this fraction (default: {default}; 0: off)"
+        parser.add_argument(f"--{name}-factor", type=fraction, default=default, help=help_text)
+
+
+def model_config_from(args: argparse.Namespace, **fields: Any) -> ModelConfig:
+    """A ModelConfig with ``add_augmentation_options``'s flags and ``fields``."""
+    return ModelConfig(zoom_factor=args.zoom_factor, brightness_factor=args.brightness_factor,
+                       contrast_factor=args.contrast_factor, **fields)  # fmt: skip
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
+    return value
 
 
 def share(text: str) -> float:

@@ -12,9 +12,11 @@ from typing import Any
 from crack_model.cli.arguments import (
     HIDDEN_UNITS_HELP,
     SEAM_SHARE_HELP,
+    add_augmentation_options,
     add_data_options,
     class_names,
     data_config_from,
+    model_config_from,
     non_negative_int,
     positive_int,
     probability,
@@ -64,7 +66,11 @@ def add_train_command(commands: Any) -> None:
         default=0.99,
         help="lower the threshold until validation crack recall reaches this (default: 0.99)",
     )
-    train.add_argument("--no-augment", action="store_true", help="train without random flips and rotations")
+    train.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train without augmentation (flips, rotations, zoom, brightness, contrast)",
+    )
     train.add_argument(
         "--skip-unreadable", action="store_true", help="skip images that fail to decode instead of stopping"
     )
@@ -79,13 +85,14 @@ def add_train_command(commands: Any) -> None:
     train.add_argument(
         "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
     )
+    add_augmentation_options(train)
     train.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
     data_config = data_config_from(args)
-    model_config = ModelConfig(
-        alpha=args.alpha, weights=args.weights, augment=not args.no_augment, hidden_units=args.hidden_units
+    model_config = model_config_from(
+        args, alpha=args.alpha, weights=args.weights, augment=not args.no_augment, hidden_units=args.hidden_units
     )
     train_config = TrainConfig(
         epochs=args.epochs,
@@ -159,6 +166,7 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument(
         "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
     )
+    add_augmentation_options(recipe)
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -212,7 +220,7 @@ def run_cross_validation(args: argparse.Namespace) -> int:
                                crack_weight=args.crack_weight, target_recall=args.target_recall,
                                seam_share=args.seam_share)  # fmt: skip
     options: dict[str, Any] = {
-        "model_config": ModelConfig(weights=args.weights, hidden_units=args.hidden_units),
+        "model_config": model_config_from(args, weights=args.weights, hidden_units=args.hidden_units),
         "train_config": train_config, "folds": args.cv,
         "feature_cache_dir": args.feature_cache, "augmented_views": args.augmented_views,
     }  # fmt: skip

@@ -3,7 +3,8 @@
 With the base frozen, almost all training time is the base's forward pass, and it gives
 the same answer every epoch. Each image's pooled base features are stored once, keyed by
 the image's content hash and a fingerprint of the base (weights, width, input size), for
-the plain image (view 0) and a fixed number of augmented views. Training the head on cached
+the plain image (view 0) and a fixed number of augmented views (also keyed by the augmentation
+drawn: views of another augmentation are computed anew, not reused). Training the head on cached
 features takes seconds; a retraining run that reuses most of the pool only computes the
 new images.
 """
@@ -26,7 +27,7 @@ from crack_model.core.imaging import decode_to_array
 from crack_model.data.labeled import LabeledImage, label_indices, read_labeled
 from crack_model.serving.runtimes import LiteRTRuntime
 from crack_model.training.fitting import compile_and_fit
-from crack_model.training.model import add_head, build_augmentation, get_base, head_layers
+from crack_model.training.model import add_head, augmentation_key, build_augmentation, get_base, head_layers
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,19 @@ def base_fingerprint(base: Any, image_size: int) -> str:
 
 
 class FeatureCache:
-    """``<directory>/<base fingerprint>/<sha[:2]>/<sha>-v<view>.npy`` files of float32 vectors."""
+    """``<directory>/<base fingerprint>/<sha[:2]>/<sha>-v<view>[-<augmentation>].npy`` files of float32 vectors.
 
-    def __init__(self, directory: Path, fingerprint: str) -> None:
+    View 0 is the plain image; ``augmentation`` (``augmentation_key``) names what the augmented views were drawn
+    with, so that a recipe with another augmentation never trains on them.
+    """
+
+    def __init__(self, directory: Path, fingerprint: str, augmentation: str = "") -> None:
         self.root = Path(directory) / fingerprint
+        self.augmentation = augmentation
 
     def _path(self, sha256: str, view: int) -> Path:
-        return self.root / sha256[:2] / f"{sha256}-v{view}.npy"
+        suffix = f"-{self.augmentation}" if view and self.augmentation else ""
+        return self.root / sha256[:2] / f"{sha256}-v{view}{suffix}.npy"
 
     def get(self, sha256: str, view: int) -> np.ndarray | None:
         path = self._path(sha256, view)
@@ -206,7 +213,8 @@ def fit_head_on_features(
     import keras
     import tensorflow as tf
 
-    cache = FeatureCache(cache_dir, base_fingerprint(get_base(classifier), data_config.image_size))
+    cache = FeatureCache(cache_dir, base_fingerprint(get_base(classifier), data_config.image_size),
+                         augmentation_key(model_config))  # fmt: skip
     extractor = feature_extractor(classifier)
     augmentation = build_augmentation(model_config, seed=data_config.seed)
     views = 1 + (augmented_views if model_config.augment else 0)

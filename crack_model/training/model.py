@@ -106,17 +106,28 @@ def head_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def build_augmentation(model_config: ModelConfig, seed: int | None = None) -> keras.Sequential:
-    """Random flips and rotations; concrete has no up or left."""
+    """Random flips and rotations (concrete has no up or left), zoom (no fixed distance), brightness and contrast."""
     import keras
     from keras import layers
 
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal_and_vertical", seed=seed),
-            layers.RandomRotation(model_config.rotation_factor, fill_mode="reflect", seed=seed),
-        ],
-        name="augmentation",
-    )
+    steps = [
+        layers.RandomFlip("horizontal_and_vertical", seed=seed),
+        layers.RandomRotation(model_config.rotation_factor, fill_mode="reflect", seed=seed),
+    ]
+    if model_config.zoom_factor > 0:
+        steps.append(layers.RandomZoom(model_config.zoom_factor, fill_mode="reflect", seed=seed))
+    if model_config.brightness_factor > 0:  # on 0..255 pixels, MobileNetV2's preprocessing comes after
+        steps.append(layers.RandomBrightness(model_config.brightness_factor, seed=seed))
+    if model_config.contrast_factor > 0:
+        steps.append(layers.RandomContrast(model_config.contrast_factor, seed=seed))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def augmentation_key(model_config: ModelConfig) -> str:
+    """Names what ``build_augmentation`` draws, so that cached augmented views of one never stand in for another's."""
+    config = model_config
+    return (f"rot{config.rotation_factor:g}-zoom{config.zoom_factor:g}-bri{config.brightness_factor:g}"
+            f"-con{config.contrast_factor:g}")  # fmt: skip
 
 
 def build_training_model(classifier: keras.Model, augmentation: keras.Model | None) -> keras.Model:

@@ -55,6 +55,23 @@ def test_bad_numbers_are_usage_errors():
     assert stopped.value.code == 2
 
 
+def test_augmentation_flags_reach_the_model_config_and_are_checked():
+    """--zoom-factor, --brightness-factor and --contrast-factor on train and evaluate --cv; 1 or more is refused."""
+    from crack_model.cli.arguments import model_config_from
+    from crack_model.core.config import ModelConfig
+
+    parser = build_parser()
+    assert model_config_from(parser.parse_args(["train", "--data", "d", "--out", "o"])) == ModelConfig()
+    chosen = parser.parse_args(["evaluate", "--cv", "5", "--data", "d", "--zoom-factor", "0", "--brightness-factor",
+                                "0.2", "--contrast-factor", "0.3"])  # fmt: skip
+    assert model_config_from(chosen, hidden_units=8) == ModelConfig(zoom_factor=0, brightness_factor=0.2,
+                                                                    contrast_factor=0.3, hidden_units=8)  # fmt: skip
+    for flag in ("--zoom-factor", "--brightness-factor", "--contrast-factor"):
+        with pytest.raises(SystemExit) as stopped:
+            parser.parse_args(["train", "--data", "d", "--out", "o", flag, "1"])
+        assert stopped.value.code == 2
+
+
 @pytest.mark.slow
 def test_repeated_cross_validation_prints_each_seed_and_the_images_wrong(tmp_path, synth_data, capsys):
     """evaluate --cv 2 --repeats 2: one pooled row per seed, their sums, and every image wrong in any seed."""

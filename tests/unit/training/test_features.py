@@ -13,7 +13,7 @@ from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.data.labeled import load_labeled
 from crack_model.evaluation.assess import read_split_manifest
 from crack_model.training.features import FeatureCache, base_fingerprint, cached_features, feature_extractor
-from crack_model.training.model import build_augmentation, build_classifier, get_base
+from crack_model.training.model import augmentation_key, build_augmentation, build_classifier, get_base
 
 CONFIG = DataConfig(image_size=64, batch_size=8)
 MODEL = ModelConfig(weights="none", alpha=0.35)
@@ -64,6 +64,28 @@ def test_a_photo_replaced_before_its_features_stops_and_is_never_cached_under_it
         cached_features(images, 2, feature_extractor(classifier), build_augmentation(MODEL, seed=1), cache, CONFIG)
     assert all(cache.get(replaced.sha256, view) is None for view in (0, 1))
     assert cache.get(images[1].sha256, 0) is not None  # the cache was being written: the check above is not vacuous
+
+
+def test_augmented_views_are_cached_per_augmentation_and_the_plain_view_is_shared(synth_data, tmp_path):
+    """Views drawn with another augmentation (say, a new zoom) are computed anew, never read back as its own."""
+    images = load_labeled(synth_data, CONFIG)[:6]
+    classifier = build_classifier(CONFIG, MODEL)
+    extractor = feature_extractor(classifier)
+    fingerprint = base_fingerprint(get_base(classifier), 64)
+    plain = ModelConfig(weights="none", alpha=0.35, zoom_factor=0.0)
+    zoomed = ModelConfig(weights="none", alpha=0.35, zoom_factor=0.5)
+
+    def features(config: ModelConfig) -> tuple[np.ndarray, int]:
+        cache = FeatureCache(tmp_path, fingerprint, augmentation_key(config))
+        return cached_features(images, 2, extractor, build_augmentation(config, seed=1), cache, CONFIG)
+
+    first, computed = features(plain)
+    assert computed == 12
+    second, computed = features(zoomed)
+    assert computed == 6  # the augmented views only
+    assert np.array_equal(second[0], first[0])
+    assert np.linalg.norm(second[1] - first[1]) > 1e-3 * np.linalg.norm(first[1])
+    assert features(plain)[1] == 0 and features(zoomed)[1] == 0
 
 
 def test_fingerprint_follows_the_base_weights():

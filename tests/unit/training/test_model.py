@@ -8,6 +8,7 @@ import pytest
 from crack_model.core.config import DataConfig, ModelConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.training.model import (
+    augmentation_key,
     build_augmentation,
     build_classifier,
     build_training_model,
@@ -61,13 +62,42 @@ def test_unfreezing_top_layers_keeps_batchnorm_frozen():
 
 
 def test_augmentation_changes_images_only_in_training(classifier):
-    """Flips and rotations act while training and are the identity when scoring."""
+    """Augmentation acts while training and is the identity when scoring."""
     augmentation = build_augmentation(TINY, seed=1)
     image = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
     assert np.allclose(augmentation(image, training=False), image)
     assert not np.allclose(augmentation(image, training=True), image)
     wrapped = build_training_model(classifier, augmentation)
     assert wrapped.output_shape == (None, 2)
+
+
+def test_zoom_brightness_and_contrast_act_as_configured_and_are_off_at_zero():
+    """Zoomed views show the surface nearer and further (a ramp gets flatter and steeper), brightness and
+    contrast move the pixel values; each lever set to 0 leaves its part alone."""
+    ramp = np.tile(np.linspace(0, 255, 32, dtype="float32")[None, :, None], (32, 1, 3))
+    images = np.repeat(ramp[None], 16, axis=0)
+    still = {"weights": "none", "rotation_factor": 0.0, "zoom_factor": 0.0, "brightness_factor": 0.0,
+             "contrast_factor": 0.0}  # fmt: skip
+
+    def augmented(**levers: float) -> np.ndarray:
+        return np.asarray(build_augmentation(ModelConfig(**{**still, **levers}), seed=3)(images, training=True))
+
+    def steepness(views: np.ndarray) -> np.ndarray:
+        return np.abs(np.diff(views[:, 8:24, 8:24, 0], axis=2)).mean(axis=(1, 2))  # flips keep it
+
+    plain = augmented()
+    assert np.allclose(steepness(plain), 255 / 31, rtol=0.02)
+    zoomed = steepness(augmented(zoom_factor=0.5)) / (255 / 31)
+    assert zoomed.max() > 1.1 and zoomed.min() < 0.9  # further away and nearer
+    brightened = augmented(brightness_factor=0.5).mean(axis=(1, 2, 3))
+    assert np.ptp(brightened) > 20
+    contrasted = augmented(contrast_factor=0.5)
+    assert np.ptp(contrasted.std(axis=(1, 2, 3))) > 5
+    keys = {augmentation_key(ModelConfig(**{**still, name: 0.5})) for name in
+            ("zoom_factor", "brightness_factor", "contrast_factor", "rotation_factor")}  # fmt: skip
+    assert len(keys | {augmentation_key(ModelConfig(**still))}) == 5
+    with pytest.raises(ValueError, match="zoom_factor must be in"):
+        ModelConfig(zoom_factor=1.0)
 
 
 def test_weights_options():
