@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,19 @@ def seam_of(seam_share: float | None) -> float:
     return TrainConfig().seam_share if seam_share is None else seam_share
 
 
+def model_config(zoom_factor: float | None) -> Any:
+    """The default recipe's model, zoomed as asked (``--zoom-factor``; None: the default's zoom)."""
+    from crack_model.core.config import ModelConfig
+
+    config = ModelConfig(weights=WEIGHTS)
+    return config if zoom_factor is None else replace(config, zoom_factor=zoom_factor)
+
+
 def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]],
                 work: Path, cache: Path, views: int, epochs: int, balance: float,
                 fine_tune_layers: int = 0, crack_weight: float = 1.0,
-                seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
-    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+                seam_share: float | None = None, zoom_factor: float | None = None) -> dict[str, Any]:  # fmt: skip
+    from crack_model.core.config import DataConfig, TrainConfig
     from crack_model.training.train import train
 
     pool = work / f"pool-{count}"
@@ -120,7 +129,7 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
     lay_out(metu_pool, pool, METU_SLICE)
     lay_out(site_pool, pool, SITE_SLICE)
     started = time.perf_counter()
-    run = train(pool, work / f"model-{count}", DataConfig(), ModelConfig(weights=WEIGHTS),
+    run = train(pool, work / f"model-{count}", DataConfig(), model_config(zoom_factor),
                 TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
                             crack_weight=crack_weight, seam_share=seam_of(seam_share)), verbose=0,
                 export_runtimes=False, photo_mosaics=None,  # patch figures only: the photo step costs minutes
@@ -246,7 +255,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['epochs']} epochs max, {results['views']} augmented views, "
         f"slice balance {results['slice_balance']}, crack weight {results.get('crack_weight', 1.0)}, "
         f"fine-tuned base layers {results.get('fine_tune_layers', 0)}, "
-        f"seam share {results.get('seam_share', 0.0)}.",
+        f"seam share {results.get('seam_share', 0.0)}, zoom factor {results.get('zoom_factor', 0.0)}.",
     ]
     if results["curve"]:
         lines += [
@@ -311,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crack-weight", type=float, default=1.0, help="TrainConfig.crack_weight (default: 1)")
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
     parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
+    parser.add_argument("--zoom-factor", type=float, help="ModelConfig.zoom_factor of the curve (default: 0.3)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
     parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
     parser.add_argument("--cv-site-photos", type=int, default=100, help="site photos in the --cv pool (default: 100)")
@@ -321,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench-adaptation")
     parser.add_argument("--cache", type=Path, default=cache_root() / "features")
     args = parser.parse_args(argv)
+    if args.zoom_factor is not None and (args.gate or args.cv):
+        parser.error("--zoom-factor applies to the curve (--sizes) only: --gate and --cv train the default recipe")
 
     config = DataConfig()
     metu = load_labeled(SAMPLE, config)
@@ -351,12 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         "views": args.views, "epochs": args.epochs, "seed": args.seed, "slice_balance": args.slice_balance,
         "fine_tune_layers": args.fine_tune_layers, "crack_weight": args.crack_weight,
         "seam_share": seam_of(args.seam_share),
+        "zoom_factor": model_config(args.zoom_factor).zoom_factor,
         "curve": [],
     }  # fmt: skip
     for count in args.sizes:
         point = curve_point(count, metu_pool, pick_site_photos(groups, count), evaluation, args.work, args.cache,
                             args.views, args.epochs, args.slice_balance, args.fine_tune_layers,
-                            args.crack_weight, args.seam_share)  # fmt: skip
+                            args.crack_weight, args.seam_share, args.zoom_factor)  # fmt: skip
         print(json.dumps(point))
         results["curve"].append(point)
     if args.gate:

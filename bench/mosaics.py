@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,34 @@ def markdown(results: dict[str, Any]) -> str:
             for run in results["runs"]
         ),
         f"A crack patch is in marked tiles when {results['runs'][0]['marked_share_definition']}.",
+        *culprits(results["runs"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def culprits(runs: list[dict[str, Any]], shown: int = 8) -> list[str]:
+    """Per runtime, over its seeds: the clean patches under the most false alarms' highest tiles, and the
+    crack patches of missed mosaics (photo_check.py names them per run)."""
+    lines = []
+    for runtime in dict.fromkeys(run["runtime"] for run in runs):
+        mine = [run for run in runs if run["runtime"] == runtime and "false_alarm_patches" in run]
+        under: Counter[str] = Counter()
+        for run in mine:
+            under.update(run["false_alarm_patches"])
+        missed = sorted({key for run in mine for key in run["missed_crack_patches"]})
+        if not under and not missed:
+            continue
+        alarms = sum(run["false_alarms"] for run in mine)
+        named = ", ".join(f"`{short(key)}` {count} of {alarms}" for key, count in under.most_common(shown))
+        cracks = ", ".join(f"`{short(key)}`" for key in missed)
+        lines.append(f"{runtime}: clean patches under the false alarms' highest tiles: {named or 'none'}; "
+                     f"crack patches of missed crack photos: {cracks or 'none'}.")  # fmt: skip
+    return ["", *lines] if lines else []
+
+
+def short(key: str) -> str:
+    """A patch's class folder and file name: enough to find it in the data set."""
+    return "/".join(Path(key).parts[-2:])
 
 
 def totals(runs: list[dict[str, Any]]) -> list[str]:

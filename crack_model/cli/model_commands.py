@@ -26,9 +26,10 @@ from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import TileConfig
+from crack_model.core.uploads import Fetch, read_photo_uri
 from crack_model.data.labeled import fingerprint_all, load_labeled
 from crack_model.data.synth import generate_dataset
-from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest
+from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest, recorded_fetch
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
 from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
 from crack_model.training.export import export_model
@@ -178,12 +179,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not args.model:
         raise CrackModelError("evaluate needs --model (or --cv K to cross-validate the training recipe on --data)")
     scorer = load_scorer(args.model, runtime=args.runtime)
+    read: Fetch = read_photo_uri
     if args.split:
-        images = read_split_manifest(fetch_model_dir(args.model) / "split.csv", args.split)
+        manifest = fetch_model_dir(args.model) / "split.csv"
+        images = read_split_manifest(manifest, args.split)
+        read = recorded_fetch(images, manifest)
     else:
         config = DataConfig(class_names=tuple(scorer.card.class_names), crack_class=scorer.card.crack_class)
         images = load_labeled(args.data, config, progress=not args.quiet)
-    metrics = evaluate_scorer(scorer, images, threshold=args.threshold)
+    metrics = evaluate_scorer(scorer, images, threshold=args.threshold, read=read)
     print(
         f"model {metrics['model_version']} ({metrics['runtime']}) on {metrics['images']} images, "
         f"threshold {metrics['threshold']:.4f}"

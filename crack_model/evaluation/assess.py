@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -51,8 +52,30 @@ def probability_rows(crack_probability: np.ndarray, class_names: Sequence[str], 
     return rows
 
 
+def recorded_fetch(images: Sequence[LabeledImage], manifest: Path) -> Fetch:
+    """Read the images of a ``split.csv`` as it recorded them: other bytes under a recorded URI are an error.
+
+    A test image replaced since training would give figures of images the model's test split never
+    held, printed as its test figures; the error names the image (one row of the scoring, which
+    ``scored_labeled`` turns into the command's error).
+    """
+    recorded = {image.uri: image.sha256 for image in images}
+
+    def read(uri: str) -> bytes:
+        data = read_photo_uri(uri)
+        expected = recorded.get(uri)
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise CrackModelError(
+                f"{uri} is not the image {manifest} recorded (sha256 {expected[:12]}...): it changed since the "
+                "model was trained, so these would not be the split's figures; evaluate the folder with --data instead"
+            )
+        return data
+
+    return read
+
+
 def evaluate_scorer(
-    scorer: Scorer, images: Sequence[LabeledImage], *, threshold: float | None = None
+    scorer: Scorer, images: Sequence[LabeledImage], *, threshold: float | None = None, read: Fetch = read_photo_uri
 ) -> dict[str, Any]:
     """Metrics of the model (with its own threshold unless given) on labeled images.
 
@@ -67,7 +90,7 @@ def evaluate_scorer(
     unknown = sorted({image.label for image in images} - set(card.class_names))
     if unknown:
         raise CrackModelError(f"labels {unknown} are not classes of model {card.version} ({card.class_names})")
-    by_uri = scored_labeled(scorer, images)
+    by_uri = scored_labeled(scorer, images, read=read)
     probability = np.array([float(by_uri[image.uri].crack_probability or 0.0) for image in images])
     metrics = compute_metrics(
         [image.label for image in images],

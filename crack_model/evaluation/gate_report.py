@@ -150,6 +150,12 @@ def _photo_level(report: Mapping[str, Any]) -> dict[str, Any] | None:
             f" The holdout's {section['photos_left_out']} full-size photos are not cut into mosaics: the holdout"
             " figures above label them by the photo rule."
         )
+    for role in ("candidate", "champion"):
+        under = (section.get(role) or {}).get("false_alarm_patches")
+        if under:  # one ambiguous patch recurs in about half the mosaics: what to look at first
+            key, count = next(iter(under.items()))
+            caption += (f" The {role}'s false alarms lie most on {key} ({count} of "
+                        f"{section[role]['false_alarms']}).")  # fmt: skip
     floors = report.get("policy", {}).get("photo_floors")
     if floors:  # what gates, beside the bar that is only reported
         caption += (

@@ -11,7 +11,11 @@ one scoring pass serves the figures of several rules (calibration, before/after)
   (``MARKED_SHARE``) lies inside tiles at or above the tile threshold, the tiles an overlay marks
   (of ``crack_patches``; counted in every crack mosaic, found or not);
 * ``max_rule``: the same mosaics labeled the old way (highest tile at or above the tile threshold),
-  for before/after.
+  for before/after;
+* ``false_alarm_patches``: the clean patches under each false alarm's highest tile, with how many
+  false alarms each lies under, most first; and ``missed_crack_patches``, the crack patches of the
+  crack mosaics not found. A patch recurs in about half the mosaics of a 150-patch pool, so one
+  patch the model nearly labels crack can raise most of a set's false alarms: these name it.
 
 The bar of issue 11 (at most 1 false alarm in 40 clean mosaics, every crack mosaic found, at
 least 90 % of crack patches in marked tiles) is ``BAR``; ``meets_bar`` scales it to the counts.
@@ -20,6 +24,7 @@ least 90 % of crack patches in marked tiles) is ``BAR``; ``meets_bar`` scales it
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -31,7 +36,7 @@ from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import Box
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, PatchLoader, Read, mosaic_bytes, plan_mosaics
 from crack_model.serving.inference import score_images
-from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
+from crack_model.serving.photo_decision import PhotoRule, overlap, photo_is_crack
 from crack_model.serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -121,6 +126,25 @@ def marked_share(crack_box: Box, boxes: Sequence[Box], probabilities: Sequence[f
     return float(covered.mean()) if covered.size else 0.0
 
 
+def under_highest_tile(mosaic: ScoredMosaic, cell_size: int) -> list[str]:
+    """The patches whose cells the mosaic's highest tile covers (up to four: a tile may straddle seams)."""
+    highest = mosaic.boxes[int(np.argmax(mosaic.probabilities))]
+    plan = mosaic.plan
+    return [key for cell, key in enumerate(plan.keys)
+            if overlap(highest, plan.cell_box(cell // plan.columns, cell % plan.columns, cell_size))]  # fmt: skip
+
+
+def _culprits(scored: Sequence[ScoredMosaic], said: Mapping[str, bool], cell_size: int) -> dict[str, Any]:
+    """``false_alarm_patches`` and ``missed_crack_patches`` (module docstring)."""
+    under = Counter(key for mosaic in scored if not mosaic.has_cracks and said[mosaic.plan.name]
+                    for key in under_highest_tile(mosaic, cell_size))  # fmt: skip
+    missed = sorted({mosaic.plan.keys[row * mosaic.plan.columns + column]
+                     for mosaic in scored if mosaic.has_cracks and not said[mosaic.plan.name]
+                     for row, column in mosaic.plan.crack_cells})  # fmt: skip
+    return {"false_alarm_patches": dict(sorted(under.items(), key=lambda item: (-item[1], item[0]))),
+            "missed_crack_patches": missed}  # fmt: skip
+
+
 def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, Any]:
     """The check's figures for mosaics labeled by ``card``'s photo rule (see the module docstring)."""
     rule = PhotoRule.of(card)
@@ -157,6 +181,7 @@ def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, 
         },
         # the same rule with its threshold held at the calibrated photos' (what the rise changes on these photos)
         "without_rise": photo_counts(scored, replace(rule, calibrated_tiles=None)),
+        **_culprits(scored, said, card.tile_size),
     }
     figures["meets_bar"] = meets_bar(figures)
     return figures

@@ -22,6 +22,7 @@ def test_the_retraining_recipe_on_the_real_sample(metu_sample, imagenet_weights,
     measured so far (at most 4 false alarms, at most one crack photo missed; labeling by the highest
     tile had 20 to 33), and README reports the bar over more photos (`python -m bench.mosaics`).
     """
+    from crack_model.evaluation.assess import read_split_manifest
     from crack_model.training.train import train
 
     run = train(metu_sample, tmp_path / "model", DataConfig(), ModelConfig(weights=imagenet_weights),
@@ -37,5 +38,11 @@ def test_the_retraining_recipe_on_the_real_sample(metu_sample, imagenet_weights,
                                              "crack_patches", "crack_patches_in_marked_tiles")}  # fmt: skip
     assert photos["clean_mosaics"] == photos["crack_mosaics"] == 40 and photos["tiles_per_mosaic"] == 154, figures
     assert photos["false_alarms"] <= 4, figures
+    # every false alarm's highest tile lies on one to four clean test patches, and the figures name them
+    under = photos["false_alarm_patches"]
+    assert photos["false_alarms"] <= sum(under.values()) <= 4 * photos["false_alarms"], under
+    clean_test = {image.uri for image in read_split_manifest(run.output_dir / "split.csv", "test")
+                  if image.label != run.card.crack_class}  # fmt: skip
+    assert set(under) <= clean_test, under
     assert photos["found"] >= 39, figures
     assert photos["crack_patches_in_marked_tiles"] >= 0.9 * photos["crack_patches"], figures

@@ -210,6 +210,12 @@ def test_the_photo_level_section_shows_candidate_and_champion_before_and_after()
         "<td>80 of 81</td><td>yes</td><td>19 / 40</td></tr>"
     ) in page
     assert "<td>champion (litert-int8)</td><td>highest tile &gt;= 0.5000</td><td>19 of 40</td>" in page
+    assert "false alarms lie most on" not in page  # figures from before they named patches
+    report["photo_level"]["champion"]["false_alarm_patches"] = {"holdout/Negative/<b>stain</b>.jpg": 12, "b.jpg": 3}
+    page = render_gate_html(report)
+    named = "The champion&#39;s false alarms lie most on holdout/Negative/&lt;b&gt;stain&lt;/b&gt;.jpg (12 of 19)."
+    assert named in page
+    assert "candidate&#39;s false alarms" not in page
     rule = "highest tile >= 0.8570 (up to 40 tiles; +0.70 log-odds per e-fold more)"
     risen = photo_figures("litert-int8", rule, 0, 9)
     risen["rule"].update(for_these_photos="highest tile >= 0.9321", calibrated_tiles=40)  # smaller than these

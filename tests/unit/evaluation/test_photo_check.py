@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from crack_model.evaluation.photo_check import (
     mosaic_check,
     photo_figures,
     threshold_rose,
+    under_highest_tile,
 )
 from crack_model.serving.photo_decision import PhotoRule, overlap, photo_is_crack
 
@@ -326,6 +328,28 @@ def test_figures_count_crack_patches_in_marked_tiles_and_the_bar():
     assert meets_bar(bar)
     assert not meets_bar({**bar, "false_alarms": 2}) and not meets_bar({**bar, "found": 39})
     assert not meets_bar({**bar, "crack_patches_in_marked_tiles": 71})
+
+
+def test_the_figures_name_the_patches_under_false_alarms_and_in_missed_crack_mosaics():
+    """A patch under two false alarms' highest tiles is named first; a missed crack mosaic names its crack patch."""
+
+    def clean_with_hot_patch(name: str, hot: dict[int, float]) -> ScoredMosaic:
+        made = mosaic(name, hot)
+        return replace(made, plan=replace(made.plan, keys=("hot-patch", *made.plan.keys[1:])))
+
+    scored = [
+        clean_with_hot_patch("a", {tile(0, 0): 0.9}),  # the corner tile covers cell 0 alone
+        clean_with_hot_patch("b", {tile(0, 1): 0.95}),  # the next straddles cells 0 and 1
+        clean_with_hot_patch("c", {tile(0, 0): 0.3}),  # below the rule: no false alarm, not counted
+        *cracks(0.99),
+        mosaic("crack-missed", {}, ((4, 4),)),
+    ]
+    figures = photo_figures(scored, ModelCard(version="v", threshold=0.5, photo_threshold=0.8))
+    assert (figures["false_alarms"], figures["found"]) == (2, 1)
+    assert figures["false_alarm_patches"] == {"hot-patch": 2, "b/1": 1}
+    assert list(figures["false_alarm_patches"]) == ["hot-patch", "b/1"]  # most false alarms first
+    assert figures["missed_crack_patches"] == ["crack-missed/44"]
+    assert under_highest_tile(scored[1], CELL) == ["hot-patch", "b/1"]
 
 
 def test_figures_apply_the_risen_threshold_and_show_what_it_changed():

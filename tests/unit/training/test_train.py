@@ -104,6 +104,31 @@ def test_evaluate_cli_on_the_test_split(trained_model, tmp_path):
     assert evaluated["crack_recall"] == saved["crack_recall"]
 
 
+def test_evaluate_on_the_test_split_refuses_an_image_changed_since_training(trained_model, tmp_path):
+    """A test image whose bytes are not the ones split.csv recorded stops evaluate --split test, named: its
+    figures would be printed as the test split's."""
+    import csv
+    import shutil
+
+    from tests.conftest import run_cli
+
+    model = shutil.copytree(trained_model.output_dir, tmp_path / "model")
+    with open(model / "split.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    changed = next(row for row in rows if row["split"] == "test")
+    changed["sha256"] = "0" * 64  # as if the image at that URI had been replaced since
+    with open(model / "split.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    result = run_cli("evaluate", "--model", str(model), "--split", "test", "--out", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert changed["uri"] in result.stderr and "changed since the model was trained" in result.stderr, result.stderr
+    assert "--data" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 def test_fitting_on_a_photo_gone_since_its_fingerprint_stops_with_one_line_naming_it(tmp_path):
     """Training without the feature cache reads photos in tf.data: one that is gone by then ends the fit with
     the library's error naming it (``crack-model: error: ...``), not a TensorFlow traceback."""
