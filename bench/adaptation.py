@@ -146,7 +146,7 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
 def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]], work: Path,
              epochs: int, views: int, balance: float, fine_tune_layers: int = 0,
              crack_weight: float = 1.0, dag: bool = False,
-             seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
+             seam_share: float | None = None, zoom_factor: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated.
 
     With ``dag``, each step is a run of the crack_retraining DAG; else ``crack-model retrain`` (the same steps).
@@ -159,7 +159,7 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
     command = [sys.executable, "-m", "crack_model", "retrain", "--store", str(store), "--weights", WEIGHTS,
                "--epochs", str(epochs), "--augmented-views", str(views), "--slice-balance", str(balance),
                "--crack-weight", str(crack_weight), "--seam-share", str(seam_of(seam_share)),
-               "--gate", "--promote"]  # fmt: skip
+               "--zoom-factor", str(model_config(zoom_factor).zoom_factor), "--gate", "--promote"]  # fmt: skip
     steps: dict[str, Any] = {}
     environment = None
     if dag:  # the crack_retraining DAG itself, dag.test() on an embedded Airflow (SQLite)
@@ -176,7 +176,8 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
         started = time.perf_counter()
         if environment is not None:
             steps[step] = dag_step(store, environment, epochs, views, balance, crack_weight,
-                                   fine_tune_layers if step == "candidate" else 0, seam_of(seam_share))  # fmt: skip
+                                   fine_tune_layers if step == "candidate" else 0, seam_of(seam_share),
+                                   model_config(zoom_factor).zoom_factor)  # fmt: skip
             steps[step]["seconds"] = round(time.perf_counter() - started, 1)
             print(f"{step}: {steps[step]}")
             continue
@@ -207,13 +208,14 @@ def photo_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, balance: float,
-             crack_weight: float, fine_tune_layers: int, seam_share: float) -> dict[str, Any]:  # fmt: skip
+             crack_weight: float, fine_tune_layers: int, seam_share: float,
+             zoom_factor: float) -> dict[str, Any]:  # fmt: skip
     """One crack_retraining DAG run on the store; its state and task states."""
     from demo.airflow_env import run_dag
 
     conf = {"store": str(store), "weights": WEIGHTS, "epochs": epochs, "augmented_views": views,
             "slice_balance": balance, "crack_weight": crack_weight, "fine_tune_layers": fine_tune_layers,
-            "seam_share": seam_share, "promote": True}  # fmt: skip
+            "seam_share": seam_share, "zoom_factor": zoom_factor, "promote": True}  # fmt: skip
     result = run_dag("crack_retraining", conf, environment, retries=0)
     return {"exit_code": 0 if result["state"] == "success" else 1, "state": result["state"], "tasks": result["tasks"],
             "failures": [failure.get("tail") for failure in result.get("failures", [])]}  # fmt: skip
@@ -221,16 +223,17 @@ def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, 
 
 def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Path, cache: Path, views: int,
                      epochs: int, balance: float, crack_weight: float,
-                     fine_tune_layers: int = 0, seam_share: float | None = None) -> dict[str, Any]:  # fmt: skip
+                     fine_tune_layers: int = 0, seam_share: float | None = None,
+                     zoom_factor: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Pooled per-slice figures of K-fold cross-validation on all METU patches plus the site photos."""
-    from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+    from crack_model.core.config import DataConfig, TrainConfig
     from crack_model.training.cross_validation import cross_validate
 
     pool = work / "cv-pool"
     shutil.rmtree(pool, ignore_errors=True)
     lay_out(metu, pool, METU_SLICE)
     lay_out(site_pool, pool, SITE_SLICE)
-    result = cross_validate(pool, work / "cv", DataConfig(), ModelConfig(weights=WEIGHTS),
+    result = cross_validate(pool, work / "cv", DataConfig(), model_config(zoom_factor),
                             TrainConfig(epochs=epochs, slice_balance=balance, crack_weight=crack_weight,
                                         fine_tune_layers=fine_tune_layers, seam_share=seam_of(seam_share)),
                             folds=folds, feature_cache_dir=cache, augmented_views=views)  # fmt: skip
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crack-weight", type=float, default=1.0, help="TrainConfig.crack_weight (default: 1)")
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
     parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
-    parser.add_argument("--zoom-factor", type=float, help="ModelConfig.zoom_factor of the curve (default: 0.3)")
+    parser.add_argument("--zoom-factor", type=float, help="ModelConfig.zoom_factor (default: 0.3)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
     parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
     parser.add_argument("--cv-site-photos", type=int, default=100, help="site photos in the --cv pool (default: 100)")
@@ -331,8 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench-adaptation")
     parser.add_argument("--cache", type=Path, default=cache_root() / "features")
     args = parser.parse_args(argv)
-    if args.zoom_factor is not None and (args.gate or args.cv):
-        parser.error("--zoom-factor applies to the curve (--sizes) only: --gate and --cv train the default recipe")
 
     config = DataConfig()
     metu = load_labeled(SAMPLE, config)
@@ -375,12 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.gate:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
                                    args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
-                                   args.crack_weight, args.dag, args.seam_share)  # fmt: skip
+                                   args.crack_weight, args.dag, args.seam_share, args.zoom_factor)  # fmt: skip
     if args.cv:
         site_pool = pick_site_photos(groups, args.cv_site_photos)
         results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
                                          args.views, args.epochs, args.slice_balance, args.crack_weight,
-                                         args.fine_tune_layers, args.seam_share)  # fmt: skip
+                                         args.fine_tune_layers, args.seam_share, args.zoom_factor)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or "adaptation"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

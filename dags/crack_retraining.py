@@ -14,7 +14,8 @@ The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model r
 
 **Params**: `epochs`, `fine_tune_layers` (fine-tune the top N base layers), `fine_tune_epochs`,
 `target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `seam_share` (seam
-examples per training image, `TrainConfig.seam_share`), `augmented_views`,
+examples per training image, `TrainConfig.seam_share`), `zoom_factor` (augmented views zoomed in or out by up
+to this fraction; 0 turns zoom off), `augmented_views`,
 `promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one),
 `notify_http_conn_id` / `notify_smtp_conn_id` (the Connections a rejection is sent through; a missing one
@@ -72,11 +73,20 @@ from crack_ops.operators import GateOperator
         "seam_share": Param(
             0.25, type="number", minimum=0, maximum=4, description="seam examples per training image (0: none)"
         ),
+        "zoom_factor": Param(
+            0.3,
+            type="number",
+            minimum=0,
+            exclusiveMaximum=1,
+            description="augmented views zoomed in or out by up to this fraction (0: off)",
+        ),
         "augmented_views": Param(
             2, type="integer", minimum=0, maximum=8, description="augmented copies of each image in the feature cache"
         ),
         "target_recall": Param(0.99, type="number", exclusiveMinimum=0, maximum=1),
-        "weights": Param(None, type=["null", "string"], description="imagenet, none or a .h5 path"),
+        "weights": Param(
+            None, type=["null", "string"], description="imagenet, none or a .h5 path (default: $CRACK_MODEL_WEIGHTS)"
+        ),
         "promote": Param(True, type="boolean", description="false: gate and report, never promote"),
         "policy": Param(None, type=["null", "string"], description="gate policy JSON (default: versioned)"),
         "holdout": Param(None, type=["null", "string"], description="default: <store>/holdout"),

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import SEAM_SHARE_HELP, positive_int, probability, share
-from crack_model.core.config import TrainConfig
+from crack_model.cli.arguments import SEAM_SHARE_HELP, fraction, positive_int, probability, share
+from crack_model.core.config import ModelConfig, TrainConfig
 from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
 
 
@@ -38,6 +38,9 @@ def add_retrain_command(commands: Any) -> None:
     retrain.add_argument("--crack-weight", type=float, default=1.0,
                          help="weight of a crack image relative to a balanced non-crack one (default: 1)")  # fmt: skip
     retrain.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
+    retrain.add_argument("--zoom-factor", type=fraction, default=ModelConfig.zoom_factor,
+                         help=f"augmented views are zoomed in or out by up to this fraction "
+                         f"(default: {ModelConfig.zoom_factor}; 0: off)")  # fmt: skip
     retrain.add_argument("--augmented-views", type=int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
@@ -52,12 +55,13 @@ def run_retrain(args: argparse.Namespace) -> int:
     """The crack_retraining DAG's steps in a row (crack_model.pipelines.retraining)."""
     pool = validate_pool(args.store)
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
-    settings = {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
-                "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
-                "crack_weight": args.crack_weight, "augmented_views": args.augmented_views,
-                "seam_share": args.seam_share}  # fmt: skip
     candidate = train_and_register(
-        args.store, pool, settings, name=args.name, actor=os.environ.get("USER", "crack-model"), work_dir=args.work
+        args.store,
+        pool,
+        retrain_settings(args),
+        name=args.name,
+        actor=os.environ.get("USER", "crack-model"),
+        work_dir=args.work,
     )
     print(f"candidate {candidate['version']} registered as challenger: {candidate['model_uri']}")
     if not args.gate:
@@ -68,3 +72,11 @@ def run_retrain(args: argparse.Namespace) -> int:
     print(f"gate: {decision['decision']}" + (f" (failed: {', '.join(failed)})" if failed else ""))
     print(f"report: {decision['html_url']}")
     return 0 if decision["decision"] == "promote" else 3
+
+
+def retrain_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The options as the crack_retraining DAG's params of the same names (``retrain_config`` reads both)."""
+    return {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
+            "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
+            "crack_weight": args.crack_weight, "augmented_views": args.augmented_views,
+            "seam_share": args.seam_share, "zoom_factor": args.zoom_factor}  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -238,8 +239,12 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     training = TrainConfig()
     if params.get("image_size"):
         data = replace(data, image_size=int(params["image_size"]))
-    if params.get("weights"):
-        model = replace(model, weights=str(params["weights"]))
+    # No weights param: the worker's $CRACK_MODEL_WEIGHTS, as for the CLI (an air-gapped image mounts the file).
+    weights = params.get("weights") or os.environ.get("CRACK_MODEL_WEIGHTS")
+    if weights:
+        model = replace(model, weights=str(weights))
+    if params.get("zoom_factor") is not None:  # 0 turns zoom off: a surface that zoom costs (README "Augmentation")
+        model = replace(model, zoom_factor=float(params["zoom_factor"]))
     counts: dict[str, Any] = {
         key: int(params[key])
         for key in ("epochs", "fine_tune_layers", "fine_tune_epochs")

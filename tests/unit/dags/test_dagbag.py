@@ -41,7 +41,7 @@ heavy = sorted({name.split(".")[0] for name in set(sys.modules) - before} & set(
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
-        "tags": sorted(dag.tags), "doc_md": bool(dag.doc_md), "catchup": dag.catchup,
+        "tags": sorted(dag.tags), "doc_md": bool(dag.doc_md), "catchup": dag.catchup, "params": dag.params.dump(),
         "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner,
                               "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                               "upstream": sorted(t.upstream_task_ids),
@@ -107,6 +107,18 @@ def test_operators_fed_from_params_render_native_values(dagbag):
         task = dagbag["dags"][dag_id]["tasks"][task_id]
         assert task["templates"], task_id
         assert task["native"] is True, task_id
+
+
+def test_the_retraining_dag_and_the_retrain_command_train_the_same_recipe_by_default(dagbag):
+    """A param default that drifts from the CLI's would make the nightly candidate another model than a hand run."""
+    from crack_model.cli.main import build_parser
+    from crack_model.cli.retrain_command import retrain_settings
+
+    command = retrain_settings(build_parser().parse_args(["retrain", "--store", "s"]))
+    params = dagbag["dags"]["crack_retraining"]["params"]
+    shared = set(command) & set(params) - {"weights"}  # None: the worker's $CRACK_MODEL_WEIGHTS
+    assert {"zoom_factor", "seam_share", "crack_weight", "epochs"} <= shared
+    assert {key: params[key] for key in shared} == {key: command[key] for key in shared}
 
 
 @pytest.mark.parametrize("path", sorted(DAGS.glob("*.py")), ids=lambda path: path.name)

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from crack_model.core.config import TrainConfig
+from crack_model.core.config import ModelConfig, TrainConfig
 from crack_model.pipelines.retraining import retrain_config
 
 
 def test_given_params_reach_the_configs():
     data, model, training = retrain_config(
         {"epochs": "12", "fine_tune_layers": 20, "slice_balance": 0.5, "crack_weight": "2.5",
-         "target_recall": 0.98, "weights": "none", "image_size": 160, "seam_share": "0"}
+         "target_recall": 0.98, "weights": "none", "image_size": 160, "seam_share": "0",
+         "zoom_factor": "0"}
     )  # fmt: skip
     assert (training.epochs, training.fine_tune_layers) == (12, 20)
     assert (training.slice_balance, training.crack_weight, training.target_recall) == (0.5, 2.5, 0.98)
     assert training.seam_share == 0.0  # 0 turns seam examples off; it must not fall back to the default
     assert model.weights == "none"
+    assert model.zoom_factor == 0.0  # 0 turns zoom off; it must not fall back to the default
     assert data.image_size == 160
 
 
-def test_missing_or_null_params_keep_the_defaults():
-    _, _, training = retrain_config({"crack_weight": None, "epochs": None, "seam_share": None})
+def test_without_a_weights_param_the_workers_weights_file_is_used(monkeypatch):
+    """An air-gapped worker names its weights file in $CRACK_MODEL_WEIGHTS; a scheduled run gives no param."""
+    monkeypatch.setenv("CRACK_MODEL_WEIGHTS", "/opt/weights/base.h5")
+    assert retrain_config({"weights": None})[1].weights == "/opt/weights/base.h5"
+    assert retrain_config({"weights": "none"})[1].weights == "none"  # a param still wins
+
+
+def test_missing_or_null_params_keep_the_defaults(monkeypatch):
+    monkeypatch.delenv("CRACK_MODEL_WEIGHTS", raising=False)
+    _, model, training = retrain_config({"crack_weight": None, "epochs": None, "seam_share": None,
+                                         "zoom_factor": None})  # fmt: skip
     assert training == TrainConfig()
+    assert model == ModelConfig()
 
 
 def test_a_negative_seam_share_is_refused():
