@@ -68,6 +68,9 @@ def _content() -> dict[str, bytes]:
         "lab.tif": encode(base.convert("LAB"), "TIFF"),
         "ycbcr-jpeg.tif": encode(base, "TIFF", compression="jpeg"),
         "1bit.bmp": encode(base.convert("1"), "BMP"),
+        # what print and scientific tools save: CMYK (Adobe's inverted form) and 16-bit grey
+        "cmyk.jpg": encode(base.convert("CMYK"), "JPEG"),
+        "sixteen-bit.png": encode(Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257), "PNG"),
         # what phones save: an iPhone's HEIC turned by irot, and a grey HEIC of 10 bits
         "iphone-turned.heic": heic(base.transpose(Image.Transpose.ROTATE_90), exif=_orientation(6), quality=60),
         "ten-bit-grey.heif": heic(Image.fromarray(np.asarray(base.convert("L"), np.uint16) << 8), quality=60),
@@ -108,7 +111,11 @@ def _content() -> dict[str, bytes]:
 NAMES = ("carriage\rreturn.jpg", "line\nfeed.jpg", 'quote"comma,semi;colon.jpg', "tab\tname.jpg", "space name.jpg",
          "ünïcödé.jpg", "emoji😀.jpg", "-leading-dash.jpg", "percent%2Fhash#query?.jpg", "UPPER.JPEG", "no-extension",
          ".hidden.jpg", "deep/er/folder/x.jpg", "n" * 200 + ".jpg",
-         ".tmp-scan.jpg", ".longname-photo.jpg")  # fmt: skip
+         ".tmp-scan.jpg", ".longname-photo.jpg",
+         # terminal escapes and DEL, a right-to-left override, a zero-width space, what Windows cannot
+         # hold (a trailing dot or space), and twins that differ only in case
+         "escape\x1b[31mred.jpg", "delete\x7f.jpg", "rtl\u202egpj.exe.jpg", "zero\u200bwidth.jpg",
+         "trailing-dot.jpg.", "trailing-space.jpg ", "Twin.jpg", "twin.jpg")  # fmt: skip
 
 
 def hostile_batch() -> dict[str, bytes]:

@@ -43,7 +43,15 @@ def test_every_hostile_upload_is_one_row_in_validation_and_in_scoring(tmp_path, 
         return rows[f"incoming/{BATCH}/{name}"]
 
     assert all(row(name)["status"] == "ok" for name in NAMES)  # odd names, valid photos: scored
-    for name in ("strip-1x3000.jpg", "strip-40000x2.jpg", "nan.tif", "orientation-255.jpg", "two-jpegs.jpg"):
+    for name in (
+        "strip-1x3000.jpg",
+        "strip-40000x2.jpg",
+        "nan.tif",
+        "orientation-255.jpg",
+        "two-jpegs.jpg",
+        "cmyk.jpg",
+        "sixteen-bit.png",
+    ):
         assert row(name)["status"] == "ok", row(name)
     assert int(row("strip-40000x2.jpg")["tile_count"]) > 1 and row("strip-40000x2.jpg")["note"]
     for name in ("header-says-0x0.jpg", "cut-at-20.jpg", "soi-eoi-only.jpg", "png-signature-only.png"):
