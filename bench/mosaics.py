@@ -77,6 +77,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{common} | the same, not risen for {figures['tiles_per_mosaic']} tiles | {flat['false_alarms']} of "
                 f"{figures['clean_mosaics']} | {flat['found']} of {figures['crack_mosaics']} | | | |"
             )
+        if confirmed(figures):
+            alone = figures["without_confirmation"]
+            lines.append(
+                f"{common} | the same, not confirmed by flips | {alone['false_alarms']} of "
+                f"{figures['clean_mosaics']} | {alone['found']} of {figures['crack_mosaics']} | | | |"
+            )
         lines.append(
             f"{common} | {figures['rule'].get('for_these_photos', figures['rule']['describe'])} (after) | "
             f"{figures['false_alarms']} of "
@@ -96,6 +102,11 @@ def markdown(results: dict[str, Any]) -> str:
         *culprits(results["runs"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def confirmed(figures: dict[str, Any]) -> bool:
+    """Whether the rule confirmed its crack photos by their top tiles' flips (figures from before it: no)."""
+    return "without_confirmation" in figures and figures["rule"].get("confirm_threshold") is not None
 
 
 def culprits(runs: list[dict[str, Any]], shown: int = 8) -> list[str]:
@@ -141,6 +152,12 @@ def totals(runs: list[dict[str, Any]]) -> list[str]:
                 f"| {runtime} | all {len(mine)} | | | not risen | "
                 f"{sum(run['without_rise']['false_alarms'] for run in mine)} of {total('clean_mosaics')} | "
                 f"{sum(run['without_rise']['found'] for run in mine)} of {total('crack_mosaics')} | | | |"
+            )
+        if all(confirmed(run) for run in mine):
+            lines.append(
+                f"| {runtime} | all {len(mine)} | | | not confirmed | "
+                f"{sum(run['without_confirmation']['false_alarms'] for run in mine)} of {total('clean_mosaics')} | "
+                f"{sum(run['without_confirmation']['found'] for run in mine)} of {total('crack_mosaics')} | | | |"
             )
         lines.append(
             f"| {runtime} | all {len(mine)} | | | photo rule | {total('false_alarms')} of {total('clean_mosaics')} | "

@@ -7,8 +7,9 @@ views: flipped left-right, top-bottom and both, and shifted a quarter tile left,
 (cut from the rendered mosaic). Per photo it records the highest tile and, over its top tiles, the
 highest mean of the four flip views (``flip_mean``) and of all eight views (``view_mean``). It
 labels each set by the card's rule and by the card's rule with a confirmation: the photo is a crack
-only when ``flip_mean`` (or ``view_mean``) also reaches the tile threshold. Nothing here is used by
-scoring: it measures whether such a confirmation would be worth building.
+only when ``flip_mean`` (or ``view_mean``) also reaches the tile threshold. It measured whether such
+a confirmation was worth building; scoring now has the flip mean (serving/photo_confirmation.py,
+at a threshold chosen on validation), which ``bench.mosaics`` measures as served.
 
     python -m bench.top_tile_views --model build/metu-224 --seed 1,2,3,4,5
 

@@ -54,6 +54,9 @@ class ModelCard:
     photo_tiles: int | None = None
     photo_tail_scale: float | None = None
     photo_max_threshold: float | None = None
+    # A photo the rule calls crack must also have one of its highest tiles reach this averaged over
+    # its flips (serving/photo_confirmation.py); None: no confirmation (cards from before it).
+    photo_confirm_threshold: float | None = None
     # How the photo rule was chosen: the mosaics and labeled photos, their figures, the rule's inputs.
     photo_calibration: dict[str, Any] | None = None
 

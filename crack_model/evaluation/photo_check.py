@@ -11,7 +11,8 @@ one scoring pass serves the figures of several rules (calibration, before/after)
   (``MARKED_SHARE``) lies inside tiles at or above the tile threshold, the tiles an overlay marks
   (of ``crack_patches``; counted in every crack mosaic, found or not);
 * ``max_rule``: the same mosaics labeled the old way (highest tile at or above the tile threshold),
-  for before/after;
+  for before/after; ``without_rise`` and ``without_confirmation``: by the card's rule with its
+  threshold not risen for these photos' tile count, and without its confirmation by flips;
 * ``false_alarm_patches``: the clean patches under each false alarm's highest tile, with how many
   false alarms each lies under, most first; and ``missed_crack_patches``, the crack patches of the
   crack mosaics not found. A patch recurs in about half the mosaics of a 150-patch pool, so one
@@ -55,6 +56,7 @@ class ScoredMosaic:
     plan: MosaicPlan
     boxes: list[Box]
     probabilities: list[float]
+    confirmation: float | None = None  # its top tiles' mean over their flips (serving/photo_confirmation.py)
 
     @property
     def has_cracks(self) -> bool:
@@ -69,6 +71,7 @@ class ScoredPhoto:
     has_cracks: bool
     boxes: list[Box]
     probabilities: list[float]
+    confirmation: float | None = None
 
 
 # What a photo rule is chosen on and counted over: mosaics, whose cells are known, and labeled photos.
@@ -90,10 +93,11 @@ def score_mosaics(
         return mosaic_bytes(by_name[name], patches)
 
     scored = {}
-    for score in score_images(list(by_name), fetch, scorer, batch_size=batch_size, workers=2):
+    for score in score_images(list(by_name), fetch, scorer, batch_size=batch_size, workers=2, confirm=True):
         if score.status != "ok":
             raise CrackModelError(f"mosaic {score.key} could not be scored: {score.error}")
-        scored[score.key] = ScoredMosaic(by_name[score.key], list(score.boxes), list(score.tile_probabilities))
+        scored[score.key] = ScoredMosaic(by_name[score.key], list(score.boxes), list(score.tile_probabilities),
+                                         score.confirmation)  # fmt: skip
     return [scored[plan.name] for plan in plans]
 
 
@@ -104,11 +108,11 @@ def score_photos(scorer: Scorer, photos: Mapping[str, bool], read: Read) -> list
         CrackModelError: a photo could not be scored (the training suite lets only decodable ones through).
     """
     scored = {}
-    for score in score_images(list(photos), read, scorer, workers=2):
+    for score in score_images(list(photos), read, scorer, workers=2, confirm=True):
         if score.status != "ok":
             raise CrackModelError(f"photo {score.key} could not be scored: {score.error}")
         scored[score.key] = ScoredPhoto(score.key, photos[score.key], list(score.boxes),
-                                        list(score.tile_probabilities))  # fmt: skip
+                                        list(score.tile_probabilities), score.confirmation)  # fmt: skip
     return [scored[key] for key in photos]
 
 
@@ -148,7 +152,7 @@ def _culprits(scored: Sequence[ScoredMosaic], said: Mapping[str, bool], cell_siz
 def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, Any]:
     """The check's figures for mosaics labeled by ``card``'s photo rule (see the module docstring)."""
     rule = PhotoRule.of(card)
-    said = {mosaic.plan.name: photo_is_crack(mosaic.probabilities, mosaic.boxes, rule) for mosaic in scored}
+    said = {mosaic.plan.name: is_crack(mosaic, rule) for mosaic in scored}
     clean = [mosaic for mosaic in scored if not mosaic.has_cracks]
     cracked = [mosaic for mosaic in scored if mosaic.has_cracks]
     threshold = card.threshold
@@ -181,6 +185,8 @@ def photo_figures(scored: Sequence[ScoredMosaic], card: ModelCard) -> dict[str, 
         },
         # the same rule with its threshold held at the calibrated photos' (what the rise changes on these photos)
         "without_rise": photo_counts(scored, replace(rule, calibrated_tiles=None)),
+        # the same rule without its confirmation (what the flips change on these photos)
+        "without_confirmation": photo_counts(scored, replace(rule, confirm_threshold=None)),
         **_culprits(scored, said, card.tile_size),
     }
     figures["meets_bar"] = meets_bar(figures)
@@ -198,11 +204,16 @@ def threshold_rose(figures: Mapping[str, Any]) -> bool:
 
 def photo_counts(scored: Sequence[Scored], rule: PhotoRule) -> dict[str, int]:
     """Clean photos (or mosaics) that ``rule`` labels crack, and crack ones it finds."""
-    said = [photo_is_crack(photo.probabilities, photo.boxes, rule) for photo in scored]
+    said = [is_crack(photo, rule) for photo in scored]
     return {
         "false_alarms": sum(crack for crack, photo in zip(said, scored, strict=True) if not photo.has_cracks),
         "found": sum(crack for crack, photo in zip(said, scored, strict=True) if photo.has_cracks),
     }
+
+
+def is_crack(photo: Scored, rule: PhotoRule) -> bool:
+    """What ``rule`` labels a scored mosaic or photo (``photo_is_crack``, as scoring labels it)."""
+    return photo_is_crack(photo.probabilities, photo.boxes, rule, photo.confirmation)
 
 
 def meets_bar(figures: dict[str, Any]) -> bool:

@@ -8,7 +8,8 @@ while the pixel memory of the images being decoded, tiled or scored stays within
 budget is decoded alone). Each image is scored on at most ``TileConfig.max_tiles`` tiles (larger
 ones are downscaled, and the row says so). Tiles are copied once, into the batch being filled;
 besides the batches the model's copies are scoring, one more waits, and their arrays are reused
-from batch to batch.
+from batch to batch. With ``confirm``, a photo of several tiles some tile lit keeps copies of its
+highest tiles, and their flips are scored after its tiles, in the same batches (photo_confirmation.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -40,9 +40,10 @@ from crack_model.core.tiling import (
     tile_views,
 )
 from crack_model.serving.inference_pool import InferencePool
-from crack_model.serving.photo_decision import PhotoRule, decision_note, photo_is_crack
+from crack_model.serving.photo_decision import PhotoRule, decision_note, lit_by_rule, photo_is_crack
 from crack_model.serving.runtimes import copies
 from crack_model.serving.scorer import Scorer
+from crack_model.serving.waiting_image import WaitingImage
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class ImageScore:
     tile_count: int = 0
     boxes: list[Box] = field(default_factory=list)
     tile_probabilities: list[float] = field(default_factory=list)
+    # The highest mean of a top tile over its flips (photo_confirmation.py); None: not scored (one tile, none lit).
+    confirmation: float | None = None
     # How the image was changed to be scored (e.g. downscaled to stay within the tile budget).
     note: str = ""
 
@@ -222,6 +225,7 @@ def score_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode_threads: int | None = None,
     inference_copies: int | None = None,
+    confirm: bool | None = None,
 ) -> Iterator[ImageScore]:
     """Score each key and yield one ImageScore per key (order not guaranteed).
 
@@ -239,6 +243,8 @@ def score_images(
         batch_size: images per inference call (default: what suits the runtime).
         inference_copies: single-threaded copies of a LiteRT model scoring batches side by side (default: 1 per
             core; 1: one interpreter on the scorer's threads). Keras always scores one batch at a time.
+        confirm: score the flips of the highest tiles of each photo some tile lit, for ``ImageScore.confirmation``
+            (default: when the card's photo rule asks for it; the photo checks ask always).
     """
     card = scorer.card
     batch_size = batch_size or scorer.runtime.preferred_batch
@@ -249,18 +255,20 @@ def score_images(
     # 12 MP photo: ~0.1 of 1.5 s), so one decoding thread per two cores keeps the model's copies fed, and
     # fewer threads contend with them for the cores.
     decode_threads = decode_threads or max(1, (os.cpu_count() or 1) // 2)
-    # Images whose tiles are queued: [score, probabilities per tile, tiles still unscored].
-    waiting: deque[list[Any]] = deque()
+    confirm = card.photo_confirm_threshold is not None if confirm is None else confirm
+    waiting: deque[WaitingImage] = deque()  # images whose tiles are queued, in order
+    to_confirm: deque[WaitingImage] = deque()  # images scored whose kept tiles' flips are still to be queued
     # Tiles are copied once, straight into the batch being filled (a photo needs no array of all its tiles:
     # 65 MB for 12 MP), and a batch's array is reused once its batch is scored.
     filling: np.ndarray | None = None
     free_arrays: list[np.ndarray] = []
-    owners: list[tuple[list[Any], int]] = []  # (image entry, tile index) of each tile in the batch being filled
+    # (image, tile index) of each tile in the batch being filled; a flip's index counts on after the image's tiles.
+    owners: list[tuple[WaitingImage, int]] = []
     # The owners of the tiles of each batch being scored, and its array, oldest first.
-    scoring: deque[tuple[list[tuple[list[Any], int]], np.ndarray]] = deque()
+    scoring: deque[tuple[list[tuple[WaitingImage, int]], np.ndarray]] = deque()
     pool = InferencePool(copies(scorer.runtime, inference_copies or os.cpu_count() or 1))
 
-    def add_tile(tile: np.ndarray, entry: list[Any], tile_index: int) -> Iterator[ImageScore]:
+    def add_tile(tile: np.ndarray, entry: WaitingImage, tile_index: int) -> Iterator[ImageScore]:
         nonlocal filling
         if filling is None:
             filling = free_arrays.pop() if free_arrays else np.empty((batch_size, size, size, 3), np.uint8)
@@ -286,12 +294,18 @@ def score_images(
     def collect() -> Iterator[ImageScore]:
         scored, array = scoring.popleft()
         probabilities = pool.take()[: len(scored), card.crack_index]
-        free_arrays.append(array)  # its batch is scored: the runtime no longer reads it
-        for (entry, tile_index), probability in zip(scored, probabilities, strict=True):
-            entry[1][tile_index] = float(probability)
-            entry[2] -= 1
-        while waiting and waiting[0][2] == 0:
+        free_arrays.append(array)  # its batch is scored: the runtime no longer reads it (nothing fills it in here)
+        for position, ((entry, tile_index), probability) in enumerate(zip(scored, probabilities, strict=True)):
+            if entry.record(tile_index, float(probability), array[position] if confirm else None, card.threshold):
+                to_confirm.append(entry)  # its flips are queued by the main loop, not from in here
+        while waiting and waiting[0].unscored == 0:
             yield _finish(waiting.popleft(), card)
+
+    def queue_flips() -> Iterator[ImageScore]:
+        while to_confirm:
+            entry = to_confirm.popleft()
+            for flip_index, view in entry.flip_tiles():
+                yield from add_tile(view, entry, flip_index)
 
     def fetch_group(group: list[str]) -> list[_Fetched]:
         return [fetch_object(key, fetch, size, tiles, max_pixels) for key in group]
@@ -323,7 +337,7 @@ def score_images(
         if pixels is None:  # an error row
             yield prepared.score
             return
-        entry = [prepared.score, [0.0] * len(pixels), len(pixels)]
+        entry = WaitingImage(prepared.score, [0.0] * len(pixels), len(pixels))
         waiting.append(entry)
         for tile_index, tile in enumerate(pixels):
             yield from add_tile(tile, entry, tile_index)
@@ -332,22 +346,29 @@ def score_images(
         for group in prepared_groups:
             for prepared in group:
                 yield from queue(prepared)
-        if owners:
-            yield from run_batch()
-        while pool.pending:
-            yield from collect()
+                yield from queue_flips()
+        # The last batches: each scored batch may queue flips, which make a batch of their own.
+        while owners or pool.pending or to_confirm:
+            if to_confirm:
+                yield from queue_flips()
+            elif pool.pending:
+                yield from collect()
+            else:
+                yield from run_batch()
 
 
-def _finish(entry: list[Any], card: ModelCard) -> ImageScore:
+def _finish(entry: WaitingImage, card: ModelCard) -> ImageScore:
     """Label a fully scored image by the card's photo rule (photo_decision.py), the same for every runtime."""
-    score: ImageScore = entry[0]
-    score.tile_probabilities = entry[1]
-    score.crack_probability = max(entry[1])
+    score = entry.score
+    score.tile_probabilities = entry.probabilities
+    score.crack_probability = max(entry.probabilities)
+    score.confirmation = entry.confirmation
     rule = PhotoRule.of(card)
-    is_crack = photo_is_crack(score.tile_probabilities, score.boxes, rule)
+    is_crack = photo_is_crack(score.tile_probabilities, score.boxes, rule, score.confirmation)
     others = [name for name in card.class_names if name != card.crack_class]
     score.label = card.crack_class if is_crack else others[0]
     # A row whose highest tile reaches the threshold but is no crack says why.
-    why = decision_note(score.tile_probabilities, rule, is_crack)
+    lit = not is_crack and lit_by_rule(score.tile_probabilities, score.boxes, rule)
+    why = decision_note(score.tile_probabilities, rule, is_crack, score.confirmation if lit else None)
     score.note = "; ".join(part for part in (score.note, why) if part)
     return score

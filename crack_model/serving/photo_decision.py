@@ -22,6 +22,9 @@ would find nothing). It never falls for smaller photos: on 42-tile mosaics of ME
 patch threshold had 6 false alarms in 120 clean photos and the photo threshold 1, finding the same
 120 crack photos (README "Full-size photos").
 
+A photo the rule calls crack must also be *confirmed* when the card has ``photo_confirm_threshold``:
+one of its highest tiles, averaged with its flips, still reaches it (photo_confirmation.py).
+
 A photo of one tile (a patch, a small image) keeps the patch rule. Crack *tiles*, for overlays
 and ``tile_probabilities``, stay those at or above the patch threshold. A card without a photo
 rule (``photo_threshold`` None, ``photo_min_tiles`` 1) labels photos as before: highest tile
@@ -48,6 +51,7 @@ class PhotoRule:
     calibrated_tiles: int | None = None  # photo_threshold holds up to this many tiles; None: for any count
     tail_scale: float = 0.0  # log-odds added per e-fold of tiles beyond calibrated_tiles
     max_threshold: float | None = None  # the rise stops here (None: no limit)
+    confirm_threshold: float | None = None  # a top tile's mean over its flips must reach this (None: no confirmation)
 
     def __post_init__(self) -> None:
         if self.min_tiles < 1:
@@ -60,7 +64,7 @@ class PhotoRule:
     @classmethod
     def of(cls, card: ModelCard) -> PhotoRule:
         return cls(card.threshold, card.photo_threshold, card.photo_min_tiles, card.photo_tiles,
-                   card.photo_tail_scale or 0.0, card.photo_max_threshold)  # fmt: skip
+                   card.photo_tail_scale or 0.0, card.photo_max_threshold, card.photo_confirm_threshold)  # fmt: skip
 
     @property
     def highest_needed(self) -> float:
@@ -91,6 +95,8 @@ class PhotoRule:
             parts[0] += f" ({rise})"
         if self.min_tiles > 1:
             parts.append(f"{self.min_tiles} touching tiles >= {self.tile_threshold:.4f}")
+        if self.confirm_threshold is not None:
+            parts.append(f"a top tile's mean over its flips >= {self.confirm_threshold:.4f}")
         return " and ".join(parts)
 
 
@@ -133,12 +139,27 @@ def overlap(first: Box, second: Box) -> bool:
     return min(first[2], second[2]) > max(first[0], second[0]) and min(first[3], second[3]) > max(first[1], second[1])
 
 
-def photo_is_crack(probabilities: Sequence[float], boxes: Sequence[Box], rule: PhotoRule) -> bool:
-    """Whether a photo with these tile scores is a crack under ``rule``.
+def photo_is_crack(
+    probabilities: Sequence[float], boxes: Sequence[Box], rule: PhotoRule, confirmation: float | None = None
+) -> bool:
+    """Whether a photo with these tile scores (and confirmation score, photo_confirmation.py) is a crack under ``rule``.
 
     Raises:
-        ValueError: no tile scores, or scores and boxes that do not pair up.
+        ValueError: no tile scores, scores and boxes that do not pair up, or a rule that asks for a
+            confirmation the photo was scored without.
     """
+    if not lit_by_rule(probabilities, boxes, rule):
+        return False
+    if rule.confirm_threshold is None or len(probabilities) == 1:
+        return True
+    if confirmation is None:
+        raise ValueError("the photo rule asks for a confirmation of the highest tiles, but the photo was scored "
+                         "without one: score it with confirm=True (inference.score_images)")  # fmt: skip
+    return confirmation >= rule.confirm_threshold
+
+
+def lit_by_rule(probabilities: Sequence[float], boxes: Sequence[Box], rule: PhotoRule) -> bool:
+    """Whether the photo is a crack by its tile scores alone: the rule before any confirmation."""
     if not probabilities:
         raise ValueError("a photo needs at least one tile probability to be labeled")
     highest = max(probabilities)
@@ -149,10 +170,18 @@ def photo_is_crack(probabilities: Sequence[float], boxes: Sequence[Box], rule: P
     return rule.min_tiles <= 1 or largest_group(probabilities, boxes, rule.tile_threshold) >= rule.min_tiles
 
 
-def decision_note(probabilities: Sequence[float], rule: PhotoRule, is_crack: bool) -> str:
-    """Why a photo is not a crack although a tile reached the tile threshold ("" when the rules agree)."""
+def decision_note(
+    probabilities: Sequence[float], rule: PhotoRule, is_crack: bool, unconfirmed: float | None = None
+) -> str:
+    """Why a photo is not a crack although a tile reached the tile threshold ("" when the rules agree).
+
+    ``unconfirmed``: the confirmation score of a photo the rule lit (``lit_by_rule``) but the confirmation did not keep.
+    """
     highest = max(probabilities)
     if is_crack or highest < rule.tile_threshold:
         return ""
+    if unconfirmed is not None and rule.confirm_threshold is not None:
+        return (f"no crack: the highest tiles are not confirmed when flipped (mean {unconfirmed:.4f} < "
+                f"{rule.confirm_threshold:.4f}); highest tile {highest:.4f}")  # fmt: skip
     tiles = len(probabilities)
     return f"no crack by the photo rule over {tiles} tiles ({rule.describe(tiles)}); highest tile {highest:.4f}"

@@ -24,6 +24,7 @@ from crack_model.data.labeled import LabeledImage, Split, labeled_fetch
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, Read, TooFewPatchesError, plan_mosaics
 from crack_model.evaluation.photo_calibration import (
     PhotoSize,
+    choose_confirmation,
     choose_photo_rule,
     crack_like_clean,
     crack_like_photos,
@@ -172,17 +173,22 @@ def fit_photo_rule(
     chosen = replace(card, photo_threshold=choice.photo_threshold, photo_min_tiles=choice.min_tiles,
                      photo_tiles=tail["photo_tiles"], photo_tail_scale=tail["photo_tail_scale"],
                      photo_max_threshold=tail["photo_max_threshold"])  # fmt: skip
+    everything_scored = [photo for scores in scored.values() for photo in scores]
+    confirm_threshold, confirmation = choose_confirmation(everything_scored, PhotoRule.of(chosen))
+    chosen.photo_confirm_threshold = confirm_threshold
     grid = [plans[0].rows, plans[0].columns] if plans else None  # smaller than asked for on a small split
     mosaic_record = {**asdict(config), "grid": grid} if plans else None
     chosen.photo_calibration = {"split": "validation", "runtimes": runtimes, "mosaics": mosaic_record,
                                 "labeled_photos": len(photos), **choice.record, "tail": tail,
+                                "confirmation": confirmation,
                                 "crack_like_clean": left_out, "crack_like_photos": photos_left_out}  # fmt: skip
     test = _test_check(model_dir, runtimes[0], chosen, split.test, config, read) if split.test else None
     chosen.save(model_dir)
     log.info("photo rule: %s (tile threshold %.4f)", PhotoRule.of(chosen).describe(), card.threshold)
     rule = {"photo_threshold": chosen.photo_threshold, "photo_min_tiles": chosen.photo_min_tiles,
             "photo_tiles": chosen.photo_tiles, "photo_tail_scale": chosen.photo_tail_scale,
-            "photo_max_threshold": chosen.photo_max_threshold, "tile_threshold": card.threshold}  # fmt: skip
+            "photo_max_threshold": chosen.photo_max_threshold,
+            "photo_confirm_threshold": chosen.photo_confirm_threshold, "tile_threshold": card.threshold}  # fmt: skip
     section: dict[str, Any] = {"rule": rule, "crack_like_clean": left_out, "crack_like_photos": photos_left_out}
     if plans:
         section["validation"] = {runtime: photo_figures(scores, chosen) for runtime, scores in mosaics.items()}

@@ -18,7 +18,8 @@ boxes) and written as PNG files to a folder the caller owns, as seam examples ar
 * In that second fit a clean photo also trains as its ``CHOSEN_TILES`` highest tiles, the ones the
   first model took most for a crack (a joint, a stain, the edge of the member): a spread sample
   mostly misses them, and they are where a photo's false alarm comes from.
-* In validation and test, a photo is scored as scoring labels it: by its highest tile.
+* In validation and test, a photo is scored as scoring labels it: by its highest tile, and for the
+  photo rule's figures by all its tiles and the flips of its highest (photo_confirmation.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from PIL import Image
 from crack_model.core.imaging import open_image
 from crack_model.core.tiling import Box, TileConfig, cut_tiles, fit_to_tile_budget, pad_to_fit, tile_boxes, tile_count
 from crack_model.data.labeled import LabeledImage, read_labeled
+from crack_model.serving.photo_confirmation import (
+    CONFIRM_TILES,
+    FLIPS,
+    confirmation_candidates,
+    confirmation_score,
+    flipped,
+)
 from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
 
 log = logging.getLogger(__name__)
@@ -73,6 +81,7 @@ class PhotoTiles:
         self._sampled: dict[str, list[LabeledImage]] = {}
         self._chosen: dict[str, list[LabeledImage]] = {}
         self._scored: dict[str, tuple[list[float], list[Box]]] = {}  # uri -> crack probability per tile, boxes
+        self._flips: dict[str, dict[int, list[float]]] = {}  # uri -> its highest tiles' index -> their flips' scores
 
     def is_photo(self, image: LabeledImage) -> bool:
         return is_photo(image, self.tiles)
@@ -132,7 +141,14 @@ class PhotoTiles:
         """
         picture, boxes = self._cut(photo)
         probabilities = self._probabilities(picture, boxes, predict)
-        self._scored[photo.uri] = ([float(p) for p in probabilities[:, crack_index]], boxes)
+        crack = probabilities[:, crack_index]
+        self._scored[photo.uri] = ([float(p) for p in crack], boxes)
+        highest = [int(i) for i in np.argsort(-crack, kind="stable")[:CONFIRM_TILES]] if len(boxes) > 1 else []
+        views = [
+            view for tile in cut_tiles(picture, [boxes[i] for i in highest], self.image_size) for view in flipped(tile)
+        ]
+        flips = [float(p) for p in predict(np.stack(views))[:, crack_index]] if views else []
+        self._flips[photo.uri] = {index: flips[FLIPS * k : FLIPS * (k + 1)] for k, index in enumerate(highest)}
         return np.asarray(probabilities[int(np.argmax(probabilities[:, crack_index]))])
 
     def record(self, images: Sequence[LabeledImage], rule: PhotoRule | None = None) -> dict[str, Any]:
@@ -149,7 +165,8 @@ class PhotoTiles:
         }
         scored = [photo for photo in photos if photo.uri in self._scored]
         if rule is not None and scored:
-            said = {photo.uri: photo_is_crack(*self._scored[photo.uri], rule) for photo in scored}
+            said = {photo.uri: photo_is_crack(*self._scored[photo.uri], rule, self._confirmation(photo.uri, rule))
+                    for photo in scored}  # fmt: skip
             record["photo_rule"] = {
                 "runtime": "keras",
                 "crack_photos": sum(photo.label == self.crack_class for photo in scored),
@@ -158,6 +175,13 @@ class PhotoTiles:
                 "false_alarms": sum(said[photo.uri] for photo in scored if photo.label != self.crack_class),
             }
         return record
+
+    def _confirmation(self, uri: str, rule: PhotoRule) -> float | None:
+        """The photo's confirmation score as scoring gives it (photo_confirmation.confirmation_candidates)."""
+        probabilities = self._scored[uri][0]
+        kept = confirmation_candidates(probabilities, rule.tile_threshold)
+        flips = [value for index in kept for value in self._flips[uri][index]]
+        return confirmation_score([probabilities[index] for index in kept], flips)
 
     def _cut(self, photo: LabeledImage) -> tuple[Image.Image, list[Box]]:
         """The photo at the size scoring tiles it at (inference.prepare), and its tile boxes."""

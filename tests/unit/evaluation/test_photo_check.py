@@ -17,6 +17,7 @@ from crack_model.evaluation.photo_calibration import (
     MIN_TAIL_TILES,
     PhotoSize,
     calibrated_tiles,
+    choose_confirmation,
     choose_photo_rule,
     crack_level,
     crack_like_clean,
@@ -430,3 +431,30 @@ def detector_64(tmp_path_factory):
 
     source = build_detector(tmp_path_factory.mktemp("detector") / "model", "det-64")
     return variant(source, tmp_path_factory.mktemp("detector-64") / "model", "det-64", tile_size=64)
+
+
+def confirmed(scored: list[ScoredMosaic], *confirmations: float | None) -> list[ScoredMosaic]:
+    return [replace(one, confirmation=value) for one, value in zip(scored, confirmations, strict=True)]
+
+
+def test_the_confirmation_keeps_every_validation_crack_the_rule_finds_and_never_rises_above_the_tile_threshold():
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.8)
+    weak = mosaic("crack-weak", {tile(2, 3): 0.6}, ((2, 3),))  # missed by the rule (below 0.8): it cannot count
+    scored = confirmed([*cracks(0.99, 0.97), weak], 0.9, 0.42, 0.1) + confirmed(seams(0.7, 0.3), 0.2, None)
+    threshold, record = choose_confirmation(scored, rule)
+    assert threshold == 0.42  # the weakest crack found; the one at 0.6 is missed by the rule anyway
+    assert record["crack_photos_found"] == 2 and record["lowest_crack_confirmation"] == 0.42
+    assert (record["clean_photos_lit"], record["clean_photos_unconfirmed"]) == (0, 0)
+    strong, _ = choose_confirmation(confirmed(cracks(0.99), 0.95), rule)
+    assert strong == 0.5  # validation shows nothing above the tile threshold: a crack tile is what it is
+    none, skipped = choose_confirmation(confirmed([weak], 0.9), rule)
+    assert none is None and "finds no validation crack photo" in skipped["skipped"]
+
+
+def test_figures_apply_the_confirmation_and_show_what_it_changed():
+    card = ModelCard(version="v", threshold=0.5, photo_threshold=0.7, photo_confirm_threshold=0.45)
+    scored = confirmed(seams(0.8, 0.75, 0.3), 0.3, 0.6, None) + confirmed(cracks(0.97), 0.9)
+    figures = photo_figures(scored, card)
+    assert (figures["false_alarms"], figures["found"]) == (1, 1)
+    assert figures["without_confirmation"] == {"false_alarms": 2, "found": 1}
+    assert figures["rule"]["confirm_threshold"] == 0.45

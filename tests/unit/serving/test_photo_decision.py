@@ -11,7 +11,8 @@ import pytest
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
 from crack_model.serving.inference import ImageScore, _finish
-from crack_model.serving.photo_decision import PhotoRule, decision_note, largest_group, photo_is_crack
+from crack_model.serving.photo_decision import PhotoRule, decision_note, largest_group, lit_by_rule, photo_is_crack
+from crack_model.serving.waiting_image import WaitingImage
 
 # A 2270x1816 photo: 11 rows x 14 columns of tiles, the mosaics of issue 11.
 BOXES = tile_boxes(2270, 1816, TileConfig())
@@ -131,7 +132,7 @@ def test_scoring_labels_a_phone_photo_by_the_risen_threshold():
     at_085 = [0.05] * len(phone)
     at_085[40] = 0.85
     score = ImageScore(key="phone.jpg", boxes=list(phone), tile_count=len(phone))
-    big = _finish([score, at_085, 0], card)
+    big = _finish(WaitingImage(score, at_085, 0), card)
     assert big.label == "Negative" and f"over {len(phone)} tiles" in big.note
     assert finished(scores({(4, 6): 0.85}), card).label == "Positive"
 
@@ -159,11 +160,13 @@ def test_scores_and_boxes_must_pair_up():
         photo_is_crack([], [], PhotoRule(0.5))
 
 
-def finished(probabilities: list[float], card: ModelCard, note: str = "") -> ImageScore:
+def finished(
+    probabilities: list[float], card: ModelCard, note: str = "", confirmation: float | None = None
+) -> ImageScore:
     """An image scored by the streaming core, labeled by ``_finish``."""
     score = ImageScore(key="photo.jpg", boxes=list(BOXES[: len(probabilities)]), tile_count=len(probabilities),
                        note=note)  # fmt: skip
-    return _finish([score, probabilities, 0], card)
+    return _finish(WaitingImage(score, probabilities, 0, confirmation=confirmation), card)
 
 
 def test_finish_labels_photos_by_the_cards_rule_and_says_why():
@@ -186,3 +189,31 @@ def test_the_note_is_empty_when_both_rules_agree():
     assert decision_note([0.1, 0.2], rule, is_crack=False) == ""
     assert decision_note([0.1, 0.95], rule, is_crack=True) == ""
     assert "highest tile 0.7000" in decision_note([0.1, 0.7], rule, is_crack=False)
+
+
+def test_a_photo_the_rule_lights_is_a_crack_only_when_its_top_tiles_are_confirmed():
+    """With a confirmation threshold, a lit photo needs its flips' mean too; an unlit one is no crack whatever it is."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.6, confirm_threshold=0.45)
+    seam = scores({(4, 6): 0.75})
+    assert lit_by_rule(seam, BOXES, rule)
+    assert not photo_is_crack(seam, BOXES, rule, confirmation=0.3)
+    assert photo_is_crack(seam, BOXES, rule, confirmation=0.45)
+    assert not photo_is_crack(scores({(4, 6): 0.55}), BOXES, rule, confirmation=0.9)  # below the photo threshold
+    assert photo_is_crack([0.7], BOXES[:1], rule)  # one tile: the patch rule, no confirmation asked
+    with pytest.raises(ValueError, match="scored without one: score it with confirm=True"):
+        photo_is_crack(seam, BOXES, rule)
+    assert photo_is_crack(seam, BOXES, PhotoRule(0.5, 0.6))  # a card without it does not ask
+    assert rule.describe().endswith("a top tile's mean over its flips >= 0.4500")
+
+
+def test_the_card_keeps_the_confirmation_and_the_row_says_when_it_overturned_the_rule(tmp_path):
+    card = ModelCard(version="v1", threshold=0.5, photo_threshold=0.6, photo_confirm_threshold=0.45)
+    card.save(tmp_path)
+    assert PhotoRule.of(ModelCard.load(tmp_path)).confirm_threshold == 0.45
+    seam = scores({(4, 6): 0.75})
+    unconfirmed = finished(seam, card, confirmation=0.3)
+    assert unconfirmed.label == "Negative" and unconfirmed.confirmation == 0.3
+    assert "not confirmed when flipped (mean 0.3000 < 0.4500); highest tile 0.7500" in unconfirmed.note
+    assert finished(seam, card, confirmation=0.5).label == "Positive"
+    below = finished(scores({(4, 6): 0.55}), card, confirmation=0.3)  # the rule itself said no: it says so
+    assert below.label == "Negative" and "no crack by the photo rule over 154 tiles" in below.note

@@ -50,6 +50,7 @@ def test_the_rule_is_chosen_on_validation_and_measured_on_test(detector_dir, pat
     assert section["rule"] == {"photo_threshold": card.photo_threshold, "photo_min_tiles": card.photo_min_tiles,
                                "photo_tiles": card.photo_tiles, "photo_tail_scale": card.photo_tail_scale,
                                "photo_max_threshold": card.photo_max_threshold,
+                               "photo_confirm_threshold": card.photo_confirm_threshold,
                                "tile_threshold": card.threshold}  # fmt: skip
     record = card.photo_calibration or {}
     runtimes = ["litert-int8", "litert-fp32"]  # every approved runtime, fastest first; fp32 stands in for Keras
@@ -63,6 +64,12 @@ def test_the_rule_is_chosen_on_validation_and_measured_on_test(detector_dir, pat
     assert card.photo_max_threshold is not None and 0 < card.photo_max_threshold <= 1
     for validation in section["validation"].values():  # the rule labels no validation clean photo a crack
         assert validation["false_alarms"] == 0 and validation["crack_mosaics"] == 8
+        # and its confirmation by flips loses no validation crack photo the rule finds
+        assert validation["found"] == validation["without_confirmation"]["found"]
+    assert any(validation["found"] for validation in section["validation"].values())  # fp32 finds all 8
+    confirmation = record["confirmation"]
+    assert card.photo_confirm_threshold == confirmation["threshold"] is not None
+    assert card.photo_confirm_threshold == min(card.threshold, confirmation["lowest_crack_confirmation"])
     assert list(section["test"]) == ["litert-int8"]  # the runtime that will serve
     test = section["test"]["litert-int8"]
     assert test["clean_mosaics"] == test["crack_mosaics"] == 40 and test["seed"] == SMALL.seed + 1  # the bar's check

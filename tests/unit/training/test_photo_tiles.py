@@ -219,3 +219,26 @@ def test_training_on_a_pool_with_photos_fits_twice_and_counts_each_photo_once(tm
     again = ModelCard.load(tmp_path / "refit")
     assert (again.photo_calibration or {})["labeled_photos"] == 2
     assert (again.photo_threshold, again.photo_min_tiles) == (run.card.photo_threshold, run.card.photo_min_tiles)
+
+
+def test_the_record_applies_the_rules_confirmation_to_the_flips_of_the_highest_tiles(tmp_path):
+    """A rule asking for a confirmation gets it from the photo's highest tiles and their flips (the stand-in
+    model reads a line the same whichever way up, so a photo's confirmation is its line's tile score, 0.93)."""
+    from crack_model.serving.photo_decision import PhotoRule
+
+    cracked = photo(tmp_path / "in" / "cracked.png", "Positive", (1200, 800), line_at=(300, 200))
+    plain = photo(tmp_path / "in" / "plain.png", "Negative", (1200, 800))
+    tiles = PhotoTiles(tmp_path / "tiles", TILES, SIZE, "Positive")
+    shown: list[int] = []
+
+    def counting(pixels: np.ndarray) -> np.ndarray:
+        shown.append(len(pixels))
+        return darkness(pixels)
+
+    for image in (cracked, plain):
+        tiles.highest_tile(image, counting, crack_index=1)
+    assert shown.count(3 * 3) == 2  # each photo's 3 highest tiles, 3 flips each, once the tiles are scored
+    confirmed = tiles.record([cracked, plain], PhotoRule(0.9, confirm_threshold=0.93))["photo_rule"]
+    assert (confirmed["found"], confirmed["false_alarms"]) == (1, 0)
+    unconfirmed = tiles.record([cracked, plain], PhotoRule(0.9, confirm_threshold=0.94))["photo_rule"]
+    assert unconfirmed["found"] == 0
