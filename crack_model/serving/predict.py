@@ -27,6 +27,7 @@ PREDICTION_COLUMNS = (
     "width",
     "height",
     "tile_count",
+    "note",  # how the image was changed to be scored, and why a lit photo is no crack (photo rule, confirmation)
 )
 
 
@@ -90,6 +91,7 @@ def prediction_row(score: ImageScore, scorer: Scorer) -> dict[str, object]:
         "width": score.width or "",
         "height": score.height or "",
         "tile_count": score.tile_count,
+        "note": score.note,
     }
 
 

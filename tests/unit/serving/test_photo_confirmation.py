@@ -141,3 +141,23 @@ def test_without_a_confirmation_in_the_card_no_flip_is_scored():
     asked = score_all(card, CornerRuntime(fixed_batch=False), copies=1, confirm=True)  # as the photo checks ask
     assert asked["seam.png"].confirmation == pytest.approx((BRIGHT + 3 * DARK) / 255 / 4, abs=0.01)
     assert asked["seam.png"].label == card.crack_class  # scored, but the card does not ask for it
+
+
+def test_crack_model_predict_says_why_a_lit_photo_is_no_crack():
+    """The row of ``crack-model predict`` carries the note, as the night's rows do."""
+    import csv
+    import io
+
+    from crack_model.serving.predict import PREDICTION_COLUMNS, prediction_row, write_predictions
+
+    runtime = CornerRuntime(fixed_batch=False)
+    scores = score_all(CARD, runtime, copies=1)
+    rows = [prediction_row(scores[key], Scorer(CARD, runtime, Path("unused"))) for key in sorted(scores)]
+    handle = io.StringIO()
+    write_predictions(rows, handle)
+    written = {row["path"]: row for row in csv.DictReader(io.StringIO(handle.getvalue()))}
+    assert PREDICTION_COLUMNS[-1] == "note" and set(written) == set(scores)
+    seam = written["seam.png"]
+    assert seam["label"] == "Negative" and float(seam["crack_probability"]) > float(seam["threshold"])
+    assert "not confirmed when flipped" in seam["note"]
+    assert written["crack.png"]["note"] == ""
