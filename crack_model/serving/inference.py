@@ -359,7 +359,7 @@ def score_images(
 
 def _finish(entry: WaitingImage, card: ModelCard) -> ImageScore:
     """Label a fully scored image by the card's photo rule (photo_decision.py), the same for every runtime."""
-    score = entry.score
+    score: ImageScore = entry.score
     score.tile_probabilities = entry.probabilities
     score.crack_probability = max(entry.probabilities)
     score.confirmation = entry.confirmation

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from crack_model.serving.photo_confirmation import CONFIRM_TILES, FLIPS, confirmation_score, flipped
-
-if TYPE_CHECKING:  # inference imports this module
-    from crack_model.serving.inference import ImageScore
 
 
 @dataclass(eq=False)
 class WaitingImage:
     """An image whose tiles are queued: its tile scores so far, and what its confirmation needs."""
 
-    score: ImageScore
+    score: Any  # inference.ImageScore (inference imports this module)
     probabilities: list[float]
     unscored: int  # its tiles (then its flips) queued and not yet scored
     # Copies of its highest tiles so far: (probability, index, pixels), highest first (ties: the first).
