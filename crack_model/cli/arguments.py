@@ -59,6 +59,13 @@ def share(text: str) -> float:
     return value
 
 
+def exponent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be an exponent from 0 to 10, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

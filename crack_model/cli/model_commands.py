@@ -16,6 +16,7 @@ from crack_model.cli.arguments import (
     add_data_options,
     class_names,
     data_config_from,
+    exponent,
     model_config_from,
     non_negative_int,
     positive_int,
@@ -160,6 +161,8 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--augmented-views", type=int, default=2, help="augmented copies cached per image (default: 2)")
     recipe.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
     recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)")
+    recipe.add_argument("--focal-gamma", type=exponent, default=TrainConfig.focal_gamma,
+                        help="focal loss exponent: hard images weigh more (default: 0: cross-entropy)")  # fmt: skip
     recipe.add_argument("--slice-balance", type=float, default=1.0, help="0 (none) to 1 (full) slice balancing")
     recipe.add_argument("--crack-weight", type=float, default=1.0, help="weight of a crack image (default: 1)")
     recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
@@ -220,7 +223,8 @@ def run_cross_validation(args: argparse.Namespace) -> int:
         raise CrackModelError("--cv trains its own models: leave out --model")
     out = args.out or Path("build") / f"cv-{args.cv}"
     train_config = TrainConfig(epochs=args.epochs, fine_tune_layers=args.fine_tune_layers,
-                               label_smoothing=args.label_smoothing, slice_balance=args.slice_balance,
+                               label_smoothing=args.label_smoothing, focal_gamma=args.focal_gamma,
+                               slice_balance=args.slice_balance,
                                crack_weight=args.crack_weight, target_recall=args.target_recall,
                                seam_share=args.seam_share)  # fmt: skip
     options: dict[str, Any] = {
@@ -254,7 +258,16 @@ def print_cv_row(label: str, row: dict[str, Any]) -> None:
         f"  {label:<14} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
         f"[{recall[0]:.4f}, {recall[1]:.4f}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
         f"{accuracy[1]:.4f}]  missed cracks {row['missed_cracks']}  false alarms {row['false_alarms']}"
+        + without_patch_confirmation(row)
     )
+
+
+def without_patch_confirmation(row: dict[str, Any]) -> str:
+    """The counts before patches were confirmed by flips (serving/photo_confirmation.py), where a row has them."""
+    before = row.get("without_patch_confirmation")
+    if not before:
+        return ""
+    return f"  (unconfirmed: {before['missed_cracks']} / {before['false_alarms']})"
 
 
 def print_repeats(result: dict[str, Any], out: Path) -> int:
@@ -263,7 +276,8 @@ def print_repeats(result: dict[str, Any], out: Path) -> int:
     for repeat in repeats:
         print_cv_row(f"seed {repeat['seed']}", repeat["pooled"])
     print(f"  all seeds: {result['missed_cracks']} missed cracks and {result['false_alarms']} false alarms in "
-          f"{result['scored']} scored images (each image once per seed; {out / 'cv-repeats.json'})")  # fmt: skip
+          f"{result['scored']} scored images (each image once per seed; {out / 'cv-repeats.json'})"
+          + without_patch_confirmation(result))  # fmt: skip
     wrong = result["misclassified"]
     for entry in wrong[:PRINTED_IMAGES]:
         print(f"  wrong with {entry['repeats_wrong']} of {len(repeats)} seeds: {entry['uri']} ({entry['label']})")

@@ -96,6 +96,9 @@ class TrainConfig:
     # alarms for crack recall, since a missed crack is the costly error.
     crack_weight: float = 1.0
     label_smoothing: float = 0.0
+    # Focal loss's focusing exponent (training/fitting.py): above 0, images the model already gets
+    # right weigh less in the loss than the hard ones. 0: plain cross-entropy.
+    focal_gamma: float = 0.0
     # Tiles across the borders of training patches, as a share of each (class, slice)'s training
     # images (training/seams.py): a photo's changes of texture are not cracks. 0: none.
     seam_share: float = 0.25
@@ -104,3 +107,5 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.seam_share < 0:
             raise ValueError(f"seam_share must not be negative, got {self.seam_share}")
+        if self.focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be 0 (plain cross-entropy) or more, got {self.focal_gamma}")

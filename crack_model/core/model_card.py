@@ -57,6 +57,9 @@ class ModelCard:
     # A photo the rule calls crack must also have one of its highest tiles reach this averaged over
     # its flips (serving/photo_confirmation.py); None: no confirmation (cards from before it).
     photo_confirm_threshold: float | None = None
+    # A one-tile image (a patch) scored from ``threshold`` up to photo_confirmation.PATCH_CONFIRM_BELOW
+    # is a crack only if its mean over itself and its flips reaches this; None: no confirmation.
+    patch_confirm_threshold: float | None = None
     # How the photo rule was chosen: the mosaics and labeled photos, their figures, the rule's inputs.
     photo_calibration: dict[str, Any] | None = None
 

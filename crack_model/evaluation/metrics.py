@@ -81,15 +81,17 @@ def predicted_labels(
 
 
 def misclassified(
-    images: Sequence[Any], probabilities: np.ndarray, *, threshold: float, class_names: Sequence[str], crack_class: str
-) -> list[dict[str, Any]]:
+    images: Sequence[Any], probabilities: np.ndarray, *, threshold: float, class_names: Sequence[str], crack_class: str,
+    predicted: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """The images labeled wrongly, surest first: which ones a model misses says more than how many.
 
-    ``images`` have ``uri``, ``label`` and ``slice`` (``LabeledImage``).
+    ``images`` have ``uri``, ``label`` and ``slice`` (``LabeledImage``); ``predicted`` as for ``compute_metrics``.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     crack_index = list(class_names).index(crack_class)
-    predicted = predicted_labels(probabilities, threshold, class_names, crack_class)
+    if predicted is None:
+        predicted = predicted_labels(probabilities, threshold, class_names, crack_class)
     wrong = [
         {"uri": image.uri, "slice": image.slice, "label": image.label, "predicted": label,
          "crack_probability": round(float(row[crack_index]), 4)}

@@ -9,7 +9,8 @@ budget is decoded alone). Each image is scored on at most ``TileConfig.max_tiles
 ones are downscaled, and the row says so). Tiles are copied once, into the batch being filled;
 besides the batches the model's copies are scoring, one more waits, and their arrays are reused
 from batch to batch. With ``confirm``, a photo of several tiles some tile lit keeps copies of its
-highest tiles, and their flips are scored after its tiles, in the same batches (photo_confirmation.py).
+highest tiles, and their flips are scored after its tiles, in the same batches (photo_confirmation.py);
+with ``confirm_patches``, so does a one-tile image scored in the band.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class ImageScore:
     tile_count: int = 0
     boxes: list[Box] = field(default_factory=list)
     tile_probabilities: list[float] = field(default_factory=list)
-    # The highest mean of a top tile over its flips (photo_confirmation.py); None: not scored (one tile, none lit).
+    # The highest mean of a top tile over its flips (photo_confirmation.py); None: not scored (none lit, or a
+    # one-tile image outside the band or under a card without patch confirmation).
     confirmation: float | None = None
     # How the image was changed to be scored (e.g. downscaled to stay within the tile budget).
     note: str = ""
@@ -226,6 +228,7 @@ def score_images(
     decode_threads: int | None = None,
     inference_copies: int | None = None,
     confirm: bool | None = None,
+    confirm_patches: bool | None = None,
 ) -> Iterator[ImageScore]:
     """Score each key and yield one ImageScore per key (order not guaranteed).
 
@@ -245,6 +248,8 @@ def score_images(
             core; 1: one interpreter on the scorer's threads). Keras always scores one batch at a time.
         confirm: score the flips of the highest tiles of each photo some tile lit, for ``ImageScore.confirmation``
             (default: when the card's photo rule asks for it; the photo checks ask always).
+        confirm_patches: score the flips of each one-tile image scored from the threshold up to
+            ``PATCH_CONFIRM_BELOW`` (default: when the card has ``patch_confirm_threshold``).
     """
     card = scorer.card
     batch_size = batch_size or scorer.runtime.preferred_batch
@@ -256,6 +261,7 @@ def score_images(
     # fewer threads contend with them for the cores.
     decode_threads = decode_threads or max(1, (os.cpu_count() or 1) // 2)
     confirm = card.photo_confirm_threshold is not None if confirm is None else confirm
+    confirm_patches = card.patch_confirm_threshold is not None if confirm_patches is None else confirm_patches
     waiting: deque[WaitingImage] = deque()  # images whose tiles are queued, in order
     to_confirm: deque[WaitingImage] = deque()  # images scored whose kept tiles' flips are still to be queued
     # Tiles are copied once, straight into the batch being filled (a photo needs no array of all its tiles:
@@ -296,7 +302,7 @@ def score_images(
         probabilities = pool.take()[: len(scored), card.crack_index]
         free_arrays.append(array)  # its batch is scored: the runtime no longer reads it (nothing fills it in here)
         for position, ((entry, tile_index), probability) in enumerate(zip(scored, probabilities, strict=True)):
-            if entry.record(tile_index, float(probability), array[position] if confirm else None, card.threshold):
+            if entry.record(tile_index, float(probability), array[position] if entry.confirm else None, card.threshold):
                 to_confirm.append(entry)  # its flips are queued by the main loop, not from in here
         while waiting and waiting[0].unscored == 0:
             yield _finish(waiting.popleft(), card)
@@ -337,7 +343,8 @@ def score_images(
         if pixels is None:  # an error row
             yield prepared.score
             return
-        entry = WaitingImage(prepared.score, [0.0] * len(pixels), len(pixels))
+        entry = WaitingImage(prepared.score, [0.0] * len(pixels), len(pixels),
+                             confirm=confirm if len(pixels) > 1 else confirm_patches)  # fmt: skip
         waiting.append(entry)
         for tile_index, tile in enumerate(pixels):
             yield from add_tile(tile, entry, tile_index)

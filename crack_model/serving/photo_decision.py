@@ -25,7 +25,8 @@ patch threshold had 6 false alarms in 120 clean photos and the photo threshold 1
 A photo the rule calls crack must also be *confirmed* when the card has ``photo_confirm_threshold``:
 one of its highest tiles, averaged with its flips, still reaches it (photo_confirmation.py).
 
-A photo of one tile (a patch, a small image) keeps the patch rule. Crack *tiles*, for overlays
+A photo of one tile (a patch, a small image) keeps the patch rule, confirmed by its flips when the
+card has ``patch_confirm_threshold`` and its score is below ``PATCH_CONFIRM_BELOW``. Crack *tiles*, for overlays
 and ``tile_probabilities``, stay those at or above the patch threshold. A card without a photo
 rule (``photo_threshold`` None, ``photo_min_tiles`` 1) labels photos as before: highest tile
 at or above the threshold. Every runtime goes through ``photo_is_crack``.
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import Box
+from crack_model.serving.photo_confirmation import patch_needs_confirmation
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class PhotoRule:
     tail_scale: float = 0.0  # log-odds added per e-fold of tiles beyond calibrated_tiles
     max_threshold: float | None = None  # the rise stops here (None: no limit)
     confirm_threshold: float | None = None  # a top tile's mean over its flips must reach this (None: no confirmation)
+    patch_confirm_threshold: float | None = None  # the same for a one-tile image in the band (photo_confirmation.py)
 
     def __post_init__(self) -> None:
         if self.min_tiles < 1:
@@ -64,7 +67,8 @@ class PhotoRule:
     @classmethod
     def of(cls, card: ModelCard) -> PhotoRule:
         return cls(card.threshold, card.photo_threshold, card.photo_min_tiles, card.photo_tiles,
-                   card.photo_tail_scale or 0.0, card.photo_max_threshold, card.photo_confirm_threshold)  # fmt: skip
+                   card.photo_tail_scale or 0.0, card.photo_max_threshold, card.photo_confirm_threshold,
+                   card.patch_confirm_threshold)  # fmt: skip
 
     @property
     def highest_needed(self) -> float:
@@ -150,12 +154,22 @@ def photo_is_crack(
     """
     if not lit_by_rule(probabilities, boxes, rule):
         return False
-    if rule.confirm_threshold is None or len(probabilities) == 1:
+    needed = confirmation_needed(probabilities, rule)
+    if needed is None:
         return True
     if confirmation is None:
-        raise ValueError("the photo rule asks for a confirmation of the highest tiles, but the photo was scored "
-                         "without one: score it with confirm=True (inference.score_images)")  # fmt: skip
-    return confirmation >= rule.confirm_threshold
+        raise ValueError("the model card asks for a confirmation by flips, but the image was scored without "
+                         "one: score it with confirmation on (inference.score_images)")  # fmt: skip
+    return confirmation >= needed
+
+
+def confirmation_needed(probabilities: Sequence[float], rule: PhotoRule) -> float | None:
+    """What the confirmation score of a lit image must reach under ``rule``; None: it needs no confirmation."""
+    if len(probabilities) > 1:
+        return rule.confirm_threshold
+    if rule.patch_confirm_threshold is None or not patch_needs_confirmation(probabilities[0], rule.tile_threshold):
+        return None
+    return rule.patch_confirm_threshold
 
 
 def lit_by_rule(probabilities: Sequence[float], boxes: Sequence[Box], rule: PhotoRule) -> bool:
@@ -180,8 +194,12 @@ def decision_note(
     highest = max(probabilities)
     if is_crack or highest < rule.tile_threshold:
         return ""
-    if unconfirmed is not None and rule.confirm_threshold is not None:
+    needed = confirmation_needed(probabilities, rule)
+    if unconfirmed is not None and needed is not None and len(probabilities) == 1:
+        return (f"no crack: not confirmed when flipped (mean of the image and its flips {unconfirmed:.4f} < "
+                f"{needed:.4f}); crack probability {highest:.4f}")  # fmt: skip
+    if unconfirmed is not None and needed is not None:
         return (f"no crack: the highest tiles are not confirmed when flipped (mean {unconfirmed:.4f} < "
-                f"{rule.confirm_threshold:.4f}); highest tile {highest:.4f}")  # fmt: skip
+                f"{needed:.4f}); highest tile {highest:.4f}")  # fmt: skip
     tiles = len(probabilities)
     return f"no crack by the photo rule over {tiles} tiles ({rule.describe(tiles)}); highest tile {highest:.4f}"

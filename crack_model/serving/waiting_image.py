@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from crack_model.serving.photo_confirmation import CONFIRM_TILES, FLIPS, confirmation_score, flipped
+from crack_model.serving.photo_confirmation import (
+    CONFIRM_TILES,
+    FLIPS,
+    confirmation_score,
+    flipped,
+    patch_needs_confirmation,
+)
 
 
 @dataclass(eq=False)
@@ -18,6 +24,7 @@ class WaitingImage:
     score: Any  # inference.ImageScore (inference imports this module)
     probabilities: list[float]
     unscored: int  # its tiles (then its flips) queued and not yet scored
+    confirm: bool = False  # whether its top tiles (a photo's) or its one tile (in the band) are confirmed by flips
     # Copies of its highest tiles so far: (probability, index, pixels), highest first (ties: the first).
     kept: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
     flips: list[float] = field(default_factory=list)  # FLIPS per kept tile, once they are queued
@@ -34,14 +41,15 @@ class WaitingImage:
         """Take the score of one of its tiles (or of a flip); True when its flips are due (its tiles all scored).
 
         ``tile``: that tile's pixels while confirming (None: no confirmation). The flips are due only
-        for a photo whose highest tile reaches ``tile_threshold``: no rule calls any other a crack.
+        for a photo whose highest tile reaches ``tile_threshold`` (no rule calls any other a crack), and
+        for a one-tile image only from there up to ``PATCH_CONFIRM_BELOW``.
         """
         tiles = len(self.probabilities)
         if index >= tiles:
             self.flips[index - tiles] = probability
         else:
             self.probabilities[index] = probability
-            if tile is not None and tiles > 1:
+            if tile is not None and (tiles > 1 or patch_needs_confirmation(probability, tile_threshold)):
                 self.keep(probability, index, tile)
         self.unscored -= 1
         if self.unscored or not self.kept:

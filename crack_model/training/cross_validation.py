@@ -96,6 +96,12 @@ def summarize(outcomes: Outcomes, confidence: float) -> dict[str, Any]:
     }
 
 
+def without_confirmation(reports: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Missed cracks and false alarms summed over folds (or repeats) as they were before patch confirmation."""
+    key = "without_patch_confirmation"
+    return {name: sum(report[key][name] for report in reports) for name in ("missed_cracks", "false_alarms")}
+
+
 def cross_validate(
     data_source: str | Path,
     output_dir: str | Path,
@@ -151,12 +157,17 @@ def cross_validate(
                 outcomes_from_matrix(matrix["rows_true_columns_predicted"], matrix["labels"], data_config.crack_class)
             )
         reports.append({"fold": number, "threshold": run.card.threshold, "epochs_run": len(run.history.get("loss", [])),
+                        "patch_confirm_threshold": run.card.patch_confirm_threshold,
                         **summarize(outcomes, confidence),
+                        "without_patch_confirmation": run.metrics["test"]["without_patch_confirmation"],
                         "misclassified": run.metrics["test"]["misclassified"]})  # fmt: skip
     result = {
         "data": str(data_source),
         "folds": reports,
-        "pooled": summarize(concatenate(pooled), confidence),
+        "pooled": {
+            **summarize(concatenate(pooled), confidence),
+            "without_patch_confirmation": without_confirmation(reports),
+        },
         "confidence": confidence,
         "near_duplicate_groups": len(group_near_duplicates(images)),
         "config": {
@@ -208,6 +219,7 @@ def repeat_cross_validation(
         "scored": sum(run["pooled"]["images"] for run in runs),
         "missed_cracks": sum(run["pooled"]["missed_cracks"] for run in runs),
         "false_alarms": sum(run["pooled"]["false_alarms"] for run in runs),
+        "without_patch_confirmation": without_confirmation([run["pooled"] for run in runs]),
         "misclassified": [{**entries[uri], "repeats_wrong": count} for uri, count in times_wrong.most_common()],
         "config": runs[0]["config"],
     }

@@ -260,7 +260,7 @@ def fit_head_on_features(
     head_callbacks = classifier_checkpoints(callbacks, classifier)
     history = compile_and_fit(head, train_data, validation_data, train_config.epochs, train_config.learning_rate,
                               head_callbacks, verbose, data_config.crack_index,
-                              train_config.label_smoothing)  # fmt: skip
+                              train_config.label_smoothing, train_config.focal_gamma)  # fmt: skip
     copy_head(head, classifier)
     return history
 

@@ -17,12 +17,13 @@ def compile_and_fit(
     verbose: int,
     crack_index: int,
     label_smoothing: float = 0.0,
+    focal_gamma: float = 0.0,
 ) -> dict[str, list[float]]:
     import keras
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+        loss=training_loss(label_smoothing, focal_gamma),
         metrics=[
             "accuracy",
             keras.metrics.Precision(class_id=crack_index, name="crack_precision"),
@@ -34,3 +35,17 @@ def compile_and_fit(
             train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
         )  # the tf.data pipeline shuffles
     return {name: [float(value) for value in values] for name, values in history.history.items()}
+
+
+def training_loss(label_smoothing: float, focal_gamma: float) -> Any:
+    """Cross-entropy, or with ``focal_gamma`` > 0 focal cross-entropy (Lin et al. 2018).
+
+    Focal loss scales each image's cross-entropy by ``(1 - p_true) ** gamma``: images the head
+    already gets right weigh less, the few it gets wrong (stains, faint cracks) more. ``alpha`` is 1:
+    classes and slices are weighted by balance_weights, not by the loss.
+    """
+    import keras
+
+    if focal_gamma > 0:
+        return keras.losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=focal_gamma, label_smoothing=label_smoothing)
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)

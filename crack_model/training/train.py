@@ -34,6 +34,7 @@ from crack_model.training.export import export_model
 from crack_model.training.features import fit_head_on_features, predict_from_features
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
+from crack_model.training.patch_confirmation import band_flip_means, choose_patch_confirmation, confirmed_labels
 from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
@@ -179,6 +180,14 @@ def train(
             min_slice_images=train_config.min_slice_images,
         )
         log.info("threshold %.4f (each validation slice alone would need %s)", threshold, slice_thresholds)
+
+        def flip_means(images: list[LabeledImage], probabilities: np.ndarray) -> np.ndarray:
+            return band_flip_means(classifier, images, probabilities[:, crack_index], threshold, data_config,
+                                   patches=[not photos.is_photo(image) for image in images])  # fmt: skip
+
+        validation_means = flip_means(split.validation, validation_probabilities)
+        patch_confirmation = choose_patch_confirmation(is_crack, validation_means, threshold)
+        confirm_threshold = patch_confirmation["threshold"]
         card = ModelCard(
             version=new_version(model_path),
             class_names=list(data_config.class_names),
@@ -192,30 +201,43 @@ def train(
             seed=data_config.seed,
             target_recall=train_config.target_recall,
             git_commit=git_commit(),
+            patch_confirm_threshold=confirm_threshold,
         )
         artifacts["card"] = card.save(output_dir)
         config_record = {"data": asdict(data_config), "model": asdict(model_config), "train": asdict(train_config)}
         artifacts["config"] = output_dir / "training_config.json"
         artifacts["config"].write_text(json.dumps(config_record, indent=2, default=str) + "\n", encoding="utf-8")
 
-        def split_metrics(images: list[LabeledImage], probabilities: np.ndarray) -> dict[str, Any]:
+        def labels_of(probabilities: np.ndarray, means: np.ndarray) -> list[str]:  # as scoring labels them
+            return confirmed_labels(probabilities, means, threshold, confirm_threshold, data_config.class_names,
+                                    data_config.crack_class)  # fmt: skip
+
+        def split_metrics(images: list[LabeledImage], probabilities: np.ndarray, means: np.ndarray) -> dict[str, Any]:
             labels = [image.label for image in images]
             return compute_metrics(labels, probabilities, threshold=threshold, class_names=data_config.class_names,
-                                   crack_class=data_config.crack_class)  # fmt: skip
+                                   crack_class=data_config.crack_class,
+                                   predicted=labels_of(probabilities, means))  # fmt: skip
 
         metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold,
-                                   "slice_thresholds": slice_thresholds}  # fmt: skip
-        metrics["validation"] = split_metrics(split.validation, validation_probabilities)
+                                   "slice_thresholds": slice_thresholds,
+                                   "patch_confirmation": patch_confirmation}  # fmt: skip
+        metrics["validation"] = split_metrics(split.validation, validation_probabilities, validation_means)
         metrics["per_slice"] = {
-            "validation": per_slice_metrics(split.validation, validation_probabilities, split_metrics)
+            "validation": per_slice_metrics(split.validation, validation_probabilities, validation_means, split_metrics)
         }
         if split.test:
             test_probabilities = probabilities_of(split.test)
-            metrics["test"] = split_metrics(split.test, test_probabilities)
-            metrics["test"]["misclassified"] = misclassified(split.test, test_probabilities, threshold=threshold,
-                                                             class_names=data_config.class_names,
-                                                             crack_class=data_config.crack_class)  # fmt: skip
-            metrics["per_slice"]["test"] = per_slice_metrics(split.test, test_probabilities, split_metrics)
+            test_means = flip_means(split.test, test_probabilities)
+            metrics["test"] = split_metrics(split.test, test_probabilities, test_means)
+            metrics["test"]["misclassified"] = misclassified(
+                split.test, test_probabilities, threshold=threshold, class_names=data_config.class_names,
+                crack_class=data_config.crack_class, predicted=labels_of(test_probabilities, test_means),
+            )  # fmt: skip
+            unconfirmed = split_metrics(split.test, test_probabilities, np.full(len(split.test), np.nan))
+            metrics["test"]["without_patch_confirmation"] = {
+                key: unconfirmed[key] for key in ("accuracy", "crack_recall", "missed_cracks", "false_alarms")
+            }
+            metrics["per_slice"]["test"] = per_slice_metrics(split.test, test_probabilities, test_means, split_metrics)
             matrix = metrics["test"]["confusion_matrix"]
             artifacts["confusion_matrix"] = save_confusion_matrix(
                 matrix["rows_true_columns_predicted"],
@@ -299,7 +321,7 @@ def fit_classifier(
     else:
         history = compile_and_fit(
             training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
-            callbacks, verbose, data_config.crack_index, train_config.label_smoothing,
+            callbacks, verbose, data_config.crack_index, train_config.label_smoothing, train_config.focal_gamma,
         )  # fmt: skip
     if fine_tune and train_config.fine_tune_layers > 0:
         unfrozen = unfreeze_top_layers(classifier, train_config.fine_tune_layers)
@@ -307,18 +329,20 @@ def fit_classifier(
         fine = compile_and_fit(
             training_model, train_data, validation_data, train_config.fine_tune_epochs,
             train_config.fine_tune_learning_rate, callbacks, verbose, data_config.crack_index,
-            train_config.label_smoothing,
+            train_config.label_smoothing, train_config.focal_gamma,
         )  # fmt: skip
         history = {name: history.get(name, []) + values for name, values in fine.items()}
     return history
 
 
-def per_slice_metrics(images: list[LabeledImage], probabilities: np.ndarray, measure: Any) -> dict[str, Any]:
+def per_slice_metrics(
+    images: list[LabeledImage], probabilities: np.ndarray, means: np.ndarray, measure: Any
+) -> dict[str, Any]:
     """Accuracy, crack recall and confusion matrix of each slice (the whole metrics dict is too large to repeat)."""
     report = {}
     for name in sorted({image.slice for image in images}):
         indices = [index for index, image in enumerate(images) if image.slice == name]
-        figures = measure([images[index] for index in indices], probabilities[indices])
+        figures = measure([images[index] for index in indices], probabilities[indices], means[indices])
         report[name] = {key: figures[key] for key in ("images", "cracks", "accuracy", "crack_recall", "missed_cracks",
                                                       "false_alarms", "confusion_matrix")}  # fmt: skip
     return report

@@ -32,6 +32,9 @@ def test_the_retraining_recipe_on_the_real_sample(metu_sample, imagenet_weights,
     assert test["images"] >= 290
     assert test["accuracy"] >= 0.99, test
     assert test["crack_recall"] >= 0.99, test
+    # Confirmed by flips, as scoring labels them: the card's patch confirmation lost no validation crack.
+    assert run.card.patch_confirm_threshold == run.metrics["patch_confirmation"]["threshold"] <= run.card.threshold
+    assert test["false_alarms"] <= test["without_patch_confirmation"]["false_alarms"], test
 
     photos = run.metrics["photo_level"]["test"]["litert-int8"]
     figures = {key: photos[key] for key in ("clean_mosaics", "false_alarms", "crack_mosaics", "found",

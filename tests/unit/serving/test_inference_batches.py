@@ -68,7 +68,7 @@ def model_dir(trained_model):
 @pytest.mark.parametrize("fixed_batch", [False, True], ids=["litert", "keras-shaped"])
 def test_each_tile_keeps_its_own_score_across_reused_batches(model_dir, monkeypatch, fixed_batch, grouped):
     # Every tile once: no flips of the highest (test_photo_confirmation.py queues those through reused batches).
-    card = replace(load_scorer(model_dir).card, photo_confirm_threshold=None)
+    card = replace(load_scorer(model_dir).card, photo_confirm_threshold=None, patch_confirm_threshold=None)
     arrays: list[np.ndarray] = []
     lock = threading.Lock()
     monkeypatch.setattr(inference, "copies", lambda runtime, count: [PixelRuntime(fixed_batch, arrays, lock)] * 2)

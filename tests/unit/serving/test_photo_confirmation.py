@@ -14,6 +14,7 @@ from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import TileConfig, tile_boxes
 from crack_model.serving import inference
 from crack_model.serving.photo_confirmation import (
+    PATCH_CONFIRM_BELOW,
     confirmation_candidates,
     confirmation_score,
     flipped,
@@ -79,10 +80,10 @@ def uploads() -> dict[str, bytes]:
 
 
 def score_all(
-    card: ModelCard, runtime: CornerRuntime, copies: int, **options: object
+    card: ModelCard, runtime: CornerRuntime, copies: int, files: dict[str, bytes] | None = None, **options: object
 ) -> dict[str, inference.ImageScore]:
     scorer = Scorer(card, runtime, Path("unused"))
-    files = uploads()
+    files = files or uploads()
     return {score.key: score for score in inference.score_images(files, files.__getitem__, scorer, workers=2,
                                                                   inference_copies=copies, **options)}  # fmt: skip
 
@@ -161,3 +162,41 @@ def test_crack_model_predict_says_why_a_lit_photo_is_no_crack():
     assert seam["label"] == "Negative" and float(seam["crack_probability"]) > float(seam["threshold"])
     assert "not confirmed when flipped" in seam["note"]
     assert written["crack.png"]["note"] == ""
+
+
+IN_BAND = 200  # a corner's red: 0.78, from the threshold up to PATCH_CONFIRM_BELOW
+
+
+def patch_uploads() -> dict[str, bytes]:
+    return {
+        "stain.png": photo(TILE, TILE, {0: (IN_BAND, DARK, DARK, DARK)}),  # lit as cut only: a mean of 0.27
+        "crack.png": photo(TILE, TILE, {0: (IN_BAND,) * 4}),  # lit whichever way up
+        "sure.png": photo(TILE, TILE, {0: SEAM}),  # 0.90 as cut: above the band, taken as it is
+        "clean.png": photo(TILE, TILE, {}),
+    }
+
+
+@pytest.mark.parametrize("copies", [1, 2], ids=["one-interpreter", "two-copies"])
+@pytest.mark.parametrize("fixed_batch", [False, True], ids=["litert", "keras-shaped"])
+def test_a_patch_scored_in_the_band_is_confirmed_by_its_flips(copies, fixed_batch):
+    assert BRIGHT / 255 >= PATCH_CONFIRM_BELOW > IN_BAND / 255 >= CARD.threshold
+    runtime = CornerRuntime(fixed_batch)
+    card = replace(CARD, patch_confirm_threshold=0.5)
+    scores = score_all(card, runtime, copies, patch_uploads())
+    stain, crack, sure, clean = (scores[name] for name in ("stain.png", "crack.png", "sure.png", "clean.png"))
+    assert stain.confirmation == pytest.approx((IN_BAND + 3 * DARK) / 255 / 4, abs=0.01)
+    assert stain.label != card.crack_class
+    assert stain.crack_probability == pytest.approx(IN_BAND / 255, abs=0.01)  # the score stays what the model said
+    assert "not confirmed when flipped (mean of the image and its flips" in stain.note and "< 0.5000" in stain.note
+    assert crack.confirmation == pytest.approx(IN_BAND / 255, abs=0.01)
+    assert crack.label == card.crack_class and crack.note == ""
+    assert sure.confirmation is None and sure.label == card.crack_class
+    assert clean.confirmation is None and clean.label != card.crack_class
+    assert runtime.tiles_scored == 4 + 2 * 3  # the flips of the two patches in the band only
+
+
+def test_without_a_patch_confirmation_in_the_card_a_patch_keeps_the_threshold():
+    runtime = CornerRuntime(fixed_batch=False)
+    scores = score_all(CARD, runtime, copies=1, files=patch_uploads())  # photo confirmation only
+    assert scores["stain.png"].label == CARD.crack_class and scores["stain.png"].confirmation is None
+    assert runtime.tiles_scored == 4

@@ -11,7 +11,14 @@ import pytest
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import TileConfig, grid_shape, tile_boxes
 from crack_model.serving.inference import ImageScore, _finish
-from crack_model.serving.photo_decision import PhotoRule, decision_note, largest_group, lit_by_rule, photo_is_crack
+from crack_model.serving.photo_decision import (
+    PhotoRule,
+    confirmation_needed,
+    decision_note,
+    largest_group,
+    lit_by_rule,
+    photo_is_crack,
+)
 from crack_model.serving.waiting_image import WaitingImage
 
 # A 2270x1816 photo: 11 rows x 14 columns of tiles, the mosaics of issue 11.
@@ -200,7 +207,7 @@ def test_a_photo_the_rule_lights_is_a_crack_only_when_its_top_tiles_are_confirme
     assert photo_is_crack(seam, BOXES, rule, confirmation=0.45)
     assert not photo_is_crack(scores({(4, 6): 0.55}), BOXES, rule, confirmation=0.9)  # below the photo threshold
     assert photo_is_crack([0.7], BOXES[:1], rule)  # one tile: the patch rule, no confirmation asked
-    with pytest.raises(ValueError, match="scored without one: score it with confirm=True"):
+    with pytest.raises(ValueError, match="scored without one: score it with confirmation on"):
         photo_is_crack(seam, BOXES, rule)
     assert photo_is_crack(seam, BOXES, PhotoRule(0.5, 0.6))  # a card without it does not ask
     assert rule.describe().endswith("a top tile's mean over its flips >= 0.4500")
@@ -217,3 +224,25 @@ def test_the_card_keeps_the_confirmation_and_the_row_says_when_it_overturned_the
     assert finished(seam, card, confirmation=0.5).label == "Positive"
     below = finished(scores({(4, 6): 0.55}), card, confirmation=0.3)  # the rule itself said no: it says so
     assert below.label == "Negative" and "no crack by the photo rule over 154 tiles" in below.note
+
+
+def test_a_one_tile_image_needs_the_patch_confirmation_only_in_the_band(tmp_path):
+    """From the threshold up to PATCH_CONFIRM_BELOW a patch needs its flips' mean; above, under, or without it, not."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.6, confirm_threshold=0.45, patch_confirm_threshold=0.4)
+    assert confirmation_needed([0.7], rule) == 0.4
+    assert confirmation_needed([0.95], rule) is None  # above the band: taken as it is
+    assert confirmation_needed([0.3], rule) is None  # not lit
+    assert confirmation_needed(scores({(4, 6): 0.75}), rule) == 0.45  # a photo: the photo confirmation
+    assert confirmation_needed([0.7], PhotoRule(0.5, 0.6, confirm_threshold=0.45)) is None  # a card without it
+    assert not photo_is_crack([0.7], BOXES[:1], rule, confirmation=0.39)
+    assert photo_is_crack([0.7], BOXES[:1], rule, confirmation=0.4)
+    assert photo_is_crack([0.95], BOXES[:1], rule)
+    with pytest.raises(ValueError, match="scored without one"):
+        photo_is_crack([0.7], BOXES[:1], rule)
+    card = ModelCard(version="v1", threshold=0.5, patch_confirm_threshold=0.4)
+    card.save(tmp_path)
+    assert PhotoRule.of(ModelCard.load(tmp_path)).patch_confirm_threshold == 0.4
+    unconfirmed = finished([0.7], card, confirmation=0.2)
+    assert unconfirmed.label == "Negative"
+    assert unconfirmed.note == ("no crack: not confirmed when flipped (mean of the image and its flips 0.2000 < "
+                                "0.4000); crack probability 0.7000")  # fmt: skip

@@ -39,6 +39,13 @@ def test_training_writes_every_artifact(trained_model):
     assert metrics["test"]["images"] == len(test_rows)
     card = ModelCard.load(out)
     assert card.version == metrics["model_version"] and 0 < card.threshold <= 0.5
+    # Patches scored from the threshold up to 0.9 are confirmed by their flips (training/patch_confirmation.py).
+    chosen = metrics["patch_confirmation"]
+    assert card.patch_confirm_threshold == chosen["threshold"] <= card.threshold
+    assert chosen["validation_cracks_in_band"] <= chosen["validation_images_in_band"]
+    without = metrics["test"]["without_patch_confirmation"]
+    assert metrics["test"]["false_alarms"] <= without["false_alarms"]
+    assert metrics["test"]["missed_cracks"] >= without["missed_cracks"]
 
 
 def test_saved_model_predicts_like_the_in_memory_one(trained_model, synth_data):

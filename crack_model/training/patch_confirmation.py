@@ -1,0 +1,74 @@
+"""The card's ``patch_confirm_threshold``: chosen on the validation split, applied to the split's labels.
+
+Scoring confirms a one-tile image scored from the threshold up to ``PATCH_CONFIRM_BELOW`` by its
+flips (serving/photo_confirmation.py). The threshold its mean over itself and its flips must reach
+is chosen here as the photos' is: it starts at the patch threshold and is lowered to the lowest mean
+of any validation crack patch in the band, so the validation split loses no crack it found. The
+split's figures in ``metrics.json`` (and so cross-validation's) are those of the confirmed labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from crack_model.core.config import DataConfig
+from crack_model.core.imaging import decode_to_array
+from crack_model.data.labeled import LabeledImage, read_labeled
+from crack_model.evaluation.metrics import predicted_labels
+from crack_model.serving.photo_confirmation import PATCH_CONFIRM_BELOW, flipped, patch_needs_confirmation
+
+BATCH = 32
+
+
+def band_flip_means(
+    classifier: Any, images: Sequence[LabeledImage], crack_probabilities: np.ndarray, threshold: float,
+    data_config: DataConfig, *, patches: Sequence[bool],
+) -> np.ndarray:  # fmt: skip
+    """Each patch's mean crack probability over itself and its flips where it needs confirmation, else NaN.
+
+    ``patches``: which images are one-tile images (a photo's label comes from its tiles, not from this).
+    """
+    means = np.full(len(images), np.nan)
+    band = [index for index, probability in enumerate(crack_probabilities)
+            if patches[index] and patch_needs_confirmation(float(probability), threshold)]  # fmt: skip
+    for start in range(0, len(band), BATCH):
+        chosen = band[start : start + BATCH]
+        pixels = [decode_to_array(read_labeled(images[index]), data_config.image_size) for index in chosen]
+        views = [np.stack(pixels)] + [np.stack([flipped(tile)[flip] for tile in pixels]) for flip in range(3)]
+        scores = [np.asarray(classifier.predict_on_batch(view.astype(np.float32)))[:, data_config.crack_index]
+                  for view in views]  # fmt: skip
+        means[chosen] = np.mean(scores, axis=0)
+    return means
+
+
+def choose_patch_confirmation(is_crack: Sequence[bool], means: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The threshold (never above the patch threshold) that keeps every validation crack in the band, and why."""
+    crack_means = [float(mean) for crack, mean in zip(is_crack, means, strict=True) if crack and not np.isnan(mean)]
+    lowest = min(crack_means, default=None)
+    return {
+        "threshold": threshold if lowest is None else min(threshold, lowest),
+        "confirm_below": PATCH_CONFIRM_BELOW,
+        "validation_cracks_in_band": len(crack_means),
+        "validation_images_in_band": int(np.count_nonzero(~np.isnan(means))),
+        "lowest_crack_mean": lowest,
+    }
+
+
+def confirmed_labels(
+    probabilities: np.ndarray, means: np.ndarray, threshold: float, confirm_threshold: float | None,
+    class_names: Sequence[str], crack_class: str,
+) -> list[str]:  # fmt: skip
+    """The labels scoring gives: crack at the threshold and, where a mean was taken, at the confirmation too.
+
+    An unconfirmed crack gets the most likely other class, as an image under the threshold does.
+    """
+    labels = predicted_labels(probabilities, threshold, class_names, crack_class)
+    if confirm_threshold is None:
+        return labels
+    for index, mean in enumerate(means):
+        if labels[index] == crack_class and not np.isnan(mean) and mean < confirm_threshold:
+            labels[index] = predicted_labels(probabilities[index : index + 1], np.inf, class_names, crack_class)[0]
+    return labels
