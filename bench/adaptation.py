@@ -87,19 +87,31 @@ def with_slice(images: list[Any], slice_name: str) -> list[Any]:
 
 
 def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) -> dict[str, Any]:
-    """Accuracy and crack recall of a saved model on images, from cached features (same network)."""
+    """Accuracy and crack recall of a saved model on images, from cached features (same network), labeled as
+    scoring labels a patch: confirmed by its flips in the band when the card asks (``threshold_alone``: before)."""
     import keras
 
     from crack_model.core.config import DataConfig, ModelConfig
+    from crack_model.core.model_card import ModelCard
     from crack_model.evaluation.metrics import compute_metrics
     from crack_model.training.features import predict_from_features
+    from crack_model.training.patch_confirmation import band_flip_means, confirmed_labels
 
     data_config = DataConfig()
+    classes, crack_class = data_config.class_names, data_config.crack_class
     classifier = keras.models.load_model(model_dir / "model.keras", compile=False)
     probabilities = predict_from_features(classifier, images, data_config, ModelConfig(weights=WEIGHTS), cache)
-    figures = compute_metrics([image.label for image in images], probabilities, threshold=threshold,
-                              class_names=data_config.class_names, crack_class=data_config.crack_class)  # fmt: skip
-    return {key: figures[key] for key in ("images", "accuracy", "crack_recall", "missed_cracks", "false_alarms")}
+    means = band_flip_means(classifier, images, probabilities[:, data_config.crack_index], threshold, data_config,
+                            patches=[True] * len(images))  # fmt: skip
+    predicted = confirmed_labels(probabilities, means, threshold, ModelCard.load(model_dir).patch_confirm_threshold,
+                                 classes, crack_class)  # fmt: skip
+    labels = [image.label for image in images]
+    served = compute_metrics(labels, probabilities, threshold=threshold, class_names=classes, crack_class=crack_class,
+                             predicted=predicted)  # fmt: skip
+    alone = compute_metrics(labels, probabilities, threshold=threshold, class_names=classes, crack_class=crack_class)
+    keys = ("accuracy", "crack_recall", "missed_cracks", "false_alarms")
+    return {"images": served["images"], **{key: served[key] for key in keys},
+            "threshold_alone": {key: alone[key] for key in keys}}  # fmt: skip
 
 
 def seam_of(seam_share: float | None) -> float:

@@ -8,7 +8,12 @@ from PIL import Image
 
 from crack_model.core.config import DataConfig
 from crack_model.data.labeled import LabeledImage, fingerprint
-from crack_model.training.patch_confirmation import band_flip_means, choose_patch_confirmation, confirmed_labels
+from crack_model.training.patch_confirmation import (
+    UNSEEN_SURFACE_MARGIN,
+    band_flip_means,
+    choose_patch_confirmation,
+    confirmed_labels,
+)
 from tests import imagefiles
 
 CONFIG = DataConfig(image_size=64)
@@ -48,13 +53,16 @@ def test_only_patches_in_the_band_get_the_mean_over_their_flips(tmp_path):
     assert np.isnan(means[2:]).all()
 
 
-def test_the_threshold_keeps_every_validation_crack_in_the_band_and_never_rises():
+def test_the_threshold_keeps_every_validation_crack_in_the_band_with_a_margin_and_never_rises():
     chosen = choose_patch_confirmation([True, True, False, True], np.array([0.45, NAN, 0.3, 0.8]), 0.5)
-    assert chosen["threshold"] == 0.45 and chosen["lowest_crack_mean"] == 0.45
+    assert chosen["threshold"] == pytest.approx(0.45 - UNSEEN_SURFACE_MARGIN) and chosen["lowest_crack_mean"] == 0.45
     assert chosen["validation_cracks_in_band"] == 2 and chosen["validation_images_in_band"] == 3
-    assert choose_patch_confirmation([True, False], np.array([0.9, 0.2]), 0.5)["threshold"] == 0.5
+    assert choose_patch_confirmation([True, False], np.array([0.9, 0.2]), 0.5)["threshold"] == pytest.approx(
+        0.5 - UNSEEN_SURFACE_MARGIN
+    )
     none_in_band = choose_patch_confirmation([True, False], np.array([NAN, 0.2]), 0.5)
-    assert none_in_band["threshold"] == 0.5 and none_in_band["lowest_crack_mean"] is None
+    assert none_in_band["threshold"] == pytest.approx(0.4) and none_in_band["lowest_crack_mean"] is None
+    assert choose_patch_confirmation([True], np.array([0.05]), 0.5)["threshold"] == 0.0  # never below 0
 
 
 @pytest.mark.parametrize(
