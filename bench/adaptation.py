@@ -88,7 +88,8 @@ def with_slice(images: list[Any], slice_name: str) -> list[Any]:
 
 def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) -> dict[str, Any]:
     """Accuracy and crack recall of a saved model on images, from cached features (same network), labeled as
-    scoring labels a patch: confirmed by its flips in the band when the card asks (``threshold_alone``: before)."""
+    scoring labels a patch (each image is taken as one tile): confirmed by its flips in the band when the card asks
+    (``threshold_alone``: before)."""
     import keras
 
     from crack_model.core.config import DataConfig, ModelConfig

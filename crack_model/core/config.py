@@ -107,5 +107,5 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.seam_share < 0:
             raise ValueError(f"seam_share must not be negative, got {self.seam_share}")
-        if self.focal_gamma < 0:
+        if not self.focal_gamma >= 0:  # NaN too
             raise ValueError(f"focal_gamma must be 0 (plain cross-entropy) or more, got {self.focal_gamma}")

@@ -14,8 +14,8 @@ neighbour at 0.42 may read it better flipped (on the default model's weakest val
 photo the best tile, 0.61, averaged 0.21 over its flips and the third, 0.28, averaged 0.48). The
 card's ``photo_confirm_threshold`` (chosen on the validation split, photo_calibration.py) is what
 a photo the photo rule calls crack must also reach. Flips are cut from the tile's own pixels, so
-no runtime needs the photo again: 9 more tiles for a photo of 150 (6 %), none for a one-tile image
-or for a photo no tile lit. The scoring core keeps copies of each photo's three highest tiles so
+no runtime needs the photo again: 9 more tiles for a photo of 150 (6 %), none for a photo no tile
+lit (a one-tile image: below). The scoring core keeps copies of each photo's three highest tiles so
 far while its tiles are scored (its batches are reused), and queues their flips once they all are.
 
 A one-tile image (a patch) is confirmed the same way when the card has ``patch_confirm_threshold``
@@ -54,8 +54,8 @@ def flipped(tile: np.ndarray) -> list[np.ndarray]:
 def confirmation_candidates(probabilities: Sequence[float], tile_threshold: float) -> list[int]:
     """Indices of the photo's ``CONFIRM_TILES`` highest tiles, highest first (ties: the first), if it is lit.
 
-    None for a photo no tile lit (its highest under the tile threshold: no rule calls it crack) and
-    for a one-tile image (the patch rule labels it, as it was calibrated).
+    None (``[]``) for a photo no tile lit (its highest under the tile threshold: no rule calls it crack)
+    and for a one-tile image (confirmed on its own terms: ``patch_needs_confirmation``).
     """
     if len(probabilities) < 2 or max(probabilities) < tile_threshold:
         return []

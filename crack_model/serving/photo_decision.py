@@ -159,7 +159,8 @@ def photo_is_crack(
         return True
     if confirmation is None:
         raise ValueError("the model card asks for a confirmation by flips, but the image was scored without "
-                         "one: score it with confirmation on (inference.score_images)")  # fmt: skip
+                         "one: score it with confirmation on (inference.score_images: confirm for photos, "
+                         "confirm_patches for one-tile images)")  # fmt: skip
     return confirmation >= needed
 
 

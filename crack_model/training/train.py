@@ -208,7 +208,7 @@ def train(
         artifacts["config"] = output_dir / "training_config.json"
         artifacts["config"].write_text(json.dumps(config_record, indent=2, default=str) + "\n", encoding="utf-8")
 
-        def labels_of(probabilities: np.ndarray, means: np.ndarray) -> list[str]:  # as scoring labels them
+        def labels_of(probabilities: np.ndarray, means: np.ndarray) -> list[str]:  # patches as scoring labels them
             return confirmed_labels(probabilities, means, threshold, confirm_threshold, data_config.class_names,
                                     data_config.crack_class)  # fmt: skip
 

@@ -73,6 +73,7 @@ def test_focal_loss_weighs_the_images_the_model_gets_wrong():
     np.testing.assert_allclose(focal_share, [0.01, 0.81], rtol=1e-3)
 
 
-def test_a_negative_focal_gamma_is_refused():
+@pytest.mark.parametrize("gamma", [-1.0, float("nan")])
+def test_a_negative_or_nan_focal_gamma_is_refused(gamma):
     with pytest.raises(ValueError, match="focal_gamma"):
-        TrainConfig(focal_gamma=-1.0)
+        TrainConfig(focal_gamma=gamma)
