@@ -28,6 +28,7 @@ from crack_model.registry.naming import (
     validate_version,
 )
 from crack_model.registry.versions import Registry
+from crack_model.serving.photo_confirmation import PATCH_CONFIRM_BELOW
 from crack_model.serving.photo_decision import PhotoRule
 
 # The gate's holdout figures shown on the page, crack recall first.
@@ -95,6 +96,7 @@ def _lineage(document: dict[str, Any]) -> dict[str, Any]:
         "library_version": document.get("library_version"),
         "card": {field: card.get(field) for field in CARD_FIELDS},
         "photo_rule": photo_rule_summary(card),
+        "patch_rule": patch_rule_summary(card),
         "data_manifest": None
         if not manifest
         else {
@@ -112,6 +114,18 @@ def _lineage(document: dict[str, Any]) -> dict[str, Any]:
             for file_name, entry in sorted(files.items())
         ],
     }
+
+
+def patch_rule_summary(card: dict[str, Any]) -> str | None:
+    """How the version confirms a one-tile image by its flips (serving/photo_confirmation.py); None: it does not."""
+    if card.get("patch_confirm_threshold") is None:
+        return None
+    try:
+        threshold, confirm = float(card["threshold"]), float(card["patch_confirm_threshold"])
+    except (KeyError, TypeError, ValueError) as error:  # a hand-edited card: say so, show the rest of the page
+        return f"the card's patch confirmation is invalid: {error!r}"
+    return (f"scored from {threshold:.4f} up to {PATCH_CONFIRM_BELOW}, only when its mean over itself and its "
+            f"three flips reaches {confirm:.4f}")  # fmt: skip
 
 
 def photo_rule_summary(card: dict[str, Any]) -> dict[str, Any] | None:

@@ -65,6 +65,7 @@ PHOTO_RULE = {
     "photo_tiles": 154,
     "photo_tail_scale": 0.5,
     "photo_max_threshold": 0.95,
+    "patch_confirm_threshold": 0.32,
     "photo_calibration": {"runtimes": ["litert-int8", "litert-fp32"], "clean_mosaics": 240, "crack_mosaics": 80,
                           "labeled_photos": 6},
 }  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 
 from crack_model.core.errors import CrackModelError
 from crack_model.pipelines import ops_files
-from crack_model.pipelines.model_page import model_page, photo_rule_summary
+from crack_model.pipelines.model_page import model_page, patch_rule_summary, photo_rule_summary
 from crack_model.registry.naming import VersionNotFoundError
 from tests.unit.pipelines.ops_store import (
     CHAMPION,
@@ -38,6 +38,10 @@ def test_lineage_goes_back_to_the_training_data_digests(store):
         "runtimes": ["litert-int8", "litert-fp32"], "clean_mosaics": 120, "crack_mosaics": 40, "labeled_photos": 6,
     }  # fmt: skip
     assert model_page(store.uri, "crack", SECOND)["lineage"]["photo_rule"] is None  # photos: by their highest tile
+    assert lineage["patch_rule"] == ("scored from 0.4200 up to 0.9, only when its mean over itself and its three "
+                                     "flips reaches 0.3200")  # fmt: skip
+    assert model_page(store.uri, "crack", SECOND)["lineage"]["patch_rule"] is None  # by the threshold alone
+    assert "invalid" in (patch_rule_summary({"threshold": 0.5, "patch_confirm_threshold": "high"}) or "")
     calibration = {
         **PHOTO_RULE["photo_calibration"],
         "clean_mosaics": 120,
