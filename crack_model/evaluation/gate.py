@@ -5,9 +5,11 @@ same holdout by the scoring core that serves them, with the metric code of
 ``assess.evaluate_scorer`` (see holdout.py): the candidate with Keras, the champion with the
 runtime it serves with. The candidate must reach the policy's absolute
 floors (overall and per slice) and must not fall below the champion by more than the policy
-allows; with no champion, only the floors apply. Each exported runtime (LiteRT fp32, int8)
-is approved only if it reaches the same floors and gives the Keras label on at least
-``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
+allows; with no champion, only the floors apply. An overall floor is measured without the slices
+on which the champion itself is below it (a new surface, ``gate_checks.new_surfaces``): there the
+slice floors and no regression apply, so a holdout's mix of surfaces does not decide. Each
+exported runtime (LiteRT fp32, int8) is approved only if it reaches the same floors and gives
+the Keras label on at least ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
 it includes 0. A holdout that shares an image with the candidate's training data is refused.
 The report also gives photo-level figures on mosaics of holdout patches (gate_photo.py), scored
@@ -42,7 +44,9 @@ from crack_model.evaluation.gate_checks import (
     judge_runtime,
     misclassified_section,
     model_section,
+    new_surfaces,
     regression_checks,
+    scoped_floor_values,
     slice_floor_checks,
     slice_regression_checks,
     slice_reports,
@@ -82,12 +86,23 @@ def decide(
     if not policy.floors:
         message = "the policy sets no floors: the gate refuses to pass a model without absolute floors"
         checks.append(Check("policy:floors", "fail", message))
-    checks += floor_checks(candidate.metrics, policy.floors, "floor")
     slices = slice_reports(candidate, holdout, policy)
+    champion_slices = slice_reports(champion, holdout, policy) if champion is not None else {}
+    new = new_surfaces(champion_slices, policy)
+    values, scopes = scoped_floor_values(candidate, holdout, new)
+    checks += floor_checks(values, policy.floors, "floor", scopes)
     checks += slice_floor_checks(slices, policy, "slice_floor")
+    for metric, left_out in new.items():
+        notes.append(
+            f"{metric}: the champion is below the floor {policy.floors[metric]} on slice {', '.join(left_out)}, a "
+            "surface it does not serve well yet; there the candidate is held to the slice floors and to no "
+            "regression, and the overall floor is measured on the other slices"
+        )
     exact = exact_intervals(candidate.outcomes, confidence=policy.confidence)
     for metric, floor in policy.floors.items():
         value, interval = candidate.metrics.get(metric), exact.get(metric)
+        if metric in scopes:  # measured on part of the holdout: this interval is not that part's
+            continue
         if value is not None and interval and value >= floor > interval[0]:
             notes.append(
                 f"{metric} {value:.4f} passes its floor {floor} on this holdout, but the holdout is too small to "
@@ -99,14 +114,14 @@ def decide(
         notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")
     else:
         checks += regression_checks(candidate.metrics, champion.metrics, policy)
-        checks += slice_regression_checks(slices, slice_reports(champion, holdout, policy), policy)
+        checks += slice_regression_checks(slices, champion_slices, policy)
         comparison = comparison_section(candidate, champion, policy)
         noisy = [metric for metric, row in comparison.items() if row["within_noise"]]
         if noisy:
             notes.append(f"candidate and champion differ within bootstrap noise on: {', '.join(noisy)}")
 
-    runtimes = [judge_runtime(candidate, candidate, holdout, policy)]
-    runtimes += [judge_runtime(evaluation, candidate, holdout, policy) for evaluation in runtime_evaluations]
+    runtimes = [judge_runtime(candidate, candidate, holdout, policy, new)]
+    runtimes += [judge_runtime(evaluation, candidate, holdout, policy, new) for evaluation in runtime_evaluations]
     for broken, error in (runtime_errors or {}).items():
         name = f"runtime:{broken}:load"
         runtimes.append(
@@ -139,6 +154,7 @@ def decide(
         "champion": model_section(champion, policy) if champion is not None else None,
         "comparison": comparison,
         "slices": slices,
+        "new_surfaces": new,
         "misclassified": misclassified_section(holdout, candidate, champion),
         "runtimes": runtimes,
         "approved_runtimes": approved,

@@ -53,19 +53,68 @@ class Check:
         }
 
 
-def floor_checks(values: Mapping[str, Any], floors: Mapping[str, float], prefix: str) -> list[Check]:
-    """``<prefix>:<metric>`` passes when the metric reaches its floor; an undefined metric fails."""
+def floor_checks(
+    values: Mapping[str, Any], floors: Mapping[str, float], prefix: str, scopes: Mapping[str, str] | None = None
+) -> list[Check]:
+    """``<prefix>:<metric>`` passes when the metric reaches its floor; an undefined metric fails.
+
+    ``scopes`` says, per metric, which part of the holdout the value was measured on when it is not all of it.
+    """
     checks = []
     for metric, floor in floors.items():
         value = values.get(metric)
         name = f"{prefix}:{metric}"
+        scope = (scopes or {}).get(metric, "")
         if value is None:
-            checks.append(Check(name, "fail", f"{metric} is undefined on this holdout (floor {floor})", None, floor))
+            checks.append(Check(name, "fail", f"{metric} is undefined on this holdout{scope} (floor {floor})",
+                                None, floor))  # fmt: skip
         elif value >= floor:
-            checks.append(Check(name, "pass", f"{metric} {value:.4f} >= floor {floor}", value, floor))
+            checks.append(Check(name, "pass", f"{metric} {value:.4f} >= floor {floor}{scope}", value, floor))
         else:
-            checks.append(Check(name, "fail", f"{metric} {value:.4f} < floor {floor}", value, floor))
+            checks.append(Check(name, "fail", f"{metric} {value:.4f} < floor {floor}{scope}", value, floor))
     return checks
+
+
+def new_surfaces(champion_slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy) -> dict[str, list[str]]:
+    """Per overall floor, the gated slices on which the champion itself is below it: surfaces it does not yet serve.
+
+    The overall floors were set for the surfaces the served model handles. A holdout that mixes in a new
+    surface makes the overall figure depend on that surface's share of the holdout: a candidate better
+    than the champion on every slice could fail it, and the worse model would keep serving the new site.
+    So on a new surface a candidate must reach its slice floors and not regress against the champion,
+    and each overall floor is measured on the other slices (``scoped_floor_values``).
+    """
+    below: dict[str, list[str]] = {}
+    for metric, floor in policy.floors.items():
+        names = [
+            name
+            for name, report in sorted(champion_slices.items())
+            if report["images"] >= policy.min_slice_images
+            and report["metrics"].get(metric) is not None
+            and report["metrics"][metric] < floor
+        ]
+        if names:
+            below[metric] = names
+    return below
+
+
+def scoped_floor_values(
+    evaluation: Evaluation, holdout: Holdout, new: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The metrics the overall floors read, each without its new surfaces (``new_surfaces``), and what was left out.
+
+    A metric whose new surfaces are the whole holdout, or that cannot be measured on a part (ROC AUC), is
+    read on the whole holdout: then there is no surface the champion serves to hold to the floor.
+    """
+    values, scopes = dict(evaluation.metrics), {}
+    names = np.array(holdout.slices)
+    for metric, left_out in new.items():
+        kept = ~np.isin(names, list(left_out))
+        if not kept.any() or metric not in BOOTSTRAP_METRICS:
+            continue
+        values[metric] = point_figures(evaluation.outcomes.subset(kept))[metric]
+        scopes[metric] = f" (without slice {', '.join(left_out)}: the champion is below this floor there)"
+    return values, scopes
 
 
 def slice_floor_checks(slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy, prefix: str) -> list[Check]:
@@ -196,12 +245,17 @@ def comparison_section(candidate: Evaluation, champion: Evaluation, policy: Gate
 
 
 def judge_runtime(
-    evaluation: Evaluation, reference: Evaluation, holdout: Holdout, policy: GatePolicy
+    evaluation: Evaluation,
+    reference: Evaluation,
+    holdout: Holdout,
+    policy: GatePolicy,
+    new: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """Floors (overall and per slice) and label agreement with Keras: approved only if all pass."""
+    """Floors (overall, less ``new`` surfaces, and per slice) and agreement with Keras: approved if all pass."""
     agreement = float(np.mean(evaluation.outcomes.says_crack == reference.outcomes.says_crack))
     largest_gap = float(np.max(np.abs(evaluation.crack_probability - reference.crack_probability)))
-    checks = floor_checks(evaluation.metrics, policy.floors, f"runtime:{evaluation.runtime}:floor")
+    values, scopes = scoped_floor_values(evaluation, holdout, new or {})
+    checks = floor_checks(values, policy.floors, f"runtime:{evaluation.runtime}:floor", scopes)
     checks += slice_floor_checks(
         slice_reports(evaluation, holdout, policy), policy, f"runtime:{evaluation.runtime}:slice_floor"
     )

@@ -34,7 +34,8 @@ class GatePolicy:
     """What a candidate must reach to replace the champion.
 
     Attributes:
-        floors: metric -> minimum on the whole holdout (absolute; apply with or without a champion).
+        floors: metric -> minimum on the whole holdout (absolute; apply with or without a champion),
+            less the slices on which the champion is below that floor (gate_checks.new_surfaces).
         max_drop: metric -> how far the candidate may fall below the champion ("no_regression" in JSON).
         slice_floors: slice name, or "*" for every slice -> metric -> minimum on that slice.
         slice_max_drop: metric -> how far the candidate may fall below the champion on any one slice

@@ -170,3 +170,66 @@ def test_the_gate_report_names_the_holdout_images_the_candidate_gets_wrong_new_o
     assert sorted(entry["key"] for entry in without_champion["misclassified"]) == [
         "holdout/Negative/2.jpg", "holdout/Positive/1.jpg"]  # fmt: skip
     assert "new" not in without_champion["misclassified"][0]
+
+
+def two_surfaces(site_b_missed: int, metu_missed: int = 0):
+    """A holdout of 300 METU and 900 site-b patches (half cracks); calls that miss the first N cracks of each."""
+    from types import SimpleNamespace
+
+    from crack_model.data.labeled import LabeledImage
+
+    slices = ["metu"] * 300 + ["site-b"] * 900
+    is_crack = np.array([index % 2 == 0 for index in range(1200)])
+    labels = ["Positive" if crack else "Negative" for crack in is_crack]
+    holdout = SimpleNamespace(slices=slices, keys=[f"{n}.jpg" for n in range(1200)],
+                              images=[LabeledImage(f"/{n}.jpg", label) for n, label in enumerate(labels)])  # fmt: skip
+
+    def calls(site_b: int, metu: int) -> np.ndarray:
+        says = is_crack.copy()
+        says[0 : 2 * metu : 2] = False
+        says[300 : 300 + 2 * site_b : 2] = False
+        return says
+
+    return holdout, is_crack, calls(site_b_missed, metu_missed)
+
+
+def test_a_new_surface_is_held_to_its_slice_floors_not_to_the_overall_floor():
+    """Bar 2's shape: the champion misses 20 of 450 site-b cracks, the candidate 9. Overall crack recall is 0.985,
+    below the 0.99 floor only because site-b is three quarters of the holdout: the candidate is promoted, with
+    the overall floor read on METU; with no champion the whole holdout must reach it; losing METU cracks fails."""
+    from crack_model.evaluation.gate import decide
+
+    holdout, is_crack, champion_calls = two_surfaces(site_b_missed=20)
+    _, _, candidate_calls = two_surfaces(site_b_missed=9)
+    candidate = evaluation_on(is_crack, candidate_calls, "cand")
+    assert candidate.metrics["crack_recall"] < 0.99  # the premise: the whole holdout is below the floor
+
+    body = decide(load_policy(), holdout, candidate, evaluation_on(is_crack, champion_calls, "champ"), [])
+
+    assert body["decision"] == "promote", body["reasons"]
+    assert body["new_surfaces"] == {"crack_recall": ["site-b"], "accuracy": ["site-b"]}
+    floor = next(check for check in body["checks"] if check["name"] == "floor:crack_recall")
+    assert floor["value"] == 1.0 and "without slice site-b" in floor["message"]
+    assert any("slice site-b" in note for note in body["notes"])
+    assert body["approved_runtimes"] == ["keras"]
+
+    alone = decide(load_policy(), holdout, candidate, None, [])
+    assert "floor:crack_recall" in alone["failed_checks"]
+    assert alone["new_surfaces"] == {}
+
+    _, _, metu_losing = two_surfaces(site_b_missed=9, metu_missed=3)
+    worse = decide(load_policy(), holdout, evaluation_on(is_crack, metu_losing, "cand"),
+                   evaluation_on(is_crack, champion_calls, "champ"), [])  # fmt: skip
+    assert "floor:crack_recall" in worse["failed_checks"]  # 147 of 150 METU cracks: 0.98 < 0.99
+
+
+def test_new_surfaces_are_big_slices_below_each_floor():
+    """Per floor: a slice counts as new only where the champion is below that floor and it has enough images."""
+    from crack_model.evaluation.gate_checks import new_surfaces
+
+    policy = GatePolicy.from_dict({**POLICY, "floors": {"crack_recall": 0.99, "accuracy": 0.98}})
+    champion = {"metu": slice_report(300, crack_recall=1.0, accuracy=0.99),
+                "site-b": slice_report(900, crack_recall=0.95, accuracy=0.985),
+                "tiny": slice_report(10, crack_recall=0.5, accuracy=0.5)}  # fmt: skip
+    assert new_surfaces(champion, policy) == {"crack_recall": ["site-b"]}
+    assert new_surfaces({}, policy) == {}
