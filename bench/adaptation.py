@@ -21,6 +21,8 @@ recipe on the whole METU sample plus the ``--cv-site-photos`` site photos, poole
 
 Each point costs about a minute with a warm feature cache (the first run computes the base's
 features of all 3,000 photos once). Writes ``bench/results/adaptation.json`` and ``adaptation.md``.
+Each model's JSON scores also give ``by_margin``: the counts had the patch confirmation kept each of
+``MARGINS`` below the validation cracks (what chose ``UNSEEN_SURFACE_MARGIN``).
 
     .venv/bin/python -m bench.adaptation [--sizes 0 25 50 100 200] [--gate 100] [--cv 5]
 """
@@ -43,6 +45,7 @@ from bench.run import PROJECT, RESULTS, SAMPLE, WEIGHTS
 
 SITE_B = SAMPLE.parent / "site-b-pavement"
 METU_SLICE, SITE_SLICE = "metu", "site-b"
+MARGINS = (0.0, 0.1, 0.15, 0.2, 0.3)  # confirmation margins scored beside the served one (margin_sweep)
 
 
 def seeded_groups(images: list[Any], seed: int) -> dict[str, list[list[Any]]]:
@@ -112,7 +115,31 @@ def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) ->
     alone = compute_metrics(labels, probabilities, threshold=threshold, class_names=classes, crack_class=crack_class)
     keys = ("accuracy", "crack_recall", "missed_cracks", "false_alarms")
     return {"images": served["images"], **{key: served[key] for key in keys},
-            "threshold_alone": {key: alone[key] for key in keys}}  # fmt: skip
+            "threshold_alone": {key: alone[key] for key in keys},
+            "by_margin": margin_sweep(model_dir, probabilities, means, labels, threshold)}  # fmt: skip
+
+
+def margin_sweep(
+    model_dir: Path, probabilities: Any, means: Any, labels: list[str], threshold: float
+) -> dict[str, Any]:
+    """Missed cracks and false alarms had the confirmation kept each margin in ``MARGINS`` below the validation
+    cracks (``UNSEEN_SURFACE_MARGIN``; training/patch_confirmation.py): what chose the served one."""
+    from crack_model.core.config import DataConfig
+    from crack_model.evaluation.metrics import compute_metrics
+    from crack_model.training.patch_confirmation import confirmed_labels
+
+    config = DataConfig()
+    chosen = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8")).get("patch_confirmation", {})
+    lowest = chosen.get("lowest_crack_mean")
+    sweep = {}
+    for margin in MARGINS:
+        confirm = max(0.0, min(threshold, threshold if lowest is None else lowest) - margin)
+        predicted = confirmed_labels(probabilities, means, threshold, confirm, config.class_names, config.crack_class)
+        figures = compute_metrics(labels, probabilities, threshold=threshold, class_names=config.class_names,
+                                  crack_class=config.crack_class, predicted=predicted)  # fmt: skip
+        sweep[f"{margin:g}"] = {"confirm_threshold": round(confirm, 4), "missed_cracks": figures["missed_cracks"],
+                                "false_alarms": figures["false_alarms"]}  # fmt: skip
+    return sweep
 
 
 def seam_of(seam_share: float | None) -> float:
