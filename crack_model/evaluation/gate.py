@@ -40,13 +40,12 @@ from crack_model.evaluation.gate_checks import (
     Check,
     add_checks,
     comparison_section,
-    floor_checks,
     judge_runtime,
     misclassified_section,
     model_section,
     new_surfaces,
+    overall_floor_checks,
     regression_checks,
-    scoped_floor_values,
     slice_floor_checks,
     slice_regression_checks,
     slice_reports,
@@ -59,9 +58,6 @@ from crack_model.evaluation.holdout import (
     check_not_in_training,
     evaluate_on_holdout,
     load_holdout,
-)
-from crack_model.evaluation.intervals import (
-    exact_intervals,
 )
 from crack_model.evaluation.policy import GatePolicy, load_policy
 from crack_model.registry.audit_log import CHAMPION
@@ -81,34 +77,11 @@ def decide(
     runtime_errors: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The gate's verdict and everything behind it, as a JSON-ready report body."""
-    notes = []
-    checks: list[Check] = []
-    if not policy.floors:
-        message = "the policy sets no floors: the gate refuses to pass a model without absolute floors"
-        checks.append(Check("policy:floors", "fail", message))
     slices = slice_reports(candidate, holdout, policy)
     champion_slices = slice_reports(champion, holdout, policy) if champion is not None else {}
     new = new_surfaces(champion_slices, policy)
-    values, scopes = scoped_floor_values(candidate, holdout, new)
-    checks += floor_checks(values, policy.floors, "floor", scopes)
+    checks, notes = overall_floor_checks(candidate, holdout, policy, new)
     checks += slice_floor_checks(slices, policy, "slice_floor")
-    for metric, left_out in new.items():
-        notes.append(
-            f"{metric}: the champion is below the floor {policy.floors[metric]} on slice {', '.join(left_out)}, a "
-            "surface it does not serve well yet; there the candidate is held to the slice floors and to no "
-            "regression, and the overall floor is measured on the other slices"
-        )
-    exact = exact_intervals(candidate.outcomes, confidence=policy.confidence)
-    for metric, floor in policy.floors.items():
-        value, interval = candidate.metrics.get(metric), exact.get(metric)
-        if metric in scopes:  # measured on part of the holdout: this interval is not that part's
-            continue
-        if value is not None and interval and value >= floor > interval[0]:
-            notes.append(
-                f"{metric} {value:.4f} passes its floor {floor} on this holdout, but the holdout is too small to "
-                f"show it with {policy.confidence:.0%} confidence (exact interval from {interval[0]:.4f}): "
-                "add holdout images"
-            )
     comparison = None
     if champion is None:
         notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")

@@ -244,6 +244,36 @@ def comparison_section(candidate: Evaluation, champion: Evaluation, policy: Gate
     return comparison
 
 
+def overall_floor_checks(
+    candidate: Evaluation, holdout: Holdout, policy: GatePolicy, new: Mapping[str, Sequence[str]]
+) -> tuple[list[Check], list[str]]:
+    """``floor:<metric>`` checks, each read without its ``new`` surfaces, and notes on what they leave unshown."""
+    checks, notes = [], []
+    if not policy.floors:
+        message = "the policy sets no floors: the gate refuses to pass a model without absolute floors"
+        checks.append(Check("policy:floors", "fail", message))
+    values, scopes = scoped_floor_values(candidate, holdout, new)
+    checks += floor_checks(values, policy.floors, "floor", scopes)
+    for metric, left_out in new.items():
+        notes.append(
+            f"{metric}: the champion is below the floor {policy.floors[metric]} on slice {', '.join(left_out)}, a "
+            "surface it does not serve well yet; there the candidate is held to the slice floors and to no "
+            "regression, and the overall floor is measured on the other slices"
+        )
+    exact = exact_intervals(candidate.outcomes, confidence=policy.confidence)
+    for metric, floor in policy.floors.items():
+        value, interval = candidate.metrics.get(metric), exact.get(metric)
+        if metric in scopes:  # measured on part of the holdout: this interval is not that part's
+            continue
+        if value is not None and interval and value >= floor > interval[0]:
+            notes.append(
+                f"{metric} {value:.4f} passes its floor {floor} on this holdout, but the holdout is too small to "
+                f"show it with {policy.confidence:.0%} confidence (exact interval from {interval[0]:.4f}): "
+                "add holdout images"
+            )
+    return checks, notes
+
+
 def judge_runtime(
     evaluation: Evaluation,
     reference: Evaluation,
