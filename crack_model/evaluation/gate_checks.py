@@ -12,6 +12,7 @@ import numpy as np
 from crack_model.evaluation.holdout import Evaluation, Holdout
 from crack_model.evaluation.intervals import (
     BOOTSTRAP_METRICS,
+    Outcomes,
     exact_intervals,
     intervals,
     paired_difference_intervals,
@@ -82,37 +83,43 @@ def new_surfaces(champion_slices: Mapping[str, Mapping[str, Any]], policy: GateP
     surface makes the overall figure depend on that surface's share of the holdout: a candidate better
     than the champion on every slice could fail it, and the worse model would keep serving the new site.
     So on a new surface a candidate must reach its slice floors and not regress against the champion,
-    and each overall floor is measured on the other slices (``scoped_floor_values``).
+    and the overall floor is measured on the other slices (``floor_outcomes``). A slice counts only for
+    a metric that its slice floor and slice no-regression both gate (else nothing would hold the
+    candidate there), and only while the rest of the holdout has ``min_slice_images`` images with a
+    crack among them (else the floor reads the whole holdout, as with no champion).
     """
+    images = sum(report["images"] for report in champion_slices.values())
+    cracks = sum(report["cracks"] for report in champion_slices.values())
     below: dict[str, list[str]] = {}
     for metric, floor in policy.floors.items():
         names = [
             name
             for name, report in sorted(champion_slices.items())
             if report["images"] >= policy.min_slice_images
+            and metric in policy.floors_for_slice(name)
+            and metric in policy.slice_max_drop
             and report["metrics"].get(metric) is not None
             and report["metrics"][metric] < floor
         ]
-        if names:
+        kept_images = images - sum(champion_slices[name]["images"] for name in names)
+        kept_cracks = cracks - sum(champion_slices[name]["cracks"] for name in names)
+        if names and kept_images >= policy.min_slice_images and kept_cracks > 0:
             below[metric] = names
     return below
+
+
+def floor_outcomes(evaluation: Evaluation, holdout: Holdout, left_out: Sequence[str] = ()) -> Outcomes:
+    """The outcomes an overall floor reads: the holdout without the ``left_out`` slices (``new_surfaces``)."""
+    return evaluation.outcomes.subset(~np.isin(np.array(holdout.slices), list(left_out)))
 
 
 def scoped_floor_values(
     evaluation: Evaluation, holdout: Holdout, new: Mapping[str, Sequence[str]]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The metrics the overall floors read, each without its new surfaces (``new_surfaces``), and what was left out.
-
-    A metric whose new surfaces are the whole holdout, or that cannot be measured on a part (ROC AUC), is
-    read on the whole holdout: then there is no surface the champion serves to hold to the floor.
-    """
+    """The metrics the overall floors read, each without its new surfaces, and what each left out."""
     values, scopes = dict(evaluation.metrics), {}
-    names = np.array(holdout.slices)
     for metric, left_out in new.items():
-        kept = ~np.isin(names, list(left_out))
-        if not kept.any() or metric not in BOOTSTRAP_METRICS:
-            continue
-        values[metric] = point_figures(evaluation.outcomes.subset(kept))[metric]
+        values[metric] = point_figures(floor_outcomes(evaluation, holdout, left_out))[metric]
         scopes[metric] = f" (without slice {', '.join(left_out)}: the champion is below this floor there)"
     return values, scopes
 
@@ -260,16 +267,14 @@ def overall_floor_checks(
             "surface it does not serve well yet; there the candidate is held to the slice floors and to no "
             "regression, and the overall floor is measured on the other slices"
         )
-    exact = exact_intervals(candidate.outcomes, confidence=policy.confidence)
     for metric, floor in policy.floors.items():
-        value, interval = candidate.metrics.get(metric), exact.get(metric)
-        if metric in scopes:  # measured on part of the holdout: this interval is not that part's
-            continue
+        outcomes = floor_outcomes(candidate, holdout, new.get(metric, ()))
+        value, interval = values.get(metric), exact_intervals(outcomes, confidence=policy.confidence).get(metric)
         if value is not None and interval and value >= floor > interval[0]:
             notes.append(
-                f"{metric} {value:.4f} passes its floor {floor} on this holdout, but the holdout is too small to "
-                f"show it with {policy.confidence:.0%} confidence (exact interval from {interval[0]:.4f}): "
-                "add holdout images"
+                f"{metric} {value:.4f} passes its floor {floor} on this holdout{scopes.get(metric, '')}, but that "
+                f"is too few images to show it with {policy.confidence:.0%} confidence (exact interval from "
+                f"{interval[0]:.4f}): add holdout images"
             )
     return checks, notes
 

@@ -233,3 +233,31 @@ def test_new_surfaces_are_big_slices_below_each_floor():
                 "tiny": slice_report(10, crack_recall=0.5, accuracy=0.5)}  # fmt: skip
     assert new_surfaces(champion, policy) == {"crack_recall": ["site-b"]}
     assert new_surfaces({}, policy) == {}
+
+
+def test_a_floor_reads_the_whole_holdout_when_nothing_would_hold_the_candidate_on_the_new_surface():
+    """No slice floor or slice no-regression for the metric (precision here), or too little holdout left beside
+    the new surfaces: the slice is not new for that floor, which then reads the whole holdout."""
+    from crack_model.evaluation.gate_checks import new_surfaces
+
+    policy = GatePolicy.from_dict({**POLICY, "floors": {"crack_recall": 0.99, "crack_precision": 0.95}})
+    champion = {"metu": slice_report(300, crack_recall=1.0, crack_precision=0.99),
+                "site-c": slice_report(900, crack_recall=0.95, crack_precision=0.9)}  # fmt: skip
+    assert new_surfaces(champion, policy) == {"crack_recall": ["site-c"]}  # precision: no slice floor gates it
+    unregressed = GatePolicy.from_dict({**POLICY, "slice_no_regression": {"accuracy": 0.01}})
+    assert new_surfaces(champion, unregressed) == {}  # nothing would stop crack recall falling on site-c
+    both_below = {"metu": slice_report(300, crack_recall=0.98), "site-c": slice_report(900, crack_recall=0.95),
+                  "tiny": slice_report(4, crack_recall=1.0)}  # fmt: skip
+    assert new_surfaces(both_below, policy) == {}  # 4 images left: the whole holdout, not the tiny slice, is read
+
+
+def test_the_floor_on_a_part_of_the_holdout_says_when_that_part_is_too_small_to_show_it():
+    """The exact-interval note is about the images the floor read: 150 METU cracks cannot show 0.99."""
+    from crack_model.evaluation.gate import decide
+
+    holdout, is_crack, champion_calls = two_surfaces(site_b_missed=20)
+    _, _, candidate_calls = two_surfaces(site_b_missed=9)
+    body = decide(load_policy(), holdout, evaluation_on(is_crack, candidate_calls, "cand"),
+                  evaluation_on(is_crack, champion_calls, "champ"), [])  # fmt: skip
+    assert any(note.startswith("crack_recall 1.0000 passes its floor 0.99 on this holdout (without slice site-b")
+               and "too few images" in note for note in body["notes"]), body["notes"]  # fmt: skip
