@@ -10,10 +10,10 @@ model missed 5 more of the 450 site-b cracks it was scored on (pavement and plas
 on; 1 more on another host): those crack patches averaged as low as 0.40 over their flips, METU's
 in the band no lower than 0.78. A margin of 0.1 kept them, but over ten models trained with 100
 site-b photos (five splits) it still lost 5 site-b cracks the threshold found, which averaged as
-low as 0.34: the split's few site cracks in the band had all averaged higher. At 0.2 none was lost, and the confirmation removes less
-(METU cross-validation: 12 false alarms of 4,000 against 14 by the threshold alone and 10 at 0.1;
-``python -m bench.adaptation``'s ``by_margin``, ``crack-model evaluate --cv``; README "Patches
-confirmed by flips"). The split's figures in
+low as 0.34: the split's few site cracks in the band had all averaged higher. At 0.2 none was lost,
+and the confirmation removes less (METU cross-validation: 12 false alarms of 4,000 against 14 by
+the threshold alone and 10 at 0.1; ``python -m bench.adaptation``'s ``by_margin``, ``crack-model
+evaluate --cv``; README "Patches confirmed by flips"). The split's figures in
 ``metrics.json`` (and so cross-validation's) are those of the confirmed labels.
 """
 
