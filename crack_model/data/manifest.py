@@ -7,13 +7,13 @@ import hashlib
 import io
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
-from crack_model.data.labeled import LabeledImage
+from crack_model.data.labeled import NO_SLICE, LabeledImage
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,11 @@ DATA_MANIFEST = "data_manifest.csv"
 def build_data_manifest(
     source: str | Path | Sequence[LabeledImage] | None, model_dir: Path
 ) -> tuple[bytes | None, dict[str, Any] | None]:
-    """The training-data manifest as CSV bytes (uri,label,sha256[,split]) and its summary with digests."""
+    """The training-data manifest as CSV bytes (uri,label,sha256[,split][,slice]) and its summary with digests.
+
+    The slice column (the folder below the class folder) tells the gate which surfaces a champion was trained
+    on (``training_slices``); a manifest given as a CSV without one leaves that unknown.
+    """
     rows: list[dict[str, str]]
     if source is None:
         split_csv = model_dir / "split.csv"
@@ -47,14 +51,23 @@ def build_data_manifest(
                     "label": row["label"],
                     "sha256": row.get("sha256") or "",
                     "split": row.get("split") or "",
+                    "slice": (row.get("slice") or "").strip(),
                 }
                 for row in reader
             ]
+            with_slice = "slice" in header
     else:
-        rows = [{"uri": image.uri, "label": image.label, "sha256": image.sha256, "split": ""} for image in source]
+        rows = [
+            {"uri": image.uri, "label": image.label, "sha256": image.sha256, "split": "", "slice": image.slice}
+            for image in source
+        ]
+        with_slice = True
     rows.sort(key=lambda row: (row["uri"], row["label"]))
+    if with_slice:
+        for row in rows:
+            row["slice"] = row["slice"] or NO_SLICE
     with_split = any(row["split"] for row in rows)
-    columns = ["uri", "label", "sha256", *(["split"] if with_split else [])]
+    columns = ["uri", "label", "sha256", *(["split"] if with_split else []), *(["slice"] if with_slice else [])]
     data = csv_bytes(columns, rows, extras="ignore")
     hashed = all(row["sha256"] for row in rows)
     # Where the images live can change; their bytes and labels are what the model learnt from.
@@ -64,6 +77,7 @@ def build_data_manifest(
         "images": len(rows),
         "per_label": dict(sorted(Counter(row["label"] for row in rows).items())),
         "per_split": dict(sorted(Counter(row["split"] for row in rows).items())) if with_split else None,
+        "per_slice": dict(sorted(Counter(row["slice"] for row in rows).items())) if with_slice else None,
         "sha256": hashlib.sha256(data).hexdigest(),
         "content_digest": hashlib.sha256(content.encode()).hexdigest() if content is not None else None,
     }
@@ -71,7 +85,7 @@ def build_data_manifest(
 
 
 def read_data_manifest(data: bytes, source: str) -> list[dict[str, str]]:
-    """The rows of a stored ``data_manifest.csv`` (uri, label, sha256; sha256 may be empty).
+    """The rows of a stored ``data_manifest.csv`` (uri, label, sha256; sha256 may be empty; slice where stored).
 
     Args:
         data: the CSV bytes.
@@ -82,4 +96,20 @@ def read_data_manifest(data: bytes, source: str) -> list[dict[str, str]]:
     if not {"uri", "label", "sha256"} <= header:
         msg = f"data manifest {source} needs uri, label and sha256 columns (found {sorted(header) or 'none'})"
         raise CrackModelError(msg)
-    return [{"uri": row["uri"], "label": row["label"], "sha256": row["sha256"] or ""} for row in reader]
+    with_slice = "slice" in header
+    return [
+        {
+            "uri": row["uri"],
+            "label": row["label"],
+            "sha256": row["sha256"] or "",
+            **({"slice": (row["slice"] or "").strip() or NO_SLICE} if with_slice else {}),
+        }
+        for row in reader
+    ]
+
+
+def training_slices(rows: Sequence[Mapping[str, str]] | None) -> frozenset[str] | None:
+    """The slices a model was trained on, from its manifest rows; None when unknown (no manifest, no slice column)."""
+    if not rows or any("slice" not in row for row in rows):
+        return None
+    return frozenset(row["slice"] for row in rows)

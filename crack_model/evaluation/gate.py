@@ -6,8 +6,9 @@ same holdout by the scoring core that serves them, with the metric code of
 runtime it serves with. The candidate must reach the policy's absolute
 floors (overall and per slice) and must not fall below the champion by more than the policy
 allows; with no champion, only the floors apply. An overall floor is measured without the slices
-on which the champion itself is below it (a new surface, ``gate_checks.new_surfaces``): there the
-slice floors and no regression apply, so a holdout's mix of surfaces does not decide. Each
+the champion never trained on (its data manifest) and is below it on (a new surface,
+``gate_checks.new_surfaces``): there the slice floors and no regression apply, so a holdout's mix of
+surfaces does not decide. Each
 exported runtime (LiteRT fp32, int8) is approved only if it reaches the same floors and gives
 the Keras label on at least ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
@@ -23,7 +24,7 @@ champion it was compared with, so a champion that moved meanwhile is never overw
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION, check_format_version
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE
+from crack_model.data.manifest import training_slices
 from crack_model.evaluation.gate_checks import (
     HOLDOUT_PREFIX,
     PROMOTE,
@@ -75,12 +77,18 @@ def decide(
     champion: Evaluation | None,
     runtime_evaluations: Sequence[Evaluation],
     runtime_errors: Mapping[str, str] | None = None,
+    champion_trained_on: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """The gate's verdict and everything behind it, as a JSON-ready report body."""
+    """The gate's verdict and everything behind it, as a JSON-ready report body.
+
+    ``champion_trained_on`` is the slices of the champion's training data (None: unknown); a new surface
+    must be one of the others (``gate_checks.new_surfaces``).
+    """
     slices = slice_reports(candidate, holdout, policy)
     champion_slices = slice_reports(champion, holdout, policy) if champion is not None else {}
-    new = new_surfaces(champion_slices, policy)
+    new, surface_notes = new_surfaces(champion_slices, policy, champion_trained_on)
     checks, notes = overall_floor_checks(candidate, holdout, policy, new)
+    notes += surface_notes
     checks += slice_floor_checks(slices, policy, "slice_floor")
     comparison = None
     if champion is None:
@@ -128,6 +136,7 @@ def decide(
         "comparison": comparison,
         "slices": slices,
         "new_surfaces": new,
+        "champion_training_slices": sorted(champion_trained_on) if champion_trained_on is not None else None,
         "misclassified": misclassified_section(holdout, candidate, champion),
         "runtimes": runtimes,
         "approved_runtimes": approved,
@@ -347,12 +356,13 @@ def _evaluate(
             log.warning("runtime %s of %s cannot score: %s", runtime, candidate_version, error)
             runtime_errors[runtime] = f"{runtime} could not score the holdout: {type(error).__name__}: {error}"
 
-    champion = None
+    champion, champion_trained_on = None, None
     if champion_version is not None:
         champion_scorer = load_scorer(f"models:/{name}/{champion_version}", registry=opened.uri)
         champion = evaluate_on_holdout(champion_scorer, holdout_set)
+        champion_trained_on = training_slices(opened.data_manifest(name, champion_version))
 
-    body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors)
+    body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors, champion_trained_on)
     body["photo_level"] = photo_level_section(opened.uri, name, candidate_version, champion_version, holdout_set,
                                               body["approved_runtimes"],
                                               photos=candidate.photo_keys(holdout_set))  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +76,10 @@ def floor_checks(
     return checks
 
 
-def new_surfaces(champion_slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy) -> dict[str, list[str]]:
-    """Per overall floor, the gated slices on which the champion itself is below it: surfaces it does not yet serve.
+def new_surfaces(
+    champion_slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy, trained_on: Collection[str] | None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Per overall floor, the new surfaces: gated slices the champion never trained on and is below that floor on.
 
     The overall floors were set for the surfaces the served model handles. A holdout that mixes in a new
     surface makes the overall figure depend on that surface's share of the holdout: a candidate better
@@ -87,10 +89,18 @@ def new_surfaces(champion_slices: Mapping[str, Mapping[str, Any]], policy: GateP
     a metric that its slice floor and slice no-regression both gate (else nothing would hold the
     candidate there), and only while the rest of the holdout has ``min_slice_images`` images with a
     crack among them (else the floor reads the whole holdout, as with no champion).
+
+    A slice the champion trained on is never new, however it scores there: a champion slipping on a
+    surface it learnt must not lower the next candidate's bar on it. With ``trained_on`` unknown (a
+    champion registered without slices in its data manifest) no slice is new.
+
+    Returns:
+        the new surfaces per floor, and notes on slices below a floor that are not new, and why.
     """
     images = sum(report["images"] for report in champion_slices.values())
     cracks = sum(report["cracks"] for report in champion_slices.values())
     below: dict[str, list[str]] = {}
+    not_new: dict[str, list[str]] = {}
     for metric, floor in policy.floors.items():
         names = [
             name
@@ -101,11 +111,25 @@ def new_surfaces(champion_slices: Mapping[str, Mapping[str, Any]], policy: GateP
             and report["metrics"].get(metric) is not None
             and report["metrics"][metric] < floor
         ]
+        learnt = [name for name in names if trained_on is None or name in trained_on]
+        for name in learnt:
+            not_new.setdefault(name, []).append(metric)
+        names = [name for name in names if name not in learnt]
         kept_images = images - sum(champion_slices[name]["images"] for name in names)
         kept_cracks = cracks - sum(champion_slices[name]["cracks"] for name in names)
         if names and kept_images >= policy.min_slice_images and kept_cracks > 0:
             below[metric] = names
-    return below
+    why = (
+        "it trained there, so the overall floor reads that slice too"
+        if trained_on is not None
+        else "its training slices are unknown (its data manifest has no slice column), so no slice counts as a new "
+        "surface and the overall floors read the whole holdout"
+    )
+    notes = [
+        f"the champion is below the overall {' and '.join(metrics)} floor on slice {name}, but {why}"
+        for name, metrics in sorted(not_new.items())
+    ]
+    return below, notes
 
 
 def floor_outcomes(evaluation: Evaluation, holdout: Holdout, left_out: Sequence[str] = ()) -> Outcomes:
@@ -120,7 +144,7 @@ def scoped_floor_values(
     values, scopes = dict(evaluation.metrics), {}
     for metric, left_out in new.items():
         values[metric] = point_figures(floor_outcomes(evaluation, holdout, left_out))[metric]
-        scopes[metric] = f" (without slice {', '.join(left_out)}: the champion is below this floor there)"
+        scopes[metric] = f" (without slice {', '.join(left_out)}: new to the champion, which is below this floor there)"
     return values, scopes
 
 
@@ -263,9 +287,9 @@ def overall_floor_checks(
     checks += floor_checks(values, policy.floors, "floor", scopes)
     for metric, left_out in new.items():
         notes.append(
-            f"{metric}: the champion is below the floor {policy.floors[metric]} on slice {', '.join(left_out)}, a "
-            "surface it does not serve well yet; there the candidate is held to the slice floors and to no "
-            "regression, and the overall floor is measured on the other slices"
+            f"{metric}: the champion never trained on slice {', '.join(left_out)} and is below the floor "
+            f"{policy.floors[metric]} there, a surface it does not serve yet; there the candidate is held to the slice "
+            "floors and to no regression, and the overall floor is measured on the other slices"
         )
     for metric, floor in policy.floors.items():
         outcomes = floor_outcomes(candidate, holdout, new.get(metric, ()))

@@ -104,6 +104,7 @@ def _lineage(document: dict[str, Any]) -> dict[str, Any]:
             "images": manifest.get("images"),
             "per_label": manifest.get("per_label") or {},
             "per_split": manifest.get("per_split"),
+            "per_slice": manifest.get("per_slice"),
             "sha256": manifest.get("sha256"),
             "content_digest": manifest.get("content_digest"),
         },

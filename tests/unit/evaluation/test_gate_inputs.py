@@ -140,3 +140,27 @@ def test_a_holdout_image_replaced_while_a_runtime_scores_it_stops_the_gate(tmp_p
         run_gate(registry, "crack", "det-swap", str(copy), policy(), promote=True)
     assert evaluated[0] == "keras" and len(evaluated) >= 2  # a runtime scored after the swap
     assert registry.gate_report("crack", "det-swap") is None and registry.aliases("crack").get("champion") is None
+
+
+def test_the_gate_reads_the_champions_training_slices_from_its_data_manifest(tmp_path, detector, holdout):  # noqa: F811
+    """The champion's data manifest keeps each image's slice; the gate reports them, and a manifest without
+    slices (registered before they were kept) leaves them unknown."""
+    from crack_model.data.labeled import LabeledImage
+    from crack_model.data.manifest import training_slices
+
+    trained = [LabeledImage(f"/train/{n}.jpg", "Positive", sha256=f"{n:064x}", slice="site-a") for n in range(3)]
+    registry = Registry(tmp_path / "store")
+    registry.register(detector, "crack", data_manifest=trained)
+    registry.register(variant(detector, tmp_path / "candidate", "det-2"), "crack", data_manifest=trained)
+    registry.promote("crack", "det-1", expected_current=None, actor="ci", reason="baseline")
+    assert registry.read_version("crack", "det-1")["data_manifest"]["per_slice"] == {"site-a": 3}
+
+    report = run_gate(registry, "crack", "det-2", str(holdout), policy())
+    assert report.document["champion_training_slices"] == ["site-a"]
+
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_text("uri,label,sha256\n/train/0.jpg,Positive,\n")
+    registry.register(variant(detector, tmp_path / "legacy", "det-3"), "crack", data_manifest=legacy)
+    assert registry.read_version("crack", "det-3")["data_manifest"]["per_slice"] is None
+    assert training_slices(registry.data_manifest("crack", "det-3")) is None
+    assert training_slices(registry.data_manifest("crack", "det-1")) == {"site-a"}

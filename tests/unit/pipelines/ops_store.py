@@ -80,11 +80,11 @@ def _register(registry: Registry, folder: Path, version: str, **card: Any) -> No
     metrics = {"test": {"crack_recall": 0.97, "crack_precision": 0.96, "accuracy": 0.965, "images": 300}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "split.csv").write_text(
-        "uri,label,sha256,split\n"
-        + "".join(f"labeled/Positive/p{index}.jpg,Positive,{index:064x},train\n" for index in range(3))
+        "uri,label,sha256,split,slice\n"
+        + "".join(f"labeled/Positive/metu/p{index}.jpg,Positive,{index:064x},train,metu\n" for index in range(3))
         + "labeled/Negative/n0.jpg,Negative,"
         + "f" * 64
-        + ",test\n"
+        + ",test,\n"
     )
     registry.register(folder, "crack", actor="tester", run_id=f"manual__{version}")
 

@@ -30,6 +30,7 @@ def test_lineage_goes_back_to_the_training_data_digests(store):
     stored = store.read(f"models/crack/versions/{CHAMPION}/data_manifest.csv")
     assert manifest["sha256"] == hashlib.sha256(stored).hexdigest()
     assert manifest["images"] == 4 and manifest["per_label"] == {"Negative": 1, "Positive": 3}
+    assert manifest["per_slice"] == {"(none)": 1, "metu": 3}  # an image with no slice folder: the gate's "(none)"
     assert len(manifest["content_digest"]) == 64
     assert lineage["card"]["threshold"] == 0.42
     assert lineage["photo_rule"] == {

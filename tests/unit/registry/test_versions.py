@@ -83,6 +83,9 @@ def test_register_keeps_artifacts_manifest_and_provenance(tmp_path, trained_mode
     manifest_rows = list(csv.DictReader(io.StringIO((folder / "data_manifest.csv").read_text())))
     assert len(manifest_rows) == len(split_rows) == document["data_manifest"]["images"]
     assert {row["sha256"] for row in manifest_rows} == {row["sha256"] for row in split_rows}
+    assert {(row["sha256"], row["slice"]) for row in manifest_rows} == {
+        (row["sha256"], row["slice"]) for row in split_rows
+    }
     content = "\n".join(sorted(f"{row['label']},{row['sha256']}" for row in split_rows))
     assert document["data_manifest"]["content_digest"] == hashlib.sha256(content.encode()).hexdigest()
     assert document["drift_reference"] == "drift_reference.json"
