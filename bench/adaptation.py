@@ -126,14 +126,14 @@ def margin_sweep(
     cracks (``UNSEEN_SURFACE_MARGIN``; training/patch_confirmation.py): what chose the served one."""
     from crack_model.core.config import DataConfig
     from crack_model.evaluation.metrics import compute_metrics
-    from crack_model.training.patch_confirmation import confirmed_labels
+    from crack_model.training.patch_confirmation import confirm_threshold_below, confirmed_labels
 
     config = DataConfig()
     chosen = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8")).get("patch_confirmation", {})
     lowest = chosen.get("lowest_crack_mean")
     sweep = {}
     for margin in MARGINS:
-        confirm = max(0.0, min(threshold, threshold if lowest is None else lowest) - margin)
+        confirm = confirm_threshold_below(threshold, lowest, margin)
         predicted = confirmed_labels(probabilities, means, threshold, confirm, config.class_names, config.crack_class)
         figures = compute_metrics(labels, probabilities, threshold=threshold, class_names=config.class_names,
                                   crack_class=config.crack_class, predicted=predicted)  # fmt: skip

@@ -63,15 +63,22 @@ def choose_patch_confirmation(is_crack: Sequence[bool], means: np.ndarray, thres
     """
     crack_means = [float(mean) for crack, mean in zip(is_crack, means, strict=True) if crack and not np.isnan(mean)]
     lowest = min(crack_means, default=None)
-    highest_allowed = threshold if lowest is None else min(threshold, lowest)
     return {
-        "threshold": max(0.0, highest_allowed - UNSEEN_SURFACE_MARGIN),
+        "threshold": confirm_threshold_below(threshold, lowest),
         "margin": UNSEEN_SURFACE_MARGIN,
         "confirm_below": PATCH_CONFIRM_BELOW,
         "validation_cracks_in_band": len(crack_means),
         "validation_images_in_band": int(np.count_nonzero(~np.isnan(means))),
         "lowest_crack_mean": lowest,
     }
+
+
+def confirm_threshold_below(
+    threshold: float, lowest_crack_mean: float | None, margin: float = UNSEEN_SURFACE_MARGIN
+) -> float:
+    """``margin`` below the lowest validation crack's mean (or the threshold, if lower or none), never below 0."""
+    highest_allowed = threshold if lowest_crack_mean is None else min(threshold, lowest_crack_mean)
+    return max(0.0, highest_allowed - margin)
 
 
 def confirmed_labels(
