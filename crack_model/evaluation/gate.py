@@ -6,8 +6,8 @@ same holdout by the scoring core that serves them, with the metric code of
 runtime it serves with. The candidate must reach the policy's absolute
 floors (overall and per slice) and must not fall below the champion by more than the policy
 allows; with no champion, only the floors apply. An overall floor is measured without the slices
-the champion never trained on (its data manifest) and is below it on (a new surface,
-``gate_checks.new_surfaces``): there the slice floors and no regression apply, so a holdout's mix of
+the candidate trained on and the champion did not (their data manifests) and is below it on (a new
+surface, ``gate_checks.new_surfaces``): there the slice floors and no regression apply, so a holdout's mix of
 surfaces does not decide. Each
 exported runtime (LiteRT fp32, int8) is approved only if it reaches the same floors and gives
 the Keras label on at least ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
@@ -45,15 +45,16 @@ from crack_model.evaluation.gate_checks import (
     judge_runtime,
     misclassified_section,
     model_section,
-    new_surfaces,
     overall_floor_checks,
     regression_checks,
     slice_floor_checks,
     slice_regression_checks,
     slice_reports,
+    unloadable_runtime,
 )
 from crack_model.evaluation.gate_photo import photo_floor_checks, photo_level_note, photo_level_section
 from crack_model.evaluation.gate_report import render_gate_html
+from crack_model.evaluation.gate_scope import new_surfaces
 from crack_model.evaluation.holdout import (
     Evaluation,
     Holdout,
@@ -78,15 +79,16 @@ def decide(
     runtime_evaluations: Sequence[Evaluation],
     runtime_errors: Mapping[str, str] | None = None,
     champion_trained_on: Collection[str] | None = None,
+    candidate_trained_on: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The gate's verdict and everything behind it, as a JSON-ready report body.
 
-    ``champion_trained_on`` is the slices of the champion's training data (None: unknown); a new surface
-    must be one of the others (``gate_checks.new_surfaces``).
+    ``*_trained_on`` are the slices of each model's training data (None: unknown); a new surface is one
+    the candidate trained on and the champion did not (``gate_checks.new_surfaces``).
     """
     slices = slice_reports(candidate, holdout, policy)
     champion_slices = slice_reports(champion, holdout, policy) if champion is not None else {}
-    new, surface_notes = new_surfaces(champion_slices, policy, champion_trained_on)
+    new, surface_notes = new_surfaces(champion_slices, policy, champion_trained_on, candidate_trained_on)
     checks, notes = overall_floor_checks(candidate, holdout, policy, new)
     notes += surface_notes
     checks += slice_floor_checks(slices, policy, "slice_floor")
@@ -103,19 +105,7 @@ def decide(
 
     runtimes = [judge_runtime(candidate, candidate, holdout, policy, new)]
     runtimes += [judge_runtime(evaluation, candidate, holdout, policy, new) for evaluation in runtime_evaluations]
-    for broken, error in (runtime_errors or {}).items():
-        name = f"runtime:{broken}:load"
-        runtimes.append(
-            {
-                "runtime": broken,
-                "approved": False,
-                "label_agreement": None,
-                "max_probability_difference": None,
-                "metrics": {},
-                "checks": [Check(name, "fail", error).as_dict()],
-                "failed_checks": [name],
-            }
-        )
+    runtimes += [unloadable_runtime(broken, error) for broken, error in (runtime_errors or {}).items()]
     by_name = {runtime["runtime"]: runtime for runtime in runtimes}
     approved = [name for name in RUNTIME_PREFERENCE if by_name.get(name, {}).get("approved")]
     if not approved:
@@ -136,7 +126,10 @@ def decide(
         "comparison": comparison,
         "slices": slices,
         "new_surfaces": new,
-        "champion_training_slices": sorted(champion_trained_on) if champion_trained_on is not None else None,
+        "training_slices": {
+            "champion": sorted(champion_trained_on) if champion_trained_on is not None else None,
+            "candidate": sorted(candidate_trained_on) if candidate_trained_on is not None else None,
+        },
         "misclassified": misclassified_section(holdout, candidate, champion),
         "runtimes": runtimes,
         "approved_runtimes": approved,
@@ -242,9 +235,8 @@ def run_gate(
     opened.restore_gate_files(name, candidate_version, render_gate_html)  # an earlier run died after the JSON
     holdout_set = load_holdout(holdout or opened.store.url(HOLDOUT_PREFIX), version_document["card"]["class_names"])
     # Before a stored report is reused too: a report made on training images must not promote.
-    unchecked = check_not_in_training(
-        holdout_set, opened.data_manifest(name, candidate_version), f"{name} version {candidate_version}"
-    )
+    candidate_manifest = opened.data_manifest(name, candidate_version)
+    unchecked = check_not_in_training(holdout_set, candidate_manifest, f"{name} version {candidate_version}")
     champion_version = opened.aliases(name).get(CHAMPION)
     existing = opened.gate_report(name, candidate_version)
     if existing is not None:
@@ -253,7 +245,9 @@ def run_gate(
         raise CrackModelError(f"{name} version {candidate_version} is already the champion: nothing to gate")
     else:
         notes = [unchecked] if unchecked else []
-        report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id, notes)
+        trained_on = training_slices(candidate_manifest)
+        report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id, notes,
+                           trained_on)  # fmt: skip
     report.html_url = opened.version_url(name, candidate_version, GATE_HTML)
     report.report_url = opened.version_url(name, candidate_version, GATE_REPORT)
     log.info(
@@ -331,6 +325,7 @@ def _evaluate(
     actor: str,
     run_id: str | None,
     notes: Sequence[str] = (),
+    candidate_trained_on: Collection[str] | None = None,
 ) -> GateReport:
     """Score the candidate (every runtime) and the champion, decide, and store the report (with ``notes`` added)."""
     started = utc_now()
@@ -362,7 +357,8 @@ def _evaluate(
         champion = evaluate_on_holdout(champion_scorer, holdout_set)
         champion_trained_on = training_slices(opened.data_manifest(name, champion_version))
 
-    body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors, champion_trained_on)
+    body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors, champion_trained_on,
+                  candidate_trained_on)  # fmt: skip
     body["photo_level"] = photo_level_section(opened.uri, name, candidate_version, champion_version, holdout_set,
                                               body["approved_runtimes"],
                                               photos=candidate.photo_keys(holdout_set))  # fmt: skip

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from crack_model.evaluation.gate_scope import floor_outcomes, scoped_floor_values
 from crack_model.evaluation.holdout import Evaluation, Holdout
 from crack_model.evaluation.intervals import (
     BOOTSTRAP_METRICS,
-    Outcomes,
     exact_intervals,
     intervals,
     paired_difference_intervals,
@@ -74,78 +74,6 @@ def floor_checks(
         else:
             checks.append(Check(name, "fail", f"{metric} {value:.4f} < floor {floor}{scope}", value, floor))
     return checks
-
-
-def new_surfaces(
-    champion_slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy, trained_on: Collection[str] | None
-) -> tuple[dict[str, list[str]], list[str]]:
-    """Per overall floor, the new surfaces: gated slices the champion never trained on and is below that floor on.
-
-    The overall floors were set for the surfaces the served model handles. A holdout that mixes in a new
-    surface makes the overall figure depend on that surface's share of the holdout: a candidate better
-    than the champion on every slice could fail it, and the worse model would keep serving the new site.
-    So on a new surface a candidate must reach its slice floors and not regress against the champion,
-    and the overall floor is measured on the other slices (``floor_outcomes``). A slice counts only for
-    a metric that its slice floor and slice no-regression both gate (else nothing would hold the
-    candidate there), and only while the rest of the holdout has ``min_slice_images`` images with a
-    crack among them (else the floor reads the whole holdout, as with no champion).
-
-    A slice the champion trained on is never new, however it scores there: a champion slipping on a
-    surface it learnt must not lower the next candidate's bar on it. With ``trained_on`` unknown (a
-    champion registered without slices in its data manifest) no slice is new.
-
-    Returns:
-        the new surfaces per floor, and notes on slices below a floor that are not new, and why.
-    """
-    images = sum(report["images"] for report in champion_slices.values())
-    cracks = sum(report["cracks"] for report in champion_slices.values())
-    below: dict[str, list[str]] = {}
-    not_new: dict[str, list[str]] = {}
-    for metric, floor in policy.floors.items():
-        names = [
-            name
-            for name, report in sorted(champion_slices.items())
-            if report["images"] >= policy.min_slice_images
-            and metric in policy.floors_for_slice(name)
-            and metric in policy.slice_max_drop
-            and report["metrics"].get(metric) is not None
-            and report["metrics"][metric] < floor
-        ]
-        learnt = [name for name in names if trained_on is None or name in trained_on]
-        for name in learnt:
-            not_new.setdefault(name, []).append(metric)
-        names = [name for name in names if name not in learnt]
-        kept_images = images - sum(champion_slices[name]["images"] for name in names)
-        kept_cracks = cracks - sum(champion_slices[name]["cracks"] for name in names)
-        if names and kept_images >= policy.min_slice_images and kept_cracks > 0:
-            below[metric] = names
-    why = (
-        "it trained there, so the overall floor reads that slice too"
-        if trained_on is not None
-        else "its training slices are unknown (its data manifest has no slice column), so no slice counts as a new "
-        "surface and the overall floors read the whole holdout"
-    )
-    notes = [
-        f"the champion is below the overall {' and '.join(metrics)} floor on slice {name}, but {why}"
-        for name, metrics in sorted(not_new.items())
-    ]
-    return below, notes
-
-
-def floor_outcomes(evaluation: Evaluation, holdout: Holdout, left_out: Sequence[str] = ()) -> Outcomes:
-    """The outcomes an overall floor reads: the holdout without the ``left_out`` slices (``new_surfaces``)."""
-    return evaluation.outcomes.subset(~np.isin(np.array(holdout.slices), list(left_out)))
-
-
-def scoped_floor_values(
-    evaluation: Evaluation, holdout: Holdout, new: Mapping[str, Sequence[str]]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The metrics the overall floors read, each without its new surfaces, and what each left out."""
-    values, scopes = dict(evaluation.metrics), {}
-    for metric, left_out in new.items():
-        values[metric] = point_figures(floor_outcomes(evaluation, holdout, left_out))[metric]
-        scopes[metric] = f" (without slice {', '.join(left_out)}: new to the champion, which is below this floor there)"
-    return values, scopes
 
 
 def slice_floor_checks(slices: Mapping[str, Mapping[str, Any]], policy: GatePolicy, prefix: str) -> list[Check]:
@@ -287,9 +215,9 @@ def overall_floor_checks(
     checks += floor_checks(values, policy.floors, "floor", scopes)
     for metric, left_out in new.items():
         notes.append(
-            f"{metric}: the champion never trained on slice {', '.join(left_out)} and is below the floor "
-            f"{policy.floors[metric]} there, a surface it does not serve yet; there the candidate is held to the slice "
-            "floors and to no regression, and the overall floor is measured on the other slices"
+            f"{metric}: the candidate trained on slice {', '.join(left_out)} and the champion did not and is below "
+            f"the floor {policy.floors[metric]} there, a surface it does not serve yet; there the candidate is held to "
+            "the slice floors and to no regression, and the overall floor is measured on the other slices"
         )
     for metric, floor in policy.floors.items():
         outcomes = floor_outcomes(candidate, holdout, new.get(metric, ()))
@@ -339,6 +267,20 @@ def judge_runtime(
         "metrics": {key: evaluation.metrics.get(key) for key in REPORTED_METRICS},
         "checks": [check.as_dict() for check in checks],
         "failed_checks": [check.name for check in checks if check.failed],
+    }
+
+
+def unloadable_runtime(runtime: str, error: str) -> dict[str, Any]:
+    """The runtime section of an export that could not score the holdout: not approved, and why."""
+    name = f"runtime:{runtime}:load"
+    return {
+        "runtime": runtime,
+        "approved": False,
+        "label_agreement": None,
+        "max_probability_difference": None,
+        "metrics": {},
+        "checks": [Check(name, "fail", error).as_dict()],
+        "failed_checks": [name],
     }
 
 

@@ -156,7 +156,7 @@ def test_the_gate_reads_the_champions_training_slices_from_its_data_manifest(tmp
     assert registry.read_version("crack", "det-1")["data_manifest"]["per_slice"] == {"site-a": 3}
 
     report = run_gate(registry, "crack", "det-2", str(holdout), policy())
-    assert report.document["champion_training_slices"] == ["site-a"]
+    assert report.document["training_slices"] == {"champion": ["site-a"], "candidate": ["site-a"]}
 
     legacy = tmp_path / "legacy.csv"
     legacy.write_text("uri,label,sha256\n/train/0.jpg,Positive,\n")

@@ -172,6 +172,9 @@ def test_the_gate_report_names_the_holdout_images_the_candidate_gets_wrong_new_o
     assert "new" not in without_champion["misclassified"][0]
 
 
+BOTH = {"metu", "site-b"}  # what a candidate adapted to site-b trained on
+
+
 def two_surfaces(site_b_missed: int, metu_missed: int = 0):
     """A holdout of 300 METU and 900 site-b patches (half cracks); calls that miss the first N cracks of each."""
     from types import SimpleNamespace
@@ -205,11 +208,12 @@ def test_a_new_surface_is_held_to_its_slice_floors_not_to_the_overall_floor():
     assert candidate.metrics["crack_recall"] < 0.99  # the premise: the whole holdout is below the floor
 
     champion = evaluation_on(is_crack, champion_calls, "champ")
-    body = decide(load_policy(), holdout, candidate, champion, [], champion_trained_on={"metu"})
+    body = decide(load_policy(), holdout, candidate, champion, [], champion_trained_on={"metu"},
+                  candidate_trained_on=BOTH)  # fmt: skip
 
     assert body["decision"] == "promote", body["reasons"]
     assert body["new_surfaces"] == {"crack_recall": ["site-b"], "accuracy": ["site-b"]}
-    assert body["champion_training_slices"] == ["metu"]
+    assert body["training_slices"] == {"champion": ["metu"], "candidate": ["metu", "site-b"]}
     floor = next(check for check in body["checks"] if check["name"] == "floor:crack_recall")
     assert floor["value"] == 1.0 and "without slice site-b" in floor["message"]
     assert any("slice site-b" in note for note in body["notes"])
@@ -221,52 +225,65 @@ def test_a_new_surface_is_held_to_its_slice_floors_not_to_the_overall_floor():
 
     _, _, metu_losing = two_surfaces(site_b_missed=9, metu_missed=3)
     worse = decide(load_policy(), holdout, evaluation_on(is_crack, metu_losing, "cand"), champion, [],
-                   champion_trained_on={"metu"})  # fmt: skip
+                   champion_trained_on={"metu"}, candidate_trained_on=BOTH)  # fmt: skip
     assert "floor:crack_recall" in worse["failed_checks"]  # 147 of 150 METU cracks: 0.98 < 0.99
 
 
-def test_a_surface_the_champion_trained_on_is_never_new():
-    """A champion that learnt site-b and slipped there does not lower the bar on site-b; one whose training
-    slices are unknown (a manifest without slices) has no new surface: both read the floors on the whole holdout."""
+@pytest.mark.parametrize(
+    ("champion_trained_on", "candidate_trained_on", "why"),
+    [
+        ({"metu", "site-b"}, BOTH, "it trained there"),  # a champion slipping on its own ground
+        ({"metu"}, {"metu"}, "the candidate did not train there either"),  # it brings nothing (or a misnamed slice)
+        (None, BOTH, "are unknown"),  # a champion registered before manifests kept slices
+        ({"metu"}, None, "are unknown"),
+    ],
+)
+def test_a_slice_is_new_only_where_the_candidate_trained_and_the_champion_did_not(
+    champion_trained_on, candidate_trained_on, why
+):
+    """Otherwise the overall floors read the whole holdout (the candidate fails at 0.985), and a note says why."""
     from crack_model.evaluation.gate import decide
 
     holdout, is_crack, champion_calls = two_surfaces(site_b_missed=20)
     _, _, candidate_calls = two_surfaces(site_b_missed=9)
     candidate, champion = evaluation_on(is_crack, candidate_calls, "cand"), evaluation_on(is_crack, champion_calls, "c")
 
-    for trained_on, why in (({"metu", "site-b"}, "it trained there"), (None, "training slices are unknown")):
-        body = decide(load_policy(), holdout, candidate, champion, [], champion_trained_on=trained_on)
-        assert body["new_surfaces"] == {}
-        assert "floor:crack_recall" in body["failed_checks"]  # 0.985 on the whole holdout
-        assert any("slice site-b" in note and why in note for note in body["notes"]), body["notes"]
+    body = decide(load_policy(), holdout, candidate, champion, [], champion_trained_on=champion_trained_on,
+                  candidate_trained_on=candidate_trained_on)  # fmt: skip
+    assert body["new_surfaces"] == {}
+    assert "floor:crack_recall" in body["failed_checks"]
+    assert any("slice site-b" in note and why in note for note in body["notes"]), body["notes"]
+    assert body["training_slices"]["champion"] == (sorted(champion_trained_on) if champion_trained_on else None)
 
 
 def test_new_surfaces_are_big_slices_below_each_floor():
     """Per floor: a slice counts as new only where the champion is below that floor and it has enough images."""
-    from crack_model.evaluation.gate_checks import new_surfaces
+    from crack_model.evaluation.gate_scope import new_surfaces
 
     policy = GatePolicy.from_dict({**POLICY, "floors": {"crack_recall": 0.99, "accuracy": 0.98}})
     champion = {"metu": slice_report(300, crack_recall=1.0, accuracy=0.99),
                 "site-b": slice_report(900, crack_recall=0.95, accuracy=0.985),
                 "tiny": slice_report(10, crack_recall=0.5, accuracy=0.5)}  # fmt: skip
-    assert new_surfaces(champion, policy, {"metu"}) == ({"crack_recall": ["site-b"]}, [])
-    assert new_surfaces({}, policy, {"metu"}) == ({}, [])
+    trained = {"metu", "site-b", "site-c", "tiny"}
+    assert new_surfaces(champion, policy, {"metu"}, trained) == ({"crack_recall": ["site-b"]}, [])
+    assert new_surfaces({}, policy, {"metu"}, {"metu"}) == ({}, [])
 
 
 def test_a_floor_reads_the_whole_holdout_when_nothing_would_hold_the_candidate_on_the_new_surface():
     """No slice floor or slice no-regression for the metric (precision here), or too little holdout left beside
     the new surfaces: the slice is not new for that floor, which then reads the whole holdout."""
-    from crack_model.evaluation.gate_checks import new_surfaces
+    from crack_model.evaluation.gate_scope import new_surfaces
 
     policy = GatePolicy.from_dict({**POLICY, "floors": {"crack_recall": 0.99, "crack_precision": 0.95}})
     champion = {"metu": slice_report(300, crack_recall=1.0, crack_precision=0.99),
                 "site-c": slice_report(900, crack_recall=0.95, crack_precision=0.9)}  # fmt: skip
-    assert new_surfaces(champion, policy, {"metu"})[0] == {"crack_recall": ["site-c"]}  # no slice floor on precision
+    trained = {"metu", "site-c", "tiny"}
+    assert new_surfaces(champion, policy, {"metu"}, trained)[0] == {"crack_recall": ["site-c"]}  # not precision
     unregressed = GatePolicy.from_dict({**POLICY, "slice_no_regression": {"accuracy": 0.01}})
-    assert new_surfaces(champion, unregressed, {"metu"})[0] == {}  # nothing would stop crack recall falling on site-c
+    assert new_surfaces(champion, unregressed, {"metu"}, trained)[0] == {}  # nothing would hold crack recall on site-c
     both_below = {"metu": slice_report(300, crack_recall=0.98), "site-c": slice_report(900, crack_recall=0.95),
                   "tiny": slice_report(4, crack_recall=1.0)}  # fmt: skip
-    assert new_surfaces(both_below, policy, {"tiny"})[0] == {}  # 4 images left: the whole holdout, not "tiny", is read
+    assert new_surfaces(both_below, policy, {"tiny"}, trained)[0] == {}  # 4 images left: the whole holdout is read
 
 
 def test_the_floor_on_a_part_of_the_holdout_says_when_that_part_is_too_small_to_show_it():
@@ -276,6 +293,7 @@ def test_the_floor_on_a_part_of_the_holdout_says_when_that_part_is_too_small_to_
     holdout, is_crack, champion_calls = two_surfaces(site_b_missed=20)
     _, _, candidate_calls = two_surfaces(site_b_missed=9)
     body = decide(load_policy(), holdout, evaluation_on(is_crack, candidate_calls, "cand"),
-                  evaluation_on(is_crack, champion_calls, "champ"), [], champion_trained_on={"metu"})  # fmt: skip
+                  evaluation_on(is_crack, champion_calls, "champ"), [], champion_trained_on={"metu"},
+                  candidate_trained_on=BOTH)  # fmt: skip
     assert any(note.startswith("crack_recall 1.0000 passes its floor 0.99 on this holdout (without slice site-b")
                and "too few images" in note for note in body["notes"]), body["notes"]  # fmt: skip
