@@ -219,15 +219,18 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
                                    fine_tune_layers if step == "candidate" else 0, seam_of(seam_share),
                                    model_config(zoom_factor).zoom_factor)  # fmt: skip
             steps[step]["seconds"] = round(time.perf_counter() - started, 1)
-            print(f"{step}: {steps[step]}")
-            continue
-        done = subprocess.run([*command, *extra], capture_output=True, text=True, check=False)
-        steps[step] = {"exit_code": done.returncode, "seconds": round(time.perf_counter() - started, 1),
-                       "output": done.stdout.strip().splitlines()[-6:]}  # fmt: skip
-        print(f"{step}: exit {done.returncode}\n{done.stdout}{done.stderr[-2000:] if done.returncode > 3 else ''}")
-    reports = sorted((store / "models").rglob("gate_report.json"), key=lambda path: path.stat().st_mtime)
-    if reports:
-        report = json.loads(reports[-1].read_text())
+        else:
+            done = subprocess.run([*command, *extra], capture_output=True, text=True, check=False)
+            steps[step] = {"exit_code": done.returncode, "seconds": round(time.perf_counter() - started, 1),
+                           "output": done.stdout.strip().splitlines()[-6:]}  # fmt: skip
+            print(f"{step}: exit {done.returncode}\n{done.stdout}{done.stderr[-2000:] if done.returncode > 3 else ''}")
+        report = latest_gate_report(store)
+        steps[step]["gate"] = {
+            key: (report or {}).get(key) for key in ("decision", "failed_checks", "champion_version")
+        }
+        print(f"{step}: {steps[step]}")
+    report = latest_gate_report(store)
+    if report:
         steps["candidate_report"] = {
             "decision": report.get("decision"), "failed_checks": report.get("failed_checks"),
             "slices": {name: {"images": value["images"], **value["metrics"]}
@@ -235,6 +238,12 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
             "photo_level": photo_summary(report.get("photo_level")),
         }  # fmt: skip
     return {"site_photos": count, **steps}
+
+
+def latest_gate_report(store: Path) -> dict[str, Any] | None:
+    """The gate report written last in the store's registry: the step just run."""
+    reports = sorted((store / "models").rglob("gate_report.json"), key=lambda path: path.stat().st_mtime)
+    return json.loads(reports[-1].read_text()) if reports else None
 
 
 def photo_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -286,9 +295,11 @@ def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Pa
 
 def step_outcome(step: dict[str, Any]) -> str:
     """A gate step as it ended: a DAG run's state (a rejection is a successful run), or retrain's exit code."""
+    gate = step.get("gate") or {}
+    decision = f", gate {gate['decision']} {gate.get('failed_checks') or ''}".rstrip() if gate.get("decision") else ""
     if "state" in step:
-        return f"DAG run {step['state']}"
-    return f"exit {step['exit_code']} (0 = promoted)"
+        return f"DAG run {step['state']}{decision}"
+    return f"exit {step['exit_code']} (0 = promoted){decision}"
 
 
 def markdown(results: dict[str, Any]) -> str:
