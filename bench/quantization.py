@@ -5,11 +5,13 @@ surface its labels agreed with Keras on under 99.5 % of the holdout and it misse
 converts the registered model again in several ways and scores the holdout with each, so that what
 helps (or not) is measured, not guessed:
 
-- ``fp32`` and ``int8`` as training exports them (200 calibration images);
+- ``fp32`` and ``int8`` converted as training exports them (the same converter options, 200 calibration
+  images, here drawn from the pool);
 - ``int8-calib1000``: five times the calibration images;
 - ``dynamic-range``: int8 weights, float activations (no calibration);
 - ``int8-float-worst-N``: full int8 with the N layers of largest quantization error (the
-  ``tf.lite.experimental.QuantizationDebugger``'s RMSE over the quantization step) left in float.
+  ``tf.lite.experimental.QuantizationDebugger``'s RMSE over the quantization step) left in float (these
+  take float pixels in, as the debugger needs, where the export takes uint8).
 
 Calibration images are every k-th image of the labeled pool (``--labeled``); the holdout is never
 used for it. Per slice: missed cracks, false alarms, label agreement with Keras and the largest
@@ -61,7 +63,8 @@ def slice_figures(probabilities: Any, reference: Any, is_crack: Any, slices: Any
     return figures
 
 
-def measure(model_dir: Path, holdout_uri: str, labeled: Path) -> dict[str, Any]:
+def measure(model_dir: Path, holdout_uri: str, labeled: Path, work: Path) -> dict[str, Any]:
+    """Every variant's figures; ``work`` holds the SavedModel and the converted files."""
     import keras
     import tensorflow as tf
 
@@ -87,7 +90,6 @@ def measure(model_dir: Path, holdout_uri: str, labeled: Path) -> dict[str, Any]:
         return lambda: ([decode_to_array(read_labeled(image), card.image_size).astype(np.float32)[None]]
                         for image in chosen)  # fmt: skip
 
-    work = Path(tempfile.mkdtemp(prefix="bench-quantization-"))
     saved = str(work / "saved")
     model.export(saved, format="tf_saved_model", verbose=False)
 
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labeled", type=Path, required=True, help="the labeled pool, for calibration images")
     parser.add_argument("--name", default="quantization", help="result file names (default: quantization)")
     args = parser.parse_args(argv)
-    results = measure(args.model, args.holdout, args.labeled)
+    with tempfile.TemporaryDirectory(prefix="bench-quantization-") as work:
+        results = measure(args.model, args.holdout, args.labeled, Path(work))
     write_results(args.name, results, render(results))
     return 0
 

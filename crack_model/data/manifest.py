@@ -85,7 +85,7 @@ def build_data_manifest(
 
 
 def read_data_manifest(data: bytes, source: str) -> list[dict[str, str]]:
-    """The rows of a stored ``data_manifest.csv`` (uri, label, sha256; sha256 may be empty; slice where stored).
+    """The rows of a stored ``data_manifest.csv``: uri, label, sha256 (may be empty), and split and slice where stored.
 
     Args:
         data: the CSV bytes.
@@ -96,20 +96,54 @@ def read_data_manifest(data: bytes, source: str) -> list[dict[str, str]]:
     if not {"uri", "label", "sha256"} <= header:
         msg = f"data manifest {source} needs uri, label and sha256 columns (found {sorted(header) or 'none'})"
         raise CrackModelError(msg)
-    with_slice = "slice" in header
     return [
         {
             "uri": row["uri"],
             "label": row["label"],
             "sha256": row["sha256"] or "",
-            **({"slice": (row["slice"] or "").strip() or NO_SLICE} if with_slice else {}),
+            **({"split": (row["split"] or "").strip()} if "split" in header else {}),
+            **({"slice": (row["slice"] or "").strip() or NO_SLICE} if "slice" in header else {}),
         }
         for row in reader
     ]
 
 
+def with_split_slices(rows: list[dict[str, str]], split_csv: bytes) -> list[dict[str, str]]:
+    """Manifest rows without slices (registered before manifests kept them), given each row's split and slice
+    from the version's ``split.csv`` when that lists the same images; else the rows as they are."""
+    if not rows or all("slice" in row for row in rows):
+        return rows
+    split_rows = list(csv.DictReader(io.StringIO(split_csv.decode("utf-8"))))
+    if not split_rows or "slice" not in split_rows[0] or not all(row["sha256"] for row in rows):
+        return rows
+    by_image = {(row.get("label"), row.get("sha256")): row for row in split_rows}
+    if len(by_image) != len(split_rows) or {(row["label"], row["sha256"]) for row in rows} != set(by_image):
+        return rows  # not the same images (a manifest given as a CSV): the slices stay unknown
+    return [
+        {
+            **row,
+            "split": (by_image[row["label"], row["sha256"]].get("split") or "").strip(),
+            "slice": (by_image[row["label"], row["sha256"]]["slice"] or "").strip() or NO_SLICE,
+        }
+        for row in rows
+    ]
+
+
+# What a model learnt from: fitted on train, its threshold (per slice) and checkpoint chosen on validation.
+LEARNT_FROM = frozenset({"train", "validation"})
+
+
 def training_slices(rows: Sequence[Mapping[str, str]] | None) -> frozenset[str] | None:
-    """The slices a model was trained on, from its manifest rows; None when unknown (no manifest, no slice column)."""
+    """The slices a model learnt from (train and validation rows; every row when no split is recorded).
+
+    None when unknown: no manifest, or no slice column.
+    """
     if not rows or any("slice" not in row for row in rows):
         return None
-    return frozenset(row["slice"] for row in rows)
+    return frozenset(row["slice"] for row in rows if not row.get("split") or row["split"] in LEARNT_FROM)
+
+
+def slices_sharing_images(rows: Sequence[Mapping[str, str]], others: Sequence[Mapping[str, str]]) -> frozenset[str]:
+    """The slices of ``rows`` that hold an image (same bytes) of ``others``, whatever its slice is called there."""
+    hashes = {row["sha256"] for row in others if row.get("sha256")}
+    return frozenset(row["slice"] for row in rows if "slice" in row and row.get("sha256") in hashes)

@@ -5,12 +5,12 @@ same holdout by the scoring core that serves them, with the metric code of
 ``assess.evaluate_scorer`` (see holdout.py): the candidate with Keras, the champion with the
 runtime it serves with. The candidate must reach the policy's absolute
 floors (overall and per slice) and must not fall below the champion by more than the policy
-allows; with no champion, only the floors apply. An overall floor is measured without the slices
-the candidate trained on and the champion did not (their data manifests) and is below it on (a new
-surface, ``gate_checks.new_surfaces``): there the slice floors and no regression apply, so a holdout's mix of
-surfaces does not decide. Each
-exported runtime (LiteRT fp32, int8) is approved only if it reaches the same floors and gives
-the Keras label on at least ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
+allows; with no champion, only the floors apply. An overall floor is measured without the new
+surfaces (``gate_scope.new_surfaces``): slices the candidate trained on and the champion did not (by
+their data manifests), on which the champion is below that floor. There the slice floors and no
+regression apply, so a holdout's mix of surfaces does not decide. Each exported runtime (LiteRT
+fp32, int8) is approved only if it reaches the same floors and gives the Keras label on at least
+``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
 it includes 0. A holdout that shares an image with the candidate's training data is refused.
 The report also gives photo-level figures on mosaics of holdout patches (gate_photo.py), scored
@@ -33,7 +33,6 @@ from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION, check_format_version
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE
-from crack_model.data.manifest import training_slices
 from crack_model.evaluation.gate_checks import (
     HOLDOUT_PREFIX,
     PROMOTE,
@@ -54,7 +53,7 @@ from crack_model.evaluation.gate_checks import (
 )
 from crack_model.evaluation.gate_photo import photo_floor_checks, photo_level_note, photo_level_section
 from crack_model.evaluation.gate_report import render_gate_html
-from crack_model.evaluation.gate_scope import new_surfaces
+from crack_model.evaluation.gate_scope import new_surfaces, trained_surfaces
 from crack_model.evaluation.holdout import (
     Evaluation,
     Holdout,
@@ -84,7 +83,7 @@ def decide(
     """The gate's verdict and everything behind it, as a JSON-ready report body.
 
     ``*_trained_on`` are the slices of each model's training data (None: unknown); a new surface is one
-    the candidate trained on and the champion did not (``gate_checks.new_surfaces``).
+    the candidate trained on and the champion did not (``gate_scope.new_surfaces``).
     """
     slices = slice_reports(candidate, holdout, policy)
     champion_slices = slice_reports(champion, holdout, policy) if champion is not None else {}
@@ -245,9 +244,8 @@ def run_gate(
         raise CrackModelError(f"{name} version {candidate_version} is already the champion: nothing to gate")
     else:
         notes = [unchecked] if unchecked else []
-        trained_on = training_slices(candidate_manifest)
         report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id, notes,
-                           trained_on)  # fmt: skip
+                           candidate_manifest)  # fmt: skip
     report.html_url = opened.version_url(name, candidate_version, GATE_HTML)
     report.report_url = opened.version_url(name, candidate_version, GATE_REPORT)
     log.info(
@@ -325,7 +323,7 @@ def _evaluate(
     actor: str,
     run_id: str | None,
     notes: Sequence[str] = (),
-    candidate_trained_on: Collection[str] | None = None,
+    candidate_manifest: Sequence[Mapping[str, str]] | None = None,
 ) -> GateReport:
     """Score the candidate (every runtime) and the champion, decide, and store the report (with ``notes`` added)."""
     started = utc_now()
@@ -351,11 +349,12 @@ def _evaluate(
             log.warning("runtime %s of %s cannot score: %s", runtime, candidate_version, error)
             runtime_errors[runtime] = f"{runtime} could not score the holdout: {type(error).__name__}: {error}"
 
-    champion, champion_trained_on = None, None
+    champion, champion_manifest = None, None
     if champion_version is not None:
         champion_scorer = load_scorer(f"models:/{name}/{champion_version}", registry=opened.uri)
         champion = evaluate_on_holdout(champion_scorer, holdout_set)
-        champion_trained_on = training_slices(opened.data_manifest(name, champion_version))
+        champion_manifest = opened.data_manifest(name, champion_version)
+    champion_trained_on, candidate_trained_on = trained_surfaces(champion_manifest, candidate_manifest)
 
     body = decide(policy, holdout_set, candidate, champion, runtime_evaluations, runtime_errors, champion_trained_on,
                   candidate_trained_on)  # fmt: skip

@@ -7,9 +7,24 @@ from typing import Any
 
 import numpy as np
 
+from crack_model.data.manifest import slices_sharing_images, training_slices
 from crack_model.evaluation.holdout import Evaluation, Holdout
 from crack_model.evaluation.intervals import Outcomes, point_figures
 from crack_model.evaluation.policy import GatePolicy
+
+
+def trained_surfaces(
+    champion_rows: Sequence[Mapping[str, str]] | None, candidate_rows: Sequence[Mapping[str, str]] | None
+) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """The slices the champion and the candidate learnt from (their data manifests; None: unknown).
+
+    A candidate slice holding an image the champion's manifest lists counts as the champion's too, whatever
+    the champion's folder was called: a surface renamed or moved between the trainings is not new.
+    """
+    champion, candidate = training_slices(champion_rows), training_slices(candidate_rows)
+    if champion is not None and champion_rows and candidate_rows:
+        champion |= slices_sharing_images(candidate_rows, champion_rows)
+    return champion, candidate
 
 
 def new_surfaces(

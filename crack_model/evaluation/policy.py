@@ -35,7 +35,8 @@ class GatePolicy:
 
     Attributes:
         floors: metric -> minimum on the whole holdout (absolute; apply with or without a champion),
-            less the slices the champion never trained on and is below that floor on (gate_checks.new_surfaces).
+            less the new surfaces: slices the candidate trained on and the champion did not, on which the
+            champion is below that floor (gate_scope.new_surfaces).
         max_drop: metric -> how far the candidate may fall below the champion ("no_regression" in JSON).
         slice_floors: slice name, or "*" for every slice -> metric -> minimum on that slice.
         slice_max_drop: metric -> how far the candidate may fall below the champion on any one slice

@@ -42,7 +42,7 @@ from crack_model.core.model_card import MODEL_NAME, ModelCard
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
-from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest, read_data_manifest
+from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest, read_data_manifest, with_split_slices
 from crack_model.registry.aliases import AliasOperations
 from crack_model.registry.naming import (
     APPROVED_RUNTIMES,
@@ -310,11 +310,20 @@ class Registry(AliasOperations):
             self.store.write(self.version_key(name, version, GATE_HTML), html.encode(), content_type="text/html")
 
     def data_manifest(self, name: str, version: str) -> list[dict[str, str]] | None:
-        """The rows (uri, label, sha256) of the images the version was trained on; None if none was stored."""
+        """The rows (uri, label, sha256, and split and slice where known) of the images the version was trained
+        on; None if none was stored.
+
+        A manifest registered before manifests kept slices takes them from the version's ``split.csv`` when
+        that lists the same images (``with_split_slices``), so an existing champion's surfaces are known.
+        """
         key = self.version_key(name, version, DATA_MANIFEST)
         if not self.store.exists(key):
             return None
-        return read_data_manifest(self.store.read(key), self.store.url(key))
+        rows = read_data_manifest(self.store.read(key), self.store.url(key))
+        split_key = self.version_key(name, version, "split.csv")
+        if any("slice" not in row for row in rows) and self.store.exists(split_key):
+            rows = with_split_slices(rows, self.store.read(split_key))
+        return rows
 
     def ensure_not_gated(self, name: str, version: str) -> None:
         """Raise GateReportExistsError if the version already has a gate report."""

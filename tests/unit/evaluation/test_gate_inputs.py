@@ -142,25 +142,49 @@ def test_a_holdout_image_replaced_while_a_runtime_scores_it_stops_the_gate(tmp_p
     assert registry.gate_report("crack", "det-swap") is None and registry.aliases("crack").get("champion") is None
 
 
-def test_the_gate_reads_the_champions_training_slices_from_its_data_manifest(tmp_path, detector, holdout):  # noqa: F811
-    """The champion's data manifest keeps each image's slice; the gate reports them, and a manifest without
-    slices (registered before they were kept) leaves them unknown."""
+def test_the_gate_reads_each_models_training_slices_from_its_data_manifest(tmp_path, detector, holdout):  # noqa: F811
+    """The champion's and the candidate's manifests keep each image's slice, and the gate passes each model's
+    own to the decision (reported as ``training_slices``): here the candidate brings site-b."""
     from crack_model.data.labeled import LabeledImage
-    from crack_model.data.manifest import training_slices
 
-    trained = [LabeledImage(f"/train/{n}.jpg", "Positive", sha256=f"{n:064x}", slice="site-a") for n in range(3)]
+    metu = [LabeledImage(f"/train/{n}.jpg", "Positive", sha256=f"{n:064x}", slice="metu") for n in range(3)]
+    site = [LabeledImage(f"/train/b{n}.jpg", "Negative", sha256=f"{n + 9:064x}", slice="site-b") for n in range(2)]
     registry = Registry(tmp_path / "store")
-    registry.register(detector, "crack", data_manifest=trained)
-    registry.register(variant(detector, tmp_path / "candidate", "det-2"), "crack", data_manifest=trained)
+    registry.register(detector, "crack", data_manifest=metu)
+    registry.register(variant(detector, tmp_path / "candidate", "det-2"), "crack", data_manifest=metu + site)
     registry.promote("crack", "det-1", expected_current=None, actor="ci", reason="baseline")
-    assert registry.read_version("crack", "det-1")["data_manifest"]["per_slice"] == {"site-a": 3}
+    assert registry.read_version("crack", "det-2")["data_manifest"]["per_slice"] == {"metu": 3, "site-b": 2}
 
     report = run_gate(registry, "crack", "det-2", str(holdout), policy())
-    assert report.document["training_slices"] == {"champion": ["site-a"], "candidate": ["site-a"]}
+    assert report.document["training_slices"] == {"champion": ["metu"], "candidate": ["metu", "site-b"]}
+
+
+def test_a_manifest_without_slices_takes_them_from_the_versions_split_csv_when_it_lists_the_same_images(
+    tmp_path,
+    detector,  # noqa: F811
+):
+    """Champions registered before manifests kept slices: their split.csv has them. A manifest of other images
+    (given as a CSV) leaves them unknown."""
+    from crack_model.data.manifest import training_slices
 
     legacy = tmp_path / "legacy.csv"
-    legacy.write_text("uri,label,sha256\n/train/0.jpg,Positive,\n")
-    registry.register(variant(detector, tmp_path / "legacy", "det-3"), "crack", data_manifest=legacy)
-    assert registry.read_version("crack", "det-3")["data_manifest"]["per_slice"] is None
-    assert training_slices(registry.data_manifest("crack", "det-3")) is None
-    assert training_slices(registry.data_manifest("crack", "det-1")) == {"site-a"}
+    legacy.write_text(
+        f"uri,label,sha256\n/a.jpg,Positive,{1:064x}\n/b.jpg,Negative,{2:064x}\n/c.jpg,Negative,{3:064x}\n"
+    )
+    model = variant(detector, tmp_path / "old", "det-old")
+    (model / "split.csv").write_text(
+        "uri,label,sha256,split,slice\n"
+        f"/a.jpg,Positive,{1:064x},train,metu\n/b.jpg,Negative,{2:064x},validation,\n/c.jpg,Negative,{3:064x},test,x\n"
+    )
+    registry = Registry(tmp_path / "store")
+    registry.register(model, "crack", data_manifest=legacy)
+    assert registry.read_version("crack", "det-old")["data_manifest"]["per_slice"] is None  # as stored
+    rows = registry.data_manifest("crack", "det-old")
+    assert {row["uri"]: (row["split"], row["slice"]) for row in rows} == {
+        "/a.jpg": ("train", "metu"), "/b.jpg": ("validation", "(none)"), "/c.jpg": ("test", "x")}  # fmt: skip
+    assert training_slices(rows) == {"metu", "(none)"}  # learnt from train and validation, not test
+
+    other = variant(detector, tmp_path / "other", "det-other")
+    (other / "split.csv").write_text(f"uri,label,sha256,split,slice\n/z.jpg,Positive,{7:064x},train,metu\n")
+    registry.register(other, "crack", data_manifest=legacy)
+    assert training_slices(registry.data_manifest("crack", "det-other")) is None

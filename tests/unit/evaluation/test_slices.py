@@ -266,7 +266,6 @@ def test_new_surfaces_are_big_slices_below_each_floor():
                 "tiny": slice_report(10, crack_recall=0.5, accuracy=0.5)}  # fmt: skip
     trained = {"metu", "site-b", "site-c", "tiny"}
     assert new_surfaces(champion, policy, {"metu"}, trained) == ({"crack_recall": ["site-b"]}, [])
-    assert new_surfaces({}, policy, {"metu"}, {"metu"}) == ({}, [])
 
 
 def test_a_floor_reads_the_whole_holdout_when_nothing_would_hold_the_candidate_on_the_new_surface():
@@ -297,3 +296,18 @@ def test_the_floor_on_a_part_of_the_holdout_says_when_that_part_is_too_small_to_
                   candidate_trained_on=BOTH)  # fmt: skip
     assert any(note.startswith("crack_recall 1.0000 passes its floor 0.99 on this holdout (without slice site-b")
                and "too few images" in note for note in body["notes"]), body["notes"]  # fmt: skip
+
+
+def test_a_renamed_slice_holding_the_champions_images_is_not_new():
+    """METU moved from the class folder into labeled/<class>/metu/ between two trainings: the same images,
+    so the champion knows that surface whatever it was called."""
+    from crack_model.evaluation.gate_scope import trained_surfaces
+
+    champion = [
+        {"uri": f"/old/{n}.jpg", "label": "Positive", "sha256": f"{n:064x}", "slice": "(none)"} for n in range(3)
+    ]
+    candidate = [{**row, "uri": f"/new/{n}.jpg", "slice": "metu"} for n, row in enumerate(champion)]
+    candidate.append({"uri": "/new/b.jpg", "label": "Positive", "sha256": "f" * 64, "slice": "site-b"})
+    assert trained_surfaces(champion, candidate) == ({"(none)", "metu"}, {"metu", "site-b"})
+    assert trained_surfaces([{k: v for k, v in row.items() if k != "slice"} for row in champion], candidate) == (
+        None, {"metu", "site-b"})  # fmt: skip

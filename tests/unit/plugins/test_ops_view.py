@@ -254,7 +254,7 @@ def test_model_page_shows_lineage_gate_runtimes_and_audit(client, store):
     assert "is a crack when highest tile &gt;= 0.7000 (up to 154 tiles" in page  # the photo rule, and its inputs
     assert "120 clean and 40 crack mosaics and 6 labeled photos, scored in litert-int8, litert-fp32" in page
     assert "reaches the threshold; scored from 0.4200 up to 0.9, only when its mean over itself" in page  # patches
-    assert "new surfaces are the others): (none) 1 · metu 3</div>" in page  # the training slices
+    assert "images per slice: (none) 1 · metu 3</div>" in page  # the training slices
     assert 'href="/' not in page
 
 
