@@ -14,6 +14,8 @@ outside the largest N's near-duplicate groups (about 800 with N up to 200) and t
 on the METU pool alone, gated on the METU holdout (the champion); then with N site photos added under
 ``labeled/<class>/site-b/`` and the site-b evaluation photos under ``holdout/<class>/site-b/``, gated
 against the champion on ``holdout/<class>/{metu,site-b}/`` with the default gate policy.
+``--baseline-champion`` makes the METU-only model champion even when its own gate rejects it (as an
+operator would set a baseline), so the candidate is always gated against it.
 
 ``--cv K`` measures what the site photos cost the old surface on all 2,000 METU patches instead of a
 300-patch holdout: K-fold cross-validation (``crack-model evaluate --cv``'s ``cross_validate``) of the
@@ -186,10 +188,13 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
 def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]], work: Path,
              epochs: int, views: int, balance: float, fine_tune_layers: int = 0,
              crack_weight: float = 1.0, dag: bool = False,
-             seam_share: float | None = None, zoom_factor: float | None = None) -> dict[str, Any]:  # fmt: skip
+             seam_share: float | None = None, zoom_factor: float | None = None,
+             baseline_champion: bool = False) -> dict[str, Any]:  # fmt: skip
     """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated.
 
     With ``dag``, each step is a run of the crack_retraining DAG; else ``crack-model retrain`` (the same steps).
+    With ``baseline_champion``, a METU-only model its own gate rejected is made champion all the same (an
+    operator's baseline), so that the candidate is gated against a champion, as bar 2 describes.
     """
     store = work / "store"
     shutil.rmtree(store, ignore_errors=True)
@@ -224,6 +229,8 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
             steps[step] = {"exit_code": done.returncode, "seconds": round(time.perf_counter() - started, 1),
                            "output": done.stdout.strip().splitlines()[-6:]}  # fmt: skip
             print(f"{step}: exit {done.returncode}\n{done.stdout}{done.stderr[-2000:] if done.returncode > 3 else ''}")
+        if step == "champion" and baseline_champion:
+            steps[step]["baseline_promoted"] = promote_baseline(store)
         report = latest_gate_report(store)
         steps[step]["gate"] = {
             key: (report or {}).get(key) for key in ("decision", "failed_checks", "champion_version")
@@ -238,6 +245,19 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
             "photo_level": photo_summary(report.get("photo_level")),
         }  # fmt: skip
     return {"site_photos": count, **steps}
+
+
+def promote_baseline(store: Path) -> str | None:
+    """Make the first registered version champion if none is (its gate rejected it); the version, or None."""
+    from crack_model.registry.versions import Registry
+
+    registry = Registry(store)
+    if registry.aliases("crack").get("champion") is not None:
+        return None
+    version = registry.version_names("crack")[0]
+    registry.promote("crack", version, expected_current=None, actor="bench.adaptation",
+                     reason="baseline: --baseline-champion promotes the METU-only model its gate rejected")  # fmt: skip
+    return version
 
 
 def latest_gate_report(store: Path) -> dict[str, Any] | None:
@@ -297,6 +317,8 @@ def step_outcome(step: dict[str, Any]) -> str:
     """A gate step as it ended: a DAG run's state (a rejection is a successful run), or retrain's exit code."""
     gate = step.get("gate") or {}
     decision = f", gate {gate['decision']} {gate.get('failed_checks') or ''}".rstrip() if gate.get("decision") else ""
+    if step.get("baseline_promoted"):
+        decision += ", made champion all the same (--baseline-champion)"
     if "state" in step:
         return f"DAG run {step['state']}{decision}"
     return f"exit {step['exit_code']} (0 = promoted){decision}"
@@ -376,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
     parser.add_argument("--zoom-factor", type=float, help="ModelConfig.zoom_factor (default: 0.3)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
+    parser.add_argument("--baseline-champion", action="store_true",
+                        help="with --gate: make the METU-only model champion even if its gate rejects it")  # fmt: skip
     parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
     parser.add_argument("--cv-site-photos", type=int, default=100, help="site photos in the --cv pool (default: 100)")
     parser.add_argument("--lay-out", type=Path, metavar="DIR",
@@ -427,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.gate:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
                                    args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
-                                   args.crack_weight, args.dag, args.seam_share, args.zoom_factor)  # fmt: skip
+                                   args.crack_weight, args.dag, args.seam_share, args.zoom_factor,
+                                   args.baseline_champion)  # fmt: skip
     if args.cv:
         site_pool = pick_site_photos(groups, args.cv_site_photos)
         results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
