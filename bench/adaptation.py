@@ -76,6 +76,28 @@ def pick_site_photos(groups: dict[str, list[list[Any]]], count: int) -> list[Any
     return picked
 
 
+def split_pools(seed: int, largest: int) -> tuple[list[Any], dict[str, list[list[Any]]], dict[str, list[Any]]]:
+    """The METU pool, the site-b groups in the seed's order, and the evaluation images (``site_b_rest``: site-b
+    outside every near-duplicate group the ``largest`` pick touches; ``metu_holdout``: 15 % of METU)."""
+    from crack_model.core.config import DataConfig
+    from crack_model.data.labeled import load_labeled, split_images
+
+    config = DataConfig()
+    metu = load_labeled(SAMPLE, config)
+    metu_split = split_images(metu, DataConfig(validation_fraction=0.0, test_fraction=0.15, seed=seed))
+    metu_pool, metu_holdout = with_slice(metu_split.train, METU_SLICE), with_slice(metu_split.test, METU_SLICE)
+    site = with_slice(load_labeled(SITE_B, config), SITE_SLICE)
+    groups = seeded_groups(site, seed)
+    used = {image.sha256 for image in pick_site_photos(groups, largest)}
+    touched = set()  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
+    for class_groups in groups.values():
+        for group in class_groups:
+            if any(member.sha256 in used for member in group):
+                touched.update(member.sha256 for member in group)
+    evaluation = {"site_b_rest": [image for image in site if image.sha256 not in touched], "metu_holdout": metu_holdout}
+    return metu_pool, groups, evaluation
+
+
 def lay_out(images: list[Any], root: Path, slice_name: str) -> None:
     """Copy images to ``<root>/<class>/<slice>/<name>`` (copies: the stores refuse links)."""
     for image in images:
@@ -162,7 +184,9 @@ def model_config(zoom_factor: float | None) -> Any:
 def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation: dict[str, list[Any]],
                 work: Path, cache: Path, views: int, epochs: int, balance: float,
                 fine_tune_layers: int = 0, crack_weight: float = 1.0,
-                seam_share: float | None = None, zoom_factor: float | None = None) -> dict[str, Any]:  # fmt: skip
+                seam_share: float | None = None, zoom_factor: float | None = None,
+                start_from: Path | None = None, anchor_weight: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train on the METU pool plus ``site_pool`` (from ``start_from``'s head if given) and score it."""
     from crack_model.core.config import DataConfig, TrainConfig
     from crack_model.training.train import train
 
@@ -171,11 +195,13 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
     lay_out(metu_pool, pool, METU_SLICE)
     lay_out(site_pool, pool, SITE_SLICE)
     started = time.perf_counter()
-    run = train(pool, work / f"model-{count}", DataConfig(), model_config(zoom_factor),
-                TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
-                            crack_weight=crack_weight, seam_share=seam_of(seam_share)), verbose=0,
+    recipe = TrainConfig(epochs=epochs, slice_balance=balance, fine_tune_layers=fine_tune_layers,
+                         crack_weight=crack_weight, seam_share=seam_of(seam_share))  # fmt: skip
+    if anchor_weight is not None:
+        recipe = replace(recipe, anchor_weight=anchor_weight)
+    run = train(pool, work / f"model-{count}", DataConfig(), model_config(zoom_factor), recipe, verbose=0,
                 export_runtimes=False, photo_mosaics=None,  # patch figures only: the photo step costs minutes
-                feature_cache_dir=cache, augmented_views=views)  # fmt: skip
+                feature_cache_dir=cache, augmented_views=views, start_from=start_from)  # fmt: skip
     seconds = time.perf_counter() - started
     point: dict[str, Any] = {"site_photos": len(site_pool), "threshold": round(run.card.threshold, 4),
                              "train_seconds": round(seconds, 1)}  # fmt: skip
@@ -383,8 +409,6 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from crack_model.core.cache import cache_root
-    from crack_model.core.config import DataConfig
-    from crack_model.data.labeled import load_labeled, split_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[0, 25, 50, 100, 200])
@@ -410,20 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=cache_root() / "features")
     args = parser.parse_args(argv)
 
-    config = DataConfig()
-    metu = load_labeled(SAMPLE, config)
-    metu_split = split_images(metu, DataConfig(validation_fraction=0.0, test_fraction=0.15, seed=args.seed))
-    metu_pool, metu_holdout = with_slice(metu_split.train, METU_SLICE), with_slice(metu_split.test, METU_SLICE)
-    site = with_slice(load_labeled(SITE_B, config), SITE_SLICE)
-    groups = seeded_groups(site, args.seed)
     largest = max([*args.sizes, args.gate, args.cv_site_photos if args.cv else 0, 0])
-    used = {image.sha256 for image in pick_site_photos(groups, largest)}
-    touched = set()  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
-    for class_groups in groups.values():
-        for group in class_groups:
-            if any(member.sha256 in used for member in group):
-                touched.update(member.sha256 for member in group)
-    evaluation = {"site_b_rest": [image for image in site if image.sha256 not in touched], "metu_holdout": metu_holdout}
+    metu_pool, groups, evaluation = split_pools(args.seed, largest)
+    metu_holdout = evaluation["metu_holdout"]
     if args.lay_out:
         if args.lay_out.exists() and any(args.lay_out.iterdir()):
             parser.error(f"--lay-out {args.lay_out} is not empty: pick a new folder (old images would stay in it)")

@@ -107,3 +107,10 @@ def data_config_from(args: argparse.Namespace) -> DataConfig:
         )
     except ValueError as error:
         raise CrackModelError(str(error)) from None
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1000:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1000, got {text}")
+    return value

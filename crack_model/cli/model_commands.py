@@ -18,6 +18,7 @@ from crack_model.cli.arguments import (
     data_config_from,
     exponent,
     model_config_from,
+    non_negative,
     non_negative_int,
     positive_int,
     probability,
@@ -87,6 +88,12 @@ def add_train_command(commands: Any) -> None:
     train.add_argument(
         "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
     )
+    train.add_argument("--start-from", type=Path, metavar="MODEL_DIR",
+                       help="start the head from this trained model's head and pull toward it (the pull needs "
+                       "--feature-cache; crack-model retrain starts from the champion by itself)")  # fmt: skip
+    train.add_argument("--anchor-weight", type=non_negative, default=TrainConfig.anchor_weight,
+                       help=f"with --start-from: weight of the squared distance from its head "
+                       f"(default: {TrainConfig.anchor_weight}; 0: start from it, no pull)")  # fmt: skip
     add_augmentation_options(train)
     train.set_defaults(handler=run_train)
 
@@ -103,6 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
         fine_tune_epochs=args.fine_tune_epochs,
         target_recall=args.target_recall,
         seam_share=args.seam_share,
+        anchor_weight=args.anchor_weight,
     )
     run = train(
         args.data,
@@ -116,6 +124,7 @@ def run_train(args: argparse.Namespace) -> int:
         skip_unreadable=args.skip_unreadable,
         verbose=0 if args.quiet else 2,
         progress=not args.quiet,
+        start_from=args.start_from,
     )
     test = run.metrics.get("test") or run.metrics["validation"]
     split_name = "test" if "test" in run.metrics else "validation"

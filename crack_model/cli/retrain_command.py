@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import SEAM_SHARE_HELP, fraction, positive_int, probability, share
+from crack_model.cli.arguments import SEAM_SHARE_HELP, fraction, non_negative, positive_int, probability, share
 from crack_model.core.config import ModelConfig, TrainConfig
 from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
 
@@ -41,6 +41,12 @@ def add_retrain_command(commands: Any) -> None:
     retrain.add_argument("--zoom-factor", type=fraction, default=ModelConfig.zoom_factor,
                          help=f"augmented views are zoomed in or out by up to this fraction "
                          f"(default: {ModelConfig.zoom_factor}; 0: off)")  # fmt: skip
+    retrain.add_argument("--fresh", action="store_true",
+                         help="train the candidate afresh, not from the champion's head (the default when there is "
+                         "a champion: new photos then move the model only as far as they must)")  # fmt: skip
+    retrain.add_argument("--anchor-weight", type=non_negative, default=TrainConfig.anchor_weight,
+                         help="pull toward the champion's head: weight of the squared distance from it "
+                         f"(default: {TrainConfig.anchor_weight}; 0: start from it, no pull)")  # fmt: skip
     retrain.add_argument("--augmented-views", type=int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
@@ -79,4 +85,5 @@ def retrain_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
             "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
             "crack_weight": args.crack_weight, "augmented_views": args.augmented_views,
-            "seam_share": args.seam_share, "zoom_factor": args.zoom_factor}  # fmt: skip
+            "seam_share": args.seam_share, "zoom_factor": args.zoom_factor,
+            "start_from_champion": not args.fresh, "anchor_weight": args.anchor_weight}  # fmt: skip

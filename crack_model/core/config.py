@@ -102,10 +102,16 @@ class TrainConfig:
     # Tiles across the borders of training patches, as a share of each (class, slice)'s training
     # images (training/seams.py): a photo's changes of texture are not cracks. 0: none.
     seam_share: float = 0.25
+    # Retraining from a champion (training/warm_start.py): its head is the start, and each head weight's
+    # squared distance from the champion's, times this, joins the loss, so new photos move the model only
+    # as far as they must. 0: start from the champion without the pull.
+    anchor_weight: float = 0.1
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.seam_share < 0:
             raise ValueError(f"seam_share must not be negative, got {self.seam_share}")
+        if not self.anchor_weight >= 0:  # NaN too
+            raise ValueError(f"anchor_weight must be 0 (no pull toward the champion) or more, got {self.anchor_weight}")
         if not self.focal_gamma >= 0:  # NaN too
             raise ValueError(f"focal_gamma must be 0 (plain cross-entropy) or more, got {self.focal_gamma}")

@@ -37,6 +37,7 @@ from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import load_hashes, validate_labeled
 from crack_model.quality.profile import profile_labeled
+from crack_model.registry.model_uri import fetch_version
 from crack_model.registry.versions import Registry
 from crack_model.training.train import train
 
@@ -89,8 +90,8 @@ def train_and_register(
     Args:
         pool: what ``validate_pool`` returned.
         settings: DAG params or CLI options (``epochs``, ``fine_tune_layers``, ``target_recall``,
-            ``weights``, ``slice_balance``, ``augmented_views``, ...; see ``retrain_config``); other keys
-            are ignored.
+            ``weights``, ``slice_balance``, ``augmented_views``, ``anchor_weight``, ...; see ``retrain_config``;
+            ``start_from_champion``, default true); other keys are ignored.
         work_dir: where the pool and the model are written (default: a temporary folder).
 
     Returns:
@@ -102,6 +103,7 @@ def train_and_register(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
             model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
             actor=actor, run_id=run_id, augmented_views=_views(settings),
+            start_from_champion=settings.get("start_from_champion") is not False,
         )  # fmt: skip
 
 
@@ -186,11 +188,14 @@ def train_candidate(
     actor: str = "crack-model",
     run_id: str | None = None,
     augmented_views: int = 1,
+    start_from_champion: bool = True,
 ) -> dict[str, Any]:
     """Download the pool, train (feature-cached unless disabled), register, point ``challenger`` at it.
 
     Slices (``labeled/<class>/<slice>/``) are kept: training balances them and the threshold must
-    reach the target recall on each big-enough validation slice (see ``train``).
+    reach the target recall on each big-enough validation slice (see ``train``). With
+    ``start_from_champion`` and a champion, the candidate's head starts from the champion's and is
+    pulled toward it (training/warm_start.py), so new photos cost little of what the champion knew.
     """
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
@@ -200,11 +205,13 @@ def train_candidate(
             (pool / Path(*key.split("/")[1:])).unlink(missing_ok=True)
         drift_reference = work_dir / "drift_reference.json"
         has_reference = write_drift_reference(pool, drift_reference)
+        registry = Registry(opened)
+        champion = registry.aliases(name).get("champion") if start_from_champion else None
         run = train(
             pool, work_dir / "model", data_config, model_config, train_config, verbose=2,
             feature_cache_dir=feature_cache_dir, augmented_views=augmented_views,
+            start_from=fetch_version(registry, name, champion) if champion else None,
         )  # fmt: skip
-        registry = Registry(opened)
         version = registry.register(
             run.output_dir, name, drift_reference=drift_reference if has_reference else None, actor=actor,
             run_id=run_id,
@@ -221,6 +228,7 @@ def train_candidate(
         "split_accuracy": test["accuracy"],
         "split_per_slice": (run.metrics.get("per_slice") or {}).get("test", {}),
         "model_uri": registry.version_url(name, version),
+        "started_from": run.metrics.get("started_from"),
     }
 
 
@@ -253,7 +261,7 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     training = replace(training, **counts)
     fractions: dict[str, Any] = {
         key: float(params[key])
-        for key in ("target_recall", "slice_balance", "label_smoothing", "crack_weight", "seam_share")
+        for key in ("target_recall", "slice_balance", "label_smoothing", "crack_weight", "seam_share", "anchor_weight")
         if params.get(key) is not None
     }
     training = replace(training, **fractions)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,7 @@ def fit_head_on_features(
     verbose: int = 2,
     train_weights: np.ndarray | None = None,
     validation_weights: np.ndarray | None = None,
+    regularizers: Mapping[str, Any] | None = None,
 ) -> dict[str, list[float]]:
     """Train the classifier's head on cached base features, then put the head into the classifier.
 
@@ -208,7 +209,9 @@ def fit_head_on_features(
     classifier's own, so the trained model is the same network as with uncached training; each
     epoch draws one of the cached views
     (the plain image or one of ``augmented_views`` augmented copies) per image. ``train_weights``
-    and ``validation_weights`` (one per image, e.g. ``balance_weights``) weight the loss.
+    and ``validation_weights`` (one per image, e.g. ``balance_weights``) weight the loss. The head starts
+    from the classifier's head weights; ``regularizers`` (kernel regularizers by layer name, e.g. the pull
+    toward the champion's head of warm_start.py) join its loss.
     """
     import keras
     import tensorflow as tf
@@ -254,7 +257,7 @@ def fit_head_on_features(
         (validation_features[0], validation_labels, validation_weights)
     ).batch(data_config.batch_size)
     inputs = keras.Input(shape=(train_features.shape[-1],), name="pooled_features")
-    head = keras.Model(inputs, add_head(inputs, classes, model_config), name="crack_head")
+    head = keras.Model(inputs, add_head(inputs, classes, model_config, regularizers), name="crack_head")
     copy_head(classifier, head)  # the classifier's initial weights: same start as uncached training
 
     head_callbacks = classifier_checkpoints(callbacks, classifier)

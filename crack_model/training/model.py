@@ -7,8 +7,9 @@ classifier only while training.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crack_model.core.config import DataConfig, ModelConfig
 from crack_model.core.errors import CrackModelError
@@ -85,18 +86,25 @@ def build_classifier(data_config: DataConfig, model_config: ModelConfig) -> kera
     return keras.Model(inputs, outputs, name="crack_classifier")
 
 
-def add_head(pooled: keras.KerasTensor, classes: int, model_config: ModelConfig) -> keras.KerasTensor:
+def add_head(
+    pooled: keras.KerasTensor, classes: int, model_config: ModelConfig, regularizers: Mapping[str, Any] | None = None
+) -> keras.KerasTensor:
     """Pooled features -> dropout -> [hidden ReLU layer -> dropout] -> softmax over classes.
 
     Shared by the classifier and the head trained on cached features, so both are one network.
+    ``regularizers``: a kernel regularizer by layer name (``HIDDEN_LAYER``, ``OUTPUT_LAYER``), for
+    the head trained on cached features (warm_start.py); the saved classifier has none.
     """
     from keras import layers
 
+    regularizers = regularizers or {}
     x = layers.Dropout(model_config.dropout, name="dropout")(pooled)
     if model_config.hidden_units:
-        x = layers.Dense(model_config.hidden_units, activation="relu", name=HIDDEN_LAYER)(x)
+        x = layers.Dense(model_config.hidden_units, activation="relu", name=HIDDEN_LAYER,
+                         kernel_regularizer=regularizers.get(HIDDEN_LAYER))(x)  # fmt: skip
         x = layers.Dropout(model_config.dropout, name="hidden_dropout")(x)
-    return layers.Dense(classes, activation="softmax", name=OUTPUT_LAYER)(x)
+    return layers.Dense(classes, activation="softmax", name=OUTPUT_LAYER,
+                        kernel_regularizer=regularizers.get(OUTPUT_LAYER))(x)  # fmt: skip
 
 
 def head_layers(model: keras.Model) -> list[keras.layers.Layer]:

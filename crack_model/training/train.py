@@ -39,6 +39,7 @@ from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
 from crack_model.training.seams import seam_examples
+from crack_model.training.warm_start import starting_point
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,17 @@ def train(
     feature_cache_dir: str | Path | None = None,
     augmented_views: int = 1,
     photo_mosaics: MosaicConfig | None = DEFAULT_MOSAICS,
+    start_from: str | Path | None = None,
 ) -> TrainingRun:
     """Train, pick the threshold on validation, evaluate on test, and save everything.
 
     With ``feature_cache_dir``, the frozen base's features are cached per image (the plain
     image and ``augmented_views`` augmented copies) and only the head trains on them: the
     same network, far less work (see features.py); fine-tuning still runs the full model.
+
+    With ``start_from`` (a trained model's folder, the champion when retraining), the head starts from
+    that model's head and is pulled toward it by ``train_config.anchor_weight`` (warm_start.py), if the
+    two fit; metrics.json's ``started_from`` says whether it did and why not.
 
     Photos cut into several tiles get a photo rule chosen on mosaics of validation patches and
     measured on mosaics of test patches (photo_rule.py, ``photo_mosaics``; None: no photo rule).
@@ -122,11 +128,17 @@ def train(
     augmentation = build_augmentation(model_config, seed=data_config.seed) if model_config.augment else None
     training_model = build_training_model(classifier, augmentation)
     crack_class, crack_index = data_config.crack_class, data_config.crack_index
+    start = None
+    if start_from is not None:
+        start = starting_point(start_from, classifier, list(data_config.class_names), data_config.image_size,
+                               train_config.anchor_weight)  # fmt: skip
+    regularizers = start.anchor.regularizers() if start is not None and start.anchor is not None else None
 
     def fit(fit_images: list[LabeledImage], validation: list[LabeledImage], *, fine_tune: bool) -> dict[str, Any]:
         return fit_classifier(classifier, training_model, fit_images, validation, data_config, model_config,
                               train_config, output_dir, feature_cache_dir=feature_cache_dir, verbose=verbose,
-                              augmented_views=augmented_views, fine_tune=fine_tune)  # fmt: skip
+                              augmented_views=augmented_views, fine_tune=fine_tune,
+                              regularizers=regularizers)  # fmt: skip
 
     def predict_tiles(tiles: np.ndarray) -> np.ndarray:
         return np.asarray(classifier.predict_on_batch(tiles.astype(np.float32)))
@@ -220,7 +232,8 @@ def train(
 
         metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold,
                                    "slice_thresholds": slice_thresholds,
-                                   "patch_confirmation": patch_confirmation}  # fmt: skip
+                                   "patch_confirmation": patch_confirmation,
+                                   "started_from": start.record() if start is not None else None}  # fmt: skip
         metrics["validation"] = split_metrics(split.validation, validation_probabilities, validation_means)
         metrics["per_slice"] = {
             "validation": per_slice_metrics(split.validation, validation_probabilities, validation_means, split_metrics)
@@ -286,11 +299,13 @@ def fit_classifier(
     verbose: int,
     augmented_views: int,
     fine_tune: bool,
+    regularizers: dict[str, Any] | None = None,
 ) -> dict[str, list[float]]:
     """Fit the classifier (its head on cached features, or the full network), then fine-tune if asked.
 
     Each (class, slice) cell is weighted as ``train_config.slice_balance`` says; the best epoch by
-    validation loss is kept and saved to ``checkpoints/best.keras``.
+    validation loss is kept and saved to ``checkpoints/best.keras``. ``regularizers`` (the pull toward a
+    starting head, warm_start.py) apply to the head trained on cached features only.
     """
     import keras
 
@@ -316,9 +331,11 @@ def fit_classifier(
         history = fit_head_on_features(
             classifier, fit_images, validation, data_config, model_config, train_config,
             Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
-            train_weights=train_weights, validation_weights=validation_weights,
+            train_weights=train_weights, validation_weights=validation_weights, regularizers=regularizers,
         )  # fmt: skip
     else:
+        if regularizers:  # the saved classifier must not carry them, and without the cache it is what trains
+            log.warning("the pull toward the starting head needs the feature cache; this run only starts from it")
         history = compile_and_fit(
             training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
             callbacks, verbose, data_config.crack_index, train_config.label_smoothing, train_config.focal_gamma,

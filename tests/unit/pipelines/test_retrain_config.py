@@ -12,11 +12,12 @@ def test_given_params_reach_the_configs():
     data, model, training = retrain_config(
         {"epochs": "12", "fine_tune_layers": 20, "slice_balance": 0.5, "crack_weight": "2.5",
          "target_recall": 0.98, "weights": "none", "image_size": 160, "seam_share": "0",
-         "zoom_factor": "0"}
+         "zoom_factor": "0", "anchor_weight": "0"}
     )  # fmt: skip
     assert (training.epochs, training.fine_tune_layers) == (12, 20)
     assert (training.slice_balance, training.crack_weight, training.target_recall) == (0.5, 2.5, 0.98)
     assert training.seam_share == 0.0  # 0 turns seam examples off; it must not fall back to the default
+    assert training.anchor_weight == 0.0  # 0: start from the champion without the pull, not the default pull
     assert model.weights == "none"
     assert model.zoom_factor == 0.0  # 0 turns zoom off; it must not fall back to the default
     assert data.image_size == 160
@@ -32,7 +33,7 @@ def test_without_a_weights_param_the_workers_weights_file_is_used(monkeypatch):
 def test_missing_or_null_params_keep_the_defaults(monkeypatch):
     monkeypatch.delenv("CRACK_MODEL_WEIGHTS", raising=False)
     _, model, training = retrain_config({"crack_weight": None, "epochs": None, "seam_share": None,
-                                         "zoom_factor": None})  # fmt: skip
+                                         "zoom_factor": None, "anchor_weight": None})  # fmt: skip
     assert training == TrainConfig()
     assert model == ModelConfig()
 

@@ -1,0 +1,118 @@
+"""Retraining from the champion: its head is the candidate's starting point and its anchor.
+
+A candidate trained afresh on the pool plus a few photos of a new surface moves its whole decision
+boundary for them, and loses cracks the champion found (``bench.adaptation``, split 7: the champion
+missed 4 of 400 unseen site-b cracks, a fresh candidate 8). Started from the champion's head, with
+each head weight's squared distance from the champion's added to the loss (L2-SP: Li, Grandvalet
+and Davis 2018, "Explicit inductive bias for transfer learning"), the new photos move the model only
+as far as they must: 4 missed, and false alarms 17 -> 9 (README "Retraining from the champion").
+
+The anchor is the head's only: the base is the same frozen ImageNet base in both models. A champion
+whose base differs (fine-tuned, another input size or width) or whose classes differ cannot be a start;
+training then starts afresh and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import MODEL_NAME, ModelCard
+from crack_model.training.features import base_fingerprint
+from crack_model.training.model import get_base, head_layers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadAnchor:
+    """The champion's head kernels by layer name, and how hard training pulls toward them."""
+
+    kernels: dict[str, np.ndarray]
+    strength: float
+
+    def regularizers(self) -> dict[str, Any]:
+        """A Keras kernel regularizer per head layer: ``strength`` times the squared distance from the anchor."""
+        if self.strength <= 0:
+            return {}
+        return {name: TowardAnchor(kernel, self.strength) for name, kernel in self.kernels.items()}
+
+
+class TowardAnchor:
+    """``strength * sum((kernel - anchor) ** 2)``: L2 toward the champion's weights instead of toward 0.
+
+    A Keras regularizer is any callable on the weight (a ``keras.regularizers.Regularizer`` subclass
+    would import Keras with this module).
+    """
+
+    def __init__(self, anchor: np.ndarray, strength: float) -> None:
+        self.anchor = np.asarray(anchor, np.float32)
+        self.strength = float(strength)
+
+    def __call__(self, kernel: Any) -> Any:
+        from keras import ops
+
+        return self.strength * ops.sum(ops.square(kernel - self.anchor))
+
+    def get_config(self) -> dict[str, Any]:  # for the head's summary (TensorBoard); the head itself is never saved
+        return {"strength": self.strength, "anchor_shape": list(self.anchor.shape)}
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """Where a training run's head started: the champion's (``anchor``), or afresh with the reason."""
+
+    model: str
+    version: str | None
+    anchor: HeadAnchor | None
+    reason: str = ""
+
+    def record(self) -> dict[str, Any]:
+        """What metrics.json keeps of it."""
+        if self.anchor is None:
+            return {"model": self.model, "version": self.version, "used": False, "reason": self.reason}
+        return {"model": self.model, "version": self.version, "used": True, "anchor_weight": self.anchor.strength}
+
+
+def starting_point(model_dir: str | Path, classifier: Any, class_names: list[str], image_size: int,
+                   anchor_weight: float) -> StartingPoint:  # fmt: skip
+    """The head of the model in ``model_dir`` as ``classifier``'s start, if it fits; else why not.
+
+    It fits when both models have the same classes in the same order, the same base weights (the
+    feature cache's fingerprint) and head layers of the same shapes. Raises CrackModelError only when
+    the folder holds no model at all (a wrong path is the caller's mistake, not a reason to start afresh).
+    """
+    import keras
+
+    model_dir = Path(model_dir)
+    if not (model_dir / MODEL_NAME).is_file():
+        msg = f"no {MODEL_NAME} in {model_dir}: pass the folder of a trained model to start from"
+        raise CrackModelError(msg)
+    card = ModelCard.load(model_dir)
+
+    def afresh(reason: str) -> StartingPoint:
+        log.warning("training starts afresh, not from %s (%s): %s", card.version, model_dir, reason)
+        return StartingPoint(str(model_dir), card.version, None, reason)
+
+    if list(card.class_names) != list(class_names):
+        return afresh(f"its classes {card.class_names} are not {class_names}")
+    if card.image_size != image_size:
+        return afresh(f"it takes {card.image_size} px images, this run {image_size} px")
+    start = keras.models.load_model(model_dir / MODEL_NAME, compile=False)
+    if base_fingerprint(get_base(start), image_size) != base_fingerprint(get_base(classifier), image_size):
+        return afresh("its base differs from this run's (fine-tuned, or other base weights or width)")
+    source = {layer.name: layer.get_weights() for layer in head_layers(start)}
+    target = {layer.name: layer.get_weights() for layer in head_layers(classifier)}
+    shapes = {name: [weight.shape for weight in weights] for name, weights in source.items()}
+    if shapes != {name: [weight.shape for weight in weights] for name, weights in target.items()}:
+        return afresh(f"its head's layers {shapes} do not match this run's (hidden units differ)")
+    for layer in head_layers(classifier):
+        layer.set_weights(source[layer.name])
+    kernels = {name: np.array(weights[0]) for name, weights in source.items()}
+    log.info("the head starts from %s's (%s), anchored with weight %g", card.version, model_dir, anchor_weight)
+    return StartingPoint(str(model_dir), card.version, HeadAnchor(kernels, anchor_weight))

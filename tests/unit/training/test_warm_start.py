@@ -1,0 +1,132 @@
+"""Retraining from the champion: the head starts from a fitting model's head and is pulled toward it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import ModelCard
+from crack_model.data.labeled import load_labeled
+from crack_model.training.features import fit_head_on_features
+from crack_model.training.model import build_classifier
+from crack_model.training.train import set_seeds
+from crack_model.training.warm_start import HeadAnchor, starting_point
+
+# The trained_model fixture's network (conftest.py): 64 px, random-init base seeded by the data seed.
+CONFIG = DataConfig(image_size=64, batch_size=16)
+MODEL = ModelConfig(weights="none", alpha=0.35)
+CLASSES = list(CONFIG.class_names)
+
+
+def fresh_classifier(seed: int = CONFIG.seed, model: ModelConfig = MODEL):
+    set_seeds(seed)  # as train() does before building: the same seed gives the same random base
+    return build_classifier(CONFIG, model)
+
+
+def output_kernel(classifier) -> np.ndarray:
+    return np.array(classifier.get_layer("class_probabilities").get_weights()[0])
+
+
+def test_the_head_starts_from_a_fitting_models_head(trained_model):
+    import keras
+
+    champion = keras.models.load_model(trained_model.output_dir / "model.keras", compile=False)
+    classifier = fresh_classifier()
+    assert not np.allclose(output_kernel(classifier), output_kernel(champion))
+    start = starting_point(trained_model.output_dir, classifier, CLASSES, 64, anchor_weight=0.1)
+    np.testing.assert_array_equal(output_kernel(classifier), output_kernel(champion))
+    assert start.record() == {"model": str(trained_model.output_dir), "version": trained_model.card.version,
+                              "used": True, "anchor_weight": 0.1}  # fmt: skip
+    np.testing.assert_array_equal(start.anchor.kernels["class_probabilities"], output_kernel(champion))
+
+
+def changed_card(source, destination, **fields):
+    shutil.copytree(source, destination)
+    card = json.loads((destination / "model.json").read_text())
+    card.update(fields)
+    (destination / "model.json").write_text(json.dumps(card))
+    return destination
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("classes", "classes"),
+        ("image size", "px images"),
+        ("base", "base differs"),
+        ("hidden layer", "head's layers"),
+    ],
+)
+def test_a_model_that_does_not_fit_is_no_start_and_says_why(trained_model, tmp_path, change, reason):
+    model_dir, classifier = trained_model.output_dir, fresh_classifier()
+    if change == "classes":
+        model_dir = changed_card(model_dir, tmp_path / "m", class_names=["Positive", "Negative"])
+    elif change == "image size":
+        model_dir = changed_card(model_dir, tmp_path / "m", image_size=96)
+    elif change == "base":
+        classifier = fresh_classifier(seed=CONFIG.seed + 1)  # another random base: its cached features differ
+    else:
+        classifier = fresh_classifier(model=ModelConfig(weights="none", alpha=0.35, hidden_units=8))
+    before = output_kernel(classifier)
+    start = starting_point(model_dir, classifier, CLASSES, 64, anchor_weight=0.1)
+    assert start.anchor is None and reason in start.reason
+    assert start.record()["used"] is False and reason in start.record()["reason"]
+    np.testing.assert_array_equal(output_kernel(classifier), before)  # untouched: training starts afresh
+
+
+def test_a_folder_without_a_model_is_an_error_naming_it(tmp_path):
+    with pytest.raises(CrackModelError, match=f"no model.keras in {tmp_path}"):
+        starting_point(tmp_path, None, CLASSES, 64, anchor_weight=0.1)
+
+
+def test_the_anchor_keeps_the_head_near_its_start(synth_data, tmp_path, imagenet_weights):
+    """From the same start on the same images, an anchored head ends nearer its start than a free one.
+
+    Real ImageNet features: a random base's features are near 0 and would not move a head at all.
+    """
+    images = load_labeled(synth_data, CONFIG)
+    model = ModelConfig(weights=imagenet_weights)
+    distances = {}
+    for strength in (0.0, 10.0):
+        classifier = fresh_classifier(model=model)
+        start = output_kernel(classifier)
+        anchor = HeadAnchor({"class_probabilities": start}, strength)
+        fit_head_on_features(classifier, images[::2], images[1::2], CONFIG, model, TrainConfig(epochs=10),
+                             tmp_path, [], verbose=0, regularizers=anchor.regularizers())  # fmt: skip
+        distances[strength] = float(np.linalg.norm(output_kernel(classifier) - start))
+    assert distances[0.0] > 0.1
+    assert distances[10.0] < distances[0.0] / 2
+
+
+def test_no_pull_means_no_regularizer():
+    assert HeadAnchor({"class_probabilities": np.zeros((4, 2))}, 0.0).regularizers() == {}
+
+
+def test_training_from_a_model_records_it_and_saves_a_plain_classifier(trained_model, synth_data, tmp_path):
+    """metrics.json says where the head started; model.keras loads without the anchor (no custom objects)."""
+    import keras
+
+    from crack_model.training.train import train
+
+    run = train(synth_data, tmp_path / "out", CONFIG, MODEL, TrainConfig(epochs=1, anchor_weight=0.5), verbose=0,
+                export_runtimes=False, photo_mosaics=None, feature_cache_dir=tmp_path / "cache",
+                start_from=trained_model.output_dir)  # fmt: skip
+    assert run.metrics["started_from"]["used"] is True
+    assert run.metrics["started_from"]["version"] == trained_model.card.version
+    assert run.metrics["started_from"]["anchor_weight"] == 0.5
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["started_from"] == run.metrics["started_from"]
+    reloaded = keras.models.load_model(tmp_path / "out" / "model.keras", compile=False)
+    assert reloaded.get_layer("class_probabilities").kernel_regularizer is None
+    assert ModelCard.load(tmp_path / "out").version == run.card.version
+
+
+@pytest.mark.parametrize("weight", [-0.1, float("nan")])
+def test_a_negative_or_nan_anchor_weight_is_refused(weight):
+    with pytest.raises(ValueError, match="anchor_weight"):
+        TrainConfig(anchor_weight=weight)
