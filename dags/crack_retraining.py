@@ -16,8 +16,8 @@ The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model r
 `target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `seam_share` (seam
 examples per training image, `TrainConfig.seam_share`), `zoom_factor` (augmented views zoomed in or out by up
 to this fraction; 0 turns zoom off), `augmented_views`, `start_from_champion` (the candidate's head starts from
-the champion's and is pulled toward it by `anchor_weight`: new photos move the model only as far as they
-must; false trains afresh),
+the champion's, so new photos cost few of the cracks it found; false trains afresh), `anchor_weight` (above 0,
+a pull toward the champion's head; off by default),
 `promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one),
 `notify_http_conn_id` / `notify_smtp_conn_id` (the Connections a rejection is sent through; a missing one
@@ -86,7 +86,7 @@ from crack_ops.operators import GateOperator
             True, type="boolean", description="start the candidate's head from the champion's (false: afresh)"
         ),
         "anchor_weight": Param(
-            0.1, type="number", minimum=0, maximum=1000, description="pull toward the champion's head (0: none)"
+            0.0, type="number", minimum=0, maximum=1000, description="pull toward the champion's head (0: none)"
         ),
         "augmented_views": Param(
             2, type="integer", minimum=0, maximum=8, description="augmented copies of each image in the feature cache"

@@ -89,11 +89,11 @@ def add_train_command(commands: Any) -> None:
         "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
     )
     train.add_argument("--start-from", type=Path, metavar="MODEL_DIR",
-                       help="start the head from this trained model's head and pull toward it (the pull needs "
-                       "--feature-cache; crack-model retrain starts from the champion by itself)")  # fmt: skip
+                       help="start the head from this trained model's head (crack-model retrain starts from the "
+                       "champion by itself)")  # fmt: skip
     train.add_argument("--anchor-weight", type=non_negative, default=TrainConfig.anchor_weight,
                        help=f"with --start-from: weight of the squared distance from its head "
-                       f"(default: {TrainConfig.anchor_weight}; 0: start from it, no pull)")  # fmt: skip
+                       f"(default: {TrainConfig.anchor_weight}: no pull; needs --feature-cache)")  # fmt: skip
     add_augmentation_options(train)
     train.set_defaults(handler=run_train)
 

@@ -42,11 +42,11 @@ def add_retrain_command(commands: Any) -> None:
                          help=f"augmented views are zoomed in or out by up to this fraction "
                          f"(default: {ModelConfig.zoom_factor}; 0: off)")  # fmt: skip
     retrain.add_argument("--fresh", action="store_true",
-                         help="train the candidate afresh, not from the champion's head (the default when there is "
-                         "a champion: new photos then move the model only as far as they must)")  # fmt: skip
+                         help="train the candidate afresh, not from the champion's head (starting from it is the "
+                         "default with a champion: new photos then cost few of the cracks it found)")  # fmt: skip
     retrain.add_argument("--anchor-weight", type=non_negative, default=TrainConfig.anchor_weight,
                          help="pull toward the champion's head: weight of the squared distance from it "
-                         f"(default: {TrainConfig.anchor_weight}; 0: start from it, no pull)")  # fmt: skip
+                         f"(default: {TrainConfig.anchor_weight}: start from it, no pull)")  # fmt: skip
     retrain.add_argument("--augmented-views", type=int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),

@@ -194,8 +194,8 @@ def train_candidate(
 
     Slices (``labeled/<class>/<slice>/``) are kept: training balances them and the threshold must
     reach the target recall on each big-enough validation slice (see ``train``). With
-    ``start_from_champion`` and a champion, the candidate's head starts from the champion's and is
-    pulled toward it (training/warm_start.py), so new photos cost little of what the champion knew.
+    ``start_from_champion`` and a champion, the candidate's head starts from the champion's
+    (training/warm_start.py), so new photos cost few of the cracks the champion found.
     """
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)

@@ -89,7 +89,7 @@ def train(
     same network, far less work (see features.py); fine-tuning still runs the full model.
 
     With ``start_from`` (a trained model's folder, the champion when retraining), the head starts from
-    that model's head and is pulled toward it by ``train_config.anchor_weight`` (warm_start.py), if the
+    that model's head (pulled toward it if ``train_config.anchor_weight`` > 0; warm_start.py), if the
     two fit; metrics.json's ``started_from`` says whether it did and why not.
 
     Photos cut into several tiles get a photo rule chosen on mosaics of validation patches and
