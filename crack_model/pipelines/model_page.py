@@ -109,6 +109,7 @@ def _lineage(document: dict[str, Any]) -> dict[str, Any]:
             "content_digest": manifest.get("content_digest"),
         },
         "training_metrics": document.get("metrics"),
+        "started_from": document.get("started_from"),
         "drift_reference": document.get("drift_reference"),
         "files": [
             {"name": file_name, "sha256": (entry or {}).get("sha256"), "size": (entry or {}).get("size")}

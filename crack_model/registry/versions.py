@@ -148,6 +148,7 @@ class Registry(AliasOperations):
                 "size": len(manifest_bytes),
             }
 
+        metrics = _read_metrics(model_dir / "metrics.json")
         document = {
             "format_version": FORMAT_VERSION,
             "name": name,
@@ -163,7 +164,8 @@ class Registry(AliasOperations):
             "files": recorded,
             "data_manifest": manifest_summary,
             "drift_reference": DRIFT_REFERENCE if DRIFT_REFERENCE in files else None,
-            "metrics": _metrics_summary(model_dir / "metrics.json"),
+            "metrics": _metrics_summary(metrics),
+            "started_from": (metrics or {}).get("started_from"),  # the model whose head training started from
         }
         try:
             self.store.write_if_match(marker, _json_bytes(document), None)
@@ -346,10 +348,13 @@ class Registry(AliasOperations):
         return None if report is None else list(report.get("approved_runtimes") or [])
 
 
-def _metrics_summary(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    if metrics is None:
         return None
-    metrics = json.loads(path.read_text(encoding="utf-8"))
     split = "test" if "test" in metrics else "validation"
     figures = metrics.get(split) or {}
     keys = ("crack_recall", "crack_precision", "accuracy", "roc_auc", "images")

@@ -71,13 +71,14 @@ PHOTO_RULE = {
 }  # fmt: skip
 
 
-def _register(registry: Registry, folder: Path, version: str, **card: Any) -> None:
+def _register(registry: Registry, folder: Path, version: str, started_from: Any = None, **card: Any) -> None:
     folder.mkdir(parents=True)
     ModelCard(
         version=version, threshold=0.42, created_at=f"{version[:4]}-{version[4:6]}-{version[6:8]}T02:00:00Z", **card
     ).save(folder)
     (folder / "model.keras").write_bytes(b"not a real model: the overview never loads it")
-    metrics = {"test": {"crack_recall": 0.97, "crack_precision": 0.96, "accuracy": 0.965, "images": 300}}
+    metrics = {"test": {"crack_recall": 0.97, "crack_precision": 0.96, "accuracy": 0.965, "images": 300},
+               "started_from": started_from}  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "split.csv").write_text(
         "uri,label,sha256,split,slice\n"
@@ -164,7 +165,8 @@ def build_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
                              html="<html>gate</html>", approved_runtimes=["litert-int8", "keras"])  # fmt: skip
     registry.promote("crack", CHAMPION, expected_current=None, actor="airflow:crack_retraining",
                      reason="passed gate policy", run_id="scheduled__2026-11-01")  # fmt: skip
-    _register(registry, root / "v2", REJECTED)
+    afresh = {"model": "/cache/registry/crack-1", "version": CHAMPION, "used": False, "reason": "its base differs"}
+    _register(registry, root / "v2", REJECTED, started_from=afresh)
     rejected = gate_report(REJECTED, "reject", CHAMPION, ["floor:crack_recall"])
     registry.add_gate_result("crack", REJECTED, report=rejected, html="<html>gate</html>", approved_runtimes=[])
 
@@ -177,7 +179,8 @@ def build_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
                         [{"batch_id": EARLY, "outcome": "passed"}], [early.as_dict()])  # fmt: skip
 
     # 2026-11-22: SECOND promoted, a night whose scoring did not finish, then a rollback.
-    _register(registry, root / "v3", SECOND)
+    from_champion = {"model": "/cache/registry/crack-1", "version": CHAMPION, "used": True, "anchor_weight": 0.0}
+    _register(registry, root / "v3", SECOND, started_from=from_champion)
     registry.add_gate_result("crack", SECOND, report=gate_report(SECOND, "promote", CHAMPION, []),
                              html="<html>gate</html>", approved_runtimes=["keras"])  # fmt: skip
     clock.now = "2026-11-22T01:00:00Z"

@@ -52,6 +52,8 @@ def test_lineage_goes_back_to_the_training_data_digests(store):
     counted_once = photo_rule_summary({**PHOTO_RULE, "threshold": 0.42, "photo_calibration": calibration}) or {}
     assert (counted_once["clean_mosaics"], counted_once["crack_mosaics"]) == (120, 40)
     assert {item["name"] for item in lineage["files"]} >= {"model.keras", "model.json", "data_manifest.csv"}
+    assert lineage["started_from"] is None  # the first model: no champion to start from
+    assert model_page(store.uri, "crack", SECOND)["lineage"]["started_from"]["version"] == CHAMPION
 
 
 def test_gate_figures_with_exact_intervals_runtimes_and_report_link(store):

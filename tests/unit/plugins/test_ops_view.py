@@ -255,7 +255,17 @@ def test_model_page_shows_lineage_gate_runtimes_and_audit(client, store):
     assert "120 clean and 40 crack mosaics and 6 labeled photos, scored in litert-int8, litert-fp32" in page
     assert "reaches the threshold; scored from 0.4200 up to 0.9, only when its mean over itself" in page  # patches
     assert "images per slice: (none) 1 · metu 3</div>" in page  # the training slices
+    assert '<td id="started-from">afresh</td>' in page  # the first model had no champion to start from
     assert 'href="/' not in page
+
+
+def test_model_page_links_the_model_a_version_started_from(client):
+    """Retrained from the champion: its head's version is linked; a champion that could not be a start says why."""
+    with client.as_user("viewer") as session:
+        second = session.get(f"/models/crack/{SECOND}").text
+        rejected = session.get(f"/models/crack/{REJECTED}").text
+    assert f'the head of <a class="version-link" href="../../models/crack/{CHAMPION}">{CHAMPION}</a></td>' in second
+    assert f"afresh: {CHAMPION} could not be a start (its base differs)" in rejected
 
 
 @pytest.mark.parametrize(
