@@ -99,6 +99,8 @@ def add_train_command(commands: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.anchor_weight and args.start_from is None:
+        raise CrackModelError("--anchor-weight pulls toward the --start-from model's head: give --start-from too")
     data_config = data_config_from(args)
     model_config = model_config_from(
         args, alpha=args.alpha, weights=args.weights, augment=not args.no_augment, hidden_units=args.hidden_units

@@ -9,6 +9,7 @@ from typing import Any
 
 from crack_model.cli.arguments import SEAM_SHARE_HELP, fraction, non_negative, positive_int, probability, share
 from crack_model.core.config import ModelConfig, TrainConfig
+from crack_model.core.errors import CrackModelError
 from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
 
 
@@ -59,6 +60,8 @@ def add_retrain_command(commands: Any) -> None:
 
 def run_retrain(args: argparse.Namespace) -> int:
     """The crack_retraining DAG's steps in a row (crack_model.pipelines.retraining)."""
+    if args.fresh and args.anchor_weight:
+        raise CrackModelError("--anchor-weight pulls toward the champion, which --fresh does not start from: drop one")
     pool = validate_pool(args.store)
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
     candidate = train_and_register(

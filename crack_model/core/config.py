@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 DEFAULT_CLASS_NAMES = ("Negative", "Positive")
@@ -105,14 +106,14 @@ class TrainConfig:
     # Retraining from a champion (training/warm_start.py): its head is the start; above 0, each head weight's
     # squared distance from the champion's, times this, joins the loss (a pull toward it). Over five splits
     # the pull (0.01, 0.1) missed more new-surface cracks than the start alone (19, 20 against 14), so it is
-    # a lever, off by default.
+    # a lever, off by default. (The pull is part of val_loss too, which early stopping reads.)
     anchor_weight: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.seam_share < 0:
             raise ValueError(f"seam_share must not be negative, got {self.seam_share}")
-        if not self.anchor_weight >= 0:  # NaN too
+        if not (self.anchor_weight >= 0 and math.isfinite(self.anchor_weight)):  # NaN and infinity too
             raise ValueError(f"anchor_weight must be 0 (no pull toward the champion) or more, got {self.anchor_weight}")
         if not self.focal_gamma >= 0:  # NaN too
             raise ValueError(f"focal_gamma must be 0 (plain cross-entropy) or more, got {self.focal_gamma}")

@@ -103,7 +103,7 @@ def train_and_register(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
             model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
             actor=actor, run_id=run_id, augmented_views=_views(settings),
-            start_from_champion=settings.get("start_from_champion") is not False,
+            start_from_champion=start_from_champion(settings),
         )  # fmt: skip
 
 
@@ -207,11 +207,15 @@ def train_candidate(
         has_reference = write_drift_reference(pool, drift_reference)
         registry = Registry(opened)
         champion = registry.aliases(name).get("champion") if start_from_champion else None
+        start, unfetched = champion_start(registry, name, champion) if champion else (None, None)
         run = train(
             pool, work_dir / "model", data_config, model_config, train_config, verbose=2,
-            feature_cache_dir=feature_cache_dir, augmented_views=augmented_views,
-            start_from=fetch_version(registry, name, champion) if champion else None,
+            feature_cache_dir=feature_cache_dir, augmented_views=augmented_views, start_from=start,
+            start_label=registry.version_url(name, champion) if champion else None,
         )  # fmt: skip
+        if unfetched is not None:  # train() saw no start: the record names the champion that could not be one
+            run.metrics["started_from"] = unfetched
+            run.artifacts["metrics"].write_text(json.dumps(run.metrics, indent=2) + "\n", encoding="utf-8")
         version = registry.register(
             run.output_dir, name, drift_reference=drift_reference if has_reference else None, actor=actor,
             run_id=run_id,
@@ -230,6 +234,21 @@ def train_candidate(
         "model_uri": registry.version_url(name, version),
         "started_from": run.metrics.get("started_from"),
     }
+
+
+def champion_start(registry: Registry, name: str, version: str) -> tuple[Path | None, dict[str, Any] | None]:
+    """The champion's local folder to start training from; or None and a ``started_from`` record of why not.
+
+    A champion whose files fail their recorded hashes must not stop a new candidate from being trained
+    (afresh, with a warning); the gate judges the champion again when it scores it.
+    """
+    try:
+        return fetch_version(registry, name, version), None
+    except CrackModelError as error:
+        log.warning("training afresh: cannot fetch champion %s to start from (%s)", version, error)
+        reason = f"its files cannot be fetched ({str(error).splitlines()[0][:200]})"
+        return None, {"model": registry.version_url(name, version), "version": version, "used": False,
+                      "reason": reason}  # fmt: skip
 
 
 def write_drift_reference(pool: Path, destination: Path) -> bool:
@@ -266,6 +285,15 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     }
     training = replace(training, **fractions)
     return data, model, training
+
+
+def start_from_champion(settings: Mapping[str, Any]) -> bool:
+    """The ``start_from_champion`` setting (default true); a pull without a start is ignored, with a warning."""
+    start = settings.get("start_from_champion") is not False
+    if not start and float(settings.get("anchor_weight") or 0) > 0:
+        log.warning("anchor_weight %s is ignored: start_from_champion is false, so there is nothing to pull toward",
+                    settings["anchor_weight"])  # fmt: skip
+    return start
 
 
 def _views(settings: Mapping[str, Any]) -> int:

@@ -39,7 +39,7 @@ from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
 from crack_model.training.seams import seam_examples
-from crack_model.training.warm_start import starting_point
+from crack_model.training.warm_start import check_start, starting_point
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def train(
     augmented_views: int = 1,
     photo_mosaics: MosaicConfig | None = DEFAULT_MOSAICS,
     start_from: str | Path | None = None,
+    start_label: str | None = None,
 ) -> TrainingRun:
     """Train, pick the threshold on validation, evaluate on test, and save everything.
 
@@ -90,7 +91,8 @@ def train(
 
     With ``start_from`` (a trained model's folder, the champion when retraining), the head starts from
     that model's head (pulled toward it if ``train_config.anchor_weight`` > 0; warm_start.py), if the
-    two fit; metrics.json's ``started_from`` says whether it did and why not.
+    two fit; metrics.json's ``started_from`` says whether it did and why not (``start_label`` names the
+    model there). The pull needs ``feature_cache_dir``: without it the run only starts from the head.
 
     Photos cut into several tiles get a photo rule chosen on mosaics of validation patches and
     measured on mosaics of test patches (photo_rule.py, ``photo_mosaics``; None: no photo rule).
@@ -106,6 +108,8 @@ def train(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     output_dir = Path(output_dir)
+    if start_from is not None:
+        check_start(start_from)  # a wrong path fails now, not after the split and the figures
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seeds(data_config.seed)
 
@@ -130,8 +134,11 @@ def train(
     crack_class, crack_index = data_config.crack_class, data_config.crack_index
     start = None
     if start_from is not None:
+        pull = train_config.anchor_weight if feature_cache_dir is not None else 0.0  # the record says what applies
+        if pull != train_config.anchor_weight:
+            log.warning("the pull toward the starting head needs the feature cache; this run only starts from it")
         start = starting_point(start_from, classifier, list(data_config.class_names), data_config.image_size,
-                               train_config.anchor_weight)  # fmt: skip
+                               pull, label=start_label)  # fmt: skip
     regularizers = start.anchor.regularizers() if start is not None and start.anchor is not None else None
 
     def fit(fit_images: list[LabeledImage], validation: list[LabeledImage], *, fine_tune: bool) -> dict[str, Any]:
@@ -333,9 +340,7 @@ def fit_classifier(
             Path(feature_cache_dir), callbacks, augmented_views=augmented_views, verbose=verbose,
             train_weights=train_weights, validation_weights=validation_weights, regularizers=regularizers,
         )  # fmt: skip
-    else:
-        if regularizers:  # the saved classifier must not carry them, and without the cache it is what trains
-            log.warning("the pull toward the starting head needs the feature cache; this run only starts from it")
+    else:  # no regularizers here: train() passes none without the cache (the saved classifier must not carry them)
         history = compile_and_fit(
             training_model, train_data, validation_data, train_config.epochs, train_config.learning_rate,
             callbacks, verbose, data_config.crack_index, train_config.label_smoothing, train_config.focal_gamma,

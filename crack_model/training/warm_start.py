@@ -20,6 +20,10 @@ whose head has other layers cannot be a start; training then starts afresh and s
 from __future__ import annotations
 
 import logging
+import random
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,31 +88,58 @@ class StartingPoint:
         return {"model": self.model, "version": self.version, "used": True, "anchor_weight": self.anchor.strength}
 
 
+@contextmanager
+def same_random_streams() -> Iterator[None]:
+    """Keep Python's and NumPy's random streams where they were.
+
+    Loading a model draws a default seed from Python's ``random`` for each layer that has none (Keras 3);
+    without this, a run that looked at a model would shuffle and drop out unlike the same run afresh.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def check_start(model_dir: str | Path) -> Path:
+    """``model_dir`` if it holds a saved model; else a CrackModelError naming it (before any training work)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / MODEL_NAME).is_file():
+        msg = f"no {MODEL_NAME} in {model_dir}: pass the folder of a trained model to start from"
+        raise CrackModelError(msg)
+    return model_dir
+
+
 def starting_point(model_dir: str | Path, classifier: Any, class_names: list[str], image_size: int,
-                   anchor_weight: float) -> StartingPoint:  # fmt: skip
+                   anchor_weight: float, label: str | None = None) -> StartingPoint:  # fmt: skip
     """The head of the model in ``model_dir`` as ``classifier``'s start, if it fits; else why not.
 
     It fits when both models have the same classes in the same order, the same base weights (the
     feature cache's fingerprint) and head layers of the same shapes. Raises CrackModelError only when
     the folder holds no model at all (a wrong path is the caller's mistake, not a reason to start afresh).
+    ``label`` names the model in the record (a registry URL rather than a local cache folder).
     """
     import keras
 
-    model_dir = Path(model_dir)
-    if not (model_dir / MODEL_NAME).is_file():
-        msg = f"no {MODEL_NAME} in {model_dir}: pass the folder of a trained model to start from"
-        raise CrackModelError(msg)
+    model_dir = check_start(model_dir)
     card = ModelCard.load(model_dir)
+    name = label or str(model_dir)
 
     def afresh(reason: str) -> StartingPoint:
-        log.warning("training starts afresh, not from %s (%s): %s", card.version, model_dir, reason)
-        return StartingPoint(str(model_dir), card.version, None, reason)
+        log.warning("training starts afresh, not from %s (%s): %s", card.version, name, reason)
+        return StartingPoint(name, card.version, None, reason)
 
     if list(card.class_names) != list(class_names):
         return afresh(f"its classes {card.class_names} are not {class_names}")
     if card.image_size != image_size:
         return afresh(f"it takes {card.image_size} px images, this run {image_size} px")
-    start = keras.models.load_model(model_dir / MODEL_NAME, compile=False)
+    try:
+        with same_random_streams():
+            start = keras.models.load_model(model_dir / MODEL_NAME, compile=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as error:  # a damaged file: a new model can still be trained
+        return afresh(f"its {MODEL_NAME} cannot be loaded ({str(error).splitlines()[0][:200]})")
     if base_fingerprint(get_base(start), image_size) != base_fingerprint(get_base(classifier), image_size):
         return afresh("its base differs from this run's (fine-tuned, or other base weights or width)")
     source = {layer.name: layer.get_weights() for layer in head_layers(start)}
@@ -119,5 +150,5 @@ def starting_point(model_dir: str | Path, classifier: Any, class_names: list[str
     for layer in head_layers(classifier):
         layer.set_weights(source[layer.name])
     kernels = {name: np.array(weights[0]) for name, weights in source.items()}
-    log.info("the head starts from %s's (%s), anchored with weight %g", card.version, model_dir, anchor_weight)
-    return StartingPoint(str(model_dir), card.version, HeadAnchor(kernels, anchor_weight))
+    log.info("the head starts from %s's (%s), pulled toward it with weight %g", card.version, name, anchor_weight)
+    return StartingPoint(name, card.version, HeadAnchor(kernels, anchor_weight))

@@ -44,6 +44,17 @@ def test_shard_and_batch_arguments_are_checked_before_any_work(tmp_path, capsys)
     assert code == 1 and "incoming/<batch_id>" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["train", "--data", "d", "--out", "o", "--anchor-weight", "0.1"], "give --start-from too"),
+        (["retrain", "--store", "s", "--fresh", "--anchor-weight", "0.1"], "--fresh does not start from"),
+    ],
+)
+def test_a_pull_without_a_start_is_refused_before_any_work(argv, named, capsys):
+    assert main(argv) == 1 and named in capsys.readouterr().err
+
+
 def test_bad_numbers_are_usage_errors():
     """argparse refuses a non-positive batch size with exit code 2."""
     parser = build_parser()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -38,11 +39,23 @@ def test_the_head_starts_from_a_fitting_models_head(trained_model):
     champion = keras.models.load_model(trained_model.output_dir / "model.keras", compile=False)
     classifier = fresh_classifier()
     assert not np.allclose(output_kernel(classifier), output_kernel(champion))
-    start = starting_point(trained_model.output_dir, classifier, CLASSES, 64, anchor_weight=0.1)
+    start = starting_point(trained_model.output_dir, classifier, CLASSES, 64, anchor_weight=0.1, label="models:/x")
     np.testing.assert_array_equal(output_kernel(classifier), output_kernel(champion))
-    assert start.record() == {"model": str(trained_model.output_dir), "version": trained_model.card.version,
-                              "used": True, "anchor_weight": 0.1}  # fmt: skip
+    assert start.record() == {"model": "models:/x", "version": trained_model.card.version, "used": True,
+                              "anchor_weight": 0.1}  # fmt: skip
     np.testing.assert_array_equal(start.anchor.kernels["class_probabilities"], output_kernel(champion))
+
+
+def test_looking_at_a_model_leaves_the_random_streams_as_they_were(trained_model):
+    """Loading a model draws Keras's default seeds from Python's random: a run that starts from a model must
+    shuffle and drop out as the same run afresh would, so that the two differ by their start alone."""
+    import random
+
+    classifier = fresh_classifier()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    starting_point(trained_model.output_dir, classifier, CLASSES, 64, anchor_weight=0.0)
+    assert random.getstate() == python_state
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
 
 
 def changed_card(source, destination, **fields):
@@ -79,8 +92,17 @@ def test_a_model_that_does_not_fit_is_no_start_and_says_why(trained_model, tmp_p
     np.testing.assert_array_equal(output_kernel(classifier), before)  # untouched: training starts afresh
 
 
+@pytest.mark.parametrize("damage", [b"not a keras file", "truncated"])
+def test_a_damaged_model_file_is_no_start_and_says_why(trained_model, tmp_path, damage):
+    model_dir = changed_card(trained_model.output_dir, tmp_path / "m")
+    model_file = model_dir / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[:5000] if damage == "truncated" else damage)
+    start = starting_point(model_dir, fresh_classifier(), CLASSES, 64, anchor_weight=0.0)
+    assert start.anchor is None and "model.keras cannot be loaded" in start.reason
+
+
 def test_a_folder_without_a_model_is_an_error_naming_it(tmp_path):
-    with pytest.raises(CrackModelError, match=f"no model.keras in {tmp_path}"):
+    with pytest.raises(CrackModelError, match=re.escape(f"no model.keras in {tmp_path}")):
         starting_point(tmp_path, None, CLASSES, 64, anchor_weight=0.1)
 
 
@@ -126,7 +148,24 @@ def test_training_from_a_model_records_it_and_saves_a_plain_classifier(trained_m
     assert ModelCard.load(tmp_path / "out").version == run.card.version
 
 
-@pytest.mark.parametrize("weight", [-0.1, float("nan")])
+def test_without_the_feature_cache_the_run_starts_from_the_model_and_records_no_pull(trained_model, synth_data,
+                                                                                      tmp_path):  # fmt: skip
+    from crack_model.training.train import train
+
+    run = train(synth_data, tmp_path / "out", CONFIG, MODEL, TrainConfig(epochs=1, anchor_weight=0.5), verbose=0,
+                export_runtimes=False, photo_mosaics=None, start_from=trained_model.output_dir)  # fmt: skip
+    assert run.metrics["started_from"]["used"] is True and run.metrics["started_from"]["anchor_weight"] == 0.0
+
+
+def test_a_wrong_start_fails_before_any_training(tmp_path, synth_data):
+    from crack_model.training.train import train
+
+    with pytest.raises(CrackModelError, match=r"no model\.keras in"):
+        train(synth_data, tmp_path / "out", CONFIG, MODEL, TrainConfig(epochs=1), start_from=tmp_path / "nothing")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("weight", [-0.1, float("nan"), float("inf")])
 def test_a_negative_or_nan_anchor_weight_is_refused(weight):
     with pytest.raises(ValueError, match="anchor_weight"):
         TrainConfig(anchor_weight=weight)
