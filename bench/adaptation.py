@@ -89,7 +89,9 @@ def split_pools(seed: int, largest: int) -> tuple[list[Any], dict[str, list[list
     site = with_slice(load_labeled(SITE_B, config), SITE_SLICE)
     groups = seeded_groups(site, seed)
     used = {image.sha256 for image in pick_site_photos(groups, largest)}
-    touched = set()  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
+    touched: set[str] = (
+        set()
+    )  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
     for class_groups in groups.values():
         for group in class_groups:
             if any(member.sha256 in used for member in group):
@@ -215,12 +217,14 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
              epochs: int, views: int, balance: float, fine_tune_layers: int = 0,
              crack_weight: float = 1.0, dag: bool = False,
              seam_share: float | None = None, zoom_factor: float | None = None,
-             baseline_champion: bool = False) -> dict[str, Any]:  # fmt: skip
+             baseline_champion: bool = False, fresh: bool = False) -> dict[str, Any]:  # fmt: skip
     """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated.
 
     With ``dag``, each step is a run of the crack_retraining DAG; else ``crack-model retrain`` (the same steps).
     With ``baseline_champion``, a METU-only model its own gate rejected is made champion all the same (an
-    operator's baseline), so that the candidate is gated against a champion, as bar 2 describes.
+    operator's baseline), so that the candidate is gated against a champion, as bar 2 describes. The candidate
+    starts from the champion's head, as retraining does by default; ``fresh`` trains it afresh (the runs
+    before 2026-12-06).
     """
     store = work / "store"
     shutil.rmtree(store, ignore_errors=True)
@@ -243,12 +247,12 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
         if step == "candidate":
             lay_out(site_pool, store / "labeled", SITE_SLICE)
             lay_out(evaluation["site_b_rest"], store / "holdout", SITE_SLICE)
-            extra = ["--fine-tune-layers", str(fine_tune_layers)]
+            extra = ["--fine-tune-layers", str(fine_tune_layers), *(["--fresh"] if fresh else [])]
         started = time.perf_counter()
         if environment is not None:
             steps[step] = dag_step(store, environment, epochs, views, balance, crack_weight,
                                    fine_tune_layers if step == "candidate" else 0, seam_of(seam_share),
-                                   model_config(zoom_factor).zoom_factor)  # fmt: skip
+                                   model_config(zoom_factor).zoom_factor, fresh=fresh)  # fmt: skip
             steps[step]["seconds"] = round(time.perf_counter() - started, 1)
         else:
             done = subprocess.run([*command, *extra], capture_output=True, text=True, check=False)
@@ -270,7 +274,7 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
                        for name, value in (report.get("slices") or {}).items()},
             "photo_level": photo_summary(report.get("photo_level")),
         }  # fmt: skip
-    return {"site_photos": count, **steps}
+    return {"site_photos": count, "candidate_start": "afresh" if fresh else "from the champion", **steps}
 
 
 def promote_baseline(store: Path) -> str | None:
@@ -304,13 +308,14 @@ def photo_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, balance: float,
              crack_weight: float, fine_tune_layers: int, seam_share: float,
-             zoom_factor: float) -> dict[str, Any]:  # fmt: skip
-    """One crack_retraining DAG run on the store; its state and task states."""
+             zoom_factor: float, fresh: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One crack_retraining DAG run on the store; its state and task states (``fresh``: not from the champion)."""
     from demo.airflow_env import run_dag
 
     conf = {"store": str(store), "weights": WEIGHTS, "epochs": epochs, "augmented_views": views,
             "slice_balance": balance, "crack_weight": crack_weight, "fine_tune_layers": fine_tune_layers,
-            "seam_share": seam_share, "zoom_factor": zoom_factor, "promote": True}  # fmt: skip
+            "seam_share": seam_share, "zoom_factor": zoom_factor, "promote": True,
+            "start_from_champion": not fresh}  # fmt: skip
     result = run_dag("crack_retraining", conf, environment, retries=0)
     return {"exit_code": 0 if result["state"] == "success" else 1, "state": result["state"], "tasks": result["tasks"],
             "failures": [failure.get("tail") for failure in result.get("failures", [])]}  # fmt: skip
@@ -379,7 +384,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Gate run with {gate['site_photos']} site photos (candidate fine-tuned base layers: "
-            f"{results.get('fine_tune_layers', 0)}): champion step {step_outcome(gate['champion'])}, "
+            f"{results.get('fine_tune_layers', 0)}; trained {gate.get('candidate_start', 'afresh')}): "
+            f"champion step {step_outcome(gate['champion'])}, "
             f"candidate step {step_outcome(gate['candidate'])}, decision {report.get('decision')}, "
             f"failed checks {report.get('failed_checks')}.",
         ]
@@ -422,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
     parser.add_argument("--zoom-factor", type=float, help="ModelConfig.zoom_factor (default: 0.3)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="with --gate: train the candidate afresh, not from the champion (runs before 2026-12-06)",
+    )
     parser.add_argument("--baseline-champion", action="store_true",
                         help="with --gate: make the METU-only model champion even if its gate rejects it")  # fmt: skip
     parser.add_argument("--cv", type=int, default=0, help="K-fold cross-validation on all METU plus site photos")
@@ -465,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
                                    args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
                                    args.crack_weight, args.dag, args.seam_share, args.zoom_factor,
-                                   args.baseline_champion)  # fmt: skip
+                                   args.baseline_champion, args.fresh)  # fmt: skip
     if args.cv:
         site_pool = pick_site_photos(groups, args.cv_site_photos)
         results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
