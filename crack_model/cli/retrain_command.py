@@ -73,6 +73,11 @@ def run_retrain(args: argparse.Namespace) -> int:
         work_dir=args.work,
     )
     print(f"candidate {candidate['version']} registered as challenger: {candidate['model_uri']}")
+    start = candidate.get("started_from")
+    if start and start["used"]:
+        print(f"its head started from champion {start['version']}'s")
+    else:
+        print("trained afresh" + (f" ({start['version']} could not be a start: {start['reason']})" if start else ""))
     if not args.gate:
         return 0
 

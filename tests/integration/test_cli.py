@@ -121,6 +121,7 @@ def test_retrain_cli_trains_gates_and_promotes(tmp_path, imagenet_weights):
     result = run_cli("retrain", "--store", str(store), *env_weights, "--epochs", "5", "--gate", "--promote")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "gate: promote" in result.stdout
+    assert "trained afresh\n" in result.stdout  # the store's first model: no champion to start from
     registry = Registry(str(store))
     assert registry.resolve("crack") == registry.resolve("crack", "challenger")
 

@@ -55,6 +55,26 @@ def test_a_pull_without_a_start_is_refused_before_any_work(argv, named, capsys):
     assert main(argv) == 1 and named in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("started_from", "said"),
+    [
+        ({"version": "V1", "used": True, "anchor_weight": 0.0}, "its head started from champion V1's"),
+        ({"version": "V1", "used": False, "reason": "its base differs"}, "trained afresh (V1 could not be a start: "
+                                                                         "its base differs)"),
+        (None, "trained afresh\n"),
+    ],
+)  # fmt: skip
+def test_retrain_says_where_the_candidate_started(monkeypatch, capsys, started_from, said):
+    from crack_model.cli import retrain_command
+
+    monkeypatch.setattr(retrain_command, "validate_pool", lambda store: {"outcome": "passed", "objects": 4,
+                                                                          "quarantined": []})  # fmt: skip
+    monkeypatch.setattr(retrain_command, "train_and_register", lambda *args, **kwargs: {
+        "version": "V2", "model_uri": "store/models/crack/versions/V2", "started_from": started_from})  # fmt: skip
+    assert main(["retrain", "--store", "s"]) == 0
+    assert said in capsys.readouterr().out
+
+
 def test_bad_numbers_are_usage_errors():
     """argparse refuses a non-positive batch size with exit code 2."""
     parser = build_parser()
