@@ -187,8 +187,12 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
                 work: Path, cache: Path, views: int, epochs: int, balance: float,
                 fine_tune_layers: int = 0, crack_weight: float = 1.0,
                 seam_share: float | None = None, zoom_factor: float | None = None,
-                start_from: Path | None = None, anchor_weight: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """Train on the METU pool plus ``site_pool`` (from ``start_from``'s head if given) and score it."""
+                start_from: Path | None = None, anchor_weight: float | None = None,
+                training_seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train on the METU pool plus ``site_pool`` (from ``start_from``'s head if given) and score it.
+
+    ``training_seed``: DataConfig.seed of the training run (its train/validation split and random streams).
+    """
     from crack_model.core.config import DataConfig, TrainConfig
     from crack_model.training.train import train
 
@@ -201,7 +205,8 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
                          crack_weight=crack_weight, seam_share=seam_of(seam_share))  # fmt: skip
     if anchor_weight is not None:
         recipe = replace(recipe, anchor_weight=anchor_weight)
-    run = train(pool, work / f"model-{count}", DataConfig(), model_config(zoom_factor), recipe, verbose=0,
+    data = DataConfig() if training_seed is None else DataConfig(seed=training_seed)
+    run = train(pool, work / f"model-{count}", data, model_config(zoom_factor), recipe, verbose=0,
                 export_runtimes=False, photo_mosaics=None,  # patch figures only: the photo step costs minutes
                 feature_cache_dir=cache, augmented_views=views, start_from=start_from)  # fmt: skip
     seconds = time.perf_counter() - started

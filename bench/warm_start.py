@@ -10,6 +10,7 @@ whether a candidate misses cracks the champion found: the gate's crack-recall no
 About 2-3 minutes per split with a warm feature cache. Writes ``bench/results/<name>.json`` and ``.md``.
 
     .venv/bin/python -m bench.warm_start [--seeds 7 8 9 10 11] [--anchor-weights 0 0.01 0.1] [--site-photos 100]
+        [--training-seeds 43 44]  # each split trained again with other draws (train/validation split, shuffling)
 """
 
 from __future__ import annotations
@@ -26,22 +27,29 @@ KEYS = ("missed_cracks", "false_alarms", "accuracy", "crack_recall")
 
 
 def split_run(seed: int, site_photos: int, anchor_weights: list[float], work: Path, cache: Path,
-              crack_weight: float) -> dict[str, Any]:  # fmt: skip
-    """The champion, the fresh candidate and each anchored candidate of one split, scored."""
+              crack_weight: float, training_seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The champion, the fresh candidate and each anchored candidate of one split, scored.
+
+    ``training_seed``: every model's DataConfig.seed (its train/validation split and random streams;
+    None: the default's), so that a split can be trained again with other draws.
+    """
     metu_pool, groups, evaluation = split_pools(seed, site_photos)
     site_pool = pick_site_photos(groups, site_photos)
-    options = {"cache": cache, "views": 2, "epochs": 30, "balance": 1.0, "crack_weight": crack_weight}
-    models: dict[str, Any] = {"champion": curve_point(0, metu_pool, [], evaluation, work / f"s{seed}", **options)}
-    champion_dir = work / f"s{seed}" / "model-0"
-    models["afresh"] = curve_point(site_photos, metu_pool, site_pool, evaluation, work / f"s{seed}-afresh", **options)
+    options = {"cache": cache, "views": 2, "epochs": 30, "balance": 1.0, "crack_weight": crack_weight,
+               "training_seed": training_seed}  # fmt: skip
+    run = work / f"s{seed}-t{training_seed}"
+    models: dict[str, Any] = {"champion": curve_point(0, metu_pool, [], evaluation, run, **options)}
+    champion_dir = run / "model-0"
+    models["afresh"] = curve_point(site_photos, metu_pool, site_pool, evaluation, run / "afresh", **options)
     for weight in anchor_weights:
         models[f"anchor {weight:g}"] = curve_point(site_photos, metu_pool, site_pool, evaluation,
-                                                   work / f"s{seed}-anchor{weight:g}", **options,
+                                                   run / f"anchor{weight:g}", **options,
                                                    start_from=champion_dir, anchor_weight=weight)  # fmt: skip
     figures = {name: {part: {key: point[part][key] for key in KEYS} for part in ("site_b_rest", "metu_holdout")}
                | {"threshold": point["threshold"]} for name, point in models.items()}  # fmt: skip
-    print(json.dumps({"seed": seed, "models": figures}), flush=True)
-    return {"seed": seed, "site_b_images": len(evaluation["site_b_rest"]), "models": figures}
+    print(json.dumps({"seed": seed, "training_seed": training_seed, "models": figures}), flush=True)
+    return {"seed": seed, "training_seed": training_seed, "site_b_images": len(evaluation["site_b_rest"]),
+            "models": figures}  # fmt: skip
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -64,7 +72,8 @@ def markdown(results: dict[str, Any]) -> str:
                 offset = 0 if part == "site_b_rest" else 2
                 totals[name][offset] += figures["missed_cracks"]
                 totals[name][offset + 1] += figures["false_alarms"]
-        lines.append(f"| {split['seed']} ({split['site_b_images']} site-b) | " + " | ".join(cells) + " |")
+        drawn = f", training seed {split['training_seed']}" if split.get("training_seed") is not None else ""
+        lines.append(f"| {split['seed']}{drawn} ({split['site_b_images']} site-b) | " + " | ".join(cells) + " |")
     lines.append("| total | " + " | ".join(f"{totals[n][0]} / {totals[n][1]}" for n in names) + " | "
                  + " | ".join(f"{totals[n][2]} / {totals[n][3]}" for n in names) + " |")  # fmt: skip
     worse = {name: sum(split["models"][name]["site_b_rest"]["missed_cracks"]
@@ -82,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9, 10, 11])
     parser.add_argument("--anchor-weights", type=float, nargs="+", default=[0.0, 0.01, 0.1])
     parser.add_argument("--site-photos", type=int, default=100)
+    parser.add_argument(
+        "--training-seeds",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="train each split once per DataConfig seed (default: once, with the default seed)",
+    )
     parser.add_argument("--crack-weight", type=float, default=3.0, help="bar 2's recipe (default: 3)")
     parser.add_argument("--name", default="warm-start")
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench-warm-start")
@@ -90,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"site_photos": args.site_photos, "crack_weight": args.crack_weight,
                                "anchor_weights": args.anchor_weights, "splits": []}  # fmt: skip
     for seed in args.seeds:
-        results["splits"].append(split_run(seed, args.site_photos, args.anchor_weights, args.work, args.cache,
-                                           args.crack_weight))  # fmt: skip
+        for training_seed in args.training_seeds:
+            results["splits"].append(split_run(seed, args.site_photos, args.anchor_weights, args.work, args.cache,
+                                               args.crack_weight, training_seed))  # fmt: skip
     write_results(args.name, results, markdown(results))
     return 0
 
