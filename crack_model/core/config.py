@@ -104,9 +104,9 @@ class TrainConfig:
     # images (training/seams.py): a photo's changes of texture are not cracks. 0: none.
     seam_share: float = 0.25
     # Retraining from a champion (training/warm_start.py): its head is the start; above 0, each head weight's
-    # squared distance from the champion's, times this, joins the loss (a pull toward it). Over five splits
-    # the pull (0.01, 0.1) missed more new-surface cracks than the start alone (19, 20 against 14), so it is
-    # a lever, off by default. (The pull is part of val_loss too, which early stopping reads.)
+    # squared distance from the champion's, times this, joins the loss (a pull toward it). Over 15 runs on a
+    # new surface, 0.1 missed as many cracks as the start alone, with a fifth more false alarms, so it is a
+    # lever, off by default. (The pull is part of val_loss too, which early stopping reads.)
     anchor_weight: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
 
