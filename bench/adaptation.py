@@ -89,9 +89,8 @@ def split_pools(seed: int, largest: int) -> tuple[list[Any], dict[str, list[list
     site = with_slice(load_labeled(SITE_B, config), SITE_SLICE)
     groups = seeded_groups(site, seed)
     used = {image.sha256 for image in pick_site_photos(groups, largest)}
-    touched: set[str] = (
-        set()
-    )  # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
+    # every photo of a near-duplicate group the largest pick touches stays out of the evaluation
+    touched: set[str] = set()
     for class_groups in groups.values():
         for group in class_groups:
             if any(member.sha256 in used for member in group):
@@ -278,8 +277,21 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
             "slices": {name: {"images": value["images"], **value["metrics"]}
                        for name, value in (report.get("slices") or {}).items()},
             "photo_level": photo_summary(report.get("photo_level")),
+            "overall": {side: {key: ((report.get(side) or {}).get("metrics") or {}).get(key)
+                               for key in ("missed_cracks", "false_alarms", "crack_recall", "accuracy")}
+                        for side in ("candidate", "champion")},
+            "champion_photo_level": photo_summary({"candidate": (report.get("photo_level") or {}).get("champion")}),
+            "approved_runtimes": report.get("approved_runtimes"),
+            "started_from": started_from(store, report.get("candidate_version")),
         }  # fmt: skip
     return {"site_photos": count, "candidate_start": "afresh" if fresh else "from the champion", **steps}
+
+
+def started_from(store: Path, version: str | None) -> Any:
+    """Where the candidate's head started, as its registered version records it (what was asked may not be)."""
+    from crack_model.registry.versions import Registry
+
+    return Registry(store).read_version("crack", version).get("started_from") if version else None
 
 
 def promote_baseline(store: Path) -> str | None:

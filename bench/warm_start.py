@@ -37,7 +37,7 @@ def split_run(seed: int, site_photos: int, anchor_weights: list[float], work: Pa
     site_pool = pick_site_photos(groups, site_photos)
     options = {"cache": cache, "views": 2, "epochs": 30, "balance": 1.0, "crack_weight": crack_weight,
                "training_seed": training_seed}  # fmt: skip
-    run = work / f"s{seed}-t{training_seed}"
+    run = work / (f"s{seed}" if training_seed is None else f"s{seed}-t{training_seed}")
     models: dict[str, Any] = {"champion": curve_point(0, metu_pool, [], evaluation, run, **options)}
     champion_dir = run / "model-0"
     models["afresh"] = curve_point(site_photos, metu_pool, site_pool, evaluation, run / "afresh", **options)
