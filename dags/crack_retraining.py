@@ -16,8 +16,8 @@ The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model r
 `target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `seam_share` (seam
 examples per training image, `TrainConfig.seam_share`), `zoom_factor` (augmented views zoomed in or out by up
 to this fraction; 0 turns zoom off), `augmented_views`, `start_from_champion` (the candidate's head starts from
-the champion's, so new photos cost few of the cracks it found; false trains afresh), `anchor_weight` (above 0,
-a pull toward the champion's head; off by default),
+the champion's: fewer false alarms, and fewer candidates that miss more cracks than it; false trains afresh),
+`anchor_weight` (above 0, a pull toward the champion's head; off by default),
 `promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one),
 `notify_http_conn_id` / `notify_smtp_conn_id` (the Connections a rejection is sent through; a missing one

@@ -44,7 +44,7 @@ def add_retrain_command(commands: Any) -> None:
                          f"(default: {ModelConfig.zoom_factor}; 0: off)")  # fmt: skip
     retrain.add_argument("--fresh", action="store_true",
                          help="train the candidate afresh, not from the champion's head (starting from it is the "
-                         "default with a champion: new photos then cost few of the cracks it found)")  # fmt: skip
+                         "default: fewer false alarms, fewer candidates that miss more than the champion)")  # fmt: skip
     retrain.add_argument("--anchor-weight", type=non_negative, default=TrainConfig.anchor_weight,
                          help="pull toward the champion's head: weight of the squared distance from it "
                          f"(default: {TrainConfig.anchor_weight}: start from it, no pull)")  # fmt: skip

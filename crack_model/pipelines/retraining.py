@@ -195,7 +195,7 @@ def train_candidate(
     Slices (``labeled/<class>/<slice>/``) are kept: training balances them and the threshold must
     reach the target recall on each big-enough validation slice (see ``train``). With
     ``start_from_champion`` and a champion, the candidate's head starts from the champion's
-    (training/warm_start.py), so new photos cost few of the cracks the champion found.
+    (training/warm_start.py: fewer false alarms, and fewer candidates that miss more than the champion).
     """
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
@@ -239,12 +239,13 @@ def train_candidate(
 def champion_start(registry: Registry, name: str, version: str) -> tuple[Path | None, dict[str, Any] | None]:
     """The champion's local folder to start training from; or None and a ``started_from`` record of why not.
 
-    A champion whose files fail their recorded hashes must not stop a new candidate from being trained
-    (afresh, with a warning); the gate judges the champion again when it scores it.
+    Whatever keeps its files from being had (a failed hash, an object gone from the bucket, an unreadable
+    version.json) must not stop a new candidate from being trained (afresh, with a warning); the gate
+    judges the champion again when it scores it.
     """
     try:
         return fetch_version(registry, name, version), None
-    except CrackModelError as error:
+    except Exception as error:  # the start is optional: any failure to fetch it means training afresh
         log.warning("training afresh: cannot fetch champion %s to start from (%s)", version, error)
         reason = f"its files cannot be fetched ({str(error).splitlines()[0][:200]})"
         return None, {"model": registry.version_url(name, version), "version": version, "used": False,

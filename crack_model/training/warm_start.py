@@ -2,11 +2,10 @@
 
 A candidate trained afresh on the pool plus a few photos of a new surface moves its whole decision
 boundary for them, and can miss cracks the champion found; the gate then rejects it (crack-recall
-no-regression). Started from the champion's head, early stopping keeps it nearer the champion. Over
-15 runs of ``bench.warm_start`` (five splits of the METU sample plus 100 site-b photos, three training
-draws each, scored on 900 unseen site-b photos) the candidates started from the champion missed as
-many site-b cracks in all as afresh (71 against 72), with fewer false alarms (194 against 220), and
-missed more than their champion in 1 run against 3 (README "Retraining").
+no-regression). Over 15 runs of ``bench.warm_start`` (five splits of the METU sample plus 100 site-b
+photos, three training draws each, scored on 900 unseen site-b photos) the candidates started from the
+champion missed as many site-b cracks in all as afresh (71 against 72), with fewer false alarms (194
+against 220), and missed more than their champion in 1 run against 3 (README "Retraining").
 
 ``anchor_weight`` > 0 also adds each head weight's squared distance from the champion's to the loss
 (L2-SP: Li, Grandvalet and Davis 2018, "Explicit inductive bias for transfer learning"). At 0.1 no run

@@ -54,6 +54,26 @@ def test_a_champion_whose_files_fail_their_hashes_is_no_start(tmp_path, caplog, 
     assert record["version"] == version and record["used"] is False and "cannot be fetched" in record["reason"]
 
 
+def test_a_champion_that_cannot_be_fetched_leaves_a_candidate_trained_afresh_and_why(
+    trained_model, synth_data, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "model-cache"))
+    store = tmp_path / "store"
+    shutil.copytree(synth_data, store / "labeled")
+    registry = Registry(store)
+    champion = registry.register(trained_model.output_dir, "crack", actor="tester")
+    registry.promote("crack", champion, expected_current=None, actor="tester", reason="the first model")
+    (store / "models" / "crack" / "versions" / champion / "model.keras").write_bytes(b"changed since")
+    result = train_candidate(
+        store, tmp_path / "work", data_config=DataConfig(image_size=64, batch_size=16),
+        model_config=ModelConfig(weights="none", alpha=0.35), train_config=TrainConfig(epochs=1),
+        feature_cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    recorded = registry.read_version("crack", result["version"])["started_from"]
+    assert recorded == result["started_from"]
+    assert (recorded["version"], recorded["used"]) == (champion, False) and "cannot be fetched" in recorded["reason"]
+
+
 def test_the_retrain_command_passes_fresh_and_the_anchor_weight():
     from crack_model.cli.main import build_parser
     from crack_model.cli.retrain_command import retrain_settings

@@ -8,6 +8,7 @@ calls to Airflow's REST API go to a fake API server on loopback that records the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -266,6 +267,21 @@ def test_model_page_links_the_model_a_version_started_from(client):
         rejected = session.get(f"/models/crack/{REJECTED}").text
     assert f'the head of <a class="version-link" href="../../models/crack/{CHAMPION}">{CHAMPION}</a></td>' in second
     assert f"afresh: {CHAMPION} could not be a start (its base differs)" in rejected
+
+
+@pytest.mark.parametrize("record", [{"used": True, "version": None}, {"used": True}, ["not", "a", "record"], "x"])
+def test_a_malformed_started_from_renders_as_afresh(client, store, record):
+    """A hand-edited version.json must not break the model page."""
+    key = f"models/crack/versions/{SECOND}/version.json"
+    original = store.read(key)
+    document = json.loads(original)
+    store.write(key, json.dumps({**document, "started_from": record}).encode())
+    try:
+        with client.as_user("viewer") as session:
+            response = session.get(f"/models/crack/{SECOND}")
+    finally:
+        store.write(key, original)
+    assert response.status_code == 200 and '<td id="started-from">afresh</td>' in response.text
 
 
 @pytest.mark.parametrize(
