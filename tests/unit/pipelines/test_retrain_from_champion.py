@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,21 +13,30 @@ from crack_model.pipelines.retraining import train_candidate
 from crack_model.registry.versions import Registry
 
 
+def store_with_champion(root: Path, pool: Path, model_dir: Path) -> tuple[Path, Registry, str]:
+    """A local store whose labeled/ is ``pool`` and whose champion is the model in ``model_dir``."""
+    store = root / "store"
+    shutil.copytree(pool, store / "labeled")
+    registry = Registry(store)
+    champion = registry.register(model_dir, "crack", actor="tester")
+    registry.promote("crack", champion, expected_current=None, actor="tester", reason="the first model")
+    return store, registry, champion
+
+
+def train_small(store: Path, root: Path, recipe: TrainConfig, **options: Any) -> dict[str, Any]:
+    """train_candidate with the trained_model fixture's network (64 px, random base seeded alike)."""
+    return train_candidate(store, root / "work", data_config=DataConfig(image_size=64, batch_size=16),
+                           model_config=ModelConfig(weights="none", alpha=0.35), train_config=recipe,
+                           feature_cache_dir=root / "cache", **options)  # fmt: skip
+
+
 @pytest.mark.parametrize("from_champion", [True, False])
 def test_the_candidate_starts_from_the_champions_head_unless_told_not_to(trained_model, synth_data, tmp_path,
                                                                           monkeypatch, from_champion):  # fmt: skip
     """The champion's serving files are fetched from the registry and its head is the start, as recorded."""
-    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "model-cache"))
-    store = tmp_path / "store"
-    shutil.copytree(synth_data, store / "labeled")
-    registry = Registry(store)
-    champion = registry.register(trained_model.output_dir, "crack", actor="tester")
-    registry.promote("crack", champion, expected_current=None, actor="tester", reason="the first model")
-    result = train_candidate(
-        store, tmp_path / "work", data_config=DataConfig(image_size=64, batch_size=16),
-        model_config=ModelConfig(weights="none", alpha=0.35), train_config=TrainConfig(epochs=1, anchor_weight=0.3),
-        feature_cache_dir=tmp_path / "cache", start_from_champion=from_champion,
-    )  # fmt: skip
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "model-cache"))  # fetched versions are cached
+    store, registry, champion = store_with_champion(tmp_path, synth_data, trained_model.output_dir)
+    result = train_small(store, tmp_path, TrainConfig(epochs=1, anchor_weight=0.3), start_from_champion=from_champion)
     started = result["started_from"]
     if from_champion:
         assert started == {"model": registry.version_url("crack", champion), "version": champion, "used": True,
@@ -57,18 +68,10 @@ def test_a_champion_whose_files_fail_their_hashes_is_no_start(tmp_path, caplog, 
 def test_a_champion_that_cannot_be_fetched_leaves_a_candidate_trained_afresh_and_why(
     trained_model, synth_data, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "model-cache"))
-    store = tmp_path / "store"
-    shutil.copytree(synth_data, store / "labeled")
-    registry = Registry(store)
-    champion = registry.register(trained_model.output_dir, "crack", actor="tester")
-    registry.promote("crack", champion, expected_current=None, actor="tester", reason="the first model")
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "model-cache"))  # fetched versions are cached
+    store, registry, champion = store_with_champion(tmp_path, synth_data, trained_model.output_dir)
     (store / "models" / "crack" / "versions" / champion / "model.keras").write_bytes(b"changed since")
-    result = train_candidate(
-        store, tmp_path / "work", data_config=DataConfig(image_size=64, batch_size=16),
-        model_config=ModelConfig(weights="none", alpha=0.35), train_config=TrainConfig(epochs=1),
-        feature_cache_dir=tmp_path / "cache",
-    )  # fmt: skip
+    result = train_small(store, tmp_path, TrainConfig(epochs=1))
     recorded = registry.read_version("crack", result["version"])["started_from"]
     assert recorded == result["started_from"]
     assert (recorded["version"], recorded["used"]) == (champion, False) and "cannot be fetched" in recorded["reason"]
