@@ -26,7 +26,7 @@ from crack_model.cli.arguments import (
 )
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import ModelCard
+from crack_model.core.model_card import SPLIT_NAME, ModelCard
 from crack_model.core.tiling import TileConfig
 from crack_model.core.uploads import Fetch, read_photo_uri
 from crack_model.data.labeled import fingerprint_all, load_labeled
@@ -195,7 +195,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     scorer = load_scorer(args.model, runtime=args.runtime)
     read: Fetch = read_photo_uri
     if args.split:
-        manifest = fetch_model_dir(args.model) / "split.csv"
+        manifest = fetch_model_dir(args.model) / SPLIT_NAME
         images = read_split_manifest(manifest, args.split)
         read = recorded_fetch(images, manifest)
     else:
@@ -309,7 +309,7 @@ def add_export_command(commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    split_csv, card = args.model / "split.csv", ModelCard.load(args.model)
+    split_csv, card = args.model / SPLIT_NAME, ModelCard.load(args.model)
     # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.
     train_images, validation = (
         fingerprint_all(read_split_manifest(split_csv, part))[0] for part in ("train", "validation")

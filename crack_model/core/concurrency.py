@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -20,7 +20,7 @@ def map_bounded(
     max_in_flight_bytes: int | None = None,
     size_of: Callable[[Item], int] | None = None,
     thread_name_prefix: str = "",
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """Like ``Executor.map``, in order, but with at most ``max_in_flight`` items submitted ahead.
 
     ``Executor.map`` submits every item at once: over 100,000 objects it would hold them all in
@@ -43,7 +43,9 @@ def map_bounded(
     pending: deque[tuple[Future[Result], int]] = deque()
     in_flight_bytes = 0
     iterator = iter(items)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name_prefix)
+    consumed = False
+    try:
         while True:
             # Full: hand results back before taking another item, so a producer upstream (say, a fetching
             # stage) is not asked for more while there is no room for it.
@@ -65,6 +67,13 @@ def map_bounded(
             del item  # the pool holds it until it has run; this frame must not keep it alive
         while pending:
             yield _take(pending)
+        consumed = True
+    finally:
+        # Stopped early (the consumer failed or stopped, or a function raised): the threads are told to stop and
+        # not waited for. A generator left suspended is closed by the garbage collector, in whatever thread it
+        # runs and under whatever lock that thread holds; joining threads there can deadlock (Python 3.11's
+        # Thread._stop collects garbage holding a lock that Thread.join takes again: a CI run hung on it).
+        pool.shutdown(wait=consumed, cancel_futures=True)
 
 
 def _take(pending: deque[tuple[Future[Result], int]]) -> Result:

@@ -17,6 +17,7 @@ from crack_model.core.errors import CrackModelError
 
 CARD_NAME = "model.json"
 MODEL_NAME = "model.keras"
+SPLIT_NAME = "split.csv"  # which labeled image went to which split (data/labeled.py write_split_manifest)
 # Fastest first: measured on 2 cores (bench/), LiteRT int8 ~2x fp32 ~3x Keras.
 RUNTIME_PREFERENCE = ("litert-int8", "litert-fp32", "keras")
 RUNTIME_FILES = {"keras": MODEL_NAME, "litert-fp32": "model_fp32.tflite", "litert-int8": "model_int8.tflite"}

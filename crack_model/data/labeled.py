@@ -13,7 +13,7 @@ import hashlib
 import logging
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -254,14 +254,18 @@ def group_near_duplicates(images: Sequence[LabeledImage]) -> list[list[int]]:
     return list(groups.values())
 
 
-def split_images(images: Sequence[LabeledImage], config: DataConfig) -> Split:
+def split_images(
+    images: Sequence[LabeledImage], config: DataConfig, *, keep_in_train: Collection[str] = frozenset()
+) -> Split:
     """Deterministic, stratified, leak-free split into train/validation/test.
 
     Stratified by class and slice: each slice (say, 100 photos of a new site) gets its share of
     the validation and test splits, so its threshold and metrics can be measured there.
     Near-duplicate groups go to one split as a whole. Within each class and slice, groups are
     ordered by a seeded hash of their content, so the split depends only on the images
-    and the seed, not on listing order or the machine.
+    and the seed, not on listing order or the machine. A group holding an image whose sha256 is in
+    ``keep_in_train`` (what the model a run starts from trained on) goes to train: the other groups
+    fill the validation and test shares, so neither holds an image that model has seen.
     """
     if any(not image.sha256 for image in images):
         raise ValueError("split_images needs fingerprinted images (see fingerprint_all)")
@@ -280,6 +284,9 @@ def split_images(images: Sequence[LabeledImage], config: DataConfig) -> Split:
         }
         taken = {"test": 0, "validation": 0}
         for group in groups:
+            if any(member.sha256 in keep_in_train for member in group):
+                parts["train"].extend(group)
+                continue
             target = next((name for name in ("test", "validation") if taken[name] < wanted[name]), "train")
             if target != "train":
                 taken[target] += len(group)

@@ -13,6 +13,7 @@ from typing import Any
 
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import SPLIT_NAME
 from crack_model.data.labeled import NO_SLICE, LabeledImage
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def build_data_manifest(
     """
     rows: list[dict[str, str]]
     if source is None:
-        split_csv = model_dir / "split.csv"
+        split_csv = model_dir / SPLIT_NAME
         if not split_csv.is_file():
             log.warning("no data manifest: %s has no split.csv and none was given", model_dir)
             return None, None

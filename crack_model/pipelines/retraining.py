@@ -29,6 +29,7 @@ from crack_model.core.cache import cache_root
 from crack_model.core.clock import utc_now
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import SPLIT_NAME
 from crack_model.core.object_keys import PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.evaluation.gate import run_gate
@@ -244,7 +245,8 @@ def champion_start(registry: Registry, name: str, version: str) -> tuple[Path | 
     judges the champion again when it scores it.
     """
     try:
-        return fetch_version(registry, name, version), None
+        # split.csv too: what the champion trained on stays in the candidate's train split (warm_start.py).
+        return fetch_version(registry, name, version, also=(SPLIT_NAME,)), None
     except Exception as error:  # the start is optional: any failure to fetch it means training afresh
         log.warning("training afresh: cannot fetch champion %s to start from (%s)", version, error)
         reason = f"its files cannot be fetched ({str(error).splitlines()[0][:200]})"

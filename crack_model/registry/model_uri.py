@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +114,13 @@ def resolve_model_uri(uri: str, registry: str | os.PathLike[str] | Registry | No
     return ResolvedModel(uri, opened.uri, reference.name, version, reference.alias, model_dir, approved)
 
 
-def fetch_version(registry: Registry, name: str, version: str) -> Path:
+def fetch_version(registry: Registry, name: str, version: str, also: Sequence[str] = ()) -> Path:
     """A local folder with the version's card and runtime files, each checked against its recorded hash.
 
     Versions are immutable, so one copy per (registry, version, version.json) serves forever;
-    a copy is assembled in a temporary folder and renamed into place whole.
+    a copy is assembled in a temporary folder and renamed into place whole. ``also`` names other
+    registered files wanted beside them (say, split.csv to retrain from the version); one missing
+    from a copy made without it is added to it, checked the same way, renamed into place.
     """
 
     if not registry.exists(name, version):
@@ -126,28 +129,38 @@ def fetch_version(registry: Registry, name: str, version: str) -> Path:
     document = json.loads(marker_bytes)
     identity = f"{registry.uri}|{name}|{version}|{hashlib.sha256(marker_bytes).hexdigest()}"
     local = cache_root() / "registry" / f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
-    if (local / CARD_NAME).is_file():
-        return local
-    local.parent.mkdir(parents=True, exist_ok=True)
-    staging = local.with_name(f".tmp-{uuid.uuid4().hex}")
-    try:
-        files = document.get("files", {})
-        for file_name in SERVING_FILES:
-            if file_name not in files:
-                continue
-            target = staging / file_name
-            registry.store.download(registry.version_key(name, version, file_name), target)
-            if file_sha256(target) != files[file_name]["sha256"]:
+    files = document.get("files", {})
+
+    def download(file_name: str, folder: Path) -> None:
+        """The registered file into ``folder`` (under a temporary name there, renamed once its hash is checked)."""
+        partial = folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            registry.store.download(registry.version_key(name, version, file_name), partial)
+            if file_sha256(partial) != files[file_name]["sha256"]:
                 msg = (
                     f"{registry.version_url(name, version, file_name)} does not match the hash recorded at "
                     "registration: the version was altered; restore it or register a new version"
                 )
                 raise CrackModelError(msg)
+            os.replace(partial, folder / file_name)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    if not (local / CARD_NAME).is_file():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staging = local.with_name(f".tmp-{uuid.uuid4().hex}")
+        staging.mkdir()
         try:
-            os.replace(staging, local)
-        except OSError:  # another process finished the same copy first
-            if not (local / CARD_NAME).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            for file_name in (serving for serving in SERVING_FILES if serving in files):
+                download(file_name, staging)
+            try:
+                os.replace(staging, local)
+            except OSError:  # another process finished the same copy first
+                if not (local / CARD_NAME).is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for file_name in also:
+        if file_name in files and not (local / file_name).is_file():
+            download(file_name, local)
     return local

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES
+from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, SPLIT_NAME
 from crack_model.data.manifest import DATA_MANIFEST
 
 DEFAULT_NAME = "crack"
@@ -26,7 +26,7 @@ MODEL_ARTIFACTS = (
     *(name for name in RUNTIME_FILES.values() if name != MODEL_NAME),
     "metrics.json",
     "training_config.json",
-    "split.csv",
+    SPLIT_NAME,
     "history.json",
 )
 RESERVED_NAMES = frozenset({VERSION_MARKER, DATA_MANIFEST, DRIFT_REFERENCE, GATE_REPORT, GATE_HTML, APPROVED_RUNTIMES})

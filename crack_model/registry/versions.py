@@ -38,7 +38,7 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import MODEL_NAME, ModelCard
+from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
@@ -322,7 +322,7 @@ class Registry(AliasOperations):
         if not self.store.exists(key):
             return None
         rows = read_data_manifest(self.store.read(key), self.store.url(key))
-        split_key = self.version_key(name, version, "split.csv")
+        split_key = self.version_key(name, version, SPLIT_NAME)
         if any("slice" not in row for row in rows) and self.store.exists(split_key):
             rows = with_split_slices(rows, self.store.read(split_key))
         return rows

@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,13 +195,14 @@ def score_shard(
     sizes = {info.key: info.size for info in uploads if info.size and not info.problem}  # bounds fetched bytes
     workers = workers or fetch_threads(store)
     scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
-    for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
-        if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
-            _write_overlay(store, batch_id, score, scorer.card.threshold)
-        pending.append(result_row(score, scorer))
-        pending_scores.append(score)
-        if len(pending) >= part_rows:
-            write_part()
+    with closing(scores):  # a failed write stops scoring here and now, not when the garbage collector gets to it
+        for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
+            if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
+                _write_overlay(store, batch_id, score, scorer.card.threshold)
+            pending.append(result_row(score, scorer))
+            pending_scores.append(score)
+            if len(pending) >= part_rows:
+                write_part()
     if pending:
         write_part()
     seconds = time.perf_counter() - started

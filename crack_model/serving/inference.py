@@ -19,7 +19,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -229,7 +229,7 @@ def score_images(
     inference_copies: int | None = None,
     confirm: bool | None = None,
     confirm_patches: bool | None = None,
-) -> Iterator[ImageScore]:
+) -> Generator[ImageScore, None, None]:
     """Score each key and yield one ImageScore per key (order not guaranteed).
 
     Args:
@@ -349,19 +349,23 @@ def score_images(
         for tile_index, tile in enumerate(pixels):
             yield from add_tile(tile, entry, tile_index)
 
-    with pool:
-        for group in prepared_groups:
-            for prepared in group:
-                yield from queue(prepared)
-                yield from queue_flips()
-        # The last batches: each scored batch may queue flips, which make a batch of their own.
-        while owners or pool.pending or to_confirm:
-            if to_confirm:
-                yield from queue_flips()
-            elif pool.pending:
-                yield from collect()
-            else:
-                yield from run_batch()
+    try:
+        with pool:
+            for group in prepared_groups:
+                for prepared in group:
+                    yield from queue(prepared)
+                    yield from queue_flips()
+            # The last batches: each scored batch may queue flips, which make a batch of their own.
+            while owners or pool.pending or to_confirm:
+                if to_confirm:
+                    yield from queue_flips()
+                elif pool.pending:
+                    yield from collect()
+                else:
+                    yield from run_batch()
+    finally:  # the stages stop here, in this thread, not later from the garbage collector (concurrency.py)
+        prepared_groups.close()
+        fetched.close()
 
 
 def _finish(entry: WaitingImage, card: ModelCard) -> ImageScore:

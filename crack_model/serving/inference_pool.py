@@ -59,11 +59,14 @@ class InferencePool:
     def take(self) -> np.ndarray:
         """The oldest batch's class probabilities (waits for them)."""
         oldest = self._pending.popleft()
-        return oldest.result() if isinstance(oldest, Future) else oldest
+        try:
+            return oldest.result() if isinstance(oldest, Future) else oldest
+        finally:
+            del oldest  # a failed future holds its traceback, which holds this frame: no cycle for the collector
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=wait, cancel_futures=True)
 
     def __enter__(self) -> InferencePool:
         return self
@@ -71,4 +74,5 @@ class InferencePool:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.close()
+        # Left by an error, or closed by the garbage collector with its generator: no join (concurrency.map_bounded).
+        self.close(wait=kind is None)

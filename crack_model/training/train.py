@@ -14,7 +14,7 @@ import numpy as np
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
-from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, ModelCard, git_commit, new_version
+from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, SPLIT_NAME, ModelCard, git_commit, new_version
 from crack_model.core.tiling import TileConfig
 from crack_model.data.balance import balance_weights, cell_shares
 from crack_model.data.labeled import (
@@ -39,7 +39,7 @@ from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix, save_image_grid, save_training_curves
 from crack_model.training.seams import seam_examples
-from crack_model.training.warm_start import check_start, starting_point
+from crack_model.training.warm_start import check_start, starting_point, trained_images
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,11 @@ def train(
     output_dir.mkdir(parents=True, exist_ok=True)
     set_seeds(data_config.seed)
 
+    seen: frozenset[str] = frozenset()  # what the head's start trained on: kept in train (warm_start.py)
     if split is None:
         images = load_labeled(data_source, data_config, skip_unreadable=skip_unreadable, progress=progress)
-        split = split_images(images, data_config)
+        seen = trained_images(start_from) if start_from is not None else seen
+        split = split_images(images, data_config, keep_in_train=seen)
     for name, part in split.parts().items():
         if name != "test" and not part:
             msg = (
@@ -124,7 +126,7 @@ def train(
             )
             raise CrackModelError(msg)
     log.info("split: %d train, %d validation, %d test", len(split.train), len(split.validation), len(split.test))
-    artifacts: dict[str, Path] = {"split": output_dir / "split.csv"}
+    artifacts: dict[str, Path] = {"split": output_dir / SPLIT_NAME}
     write_split_manifest(split, artifacts["split"])
     artifacts.update(save_example_figures(split.train, data_config, model_config, output_dir))
 
@@ -237,10 +239,12 @@ def train(
                                    crack_class=data_config.crack_class,
                                    predicted=labels_of(probabilities, means))  # fmt: skip
 
+        started_from = (
+            None if start is None else start.record() | {"kept_in_train": sum(i.sha256 in seen for i in split.train)}
+        )
         metrics: dict[str, Any] = {"model_version": card.version, "threshold": threshold,
                                    "slice_thresholds": slice_thresholds,
-                                   "patch_confirmation": patch_confirmation,
-                                   "started_from": start.record() if start is not None else None}  # fmt: skip
+                                   "patch_confirmation": patch_confirmation, "started_from": started_from}  # fmt: skip
         metrics["validation"] = split_metrics(split.validation, validation_probabilities, validation_means)
         metrics["per_slice"] = {
             "validation": per_slice_metrics(split.validation, validation_probabilities, validation_means, split_metrics)

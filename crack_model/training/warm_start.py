@@ -18,6 +18,7 @@ whose head has other layers cannot be a start; training then starts afresh and s
 
 from __future__ import annotations
 
+import csv
 import logging
 import random
 import zipfile
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import MODEL_NAME, ModelCard
+from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
 from crack_model.training.features import base_fingerprint
 from crack_model.training.model import get_base, head_layers
 
@@ -109,6 +110,24 @@ def check_start(model_dir: str | Path) -> Path:
         msg = f"no {MODEL_NAME} in {model_dir}: pass the folder of a trained model to start from"
         raise CrackModelError(msg)
     return model_dir
+
+
+def trained_images(model_dir: str | Path) -> frozenset[str]:
+    """The sha256 of each image the model in ``model_dir`` trained on (the train rows of its split.csv).
+
+    A run that starts from that model keeps them in train (``split_images``' ``keep_in_train``): its
+    head has seen them, so in validation they would flatter the threshold, and in test the figures. A
+    model without a readable split.csv gives none, with a warning.
+    """
+    path = Path(model_dir) / SPLIT_NAME
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return frozenset(
+                row["sha256"] for row in csv.DictReader(handle) if row.get("split") == "train" and row.get("sha256")
+            )
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        log.warning("cannot read %s (%s): images its model trained on may land in validation or test", path, error)
+        return frozenset()
 
 
 def starting_point(model_dir: str | Path, classifier: Any, class_names: list[str], image_size: int,

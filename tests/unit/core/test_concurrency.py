@@ -94,3 +94,27 @@ def test_a_byte_budget_needs_a_size_function():
     """max_in_flight_bytes without size_of is a programming error, reported at once."""
     with pytest.raises(ValueError, match="size_of"):
         list(map_bounded(lambda n: n, [1], workers=1, max_in_flight_bytes=10))
+
+
+def test_stopping_early_does_not_wait_for_work_still_running():
+    """A consumer that stops (or a collector closing a forgotten generator) is not held until running items end.
+
+    Joining the pool's threads from a garbage collector's finalizer can deadlock (Python 3.11's Thread._stop
+    collects garbage under a lock that Thread.join takes again), so an early close must not join.
+    """
+    release = threading.Event()
+
+    def work(n: int) -> int:
+        if n:
+            release.wait()  # still running when the consumer stops
+        return n
+
+    results = map_bounded(work, range(4), workers=2)
+    assert next(results) == 0
+    closer = threading.Thread(target=results.close)
+    closer.start()
+    closer.join(timeout=30)  # a deadlock detector, not a speed bound: a close that waits never returns here
+    held = closer.is_alive()
+    release.set()
+    closer.join()
+    assert not held

@@ -45,6 +45,27 @@ def test_split_gives_a_small_slice_its_share_of_validation_and_test():
         assert cells[("Positive", "metu")] == 75
 
 
+def test_a_grown_pool_keeps_what_the_starting_model_trained_on_in_train():
+    """A champion split 1,000 photos with another seed; the pool grew by 100 site photos. Every image it trained
+    on stays in train, and validation and test still get their shares, from the images it never trained on."""
+    pool = [image(index, "Negative" if index % 2 else "Positive", "metu") for index in range(1000)]
+    champion = split_images(pool, DataConfig(seed=7))
+    seen = frozenset(item.sha256 for item in champion.train)
+    pool += [image(5000 + index, "Negative" if index % 2 else "Positive", "site-b") for index in range(100)]
+
+    drawn_afresh = split_images(pool, DataConfig())
+    assert {item.sha256 for item in drawn_afresh.validation + drawn_afresh.test} & seen  # what this guards against
+    split = split_images(pool, DataConfig(), keep_in_train=seen)
+    assert seen <= {item.sha256 for item in split.train}
+    assert not {item.sha256 for item in split.validation + split.test} & seen
+
+    def cells(part):
+        return Counter((item.label, item.slice) for item in part)
+
+    assert cells(split.validation) == cells(drawn_afresh.validation) and cells(split.test) == cells(drawn_afresh.test)
+    assert sorted(item.uri for part in split.parts().values() for item in part) == sorted(item.uri for item in pool)
+
+
 def test_balance_weights_give_every_class_and_slice_the_same_total():
     """With power 1 each (class, slice) cell weighs the same in total; the mean weight is 1."""
     images = [image(index, "Positive", "metu") for index in range(900)] + [

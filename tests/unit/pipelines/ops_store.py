@@ -179,7 +179,13 @@ def build_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
                         [{"batch_id": EARLY, "outcome": "passed"}], [early.as_dict()])  # fmt: skip
 
     # 2026-11-22: SECOND promoted, a night whose scoring did not finish, then a rollback.
-    from_champion = {"model": "/cache/registry/crack-1", "version": CHAMPION, "used": True, "anchor_weight": 0.0}
+    from_champion = {
+        "model": "/cache/registry/crack-1",
+        "version": CHAMPION,
+        "used": True,
+        "anchor_weight": 0.0,
+        "kept_in_train": 412,
+    }
     _register(registry, root / "v3", SECOND, started_from=from_champion)
     registry.add_gate_result("crack", SECOND, report=gate_report(SECOND, "promote", CHAMPION, []),
                              html="<html>gate</html>", approved_runtimes=["keras"])  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,12 @@ def test_the_candidate_starts_from_the_champions_head_unless_told_not_to(trained
     result = train_small(store, tmp_path, TrainConfig(epochs=1, anchor_weight=0.3), start_from_champion=from_champion)
     started = result["started_from"]
     if from_champion:
+        # The pool is what the champion trained on: its train images, read from its registered split.csv, stay there.
+        with open(trained_model.output_dir / "split.csv", newline="", encoding="utf-8") as handle:
+            trained_on = sum(row["split"] == "train" for row in csv.DictReader(handle))
         assert started == {"model": registry.version_url("crack", champion), "version": champion, "used": True,
-                           "anchor_weight": 0.3}  # fmt: skip
+                           "anchor_weight": 0.3, "kept_in_train": trained_on}  # fmt: skip
+        assert trained_on > 0
     else:
         assert started is None
     assert registry.read_version("crack", result["version"])["started_from"] == started  # what the model page reads

@@ -265,7 +265,8 @@ def test_model_page_links_the_model_a_version_started_from(client):
     with client.as_user("viewer") as session:
         second = session.get(f"/models/crack/{SECOND}").text
         rejected = session.get(f"/models/crack/{REJECTED}").text
-    assert f'the head of <a class="version-link" href="../../models/crack/{CHAMPION}">{CHAMPION}</a></td>' in second
+    assert f'the head of <a class="version-link" href="../../models/crack/{CHAMPION}">{CHAMPION}</a>; the 412' in second
+    assert "the 412 pool images it trained on were kept in train</td>" in second
     assert f"afresh: {CHAMPION} could not be a start (its base differs)" in rejected
 
 

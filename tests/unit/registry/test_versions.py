@@ -19,7 +19,7 @@ from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.registry.audit_log import CHALLENGER, CHAMPION, check_history
-from crack_model.registry.model_uri import REGISTRY_ENV, parse_model_uri
+from crack_model.registry.model_uri import REGISTRY_ENV, fetch_version, parse_model_uri
 from crack_model.registry.naming import (
     GateReportExistsError,
     PromotionConflictError,
@@ -291,6 +291,28 @@ def test_an_altered_registered_file_is_refused(tmp_path):
         load_scorer("models:/crack/v1", registry=str(tmp_path / "store"))
     with pytest.raises(VersionNotFoundError, match="latest: v1"):
         load_scorer("models:/crack/v2", registry=str(tmp_path / "store"))
+
+
+def test_a_fetched_version_gains_the_other_files_asked_for_checked_alike(tmp_path):
+    """Scoring's copy holds the serving files; retraining from it also asks for split.csv, which is added to the
+    same copy once its hash checks. A file the version never had is simply not there; an altered one is refused."""
+    registry = Registry(tmp_path / "store")
+    source = fake_model(tmp_path / "src" / "v1", "v1")
+    (source / "split.csv").write_text("uri,label,sha256,split,slice\na.jpg,Positive,abc,train,metu\n")
+    registry.register(source, "crack", actor="test")
+    registered(registry, tmp_path, "v2")  # registered without a split.csv
+
+    served = fetch_version(registry, "crack", "v1")
+    assert not (served / "split.csv").exists()
+    assert fetch_version(registry, "crack", "v1", also=["split.csv"]) == served
+    assert (served / "split.csv").read_bytes() == (source / "split.csv").read_bytes()
+    assert not (fetch_version(registry, "crack", "v2", also=["split.csv"]) / "split.csv").exists()
+
+    (served / "split.csv").unlink()
+    (tmp_path / "store" / "models" / "crack" / "versions" / "v1" / "split.csv").write_text("swapped")
+    with pytest.raises(CrackModelError, match=r"split\.csv does not match the hash"):
+        fetch_version(registry, "crack", "v1", also=["split.csv"])
+    assert sorted(path.name for path in served.iterdir()) == ["model.json", "model.keras"]  # nothing half-written
 
 
 def _rows(store: LocalStore, batch_id: str) -> list[dict[str, str]]:

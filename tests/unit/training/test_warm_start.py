@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -131,18 +132,37 @@ def test_no_pull_means_no_regularizer():
     assert HeadAnchor({"class_probabilities": np.zeros((4, 2))}, 0.0).regularizers() == {}
 
 
+def read_split(path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["sha256"]: row["split"] for row in csv.DictReader(handle)}
+
+
 def test_training_from_a_model_records_it_and_saves_a_plain_classifier(trained_model, synth_data, tmp_path):
-    """metrics.json says where the head started; model.keras loads without the anchor (no custom objects)."""
+    """metrics.json says where the head started; model.keras loads without the anchor (no custom objects).
+    The images the start trained on stay in train, whatever this run's split would have done with them."""
     import keras
 
     from crack_model.training.train import train
 
+    # A start that trained on what this seed's split puts in validation and test, and was tested on the rest.
+    champion = shutil.copytree(trained_model.output_dir, tmp_path / "champion")
+    lines = (champion / "split.csv").read_text(encoding="utf-8").splitlines()
+    swapped = [re.sub(r",(train|validation|test),", lambda m: ",test," if m[1] == "train" else ",train,", line)
+               for line in lines[1:]]  # fmt: skip
+    (champion / "split.csv").write_text("\n".join([lines[0], *swapped]) + "\n", encoding="utf-8")
+    seen = {sha for sha, part in read_split(champion / "split.csv").items() if part == "train"}
+    assert seen and seen != set(read_split(champion / "split.csv"))
+
     run = train(synth_data, tmp_path / "out", CONFIG, MODEL, TrainConfig(epochs=1, anchor_weight=0.5), verbose=0,
                 export_runtimes=False, photo_mosaics=None, feature_cache_dir=tmp_path / "cache",
-                start_from=trained_model.output_dir)  # fmt: skip
+                start_from=champion)  # fmt: skip
     assert run.metrics["started_from"]["used"] is True
     assert run.metrics["started_from"]["version"] == trained_model.card.version
     assert run.metrics["started_from"]["anchor_weight"] == 0.5
+    assert run.metrics["started_from"]["kept_in_train"] == len(seen)
+    candidate = read_split(tmp_path / "out" / "split.csv")
+    assert {sha for sha in seen if candidate[sha] != "train"} == set()
+    assert "validation" in candidate.values() and "test" in candidate.values()
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["started_from"] == run.metrics["started_from"]
     reloaded = keras.models.load_model(tmp_path / "out" / "model.keras", compile=False)
