@@ -1,4 +1,4 @@
-"""Run by test_inference_batches.py in a fresh process: garbage left by failed scoring must not hang a thread join.
+"""Garbage left by failed scoring must not hang a thread join (run by test_inference_batches.py in a fresh process).
 
 CPython 3.11's ``Thread._stop`` (run by every ``join`` of a finished thread) builds a list while it holds
 ``threading._shutdown_locks_lock``, a plain lock. A garbage collection that runs there and finalizes a
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import inspect
 import threading
 import time
 import types
 
 import numpy as np
 
+from crack_model.core import concurrency
 from crack_model.serving import inference
 from tests import imagefiles
 
@@ -45,6 +47,12 @@ def failed_scoring() -> None:
             pass
     except ModelFailedError:
         pass
+
+
+def suspended_stages() -> list:
+    """map_bounded generators alive mid-way: each holds a thread pool that a garbage collection would close."""
+    code = concurrency.map_bounded.__code__
+    return [item for item in gc.get_objects() if inspect.isgenerator(item) and item.gi_code is code and item.gi_frame]
 
 
 def main() -> None:

@@ -33,6 +33,10 @@ def map_bounded(
     consumer asks for the next result, so what the consumer does with a result is inside the
     budget. An item larger than the whole budget runs alone.
 
+    Consumed to the end, the threads are joined before the iteration ends. Closed early, or
+    failing, queued items are cancelled and the ones running are left to finish unwaited: what
+    ``function`` uses must stay usable after the caller has moved on.
+
     Raises:
         ValueError: ``max_in_flight_bytes`` without ``size_of``.
     """
@@ -69,10 +73,11 @@ def map_bounded(
             yield _take(pending)
         consumed = True
     finally:
-        # Stopped early (the consumer failed or stopped, or a function raised): the threads are told to stop and
-        # not waited for. A generator left suspended is closed by the garbage collector, in whatever thread it
-        # runs and under whatever lock that thread holds; joining threads there can deadlock (Python 3.11's
-        # Thread._stop collects garbage holding a lock that Thread.join takes again: a CI run hung on it).
+        # Stopped early (the consumer failed or stopped, or a function raised): queued items are cancelled, and
+        # items already running finish in the background, not waited for. A generator left suspended is closed
+        # by the garbage collector, in whatever thread it runs and under whatever lock that thread holds; joining
+        # threads there can deadlock (Python 3.11's Thread._stop collects garbage holding a lock that
+        # Thread.join takes again: a CI run hung on it).
         pool.shutdown(wait=consumed, cancel_futures=True)
 
 

@@ -264,8 +264,8 @@ def split_images(
     Near-duplicate groups go to one split as a whole. Within each class and slice, groups are
     ordered by a seeded hash of their content, so the split depends only on the images
     and the seed, not on listing order or the machine. A group holding an image whose sha256 is in
-    ``keep_in_train`` (what the model a run starts from trained on) goes to train: the other groups
-    fill the validation and test shares, so neither holds an image that model has seen.
+    ``keep_in_train`` (what the model a run starts from trained on) goes to train: the other groups fill
+    the validation and test shares (all of them, in proportion, if fewer), so neither holds one it has seen.
     """
     if any(not image.sha256 for image in images):
         raise ValueError("split_images needs fingerprinted images (see fingerprint_all)")
@@ -278,10 +278,11 @@ def split_images(
     for stratum in sorted(by_stratum):
         groups = sorted(by_stratum[stratum], key=lambda group: _seeded_order(group, config.seed))
         total = sum(len(group) for group in groups)
-        wanted = {
-            "test": round(total * config.test_fraction),
-            "validation": round(total * config.validation_fraction),
-        }
+        free = sum(len(group) for group in groups if not any(member.sha256 in keep_in_train for member in group))
+        wanted = {"test": round(total * config.test_fraction), "validation": round(total * config.validation_fraction)}
+        if wanted["test"] + wanted["validation"] > free:  # too few images the start has not seen: they share them
+            wanted["test"] = round(free * config.test_fraction / (config.test_fraction + config.validation_fraction))
+            wanted["validation"] = free - wanted["test"]
         taken = {"test": 0, "validation": 0}
         for group in groups:
             if any(member.sha256 in keep_in_train for member in group):

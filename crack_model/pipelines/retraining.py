@@ -245,13 +245,17 @@ def champion_start(registry: Registry, name: str, version: str) -> tuple[Path | 
     judges the champion again when it scores it.
     """
     try:
-        # split.csv too: what the champion trained on stays in the candidate's train split (warm_start.py).
-        return fetch_version(registry, name, version, also=(SPLIT_NAME,)), None
+        folder = fetch_version(registry, name, version)
     except Exception as error:  # the start is optional: any failure to fetch it means training afresh
         log.warning("training afresh: cannot fetch champion %s to start from (%s)", version, error)
         reason = f"its files cannot be fetched ({str(error).splitlines()[0][:200]})"
         return None, {"model": registry.version_url(name, version), "version": version, "used": False,
                       "reason": reason}  # fmt: skip
+    try:  # what it trained on stays in the candidate's train split (warm_start.trained_images)
+        fetch_version(registry, name, version, also=(SPLIT_NAME,))
+    except Exception as error:  # without it the start still stands; the split is then drawn as afresh
+        log.warning("champion %s's %s cannot be fetched (%s)", version, SPLIT_NAME, error)
+    return folder, None
 
 
 def write_drift_reference(pool: Path, destination: Path) -> bool:

@@ -132,8 +132,9 @@ def fetch_version(registry: Registry, name: str, version: str, also: Sequence[st
     files = document.get("files", {})
 
     def download(file_name: str, folder: Path) -> None:
-        """The registered file into ``folder`` (under a temporary name there, renamed once its hash is checked)."""
-        partial = folder / f".tmp-{uuid.uuid4().hex}"
+        """The registered file into ``folder``, renamed into it once its hash is checked (a kill leaves no part
+        of it there: the partial file is beside the folder, where copies are assembled)."""
+        partial = folder.parent / f".tmp-{uuid.uuid4().hex}"
         try:
             registry.store.download(registry.version_key(name, version, file_name), partial)
             if file_sha256(partial) != files[file_name]["sha256"]:

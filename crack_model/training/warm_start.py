@@ -116,18 +116,24 @@ def trained_images(model_dir: str | Path) -> frozenset[str]:
     """The sha256 of each image the model in ``model_dir`` trained on (the train rows of its split.csv).
 
     A run that starts from that model keeps them in train (``split_images``' ``keep_in_train``): its
-    head has seen them, so in validation they would flatter the threshold, and in test the figures. A
-    model without a readable split.csv gives none, with a warning.
+    head has seen them, so in validation they would flatter the threshold, and in test the figures. So
+    does a run whose start is then refused (it does not fit): the split is drawn before the model is
+    looked at. A split.csv that cannot be read, or lists no train image by its hash, gives none, with a
+    warning.
     """
     path = Path(model_dir) / SPLIT_NAME
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            return frozenset(
+            trained = frozenset(
                 row["sha256"] for row in csv.DictReader(handle) if row.get("split") == "train" and row.get("sha256")
             )
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        log.warning("cannot read %s (%s): images its model trained on may land in validation or test", path, error)
-        return frozenset()
+        trained, why = frozenset(), f"cannot read {path} ({error})"
+    else:
+        why = f"{path} lists no train image with its sha256"
+    if not trained:
+        log.warning("%s: images the model trained on may land in validation or test", why)
+    return trained
 
 
 def starting_point(model_dir: str | Path, classifier: Any, class_names: list[str], image_size: int,

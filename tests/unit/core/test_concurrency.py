@@ -118,3 +118,11 @@ def test_stopping_early_does_not_wait_for_work_still_running():
     release.set()
     closer.join()
     assert not held
+
+
+def test_a_run_to_the_end_leaves_no_thread_behind():
+    """Consumed to the end, the pool is shut down and its threads joined before the last result's caller goes on."""
+    assert list(map_bounded(lambda n: n * 2, range(20), workers=3, thread_name_prefix="to-the-end")) == list(
+        range(0, 40, 2)
+    )
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("to-the-end")] == []

@@ -66,6 +66,18 @@ def test_a_grown_pool_keeps_what_the_starting_model_trained_on_in_train():
     assert sorted(item.uri for part in split.parts().values() for item in part) == sorted(item.uri for item in pool)
 
 
+def test_when_the_start_trained_on_most_of_a_slice_validation_and_test_share_the_rest():
+    """A champion trained with no test split (85 % of the pool): the 15 % it never saw are shared by validation
+    and test, in proportion to their fractions, rather than test taking them all and leaving validation empty."""
+    pool = [image(index, "Negative" if index % 2 else "Positive", "metu") for index in range(400)]
+    champion = split_images(pool, DataConfig(test_fraction=0.0))
+    seen = frozenset(item.sha256 for item in champion.train)
+    split = split_images(pool, DataConfig(), keep_in_train=seen)
+    assert not {item.sha256 for item in split.validation + split.test} & seen
+    assert {item.sha256 for item in split.validation + split.test} == {item.sha256 for item in champion.validation}
+    assert len(split.validation) == len(split.test) == len(champion.validation) // 2 == 30
+
+
 def test_balance_weights_give_every_class_and_slice_the_same_total():
     """With power 1 each (class, slice) cell weighs the same in total; the mean weight is 1."""
     images = [image(index, "Positive", "metu") for index in range(900)] + [

@@ -51,19 +51,39 @@ def test_the_candidate_starts_from_the_champions_head_unless_told_not_to(trained
     assert registry.read_version("crack", result["version"])["started_from"] == started  # what the model page reads
 
 
-def test_a_champion_whose_files_fail_their_hashes_is_no_start(tmp_path, caplog, monkeypatch):
-    """Retraining goes on afresh, with a warning naming the champion: a new candidate can still replace it."""
+def registered_champion(tmp_path: Path, monkeypatch) -> tuple[Registry, str, Path]:
+    """A registered version (a card, a model.keras and a split.csv; no TensorFlow) and its folder in the store."""
     from crack_model.core.model_card import ModelCard
-    from crack_model.pipelines.retraining import champion_start
 
     monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "cache"))  # fetched copies are cached per version
     folder = tmp_path / "model"
     folder.mkdir()
     ModelCard(version="20261101T020000Z-aaaa1111").save(folder)
     (folder / "model.keras").write_bytes(b"weights as registered")
+    (folder / "split.csv").write_text("uri,label,sha256,split,slice\na.jpg,Positive,aaa,train,metu\n")
     registry = Registry(tmp_path / "store")
     version = registry.register(folder, "crack", actor="tester")
-    (tmp_path / "store" / "models" / "crack" / "versions" / version / "model.keras").write_bytes(b"changed since")
+    return registry, version, tmp_path / "store" / "models" / "crack" / "versions" / version
+
+
+def test_a_champion_whose_split_csv_cannot_be_had_is_still_the_start(tmp_path, caplog, monkeypatch):
+    """Its split.csv only keeps what it trained on in train: without it the start stands, with a warning."""
+    from crack_model.pipelines.retraining import champion_start
+
+    registry, version, stored = registered_champion(tmp_path, monkeypatch)
+    (stored / "split.csv").write_text("changed since")
+    with caplog.at_level("WARNING"):
+        folder, record = champion_start(registry, "crack", version)
+    assert folder is not None and (folder / "model.keras").is_file() and record is None
+    assert not (folder / "split.csv").exists() and "split.csv cannot be fetched" in caplog.text
+
+
+def test_a_champion_whose_files_fail_their_hashes_is_no_start(tmp_path, caplog, monkeypatch):
+    """Retraining goes on afresh, with a warning naming the champion: a new candidate can still replace it."""
+    from crack_model.pipelines.retraining import champion_start
+
+    registry, version, stored = registered_champion(tmp_path, monkeypatch)
+    (stored / "model.keras").write_bytes(b"changed since")
     with caplog.at_level("WARNING"):
         folder, record = champion_start(registry, "crack", version)
     assert folder is None and f"cannot fetch champion {version}" in caplog.text

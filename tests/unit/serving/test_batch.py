@@ -17,6 +17,7 @@ from crack_model.core.local_store import LocalStore
 from crack_model.serving.batch import finalize_batch, score_batch, score_shard
 from crack_model.serving.scorer import load_scorer
 from tests import imagefiles
+from tests.gc_hang_probe import suspended_stages
 
 VOLATILE = ("scored_at",)
 
@@ -231,6 +232,37 @@ def test_an_interrupted_shard_resumes_without_losing_or_duplicating(tmp_path, sy
     for a, b in zip(resumed, expected, strict=True):
         assert a["label"] == b["label"]
         assert float(a["crack_probability"]) == pytest.approx(float(b["crack_probability"]), abs=1e-5)
+
+
+class _WriteFailedError(OSError):
+    pass
+
+
+def test_a_part_that_cannot_be_written_stops_scoring_there_and_then(tmp_path, synth_data, model_dir, monkeypatch):
+    """The shard fails, and scoring's fetching and decoding stages are closed with it, not left suspended while
+    the failure is held, for whatever closes them then (a collection in any thread could hang: gc_hang_probe.py)."""
+    import gc
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=20)
+    real_write = LocalStore.write
+
+    def failing_write(self, key, *args, **options):
+        if "/_parts/" in key and key.endswith(".csv"):
+            raise _WriteFailedError(f"no space left for {key}")
+        return real_write(self, key, *args, **options)
+
+    monkeypatch.setattr(LocalStore, "write", failing_write)
+    gc.collect()
+    gc.disable()  # only what the code itself closes is closed
+    try:
+        # With a progress bar: tqdm's bar, unlike its disabled path, does not close what it wraps.
+        with pytest.raises(_WriteFailedError, match="part-000000") as failure:
+            score_batch(str(tmp_path), "b1", model_dir, part_rows=5, batch_size=4, workers=2, progress=True)
+        assert failure.value.__traceback__ is not None  # held, as a task runner logging it holds it
+        assert suspended_stages() == []
+    finally:
+        gc.enable()
 
 
 def test_batch_uri_and_shard_errors():

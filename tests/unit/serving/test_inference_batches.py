@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from crack_model.core.tiling import TileConfig, cut_tiles, tile_boxes
 from crack_model.serving import inference
 from crack_model.serving.scorer import Scorer, load_scorer
 from tests import imagefiles
+from tests.gc_hang_probe import suspended_stages
 
 BATCH = 4
 
@@ -182,16 +182,6 @@ class FailingRuntime(PixelRuntime):
             if FailingRuntime.calls == 3:
                 raise RuntimeError("the model failed")
         return super().predict(pixels)
-
-
-def suspended_stages() -> list:
-    """map_bounded generators still alive mid-way (each holds a thread pool a collector would have to close)."""
-    import gc
-
-    from crack_model.core import concurrency
-
-    code = concurrency.map_bounded.__code__
-    return [item for item in gc.get_objects() if inspect.isgenerator(item) and item.gi_code is code and item.gi_frame]
 
 
 def test_a_failed_scoring_closes_its_stages_in_the_failing_thread(model_dir, monkeypatch):

@@ -17,7 +17,7 @@ from crack_model.data.labeled import load_labeled
 from crack_model.training.features import fit_head_on_features
 from crack_model.training.model import build_classifier
 from crack_model.training.train import set_seeds
-from crack_model.training.warm_start import HeadAnchor, starting_point
+from crack_model.training.warm_start import HeadAnchor, starting_point, trained_images
 
 # The trained_model fixture's network (conftest.py): 64 px, random-init base seeded by the data seed.
 CONFIG = DataConfig(image_size=64, batch_size=16)
@@ -168,6 +168,31 @@ def test_training_from_a_model_records_it_and_saves_a_plain_classifier(trained_m
     reloaded = keras.models.load_model(tmp_path / "out" / "model.keras", compile=False)
     assert reloaded.get_layer("class_probabilities").kernel_regularizer is None
     assert ModelCard.load(tmp_path / "out").version == run.card.version
+
+
+def test_the_images_a_model_trained_on_are_its_split_csvs_train_rows(tmp_path, caplog):
+    """Short rows, extra fields and rows of other splits are passed over; only train rows' hashes count."""
+    (tmp_path / "split.csv").write_text(
+        "uri,label,sha256,split,slice\na.jpg,Positive,aaa,train,metu\nb.jpg,Positive\nc.jpg,Negative,ccc,test,metu\n"
+        "d.jpg,Negative,ddd,train,metu,extra\ne.jpg,Negative,,train,metu\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level("WARNING"):
+        assert trained_images(tmp_path) == {"aaa", "ddd"}
+    assert not caplog.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, b"uri,label,split\na.jpg,Positive,train\n", b"uri,label,sha256,split\n", b"\xff\xfe\x00 not text"],
+    ids=["missing", "no sha256 column", "no rows", "not text"],
+)
+def test_a_split_csv_naming_no_trained_image_keeps_nothing_and_says_so(tmp_path, caplog, content):
+    if content is not None:
+        (tmp_path / "split.csv").write_bytes(content)
+    with caplog.at_level("WARNING"):
+        assert trained_images(tmp_path) == frozenset()
+    assert "images the model trained on may land in validation or test" in caplog.text
 
 
 def test_without_the_feature_cache_the_run_starts_from_the_model_and_records_no_pull(trained_model, synth_data,
