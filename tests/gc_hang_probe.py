@@ -6,7 +6,7 @@ suspended generator whose thread pool joins its threads calls ``_stop`` again: t
 itself forever. Failed scoring used to leave such generators (held by the failure's traceback), and a
 CI run hung. Here, after each failed run, a collection is made to happen at the Nth allocation from
 then on, for N from 0 to 39, while this thread joins a finished thread. Prints "no hang" at the end;
-a hang dumps every thread's stack and exits 1 after 60 s.
+a hang dumps every thread's stack and exits 1 after 300 s.
 """
 
 from __future__ import annotations
@@ -49,14 +49,17 @@ def failed_scoring() -> None:
         pass
 
 
-def suspended_stages() -> list:
-    """map_bounded generators alive mid-way: each holds a thread pool that a garbage collection would close."""
+def suspended_stages(other_than: list | None = None) -> list:
+    """map_bounded generators alive mid-way, but those in ``other_than`` (say, held by an earlier test's failure
+    in ``sys.last_traceback``): each holds a thread pool that a garbage collection would close."""
     code = concurrency.map_bounded.__code__
-    return [item for item in gc.get_objects() if inspect.isgenerator(item) and item.gi_code is code and item.gi_frame]
+    earlier = {id(item) for item in other_than or []}
+    stages = [item for item in gc.get_objects() if inspect.isgenerator(item) and item.gi_code is code]
+    return [item for item in stages if item.gi_frame is not None and id(item) not in earlier]
 
 
 def main() -> None:
-    faulthandler.dump_traceback_later(60, exit=True)
+    faulthandler.dump_traceback_later(300, exit=True)
     # Two copies of the model: scoring runs them in a thread pool, as it does LiteRT's on a multi-core machine.
     inference.copies = lambda runtime, count: [FailingRuntime(), FailingRuntime()]
     default = gc.get_threshold()

@@ -280,8 +280,8 @@ def split_images(
         total = sum(len(group) for group in groups)
         free = sum(len(group) for group in groups if not any(member.sha256 in keep_in_train for member in group))
         wanted = {"test": round(total * config.test_fraction), "validation": round(total * config.validation_fraction)}
-        if wanted["test"] + wanted["validation"] > free:  # too few images the start has not seen: they share them
-            wanted["test"] = round(free * config.test_fraction / (config.test_fraction + config.validation_fraction))
+        if wanted["test"] + wanted["validation"] > free:  # too few the start has not seen: shared (validation up)
+            wanted["test"] = int(free * config.test_fraction / (config.test_fraction + config.validation_fraction))
             wanted["validation"] = free - wanted["test"]
         taken = {"test": 0, "validation": 0}
         for group in groups:

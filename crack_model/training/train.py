@@ -124,8 +124,8 @@ def train(
                 f"the {name} split of {data_source} is empty: "
                 "add images (at least ~10 per class) or change the fractions"
             )
-            if seen:  # what the start trained on stays in train (warm_start.py)
-                msg += f"; the {len(seen)} images {start_from} trained on stay in train: or train afresh"
+            if kept := sum(image.sha256 in seen for part in split.parts().values() for image in part):
+                msg += f"; {kept} of its images stay in train because {start_from} trained on them: or train afresh"
             raise CrackModelError(msg)
     log.info("split: %d train, %d validation, %d test", len(split.train), len(split.validation), len(split.test))
     artifacts: dict[str, Path] = {"split": output_dir / SPLIT_NAME}

@@ -77,6 +77,10 @@ def test_when_the_start_trained_on_most_of_a_slice_validation_and_test_share_the
     assert {item.sha256 for item in split.validation + split.test} == {item.sha256 for item in champion.validation}
     assert len(split.validation) == len(split.test) == len(champion.validation) // 2 == 30
 
+    few = [image(index, "Positive", "metu") for index in range(40)]  # 5 unseen: validation gets the odd one
+    split = split_images(few, DataConfig(), keep_in_train={item.sha256 for item in few[:35]})
+    assert (len(split.validation), len(split.test), len(split.train)) == (3, 2, 35)
+
 
 def test_balance_weights_give_every_class_and_slice_the_same_total():
     """With power 1 each (class, slice) cell weighs the same in total; the mean weight is 1."""
