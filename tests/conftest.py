@@ -18,6 +18,25 @@ SHARED_WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_k
 METU_SAMPLE = SHARED / "data" / "metu-sample"
 DEMO_SAMPLE = PROJECT / "demo" / "sample"
 
+# The longest modules (minutes each, measured with --durations), handed out first: `make test` runs files on two
+# processes (pytest-xdist, --dist loadfile) in collection order, and one of these started last would leave the
+# other process idle for minutes at the end. A stale list costs only that balance.
+LONGEST_FIRST = (
+    "integration/test_dag_runs.py",
+    "integration/test_real_sample.py",
+    "integration/test_distributed.py",
+    "integration/test_ops_browser.py",
+    "integration/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(PROJECT / "tests").as_posix()
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session")
 def imagenet_weights() -> str:

@@ -35,7 +35,8 @@ def map_bounded(
 
     Consumed to the end, the threads are joined before the iteration ends. Closed early, or
     failing, queued items are cancelled and the ones running are left to finish unwaited: what
-    ``function`` uses must stay usable after the caller has moved on.
+    ``function`` uses must stay usable after the caller has moved on. ``items``, if a generator (say,
+    another stage), is then closed too.
 
     Raises:
         ValueError: ``max_in_flight_bytes`` without ``size_of``.
@@ -79,6 +80,9 @@ def map_bounded(
         # threads there can deadlock (Python 3.11's Thread._stop collects garbage holding a lock that
         # Thread.join takes again: a CI run hung on it).
         pool.shutdown(wait=consumed, cancel_futures=True)
+        close_source = getattr(iterator, "close", None)
+        if not consumed and close_source is not None:
+            close_source()  # an upstream stage (a generator) stops here too, not when a collector finds it
 
 
 def _take(pending: deque[tuple[Future[Result], int]]) -> Result:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 SCHEME = "models:/"
 REGISTRY_ENV = "CRACK_MODEL_REGISTRY"
 SERVING_FILES = (CARD_NAME, *RUNTIME_FILES.values())
+# A copy or download killed midway leaves its ``.tmp-*`` file or folder in the cache. One this old is no
+# live copy's (a copy takes seconds to minutes), so the next fetch removes it.
+STALE_PARTIAL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ def fetch_version(registry: Registry, name: str, version: str, also: Sequence[st
 
     if not (local / CARD_NAME).is_file():
         local.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(local.parent)
         staging = local.with_name(f".tmp-{uuid.uuid4().hex}")
         staging.mkdir()
         try:
@@ -165,3 +170,21 @@ def fetch_version(registry: Registry, name: str, version: str, also: Sequence[st
         if file_name in files and not (local / file_name).is_file():
             download(file_name, local)
     return local
+
+
+def remove_stale_partials(folder: Path, older_than: float = STALE_PARTIAL_SECONDS) -> None:
+    """Delete the ``.tmp-*`` files and folders that killed copies left in ``folder`` more than ``older_than``
+    seconds ago; younger ones may be another process's copy in progress."""
+    cutoff = time.time() - older_than
+    for partial in folder.glob(".tmp-*"):
+        try:
+            if partial.lstat().st_mtime >= cutoff:
+                continue
+            if partial.is_dir() and not partial.is_symlink():
+                shutil.rmtree(partial)
+            else:
+                partial.unlink()
+        except OSError as error:  # gone already (another fetch swept it), or not ours to remove
+            log.debug("cannot remove %s: %s", partial, error)
+            continue
+        log.info("removed %s, left by a copy that was killed", partial)

@@ -11,9 +11,11 @@ new images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -68,10 +70,13 @@ class FeatureCache:
     def put(self, sha256: str, view: int, features: np.ndarray) -> None:
         path = self._path(sha256, view)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".tmp-{path.name}")
-        with open(temporary, "wb") as handle:
-            np.save(handle, features.astype(np.float32))
-        temporary.replace(path)
+        temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")  # trainings may share a cache
+        try:
+            with open(temporary, "wb") as handle:
+                np.save(handle, features.astype(np.float32))
+            temporary.replace(path)
+        finally:
+            temporary.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind
 
     @property
     def extractor_path(self) -> Path:
@@ -174,12 +179,13 @@ def cached_features(
             rows.clear()
 
         decoded = map_bounded(decode, list(missing), workers=os.cpu_count() or 1, thread_name_prefix="features")
-        for index, image_pixels in decoded:
-            for view in missing[index]:
-                pixels[len(rows)] = image_pixels
-                rows.append((view, index))
-                if len(rows) == batch_size:
-                    run_batch()
+        with contextlib.closing(decoded):  # a failed batch stops the decoding threads now, not at a collection
+            for index, image_pixels in decoded:
+                for view in missing[index]:
+                    pixels[len(rows)] = image_pixels
+                    rows.append((view, index))
+                    if len(rows) == batch_size:
+                        run_batch()
         if rows:
             run_batch()
         for future in pending:

@@ -124,7 +124,7 @@ def train(
                 f"the {name} split of {data_source} is empty: "
                 "add images (at least ~10 per class) or change the fractions"
             )
-            if kept := sum(image.sha256 in seen for part in split.parts().values() for image in part):
+            if kept := sum(image.sha256 in seen for images in split.parts().values() for image in images):
                 msg += f"; {kept} of its images stay in train because {start_from} trained on them: or train afresh"
             raise CrackModelError(msg)
     log.info("split: %d train, %d validation, %d test", len(split.train), len(split.validation), len(split.test))

@@ -126,3 +126,37 @@ def test_a_run_to_the_end_leaves_no_thread_behind():
         range(0, 40, 2)
     )
     assert [thread.name for thread in threading.enumerate() if thread.name.startswith("to-the-end")] == []
+
+
+def numbers_until_closed(closed: threading.Event):
+    """0 to 99, setting ``closed`` when the generator ends, finished or closed."""
+    try:
+        yield from range(100)
+    finally:
+        closed.set()
+
+
+def test_stopping_early_closes_the_stage_upstream():
+    """A chain of stages stopped at its end stops all the way up (a fetching stage feeding a decoding one), in the
+    thread that stopped it, instead of waiting for a garbage collection."""
+    upstream_closed = threading.Event()
+    fetched = map_bounded(lambda n: n, numbers_until_closed(upstream_closed), workers=2)
+    decoded = map_bounded(lambda n: n * 2, fetched, workers=2)
+    assert next(decoded) == 0
+    decoded.close()
+    assert upstream_closed.is_set()
+    assert fetched.gi_frame is None  # the middle stage finished, its pool shut down
+
+
+def test_a_failing_stage_closes_the_stage_upstream():
+    upstream_closed = threading.Event()
+
+    def fails_on_three(n: int) -> int:
+        if n == 3:
+            raise RuntimeError("three")
+        return n
+
+    fetched = map_bounded(lambda n: n, numbers_until_closed(upstream_closed), workers=2)
+    with pytest.raises(RuntimeError, match="three"):
+        list(map_bounded(fails_on_three, fetched, workers=2))
+    assert upstream_closed.is_set() and fetched.gi_frame is None

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -313,6 +314,30 @@ def test_a_fetched_version_gains_the_other_files_asked_for_checked_alike(tmp_pat
     with pytest.raises(CrackModelError, match=r"split\.csv does not match the hash"):
         fetch_version(registry, "crack", "v1", also=["split.csv"])
     assert sorted(path.name for path in served.iterdir()) == ["model.json", "model.keras"]  # nothing half-written
+
+
+def test_a_fetch_removes_what_killed_copies_left_long_ago_and_keeps_young_ones(tmp_path, monkeypatch):
+    """A copy killed midway leaves a .tmp- folder or file in the cache; the next fetch removes those older than a
+    day, and leaves younger ones, which may be another process's copy in progress."""
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "cache"))
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2")
+    folder = fetch_version(registry, "crack", "v1").parent
+    old_copy, old_file, young_copy = folder / ".tmp-old", folder / ".tmp-old-file", folder / ".tmp-young"
+    for copy in (old_copy, young_copy):
+        copy.mkdir()
+        (copy / "model.keras").write_bytes(b"half")
+    old_file.write_bytes(b"half")
+    day_and_more_ago = time.time() - 25 * 3600
+    for partial in (old_copy, old_file):
+        os.utime(partial, (day_and_more_ago, day_and_more_ago))
+
+    fetch_version(registry, "crack", "v1")  # already copied: nothing is swept
+    assert old_copy.exists()
+    fetch_version(registry, "crack", "v2")
+    assert not old_copy.exists() and not old_file.exists()
+    assert young_copy.exists()
+    assert len([path for path in folder.iterdir() if not path.name.startswith(".tmp-")]) == 2  # v1's and v2's
 
 
 def _rows(store: LocalStore, batch_id: str) -> list[dict[str, str]]:

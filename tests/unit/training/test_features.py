@@ -215,3 +215,46 @@ def test_a_hidden_layer_head_is_trained_on_cached_features_and_scores_as_the_net
     pixels = np.stack([decode_to_array(read_uri(image.uri), 64) for image in images[:6]]).astype("float32")
     from_cache = predict_from_features(classifier, images[:6], CONFIG, model_config, tmp_path / "cache")
     assert np.allclose(classifier.predict(pixels, verbose=0), from_cache, atol=1e-4)
+
+
+def test_a_failed_cache_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A write that fails midway (disk full) leaves neither a partial temporary file nor an entry."""
+    cache = FeatureCache(tmp_path, "fingerprint")
+    cache.put("ab" * 32, 0, np.ones(8))
+    written = sorted(path.name for path in tmp_path.rglob("*") if path.is_file())
+
+    def disk_full(handle, array):
+        handle.write(b"\x93NUMPY")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        cache.put("cd" * 32, 0, np.ones(8))
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == written
+    assert cache.get("cd" * 32, 0) is None
+
+
+def test_a_failed_feature_pass_stops_its_decoding_stage_itself(synth_data, tmp_path):
+    """The base failing mid-pass (out of memory, say) closes the decoding stage in the failing thread, with the
+    collector off: a stage left to the collector holds its threads, and closing one there could deadlock."""
+    import gc
+
+    from tests.gc_hang_probe import suspended_stages
+
+    class FailingExtractor:
+        output_shape = (None, 8)
+
+        def predict_on_batch(self, pixels):
+            raise MemoryError("the base ran out of memory")
+
+    images = load_labeled(synth_data, CONFIG)[:40]  # 5 batches of 8: the stage is mid-way when the first fails
+    gc.collect()
+    earlier = suspended_stages()  # an earlier test's failure may hold its own
+    gc.disable()
+    try:
+        with pytest.raises(MemoryError, match="ran out of memory") as failure:
+            cached_features(images, 1, FailingExtractor(), None, FeatureCache(tmp_path, "fingerprint"), CONFIG)
+        assert failure.value.__traceback__ is not None  # the failure, traceback and all, is still held here
+        assert suspended_stages(other_than=earlier) == []
+    finally:
+        gc.enable()
