@@ -56,12 +56,13 @@ system-deps:
 services:
 	@bash scripts/ensure-services.sh
 
-# Two processes, each taking whole files (module fixtures, such as a DAG run, are built once): the suite is about a
+# Two processes, each taking whole files (module fixtures, such as a DAG run, are built once), in collection order
+# (tests/conftest.py puts the longest first; xdist would otherwise sort files by test count): the suite is about a
 # third CPU-idle in one (servers starting, DAG runs polled), so two finish it in 19 min instead of 28 on 2 cores.
 # Each process can hold ~3 GB (TensorFlow, an Airflow server); TEST_WORKERS=1 runs the suite in one.
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps services
-	$(BIN)/python -m pytest -q --durations=25 $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q --durations=25 $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # The unit tier: tests/unit mirrors crack_model; no services, nothing installed beyond the venv.
 test-fast: $(STAMP)

@@ -32,10 +32,20 @@ LONGEST_FIRST = (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        module = item.path.relative_to(PROJECT / "tests").as_posix()
+        module = item.nodeid.split("::")[0].removeprefix("tests/")  # the node id is relative to the project
         return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_cache_of_this_run(tmp_path_factory: pytest.TempPathFactory):
+    """Fetched models and cached features go to this run's temporary folder (each test process its own), never to
+    the user's ``~/.cache/crack-model``: a test must not pass thanks to an earlier run, nor leave files there.
+    Subprocesses (DAG runs, servers, workers) inherit it; a test may still set its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CRACK_MODEL_CACHE", str(tmp_path_factory.mktemp("crack-model-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -80,9 +81,8 @@ def map_bounded(
         # threads there can deadlock (Python 3.11's Thread._stop collects garbage holding a lock that
         # Thread.join takes again: a CI run hung on it).
         pool.shutdown(wait=consumed, cancel_futures=True)
-        close_source = getattr(iterator, "close", None)
-        if not consumed and close_source is not None:
-            close_source()  # an upstream stage (a generator) stops here too, not when a collector finds it
+        if not consumed and inspect.isgenerator(iterator):
+            iterator.close()  # an upstream stage stops here too, not when a collector finds it
 
 
 def _take(pending: deque[tuple[Future[Result], int]]) -> Result:

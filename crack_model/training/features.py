@@ -105,9 +105,12 @@ def litert_extractor(extractor: Any, cache: FeatureCache, missing: int) -> Any |
             log.warning("cannot convert the feature extractor to LiteRT (%s); computing features on Keras", error)
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # two trainings may share a cache
-        temporary.write_bytes(converted)
-        temporary.replace(path)
+        temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")  # two trainings may share a cache
+        try:
+            temporary.write_bytes(converted)
+            temporary.replace(path)
+        finally:
+            temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
     try:
         return LiteRTRuntime(path, "litert-fp32")
     except Exception as error:  # a damaged file: the Keras path computes the same features
