@@ -15,7 +15,8 @@ The steps are `crack_model.pipelines.retraining`'s, the same ones `crack-model r
 **Params**: `epochs`, `fine_tune_layers` (fine-tune the top N base layers), `fine_tune_epochs`,
 `target_recall` (overall and on each validation slice), `slice_balance`, `crack_weight`, `seam_share` (seam
 examples per training image, `TrainConfig.seam_share`), `zoom_factor` (augmented views zoomed in or out by up
-to this fraction; 0 turns zoom off), `augmented_views`, `start_from_champion` (the candidate's head starts from
+to this fraction; 0 turns zoom off), `augmented_views`, `image_size` (the model's input size in pixels; a size
+other than the champion's trains the candidate afresh), `start_from_champion` (the candidate's head starts from
 the champion's: fewer false alarms, and fewer candidates that miss more cracks than it; false trains afresh),
 `anchor_weight` (above 0, a pull toward the champion's head; off by default),
 `promote` (false: evaluate only),
@@ -81,6 +82,13 @@ from crack_ops.operators import GateOperator
             minimum=0,
             exclusiveMaximum=1,
             description="augmented views zoomed in or out by up to this fraction (0: off)",
+        ),
+        "image_size": Param(
+            224,
+            type="integer",
+            minimum=32,
+            maximum=1024,
+            description="model input size in px (288: fewer false alarms, about 1.65x the compute)",
         ),
         "start_from_champion": Param(
             True, type="boolean", description="start the candidate's head from the champion's (false: afresh)"

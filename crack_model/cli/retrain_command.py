@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crack_model.cli.arguments import SEAM_SHARE_HELP, fraction, non_negative, positive_int, probability, share
-from crack_model.core.config import ModelConfig, TrainConfig
+from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
 
@@ -42,6 +42,9 @@ def add_retrain_command(commands: Any) -> None:
     retrain.add_argument("--zoom-factor", type=fraction, default=ModelConfig.zoom_factor,
                          help=f"augmented views are zoomed in or out by up to this fraction "
                          f"(default: {ModelConfig.zoom_factor}; 0: off)")  # fmt: skip
+    retrain.add_argument("--image-size", type=positive_int, default=DataConfig.image_size,
+                         help=f"model input size in pixels (default: {DataConfig.image_size}; a size other than the "
+                         "champion's trains afresh)")  # fmt: skip
     retrain.add_argument("--fresh", action="store_true",
                          help="train the candidate afresh, not from the champion's head (starting from it is the "
                          "default: fewer false alarms, fewer candidates that miss more than the champion)")  # fmt: skip
@@ -93,5 +96,5 @@ def retrain_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"epochs": args.epochs, "fine_tune_layers": args.fine_tune_layers,
             "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
             "crack_weight": args.crack_weight, "augmented_views": args.augmented_views,
-            "seam_share": args.seam_share, "zoom_factor": args.zoom_factor,
+            "seam_share": args.seam_share, "zoom_factor": args.zoom_factor, "image_size": args.image_size,
             "start_from_champion": not args.fresh, "anchor_weight": args.anchor_weight}  # fmt: skip

@@ -117,7 +117,8 @@ def test_the_retraining_dag_and_the_retrain_command_train_the_same_recipe_by_def
     command = retrain_settings(build_parser().parse_args(["retrain", "--store", "s"]))
     params = dagbag["dags"]["crack_retraining"]["params"]
     shared = set(command) & set(params) - {"weights"}  # None: the worker's $CRACK_MODEL_WEIGHTS
-    assert {"zoom_factor", "seam_share", "crack_weight", "epochs", "start_from_champion", "anchor_weight"} <= shared
+    assert {"zoom_factor", "seam_share", "crack_weight", "epochs", "image_size"} <= shared
+    assert {"start_from_champion", "anchor_weight"} <= shared
     assert {key: params[key] for key in shared} == {key: command[key] for key in shared}
 
 

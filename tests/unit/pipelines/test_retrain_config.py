@@ -41,3 +41,14 @@ def test_missing_or_null_params_keep_the_defaults(monkeypatch):
 def test_a_negative_seam_share_is_refused():
     with pytest.raises(ValueError, match="seam_share must not be negative"):
         TrainConfig(seam_share=-0.1)
+
+
+def test_the_retrain_command_passes_the_input_size_to_the_configs():
+    """A size the retraining loop could not be asked for was a lever only ``train`` had."""
+    from crack_model.cli.main import build_parser
+    from crack_model.cli.retrain_command import retrain_settings
+
+    parse = build_parser().parse_args
+    assert retrain_config(retrain_settings(parse(["retrain", "--store", "s"])))[0].image_size == 224
+    chosen = retrain_settings(parse(["retrain", "--store", "s", "--image-size", "288"]))
+    assert retrain_config(chosen)[0].image_size == 288
