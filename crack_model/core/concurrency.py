@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import sys
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+log = logging.getLogger(__name__)
 
 
 def map_bounded(
@@ -82,7 +86,19 @@ def map_bounded(
         # Thread.join takes again: a CI run hung on it).
         pool.shutdown(wait=consumed, cancel_futures=True)
         if not consumed and inspect.isgenerator(iterator):
-            iterator.close()  # an upstream stage stops here too, not when a collector finds it
+            _close_upstream(iterator)  # an upstream stage stops here too, not when a collector finds it
+
+
+def _close_upstream(stage: Generator[object, Any, object]) -> None:
+    """Close the stage feeding this one. If it fails to close while an error is already stopping this stage, that
+    failure is logged, not raised over the error: the caller must see what stopped the work."""
+    stopping = sys.exc_info()[1]
+    try:
+        stage.close()
+    except Exception:
+        if stopping is None or isinstance(stopping, GeneratorExit):
+            raise
+        log.warning("the stage upstream failed to close while stopping on %r", stopping, exc_info=True)
 
 
 def _take(pending: deque[tuple[Future[Result], int]]) -> Result:

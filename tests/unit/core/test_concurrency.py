@@ -160,3 +160,20 @@ def test_a_failing_stage_closes_the_stage_upstream():
     with pytest.raises(RuntimeError, match="three"):
         list(map_bounded(fails_on_three, fetched, workers=2))
     assert upstream_closed.is_set() and fetched.gi_frame is None
+
+
+def test_a_stage_upstream_failing_to_close_does_not_hide_the_error_that_stopped_the_work(caplog):
+    def fails_when_closed():
+        try:
+            yield from range(100)
+        finally:
+            raise OSError("connection reset while closing")
+
+    def fails_on_three(n: int) -> int:
+        if n == 3:
+            raise RuntimeError("three")
+        return n
+
+    with pytest.raises(RuntimeError, match="three"):
+        list(map_bounded(fails_on_three, fails_when_closed(), workers=2))
+    assert "connection reset while closing" in caplog.text  # logged, not lost
