@@ -176,7 +176,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         text=True,
         cwd=cwd or PROJECT,
         env=env,
-        # retrain trains, calibrates the photo rule on mosaics (minutes on 2 busy cores) and gates.
-        timeout=900,
+        # retrain trains, calibrates the photo rule on mosaics (minutes on 2 busy cores, more on a slow CPU) and gates.
+        timeout=1800,
         check=False,
     )
