@@ -126,13 +126,14 @@ def scores(model_dir: Path, images: list[Any], threshold: float, cache: Path) ->
     from crack_model.training.features import predict_from_features
     from crack_model.training.patch_confirmation import band_flip_means, confirmed_labels
 
-    data_config = DataConfig()
+    card = ModelCard.load(model_dir)
+    data_config = DataConfig(image_size=card.image_size)
     classes, crack_class = data_config.class_names, data_config.crack_class
     classifier = keras.models.load_model(model_dir / "model.keras", compile=False)
     probabilities = predict_from_features(classifier, images, data_config, ModelConfig(weights=WEIGHTS), cache)
     means = band_flip_means(classifier, images, probabilities[:, data_config.crack_index], threshold, data_config,
                             patches=[True] * len(images))  # fmt: skip
-    predicted = confirmed_labels(probabilities, means, threshold, ModelCard.load(model_dir).patch_confirm_threshold,
+    predicted = confirmed_labels(probabilities, means, threshold, card.patch_confirm_threshold,
                                  classes, crack_class)  # fmt: skip
     labels = [image.label for image in images]
     served = compute_metrics(labels, probabilities, threshold=threshold, class_names=classes, crack_class=crack_class,
@@ -187,7 +188,7 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
                 fine_tune_layers: int = 0, crack_weight: float = 1.0,
                 seam_share: float | None = None, zoom_factor: float | None = None,
                 start_from: Path | None = None, anchor_weight: float | None = None,
-                training_seed: int | None = None) -> dict[str, Any]:  # fmt: skip
+                training_seed: int | None = None, image_size: int = 224) -> dict[str, Any]:  # fmt: skip
     """Train on the METU pool plus ``site_pool`` (from ``start_from``'s head if given) and score it.
 
     ``training_seed``: DataConfig.seed of the training run (its train/validation split and random streams).
@@ -204,7 +205,9 @@ def curve_point(count: int, metu_pool: list[Any], site_pool: list[Any], evaluati
                          crack_weight=crack_weight, seam_share=seam_of(seam_share))  # fmt: skip
     if anchor_weight is not None:
         recipe = replace(recipe, anchor_weight=anchor_weight)
-    data = DataConfig() if training_seed is None else DataConfig(seed=training_seed)
+    data = DataConfig(image_size=image_size)
+    if training_seed is not None:
+        data = replace(data, seed=training_seed)
     run = train(pool, work / f"model-{count}", data, model_config(zoom_factor), recipe, verbose=0,
                 export_runtimes=False, photo_mosaics=None,  # patch figures only: the photo step costs minutes
                 feature_cache_dir=cache, augmented_views=views, start_from=start_from)  # fmt: skip
@@ -221,7 +224,8 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
              epochs: int, views: int, balance: float, fine_tune_layers: int = 0,
              crack_weight: float = 1.0, dag: bool = False,
              seam_share: float | None = None, zoom_factor: float | None = None,
-             baseline_champion: bool = False, fresh: bool = False) -> dict[str, Any]:  # fmt: skip
+             baseline_champion: bool = False, fresh: bool = False,
+             image_size: int = 224) -> dict[str, Any]:  # fmt: skip
     """The real loop: champion from METU alone, then the candidate with site photos (fine-tuned if asked), gated.
 
     With ``dag``, each step is a run of the crack_retraining DAG; else ``crack-model retrain`` (the same steps).
@@ -238,7 +242,8 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
     command = [sys.executable, "-m", "crack_model", "retrain", "--store", str(store), "--weights", WEIGHTS,
                "--epochs", str(epochs), "--augmented-views", str(views), "--slice-balance", str(balance),
                "--crack-weight", str(crack_weight), "--seam-share", str(seam_of(seam_share)),
-               "--zoom-factor", str(model_config(zoom_factor).zoom_factor), "--gate", "--promote"]  # fmt: skip
+               "--zoom-factor", str(model_config(zoom_factor).zoom_factor), "--image-size", str(image_size),
+               "--gate", "--promote"]  # fmt: skip
     steps: dict[str, Any] = {}
     environment = None
     if dag:  # the crack_retraining DAG itself, dag.test() on an embedded Airflow (SQLite)
@@ -256,7 +261,8 @@ def gate_run(count: int, metu_pool: list[Any], site_pool: list[Any], evaluation:
         if environment is not None:
             steps[step] = dag_step(store, environment, epochs, views, balance, crack_weight,
                                    fine_tune_layers if step == "candidate" else 0, seam_of(seam_share),
-                                   model_config(zoom_factor).zoom_factor, fresh=fresh)  # fmt: skip
+                                   model_config(zoom_factor).zoom_factor, fresh=fresh,
+                                   image_size=image_size)  # fmt: skip
             steps[step]["seconds"] = round(time.perf_counter() - started, 1)
         else:
             done = subprocess.run([*command, *extra], capture_output=True, text=True, check=False)
@@ -325,14 +331,14 @@ def photo_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, balance: float,
              crack_weight: float, fine_tune_layers: int, seam_share: float,
-             zoom_factor: float, fresh: bool = False) -> dict[str, Any]:  # fmt: skip
+             zoom_factor: float, fresh: bool = False, image_size: int = 224) -> dict[str, Any]:  # fmt: skip
     """One crack_retraining DAG run on the store; its state and task states (``fresh``: not from the champion)."""
     from demo.airflow_env import run_dag
 
     conf = {"store": str(store), "weights": WEIGHTS, "epochs": epochs, "augmented_views": views,
             "slice_balance": balance, "crack_weight": crack_weight, "fine_tune_layers": fine_tune_layers,
             "seam_share": seam_share, "zoom_factor": zoom_factor, "promote": True,
-            "start_from_champion": not fresh}  # fmt: skip
+            "start_from_champion": not fresh, "image_size": image_size}  # fmt: skip
     result = run_dag("crack_retraining", conf, environment, retries=0)
     return {"exit_code": 0 if result["state"] == "success" else 1, "state": result["state"], "tasks": result["tasks"],
             "failures": [failure.get("tail") for failure in result.get("failures", [])]}  # fmt: skip
@@ -341,7 +347,7 @@ def dag_step(store: Path, environment: dict[str, str], epochs: int, views: int, 
 def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Path, cache: Path, views: int,
                      epochs: int, balance: float, crack_weight: float,
                      fine_tune_layers: int = 0, seam_share: float | None = None,
-                     zoom_factor: float | None = None) -> dict[str, Any]:  # fmt: skip
+                     zoom_factor: float | None = None, image_size: int = 224) -> dict[str, Any]:  # fmt: skip
     """Pooled per-slice figures of K-fold cross-validation on all METU patches plus the site photos."""
     from crack_model.core.config import DataConfig, TrainConfig
     from crack_model.training.cross_validation import cross_validate
@@ -350,7 +356,7 @@ def cross_validation(folds: int, metu: list[Any], site_pool: list[Any], work: Pa
     shutil.rmtree(pool, ignore_errors=True)
     lay_out(metu, pool, METU_SLICE)
     lay_out(site_pool, pool, SITE_SLICE)
-    result = cross_validate(pool, work / "cv", DataConfig(), model_config(zoom_factor),
+    result = cross_validate(pool, work / "cv", DataConfig(image_size=image_size), model_config(zoom_factor),
                             TrainConfig(epochs=epochs, slice_balance=balance, crack_weight=crack_weight,
                                         fine_tune_layers=fine_tune_layers, seam_share=seam_of(seam_share)),
                             folds=folds, feature_cache_dir=cache, augmented_views=views)  # fmt: skip
@@ -379,7 +385,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['epochs']} epochs max, {results['views']} augmented views, "
         f"slice balance {results['slice_balance']}, crack weight {results.get('crack_weight', 1.0)}, "
         f"fine-tuned base layers {results.get('fine_tune_layers', 0)}, "
-        f"seam share {results.get('seam_share', 0.0)}, zoom factor {results.get('zoom_factor', 0.0)}.",
+        f"seam share {results.get('seam_share', 0.0)}, zoom factor {results.get('zoom_factor', 0.0)}, "
+        f"input {results.get('image_size', 224)} px.",
     ]
     if results["curve"]:
         lines += [
@@ -444,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fine-tune-layers", type=int, default=0, help="fine-tune the top N base layers (slow)")
     parser.add_argument("--seam-share", type=float, help="TrainConfig.seam_share (default: the default recipe's)")
     parser.add_argument("--zoom-factor", type=float, help="ModelConfig.zoom_factor (default: 0.3)")
+    parser.add_argument("--image-size", type=int, default=224, help="input size in pixels (default: 224)")
     parser.add_argument("--dag", action="store_true", help="run the gate steps as crack_retraining DAG runs")
     parser.add_argument(
         "--fresh",
@@ -481,24 +489,27 @@ def main(argv: list[str] | None = None) -> int:
         "fine_tune_layers": args.fine_tune_layers, "crack_weight": args.crack_weight,
         "seam_share": seam_of(args.seam_share),
         "zoom_factor": model_config(args.zoom_factor).zoom_factor,
+        "image_size": args.image_size,
         "curve": [],
     }  # fmt: skip
     for count in args.sizes:
         point = curve_point(count, metu_pool, pick_site_photos(groups, count), evaluation, args.work, args.cache,
                             args.views, args.epochs, args.slice_balance, args.fine_tune_layers,
-                            args.crack_weight, args.seam_share, args.zoom_factor)  # fmt: skip
+                            args.crack_weight, args.seam_share, args.zoom_factor,
+                            image_size=args.image_size)  # fmt: skip
         print(json.dumps(point))
         results["curve"].append(point)
     if args.gate:
         results["gate"] = gate_run(args.gate, metu_pool, pick_site_photos(groups, args.gate), evaluation, args.work,
                                    args.epochs, args.views, args.slice_balance, args.fine_tune_layers,
                                    args.crack_weight, args.dag, args.seam_share, args.zoom_factor,
-                                   args.baseline_champion, args.fresh)  # fmt: skip
+                                   args.baseline_champion, args.fresh, args.image_size)  # fmt: skip
     if args.cv:
         site_pool = pick_site_photos(groups, args.cv_site_photos)
         results["cv"] = cross_validation(args.cv, metu_pool + metu_holdout, site_pool, args.work, args.cache,
                                          args.views, args.epochs, args.slice_balance, args.crack_weight,
-                                         args.fine_tune_layers, args.seam_share, args.zoom_factor)  # fmt: skip
+                                         args.fine_tune_layers, args.seam_share, args.zoom_factor,
+                                         args.image_size)  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or "adaptation"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
