@@ -69,8 +69,10 @@ def airflow_environment(home: Path, extra: dict[str, str] | None = None) -> dict
     """Environment for an embedded Airflow: SQLite in ``home``, this project's DAGs.
 
     The crack_ops plugin comes from the installed ``crack-model`` package (its ``airflow.plugins``
-    entry point); the plugins folder is an empty one in ``home``.
+    entry point); the plugins folder is an empty one in ``home``. A relative ``home`` is made absolute:
+    Airflow refuses a relative SQLite path.
     """
+    home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     (home / "plugins").mkdir(exist_ok=True)
     environment = {

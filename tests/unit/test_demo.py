@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo.airflow_env import _error_line, _failures, _task_sections
+from demo.airflow_env import _error_line, _failures, _task_sections, airflow_environment
 from demo.run import WEIGHTS_FILE, WeightsError, resolve_weights
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -96,3 +96,12 @@ def test_a_failed_task_gets_its_own_log_and_error_line(tmp_path):
     assert failure["task"] == "train_candidate" and failure["state"] == "failed"
     assert Path(failure["log"]).read_text().startswith("2026-11-30T10:57:12Z [error")
     assert failure["tail"][-1].startswith("crack_model.core.errors.CrackModelError")
+
+
+def test_a_relative_airflow_home_becomes_absolute(tmp_path, monkeypatch):
+    """Airflow refuses a relative SQLite path (``bench.adaptation --work build/x --dag`` failed in db migrate)."""
+    monkeypatch.chdir(tmp_path)
+    environment = airflow_environment(Path("build/airflow"))
+    home = tmp_path / "build" / "airflow"
+    assert environment["AIRFLOW_HOME"] == str(home) and home.is_dir()
+    assert environment["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(home / "plugins")
