@@ -208,7 +208,7 @@ def _expected(store: Path) -> dict[str, object]:
     }
 
 
-def _open_from_browse_menu(page, item: str, url: str, tries: int = 3) -> None:
+def _open_from_browse_menu(page, item: str, url: str, user: str, tries: int = 3) -> None:
     """Open Browse > item and wait for its page, clicking again as an operator would if nothing happened.
 
     On a loaded machine the UI can re-render the open menu just as the click lands (a CI here waited 30 s
@@ -220,13 +220,14 @@ def _open_from_browse_menu(page, item: str, url: str, tries: int = 3) -> None:
         page.get_by_role("button", name="Browse").click()
         page.get_by_role("menuitem", name=item).click()
         try:
-            page.wait_for_url(url, timeout=20_000)
-            return
+            page.wait_for_url(url, wait_until="commit", timeout=20_000)  # started: a slow load is no miss
+            break
         except PlaywrightTimeout:
             if attempt == tries:
                 raise
-            page.screenshot(path=str(ARTIFACTS / f"menu_retry_{attempt}.png"))  # what the page showed instead
+            page.screenshot(path=str(ARTIFACTS / f"menu_retry_{user}_{attempt}.png"))  # what showed instead
             page.keyboard.press("Escape")  # close the menu if it is still open
+    page.wait_for_load_state()
 
 
 @pytest.mark.parametrize("username", list(USERS))
@@ -259,7 +260,7 @@ def test_operator_sees_overview_batch_and_model_pages(deployment, username):
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(f"{base}/")
 
-            _open_from_browse_menu(page, "Crack ops", "**/plugin/crack-ops")
+            _open_from_browse_menu(page, "Crack ops", "**/plugin/crack-ops", username)
             view = page.frame_locator('iframe[title="Crack ops"]')
 
             # The overview: champion with both intervals, batches, runs, the trend charts.
