@@ -92,9 +92,17 @@ def airflow_environment(home: Path, extra: dict[str, str] | None = None) -> dict
 
 
 def migrate(environment: dict[str, str]) -> None:
-    """Create (or upgrade) the metadata database."""
+    """Create (or upgrade) the metadata database.
+
+    Raises:
+        RuntimeError: Airflow refused; the message ends with its own last lines (the reason).
+    """
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=environment, check=True, capture_output=True, timeout=600)
+    done = subprocess.run([airflow, "db", "migrate"], env=environment, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        home = environment.get("AIRFLOW_HOME")
+        raise RuntimeError(f"airflow db migrate failed (exit {done.returncode}, AIRFLOW_HOME {home}):\n{tail}")
 
 
 def run_dag(

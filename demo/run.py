@@ -122,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = seed_store(str(store))
     print(f"store {store}: {counts['labeled']} labeled, {counts['holdout']} holdout, {counts['incoming']} uploads")
     environment = airflow_environment(out / "airflow")
-    migrate(environment)
+    try:
+        migrate(environment)
+    except RuntimeError as error:  # Airflow's own reason is in the message
+        print(f"demo: {error}", file=sys.stderr)
+        return 1
     for dag_id, conf in (
         ("crack_retraining", {"store": str(store), "weights": weights, "epochs": args.epochs}),
         ("crack_nightly_scoring", {"store": str(store)}),

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo.airflow_env import _error_line, _failures, _task_sections, airflow_environment
+import pytest
+
+from demo.airflow_env import _error_line, _failures, _task_sections, airflow_environment, migrate
 from demo.run import WEIGHTS_FILE, WeightsError, resolve_weights
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -105,3 +107,11 @@ def test_a_relative_airflow_home_becomes_absolute(tmp_path, monkeypatch):
     home = tmp_path / "build" / "airflow"
     assert environment["AIRFLOW_HOME"] == str(home) and home.is_dir()
     assert environment["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(home / "plugins")
+
+
+def test_a_refused_migration_says_airflows_reason(tmp_path):
+    """Before, a failed ``airflow db migrate`` raised CalledProcessError with no reason at all."""
+    environment = airflow_environment(tmp_path / "airflow",
+                                      {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:///relative.db"})  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"(?s)airflow db migrate failed .*relative path"):
+        migrate(environment)
