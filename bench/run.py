@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=400, help="real photos per measurement (default 400)")
     parser.add_argument("--naive-images", type=int, default=100, help="photos for the slow per-image loop")
     parser.add_argument("--work", type=Path, default=PROJECT / "build" / "bench")
-    parser.add_argument("--only", choices=["memory", "nightly", "retrain"], help="run one section alone")
+    parser.add_argument("--only", choices=["memory", "nightly", "retrain", "runtimes"], help="run one section alone")
+    parser.add_argument("--model", type=Path, help="--only runtimes: this trained model folder (default: train one)")
     parser.add_argument("--nightly-images", type=int, default=4000, help="patches per nightly batch (default 4000)")
     parser.add_argument("--nightly-photos", type=int, default=12, help="12 MP photos in the nightly photo batch")
     parser.add_argument("--nightly-image-size", type=int, default=224,
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         return memory_only(args.work)
     if args.only == "nightly":
         return nightly_only(args)
+    if args.only == "runtimes":
+        return runtimes_only(args)
     if args.only == "retrain":
         from bench.retrain_bench import main as retrain_main
 
@@ -244,6 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     from bench.retrain_bench import main as retrain_main
 
     return retrain_main([])
+
+
+def runtimes_only(args: argparse.Namespace) -> int:
+    """Each runtime alone on decoded real patches, at its fastest layout: is int8, which ``auto`` takes, the fastest
+    on this CPU? (On an AMD EPYC without AVX-512 it was not: README, Runtimes.)"""
+    from crack_model.core.imaging import decode_to_array
+
+    model_dir = args.model or trained_model(224, args.work)
+    size = json.loads((model_dir / "model.json").read_text())["image_size"]
+    files = sample_files(args.images)
+    pixels = np.stack([decode_to_array(path.read_bytes(), size) for path in files])
+    for runtime in ("litert-int8", "litert-fp32", "keras"):
+        rate_alone = runtime_ceiling(model_dir, runtime, pixels)
+        print(f"{runtime}: {rate_alone} images/s (the model alone, {len(files)} real patches at {size} px)", flush=True)
+    return 0
 
 
 def nightly_only(args: argparse.Namespace) -> int:

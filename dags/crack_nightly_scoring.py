@@ -61,6 +61,12 @@ from crack_ops.sensors import NewBatchesSensor
         "store": Param(None, type=["null", "string"], description="s3://bucket[/prefix] or a folder"),
         "model": Param("models:/crack@champion", type="string", description="registry model or model folder"),
         "aws_conn_id": Param("aws_default", type="string"),
+        "runtime": Param(
+            "auto",
+            enum=["auto", "litert-int8", "litert-fp32", "keras"],
+            description="auto: the fastest approved (int8, fp32, Keras); name an approved one where int8 is "
+            "no faster (README, Runtimes)",
+        ),
         "batch_ids": Param([], type="array", items={"type": "string"}, description="score only these (default: new)"),
         "max_batches": Param(100, type="integer", minimum=1),
         "objects_per_shard": Param(2000, type="integer", minimum=1),
@@ -98,7 +104,7 @@ def crack_nightly_scoring() -> None:
         params = run_params(params)
         from crack_model.pipelines.nightly import pin_model
 
-        return pin_model(run_store(params), params["model"])
+        return pin_model(run_store(params), params["model"], params.get("runtime", "auto"))
 
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
     def validate_batch(batch_id: str, model: dict[str, str], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -132,7 +138,7 @@ def crack_nightly_scoring() -> None:
 
         # map_index_template reads this from the context: the grid shows "<batch> <shard>", not a number.
         get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[typeddict-unknown-key]
-        report = score_work_item(run_store(params), item, model["uri"])
+        report = score_work_item(run_store(params), item, model["uri"], runtime=model.get("runtime", "auto"))
         return {**report, "hostname": socket.gethostname()}
 
     @task(outlets=[SCORING_RESULTS], trigger_rule="all_done", execution_timeout=timedelta(minutes=30))

@@ -236,17 +236,23 @@ def publish_run_summary(
     return summary.as_dict()
 
 
-def pin_model(store: StoreLike, model_uri: str) -> dict[str, Any]:
+def pin_model(store: StoreLike, model_uri: str, runtime: str = "auto") -> dict[str, Any]:
     """Resolve an alias (``models:/crack@champion``) to one exact version for the whole run.
 
-    Returns the pinned URI, the version and the version's drift reference profile (if any).
+    Returns the pinned URI, the version, the version's drift reference profile (if any) and the runtime every
+    shard loads it with. A named ``runtime`` is loaded once here and must be one the version is approved for
+    (``auto``: each shard takes the fastest approved), so a wrong choice fails the run before any shard starts.
     """
     with step_store(store) as opened:
         if not is_model_uri(model_uri):
-            return {"uri": model_uri, "version": load_scorer(model_uri).version, "drift_reference": None}
+            version = load_scorer(model_uri, runtime, approved_only=True).version
+            return {"uri": model_uri, "version": version, "drift_reference": None, "runtime": runtime}
         reference = parse_model_uri(model_uri)
         registry = Registry(opened)
         version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
         drift_key = registry.version_key(reference.name, version, layout.DRIFT_REFERENCE)
         drift_reference = registry.store.url(drift_key) if registry.store.exists(drift_key) else None
-    return {"uri": f"models:/{reference.name}/{version}", "version": version, "drift_reference": drift_reference}
+        pinned = f"models:/{reference.name}/{version}"
+        if runtime != "auto":
+            load_scorer(pinned, runtime, registry=opened.uri, approved_only=True)
+    return {"uri": pinned, "version": version, "drift_reference": drift_reference, "runtime": runtime}

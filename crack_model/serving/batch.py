@@ -121,6 +121,7 @@ def score_shard(
     force: bool = False,
     progress: bool = False,
     finalize: bool = True,
+    runtime: str = "auto",
 ) -> ShardReport:
     """Score the keys of one shard of a batch, resuming where an earlier run stopped.
 
@@ -132,6 +133,8 @@ def score_shard(
             scoring path); by default only tile scores are stored and overlays are drawn when asked for.
         force: rescore even if the batch already has ``_SUCCESS``.
         finalize: merge the results if this was the last shard to finish.
+        runtime: the runtime to load ``model`` with when it is a URI or folder (``load_scorer``; default: the
+            fastest approved).
     """
     from tqdm import tqdm
 
@@ -142,7 +145,7 @@ def score_shard(
     if not force and _is_complete(store, batch_id, validated):
         log.info("batch %s is already complete (%s exists); nothing to do", batch_id, layout.SUCCESS)
         return ShardReport(batch_id, shard, "", 0, 0, 0.0, False, already_complete=True)
-    scorer = model if isinstance(model, Scorer) else load_scorer(model, registry=store_uri)
+    scorer = model if isinstance(model, Scorer) else load_scorer(model, runtime, registry=store_uri)
     parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
     done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)

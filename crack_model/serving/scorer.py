@@ -64,6 +64,7 @@ def load_scorer(
     threads: int | None = None,
     *,
     registry: str | os.PathLike[str] | None = None,
+    approved_only: bool = False,
 ) -> Scorer:
     """Load a model folder (local path, ``file://``, ``s3://``) or a registry model with the chosen runtime.
 
@@ -71,7 +72,9 @@ def load_scorer(
     store ``registry`` (default: ``$CRACK_MODEL_REGISTRY``) to one exact version.
     ``runtime="auto"`` picks the fastest approved runtime whose file is present: approved by
     the gate for a registry version, else as the model card lists; otherwise name one of
-    ``keras``, ``litert-fp32``, ``litert-int8``.
+    ``keras``, ``litert-fp32``, ``litert-int8``. With ``approved_only``, a named runtime must be one of the
+    approved too (the nightly DAG's ``runtime`` param: a night is never scored with an export that failed its
+    agreement check).
     """
     gate_approved: list[str] | None = None
     resolved_version: str | None = None
@@ -86,8 +89,8 @@ def load_scorer(
     if resolved_version is not None and card.version != resolved_version:
         msg = f"{uri} resolved to version {resolved_version}, but its model card says {card.version}: re-register it"
         raise CrackModelError(msg)
+    allowed = gate_approved if gate_approved is not None else card.approved_runtimes
     if runtime == "auto":
-        allowed = gate_approved if gate_approved is not None else card.approved_runtimes
         approved = [name for name in RUNTIME_PREFERENCE if name in allowed]
         available = [name for name in approved if (model_dir / RUNTIME_FILES[name]).is_file()]
         if not available:
@@ -95,5 +98,8 @@ def load_scorer(
         runtime = available[0]
     elif runtime not in RUNTIME_FILES:
         raise CrackModelError(f"unknown runtime {runtime!r}: choose auto, {', '.join(RUNTIME_FILES)}")
+    elif approved_only and runtime not in allowed:
+        msg = f"runtime {runtime} is not approved for model {uri} (approved: {', '.join(allowed)}): name one of those"
+        raise CrackModelError(msg + ", or auto for the fastest of them")
     log.info("loading model %s (version %s) with runtime %s", uri, card.version, runtime)
     return Scorer(card=card, runtime=load_runtime(model_dir, runtime, threads), model_dir=model_dir)

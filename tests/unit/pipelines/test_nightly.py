@@ -156,3 +156,33 @@ def test_a_training_pool_kept_from_an_earlier_run_is_brought_up_to_date(tmp_path
 
     files = {str(path.relative_to(pool)): path.read_bytes() for path in pool.rglob("*") if path.is_file()}
     assert files == {"Positive/a.bmp": b"crack two", "Negative/b.bmp": b"clean one", "notes.txt": b"the operator's own"}
+
+
+def test_a_night_scores_with_the_runtime_named_only_if_the_version_is_approved_for_it(tmp_path, trained_model,
+                                                                                      synth_data):  # fmt: skip
+    """The nightly DAG's ``runtime`` param: pinned once, checked against the gate's list, loaded by every shard."""
+    import csv
+    import io
+
+    from crack_model.core import layout
+    from crack_model.pipelines.nightly import finalize_batches, pin_model, score_work_item
+    from crack_model.registry.versions import Registry
+
+    store = LocalStore(tmp_path / "store")
+    registry = Registry(store)
+    version = registry.register(trained_model.output_dir, "crack", actor="tester")
+    registry.add_gate_result("crack", version, report={"decision": "promote"}, html="<p>gate</p>",
+                             approved_runtimes=["litert-fp32", "keras"])  # fmt: skip
+    uri = f"models:/crack/{version}"
+    with pytest.raises(CrackModelError, match=r"runtime litert-int8 is not approved .*litert-fp32, keras"):
+        pin_model(store, uri, "litert-int8")
+    assert pin_model(store, uri)["runtime"] == "auto"
+    pinned = pin_model(store, uri, "keras")
+    assert (pinned["uri"], pinned["runtime"]) == (uri, "keras")
+
+    for path in sorted((synth_data / "Positive").glob("*.jpg"))[:3]:
+        store.write(f"incoming/b1/{path.name}", path.read_bytes())
+    report = score_work_item(store, {"batch_id": "b1", "shard": "0/1"}, pinned["uri"], runtime=pinned["runtime"])
+    finalize_batches(store, [report])
+    rows = list(csv.DictReader(io.StringIO(store.read(layout.results_key("b1", layout.PREDICTIONS)).decode())))
+    assert len(rows) == 3 and {row["runtime"] for row in rows} == {"keras"}  # auto would take litert-fp32
