@@ -14,7 +14,8 @@ and profiling giant, thin and phone-size uploads (``bench/memory_bench.py``). Re
 ``--only nightly`` the nightly path at crack rates of 15% and 50% and on 12 MP photos against the model
 alone (``bench/nightly_bench.py``; ``nightly.json``, ``nightly.md``); ``--only retrain`` retraining with a
 cold and a warm feature cache against the notebook loop (``bench/retrain_bench.py``; ``retrain.json``).
-A whole run does all of them.
+A whole run does all of them. ``--only runtimes [--model DIR]`` prints (b) alone for each runtime of one
+model: whether int8, which scoring's ``auto`` takes, is the fastest on this CPU.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ planning, merging and the run summary run whatever happened upstream (`all_done`
 summary (`runs/<run_id>.json`) names each failed batch and the step that stopped it.
 
 **Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
-`model` (default `models:/crack@champion`), `aws_conn_id` (the AWS connection whose session
+`model` (default `models:/crack@champion`), `runtime` (default `auto`, the fastest the gate approved;
+or one of those named), `aws_conn_id` (the AWS connection whose session
 reaches s3:// stores; its `endpoint_url` extra points at MinIO), `batch_ids` (score just these),
 `release_batches` (score these even though they failed validation: every object still gets a row),
 shard sizing; alerts: `notify_http_conn_id`, `notify_smtp_conn_id` (the Connections alerts go out through;
@@ -100,11 +101,17 @@ def crack_nightly_scoring() -> None:
 
     @task(execution_timeout=timedelta(minutes=10))
     def resolve_model(params: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """Pin the exact model version once, so every shard of the night uses the same one."""
+        """Pin the exact model version and runtime once, so every shard of the night uses the same ones."""
         params = run_params(params)
-        from crack_model.pipelines.nightly import pin_model
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return pin_model(run_store(params), params["model"], params.get("runtime", "auto"))
+        from crack_model.pipelines.nightly import pin_model
+        from crack_model.pipelines.stores import CrackModelError
+
+        try:
+            return pin_model(run_store(params), params["model"], params.get("runtime", "auto"))
+        except CrackModelError as error:  # no such model or alias, a runtime not approved: retrying changes nothing
+            raise AirflowFailException(str(error)) from None
 
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
     def validate_batch(batch_id: str, model: dict[str, str], params: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -250,6 +250,7 @@ def pin_model(store: StoreLike, model_uri: str, runtime: str = "auto") -> dict[s
         reference = parse_model_uri(model_uri)
         registry = Registry(opened)
         version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
+        registry.read_version(reference.name, version)  # a version that is not there fails now, not in every shard
         drift_key = registry.version_key(reference.name, version, layout.DRIFT_REFERENCE)
         drift_reference = registry.store.url(drift_key) if registry.store.exists(drift_key) else None
         pinned = f"models:/{reference.name}/{version}"

@@ -70,6 +70,14 @@ class ShardReport:
     already_complete: bool = False
 
 
+def _earlier_runtimes(store: ObjectStore, parts_prefix: str, done: ShardStats | None) -> set[str]:
+    """The runtimes an earlier attempt at this shard scored with (its marker's, or its parts' rows')."""
+    if done is not None:
+        return {done.runtime} if done.runtime else set()
+    parts = [info.key for info in store.list(parts_prefix + "/") if info.key.endswith(".csv")]
+    return {row["runtime"] for key in parts for row in _read_csv(store.read(key)) if row.get("runtime")}
+
+
 def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None = None) -> str:
     return (
         layout.parts_key(batch_id, model_version)
@@ -149,13 +157,17 @@ def score_shard(
     parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
     done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)
-    if done is not None and done.validated_manifest == validated and not force:
+    earlier = _earlier_runtimes(store, parts_prefix, done) - {scorer.runtime.name}
+    if done is not None and done.validated_manifest == validated and not force and not earlier:
         log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
         report = ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False)
         report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
         return report
 
-    if force:  # start this shard over: stale parts of an earlier run must not be merged
+    if earlier:
+        log.warning("%s of batch %s was scored with %s before: scoring it again with %s, so that the batch has one "
+                    "runtime", shard.name, batch_id, ", ".join(sorted(earlier)), scorer.runtime.name)  # fmt: skip
+    if force or earlier:  # start this shard over: stale parts of an earlier run must not be merged
         for info in list(store.list(parts_prefix + "/")):
             store.delete(info.key)
 

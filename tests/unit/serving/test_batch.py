@@ -593,3 +593,19 @@ def test_an_upload_over_the_size_limit_by_the_time_it_is_read_is_a_row_and_is_ne
     assert [key for key, row in rows.items() if row["status"] != "ok"] == ["incoming/b1/scan.tif"] and len(rows) == 3
     assert too_large in rows["incoming/b1/scan.tif"]["error"]
     assert "incoming/b1/scan.tif" not in loaded_keys
+
+
+@pytest.mark.parametrize("earlier_attempt", ["finished", "killed"])
+def test_a_shard_scored_with_another_runtime_is_scored_again(tmp_path, synth_data, model_dir, earlier_attempt):
+    """A night re-run with another runtime (the DAG's ``runtime`` param) must not merge the first try's rows: a
+    batch's rows all come from one runtime."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    score_shard(str(tmp_path), "b1", model_dir, finalize=False, runtime="litert-fp32", part_rows=2)
+    if earlier_attempt == "killed":  # its parts stay, its _DONE marker never came
+        (done,) = [info.key for info in store.list("results/") if info.key.endswith(layout.DONE)]
+        store.delete(done)
+    report = score_shard(str(tmp_path), "b1", model_dir, runtime="keras")
+    assert report.images == 6 and report.finalized
+    rows = read_predictions(store)
+    assert len(rows) == 6 and {row["runtime"] for row in rows} == {"keras"}
