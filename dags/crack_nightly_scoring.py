@@ -14,13 +14,14 @@ planning, merging and the run summary run whatever happened upstream (`all_done`
 summary (`runs/<run_id>.json`) names each failed batch and the step that stopped it.
 
 **Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
-`model` (default `models:/crack@champion`), `runtime` (default `auto`, the fastest the gate approved;
-or one of those named), `aws_conn_id` (the AWS connection whose session
-reaches s3:// stores; its `endpoint_url` extra points at MinIO), `batch_ids` (score just these),
-`release_batches` (score these even though they failed validation: every object still gets a row),
-shard sizing; alerts: `notify_http_conn_id`, `notify_smtp_conn_id` (the Connections alerts go out through;
-missing ones are skipped with a warning) and `error_rate_alert` (alert when more than this share of a
-finished batch's scored objects failed).
+`model` (default `models:/crack@champion`), `runtime` (default: Variable `crack_runtime`, else
+`auto`, the first the gate approved of int8, fp32, Keras; or one of those named), `aws_conn_id`
+(the AWS connection whose session reaches s3:// stores; its `endpoint_url` extra points at MinIO),
+`batch_ids` (score just these), `release_batches` (score these even though they failed
+validation: every object still gets a row), shard sizing; alerts: `notify_http_conn_id`,
+`notify_smtp_conn_id` (the Connections alerts go out through; missing ones are skipped with a
+warning) and `error_rate_alert` (alert when more than this share of a finished batch's scored
+objects failed).
 
 **Alerts** (`crack_model.pipelines.alerts`, sent by `publish_run_summary` once per run, recorded in
 `alerts/<run_id>.json`): a batch that failed validation, a batch whose PSI is above the drift threshold,
@@ -35,7 +36,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import SCORING_RESULTS
-from crack_ops.hooks import run_params, run_store
+from crack_ops.hooks import RUNTIME_VARIABLE, run_params, run_runtime, run_store
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -63,10 +64,12 @@ from crack_ops.sensors import NewBatchesSensor
         "model": Param("models:/crack@champion", type="string", description="registry model or model folder"),
         "aws_conn_id": Param("aws_default", type="string"),
         "runtime": Param(
-            "auto",
-            enum=["auto", "litert-int8", "litert-fp32", "keras"],
-            description="auto: the fastest approved (int8, fp32, Keras); name an approved one where int8 is "
-            "no faster (README, Runtimes)",
+            None,
+            type=["null", "string"],
+            enum=[None, "auto", "litert-int8", "litert-fp32", "keras"],
+            values_display={"null": "Variable crack_runtime, else auto"},  # "null": "None" would relabel them all
+            description="default: Variable crack_runtime, else auto (the first approved of int8, fp32, Keras); "
+            "name an approved one where int8 is no faster (README, Runtimes)",
         ),
         "batch_ids": Param([], type="array", items={"type": "string"}, description="score only these (default: new)"),
         "max_batches": Param(100, type="integer", minimum=1),
@@ -106,12 +109,15 @@ def crack_nightly_scoring() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.nightly import pin_model
-        from crack_model.pipelines.stores import CrackModelError
+        from crack_model.pipelines.stores import CrackModelError, RuntimeChoiceError
 
+        runtime = run_runtime(params)
         try:
-            return pin_model(run_store(params), params["model"], params.get("runtime", "auto"))
+            return pin_model(run_store(params), params["model"], runtime)
         except CrackModelError as error:  # no such model or alias, a runtime not approved: retrying changes nothing
-            raise AirflowFailException(str(error)) from None
+            from_variable = isinstance(error, RuntimeChoiceError) and not params.get("runtime")
+            source = f" (runtime {runtime!r} from Variable {RUNTIME_VARIABLE})" if from_variable else ""
+            raise AirflowFailException(f"{error}{source}") from None
 
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
     def validate_batch(batch_id: str, model: dict[str, str], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -165,6 +171,7 @@ def crack_nightly_scoring() -> None:
 
     @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))
     def publish_run_summary(
+        model: dict[str, str] | None,
         batch_ids: list[str] | None,
         validations: list[dict[str, Any]] | None,
         work_items: list[dict[str, Any]] | None,
@@ -184,7 +191,7 @@ def crack_nightly_scoring() -> None:
         planned = sorted({item["batch_id"] for item in work_items or []})
         summary = publish(store, run_id or "manual", list(validations or []), list(summaries or []),
                           batch_ids=list(batch_ids or []), planned=planned,
-                          released=list(params["release_batches"]))  # fmt: skip
+                          released=list(params["release_batches"]), model_pinned=model is not None)  # fmt: skip
         undelivered = None
         try:
             notify_run(store, run_id or "manual", summary, list(summaries or []),
@@ -192,12 +199,14 @@ def crack_nightly_scoring() -> None:
                        smtp_conn_id=params["notify_smtp_conn_id"])  # fmt: skip
         except NotificationError as error:  # reported below, after the batches' own state
             undelivered = error
+        also = f"; and {undelivered}" if undelivered else ""
         if summary["incomplete_batches"]:  # the summary is written; the run still shows red for the on-call
             failures = "; ".join(
                 f"{batch}: {summary['failed_batches'][batch]}" for batch in summary["incomplete_batches"]
             )
-            also = f"; and {undelivered}" if undelivered else ""
             raise AirflowFailException(f"batches not finished tonight (the others are done): {failures}{also}")
+        if model is None:  # a quiet night too: a wrong model or runtime must not wait for the next uploads to show
+            raise AirflowFailException(f"no model was pinned tonight: see the resolve_model task log{also}")
         if undelivered is not None:
             raise undelivered  # retried: the summary is rewritten and only the undelivered alerts are sent
         return summary
@@ -207,7 +216,7 @@ def crack_nightly_scoring() -> None:
     work_items = plan_shards(validations)  # type: ignore[arg-type]
     reports = score_shard.partial(model=model).expand(item=work_items)
     summaries = finalize_batches(reports)  # type: ignore[arg-type]
-    publish_run_summary(batches.output, validations, work_items, summaries)  # type: ignore[arg-type]
+    publish_run_summary(model, batches.output, validations, work_items, summaries)  # type: ignore[arg-type]
 
 
 crack_nightly_scoring()

@@ -9,6 +9,10 @@ class CrackModelError(Exception):
     """
 
 
+class RuntimeChoiceError(CrackModelError):
+    """A runtime named for scoring that is unknown, or not approved for the model (the gate's choice)."""
+
+
 class ImageDecodeError(CrackModelError):
     """One image could not be turned into pixels; in a batch it becomes an error row."""
 

@@ -192,19 +192,27 @@ def publish_run_summary(
     batch_ids: list[str] | None = None,
     planned: list[str] | None = None,
     released: list[str] | None = None,
+    model_pinned: bool = True,
 ) -> dict[str, Any]:
     """Write ``runs/<run_id>.json``: what this run validated, skipped, released, scored, and which batches failed.
 
     Written whatever happened upstream (the DAG runs it with ``all_done``): a batch the run found
-    (``batch_ids``) with no validation result failed validating; a planned batch with no summary
-    failed scoring. Each gets a line in ``failed_batches`` with the step and where to look.
+    (``batch_ids``) with no validation result failed validating, or was never started when no model
+    was pinned (``model_pinned`` False); a planned batch with no summary failed scoring. Each gets a
+    line in ``failed_batches`` with the step and where to look.
     """
     validated = {v["batch_id"] for v in validations}
     scored = {s["batch_id"] for s in summaries}
     failed: dict[str, str] = {}
+    unvalidated = (
+        "validation did not finish: see the validate_batch task log for this batch"
+        if model_pinned
+        else "not validated or scored: no model was pinned for tonight (resolve_model failed: e.g. no such model, "
+        "alias or version, or a runtime unknown or not approved): see the resolve_model task log"
+    )
     for batch_id in batch_ids or []:
         if batch_id not in validated:
-            failed[batch_id] = "validation did not finish: see the validate_batch task log for this batch"
+            failed[batch_id] = unvalidated
     for batch_id in planned or []:
         if batch_id not in scored:
             failed[batch_id] = "scoring did not finish: see the score_shard / finalize_batches task logs"

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from crack_model.core.errors import CrackModelError
+from crack_model.core.errors import CrackModelError, RuntimeChoiceError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.s3_store import S3Store
 from crack_model.core.storage import lend_s3_session, open_store
 
 StoreLike = ObjectStore | str | os.PathLike[str]
 
-__all__ = ["CrackModelError", "ObjectStore", "StoreLike", "open_run_store", "step_store"]
+__all__ = ["CrackModelError", "ObjectStore", "RuntimeChoiceError", "StoreLike", "open_run_store", "step_store"]
 
 
 def open_run_store(uri: str, *, session: Any = None, endpoint_url: str | None = None) -> ObjectStore:

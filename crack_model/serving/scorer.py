@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from crack_model.core.cache import cache_root
-from crack_model.core.errors import CrackModelError
+from crack_model.core.errors import CrackModelError, RuntimeChoiceError
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.core.storage import is_remote, open_store
 from crack_model.registry.model_uri import is_model_uri, resolve_model_uri
@@ -97,9 +97,9 @@ def load_scorer(
             raise CrackModelError(f"model {uri} has no approved runtime file (approved: {allowed})")
         runtime = available[0]
     elif runtime not in RUNTIME_FILES:
-        raise CrackModelError(f"unknown runtime {runtime!r}: choose auto, {', '.join(RUNTIME_FILES)}")
+        raise RuntimeChoiceError(f"unknown runtime {runtime!r}: choose auto, {', '.join(RUNTIME_FILES)}")
     elif approved_only and runtime not in allowed:
         msg = f"runtime {runtime} is not approved for model {uri} (approved: {', '.join(allowed)}): name one of those"
-        raise CrackModelError(msg + ", or auto for the fastest of them")
+        raise RuntimeChoiceError(msg + ", or auto for the fastest of them")
     log.info("loading model %s (version %s) with runtime %s", uri, card.version, runtime)
     return Scorer(card=card, runtime=load_runtime(model_dir, runtime, threads), model_dir=model_dir)

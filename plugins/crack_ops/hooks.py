@@ -18,6 +18,8 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from crack_model.pipelines.stores import ObjectStore, open_run_store
 
 STORE_VARIABLE = "crack_store"
+# A deployment's lasting scoring runtime (README, Runtimes): int8 is not the fastest on every CPU.
+RUNTIME_VARIABLE = "crack_runtime"
 DEFAULT_CONNECTION = "aws_default"
 
 
@@ -68,6 +70,20 @@ def run_params(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if params is None:
         raise RuntimeError("this task needs its DAG run's params: call it from a DAG run, not directly")
     return params
+
+
+def run_runtime(params: Mapping[str, Any] | None) -> str:
+    """The runtime this run scores with: its ``runtime`` param, else the Variable ``crack_runtime``, else ``auto``.
+
+    Scheduled runs carry no param, so the Variable is how a deployment keeps, say, ``litert-fp32`` on CPUs
+    where int8 is no faster. The name is checked where the model is pinned, like the param's.
+    """
+    chosen = run_params(params).get("runtime")
+    if chosen:
+        return str(chosen)
+    from airflow.sdk import Variable
+
+    return str(Variable.get(RUNTIME_VARIABLE, default=None) or "").strip() or "auto"
 
 
 def run_store(params: Mapping[str, Any] | None) -> ObjectStore:

@@ -10,9 +10,11 @@ import csv
 import io
 import json
 import os
+from pathlib import Path
 
 import pytest
 
+from crack_model.core import layout
 from crack_model.core.storage import open_store
 from crack_model.registry.versions import Registry
 from demo.airflow_env import airflow_environment, migrate, run_dag
@@ -46,7 +48,10 @@ def world(tmp_path_factory, s3_endpoint, imagenet_weights):
     environment = airflow_environment(
         tmp_path_factory.mktemp("airflow-home"),
         {"AIRFLOW_CONN_CRACK_S3": json.dumps(connection),
-         "CRACK_MODEL_CACHE": str(tmp_path_factory.mktemp("model-cache"))},
+         "CRACK_MODEL_CACHE": str(tmp_path_factory.mktemp("model-cache")),
+         # A deployment's lasting runtime: scheduled nights carry no runtime param (README, Runtimes).
+         # Keras, which auto takes only when no LiteRT export is approved: its rows can come only from here.
+         "AIRFLOW_VAR_CRACK_RUNTIME": "keras"},
     )  # fmt: skip
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
         environment.pop(key, None)
@@ -58,6 +63,9 @@ def world(tmp_path_factory, s3_endpoint, imagenet_weights):
     # cost about a fifth (the base's compute grows with the input's area).
     bad = {**common, "weights": "none", "epochs": 1, "image_size": 96}
     runs["bad"] = run_dag("crack_retraining", bad, environment)
+    # A night whose model version does not exist fails at resolve_model and scores nothing (the batches stay new).
+    missing = {**common, "model": "models:/crack/20991231T000000Z-deadbeef"}
+    runs["no_model"] = run_dag("crack_nightly_scoring", missing, environment)
     runs["scoring"] = run_dag("crack_nightly_scoring", common, environment)
     runs["store"] = store
     yield runs
@@ -103,6 +111,9 @@ def test_nightly_scoring_scores_the_good_batch_with_the_champion(world):
     assert statuses == {"ok", "quarantined"}
     assert sum(row["status"] == "quarantined" for row in rows) == 2
     assert {row["model_version"] for row in rows} == {world["champion_after_good"]}
+    approved = Registry(world["store"]).gate_report("crack", world["champion_after_good"])["approved_runtimes"]
+    assert {"litert-int8", "litert-fp32"} & set(approved), approved  # so auto would not have taken Keras
+    assert {row["runtime"] for row in rows if row["status"] == "ok"} == {"keras"}  # the Variable crack_runtime
     summary = json.loads(store.read(f"results/{NIGHT}/summary.json"))
     assert summary["crack_rate"] == pytest.approx(0.5, abs=0.1)
 
@@ -116,3 +127,19 @@ def test_a_batch_that_fails_validation_is_not_scored(world):
     assert not store.exists("results/blank-frames/_SUCCESS")
     run_summaries = [json.loads(store.read(info.key)) for info in store.list("runs/")]
     assert any("blank-frames" in summary["batches_failed_validation"] for summary in run_summaries)
+
+
+def test_a_night_without_a_model_names_the_cause_for_every_batch(world):
+    """resolve_model fails without retries; the run summary blames it, not validation, and the run shows failed."""
+    run = world["no_model"]
+    assert run["state"] == "failed"
+    assert run["tasks"]["resolve_model"] == "failed"
+    assert run["tasks"]["publish_run_summary"] == "failed"  # the summary is written, then the run turns red
+    store = open_store(world["store"])
+    summary = json.loads(store.read(layout.run_summary_key(run["run_id"])))
+    assert set(summary["incomplete_batches"]) >= {NIGHT, "blank-frames"}
+    for reason in summary["failed_batches"].values():
+        assert reason.startswith("not validated or scored: no model was pinned"), reason
+    assert summary["batches_scored"] == [] and summary["batches_validated"] == 0
+    resolve_log = next(failure["log"] for failure in run["failures"] if failure["task"] == "resolve_model")
+    assert "no registered version 20991231T000000Z-deadbeef" in Path(resolve_log).read_text()

@@ -20,8 +20,10 @@ def resolve_model():
     return module.crack_nightly_scoring().get_task("resolve_model").python_callable
 
 
-def test_a_runtime_the_gate_did_not_approve_fails_the_run_without_retries(tmp_path, trained_model, resolve_model):
-    """AirflowFailException, not a retried error: a refused runtime stays refused."""
+def test_a_runtime_the_gate_did_not_approve_fails_the_run_without_retries(
+    tmp_path, trained_model, resolve_model, monkeypatch
+):
+    """AirflowFailException, not a retried error: a refused runtime stays refused, from the param or the Variable."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from crack_model.core.local_store import LocalStore
@@ -35,6 +37,20 @@ def test_a_runtime_the_gate_did_not_approve_fails_the_run_without_retries(tmp_pa
     with pytest.raises(AirflowFailException, match="runtime litert-int8 is not approved"):
         resolve_model(params={**params, "runtime": "litert-int8"})
     assert resolve_model(params={**params, "runtime": "litert-fp32"})["runtime"] == "litert-fp32"
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_RUNTIME", raising=False)
     assert resolve_model(params=params)["runtime"] == "auto"  # a run triggered before the param existed
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_RUNTIME", "litert-int8")
+    refused_by_variable = r"not approved .*\(runtime 'litert-int8' from Variable crack_runtime\)"
+    with pytest.raises(AirflowFailException, match=refused_by_variable):
+        resolve_model(params={**params, "runtime": None})
+    assert resolve_model(params={**params, "runtime": "keras"})["runtime"] == "keras"  # the param wins
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_RUNTIME", "fp32")
+    with pytest.raises(AirflowFailException, match=r"unknown runtime 'fp32'.*Variable crack_runtime"):
+        resolve_model(params={**params, "runtime": None})
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_RUNTIME", "litert-fp32")
+    with pytest.raises(AirflowFailException) as missing:  # not the runtime's fault: the Variable goes unmentioned
+        resolve_model(params={**params, "runtime": None, "model": "models:/crack/20991231T000000Z-deadbeef"})
+    assert "no registered version" in str(missing.value) and "Variable" not in str(missing.value)
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_RUNTIME")
     with pytest.raises(AirflowFailException, match="no registered version 20991231T000000Z-deadbeef"):
         resolve_model(params={**params, "model": "models:/crack/20991231T000000Z-deadbeef"})

@@ -104,6 +104,16 @@ def test_the_run_summary_names_every_failed_batch_and_why(tmp_path):
     assert stored is not None and stored.failed_batches == summary["failed_batches"]
 
 
+def test_a_night_without_a_pinned_model_blames_the_model_not_validation(tmp_path):
+    """resolve_model failed, so no batch was validated: each found batch's reason says so and where to look."""
+    summary = publish_run_summary(LocalStore(tmp_path), "manual__1", [], [], batch_ids=["a", "b"], planned=[],
+                                  model_pinned=False)  # fmt: skip
+
+    assert summary["incomplete_batches"] == ["a", "b"]
+    for reason in summary["failed_batches"].values():
+        assert reason.startswith("not validated or scored: no model was pinned") and "resolve_model" in reason
+
+
 def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):
     """Batches without _SUCCESS are new; a complete one is new again only if uploads came after its validation."""
     store = uploads(LocalStore(tmp_path), {"done": 1, "late": 1, "open": 1})

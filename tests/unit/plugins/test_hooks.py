@@ -76,3 +76,17 @@ def test_run_store_falls_back_to_the_store_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_STORE", str(tmp_path / "from-variable"))
     store = run_store({"store": None, "aws_conn_id": "aws_default"})
     assert store.uri == str(tmp_path / "from-variable")
+
+
+def test_run_runtime_takes_the_param_then_the_variable_then_auto(monkeypatch):
+    """Scheduled nights carry no runtime param: the Variable crack_runtime is a deployment's lasting choice."""
+    from crack_ops.hooks import run_runtime
+
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_RUNTIME", raising=False)
+    assert run_runtime({"runtime": None}) == "auto"
+    assert run_runtime({}) == "auto"  # a run triggered before the param existed
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_RUNTIME", "litert-fp32")
+    assert run_runtime({"runtime": None}) == "litert-fp32"
+    assert run_runtime({"runtime": "keras"}) == "keras"
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_RUNTIME", "  ")
+    assert run_runtime({"runtime": None}) == "auto"  # a blank Variable is no choice
