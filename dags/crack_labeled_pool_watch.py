@@ -1,9 +1,11 @@
 """
 ### Watch the labeled pool
 
-Hourly: digest the listing of `labeled/` (keys, sizes, ETags). When it changed since the last
-look, emit the `crack_labeled_pool` Asset, which triggers `crack_retraining`. No change, no
-event (the task is skipped).
+Hourly: digest what training reads from `labeled/` (keys, sizes and ETags of the images in class
+folders). When it differs from the digest last recorded, emit the `crack_labeled_pool` Asset, which
+triggers `crack_retraining`, and then record the digest (`labeled/_DIGEST`) in a second task, so a
+run that dies in between announces the change again rather than losing it. No change, no event
+(both tasks are skipped).
 """
 
 from __future__ import annotations
@@ -51,7 +53,15 @@ def crack_labeled_pool_watch() -> None:
         outlet_events[LABELED_POOL].extra = {"store": store.uri, "digest": digest}
         return digest
 
-    detect_pool_change()
+    @task
+    def record_pool_digest(digest: str, params: Mapping[str, Any] | None = None) -> None:
+        """Runs only once the Asset event is recorded (its upstream succeeded): a change is never lost between
+        being recorded and being announced; at worst, announced twice."""
+        from crack_model.pipelines.retraining import record_pool_digest as record
+
+        record(run_store(params), digest)
+
+    record_pool_digest(detect_pool_change())  # type: ignore[arg-type]
 
 
 crack_labeled_pool_watch()

@@ -36,7 +36,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import SCORING_RESULTS
-from crack_ops.hooks import RUNTIME_VARIABLE, run_params, run_runtime, run_store
+from crack_ops.hooks import RUNTIME_VARIABLE, last_try, run_params, run_runtime, run_store
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -124,7 +124,8 @@ def crack_nightly_scoring() -> None:
         """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
         from crack_model.pipelines.nightly import validate_incoming
 
-        return validate_incoming(run_store(params), batch_id, model.get("drift_reference"))
+        return validate_incoming(run_store(params), batch_id, model.get("drift_reference"),
+                                 retry_unanswered=not last_try())  # fmt: skip
 
     # all_done from here on: one batch whose validation or scoring failed never holds back the others.
     @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))
@@ -151,7 +152,8 @@ def crack_nightly_scoring() -> None:
 
         # map_index_template reads this from the context: the grid shows "<batch> <shard>", not a number.
         get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[typeddict-unknown-key]
-        report = score_work_item(run_store(params), item, model["uri"], runtime=model.get("runtime", "auto"))
+        report = score_work_item(run_store(params), item, model["uri"], runtime=model.get("runtime", "auto"),
+                                 retry_unanswered=not last_try())  # fmt: skip
         return {**report, "hostname": socket.gethostname()}
 
     @task(outlets=[SCORING_RESULTS], trigger_rule="all_done", execution_timeout=timedelta(minutes=30))
@@ -199,16 +201,18 @@ def crack_nightly_scoring() -> None:
                        smtp_conn_id=params["notify_smtp_conn_id"])  # fmt: skip
         except NotificationError as error:  # reported below, after the batches' own state
             undelivered = error
-        also = f"; and {undelivered}" if undelivered else ""
-        if summary["incomplete_batches"]:  # the summary is written; the run still shows red for the on-call
+        problems = []  # the summary is written; the run still shows red for the on-call
+        if summary["incomplete_batches"]:
             failures = "; ".join(
                 f"{batch}: {summary['failed_batches'][batch]}" for batch in summary["incomplete_batches"]
             )
-            raise AirflowFailException(f"batches not finished tonight (the others are done): {failures}{also}")
+            problems.append(f"batches not finished tonight (the others are done): {failures}")
         if model is None:  # a quiet night too: a wrong model or runtime must not wait for the next uploads to show
-            raise AirflowFailException(f"no model was pinned tonight: see the resolve_model task log{also}")
-        if undelivered is not None:
-            raise undelivered  # retried: the summary is rewritten and only the undelivered alerts are sent
+            problems.append("no model was pinned tonight: see the resolve_model task log")
+        if undelivered is not None:  # retried: the summary is rewritten and only the undelivered alerts are sent
+            raise NotificationError("; ".join([str(undelivered), *problems])) from undelivered
+        if problems:
+            raise AirflowFailException("; ".join(problems))
         return summary
 
     model = resolve_model()

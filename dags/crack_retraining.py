@@ -111,9 +111,10 @@ from crack_ops.operators import GateOperator
     },
 )
 def crack_retraining() -> None:
-    @task(retries=0, execution_timeout=timedelta(minutes=30))
+    @task(execution_timeout=timedelta(minutes=30))
     def validate_labeled_pool(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Training suite on labeled/ (holdout overlap included); bad data fails at once, no retries."""
+        """Training suite on labeled/ (holdout overlap included); bad data fails at once, without retries (a store
+        that did not answer is retried, as in every task)."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.retraining import PoolValidationError, validate_pool

@@ -13,6 +13,10 @@ class RuntimeChoiceError(CrackModelError):
     """A runtime named for scoring that is unknown, or not approved for the model (the gate's choice)."""
 
 
+class StoreUnansweredError(Exception):
+    """The store did not answer for some objects (not a CrackModelError: retrying is the remedy)."""
+
+
 class ImageDecodeError(CrackModelError):
     """One image could not be turned into pixels; in a batch it becomes an error row."""
 
@@ -40,3 +44,23 @@ def unexpected_failure(error: BaseException) -> str:
         f"could not be processed: unexpected {type(error).__name__} in crack-model ({error}); "
         "the file is kept: report it with the task log to the maintainers"
     )
+
+
+# S3's answers that mean "not now" rather than "not this object" (besides any 5xx).
+_BUSY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"})
+
+
+def store_did_not_answer(error: BaseException) -> bool:
+    """Was this a store that did not answer (no connection, a timeout, a download cut short, a 5xx, throttling)
+    rather than an object it refused? Requests were retried by botocore, a body cut short was not; either way
+    a later attempt may not meet the outage."""
+    from botocore import exceptions as boto
+
+    unanswered = (ConnectionError, TimeoutError, boto.HTTPClientError, boto.ConnectionError,
+                  boto.IncompleteReadError, boto.FlexibleChecksumError)  # fmt: skip
+    if isinstance(error, unanswered):
+        return True
+    if isinstance(error, boto.ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status in (500, 502, 503, 504) or error.response.get("Error", {}).get("Code") in _BUSY_CODES
+    return False

@@ -16,12 +16,13 @@ from typing import Any
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, read_success_marker
-from crack_model.core.errors import CrackModelError
+from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.core.uploads import list_uploads, unusable_batch_folders, within_size_limit
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
+from crack_model.quality.profile import ProfileConfig
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
 from crack_model.registry.versions import Registry
 from crack_model.serving.batch import finalize_batch, score_shard
@@ -31,14 +32,22 @@ log = logging.getLogger(__name__)
 
 
 def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
-    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order."""
+    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order.
+
+    Beyond ``limit``, batches never validated come first: batches that failed validation stay new (they are
+    validated again each night until released or fixed) and must not keep fresh uploads waiting.
+    """
     store = open_store(store)
     unusable = unusable_batch_folders(store)
     for name, reason in unusable.items():
         log.warning("ignoring folder incoming/%s: %s", name, reason)  # and the run's alerts name it
     batch_ids = [name for name in store.folders(layout.INCOMING) if name not in unusable]
     new = [batch_id for batch_id in batch_ids if _is_new(store, batch_id)]
-    return new[:limit] if limit else new
+    if not limit or len(new) <= limit:
+        return new
+    seen = {batch_id for batch_id in new if store.exists(layout.validation_key(batch_id, layout.OUTCOME))}
+    chosen = set(sorted(new, key=lambda batch_id: batch_id in seen)[:limit])  # stable: name order within each
+    return [batch_id for batch_id in new if batch_id in chosen]
 
 
 def _is_new(store: ObjectStore, batch_id: str) -> bool:
@@ -107,12 +116,17 @@ def finalize_batches(store: StoreLike, shard_reports: list[dict[str, Any]]) -> l
     for report in shard_reports:
         by_batch.setdefault(report["batch_id"], []).append(report)
     summaries = []
+    unanswered: Exception | None = None
     for batch_id, reports in sorted(by_batch.items()):
         # One batch that cannot be merged (a shard failed for good) must not keep the others unfinished.
         try:
             summaries.append(_finalize_one(store, batch_id, reports))
-        except Exception as error:
+        except Exception as error:  # this batch cannot finish tonight (the run summary names it), unless...
             log.error("batch %s not finalized: %s: %s", batch_id, type(error).__name__, error)
+            if store_did_not_answer(error):  # ...the store did not answer: raised after the others, and retried
+                unanswered = unanswered or error
+    if unanswered is not None:
+        raise unanswered  # a retry merges again: batches finished already are merged to the same files
     return summaries
 
 
@@ -167,10 +181,17 @@ def _holds(target: Path, info: ObjectInfo) -> bool:
         return hashlib.file_digest(handle, "md5").hexdigest() == info.etag
 
 
-def validate_incoming(store: StoreLike, batch_id: str, drift_reference: str | None = None) -> dict[str, Any]:
-    """Run the incoming suite on a batch; a small dict for XCom (the full report is in validation/)."""
+def validate_incoming(
+    store: StoreLike, batch_id: str, drift_reference: str | None = None, *, retry_unanswered: bool = False
+) -> dict[str, Any]:
+    """Run the incoming suite on a batch; a small dict for XCom (the full report is in validation/).
+
+    ``retry_unanswered``: an object the store did not answer for fails the step (to be retried) instead of being
+    quarantined as unreadable (the last try's choice: every object still ends as a row).
+    """
     with step_store(store) as opened:
-        outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference)
+        outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference,
+                                 profile_config=ProfileConfig(retry_unanswered=retry_unanswered))  # fmt: skip
     log.info("%s", outcome.summary())
     drift = outcome.drift or {}
     return {
@@ -198,10 +219,15 @@ def publish_run_summary(
 
     Written whatever happened upstream (the DAG runs it with ``all_done``): a batch the run found
     (``batch_ids``) with no validation result failed validating, or was never started when no model
-    was pinned (``model_pinned`` False); a planned batch with no summary failed scoring. Each gets a
-    line in ``failed_batches`` with the step and where to look.
+    was pinned (``model_pinned`` False); a batch to be scored (passed validation or released, or
+    planned) with no summary failed planning or scoring. Each gets a line in ``failed_batches`` with
+    the step and where to look.
     """
+    store = open_store(store)
     validated = {v["batch_id"] for v in validations}
+    wanted = set(planned or []) | set(batches_to_score(validations, released))
+    # A batch merged before finalize_batches failed for good (the store stopped answering) is complete all the same.
+    summaries = [*summaries, *_completed_summaries(store, wanted - {s["batch_id"] for s in summaries})]
     scored = {s["batch_id"] for s in summaries}
     failed: dict[str, str] = {}
     unvalidated = (
@@ -213,9 +239,9 @@ def publish_run_summary(
     for batch_id in batch_ids or []:
         if batch_id not in validated:
             failed[batch_id] = unvalidated
-    for batch_id in planned or []:
+    for batch_id in wanted:
         if batch_id not in scored:
-            failed[batch_id] = "scoring did not finish: see the score_shard / finalize_batches task logs"
+            failed[batch_id] = "scoring did not finish: see the plan_shards / score_shard / finalize_batches task logs"
     incomplete = sorted(failed)
     for v in validations:
         if v["outcome"] == "failed" and v["batch_id"] not in set(released or ()):
@@ -234,7 +260,7 @@ def publish_run_summary(
         failed_batches=dict(sorted(failed.items())),
         incomplete_batches=incomplete,
     )
-    summary.write(open_store(store), layout.run_summary_key(run_id))
+    summary.write(store, layout.run_summary_key(run_id))
     log.info(
         "run %s: %d batch(es) scored, %d failed, %d objects, %d cracks",
         run_id, len(summary.batches_scored), len(summary.failed_batches), summary.objects_scored, summary.cracks,
@@ -242,6 +268,16 @@ def publish_run_summary(
     for batch_id, reason in summary.failed_batches.items():
         log.warning("batch %s: %s", batch_id, reason)
     return summary.as_dict()
+
+
+def _completed_summaries(store: ObjectStore, batch_ids: set[str]) -> list[dict[str, Any]]:
+    """The stored summaries of those batches that are complete (``_SUCCESS`` without late uploads)."""
+    found = []
+    for batch_id in sorted(batch_id for batch_id in batch_ids if not _is_new(store, batch_id)):
+        summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
+        if summary is not None:
+            found.append(summary.as_dict())
+    return found
 
 
 def pin_model(store: StoreLike, model_uri: str, runtime: str = "auto") -> dict[str, Any]:

@@ -37,7 +37,7 @@ from crack_model.pipelines.nightly import download_labeled
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import load_hashes, validate_labeled
-from crack_model.quality.profile import profile_labeled
+from crack_model.quality.profile import ProfileConfig, labeled_objects, profile_labeled
 from crack_model.registry.model_uri import fetch_version
 from crack_model.registry.versions import Registry
 from crack_model.training.train import train
@@ -61,9 +61,10 @@ def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_ur
     """
     with step_store(store) as opened:
         holdout = set() if not opened.folders(HOLDOUT) else load_hashes(opened.url(HOLDOUT).rstrip("/"))
-        outcome = validate_labeled(
-            opened.uri, LABELED, name=name, holdout_hashes=holdout, write_reference_uri=write_reference_uri
-        )
+        # A store that did not answer fails the step (retried) rather than leaving photos out of training.
+        outcome = validate_labeled(opened.uri, LABELED, name=name, holdout_hashes=holdout,
+                                   write_reference_uri=write_reference_uri,
+                                   profile_config=ProfileConfig(retry_unanswered=True))  # fmt: skip
     log.info("%s", outcome.summary())
     if not outcome.passed:
         raise PoolValidationError(f"the labeled pool failed validation: {'; '.join(outcome.reasons)}")
@@ -309,20 +310,27 @@ def _views(settings: Mapping[str, Any]) -> int:
 
 
 def pool_digest(store: StoreLike) -> str:
-    """A digest of the labeled pool's listing (keys, sizes, ETags): changes when the pool does."""
+    """A digest of what training reads from the pool (keys, sizes, ETags of the images in class folders).
+
+    The recorded digest itself (``labeled/_DIGEST``) and files training ignores are left out: on S3 the digest
+    object's own ETag changed with every recording, so an unchanged pool read as changed every hour.
+    """
     digest = hashlib.sha256()
-    for info in open_store(store).list(LABELED + "/"):
-        if not layout.is_marker(info.key):
-            digest.update(f"{info.key}\t{info.size}\t{info.etag or ''}\n".encode())
+    for info in labeled_objects(open_store(store), LABELED):
+        digest.update(f"{info.key}\t{info.size}\t{info.etag or ''}\n".encode())
     return digest.hexdigest()
 
 
 def labeled_pool_changed(store: StoreLike) -> str | None:
-    """The new digest if the pool changed since the last call (and record it), else None."""
+    """The pool's digest if it differs from the last recorded one, else None. Records nothing: the caller
+    records it (``record_pool_digest``) once the change is announced, so a run that dies in between announces
+    it again instead of losing it."""
     store = open_store(store)
     current = pool_digest(store)
     previous = store.read(POOL_DIGEST_KEY).decode().strip() if store.exists(POOL_DIGEST_KEY) else None
-    if current == previous:
-        return None
-    store.write(POOL_DIGEST_KEY, current.encode())
-    return current
+    return None if current == previous else current
+
+
+def record_pool_digest(store: StoreLike, digest: str) -> None:
+    """Remember ``digest`` as the pool's last announced state."""
+    open_store(store).write(POOL_DIGEST_KEY, digest.encode())

@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
-from crack_model.core.errors import CrackModelError, ImageDecodeError, described, unexpected_failure
+from crack_model.core.errors import (
+    CrackModelError,
+    ImageDecodeError,
+    StoreUnansweredError,
+    described,
+    store_did_not_answer,
+    unexpected_failure,
+)
 from crack_model.core.file_signatures import FormatNotAcceptedError
 from crack_model.core.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -72,6 +79,8 @@ class ProfileConfig:
         max_pixels: larger images are not decoded (the same limit scoring applies).
         max_in_flight_bytes: memory for images being decoded at once (a validation worker has 1 GiB).
         decode_threads: threads decoding (default: one per core).
+        retry_unanswered: an object the store did not answer for raises ``StoreUnansweredError`` (the caller
+            retries the whole step) instead of becoming a row that cannot be read.
     """
 
     workers: int | None = None
@@ -80,6 +89,7 @@ class ProfileConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_in_flight_bytes: int = 384 * 2**20
     decode_threads: int | None = None
+    retry_unanswered: bool = False
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -181,6 +191,8 @@ def _fetch_and_inspect(key: str, fetch: Fetch, config: ProfileConfig, label: str
         row["decode_error"] = f"cannot read: {error}"
         return _Inspected(row)
     except Exception as error:  # network and permission errors must not sink the batch
+        if config.retry_unanswered and store_did_not_answer(error):
+            raise StoreUnansweredError(f"the store did not answer for {key}: {described(error)}") from error
         row = empty_row(key, label)
         row["decode_error"] = f"cannot read: {described(error)}"
         return _Inspected(row)

@@ -225,6 +225,7 @@ class AliasOperations(ABC):
             if current is None or len(lineage) < 2:
                 raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
             target = lineage[-2]
+            self.read_version(name, target)  # removed from the store: nights and gates would fail on it
             gate = self.gate_report(name, target)
             decision = gate.get("decision") if gate else None
             return AuditEntry(state.revision + 1, "rollback", CHAMPION, current, target, actor, run_id, reason,

@@ -34,7 +34,7 @@ from crack_model.core.documents import (
     quarantined_objects,
     read_success_marker,
 )
-from crack_model.core.errors import CrackModelError
+from crack_model.core.errors import CrackModelError, StoreUnansweredError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, open_store
 from crack_model.core.uploads import (
@@ -130,6 +130,7 @@ def score_shard(
     progress: bool = False,
     finalize: bool = True,
     runtime: str = "auto",
+    retry_unanswered: bool = False,
 ) -> ShardReport:
     """Score the keys of one shard of a batch, resuming where an earlier run stopped.
 
@@ -143,6 +144,8 @@ def score_shard(
         finalize: merge the results if this was the last shard to finish.
         runtime: the runtime to load ``model`` with when it is a URI or folder (``load_scorer``; default: the
             fastest approved).
+        retry_unanswered: objects the store did not answer get no row; once the others' are written,
+            ``StoreUnansweredError`` is raised and a retry reads just them (False, the last try: error rows).
     """
     from tqdm import tqdm
 
@@ -210,8 +213,12 @@ def score_shard(
     sizes = {info.key: info.size for info in uploads if info.size and not info.problem}  # bounds fetched bytes
     workers = workers or fetch_threads(store)
     scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
+    unanswered: list[ImageScore] = []
     with closing(scores):  # a failed write stops scoring here and now, not when the garbage collector gets to it
         for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
+            if retry_unanswered and score.unanswered:
+                unanswered.append(score)
+                continue
             if overlays and score.status == "ok" and score.label == scorer.card.crack_class:
                 _write_overlay(store, batch_id, score, scorer.card.threshold)
             pending.append(result_row(score, scorer))
@@ -220,6 +227,10 @@ def score_shard(
                 write_part()
     if pending:
         write_part()
+    if unanswered:
+        raise StoreUnansweredError(f"the store did not answer for {len(unanswered)} object(s) of {shard.name} of "
+                                   f"batch {batch_id} ({unanswered[0].key}: {unanswered[0].error}); the rest is kept: "
+                                   "a retry reads just them")  # fmt: skip
     seconds = time.perf_counter() - started
     listed = [info.key for info in store.list(parts_prefix + "/")]
     timings = [PartStats.read(store, key) for key in listed if key.endswith(".json")]

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crack_model.core.concurrency import consecutive_runs, map_bounded
-from crack_model.core.errors import CrackModelError, ImageDecodeError, described, unexpected_failure
+from crack_model.core.errors import (
+    CrackModelError,
+    ImageDecodeError,
+    described,
+    store_did_not_answer,
+    unexpected_failure,
+)
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
 from crack_model.core.jpeg_fast import decode_clean_jpeg, decodes_fast
 from crack_model.core.model_card import ModelCard
@@ -80,6 +86,8 @@ class ImageScore:
     confirmation: float | None = None
     # How the image was changed to be scored (e.g. downscaled to stay within the tile budget).
     note: str = ""
+    # The store did not answer for it (errors.store_did_not_answer): a later attempt may read it.
+    unanswered: bool = False
 
 
 @dataclass
@@ -146,6 +154,7 @@ def fetch_object(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max
         return _Fetched(score)
     except Exception as error:  # network and permission errors must not sink the batch
         score.status, score.error = "error", f"cannot read: {described(error)}"
+        score.unanswered = store_did_not_answer(error)
         return _Fetched(score)
     score.size = len(data)
     score.sha256 = hashlib.sha256(data).hexdigest()

@@ -72,6 +72,15 @@ def run_params(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return params
 
 
+def last_try() -> bool:
+    """Is the running task on its last try? Objects the store did not answer for wait for a retry until then, and
+    then become rows with the reason (every upload ends as one row)."""
+    from airflow.sdk import get_current_context
+
+    ti = get_current_context()["ti"]
+    return bool(ti.try_number > ti.max_tries)
+
+
 def run_runtime(params: Mapping[str, Any] | None) -> str:
     """The runtime this run scores with: its ``runtime`` param, else the Variable ``crack_runtime``, else ``auto``.
 

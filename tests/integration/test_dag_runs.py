@@ -67,6 +67,8 @@ def world(tmp_path_factory, s3_endpoint, imagenet_weights):
     missing = {**common, "model": "models:/crack/20991231T000000Z-deadbeef"}
     runs["no_model"] = run_dag("crack_nightly_scoring", missing, environment)
     runs["scoring"] = run_dag("crack_nightly_scoring", common, environment)
+    # The pool watch on S3, where every object has an ETag (its recorded digest's too): announced once, then quiet.
+    runs["watch"] = [run_dag("crack_labeled_pool_watch", common, environment) for _ in range(2)]
     runs["store"] = store
     yield runs
     for key, value in saved.items():
@@ -143,3 +145,11 @@ def test_a_night_without_a_model_names_the_cause_for_every_batch(world):
     assert summary["batches_scored"] == [] and summary["batches_validated"] == 0
     resolve_log = next(failure["log"] for failure in run["failures"] if failure["task"] == "resolve_model")
     assert "no registered version 20991231T000000Z-deadbeef" in Path(resolve_log).read_text()
+
+
+def test_the_pool_watch_announces_a_pool_once(world):
+    """First look: the pool is new, the Asset event goes out, then the digest is recorded; next look: no change."""
+    first, again = world["watch"]
+    assert first["state"] == again["state"] == "success"
+    assert first["tasks"] == {"detect_pool_change": "success", "record_pool_digest": "success"}
+    assert again["tasks"] == {"detect_pool_change": "skipped", "record_pool_digest": "skipped"}

@@ -197,3 +197,18 @@ def test_s3_url_of_a_folder_still_works_now_that_object_keys_refuse_a_trailing_s
     """url("incoming/b1/") names the batch folder (validation records it as its source) and does not raise."""
     store = open_store(f"s3://{s3_bucket}/root")
     assert store.url("incoming/b1/") == f"s3://{s3_bucket}/root/incoming/b1"
+
+
+def test_s3_an_unchanged_labeled_pool_is_announced_once(s3_bucket, s3_env):
+    """On S3 every object has an ETag, the recorded digest's too: recording it must not make the pool look changed."""
+    from crack_model.pipelines.retraining import labeled_pool_changed, record_pool_digest
+
+    store = open_store(f"s3://{s3_bucket}/watch")
+    store.write("labeled/Positive/a.jpg", b"crack")
+    store.write("labeled/Negative/b.jpg", b"clean")
+    digest = labeled_pool_changed(store)
+    assert digest is not None
+    record_pool_digest(store, digest)
+    assert [labeled_pool_changed(store) for _ in range(3)] == [None, None, None]
+    store.write("labeled/Negative/b.jpg", b"cleaN")  # the same size, other bytes: only the ETag tells
+    assert labeled_pool_changed(store) not in (None, digest)

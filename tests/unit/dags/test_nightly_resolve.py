@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-DAG_FILE = Path(__file__).resolve().parents[3] / "dags" / "crack_nightly_scoring.py"
+from tests.unit.dags.nightly_dag import nightly_task
 
 
 @pytest.fixture(scope="module")
 def resolve_model():
     """The task's own function, from the DAG file as Airflow parses it."""
-    spec = importlib.util.spec_from_file_location("crack_nightly_scoring_under_test", DAG_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.crack_nightly_scoring().get_task("resolve_model").python_callable
+    return nightly_task("resolve_model")
 
 
 def test_a_runtime_the_gate_did_not_approve_fails_the_run_without_retries(

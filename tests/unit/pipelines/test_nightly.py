@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crack_model.core import layout
 from crack_model.core.documents import BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
@@ -112,6 +113,81 @@ def test_a_night_without_a_pinned_model_blames_the_model_not_validation(tmp_path
     assert summary["incomplete_batches"] == ["a", "b"]
     for reason in summary["failed_batches"].values():
         assert reason.startswith("not validated or scored: no model was pinned") and "resolve_model" in reason
+
+
+def test_a_batch_that_passed_validation_but_was_never_planned_is_named(tmp_path):
+    """plan_shards failed for good (the store did not answer): the batches it should have planned are not done."""
+    validations = [{"batch_id": "a", "outcome": "passed", "reasons": []},
+                   {"batch_id": "b", "outcome": "failed", "reasons": ["blank"]},
+                   {"batch_id": "c", "outcome": "failed", "reasons": ["blank"]}]  # fmt: skip
+
+    summary = publish_run_summary(LocalStore(tmp_path), "manual__1", validations, [], batch_ids=["a", "b", "c"],
+                                  planned=[], released=["c"])  # fmt: skip
+
+    assert summary["incomplete_batches"] == ["a", "c"]
+    assert summary["failed_batches"]["a"].startswith("scoring did not finish: see the plan_shards")
+    assert summary["failed_batches"]["b"].startswith("failed validation")
+
+
+def test_a_batch_merged_before_finalizing_failed_counts_as_scored(tmp_path):
+    """finalize_batches failed for good after merging some batches: their _SUCCESS says they are done."""
+    store = LocalStore(tmp_path)
+    merged = BatchSummary(
+        batch_id="merged", model_version="V1", runtime="keras", threshold=0.5, objects=3, status_counts={"ok": 3},
+        label_counts={}, crack_class="Positive", cracks=1, crack_rate=1 / 3, shards=1, scoring_seconds=1.0,
+        throughput_images_per_second=3.0, finished_at="2026-11-24T03:00:00Z",
+    )  # fmt: skip
+    for name in (layout.SUMMARY, layout.SUCCESS):
+        merged.write(store, layout.results_key("merged", name))
+    validations = [{"batch_id": b, "outcome": "passed", "reasons": []} for b in ("merged", "unmerged")]
+
+    summary = publish_run_summary(store, "manual__1", validations, [], batch_ids=["merged", "unmerged"],
+                                  planned=["merged", "unmerged"])  # fmt: skip
+
+    assert summary["batches_scored"] == ["merged"] and summary["cracks"] == 1
+    assert summary["incomplete_batches"] == ["unmerged"]
+
+
+def test_finalizing_retries_a_store_that_did_not_answer_but_not_a_batch_that_cannot_finish(tmp_path, monkeypatch):
+    """A batch whose shards failed is left for the run summary; a store error is raised after the other batches,
+    so Airflow retries the task (merging again is idempotent)."""
+    from crack_model.pipelines import nightly
+    from crack_model.serving.batch import ShardsIncompleteError
+
+    merged = []
+
+    def finalize_one(store, batch_id, reports):
+        if batch_id == "b":
+            raise ConnectionError("the store did not answer")
+        if batch_id == "c":
+            raise ShardsIncompleteError("shard 0/1 of batch c has not finished")
+        if batch_id == "e":
+            raise KeyError("a damaged part: retrying will not mend it")
+        merged.append(batch_id)
+        return {"batch_id": batch_id}
+
+    monkeypatch.setattr(nightly, "_finalize_one", finalize_one)
+    reports = [{"batch_id": batch_id, "shard": "0/1"} for batch_id in ("a", "b", "c", "d", "e")]
+    with pytest.raises(ConnectionError, match="did not answer"):
+        nightly.finalize_batches(LocalStore(tmp_path), reports)
+    assert merged == ["a", "d"]
+    assert nightly.finalize_batches(LocalStore(tmp_path), [r for r in reports if r["batch_id"] != "b"]) == [
+        {"batch_id": "a"},
+        {"batch_id": "d"},
+    ]
+    monkeypatch.setattr(nightly, "_finalize_one", lambda store, batch_id, reports: {"batch_id": batch_id})
+    assert nightly.finalize_batches(LocalStore(tmp_path), reports) == [{"batch_id": b} for b in "abcde"]
+
+
+def test_batches_that_failed_validation_before_do_not_hold_new_ones_back(tmp_path):
+    """Failed batches stay new night after night; past the limit, those never validated are taken first."""
+    store = uploads(LocalStore(tmp_path), {"2026-01-01": 1, "2026-01-02": 1, "2026-03-01": 1, "2026-03-02": 1})
+    for old in ("2026-01-01", "2026-01-02"):
+        store.write(f"validation/{old}/outcome.json", b'{"outcome": "failed"}')
+
+    assert find_new_batches(store, limit=2) == ["2026-03-01", "2026-03-02"]
+    assert find_new_batches(store, limit=3) == ["2026-01-01", "2026-03-01", "2026-03-02"]
+    assert find_new_batches(store) == ["2026-01-01", "2026-01-02", "2026-03-01", "2026-03-02"]
 
 
 def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):

@@ -62,3 +62,13 @@ def test_without_an_earlier_champion_there_is_nothing_to_roll_back_to(store):
     with pytest.raises(CrackModelError, match="no previous champion"):
         roll_back_champion(store, "crack", reason="second", actor="alice", run_id="r2")
     assert Registry(store).aliases("crack").get("champion") == FIRST
+
+
+def test_a_rollback_to_a_version_no_longer_in_the_store_is_refused(store):
+    """A version removed by hand or by a lifecycle rule: pointing the champion at it would fail every night and gate."""
+    from crack_model.registry.naming import VERSION_MARKER
+
+    store.delete(Registry(store).version_key("crack", FIRST, VERSION_MARKER))
+    with pytest.raises(CrackModelError, match=f"no registered version {FIRST}"):
+        roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="r")
+    assert Registry(store).aliases("crack").get("champion") == SECOND

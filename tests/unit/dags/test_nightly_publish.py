@@ -1,0 +1,54 @@
+"""The nightly DAG's publish_run_summary task: when the run turns red, and when its failure is retried."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.core.local_store import LocalStore
+from tests.unit.dags.nightly_dag import nightly_task
+from tests.unit.plugins.test_notifications import no_connections, webhook  # noqa: F401
+
+MODEL = {"uri": "models:/crack/v1", "version": "v1", "drift_reference": None, "runtime": "auto"}
+VALIDATIONS = [{"batch_id": "blank", "outcome": "failed", "reasons": ["every image is blank"]},
+               {"batch_id": "unplanned", "outcome": "passed", "reasons": []}]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def publish():
+    return nightly_task("publish_run_summary")
+
+
+def params(store: LocalStore) -> dict:
+    return {"store": str(store.root), "aws_conn_id": "aws_default", "release_batches": [], "error_rate_alert": 0.05,
+            "notify_http_conn_id": "crack_notify_http", "notify_smtp_conn_id": "crack_notify_smtp"}  # fmt: skip
+
+
+def test_a_quiet_night_without_a_model_is_red(tmp_path, publish, no_connections):  # noqa: F811
+    """No upload came, but resolve_model failed: the run must not look fine until the next batch."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    store = LocalStore(tmp_path)
+    quiet = {"batch_ids": None, "validations": None, "work_items": None, "summaries": None}
+    assert publish(model=MODEL, **quiet, params=params(store), run_id="r1")["failed_batches"] == {}
+    with pytest.raises(AirflowFailException, match="no model was pinned tonight"):
+        publish(model=None, **quiet, params=params(store), run_id="r2")
+
+
+def test_an_undelivered_alert_is_retried_even_when_batches_did_not_finish(tmp_path, publish, webhook):  # noqa: F811
+    """A retryable error first (the retry sends what is missing), naming the unfinished batch; once the alerts are
+    out, a failure without retries for the batch."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from crack_ops.notifications import NotificationError
+
+    store = LocalStore(tmp_path)
+    night = {"model": MODEL, "batch_ids": ["blank", "unplanned"], "validations": VALIDATIONS, "work_items": None,
+             "summaries": []}  # fmt: skip
+    webhook.status = 500
+    with pytest.raises(NotificationError) as undelivered:
+        publish(**night, params=params(store), run_id="r1")
+    assert "batch_failed_validation:blank" in str(undelivered.value)
+    assert "unplanned: scoring did not finish" in str(undelivered.value)
+    webhook.status = 204
+    with pytest.raises(AirflowFailException, match="unplanned: scoring did not finish: see the plan_shards"):
+        publish(**night, params=params(store), run_id="r1")
+    assert [alert["kind"] for alert in webhook.received] == ["batch_failed_validation"]

@@ -1,0 +1,41 @@
+"""The nightly DAG's validate_batch and score_shard tasks: objects the store did not answer for wait for a retry,
+until the task's last try, when they become rows with the reason."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tests.unit.dags.nightly_dag import nightly_task
+
+MODEL = {"uri": "models:/crack/v1", "version": "v1", "drift_reference": None, "runtime": "auto"}
+
+
+@pytest.mark.parametrize(("try_number", "max_tries", "retry"), [(1, 3, True), (3, 3, True), (4, 3, False),
+                                                                (1, 0, False)])  # fmt: skip
+def test_only_the_last_try_turns_an_unanswered_object_into_a_row(tmp_path, monkeypatch, try_number, max_tries, retry):
+    import airflow.sdk
+
+    from crack_model.pipelines import nightly
+
+    context = {"ti": SimpleNamespace(try_number=try_number, max_tries=max_tries)}
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
+    calls = {}
+
+    def score_work_item(store, item, model_uri, **options):
+        calls["score_shard"] = options
+        return {"batch_id": item["batch_id"]}
+
+    def validate_incoming(store, batch_id, drift_reference, **options):
+        calls["validate_batch"] = options
+        return {"batch_id": batch_id}
+
+    monkeypatch.setattr(nightly, "score_work_item", score_work_item)
+    monkeypatch.setattr(nightly, "validate_incoming", validate_incoming)
+    params = {"store": str(tmp_path), "aws_conn_id": "aws_default"}
+    nightly_task("score_shard")(item={"batch_id": "b1", "shard": "0/1"}, model=MODEL, params=params)
+    nightly_task("validate_batch")(batch_id="b1", model=MODEL, params=params)
+
+    assert calls["score_shard"]["retry_unanswered"] is retry
+    assert calls["validate_batch"]["retry_unanswered"] is retry
