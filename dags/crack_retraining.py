@@ -141,7 +141,7 @@ def crack_retraining() -> None:
         candidate_version=candidate["version"],  # type: ignore[index]
         store="{{ params.store }}",
         aws_conn_id="{{ params.aws_conn_id }}",
-        model_name="{{ params.model_name }}",
+        model_name=candidate["model_name"],  # type: ignore[index]  # as registered: "{{ }}" would turn "2026" into 2026
         holdout="{{ params.holdout }}",
         policy="{{ params.policy }}",
         promote="{{ params.promote }}",  # type: ignore[arg-type]

@@ -97,7 +97,7 @@ def train_and_register(
         work_dir: where the pool and the model are written (default: a temporary folder).
 
     Returns:
-        The candidate's ``version``, ``model_uri``, threshold and split metrics (XCom-sized).
+        The candidate's ``model_name``, ``version``, ``model_uri``, threshold and split metrics (XCom-sized).
     """
     data, model, training = retrain_config(settings)
     with tempfile.TemporaryDirectory(prefix="crack-retrain-") as scratch:
@@ -227,6 +227,7 @@ def train_candidate(
                          reason="newly trained candidate, awaiting the gate")  # fmt: skip
     test = run.metrics.get("test") or run.metrics["validation"]
     return {
+        "model_name": name,
         "version": version,
         "threshold": run.card.threshold,
         "approved_runtimes": run.card.approved_runtimes,

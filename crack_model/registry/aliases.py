@@ -96,6 +96,10 @@ class AliasOperations(ABC):
     def gate_report(self, name: str, version: str) -> dict[str, Any] | None:
         """The version's stored gate report, if it was gated."""
 
+    @abstractmethod
+    def check_serving_files(self, name: str, version: str) -> None:
+        """Raise unless every file scoring reads from the version is in the store at its registered size."""
+
     def aliases(self, name: str = DEFAULT_NAME) -> AliasState:
         """The current aliases and the last change of each (all unset if nothing was ever promoted)."""
         key = join_key(self.model_prefix(name), ALIASES_FILE)
@@ -225,7 +229,7 @@ class AliasOperations(ABC):
             if current is None or len(lineage) < 2:
                 raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
             target = lineage[-2]
-            self.read_version(name, target)  # removed from the store: nights and gates would fail on it
+            self.check_serving_files(name, target)  # removed or cut short: nights and gates would fail on it
             gate = self.gate_report(name, target)
             decision = gate.get("decision") if gate else None
             return AuditEntry(state.revision + 1, "rollback", CHAMPION, current, target, actor, run_id, reason,

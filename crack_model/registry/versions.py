@@ -38,7 +38,7 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
+from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, SPLIT_NAME, ModelCard
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
@@ -191,6 +191,29 @@ class Registry(AliasOperations):
             msg = f"model {name} has no registered version {version} in {self.uri} (latest: {known})"
             raise VersionNotFoundError(msg)
         return dict(json.loads(self.store.read(key)))
+
+    def check_serving_files(self, name: str, version: str) -> None:
+        """Raise unless the card and every runtime file of the version are in the store at their registered size.
+
+        A listing's worth of requests, no download: what a rollback checks before pointing nights at a version.
+        """
+        files = self.read_version(name, version).get("files", {})
+        broken = []
+        for file_name in (CARD_NAME, *RUNTIME_FILES.values()):
+            if file_name not in files:
+                continue  # never registered (an export that was not approved): nothing will ask for it
+            info = self.store.head(self.version_key(name, version, file_name))
+            registered = files[file_name].get("size")
+            if info is None:
+                broken.append(f"{file_name} is gone")
+            elif registered is not None and info.size != registered:
+                broken.append(f"{file_name} has {info.size} bytes, {registered} when registered")
+        if broken:
+            msg = (
+                f"{self.version_url(name, version)} cannot serve: {'; '.join(broken)}. Restore the files from a "
+                "backup, or register and promote another version"
+            )
+            raise CrackModelError(msg)
 
     def version_names(self, name: str) -> list[str]:
         """Versions with a ``version.json``, oldest first (training versions sort by time)."""

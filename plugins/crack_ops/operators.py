@@ -15,9 +15,11 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
     """Run the retraining's gate step on a registered candidate; push the decision summary to XCom.
 
     The decision (``promote`` or ``reject``) is data, not a task failure: a rejected candidate
-    leaves the champion untouched and the task succeeds. Pass the candidate as an XComArg
-    (``candidate_version=train_candidate(...)["version"]``); templated fields render as native
-    values, so ``promote="{{ params.promote }}"`` is a boolean.
+    leaves the champion untouched and the task succeeds. Pass the candidate and its model name as
+    XComArgs (``candidate_version=candidate["version"]``, ``model_name=candidate["model_name"]``);
+    templated fields render as native values, so ``promote="{{ params.promote }}"`` is a boolean
+    and a None param stays None. (A model name from a template would arrive as a number when it
+    looks like one, "2026" as 2026: text fields that are not text are refused.)
 
     :param candidate_version: the registered version to gate.
     :param store: the store URI (default: Variable ``crack_store``, else a folder in AIRFLOW_HOME).
@@ -62,6 +64,14 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
         if not isinstance(self.promote, bool):  # the text "False" would be truthy and promote
             msg = f"promote must be a boolean, got {self.promote!r}: pass a bool or a template of a boolean param"
             raise TypeError(msg)
+        for field in ("model_name", "candidate_version", "store", "holdout", "policy"):
+            value = getattr(self, field)
+            if not (isinstance(value, str) or (value is None and field not in ("model_name", "candidate_version"))):
+                msg = (
+                    f"{field} must be text, got {value!r} ({type(value).__name__}): a template rendered as a "
+                    "native value turns text that looks like a number into one; pass it as an XComArg or a plain string"
+                )
+                raise TypeError(msg)
         summary = gate_candidate(
             self.hook.get_store(),
             self.model_name,

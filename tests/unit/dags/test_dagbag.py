@@ -92,13 +92,15 @@ def test_dag_conventions(dagbag, dag_id):
 
 
 def test_task_outputs_travel_as_xcomargs_not_jinja(dagbag):
-    """No templated field pulls XCom through a Jinja string; the gate depends on train_candidate through its output."""
+    """No templated field pulls XCom through a Jinja string; the gate depends on train_candidate through its output,
+    which also names the model (a "{{ params.model_name }}" of "2026" would render natively as the int 2026)."""
     for dag_id, dag in dagbag["dags"].items():
         for task_id, task in dag["tasks"].items():
             pulls = [field for field, value in task["templates"].items() if "xcom_pull" in value]
             assert pulls == [], f"{dag_id}.{task_id}"
     gate = dagbag["dags"]["crack_retraining"]["tasks"]["evaluate_gate"]
     assert gate["upstream"] == ["train_candidate"]
+    assert "model_name" not in gate["templates"] and "candidate_version" not in gate["templates"]
 
 
 def test_operators_fed_from_params_render_native_values(dagbag):

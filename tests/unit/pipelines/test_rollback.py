@@ -72,3 +72,20 @@ def test_a_rollback_to_a_version_no_longer_in_the_store_is_refused(store):
     with pytest.raises(CrackModelError, match=f"no registered version {FIRST}"):
         roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="r")
     assert Registry(store).aliases("crack").get("champion") == SECOND
+
+
+@pytest.mark.parametrize("damage", ["removed", "cut short"])
+def test_a_rollback_to_a_version_whose_model_file_is_damaged_is_refused(store, damage):
+    """version.json alone is not enough: a runtime file gone or cut short would fail every night on the target."""
+    registry = Registry(store)
+    files = registry.read_version("crack", FIRST)["files"]
+    runtime = next(name for name in ("model_int8.tflite", "model_fp32.tflite", "model.keras") if name in files)
+    key = registry.version_key("crack", FIRST, runtime)
+    if damage == "removed":
+        store.delete(key)
+    else:
+        store.write(key, store.read(key)[:10])
+    cause = "is gone" if damage == "removed" else "has 10 bytes, 43 when registered"
+    with pytest.raises(CrackModelError, match=f"{FIRST} cannot serve: {runtime} {cause}"):
+        roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="r")
+    assert registry.aliases("crack").get("champion") == SECOND

@@ -73,3 +73,12 @@ def test_the_candidate_arrives_as_an_xcomarg(tmp_path):
 
     assert gate.upstream_task_ids == {"train_candidate"}
     assert gate.candidate_version.key == "version"
+
+
+def test_a_model_name_that_looks_like_a_number_is_refused_not_changed(tmp_path, gate_calls):
+    """Rendered natively, "{{ params.model_name }}" of "2026" is the int 2026: refused, never gated as another name."""
+    operator = templated_gate(str(tmp_path), model_name="2026")
+    assert operator.model_name == 2026  # what native rendering does to such a name
+    with pytest.raises(TypeError, match="model_name must be text, got 2026"):
+        operator.execute({"run_id": "manual"})
+    assert gate_calls == []
