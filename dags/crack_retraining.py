@@ -90,6 +90,12 @@ from crack_ops.operators import GateOperator
             maximum=1024,
             description="model input size in px (288: fewer false alarms, about 1.65x the compute)",
         ),
+        "pooled_layers": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="base layers pooled beside the last for the head, e.g. block_13_expand_relu ([]: none)",
+        ),
         "start_from_champion": Param(
             True, type="boolean", description="start the candidate's head from the champion's (false: afresh)"
         ),

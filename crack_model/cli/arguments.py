@@ -30,6 +30,20 @@ SEAM_SHARE_HELP = (
 HIDDEN_UNITS_HELP = f"units of a hidden ReLU layer in the head (default: {ModelConfig.hidden_units}; 0: a linear head)"
 
 
+def layer_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def add_head_options(parser: argparse.ArgumentParser) -> None:
+    """What the head sees and is: ``ModelConfig.hidden_units`` and ``pooled_layers``."""
+    parser.add_argument(
+        "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
+    )
+    parser.add_argument("--pooled-layers", type=layer_names, default=ModelConfig.pooled_layers,
+                        help="comma-separated base layers pooled beside the last for the head, e.g. "
+                        "block_6_expand_relu,block_13_expand_relu (default: none)")  # fmt: skip
+
+
 def add_augmentation_options(parser: argparse.ArgumentParser) -> None:
     """The augmentation levers of ``ModelConfig`` (flips and rotations are always on; --no-augment: none)."""
     for name, what in (("zoom", "zoomed in or out"), ("brightness", "made brighter or darker"),
@@ -40,9 +54,10 @@ def add_augmentation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def model_config_from(args: argparse.Namespace, **fields: Any) -> ModelConfig:
-    """A ModelConfig with ``add_augmentation_options``'s flags and ``fields``."""
+    """A ModelConfig with ``add_augmentation_options``' and ``add_head_options``' flags and ``fields``."""
     return ModelConfig(zoom_factor=args.zoom_factor, brightness_factor=args.brightness_factor,
-                       contrast_factor=args.contrast_factor, **fields)  # fmt: skip
+                       contrast_factor=args.contrast_factor, hidden_units=args.hidden_units,
+                       pooled_layers=args.pooled_layers, **fields)  # fmt: skip
 
 
 def fraction(text: str) -> float:

@@ -10,21 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from crack_model.cli.arguments import (
-    HIDDEN_UNITS_HELP,
     SEAM_SHARE_HELP,
     add_augmentation_options,
     add_data_options,
+    add_head_options,
     class_names,
     data_config_from,
     exponent,
     model_config_from,
     non_negative,
-    non_negative_int,
     positive_int,
     probability,
     share,
 )
-from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.config import DataConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import SPLIT_NAME, ModelCard
 from crack_model.core.tiling import TileConfig
@@ -85,9 +84,7 @@ def add_train_command(commands: Any) -> None:
     )
     train.add_argument("--augmented-views", type=int, default=1, help="augmented copies cached per image (default: 1)")
     train.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
-    train.add_argument(
-        "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
-    )
+    add_head_options(train)
     train.add_argument("--start-from", type=Path, metavar="MODEL_DIR",
                        help="start the head from this trained model's head (crack-model retrain starts from the "
                        "champion by itself)")  # fmt: skip
@@ -102,9 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.anchor_weight and args.start_from is None:
         raise CrackModelError("--anchor-weight pulls toward the --start-from model's head: give --start-from too")
     data_config = data_config_from(args)
-    model_config = model_config_from(
-        args, alpha=args.alpha, weights=args.weights, augment=not args.no_augment, hidden_units=args.hidden_units
-    )
+    model_config = model_config_from(args, alpha=args.alpha, weights=args.weights, augment=not args.no_augment)
     train_config = TrainConfig(
         epochs=args.epochs,
         learning_rate=args.learning_rate,
@@ -178,9 +173,7 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--crack-weight", type=float, default=1.0, help="weight of a crack image (default: 1)")
     recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
     recipe.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
-    recipe.add_argument(
-        "--hidden-units", type=non_negative_int, default=ModelConfig.hidden_units, help=HIDDEN_UNITS_HELP
-    )
+    add_head_options(recipe)
     add_augmentation_options(recipe)
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -239,7 +232,7 @@ def run_cross_validation(args: argparse.Namespace) -> int:
                                crack_weight=args.crack_weight, target_recall=args.target_recall,
                                seam_share=args.seam_share)  # fmt: skip
     options: dict[str, Any] = {
-        "model_config": model_config_from(args, weights=args.weights, hidden_units=args.hidden_units),
+        "model_config": model_config_from(args, weights=args.weights),
         "train_config": train_config, "folds": args.cv,
         "feature_cache_dir": args.feature_cache, "augmented_views": args.augmented_views,
     }  # fmt: skip

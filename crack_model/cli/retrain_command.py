@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import SEAM_SHARE_HELP, fraction, non_negative, positive_int, probability, share
+from crack_model.cli.arguments import (
+    SEAM_SHARE_HELP,
+    fraction,
+    layer_names,
+    non_negative,
+    positive_int,
+    probability,
+    share,
+)
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
@@ -51,6 +59,10 @@ def add_retrain_command(commands: Any) -> None:
     retrain.add_argument("--anchor-weight", type=non_negative, default=TrainConfig.anchor_weight,
                          help="pull toward the champion's head: weight of the squared distance from it "
                          f"(default: {TrainConfig.anchor_weight}: start from it, no pull)")  # fmt: skip
+    retrain.add_argument("--pooled-layers", type=layer_names, default=ModelConfig.pooled_layers,
+                         help="comma-separated base layers pooled beside the last for the head (default: "
+                         f"{','.join(ModelConfig.pooled_layers) or 'none'}; other layers than the champion's "
+                         "train afresh)")  # fmt: skip
     retrain.add_argument("--augmented-views", type=int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
@@ -97,4 +109,5 @@ def retrain_settings(args: argparse.Namespace) -> dict[str, Any]:
             "target_recall": args.target_recall, "weights": args.weights, "slice_balance": args.slice_balance,
             "crack_weight": args.crack_weight, "augmented_views": args.augmented_views,
             "seam_share": args.seam_share, "zoom_factor": args.zoom_factor, "image_size": args.image_size,
-            "start_from_champion": not args.fresh, "anchor_weight": args.anchor_weight}  # fmt: skip
+            "start_from_champion": not args.fresh, "anchor_weight": args.anchor_weight,
+            "pooled_layers": list(args.pooled_layers)}  # fmt: skip

@@ -54,6 +54,9 @@ class ModelConfig:
     # A hidden ReLU layer of this many units between the pooled features and the output; 0: none
     # (a linear head on the pooled features).
     hidden_units: int = 0
+    # Base layers whose pooled outputs join the last layer's in the features the head sees (MobileNetV2
+    # layer names, e.g. block_13_expand_relu); empty: the last layer alone. A lever (README "Cross-validation").
+    pooled_layers: tuple[str, ...] = ()
     augment: bool = True
     rotation_factor: float = 0.1
     # Augmented views are also zoomed in or out by up to this fraction (the surface seen nearer or
@@ -69,6 +72,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.hidden_units < 0:
             raise ValueError(f"hidden_units must be 0 (no hidden layer) or more, got {self.hidden_units}")
+        if len(set(self.pooled_layers)) != len(self.pooled_layers):
+            raise ValueError(f"pooled_layers names a layer twice: {list(self.pooled_layers)}")
         for name in ("zoom_factor", "brightness_factor", "contrast_factor"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")

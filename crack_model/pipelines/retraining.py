@@ -281,6 +281,8 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
         model = replace(model, weights=str(weights))
     if params.get("zoom_factor") is not None:  # 0 turns zoom off: a surface that zoom costs (README "Augmentation")
         model = replace(model, zoom_factor=float(params["zoom_factor"]))
+    if params.get("pooled_layers") is not None:  # []: the last layer alone
+        model = replace(model, pooled_layers=tuple(str(name) for name in params["pooled_layers"]))
     counts: dict[str, Any] = {
         key: int(params[key])
         for key in ("epochs", "fine_tune_layers", "fine_tune_epochs")

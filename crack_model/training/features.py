@@ -38,8 +38,10 @@ LITERT_MIN_IMAGES = 600
 
 
 def base_fingerprint(base: Any, image_size: int) -> str:
-    """Changes whenever the base's weights, width or input size change."""
+    """Changes whenever the base's weights, width, input size or pooled layers change."""
     digest = hashlib.sha256(f"size={image_size}".encode())
+    if len(base.outputs) > 1:  # earlier layers pooled beside the last (one output keeps its old fingerprints)
+        digest.update(f"outputs={','.join(base.output_names)}".encode())
     for weights in base.get_weights():
         digest.update(np.ascontiguousarray(weights).tobytes())
     return digest.hexdigest()[:16]

@@ -66,11 +66,32 @@ def build_base(data_config: DataConfig, model_config: ModelConfig) -> keras.Mode
             raise CrackModelError(msg) from None
         raise
     base.trainable = False
-    return base
+    return with_pooled_layers(base, model_config.pooled_layers)
+
+
+def with_pooled_layers(base: keras.Model, pooled_layers: tuple[str, ...]) -> keras.Model:
+    """The base with the outputs of ``pooled_layers`` before its last layer's (itself when there are none)."""
+    import keras
+
+    if not pooled_layers:
+        return base
+    names = [layer.name for layer in base.layers]
+    unknown = [name for name in pooled_layers if name not in names]
+    if unknown:
+        msg = (
+            f"pooled layer(s) {unknown} are not layers of MobileNetV2: pass names such as block_6_expand_relu "
+            "or block_13_expand_relu (keras.applications.MobileNetV2().summary() lists them)"
+        )
+        raise CrackModelError(msg)
+    outputs = [base.get_layer(name).output for name in pooled_layers] + [base.output]
+    # The same layers and weights under the same name: fine-tuning and the feature cache find it as the base.
+    features = keras.Model(base.input, outputs, name=BASE_NAME)
+    features.trainable = False
+    return features
 
 
 def build_classifier(data_config: DataConfig, model_config: ModelConfig) -> keras.Model:
-    """Pixels (0..255) -> MobileNetV2 preprocessing -> frozen base -> softmax over classes."""
+    """Pixels (0..255) -> MobileNetV2 preprocessing -> frozen base -> pooled -> softmax over classes."""
     import keras
     from keras import layers
 
@@ -81,7 +102,12 @@ def build_classifier(data_config: DataConfig, model_config: ModelConfig) -> kera
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="mobilenet_v2_preprocess")(inputs)
     # training=False keeps BatchNorm in inference mode even when the base is fine-tuned.
     x = base(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if model_config.pooled_layers:  # each layer pooled, then side by side (the last layer's last)
+        names = [*model_config.pooled_layers, "last"]
+        pooled = [layers.GlobalAveragePooling2D(name=f"pool_{name}")(out) for name, out in zip(names, x, strict=True)]
+        x = layers.Concatenate(name="pool")(pooled)
+    else:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = add_head(x, len(data_config.class_names), model_config)
     return keras.Model(inputs, outputs, name="crack_classifier")
 

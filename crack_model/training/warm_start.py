@@ -165,7 +165,7 @@ def starting_point(model_dir: str | Path, classifier: Any, class_names: list[str
     except (OSError, ValueError, zipfile.BadZipFile) as error:  # a damaged file: a new model can still be trained
         return afresh(f"its {MODEL_NAME} cannot be loaded ({str(error).splitlines()[0][:200]})")
     if base_fingerprint(get_base(start), image_size) != base_fingerprint(get_base(classifier), image_size):
-        return afresh("its base differs from this run's (fine-tuned, or other base weights or width)")
+        return afresh("its base differs from this run's (fine-tuned, or other base weights, width or pooled layers)")
     source = {layer.name: layer.get_weights() for layer in head_layers(start)}
     target = {layer.name: layer.get_weights() for layer in head_layers(classifier)}
     shapes = {name: [weight.shape for weight in weights] for name, weights in source.items()}

@@ -87,16 +87,19 @@ def test_bad_numbers_are_usage_errors():
 
 
 def test_augmentation_flags_reach_the_model_config_and_are_checked():
-    """--zoom-factor, --brightness-factor and --contrast-factor on train and evaluate --cv; 1 or more is refused."""
+    """--zoom-factor, --brightness-factor, --contrast-factor, --hidden-units and --pooled-layers on train and
+    evaluate --cv; a factor of 1 or more is refused."""
     from crack_model.cli.arguments import model_config_from
     from crack_model.core.config import ModelConfig
 
     parser = build_parser()
     assert model_config_from(parser.parse_args(["train", "--data", "d", "--out", "o"])) == ModelConfig()
     chosen = parser.parse_args(["evaluate", "--cv", "5", "--data", "d", "--zoom-factor", "0", "--brightness-factor",
-                                "0.2", "--contrast-factor", "0.3"])  # fmt: skip
-    assert model_config_from(chosen, hidden_units=8) == ModelConfig(zoom_factor=0, brightness_factor=0.2,
-                                                                    contrast_factor=0.3, hidden_units=8)  # fmt: skip
+                                "0.2", "--contrast-factor", "0.3", "--hidden-units", "8",
+                                "--pooled-layers", "block_13_expand_relu"])  # fmt: skip
+    expected = ModelConfig(zoom_factor=0, brightness_factor=0.2, contrast_factor=0.3, hidden_units=8,
+                           pooled_layers=("block_13_expand_relu",))  # fmt: skip
+    assert model_config_from(chosen) == expected
     for flag in ("--zoom-factor", "--brightness-factor", "--contrast-factor"):
         with pytest.raises(SystemExit) as stopped:
             parser.parse_args(["train", "--data", "d", "--out", "o", flag, "1"])

@@ -12,7 +12,7 @@ def test_given_params_reach_the_configs():
     data, model, training = retrain_config(
         {"epochs": "12", "fine_tune_layers": 20, "slice_balance": 0.5, "crack_weight": "2.5",
          "target_recall": 0.98, "weights": "none", "image_size": 160, "seam_share": "0",
-         "zoom_factor": "0", "anchor_weight": "0"}
+         "zoom_factor": "0", "anchor_weight": "0", "pooled_layers": ["block_13_expand_relu"]}
     )  # fmt: skip
     assert (training.epochs, training.fine_tune_layers) == (12, 20)
     assert (training.slice_balance, training.crack_weight, training.target_recall) == (0.5, 2.5, 0.98)
@@ -20,6 +20,7 @@ def test_given_params_reach_the_configs():
     assert training.anchor_weight == 0.0  # 0: start from the champion without the pull, not the default pull
     assert model.weights == "none"
     assert model.zoom_factor == 0.0  # 0 turns zoom off; it must not fall back to the default
+    assert model.pooled_layers == ("block_13_expand_relu",)
     assert data.image_size == 160
 
 
@@ -52,3 +53,15 @@ def test_the_retrain_command_passes_the_input_size_to_the_configs():
     assert retrain_config(retrain_settings(parse(["retrain", "--store", "s"])))[0].image_size == 224
     chosen = retrain_settings(parse(["retrain", "--store", "s", "--image-size", "288"]))
     assert retrain_config(chosen)[0].image_size == 288
+
+
+def test_the_retrain_command_passes_pooled_layers_and_an_empty_list_means_none():
+    from crack_model.cli.main import build_parser
+    from crack_model.cli.retrain_command import retrain_settings
+
+    parse = build_parser().parse_args
+    chosen = retrain_settings(
+        parse(["retrain", "--store", "s", "--pooled-layers", "block_6_expand_relu, block_13_expand_relu"])
+    )
+    assert retrain_config(chosen)[1].pooled_layers == ("block_6_expand_relu", "block_13_expand_relu")
+    assert retrain_config({"pooled_layers": []})[1].pooled_layers == ()

@@ -258,3 +258,36 @@ def test_a_failed_feature_pass_stops_its_decoding_stage_itself(synth_data, tmp_p
         assert suspended_stages(other_than=earlier) == []
     finally:
         gc.enable()
+
+
+@pytest.mark.slow
+def test_a_model_with_pooled_layers_trains_on_cached_features_and_serves_as_trained(synth_data, tmp_path,
+                                                                                   imagenet_weights):  # fmt: skip
+    """Earlier layers pooled beside the last: the head trained on cached features, the saved model and its
+    LiteRT export score alike; a champion that pooled only the last layer is no start for it (afresh)."""
+    from crack_model.evaluation.assess import score_labeled
+    from crack_model.serving.scorer import load_scorer
+    from crack_model.training.features import predict_from_features
+    from crack_model.training.train import train
+
+    pooled = ModelConfig(weights=imagenet_weights, pooled_layers=("block_6_expand_relu", "block_13_expand_relu"))
+    quick = TrainConfig(epochs=2, seam_share=0)
+    plain = train(synth_data, tmp_path / "plain", CONFIG, ModelConfig(weights=imagenet_weights), quick, verbose=0,
+                  feature_cache_dir=tmp_path / "cache", photo_mosaics=None)  # fmt: skip
+    run = train(synth_data, tmp_path / "pooled", CONFIG, pooled, quick, verbose=0, feature_cache_dir=tmp_path / "cache",
+                photo_mosaics=None, start_from=plain.output_dir)  # fmt: skip
+
+    import json
+
+    import keras
+
+    assert "pooled layers" in run.metrics["started_from"]["reason"]
+    recorded = json.loads((run.output_dir / "training_config.json").read_text())["model"]["pooled_layers"]
+    assert recorded == ["block_6_expand_relu", "block_13_expand_relu"]
+    images = read_split_manifest(run.output_dir / "split.csv", "test")[:8]
+    keras_scores = score_labeled(load_scorer(run.output_dir, runtime="keras"), images)
+    fp32_scores = score_labeled(load_scorer(run.output_dir, runtime="litert-fp32"), images)
+    saved = keras.models.load_model(run.output_dir / "model.keras", compile=False)
+    from_cache = predict_from_features(saved, images, CONFIG, pooled, tmp_path / "cache")[:, 1]
+    assert np.allclose([keras_scores[image.uri] for image in images], from_cache, atol=1e-4)
+    assert np.allclose([fp32_scores[image.uri] for image in images], from_cache, atol=1e-3)

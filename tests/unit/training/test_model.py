@@ -139,3 +139,43 @@ def test_a_hidden_layer_is_optional_and_trains_with_the_output():
     assert wider.output_shape == (None, 2)
     with pytest.raises(ValueError, match="hidden_units"):
         ModelConfig(hidden_units=-1)
+
+
+POOLED = ("block_6_expand_relu", "block_13_expand_relu")
+
+
+def test_pooled_layers_join_the_last_in_the_features_the_head_sees():
+    """Each named layer pooled beside the last: the head's input is their widths summed; the base stays frozen."""
+    plain = build_classifier(SMALL, TINY)
+    pooled = build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35, pooled_layers=POOLED))
+    base = get_base(pooled)
+    assert base.output_names == [*POOLED, "out_relu"]
+    widths = [base.get_layer(name).output.shape[-1] for name in POOLED]
+    assert pooled.get_layer("pool").output.shape[-1] == plain.get_layer("pool").output.shape[-1] + sum(widths)
+    assert not base.trainable and len(pooled.trainable_weights) == 2
+    assert unfreeze_top_layers(pooled, 10) > 0  # fine-tuning finds the same layers through the same name
+    output = pooled.predict(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)), verbose=0)
+    assert np.allclose(output.sum(axis=1), 1, atol=1e-5)
+
+
+def test_an_unknown_pooled_layer_is_named_in_the_error():
+    with pytest.raises(CrackModelError, match=r"\['block_99_relu'\] are not layers of MobileNetV2"):
+        build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35, pooled_layers=("block_99_relu",)))
+    with pytest.raises(ValueError, match="names a layer twice"):
+        ModelConfig(pooled_layers=("block_6_expand_relu", "block_6_expand_relu"))
+
+
+def test_pooled_layers_have_their_own_feature_cache_and_the_plain_base_keeps_its_own():
+    """Cached features of one set of pooled layers never stand in for another's; the plain base's key is unchanged."""
+    import hashlib
+
+    from crack_model.training.features import base_fingerprint
+
+    plain = get_base(build_classifier(SMALL, TINY))
+    pooled = get_base(build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35, pooled_layers=POOLED[:1])))
+    pooled.set_weights(plain.get_weights())
+    old_key = hashlib.sha256(b"size=32")
+    for weights in plain.get_weights():
+        old_key.update(np.ascontiguousarray(weights).tobytes())
+    assert base_fingerprint(plain, 32) == old_key.hexdigest()[:16]  # caches filled before the option stay valid
+    assert base_fingerprint(pooled, 32) != base_fingerprint(plain, 32)
