@@ -18,7 +18,8 @@ examples per training image, `TrainConfig.seam_share`), `zoom_factor` (augmented
 to this fraction; 0 turns zoom off), `augmented_views`, `image_size` (the model's input size in pixels; a size
 other than the champion's trains the candidate afresh), `start_from_champion` (the candidate's head starts from
 the champion's: fewer false alarms, and fewer candidates that miss more cracks than it; false trains afresh),
-`anchor_weight` (above 0, a pull toward the champion's head; off by default),
+`anchor_weight` (above 0, a pull toward the champion's head; off by default), `pooled_layers` (earlier base
+layers pooled beside the last for the head; none by default; other layers than the champion's train afresh),
 `promote` (false: evaluate only),
 `store`, `model_name`, `aws_conn_id`, `policy` (a gate policy JSON; default: the versioned one),
 `notify_http_conn_id` / `notify_smtp_conn_id` (the Connections a rejection is sent through; a missing one
@@ -136,7 +137,14 @@ def crack_retraining() -> None:
     ) -> dict[str, Any]:
         """Train on the validated pool and register the candidate as challenger."""
         params = run_params(params)
-        from crack_model.pipelines.retraining import train_and_register
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from crack_model.pipelines.retraining import SettingsError, check_settings, train_and_register
+
+        try:
+            check_settings(params)  # a layer name that does not exist fails at once, not after three tries
+        except SettingsError as error:
+            raise AirflowFailException(str(error)) from None
 
         return train_and_register(run_store(params), pool, params, name=params["model_name"],
                                   actor="airflow:crack_retraining", run_id=run_id)  # fmt: skip

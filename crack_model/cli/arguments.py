@@ -31,7 +31,10 @@ HIDDEN_UNITS_HELP = f"units of a hidden ReLU layer in the head (default: {ModelC
 
 
 def layer_names(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"names a layer twice: {text!r}")
+    return names
 
 
 def add_head_options(parser: argparse.ArgumentParser) -> None:

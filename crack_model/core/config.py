@@ -72,6 +72,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.hidden_units < 0:
             raise ValueError(f"hidden_units must be 0 (no hidden layer) or more, got {self.hidden_units}")
+        if isinstance(self.pooled_layers, str):
+            raise ValueError(f"pooled_layers is a sequence of layer names, got the text {self.pooled_layers!r}")
+        object.__setattr__(self, "pooled_layers", tuple(self.pooled_layers))  # a list (JSON, a DAG param) too
         if len(set(self.pooled_layers)) != len(self.pooled_layers):
             raise ValueError(f"pooled_layers names a layer twice: {list(self.pooled_layers)}")
         for name in ("zoom_factor", "brightness_factor", "contrast_factor"):

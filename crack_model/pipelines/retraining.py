@@ -40,6 +40,7 @@ from crack_model.quality.batch_validation import load_hashes, validate_labeled
 from crack_model.quality.profile import ProfileConfig, labeled_objects, profile_labeled
 from crack_model.registry.model_uri import fetch_version
 from crack_model.registry.versions import Registry
+from crack_model.training.model import check_pooled_layers
 from crack_model.training.train import train
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ POOL_DIGEST_KEY = join_key(LABELED, "_DIGEST")
 
 class PoolValidationError(CrackModelError):
     """The labeled pool failed the training suite: fixing the data helps, retrying does not."""
+
+
+class SettingsError(CrackModelError):
+    """A retraining setting no training can run with (a base layer that does not exist): retrying does not help."""
 
 
 def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_uri: str | None = None) -> dict[str, Any]:
@@ -99,7 +104,7 @@ def train_and_register(
     Returns:
         The candidate's ``model_name``, ``version``, ``model_uri``, threshold and split metrics (XCom-sized).
     """
-    data, model, training = retrain_config(settings)
+    data, model, training = check_settings(settings)
     with tempfile.TemporaryDirectory(prefix="crack-retrain-") as scratch:
         return train_candidate(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
@@ -282,7 +287,8 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     if params.get("zoom_factor") is not None:  # 0 turns zoom off: a surface that zoom costs (README "Augmentation")
         model = replace(model, zoom_factor=float(params["zoom_factor"]))
     if params.get("pooled_layers") is not None:  # []: the last layer alone
-        model = replace(model, pooled_layers=tuple(str(name) for name in params["pooled_layers"]))
+        names = (str(name).strip() for name in params["pooled_layers"])
+        model = replace(model, pooled_layers=tuple(name for name in names if name))
     counts: dict[str, Any] = {
         key: int(params[key])
         for key in ("epochs", "fine_tune_layers", "fine_tune_epochs")
@@ -296,6 +302,16 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     }
     training = replace(training, **fractions)
     return data, model, training
+
+
+def check_settings(settings: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """``retrain_config``'s configs, or SettingsError for a setting no retry can mend (before any download)."""
+    try:
+        configs = retrain_config(settings)
+        check_pooled_layers(configs[1])
+    except (ValueError, CrackModelError) as error:
+        raise SettingsError(f"retraining settings: {error}") from None
+    return configs
 
 
 def start_from_champion(settings: Mapping[str, Any]) -> bool:

@@ -195,7 +195,8 @@ class Registry(AliasOperations):
     def check_serving_files(self, name: str, version: str) -> None:
         """Raise unless the card and every runtime file of the version are in the store at their registered size.
 
-        A listing's worth of requests, no download: what a rollback checks before pointing nights at a version.
+        One request per file on S3 (a local store reads each file to hash it): what a rollback checks before
+        pointing nights at a version.
         """
         files = self.read_version(name, version).get("files", {})
         broken = []

@@ -2,7 +2,7 @@
 
 With the base frozen, almost all training time is the base's forward pass, and it gives
 the same answer every epoch. Each image's pooled base features are stored once, keyed by
-the image's content hash and a fingerprint of the base (weights, width, input size), for
+the image's content hash and a fingerprint of the base (weights, width, input size, pooled layers), for
 the plain image (view 0) and a fixed number of augmented views (also keyed by the augmentation
 drawn: views of another augmentation are computed anew, not reused). Training the head on cached
 features takes seconds; a retraining run that reuses most of the pool only computes the

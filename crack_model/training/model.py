@@ -76,6 +76,8 @@ def with_pooled_layers(base: keras.Model, pooled_layers: tuple[str, ...]) -> ker
     if not pooled_layers:
         return base
     names = [layer.name for layer in base.layers]
+    if names[-1] in pooled_layers:
+        raise CrackModelError(f"pooled layer {names[-1]} is the base's last layer, which the head always sees")
     unknown = [name for name in pooled_layers if name not in names]
     if unknown:
         msg = (
@@ -88,6 +90,16 @@ def with_pooled_layers(base: keras.Model, pooled_layers: tuple[str, ...]) -> ker
     features = keras.Model(base.input, outputs, name=BASE_NAME)
     features.trainable = False
     return features
+
+
+def check_pooled_layers(model_config: ModelConfig) -> None:
+    """Raise CrackModelError for a pooled layer the base does not have, at once (an untrained base, 32 px)."""
+    import keras
+
+    if model_config.pooled_layers:
+        base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=model_config.alpha, include_top=False,
+                                              weights=None)  # fmt: skip
+        with_pooled_layers(base, model_config.pooled_layers)
 
 
 def build_classifier(data_config: DataConfig, model_config: ModelConfig) -> keras.Model:

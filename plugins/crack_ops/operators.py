@@ -18,10 +18,12 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
     leaves the champion untouched and the task succeeds. Pass the candidate and its model name as
     XComArgs (``candidate_version=candidate["version"]``, ``model_name=candidate["model_name"]``);
     templated fields render as native values, so ``promote="{{ params.promote }}"`` is a boolean
-    and a None param stays None. (A model name from a template would arrive as a number when it
-    looks like one, "2026" as 2026: text fields that are not text are refused.)
+    and a None param stays None. Native rendering also parses plain strings: a model name or version
+    that looks like a number ("2026", given as a template or as text) would arrive as one, so text
+    fields that are not text are refused; XComArgs arrive untouched.
 
     :param candidate_version: the registered version to gate.
+    :param model_name: the registry's model name (the candidate's, as an XComArg).
     :param store: the store URI (default: Variable ``crack_store``, else a folder in AIRFLOW_HOME).
     :param holdout: a folder or store prefix (default: ``<store>/holdout``).
     :param policy: a gate policy JSON (default: the versioned one).
@@ -64,12 +66,12 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
         if not isinstance(self.promote, bool):  # the text "False" would be truthy and promote
             msg = f"promote must be a boolean, got {self.promote!r}: pass a bool or a template of a boolean param"
             raise TypeError(msg)
-        for field in ("model_name", "candidate_version", "store", "holdout", "policy"):
+        for field in ("model_name", "candidate_version", "store", "holdout", "policy", "aws_conn_id"):
             value = getattr(self, field)
             if not (isinstance(value, str) or (value is None and field not in ("model_name", "candidate_version"))):
                 msg = (
-                    f"{field} must be text, got {value!r} ({type(value).__name__}): a template rendered as a "
-                    "native value turns text that looks like a number into one; pass it as an XComArg or a plain string"
+                    f"{field} must be text, got {value!r} ({type(value).__name__}): rendering as native values "
+                    "turns text that looks like a number into one; pass it as an XComArg (an upstream task's output)"
                 )
                 raise TypeError(msg)
         summary = gate_candidate(

@@ -179,3 +179,21 @@ def test_pooled_layers_have_their_own_feature_cache_and_the_plain_base_keeps_its
         old_key.update(np.ascontiguousarray(weights).tobytes())
     assert base_fingerprint(plain, 32) == old_key.hexdigest()[:16]  # caches filled before the option stay valid
     assert base_fingerprint(pooled, 32) != base_fingerprint(plain, 32)
+
+
+def test_each_set_of_pooled_layers_has_its_own_key_and_bad_names_are_refused_before_training():
+    from crack_model.training.features import base_fingerprint
+
+    def base(layers):
+        return get_base(build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35, pooled_layers=layers)))
+
+    first, second, swapped = base(POOLED), base((*POOLED[:1], "block_12_expand_relu")), base(POOLED[::-1])
+    for other in (second, swapped):
+        other.set_weights(first.get_weights())
+    keys = {base_fingerprint(model, 32) for model in (first, second, swapped)}
+    assert len(keys) == 3  # a set of layers, or their order, never reads another's cached features
+    with pytest.raises(CrackModelError, match="out_relu is the base's last layer"):
+        base(("out_relu",))
+    assert ModelConfig(pooled_layers=["block_6_expand_relu"]).pooled_layers == ("block_6_expand_relu",)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sequence of layer names"):
+        ModelConfig(pooled_layers="block_6_expand_relu")  # type: ignore[arg-type]

@@ -1,0 +1,31 @@
+"""crack_retraining's train_candidate: a recipe no retry can mend fails at once, before the pool is downloaded."""
+
+from __future__ import annotations
+
+import pytest
+
+from crack_model.pipelines.retraining import SettingsError, check_settings
+from tests.unit.dags.nightly_dag import dag_task
+
+
+def test_an_unknown_pooled_layer_fails_the_task_without_retries(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    def never(*args, **kwargs):
+        raise AssertionError("train_and_register must not run on a recipe that cannot train")
+
+    monkeypatch.setattr("crack_model.pipelines.retraining.train_and_register", never)
+    train_candidate = dag_task("crack_retraining", "train_candidate")
+    params = {"store": str(tmp_path), "model_name": "crack", "pooled_layers": ["block_99_relu"]}
+    with pytest.raises(AirflowFailException, match=r"\['block_99_relu'\] are not layers of MobileNetV2"):
+        train_candidate({"quarantined": []}, params=params, run_id="manual")
+
+
+def test_settings_that_cannot_train_are_settings_errors():
+    with pytest.raises(SettingsError, match="out_relu is the base's last layer"):
+        check_settings({"pooled_layers": ["out_relu"]})
+    with pytest.raises(SettingsError, match="retraining settings: seam_share must not be negative"):
+        check_settings({"seam_share": -1})
+    assert check_settings({"pooled_layers": [" block_13_expand_relu ", ""]})[1].pooled_layers == (
+        "block_13_expand_relu",
+    )
