@@ -139,15 +139,13 @@ def crack_retraining() -> None:
         params = run_params(params)
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.pipelines.retraining import SettingsError, check_settings, train_and_register
+        from crack_model.pipelines.retraining import SettingsError, train_and_register
 
-        try:
-            check_settings(params)  # a layer name that does not exist fails at once, not after three tries
+        try:  # a setting no training can run with (a layer name that does not exist) fails at once, no retries
+            return train_and_register(run_store(params), pool, params, name=params["model_name"],
+                                      actor="airflow:crack_retraining", run_id=run_id)  # fmt: skip
         except SettingsError as error:
             raise AirflowFailException(str(error)) from None
-
-        return train_and_register(run_store(params), pool, params, name=params["model_name"],
-                                  actor="airflow:crack_retraining", run_id=run_id)  # fmt: skip
 
     candidate = train_candidate(validate_labeled_pool())  # type: ignore[arg-type]
     gate = GateOperator(  # its templated fields render as native values: promote is a boolean

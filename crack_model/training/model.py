@@ -94,9 +94,9 @@ def with_pooled_layers(base: keras.Model, pooled_layers: tuple[str, ...]) -> ker
 
 def check_pooled_layers(model_config: ModelConfig) -> None:
     """Raise CrackModelError for a pooled layer the base does not have, at once (an untrained base, 32 px)."""
-    import keras
-
     if model_config.pooled_layers:
+        import keras
+
         base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=model_config.alpha, include_top=False,
                                               weights=None)  # fmt: skip
         with_pooled_layers(base, model_config.pooled_layers)

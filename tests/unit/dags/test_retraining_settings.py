@@ -8,13 +8,13 @@ from crack_model.pipelines.retraining import SettingsError, check_settings
 from tests.unit.dags.nightly_dag import dag_task
 
 
-def test_an_unknown_pooled_layer_fails_the_task_without_retries(tmp_path, monkeypatch):
+def test_an_unknown_pooled_layer_fails_the_task_without_retries_before_the_pool_is_read(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
     def never(*args, **kwargs):
-        raise AssertionError("train_and_register must not run on a recipe that cannot train")
+        raise AssertionError("the pool must not be downloaded for a recipe that cannot train")
 
-    monkeypatch.setattr("crack_model.pipelines.retraining.train_and_register", never)
+    monkeypatch.setattr("crack_model.pipelines.retraining.download_labeled", never)
     train_candidate = dag_task("crack_retraining", "train_candidate")
     params = {"store": str(tmp_path), "model_name": "crack", "pooled_layers": ["block_99_relu"]}
     with pytest.raises(AirflowFailException, match=r"\['block_99_relu'\] are not layers of MobileNetV2"):
