@@ -5,7 +5,8 @@ incoming/<batch_id>/...                    uploads (any nesting)
 validation/<batch_id>/...                  data-quality results and report
 validation/<batch_id>/manifest.csv         key, size, sha256 of every upload validation saw (scoring uses it)
 validation/<batch_id>/data_docs/index.html GX Data Docs of the batch's last validation run (pages and assets beside it)
-quarantine/<batch_id>/...                  copies of objects held back, with reasons
+quarantine/<batch_id>/quarantine.json     the objects held back, with reasons
+quarantine/<batch_id>/uploads/...          their byte-identical copies
 results/<batch_id>/predictions.csv         one row per input object
 results/<batch_id>/summary.json            counts, crack rate, model version, throughput
 results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept)
@@ -46,6 +47,7 @@ SUMMARY = "summary.json"
 OUTCOME = "outcome.json"
 VALIDATED_MANIFEST = "manifest.csv"
 QUARANTINE_MANIFEST = "quarantine.json"
+QUARANTINE_COPIES = "uploads"
 DRIFT_REFERENCE = "drift_reference.json"
 RUNS = "runs"
 ALERTS = "alerts"  # not under runs/: every runs/*.json is read as a run summary
@@ -79,6 +81,12 @@ def validation_key(batch_id: str, *parts: str) -> str:
 
 def quarantine_key(batch_id: str, *parts: str) -> str:
     return join_key(QUARANTINE, validate_batch_id(batch_id), *parts)
+
+
+def quarantine_copy_key(batch_id: str, relative_key: str) -> str:
+    """``quarantine/<batch_id>/uploads/<key relative to the batch>``: a held-back upload's copy, in a folder of its
+    own so that no upload's name (``quarantine.json``, or a folder of that name) can meet the manifest's."""
+    return quarantine_key(batch_id, QUARANTINE_COPIES, relative_key)
 
 
 def run_summary_key(run_id: str) -> str:
@@ -154,10 +162,13 @@ def parse_batch_uri(uri: str) -> tuple[str, str]:
     if folder != INCOMING or not batch_id:
         msg = f"batch URI {uri!r} must end in {INCOMING}/<batch_id> (e.g. s3://bucket/{INCOMING}/2026-11-24)"
         raise CrackModelError(msg)
-    root = head[: -len(INCOMING)].rstrip("/")
-    if root.endswith(":/"):  # "s3://bucket" keeps its double slash
-        root += "/"
-    return root or ".", validate_batch_id(batch_id)
+    root = head[: -len(INCOMING)]
+    scheme, separator, path = root.partition("://")
+    if not separator:  # a local path: "incoming/b" is here, "/incoming/b" at the top of the file system
+        return root.rstrip("/") or ("/" if root.startswith("/") else "."), validate_batch_id(batch_id)
+    if scheme == "s3" and not path.strip("/"):
+        raise CrackModelError(f"batch URI {uri!r} names no bucket: use s3://<bucket>/{INCOMING}/<batch_id>")
+    return f"{scheme}://{path.rstrip('/') or '/'}", validate_batch_id(batch_id)
 
 
 @dataclass(frozen=True)

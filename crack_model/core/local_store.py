@@ -107,6 +107,13 @@ class LocalStore:
 
     def folders(self, prefix: str = "") -> builtins.list[str]:
         """Names of the immediate sub-folders of ``prefix`` (one level, like S3 common prefixes), links left out."""
+        return self._names_in(prefix, want_folders=True)
+
+    def files(self, prefix: str = "") -> builtins.list[str]:
+        """Names of what is in ``prefix`` itself and is no folder (files, links: listed, never followed)."""
+        return self._names_in(prefix, want_folders=False)
+
+    def _names_in(self, prefix: str, *, want_folders: bool) -> builtins.list[str]:
         stripped = prefix.strip("/")
         for segments in self._spellings(stripped) if stripped else [[]]:
             try:
@@ -120,7 +127,7 @@ class LocalStore:
                 found = [
                     self._shown_name(folder, entry.name, names)[0]
                     for entry in entries
-                    if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+                    if entry.is_dir(follow_symlinks=False) == want_folders and not _OWN_FILE.fullmatch(entry.name)
                 ]
             finally:
                 os.close(folder)

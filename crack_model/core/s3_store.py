@@ -111,13 +111,26 @@ class S3Store:
 
     def folders(self, prefix: str = "") -> builtins.list[str]:
         """Names of the immediate sub-folders of ``prefix`` (S3 common prefixes)."""
+        return self._names_in(prefix, want_folders=True)
+
+    def files(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the objects in ``prefix`` itself, not in a sub-folder (a console's empty folder marker left out)."""
+        return self._names_in(prefix, want_folders=False)
+
+    def _names_in(self, prefix: str, *, want_folders: bool) -> builtins.list[str]:
         base = self._key(prefix.strip("/")) if prefix.strip("/") else self.prefix
         full_prefix = f"{base}/" if base else ""
         names: set[str] = set()
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
-            for common in page.get("CommonPrefixes", []):
-                names.add(common["Prefix"][len(full_prefix) :].strip("/"))
+            if want_folders:
+                names.update(
+                    common["Prefix"][len(full_prefix) :].strip("/") for common in page.get("CommonPrefixes", [])
+                )
+            else:  # the folder's own marker object ("prefix/", an empty name) left out
+                names.update(
+                    item["Key"][len(full_prefix) :] for item in page.get("Contents", []) if item["Key"] != full_prefix
+                )
         return sorted(names)
 
     def read(self, key: str, *, max_bytes: int | None = None) -> bytes:

@@ -52,16 +52,23 @@ def open_store(uri: str | os.PathLike[str] | ObjectStore, **options: Any) -> Obj
         return uri
     text = os.fspath(uri)
     if text.startswith("s3://"):
-        parsed = urlparse(text)
-        if not parsed.netloc:
-            raise CrackModelError(f"S3 URI {text!r} has no bucket: use s3://bucket/prefix")
-        return S3Store(parsed.netloc, parsed.path.strip("/"), **{**_lent_s3_options(), **options})
+        bucket, prefix = split_s3_uri(text)
+        return S3Store(bucket, prefix.strip("/"), **{**_lent_s3_options(), **options})
     if "://" in text and not text.startswith("file://"):
         scheme = text.split("://", 1)[0]
         raise CrackModelError(f"unsupported storage URI {text!r}: use s3://, file:// or a local path, not {scheme}://")
     if text.startswith("file://"):
         text = unquote(urlparse(text).path)
     return LocalStore(Path(text))
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ("bucket", "a/b"). The rest is a key, taken as it is: S3 keys may hold ``?``,
+    ``#`` and ``%``, which a URL parser would read as a query, a fragment or an escape."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise CrackModelError(f"S3 URI {uri!r} has no bucket: use s3://bucket/prefix")
+    return bucket, key
 
 
 # Process-wide rather than a ContextVar: the deeper layers read objects by URI from worker threads.
@@ -116,8 +123,8 @@ def split_uri(uri: str) -> tuple[ObjectStore, str]:
     ``s3://bucket/a/b.jpg`` -> (store at s3://bucket, "a/b.jpg"); a local file -> (its folder, name).
     """
     if uri.startswith("s3://"):
-        parsed = urlparse(uri)
-        return _bucket_store(parsed.netloc), parsed.path.lstrip("/")
+        bucket, key = split_s3_uri(uri)
+        return _bucket_store(bucket), key.lstrip("/")
     path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri)
     return LocalStore(path.parent), path.name
 

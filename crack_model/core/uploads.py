@@ -93,6 +93,11 @@ def unusable_batch_folders(store: ObjectStore) -> dict[str, str]:
     return unusable
 
 
+def uploads_outside_batches(store: ObjectStore) -> list[str]:
+    """Keys of uploads put straight into ``incoming/``, in no batch folder, so that no night scores them."""
+    return [key for name in store.files(layout.INCOMING) if not layout.is_marker(key := f"{layout.INCOMING}/{name}")]
+
+
 def upload_fetch(store: ObjectStore, uploads: Iterable[ObjectInfo]) -> Fetch:
     """``read_upload`` from ``store``, raising ``UnservableObjectError`` with the listing's reason for a problem
     entry (never read)."""
@@ -165,8 +170,8 @@ def validated_fetch(fetch: Fetch, manifest: dict[str, ManifestEntry]) -> Fetch:
         if entry is not None and entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
             msg = (
                 f"{key} changed after validation (validated sha256 {entry.sha256[:12]}..., now "
-                f"{hashlib.sha256(data).hexdigest()[:12]}...): not scored; run the batch again to validate and "
-                "score the new bytes"
+                f"{hashlib.sha256(data).hexdigest()[:12]}...): not scored; the next nightly run validates the "
+                "batch again and scores the new bytes (or run validate and score again now)"
             )
             raise ObjectChangedError(msg)
         return data

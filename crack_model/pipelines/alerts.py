@@ -12,6 +12,8 @@ Kinds, each at most once per run and subject:
   (``ok`` + ``error``) in ``error``;
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
   scores it (raised by every run until it is renamed);
+* ``upload_outside_batch``: an upload put straight into ``incoming/``, in no batch folder (every run,
+  until it is moved into one);
 * ``candidate_rejected``: the gate rejected a candidate (kept under ``models/<name>/notifications/``
   by ``retraining.record_gate_notification``, as before).
 
@@ -33,7 +35,7 @@ from crack_model.core.documents import FORMAT_VERSION, check_format_version, rea
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
-from crack_model.core.uploads import unusable_batch_folders
+from crack_model.core.uploads import unusable_batch_folders, uploads_outside_batches
 from crack_model.pipelines.stores import StoreLike
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,11 @@ BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"
 SCORING_ERRORS = "scoring_errors"
 UNUSABLE_BATCH_FOLDER = "unusable_batch_folder"
+UPLOAD_OUTSIDE_BATCH = "upload_outside_batch"
 CANDIDATE_REJECTED = "candidate_rejected"
-KINDS = (BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNUSABLE_BATCH_FOLDER, CANDIDATE_REJECTED)
+KINDS = (
+    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
+)  # fmt: skip
 DEFAULT_ERROR_RATE_ALERT = 0.05
 MAX_REASONS = 10
 
@@ -202,7 +207,8 @@ def run_alerts(
     error_rate_alert: float = DEFAULT_ERROR_RATE_ALERT,
 ) -> list[Alert]:
     """``nightly_alerts`` with the outcomes (and, if not given, the finished batches' summaries) read from the store,
-    then one alert per folder under ``incoming/`` that no night scores (``unusable_batch_folders``)."""
+    then one alert per folder under ``incoming/`` that no night scores (``unusable_batch_folders``) and per upload
+    in no batch folder (``uploads_outside_batches``)."""
     opened = open_store(store)
     batch_ids = sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []})
     outcomes = {batch_id: outcome for batch_id in batch_ids if (outcome := read_outcome(opened, batch_id))}
@@ -212,16 +218,24 @@ def run_alerts(
     alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
     try:
         unusable = unusable_batch_folders(opened)
+        outside = uploads_outside_batches(opened)
     except Exception:  # a listing that fails must not hold back the night's own alerts
-        log.exception("could not list the folders under incoming/ for unusable batch folders")
+        log.exception("could not list incoming/ for unusable batch folders and uploads in none")
         return alerts
-    return alerts + [_unusable_folder(name, reason) for name, reason in unusable.items()]
+    alerts += [_unusable_folder(name, reason) for name, reason in unusable.items()]
+    return alerts + [_outside_batch(key) for key in outside]
 
 
 def _unusable_folder(name: str, reason: str) -> Alert:
     folder = f"{layout.INCOMING}/{name}/"
     title = f"folder {shown_key(folder)} is never scored: {reason}; move its uploads into a batch folder of such a name"
     return Alert(UNUSABLE_BATCH_FOLDER, name, title, {"folder": folder, "reason": reason})
+
+
+def _outside_batch(key: str) -> Alert:
+    title = (f"upload {shown_key(key)} is in no batch folder, so no night scores it; "
+             f"move it into {layout.INCOMING}/<batch_id>/")  # fmt: skip
+    return Alert(UPLOAD_OUTSIDE_BATCH, key, title, {"key": key})
 
 
 def record_alerts(store: StoreLike, run_id: str, alerts: Iterable[Alert]) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.profile import ProfileConfig
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
 from crack_model.registry.versions import Registry
-from crack_model.serving.batch import finalize_batch, score_shard
+from crack_model.serving.batch import score_shard
+from crack_model.serving.batch_results import finalize_batch
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,13 @@ def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]
 
 
 def _is_new(store: ObjectStore, batch_id: str) -> bool:
-    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation (validate again)."""
+    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation or were replaced
+    after it (``changed``): the batch is validated again, and those are scored."""
     marker = read_success_marker(store, batch_id)
-    return marker is None or (marker.summary is not None and marker.summary.late_objects > 0)
+    if marker is None:
+        return True
+    summary = marker.summary
+    return summary is not None and (summary.late_objects > 0 or summary.status_counts.get("changed", 0) > 0)
 
 
 def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:

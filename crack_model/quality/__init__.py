@@ -12,7 +12,7 @@ The outcome is one of:
 * ``passed``: every expectation holds and no object broke a per-object check.
 * ``passed_with_quarantine``: every expectation holds thanks to its ``mostly`` tolerance, and
   the few objects that broke one (at most ``max_bad_fraction`` of the batch) are held back:
-  their bytes are copied to ``quarantine/<batch_id>/<relative key>`` and listed with reasons
+  their bytes are copied to ``quarantine/<batch_id>/uploads/<relative key>`` and listed with reasons
   in ``quarantine/<batch_id>/quarantine.json``; scoring skips ``quarantined_keys(...)``.
 * ``failed``: an expectation does not hold; the batch must not be scored. The reasons say why.
 

@@ -3,7 +3,7 @@
 Every run writes ``validation/<batch_id>/result.json`` (the GX validation result), ``outcome.json``
 (small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv``, ``report.html`` and the GX
 Data Docs (``data_docs/``, see ``data_docs``). The
-objects of a ``passed_with_quarantine`` batch are copied to ``quarantine/<batch_id>/<relative key>``
+objects of a ``passed_with_quarantine`` batch are copied to ``quarantine/<batch_id>/uploads/<relative key>``
 and listed with reasons in ``quarantine/<batch_id>/quarantine.json``; scoring skips them. Nothing is
 ever deleted: uploads stay where they are, quarantine holds copies.
 """
@@ -225,7 +225,7 @@ def quarantine_objects(
     outcome: str = PASSED_WITH_QUARANTINE,
     workers: int = 8,
 ) -> None:
-    """Copy each object's bytes to ``quarantine/<batch_id>/<relative key>`` and write ``quarantine.json``.
+    """Copy each object's bytes to ``quarantine/<batch_id>/uploads/<relative key>`` and write ``quarantine.json``.
 
     Copies of earlier runs stay (nothing is deleted); the manifest lists this run's objects only.
     """
@@ -235,7 +235,7 @@ def quarantine_objects(
             if problem := key_problem(item["key"]):  # e.g. an S3 key ending in '/': the store would serve another
                 item["quarantine_error"] = f"not copied: {problem}"
                 return
-            target = layout.quarantine_key(batch_id, relative(item["key"]))
+            target = layout.quarantine_copy_key(batch_id, relative(item["key"]))
             output.write(target, read_upload(source, item["key"]))  # over the upload limit: refused unread
         except UnservableObjectError as error:
             item["quarantine_error"] = f"not copied: {error}"

@@ -6,32 +6,27 @@ A batch is ``incoming/<batch_id>/`` in a store. It may be split into N shards by
 Each part's ``.tiles.jsonl`` keeps every image's tile boxes and probabilities: heat-map overlays
 are drawn from them on demand (``crack_model.pipelines.overlays``), not during the night, unless
 ``overlays=True`` asks for them inline.
-A restarted shard skips the keys its parts already hold, so a killed run loses nothing and
-duplicates nothing. When every shard is done, the parts are merged into
-``predictions.csv`` and ``summary.json``, and ``_SUCCESS`` is written last.
+A restarted shard skips the keys its parts already hold a row of what validation saw, so a killed
+run loses nothing and scores nothing twice; an upload replaced since (and validated again) or not
+readable last time is scored again. When every shard is done, the parts are merged into
+``predictions.csv`` and ``summary.json``, and ``_SUCCESS`` is written last (``batch_results``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
-from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.csv_text import csv_bytes
 from crack_model.core.documents import (
-    BatchSummary,
     PartStats,
     ShardStats,
     quarantined_keys,
-    quarantined_objects,
     read_success_marker,
 )
 from crack_model.core.errors import CrackModelError, StoreUnansweredError
@@ -46,16 +41,20 @@ from crack_model.core.uploads import (
     validated_fetch,
 )
 from crack_model.serving import tile_scores
+from crack_model.serving.batch_results import (
+    ShardsIncompleteError,
+    finalize_batch,
+    latest_rows,
+    read_rows,
+    rows_to_csv,
+    scored_what_was_validated,
+    shard_parts_prefix,
+)
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.scorer import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
-
-RESULT_COLUMNS = (
-    "key", "size", "sha256", "width", "height", "status", "error", "crack_probability", "label",
-    "threshold", "model_version", "runtime", "tile_count", "scored_at", "note",
-)  # fmt: skip
 
 
 @dataclass
@@ -75,23 +74,7 @@ def _earlier_runtimes(store: ObjectStore, parts_prefix: str, done: ShardStats | 
     if done is not None:
         return {done.runtime} if done.runtime else set()
     parts = [info.key for info in store.list(parts_prefix + "/") if info.key.endswith(".csv")]
-    return {row["runtime"] for key in parts for row in _read_csv(store.read(key)) if row.get("runtime")}
-
-
-def _parts_prefix(batch_id: str, model_version: str, shard: layout.Shard | None = None) -> str:
-    return (
-        layout.parts_key(batch_id, model_version)
-        if shard is None
-        else layout.parts_key(batch_id, model_version, shard.name)
-    )
-
-
-def _rows_to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
-    return csv_bytes(RESULT_COLUMNS, rows)
-
-
-def _read_csv(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    return {row["runtime"] for key in parts for row in read_rows(store.read(key)) if row.get("runtime")}
 
 
 def result_row(score: ImageScore, scorer: Scorer) -> dict[str, Any]:
@@ -157,7 +140,7 @@ def score_shard(
         log.info("batch %s is already complete (%s exists); nothing to do", batch_id, layout.SUCCESS)
         return ShardReport(batch_id, shard, "", 0, 0, 0.0, False, already_complete=True)
     scorer = model if isinstance(model, Scorer) else load_scorer(model, runtime, registry=store_uri)
-    parts_prefix = _parts_prefix(batch_id, scorer.version, shard)
+    parts_prefix = shard_parts_prefix(batch_id, scorer.version, shard)
     done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)
     earlier = _earlier_runtimes(store, parts_prefix, done) - {scorer.runtime.name}
@@ -175,6 +158,9 @@ def score_shard(
             store.delete(info.key)
 
     uploads = list_uploads(store, batch_id)
+    if manifest is None and not uploads:  # a mistyped batch id must not leave a _SUCCESS that later uploads miss
+        where = store.url(layout.incoming_prefix(batch_id))
+        raise CrackModelError(f"no uploads in {where}: nothing to score; check the batch id (or the store)")
     fetch = upload_fetch(store, uploads)
     if manifest is not None:  # score what validation saw: later uploads wait, changed bytes are refused
         fetch = validated_fetch(fetch, manifest)
@@ -185,7 +171,9 @@ def score_shard(
     excluded = set(exclude) | quarantined_keys(store, batch_id)
     keys = [key for key in candidates if shard.owns(key) and key not in excluded]
     existing_parts = sorted(info.key for info in store.list(parts_prefix + "/") if info.key.endswith(".csv"))
-    already = {row["key"] for part in existing_parts for row in _read_csv(store.read(part))}
+    # A row of bytes since replaced, or of none (unreadable, changed), is scored again; the later row wins.
+    standing = latest_rows(store, existing_parts)
+    already = {key for key, row in standing.items() if scored_what_was_validated(row, manifest)}
     todo = [key for key in keys if key not in already]
     log.info("%s of batch %s: %d objects, %d already scored, %d to score", shard.name, batch_id,
              len(keys), len(keys) - len(todo), len(todo))  # fmt: skip
@@ -204,7 +192,7 @@ def score_shard(
         # Tile scores first: a part's rows (what a resumed run skips) always have theirs.
         lines = tile_scores.encode(pending_scores)
         store.write(f"{name}{layout.TILE_SCORES_SUFFIX}", lines, content_type="application/x-ndjson")
-        store.write(f"{name}.csv", _rows_to_csv(pending), content_type="text/csv")
+        store.write(f"{name}.csv", rows_to_csv(pending), content_type="text/csv")
         # Each part records its own count and time, so a summary counts every attempt, killed ones too.
         now = time.perf_counter()
         PartStats(images=len(pending), seconds=round(now - part_started, 3)).write(store, f"{name}.json")
@@ -235,7 +223,7 @@ def score_shard(
     listed = [info.key for info in store.list(parts_prefix + "/")]
     timings = [PartStats.read(store, key) for key in listed if key.endswith(".json")]
     # Rows are counted from the parts themselves: a kill between a part and its stats loses only that time.
-    rows = sum(len(_read_csv(store.read(key))) for key in listed if key.endswith(".csv"))
+    rows = sum(len(read_rows(store.read(key))) for key in listed if key.endswith(".csv"))
     stats = ShardStats(
         images=rows,
         seconds=round(sum(timing.seconds for timing in timings if timing), 3),
@@ -288,103 +276,6 @@ def _finalize_if_complete(store: ObjectStore, batch_id: str, scorer: Scorer, sha
         log.info("not finalizing yet: %s", error)
         return False
     return True
-
-
-class ShardsIncompleteError(CrackModelError):
-    """Some shards of the batch have not finished."""
-
-
-def finalize_batch(
-    store: ObjectStore | str,
-    batch_id: str,
-    model_version: str,
-    shard_count: int,
-    *,
-    threshold: float | None = None,
-    exclude: Collection[str] = (),
-) -> dict[str, Any]:
-    """Merge the shards' parts into predictions.csv and summary.json, then write _SUCCESS.
-
-    Idempotent: running it again rewrites the same files. Raises ShardsIncompleteError if a
-    shard has no ``_DONE`` marker yet.
-    """
-    store = open_store(store) if isinstance(store, str) else store
-    shards = [layout.Shard(index, shard_count) for index in range(shard_count)]
-    validated = manifest_digest(store, batch_id)
-    stats = []
-    for shard in shards:
-        done = ShardStats.read(store, f"{_parts_prefix(batch_id, model_version, shard)}/{layout.DONE}")
-        if done is None or done.validated_manifest != validated:
-            raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
-        stats.append(done)
-    rows: dict[str, dict[str, str]] = {}
-    for shard in shards:
-        prefix = _parts_prefix(batch_id, model_version, shard) + "/"
-        for info in sorted(store.list(prefix), key=lambda item: item.key):
-            if info.key.endswith(".csv"):
-                for row in _read_csv(store.read(info.key)):
-                    rows.setdefault(row["key"], row)
-
-    # Held back by validation: still one row each, with the reasons, so every upload is accounted for.
-    stamp = utc_now()
-    for item in quarantined_objects(store, batch_id):
-        rows.setdefault(item["key"], quarantined_row(item, model_version, stamp))
-    ordered = [rows[key] for key in sorted(rows)]
-    store.write(layout.results_key(batch_id, layout.PREDICTIONS), _rows_to_csv(ordered), content_type="text/csv")
-    summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
-    summary.validated_manifest = validated
-    manifest = read_manifest(store, batch_id)
-    if manifest is not None:
-        summary.late_objects = sum(1 for info in list_uploads(store, batch_id) if info.key not in manifest)
-    summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
-    summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
-    log.info(
-        "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
-    )
-    return summary.as_dict()
-
-
-def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:
-    row = dict.fromkeys(RESULT_COLUMNS, "")
-    row.update(key=item["key"], status="quarantined", error="; ".join(item.get("reasons", [])),
-               model_version=model_version, tile_count="0", scored_at=stamp)  # fmt: skip
-    return row
-
-
-def summarize(
-    batch_id: str,
-    rows: list[dict[str, str]],
-    model_version: str,
-    shard_stats: list[ShardStats],
-    shard_count: int,
-    threshold: float | None,
-) -> BatchSummary:
-    statuses = Counter(row["status"] for row in rows)
-    labels = Counter(row["label"] for row in rows if row["status"] == "ok")
-    scored = statuses.get("ok", 0)
-    first = shard_stats[0] if shard_stats else None
-    crack_class = first.crack_class if first else None
-    if threshold is None and first:
-        threshold = first.threshold
-    cracks = labels.get(crack_class, 0) if crack_class else 0
-    seconds = sum(stat.seconds for stat in shard_stats)
-    images = sum(stat.images for stat in shard_stats)
-    return BatchSummary(
-        batch_id=batch_id,
-        model_version=model_version,
-        runtime=first.runtime if first else None,
-        threshold=threshold,
-        objects=len(rows),
-        status_counts=dict(sorted(statuses.items())),
-        label_counts=dict(sorted(labels.items())),
-        crack_class=crack_class,
-        cracks=cracks,
-        crack_rate=round(cracks / scored, 6) if scored else None,
-        shards=shard_count,
-        scoring_seconds=round(seconds, 3),
-        throughput_images_per_second=round(images / seconds, 2) if seconds > 0 else None,
-        finished_at=utc_now(),
-    )
 
 
 def score_batch(store_uri: str, batch_id: str, model: str | Scorer, *, shards: int = 1, **options: Any) -> ShardReport:

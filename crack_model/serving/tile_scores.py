@@ -80,10 +80,14 @@ def tile_score_files(store: ObjectStore, prefix: str) -> list[str]:
 
 
 def iter_tile_scores(store: ObjectStore, files: Iterable[str], keys: set[str] | None = None) -> Iterator[TileScores]:
-    """Every image's tile scores in ``files`` (only those of ``keys`` when given; the first line of a key wins)."""
+    """Every image's tile scores in ``files`` (only those of ``keys`` when given).
+
+    An image scored again (its upload was replaced) has a line in a later part: the last line of a key wins,
+    so files and lines are read from the end.
+    """
     seen: set[str] = set()
-    for file in files:
-        for line in store.read(file).decode("utf-8").splitlines():
+    for file in sorted(files, reverse=True):
+        for line in reversed(store.read(file).decode("utf-8").splitlines()):
             if not line:
                 continue
             scores = decode(line, store.url(file))
@@ -94,10 +98,11 @@ def iter_tile_scores(store: ObjectStore, files: Iterable[str], keys: set[str] | 
 
 
 def find_tile_scores(store: ObjectStore, files: Iterable[str], key: str) -> TileScores | None:
-    """One image's tile scores; lines are matched on their start, so only the image's own line is parsed."""
+    """One image's tile scores, from its last line (as ``iter_tile_scores``); lines are matched on their
+    start, so only the image's own line is parsed."""
     start = _line_start(key)
-    for file in files:
-        for line in store.read(file).decode("utf-8").splitlines():
+    for file in sorted(files, reverse=True):
+        for line in reversed(store.read(file).decode("utf-8").splitlines()):
             if line.startswith(start):
                 return decode(line, store.url(file))
     return None

@@ -29,6 +29,9 @@ def test_s3_round_trip_over_http(s3_bucket, s3_env, tmp_path):
     with pytest.raises(CrackModelError, match="object not found"):
         store.read("missing.jpg")
     assert store.folders("incoming") == ["b1", "b10"]
+    store.client.put_object(Bucket=s3_bucket, Key="root/incoming/", Body=b"")  # a console's folder marker
+    store.write("incoming/loose?.jpg", b"x")
+    assert store.files("incoming") == ["loose?.jpg"] and store.folders("incoming") == ["b1", "b10"]
     listing = aws_cli(s3_env, "s3", "ls", "--recursive", f"s3://{s3_bucket}/root/")
     assert "root/incoming/b1/a photo ü.jpg" in listing
     aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/root/incoming/b1/a photo ü.jpg", str(tmp_path / "copy"))

@@ -27,6 +27,8 @@ def test_validation_over_s3_writes_report_result_and_quarantine(s3_env, real_fil
         client.put_object(Bucket="inspections", Key=f"incoming/night-1/{name}", Body=data)
     cut = real_files["Positive"][-1].read_bytes()[:1000]
     client.put_object(Bucket="inspections", Key="incoming/night-1/cut.jpg", Body=cut)
+    named_like_the_manifest = b"<html>an upload named quarantine.json</html>"
+    client.put_object(Bucket="inspections", Key="incoming/night-1/quarantine.json", Body=named_like_the_manifest)
     extra_report = tmp_path / "published" / "report.html"
 
     outcome = validate_batch("s3://inspections", "night-1", report_uri=str(extra_report))
@@ -39,7 +41,10 @@ def test_validation_over_s3_writes_report_result_and_quarantine(s3_env, real_fil
     assert extra_report.read_text() == page
     result = json.loads(client.get_object(Bucket="inspections", Key="validation/night-1/result.json")["Body"].read())
     assert result["success"] is True and result["suite_name"] == "crack_model.incoming"
-    copy = client.get_object(Bucket="inspections", Key="quarantine/night-1/cut.jpg")["Body"].read()
+    copy = client.get_object(Bucket="inspections", Key="quarantine/night-1/uploads/cut.jpg")["Body"].read()
     assert copy == cut
-    assert quarantined_keys("s3://inspections", "night-1") == {"incoming/night-1/cut.jpg"}
+    copy = client.get_object(Bucket="inspections", Key="quarantine/night-1/uploads/quarantine.json")["Body"].read()
+    assert copy == named_like_the_manifest  # its copy and the manifest beside it both kept
+    held = {"incoming/night-1/cut.jpg", "incoming/night-1/quarantine.json"}
+    assert quarantined_keys("s3://inspections", "night-1") == held
     assert read_outcome("s3://inspections", "night-1")["outcome"] == PASSED_WITH_QUARANTINE

@@ -13,7 +13,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.core.object_keys import TEMP_MARKER, PreconditionFailedError, shown_key, validate_key
 from crack_model.core.s3_store import S3Store
-from crack_model.core.storage import fetch_threads, open_store
+from crack_model.core.storage import fetch_threads, open_store, split_s3_uri
 
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "a/../../b", "/abs/key", "a//b", "a/./b", "", "a\\b", "nul\x00"])
@@ -40,6 +40,16 @@ def test_open_store_chooses_the_backend(tmp_path):
     assert open_store(str(tmp_path)).root == tmp_path
     with pytest.raises(CrackModelError, match="unsupported storage URI"):
         open_store("gs://bucket")
+
+
+def test_an_s3_uri_is_a_bucket_and_a_key_taken_literally():
+    """'?', '#' and '%' are parts of S3 keys, not a query, a fragment or escapes; no bucket is refused."""
+    store = open_store("s3://bkt/p?q#r/%41")
+    assert (store.bucket, store.prefix) == ("bkt", "p?q#r/%41")
+    assert split_s3_uri("s3://bkt/a?b#c.jpg") == ("bkt", "a?b#c.jpg")
+    for uri in ("s3://", "s3:///incoming/b1"):
+        with pytest.raises(CrackModelError, match="has no bucket"):
+            open_store(uri)
 
 
 def test_a_folder_is_fetched_with_fewer_threads_than_s3(tmp_path):
@@ -95,13 +105,16 @@ def test_readers_never_see_half_a_file(tmp_path):
 
 
 def test_folders_lists_one_level(tmp_path):
-    """folders() gives the immediate sub-folders, like S3 common prefixes."""
+    """folders() gives the immediate sub-folders, like S3 common prefixes; files() what else is there."""
     store = LocalStore(tmp_path)
     store.write("incoming/b1/x/a.jpg", b"1")
     store.write("incoming/b2/a.jpg", b"2")
     store.write("incoming/top.jpg", b"3")
-    assert store.folders("incoming") == ["b1", "b2"]
-    assert store.folders("nothing") == []
+    store.write("incoming/.hidden/a.jpg", b"4")  # an uploader's folder like any other (S3 lists it too)
+    (tmp_path / "incoming" / f"{TEMP_MARKER}{uuid.uuid4().hex}").write_bytes(b"partial")  # the store's own
+    assert store.folders("incoming") == [".hidden", "b1", "b2"]
+    assert store.files("incoming") == ["top.jpg"]
+    assert store.folders("nothing") == [] == store.files("nothing")
 
 
 def test_local_conditional_write(tmp_path):

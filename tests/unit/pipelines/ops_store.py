@@ -28,7 +28,7 @@ from crack_model.core.model_card import ModelCard
 from crack_model.pipelines.nightly import publish_run_summary
 from crack_model.quality.outcome import ValidationOutcome
 from crack_model.registry.versions import Registry
-from crack_model.serving.batch import RESULT_COLUMNS, summarize
+from crack_model.serving.batch_results import RESULT_COLUMNS, summarize
 
 CHAMPION = "20261101T020000Z-aaaa1111"
 REJECTED = "20261120T020000Z-bbbb2222"

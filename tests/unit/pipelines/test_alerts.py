@@ -17,6 +17,7 @@ from crack_model.pipelines.alerts import (
     DRIFT,
     SCORING_ERRORS,
     UNUSABLE_BATCH_FOLDER,
+    UPLOAD_OUTSIDE_BATCH,
     gate_alert,
     mark_alert_sent,
     nightly_alerts,
@@ -104,6 +105,19 @@ def test_a_folder_no_night_scores_raises_an_alert_naming_it(night):
     assert "invalid batch id" in unusable.title and "move its uploads" in unusable.title
     assert alerts[-1] is unusable  # after the night's own alerts, which stay as they were
     assert [alert.kind for alert in alerts[:-1]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
+
+
+def test_uploads_in_no_batch_folder_and_hidden_folders_raise_alerts(night):
+    """A photo put straight into incoming/ and a folder whose name starts with a dot are named (not a marker)."""
+    store, run_summary, summaries = night
+    store.write("incoming/loose photo.jpg", b"x")
+    store.write("incoming/_READY", b"")
+    store.write("incoming/.hidden-batch/photo.jpg", b"x")
+    alerts = run_alerts(store, run_summary, summaries, error_rate_alert=0.05)
+    assert [alert.subject for alert in alerts if alert.kind == UNUSABLE_BATCH_FOLDER] == [".hidden-batch"]
+    [outside] = [alert for alert in alerts if alert.kind == UPLOAD_OUTSIDE_BATCH]
+    assert outside.subject == "incoming/loose photo.jpg" and "in no batch folder" in outside.title
+    assert "move it into incoming/<batch_id>/" in outside.title
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):

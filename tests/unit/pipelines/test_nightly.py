@@ -152,7 +152,7 @@ def test_finalizing_retries_a_store_that_did_not_answer_but_not_a_batch_that_can
     """A batch whose shards failed is left for the run summary; a store error is raised after the other batches,
     so Airflow retries the task (merging again is idempotent)."""
     from crack_model.pipelines import nightly
-    from crack_model.serving.batch import ShardsIncompleteError
+    from crack_model.serving.batch_results import ShardsIncompleteError
 
     merged = []
 

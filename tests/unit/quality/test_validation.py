@@ -436,11 +436,13 @@ def test_a_labeled_photo_over_the_size_limit_is_quarantined_and_never_read(tmp_p
 
 
 def test_a_few_bad_objects_are_quarantined_with_their_bytes_and_reasons(tmp_path, real_files):
-    """3 bad objects among 100: passed_with_quarantine; copies are byte-identical; reasons name the checks."""
+    """3 bad objects among 100: passed_with_quarantine; copies are byte-identical; reasons name the checks.
+
+    One sits in a folder named like the quarantine manifest: its copy goes beside the manifest, not in its way."""
     objects = real_objects(mixed(real_files, 97))
     good = mixed(real_files, 100, start=60)
     bad = {
-        "site-a/cut.jpg": good[0].read_bytes()[:2000],
+        "quarantine.json/cut.jpg": good[0].read_bytes()[:2000],
         "site-a/thumb.jpg": encode(Image.open(good[1]).resize((64, 64)), "JPEG"),
         "dark.jpg": encode(ImageEnhance.Brightness(Image.open(good[2])).enhance(0.3), "JPEG"),
     }
@@ -450,18 +452,19 @@ def test_a_few_bad_objects_are_quarantined_with_their_bytes_and_reasons(tmp_path
     expected = {f"incoming/q1/{name}" for name in bad}
     assert outcome.quarantined_keys == expected == quarantined_keys(store, "q1")
     reasons = {item["key"]: " ".join(item["reasons"]) for item in outcome.quarantined}
-    assert reasons["incoming/q1/site-a/cut.jpg"].startswith("decodes: does not decode: corrupt or truncated")
+    assert reasons["incoming/q1/quarantine.json/cut.jpg"].startswith("decodes: does not decode: corrupt or truncated")
     assert "width_in_bounds" in reasons["incoming/q1/site-a/thumb.jpg"]
     assert "brightness_in_bounds" in reasons["incoming/q1/dark.jpg"]
     for name, data in bad.items():
-        copy = tmp_path / "quarantine" / "q1" / name
+        copy = tmp_path / "quarantine" / "q1" / "uploads" / name
         assert hashlib.sha256(copy.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
         assert (tmp_path / "incoming" / "q1" / name).is_file()  # nothing is deleted
     manifest = json.loads((tmp_path / "quarantine/q1/quarantine.json").read_text())
     assert {item["key"] for item in manifest["objects"]} == expected
-    assert all(item["reasons"] and item["quarantine_key"].startswith("quarantine/q1/") for item in manifest["objects"])
+    copies = [item["quarantine_key"] for item in manifest["objects"] if item["reasons"]]
+    assert len(copies) == 3 and all(copy.startswith("quarantine/q1/uploads/") for copy in copies)
     report = (tmp_path / "validation/q1/report.html").read_text()
-    assert "passed_with_quarantine" in report and "incoming/q1/site-a/cut.jpg" in report
+    assert "passed_with_quarantine" in report and "incoming/q1/quarantine.json/cut.jpg" in report
 
 
 def test_a_rerun_after_the_upload_is_fixed_clears_the_list_but_keeps_the_copies(tmp_path, real_files):
@@ -473,7 +476,7 @@ def test_a_rerun_after_the_upload_is_fixed_clears_the_list_but_keeps_the_copies(
     (tmp_path / "incoming/r/late.jpg").write_bytes(late.read_bytes())
     outcome = validate_batch(store, "r")
     assert outcome.outcome == PASSED and quarantined_keys(store, "r") == set()
-    assert (tmp_path / "quarantine/r/late.jpg").read_bytes() == late.read_bytes()[:1000]
+    assert (tmp_path / "quarantine/r/uploads/late.jpg").read_bytes() == late.read_bytes()[:1000]
 
 
 def test_more_bad_objects_than_the_tolerance_fail_even_if_each_check_holds(tmp_path, real_files):

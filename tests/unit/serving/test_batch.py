@@ -14,7 +14,8 @@ from crack_model.core import layout
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
-from crack_model.serving.batch import finalize_batch, score_batch, score_shard
+from crack_model.serving.batch import score_batch, score_shard
+from crack_model.serving.batch_results import finalize_batch
 from crack_model.serving.scorer import load_scorer
 from tests import imagefiles
 from tests.gc_hang_probe import suspended_stages
@@ -266,10 +267,25 @@ def test_a_part_that_cannot_be_written_stops_scoring_there_and_then(tmp_path, sy
         gc.enable()
 
 
+def test_a_batch_with_no_uploads_and_never_validated_is_refused(tmp_path, model_dir):
+    """A mistyped batch id: a clear error, and no _SUCCESS that would hide the uploads that come later."""
+    store = LocalStore(tmp_path)
+    store.write("incoming/2026-11-24/a.jpg", imagefiles.jpeg())
+    with pytest.raises(CrackModelError, match=r"no uploads in .*incoming/2026-11-42: nothing to score"):
+        score_batch(str(tmp_path), "2026-11-42", model_dir)
+    assert not store.exists(layout.results_key("2026-11-42", layout.SUCCESS))
+
+
 def test_batch_uri_and_shard_errors():
     """Malformed batch URIs and shards are user errors with the expected form in the message."""
     with pytest.raises(CrackModelError, match="incoming/<batch_id>"):
         layout.parse_batch_uri("s3://bucket/uploads/b1")
+    with pytest.raises(CrackModelError, match="names no bucket"):  # not a local folder named "s3:"
+        layout.parse_batch_uri("s3://incoming/b1")
+    assert layout.parse_batch_uri("s3://bkt/p?q#r/incoming/b1/") == ("s3://bkt/p?q#r", "b1")
+    assert layout.parse_batch_uri("file:///incoming/b1") == ("file:///", "b1")
+    assert layout.parse_batch_uri("/incoming/b1") == ("/", "b1")
+    assert layout.parse_batch_uri("incoming/b1") == (".", "b1")
     with pytest.raises(CrackModelError, match="INDEX/COUNT"):
         layout.Shard.parse("first")
     with pytest.raises(CrackModelError, match="invalid shard"):

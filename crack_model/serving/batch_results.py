@@ -1,0 +1,162 @@
+"""A batch's rows: the shards' part files, which of their rows still stand, and the merge into
+``predictions.csv``, ``summary.json`` and ``_SUCCESS``.
+
+Parts are only ever added to. An upload scored again (its bytes changed and the batch was validated
+again, or it could not be read last time) gets a row in a later part, and the later row wins. A
+row stands only while it scored the bytes of the latest validation; an upload validation now holds
+back gets its quarantine row, and one no longer in the validated manifest (deleted) gets none.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections import Counter
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from crack_model.core import layout
+from crack_model.core.clock import utc_now
+from crack_model.core.csv_text import csv_bytes
+from crack_model.core.documents import BatchSummary, ShardStats, quarantined_objects
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore
+from crack_model.core.storage import open_store
+from crack_model.core.uploads import ManifestEntry, list_uploads, manifest_digest, read_manifest
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = (
+    "key", "size", "sha256", "width", "height", "status", "error", "crack_probability", "label",
+    "threshold", "model_version", "runtime", "tile_count", "scored_at", "note",
+)  # fmt: skip
+
+
+class ShardsIncompleteError(CrackModelError):
+    """Some shards of the batch have not finished."""
+
+
+def shard_parts_prefix(batch_id: str, model_version: str, shard: layout.Shard) -> str:
+    """``results/<batch_id>/_parts/<model_version>/<shard>``: where one shard's parts go."""
+    return layout.parts_key(batch_id, model_version, shard.name)
+
+
+def rows_to_csv(rows: Iterable[dict[str, Any]]) -> bytes:
+    return csv_bytes(RESULT_COLUMNS, rows)
+
+
+def read_rows(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+
+
+def latest_rows(store: ObjectStore, part_keys: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Each key's row from the last part (in name order) that holds one: parts are numbered as written."""
+    rows: dict[str, dict[str, str]] = {}
+    for key in sorted(part_keys):
+        for row in read_rows(store.read(key)):
+            rows[row["key"]] = row
+    return rows
+
+
+def scored_what_was_validated(row: dict[str, str], manifest: dict[str, ManifestEntry] | None) -> bool:
+    """Does this row score the bytes the latest validation saw? A row of other bytes (the upload was
+    replaced and the batch validated again), or of none (it could not be read, or had changed), does not."""
+    if manifest is None:  # validated before manifests existed, or never: nothing to compare with
+        return True
+    entry = manifest.get(row["key"])
+    if entry is None:
+        return False
+    return not entry.sha256 or row.get("sha256") == entry.sha256
+
+
+def finalize_batch(
+    store: ObjectStore | str,
+    batch_id: str,
+    model_version: str,
+    shard_count: int,
+    *,
+    threshold: float | None = None,
+    exclude: Collection[str] = (),
+) -> dict[str, Any]:
+    """Merge the shards' parts into predictions.csv and summary.json, then write _SUCCESS.
+
+    Idempotent: running it again rewrites the same files. Raises ShardsIncompleteError if a
+    shard has no ``_DONE`` marker yet.
+    """
+    store = open_store(store) if isinstance(store, str) else store
+    shards = [layout.Shard(index, shard_count) for index in range(shard_count)]
+    validated = manifest_digest(store, batch_id)
+    stats = []
+    for shard in shards:
+        done = ShardStats.read(store, f"{shard_parts_prefix(batch_id, model_version, shard)}/{layout.DONE}")
+        if done is None or done.validated_manifest != validated:
+            raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
+        stats.append(done)
+    rows: dict[str, dict[str, str]] = {}
+    for shard in shards:
+        listed = store.list(shard_parts_prefix(batch_id, model_version, shard) + "/")
+        rows.update(latest_rows(store, [info.key for info in listed if info.key.endswith(".csv")]))
+    manifest = read_manifest(store, batch_id)
+    if manifest is not None:  # an upload deleted before the batch was validated again is no upload any more
+        rows = {key: row for key, row in rows.items() if key in manifest}
+
+    # Held back by the latest validation: one row each, with the reasons, whatever an earlier run scored.
+    stamp = utc_now()
+    for item in quarantined_objects(store, batch_id):
+        rows[item["key"]] = quarantined_row(item, model_version, stamp)
+    ordered = [rows[key] for key in sorted(rows)]
+    store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows_to_csv(ordered), content_type="text/csv")
+    summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
+    summary.validated_manifest = validated
+    if manifest is not None:
+        summary.late_objects = sum(1 for info in list_uploads(store, batch_id) if info.key not in manifest)
+    summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
+    summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
+    log.info(
+        "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
+    )
+    return summary.as_dict()
+
+
+def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:
+    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row.update(key=item["key"], status="quarantined", error="; ".join(item.get("reasons", [])),
+               model_version=model_version, tile_count="0", scored_at=stamp)  # fmt: skip
+    return row
+
+
+def summarize(
+    batch_id: str,
+    rows: list[dict[str, str]],
+    model_version: str,
+    shard_stats: list[ShardStats],
+    shard_count: int,
+    threshold: float | None,
+) -> BatchSummary:
+    statuses = Counter(row["status"] for row in rows)
+    labels = Counter(row["label"] for row in rows if row["status"] == "ok")
+    scored = statuses.get("ok", 0)
+    first = shard_stats[0] if shard_stats else None
+    crack_class = first.crack_class if first else None
+    if threshold is None and first:
+        threshold = first.threshold
+    cracks = labels.get(crack_class, 0) if crack_class else 0
+    seconds = sum(stat.seconds for stat in shard_stats)
+    images = sum(stat.images for stat in shard_stats)
+    return BatchSummary(
+        batch_id=batch_id,
+        model_version=model_version,
+        runtime=first.runtime if first else None,
+        threshold=threshold,
+        objects=len(rows),
+        status_counts=dict(sorted(statuses.items())),
+        label_counts=dict(sorted(labels.items())),
+        crack_class=crack_class,
+        cracks=cracks,
+        crack_rate=round(cracks / scored, 6) if scored else None,
+        shards=shard_count,
+        scoring_seconds=round(seconds, 3),
+        throughput_images_per_second=round(images / seconds, 2) if seconds > 0 else None,
+        finished_at=utc_now(),
+    )

@@ -1,0 +1,85 @@
+"""A batch validated again after it was scored: its rows follow the latest validation, not the first night's."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from crack_model.core import layout
+from crack_model.core.documents import QuarantineManifest
+from crack_model.core.local_store import LocalStore
+from crack_model.pipelines.nightly import find_new_batches
+from crack_model.serving.batch import score_batch
+from crack_model.serving.tile_scores import find_tile_scores, tile_score_files
+from tests import imagefiles
+from tests.unit.serving.test_batch import _validate_manifest_of, read_predictions, upload_synth
+
+
+@pytest.fixture()
+def model_dir(trained_model):
+    return str(trained_model.output_dir)
+
+
+def _rows(store):
+    return {row["key"]: row for row in read_predictions(store)}
+
+
+def _summary(store):
+    return json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+
+
+def test_an_upload_replaced_after_validation_is_scored_when_the_batch_is_validated_again(
+    tmp_path, synth_data, model_dir
+):
+    """Night 1 leaves it ``changed``, which makes the batch new again; night 2 scores the new bytes, and only them."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    swapped = "incoming/b1/positive/synth_00000.jpg"
+    replacement = imagefiles.jpeg()
+    store.write(swapped, replacement)
+    score_batch(str(tmp_path), "b1", model_dir)
+    first = _rows(store)
+    assert first[swapped]["status"] == "changed"
+    assert find_new_batches(store) == ["b1"]  # the night picks it up again
+
+    _validate_manifest_of(store)
+    report = score_batch(str(tmp_path), "b1", model_dir)
+
+    assert report.images == 1 and report.skipped_already_done == 3
+    rows = _rows(store)
+    assert set(rows) == set(first)
+    assert rows[swapped]["status"] == "ok" and rows[swapped]["sha256"] == hashlib.sha256(replacement).hexdigest()
+    assert all(rows[key]["scored_at"] == first[key]["scored_at"] for key in first if key != swapped)
+    assert "changed" not in _summary(store)["status_counts"]
+    assert find_new_batches(store) == []
+    # the overlay is drawn from the tile scores of the bytes scored last, not the first night's line
+    files = tile_score_files(store, layout.parts_key("b1", rows[swapped]["model_version"]) + "/")
+    assert find_tile_scores(store, files, swapped).sha256 == rows[swapped]["sha256"]
+
+
+def test_rows_follow_the_latest_validation_held_back_or_deleted(tmp_path, synth_data, model_dir):
+    """Scored ok, then replaced by junk that validation holds back: the quarantine row wins over the old score.
+    An upload deleted before the batch is validated again has no row any more."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", model_dir)
+    held, deleted = "incoming/b1/negative/synth_00000.jpg", "incoming/b1/negative/synth_00001.jpg"
+    assert _rows(store)[held]["status"] == "ok"
+
+    store.write(held, b"<html>not a photo</html>")
+    store.delete(deleted)
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())  # what brings the batch back on a real night
+    _validate_manifest_of(store)
+    QuarantineManifest("b1", "passed_with_quarantine", "2026-11-25T02:00:00Z",
+                       [{"key": held, "reasons": ["decodes: not an image"]}]).write(
+        store, "quarantine/b1/quarantine.json")  # fmt: skip
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    rows = _rows(store)
+    assert deleted not in rows and "incoming/b1/late.jpg" in rows
+    assert rows[held]["status"] == "quarantined" and rows[held]["error"] == "decodes: not an image"
+    assert sum(_summary(store)["status_counts"].values()) == len(rows) == 4
