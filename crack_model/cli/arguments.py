@@ -127,6 +127,20 @@ def data_config_from(args: argparse.Namespace) -> DataConfig:
         raise CrackModelError(str(error)) from None
 
 
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1000:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number above 0, up to 1000, got {text}")
+    return value
+
+
 def non_negative(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1000:  # NaN too

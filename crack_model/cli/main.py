@@ -70,6 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crack-model: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a path given on the command line: a file where a folder goes, no permission, ...
+        where = f": {error.filename}" if error.filename else ""
+        print(f"crack-model: error: {error.strerror or error}{where}; check the paths given", file=sys.stderr)
+        return 1
+    except Exception as error:
+        if not type(error).__module__.startswith("botocore"):
+            raise
+        # No credentials, an endpoint that does not answer, access denied: the store, not a fault of ours.
+        advice = (
+            "check the s3:// URI, the AWS credentials (environment, profile or role) and, for MinIO, AWS_ENDPOINT_URL"
+        )
+        print(f"crack-model: error: the S3 store did not serve the request: {error}; {advice}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,9 +19,12 @@ from crack_model.cli.arguments import (
     exponent,
     model_config_from,
     non_negative,
+    non_negative_int,
+    positive,
     positive_int,
     probability,
     share,
+    unit_interval,
 )
 from crack_model.core.config import DataConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
@@ -33,7 +36,7 @@ from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest, recorded_fetch
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
 from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
-from crack_model.training.export import export_model
+from crack_model.training.export import export_model, keras_model_file
 from crack_model.training.photo_tiles import PhotoTiles
 from crack_model.training.plots import save_confusion_matrix
 from crack_model.training.train import train
@@ -59,7 +62,7 @@ def add_train_command(commands: Any) -> None:
         help="base weights: imagenet (download), none, or a local .h5 path (default: $CRACK_MODEL_WEIGHTS or imagenet)",
     )
     train.add_argument(
-        "--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers for a second phase"
+        "--fine-tune-layers", type=non_negative_int, default=0, help="unfreeze the top N base layers for a second phase"
     )
     train.add_argument("--fine-tune-epochs", type=positive_int, default=5, help="epochs of the fine-tuning phase")
     train.add_argument(
@@ -82,7 +85,9 @@ def add_train_command(commands: Any) -> None:
         type=Path,
         help="cache the frozen base's features per image here and train only the head on them (much faster)",
     )
-    train.add_argument("--augmented-views", type=int, default=1, help="augmented copies cached per image (default: 1)")
+    train.add_argument(
+        "--augmented-views", type=non_negative_int, default=1, help="augmented copies cached per image (default: 1)"
+    )
     train.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     add_head_options(train)
     train.add_argument("--start-from", type=Path, metavar="MODEL_DIR",
@@ -164,13 +169,15 @@ def add_evaluate_command(commands: Any) -> None:
                         help="base weights: imagenet, none or a .h5 path (default: $CRACK_MODEL_WEIGHTS)")  # fmt: skip
     recipe.add_argument("--epochs", type=positive_int, default=30, help="maximum epochs per fold (default: 30)")
     recipe.add_argument("--feature-cache", type=Path, help="feature cache folder (strongly advised: K trainings)")
-    recipe.add_argument("--augmented-views", type=int, default=2, help="augmented copies cached per image (default: 2)")
-    recipe.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
+    recipe.add_argument(
+        "--augmented-views", type=non_negative_int, default=2, help="augmented copies cached per image (default: 2)"
+    )
+    recipe.add_argument("--fine-tune-layers", type=non_negative_int, default=0, help="unfreeze the top N base layers")
     recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)")
     recipe.add_argument("--focal-gamma", type=exponent, default=TrainConfig.focal_gamma,
                         help="focal loss exponent: hard images weigh more (default: 0: cross-entropy)")  # fmt: skip
-    recipe.add_argument("--slice-balance", type=float, default=1.0, help="0 (none) to 1 (full) slice balancing")
-    recipe.add_argument("--crack-weight", type=float, default=1.0, help="weight of a crack image (default: 1)")
+    recipe.add_argument("--slice-balance", type=unit_interval, default=1.0, help="0 (none) to 1 (full) slice balancing")
+    recipe.add_argument("--crack-weight", type=positive, default=1.0, help="weight of a crack image (default: 1)")
     recipe.add_argument("--target-recall", type=probability, default=0.99, help="validation crack recall target")
     recipe.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     add_head_options(recipe)
@@ -303,6 +310,7 @@ def add_export_command(commands: Any) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     split_csv, card = args.model / SPLIT_NAME, ModelCard.load(args.model)
+    keras_model_file(args.model)  # before the split's images are read
     # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.
     train_images, validation = (
         fingerprint_all(read_split_manifest(split_csv, part))[0] for part in ("train", "validation")

@@ -135,6 +135,7 @@ def run_registry_show(args: argparse.Namespace) -> int:
 
 def run_registry_promote(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    registry.read_version(args.name, args.version)  # a version that does not exist says so, not "no gate report"
     if args.alias == "champion" and not args.force:
         report = registry.gate_report(args.name, args.version)
         if report is None or report.get("decision") != "promote":

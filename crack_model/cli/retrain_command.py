@@ -12,13 +12,17 @@ from crack_model.cli.arguments import (
     fraction,
     layer_names,
     non_negative,
+    non_negative_int,
+    positive,
     positive_int,
     probability,
     share,
+    unit_interval,
 )
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.pipelines.retraining import gate_candidate, train_and_register, validate_pool
+from crack_model.pipelines.retraining import check_settings, gate_candidate, train_and_register, validate_pool
+from crack_model.registry.naming import validate_name
 
 
 def add_retrain_command(commands: Any) -> None:
@@ -35,16 +39,16 @@ def add_retrain_command(commands: Any) -> None:
     retrain.add_argument("--name", default="crack", help="model name in the registry (default: crack)")
     retrain.add_argument("--epochs", type=positive_int, default=30,
                          help="max head epochs on cached features; early stopping ends it (default: 30)")  # fmt: skip
-    retrain.add_argument("--fine-tune-layers", type=int, default=0, help="unfreeze the top N base layers")
+    retrain.add_argument("--fine-tune-layers", type=non_negative_int, default=0, help="unfreeze the top N base layers")
     retrain.add_argument("--target-recall", type=probability, default=0.99,
                          help="validation crack recall target, overall and on each big-enough slice")  # fmt: skip
     retrain.add_argument(
         "--slice-balance",
-        type=float,
+        type=unit_interval,
         default=1.0,
         help="balance labeled/<class>/<slice>/ cells in training: 0 (none) to 1 (full, default)",
     )
-    retrain.add_argument("--crack-weight", type=float, default=1.0,
+    retrain.add_argument("--crack-weight", type=positive, default=1.0,
                          help="weight of a crack image relative to a balanced non-crack one (default: 1)")  # fmt: skip
     retrain.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     retrain.add_argument("--zoom-factor", type=fraction, default=ModelConfig.zoom_factor,
@@ -63,7 +67,7 @@ def add_retrain_command(commands: Any) -> None:
                          help="comma-separated base layers pooled beside the last for the head (default: "
                          f"{','.join(ModelConfig.pooled_layers) or 'none'}; other layers than the champion's "
                          "train afresh)")  # fmt: skip
-    retrain.add_argument("--augmented-views", type=int, default=2,
+    retrain.add_argument("--augmented-views", type=non_negative_int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
     retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
                          help="base weights: imagenet, none or a .h5 path")  # fmt: skip
@@ -77,6 +81,11 @@ def run_retrain(args: argparse.Namespace) -> int:
     """The crack_retraining DAG's steps in a row (crack_model.pipelines.retraining)."""
     if args.fresh and args.anchor_weight:
         raise CrackModelError("--anchor-weight pulls toward the champion, which --fresh does not start from: drop one")
+    if args.promote and not args.gate:
+        raise CrackModelError("--promote promotes a candidate that passed the gate: give --gate too")
+    # Before the pool is read and the candidate trained: a mistake here should cost seconds, not a training run.
+    validate_name(args.name)
+    check_settings(retrain_settings(args))
     pool = validate_pool(args.store)
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
     candidate = train_and_register(

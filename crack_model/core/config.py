@@ -125,3 +125,9 @@ class TrainConfig:
             raise ValueError(f"anchor_weight must be 0 (no pull toward the champion) or more, got {self.anchor_weight}")
         if not self.focal_gamma >= 0:  # NaN too
             raise ValueError(f"focal_gamma must be 0 (plain cross-entropy) or more, got {self.focal_gamma}")
+        if not 0 <= self.slice_balance <= 1:  # NaN too
+            raise ValueError(f"slice_balance must be from 0 (none) to 1 (full), got {self.slice_balance}")
+        if not (self.crack_weight > 0 and math.isfinite(self.crack_weight)):
+            raise ValueError(f"crack_weight must be above 0 (1: as much as a non-crack image), got {self.crack_weight}")
+        if self.fine_tune_layers < 0:
+            raise ValueError(f"fine_tune_layers must be 0 (the base frozen) or more, got {self.fine_tune_layers}")

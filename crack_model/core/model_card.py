@@ -75,6 +75,12 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelCard:
+        """A card from its JSON object; TypeError names the first field of the wrong type (``"224"``, ``[]``)."""
+        if not isinstance(values, dict):
+            raise TypeError(f"a JSON object is expected, got {type(values).__name__}")
+        for item in fields(cls):
+            if item.name in values and not _of_type(values[item.name], str(item.type)):
+                raise TypeError(f"{item.name} is {values[item.name]!r}, which is not {item.type}")
         known = {item.name for item in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 
@@ -86,7 +92,24 @@ class ModelCard:
         except FileNotFoundError:
             raise CrackModelError(f"{path} is missing: a model folder holds model.keras and model.json") from None
         except (json.JSONDecodeError, TypeError) as error:
-            raise CrackModelError(f"{path} is not a valid model card: {error}") from None
+            msg = f"{path} is not a valid model card: {error}; train or export the model again (or mend the file)"
+            raise CrackModelError(msg) from None
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "list[str]": (list,), "dict[str, Any]": (dict,),
+}  # fmt: skip
+
+
+def _of_type(value: Any, annotation: str) -> bool:
+    """Does a JSON value fit a card field's annotation ("float | None", "list[str]", ...)? A bool is no number."""
+    kinds = annotation.split(" | ")
+    if value is None:
+        return "None" in kinds
+    allowed = tuple(kind for name in kinds if name != "None" for kind in _JSON_TYPES[name])
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        return False
+    return not isinstance(value, list) or all(isinstance(element, str) for element in value)
 
 
 def new_version(model_file: Path) -> str:

@@ -243,7 +243,7 @@ def run_gate(
     elif champion_version == candidate_version:
         raise CrackModelError(f"{name} version {candidate_version} is already the champion: nothing to gate")
     else:
-        notes = [unchecked] if unchecked else []
+        notes = [note for note in (unchecked, holdout_set.left_out_note()) if note]
         report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id, notes,
                            candidate_manifest)  # fmt: skip
     report.html_url = opened.version_url(name, candidate_version, GATE_HTML)

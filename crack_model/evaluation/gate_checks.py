@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -211,6 +212,7 @@ def overall_floor_checks(
     if not policy.floors:
         message = "the policy sets no floors: the gate refuses to pass a model without absolute floors"
         checks.append(Check("policy:floors", "fail", message))
+    checks += holdout_size_checks(holdout, policy)
     values, scopes = scoped_floor_values(candidate, holdout, new)
     checks += floor_checks(values, policy.floors, "floor", scopes)
     for metric, left_out in new.items():
@@ -229,6 +231,20 @@ def overall_floor_checks(
                 f"{interval[0]:.4f}): add holdout images"
             )
     return checks, notes
+
+
+def holdout_size_checks(holdout: Holdout, policy: GatePolicy) -> list[Check]:
+    """``holdout_size:<class>``: a class with fewer images than ``min_holdout_images`` cannot show any floor."""
+    if policy.min_holdout_images <= 1:
+        return []
+    needed = policy.min_holdout_images
+    checks = []
+    for name, count in sorted(Counter(image.label for image in holdout.images).items()):
+        message = f"{count} holdout images of class {name}"
+        if count < needed:
+            message += f", fewer than the {needed} the policy asks for: no floor shows on so few; add {name} images"
+        checks.append(Check(f"holdout_size:{name}", "pass" if count >= needed else "fail", message, count, needed))
+    return checks
 
 
 def judge_runtime(

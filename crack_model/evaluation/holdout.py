@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 NO_SLICE = "(none)"
 READ_WORKERS = 8
 OVERLAP_EXAMPLES = 3
+LEFT_OUT_EXAMPLES = 5
 
 
 class HoldoutChangedError(CrackModelError):
@@ -57,6 +58,8 @@ class Holdout:
     # as other bytes since, with why: every model is graded on the images first read
     pinned: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     changed: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # key -> why it is not a holdout image (no class folder, not an image name, hidden): said, never silent
+    left_out: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, key: str) -> bytes:
         """One holdout image's bytes, within the upload size limit (one over it fails the gate as unreadable).
@@ -91,18 +94,33 @@ class Holdout:
             "per_class": dict(sorted(Counter(image.label for image in self.images).items())),
             "per_slice": dict(sorted(Counter(self.slices).items())),
             "listing_digest": self.digest,
+            "left_out": len(self.left_out),
         }
+
+    def left_out_note(self) -> str | None:
+        """For the gate report: what under the holdout is not graded on, with a few names and why."""
+        if not self.left_out:
+            return None
+        shown = "; ".join(f"{key}: {why}" for key, why in sorted(self.left_out.items())[:LEFT_OUT_EXAMPLES])
+        more = f"; and {len(self.left_out) - LEFT_OUT_EXAMPLES} more" if len(self.left_out) > LEFT_OUT_EXAMPLES else ""
+        return f"{len(self.left_out)} file(s) under the holdout are not graded on: {shown}{more}"
 
 
 def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
     """List a holdout folder or store prefix (local path, ``file://`` or ``s3://``)."""
     store = open_store(uri)
     images, slices, lines, keys = [], [], [], []
+    left_out: dict[str, str] = {}
     for info in store.list(""):
         parts = info.key.split("/")
-        if len(parts) < 2 or parts[0] not in class_names or not is_image_name(parts[-1]):
+        if len(parts) < 2 or parts[0] not in class_names:
+            left_out[info.key] = f"not in a class folder ({', '.join(class_names)})"
             continue
         if any(part.startswith(".") for part in parts):
+            left_out[info.key] = "hidden (a name starting with '.')"
+            continue
+        if not is_image_name(parts[-1]):
+            left_out[info.key] = "not an image file name (.jpg, .png, .heic, ...)"
             continue
         images.append(LabeledImage(store.url(info.key), parts[0]))
         keys.append(info.key)
@@ -116,7 +134,10 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
     if missing:
         raise CrackModelError(f"holdout {uri} has no images of class {', '.join(missing)}: the gate needs every class")
     digest = hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
-    return Holdout(store.uri, images, slices, digest, store, keys)
+    holdout = Holdout(store.uri, images, slices, digest, store, keys, left_out=left_out)
+    if note := holdout.left_out_note():
+        log.warning("%s", note)
+    return holdout
 
 
 def holdout_hashes(holdout: Holdout) -> list[str]:

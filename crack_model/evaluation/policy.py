@@ -24,7 +24,7 @@ PHOTO_METRICS = ("photo_crack_recall", "photo_specificity")
 ALL_SLICES = "*"
 _TOP_LEVEL = {
     "policy_version", "description", "floors", "no_regression", "slice_floors", "slice_no_regression",
-    "min_slice_images", "min_runtime_agreement", "photo_floors", "bootstrap",
+    "min_slice_images", "min_holdout_images", "min_runtime_agreement", "photo_floors", "bootstrap",
 }  # fmt: skip
 _BOOTSTRAP = {"resamples", "confidence", "seed"}
 
@@ -42,6 +42,8 @@ class GatePolicy:
         slice_max_drop: metric -> how far the candidate may fall below the champion on any one slice
             ("slice_no_regression" in JSON): a new site's gain must not hide an old site's loss.
         min_slice_images: slices smaller than this are reported but not gated (floors and regression).
+        min_holdout_images: images each class of the holdout needs, or the candidate is rejected: on 2 images
+            every floor passes or fails by luck (1: no such check, policies from before it).
         min_runtime_agreement: share of holdout labels an export must share with Keras.
         photo_floors: metric (PHOTO_METRICS) -> minimum on mosaics of holdout patches, labeled by the
             candidate's photo rule with the runtime it will serve: a rule that cannot find crack photos
@@ -54,6 +56,7 @@ class GatePolicy:
     slice_floors: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     slice_max_drop: Mapping[str, float] = field(default_factory=dict)
     min_slice_images: int = 30
+    min_holdout_images: int = 1
     min_runtime_agreement: float = 0.995
     photo_floors: Mapping[str, float] = field(default_factory=dict)
     bootstrap_resamples: int = 1000
@@ -77,6 +80,8 @@ class GatePolicy:
             raise CrackModelError(f"{where}: bootstrap confidence must be in [0.5, 1), got {self.confidence}")
         if self.min_slice_images < 1:
             raise CrackModelError(f"{where}: min_slice_images must be at least 1, got {self.min_slice_images}")
+        if self.min_holdout_images < 1:
+            raise CrackModelError(f"{where}: min_holdout_images must be at least 1, got {self.min_holdout_images}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "policy") -> GatePolicy:
@@ -101,6 +106,7 @@ class GatePolicy:
                 },
                 slice_max_drop={key: float(value) for key, value in (values.get("slice_no_regression") or {}).items()},
                 min_slice_images=int(values.get("min_slice_images", 30)),
+                min_holdout_images=int(values.get("min_holdout_images", 1)),
                 min_runtime_agreement=float(values.get("min_runtime_agreement", 0.995)),
                 photo_floors={key: float(value) for key, value in (values.get("photo_floors") or {}).items()},
                 bootstrap_resamples=int(bootstrap.get("resamples", 1000)),
@@ -119,6 +125,8 @@ class GatePolicy:
             "slice_floors": {name: dict(limits) for name, limits in self.slice_floors.items()},
             "slice_no_regression": dict(self.slice_max_drop),
             "min_slice_images": self.min_slice_images,
+            # only when set, as photo_floors: a policy without it keeps the digest its stored gate reports recorded
+            **({"min_holdout_images": self.min_holdout_images} if self.min_holdout_images > 1 else {}),
             "min_runtime_agreement": self.min_runtime_agreement,
             # only when set: a policy without them keeps the digest its stored gate reports recorded
             **({"photo_floors": dict(self.photo_floors)} if self.photo_floors else {}),

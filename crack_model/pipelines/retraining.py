@@ -309,6 +309,8 @@ def check_settings(settings: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig
     try:
         configs = retrain_config(settings)
         check_pooled_layers(configs[1])
+        if _views(settings) < 0:
+            raise ValueError(f"augmented_views must be 0 (none) or more, got {_views(settings)}")
     except (ValueError, CrackModelError) as error:
         raise SettingsError(f"retraining settings: {error}") from None
     return configs

@@ -287,15 +287,17 @@ def labeled_objects(store: ObjectStore, prefix: str = LABELED_PREFIX) -> list[Ob
     sorted by key, with the upload size limit applied."""
     listing = prefix.strip("/") + "/" if prefix.strip("/") else ""
     found = []
-    skipped = 0
+    skipped = []
     for info in store.list(listing):
         name = info.key.rsplit("/", 1)[-1]
         if label_of(info.key, prefix) is None or layout.is_marker(info.key) or not is_image_name(name):
-            skipped += 1
+            skipped.append(info.key)
             continue
         found.append(within_size_limit(info))
     if skipped:
-        log.info("left out %d object(s) under %r that are not images inside a class folder", skipped, listing)
+        examples = ", ".join(sorted(skipped)[:5]) + (", ..." if len(skipped) > 5 else "")
+        log.info("left out %d object(s) under %r that are not images inside a class folder: %s", len(skipped),
+                    listing, examples)  # fmt: skip
     return sorted(found, key=lambda info: info.key)
 
 

@@ -1,7 +1,7 @@
 """The tables the suites check, built from a profile, and plain Python values from their cells.
 
-``objects``: the profile (one row per object) plus ``duplicate_of`` and ``in_holdout``, checks GX has
-no expectation for. ``classes``: one row per known class (``images``, ``share_of_largest``) for the
+``objects``: the profile (one row per object) plus ``duplicate_of``, ``label_conflict`` and ``in_holdout``,
+checks GX has no expectation for. ``classes``: one row per known class (``images``, ``share_of_largest``) for the
 class size and balance checks.
 """
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def objects_table(profile: pd.DataFrame, holdout_hashes: Collection[str] = ()) -> pd.DataFrame:
-    """The profile plus ``duplicate_of`` (first key with the same bytes) and ``in_holdout``."""
+    """The profile plus ``duplicate_of`` (first key with the same bytes), ``label_conflict`` and ``in_holdout``."""
     table = profile.copy()
     first_key: dict[str, str] = {}
     duplicates: list[str | None] = []
@@ -29,10 +29,31 @@ def objects_table(profile: pd.DataFrame, holdout_hashes: Collection[str] = ()) -
     duplicate_of = dict(zip(sorted(table["key"]), duplicates, strict=True))
     table["duplicate_of"] = [duplicate_of[key] for key in table["key"]]
     table["duplicate_of"] = table["duplicate_of"].astype(object)
+    table["label_conflict"] = _label_conflicts(table)
+    table["label_conflict"] = table["label_conflict"].astype(object)
     holdout = set(holdout_hashes)
     table["in_holdout"] = [isinstance(digest, str) and digest in holdout for digest in table["sha256"]]
     table["in_holdout"] = table["in_holdout"].astype(bool)
     return table
+
+
+def _label_conflicts(table: pd.DataFrame) -> list[str | None]:
+    """For each object, the other classes its very bytes are filed under, with a key of each (None: no other).
+
+    A photo under two class folders is a labeling mistake: whichever copy is kept, training would learn
+    one of them wrong, so every copy is named (unlabeled objects, a batch's uploads, have none).
+    """
+    labels = table["label"] if "label" in table else [None] * len(table)
+    first_of_label: dict[str, dict[str, str]] = {}  # sha256 -> label -> first key of it
+    for key, digest, label in sorted(zip(table["key"], table["sha256"], labels, strict=True)):
+        if isinstance(digest, str) and isinstance(label, str):
+            first_of_label.setdefault(digest, {}).setdefault(label, key)
+    conflicts: list[str | None] = []
+    for digest, label in zip(table["sha256"], labels, strict=True):
+        filed = first_of_label.get(digest, {}) if isinstance(digest, str) else {}
+        others = [f"{other} ({key})" for other, key in sorted(filed.items()) if other != label]
+        conflicts.append(", ".join(others) or None)
+    return conflicts
 
 
 def classes_table(profile: pd.DataFrame, class_names: Iterable[str]) -> pd.DataFrame:

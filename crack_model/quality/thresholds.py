@@ -98,6 +98,10 @@ class ValidationThresholds:
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise CrackModelError(f"unknown threshold(s) {unknown}: use some of {sorted(known)}")
+        for name, value in overrides.items():  # a JSON file may say "80" or null where a number goes
+            if not _same_kind(value, known[name].default):
+                kind = _KINDS[type(known[name].default).__name__]
+                raise CrackModelError(f"threshold {name} must be {kind}, got {value!r}")
         converted: dict[str, Any] = {
             name: tuple(value) if isinstance(value, list) else value for name, value in overrides.items()
         }
@@ -113,6 +117,20 @@ class ValidationThresholds:
         if not isinstance(overrides, dict):
             raise CrackModelError(f"thresholds file {uri} must hold a JSON object of name: value")
         return cls().replace(**overrides)
+
+
+_KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "tuple": "a list of names"}
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Is ``value`` of the kind of a threshold's default (an int is a float too; a bool is no number)?"""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, tuple):
+        return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
 
 
 PHOTO_BOUNDS = ("brightness", "contrast", "blur")

@@ -35,6 +35,8 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
     """Files as given; folders expanded to the images under them (sorted)."""
     found: list[str] = []
     for entry in paths:
+        if "://" in str(entry):  # Path would fold "s3://b/x.jpg" into "s3:/b/x.jpg" and say that does not exist
+            raise CrackModelError(f"{entry}: predict reads local files; for objects in a store, use crack-model score")
         path = Path(entry)
         if path.is_dir():
             found.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and is_image_name(p.name))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_PREFERENCE, ModelCard
 from crack_model.data.labeled import LabeledImage, labeled_fetch, read_labeled
@@ -63,6 +64,15 @@ def compare_runtimes(model_dir: Path, images: Sequence[LabeledImage], runtimes: 
     return checks
 
 
+def keras_model_file(model_dir: Path) -> Path:
+    """The Keras model that export converts, or a CrackModelError saying where it should be."""
+    path = Path(model_dir) / MODEL_NAME
+    if not path.is_file():
+        raise CrackModelError(f"{path} is missing: export converts the Keras model that training saved there; "
+                              "train again, or copy the version's model.keras back")  # fmt: skip
+    return path
+
+
 def export_model(
     model_dir: Path,
     calibration: Sequence[LabeledImage],
@@ -80,7 +90,7 @@ def export_model(
 
     model_dir = Path(model_dir)
     card = ModelCard.load(model_dir)
-    model = keras.models.load_model(model_dir / MODEL_NAME, compile=False)
+    model = keras.models.load_model(keras_model_file(model_dir), compile=False)
     step = max(1, len(calibration) // calibration_limit)
     chosen = list(calibration)[::step][:calibration_limit]
 

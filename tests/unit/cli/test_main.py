@@ -36,6 +36,38 @@ def test_a_missing_input_is_one_line_and_exit_1(tmp_path, capsys):
     errors = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(errors) == 1 and errors[0].startswith("crack-model: error: ")
     assert "photo.jpg does not exist" in errors[0]
+    assert main(["predict", "--model", str(tmp_path), "s3://inspections/x.jpg"]) == 1
+    assert "s3://inspections/x.jpg: predict reads local files; for objects in a store" in capsys.readouterr().err
+
+
+def test_a_file_where_a_folder_goes_is_one_line_naming_it(tmp_path, capsys):
+    """An OSError from a path on the command line (here --out names a file) is a user error, not a traceback."""
+    (tmp_path / "a-file").write_text("x")
+    code = main(["synth", "--out", str(tmp_path / "a-file"), "--count", "1", "--size", "32"])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(errors) == 1 and errors[0].startswith("crack-model: error: ")
+    assert str(tmp_path / "a-file") in errors[0] and "check the paths given" in errors[0]
+
+
+def test_an_s3_store_without_credentials_is_one_line_saying_what_to_check(tmp_path, capsys, monkeypatch):
+    """botocore's errors (here: no credentials anywhere) are the store's answer, told in one line."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to ask, offline
+    code = main(["registry", "list", "--store", "s3://inspections"])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and errors[-1].startswith("crack-model: error: the S3 store did not serve the request")
+    assert "credentials" in errors[-1] and "Traceback" not in "\n".join(errors)
+
+
+def test_export_without_the_keras_model_says_where_it_should_be(tmp_path, capsys):
+    from crack_model.core.model_card import ModelCard
+
+    ModelCard(version="v1").save(tmp_path)
+    assert main(["export", "--model", str(tmp_path)]) == 1
+    assert f"{tmp_path / 'model.keras'} is missing: export converts the Keras model" in capsys.readouterr().err
 
 
 def test_shard_and_batch_arguments_are_checked_before_any_work(tmp_path, capsys):
@@ -49,10 +81,32 @@ def test_shard_and_batch_arguments_are_checked_before_any_work(tmp_path, capsys)
     [
         (["train", "--data", "d", "--out", "o", "--anchor-weight", "0.1"], "give --start-from too"),
         (["retrain", "--store", "s", "--fresh", "--anchor-weight", "0.1"], "--fresh does not start from"),
+        (["retrain", "--store", "s", "--promote"], "give --gate too"),  # it used to do nothing, in silence
+        (["retrain", "--store", "s", "--name", "../x"], "invalid model name '../x'"),
     ],
 )
-def test_a_pull_without_a_start_is_refused_before_any_work(argv, named, capsys):
+def test_a_retrain_that_cannot_do_what_it_asks_is_refused_before_any_work(argv, named, capsys, monkeypatch):
+    from crack_model.cli import retrain_command
+
+    monkeypatch.setattr(retrain_command, "validate_pool", lambda store: pytest.fail("the pool was read"))
     assert main(argv) == 1 and named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--slice-balance", "2"], "must be from 0 to 1"),
+        (["--crack-weight", "-1"], "must be a number above 0"),
+        (["--augmented-views", "-1"], "must be 0 or a positive integer"),
+        (["--fine-tune-layers", "-3"], "must be 0 or a positive integer"),
+    ],
+)
+@pytest.mark.parametrize("command", [["retrain", "--store", "s"], ["evaluate", "--cv", "2", "--data", "d"]])
+def test_recipe_numbers_out_of_range_are_usage_errors(command, flags, said, capsys):
+    """Refused when parsed (exit 2), not after the pool is validated and the base downloaded."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args([*command, *flags])
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

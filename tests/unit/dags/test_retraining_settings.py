@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from crack_model.pipelines.retraining import SettingsError, check_settings
@@ -29,3 +31,19 @@ def test_settings_that_cannot_train_are_settings_errors():
     assert check_settings({"pooled_layers": [" block_13_expand_relu ", ""]})[1].pooled_layers == (
         "block_13_expand_relu",
     )
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"slice_balance": 2}, "slice_balance must be from 0 (none) to 1 (full), got 2.0"),
+        ({"crack_weight": 0}, "crack_weight must be above 0"),
+        ({"crack_weight": -1}, "crack_weight must be above 0"),
+        ({"fine_tune_layers": -3}, "fine_tune_layers must be 0 (the base frozen) or more, got -3"),
+        ({"augmented_views": -1}, "augmented_views must be 0 (none) or more, got -1"),
+    ],
+)
+def test_numbers_out_of_range_are_settings_errors(settings, said):
+    """The DAG's params (and retrain's options) are checked before training, not deep inside it."""
+    with pytest.raises(SettingsError, match=f"retraining settings: {re.escape(said)}"):
+        check_settings(settings)

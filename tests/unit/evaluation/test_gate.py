@@ -188,6 +188,22 @@ def test_no_floors_means_no_promotion(tmp_path, detector, holdout):
     assert registry.aliases("crack").get(CHAMPION) is None
 
 
+def test_a_holdout_too_small_to_show_the_floors_rejects(tmp_path, detector, holdout):
+    """30 images a class pass min_holdout_images 30 and fail 31: on a handful every floor is luck (it promoted on 2)."""
+    registry = new_registry(tmp_path, detector)
+    enough = run_gate(registry, "crack", "det-1", str(holdout), policy(min_holdout_images=30))
+    assert [check["status"] for check in enough.document["checks"] if check["name"].startswith("holdout_size")] == [
+        "pass", "pass"]  # fmt: skip
+    registry = new_registry(tmp_path / "again", detector)
+    report = run_gate(registry, "crack", "det-1", str(holdout), policy(min_holdout_images=31), promote=True)
+    assert report.decision == REJECT
+    assert set(report.failed_checks) == {"holdout_size:Negative", "holdout_size:Positive"}
+    assert any("30 holdout images of class Positive, fewer than the 31" in reason for reason in report.reasons)
+    assert registry.aliases("crack").get(CHAMPION) is None
+    assert GatePolicy.from_dict({"policy_version": "x"}).min_holdout_images == 1  # policies from before: unchanged
+    assert load_policy(None).min_holdout_images == 30  # the shipped policy asks for it
+
+
 def test_a_disagreeing_export_is_not_approved(tmp_path, detector, holdout, trained_model):
     """An int8 file from another model is refused; the champion then serves with the fastest approved one."""
     tampered = variant(detector, tmp_path / "tampered", "det-3-tampered")
@@ -316,6 +332,8 @@ def test_cli_gate_exit_codes_and_registry_commands(tmp_path, detector, holdout, 
     assert registry.resolve("crack") == "det-1"
     with pytest.raises(CrackModelError, match="rejected by the gate"):
         run("registry", "promote", *store, "--version", "det-2-blind", "--reason", "try")
+    with pytest.raises(CrackModelError, match="has no registered version nosuch"):  # not "no gate report"
+        run("registry", "promote", *store, "--version", "nosuch", "--reason", "try")
     assert run("registry", "promote", *store, "--version", "det-2-blind", "--reason", "drill", "--force") == 0
     forced = load_scorer("models:/crack@champion", registry=registry.uri)
     assert (forced.version, forced.runtime.name) == ("det-2-blind", "keras")  # no runtime approved: the reference

@@ -188,3 +188,25 @@ def test_a_manifest_without_slices_takes_them_from_the_versions_split_csv_when_i
     (other / "split.csv").write_text(f"uri,label,sha256,split,slice\n/z.jpg,Positive,{7:064x},train,metu\n")
     registry.register(other, "crack", data_manifest=legacy)
     assert training_slices(registry.data_manifest("crack", "det-other")) is None
+
+
+def test_files_under_the_holdout_that_are_not_graded_on_are_named_in_the_report(tmp_path, detector, holdout):  # noqa: F811
+    """A folder of another class name, a note and a hidden file: left out, each said and why, never in silence."""
+    copied = tmp_path / "holdout"
+    shutil.copytree(holdout, copied)
+    crack = next((copied / "Positive").rglob("*.jpg"))
+    (copied / "Cracked").mkdir()
+    shutil.copy(crack, copied / "Cracked" / "c.jpg")
+    (copied / "Positive" / "notes.txt").write_text("taken on site b")
+    shutil.copy(crack, copied / "Negative" / ".hidden.jpg")
+    listed = load_holdout(str(copied), CLASSES)
+    assert len(listed.images) == len(load_holdout(str(holdout), CLASSES).images)
+    assert listed.left_out == {
+        "Cracked/c.jpg": "not in a class folder (Negative, Positive)",
+        "Positive/notes.txt": "not an image file name (.jpg, .png, .heic, ...)",
+        "Negative/.hidden.jpg": "hidden (a name starting with '.')",
+    }
+    report = run_gate(new_registry(tmp_path, detector), "crack", "det-1", str(copied), policy())
+    [note] = [note for note in report.notes if "under the holdout are not graded on" in note]
+    assert note.startswith("3 file(s)") and "Cracked/c.jpg: not in a class folder" in note
+    assert report.document["holdout"]["left_out"] == 3

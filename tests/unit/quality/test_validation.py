@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -377,6 +378,20 @@ def test_training_suite_fails_on_an_unknown_class_folder(tmp_path, real_files):
     assert len(offenders) == 2 and all(key.startswith("labeled/Cracks/") for key in offenders)
 
 
+def test_a_photo_filed_under_both_classes_is_held_back_in_both(tmp_path, real_files):
+    """The same bytes in Positive and Negative: a labeling mistake; keeping either copy would train it wrong."""
+    store = build_pool(tmp_path, {name: real_files[name][:30] for name in CLASSES})
+    crack = real_files["Positive"][0]
+    (tmp_path / "labeled" / "Negative" / "dup.jpg").write_bytes(crack.read_bytes())
+    outcome = validate_labeled(store, "labeled", thresholds=SMALL_POOL)
+    assert outcome.outcome == PASSED_WITH_QUARANTINE, outcome.reasons
+    both = {f"labeled/Positive/{crack.name}", "labeled/Negative/dup.jpg"}
+    assert outcome.quarantined_keys == both
+    reasons = {item["key"]: " ".join(item["reasons"]) for item in outcome.quarantined}
+    assert f"also filed as Positive (labeled/Positive/{crack.name})" in reasons["labeled/Negative/dup.jpg"]
+    assert "also filed as Negative (labeled/Negative/dup.jpg)" in reasons[f"labeled/Positive/{crack.name}"]
+
+
 def test_training_suite_fails_on_a_small_class(tmp_path, real_files):
     """A class with fewer images than min_images_per_class fails class_size, naming the class."""
     store = build_pool(tmp_path, {"Negative": real_files["Negative"][:40], "Positive": real_files["Positive"][:10]})
@@ -618,6 +633,28 @@ def test_cli_user_mistakes_raise_actionable_errors(tmp_path):
         run_cli(["validate", "--batch", f"{tmp_path}/incoming/x", "--thresholds", str(tmp_path / "t.json")])
     with pytest.raises(CrackModelError, match="unknown --suite"):
         run_cli(["validate", "--batch", f"{tmp_path}/incoming/x", "--suite", "nightly"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "said"),
+    [
+        ({"min_side": "wide"}, "threshold min_side must be a whole number, got 'wide'"),
+        ({"brightness_min": "80"}, "threshold brightness_min must be a number, got '80'"),
+        ({"max_bad_fraction": None}, "threshold max_bad_fraction must be a number, got None"),
+        ({"fail_on_drift": 1}, "threshold fail_on_drift must be true or false, got 1"),
+        ({"class_names": "Positive"}, "threshold class_names must be a list of names, got 'Positive'"),
+    ],
+)
+def test_a_thresholds_file_with_a_value_of_the_wrong_kind_names_it(tmp_path, overrides, said):
+    (tmp_path / "t.json").write_text(json.dumps(overrides))
+    with pytest.raises(CrackModelError, match=re.escape(said)):
+        ValidationThresholds.load(str(tmp_path / "t.json"))
+
+
+def test_a_thresholds_file_may_give_whole_numbers_for_fractions(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps({"brightness_min": 80, "class_names": ["A", "B"]}))
+    loaded = ValidationThresholds.load(str(tmp_path / "t.json"))
+    assert (loaded.brightness_min, loaded.class_names) == (80, ("A", "B"))
 
 
 def test_profiling_benchmark_reports_a_rate(tmp_path, real_files):
