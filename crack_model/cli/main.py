@@ -8,6 +8,7 @@ need them, so ``--help`` answers at once. A user mistake prints one line,
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -25,6 +26,10 @@ from crack_model.cli.retrain_command import add_retrain_command
 from crack_model.cli.score_commands import add_predict_command, add_score_command
 from crack_model.cli.validate_command import add_validate_command
 from crack_model.core.errors import CrackModelError
+
+# OS errors that mean "this path cannot be used as given" (the rest keep their traceback).
+_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM,
+                          errno.ENAMETOOLONG, errno.EROFS, errno.ENOSPC})  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crack-model: interrupted", file=sys.stderr)
         return 130
-    except OSError as error:  # a path given on the command line: a file where a folder goes, no permission, ...
-        where = f": {error.filename}" if error.filename else ""
-        print(f"crack-model: error: {error.strerror or error}{where}; check the paths given", file=sys.stderr)
+    except OSError as error:
+        if error.filename is None or error.errno not in _PATH_ERRNOS:  # a full pipe, a reset connection: not a path
+            raise
+        # A path given on the command line: a file where a folder goes, no permission, no such folder.
+        print(f"crack-model: error: {error.strerror}: {error.filename}; check the paths given", file=sys.stderr)
         return 1
     except Exception as error:
         if not type(error).__module__.startswith("botocore"):

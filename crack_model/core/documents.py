@@ -102,6 +102,9 @@ class ShardStats(StoredDocument):
     threshold: float | None = None
     # Digest of the validated manifest the shard scored against (None: the batch had no manifest).
     validated_manifest: str | None = None
+    # Its rows that do not score what validation saw (``changed``, unreadable): the next run scores them again
+    # even against the same manifest (the bytes validated may be back).
+    unsettled: int = 0
 
 
 @dataclass

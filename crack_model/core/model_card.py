@@ -106,7 +106,7 @@ def _of_type(value: Any, annotation: str) -> bool:
     kinds = annotation.split(" | ")
     if value is None:
         return "None" in kinds
-    allowed = tuple(kind for name in kinds if name != "None" for kind in _JSON_TYPES[name])
+    allowed = tuple(kind for name in kinds if name != "None" for kind in _JSON_TYPES.get(name, (object,)))
     if isinstance(value, bool) or not isinstance(value, allowed):
         return False
     return not isinstance(value, list) or all(isinstance(element, str) for element in value)

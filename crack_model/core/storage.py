@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
@@ -58,8 +58,16 @@ def open_store(uri: str | os.PathLike[str] | ObjectStore, **options: Any) -> Obj
         scheme = text.split("://", 1)[0]
         raise CrackModelError(f"unsupported storage URI {text!r}: use s3://, file:// or a local path, not {scheme}://")
     if text.startswith("file://"):
-        text = unquote(urlparse(text).path)
+        text = file_uri_path(text)
     return LocalStore(Path(text))
+
+
+def file_uri_path(uri: str) -> str:
+    """``file:///data/a%20b`` -> "/data/a b": percent escapes decoded, ``?`` and ``#`` kept (they are in file names)."""
+    host, _, path = uri.removeprefix("file://").partition("/")
+    if host not in ("", "localhost"):
+        raise CrackModelError(f"file URI {uri!r} names host {host!r}: use file:///path for this machine's files")
+    return unquote("/" + path)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -125,7 +133,7 @@ def split_uri(uri: str) -> tuple[ObjectStore, str]:
     if uri.startswith("s3://"):
         bucket, key = split_s3_uri(uri)
         return _bucket_store(bucket), key.lstrip("/")
-    path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri)
+    path = Path(file_uri_path(uri) if uri.startswith("file://") else uri)
     return LocalStore(path.parent), path.name
 
 

@@ -12,8 +12,8 @@ Kinds, each at most once per run and subject:
   (``ok`` + ``error``) in ``error``;
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
   scores it (raised by every run until it is renamed);
-* ``upload_outside_batch``: an upload put straight into ``incoming/``, in no batch folder (every run,
-  until it is moved into one);
+* ``upload_outside_batch``: uploads put straight into ``incoming/``, in no batch folder (one alert naming
+  the first few, every run, until they are moved into one);
 * ``candidate_rejected``: the gate rejected a candidate (kept under ``models/<name>/notifications/``
   by ``retraining.record_gate_notification``, as before).
 
@@ -223,7 +223,7 @@ def run_alerts(
         log.exception("could not list incoming/ for unusable batch folders and uploads in none")
         return alerts
     alerts += [_unusable_folder(name, reason) for name, reason in unusable.items()]
-    return alerts + [_outside_batch(key) for key in outside]
+    return alerts + ([_outside_batches(outside)] if outside else [])
 
 
 def _unusable_folder(name: str, reason: str) -> Alert:
@@ -232,10 +232,12 @@ def _unusable_folder(name: str, reason: str) -> Alert:
     return Alert(UNUSABLE_BATCH_FOLDER, name, title, {"folder": folder, "reason": reason})
 
 
-def _outside_batch(key: str) -> Alert:
-    title = (f"upload {shown_key(key)} is in no batch folder, so no night scores it; "
-             f"move it into {layout.INCOMING}/<batch_id>/")  # fmt: skip
-    return Alert(UPLOAD_OUTSIDE_BATCH, key, title, {"key": key})
+def _outside_batches(keys: list[str]) -> Alert:
+    """One alert for every upload put straight into ``incoming/`` (300 stray photos are one mistake, not 300)."""
+    named = ", ".join(shown_key(key) for key in keys[:MAX_REASONS]) + (", ..." if len(keys) > MAX_REASONS else "")
+    title = (f"{len(keys)} upload(s) in no batch folder, so no night scores them ({named}); "
+             f"move them into {layout.INCOMING}/<batch_id>/")  # fmt: skip
+    return Alert(UPLOAD_OUTSIDE_BATCH, f"{layout.INCOMING}/", title, {"count": len(keys), "keys": keys[:MAX_REASONS]})
 
 
 def record_alerts(store: StoreLike, run_id: str, alerts: Iterable[Alert]) -> list[dict[str, Any]]:

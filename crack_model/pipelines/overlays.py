@@ -159,7 +159,15 @@ def draw_overlays(store: ObjectStore | str, batch_id: str, *, workers: int = 2, 
         stored = {info.key for info in store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")}
         kept = {key for key in wanted if layout.overlay_key(batch_id, key) in stored}
         report.kept, wanted = len(kept), wanted - kept
-    files = tile_score_files(store, layout.parts_key(batch_id, summary.model_version) + "/")
+    # The shards the summary was merged from: a batch scored again with another shard count keeps the old
+    # layout's parts, whose lines would win the last-line order by their folder's name.
+    count = max(summary.shards, 1)
+    shards = [layout.Shard(index, count).name for index in range(count)]
+    files = [
+        file
+        for name in shards
+        for file in tile_score_files(store, layout.parts_key(batch_id, summary.model_version, name) + "/")
+    ]
     threshold = summary.threshold if summary.threshold is not None else 0.5
 
     def draw(scores: TileScores) -> bool:

@@ -226,7 +226,7 @@ def validate_profile(
     """Validate an already computed profile; no I/O. Returns (outcome, GX result, objects table)."""
     thresholds = thresholds or ValidationThresholds()
     suite_json = load_suite(suite)
-    objects = add_photo_columns(objects_table(profile, holdout_hashes or ()), thresholds)
+    objects = add_photo_columns(objects_table(profile, holdout_hashes or (), thresholds.class_names), thresholds)
     tables = {"objects": objects, "classes": classes_table(profile, thresholds.class_names)}
     result = run_suite(suite_json, tables, thresholds.parameters())
     drift_report = drift.compare(profile, reference, drift_config) if reference is not None else None

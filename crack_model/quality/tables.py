@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def objects_table(profile: pd.DataFrame, holdout_hashes: Collection[str] = ()) -> pd.DataFrame:
+def objects_table(
+    profile: pd.DataFrame, holdout_hashes: Collection[str] = (), class_names: Collection[str] = ()
+) -> pd.DataFrame:
     """The profile plus ``duplicate_of`` (first key with the same bytes), ``label_conflict`` and ``in_holdout``."""
     table = profile.copy()
     first_key: dict[str, str] = {}
@@ -29,7 +31,7 @@ def objects_table(profile: pd.DataFrame, holdout_hashes: Collection[str] = ()) -
     duplicate_of = dict(zip(sorted(table["key"]), duplicates, strict=True))
     table["duplicate_of"] = [duplicate_of[key] for key in table["key"]]
     table["duplicate_of"] = table["duplicate_of"].astype(object)
-    table["label_conflict"] = _label_conflicts(table)
+    table["label_conflict"] = _label_conflicts(table, set(class_names))
     table["label_conflict"] = table["label_conflict"].astype(object)
     holdout = set(holdout_hashes)
     table["in_holdout"] = [isinstance(digest, str) and digest in holdout for digest in table["sha256"]]
@@ -37,20 +39,21 @@ def objects_table(profile: pd.DataFrame, holdout_hashes: Collection[str] = ()) -
     return table
 
 
-def _label_conflicts(table: pd.DataFrame) -> list[str | None]:
-    """For each object, the other classes its very bytes are filed under, with a key of each (None: no other).
+def _label_conflicts(table: pd.DataFrame, known: set[str]) -> list[str | None]:
+    """For each object, the other known classes its very bytes are filed under, with a key of each (None: none).
 
     A photo under two class folders is a labeling mistake: whichever copy is kept, training would learn
-    one of them wrong, so every copy is named (unlabeled objects, a batch's uploads, have none).
+    one of them wrong, so every copy is named (unlabeled objects, a batch's uploads, have none). A copy in a
+    folder that is no class (``Positive_old/``) is ``known_label``'s to hold back, and costs the good copy nothing.
     """
     labels = table["label"] if "label" in table else [None] * len(table)
     first_of_label: dict[str, dict[str, str]] = {}  # sha256 -> label -> first key of it
     for key, digest, label in sorted(zip(table["key"], table["sha256"], labels, strict=True)):
-        if isinstance(digest, str) and isinstance(label, str):
+        if isinstance(digest, str) and label in known:
             first_of_label.setdefault(digest, {}).setdefault(label, key)
     conflicts: list[str | None] = []
     for digest, label in zip(table["sha256"], labels, strict=True):
-        filed = first_of_label.get(digest, {}) if isinstance(digest, str) else {}
+        filed = first_of_label.get(digest, {}) if isinstance(digest, str) and label in known else {}
         others = [f"{other} ({key})" for other, key in sorted(filed.items()) if other != label]
         conflicts.append(", ".join(others) or None)
     return conflicts

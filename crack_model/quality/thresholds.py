@@ -130,6 +130,8 @@ def _same_kind(value: Any, default: Any) -> bool:
         return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
     if isinstance(default, float):
         return isinstance(value, int | float)
+    if isinstance(default, int) and isinstance(value, float):
+        return value.is_integer()  # 16384.0 for max_side
     return isinstance(value, type(default))
 
 

@@ -144,7 +144,8 @@ def score_shard(
     done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)
     earlier = _earlier_runtimes(store, parts_prefix, done) - {scorer.runtime.name}
-    if done is not None and done.validated_manifest == validated and not force and not earlier:
+    settled = done is not None and done.validated_manifest == validated and not done.unsettled
+    if settled and not force and not earlier:
         log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
         report = ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False)
         report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
@@ -158,7 +159,7 @@ def score_shard(
             store.delete(info.key)
 
     uploads = list_uploads(store, batch_id)
-    if manifest is None and not uploads:  # a mistyped batch id must not leave a _SUCCESS that later uploads miss
+    if not uploads and not manifest:  # a mistyped batch id (validated or not) must not leave a _SUCCESS to miss uploads
         where = store.url(layout.incoming_prefix(batch_id))
         raise CrackModelError(f"no uploads in {where}: nothing to score; check the batch id (or the store)")
     fetch = upload_fetch(store, uploads)
@@ -224,6 +225,8 @@ def score_shard(
     timings = [PartStats.read(store, key) for key in listed if key.endswith(".json")]
     # Rows are counted from the parts themselves: a kill between a part and its stats loses only that time.
     rows = sum(len(read_rows(store.read(key))) for key in listed if key.endswith(".csv"))
+    standing = latest_rows(store, [key for key in listed if key.endswith(".csv")])
+    unsettled = sum(1 for key in keys if key in standing and not scored_what_was_validated(standing[key], manifest))
     stats = ShardStats(
         images=rows,
         seconds=round(sum(timing.seconds for timing in timings if timing), 3),
@@ -232,6 +235,7 @@ def score_shard(
         crack_class=scorer.card.crack_class,
         threshold=scorer.card.threshold,
         validated_manifest=validated,
+        unsettled=unsettled,
     )
     stats.write(store, done_key)
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
@@ -240,12 +244,18 @@ def score_shard(
 
 
 def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bool:
-    """``_SUCCESS`` exists and covers the current validated manifest (a batch validated again is not complete)."""
+    """``_SUCCESS`` exists and covers the current validated manifest (a batch validated again is not complete),
+    and counted no late or ``changed`` upload: the night those bring the batch back on must settle them, even
+    when the manifest reads as before (a late upload deleted, changed bytes put back)."""
     marker = read_success_marker(store, batch_id)
     if marker is None:
         return False
     summary = marker.summary
-    return summary is None or validated is None or summary.validated_manifest in (None, validated)
+    if summary is None or validated is None:
+        return True
+    if summary.late_objects or summary.status_counts.get("changed"):
+        return False
+    return summary.validated_manifest in (None, validated)
 
 
 def _drop_stale_overlays(store: ObjectStore, batch_id: str, keys: list[str]) -> None:

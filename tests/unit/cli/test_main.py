@@ -49,6 +49,20 @@ def test_a_file_where_a_folder_goes_is_one_line_naming_it(tmp_path, capsys):
     assert str(tmp_path / "a-file") in errors[0] and "check the paths given" in errors[0]
 
 
+def test_an_os_error_that_is_not_about_a_path_keeps_its_traceback(monkeypatch):
+    """A broken pipe or a reset connection is no user mistake: it is not turned into "check the paths given"."""
+    import errno
+
+    from crack_model.cli import model_commands
+
+    def broken(args):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(model_commands, "run_synth", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["synth", "--out", "anywhere"])
+
+
 def test_an_s3_store_without_credentials_is_one_line_saying_what_to_check(tmp_path, capsys, monkeypatch):
     """botocore's errors (here: no credentials anywhere) are the store's answer, told in one line."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):

@@ -206,10 +206,10 @@ def build_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
              "threshold": 0.25, "note": "no drift"}  # fmt: skip
     write_validation(store, outcome(SCORED, "passed_with_quarantine", [], 5, drift))
     summary = _scored_batch(store, SCORED, CHAMPION, PREDICTIONS)
-    store.write(f"quarantine/{SCORED}/bad.jpg", b"not a jpeg")
+    store.write(f"quarantine/{SCORED}/uploads/bad.jpg", b"not a jpeg")
     QuarantineManifest(SCORED, "passed_with_quarantine", "2026-11-24T02:10:00Z",
                        [{"key": f"incoming/{SCORED}/bad.jpg", "reasons": ["decodes: no"],
-                         "quarantine_key": f"quarantine/{SCORED}/bad.jpg"}]).write(
+                         "quarantine_key": f"quarantine/{SCORED}/uploads/bad.jpg"}]).write(
         store, f"quarantine/{SCORED}/quarantine.json")  # fmt: skip
 
     # A batch that failed validation (and drifted), one validated but not scored, one new.

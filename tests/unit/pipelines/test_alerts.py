@@ -108,16 +108,18 @@ def test_a_folder_no_night_scores_raises_an_alert_naming_it(night):
 
 
 def test_uploads_in_no_batch_folder_and_hidden_folders_raise_alerts(night):
-    """A photo put straight into incoming/ and a folder whose name starts with a dot are named (not a marker)."""
+    """Photos put straight into incoming/ (one alert for all) and a folder whose name starts with a dot are named."""
     store, run_summary, summaries = night
-    store.write("incoming/loose photo.jpg", b"x")
     store.write("incoming/_READY", b"")
     store.write("incoming/.hidden-batch/photo.jpg", b"x")
+    for index in range(30):
+        store.write(f"incoming/loose photo {index:02d}.jpg", b"x")
     alerts = run_alerts(store, run_summary, summaries, error_rate_alert=0.05)
     assert [alert.subject for alert in alerts if alert.kind == UNUSABLE_BATCH_FOLDER] == [".hidden-batch"]
-    [outside] = [alert for alert in alerts if alert.kind == UPLOAD_OUTSIDE_BATCH]
-    assert outside.subject == "incoming/loose photo.jpg" and "in no batch folder" in outside.title
-    assert "move it into incoming/<batch_id>/" in outside.title
+    [outside] = [alert for alert in alerts if alert.kind == UPLOAD_OUTSIDE_BATCH]  # one, not 30: on-call reads it
+    assert outside.subject == "incoming/" and outside.details["count"] == 30
+    assert outside.title.startswith("30 upload(s) in no batch folder, so no night scores them (incoming/loose photo 00")
+    assert "move them into incoming/<batch_id>/" in outside.title and len(outside.details["keys"]) == 10
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):

@@ -43,7 +43,7 @@ def test_quarantined_objects_with_reasons_and_copies(store):
     data = batch_page(store.uri, SCORED)
     assert data["quarantined"] == [
         {"key": f"incoming/{SCORED}/bad.jpg", "name": "bad.jpg", "reasons": ["decodes: no"],
-         "copy_key": f"quarantine/{SCORED}/bad.jpg"}
+         "copy_key": f"quarantine/{SCORED}/uploads/bad.jpg"}
     ]  # fmt: skip
     assert data["quarantined_total"] == 1 and ops_files.viewable(data["quarantined"][0]["copy_key"])
 

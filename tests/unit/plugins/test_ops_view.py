@@ -224,7 +224,8 @@ def test_batch_page_shows_cracks_with_probabilities_quarantine_and_download(clie
     assert "97.0%" in page and "91.0%" in page
     assert thumbnail == f"files/results/{SCORED}/overlays/site%20a/photo-2.jpg.png"
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
-    assert "bad.jpg" in page and "decodes: no" in page and f'href="../files/quarantine/{SCORED}/bad.jpg"' in page
+    assert "bad.jpg" in page and "decodes: no" in page
+    assert f'href="../files/quarantine/{SCORED}/uploads/bad.jpg"' in page
     assert f'href="../files/results/{SCORED}/predictions.csv" download' in page
     assert f'href="../models/crack/{CHAMPION}"' in page and 'href="../"' in page
     assert 'href="/' not in page and 'src="/' not in page

@@ -392,6 +392,22 @@ def test_a_photo_filed_under_both_classes_is_held_back_in_both(tmp_path, real_fi
     assert "also filed as Negative (labeled/Negative/dup.jpg)" in reasons[f"labeled/Positive/{crack.name}"]
 
 
+def test_a_copy_in_a_folder_that_is_no_class_is_no_label_conflict():
+    """labeled/Positive_old/ holding a copy is known_label's to refuse; the good copy is not held back for it."""
+    import pandas as pd
+
+    from crack_model.quality.tables import objects_table
+
+    keys = ["labeled/Positive/a.jpg", "labeled/Positive_old/a.jpg", "labeled/Negative/a.jpg"]
+    labels = ["Positive", "Positive_old", "Negative"]
+    profile = pd.DataFrame({"key": keys, "sha256": ["s1", "s1", "s2"], "label": labels})
+    assert objects_table(profile, class_names=CLASSES)["label_conflict"].isna().all()
+    profile.loc[2, "sha256"] = "s1"  # now also under Negative: both copies in classes name each other
+    conflicts = objects_table(profile, class_names=CLASSES)["label_conflict"].tolist()
+    assert conflicts[0] == "Negative (labeled/Negative/a.jpg)" and conflicts[2] == "Positive (labeled/Positive/a.jpg)"
+    assert pd.isna(conflicts[1])  # no class: known_label holds it back
+
+
 def test_training_suite_fails_on_a_small_class(tmp_path, real_files):
     """A class with fewer images than min_images_per_class fails class_size, naming the class."""
     store = build_pool(tmp_path, {"Negative": real_files["Negative"][:40], "Positive": real_files["Positive"][:10]})
@@ -652,9 +668,12 @@ def test_a_thresholds_file_with_a_value_of_the_wrong_kind_names_it(tmp_path, ove
 
 
 def test_a_thresholds_file_may_give_whole_numbers_for_fractions(tmp_path):
-    (tmp_path / "t.json").write_text(json.dumps({"brightness_min": 80, "class_names": ["A", "B"]}))
+    (tmp_path / "t.json").write_text(json.dumps({"brightness_min": 80, "class_names": ["A", "B"], "max_side": 16384.0}))
     loaded = ValidationThresholds.load(str(tmp_path / "t.json"))
-    assert (loaded.brightness_min, loaded.class_names) == (80, ("A", "B"))
+    assert (loaded.brightness_min, loaded.class_names, loaded.max_side) == (80, ("A", "B"), 16384)
+    (tmp_path / "t.json").write_text(json.dumps({"max_side": 16384.5}))
+    with pytest.raises(CrackModelError, match=r"threshold max_side must be a whole number, got 16384\.5"):
+        ValidationThresholds.load(str(tmp_path / "t.json"))
 
 
 def test_profiling_benchmark_reports_a_rate(tmp_path, real_files):

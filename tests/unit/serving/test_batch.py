@@ -267,10 +267,13 @@ def test_a_part_that_cannot_be_written_stops_scoring_there_and_then(tmp_path, sy
         gc.enable()
 
 
-def test_a_batch_with_no_uploads_and_never_validated_is_refused(tmp_path, model_dir):
+def test_a_batch_with_no_uploads_is_refused(tmp_path, model_dir):
     """A mistyped batch id: a clear error, and no _SUCCESS that would hide the uploads that come later."""
     store = LocalStore(tmp_path)
     store.write("incoming/2026-11-24/a.jpg", imagefiles.jpeg())
+    with pytest.raises(CrackModelError, match=r"no uploads in .*incoming/2026-11-42: nothing to score"):
+        score_batch(str(tmp_path), "2026-11-42", model_dir)
+    _validate_manifest_of(store, "2026-11-42")  # validate first: it fails, and writes an empty manifest
     with pytest.raises(CrackModelError, match=r"no uploads in .*incoming/2026-11-42: nothing to score"):
         score_batch(str(tmp_path), "2026-11-42", model_dir)
     assert not store.exists(layout.results_key("2026-11-42", layout.SUCCESS))

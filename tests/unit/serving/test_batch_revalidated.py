@@ -8,9 +8,10 @@ import json
 import pytest
 
 from crack_model.core import layout
-from crack_model.core.documents import QuarantineManifest
+from crack_model.core.documents import BatchSummary, QuarantineManifest
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.nightly import find_new_batches
+from crack_model.pipelines.overlays import crack_keys, draw_overlays
 from crack_model.serving.batch import score_batch
 from crack_model.serving.tile_scores import find_tile_scores, tile_score_files
 from tests import imagefiles
@@ -60,6 +61,33 @@ def test_an_upload_replaced_after_validation_is_scored_when_the_batch_is_validat
     assert find_tile_scores(store, files, swapped).sha256 == rows[swapped]["sha256"]
 
 
+def test_a_batch_brought_back_by_a_change_that_undid_itself_settles_and_stops_coming_back(
+    tmp_path, synth_data, model_dir
+):
+    """Bytes replaced and put back, a late upload deleted: the manifest reads as before, yet the night that
+    brings the batch back scores the changed upload and recounts, so it is not brought back every night."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    swapped = "incoming/b1/positive/synth_00000.jpg"
+    validated = store.read(swapped)
+    store.write(swapped, imagefiles.jpeg())
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())
+    score_batch(str(tmp_path), "b1", model_dir)
+    assert _rows(store)[swapped]["status"] == "changed" and _summary(store)["late_objects"] == 1
+    store.write(swapped, validated)  # the validated bytes are back
+    store.delete("incoming/b1/late.jpg")
+    assert find_new_batches(store) == ["b1"]
+
+    _validate_manifest_of(store)  # the same manifest as the first night's
+    report = score_batch(str(tmp_path), "b1", model_dir)
+
+    assert not report.already_complete and report.images == 1
+    assert _rows(store)[swapped]["status"] == "ok"
+    assert _summary(store)["late_objects"] == 0 and "changed" not in _summary(store)["status_counts"]
+    assert find_new_batches(store) == []
+
+
 def test_rows_follow_the_latest_validation_held_back_or_deleted(tmp_path, synth_data, model_dir):
     """Scored ok, then replaced by junk that validation holds back: the quarantine row wins over the old score.
     An upload deleted before the batch is validated again has no row any more."""
@@ -83,3 +111,22 @@ def test_rows_follow_the_latest_validation_held_back_or_deleted(tmp_path, synth_
     assert deleted not in rows and "incoming/b1/late.jpg" in rows
     assert rows[held]["status"] == "quarantined" and rows[held]["error"] == "decodes: not an image"
     assert sum(_summary(store)["status_counts"].values()) == len(rows) == 4
+
+
+def test_overlays_are_drawn_from_the_shards_the_summary_was_merged_from(tmp_path, synth_data, model_dir):
+    """Scored in 2 shards, replaced, validated again and scored in 1: the old layout's tile lines (of other bytes)
+    must not be the ones drawn, whatever their folders' names."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", model_dir, shards=2)
+    swapped = "incoming/b1/positive/synth_00000.jpg"
+    store.write(swapped, imagefiles.jpeg())
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", model_dir, shards=1)
+
+    summary = BatchSummary.read(store, layout.results_key("b1", layout.SUMMARY))
+    cracks = crack_keys(store, "b1", summary)
+    assert summary.shards == 1 and swapped in cracks  # the synthetic model calls it a crack: its overlay is drawn
+    report = draw_overlays(store, "b1")
+    assert (report.drawn, report.failed) == (len(cracks), 0)
