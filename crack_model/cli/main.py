@@ -75,21 +75,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crack-model: interrupted", file=sys.stderr)
         return 130
-    except OSError as error:
-        if error.filename is None or error.errno not in _PATH_ERRNOS:  # a full pipe, a reset connection: not a path
-            raise
-        # A path given on the command line: a file where a folder goes, no permission, no such folder.
-        print(f"crack-model: error: {error.strerror}: {error.filename}; check the paths given", file=sys.stderr)
-        return 1
     except Exception as error:
-        if not type(error).__module__.startswith("botocore"):
+        if (message := _outside_error(error)) is None:  # a fault of ours: its traceback is what to report
             raise
-        # No credentials, an endpoint that does not answer, access denied: the store, not a fault of ours.
+        print(f"crack-model: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _outside_error(error: Exception) -> str | None:
+    """One line for an error that comes from outside the program and says what to check, else None.
+
+    botocore's errors first: some (timeouts, SSL) are OSErrors too, and none is about a path.
+    """
+    if type(error).__module__.startswith("botocore"):  # no credentials, an endpoint that does not answer, denied
         advice = (
             "check the s3:// URI, the AWS credentials (environment, profile or role) and, for MinIO, AWS_ENDPOINT_URL"
         )
-        print(f"crack-model: error: the S3 store did not serve the request: {error}; {advice}", file=sys.stderr)
-        return 1
+        return f"the S3 store did not serve the request: {error}; {advice}"
+    if not isinstance(error, OSError) or error.errno not in _PATH_ERRNOS:  # a broken pipe, a reset connection, ...
+        return None
+    if error.filename is None:  # a write to a full disk names no file
+        return f"{error.strerror}; check the paths given" if error.errno == errno.ENOSPC else None
+    return f"{error.strerror}: {error.filename}; check the paths given"
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ class ShardStats(StoredDocument):
     # Digest of the validated manifest the shard scored against (None: the batch had no manifest).
     validated_manifest: str | None = None
     # Its rows that do not score what validation saw (``changed``, unreadable): the next run scores them again
-    # even against the same manifest (the bytes validated may be back).
-    unsettled: int = 0
+    # even against the same manifest (the bytes validated may be back). None: a marker from before the count,
+    # whose parts the next run reads once to know.
+    unsettled: int | None = None
 
 
 @dataclass

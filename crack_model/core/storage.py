@@ -64,9 +64,11 @@ def open_store(uri: str | os.PathLike[str] | ObjectStore, **options: Any) -> Obj
 
 def file_uri_path(uri: str) -> str:
     """``file:///data/a%20b`` -> "/data/a b": percent escapes decoded, ``?`` and ``#`` kept (they are in file names)."""
-    host, _, path = uri.removeprefix("file://").partition("/")
-    if host not in ("", "localhost"):
+    host, slash, path = uri.removeprefix("file://").partition("/")
+    if host.lower() not in ("", "localhost"):
         raise CrackModelError(f"file URI {uri!r} names host {host!r}: use file:///path for this machine's files")
+    if not slash:
+        raise CrackModelError(f"file URI {uri!r} names no path: use file:///path")
     return unquote("/" + path)
 
 

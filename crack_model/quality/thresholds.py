@@ -102,9 +102,7 @@ class ValidationThresholds:
             if not _same_kind(value, known[name].default):
                 kind = _KINDS[type(known[name].default).__name__]
                 raise CrackModelError(f"threshold {name} must be {kind}, got {value!r}")
-        converted: dict[str, Any] = {
-            name: tuple(value) if isinstance(value, list) else value for name, value in overrides.items()
-        }
+        converted: dict[str, Any] = {name: _as_kind(value, known[name].default) for name, value in overrides.items()}
         return dataclasses.replace(self, **converted)
 
     @classmethod
@@ -120,6 +118,15 @@ class ValidationThresholds:
 
 
 _KINDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "tuple": "a list of names"}
+
+
+def _as_kind(value: Any, default: Any) -> Any:
+    """A checked value in its threshold's type: a list as a tuple, ``16384.0`` as 16384."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        return int(value)
+    return value
 
 
 def _same_kind(value: Any, default: Any) -> bool:

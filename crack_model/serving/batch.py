@@ -144,7 +144,7 @@ def score_shard(
     done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)
     earlier = _earlier_runtimes(store, parts_prefix, done) - {scorer.runtime.name}
-    settled = done is not None and done.validated_manifest == validated and not done.unsettled
+    settled = done is not None and done.validated_manifest == validated and done.unsettled == 0
     if settled and not force and not earlier:
         log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
         report = ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False)

@@ -13,7 +13,7 @@ import numpy as np
 from crack_model.core.cache import cache_root
 from crack_model.core.errors import CrackModelError, RuntimeChoiceError
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
-from crack_model.core.storage import is_remote, open_store
+from crack_model.core.storage import file_uri_path, is_remote, open_store
 from crack_model.registry.model_uri import is_model_uri, resolve_model_uri
 from crack_model.serving.runtimes import Runtime, load_runtime
 
@@ -38,7 +38,7 @@ class Scorer:
 def fetch_model_dir(uri: str) -> Path:
     """A local folder holding the model: the folder itself, or a cached copy of a remote one."""
     if not is_remote(uri):
-        path = Path(uri.removeprefix("file://")).expanduser()
+        path = Path(file_uri_path(uri) if uri.startswith("file://") else uri).expanduser()
         if path.is_file() and path.name.endswith(".keras"):
             return path.parent
         if not path.is_dir():

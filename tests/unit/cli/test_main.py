@@ -63,6 +63,26 @@ def test_an_os_error_that_is_not_about_a_path_keeps_its_traceback(monkeypatch):
         main(["synth", "--out", "anywhere"])
 
 
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (lambda: __import__("botocore.exceptions").exceptions.ConnectTimeoutError(endpoint_url="http://minio:9000"),
+         "the S3 store did not serve the request: Connect timeout on endpoint URL"),  # an OSError too
+        (lambda: OSError(28, "No space left on device"), "No space left on device; check the paths given"),
+    ],
+)  # fmt: skip
+def test_a_store_timeout_and_a_full_disk_are_one_line(monkeypatch, capsys, raised, said):
+    from crack_model.cli import model_commands
+
+    def failing(args):
+        raise raised()
+
+    monkeypatch.setattr(model_commands, "run_synth", failing)
+    assert main(["synth", "--out", "anywhere"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"crack-model: error: {said}")
+
+
 def test_an_s3_store_without_credentials_is_one_line_saying_what_to_check(tmp_path, capsys, monkeypatch):
     """botocore's errors (here: no credentials anywhere) are the store's answer, told in one line."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):

@@ -55,9 +55,11 @@ def test_an_s3_uri_is_a_bucket_and_a_key_taken_literally():
 def test_a_file_uri_keeps_hash_and_question_marks_and_decodes_escapes(tmp_path):
     folder = tmp_path / "site #1?" / "a b"
     assert open_store(f"file://{tmp_path}/site #1?/a%20b").root == folder
-    assert open_store(f"file://localhost{tmp_path}").root == tmp_path
+    assert open_store(f"file://LOCALHOST{tmp_path}").root == tmp_path
     with pytest.raises(CrackModelError, match="names host 'server'"):
         open_store("file://server/share")
+    with pytest.raises(CrackModelError, match="names no path"):
+        open_store("file://")  # not the file system's root
 
 
 def test_a_folder_is_fetched_with_fewer_threads_than_s3(tmp_path):

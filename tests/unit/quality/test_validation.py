@@ -671,6 +671,7 @@ def test_a_thresholds_file_may_give_whole_numbers_for_fractions(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps({"brightness_min": 80, "class_names": ["A", "B"], "max_side": 16384.0}))
     loaded = ValidationThresholds.load(str(tmp_path / "t.json"))
     assert (loaded.brightness_min, loaded.class_names, loaded.max_side) == (80, ("A", "B"), 16384)
+    assert isinstance(loaded.max_side, int)  # a whole number in the suite parameters and reports, not 16384.0
     (tmp_path / "t.json").write_text(json.dumps({"max_side": 16384.5}))
     with pytest.raises(CrackModelError, match=r"threshold max_side must be a whole number, got 16384\.5"):
         ValidationThresholds.load(str(tmp_path / "t.json"))

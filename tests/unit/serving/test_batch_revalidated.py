@@ -65,7 +65,8 @@ def test_a_batch_brought_back_by_a_change_that_undid_itself_settles_and_stops_co
     tmp_path, synth_data, model_dir
 ):
     """Bytes replaced and put back, a late upload deleted: the manifest reads as before, yet the night that
-    brings the batch back scores the changed upload and recounts, so it is not brought back every night."""
+    brings the batch back scores the changed upload and recounts, so it is not brought back every night
+    (also when the shard's marker is from before it counted unsettled rows)."""
     store = LocalStore(tmp_path)
     upload_synth(store, synth_data, count=2)
     _validate_manifest_of(store)
@@ -75,6 +76,10 @@ def test_a_batch_brought_back_by_a_change_that_undid_itself_settles_and_stops_co
     store.write("incoming/b1/late.jpg", imagefiles.jpeg())
     score_batch(str(tmp_path), "b1", model_dir)
     assert _rows(store)[swapped]["status"] == "changed" and _summary(store)["late_objects"] == 1
+    [done] = [info.key for info in store.list("results/b1/_parts/") if info.key.endswith("/_DONE")]
+    marker = json.loads(store.read(done))
+    assert marker.pop("unsettled") == 1
+    store.write(done, json.dumps(marker).encode())  # as a marker written before the count: settled is not known
     store.write(swapped, validated)  # the validated bytes are back
     store.delete("incoming/b1/late.jpg")
     assert find_new_batches(store) == ["b1"]
