@@ -20,7 +20,7 @@ import stat
 import threading
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -122,16 +122,11 @@ class LocalStore:
                 continue
             try:
                 with os.scandir(folder) as scan:
-                    entries = builtins.list(scan)
-                names = {entry.name for entry in entries}
-                found = [
-                    self._shown_name(folder, entry.name, names)[0]
-                    for entry in entries
-                    if entry.is_dir(follow_symlinks=False) == want_folders and not _OWN_FILE.fullmatch(entry.name)
-                ]
+                    is_folder = {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
+                return sorted(self._shown_name(folder, name, is_folder.keys())[0] for name, kind in is_folder.items()
+                              if kind == want_folders and not _OWN_FILE.fullmatch(name))  # fmt: skip
             finally:
                 os.close(folder)
-            return sorted(found)
         return []
 
     def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
@@ -177,8 +172,7 @@ class LocalStore:
         """Write only if the object still has ``etag`` (None: only if it does not exist)."""
         with self._lock_for(key):
             current = self.head(key)
-            current_etag = current.etag if current else None
-            if current_etag != etag:
+            if (current_etag := current.etag if current else None) != etag:
                 msg = f"{self.url(key)} changed since it was read (expected {etag}, found {current_etag})"
                 raise PreconditionFailedError(msg)
             self.write(key, data)
@@ -254,7 +248,7 @@ class LocalStore:
             self._write_at(folder, sidecar, segment.encode("utf-8"))
         return name
 
-    def _shown_name(self, folder: int, name: str, names: set[str]) -> tuple[str, str | None]:
+    def _shown_name(self, folder: int, name: str, names: Set[str]) -> tuple[str, str | None]:
         """The key segment an on-disk name stands for, and why the store cannot serve it (None: it can)."""
         if (printable := printable_key(name)) != name:  # not UTF-8: bytes shown as \xNN escapes
             while printable in names:  # a real name reads the same (a backslash, "x\\xe9.jpg"): one row each
