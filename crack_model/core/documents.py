@@ -135,6 +135,12 @@ class BatchSummary(StoredDocument):
     def objects_scored(self) -> int:
         return objects_scored(self.status_counts)
 
+    @property
+    def awaits_revalidation(self) -> bool:
+        """Uploads came after validation or were replaced after it (``changed``): the batch is validated and
+        scored again, and is not complete until a run settles them."""
+        return self.late_objects > 0 or self.status_counts.get("changed", 0) > 0
+
 
 def objects_scored(status_counts: Mapping[str, int]) -> int:
     """Objects that went through the scoring engine (quarantined ones have rows but were not read)."""

@@ -60,6 +60,7 @@ from crack_model.evaluation.holdout import (
     check_not_in_training,
     evaluate_on_holdout,
     load_holdout,
+    without_label_conflicts,
 )
 from crack_model.evaluation.policy import GatePolicy, load_policy
 from crack_model.registry.audit_log import CHAMPION
@@ -232,7 +233,10 @@ def run_gate(
     actor = actor or default_actor()
     version_document = opened.read_version(name, candidate_version)
     opened.restore_gate_files(name, candidate_version, render_gate_html)  # an earlier run died after the JSON
-    holdout_set = load_holdout(holdout or opened.store.url(HOLDOUT_PREFIX), version_document["card"]["class_names"])
+    class_names = version_document["card"]["class_names"]
+    holdout_set = without_label_conflicts(
+        load_holdout(holdout or opened.store.url(HOLDOUT_PREFIX), class_names), class_names
+    )
     # Before a stored report is reused too: a report made on training images must not promote.
     candidate_manifest = opened.data_manifest(name, candidate_version)
     unchecked = check_not_in_training(holdout_set, candidate_manifest, f"{name} version {candidate_version}")
@@ -243,7 +247,7 @@ def run_gate(
     elif champion_version == candidate_version:
         raise CrackModelError(f"{name} version {candidate_version} is already the champion: nothing to gate")
     else:
-        notes = [note for note in (unchecked, holdout_set.left_out_note()) if note]
+        notes = [note for note in (unchecked, *holdout_set.notes()) if note]
         report = _evaluate(opened, name, version_document, holdout_set, champion_version, policy, actor, run_id, notes,
                            candidate_manifest)  # fmt: skip
     report.html_url = opened.version_url(name, candidate_version, GATE_HTML)

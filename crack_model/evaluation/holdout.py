@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,8 @@ class Holdout:
     changed: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     # key -> why it is not a holdout image (no class folder, not an image name, hidden): said, never silent
     left_out: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # key -> the copies of its bytes filed under another class (``without_label_conflicts``): not graded on
+    conflicts: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def read(self, key: str) -> bytes:
         """One holdout image's bytes, within the upload size limit (one over it fails the gate as unreadable).
@@ -95,7 +97,24 @@ class Holdout:
             "per_slice": dict(sorted(Counter(self.slices).items())),
             "listing_digest": self.digest,
             "left_out": len(self.left_out),
+            "label_conflicts": len(self.conflicts),
         }
+
+    def notes(self) -> list[str]:
+        """For the gate report: what under the holdout is not graded on, and why."""
+        return [note for note in (self._conflicts_note(), self.left_out_note()) if note]
+
+    def _conflicts_note(self) -> str | None:
+        if not self.conflicts:
+            return None
+        shown = "; ".join(f"{key} ({why})" for key, why in sorted(self.conflicts.items())[:LEFT_OUT_EXAMPLES])
+        more = (
+            f"; and {len(self.conflicts) - LEFT_OUT_EXAMPLES} more" if len(self.conflicts) > LEFT_OUT_EXAMPLES else ""
+        )
+        return (
+            f"{len(self.conflicts)} holdout image(s) are the same bytes as a copy under another class, so one of the "
+            f"labels is wrong; they are not graded on until the wrong copy is removed: {shown}{more}"
+        )
 
     def left_out_note(self) -> str | None:
         """For the gate report: what under the holdout is not graded on, with a few names and why."""
@@ -130,9 +149,7 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
         expected = f"<holdout>/<class>/[<slice>/]<image> for classes {list(class_names)}"
         msg = f"holdout {uri} has no images: expected {expected}"
         raise CrackModelError(msg)
-    missing = [name for name in class_names if not any(image.label == name for image in images)]
-    if missing:
-        raise CrackModelError(f"holdout {uri} has no images of class {', '.join(missing)}: the gate needs every class")
+    _raise_if_a_class_is_missing(uri, images, class_names)
     digest = hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
     holdout = Holdout(store.uri, images, slices, digest, store, keys, left_out=left_out)
     if note := holdout.left_out_note():
@@ -140,11 +157,51 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
     return holdout
 
 
+def _raise_if_a_class_is_missing(uri: str, images: Sequence[LabeledImage], class_names: Sequence[str]) -> None:
+    missing = [name for name in class_names if not any(image.label == name for image in images)]
+    if missing:
+        raise CrackModelError(f"holdout {uri} has no images of class {', '.join(missing)}: the gate needs every class")
+
+
+def without_label_conflicts(holdout: Holdout, class_names: Sequence[str]) -> Holdout:
+    """The holdout without the images whose bytes are also filed under another class (kept in ``conflicts``).
+
+    One of the two labels is wrong, and every model would be graded wrong on one copy whatever it says: the gate
+    names them and grades on the rest rather than decide on a contradiction. Reads every image (and pins it).
+    """
+    labels_of: dict[str, set[str]] = {}
+    keys_of: dict[str, list[str]] = {}
+    hashes = holdout_hashes(holdout)
+    for key, image, digest in zip(holdout.keys, holdout.images, hashes, strict=True):
+        labels_of.setdefault(digest, set()).add(image.label)
+        keys_of.setdefault(digest, []).append(key)
+    conflicts = {
+        key: "same bytes as " + ", ".join(other for other in keys_of[digest] if other != key)
+        for key, digest in zip(holdout.keys, hashes, strict=True)
+        if len(labels_of[digest]) > 1
+    }
+    if not conflicts:
+        return holdout
+    kept = [index for index, key in enumerate(holdout.keys) if key not in conflicts]
+    trimmed = replace(
+        holdout,
+        images=[holdout.images[index] for index in kept],
+        slices=[holdout.slices[index] for index in kept],
+        keys=[holdout.keys[index] for index in kept],
+        conflicts=conflicts,
+    )
+    log.warning("%s", trimmed.notes()[0])
+    _raise_if_a_class_is_missing(f"{holdout.uri} (without its label conflicts)", trimmed.images, class_names)
+    return trimmed
+
+
 def holdout_hashes(holdout: Holdout) -> list[str]:
     """SHA-256 of every holdout image's bytes, in the holdout's order; later reads must match them
-    (``Holdout.read``)."""
+    (``Holdout.read``). An image already read is not read again here."""
 
     def digest(key: str) -> str:
+        if key in holdout.pinned:
+            return holdout.pinned[key]
         try:
             holdout.read(key)
             return holdout.pinned[key]

@@ -57,8 +57,7 @@ def _is_new(store: ObjectStore, batch_id: str) -> bool:
     marker = read_success_marker(store, batch_id)
     if marker is None:
         return True
-    summary = marker.summary
-    return summary is not None and (summary.late_objects > 0 or summary.status_counts.get("changed", 0) > 0)
+    return marker.summary is not None and marker.summary.awaits_revalidation
 
 
 def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:

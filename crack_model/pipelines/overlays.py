@@ -63,12 +63,21 @@ def _shard_files(store: ObjectStore, batch_id: str, summary: BatchSummary, objec
 
 
 def has_tile_scores(store: ObjectStore, batch_id: str) -> bool:
-    """Can overlays of this batch be drawn on demand? (Its summary's model version left tile scores.)"""
+    """Can overlays of this batch be drawn on demand? (The shards its summary was merged from left tile scores.)"""
     summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
     if summary is None:
         return False
-    prefix = layout.parts_key(batch_id, summary.model_version) + "/"
-    return any(info.key.endswith(layout.TILE_SCORES_SUFFIX) for info in store.list(prefix))
+    return any(tile_score_files(store, prefix) for prefix in _merged_shard_prefixes(batch_id, summary))
+
+
+def _merged_shard_prefixes(batch_id: str, summary: BatchSummary) -> list[str]:
+    """The parts folders of the shards the summary was merged from: a batch scored again with another shard
+    count keeps the old layout's parts, whose lines would win the last-line order by their folder's name."""
+    count = max(summary.shards, 1)
+    return [
+        layout.parts_key(batch_id, summary.model_version, layout.Shard(index, count).name) + "/"
+        for index in range(count)
+    ]
 
 
 def _draw(store: ObjectStore, batch_id: str, scores: TileScores, threshold: float) -> bytes:
@@ -159,15 +168,7 @@ def draw_overlays(store: ObjectStore | str, batch_id: str, *, workers: int = 2, 
         stored = {info.key for info in store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")}
         kept = {key for key in wanted if layout.overlay_key(batch_id, key) in stored}
         report.kept, wanted = len(kept), wanted - kept
-    # The shards the summary was merged from: a batch scored again with another shard count keeps the old
-    # layout's parts, whose lines would win the last-line order by their folder's name.
-    count = max(summary.shards, 1)
-    shards = [layout.Shard(index, count).name for index in range(count)]
-    files = [
-        file
-        for name in shards
-        for file in tile_score_files(store, layout.parts_key(batch_id, summary.model_version, name) + "/")
-    ]
+    files = [file for prefix in _merged_shard_prefixes(batch_id, summary) for file in tile_score_files(store, prefix)]
     threshold = summary.threshold if summary.threshold is not None else 0.5
 
     def draw(scores: TileScores) -> bool:

@@ -224,8 +224,9 @@ def score_shard(
     listed = [info.key for info in store.list(parts_prefix + "/")]
     timings = [PartStats.read(store, key) for key in listed if key.endswith(".json")]
     # Rows are counted from the parts themselves: a kill between a part and its stats loses only that time.
-    rows = sum(len(read_rows(store.read(key))) for key in listed if key.endswith(".csv"))
-    standing = latest_rows(store, [key for key in listed if key.endswith(".csv")])
+    parts = [read_rows(store.read(key)) for key in sorted(key for key in listed if key.endswith(".csv"))]
+    rows = sum(len(part) for part in parts)
+    standing = {row["key"]: row for part in parts for row in part}  # parts are numbered as written: later wins
     unsettled = sum(1 for key in keys if key in standing and not scored_what_was_validated(standing[key], manifest))
     stats = ShardStats(
         images=rows,
@@ -253,7 +254,7 @@ def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bo
     summary = marker.summary
     if summary is None or validated is None:
         return True
-    if summary.late_objects or summary.status_counts.get("changed"):
+    if summary.awaits_revalidation:
         return False
     return summary.validated_manifest in (None, validated)
 

@@ -13,7 +13,7 @@ import csv
 import io
 import logging
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from crack_model.core import layout
@@ -107,6 +107,7 @@ def finalize_batch(
         rows[item["key"]] = quarantined_row(item, model_version, stamp)
     ordered = [rows[key] for key in sorted(rows)]
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows_to_csv(ordered), content_type="text/csv")
+    _drop_overlays_of_unscored(store, batch_id, rows)
     summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
     summary.validated_manifest = validated
     if manifest is not None:
@@ -117,6 +118,17 @@ def finalize_batch(
         "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
     )
     return summary.as_dict()
+
+
+def _drop_overlays_of_unscored(store: ObjectStore, batch_id: str, rows: Mapping[str, Mapping[str, str]]) -> None:
+    """Delete the overlays of uploads the latest validation held back or that are gone: the ops view would
+    show a crack picture beside a row that is no score."""
+    for info in list(store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")):
+        source = layout.overlay_source(info.key)
+        row = rows.get(source[1]) if source else None
+        if source and (row is None or row.get("status") != "ok"):
+            log.info("dropping the overlay of %s: its row is %s", source[1], row["status"] if row else "gone")
+            store.delete(info.key)
 
 
 def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:

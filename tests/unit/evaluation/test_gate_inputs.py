@@ -14,7 +14,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.evaluation.gate import run_gate
 from crack_model.evaluation.gate_checks import PROMOTE
 from crack_model.evaluation.gate_report import render_gate_html
-from crack_model.evaluation.holdout import load_holdout
+from crack_model.evaluation.holdout import load_holdout, without_label_conflicts
 from crack_model.registry.versions import Registry
 from tests.gate_models import variant
 from tests.unit.evaluation.test_gate import detector, holdout, model_cache, new_registry, policy  # noqa: F401
@@ -210,3 +210,31 @@ def test_files_under_the_holdout_that_are_not_graded_on_are_named_in_the_report(
     [note] = [note for note in report.notes if "under the holdout are not graded on" in note]
     assert note.startswith("3 file(s)") and "Cracked/c.jpg: not in a class folder" in note
     assert report.document["holdout"]["left_out"] == 3
+
+
+def test_the_same_bytes_under_two_classes_are_named_and_not_graded_on(tmp_path, detector, holdout):  # noqa: F811
+    """A crack photo also filed as Negative: one label is wrong, so neither copy grades the models; the report
+    names both."""
+    copied = tmp_path / "holdout"
+    shutil.copytree(holdout, copied)
+    crack = next((copied / "Positive").rglob("*.jpg"))
+    shutil.copy(crack, copied / "Negative" / "filed-twice.jpg")
+    first = crack.relative_to(copied).as_posix()
+    report = run_gate(new_registry(tmp_path, detector), "crack", "det-1", str(copied), policy())
+    [note] = [note for note in report.notes if "same bytes as a copy under another class" in note]
+    assert note.startswith("2 holdout image(s)")
+    assert f"Negative/filed-twice.jpg (same bytes as {first})" in note and f"{first} (same bytes as" in note
+    graded = report.document["holdout"]
+    assert graded["label_conflicts"] == 2
+    assert graded["images"] == len(load_holdout(str(holdout), CLASSES).images) - 1
+
+
+def test_a_class_left_empty_by_label_conflicts_is_refused(tmp_path):
+    """Every crack photo also filed as Negative: nothing of the crack class is left to grade on."""
+    for label in CLASSES:
+        (tmp_path / label).mkdir()
+    (tmp_path / "Positive" / "a.jpg").write_bytes(b"same bytes")
+    (tmp_path / "Negative" / "a.jpg").write_bytes(b"same bytes")
+    (tmp_path / "Negative" / "b.jpg").write_bytes(b"other bytes")
+    with pytest.raises(CrackModelError, match=r"without its label conflicts\) has no images of class Positive"):
+        without_label_conflicts(load_holdout(str(tmp_path), CLASSES), CLASSES)

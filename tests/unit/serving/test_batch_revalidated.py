@@ -11,7 +11,7 @@ from crack_model.core import layout
 from crack_model.core.documents import BatchSummary, QuarantineManifest
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.nightly import find_new_batches
-from crack_model.pipelines.overlays import crack_keys, draw_overlays
+from crack_model.pipelines.overlays import crack_keys, draw_overlays, has_tile_scores
 from crack_model.serving.batch import score_batch
 from crack_model.serving.tile_scores import find_tile_scores, tile_score_files
 from tests import imagefiles
@@ -102,6 +102,9 @@ def test_rows_follow_the_latest_validation_held_back_or_deleted(tmp_path, synth_
     score_batch(str(tmp_path), "b1", model_dir)
     held, deleted = "incoming/b1/negative/synth_00000.jpg", "incoming/b1/negative/synth_00001.jpg"
     assert _rows(store)[held]["status"] == "ok"
+    kept = "incoming/b1/positive/synth_00000.jpg"
+    for key in (held, deleted, kept):  # as the ops view stores the overlays it draws
+        store.write(layout.overlay_key("b1", key), b"png")
 
     store.write(held, b"<html>not a photo</html>")
     store.delete(deleted)
@@ -116,6 +119,9 @@ def test_rows_follow_the_latest_validation_held_back_or_deleted(tmp_path, synth_
     assert deleted not in rows and "incoming/b1/late.jpg" in rows
     assert rows[held]["status"] == "quarantined" and rows[held]["error"] == "decodes: not an image"
     assert sum(_summary(store)["status_counts"].values()) == len(rows) == 4
+    # no crack picture is left beside a row that is no score
+    overlays = {info.key for info in store.list(layout.results_key("b1", layout.OVERLAYS) + "/")}
+    assert overlays == {layout.overlay_key("b1", kept)}
 
 
 def test_overlays_are_drawn_from_the_shards_the_summary_was_merged_from(tmp_path, synth_data, model_dir):
@@ -135,3 +141,12 @@ def test_overlays_are_drawn_from_the_shards_the_summary_was_merged_from(tmp_path
     assert summary.shards == 1 and swapped in cracks  # the synthetic model calls it a crack: its overlay is drawn
     report = draw_overlays(store, "b1")
     assert (report.drawn, report.failed) == (len(cracks), 0)
+
+    # Only the old layout's tile scores left: the ops view offers no overlay it would draw from them.
+    assert has_tile_scores(store, "b1")
+    merged = layout.parts_key("b1", summary.model_version, layout.Shard(0, 1).name) + "/"
+    for info in list(store.list(merged)):
+        if info.key.endswith(layout.TILE_SCORES_SUFFIX):
+            store.delete(info.key)
+    assert tile_score_files(store, layout.parts_key("b1", summary.model_version) + "/")  # the 2-shard layout's
+    assert not has_tile_scores(store, "b1")
