@@ -252,15 +252,16 @@ def run_gate(
                            candidate_manifest)  # fmt: skip
     report.html_url = opened.version_url(name, candidate_version, GATE_HTML)
     report.report_url = opened.version_url(name, candidate_version, GATE_REPORT)
-    log.info(
-        "gate for %s %s: %s%s",
-        name,
-        candidate_version,
-        report.decision,
-        f" ({', '.join(report.failed_checks)})" if report.failed_checks else "",
-    )
+    failed = f" ({', '.join(report.failed_checks)})" if report.failed_checks else ""
+    log.info("gate for %s %s: %s%s", name, candidate_version, report.decision, failed)
 
     try:
+        if promote and report.passed and report.reused and (moved := opened.dethroned(name, candidate_version)):
+            raise CrackModelError(
+                f"{name} version {candidate_version} was champion until revision {moved.revision} ({moved.event} "
+                f"by {moved.actor}: {moved.reason}); its stored gate report does not promote it again: register a "
+                "new version, or promote it by hand (crack-model registry promote --force) if it is wanted back"
+            )
         if promote and report.passed:
             reason = f"passed gate policy {policy.policy_version} against champion {report.champion_version}"
             opened.promote(

@@ -17,7 +17,7 @@ from typing import Any
 
 from crack_model.core.errors import CrackModelError
 from crack_model.pipelines.stores import StoreLike, step_store
-from crack_model.registry.audit_log import CHAMPION, champion_lineage
+from crack_model.registry.audit_log import CHAMPION, RollbackDoneError, champion_lineage
 from crack_model.registry.naming import DEFAULT_NAME
 from crack_model.registry.versions import Registry
 
@@ -75,6 +75,10 @@ def roll_back_champion(
                 "request expected: it moved since; nothing was rolled back. Look at the model again and retrigger"
             )
             raise CrackModelError(msg)
-        entry = registry.rollback(name, reason=reason.strip(), actor=actor, run_id=run_id)
+        try:
+            entry = registry.rollback(name, reason=reason.strip(), actor=actor, run_id=run_id)
+        except RollbackDoneError as done:  # an overlapping try of this run committed between the check and here
+            log.info("%s", done)
+            return {**done.entry.as_dict(), "already_done": True}
     log.info("%s@%s rolled back: %s -> %s by %s", name, CHAMPION, entry.from_version, entry.to_version, actor)
     return {**entry.as_dict(), "already_done": False}

@@ -60,6 +60,7 @@ from crack_model.registry.audit_log import (
     CHAMPION,
     AliasState,
     AuditEntry,
+    RollbackDoneError,
     champion_lineage,
     check_history,
     check_state,
@@ -133,6 +134,15 @@ class AliasOperations(ABC):
     def history(self, name: str = DEFAULT_NAME) -> list[AuditEntry]:
         """Every committed alias change, oldest first, from the audit records (orphans left out)."""
         return self._history_of(self.aliases(name))
+
+    def dethroned(self, name: str, version: str) -> AuditEntry | None:
+        """The last change that moved the champion away from ``version`` (a rollback, or a later promotion), if
+        it is not the champion now: a gate report that promoted it once must not put it back unasked."""
+        state = self.aliases(name)
+        if state.get(CHAMPION) == version:
+            return None
+        moves = [e for e in self._history_of(state) if e.alias == CHAMPION and e.from_version == version]
+        return moves[-1] if moves else None
 
     def _history_of(self, state: AliasState) -> list[AuditEntry]:
         if state.legacy_history or state.revision == 0:
@@ -215,17 +225,27 @@ class AliasOperations(ABC):
         actor: str,
         run_id: str | None = None,
     ) -> AuditEntry:
-        """Point the champion back at the champion before it (as the audit log records)."""
+        """Point the champion back at the champion before it (as the audit log records).
+
+        Raises:
+            RollbackDoneError: ``run_id`` rolled back already; checked on the state the change commits on, so
+                two overlapping tries of one run roll back one version, not two.
+        """
         if not reason.strip():
             raise CrackModelError("a rollback needs a reason (it goes into the audit log)")
         seen = self.aliases(name).get(CHAMPION)
 
         def change(state: AliasState) -> AuditEntry:
+            history = self._history_of(state)
+            done = [entry for entry in history if entry.event == "rollback" and run_id and entry.run_id == run_id]
+            if done:
+                msg = f"run {run_id} already rolled {name} back (revision {done[-1].revision}): nothing more to do"
+                raise RollbackDoneError(msg, done[-1])
             current = state.get(CHAMPION)
             if current != seen:
                 msg = f"{name}@{CHAMPION} moved from {seen} to {current} during the rollback; check and retry"
                 raise PromotionConflictError(msg)
-            lineage = champion_lineage(self._history_of(state))
+            lineage = champion_lineage(history)
             if current is None or len(lineage) < 2:
                 raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
             target = lineage[-2]

@@ -253,3 +253,11 @@ def champion_lineage(history: Sequence[AuditEntry], alias: str = CHAMPION) -> li
         elif not stack or stack[-1] != entry.to_version:
             stack.append(entry.to_version)
     return stack
+
+
+class RollbackDoneError(CrackModelError):
+    """This run id rolled the champion back already (a retried or overlapping try): ``entry`` is that rollback."""
+
+    def __init__(self, message: str, entry: AuditEntry) -> None:
+        super().__init__(message)
+        self.entry = entry

@@ -177,6 +177,13 @@ def test_better_candidate_is_promoted(tmp_path, detector, holdout):
     scorer = load_scorer("models:/crack@champion", registry=registry.uri)
     assert scorer.version == "det-1" and scorer.runtime.name == "litert-int8"
 
+    # Rolled back: the gate task run again reuses its report, and must not put det-1 back.
+    registry.rollback("crack", reason="false alarms at site 4", actor="oncall")
+    with pytest.raises(CrackModelError, match=r"det-1 was champion until revision 3 \(rollback by oncall: false al"):
+        run_gate(registry, "crack", "det-1", str(holdout), policy(), promote=True, actor="airflow")
+    assert registry.resolve("crack", CHAMPION) == "det-0-blind" and len(registry.history("crack")) == 3
+    assert run_gate(registry, "crack", "det-1", str(holdout), policy()).reused  # reading the report is fine
+
 
 def test_no_floors_means_no_promotion(tmp_path, detector, holdout):
     """A policy without floors rejects even a good model, and says why."""

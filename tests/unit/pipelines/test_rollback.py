@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import ModelCard
 from crack_model.pipelines.rollback import roll_back_champion, rollback_target
+from crack_model.registry.audit_log import RollbackDoneError
 from crack_model.registry.versions import Registry
 from tests.unit.pipelines.promotions import FIRST, SECOND, two_promotions
 
@@ -89,3 +91,29 @@ def test_a_rollback_to_a_version_whose_model_file_is_damaged_is_refused(store, d
     with pytest.raises(CrackModelError, match=f"{FIRST} cannot serve: {runtime} {cause}"):
         roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="r")
     assert registry.aliases("crack").get("champion") == SECOND
+
+
+def test_overlapping_tries_of_one_run_roll_back_one_version(tmp_path, monkeypatch):
+    """A stuck try and its retry: the retry's check ran before the first try committed. The registry checks the
+    run id again on the state it commits on, so the champion goes back one version, not two."""
+    store = two_promotions(tmp_path)
+    registry = Registry(store)
+    third = "20261130T000000Z-dddd4444"
+    folder = tmp_path / third
+    folder.mkdir()
+    ModelCard(version=third, threshold=0.5, created_at="2026-11-30T02:00:00Z").save(folder)
+    (folder / "model.keras").write_bytes(b"not a real model")
+    registry.register(folder, "crack", actor="tester")
+    registry.promote("crack", third, expected_current=SECOND, actor="tester", reason="passed")
+    registry.rollback("crack", reason="bad night", actor="alice", run_id="manual__1")  # the first try, committed
+
+    with pytest.raises(RollbackDoneError, match="run manual__1 already rolled crack back") as raised:
+        registry.rollback("crack", reason="bad night", actor="alice", run_id="manual__1")
+    assert raised.value.entry.to_version == SECOND
+    assert registry.aliases("crack").get("champion") == SECOND
+    # the step returns the first try's entry when the registry finds it (its own check read an older history)
+    real_history = Registry.history
+    monkeypatch.setattr(Registry, "history", lambda self, name: real_history(self, name)[:-1])  # before the commit
+    again = roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="manual__1")
+    assert again["already_done"] is True and again["to"] == SECOND
+    assert Registry(store).aliases("crack").get("champion") == SECOND
