@@ -118,6 +118,9 @@ def run_registry_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'version':<34} {'aliases':<20} {'gate':<8} {'runtimes':<34} registered")
     for entry in versions:
+        if "problem" in entry:
+            print(f"{entry['version']:<34} {','.join(entry['aliases']) or '-':<20} {entry['problem']}")
+            continue
         runtimes = ",".join(entry["approved_runtimes"] or []) or "-"
         print(
             f"{entry['version']:<34} {','.join(entry['aliases']) or '-':<20} {entry['gate_decision'] or '-':<8} "

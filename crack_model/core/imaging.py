@@ -1,9 +1,8 @@
 """Turn image bytes into RGB pixels the same way everywhere (training, scoring, profiling).
 
-Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG, PNG, TIFF,
-WebP, BMP, GIF and HEIC (through pi-heif, libheif's decoder: heif.py), what the data loader
-accepts. Any other format (TGA, SGI, PCX, EPS, PSD,
-...) is refused from its first bytes, before any of Pillow's parsers for it runs (file_signatures.py). Pillow honours
+Pillow does the decoding, and only for the formats in ``ALLOWED_FORMATS``: JPEG, PNG, TIFF, WebP, BMP, GIF
+and HEIC (through pi-heif, libheif's decoder: heif.py), what the data loader accepts. Any other format (TGA,
+PSD, ...) is refused from its first bytes, before any of Pillow's parsers runs (file_signatures.py). Pillow honours
 EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, which the nightly
 uploads contain and ``tf.io.decode_image`` does not all handle. (Scoring decodes clean JPEGs with
 simplejpeg instead, to the same pixels, and leaves every other file to this module: jpeg_fast.py.)
@@ -30,8 +29,9 @@ from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
 from crack_model.core import heif
+from crack_model.core.decoder_costs import check_decoder, decoder_bytes, more_frames
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.file_signatures import ACCEPTED, arithmetic_jpeg_refusal, raw_refusal, refusal
+from crack_model.core.file_signatures import ACCEPTED, PNG_SIGNATURE, jpeg_frame, png_refusal, raw_refusal, refusal
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
@@ -41,9 +41,8 @@ from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_r
 # of inspection cameras (Phase One iXM) are scored from a reduced decode. Pillow refuses anything
 # above 2 x Image.MAX_IMAGE_PIXELS (179 MP) before we are asked.
 DEFAULT_MAX_PIXELS = 80_000_000
-# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture; HEIF is
-# HEIC, what iPhones save by default. AVIF is not accepted: libavif decodes the whole AV1 frame
-# whatever size the header gives, so a 2 KB file can hold hundreds of MB past the pixel limit.
+# Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture; HEIF is HEIC, what
+# iPhones save. AVIF is not accepted: libavif decodes the whole AV1 frame whatever size the header gives.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", heif.FORMAT)
 
 # Formats whose decoder can shrink while decoding (DCT scaling).
@@ -93,7 +92,8 @@ class ImageHeader:
     stored_width: int
     stored_height: int
     orientation: int | None = None
-    decoder_bytes: int = 0  # what the decoder holds beside Pillow's image (libheif's planes: heif.py)
+    decoder_bytes: int = 0  # what the decoder holds beside Pillow's image (decoder_costs.py)
+    more_frames: bool = False  # pages or frames after the first, which is the one decoded
 
     @property
     def swapped(self) -> bool:
@@ -185,6 +185,10 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageDecodeError("empty file (0 bytes): re-upload the photo")
     if heif_file := heif.is_heif(data):
         heif.check_items(data, max_pixels)  # before pi-heif reads them: some crash it (heif.py)
+    # Before Pillow parses their segments: floods, arithmetic coding, 12-bit samples (file_signatures.py).
+    frame = jpeg_frame(data) if data.startswith(b"\xff\xd8") else None
+    if data.startswith(PNG_SIGNATURE) and (flooded := png_refusal(data)) is not None:
+        raise flooded
     with decode_errors(), heif.library_errors(heif_file), warnings.catch_warnings():
         # Our own pixel limit below replaces Pillow's warning-based one.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -192,8 +196,7 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:
             raise refusal(data) from None
-    if image.format in DRAFT_FORMATS and (arithmetic := arithmetic_jpeg_refusal(data)) is not None:
-        raise arithmetic
+    check_decoder(image, frame, max_pixels)
     if image.format == "TIFF":
         tags = getattr(image, "tag_v2", {})
         if (raw := raw_refusal(data, tags, more_pictures=bool(getattr(tags, "next", 0)))) is not None:
@@ -231,8 +234,10 @@ def exif_orientation(image: Image.Image) -> int | None:
 
     None for a HEIF: libheif turns it upright by its irot/imir boxes as it decodes, and the standard says
     its EXIF orientation is then ignored (pi-heif resets the tag, but Pillow would fall back to XMP's).
+    None for a TIFF too: Pillow (13) turns it by its orientation tag as it loads it; turning it again put
+    the overlay on its side and scored other tiles.
     """
-    if image.format == heif.FORMAT:
+    if image.format in (heif.FORMAT, "TIFF"):  # Pillow turns a TIFF upright as it loads it, and reports that size
         return None
     if image.format == "PNG" and "exif" not in image.info:
         return None  # Pillow's getexif() would decode the whole PNG to look for a late eXIf chunk
@@ -272,10 +277,9 @@ def open_header(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> 
     """``read_header``, keeping the opened image for one later ``open_image(data, opened=...)``."""
     image = open_lazy(data, max_pixels=sys.maxsize if max_pixels is None else max_pixels)
     with decode_errors():
-        decoder = heif.decoder_bytes(image, data) if image.format == heif.FORMAT else 0
-        header = ImageHeader(
-            image.format or "", image.mode, image.width, image.height, exif_orientation(image), decoder
-        )
+        decoder = decoder_bytes(image, data, jpeg_frame(data) if image.format in DRAFT_FORMATS else None)
+        header = ImageHeader(image.format or "", image.mode, image.width, image.height, exif_orientation(image),
+                             decoder, more_frames(image))  # fmt: skip
     return OpenedImage(image, header)
 
 

@@ -59,6 +59,7 @@ class S3Store:
         self._client = client
         self._client_options = {"region_name": region_name, "max_pool_connections": max_pool_connections}
         self._client_lock = threading.Lock()
+        self._bucket_found = False
 
     @property
     def client(self) -> Any:
@@ -160,9 +161,28 @@ class S3Store:
             response = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                self._check_bucket()
                 return None
             raise
         return ObjectInfo(key, int(response["ContentLength"]), response.get("ETag", "").strip('"') or None)
+
+    def _check_bucket(self) -> None:
+        """A HEAD's 404 has no body to say whether the key or the whole bucket is missing: a mistyped bucket read
+        as "no champion", "not validated yet". Asked once; a bucket we may not HEAD (403) is taken as there."""
+        from botocore.exceptions import ClientError
+
+        if self._bucket_found:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404", "NotFound"):
+                where = self.client.meta.endpoint_url
+                msg = f"bucket {self.bucket} at {where} does not exist: check the store URI {self.uri}"
+                raise CrackModelError(msg) from None
+            if error.response.get("Error", {}).get("Code") not in ("403", "AccessDenied", "Forbidden"):
+                raise
+        self._bucket_found = True
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -34,6 +35,7 @@ SERVING_FILES = (CARD_NAME, *RUNTIME_FILES.values())
 # A copy or download killed midway leaves its ``.tmp-*`` file or folder in the cache. One this old is no
 # live copy's (a copy takes seconds to minutes), so the next fetch removes it.
 STALE_PARTIAL_SECONDS = 24 * 3600
+VERSION_FOLDER = re.compile(r"^(?P<root>.*?)/?models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,24 @@ def parse_model_uri(uri: str) -> ModelReference:
         return ModelReference(validate_name(name), version=validate_version(version))
     except CrackModelError as error:
         raise CrackModelError(f"invalid model URI {uri!r} ({error}): {usage}") from None
+
+
+def registered_folder(uri: str) -> tuple[str, str] | None:
+    """For a registry version's folder given as a path or ``s3://`` URI (``<store>/models/<name>/versions/<v>``):
+    its ``models:/<name>/<v>`` URI and the registry store, else None.
+
+    Loaded as a plain folder it would run with its card's runtimes, not the gate's, and unchecked against its
+    registered hashes: an export that failed the gate's agreement check would score nights.
+    """
+    match = VERSION_FOLDER.match(str(uri).rstrip("/"))
+    if match is None:
+        return None
+    root = match["root"] or "."
+    try:
+        registered = Registry(root).exists(match["name"], match["version"])
+    except CrackModelError:  # not a store (a path that cannot be one): the folder is loaded as it is
+        return None
+    return (f"{SCHEME}{match['name']}/{match['version']}", root) if registered else None
 
 
 def registry_uri_from(registry: str | os.PathLike[str] | None) -> str:

@@ -190,7 +190,18 @@ class Registry(AliasOperations):
             known = ", ".join(self.version_names(name)[-5:]) or "none"
             msg = f"model {name} has no registered version {version} in {self.uri} (latest: {known})"
             raise VersionNotFoundError(msg)
-        return dict(json.loads(self.store.read(key)))
+        return self._document(key)
+
+    def _document(self, key: str) -> dict[str, Any]:
+        """A registry JSON document; a damaged one is named, not a traceback."""
+        try:
+            document = json.loads(self.store.read(key))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            document = error
+        if not isinstance(document, dict):
+            why = document if isinstance(document, ValueError) else "not a JSON object"
+            raise CrackModelError(f"{self.store.url(key)} is damaged ({why}): restore it from a backup")
+        return document
 
     def check_serving_files(self, name: str, version: str) -> None:
         """Raise unless the card and every runtime file of the version are in the store at their registered size.
@@ -235,19 +246,17 @@ class Registry(AliasOperations):
                 pointing.setdefault(version, []).append(alias)
         summaries = []
         for version in self.version_names(name):
-            document = self.read_version(name, version)
-            gate = self.gate_report(name, version)
-            summaries.append(
-                {
-                    "version": version,
-                    "registered_at": document.get("registered_at"),
-                    "registered_by": document.get("registered_by"),
-                    "aliases": sorted(pointing.get(version, [])),
-                    "gate_decision": gate.get("decision") if gate else None,
-                    "approved_runtimes": self.approved_runtimes(name, version),
-                    "metrics": document.get("metrics"),
-                }
-            )
+            summary: dict[str, Any] = {"version": version, "aliases": sorted(pointing.get(version, []))}
+            try:  # one damaged version is shown as such, not the end of the listing
+                document, gate = self.read_version(name, version), self.gate_report(name, version)
+            except CrackModelError as error:
+                summaries.append({**summary, "problem": str(error)})
+                continue
+            summaries.append({**summary, "registered_at": document.get("registered_at"),
+                              "registered_by": document.get("registered_by"),
+                              "gate_decision": gate.get("decision") if gate else None,
+                              "approved_runtimes": None if gate is None else list(gate.get("approved_runtimes") or []),
+                              "metrics": document.get("metrics")})  # fmt: skip
         return summaries
 
     def show(self, name: str, version: str) -> dict[str, Any]:
@@ -364,7 +373,7 @@ class Registry(AliasOperations):
 
     def gate_report(self, name: str, version: str) -> dict[str, Any] | None:
         key = self.version_key(name, version, GATE_REPORT)
-        return dict(json.loads(self.store.read(key))) if self.store.exists(key) else None
+        return self._document(key) if self.store.exists(key) else None
 
     def approved_runtimes(self, name: str, version: str) -> list[str] | None:
         """The runtimes the gate approved for this version, fastest first (None: not gated)."""

@@ -101,6 +101,10 @@ class _Fetched:
     estimated_bytes: int = 0
 
 
+# A multi-page TIFF or an animated GIF, WebP or PNG: a crack on a later page would be missed without a word.
+MORE_FRAMES_NOTE = "only its first page or frame was scored: the file holds more; upload each as its own photo"
+
+
 @dataclass
 class _Prepared:
     """An image's tiles at the model's input size (slices of its decoded pixels where they can be), or an error row."""
@@ -218,7 +222,8 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
         return _Prepared(score)
     score.boxes = [fit.to_original(box) for box in boxes]
     score.tile_count = len(boxes)
-    score.note = fit.note
+    more = MORE_FRAMES_NOTE if fetched.opened is not None and fetched.opened.header.more_frames else ""
+    score.note = "; ".join(part for part in (fit.note, more) if part)
     return _Prepared(score, pixels)
 
 

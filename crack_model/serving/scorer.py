@@ -14,7 +14,7 @@ from crack_model.core.cache import cache_root
 from crack_model.core.errors import CrackModelError, RuntimeChoiceError
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.core.storage import file_uri_path, is_remote, open_store
-from crack_model.registry.model_uri import is_model_uri, resolve_model_uri
+from crack_model.registry.model_uri import is_model_uri, registered_folder, resolve_model_uri
 from crack_model.serving.runtimes import Runtime, load_runtime
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ def load_scorer(
     """
     gate_approved: list[str] | None = None
     resolved_version: str | None = None
+    if not is_model_uri(uri) and (registered := registered_folder(str(uri))) is not None:
+        log.info("%s is a registered version: loaded as %s, with the gate's runtimes", uri, registered[0])
+        uri, registry = registered
     if is_model_uri(uri):
         resolved = resolve_model_uri(str(uri), registry)
         model_dir, gate_approved, resolved_version = resolved.model_dir, resolved.approved_runtimes, resolved.version

@@ -12,6 +12,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectTooLargeError, PreconditionFailedError
 from crack_model.core.storage import open_store
 from crack_model.core.uploads import UnservableObjectError
+from crack_model.registry.versions import Registry
 from tests.conftest import aws_cli
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,16 @@ def test_s3_round_trip_over_http(s3_bucket, s3_env, tmp_path):
     assert "root/incoming/b1/a photo ü.jpg" in listing
     aws_cli(s3_env, "s3", "cp", f"s3://{s3_bucket}/root/incoming/b1/a photo ü.jpg", str(tmp_path / "copy"))
     assert (tmp_path / "copy").read_bytes() == b"abc"
+
+
+def test_s3_a_mistyped_bucket_is_not_read_as_a_missing_object(s3_bucket, s3_env):
+    """A HEAD's 404 does not say whether the key or the bucket is missing: "no champion" would be the wrong hint."""
+    with pytest.raises(CrackModelError, match=f"bucket {s3_bucket}-typo at .* does not exist: check the store URI"):
+        open_store(f"s3://{s3_bucket}-typo/root").head("models/crack/aliases.json")
+    with pytest.raises(CrackModelError, match="does not exist: check the store URI"):
+        Registry(f"s3://{s3_bucket}-typo").aliases("crack")
+    store = open_store(f"s3://{s3_bucket}/root")
+    assert store.head("models/crack/aliases.json") is None and store.head("other.json") is None
 
 
 def test_s3_a_read_within_a_limit_refuses_a_larger_object_by_its_content_length(s3_bucket, s3_env):

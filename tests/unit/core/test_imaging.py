@@ -60,6 +60,23 @@ def test_exif_orientation_is_honoured():
     assert pixels[-1, :, 0].mean() - pixels[0, :, 0].mean() > 150
 
 
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_a_turned_tiff_is_turned_once(orientation):
+    """Pillow turns a TIFF by its orientation tag as it loads it: the picture comes out as viewers show it,
+    the header gives that size, and a shrunk decode is upright too."""
+    stored = imagefiles.gradient_rgb(64, 48)
+    data = imagefiles.encode(stored, "TIFF", tiffinfo={0x0112: orientation})
+    viewed = np.asarray(stored.transpose(imaging.TRANSPOSE_FOR_ORIENTATION[orientation]), dtype=np.int16)
+    decoded = np.asarray(open_image(data), dtype=np.int16)
+    assert decoded.shape == viewed.shape and np.abs(decoded - viewed).max() <= 1
+    header = read_header(data)
+    assert (header.height, header.width) == viewed.shape[:2]
+    half = (viewed.shape[1] // 2, viewed.shape[0] // 2)
+    shrunk = np.asarray(open_image(data, size=half), dtype=np.int16)
+    expected = np.asarray(Image.fromarray(viewed.astype(np.uint8)).resize(half, Image.Resampling.BILINEAR))
+    assert np.abs(shrunk - expected).mean() < 4
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [

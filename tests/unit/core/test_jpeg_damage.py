@@ -14,7 +14,7 @@ from PIL import Image
 
 from crack_model.core import jpeg_damage
 from crack_model.core.errors import ImageDecodeError
-from crack_model.core.file_signatures import arithmetic_jpeg_refusal
+from crack_model.core.file_signatures import FormatNotAcceptedError, jpeg_frame
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, open_image, read_header
 from crack_model.core.jpeg_damage import check_intact, lost_picture
 from crack_model.core.jpeg_fast import decode_clean_jpeg
@@ -193,13 +193,17 @@ def test_the_profiles_grey_decode_of_a_jpeg_is_pillows(max_tiles):
     np.testing.assert_array_equal(grey_image.decode_grey(data, config.tiles, config.max_pixels), np.asarray(expected))
 
 
-def test_the_arithmetic_check_reads_markers_as_libjpeg_does():
+def test_the_frame_walk_reads_markers_as_libjpeg_does():
     """Bytes inside a segment are not markers; a broken walk gives no refusal (the decoders decide), never a hang."""
     exif_full_of_frames = b"\xff\xe1" + (2 + 8).to_bytes(2, "big") + b"\xff\xc9" * 4
     intact = photo(64, 48)
-    assert arithmetic_jpeg_refusal(intact[:2] + exif_full_of_frames + intact[2:]) is None
-    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\x00\x00\xff\xc9") is not None  # libjpeg reads past an empty APP0
-    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xdb\x00\x01\xff\xc9") is None  # ...not past a short DQT
-    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xe0\xff\xf0") is None  # a length past the end
-    assert arithmetic_jpeg_refusal(b"\xff\xd8" + bytes(1_000_000)) is None  # no marker at all
-    assert arithmetic_jpeg_refusal(b"\xff\xd8\xff\xd7\xff\xff\xff\xc9\x00\x11") is not None
+    frame = jpeg_frame(intact[:2] + exif_full_of_frames + intact[2:])
+    assert frame is not None and (frame.precision, frame.components, frame.progressive) == (8, 3, False)
+    with pytest.raises(FormatNotAcceptedError, match="arithmetic"):
+        jpeg_frame(b"\xff\xd8\xff\xe0\x00\x00\xff\xc9")  # libjpeg reads past an empty APP0
+    assert jpeg_frame(b"\xff\xd8\xff\xdb\x00\x01\xff\xc9") is None  # ...not past a short DQT
+    assert jpeg_frame(b"\xff\xd8\xff\xe0\xff\xf0") is None  # a length past the end
+    assert jpeg_frame(b"\xff\xd8" + bytes(1_000_000)) is None  # no marker at all
+    with pytest.raises(FormatNotAcceptedError, match="arithmetic"):
+        jpeg_frame(b"\xff\xd8\xff\xd7\xff\xff\xff\xc9\x00\x11")
+    assert jpeg_frame(b"\xff\xd8\xff\xc0\x00\x11\x08") is None  # a frame header cut short: the decoders say why

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from crack_model.cli.registry_commands import add_registry_commands
-from crack_model.core.errors import CrackModelError
+from crack_model.core.errors import CrackModelError, RuntimeChoiceError
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer
 from crack_model.evaluation.gate import run_gate
@@ -370,3 +370,15 @@ def test_exact_intervals_do_not_claim_certainty_from_a_small_holdout():
     assert exact["crack_recall"][0] == pytest.approx(0.025 ** (1 / 30), abs=1e-5)
     assert exact["crack_recall"][1] == 1.0
     assert exact["accuracy"][0] == pytest.approx(0.025 ** (1 / 60), abs=1e-5)
+
+
+def test_a_registered_version_loaded_by_its_folder_runs_with_the_gates_runtimes(tmp_path, detector):
+    """``--model <store>/models/crack/versions/V`` (README's sharded example): the gate approved only keras, so
+    neither auto nor approved_only may pick the int8 export the card lists."""
+    registry = new_registry(tmp_path, detector)
+    registry.add_gate_result("crack", "det-1", report={"decision": "promote"}, html="", approved_runtimes=["keras"])
+    folder = registry.version_url("crack", "det-1")
+    assert load_scorer(f"file://{folder}/").runtime.name == "keras"
+    with pytest.raises(RuntimeChoiceError, match="runtime litert-int8 is not approved"):
+        load_scorer(folder, "litert-int8", approved_only=True)
+    assert load_scorer(str(detector)).runtime.name == "litert-int8"  # an unregistered folder: its card's list

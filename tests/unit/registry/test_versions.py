@@ -272,6 +272,29 @@ def test_listing_and_showing_versions(tmp_path):
         registry.resolve("crack", CHALLENGER)
 
 
+@pytest.mark.parametrize("damage", [b'{"version": "v2", ', b"[]", b"\xff\xfe"])
+def test_a_damaged_version_is_named_and_the_listing_goes_on(tmp_path, damage, capsys):
+    """A cut-short, non-object or non-UTF-8 version.json or gate report: one clear line, not a traceback; the
+    listing shows the others and names the damaged one."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2", "v3")
+    registry.add_gate_result("crack", "v3", report={"decision": "reject"}, html="", approved_runtimes=["keras"])
+    version_json = tmp_path / "store" / "models" / "crack" / "versions" / "v2" / "version.json"
+    version_json.write_bytes(damage)
+    (version_json.parent.parent / "v3" / "gate_report.json").write_bytes(damage)
+    for version, file_name in (("v2", "version.json"), ("v3", "gate_report.json")):
+        with pytest.raises(CrackModelError, match=f"versions/{version}/{file_name} is damaged .*restore it from a"):
+            registry.show("crack", version)
+    listing = {entry["version"]: entry for entry in registry.list_versions("crack")}
+    assert listing["v1"]["registered_by"] and "problem" not in listing["v1"]
+    assert "v2/version.json is damaged" in listing["v2"]["problem"]
+    assert "v3/gate_report.json is damaged" in listing["v3"]["problem"]
+    code = subprocess.run([sys.executable, "-m", "crack_model", "registry", "list", "--store",
+                           str(tmp_path / "store")], capture_output=True, text=True, cwd=PROJECT)  # fmt: skip
+    assert code.returncode == 0 and "Traceback" not in code.stderr
+    assert "v2/version.json is damaged" in code.stdout and code.stdout.count("\nv1 ") == 1
+
+
 def test_model_uri_forms_and_mistakes():
     """models:/name@alias and models:/name/version parse; malformed URIs say what to write."""
     assert parse_model_uri("models:/crack@champion").alias == CHAMPION
