@@ -80,9 +80,16 @@ def _merged_shard_prefixes(batch_id: str, summary: BatchSummary) -> list[str]:
     ]
 
 
-def _draw(store: ObjectStore, batch_id: str, scores: TileScores, threshold: float) -> bytes:
+def _draw(store: ObjectStore, batch_id: str, scores: TileScores, threshold: float, *, must_keep: bool = True) -> bytes:
+    """Draw an overlay and keep it in the store. ``must_keep=False`` (a view's request): a store the view may not
+    write to (read-only credentials or mount) still gets the picture served, drawn again next time."""
     png = render_overlay(_scored_bytes(store, scores), scores.boxes, scores.probabilities, threshold)
-    store.write(layout.overlay_key(batch_id, scores.key), png, content_type="image/png")
+    try:
+        store.write(layout.overlay_key(batch_id, scores.key), png, content_type="image/png")
+    except Exception as error:
+        if must_keep:
+            raise
+        log.warning("overlay of %s drawn but not kept: %s: %s", scores.key, type(error).__name__, error)
     return png
 
 
@@ -101,13 +108,16 @@ def _scored_bytes(store: ObjectStore, scores: TileScores) -> bytes:
     return data
 
 
-def overlay_png(store: ObjectStore | str, batch_id: str, object_key: str, *, refresh: bool = False) -> bytes:
+def overlay_png(
+    store: ObjectStore | str, batch_id: str, object_key: str, *, refresh: bool = False, must_keep: bool = True
+) -> bytes:
     """The overlay PNG of one scored upload: the stored one, else drawn from its tile scores and stored.
 
     Args:
         store: the workflow's store (URI or open store).
         batch_id: the batch; ``object_key`` is the upload's key (``incoming/<batch_id>/...``).
         refresh: draw it again even if one is stored.
+        must_keep: fail if the drawn overlay cannot be stored (False: return it all the same).
 
     Raises:
         CrackModelError: the batch is not scored, the upload has no tile scores (scored before they were
@@ -123,7 +133,7 @@ def overlay_png(store: ObjectStore | str, batch_id: str, object_key: str, *, ref
         msg = f"{object_key} has no tile scores in batch {batch_id} (model {summary.model_version}): nothing to draw"
         raise CrackModelError(msg)
     threshold = summary.threshold if summary.threshold is not None else 0.5
-    return _draw(store, batch_id, scores, threshold)
+    return _draw(store, batch_id, scores, threshold, must_keep=must_keep)
 
 
 def overlay_for_key(store: ObjectStore | str, key: str) -> bytes | None:
@@ -137,8 +147,8 @@ def overlay_for_key(store: ObjectStore | str, key: str) -> bytes | None:
         return None
     batch_id, object_key = source
     try:
-        return overlay_png(store, batch_id, object_key)
-    except CrackModelError as error:
+        return overlay_png(store, batch_id, object_key, must_keep=False)
+    except (CrackModelError, ValueError) as error:  # ValueError: tile scores damaged (not UTF-8, NaN)
         log.info("no overlay at %s: %s", key, error)
         return None
 

@@ -148,7 +148,13 @@ class AliasOperations(ABC):
         if state.legacy_history or state.revision == 0:
             history = list(state.legacy_history)
         else:
-            history = committed_history(state, self._read_records(state.name, up_to=state.revision))
+            unreadable: dict[str, str] = {}
+            records = self._read_records(state.name, up_to=state.revision, unreadable=unreadable)
+            try:
+                history = committed_history(state, records)
+            except CrackModelError as error:  # a gap: say which records could not be read, if any
+                damaged = "; ".join(f"{key} is not a valid audit record ({why})" for key, why in unreadable.items())
+                raise CrackModelError(f"{error} ({damaged})" if damaged else str(error)) from None
         problems = check_history(state, history)
         if problems:
             msg = (
@@ -158,21 +164,28 @@ class AliasOperations(ABC):
             raise CrackModelError(msg)
         return history
 
-    def _read_records(self, name: str, *, up_to: int) -> list[AuditEntry]:
-        """Every record under ``audit/`` with a revision up to ``up_to`` (orphans included)."""
+    def _read_records(self, name: str, *, up_to: int, unreadable: dict[str, str]) -> list[AuditEntry]:
+        """Every readable record under ``audit/`` with a revision up to ``up_to`` (orphans included).
+
+        A damaged record is left out and put in ``unreadable`` (its URL and why): an orphan's damage must not
+        block rollbacks, and one the chain needs shows as a gap that names it.
+        """
         keys = []
         for key in self._record_keys(name):
             parsed = parse_record_name(key.rsplit("/", 1)[-1])
             if parsed is not None and parsed[0] <= up_to:  # above: a change in flight or never committed
                 keys.append(key)
 
-        def read(key: str) -> AuditEntry:
+        def read(key: str) -> AuditEntry | None:
             try:
                 return AuditEntry.from_dict(json.loads(self.store.read(key)))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
-                raise CrackModelError(f"{self.store.url(key)} is not a valid audit record ({error})") from None
+                log.warning("%s is not a valid audit record (%s)", self.store.url(key), error)
+                unreadable[self.store.url(key)] = str(error)
+                return None
 
-        return list(map_bounded(read, keys, workers=READ_WORKERS, thread_name_prefix="audit-read"))
+        read_all = map_bounded(read, keys, workers=READ_WORKERS, thread_name_prefix="audit-read")
+        return [record for record in read_all if record is not None]
 
     def promote(
         self,

@@ -67,6 +67,7 @@ class ShardReport:
     seconds: float
     finalized: bool
     already_complete: bool = False
+    waiting_for: str = ""  # why the batch is not finalized yet (another shard, or one scored by another version)
 
 
 def _earlier_runtimes(store: ObjectStore, parts_prefix: str, done: ShardStats | None) -> set[str]:
@@ -147,9 +148,7 @@ def score_shard(
     settled = done is not None and done.validated_manifest == validated and done.unsettled == 0
     if settled and not force and not earlier:
         log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
-        report = ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False)
-        report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
-        return report
+        return _finalized(ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False), store, scorer, finalize)
 
     if earlier:
         log.warning("%s of batch %s was scored with %s before: scoring it again with %s, so that the batch has one "
@@ -240,8 +239,7 @@ def score_shard(
     )
     stats.write(store, done_key)
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
-    report.finalized = finalize and _finalize_if_complete(store, batch_id, scorer, shard.count)
-    return report
+    return _finalized(report, store, scorer, finalize)
 
 
 def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bool:
@@ -280,13 +278,18 @@ def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, thresho
         log.warning("no overlay for %s: %s: %s", score.key, type(error).__name__, error)
 
 
-def _finalize_if_complete(store: ObjectStore, batch_id: str, scorer: Scorer, shard_count: int) -> bool:
+def _finalized(report: ShardReport, store: ObjectStore, scorer: Scorer, finalize: bool) -> ShardReport:
+    """The report, with the batch finalized if ``finalize`` and every shard is done (else why not, if asked)."""
+    if not finalize:
+        return report
     try:
-        finalize_batch(store, batch_id, scorer.version, shard_count, threshold=scorer.card.threshold)
+        finalize_batch(store, report.batch_id, scorer.version, report.shard.count, threshold=scorer.card.threshold)
     except ShardsIncompleteError as error:
         log.info("not finalizing yet: %s", error)
-        return False
-    return True
+        report.waiting_for = str(error)
+        return report
+    report.finalized = True
+    return report
 
 
 def score_batch(store_uri: str, batch_id: str, model: str | Scorer, *, shards: int = 1, **options: Any) -> ShardReport:

@@ -91,7 +91,13 @@ def finalize_batch(
     for shard in shards:
         done = ShardStats.read(store, f"{shard_parts_prefix(batch_id, model_version, shard)}/{layout.DONE}")
         if done is None or done.validated_manifest != validated:
-            raise ShardsIncompleteError(f"{shard.name} of batch {batch_id} (model {model_version}) has not finished")
+            message = f"{shard.name} of batch {batch_id} (model {model_version}) has not finished"
+            if others := _finished_by_other_versions(store, batch_id, model_version, shard, validated):
+                message += (
+                    f"; it was scored by model version {', '.join(others)} instead (the model moved between shards?): "
+                    f"score it again with version {model_version}, or every shard with one version"
+                )
+            raise ShardsIncompleteError(message)
         stats.append(done)
     rows: dict[str, dict[str, str]] = {}
     for shard in shards:
@@ -118,6 +124,21 @@ def finalize_batch(
         "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
     )
     return summary.as_dict()
+
+
+def _finished_by_other_versions(
+    store: ObjectStore, batch_id: str, model_version: str, shard: layout.Shard, validated: str | None
+) -> list[str]:
+    """Model versions whose parts of this shard finished against the same validation: shards scored by separate
+    processes each resolve ``models:/<name>@champion``, and a promotion in between splits the batch."""
+    versions = store.folders(layout.results_key(batch_id, layout.PARTS))
+    return [
+        version
+        for version in versions
+        if version != model_version
+        and (done := ShardStats.read(store, f"{shard_parts_prefix(batch_id, version, shard)}/{layout.DONE}"))
+        and done.validated_manifest == validated
+    ]
 
 
 def _drop_overlays_of_unscored(store: ObjectStore, batch_id: str, rows: Mapping[str, Mapping[str, str]]) -> None:

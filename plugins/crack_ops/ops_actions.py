@@ -74,9 +74,17 @@ async def form_fields(request: Request) -> dict[str, str]:
     """The posted ``application/x-www-form-urlencoded`` fields (the last value of each), at most 8 kB."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise HTTPException(status_code=415, detail="post the action's form (application/x-www-form-urlencoded)")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(status_code=413, detail=f"the form is larger than {MAX_FORM_BYTES} bytes")
+    too_large = HTTPException(status_code=413, detail=f"the form is larger than {MAX_FORM_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise too_large
+    # Read up to the limit only: the API server that holds this view serves the whole Airflow UI, and
+    # request.body() would buffer any size first (400 MB posted by a viewer grew it by 700 MB).
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise too_large
     try:
         parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):

@@ -123,6 +123,32 @@ def test_the_view_entry_point_answers_overlay_keys_only(scored):
     assert overlay_for_key(store, "results/no-such-batch/overlays/a.jpg.png") is None
 
 
+def test_the_view_serves_an_overlay_it_may_not_store_and_a_404_for_damaged_tile_scores(scored, monkeypatch):
+    """A read-only store (the view's credentials): the picture is served all the same, just not kept. Tile scores
+    that are not UTF-8 or hold NaN: no overlay (the view's 404), not a server error."""
+    store, _ = scored
+    first, second = (layout.overlay_key("b1", row["key"]) for row in crack_rows(store)[:2])
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(30, "Read-only file system")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(store), "write", read_only)
+        assert overlay_for_key(store, first).startswith(b"\x89PNG")
+        with pytest.raises(PermissionError):  # the overlays command must keep what it draws
+            overlay_png(store, "b1", layout.overlay_source(first)[1])
+    assert not store.exists(first)
+
+    tile_files = [info.key for info in store.list("results/b1/") if info.key.endswith(layout.TILE_SCORES_SUFFIX)]
+    for key in tile_files:
+        store.write(key, re.sub(rb'"probabilities":\[[0-9.e-]+', b'"probabilities":[NaN', store.read(key)))
+    assert any(b'"probabilities":[NaN' in store.read(key) for key in tile_files)
+    assert overlay_for_key(store, second) is None
+    for key in tile_files:
+        store.write(key, b"\xff\xfe" + store.read(key))
+    assert overlay_for_key(store, first) is None
+
+
 def test_the_batch_page_offers_overlays_that_can_be_drawn(scored):
     """Cracks of a batch with tile scores get their overlay key before any PNG exists; the key serves a PNG."""
     store, _ = scored

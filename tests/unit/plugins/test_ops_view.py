@@ -559,6 +559,25 @@ def test_a_post_without_the_permission_is_refused(client, rest_api, role, path):
     assert rest_api.calls == []
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_form_over_8_kb_is_refused_without_being_read_whole(client, rest_api, declared):
+    """The API server holding the view serves all of Airflow's UI: a huge post must not be buffered first."""
+
+    def body():
+        for _ in range(64):
+            yield b"reason=" + b"x" * 4096
+
+    headers = {"Cookie": f"_token={SESSION}", "Content-Type": "application/x-www-form-urlencoded"}
+    with client.as_user("admin") as session:
+        if declared:
+            headers["Content-Length"] = str(64 * 4103)
+            response = session.post("/actions/release-batch", content=b"".join(body()), headers=headers)
+        else:
+            response = session.post("/actions/release-batch", content=body(), headers=headers)
+    assert response.status_code == 413 and "larger than 8192 bytes" in response.text
+    assert rest_api.calls == []
+
+
 def test_a_post_without_a_session_is_refused(client, rest_api):
     """No login at all: 401 before anything else is looked at."""
     response = client.post("/actions/release-batch", data={"batch_id": FAILED, "reason": "x"})

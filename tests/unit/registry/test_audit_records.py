@@ -67,6 +67,7 @@ def test_a_record_without_its_commit_is_an_orphan_no_reader_trusts(tmp_path, mon
     history = registry.history("crack")
     assert [(entry.revision, entry.to_version, entry.actor) for entry in history] == [(1, "v1", "ci"), (2, "v3", "bo")]
     assert orphan not in {entry.record_name for entry in history}
+    (store / MODEL / "audit" / orphan).write_bytes(b'{"revision": 2, "ev')  # damaged, and off the chain
     assert registry.rollback("crack", reason="back", actor="oncall").to_version == "v1"
 
 
@@ -83,6 +84,19 @@ def test_a_missing_committed_record_is_reported_as_a_gap(tmp_path):
     with pytest.raises(CrackModelError, match="revision 2"):
         registry.rollback("crack", reason="try", actor="oncall")
     assert registry.resolve("crack") == "v3"  # reading the champion needs aliases.json only
+
+
+def test_a_damaged_committed_record_is_named_in_the_gap(tmp_path):
+    store = tmp_path / "store"
+    registry = Registry(store)
+    registered(registry, tmp_path, "v1", "v2")
+    for previous, version in ((None, "v1"), ("v1", "v2")):
+        registry.promote("crack", version, expected_current=previous, actor="ci", reason="gate passed")
+    damaged = next(n for n in audit_files(store) if n.startswith("00000001-"))
+    (store / MODEL / "audit" / damaged).write_text("[]")
+    with pytest.raises(CrackModelError, match=f"gap: revision 1 is committed.*{damaged} is not a valid audit record"):
+        registry.rollback("crack", reason="try", actor="oncall")
+    assert registry.resolve("crack") == "v2"
 
 
 def write_old_store(store: Path, entries: list[AuditEntry], aliases: dict[str, str | None], mirrors: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from crack_model.serving.batch import score_batch, score_shard
 from crack_model.serving.batch_results import finalize_batch
 from crack_model.serving.scorer import load_scorer
 from tests import imagefiles
+from tests.gate_models import variant
 from tests.gc_hang_probe import suspended_stages
 
 VOLATILE = ("scored_at",)
@@ -195,6 +197,20 @@ def test_finalize_refuses_until_every_shard_is_done(tmp_path, synth_data, model_
     assert not store.exists("results/b1/_SUCCESS")
     with pytest.raises(CrackModelError, match="shard-0001-of-0002"):
         finalize_batch(store, "b1", load_scorer(model_dir).version, 2)
+
+
+def test_shards_scored_by_two_model_versions_say_why_the_batch_cannot_complete(tmp_path, synth_data, model_dir):
+    """Two processes each resolved the champion, and it moved in between: neither shard's version finishes the
+    batch, and the second says so instead of "completes when all shards are done"."""
+    store = LocalStore(tmp_path / "store")
+    upload_synth(store, synth_data, count=3)
+    other = variant(Path(model_dir), tmp_path / "other", "20261207T000000Z-0ther000")
+    first = score_shard(store.uri, "b1", model_dir, layout.Shard(0, 2))
+    assert not first.finalized and "scored by model version" not in first.waiting_for
+    second = score_shard(store.uri, "b1", str(other), layout.Shard(1, 2))
+    assert not second.finalized and not store.exists("results/b1/_SUCCESS")
+    assert (f"shard-0000-of-0002 of batch b1 (model 20261207T000000Z-0ther000) has not finished; it was scored by "
+            f"model version {first.model_version} instead") in second.waiting_for  # fmt: skip
 
 
 class _InterruptedError(Exception):
