@@ -57,6 +57,8 @@ EXIF_ORIENTATION_TAG = 0x0112
 # after other images peaked at 1,197 MB with 16 MB blocks, 868 MB with 64 MB ones). Blocks over 32 MB
 # are always mapped, and unmapped when freed. A PILLOW_BLOCK_SIZE set by the operator wins.
 BLOCK_SIZE = 64 * 2**20
+# Our pixel limit (open_lazy) replaces Pillow's warning; set once: catch_warnings() in threads let it through.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 if "PILLOW_BLOCK_SIZE" not in os.environ:
     pillow_core.set_block_size(BLOCK_SIZE)  # what PILLOW_BLOCK_SIZE sets (Pillow's "block allocator" docs)
 TRANSPOSE_FOR_ORIENTATION = {
@@ -189,9 +191,7 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     frame = jpeg_frame(data) if data.startswith(b"\xff\xd8") else None
     if data.startswith(PNG_SIGNATURE) and (flooded := png_refusal(data)) is not None:
         raise flooded
-    with decode_errors(), heif.library_errors(heif_file), warnings.catch_warnings():
-        # Our own pixel limit below replaces Pillow's warning-based one.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with decode_errors(), heif.library_errors(heif_file):
         try:
             image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:

@@ -128,6 +128,8 @@ def overlay_png(
     if not refresh and store.exists(key):
         return store.read(key)
     summary = _summary(store, batch_id)
+    if not store.exists(object_key):  # before reading the shard's tile scores through: a name nobody uploaded
+        raise CrackModelError(f"cannot draw the overlay of {object_key}: the upload cannot be read (not in the store)")
     scores = find_tile_scores(store, _shard_files(store, batch_id, summary, object_key), object_key)
     if scores is None:
         msg = f"{object_key} has no tile scores in batch {batch_id} (model {summary.model_version}): nothing to draw"

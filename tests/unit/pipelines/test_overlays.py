@@ -120,6 +120,8 @@ def test_the_view_entry_point_answers_overlay_keys_only(scored):
     assert overlay_for_key(store, "results/b1/predictions.csv") is None
     assert overlay_for_key(store, "results/b1/overlays/broken.jpg.png") is None  # an error row: no tiles
     assert overlay_for_key(store, "results/b1/overlays/never uploaded.jpg.png") is None
+    with pytest.raises(CrackModelError, match=r"cannot be read \(not in the store\)"):  # before any tile score is read
+        overlay_png(store, "b1", "incoming/b1/never uploaded.jpg")
     assert overlay_for_key(store, "results/no-such-batch/overlays/a.jpg.png") is None
 
 
