@@ -22,6 +22,8 @@ from crack_model.core.errors import ImageDecodeError
 from crack_model.core.file_signatures import JpegFrame
 
 TILE_WIDTH_TAG, TILE_LENGTH_TAG = 322, 323
+NEW_SUBFILE_TYPE_TAG = 254  # bit 0: "a reduced-resolution version of another image in this file"
+PAGES_LOOKED_AT = 16  # a TIFF's pages read for one that is not a preview (one seek each)
 WEBP_BYTES_PER_PIXEL = 10
 COEFFICIENT_BYTES = 2  # per pixel and component, at full size
 
@@ -57,14 +59,35 @@ def decoder_bytes(image: Image.Image, data: bytes, frame: JpegFrame | None) -> i
 def more_frames(image: Image.Image) -> bool:
     """Does the file hold more pictures than the one scored (a multi-page TIFF, an animated GIF, WebP or PNG)?
 
-    A camera JPEG's second picture (MPO: a preview or a depth map) is no other photo, and is not counted.
+    A camera JPEG's second picture (MPO: a preview or a depth map) is no other photo, nor is a TIFF page marked
+    as a reduced-resolution version of another (scanners' and cameras' previews): neither is counted.
     """
     if image.format in ("JPEG", "MPO"):
         return False
     try:
+        if image.format == "TIFF":
+            return _tiff_has_another_picture(image)
         return bool(getattr(image, "is_animated", False))
     except Exception:  # a broken second frame: the first is what is scored anyway
         return False
+
+
+def _tiff_has_another_picture(image: Image.Image) -> bool:
+    """A page after the first that is not a preview (bit 0 of NewSubfileType), among the first few."""
+    if not getattr(image, "is_animated", False):
+        return False
+    try:
+        for page in range(1, PAGES_LOOKED_AT):
+            try:
+                image.seek(page)
+            except EOFError:
+                return False
+            subfile_type = image.tag_v2.get(NEW_SUBFILE_TYPE_TAG)  # type: ignore[attr-defined]
+            if not (isinstance(subfile_type, int) and subfile_type & 1):
+                return True
+        return False
+    finally:
+        image.seek(0)
 
 
 def _tiff_tile(image: Image.Image) -> tuple[int, int] | None:

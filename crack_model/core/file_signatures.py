@@ -8,6 +8,7 @@ accepted format but that Pillow cannot open is a damaged photo, not a wrong form
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -81,6 +82,7 @@ SKIPPED_WHEN_SHORT = frozenset((*range(0xE0, 0xF0), 0xFE))  # APPn and COM of le
 # Segments (JPEG) or chunks (PNG) before the picture: cameras write a few dozen; an ICC profile split in
 # 64 KB pieces a few more.
 MAX_SEGMENTS = 1_000
+FILL_BYTES = re.compile(rb"\xff+")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -193,11 +195,15 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
     """
     position, segments = 2, 0  # after SOI
     while (position := data.find(b"\xff", position)) != -1 and position + 2 <= len(data):
+        # Fill bytes (any number of 0xFF before a marker) are allowed and are no segment: skipped in one step.
+        position = FILL_BYTES.match(data, position).end() - 1  # type: ignore[union-attr]  # matches at an 0xFF
+        if position + 2 > len(data):
+            return None
         marker = data[position + 1]
         if (segments := segments + 1) > MAX_SEGMENTS:
             raise ImageDecodeError(_flooded("JPEG", "metadata segments"))
-        if marker in (0xFF, 0x00) or marker in STANDALONE_MARKERS:  # a fill byte, a stuffed zero, RSTn or TEM
-            position += 1 if marker == 0xFF else 2
+        if marker == 0x00 or marker in STANDALONE_MARKERS:  # a stuffed zero, RSTn or TEM
+            position += 2
             continue
         if marker in ARITHMETIC_FRAMES:
             raise FormatNotAcceptedError(

@@ -256,12 +256,6 @@ def run_gate(
     log.info("gate for %s %s: %s%s", name, candidate_version, report.decision, failed)
 
     try:
-        if promote and report.passed and report.reused and (moved := opened.dethroned(name, candidate_version)):
-            raise CrackModelError(
-                f"{name} version {candidate_version} was champion until revision {moved.revision} ({moved.event} "
-                f"by {moved.actor}: {moved.reason}); its stored gate report does not promote it again: register a "
-                "new version, or promote it by hand (crack-model registry promote --force) if it is wanted back"
-            )
         if promote and report.passed:
             reason = f"passed gate policy {policy.policy_version} against champion {report.champion_version}"
             opened.promote(
@@ -272,6 +266,7 @@ def run_gate(
                 actor=actor,
                 reason=reason,
                 run_id=run_id,
+                unless_dethroned=report.reused,  # an earlier run's report: not for a version since rolled back
             )
             report.promoted = True
     except CrackModelError as error:

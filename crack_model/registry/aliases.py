@@ -135,15 +135,6 @@ class AliasOperations(ABC):
         """Every committed alias change, oldest first, from the audit records (orphans left out)."""
         return self._history_of(self.aliases(name))
 
-    def dethroned(self, name: str, version: str) -> AuditEntry | None:
-        """The last change that moved the champion away from ``version`` (a rollback, or a later promotion), if
-        it is not the champion now: a gate report that promoted it once must not put it back unasked."""
-        state = self.aliases(name)
-        if state.get(CHAMPION) == version:
-            return None
-        moves = [e for e in self._history_of(state) if e.alias == CHAMPION and e.from_version == version]
-        return moves[-1] if moves else None
-
     def _history_of(self, state: AliasState) -> list[AuditEntry]:
         if state.legacy_history or state.revision == 0:
             history = list(state.legacy_history)
@@ -197,15 +188,19 @@ class AliasOperations(ABC):
         actor: str,
         reason: str,
         run_id: str | None = None,
+        unless_dethroned: bool = False,
     ) -> AuditEntry | None:
         """Point ``alias`` at ``version`` if it still points at ``expected_current`` (None: unset).
 
         Atomic: the aliases document is replaced with a conditional write, and a lost race is
         retried only while the alias still points at ``expected_current``. Returns the new
         audit entry, or None if the alias already pointed at ``version`` (a retried task).
+        ``unless_dethroned``: refuse a version the champion was moved away from (rolled back, or replaced),
+        checked on the state the change commits on: a stored gate report must not put it back unasked.
 
         Raises:
             PromotionConflictError: the alias points elsewhere now (someone else promoted).
+            CrackModelError: ``unless_dethroned`` and the version was champion before.
         """
         validate_alias(alias)
         self.read_version(name, version)
@@ -224,6 +219,12 @@ class AliasOperations(ABC):
                     f"{expected_current} as expected (another promotion won); re-run the gate against {current}"
                 )
                 raise PromotionConflictError(msg)
+            if unless_dethroned and (moved := _moves_away(self._history_of(state), version)):
+                raise CrackModelError(
+                    f"{name} version {version} was champion until revision {moved.revision} ({moved.event} by "
+                    f"{moved.actor}: {moved.reason}); its stored gate report does not promote it again: register a "
+                    "new version, or promote it by hand (crack-model registry promote --force) if it is wanted back"
+                )
             decision = gate.get("decision") if gate else None
             return AuditEntry(state.revision + 1, "promote", alias, current, version, actor, run_id, reason,
                               utc_now(), decision)  # fmt: skip
@@ -335,6 +336,12 @@ class AliasOperations(ABC):
             except PreconditionFailedError:
                 pass  # another writer moving the same store on wrote it: the same committed entry
         log.info("model %s: moved %d history entries from %s into audit records", name, written, ALIASES_FILE)
+
+
+def _moves_away(history: Sequence[AuditEntry], version: str) -> AuditEntry | None:
+    """The last change that moved the champion away from ``version``, if any."""
+    moves = [entry for entry in history if entry.alias == CHAMPION and entry.from_version == version]
+    return moves[-1] if moves else None
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:

@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -109,3 +110,26 @@ def test_a_file_of_several_pictures_is_scored_on_the_first_and_its_row_says_so(f
     assert score.status == "ok" and MORE_FRAMES_NOTE in score.note
     single = _prepared(imagefiles.encode(first, fmt))
     assert single.status == "ok" and MORE_FRAMES_NOTE not in single.note
+
+
+def test_fill_bytes_before_a_marker_are_no_segments():
+    """Any number of 0xFF may come before a marker (T.81 B.1.1.2): a photo with 5,000 is a photo."""
+    jpeg = imagefiles.jpeg(64, 48)
+    at = jpeg.index(b"\xff\xdb")
+    filled = jpeg[:at] + b"\xff" * 5_000 + jpeg[at:]
+    assert np.array_equal(np.asarray(open_image(filled)), np.asarray(open_image(jpeg)))
+    assert _prepared(filled).status == "ok"
+
+
+def test_a_tiff_whose_second_page_is_a_preview_is_one_photo():
+    """Scanners and cameras store a reduced-resolution copy as a second page (NewSubfileType bit 0): no note."""
+    photo = imagefiles.gradient_rgb(300, 240)
+    data = bytearray(imagefiles.encode(photo, "TIFF", save_all=True, append_images=[photo.resize((150, 120))],
+                                       tiffinfo={254: 0}))  # fmt: skip
+    entry = bytes.fromhex("fe00040001000000") + bytes(4)  # NewSubfileType = 0, in both pages' directories
+    second = data.find(entry, data.find(entry) + 1)
+    data[second + 8] = 1  # the second page: a reduced-resolution version of the first
+    score = _prepared(bytes(data))
+    assert score.status == "ok" and MORE_FRAMES_NOTE not in score.note
+    assert not read_header(bytes(data)).more_frames
+    assert np.array_equal(np.asarray(open_image(bytes(data))), np.asarray(open_image(imagefiles.encode(photo, "TIFF"))))

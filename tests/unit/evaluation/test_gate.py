@@ -183,6 +183,10 @@ def test_better_candidate_is_promoted(tmp_path, detector, holdout):
         run_gate(registry, "crack", "det-1", str(holdout), policy(), promote=True, actor="airflow")
     assert registry.resolve("crack", CHAMPION) == "det-0-blind" and len(registry.history("crack")) == 3
     assert run_gate(registry, "crack", "det-1", str(holdout), policy()).reused  # reading the report is fine
+    # Checked where the promotion commits, so a rollback landing between the gate's check and its write counts.
+    with pytest.raises(CrackModelError, match="det-1 was champion until revision 3"):
+        registry.promote("crack", "det-1", expected_current="det-0-blind", actor="airflow", reason="gate passed",
+                         unless_dethroned=True)  # fmt: skip
 
 
 def test_no_floors_means_no_promotion(tmp_path, detector, holdout):
