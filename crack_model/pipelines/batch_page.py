@@ -21,6 +21,7 @@ from crack_model.core.documents import FORMAT_VERSION, QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
+from crack_model.pipelines.document_shapes import BATCH_SUMMARY, VALIDATION_OUTCOME
 from crack_model.pipelines.ops_files import iter_object
 from crack_model.pipelines.overlays import has_tile_scores
 from crack_model.pipelines.overview import DEFAULT_NAME, batch_row
@@ -57,7 +58,7 @@ def batch_page(
     store = open_store(store_uri) if isinstance(store_uri, str) else store_uri
     reader = StoreReader(store)
     row = batch_row(reader, batch_id, overlays=0)
-    outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME))
+    outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME), VALIDATION_OUTCOME)
     if row["state"] == "waiting" and not row["objects"] and outcome is None:
         return None
     cracks, cracks_total = _cracks(reader, batch_id, row, thumbnails) if row["state"] == "scored" else ([], 0)
@@ -95,7 +96,8 @@ def _validation(outcome: dict[str, Any] | None) -> dict[str, Any] | None:
             "unexpected_count": check.get("unexpected_count"),
             "element_count": check.get("element_count"),
             "offenders": list(check.get("offenders") or [])[:MAX_OFFENDERS],
-            "offenders_total": check.get("offenders_total", len(check.get("offenders") or [])),
+            # None: not recorded (outcomes written before the total was), or not a count; the list is a floor.
+            "offenders_total": _first_known(check.get("offenders_total"), len(check.get("offenders") or [])),
         }
         for check in outcome.get("checks") or []
         if not check.get("success", True)
@@ -191,7 +193,7 @@ def _can_draw(reader: StoreReader, batch_id: str) -> bool:
 
 
 def _crack_class(reader: StoreReader, batch_id: str) -> str | None:
-    summary = reader.json(layout.results_key(batch_id, layout.SUMMARY)) or {}
+    summary = reader.json(layout.results_key(batch_id, layout.SUMMARY), BATCH_SUMMARY) or {}
     return summary.get("crack_class")
 
 
@@ -222,6 +224,10 @@ def _quarantined(reader: StoreReader, batch_id: str, count: int) -> tuple[list[d
         for entry in entries[:count]
     ]
     return listed, len(entries)
+
+
+def _first_known(value: int | None, fallback: int) -> int:
+    return fallback if value is None else value
 
 
 def _float(value: str | None) -> float | None:

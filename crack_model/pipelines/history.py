@@ -23,6 +23,7 @@ from crack_model.core.documents import FORMAT_VERSION, BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
+from crack_model.pipelines.document_shapes import BATCH_SUMMARY, RUN_SUMMARY, VALIDATION_OUTCOME
 from crack_model.pipelines.overview import DEFAULT_NAME, run_keys
 from crack_model.pipelines.store_reader import StoreReader
 from crack_model.registry.audit_log import CHAMPION
@@ -57,12 +58,12 @@ def history(store_uri: str | ObjectStore, name: str = DEFAULT_NAME, nights: int 
     thresholds: set[float] = set()
     points = []
     for key in keys[-nights:]:
-        document = reader.json(key)
+        document = reader.json(key, RUN_SUMMARY)
         if document is None:
             continue
         try:
             run = RunSummary.from_dict(document, source=key)
-        except CrackModelError as error:
+        except (CrackModelError, TypeError, ValueError) as error:  # e.g. a format_version that is no number
             reader.note(str(error))
             continue
         points.append(_night(reader, run, reigns, thresholds))
@@ -146,7 +147,11 @@ def _batch(
     reader: StoreReader, batch_id: str, validation: dict[str, Any] | None, scored: bool, thresholds: set[float]
 ) -> dict[str, Any]:
     summary = _summary(reader, batch_id) if scored else None
-    outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME)) if validation is not None else None
+    outcome = (
+        reader.json(layout.validation_key(batch_id, layout.OUTCOME), VALIDATION_OUTCOME)
+        if validation is not None
+        else None
+    )
     drift = (outcome or {}).get("drift") or {}
     psi = [float(value) for value in (drift.get("psi") or {}).values() if value is not None]
     if drift.get("threshold") is not None:
@@ -177,13 +182,13 @@ def _batch(
 
 def _summary(reader: StoreReader, batch_id: str) -> BatchSummary | None:
     key = layout.results_key(batch_id, layout.SUMMARY)
-    document = reader.json(key)
+    document = reader.json(key, BATCH_SUMMARY)
     if document is None:
         reader.note(f"batch {batch_id} was scored but has no readable {key}")
         return None
     try:
         return BatchSummary.from_dict(document, source=key)
-    except CrackModelError as error:
+    except (CrackModelError, TypeError, ValueError) as error:  # e.g. a format_version that is no number
         reader.note(str(error))
         return None
 

@@ -17,6 +17,8 @@ from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.model_card import ModelCard
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
+from crack_model.pipelines.document_shapes import GATE_REPORT as GATE_REPORT_SHAPE
+from crack_model.pipelines.document_shapes import MODEL_VERSION
 from crack_model.pipelines.overview_registry import gate_figures
 from crack_model.pipelines.store_reader import StoreReader
 from crack_model.registry.naming import (
@@ -40,6 +42,9 @@ MAX_REASONS = 20
 def model_page(store_uri: str | ObjectStore, name: str, version: str) -> dict[str, Any]:
     """Lineage, gate, approved runtimes, aliases and promotion audit of one registered version.
 
+    A version whose ``version.json`` is there but unreadable still gets its page (gate, aliases, audit),
+    with an empty lineage and the damage named in ``problems``.
+
     Raises:
         CrackModelError: an invalid name or version (``VersionNotFoundError`` when it is not registered).
 
@@ -52,10 +57,15 @@ def model_page(store_uri: str | ObjectStore, name: str, version: str) -> dict[st
     store = open_store(store_uri) if isinstance(store_uri, str) else store_uri
     reader = StoreReader(store)
     registry = Registry(store)
-    document = reader.json(registry.version_key(name, version, VERSION_MARKER))
+    marker = registry.version_key(name, version, VERSION_MARKER)
+    document = reader.json(marker, MODEL_VERSION)
     if document is None:
-        raise VersionNotFoundError(f"model {name} has no registered version {version} in {store.uri}")
-    gate = reader.json(registry.version_key(name, version, GATE_REPORT))
+        if not reader.exists(marker):
+            raise VersionNotFoundError(f"model {name} has no registered version {version} in {store.uri}")
+        reader.note(f"{marker} is damaged: the version's lineage (training run, card, data, files) is not shown; "
+                    "restore it from a backup or versioned bucket")  # fmt: skip
+        document = {}
+    gate = reader.json(registry.version_key(name, version, GATE_REPORT), GATE_REPORT_SHAPE)
     aliases: list[str] = []
     audit: list[dict[str, Any]] = []
     try:

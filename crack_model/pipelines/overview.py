@@ -22,6 +22,7 @@ from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, join_key
 from crack_model.core.storage import open_store
+from crack_model.pipelines.document_shapes import BATCH_SUMMARY, RUN_SUMMARY, VALIDATION_OUTCOME
 from crack_model.pipelines.overview_registry import registry_section
 from crack_model.pipelines.store_reader import StoreReader
 
@@ -90,7 +91,7 @@ def _batch_ids(reader: StoreReader) -> list[str]:
         return []
     ids = incoming | results
     for batch_id in validated - ids:  # e.g. validation/labeled: the training suite's report, not a batch
-        outcome = reader.json(join_key(layout.VALIDATION, batch_id, layout.OUTCOME))
+        outcome = reader.json(join_key(layout.VALIDATION, batch_id, layout.OUTCOME), VALIDATION_OUTCOME)
         if outcome is not None and outcome.get("suite") == "incoming":
             ids.add(batch_id)
     valid = []
@@ -110,9 +111,9 @@ def _batches(reader: StoreReader, batch_ids: list[str], overlays: int) -> list[d
 
 def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, Any]:
     """One batch as the overview shows it: state, validation, counts, crack rate, drift, links (store keys)."""
-    outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME))
+    outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME), VALIDATION_OUTCOME)
     complete = reader.exists(layout.results_key(batch_id, layout.SUCCESS))
-    summary = reader.json(layout.results_key(batch_id, layout.SUMMARY)) if complete else None
+    summary = reader.json(layout.results_key(batch_id, layout.SUMMARY), BATCH_SUMMARY) if complete else None
     counts = (outcome or {}).get("counts") or {}
     drift = (outcome or {}).get("drift") or {}
     psi = drift.get("psi") or {}
@@ -232,7 +233,7 @@ def _runs(reader: StoreReader, count: int) -> list[dict[str, Any]]:
         return []
     rows = []
     for key in list(reversed(run_keys(reader)))[:count]:
-        document = reader.json(key)
+        document = reader.json(key, RUN_SUMMARY)
         if document is None:
             continue
         rows.append(

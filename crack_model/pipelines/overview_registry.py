@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from crack_model.pipelines.document_shapes import GATE_REPORT as GATE_REPORT_SHAPE
+from crack_model.pipelines.document_shapes import MODEL_VERSION
 from crack_model.pipelines.store_reader import StoreReader
 from crack_model.registry.audit_log import AuditEntry
 from crack_model.registry.naming import GATE_HTML, GATE_REPORT, VERSION_MARKER
@@ -56,7 +58,10 @@ def registry_section(reader: StoreReader, name: str, limit: int) -> dict[str, An
 
     def version_documents(version: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         if version not in documents:
-            documents[version] = (reader.json(key(version, VERSION_MARKER)), reader.json(key(version, GATE_REPORT)))
+            documents[version] = (
+                reader.json(key(version, VERSION_MARKER), MODEL_VERSION),
+                reader.json(key(version, GATE_REPORT), GATE_REPORT_SHAPE),
+            )
         return documents[version]
 
     pointing: dict[str, list[str]] = {}

@@ -1,4 +1,8 @@
-"""Reading small JSON documents for the ops overview: a missing one is None, a broken one a noted problem."""
+"""Reading small JSON documents for the ops overview: a missing one is None, a broken one a noted problem.
+
+A document that parses but holds a field of the wrong type is fitted to the shape the page expects
+(``document_shapes``): that field counts as absent, and the problem names it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import logging
 from typing import Any
 
 from crack_model.core.object_keys import ObjectStore
+from crack_model.pipelines.document_shapes import Record, conform
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +23,8 @@ class StoreReader:
         self.store = store
         self.problems: list[str] = []
 
-    def json(self, key: str) -> dict[str, Any] | None:
+    def json(self, key: str, shape: Record | None = None) -> dict[str, Any] | None:
+        """The JSON object at ``key`` (fitted to ``shape`` when given); None if missing or unreadable."""
         try:
             if not self.store.exists(key):
                 return None
@@ -29,7 +35,12 @@ class StoreReader:
         if not isinstance(document, dict):
             self.note(f"{key} is not a JSON object")
             return None
-        return document
+        if shape is None:
+            return document
+        fitted, problems = conform(document, shape, key)
+        for problem in problems:
+            self.note(problem)
+        return fitted
 
     def exists(self, key: str) -> bool:
         """Whether the object exists; an error is a noted problem and counts as absent."""
@@ -40,5 +51,7 @@ class StoreReader:
             return False
 
     def note(self, problem: str) -> None:
+        if problem in self.problems:  # a page may read a document twice: its problem is one line
+            return
         log.warning("ops overview: %s", problem)
         self.problems.append(problem)

@@ -48,14 +48,32 @@ def environment() -> Any:
     return env
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite number, or None when it is none (a hand-edited document can hold anything)."""
+    try:
+        amount = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return amount if math.isfinite(amount) else None
+
+
+# The number filters show a value they cannot format as it is: an odd value costs its cell, never the page.
 def percent(value: Any, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * float(value):.{digits}f}%"
+    if value is None:
+        return "–"
+    amount = _finite(value)
+    return str(value) if amount is None else f"{100 * amount:.{digits}f}%"
 
 
 def number(value: Any, digits: int = 0) -> str:
     if value is None:
         return "–"
-    return f"{float(value):,.{digits}f}" if digits else f"{int(value):,}"
+    amount = _finite(value)
+    if amount is None:
+        return str(value)
+    if digits:
+        return f"{amount:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else f"{int(amount):,}"  # a big count keeps every digit
 
 
 def when(value: Any) -> str:
@@ -70,7 +88,9 @@ def size(value: Any) -> str:
     """Bytes for people: ``9421704`` -> ``9.0 MB``."""
     if value is None:
         return "–"
-    amount = float(value)
+    amount = _finite(value)
+    if amount is None:
+        return str(value)
     for unit in ("B", "kB", "MB", "GB"):
         if amount < 1024 or unit == "GB":
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
