@@ -13,6 +13,7 @@ Links are store keys (``validation/<batch>/report.html``, ``results/<batch>/pred
 from __future__ import annotations
 
 import logging
+import re
 from itertools import islice
 from typing import Any
 
@@ -46,8 +47,9 @@ def overview(
     Args:
         store_uri: the workflow's store (a folder, ``file://`` or ``s3://bucket/prefix``) or an open store.
         name: the registered model's name.
-        limit: at most this many candidates and batches (the highest version ids and batch ids:
-            versions and, by convention, batch ids start with a date).
+        limit: at most this many candidates (the highest version ids) and batches (those the last ``runs``
+            nightly runs validated, failed or scored first, whatever their names; then the highest ids, digits
+            compared as numbers: by convention batch ids start with a date).
         runs: at most this many nightly run summaries (``runs/*.json``), newest first.
         overlays: link at most this many heat-map overlays per batch.
 
@@ -63,6 +65,7 @@ def overview(
     reader = StoreReader(store)
     registry = registry_section(reader, name, limit)
     batch_ids = _batch_ids(reader)
+    recent_runs = _runs(reader, runs)
     return {
         "format_version": FORMAT_VERSION,
         "store": store.uri,
@@ -72,9 +75,9 @@ def overview(
         "challenger": registry["challenger"],
         "candidates": registry["candidates"],
         "versions_total": registry["versions_total"],
-        "batches": _batches(reader, batch_ids[:limit], overlays),
+        "batches": _batches(reader, _shown_batches(batch_ids, recent_runs, limit), overlays),
         "batches_total": len(batch_ids),
-        "runs": _runs(reader, runs),
+        "runs": recent_runs,
         "problems": reader.problems,
     }
 
@@ -100,7 +103,20 @@ def _batch_ids(reader: StoreReader) -> list[str]:
             valid.append(layout.validate_batch_id(batch_id))
         except CrackModelError:
             continue
-    return sorted(valid, reverse=True)
+    return sorted(valid, key=natural_order, reverse=True)
+
+
+def natural_order(batch_id: str) -> tuple[tuple[int, int | str], ...]:
+    """Digits compared as numbers: ``site-7_run-10`` after ``site-7_run-9``; a date's order is unchanged."""
+    return tuple((1, int(part)) if part.isdigit() else (0, part) for part in re.split(r"(\d+)", batch_id) if part)
+
+
+def _shown_batches(batch_ids: list[str], runs: list[dict[str, Any]], limit: int) -> list[str]:
+    """The batches the recent runs touched (today's failed batch, whatever its name), then the highest ids."""
+    known = set(batch_ids)
+    touched = [batch_id for run in runs for batch_id in run["batches"] if batch_id in known]
+    shown = list(dict.fromkeys(touched))[:limit]
+    return shown + [batch_id for batch_id in batch_ids if batch_id not in shown][: limit - len(shown)]
 
 
 def _batches(reader: StoreReader, batch_ids: list[str], overlays: int) -> list[dict[str, Any]]:
@@ -246,6 +262,11 @@ def _runs(reader: StoreReader, count: int) -> list[dict[str, Any]]:
                 "batches_scored": list(document.get("batches_scored") or []),
                 "objects_scored": document.get("objects_scored"),
                 "cracks": document.get("cracks"),
+                "batches": [  # every batch the run touched, for the batches shown
+                    *(validation.get("batch_id") for validation in document.get("validations") or []),
+                    *(document.get("failed_batches") or {}),
+                    *(document.get("batches_scored") or []),
+                ],
             }
         )
     return sorted(rows, key=lambda row: row["finished_at"] or "", reverse=True)

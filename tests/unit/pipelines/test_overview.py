@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crack_model.core.documents import RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines import ops_files
@@ -187,3 +188,21 @@ def test_iter_object_streams_in_chunks(tmp_path):
     ]
     with pytest.raises(CrackModelError, match="not found"):
         list(ops_files.iter_object(store, "results/b1/missing.csv"))
+
+
+def test_the_batches_of_the_last_runs_are_shown_whatever_their_names(tmp_path):
+    """25 batches named site-7_run-N rank above date ids by name: the batch the last night failed is still shown,
+    and run-10 comes after run-9 (digits compared as numbers)."""
+    store = LocalStore(tmp_path)
+    for number in range(1, 26):
+        store.write(f"incoming/site-7_run-{number}/a.jpg", b"x")
+    store.write("incoming/2026-12-07/a.jpg", b"x")
+    night = RunSummary("scheduled__2026-12-07T02:00:00+00:00", "2026-12-07T02:30:00Z", 1, ["2026-12-07"], [], [],
+                       0, 0, [{"batch_id": "2026-12-07", "outcome": "failed"}])  # fmt: skip
+    night.write(store, "runs/scheduled__2026-12-07.json")
+    data = ops.overview(store.uri, limit=5)
+    shown = [batch["batch_id"] for batch in data["batches"]]
+    assert "2026-12-07" in shown and len(shown) == 5 and data["batches_total"] == 26
+    assert set(shown) - {"2026-12-07"} == {f"site-7_run-{number}" for number in (25, 24, 23, 22)}
+    assert ops.natural_order("site-7_run-10") > ops.natural_order("site-7_run-9")
+    assert ops.natural_order("2026-12-07") > ops.natural_order("2026-11-30")
