@@ -133,13 +133,13 @@ class BatchSummary(StoredDocument):
 
     @property
     def objects_scored(self) -> int:
-        return objects_scored(self.status_counts)
+        return objects_scored(self.status_counts or {})  # null in a hand-edited summary: none counted
 
     @property
     def awaits_revalidation(self) -> bool:
         """Uploads came after validation or were replaced after it (``changed``): the batch is validated and
         scored again, and is not complete until a run settles them."""
-        return self.late_objects > 0 or self.status_counts.get("changed", 0) > 0
+        return (self.late_objects or 0) > 0 or (self.status_counts or {}).get("changed", 0) > 0
 
 
 def objects_scored(status_counts: Mapping[str, int]) -> int:

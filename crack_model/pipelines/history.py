@@ -156,7 +156,7 @@ def _batch(
     psi = [float(value) for value in (drift.get("psi") or {}).values() if value is not None]
     if drift.get("threshold") is not None:
         thresholds.add(float(drift["threshold"]))
-    statuses = summary.status_counts if summary else {}
+    statuses = (summary.status_counts or {}) if summary else {}
     counts = (outcome or {}).get("counts") or {}
     validated = validation or {}
     objects = summary.objects if summary else validated.get("objects", counts.get("objects"))

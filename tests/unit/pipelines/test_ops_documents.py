@@ -188,6 +188,13 @@ def test_a_psi_without_a_value_is_skipped_silently(store):
     assert problems_of(pages) == []
 
 
+def test_a_summary_without_status_counts_renders(store):
+    """null counts (a hand-edited summary): nothing counted, no crash in the trends or the batch page."""
+    edit(store, SUMMARY, update(status_counts=None))
+    pages = every_page(store)
+    assert validation_intact(pages)
+
+
 def test_only_the_bad_part_of_a_field_is_left_out(store):
     """A psi map with one bad entry keeps the good one; a bad offender total falls back to the listed offenders."""
     edit(store, OUTCOME, in_section("drift", psi={"brightness": 0.04, "blur": "x"}))
