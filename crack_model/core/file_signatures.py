@@ -83,6 +83,7 @@ SKIPPED_WHEN_SHORT = frozenset((*range(0xE0, 0xF0), 0xFE))  # APPn and COM of le
 # 64 KB pieces a few more.
 MAX_SEGMENTS = 1_000
 FILL_BYTES = re.compile(rb"\xff+")
+MAX_FILL_BYTES = 65_536
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -193,10 +194,14 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
         ImageDecodeError: over ``MAX_SEGMENTS`` segments before the frame. Pillow keeps each one in lists as it
             opens the file: 10 million empty comments (40 MB) held 786 MB and took 20 s.
     """
-    position, segments = 2, 0  # after SOI
+    position, segments, fill = 2, 0, 0  # after SOI
     while (position := data.find(b"\xff", position)) != -1 and position + 2 <= len(data):
-        # Fill bytes (any number of 0xFF before a marker) are allowed and are no segment: skipped in one step.
-        position = FILL_BYTES.match(data, position).end() - 1  # type: ignore[union-attr]  # matches at an 0xFF
+        # Fill bytes (0xFF before a marker) are allowed and are no segment: skipped in one step, up to a bound
+        # (Pillow reads them one by one: 40 MB of them cost 25 s of CPU to open and decode a 64x48 photo).
+        run_end = FILL_BYTES.match(data, position).end()  # type: ignore[union-attr]  # matches at an 0xFF
+        if (fill := fill + run_end - position - 1) > MAX_FILL_BYTES:
+            raise ImageDecodeError(_flooded("JPEG", "fill bytes", MAX_FILL_BYTES, "a handful"))
+        position = run_end - 1
         if position + 2 > len(data):
             return None
         marker = data[position + 1]
@@ -244,10 +249,10 @@ def png_refusal(data: bytes) -> ImageDecodeError | None:
     return ImageDecodeError(_flooded("PNG", "chunks"))
 
 
-def _flooded(format_name: str, parts: str) -> str:
+def _flooded(format_name: str, parts: str, most: int = MAX_SEGMENTS, usual: str = "a few dozen") -> str:
     return (
-        f"a {format_name} with over {MAX_SEGMENTS:,} {parts} before its picture is not accepted (cameras write a "
-        "few dozen): re-save the photo"
+        f"a {format_name} with over {most:,} {parts} before its picture is not accepted (cameras write {usual}): "
+        "re-save the photo"
     )
 
 

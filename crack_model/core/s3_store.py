@@ -168,8 +168,8 @@ class S3Store:
 
     def _check_bucket(self) -> None:
         """A HEAD's 404 has no body to say whether the key or the whole bucket is missing: a mistyped bucket read
-        as "no champion", "not validated yet". Asked once; a bucket the answer does not deny (403: we may not
-        HEAD it; a gateway without HEAD bucket) is taken as there."""
+        as "no champion", "not validated yet". Asked until answered; a bucket the answer does not deny (403: we
+        may not HEAD it; a 5xx) is taken as there."""
         from botocore.exceptions import ClientError
 
         if self._bucket_found:
@@ -181,6 +181,8 @@ class S3Store:
                 where = self.client.meta.endpoint_url
                 msg = f"bucket {self.bucket} at {where} does not exist: check the store URI {self.uri}"
                 raise CrackModelError(msg) from None
+            if error.response.get("Error", {}).get("Code") not in ("403", "AccessDenied", "Forbidden"):
+                return  # no answer either way (throttled, a 5xx): taken as there, and asked again next time
         self._bucket_found = True
 
     def exists(self, key: str) -> bool:

@@ -113,6 +113,8 @@ def _conform(value: Any, shape: Shape, path: str, misfits: list[str]) -> Any:
         items = []
         for index, item in enumerate(value):
             fitted = _conform(item, shape.item, f"{path}[{index}]", misfits)
+            if item is None and shape.length is None and shape.item is not ANY:
+                fitted = _MISFIT  # a null among batch ids or reasons is no item (sorting or showing it fails)
             if fitted is _MISFIT:
                 if shape.length is not None:  # a pair with one bad half is no pair
                     return _MISFIT
@@ -136,6 +138,9 @@ def _conform(value: Any, shape: Shape, path: str, misfits: list[str]) -> Any:
     record = dict(value)
     for name, field_shape in shape.fields.items():
         if name not in value:
+            continue
+        if value[name] is None and not isinstance(field_shape, Value):
+            record[name] = _absent(field_shape)  # null: not recorded, read as an empty list or object
             continue
         fitted = _conform(value[name], field_shape, _join(path, name), misfits)
         if fitted is _MISFIT:

@@ -103,7 +103,7 @@ def _batch_ids(reader: StoreReader) -> list[str]:
             valid.append(layout.validate_batch_id(batch_id))
         except CrackModelError:
             continue
-    return sorted(valid, key=natural_order, reverse=True)
+    return sorted(valid, key=lambda batch_id: (natural_order(batch_id), batch_id), reverse=True)  # ties: run-07
 
 
 def natural_order(batch_id: str) -> tuple[tuple[int, int | str], ...]:
@@ -112,10 +112,12 @@ def natural_order(batch_id: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def _shown_batches(batch_ids: list[str], runs: list[dict[str, Any]], limit: int) -> list[str]:
-    """The batches the recent runs touched (today's failed batch, whatever its name), then the highest ids."""
+    """The batches the last run touched, its failures first (whatever their names), in at most half the rows;
+    then the highest ids (a batch uploaded since, not run yet, among them)."""
     known = set(batch_ids)
-    touched = [batch_id for run in runs for batch_id in run["batches"] if batch_id in known]
-    shown = list(dict.fromkeys(touched))[:limit]
+    last = runs[0] if runs else {"batches": [], "batches_failed": []}
+    touched = [batch_id for batch_id in (*last["batches_failed"], *last["batches"]) if batch_id in known]
+    shown = list(dict.fromkeys(touched))[: max(1, limit // 2)]
     return shown + [batch_id for batch_id in batch_ids if batch_id not in shown][: limit - len(shown)]
 
 
@@ -262,10 +264,14 @@ def _runs(reader: StoreReader, count: int) -> list[dict[str, Any]]:
                 "batches_scored": list(document.get("batches_scored") or []),
                 "objects_scored": document.get("objects_scored"),
                 "cracks": document.get("cracks"),
-                "batches": [  # every batch the run touched, for the batches shown
+                # every batch the run touched, and those that failed a step or validation: the batches shown
+                "batches": [
                     *(validation.get("batch_id") for validation in document.get("validations") or []),
-                    *(document.get("failed_batches") or {}),
                     *(document.get("batches_scored") or []),
+                ],
+                "batches_failed": [
+                    *(document.get("failed_batches") or {}),
+                    *(document.get("batches_failed_validation") or []),
                 ],
             }
         )

@@ -116,6 +116,16 @@ def _tick_label(value: float, as_percent: bool) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
+def _plotted(point: dict[str, Any], field: str) -> float | None:
+    """A point's value as plotted: None (a gap) when missing, or not a finite number (NaN, Infinity in JSON)."""
+    value = point.get(field)
+    try:
+        number_ = float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return None
+    return number_ if math.isfinite(number_) else None
+
+
 def chart(
     points: Sequence[dict[str, Any]],
     fields: Iterable[str],
@@ -143,7 +153,7 @@ def chart(
     right, bottom = CHART_WIDTH - MARGIN["right"], CHART_HEIGHT - MARGIN["bottom"]
     count = max(len(points), 1)
     step = (right - left) / count
-    values = [float(point[field]) for point in points for field in fields if point.get(field) is not None]
+    values = [value for point in points for field in fields if (value := _plotted(point, field)) is not None]
     top_value = _nice_ceiling(max([*values, reference or 0.0, 0.0]))
 
     def x_at(index: int) -> float:
@@ -157,14 +167,14 @@ def chart(
         segments: list[list[str]] = [[]]
         dots = []
         for index, point in enumerate(points):
-            value = point.get(field)
+            value = _plotted(point, field)
             if value is None:
                 if segments[-1]:
                     segments.append([])
                 continue
-            x, y = x_at(index), y_at(float(value))
+            x, y = x_at(index), y_at(value)
             segments[-1].append(f"{x},{y}")
-            label = percent(value) if as_percent else number(value, 2 if float(value) < 100 else 0)
+            label = percent(value) if as_percent else number(value, 2 if value < 100 else 0)
             dots.append({"x": x, "y": y, "title": f"{point.get('night') or point.get('run_id')}: {label}"})
         series.append(
             {"field": field, "css": f"series-{number_}", "lines": [" ".join(part) for part in segments if part],
@@ -174,10 +184,10 @@ def chart(
     if bars and fields:
         width = round(max(step * 0.6, 1.0), 1)
         for index, point in enumerate(points):
-            value = point.get(fields[0])
+            value = _plotted(point, fields[0])
             if value is None:
                 continue
-            y = y_at(float(value))
+            y = y_at(value)
             bar_shapes.append(
                 {"x": round(x_at(index) - width / 2, 1), "y": y, "width": width, "height": round(bottom - y, 1),
                  "title": f"{point.get('night') or point.get('run_id')}: {number(value)}"}

@@ -113,12 +113,16 @@ def test_a_file_of_several_pictures_is_scored_on_the_first_and_its_row_says_so(f
 
 
 def test_fill_bytes_before_a_marker_are_no_segments():
-    """Any number of 0xFF may come before a marker (T.81 B.1.1.2): a photo with 5,000 is a photo."""
+    """0xFF may come before any marker (T.81 B.1.1.2): a photo with 5,000 is a photo."""
     jpeg = imagefiles.jpeg(64, 48)
     at = jpeg.index(b"\xff\xdb")
     filled = jpeg[:at] + b"\xff" * 5_000 + jpeg[at:]
     assert np.array_equal(np.asarray(open_image(filled)), np.asarray(open_image(jpeg)))
     assert _prepared(filled).status == "ok"
+    # Pillow reads them one by one: 40 MB of them cost 25 s of CPU. Past a bound no encoder comes near, refused.
+    flooded = jpeg[:at] + b"\xff" * 70_000 + jpeg[at:]
+    with pytest.raises(ImageDecodeError, match="a JPEG with over 65,536 fill bytes before its picture is not"):
+        read_header(flooded)
 
 
 def test_a_tiff_whose_second_page_is_a_preview_is_one_photo():

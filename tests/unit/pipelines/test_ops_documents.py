@@ -8,6 +8,7 @@ the page names the document and the field, and still shows the rest.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -193,6 +194,32 @@ def test_a_summary_without_status_counts_renders(store):
     edit(store, SUMMARY, update(status_counts=None))
     pages = every_page(store)
     assert validation_intact(pages)
+
+
+@pytest.mark.parametrize("field", ["batches_scored", "validations", "failed_batches", "batches_failed_validation"])
+def test_a_null_list_or_object_in_a_run_reads_as_empty(store, field):
+    """null is how a writer says "not recorded": a list or object field that is null is read as empty."""
+    edit(store, RUN, update(**{field: None}))
+    pages = every_page(store)
+    assert pages["overview"]["runs"] and problems_of(pages) == []
+
+
+def test_a_null_among_the_items_of_a_list_is_left_out_and_named(store):
+    edit(store, RUN, update(batches_scored=[None, SCORED]))
+    edit(store, OUTCOME, update(reasons=[None, "a reason"]))
+    pages = every_page(store)
+    assert night_intact(pages) and scored_batch_intact(pages)
+    problems = problems_of(pages)
+    assert any(problem.startswith(f"{RUN}: batches_scored[0] is None") for problem in problems), problems
+    assert any(problem.startswith(f"{OUTCOME}: reasons[0] is None") for problem in problems), problems
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_a_psi_that_is_no_finite_number_is_a_gap_in_the_trends(store, value):
+    """Python's json reads Infinity and NaN: the chart leaves the point out instead of failing the page."""
+    edit(store, OUTCOME, in_section("drift", psi={"brightness": value, "blur": 0.1}))
+    pages = every_page(store)
+    assert scored_batch_intact(pages)
 
 
 def test_only_the_bad_part_of_a_field_is_left_out(store):

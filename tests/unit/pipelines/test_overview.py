@@ -206,3 +206,24 @@ def test_the_batches_of_the_last_runs_are_shown_whatever_their_names(tmp_path):
     assert set(shown) - {"2026-12-07"} == {f"site-7_run-{number}" for number in (25, 24, 23, 22)}
     assert ops.natural_order("site-7_run-10") > ops.natural_order("site-7_run-9")
     assert ops.natural_order("2026-12-07") > ops.natural_order("2026-11-30")
+
+
+def test_a_batch_uploaded_since_the_last_run_is_shown_beside_what_the_runs_touched(tmp_path):
+    """Five nights of five batches each fill no more than half the rows: today's upload, not run yet, is shown.
+    Ids whose digits tie (run-7, run-07) keep one order."""
+    store = LocalStore(tmp_path)
+    for night in range(1, 6):
+        names = [f"2026-12-0{night}_site-{site}" for site in range(5)]
+        for batch_id in names:
+            store.write(f"incoming/{batch_id}/a.jpg", b"x")
+        run = RunSummary(f"scheduled__2026-12-0{night}", f"2026-12-0{night}T03:00:00Z", 5, [], [], names, 5, 0,
+                         [{"batch_id": name} for name in names])  # fmt: skip
+        run.write(store, f"runs/scheduled__2026-12-0{night}.json")
+    store.write("incoming/2026-12-06_site-1/a.jpg", b"x")
+    shown = {batch["batch_id"] for batch in ops.overview(store.uri, limit=8)["batches"]}
+    assert "2026-12-06_site-1" in shown and len(shown) == 8
+    assert {f"2026-12-05_site-{site}" for site in range(4)} <= shown  # the last night's, in half the rows
+    for name in ("run-7", "run-07", "run-007"):
+        store.write(f"incoming/{name}/a.jpg", b"x")
+    ties = [batch_id for batch_id in ops._batch_ids(ops.StoreReader(store)) if batch_id.endswith("7")]
+    assert ties == ["run-7", "run-07", "run-007"]
