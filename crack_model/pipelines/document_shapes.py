@@ -139,8 +139,8 @@ def _conform(value: Any, shape: Shape, path: str, misfits: list[str]) -> Any:
     for name, field_shape in shape.fields.items():
         if name not in value:
             continue
-        if value[name] is None and not isinstance(field_shape, Value):
-            record[name] = _absent(field_shape)  # null: not recorded, read as an empty list or object
+        if value[name] is None and isinstance(field_shape, ListOf | MapOf):
+            record[name] = _absent(field_shape)  # null: not recorded, read as an empty list or map (iterated)
             continue
         fitted = _conform(value[name], field_shape, _join(path, name), misfits)
         if fitted is _MISFIT:

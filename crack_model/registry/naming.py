@@ -14,6 +14,9 @@ from crack_model.data.manifest import DATA_MANIFEST
 DEFAULT_NAME = "crack"
 
 VERSION_MARKER = "version.json"
+# Written first, if absent, by a registration: the files it is about to upload. Another registration of the same
+# version id with other files stops there, instead of overwriting the first one's files before version.json.
+CLAIM = "registration_claim.json"
 ALIASES_FILE = "aliases.json"
 DRIFT_REFERENCE = "drift_reference.json"
 GATE_REPORT = "gate_report.json"
@@ -29,7 +32,9 @@ MODEL_ARTIFACTS = (
     SPLIT_NAME,
     "history.json",
 )
-RESERVED_NAMES = frozenset({VERSION_MARKER, DATA_MANIFEST, DRIFT_REFERENCE, GATE_REPORT, GATE_HTML, APPROVED_RUNTIMES})
+RESERVED_NAMES = frozenset(
+    {VERSION_MARKER, CLAIM, DATA_MANIFEST, DRIFT_REFERENCE, GATE_REPORT, GATE_HTML, APPROVED_RUNTIMES}
+)
 CAS_ATTEMPTS = 20
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

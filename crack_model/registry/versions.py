@@ -44,8 +44,10 @@ from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
 from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest, read_data_manifest, with_split_slices
 from crack_model.registry.aliases import AliasOperations
+from crack_model.registry.claims import claim_version
 from crack_model.registry.naming import (
     APPROVED_RUNTIMES,
+    CLAIM,
     DEFAULT_NAME,
     DRIFT_REFERENCE,
     GATE_HTML,
@@ -137,16 +139,16 @@ class Registry(AliasOperations):
             files[DRIFT_REFERENCE] = reference
 
         manifest_bytes, manifest_summary = build_data_manifest(data_manifest, model_dir)
-        recorded: dict[str, dict[str, Any]] = {}
+        recorded = {file_name: {"sha256": file_sha256(path), "size": path.stat().st_size}
+                    for file_name, path in sorted(files.items())}  # fmt: skip
+        if manifest_bytes is not None:
+            digest = hashlib.sha256(manifest_bytes).hexdigest()
+            recorded[DATA_MANIFEST] = {"sha256": digest, "size": len(manifest_bytes)}
+        claim_version(self.store, self.version_key(name, version, CLAIM), recorded)
         for file_name, path in sorted(files.items()):
             self.store.upload(path, self.version_key(name, version, file_name))
-            recorded[file_name] = {"sha256": file_sha256(path), "size": path.stat().st_size}
         if manifest_bytes is not None:
             self.store.write(self.version_key(name, version, DATA_MANIFEST), manifest_bytes, content_type="text/csv")
-            recorded[DATA_MANIFEST] = {
-                "sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-                "size": len(manifest_bytes),
-            }
 
         metrics = _read_metrics(model_dir / "metrics.json")
         document = {

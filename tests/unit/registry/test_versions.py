@@ -392,3 +392,28 @@ def test_batch_scoring_follows_the_champion(tmp_path, synth_data, trained_model,
         assert {row["label"] for row in rows} == {label}  # the stricter threshold calls nothing a crack
         summary = json.loads(store.read(layout.results_key(batch_id, layout.SUMMARY)))
         assert summary["model_version"] == version
+
+
+def test_a_second_registration_of_one_version_id_with_other_files_uploads_nothing(tmp_path, monkeypatch):
+    """Registration A dies before its version.json; B, other files under the same version id, is refused before
+    it overwrites any of A's files; A retried (the same files) completes."""
+    registry = Registry(tmp_path / "store")
+    first = fake_model(tmp_path / "a", "20261207T000000Z-5ame0000", payload=b"model a")
+    second = fake_model(tmp_path / "b", "20261207T000000Z-5ame0000", payload=b"model b")
+    write = registry.store.write_if_match
+
+    def die_before_version_json(key, data, etag):
+        if key.endswith("/version.json"):
+            raise RuntimeError("worker killed")
+        return write(key, data, etag)
+
+    monkeypatch.setattr(registry.store, "write_if_match", die_before_version_json)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        registry.register(first, "crack")
+    monkeypatch.setattr(registry.store, "write_if_match", write)
+    stored = tmp_path / "store" / "models" / "crack" / "versions" / "20261207T000000Z-5ame0000" / "model.keras"
+    with pytest.raises(VersionExistsError, match="claims this version for other files"):
+        registry.register(second, "crack")
+    assert stored.read_bytes() == b"model a"
+    assert registry.register(first, "crack") == "20261207T000000Z-5ame0000"
+    assert registry.read_version("crack", "20261207T000000Z-5ame0000")["files"]["model.keras"]["size"] == 7
