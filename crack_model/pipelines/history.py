@@ -7,8 +7,8 @@ per night, oldest first, plus the champion's reign as bands over those points. T
 draws them as inline SVG. A missing or unreadable document leaves a gap (None) and a line in
 ``problems``, never an error.
 
-A batch's summary is the one in the store now: a batch scored again later shows its latest
-figures on the night that first scored it.
+A batch's summary is the one in the store now: a batch scored again later (late or replaced uploads) shows
+its latest figures on the night that first scored it, and is named under ``scored_again`` on the later one.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def history(store_uri: str | ObjectStore, name: str = DEFAULT_NAME, nights: int 
     reigns = _champion_changes(reader, name)
     thresholds: set[float] = set()
     points = []
+    counted: set[str] = set()  # batches scored on an earlier night of these: counted there, once
     for key in keys[-nights:]:
         document = reader.json(key, RUN_SUMMARY)
         if document is None:
@@ -66,7 +67,8 @@ def history(store_uri: str | ObjectStore, name: str = DEFAULT_NAME, nights: int 
         except (CrackModelError, TypeError, ValueError) as error:  # e.g. a format_version that is no number
             reader.note(str(error))
             continue
-        points.append(_night(reader, run, reigns, thresholds))
+        points.append(_night(reader, run, reigns, thresholds, counted))
+        counted.update(run.batches_scored)
     points.sort(key=lambda point: point["finished_at"] or "")
     return {
         "format_version": FORMAT_VERSION,
@@ -100,11 +102,14 @@ def _champion_at(reigns: list[tuple[str, str]], moment: str | None) -> str | Non
 
 
 def _night(
-    reader: StoreReader, run: RunSummary, reigns: list[tuple[str, str]], thresholds: set[float]
+    reader: StoreReader, run: RunSummary, reigns: list[tuple[str, str]], thresholds: set[float], counted: set[str]
 ) -> dict[str, Any]:
+    """One night's point. A batch an earlier night scored (brought back by late or replaced uploads) is left to
+    that night, which shows its latest figures: counted on both, its objects would count twice."""
     validations = {str(entry.get("batch_id")): entry for entry in run.validations if entry.get("batch_id")}
+    again = sorted(batch_id for batch_id in set(run.batches_scored) if batch_id in counted)
     batches = []
-    for batch_id in sorted(set(validations) | set(run.batches_scored)):
+    for batch_id in sorted((set(validations) | set(run.batches_scored)) - set(again)):
         try:
             layout.validate_batch_id(batch_id)
         except CrackModelError:
@@ -138,6 +143,7 @@ def _night(
         "max_psi": max(psi) if psi else None,
         "drifted": any(batch["drifted"] for batch in batches),
         "failed_batches": sorted(run.failed_batches),
+        "scored_again": again,
         "champion": _champion_at(reigns, run.finished_at) or (versions.most_common(1)[0][0] if versions else None),
         "batches": batches,
     }

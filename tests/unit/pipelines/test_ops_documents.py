@@ -100,8 +100,10 @@ def validation_intact(pages: dict[str, dict[str, Any]]) -> bool:
 
 
 def night_intact(pages: dict[str, dict[str, Any]]) -> bool:
-    (night,) = [point for point in pages["history"]["points"] if point["run_id"].startswith("scheduled__2026-11-24")]
-    return night["cracks"] == 2 and bool(night["batches"])
+    """Night 24 scored night 23's batch again: it is named there, and counted (2 cracks) on night 23."""
+    nights = {point["run_id"][: len("scheduled__2026-11-24")]: point for point in pages["history"]["points"]}
+    again = nights["scheduled__2026-11-24"]["scored_again"]
+    return again == [SCORED] and nights["scheduled__2026-11-23"]["cracks"] == 2
 
 
 def gate_intact(pages: dict[str, dict[str, Any]]) -> bool:
