@@ -16,6 +16,7 @@ from typing import Literal
 from crack_model.core.errors import ImageDecodeError
 
 ACCEPTED = "JPEG, HEIC, PNG, TIFF, WebP, BMP or GIF"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # First bytes of formats people upload by mistake, to name them in the reason without handing the
 # bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
 SIGNATURES = (
@@ -59,7 +60,7 @@ MAX_TIFF_TAGS = 1000
 # open is a damaged photo (cut short in upload, say), and "upload JPEG" would be the wrong advice.
 ACCEPTED_SIGNATURES = (
     (0, b"\xff\xd8\xff", "JPEG"),
-    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, PNG_SIGNATURE, "PNG"),
     (0, b"II*\x00", "TIFF"),
     (0, b"MM\x00*", "TIFF"),
     (8, b"WEBP", "WebP"),
@@ -84,7 +85,6 @@ SKIPPED_WHEN_SHORT = frozenset((*range(0xE0, 0xF0), 0xFE))  # APPn and COM of le
 MAX_SEGMENTS = 1_000
 FILL_BYTES = re.compile(rb"\xff+")
 MAX_FILL_BYTES = 65_536
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class FormatNotAcceptedError(ImageDecodeError):
@@ -191,8 +191,9 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
         FormatNotAcceptedError: arithmetic coding (Pillow's libjpeg cannot decode it and simplejpeg's can, so
             validation and scoring would disagree; no camera writes it), or samples of other than 8 bits
             (Pillow cannot decode them: "damaged" would be the wrong advice).
-        ImageDecodeError: over ``MAX_SEGMENTS`` segments before the frame. Pillow keeps each one in lists as it
-            opens the file: 10 million empty comments (40 MB) held 786 MB and took 20 s.
+        ImageDecodeError: over ``MAX_SEGMENTS`` segments before the frame (Pillow keeps each one in lists as it
+            opens the file: 10 million empty comments, 40 MB, held 786 MB and took 20 s), or over
+            ``MAX_FILL_BYTES`` fill bytes (Pillow reads them one by one).
     """
     position, segments, fill = 2, 0, 0  # after SOI
     while (position := data.find(b"\xff", position)) != -1 and position + 2 <= len(data):

@@ -107,22 +107,23 @@ class Holdout:
     def _conflicts_note(self) -> str | None:
         if not self.conflicts:
             return None
-        shown = "; ".join(f"{key} ({why})" for key, why in sorted(self.conflicts.items())[:LEFT_OUT_EXAMPLES])
-        more = (
-            f"; and {len(self.conflicts) - LEFT_OUT_EXAMPLES} more" if len(self.conflicts) > LEFT_OUT_EXAMPLES else ""
-        )
         return (
             f"{len(self.conflicts)} holdout image(s) are the same bytes as a copy under another class, so one of the "
-            f"labels is wrong; they are not graded on until the wrong copy is removed: {shown}{more}"
+            f"labels is wrong; they are not graded on until the wrong copy is removed: "
+            f"{_examples(self.conflicts, '{key} ({why})')}"
         )
 
     def left_out_note(self) -> str | None:
         """For the gate report: what under the holdout is not graded on, with a few names and why."""
         if not self.left_out:
             return None
-        shown = "; ".join(f"{key}: {why}" for key, why in sorted(self.left_out.items())[:LEFT_OUT_EXAMPLES])
-        more = f"; and {len(self.left_out) - LEFT_OUT_EXAMPLES} more" if len(self.left_out) > LEFT_OUT_EXAMPLES else ""
-        return f"{len(self.left_out)} file(s) under the holdout are not graded on: {shown}{more}"
+        return f"{len(self.left_out)} file(s) under the holdout are not graded on: {_examples(self.left_out)}"
+
+
+def _examples(reasons: dict[str, str], form: str = "{key}: {why}") -> str:
+    """A few of ``reasons`` (key -> why) in key order, and how many more."""
+    shown = "; ".join(form.format(key=key, why=why) for key, why in sorted(reasons.items())[:LEFT_OUT_EXAMPLES])
+    return shown + (f"; and {len(reasons) - LEFT_OUT_EXAMPLES} more" if len(reasons) > LEFT_OUT_EXAMPLES else "")
 
 
 def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
