@@ -10,6 +10,8 @@ per part, not a decode, a blend and a PNG per crack image.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -99,10 +101,29 @@ def iter_tile_scores(store: ObjectStore, files: Iterable[str], keys: set[str] | 
 
 def find_tile_scores(store: ObjectStore, files: Iterable[str], key: str) -> TileScores | None:
     """One image's tile scores, from its last line (as ``iter_tile_scores``); lines are matched on their
-    start, so only the image's own line is parsed."""
+    start, so only the image's own line is parsed.
+
+    A part's rows are a twentieth of its tile scores (one row against a line of every tile's box), so the
+    rows say which part to read: a tile-score file is read only if its part scored ``key`` (or its rows are
+    missing: a run killed between the two writes).
+    """
     start = _line_start(key)
     for file in sorted(files, reverse=True):
+        if not _part_scored(store, file, key):
+            continue
         for line in reversed(store.read(file).decode("utf-8").splitlines()):
             if line.startswith(start):
                 return decode(line, store.url(file))
     return None
+
+
+def _part_scored(store: ObjectStore, tiles_file: str, key: str) -> bool:
+    """Did the part of ``tiles_file`` score ``key`` (a row of status ``ok``)? True when its rows cannot be read."""
+    rows_file = tiles_file.removesuffix(layout.TILE_SCORES_SUFFIX) + ".csv"
+    try:
+        text = store.read(rows_file).decode("utf-8")
+    except CrackModelError:  # not there (or not readable): read the tile scores themselves, as before
+        return True
+    if key not in text:  # most parts: no row of this key, and no need to parse
+        return False
+    return any(row.get("key") == key and row.get("status") == "ok" for row in csv.DictReader(io.StringIO(text)))

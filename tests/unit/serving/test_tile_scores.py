@@ -25,7 +25,7 @@ def test_lines_round_trip_and_error_rows_have_none(tmp_path):
     broken = ImageScore(key="incoming/b/broken.jpg", status="error", error="truncated")
     store.write("p/part-000000.tiles.jsonl", encode([photo, broken]))
     store.write("p/part-000001.tiles.jsonl", encode([patch]))
-    store.write("p/part-000001.csv", b"key\n")
+    store.write("p/part-000001.csv", b"key,status\nincoming/b/patch.jpg,ok\n")
     files = tile_score_files(store, "p/")
     assert files == ["p/part-000000.tiles.jsonl", "p/part-000001.tiles.jsonl"]
     found = {scores.key: scores for scores in iter_tile_scores(store, files)}
@@ -35,6 +35,37 @@ def test_lines_round_trip_and_error_rows_have_none(tmp_path):
     assert find_tile_scores(store, files, patch.key) == found[patch.key]
     assert find_tile_scores(store, files, broken.key) is None
     assert [scores.key for scores in iter_tile_scores(store, files, {patch.key})] == [patch.key]
+
+
+class CountingStore(LocalStore):
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        self.reads.append(key)
+        return super().read(key, max_bytes=max_bytes)
+
+
+def test_a_lookup_reads_only_the_tile_scores_of_the_part_that_scored_the_image(tmp_path):
+    """A part's rows say whether it scored the image: the other parts' tile scores (twenty times the size of
+    their rows on full-size photos) are not read. A part without rows (killed between the writes) is read."""
+    store = CountingStore(tmp_path)
+    for index, name in enumerate(["a", "b", "c"]):
+        key = f"incoming/b/{name}.jpg"
+        store.write(f"p/part-{index:06d}.tiles.jsonl", encode([scored(key, [(0, 0, 10, 10)], [0.9])]))
+        store.write(f"p/part-{index:06d}.csv", f"key,status\n{key},ok\n".encode())
+    store.write("p/part-000003.tiles.jsonl", encode([scored("incoming/b/d.jpg", [(0, 0, 10, 10)], [0.9])]))
+    store.write("p/part-000004.csv", b"key,status\nincoming/b/a.jpg,error\n")  # a's later row: unreadable bytes
+    store.write("p/part-000004.tiles.jsonl", b"")
+    files = tile_score_files(store, "p/")
+
+    assert find_tile_scores(store, files, "incoming/b/a.jpg").key == "incoming/b/a.jpg"
+    tiles_read = [key for key in store.reads if key.endswith(".tiles.jsonl")]
+    assert tiles_read == ["p/part-000003.tiles.jsonl", "p/part-000000.tiles.jsonl"]
+    store.reads.clear()
+    assert find_tile_scores(store, files, "incoming/b/d.jpg").key == "incoming/b/d.jpg"
+    assert find_tile_scores(store, files, "incoming/b/zz.jpg") is None
 
 
 def test_a_broken_line_names_its_file(tmp_path):
