@@ -14,17 +14,16 @@ import errno
 import hashlib
 import io
 import os
-import re
 import shutil
 import stat
 import threading
-import unicodedata
 import uuid
-from collections.abc import Iterator, Set
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import ClassVar
 
+from crack_model.core.disk_names import READ_FLAGS, digest, disk_name, name_max, read_small, shown_names
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import (
     LONG_NAME_MARKER,
@@ -32,26 +31,14 @@ from crack_model.core.object_keys import (
     ObjectInfo,
     PreconditionFailedError,
     key_problem,
-    printable_key,
     read_within,
     validate_key,
 )
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _SUBFOLDER = _FOLDER | os.O_NOFOLLOW
-# O_NONBLOCK: opening a named pipe someone put among the uploads must not hang the batch.
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_HASHED_NAME = re.compile(r"~([0-9a-f]{16})(\.[^.]*)?$")
-# The store's own files, never listed: a write's temporary file, a lock and a long name's side file. Only
-# these exact shapes: an upload merely named like one (".tmp-scan.jpg") is listed like any other.
-_OWN_FILE = re.compile(
-    rf"{re.escape(TEMP_MARKER)}(?:[0-9a-f]{{32}}|lock-[0-9a-f]{{16}})|{re.escape(LONG_NAME_MARKER)}[0-9a-f]{{16}}"
-)
-_KEPT_BYTES, _MAX_SUFFIX_BYTES = 100, 16  # of a long name: its start and extension, kept beside its hash
 _LINK_ADVICE = "the store never follows symbolic links (they can point outside it); put the real file or folder there"
-_NOT_UTF8 = "the name is not valid UTF-8 (written in another encoding?); rename it with a UTF-8 name"
-_TWIN = "a file with the same name in composed Unicode (NFC) form is beside it and owns the key; rename one of them"
 
 
 class LinkRefusedError(CrackModelError):
@@ -67,7 +54,7 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().absolute()
         self.uri = str(self.root)
-        self._name_max = _name_max(self.root)
+        self._name_max = name_max(self.root)
 
     def url(self, key: str) -> str:
         """The object's path on disk (a trailing '/' names a folder); nothing is opened."""
@@ -123,8 +110,8 @@ class LocalStore:
             try:
                 with os.scandir(folder) as scan:
                     is_folder = {entry.name: entry.is_dir(follow_symlinks=False) for entry in scan}
-                return sorted(self._shown_name(folder, name, is_folder.keys())[0] for name, kind in is_folder.items()
-                              if kind == want_folders and not _OWN_FILE.fullmatch(name))  # fmt: skip
+                shown = shown_names(folder, is_folder, self._name_max)
+                return sorted(shown[name][0] for name in shown if is_folder[name] == want_folders)
             finally:
                 os.close(folder)
         return []
@@ -188,7 +175,7 @@ class LocalStore:
         with thread_lock:
             folder = self._open_folder(segments[:-1], create=True)
             try:
-                lock_name = f"{TEMP_MARKER}lock-{_digest(segments[-1])}"
+                lock_name = f"{TEMP_MARKER}lock-{digest(segments[-1])}"
                 handle = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
             finally:
                 os.close(folder)
@@ -210,7 +197,7 @@ class LocalStore:
                 os.unlink(name, dir_fd=folder)
                 if name != segments[-1]:
                     with suppress(FileNotFoundError):
-                        os.unlink(f"{LONG_NAME_MARKER}{_digest(segments[-1])}", dir_fd=folder)
+                        os.unlink(f"{LONG_NAME_MARKER}{digest(segments[-1])}", dir_fd=folder)
                 return
             except FileNotFoundError:
                 continue
@@ -231,36 +218,15 @@ class LocalStore:
         return [normal.split("/")] if normal == key else [normal.split("/"), key.split("/")]
 
     def _disk_name(self, segment: str) -> str:
-        """The on-disk name of one key segment: itself, or a hashed name if too long for the file system."""
-        encoded = segment.encode("utf-8")
-        if len(encoded) <= self._name_max:
-            return segment
-        suffix = PurePosixPath(segment).suffix
-        suffix = suffix if len(suffix.encode("utf-8")) <= _MAX_SUFFIX_BYTES else ""
-        kept = segment[: len(segment) - len(suffix)].encode("utf-8")[:_KEPT_BYTES].decode("utf-8", "ignore")
-        return f"{kept}~{_digest(segment)}{suffix}"
+        return disk_name(segment, self._name_max)
 
     def _keep_name(self, folder: int, segment: str) -> str:
         """The on-disk name for ``segment`` in ``folder``, first recording the original beside a hashed one."""
         name = self._disk_name(segment)
-        sidecar = f"{LONG_NAME_MARKER}{_digest(segment)}"
-        if name != segment and _read_small(folder, sidecar) != segment:
+        sidecar = f"{LONG_NAME_MARKER}{digest(segment)}"
+        if name != segment and read_small(folder, sidecar) != segment:
             self._write_at(folder, sidecar, segment.encode("utf-8"))
         return name
-
-    def _shown_name(self, folder: int, name: str, names: Set[str]) -> tuple[str, str | None]:
-        """The key segment an on-disk name stands for, and why the store cannot serve it (None: it can)."""
-        if (printable := printable_key(name)) != name:  # not UTF-8: bytes shown as \xNN escapes
-            while printable in names:  # a real name reads the same (a backslash, "x\\xe9.jpg"): one row each
-                printable += " (not UTF-8)"
-            return printable, _NOT_UTF8
-        match = _HASHED_NAME.search(name)
-        if match and f"{LONG_NAME_MARKER}{match[1]}" in names:
-            original = _read_small(folder, f"{LONG_NAME_MARKER}{match[1]}")
-            if original and "/" not in original and self._disk_name(original) == name:
-                return original, None
-        composed = unicodedata.normalize("NFC", name)
-        return name, (_TWIN if composed != name and composed in names else None)
 
     def _open_folder(self, segments: builtins.list[str], *, create: bool) -> int:
         """The folder ``segments`` names, opened a level at a time, never through a link (LinkRefusedError).
@@ -302,7 +268,7 @@ class LocalStore:
                 continue
             where = self.root.joinpath(*segments)
             try:
-                handle = os.open(self._disk_name(segments[-1]), _READ, dir_fd=folder)
+                handle = os.open(self._disk_name(segments[-1]), READ_FLAGS, dir_fd=folder)
             except FileNotFoundError:
                 continue
             except OSError as error:
@@ -339,10 +305,7 @@ class LocalStore:
             except OSError as error:
                 yield ObjectInfo(base, 0, problem=f"the folder {base or self.root} cannot be listed: {error}")
                 return
-            listed = set(names)
-            entries = [
-                (*self._shown_name(folder, name, listed), name) for name in names if not _OWN_FILE.fullmatch(name)
-            ]
+            entries = [(*shown, name) for name, shown in shown_names(folder, names, self._name_max).items()]
             for segment, name_problem, name in sorted(entries, key=lambda entry: entry[0]):
                 key = f"{base}/{segment}" if base else segment
                 yield from self._describe(folder, name, key, problem or name_problem)
@@ -373,28 +336,7 @@ class LocalStore:
             yield ObjectInfo(key, 0, problem=f"{key} is not a regular file (a pipe, socket or device)")
 
 
-def _digest(segment: str) -> str:
-    return hashlib.sha256(segment.encode("utf-8")).hexdigest()[:16]
-
-
 def _lstat(folder: int, name: str) -> os.stat_result | None:
     with suppress(FileNotFoundError):
         return os.stat(name, dir_fd=folder, follow_symlinks=False)
     return None
-
-
-def _read_small(folder: int, name: str) -> str | None:
-    """A short UTF-8 text file in an open folder (never through a link); None if missing or unreadable."""
-    try:
-        with os.fdopen(os.open(name, _READ, dir_fd=folder), "rb") as handle:
-            return handle.read(4096).decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _name_max(root: Path) -> int:
-    """The longest file name, in bytes, the file system under ``root`` takes (255 on most)."""
-    for folder in (root, *root.parents):
-        with suppress(OSError, ValueError):
-            return min(255, os.pathconf(folder, "PC_NAME_MAX"))
-    return 255

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.concurrency import map_bounded
 from crack_model.core.csv_text import STORED_DIALECT
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
@@ -37,6 +38,7 @@ from crack_model.core.uploads import (
 )
 from crack_model.quality import drift
 from crack_model.quality.data_docs import write_data_docs
+from crack_model.quality.expectations import load_suite
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE, ValidationOutcome
 from crack_model.quality.profile import ProfileConfig, label_of, labeled_objects, profile_listed
@@ -52,12 +54,25 @@ log = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
 REPORT_NAME = "report.html"
 PROFILE_NAME = "profile.csv"
+# Held-back uploads being copied at once, in bytes: like profiling, within a validation worker's 1 GiB.
+COPY_BYTES_IN_FLIGHT = 256 * 2**20
 
 
-def _resolve_reference(reference: str | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _resolve_reference(
+    reference: str | Mapping[str, Any] | None, thresholds: ValidationThresholds | None
+) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The reference profile, or None and why it cannot be used: drift is advisory, so a damaged reference
+    (the champion's, shared by every batch of a night) leaves drift unmeasured rather than failing every
+    batch's validation, unless drift fails batches (``fail_on_drift``)."""
     if reference is None or isinstance(reference, Mapping):
-        return reference
-    return drift.load_reference(reference)
+        return reference, None
+    try:
+        return drift.load_reference(reference), None
+    except drift.DamagedReferenceError as error:
+        if (thresholds or ValidationThresholds()).fail_on_drift:
+            raise
+        log.warning("drift not measured: %s", error)
+        return None, f"not judged: {error}"
 
 
 def validate_batch(
@@ -84,15 +99,20 @@ def validate_batch(
         The outcome; ``outcome.passed`` says whether the batch may be scored.
     """
     layout.validate_batch_id(batch_id)
+    load_suite(suite, (thresholds or ValidationThresholds()).parameters())  # a broken suite: refused before profiling
     store = open_store(store_uri)
-    resolved = _resolve_reference(reference)
+    resolved, unusable = _resolve_reference(reference, thresholds)
     uploads = list_uploads(store, batch_id)
+    if not uploads and not store.folders(""):  # a mistyped path or bucket: write no failed validation into it
+        raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
     profile = profile_listed(store, uploads, profile_config)
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
     )  # fmt: skip
+    if unusable:
+        outcome.drift = drift.not_judged(unusable, drift_config, images=int(profile["decodable"].astype(bool).sum()))
     outcome.source = store.url(layout.incoming_prefix(batch_id))
     write_manifest(store, batch_id, _manifest_entries(profile))
     write_outputs(store, store, outcome, result, objects,
@@ -146,7 +166,7 @@ def validate_labeled(
     source = open_store(source_uri)
     output = open_store(output_uri) if output_uri else source
     thresholds = thresholds or ValidationThresholds()
-    resolved = _resolve_reference(reference)
+    resolved, unusable = _resolve_reference(reference, thresholds)
     labeled = labeled_objects(source, prefix)
     log.info("profiling %d labeled image(s) under %s", len(labeled), source.url(prefix) if prefix else source.uri)
     profile = profile_listed(source, labeled, profile_config, labels=lambda key: label_of(key, prefix))
@@ -154,6 +174,8 @@ def validate_labeled(
         profile, batch_id=name, suite="training", thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
     )  # fmt: skip
+    if unusable:
+        outcome.drift = drift.not_judged(unusable, drift_config, images=int(profile["decodable"].astype(bool).sum()))
     outcome.source = source.url(prefix) if prefix else source.uri
 
     def relative(key: str) -> str:
@@ -183,7 +205,9 @@ def write_outputs(
     manifest_key = layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST)
     # An earlier run's manifest is replaced (by an empty one if need be) so that scoring never skips stale keys.
     if outcome.quarantined or output.exists(manifest_key):
-        quarantine_objects(source, output, batch_id, outcome.quarantined, relative, outcome=outcome.outcome)
+        judged = {entry.key: entry for entry in _manifest_entries(objects)}
+        quarantine_objects(source, output, batch_id, outcome.quarantined, relative, outcome=outcome.outcome,
+                           judged=judged)  # fmt: skip
         outcome.files["quarantine"] = output.url(manifest_key)
     result_json = result.to_json_dict()
     files = {
@@ -224,11 +248,20 @@ def quarantine_objects(
     *,
     outcome: str = PASSED_WITH_QUARANTINE,
     workers: int = 8,
+    judged: Mapping[str, ManifestEntry] | None = None,
 ) -> None:
     """Copy each object's bytes to ``quarantine/<batch_id>/uploads/<relative key>`` and write ``quarantine.json``.
 
     Copies of earlier runs stay (nothing is deleted); the manifest lists this run's objects only.
+    ``judged`` (the profile's size and SHA-256 of each key) bounds the bytes copied at once, as
+    profiling bounds them (what is held back is often the largest files), and a copy must be of the bytes
+    judged: an upload replaced since is not copied.
     """
+    judged = judged or {}
+
+    def size_of(item: dict[str, Any]) -> int:
+        entry = judged.get(item["key"])
+        return entry.size or 0 if entry else 0
 
     def copy(item: dict[str, Any]) -> None:
         try:
@@ -236,7 +269,12 @@ def quarantine_objects(
                 item["quarantine_error"] = f"not copied: {problem}"
                 return
             target = layout.quarantine_copy_key(batch_id, relative(item["key"]))
-            output.write(target, read_upload(source, item["key"]))  # over the upload limit: refused unread
+            data = read_upload(source, item["key"])  # over the upload limit: refused unread
+            entry = judged.get(item["key"])
+            if entry and entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
+                item["quarantine_error"] = "not copied: the upload was replaced after it was judged; validate again"
+                return
+            output.write(target, data)
         except UnservableObjectError as error:
             item["quarantine_error"] = f"not copied: {error}"
             return
@@ -245,8 +283,8 @@ def quarantine_objects(
             return
         item["quarantine_key"] = target
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quarantine") as pool:
-        list(pool.map(copy, quarantined))
+    list(map_bounded(copy, quarantined, workers=workers, max_in_flight_bytes=COPY_BYTES_IN_FLIGHT,
+                     size_of=size_of, thread_name_prefix="quarantine"))  # fmt: skip
     manifest = QuarantineManifest(batch_id, outcome, utc_now(), quarantined)
     manifest.write(output, layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST))
     if quarantined:

@@ -38,7 +38,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -173,17 +173,57 @@ def save_reference(reference: Mapping[str, Any], uri: str) -> None:
     store.write(key, data, content_type="application/json")
 
 
+class DamagedReferenceError(CrackModelError):
+    """A drift reference that is not one, or not whole: drift cannot be measured against it."""
+
+
 def load_reference(uri: str) -> dict[str, Any]:
-    """Read a reference profile, checking it is one."""
+    """Read a reference profile, checking it is one, whole (``DamagedReferenceError`` if not)."""
     try:
         reference = json.loads(read_uri(uri))
-    except json.JSONDecodeError as error:
-        raise CrackModelError(
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedReferenceError(
             f"drift reference {uri} is not JSON ({error}): build it with drift.build_reference"
         ) from None
     if not isinstance(reference, dict) or reference.get("format") != REFERENCE_FORMAT:
-        raise CrackModelError(f"{uri} is not a drift reference profile (expected format {REFERENCE_FORMAT})")
+        raise DamagedReferenceError(f"{uri} is not a drift reference profile (expected format {REFERENCE_FORMAT})")
+    if problem := reference_problem(reference):
+        raise DamagedReferenceError(f"drift reference {uri} is damaged: {problem}; build it again (register the model "
+                                    "again, or drift.build_reference) or restore it from a backup")  # fmt: skip
     return reference
+
+
+def reference_problem(reference: Mapping[str, Any]) -> str | None:
+    """What keeps ``compare`` from reading a reference profile (None: nothing)."""
+    features, label_counts = reference.get("features"), reference.get("label_counts", {})
+    if not isinstance(features, dict):
+        return "'features' is not an object of features"
+    if not isinstance(label_counts, dict) or not all(_is_count(count) for count in label_counts.values()):
+        return "'label_counts' is not an object of image counts"
+    for name, spec in features.items():
+        edges = spec.get("edges") if isinstance(spec, dict) else None
+        if not _numbers(edges) or any(later <= earlier for earlier, later in itertools.pairwise(edges)):
+            return f"feature {name}: 'edges' is not a list of increasing numbers"
+        if not _numbers(spec.get("proportions")) or len(spec["proportions"]) != len(edges) + 1:
+            return f"feature {name}: 'proportions' is not a list of {len(edges) + 1} numbers (one per bin)"
+        if not _is_count(spec.get("count")) or not spec["count"]:
+            return f"feature {name}: 'count' is not a positive number of images"
+        by_label = spec.get("by_label", {})
+        if not isinstance(by_label, dict) or not all(
+            _numbers(shares) and len(shares) == len(edges) + 1 for shares in by_label.values()
+        ):
+            return f"feature {name}: 'by_label' does not give each class {len(edges) + 1} shares"
+    return None
+
+
+def _numbers(values: Any) -> TypeGuard[list[float]]:
+    return isinstance(values, list) and all(
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) for value in values
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def compare(profile: pd.DataFrame, reference: Mapping[str, Any], config: DriftConfig | None = None) -> dict[str, Any]:
@@ -195,18 +235,7 @@ def compare(profile: pd.DataFrame, reference: Mapping[str, Any], config: DriftCo
     """
     config = config or DriftConfig()
     usable = profile[profile["decodable"].astype(bool)] if "decodable" in profile else profile
-    report: dict[str, Any] = {
-        "checked": False,
-        "drifted": None,
-        "psi": {},
-        "psi_unadjusted": {},
-        "class_mix": {},
-        "drifted_features": [],
-        "threshold": config.psi_threshold,
-        "images": len(usable),
-        "reference_images": reference.get("images"),
-        "note": "",
-    }
+    report = not_judged("", config, images=len(usable), reference_images=reference.get("images"))
     if len(usable) < config.min_images:
         report["note"] = (
             f"not judged: {len(usable)} decodable image(s), fewer than the {config.min_images} "
@@ -248,6 +277,24 @@ def compare(profile: pd.DataFrame, reference: Mapping[str, Any], config: DriftCo
         report["note"] = f"no drift: every feature's PSI is at most {config.psi_threshold}"
     log.info("drift: %s", report["note"])
     return report
+
+
+def not_judged(
+    note: str, config: DriftConfig | None = None, *, images: int = 0, reference_images: int | None = None
+) -> dict[str, Any]:
+    """A drift report (as ``compare`` returns) that judged nothing, saying why in ``note``."""
+    return {
+        "checked": False,
+        "drifted": None,
+        "psi": {},
+        "psi_unadjusted": {},
+        "class_mix": {},
+        "drifted_features": [],
+        "threshold": (config or DriftConfig()).psi_threshold,
+        "images": images,
+        "reference_images": reference_images,
+        "note": note,
+    }
 
 
 def _class_mixes(labels: Sequence[str], counts: Mapping[str, int], step: float = 0.05) -> Iterator[dict[str, float]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 SUITES = ("incoming", "training")
 
 
-def load_suite(suite: str) -> dict[str, Any]:
-    """A suite's JSON: ``incoming``, ``training`` (shipped with the package) or a path to a suite file."""
+def load_suite(suite: str, parameters: Collection[str] | None = None) -> dict[str, Any]:
+    """A suite's JSON: ``incoming``, ``training`` (shipped with the package) or a path to a suite file.
+
+    Checked before it is used, each expectation against GX's registry and its ``$PARAMETER`` references
+    against ``parameters`` (when given): GX leaves out an expectation it cannot build with a log line, and a
+    misspelled check would let a batch pass without it.
+    """
     if suite in SUITES:
         text = resources.files("crack_model.quality").joinpath("suites", f"{suite}.json").read_text(encoding="utf-8")
     elif suite.endswith(".json"):
@@ -39,7 +44,43 @@ def load_suite(suite: str) -> dict[str, Any]:
         raise CrackModelError(f"suite {suite} is not valid JSON: {error}") from None
     if not isinstance(loaded, dict) or not isinstance(loaded.get("expectations"), list):
         raise CrackModelError(f"suite {suite} is not an expectation suite (no 'expectations' list)")
+    _check_expectations(loaded, suite, parameters)
     return loaded
+
+
+def _check_expectations(loaded: Mapping[str, Any], suite: str, parameters: Collection[str] | None) -> None:
+    if not isinstance(loaded.get("name"), str) or not loaded["name"].strip():
+        raise CrackModelError(f"suite {suite} has no 'name': give the suite a name")
+    _import_gx()
+    from great_expectations.exceptions.exceptions import ExpectationNotFoundError
+    from great_expectations.expectations.registry import get_expectation_impl
+
+    for position, expectation in enumerate(loaded["expectations"], 1):
+        kind = expectation.get("type") if isinstance(expectation, dict) else None
+        where = f"expectation {position} of suite {suite}"
+        if not isinstance(kind, str):
+            raise CrackModelError(f"{where} has no 'type' (such as expect_column_values_to_be_between): add one")
+        try:
+            get_expectation_impl(kind)
+        except ExpectationNotFoundError:
+            raise CrackModelError(f"{where}: GX has no expectation {kind!r}; check its spelling") from None
+        unknown = sorted(set(_parameter_references(expectation.get("kwargs"))) - set(parameters or ()))
+        if parameters is not None and unknown:
+            known = ", ".join(sorted(parameters))
+            msg = f"{where} ({kind}) refers to $PARAMETER {', '.join(unknown)}: use one of {known}"
+            raise CrackModelError(msg)
+
+
+def _parameter_references(value: Any) -> Iterator[str]:
+    """The names of the ``{"$PARAMETER": name}`` references anywhere in an expectation's kwargs."""
+    if isinstance(value, dict):
+        if isinstance(value.get("$PARAMETER"), str):
+            yield value["$PARAMETER"]
+        for item in value.values():
+            yield from _parameter_references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _parameter_references(item)
 
 
 _gx_lock = threading.Lock()

@@ -140,8 +140,11 @@ def _check_entry(result: Any) -> dict[str, Any]:
         "error": "",
     }
     info = result.exception_info or {}
-    if info.get("raised_exception"):
-        entry["error"] = str(info.get("exception_message") or "the expectation raised an exception")
+    # GX gives one exception's info, or (a metric that failed, such as a column the table lacks) one per metric.
+    raised = [info] if "raised_exception" in info else [item for item in info.values() if isinstance(item, dict)]
+    messages = [str(item.get("exception_message") or "") for item in raised if item.get("exception_message")]
+    if messages or any(item.get("raised_exception") for item in raised):
+        entry["error"] = "; ".join(dict.fromkeys(messages)) or "the expectation raised an exception"
     return entry
 
 
@@ -225,7 +228,7 @@ def validate_profile(
 ) -> tuple[ValidationOutcome, Any, pd.DataFrame]:
     """Validate an already computed profile; no I/O. Returns (outcome, GX result, objects table)."""
     thresholds = thresholds or ValidationThresholds()
-    suite_json = load_suite(suite)
+    suite_json = load_suite(suite, thresholds.parameters())
     objects = add_photo_columns(objects_table(profile, holdout_hashes or (), thresholds.class_names), thresholds)
     tables = {"objects": objects, "classes": classes_table(profile, thresholds.class_names)}
     result = run_suite(suite_json, tables, thresholds.parameters())

@@ -275,6 +275,27 @@ def test_a_non_utf8_name_and_a_name_that_reads_the_same_are_two_entries(store):
     assert "not valid UTF-8" in found["incoming/b1/x\\xe9.jpg (not UTF-8)"].problem
 
 
+def test_two_non_utf8_names_that_escape_alike_are_two_entries_and_keep_their_keys(store):
+    """b"\\xe9\\\\xe9.jpg" and b"\\\\xe9\\xe9.jpg" both read \\xe9\\xe9.jpg once escaped: one key for two files
+    made the batch's validation fail on every try, and would have lost one upload. Folders too."""
+    base = os.fsencode(store.root / "incoming" / "b1")
+    for name in (b"/\xe9\\xe9.jpg", b"/\\xe9\xe9.jpg"):
+        os.close(os.open(base + name, os.O_WRONLY | os.O_CREAT, 0o644))
+    for folder in (b"/\xe9\\xe9", b"/\\xe9\xe9"):
+        os.mkdir(base + folder)
+        os.close(os.open(base + folder + b"/a.jpg", os.O_WRONLY | os.O_CREAT, 0o644))
+    found = listing(store, "incoming/b1/")
+    assert len(found) == 4
+    assert {key for key in found if "/a.jpg" not in key} == {
+        "incoming/b1/\\xe9\\xe9.jpg",
+        "incoming/b1/\\xe9\\xe9.jpg (not UTF-8)",
+    }
+    assert all("not valid UTF-8" in info.problem for info in found.values())
+    assert listing(store, "incoming/b1/").keys() == found.keys()  # every listing gives each file the same key
+    assert store.folders("incoming/b1") == ["\\xe9\\xe9", "\\xe9\\xe9 (not UTF-8)"]
+    assert sorted(store.files("incoming/b1")) == ["\\xe9\\xe9.jpg", "\\xe9\\xe9.jpg (not UTF-8)"]
+
+
 def test_files_inside_a_non_utf8_folder_each_get_an_entry(store):
     """Every file under a folder with a Latin-1 name is its own entry, each with the reason."""
     folder = os.fsencode(store.root / "incoming" / "b1") + b"/d\xe9j\xe0"

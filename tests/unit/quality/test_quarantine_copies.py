@@ -1,0 +1,98 @@
+"""Copies of held-back uploads: within a memory budget, and of the bytes that were judged."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from crack_model.core.documents import QuarantineManifest
+from crack_model.core.layout import QUARANTINE_MANIFEST, quarantine_key
+from crack_model.core.local_store import LocalStore
+from crack_model.quality import batch_validation
+from crack_model.quality.batch_validation import validate_batch
+from crack_model.quality.outcome import PASSED_WITH_QUARANTINE
+
+BAD = 3  # not images: held back, within the 5 % a batch may lose
+
+
+class WatchedStore(LocalStore):
+    """Counts the bytes of uploads read by the copying threads and not yet written as copies; can replace one
+    upload right after its first read (the profile's), as an uploader overwriting it mid-validation would."""
+
+    def __init__(self, root: Path, replace_after_first_read: str | None = None) -> None:
+        super().__init__(root)
+        self.held = self.most_held = 0
+        self.guard = threading.Lock()
+        self.replace_after_first_read = replace_after_first_read
+
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        data = super().read(key, max_bytes=max_bytes)
+        if key == self.replace_after_first_read:
+            self.replace_after_first_read = None
+            self.write(key, b"other bytes, uploaded after the first read")
+        if threading.current_thread().name.startswith("quarantine"):
+            with self.guard:
+                self.held += len(data)
+                self.most_held = max(self.most_held, self.held)
+            time.sleep(0.05)  # a slow store: without a budget, every thread holds an upload at once
+        return data
+
+    def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        super().write(key, data, content_type=content_type)
+        if key.startswith("quarantine/") and threading.current_thread().name.startswith("quarantine"):
+            with self.guard:
+                self.held -= len(data)
+
+
+def batch(root: Path, metu_sample: Path, bad_size: int) -> None:
+    folder = root / "incoming" / "b1"
+    folder.mkdir(parents=True)
+    for index, path in enumerate(sorted((metu_sample / "Negative").glob("*.jpg"))[:120:2]):
+        (folder / f"photo-{index:02d}.jpg").write_bytes(path.read_bytes())
+    for index in range(BAD):
+        (folder / f"scan-{index}.jpg").write_bytes(bytes([index]) * bad_size)
+
+
+def copies(store: LocalStore) -> dict[str, dict]:
+    manifest = QuarantineManifest.read(store, quarantine_key("b1", QUARANTINE_MANIFEST))
+    return {item["key"].rsplit("/", 1)[-1]: item for item in manifest.objects}
+
+
+def test_held_back_uploads_are_copied_within_the_byte_budget(tmp_path, metu_sample, monkeypatch):
+    """What is held back is often the largest files: eight 640 MB scans copied at once would be 5 GB in a
+    1 GiB worker. The copies share a budget, as profiling does (here 1.5 uploads' worth: one at a time)."""
+    batch(tmp_path, metu_sample, bad_size=100_000)
+    store = WatchedStore(tmp_path)
+    monkeypatch.setattr(batch_validation, "open_store", lambda uri: store)
+    monkeypatch.setattr(batch_validation, "COPY_BYTES_IN_FLIGHT", 150_000)
+
+    outcome = validate_batch(str(tmp_path), "b1")
+
+    assert outcome.outcome == PASSED_WITH_QUARANTINE and len(outcome.quarantined) == BAD
+    assert all(item.get("quarantine_key") for item in copies(store).values())
+    assert store.most_held == 100_000
+
+
+def test_an_upload_replaced_after_it_was_judged_is_not_copied(tmp_path, metu_sample, monkeypatch):
+    """The copy is the evidence of why it was held back: other bytes must not stand in for the judged ones."""
+    batch(tmp_path, metu_sample, bad_size=1_000)
+    store = WatchedStore(tmp_path, replace_after_first_read="incoming/b1/scan-1.jpg")
+    monkeypatch.setattr(batch_validation, "open_store", lambda uri: store)
+
+    validate_batch(str(tmp_path), "b1")
+
+    held = copies(store)
+    assert held["scan-1.jpg"]["quarantine_error"] == (
+        "not copied: the upload was replaced after it was judged; validate again"
+    )
+    assert "quarantine_key" not in held["scan-1.jpg"] and held["scan-1.jpg"]["reasons"]
+    assert store.read(held["scan-0.jpg"]["quarantine_key"]) == bytes([0]) * 1_000
+
+
+@pytest.fixture(autouse=True)
+def _no_gx_docs(monkeypatch):
+    """Data Docs are not what these tests are about (they take seconds per batch)."""
+    monkeypatch.setattr(batch_validation, "write_data_docs", lambda *args, **kwargs: {"index": None})
