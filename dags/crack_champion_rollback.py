@@ -27,7 +27,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import CHAMPION_MODEL
-from crack_ops.hooks import run_params, run_store
+from crack_ops.hooks import refuse_unknown_settings, run_params, run_store
 
 DAG_ID = "crack_champion_rollback"
 
@@ -70,6 +70,7 @@ def crack_champion_rollback() -> None:
     ) -> dict[str, Any]:
         """Champion back to the previous one; the audit entry names the triggering user and this run."""
         params = run_params(params)
+        refuse_unknown_settings()
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.rollback import roll_back_champion as roll_back

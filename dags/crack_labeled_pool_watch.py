@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import LABELED_POOL
-from crack_ops.hooks import run_store
+from crack_ops.hooks import refuse_unknown_settings, run_store
 
 
 @dag(
@@ -42,6 +42,7 @@ from crack_ops.hooks import run_store
 def crack_labeled_pool_watch() -> None:
     @task(outlets=[LABELED_POOL])
     def detect_pool_change(params: Mapping[str, Any] | None = None, outlet_events: Any = None) -> str:
+        refuse_unknown_settings()
         from airflow.sdk.exceptions import AirflowSkipException
 
         from crack_model.pipelines.retraining import labeled_pool_changed

@@ -36,7 +36,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import SCORING_RESULTS
-from crack_ops.hooks import RUNTIME_VARIABLE, last_try, run_params, run_runtime, run_store
+from crack_ops.hooks import RUNTIME_VARIABLE, last_try, refuse_unknown_settings, run_params, run_runtime, run_store
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -104,16 +104,20 @@ def crack_nightly_scoring() -> None:
 
     @task(execution_timeout=timedelta(minutes=10))
     def resolve_model(params: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """Pin the exact model version and runtime once, so every shard of the night uses the same ones."""
+        """Check the run's settings, and pin the exact model version and runtime once, so every shard of the night
+        uses the same ones."""
         params = run_params(params)
+        refuse_unknown_settings()
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.pipelines.nightly import pin_model
+        from crack_model.pipelines.nightly import check_requested_batches, pin_model
         from crack_model.pipelines.stores import CrackModelError, RuntimeChoiceError
 
         runtime = run_runtime(params)
         try:
-            return pin_model(run_store(params), params["model"], runtime)
+            store = run_store(params)
+            check_requested_batches(store, params.get("batch_ids") or [], params.get("release_batches") or [])
+            return pin_model(store, params["model"], runtime)
         except CrackModelError as error:  # no such model or alias, a runtime not approved: retrying changes nothing
             from_variable = isinstance(error, RuntimeChoiceError) and not params.get("runtime")
             source = f" (runtime {runtime!r} from Variable {RUNTIME_VARIABLE})" if from_variable else ""

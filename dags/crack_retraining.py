@@ -34,7 +34,7 @@ from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from crack_ops.assets import CHAMPION_MODEL, LABELED_POOL
-from crack_ops.hooks import run_params, run_store
+from crack_ops.hooks import refuse_unknown_settings, run_params, run_store
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -122,6 +122,7 @@ def crack_retraining() -> None:
     def validate_labeled_pool(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Training suite on labeled/ (holdout overlap included); bad data fails at once, without retries (a store
         that did not answer is retried, as in every task)."""
+        refuse_unknown_settings()
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.retraining import PoolValidationError, validate_pool

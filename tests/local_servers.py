@@ -25,6 +25,7 @@ class Webhook:
         self.url = url
         self.received: list[dict[str, Any]] = []
         self.status = 204
+        self.attempts = 0  # every POST, answered with an error or not
 
 
 @contextmanager
@@ -34,6 +35,7 @@ def webhook_server() -> Iterator[Webhook]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            hook.attempts += 1
             if hook.status < 400:
                 hook.received.append(body)
             self.send_response(hook.status)

@@ -331,7 +331,7 @@ class LocalStore:
                 return
             yield from self._walk(child, key, problem)
         elif stat.S_ISREG(info.st_mode):
-            yield ObjectInfo(key, info.st_size, problem=problem or key_problem(key))
+            yield ObjectInfo(key, info.st_size, problem=problem or key_problem(key), modified=str(info.st_mtime_ns))
         else:
             yield ObjectInfo(key, 0, problem=f"{key} is not a regular file (a pipe, socket or device)")
 

@@ -44,12 +44,15 @@ class ObjectInfo:
     cannot (a symbolic link, a name that is not valid UTF-8 or not a valid key, ...) and what to do;
     ``key`` is then a printable rendering of the name that may not work with ``read``: report the
     object as a row with that reason instead of reading it. ``size`` is 0 when it is not known.
+    ``modified`` says when it was last written, as the listing tells (compared, never read as a time): a
+    local store's listing has no ETag, and an image replaced by another of the same size must still show.
     """
 
     key: str
     size: int
     etag: str | None = None
     problem: str | None = None
+    modified: str | None = None
 
 
 def printable_key(key: str) -> str:

@@ -60,6 +60,27 @@ def _is_new(store: ObjectStore, batch_id: str) -> bool:
     return marker.summary is not None and marker.summary.awaits_revalidation
 
 
+def check_requested_batches(store: StoreLike, *requested: list[str]) -> None:
+    """Batch ids named by hand (``batch_ids``, ``release_batches``): each must be a valid id with something under
+    ``incoming/``. A mistyped one would leave a failed validation, and a batch offered for release, in the store.
+
+    Raises:
+        CrackModelError: naming every id that is not.
+    """
+    problems = []
+    with step_store(store) as opened:
+        for batch_id in dict.fromkeys(batch_id for ids in requested for batch_id in ids):
+            try:
+                prefix = layout.incoming_prefix(batch_id)
+            except CrackModelError as error:
+                problems.append(str(error))
+                continue
+            if next(iter(opened.list(prefix)), None) is None:
+                problems.append(f"batch {batch_id!r} has nothing under {opened.url(prefix)}")
+    if problems:
+        raise CrackModelError(f"batches named for this run: {'; '.join(problems)}; check batch_ids and release_batches")
+
+
 def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:
     """Batches that passed validation, and failed ones an operator released with ``release_batches``."""
     released = set(release_batches or ())
@@ -226,8 +247,16 @@ def publish_run_summary(
     was pinned (``model_pinned`` False); a batch to be scored (passed validation or released, or
     planned) with no summary failed planning or scoring. Each gets a line in ``failed_batches`` with
     the step and where to look.
+
+    A run cleared and run again (its sensor then finds only what the first try left) adds to the summary
+    the first try wrote: the batches it validated, released, scored or saw fail stay in the run's record.
     """
     store = open_store(store)
+    earlier = _earlier_try(store, run_id)
+    if earlier is not None:
+        redone = {v["batch_id"] for v in validations}
+        validations = [v for v in earlier.validations if v.get("batch_id") not in redone] + list(validations)
+        released = sorted(set(released or ()) | set(earlier.batches_released))
     validated = {v["batch_id"] for v in validations}
     wanted = set(planned or []) | set(batches_to_score(validations, released))
     # A batch merged before finalize_batches failed for good (the store stopped answering) is complete all the same.
@@ -238,7 +267,8 @@ def publish_run_summary(
         "validation did not finish: see the validate_batch task log for this batch"
         if model_pinned
         else "not validated or scored: no model was pinned for tonight (resolve_model failed: e.g. no such model, "
-        "alias or version, or a runtime unknown or not approved): see the resolve_model task log"
+        "alias or version, a runtime unknown or not approved, a setting or batch id that is not one): see the "
+        "resolve_model task log"
     )
     for batch_id in batch_ids or []:
         if batch_id not in validated:
@@ -250,6 +280,11 @@ def publish_run_summary(
     for v in validations:
         if v["outcome"] == "failed" and v["batch_id"] not in set(released or ()):
             failed.setdefault(v["batch_id"], "failed validation: " + "; ".join(v.get("reasons") or [])[:500])
+    if earlier is not None:  # what the first try saw fail, and this one neither validated nor scored
+        for batch_id, reason in earlier.failed_batches.items():
+            if batch_id not in validated and batch_id not in scored and batch_id not in set(batch_ids or ()):
+                failed.setdefault(batch_id, reason)
+                incomplete += [batch_id] if batch_id in earlier.incomplete_batches else []
     summary = RunSummary(
         run_id=run_id,
         finished_at=utc_now(),
@@ -262,7 +297,7 @@ def publish_run_summary(
         validations=validations,
         batches_released=sorted(set(released or ()) & validated),
         failed_batches=dict(sorted(failed.items())),
-        incomplete_batches=incomplete,
+        incomplete_batches=sorted(incomplete),
     )
     summary.write(store, layout.run_summary_key(run_id))
     log.info(
@@ -272,6 +307,16 @@ def publish_run_summary(
     for batch_id, reason in summary.failed_batches.items():
         log.warning("batch %s: %s", batch_id, reason)
     return summary.as_dict()
+
+
+def _earlier_try(store: ObjectStore, run_id: str) -> RunSummary | None:
+    """The summary an earlier try of this run wrote, if any (a damaged one is replaced, with a warning)."""
+    key = layout.run_summary_key(run_id)
+    try:
+        return RunSummary.read(store, key)
+    except CrackModelError as error:
+        log.warning("the summary of an earlier try of run %s is replaced: %s", run_id, error)
+        return None
 
 
 def _completed_summaries(store: ObjectStore, batch_ids: set[str]) -> list[dict[str, Any]]:

@@ -331,14 +331,15 @@ def _views(settings: Mapping[str, Any]) -> int:
 
 
 def pool_digest(store: StoreLike) -> str:
-    """A digest of what training reads from the pool (keys, sizes, ETags of the images in class folders).
+    """A digest of what training reads from the pool (keys, sizes, ETags, or where there are none, as on a local
+    store, modification times of the images in class folders).
 
     The recorded digest itself (``labeled/_DIGEST``) and files training ignores are left out: on S3 the digest
     object's own ETag changed with every recording, so an unchanged pool read as changed every hour.
     """
     digest = hashlib.sha256()
     for info in labeled_objects(open_store(store), LABELED):
-        digest.update(f"{info.key}\t{info.size}\t{info.etag or ''}\n".encode())
+        digest.update(f"{info.key}\t{info.size}\t{info.etag or info.modified or ''}\n".encode())
     return digest.hexdigest()
 
 

@@ -72,6 +72,28 @@ def run_params(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return params
 
 
+def refuse_unknown_settings() -> None:
+    """Fail the run, without retries, when it was triggered with a setting its DAG does not declare: Airflow takes
+    any key into the params, and a misspelled ``release_batch`` would leave the batch unreleased without a word."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        context = get_current_context()
+    except RuntimeError:  # called outside a task (a test calling the task's function): no run, no settings
+        return
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    dag = context["dag"]
+    declared = set(dag.params)
+    unknown = sorted(set(conf) - declared)
+    if unknown:
+        msg = (
+            f"this run was triggered with setting(s) {', '.join(map(repr, unknown))}, which DAG {dag.dag_id} does "
+            f"not know (misspelled?): trigger it again with known ones: {', '.join(sorted(declared))}"
+        )
+        raise AirflowFailException(msg)
+
+
 def last_try() -> bool:
     """Is the running task on its last try? Objects the store did not answer for wait for a retry until then, and
     then become rows with the reason (every upload ends as one row)."""

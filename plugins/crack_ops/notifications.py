@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -87,9 +88,20 @@ class Channel:
 
 
 def http_body(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON an HTTP channel receives: the alert, plus ``text`` for chat webhooks."""
+    """The JSON an HTTP channel receives: the alert, plus ``text`` for chat webhooks.
+
+    Titles hold upload and folder names, which anyone who can upload chooses: in ``text`` they are made inert
+    for chat markup (Slack's ``<!channel>`` and ``<url|label>``, a Mattermost ``@channel``). The other fields
+    keep them as they are.
+    """
     body = {name: value for name, value in alert.items() if name not in ("sent_via", "raised_at")}
-    return {"text": f"{SUBJECT_PREFIX} {alert['title']}", **body}
+    return {"text": chat_text(f"{SUBJECT_PREFIX} {alert['title']}"), **body}
+
+
+def chat_text(text: str) -> str:
+    """``text`` with the characters chat webhooks read as markup escaped (``&<>``, as Slack asks), and a zero-width
+    space after each ``@`` so that no name mentions a person or the whole channel."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u200b")
 
 
 def mail_body(alert: Mapping[str, Any]) -> str:
@@ -117,13 +129,19 @@ def channels(http_conn_id: str | None = HTTP_CONNECTION, smtp_conn_id: str | Non
         except AirflowNotFoundException:
             missing.append(f"no connection {conn_id!r} ({name})")
             continue
-        extra = connection.extra_dejson
+        extra = connection.extra_dejson if isinstance(connection.extra_dejson, dict) else {}
         if name == "http":
-            found.append(Channel(name, conn_id, timeout=float(extra.get("timeout") or 30)))
+            timeout = _seconds(extra.get("timeout", 30))
+            if timeout is None:
+                missing.append(f"connection {conn_id!r}: its extra's timeout {extra['timeout']!r} is not a number of "
+                               "seconds")  # fmt: skip
+                continue
+            found.append(Channel(name, conn_id, timeout=timeout))
             continue
         recipients = _addresses(extra.get("to"))
-        if not recipients or not extra.get("from_email"):
-            missing.append(f"connection {conn_id!r} needs 'to' and 'from_email' in its extra")
+        if not recipients or not isinstance(extra.get("from_email"), str) or not extra["from_email"].strip():
+            missing.append(f"connection {conn_id!r} needs 'to' (addresses: a list, or text separated by commas) "
+                           "and 'from_email' (an address) in its extra")  # fmt: skip
             continue
         found.append(Channel(name, conn_id, recipients))
     if missing:
@@ -136,25 +154,47 @@ def channels(http_conn_id: str | None = HTTP_CONNECTION, smtp_conn_id: str | Non
 
 
 def _addresses(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value or [])
-    return tuple(str(item).strip() for item in items if str(item).strip())
+    """The addresses of a ``to`` given as text or a list of texts; none for anything else."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else []
+    return tuple(item.strip() for item in items if isinstance(item, str) and item.strip())
+
+
+def _seconds(value: Any) -> float | None:
+    """A timeout given as a number or numeric text (``""`` or null: the default 30); None if it is not one."""
+    if value in (None, ""):
+        return 30.0
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 and not isinstance(value, bool) else None
 
 
 def deliver(
-    alert: Mapping[str, Any], available: Sequence[Channel], context: Mapping[str, Any], mark: Callable[[str], Any]
+    alert: Mapping[str, Any],
+    available: Sequence[Channel],
+    context: Mapping[str, Any],
+    mark: Callable[[str], Any],
+    failed: set[str],
 ) -> list[str]:
     """Send one alert through each channel it has not gone out through yet; ``mark(channel)`` records each.
 
-    Returns the failures (one line per channel), so the other alerts and channels are still tried.
+    Returns the failures (one line per channel), so the other alerts and channels are still tried. A channel
+    that failed is added to ``failed`` and not tried again for the next alerts: a webhook that hangs would
+    otherwise spend its timeout on every alert, and the task's time with it, before the mail went out.
     """
     failures = []
     for channel in available:
         if channel.name in (alert.get("sent_via") or {}):
             continue
+        if channel.name in failed:
+            failures.append(f"{alert['id']} via {channel.name}: not tried, the channel failed before in this try")
+            continue
         try:
             channel.send(alert, context)
         except Exception as error:  # one dead channel must not keep the alert from the others
             failures.append(f"{alert['id']} via {channel.name} ({channel.conn_id}): {type(error).__name__}: {error}")
+            failed.add(channel.name)
             continue
         mark(channel.name)
     return failures
@@ -184,12 +224,14 @@ def notify_run(
         log.warning("alert %s: %s", record["kind"], record["title"])
     available = channels(http_conn_id, smtp_conn_id)
     failures: list[str] = []
+    failed: set[str] = set()
     context = {"run_id": run_id}
     for record in records:
         mark = partial(mark_alert_sent, store, run_id, record["id"])
-        failures += deliver({**record, "run_id": run_id}, available, context, mark)
+        failures += deliver({**record, "run_id": run_id}, available, context, mark, failed)
     if failures:
-        raise NotificationError("alerts not delivered (a retry sends only these): " + "; ".join(failures))
+        shown = "; ".join(failures[:10]) + (f"; and {len(failures) - 10} more" if len(failures) > 10 else "")
+        raise NotificationError(f"{len(failures)} alert deliveries failed (a retry sends only these): {shown}")
     return record_alerts(store, run_id, [])
 
 
@@ -222,7 +264,7 @@ def notify_gate_decision(
     def mark(channel: str) -> None:
         state["message"] = mark_notification_channel(store, state["message"], channel)
 
-    failures = deliver(record, channels(http_conn_id, smtp_conn_id), {"run_id": run_id}, mark)
+    failures = deliver(record, channels(http_conn_id, smtp_conn_id), {"run_id": run_id}, mark, set())
     if failures:
         raise NotificationError("gate decision not delivered (a retry sends only these): " + "; ".join(failures))
     return mark_notification_sent(store, state["message"])

@@ -48,7 +48,8 @@ class NewBatchesSensor(AwsBaseSensor[CrackStoreHook]):
         from crack_model.pipelines.nightly import find_new_batches  # pulls in numpy and Pillow: not at DAG parse
 
         if self.batch_ids:
-            return PokeReturnValue(is_done=True, xcom_value=[str(batch_id) for batch_id in self.batch_ids])
+            # Once each: a batch named twice was validated twice and counted twice.
+            return PokeReturnValue(is_done=True, xcom_value=list(dict.fromkeys(map(str, self.batch_ids))))
         store = self.hook.get_store()
         batches = find_new_batches(store, limit=self.max_batches)
         self.log.info("store %s: %d batch(es) to score: %s", store.uri, len(batches), batches)

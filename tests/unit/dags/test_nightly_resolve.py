@@ -47,3 +47,21 @@ def test_a_runtime_the_gate_did_not_approve_fails_the_run_without_retries(
     monkeypatch.delenv("AIRFLOW_VAR_CRACK_RUNTIME")
     with pytest.raises(AirflowFailException, match="no registered version 20991231T000000Z-deadbeef"):
         resolve_model(params={**params, "model": "models:/crack/20991231T000000Z-deadbeef"})
+
+
+def test_batch_ids_that_are_not_batches_fail_the_run_naming_each(tmp_path, resolve_model):
+    """A mistyped id was validated into a lasting "failed validation" batch the overview offered to release."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from crack_model.core.local_store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    store.write("incoming/b3/a.jpg", b"jpeg")
+    params = {"store": str(tmp_path / "store"), "model": "models:/crack@champion"}
+    with pytest.raises(AirflowFailException) as refused:
+        resolve_model(params={**params, "batch_ids": ["b3", "nope", " b2"], "release_batches": ["b3", "../x"]})
+    message = str(refused.value)
+    assert f"batch 'nope' has nothing under {tmp_path / 'store' / 'incoming' / 'nope'}" in message
+    assert "invalid batch id ' b2'" in message and "invalid batch id '../x'" in message
+    assert "'b3'" not in message and "check batch_ids and release_batches" in message
+    assert not (tmp_path / "store" / "validation").exists()

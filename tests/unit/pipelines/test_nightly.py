@@ -148,6 +148,33 @@ def test_a_batch_merged_before_finalizing_failed_counts_as_scored(tmp_path):
     assert summary["incomplete_batches"] == ["unmerged"]
 
 
+def test_a_run_cleared_and_run_again_adds_to_its_summary(tmp_path):
+    """The second try's sensor finds only what the first left (c1 is complete): its summary used to replace the
+    first's, and the night lost c1's objects from the trends."""
+    store = LocalStore(tmp_path)
+    c1 = BatchSummary(
+        batch_id="c1", model_version="V1", runtime="keras", threshold=0.5, objects=2, status_counts={"ok": 2},
+        label_counts={}, crack_class="Positive", cracks=1, crack_rate=0.5, shards=1, scoring_seconds=1.0,
+        throughput_images_per_second=2.0, finished_at="2026-12-01T03:00:00Z",
+    )  # fmt: skip
+    for name in (layout.SUMMARY, layout.SUCCESS):
+        c1.write(store, layout.results_key("c1", name))
+    run = "manual__2026-12-01T02:00:00+00:00"
+    passed = {"outcome": "passed", "reasons": []}
+    publish_run_summary(store, run, [{"batch_id": "c1", **passed}, {"batch_id": "blank", "outcome": "failed",
+                        "reasons": ["every image is blank"]}], [c1.as_dict()], batch_ids=["c1", "blank", "crashed"],
+                        planned=["c1"])  # fmt: skip
+
+    again = publish_run_summary(store, run, [{"batch_id": "late", **passed}], [], batch_ids=["late"], planned=["late"])
+
+    assert again["batches_scored"] == ["c1"] and again["objects_scored"] == 2 and again["cracks"] == 1
+    assert again["batches_validated"] == 3
+    assert set(again["failed_batches"]) == {"blank", "crashed", "late"}
+    assert again["failed_batches"]["blank"] == "failed validation: every image is blank"
+    assert again["incomplete_batches"] == ["crashed", "late"]
+    assert RunSummary.read(store, layout.run_summary_key(run)).batches_scored == ["c1"]
+
+
 def test_finalizing_retries_a_store_that_did_not_answer_but_not_a_batch_that_cannot_finish(tmp_path, monkeypatch):
     """A batch whose shards failed is left for the run summary; a store error is raised after the other batches,
     so Airflow retries the task (merging again is idempotent)."""

@@ -37,3 +37,16 @@ def test_only_what_training_reads_changes_the_digest(tmp_path):
     assert pool_digest(store) == before
     store.write("labeled/Negative/b.jpg", b"another clean photo")
     assert pool_digest(store) != before
+
+
+def test_an_image_replaced_by_another_of_the_same_size_changes_the_digest(tmp_path):
+    """A local store's listing has no ETag: the digest was keys and sizes, and such an edit was never announced."""
+    import os
+
+    store = _pool(tmp_path)
+    before = pool_digest(store)
+    path = tmp_path / "labeled" / "Negative" / "b.jpg"
+    stat = path.stat()
+    store.write("labeled/Negative/b.jpg", b"CLEAN")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # file systems with coarse clocks
+    assert pool_digest(store) != before

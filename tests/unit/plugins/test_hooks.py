@@ -90,3 +90,24 @@ def test_run_runtime_takes_the_param_then_the_variable_then_auto(monkeypatch):
     assert run_runtime({"runtime": "keras"}) == "keras"
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_RUNTIME", "  ")
     assert run_runtime({"runtime": None}) == "auto"  # a blank Variable is no choice
+
+
+def test_a_run_triggered_with_a_setting_its_dag_does_not_know_fails_naming_it(monkeypatch):
+    """Airflow takes any key into the params: a misspelled ``release_batch`` released nothing, without a word."""
+    from types import SimpleNamespace
+
+    import airflow.sdk
+    from airflow.sdk.exceptions import AirflowFailException
+    from crack_ops.hooks import refuse_unknown_settings
+
+    dag = SimpleNamespace(dag_id="crack_nightly_scoring", params={"store": None, "release_batches": []})
+    context = {"dag": dag, "dag_run": SimpleNamespace(conf={"store": "/s", "release_batch": ["b1"]})}
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
+    with pytest.raises(
+        AirflowFailException,
+        match=r"setting\(s\) 'release_batch', which DAG crack_nightly_scoring "
+        r"does not know \(misspelled\?\): trigger it again with known ones: release_batches, store",
+    ):
+        refuse_unknown_settings()
+    context["dag_run"] = SimpleNamespace(conf={"store": "/s", "release_batches": ["b1"]})
+    refuse_unknown_settings()  # known settings only: nothing to say

@@ -198,6 +198,7 @@ def test_a_failing_webhook_fails_the_task_and_the_retry_sends_only_what_is_missi
     with pytest.raises(NotificationError, match=r"batch_failed_validation:blank via http \(crack_notify_http\)"):
         notify_run(store, RUN, run_summary, summaries)
     assert webhook.received == [] and len(mailbox.mails) == 3
+    assert webhook.attempts == 1  # the channel failed: the next alerts do not try it again in this try
 
     webhook.status = 204
     notify_run(store, RUN, run_summary, summaries)
@@ -216,7 +217,7 @@ def test_an_smtp_connection_without_recipients_is_skipped_with_a_warning(tmp_pat
                 message = notify_gate_decision(LocalStore(tmp_path), DECISION, "manual__2026-11-24")
         assert box.mails == []
     assert len(webhook.received) == 1 and list(message["sent_via"]) == ["http"]
-    assert any("'crack_notify_smtp' needs 'to' and 'from_email'" in record.getMessage() for record in caplog.records)
+    assert any("'crack_notify_smtp' needs 'to' (addresses" in record.getMessage() for record in caplog.records)
 
 
 def test_a_quiet_night_sends_and_records_nothing(tmp_path, webhook):
@@ -230,3 +231,65 @@ def test_a_quiet_night_sends_and_records_nothing(tmp_path, webhook):
 
     assert notify_run(store, RUN, run_summary, []) == []
     assert webhook.received == [] and not store.exists(layout.alerts_key(RUN))
+
+
+def test_a_webhook_that_never_answers_costs_one_timeout_and_every_mail_goes_out(tmp_path, mailbox, no_connections):
+    """A hanging webhook spent its timeout on every alert in turn: the task timed out before the later mails."""
+    import socket
+
+    from crack_ops.notifications import NotificationError, notify_run
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        connection = {"conn_type": "http", "host": url, "extra": {"timeout": "0.5"}}
+        no_connections.setenv("AIRFLOW_CONN_CRACK_NOTIFY_HTTP", json.dumps(connection))
+        store = LocalStore(tmp_path)
+        run_summary, summaries = night(store)
+        with pytest.raises(NotificationError, match="3 alert deliveries failed") as failure:
+            notify_run(store, RUN, run_summary, summaries, error_rate_alert=0.05)
+    assert len(mailbox.mails) == 3
+    assert "drift:site-b via http: not tried, the channel failed before in this try" in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [({"timeout": "abc"}, "its extra's timeout 'abc' is not a number of seconds"),
+     ({"timeout": -1}, "its extra's timeout -1 is not a number of seconds")],
+)  # fmt: skip
+def test_a_malformed_webhook_connection_is_skipped_with_a_warning_naming_the_field(
+    tmp_path, mailbox, no_connections, caplog, extra, named
+):
+    """A timeout that is no number crashed the task with a bare ValueError, and no channel sent anything."""
+    from crack_ops.notifications import notify_run
+
+    connection = {"conn_type": "http", "host": "http://127.0.0.1:9/hook", "extra": extra}
+    no_connections.setenv("AIRFLOW_CONN_CRACK_NOTIFY_HTTP", json.dumps(connection))
+    store = LocalStore(tmp_path)
+    run_summary, summaries = night(store)
+    with caplog.at_level(logging.WARNING, logger="crack_ops.notifications"):
+        records = notify_run(store, RUN, run_summary, summaries, error_rate_alert=0.05)
+    assert len(mailbox.mails) == 3 and all(list(record["sent_via"]) == ["smtp"] for record in records)
+    assert any(f"connection 'crack_notify_http': {named}" in record.getMessage() for record in caplog.records)
+
+
+def test_a_mail_connection_whose_to_is_no_address_is_skipped(tmp_path, webhook, no_connections, caplog):
+    from crack_ops.notifications import notify_gate_decision
+
+    extra = {"from_email": FROM, "to": 12345}
+    connection = {"conn_type": "smtp", "host": "127.0.0.1", "port": 9, "extra": extra}
+    no_connections.setenv("AIRFLOW_CONN_CRACK_NOTIFY_SMTP", json.dumps(connection))
+    with caplog.at_level(logging.WARNING, logger="crack_ops.notifications"):
+        message = notify_gate_decision(LocalStore(tmp_path), DECISION, "manual__2026-11-24")
+    assert list(message["sent_via"]) == ["http"]
+    assert any("'crack_notify_smtp' needs 'to' (addresses" in record.getMessage() for record in caplog.records)
+
+
+def test_names_in_a_chat_text_are_inert_and_kept_as_they_are_in_the_other_fields():
+    """An upload named ``<!here> <mailto:a@b.c|click me>.jpg`` pinged the whole Slack channel from the alert."""
+    from crack_ops.notifications import http_body
+
+    title = "1 upload(s) in no batch folder (incoming/<!here> <mailto:a@b.c|click me>.jpg) & @channel"
+    body = http_body({"id": "x", "kind": "stray_uploads", "title": title, "details": {}})
+    assert "<" not in body["text"] and ">" not in body["text"]
+    assert "&lt;!here&gt; &lt;mailto:a@\u200bb.c|click me&gt;.jpg) &amp; @\u200bchannel" in body["text"]
+    assert body["title"] == title

@@ -34,3 +34,5 @@ def test_templated_params_render_as_native_values(local_store):
     assert sensor.max_batches == 3
     assert sensor.batch_ids == ["b1"]
     assert sensor.poke({}).xcom_value == ["b1"]
+    twice = NewBatchesSensor(task_id="wait_for_new_batches", store=str(local_store), batch_ids=["b3", "b1", "b3"])
+    assert twice.poke({}).xcom_value == ["b3", "b1"]  # named twice: validated and counted once
