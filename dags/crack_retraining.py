@@ -123,13 +123,15 @@ def crack_retraining() -> None:
         """Training suite on labeled/ (holdout overlap included); bad data fails at once, without retries (a store
         that did not answer is retried, as in every task)."""
         refuse_unknown_settings()
+        params = run_params(params)
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.pipelines.retraining import PoolValidationError, validate_pool
+        from crack_model.pipelines.retraining import PoolValidationError, SettingsError, check_settings, validate_pool
 
-        try:
+        try:  # settings first: a wrong one should cost seconds, not a pool validation and a training
+            check_settings(params, name=params["model_name"])
             return validate_pool(run_store(params))
-        except PoolValidationError as error:
+        except (PoolValidationError, SettingsError) as error:
             raise AirflowFailException(str(error)) from None
 
     @task(multiple_outputs=True, execution_timeout=timedelta(hours=3))

@@ -110,7 +110,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=positive_int, default=224, help="model input size in pixels (default: 224)"
     )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default: 32)")
-    parser.add_argument("--seed", type=int, default=42, help="seed for the split and training (default: 42)")
+    parser.add_argument("--seed", type=seed, default=42, help="seed for the split and training (default: 42)")
 
 
 def data_config_from(args: argparse.Namespace) -> DataConfig:
@@ -125,6 +125,14 @@ def data_config_from(args: argparse.Namespace) -> DataConfig:
         )
     except ValueError as error:
         raise CrackModelError(str(error)) from None
+
+
+def seed(text: str) -> int:
+    """A random seed NumPy takes: 0 to 2**32 - 1 (``--repeats`` adds one per repeat, checked where it is read)."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**32 - 1}, got {text}")
+    return value
 
 
 def unit_interval(text: str) -> float:

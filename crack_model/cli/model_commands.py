@@ -17,6 +17,7 @@ from crack_model.cli.arguments import (
     class_names,
     data_config_from,
     exponent,
+    fraction,
     model_config_from,
     non_negative,
     non_negative_int,
@@ -54,7 +55,7 @@ def add_train_command(commands: Any) -> None:
     train.add_argument("--out", required=True, type=Path, help="folder for model.keras, metrics.json, plots, logs")
     add_data_options(train)
     train.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs (default: 10; early stopping)")
-    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    train.add_argument("--learning-rate", type=positive, default=1e-3, help="Adam learning rate (default: 1e-3)")
     train.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
     train.add_argument(
         "--weights",
@@ -173,7 +174,7 @@ def add_evaluate_command(commands: Any) -> None:
         "--augmented-views", type=non_negative_int, default=2, help="augmented copies cached per image (default: 2)"
     )
     recipe.add_argument("--fine-tune-layers", type=non_negative_int, default=0, help="unfreeze the top N base layers")
-    recipe.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default: 0)")
+    recipe.add_argument("--label-smoothing", type=fraction, default=0.0, help="label smoothing in [0, 1) (default: 0)")
     recipe.add_argument("--focal-gamma", type=exponent, default=TrainConfig.focal_gamma,
                         help="focal loss exponent: hard images weigh more (default: 0: cross-entropy)")  # fmt: skip
     recipe.add_argument("--slice-balance", type=unit_interval, default=1.0, help="0 (none) to 1 (full) slice balancing")
@@ -232,6 +233,8 @@ def run_cross_validation(args: argparse.Namespace) -> int:
         raise CrackModelError("--cv needs K >= 2 and --data (a labeled folder or manifest)")
     if args.model:
         raise CrackModelError("--cv trains its own models: leave out --model")
+    if args.seed + args.repeats > 2**32:
+        raise CrackModelError(f"--seed {args.seed} with --repeats {args.repeats} runs past the last seed, {2**32 - 1}")
     out = args.out or Path("build") / f"cv-{args.cv}"
     train_config = TrainConfig(epochs=args.epochs, fine_tune_layers=args.fine_tune_layers,
                                label_smoothing=args.label_smoothing, focal_gamma=args.focal_gamma,

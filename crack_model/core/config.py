@@ -131,3 +131,8 @@ class TrainConfig:
             raise ValueError(f"crack_weight must be above 0 (1: as much as a non-crack image), got {self.crack_weight}")
         if self.fine_tune_layers < 0:
             raise ValueError(f"fine_tune_layers must be 0 (the base frozen) or more, got {self.fine_tune_layers}")
+        if not 0 <= self.label_smoothing < 1:  # NaN too; at 1 every label is the same
+            raise ValueError(f"label_smoothing must be from 0 (none) to below 1, got {self.label_smoothing}")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a number above 0, got {getattr(self, name)}")

@@ -24,6 +24,7 @@ from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
 from crack_model.core.uploads import UnservableObjectError, read_photo_uri
+from crack_model.data.image_names import IMAGE_EXTENSIONS, why_not_an_image
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,9 +34,6 @@ log = logging.getLogger(__name__)
 
 # An image directly in its class folder belongs to no named slice (the gate's holdout uses the same name).
 NO_SLICE = "(none)"
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif", ".hif"}
-)
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -76,10 +74,6 @@ class Split:
         return {"train": self.train, "validation": self.validation, "test": self.test}
 
 
-def is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_EXTENSIONS and not Path(name).name.startswith(".")
-
-
 def list_labeled_folder(root: str | Path, class_names: Sequence[str]) -> list[LabeledImage]:
     """List ``<root>/<class>/**/<image>`` for each class; raise on a missing or empty class."""
     root = Path(root)
@@ -96,7 +90,12 @@ def list_labeled_folder(root: str | Path, class_names: Sequence[str]) -> list[La
     images: list[LabeledImage] = []
     for class_name in class_names:
         class_dir = root / class_name
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_name(p.name))
+        files = []
+        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+            if why := why_not_an_image(path.relative_to(class_dir).as_posix()):
+                log.warning("left out %s: %s", path, why)  # said, never silent: a site's photos never learned from
+            else:
+                files.append(path)
         if not files:
             extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise CrackModelError(f"class folder {class_dir} has no images ({extensions})")
@@ -115,7 +114,7 @@ def read_manifest(path: str | Path, class_names: Sequence[str]) -> list[LabeledI
     path = Path(path)
     if not path.is_file():
         raise CrackModelError(f"manifest {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"uri", "label"} <= set(reader.fieldnames):
             raise CrackModelError(f"manifest {path} needs a header with 'uri' and 'label' columns")

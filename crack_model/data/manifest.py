@@ -40,7 +40,7 @@ def build_data_manifest(
         path = Path(source)
         if not path.is_file():
             raise CrackModelError(f"data manifest {path} does not exist: pass a CSV with uri, label, sha256 columns")
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # a BOM, as Excel writes: not in the header
             reader = csv.DictReader(handle)
             header = set(reader.fieldnames or [])
             location = "uri" if "uri" in header else "key"

@@ -25,7 +25,8 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, open_store
 from crack_model.core.uploads import UnservableObjectError, read_upload
-from crack_model.data.labeled import LabeledImage, is_image_name
+from crack_model.data.image_names import why_not_an_image
+from crack_model.data.labeled import LabeledImage
 from crack_model.evaluation.assess import probability_rows
 from crack_model.evaluation.intervals import Outcomes
 from crack_model.evaluation.metrics import compute_metrics
@@ -136,11 +137,8 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
         if len(parts) < 2 or parts[0] not in class_names:
             left_out[info.key] = f"not in a class folder ({', '.join(class_names)})"
             continue
-        if any(part.startswith(".") for part in parts):
-            left_out[info.key] = "hidden (a name starting with '.')"
-            continue
-        if not is_image_name(parts[-1]):
-            left_out[info.key] = "not an image file name (.jpg, .png, .heic, ...)"
+        if why := why_not_an_image(info.key):
+            left_out[info.key] = why
             continue
         images.append(LabeledImage(store.url(info.key), parts[0]))
         keys.append(info.key)

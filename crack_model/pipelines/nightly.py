@@ -7,19 +7,17 @@ small JSON-ready dicts, so XCom stays tiny and every step can be run and tested 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, read_success_marker
 from crack_model.core.errors import CrackModelError, store_did_not_answer
-from crack_model.core.object_keys import ObjectInfo, ObjectStore
+from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import open_store
-from crack_model.core.uploads import list_uploads, unusable_batch_folders, within_size_limit
+from crack_model.core.uploads import list_uploads, unusable_batch_folders
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.profile import ProfileConfig
@@ -164,46 +162,6 @@ def _finalize_one(store: ObjectStore, batch_id: str, reports: list[dict[str, Any
     version = next(report["model_version"] for report in reports if report["model_version"])
     shard_count = layout.Shard.parse(reports[0]["shard"]).count
     return finalize_batch(store, batch_id, version, shard_count)
-
-
-def download_labeled(store: StoreLike, prefix: str, destination: Path, class_names: list[str]) -> Path:
-    """Make ``destination/<class>/...`` a copy of ``<prefix>/<class>/...`` in a store, and return it.
-
-    Training reads local files. A folder kept from an earlier run (``crack-model retrain --work``) is
-    brought up to date: a file whose bytes are known to be the object's (same size and MD5 ETag) is kept,
-    every other one copied again, and a file whose object is gone is removed, so a photo taken out of
-    the pool is never trained on again.
-    """
-    store = open_store(store)
-    prefix = prefix.strip("/")
-    wanted: set[Path] = set()
-    for class_name in class_names:
-        for info in map(within_size_limit, store.list(f"{prefix}/{class_name}/")):
-            if layout.is_marker(info.key):
-                continue
-            if info.problem:  # a link, an unusable name, over the size limit: never trained on, and said so
-                log.warning("skipping labeled object %s: %s", info.key, info.problem)
-                continue
-            target = destination / Path(*info.key[len(prefix) + 1 :].split("/"))
-            if not _holds(target, info):
-                store.download(info.key, target)
-            wanted.add(target)
-    if not wanted:
-        raise CrackModelError(f"no labeled images under {store.url(prefix)}/<class>/ for classes {class_names}")
-    for class_name in class_names:
-        for stale in [path for path in (destination / class_name).rglob("*") if path.is_file() and path not in wanted]:
-            log.info("removing %s from the local pool: its object is no longer in the store", stale)
-            stale.unlink()
-    return destination
-
-
-def _holds(target: Path, info: ObjectInfo) -> bool:
-    """Does the local file hold the object's bytes? Only an MD5 ETag can say so (S3, not multipart): the size alone
-    cannot (a fixed-size BMP or TIFF replaced by another), so without one the object is copied again."""
-    if not info.etag or "-" in info.etag or not target.is_file() or target.stat().st_size != info.size:
-        return False
-    with target.open("rb") as handle:
-        return hashlib.file_digest(handle, "md5").hexdigest() == info.etag
 
 
 def validate_incoming(

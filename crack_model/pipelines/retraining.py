@@ -33,14 +33,15 @@ from crack_model.core.model_card import SPLIT_NAME
 from crack_model.core.object_keys import PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.evaluation.gate import run_gate
-from crack_model.pipelines.nightly import download_labeled
+from crack_model.pipelines.pool_copy import download_labeled, judged_photos, name_split_in_store, named_in_store
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
-from crack_model.quality.batch_validation import load_hashes, validate_labeled
+from crack_model.quality.batch_validation import PROFILE_NAME, load_hashes, validate_labeled
 from crack_model.quality.profile import ProfileConfig, labeled_objects, profile_labeled
 from crack_model.registry.model_uri import fetch_version
+from crack_model.registry.naming import validate_name
 from crack_model.registry.versions import Registry
-from crack_model.training.model import check_pooled_layers
+from crack_model.training.model import check_pooled_layers, resolve_base_weights
 from crack_model.training.train import train
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_ur
         "quarantined": sorted(outcome.quarantined_keys),
         "reasons": list(outcome.reasons)[:10],
         "holdout_images": len(holdout),
+        "left_out": len(outcome.left_out),
+        # What the suite judged (keys and SHA-256): training takes exactly that, not a listing made later.
+        "profile": layout.validation_key(name, PROFILE_NAME),
     }
 
 
@@ -104,13 +108,13 @@ def train_and_register(
     Returns:
         The candidate's ``model_name``, ``version``, ``model_uri``, threshold and split metrics (XCom-sized).
     """
-    data, model, training = check_settings(settings)
+    data, model, training = check_settings(settings, name=name)
     with tempfile.TemporaryDirectory(prefix="crack-retrain-") as scratch:
         return train_candidate(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
             model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
             actor=actor, run_id=run_id, augmented_views=_views(settings),
-            start_from_champion=start_from_champion(settings),
+            start_from_champion=start_from_champion(settings), validated_profile=pool.get("profile"),
         )  # fmt: skip
 
 
@@ -196,8 +200,12 @@ def train_candidate(
     run_id: str | None = None,
     augmented_views: int = 1,
     start_from_champion: bool = True,
+    validated_profile: str | None = None,
 ) -> dict[str, Any]:
     """Download the pool, train (feature-cached unless disabled), register, point ``challenger`` at it.
+
+    ``validated_profile`` (the store key of the training suite's ``profile.csv``): only the photos it judged,
+    with the bytes it judged, are trained on. The registered version names each photo by its store URL.
 
     Slices (``labeled/<class>/<slice>/``) are kept: training balances them and the threshold must
     reach the target recall on each big-enough validation slice (see ``train``). With
@@ -207,7 +215,8 @@ def train_candidate(
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
     with step_store(store) as opened:
-        pool = download_labeled(opened, LABELED, work_dir / "pool", list(data_config.class_names))
+        validated = judged_photos(opened, validated_profile) if validated_profile else None
+        pool = download_labeled(opened, LABELED, work_dir / "pool", list(data_config.class_names), validated)
         for key in quarantined or []:  # held back by validation: never trained on
             (pool / Path(*key.split("/")[1:])).unlink(missing_ok=True)
         drift_reference = work_dir / "drift_reference.json"
@@ -222,7 +231,9 @@ def train_candidate(
         )  # fmt: skip
         if unfetched is not None:  # train() saw no start: the record names the champion that could not be one
             run.metrics["started_from"] = unfetched
-            run.artifacts["metrics"].write_text(json.dumps(run.metrics, indent=2) + "\n", encoding="utf-8")
+        run.metrics = named_in_store(run.metrics, f"{pool}/", opened.url(LABELED).rstrip("/") + "/")
+        run.artifacts["metrics"].write_text(json.dumps(run.metrics, indent=2) + "\n", encoding="utf-8")
+        name_split_in_store(run.output_dir / SPLIT_NAME, f"{pool}/", opened.url(LABELED).rstrip("/") + "/")
         version = registry.register(
             run.output_dir, name, drift_reference=drift_reference if has_reference else None, actor=actor,
             run_id=run_id,
@@ -304,10 +315,17 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     return data, model, training
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """``retrain_config``'s configs, or SettingsError for a setting no retry can mend (before any download)."""
+def check_settings(
+    settings: Mapping[str, Any], *, name: str | None = None
+) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """``retrain_config``'s configs, or SettingsError for a setting no retry can mend (before any download):
+    numbers out of range, a pooled layer the base lacks, a weights file that is not there, a model ``name``
+    the registry refuses (found after the training, it cost the whole training, three times with retries)."""
     try:
+        if name is not None:
+            validate_name(name)
         configs = retrain_config(settings)
+        resolve_base_weights(configs[1].weights)
         check_pooled_layers(configs[1])
         if _views(settings) < 0:
             raise ValueError(f"augmented_views must be 0 (none) or more, got {_views(settings)}")

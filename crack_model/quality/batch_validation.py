@@ -167,7 +167,8 @@ def validate_labeled(
     output = open_store(output_uri) if output_uri else source
     thresholds = thresholds or ValidationThresholds()
     resolved, unusable = _resolve_reference(reference, thresholds)
-    labeled = labeled_objects(source, prefix)
+    left_out: dict[str, str] = {}
+    labeled = labeled_objects(source, prefix, left_out)
     log.info("profiling %d labeled image(s) under %s", len(labeled), source.url(prefix) if prefix else source.uri)
     profile = profile_listed(source, labeled, profile_config, labels=lambda key: label_of(key, prefix))
     outcome, result, objects = validate_profile(
@@ -177,6 +178,7 @@ def validate_labeled(
     if unusable:
         outcome.drift = drift.not_judged(unusable, drift_config, images=int(profile["decodable"].astype(bool).sum()))
     outcome.source = source.url(prefix) if prefix else source.uri
+    outcome.left_out = left_out
 
     def relative(key: str) -> str:
         return key.removeprefix(prefix + "/") if prefix else key

@@ -36,6 +36,9 @@ class ValidationOutcome:
     validated_at: str = field(default_factory=utc_now)
     # GX Data Docs of this run: {"index": store key of index.html or None, "pages", "error"} (see data_docs).
     data_docs: dict[str, Any] = field(default_factory=dict)
+    # The training suite: files inside class folders that are not part of the pool (hidden, not named as
+    # images), key -> why. Not checked, not trained on, and named here rather than lost in silence.
+    left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -68,6 +71,9 @@ class ValidationOutcome:
         ]
         if len(self.quarantined) > 20:
             lines.append(f"  ... and {len(self.quarantined) - 20} more quarantined (see quarantine.json)")
+        lines += [f"  left out {shown_key(key)}: {why}" for key, why in sorted(self.left_out.items())[:20]]
+        if len(self.left_out) > 20:
+            lines.append(f"  ... and {len(self.left_out) - 20} more left out (see outcome.json)")
         if self.drift is not None:
             lines.append(f"  {drift.describe(self.drift)}")
         lines += [f"  {name}: {uri}" for name, uri in self.files.items()]

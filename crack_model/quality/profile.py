@@ -45,7 +45,7 @@ from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget
 from crack_model.core.uploads import list_uploads, upload_fetch, within_size_limit
-from crack_model.data.labeled import is_image_name
+from crack_model.data.image_names import why_not_an_image
 from crack_model.quality.grey_image import decode_grey, exposure_statistics, shrunk_within, window_statistics
 
 if TYPE_CHECKING:
@@ -282,22 +282,32 @@ def label_of(key: str, prefix: str = "") -> str | None:
     return parts[0] if len(parts) >= 2 else None
 
 
-def labeled_objects(store: ObjectStore, prefix: str = LABELED_PREFIX) -> list[ObjectInfo]:
+def labeled_objects(
+    store: ObjectStore, prefix: str = LABELED_PREFIX, left_out: dict[str, str] | None = None
+) -> list[ObjectInfo]:
     """Image files inside class folders under ``prefix`` (``""`` for a store whose root is the labeled tree),
-    sorted by key, with the upload size limit applied."""
+    sorted by key, with the upload size limit applied.
+
+    A file inside a class folder that is left out (hidden, or not named as an image: ``.jfif`` is, a name
+    without an extension is not) goes into ``left_out`` with why, for the suite's outcome to name it.
+    Markers and what lies outside the class folders (notes, the pool's digest) are not the pool.
+    """
     listing = prefix.strip("/") + "/" if prefix.strip("/") else ""
     found = []
-    skipped = []
+    skipped: dict[str, str] = {}
     for info in store.list(listing):
-        name = info.key.rsplit("/", 1)[-1]
-        if label_of(info.key, prefix) is None or layout.is_marker(info.key) or not is_image_name(name):
-            skipped.append(info.key)
+        if label_of(info.key, prefix) is None or layout.is_marker(info.key):
+            continue
+        if why := why_not_an_image(info.key.removeprefix(listing)):
+            skipped[info.key] = why
             continue
         found.append(within_size_limit(info))
     if skipped:
         examples = ", ".join(sorted(skipped)[:5]) + (", ..." if len(skipped) > 5 else "")
-        log.info("left out %d object(s) under %r that are not images inside a class folder: %s", len(skipped),
-                    listing, examples)  # fmt: skip
+        log.warning("left out %d file(s) inside the class folders of %r (hidden, or not named as images): %s",
+                    len(skipped), listing, examples)  # fmt: skip
+    if left_out is not None:
+        left_out.update(skipped)
     return sorted(found, key=lambda info: info.key)
 
 

@@ -12,7 +12,7 @@ from typing import IO
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectTooLargeError, read_within
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
-from crack_model.data.labeled import is_image_name
+from crack_model.data.image_names import is_image_name
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.scorer import Scorer
 

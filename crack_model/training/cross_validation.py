@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.errors import CrackModelError
 from crack_model.data.labeled import LabeledImage, Split, group_near_duplicates, load_labeled, split_images
 from crack_model.evaluation.intervals import Outcomes, exact_intervals, point_figures
 from crack_model.training.train import train
@@ -63,7 +64,7 @@ def grouped_folds(images: Sequence[LabeledImage], folds: int, seed: int) -> list
             assigned[target].extend(group)
             filled[target] += len(group)
     if any(not fold for fold in assigned):
-        raise ValueError(f"{len(images)} images in {folds} folds leaves a fold empty: use fewer folds")
+        raise CrackModelError(f"{len(images)} images in {folds} folds leaves a fold empty: use fewer folds")
     return [sorted(fold) for fold in assigned]
 
 

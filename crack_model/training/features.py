@@ -66,7 +66,10 @@ class FeatureCache:
         path = self._path(sha256, view)
         try:
             return np.asarray(np.load(path))
-        except (FileNotFoundError, ValueError, OSError):
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError, EOFError):  # damaged (EOFError: empty, a crash before the data reached disk)
+            path.unlink(missing_ok=True)  # computed and written again, instead of failing every later training
             return None
 
     def put(self, sha256: str, view: int, features: np.ndarray) -> None:
@@ -76,6 +79,8 @@ class FeatureCache:
         try:
             with open(temporary, "wb") as handle:
                 np.save(handle, features.astype(np.float32))
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before its name is: a crash must not leave an empty vector
             temporary.replace(path)
         finally:
             temporary.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind

@@ -103,12 +103,14 @@ def same_random_streams() -> Iterator[None]:
         np.random.set_state(numpy_state)
 
 
-def check_start(model_dir: str | Path) -> Path:
+def check_start(model_dir: str | Path, output_dir: str | Path | None = None) -> Path:
     """``model_dir`` if it holds a saved model; else a CrackModelError naming it (before any training work)."""
     model_dir = Path(model_dir)
     if not (model_dir / MODEL_NAME).is_file():
         msg = f"no {MODEL_NAME} in {model_dir}: pass the folder of a trained model to start from"
         raise CrackModelError(msg)
+    if output_dir is not None and model_dir.resolve() == Path(output_dir).resolve():
+        raise CrackModelError(f"{model_dir} is both the model to start from and the output: train into another folder")
     return model_dir
 
 

@@ -82,7 +82,7 @@ def test_s3_a_kept_training_pool_copies_again_only_what_changed(s3_bucket, s3_en
     """A pool kept between retraining runs is checked against each object's MD5 ETag: an unchanged photo is not
     downloaded again, one replaced by another of the same size is."""
     from crack_model.core.s3_store import S3Store
-    from crack_model.pipelines.nightly import download_labeled
+    from crack_model.pipelines.pool_copy import download_labeled
 
     store = open_store(f"s3://{s3_bucket}")
     store.write("labeled/Positive/a.bmp", b"crack one")

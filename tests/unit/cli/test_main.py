@@ -217,3 +217,26 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
     code = main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path), "--repeats", "3"])
     assert code == 1
     assert "--repeats repeats a cross-validation: add --cv K" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["evaluate", "--cv", "2", "--data", "d", "--label-smoothing", "5"], "--label-smoothing: must be a fraction"),
+        (["evaluate", "--cv", "2", "--data", "d", "--label-smoothing", "1"], "--label-smoothing: must be a fraction"),
+        (["train", "--data", "d", "--learning-rate", "nan"], "--learning-rate: must be a number above 0"),
+        (["train", "--data", "d", "--learning-rate", "-0.1"], "--learning-rate: must be a number above 0"),
+        (["train", "--data", "d", "--seed", "-1"], "--seed: must be from 0 to 4294967295"),
+        (["evaluate", "--cv", "2", "--data", "d", "--seed", "4294967296"], "--seed: must be from 0 to 4294967295"),
+    ],
+)
+def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
+    """Label smoothing 5 trained an anti-model in silence; a NaN learning rate or seed -1 ended in a traceback."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(arguments)
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_repeats_past_the_last_seed_are_refused_before_any_training(capsys):
+    code = main(["evaluate", "--cv", "2", "--data", "d", "--seed", "4294967295", "--repeats", "2"])
+    assert code == 1 and "runs past the last seed, 4294967295" in capsys.readouterr().err

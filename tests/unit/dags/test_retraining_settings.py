@@ -47,3 +47,12 @@ def test_numbers_out_of_range_are_settings_errors(settings, said):
     """The DAG's params (and retrain's options) are checked before training, not deep inside it."""
     with pytest.raises(SettingsError, match=f"retraining settings: {re.escape(said)}"):
         check_settings(settings)
+
+
+def test_a_model_name_or_weights_file_no_training_can_use_are_settings_errors(tmp_path):
+    """Found after the training (89 s here, hours in production, three times with retries) until now."""
+    with pytest.raises(SettingsError, match="retraining settings: invalid model name 'crack v2'"):
+        check_settings({}, name="crack v2")
+    with pytest.raises(SettingsError, match=f"weights file {tmp_path / 'none.h5'} does not exist"):
+        check_settings({"weights": str(tmp_path / "none.h5")}, name="crack")
+    assert check_settings({"weights": "none"}, name="crack-v2")[1].weights == "none"

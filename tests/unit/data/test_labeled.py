@@ -90,6 +90,9 @@ def test_manifest_reads_relative_paths_and_rejects_unknown_labels(tmp_path):
     manifest.write_text("uri,label\na.jpg,Positive\nb.png,Crack\n")
     with pytest.raises(CrackModelError, match=r"line 3.*'Crack'"):
         read_manifest(manifest, ("Negative", "Positive"))
+    manifest.write_bytes(b"\xef\xbb\xbfuri,label\na.jpg,Positive\nb.png,Negative\n")  # Excel's "CSV UTF-8": a BOM
+    labels = [image.label for image in read_manifest(manifest, ("Negative", "Positive"))]
+    assert labels == ["Positive", "Negative"]
 
 
 def _labeled_folder(root: Path, count: int = 12) -> Path:

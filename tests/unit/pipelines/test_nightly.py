@@ -230,47 +230,6 @@ def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):
     assert find_new_batches(store) == ["late", "open"]
 
 
-def test_the_training_pool_download_leaves_out_a_file_over_the_size_limit_unread(tmp_path, loaded_keys):
-    """Validation quarantines a labeled file over the upload limit unread; the pool's download must not read it
-    whole either (sparse: no disk used); the photos beside it are copied."""
-    from crack_model.core.uploads import MAX_UPLOAD_BYTES
-    from crack_model.pipelines.nightly import download_labeled
-
-    store = LocalStore(tmp_path / "store")
-    store.write("labeled/Positive/site-b/a.jpg", b"crack")
-    store.write("labeled/Negative/b.jpg", b"clean")
-    with (store.root / "labeled/Positive/site-b/scan.tif").open("wb") as handle:
-        handle.truncate(MAX_UPLOAD_BYTES + 1)
-
-    pool = download_labeled(store, "labeled", tmp_path / "pool", ["Negative", "Positive"])
-
-    assert sorted(loaded_keys) == ["labeled/Negative/b.jpg", "labeled/Positive/site-b/a.jpg"]
-    assert sorted(str(path.relative_to(pool)) for path in pool.rglob("*") if path.is_file()) == [
-        "Negative/b.jpg",
-        "Positive/site-b/a.jpg",
-    ]
-
-
-def test_a_training_pool_kept_from_an_earlier_run_is_brought_up_to_date(tmp_path):
-    """`retrain --work` keeps its pool between runs: a photo replaced by another of the same size (a fixed-size BMP)
-    is copied again, and one taken out of the store leaves the pool, so training never sees either old version."""
-    from crack_model.pipelines.nightly import download_labeled
-
-    store = LocalStore(tmp_path / "store")
-    store.write("labeled/Positive/a.bmp", b"crack one")
-    store.write("labeled/Negative/b.bmp", b"clean one")
-    store.write("labeled/Negative/mislabeled.bmp", b"a crack")
-    pool = download_labeled(store, "labeled", tmp_path / "pool", ["Negative", "Positive"])
-    (pool / "notes.txt").write_text("the operator's own")  # outside the class folders: left alone
-
-    store.write("labeled/Positive/a.bmp", b"crack two")  # same size, other bytes
-    store.delete("labeled/Negative/mislabeled.bmp")
-    download_labeled(store, "labeled", pool, ["Negative", "Positive"])
-
-    files = {str(path.relative_to(pool)): path.read_bytes() for path in pool.rglob("*") if path.is_file()}
-    assert files == {"Positive/a.bmp": b"crack two", "Negative/b.bmp": b"clean one", "notes.txt": b"the operator's own"}
-
-
 def test_a_night_scores_with_the_runtime_named_only_if_the_version_is_approved_for_it(tmp_path, trained_model,
                                                                                       synth_data):  # fmt: skip
     """The nightly DAG's ``runtime`` param: pinned once, checked against the gate's list, loaded by every shard."""

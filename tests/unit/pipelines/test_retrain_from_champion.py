@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ def test_the_candidate_starts_from_the_champions_head_unless_told_not_to(trained
     else:
         assert started is None
     assert registry.read_version("crack", result["version"])["started_from"] == started  # what the model page reads
+    # The version names what it learned from as the store has it, not as the deleted local copy did.
+    uris = [row["uri"] for row in csv.DictReader(io.StringIO(registry.store.read(
+        registry.version_key("crack", result["version"], "split.csv")).decode()))]  # fmt: skip
+    assert uris and all(uri.startswith(f"{store / 'labeled'}/") for uri in uris)
 
 
 def registered_champion(tmp_path: Path, monkeypatch) -> tuple[Registry, str, Path]:

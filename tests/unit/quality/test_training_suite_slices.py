@@ -104,3 +104,35 @@ def test_slice_of_key():
     assert slice_of_key("labeled/Positive/site-b/x/a.jpg", "Positive") == "site-b"
     assert slice_of_key("labeled/Positive/a.jpg", "Positive") == "(none)"
     assert slice_of_key("incoming/b/a.jpg", None) == "(none)"
+
+
+def test_files_of_the_class_folders_left_out_of_the_pool_are_named_with_why(tmp_path):
+    """Photos named .jfif or with no extension, or in a hidden folder, vanished from training with one INFO line
+    (a .Trash/ folder's photo was trained on, as a slice of its own)."""
+    from crack_model.data.labeled import list_labeled_folder
+    from crack_model.quality.outcome import ValidationOutcome
+
+    for index in range(20):
+        write(tmp_path, f"labeled/Negative/n{index}.jpg", old_surface(index))
+        write(tmp_path, f"labeled/Positive/p{index}.jpg", old_surface(100 + index))
+    write(tmp_path, "labeled/Positive/site-c/crack-1.jfif", old_surface(200))
+    write(tmp_path, "labeled/Positive/site-c/crack-2", old_surface(201))
+    write(tmp_path, "labeled/Positive/.Trash/removed.jpg", old_surface(202))
+    write(tmp_path, "labeled/Negative/notes.txt", b"site c: taken on a rainy day")
+
+    outcome = validate_labeled(str(tmp_path), "labeled", thresholds=POOL)
+
+    assert outcome.counts["objects"] == 41  # the .jfif is a photo
+    assert outcome.left_out == {
+        "labeled/Negative/notes.txt": "not an image file name (.jpg, .png, .heic, ...)",
+        "labeled/Positive/.Trash/removed.jpg": "hidden (a name starting with '.')",
+        "labeled/Positive/site-c/crack-2": "not an image file name (.jpg, .png, .heic, ...)",
+    }
+    assert "left out labeled/Positive/site-c/crack-2: not an image file name" in outcome.summary()
+    report = (tmp_path / "validation" / "labeled" / "report.html").read_text()
+    assert "Left out (3)" in report and "labeled/Positive/.Trash/removed.jpg" in report
+    saved = ValidationOutcome(**{name: value for name, value in outcome.to_dict().items()
+                                 if name not in ("format_version", "passed")})  # fmt: skip
+    assert saved.left_out == outcome.left_out
+    trained = {Path(image.uri).name for image in list_labeled_folder(tmp_path / "labeled", ["Negative", "Positive"])}
+    assert "crack-1.jfif" in trained and "removed.jpg" not in trained and "crack-2" not in trained

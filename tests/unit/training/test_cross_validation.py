@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.errors import CrackModelError
 from crack_model.data.labeled import LabeledImage
 from crack_model.training.cross_validation import (
     cross_validate,
@@ -52,7 +53,7 @@ def test_fold_errors():
         grouped_folds(images, 1, seed=0)
     with pytest.raises(ValueError, match="fingerprinted"):
         grouped_folds([LabeledImage("a.jpg", "Positive")] * 3, 2, seed=0)
-    with pytest.raises(ValueError, match="fold empty"):
+    with pytest.raises(CrackModelError, match="fold empty: use fewer folds"):  # the CLI's one-line error
         grouped_folds(images[:2], 5, seed=0)
 
 

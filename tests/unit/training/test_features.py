@@ -117,9 +117,13 @@ def test_training_with_the_cache_gives_a_working_classifier(synth_data, tmp_path
     train_cells = Counter(image.label for image in read_split_manifest(run.output_dir / "split.csv", "train"))
     seams = sum(round(TrainConfig().seam_share * count) for count in train_cells.values())
     assert seams > 0 and len(files) == 2 * (sizes["train"] + seams) + sizes["validation"] + sizes["test"]
+    (tmp_path / "m2").mkdir()
+    (tmp_path / "m2" / "model_int8.tflite").write_bytes(b"an earlier model's export")
     train(synth_data, tmp_path / "m2", CONFIG, MODEL, TrainConfig(epochs=1), verbose=0,
           export_runtimes=False, feature_cache_dir=cache)  # fmt: skip
     assert sorted(cache.rglob("*.npy")) == files  # the same seeded base and seam examples: everything reused
+    # An export this run did not write would be read, and registered, as this model's.
+    assert not (tmp_path / "m2" / "model_int8.tflite").exists()
 
 
 def split_sizes(model_dir):
@@ -215,6 +219,17 @@ def test_a_hidden_layer_head_is_trained_on_cached_features_and_scores_as_the_net
     pixels = np.stack([decode_to_array(read_uri(image.uri), 64) for image in images[:6]]).astype("float32")
     from_cache = predict_from_features(classifier, images[:6], CONFIG, model_config, tmp_path / "cache")
     assert np.allclose(classifier.predict(pixels, verbose=0), from_cache, atol=1e-4)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY\x01\x00v\x00{'descr'", b"garbage"], ids=["empty", "cut", "junk"])
+def test_a_damaged_cached_vector_is_a_miss_and_is_removed(tmp_path, content):
+    """An empty file (a crash before the data reached the disk) raised EOFError in every later training."""
+    cache = FeatureCache(tmp_path, "fingerprint")
+    cache.put("ab" * 32, 0, np.ones(8))
+    [path] = [path for path in tmp_path.rglob("*.npy")]
+    path.write_bytes(content)
+    assert cache.get("ab" * 32, 0) is None
+    assert not path.exists()  # computed and written again by the next training
 
 
 def test_a_failed_cache_write_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -216,3 +216,14 @@ def test_a_wrong_start_fails_before_any_training(tmp_path, synth_data):
 def test_a_negative_or_nan_anchor_weight_is_refused(weight):
     with pytest.raises(ValueError, match="anchor_weight"):
         TrainConfig(anchor_weight=weight)
+
+
+def test_a_start_in_the_output_folder_is_refused_before_anything_is_removed(tmp_path):
+    """Training removes the output folder's earlier model files, which here are the start's."""
+    from crack_model.training.warm_start import check_start
+
+    (tmp_path / "model.keras").write_bytes(b"weights")
+    with pytest.raises(CrackModelError, match="is both the model to start from and the output: train into another"):
+        check_start(tmp_path, tmp_path / ".")
+    assert (tmp_path / "model.keras").exists()
+    assert check_start(tmp_path, tmp_path / "next") == tmp_path
