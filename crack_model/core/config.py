@@ -99,7 +99,8 @@ class TrainConfig:
     default_threshold: float = 0.5
     # Validation slices with at least this many images must each reach target_recall too.
     min_slice_images: int = 10
-    # Balance (class, slice) cells in the loss: 1 = each cell weighs the same, 0 = each image does.
+    # Balance classes, then slices within each class, in the loss: 1 = each class, and each slice of a class,
+    # weighs the same; 0 = each image does (data/balance.py).
     slice_balance: float = 1.0
     # Each crack image's weight is multiplied by this (after slice balancing): above 1 trades false
     # alarms for crack recall, since a missed crack is the costly error.

@@ -17,6 +17,7 @@ from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, SPLIT_NAME, ModelCard, git_commit, new_version
 from crack_model.core.tiling import TileConfig
 from crack_model.data.balance import balance_weights, cell_shares
+from crack_model.data.label_conflicts import without_label_conflicts
 from crack_model.data.labeled import (
     LabeledImage,
     Split,
@@ -117,6 +118,7 @@ def train(
     seen: frozenset[str] = frozenset()  # what the head's start trained on: kept in train (warm_start.py)
     if split is None:
         images = load_labeled(data_source, data_config, skip_unreadable=skip_unreadable, progress=progress)
+        images = without_label_conflicts(images)
         seen = trained_images(start_from) if start_from is not None else seen
         split = split_images(images, data_config, keep_in_train=seen)
     for name, part in split.parts().items():

@@ -144,3 +144,18 @@ def test_a_split_manifest_reads_back_with_its_slices(tmp_path):
     older = tmp_path / "older.csv"
     older.write_text("uri,label,sha256,split\n/a.jpg,Negative,abc,train\n", encoding="utf-8")
     assert [entry.slice for entry in read_split_manifest(older, "train")] == [NO_SLICE]
+
+
+def test_classes_are_balanced_before_their_slices():
+    """Cells balanced all alike gave a class the weight of its number of folders: 20 clean photos of a new site
+    and three stray one-photo folders under Negative left the crack class 0.20 of the loss."""
+    images = [image(index, "Positive", NO_SLICE) for index in range(100)]
+    images += [image(index, "Negative", NO_SLICE) for index in range(100)]
+    images += [image(index, "Negative", "site-c") for index in range(20)]
+    images += [image(900 + index, "Negative", f"stray-{index}") for index in range(3)]
+    shares = cell_shares(images, balance_weights(images, 1.0))
+    assert shares["Positive/(none)"] == pytest.approx(0.5, abs=1e-3)
+    assert sum(share for cell, share in shares.items() if cell.startswith("Negative/")) == pytest.approx(0.5, abs=1e-3)
+    assert shares["Negative/site-c"] == pytest.approx(0.1, abs=1e-3)  # one of its five slices
+    half = cell_shares(images, balance_weights(images, 0.5))
+    assert half["Positive/(none)"] == pytest.approx(10 / (10 + 123**0.5), abs=1e-3)  # sqrt(100) against sqrt(123)

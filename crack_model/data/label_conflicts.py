@@ -1,0 +1,23 @@
+"""One photo under two classes: near-duplicates (the same bytes, or a re-saved copy with the same perceptual
+hash) whose labels disagree. One of the labels is wrong, and training on both teaches noise, so the whole
+group is left out of training and evaluation, each member named in a warning."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from crack_model.data.labeled import LabeledImage, group_near_duplicates
+
+log = logging.getLogger(__name__)
+
+
+def without_label_conflicts(images: Sequence[LabeledImage]) -> list[LabeledImage]:
+    """``images`` without the near-duplicate groups whose members carry more than one label (in order)."""
+    left_out: set[int] = set()
+    for group in group_near_duplicates(images):
+        if len({images[index].label for index in group}) > 1:
+            members = "; ".join(f"{images[index].uri} ({images[index].label})" for index in sorted(group))
+            log.warning("left out of training, one photo under two classes (relabel or remove one): %s", members)
+            left_out.update(group)
+    return [image for index, image in enumerate(images) if index not in left_out]
