@@ -126,11 +126,20 @@ def crack_retraining() -> None:
         params = run_params(params)
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.pipelines.retraining import PoolValidationError, SettingsError, check_settings, validate_pool
+        from crack_model.pipelines.retraining import (
+            PoolValidationError,
+            SettingsError,
+            check_settings,
+            require_holdout,
+            validate_pool,
+        )
 
         try:  # settings first: a wrong one should cost seconds, not a pool validation and a training
             check_settings(params, name=params["model_name"])
-            return validate_pool(run_store(params))
+            pool = validate_pool(run_store(params))
+            if not params.get("holdout"):  # the gate reads <store>/holdout
+                require_holdout(pool)
+            return pool
         except (PoolValidationError, SettingsError) as error:
             raise AirflowFailException(str(error)) from None
 

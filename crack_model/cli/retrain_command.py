@@ -21,7 +21,13 @@ from crack_model.cli.arguments import (
 )
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.pipelines.retraining import check_settings, gate_candidate, train_and_register, validate_pool
+from crack_model.pipelines.retraining import (
+    check_settings,
+    gate_candidate,
+    require_holdout,
+    train_and_register,
+    validate_pool,
+)
 from crack_model.registry.naming import validate_name
 
 
@@ -87,6 +93,8 @@ def run_retrain(args: argparse.Namespace) -> int:
     validate_name(args.name)
     check_settings(retrain_settings(args))
     pool = validate_pool(args.store)
+    if args.gate:
+        require_holdout(pool)
     print(f"labeled pool: {pool['outcome']} ({pool['objects']} objects, {len(pool['quarantined'])} quarantined)")
     candidate = train_and_register(
         args.store,

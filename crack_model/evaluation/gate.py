@@ -351,7 +351,14 @@ def _evaluate(
 
     champion, champion_manifest = None, None
     if champion_version is not None:
-        champion_scorer = load_scorer(f"models:/{name}/{champion_version}", registry=opened.uri)
+        try:
+            champion_scorer = load_scorer(f"models:/{name}/{champion_version}", registry=opened.uri)
+        except CrackModelError as error:  # no candidate can pass until someone acts: say what they can do
+            raise CrackModelError(
+                f"the champion {name} {champion_version}, which the candidate must be compared with, cannot be "
+                f"loaded ({error}): restore its files from a backup, or roll the champion back "
+                "(crack_champion_rollback)"
+            ) from None
         champion = evaluate_on_holdout(champion_scorer, holdout_set)
         champion_manifest = opened.data_manifest(name, champion_version)
     champion_trained_on, candidate_trained_on = trained_surfaces(champion_manifest, candidate_manifest)

@@ -86,6 +86,15 @@ def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_ur
     }
 
 
+def require_holdout(pool: Mapping[str, Any]) -> None:
+    """Refuse, before training, a pool whose store has no holdout when the gate will need it (it failed after)."""
+    if not pool.get("holdout_images"):
+        raise PoolValidationError(
+            f"no holdout under {HOLDOUT}/<class>/ in the store: the gate judges a candidate on photos training never "
+            "sees; put some there (or give the gate another holdout) before retraining"
+        )
+
+
 def train_and_register(
     store: StoreLike,
     pool: Mapping[str, Any],

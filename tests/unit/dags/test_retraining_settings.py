@@ -56,3 +56,12 @@ def test_a_model_name_or_weights_file_no_training_can_use_are_settings_errors(tm
     with pytest.raises(SettingsError, match=f"weights file {tmp_path / 'none.h5'} does not exist"):
         check_settings({"weights": str(tmp_path / "none.h5")}, name="crack")
     assert check_settings({"weights": "none"}, name="crack-v2")[1].weights == "none"
+
+
+def test_a_store_without_a_holdout_is_refused_before_training_when_the_gate_follows():
+    """validate_pool said holdout_images 0 without a word, and the gate failed only after the training."""
+    from crack_model.pipelines.retraining import PoolValidationError, require_holdout
+
+    with pytest.raises(PoolValidationError, match=r"no holdout under holdout/<class>/ in the store: the gate judges"):
+        require_holdout({"outcome": "passed", "holdout_images": 0})
+    require_holdout({"outcome": "passed", "holdout_images": 60})

@@ -386,3 +386,15 @@ def test_a_registered_version_loaded_by_its_folder_runs_with_the_gates_runtimes(
     with pytest.raises(RuntimeChoiceError, match="runtime litert-int8 is not approved"):
         load_scorer(folder, "litert-int8", approved_only=True)
     assert load_scorer(str(detector)).runtime.name == "litert-int8"  # an unregistered folder: its card's list
+
+
+def test_a_champion_whose_files_are_gone_fails_the_gate_saying_what_to_do(tmp_path, detector, holdout, trained_model):
+    """It stopped with a bare "object not found", no report, and no candidate could pass until someone acted."""
+    registry = new_registry(tmp_path, detector, trained_model.output_dir)
+    registry.promote("crack", "det-1", expected_current=None, actor="ci", reason="baseline")
+    (tmp_path / "store" / "models" / "crack" / "versions" / "det-1" / "model.keras").unlink()
+    with pytest.raises(CrackModelError, match=r"the champion crack det-1, which the candidate must be compared with, "
+                       r"cannot be loaded \(.*model\.keras.*\): restore its files from a backup, or roll the champion "
+                       r"back \(crack_champion_rollback\)"):  # fmt: skip
+        run_gate(registry, "crack", trained_model.card.version, str(holdout), policy(), promote=True)
+    assert registry.resolve("crack", CHAMPION) == "det-1"
