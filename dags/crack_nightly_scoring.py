@@ -169,6 +169,10 @@ def crack_nightly_scoring() -> None:
 
         store = run_store(params)
         summaries = finalize(store, list(reports or []))
+        if not summaries:  # every batch failed validation, or no shard finished: no results to announce
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("no batch was merged in this run: the results Asset is not updated")
         outlet_events[SCORING_RESULTS].extra = {
             "store": store.uri,
             "batches": [summary["batch_id"] for summary in summaries],
