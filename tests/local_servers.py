@@ -26,6 +26,7 @@ class Webhook:
         self.received: list[dict[str, Any]] = []
         self.status = 204
         self.attempts = 0  # every POST, answered with an error or not
+        self.refused_ids: set[str] = set()  # alerts answered 413 (too large), whatever ``status`` says
 
 
 @contextmanager
@@ -36,9 +37,10 @@ def webhook_server() -> Iterator[Webhook]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             hook.attempts += 1
-            if hook.status < 400:
+            status = 413 if body.get("id") in hook.refused_ids else hook.status
+            if status < 400:
                 hook.received.append(body)
-            self.send_response(hook.status)
+            self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 

@@ -52,7 +52,8 @@ def add_retrain_command(commands: Any) -> None:
         "--slice-balance",
         type=unit_interval,
         default=1.0,
-        help="balance labeled/<class>/<slice>/ cells in training: 0 (none) to 1 (full, default)",
+        help="balance classes, then labeled/<class>/<slice>/ slices within each, in training: 0 (none) to 1 (full, "
+        "default)",
     )
     retrain.add_argument("--crack-weight", type=positive, default=1.0,
                          help="weight of a crack image relative to a balanced non-crack one (default: 1)")  # fmt: skip

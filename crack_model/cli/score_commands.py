@@ -105,7 +105,7 @@ def run_score(args: argparse.Namespace) -> int:
     )
     if report.finalized:
         print(f"batch complete: {results}/{layout.PREDICTIONS}, {layout.SUMMARY}, {layout.SUCCESS}")
-    elif "scored by model version" in report.waiting_for:  # no other shard will finish it: say what will
+    elif report.blocked:  # no other shard will finish it: say what will
         print(f"shard done, but the batch cannot complete: {report.waiting_for}")
     else:
         print(f"shard done; the batch completes when all {shard.count} shards are done")

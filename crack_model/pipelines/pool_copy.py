@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.core.uploads import within_size_limit
+from crack_model.data.image_names import why_not_an_image
 from crack_model.pipelines.stores import StoreLike
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,8 @@ def download_labeled(
     wanted: set[Path] = set()
     for class_name in class_names:
         for info in map(within_size_limit, store.list(f"{prefix}/{class_name}/")):
-            if layout.is_marker(info.key):
-                continue
+            if layout.is_marker(info.key) or why_not_an_image(info.key[len(prefix) + 1 :]):
+                continue  # not part of the pool (the training suite names what it leaves out, and why)
             if info.problem:  # a link, an unusable name, over the size limit: never trained on, and said so
                 log.warning("skipping labeled object %s: %s", info.key, info.problem)
                 continue
@@ -66,7 +68,7 @@ def download_labeled(
         raise CrackModelError(f"no labeled images under {store.url(prefix)}/<class>/ for classes {class_names}")
     for class_name in class_names:
         for stale in [path for path in (destination / class_name).rglob("*") if path.is_file() and path not in wanted]:
-            log.info("removing %s from the local pool: its object is no longer in the store", stale)
+            log.info("removing %s from the local pool: it is no longer part of the pool in the store", stale)
             stale.unlink()
     return destination
 
@@ -85,10 +87,24 @@ def _holds(target: Path, info: ObjectInfo) -> bool:
         return hashlib.file_digest(handle, "md5").hexdigest() == info.etag
 
 
-def judged_photos(store: ObjectStore, profile_key: str) -> dict[str, str]:
-    """Key -> SHA-256 of each photo the training suite profiled (its ``profile.csv``)."""
+def judged_photos(store: ObjectStore, profile_key: str, validated_at: str | None) -> dict[str, str]:
+    """Key -> SHA-256 of each photo the training suite profiled (its ``profile.csv``), in the validation of
+    ``validated_at``: a later validation of the pool (a rerun, ``crack-model validate``) writes the same
+    files, and training must not take what another run judged beside this run's quarantine list."""
+    outcome_key = f"{profile_key.rsplit('/', 1)[0]}/{layout.OUTCOME}"
+
+    def check() -> None:
+        stored = json.loads(store.read(outcome_key)).get("validated_at")
+        if validated_at is not None and stored != validated_at:
+            msg = (f"the labeled pool was validated again ({stored}) since this run validated it ({validated_at}): "
+                   "run the whole retraining again")  # fmt: skip
+            raise CrackModelError(msg)
+
+    check()
     rows = csv.DictReader(io.StringIO(store.read(profile_key).decode("utf-8")))
-    return {row["key"]: row["sha256"] for row in rows if row.get("sha256")}
+    judged = {row["key"]: row["sha256"] for row in rows if row.get("sha256")}
+    check()  # not replaced while it was read
+    return judged
 
 
 def named_in_store(value: Any, local: str, url: str) -> Any:

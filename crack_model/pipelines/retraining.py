@@ -83,6 +83,7 @@ def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_ur
         "left_out": len(outcome.left_out),
         # What the suite judged (keys and SHA-256): training takes exactly that, not a listing made later.
         "profile": layout.validation_key(name, PROFILE_NAME),
+        "validated_at": outcome.validated_at,
     }
 
 
@@ -123,7 +124,7 @@ def train_and_register(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
             model_config=model, train_config=training, feature_cache_dir=cache_root() / "features",
             actor=actor, run_id=run_id, augmented_views=_views(settings),
-            start_from_champion=start_from_champion(settings), validated_profile=pool.get("profile"),
+            start_from_champion=start_from_champion(settings), validated=pool,
         )  # fmt: skip
 
 
@@ -209,12 +210,13 @@ def train_candidate(
     run_id: str | None = None,
     augmented_views: int = 1,
     start_from_champion: bool = True,
-    validated_profile: str | None = None,
+    validated: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Download the pool, train (feature-cached unless disabled), register, point ``challenger`` at it.
 
-    ``validated_profile`` (the store key of the training suite's ``profile.csv``): only the photos it judged,
-    with the bytes it judged, are trained on. The registered version names each photo by its store URL.
+    ``validated`` (what ``validate_pool`` returned: its ``profile.csv`` and time): only the photos the training
+    suite judged, with the bytes it judged, are trained on. The registered version names each photo by its
+    store URL.
 
     Slices (``labeled/<class>/<slice>/``) are kept: training balances them and the threshold must
     reach the target recall on each big-enough validation slice (see ``train``). With
@@ -224,8 +226,10 @@ def train_candidate(
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
     with step_store(store) as opened:
-        validated = judged_photos(opened, validated_profile) if validated_profile else None
-        pool = download_labeled(opened, LABELED, work_dir / "pool", list(data_config.class_names), validated)
+        judged = None
+        if validated and validated.get("profile"):  # a pool validated before the profile was handed over: none
+            judged = judged_photos(opened, validated["profile"], validated.get("validated_at"))
+        pool = download_labeled(opened, LABELED, work_dir / "pool", list(data_config.class_names), judged)
         for key in quarantined or []:  # held back by validation: never trained on
             (pool / Path(*key.split("/")[1:])).unlink(missing_ok=True)
         drift_reference = work_dir / "drift_reference.json"

@@ -75,6 +75,12 @@ def _resolve_reference(
         return None, f"not judged: {error}"
 
 
+def _refuse_an_empty_store(store: ObjectStore) -> None:
+    """A mistyped path or bucket holds nothing at all: refuse it rather than write a failed validation into it."""
+    if not store.folders("") and next(iter(store.list("")), None) is None:
+        raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
+
+
 def validate_batch(
     store_uri: str,
     batch_id: str,
@@ -103,8 +109,8 @@ def validate_batch(
     store = open_store(store_uri)
     resolved, unusable = _resolve_reference(reference, thresholds)
     uploads = list_uploads(store, batch_id)
-    if not uploads and not store.folders(""):  # a mistyped path or bucket: write no failed validation into it
-        raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
+    if not uploads:
+        _refuse_an_empty_store(store)
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
     profile = profile_listed(store, uploads, profile_config)
     outcome, result, objects = validate_profile(
@@ -164,6 +170,7 @@ def validate_labeled(
         )
         raise CrackModelError(msg)
     source = open_store(source_uri)
+    _refuse_an_empty_store(source)
     output = open_store(output_uri) if output_uri else source
     thresholds = thresholds or ValidationThresholds()
     resolved, unusable = _resolve_reference(reference, thresholds)

@@ -15,6 +15,7 @@ readable last time is scored again. When every shard is done, the parts are merg
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Collection
 from contextlib import closing
@@ -68,6 +69,10 @@ class ShardReport:
     finalized: bool
     already_complete: bool = False
     waiting_for: str = ""  # why the batch is not finalized yet (another shard, or one scored by another version)
+    blocked: bool = False  # a shard must be scored again for the batch to complete (waiting for the others will not)
+
+
+_PART_NUMBER = re.compile(r"/part-(\d+)\.csv$")
 
 
 def _earlier_runtimes(store: ObjectStore, parts_prefix: str, done: ShardStats | None) -> set[str]:
@@ -181,7 +186,9 @@ def score_shard(
     _drop_stale_overlays(store, batch_id, todo)
 
     started = time.perf_counter()
-    next_part = len(existing_parts)
+    # After the highest part there is: a run killed while starting the shard over leaves a later part or two, and
+    # counting parts would write over them.
+    next_part = 1 + max((int(match[1]) for key in existing_parts if (match := _PART_NUMBER.search(key))), default=-1)
     pending: list[dict[str, Any]] = []
     pending_scores: list[ImageScore] = []
     part_started = started
@@ -286,7 +293,7 @@ def _finalized(report: ShardReport, store: ObjectStore, scorer: Scorer, finalize
         finalize_batch(store, report.batch_id, scorer.version, report.shard.count, threshold=scorer.card.threshold)
     except ShardsIncompleteError as error:
         log.info("not finalizing yet: %s", error)
-        report.waiting_for = str(error)
+        report.waiting_for, report.blocked = str(error), error.blocked
         return report
     report.finalized = True
     return report

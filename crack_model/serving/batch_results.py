@@ -34,7 +34,11 @@ RESULT_COLUMNS = (
 
 
 class ShardsIncompleteError(CrackModelError):
-    """Some shards of the batch have not finished."""
+    """Some shards of the batch have not finished; ``blocked``: one must be scored again (waiting will not do)."""
+
+    def __init__(self, message: str, *, blocked: bool = False) -> None:
+        super().__init__(message)
+        self.blocked = blocked
 
 
 def shard_parts_prefix(batch_id: str, model_version: str, shard: layout.Shard) -> str:
@@ -90,40 +94,63 @@ def finalize_batch(
     stats = []
     for shard in shards:
         done = ShardStats.read(store, f"{shard_parts_prefix(batch_id, model_version, shard)}/{layout.DONE}")
-        if done is None or done.validated_manifest != validated:
+        if done is not None and done.validated_manifest != validated:
+            msg = (f"{shard.name} of batch {batch_id} was scored against an earlier validation of the batch: score "
+                   "it again")  # fmt: skip
+            raise ShardsIncompleteError(msg, blocked=True)
+        if done is None:
             message = f"{shard.name} of batch {batch_id} (model {model_version}) has not finished"
             if others := _finished_by_other_versions(store, batch_id, model_version, shard, validated):
                 message += (
                     f"; it was scored by model version {', '.join(others)} instead (the model moved between shards?): "
                     f"score it again with version {model_version}, or every shard with one version"
                 )
-            raise ShardsIncompleteError(message)
+            raise ShardsIncompleteError(message, blocked=bool(others))
         stats.append(done)
+    if len({done.runtime for done in stats}) > 1:  # the nightly DAG pins one; separate runs by hand may not
+        used = "; ".join(f"{shard.name}: {done.runtime}" for shard, done in zip(shards, stats, strict=True))
+        msg = f"the shards of batch {batch_id} were scored with different runtimes ({used}): score them with one"
+        raise ShardsIncompleteError(msg, blocked=True)
     rows: dict[str, dict[str, str]] = {}
     for shard in shards:
         listed = store.list(shard_parts_prefix(batch_id, model_version, shard) + "/")
         rows.update(latest_rows(store, [info.key for info in listed if info.key.endswith(".csv")]))
     manifest = read_manifest(store, batch_id)
+    held_back = quarantined_objects(store, batch_id)
     if manifest is not None:  # an upload deleted before the batch was validated again is no upload any more
         rows = {key: row for key, row in rows.items() if key in manifest}
+        unscored = set(manifest) - set(rows) - set(exclude) - {item["key"] for item in held_back}
+        _refuse_missing_rows(batch_id, shards, unscored)
 
     # Held back by the latest validation: one row each, with the reasons, whatever an earlier run scored.
     stamp = utc_now()
-    for item in quarantined_objects(store, batch_id):
+    for item in held_back:
         rows[item["key"]] = quarantined_row(item, model_version, stamp)
     ordered = [rows[key] for key in sorted(rows)]
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows_to_csv(ordered), content_type="text/csv")
     _drop_overlays_of_unscored(store, batch_id, rows)
     summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
     summary.validated_manifest = validated
-    if manifest is not None:
-        summary.late_objects = sum(1 for info in list_uploads(store, batch_id) if info.key not in manifest)
+    # Uploads no shard saw: after validation, or (a batch scored unvalidated) after the shard that owns them ran.
+    seen = manifest if manifest is not None else rows
+    summary.late_objects = sum(1 for info in list_uploads(store, batch_id) if info.key not in seen)
     summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
     summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
     log.info(
         "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
     )
     return summary.as_dict()
+
+
+def _refuse_missing_rows(batch_id: str, shards: list[layout.Shard], missing: set[str]) -> None:
+    """Every validated upload a shard scores has a row: one without is a lost part (a run killed while it started the
+    shard over), and a batch marked complete would hide it for good."""
+    if missing:
+        example = min(missing)
+        owner = next(shard for shard in shards if shard.owns(example))
+        msg = (f"{len(missing)} validated upload(s) of batch {batch_id} have no row (e.g. {example}, of {owner.name}): "
+               "score their shards again")  # fmt: skip
+        raise ShardsIncompleteError(msg, blocked=True)
 
 
 def _finished_by_other_versions(

@@ -124,6 +124,6 @@ def _part_scored(store: ObjectStore, tiles_file: str, key: str) -> bool:
         text = store.read(rows_file).decode("utf-8")
     except CrackModelError:  # not there (or not readable): read the tile scores themselves, as before
         return True
-    if key not in text:  # most parts: no row of this key, and no need to parse
+    if key.replace('"', '""') not in text and key not in text:  # most parts: no row of it (stored quoted: "" for ")
         return False
     return any(row.get("key") == key and row.get("status") == "ok" for row in csv.DictReader(io.StringIO(text)))

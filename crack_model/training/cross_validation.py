@@ -29,7 +29,7 @@ import numpy as np
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.data.label_conflicts import without_label_conflicts
+from crack_model.data.label_conflicts import leave_out_label_conflicts
 from crack_model.data.labeled import LabeledImage, Split, group_near_duplicates, load_labeled, split_images
 from crack_model.evaluation.intervals import Outcomes, exact_intervals, point_figures
 from crack_model.training.train import train
@@ -126,7 +126,7 @@ def cross_validate(
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     output_dir = Path(output_dir)
-    images = without_label_conflicts(load_labeled(data_source, data_config))
+    images = leave_out_label_conflicts(load_labeled(data_source, data_config))
     fold_indices = grouped_folds(images, folds, data_config.seed)
     # Each fold's remaining images are split into train and validation only (the fold is the test).
     inner = replace(

@@ -17,7 +17,7 @@ from crack_model.core.imaging import decode_to_array
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, SPLIT_NAME, ModelCard, git_commit, new_version
 from crack_model.core.tiling import TileConfig
 from crack_model.data.balance import balance_weights, cell_shares
-from crack_model.data.label_conflicts import without_label_conflicts
+from crack_model.data.label_conflicts import leave_out_label_conflicts
 from crack_model.data.labeled import (
     LabeledImage,
     Split,
@@ -118,7 +118,7 @@ def train(
     seen: frozenset[str] = frozenset()  # what the head's start trained on: kept in train (warm_start.py)
     if split is None:
         images = load_labeled(data_source, data_config, skip_unreadable=skip_unreadable, progress=progress)
-        images = without_label_conflicts(images)
+        images = leave_out_label_conflicts(images)
         seen = trained_images(start_from) if start_from is not None else seen
         split = split_images(images, data_config, keep_in_train=seen)
     for name, part in split.parts().items():
@@ -319,7 +319,7 @@ def fit_classifier(
 ) -> dict[str, list[float]]:
     """Fit the classifier (its head on cached features, or the full network), then fine-tune if asked.
 
-    Each (class, slice) cell is weighted as ``train_config.slice_balance`` says; the best epoch by
+    Classes, then slices within each, are weighted as ``train_config.slice_balance`` says; the best epoch by
     validation loss is kept and saved to ``checkpoints/best.keras``. ``regularizers`` (the pull toward a
     starting head, warm_start.py) apply to the head trained on cached features only.
     """

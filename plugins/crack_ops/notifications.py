@@ -180,8 +180,10 @@ def deliver(
     """Send one alert through each channel it has not gone out through yet; ``mark(channel)`` records each.
 
     Returns the failures (one line per channel), so the other alerts and channels are still tried. A channel
-    that failed is added to ``failed`` and not tried again for the next alerts: a webhook that hangs would
-    otherwise spend its timeout on every alert, and the task's time with it, before the mail went out.
+    that cannot be reached (a timeout, a refused connection) is added to ``failed`` and not tried again for the
+    next alerts: a webhook that hangs would otherwise spend its timeout on every alert, and the task's time
+    with it, before the mail went out. One that answers, even with an error, is tried for each alert: it may
+    refuse only one (a payload too large), and the others must still go out.
     """
     failures = []
     for channel in available:
@@ -194,10 +196,22 @@ def deliver(
             channel.send(alert, context)
         except Exception as error:  # one dead channel must not keep the alert from the others
             failures.append(f"{alert['id']} via {channel.name} ({channel.conn_id}): {type(error).__name__}: {error}")
-            failed.add(channel.name)
+            if _unreachable(error):
+                failed.add(channel.name)
             continue
         mark(channel.name)
     return failures
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Did sending fail because the channel's server could not be reached, rather than by its answer?"""
+    import smtplib
+
+    import requests
+
+    transport = (TimeoutError, ConnectionError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected)
+    web = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    return isinstance(error, transport + web)
 
 
 def notify_run(

@@ -65,3 +65,22 @@ def test_a_store_without_a_holdout_is_refused_before_training_when_the_gate_foll
     with pytest.raises(PoolValidationError, match=r"no holdout under holdout/<class>/ in the store: the gate judges"):
         require_holdout({"outcome": "passed", "holdout_images": 0})
     require_holdout({"outcome": "passed", "holdout_images": 60})
+
+
+def test_the_first_task_refuses_bad_settings_before_the_pool_and_a_missing_holdout_before_training(
+    tmp_path, monkeypatch
+):
+    """validate_labeled_pool checks every setting before the pool is read, and the holdout before training."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    validate = dag_task("crack_retraining", "validate_labeled_pool")
+    params = {"store": str(tmp_path), "model_name": "crack v2", "holdout": None}
+    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pytest.fail("pool read"))
+    with pytest.raises(AirflowFailException, match="invalid model name 'crack v2'"):
+        validate(params=params)
+
+    pool = {"outcome": "passed", "objects": 200, "quarantined": [], "holdout_images": 0}
+    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pool)
+    with pytest.raises(AirflowFailException, match="no holdout under holdout/<class>/"):
+        validate(params={**params, "model_name": "crack"})
+    assert validate(params={**params, "model_name": "crack", "holdout": "s3://elsewhere/holdout"}) == pool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from crack_model.data.label_conflicts import without_label_conflicts
+from crack_model.data.label_conflicts import leave_out_label_conflicts
 from crack_model.data.labeled import LabeledImage
 
 
@@ -22,7 +22,18 @@ def test_a_resaved_copy_under_the_other_class_leaves_both_out_with_a_warning(cap
         photo("Positive/other.jpg", "Positive", "d", "4"),
     ]
     with caplog.at_level(logging.WARNING, logger="crack_model.data.label_conflicts"):
-        kept = without_label_conflicts(images)
+        kept = leave_out_label_conflicts(images)
     assert [image.uri for image in kept] == ["Negative/copy.jpg", "Negative/copy-again.jpg", "Positive/other.jpg"]
     assert "Positive/00020.jpg (Positive); Negative/conflict-00020.jpg (Negative)" in caplog.text
     assert "relabel or remove one" in caplog.text
+
+
+def test_a_class_left_empty_is_an_error_naming_it():
+    import pytest
+
+    from crack_model.core.errors import CrackModelError
+
+    images = [photo("Positive/a.jpg", "Positive", "a", "1"), photo("Negative/a.jpg", "Negative", "a", "1"),
+              photo("Negative/b.jpg", "Negative", "b", "2")]  # fmt: skip
+    with pytest.raises(CrackModelError, match="class Positive has no image left once its photos filed under two"):
+        leave_out_label_conflicts(images)

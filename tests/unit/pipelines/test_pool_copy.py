@@ -83,3 +83,38 @@ def test_a_registered_version_names_its_photos_by_their_store_urls(tmp_path):
     named = named_in_store(json.loads(json.dumps(metrics)), local, "s3://bucket/labeled/")
     assert named["test"]["misclassified"][0]["uri"] == "s3://bucket/labeled/Negative/c.jpg"
     assert named["note"] == "s3://bucket/labeled/"
+
+
+def test_files_the_suite_leaves_out_are_not_copied_nor_warned_about(tmp_path, caplog):
+    """Hidden files and notes in class folders are not the pool: they were warned about as "added after the pool
+    was validated" on every retraining."""
+    store = LocalStore(tmp_path / "store")
+    store.write("labeled/Positive/a.jpg", b"crack")
+    store.write("labeled/Positive/.Trash/old.jpg", b"thrown away")
+    store.write("labeled/Negative/README.txt", b"notes")
+    store.write("labeled/Negative/b.jpg", b"clean")
+    judged = {key: hashlib.sha256(store.read(key)).hexdigest() for key in ("labeled/Positive/a.jpg",
+                                                                           "labeled/Negative/b.jpg")}  # fmt: skip
+    pool = download_labeled(store, "labeled", tmp_path / "pool", ["Negative", "Positive"], judged)
+    assert sorted(str(path.relative_to(pool)) for path in pool.rglob("*") if path.is_file()) == [
+        "Negative/b.jpg", "Positive/a.jpg"
+    ]  # fmt: skip
+    assert "after the pool was validated" not in caplog.text
+
+
+def test_a_profile_of_a_later_validation_is_refused(tmp_path):
+    """Another validation of the pool (a rerun, crack-model validate) writes the same profile.csv: training must not
+    take what it judged beside this run's quarantine list."""
+    import pytest
+
+    from crack_model.core.errors import CrackModelError
+    from crack_model.pipelines.pool_copy import judged_photos
+
+    store = LocalStore(tmp_path)
+    store.write("validation/labeled/profile.csv", b'"key","sha256"\n"labeled/Positive/a.jpg","' + b"a" * 64 + b'"\n')
+    store.write("validation/labeled/outcome.json", json.dumps({"validated_at": "2026-12-07T10:00:00Z"}).encode())
+    assert judged_photos(store, "validation/labeled/profile.csv", "2026-12-07T10:00:00Z") == {
+        "labeled/Positive/a.jpg": "a" * 64
+    }  # fmt: skip
+    with pytest.raises(CrackModelError, match=r"validated again \(2026-12-07T10:00:00Z\) since this run validated it"):
+        judged_photos(store, "validation/labeled/profile.csv", "2026-12-07T09:00:00Z")

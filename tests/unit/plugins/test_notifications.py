@@ -198,7 +198,7 @@ def test_a_failing_webhook_fails_the_task_and_the_retry_sends_only_what_is_missi
     with pytest.raises(NotificationError, match=r"batch_failed_validation:blank via http \(crack_notify_http\)"):
         notify_run(store, RUN, run_summary, summaries)
     assert webhook.received == [] and len(mailbox.mails) == 3
-    assert webhook.attempts == 1  # the channel failed: the next alerts do not try it again in this try
+    assert webhook.attempts == 3  # a channel that answers is tried for each alert: it may refuse only one
 
     webhook.status = 204
     notify_run(store, RUN, run_summary, summaries)
@@ -293,3 +293,16 @@ def test_names_in_a_chat_text_are_inert_and_kept_as_they_are_in_the_other_fields
     assert "<" not in body["text"] and ">" not in body["text"]
     assert "&lt;!here&gt; &lt;mailto:a@\u200bb.c|click me&gt;.jpg) &amp; @\u200bchannel" in body["text"]
     assert body["title"] == title
+
+
+def test_an_alert_the_webhook_refuses_does_not_hold_back_the_others(tmp_path, webhook, mailbox):
+    """A channel that answers is not given up on: it may refuse one payload (413) and take the rest."""
+    from crack_ops.notifications import NotificationError, notify_run
+
+    store = LocalStore(tmp_path)
+    run_summary, summaries = night(store)
+    webhook.refused_ids = {"batch_failed_validation:blank"}
+    with pytest.raises(NotificationError, match=r"1 alert deliveries failed .*batch_failed_validation:blank via http"):
+        notify_run(store, RUN, run_summary, summaries, error_rate_alert=0.05)
+    assert [body["id"] for body in webhook.received] == ["drift:site-b", "scoring_errors:site-b"]
+    assert len(mailbox.mails) == 3

@@ -94,3 +94,12 @@ def test_a_mistyped_store_path_is_refused_and_nothing_is_created(tmp_path):
     with pytest.raises(CrackModelError, match=f"the store {missing} holds nothing at all: check the store's path"):
         validate_batch(str(missing), "b1")
     assert not missing.exists()
+
+
+def test_a_mistyped_pool_path_is_refused_and_nothing_is_created(tmp_path):
+    from crack_model.quality.batch_validation import validate_labeled
+
+    missing = tmp_path / "no-such-store"
+    with pytest.raises(CrackModelError, match="holds nothing at all"):
+        validate_labeled(str(missing), "labeled")
+    assert not missing.exists()

@@ -68,6 +68,17 @@ def test_a_lookup_reads_only_the_tile_scores_of_the_part_that_scored_the_image(t
     assert find_tile_scores(store, files, "incoming/b/zz.jpg") is None
 
 
+def test_a_lookup_finds_an_image_whose_name_holds_quotes_and_commas(tmp_path):
+    """Rows are stored with every field quoted, a quote doubled: the raw name is not in the part's text."""
+    from crack_model.serving.batch_results import rows_to_csv
+
+    store = LocalStore(tmp_path)
+    key = 'incoming/b/site "north", wall\n2.jpg'
+    store.write("p/part-000000.tiles.jsonl", encode([scored(key, [(0, 0, 10, 10)], [0.9])]))
+    store.write("p/part-000000.csv", rows_to_csv([{"key": key, "status": "ok"}]))
+    assert find_tile_scores(store, tile_score_files(store, "p/"), key).key == key
+
+
 def test_a_broken_line_names_its_file(tmp_path):
     """A damaged line is a CrackModelError naming the file; lines of other keys are not even parsed by a lookup."""
     store = LocalStore(tmp_path)

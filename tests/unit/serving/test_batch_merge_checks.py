@@ -1,0 +1,105 @@
+"""The merge of a batch's shards refuses what would hide a lost row: a part lost by a killed restart, shards of
+two runtimes or of an earlier validation; and it counts an upload no shard saw."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crack_model.core import layout
+from crack_model.core.documents import ShardStats
+from crack_model.core.local_store import LocalStore
+from crack_model.serving.batch import score_shard
+from crack_model.serving.batch_results import ShardsIncompleteError, finalize_batch, shard_parts_prefix
+from crack_model.serving.scorer import load_scorer
+from tests import imagefiles
+from tests.unit.serving.test_batch import _validate_manifest_of, read_predictions, upload_synth
+
+
+@pytest.fixture()
+def model_dir(trained_model):
+    return str(trained_model.output_dir)
+
+
+def parts_of(store: LocalStore, prefix: str) -> list[str]:
+    return sorted(info.key for info in store.list(prefix + "/") if info.key.endswith(".csv"))
+
+
+def test_a_restart_killed_while_deleting_old_parts_loses_no_row(tmp_path, synth_data, model_dir):
+    """A shard started over (--force, or another runtime) and killed after deleting its first parts: the next run
+    numbered its parts from their count and wrote over the survivors, and the batch completed without 74 rows."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=6)
+    _validate_manifest_of(store)
+    version = load_scorer(model_dir).version
+    prefix = shard_parts_prefix("b1", version, layout.Shard(0, 1))
+    score_shard(store.uri, "b1", model_dir, part_rows=2, finalize=False)
+    parts = parts_of(store, prefix)
+    assert len(parts) == 6
+    store.delete(f"{prefix}/{layout.DONE}")  # what a killed restart deletes first, then parts in name order
+    for key in parts[:3]:
+        for suffix in (".csv", ".json", layout.TILE_SCORES_SUFFIX):
+            store.delete(key.removesuffix(".csv") + suffix)
+
+    report = score_shard(store.uri, "b1", model_dir, part_rows=2)
+
+    assert report.finalized and len(read_predictions(store)) == 12
+    assert parts_of(store, prefix)[-1].endswith("part-000008.csv")  # after the survivors, never over them
+
+
+def test_a_lost_part_is_refused_by_the_merge_naming_its_shard(tmp_path, synth_data, model_dir):
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    _validate_manifest_of(store)
+    version = load_scorer(model_dir).version
+    score_shard(store.uri, "b1", model_dir, part_rows=2, finalize=False)
+    store.delete(parts_of(store, shard_parts_prefix("b1", version, layout.Shard(0, 1)))[0])
+    with pytest.raises(ShardsIncompleteError, match=r"2 validated upload\(s\) of batch b1 have no row .*of "
+                       r"shard-0000-of-0001\): score their shards again") as refused:  # fmt: skip
+        finalize_batch(store, "b1", version, 1)
+    assert refused.value.blocked and not store.exists(layout.results_key("b1", layout.SUCCESS))
+
+
+def test_shards_of_two_runtimes_are_not_merged(tmp_path, synth_data, model_dir):
+    """Separate runs by hand, one shard on LiteRT fp32: the summary named one runtime for rows of two."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    version = load_scorer(model_dir).version
+    for index in range(2):
+        score_shard(store.uri, "b1", model_dir, layout.Shard(index, 2), finalize=False)
+    done_key = f"{shard_parts_prefix('b1', version, layout.Shard(1, 2))}/{layout.DONE}"
+    stats = json.loads(store.read(done_key))
+    store.write(done_key, json.dumps({**stats, "runtime": "litert-fp32-elsewhere"}).encode())
+    assert ShardStats.read(store, done_key).runtime == "litert-fp32-elsewhere"
+    with pytest.raises(ShardsIncompleteError, match=r"scored with different runtimes \(shard-0000-of-0002: .*; "
+                       r"shard-0001-of-0002: litert-fp32-elsewhere\): score them with one"):  # fmt: skip
+        finalize_batch(store, "b1", version, 2)
+
+
+def test_a_shard_scored_before_the_batch_was_validated_again_says_to_score_it_again(tmp_path, synth_data, model_dir):
+    """Every run printed "completes when all shards are done", and no run would ever complete it."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    _validate_manifest_of(store)
+    score_shard(store.uri, "b1", model_dir, layout.Shard(0, 2))
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())
+    _validate_manifest_of(store)
+    report = score_shard(store.uri, "b1", model_dir, layout.Shard(1, 2))
+    assert not report.finalized and report.blocked
+    assert "shard-0000-of-0002 of batch b1 was scored against an earlier validation of the batch: score it again" in (
+        report.waiting_for
+    )  # fmt: skip
+
+
+def test_an_upload_no_shard_of_an_unvalidated_batch_saw_is_counted_late(tmp_path, synth_data, model_dir):
+    """Scored without validation, an upload added between two shards had no row and was counted nowhere."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    names = (f"late-{number}.jpg" for number in range(50))
+    owner = next(name for name in names if layout.Shard(0, 2).owns(f"incoming/b1/{name}"))  # shard 0 has run
+    score_shard(store.uri, "b1", model_dir, layout.Shard(0, 2))
+    store.write(f"incoming/b1/{owner}", imagefiles.jpeg())
+    assert score_shard(store.uri, "b1", model_dir, layout.Shard(1, 2)).finalized
+    summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
+    assert summary["late_objects"] == 1 and len(read_predictions(store)) == 6
