@@ -150,11 +150,8 @@ def score_shard(
     done_key = f"{parts_prefix}/{layout.DONE}"
     done = ShardStats.read(store, done_key)
     earlier = _earlier_runtimes(store, parts_prefix, done) - {scorer.runtime.name}
-    settled = done is not None and done.validated_manifest == validated and done.unsettled == 0
-    if settled and not force and not earlier:
-        log.info("%s of batch %s already scored with model %s", shard.name, batch_id, scorer.version)
-        return _finalized(ShardReport(batch_id, shard, scorer.version, 0, 0, 0.0, False), store, scorer, finalize)
-
+    # A shard already done is read again rather than trusted: a part lost since (a restart killed midway, a zombie
+    # try writing the same part names) leaves keys without a row, which this run scores; the merge refuses them.
     if earlier:
         log.warning("%s of batch %s was scored with %s before: scoring it again with %s, so that the batch has one "
                     "runtime", shard.name, batch_id, ", ".join(sorted(earlier)), scorer.runtime.name)  # fmt: skip

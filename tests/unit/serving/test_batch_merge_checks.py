@@ -48,7 +48,7 @@ def test_a_restart_killed_while_deleting_old_parts_loses_no_row(tmp_path, synth_
     assert parts_of(store, prefix)[-1].endswith("part-000008.csv")  # after the survivors, never over them
 
 
-def test_a_lost_part_is_refused_by_the_merge_naming_its_shard(tmp_path, synth_data, model_dir):
+def test_a_lost_part_is_refused_by_the_merge_and_scored_again_by_the_shard(tmp_path, synth_data, model_dir):
     store = LocalStore(tmp_path)
     upload_synth(store, synth_data, count=3)
     _validate_manifest_of(store)
@@ -59,6 +59,9 @@ def test_a_lost_part_is_refused_by_the_merge_naming_its_shard(tmp_path, synth_da
                        r"shard-0000-of-0001\): score their shards again") as refused:  # fmt: skip
         finalize_batch(store, "b1", version, 1)
     assert refused.value.blocked and not store.exists(layout.results_key("b1", layout.SUCCESS))
+    # Scoring the shard again (a plain retry, as the next night does) scores the two; it used to trust its _DONE.
+    again = score_shard(store.uri, "b1", model_dir, part_rows=2)
+    assert again.images == 2 and again.finalized and len(read_predictions(store)) == 6
 
 
 def test_shards_of_two_runtimes_are_not_merged(tmp_path, synth_data, model_dir):
