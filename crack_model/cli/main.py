@@ -68,13 +68,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader gone away is then a broken pipe below, not a traceback
+        return code
     except CrackModelError as error:
         print(f"crack-model: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("crack-model: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `crack-model predict ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return 141
     except Exception as error:
         if (message := _outside_error(error)) is None:  # a fault of ours: its traceback is what to report
             raise

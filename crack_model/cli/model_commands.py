@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from crack_model.cli.arguments import (
     add_head_options,
     class_names,
     data_config_from,
+    default_weights,
     exponent,
     fraction,
     model_config_from,
@@ -24,6 +24,7 @@ from crack_model.cli.arguments import (
     positive,
     positive_int,
     probability,
+    seed,
     share,
     unit_interval,
 )
@@ -32,9 +33,10 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import SPLIT_NAME, ModelCard
 from crack_model.core.tiling import TileConfig
 from crack_model.core.uploads import Fetch, read_photo_uri
-from crack_model.data.labeled import fingerprint_all, load_labeled
+from crack_model.data.labeled import LabeledImage, fingerprint_all, load_labeled
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest, recorded_fetch
+from crack_model.registry.naming import VERSION_MARKER
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
 from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
 from crack_model.training.export import export_model, keras_model_file
@@ -59,7 +61,7 @@ def add_train_command(commands: Any) -> None:
     train.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
     train.add_argument(
         "--weights",
-        default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+        default=default_weights(),
         help="base weights: imagenet (download), none, or a local .h5 path (default: $CRACK_MODEL_WEIGHTS or imagenet)",
     )
     train.add_argument(
@@ -166,7 +168,7 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--repeats", type=positive_int, default=1,
                         help="run --cv with seeds --seed, --seed + 1, ... and sum them (default: 1)")  # fmt: skip
     add_data_options(recipe)
-    recipe.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+    recipe.add_argument("--weights", default=default_weights(),
                         help="base weights: imagenet, none or a .h5 path (default: $CRACK_MODEL_WEIGHTS)")  # fmt: skip
     recipe.add_argument("--epochs", type=positive_int, default=30, help="maximum epochs per fold (default: 30)")
     recipe.add_argument("--feature-cache", type=Path, help="feature cache folder (strongly advised: K trainings)")
@@ -300,6 +302,19 @@ def print_repeats(result: dict[str, Any], out: Path) -> int:
     return 0
 
 
+def readable_split(split_csv: Path, part: str) -> list[LabeledImage]:
+    """The photos of one part of ``split.csv``, all of them readable, before export writes anything."""
+    readable, unreadable = fingerprint_all(read_split_manifest(split_csv, part))
+    if unreadable or not readable:
+        missing = f"{len(unreadable)} of its photos cannot be read (e.g. {unreadable[0].uri}: {unreadable[0].reason})"
+        msg = (
+            f"export calibrates and checks on the model's {part} photos, listed in {split_csv}: "
+            f"{missing if unreadable else 'it lists none'}; restore them where it says, then export again"
+        )
+        raise CrackModelError(msg)  # fmt: skip
+    return readable
+
+
 def add_export_command(commands: Any) -> None:
     export = commands.add_parser(
         "export",
@@ -312,12 +327,13 @@ def add_export_command(commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if (args.model / VERSION_MARKER).is_file():  # its files are checked against their registered hashes
+        raise CrackModelError(f"{args.model} is a registered version, which is never changed: copy the folder, export "
+                              "the copy, and register it as a new version")  # fmt: skip
     split_csv, card = args.model / SPLIT_NAME, ModelCard.load(args.model)
     keras_model_file(args.model)  # before the split's images are read
     # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.
-    train_images, validation = (
-        fingerprint_all(read_split_manifest(split_csv, part))[0] for part in ("train", "validation")
-    )
+    train_images, validation = (readable_split(split_csv, part) for part in ("train", "validation"))
     with tempfile.TemporaryDirectory(prefix="crack-export-") as scratch:
         photos = PhotoTiles(Path(scratch), TileConfig(), card.image_size, card.crack_class)
         checks = export_model(args.model, photos.examples(train_images), photos.examples(validation))
@@ -339,7 +355,7 @@ def add_synth_command(commands: Any) -> None:
     synth.add_argument("--out", required=True, type=Path, help="output folder")
     synth.add_argument("--count", type=positive_int, default=50, help="images per class (default: 50)")
     synth.add_argument("--size", type=positive_int, default=227, help="image side in pixels (default: 227)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    synth.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     synth.add_argument("--classes", type=class_names, default=("Negative", "Positive"), help="class folder names")
     synth.add_argument("--crack-class", default="Positive", help="which class gets cracks (default: Positive)")
     synth.set_defaults(handler=run_synth)

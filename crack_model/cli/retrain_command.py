@@ -9,6 +9,7 @@ from typing import Any
 
 from crack_model.cli.arguments import (
     SEAM_SHARE_HELP,
+    default_weights,
     fraction,
     layer_names,
     non_negative,
@@ -76,7 +77,7 @@ def add_retrain_command(commands: Any) -> None:
                          "train afresh)")  # fmt: skip
     retrain.add_argument("--augmented-views", type=non_negative_int, default=2,
                          help="augmented copies cached per image (default: 2)")  # fmt: skip
-    retrain.add_argument("--weights", default=os.environ.get("CRACK_MODEL_WEIGHTS", "imagenet"),
+    retrain.add_argument("--weights", default=default_weights(),
                          help="base weights: imagenet, none or a .h5 path")  # fmt: skip
     retrain.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     retrain.add_argument("--gate", action="store_true", help="run the holdout gate on the new candidate")

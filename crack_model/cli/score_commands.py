@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import positive_int
+from crack_model.cli.arguments import batch_size, positive_int
 from crack_model.core import layout
+from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import open_store
+from crack_model.data.image_names import is_image_name
 from crack_model.pipelines.overlays import draw_overlays
 from crack_model.serving.batch import score_shard
 from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
@@ -26,7 +29,9 @@ def add_predict_command(commands: Any) -> None:
     predict.add_argument("--model", required=True, help="model folder (local or s3://)")
     predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     predict.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
-    predict.add_argument("--batch-size", type=positive_int, help="inference batch size (default: suits the runtime)")
+    predict.add_argument(
+        "--batch-size", type=batch_size, help="inference batch size, 1-1024 (default: suits the runtime)"
+    )
     predict.set_defaults(handler=run_predict)
 
 
@@ -34,6 +39,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     files = expand_paths(args.paths)
+    if args.out:
+        refuse_an_input_as_output(args.out, files, args.model)
     scorer = load_scorer(args.model, runtime=args.runtime)
     scores = tqdm(
         predict_files(scorer, files, batch_size=args.batch_size),
@@ -46,12 +53,28 @@ def run_predict(args: argparse.Namespace) -> int:
     rows = (prediction_row(score, scorer) for score in scores)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+        # Written beside it, then renamed: an interrupted run leaves the earlier file, never a partial one.
+        partial = args.out.with_name(f".{args.out.name}.partial")
+        with open(partial, "w", newline="", encoding="utf-8") as handle:
             count = write_predictions(rows, handle)
+        partial.replace(args.out)
         print(f"{count} predictions written to {args.out}", file=sys.stderr)
     else:
         write_predictions(rows, sys.stdout)
     return 0
+
+
+def refuse_an_input_as_output(out: Path, files: list[str], model: str) -> None:
+    """``--out photos/a.jpg`` (the file name forgotten) wrote the CSV over a photo: refuse an image name, an input
+    or a file of the model."""
+    inputs = {os.path.realpath(path) for path in files}
+    if (
+        is_image_name(out.name)
+        or os.path.realpath(out) in inputs
+        or Path(out).resolve().parent == Path(model).resolve()
+    ):
+        raise CrackModelError(f"--out {out} is an image or a model file (the output's name forgotten?): "
+                              "give a new .csv file, e.g. --out predictions.csv")  # fmt: skip
 
 
 def add_score_command(commands: Any) -> None:
@@ -68,7 +91,9 @@ def add_score_command(commands: Any) -> None:
     score.add_argument("--model", required=True, help="model folder (local or s3://)")
     score.add_argument("--shard", default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)")
     score.add_argument("--runtime", default="auto", help="auto (fastest approved), keras, litert-fp32, litert-int8")
-    score.add_argument("--batch-size", type=positive_int, help="inference batch size (default: suits the runtime)")
+    score.add_argument(
+        "--batch-size", type=batch_size, help="inference batch size, 1-1024 (default: suits the runtime)"
+    )
     score.add_argument(
         "--workers", type=positive_int, help="threads fetching objects (default: 2 from a folder, 8 from S3)"
     )

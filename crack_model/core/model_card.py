@@ -82,7 +82,32 @@ class ModelCard:
             if item.name in values and not _of_type(values[item.name], str(item.type)):
                 raise TypeError(f"{item.name} is {values[item.name]!r}, which is not {item.type}")
         known = {item.name for item in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        card = cls(**{key: value for key, value in values.items() if key in known})
+        if problem := card.range_problem():
+            raise ValueError(problem)
+        return card
+
+    def range_problem(self) -> str | None:
+        """What in this card no model can score with (a threshold of 2 missed every crack in silence), or None."""
+        if len(set(self.class_names)) < 2:
+            return f"class_names {self.class_names} must hold two or more names"
+        if self.crack_class not in self.class_names:
+            return f"crack_class {self.crack_class!r} is not one of class_names {self.class_names}"
+        sizes = {
+            "image_size": (self.image_size, 32, 1024),
+            "tile_size": (self.tile_size, 32, 8192),
+            "photo_min_tiles": (self.photo_min_tiles, 1, 10_000),
+            "photo_tiles": (self.photo_tiles, 1, 10**6),
+        }
+        for name, (value, low, high) in sizes.items():
+            if value is not None and not low <= value <= high:
+                return f"{name} is {value}, which is not from {low} to {high}"
+        for name in ("threshold", "photo_threshold", "photo_max_threshold", "photo_confirm_threshold",
+                     "patch_confirm_threshold"):  # fmt: skip
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1:  # NaN too
+                return f"{name} is {value}, which is not a probability above 0"
+        return None
 
     @classmethod
     def load(cls, directory: Path) -> ModelCard:
@@ -91,7 +116,7 @@ class ModelCard:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise CrackModelError(f"{path} is missing: a model folder holds model.keras and model.json") from None
-        except (json.JSONDecodeError, TypeError) as error:
+        except (json.JSONDecodeError, TypeError, ValueError) as error:
             msg = f"{path} is not a valid model card: {error}; train or export the model again (or mend the file)"
             raise CrackModelError(msg) from None
 

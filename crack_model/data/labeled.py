@@ -218,7 +218,7 @@ def load_labeled(
         if not skip_unreadable:
             msg = (
                 f"{len(unreadable)} unreadable image(s) in {source}: {shown}{more}; "
-                "fix or remove them, or pass --skip-unreadable"
+                "fix or remove them (crack-model train can also leave them out: --skip-unreadable)"
             )
             raise CrackModelError(msg)
         log.warning("skipping %d unreadable image(s): %s%s", len(unreadable), shown, more)

@@ -305,7 +305,7 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
     if params.get("image_size"):
         data = replace(data, image_size=int(params["image_size"]))
     # No weights param: the worker's $CRACK_MODEL_WEIGHTS, as for the CLI (an air-gapped image mounts the file).
-    weights = params.get("weights") or os.environ.get("CRACK_MODEL_WEIGHTS")
+    weights = params.get("weights") or os.environ.get("CRACK_MODEL_WEIGHTS", "").strip()
     if weights:
         model = replace(model, weights=str(weights))
     if params.get("zoom_factor") is not None:  # 0 turns zoom off: a surface that zoom costs (README "Augmentation")

@@ -128,6 +128,11 @@ class AliasState:
         if legacy and not last:
             last = {entry.alias: entry for entry in legacy}
         stored = document.get("aliases") or {}
+        if not isinstance(stored, Mapping):
+            raise TypeError(f"aliases is {stored!r}, not an object of alias -> version")
+        for alias in ALIAS_NAMES:
+            if not isinstance(stored.get(alias), str | None):
+                raise TypeError(f"alias {alias} is {stored[alias]!r}, not a version (text) or null")
         return cls(
             name=name,
             aliases={alias: stored.get(alias) for alias in ALIAS_NAMES},

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectTooLargeError, read_within
+from crack_model.core.object_keys import ObjectTooLargeError, printable_key, read_within
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
 from crack_model.data.image_names import is_image_name
 from crack_model.serving.inference import ImageScore, score_images
@@ -38,8 +38,8 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
         if "://" in str(entry):  # Path would fold "s3://b/x.jpg" into "s3:/b/x.jpg" and say that does not exist
             raise CrackModelError(f"{entry}: predict reads local files; for objects in a store, use crack-model score")
         path = Path(entry)
-        if path.is_dir():
-            found.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and is_image_name(p.name))
+        if path.is_dir():  # links and pipes named as images too: each gets its row, saying what it is
+            found.extend(str(p) for p in sorted(path.rglob("*")) if is_image_name(p.name) and not p.is_dir())
         elif path.exists():
             found.append(str(path))
         else:
@@ -83,7 +83,7 @@ def predict_files(scorer: Scorer, files: Iterable[str], *, batch_size: int | Non
 def prediction_row(score: ImageScore, scorer: Scorer) -> dict[str, object]:
     ok = score.status == "ok"
     return {
-        "path": score.key,
+        "path": printable_key(score.key),  # a file name that is not UTF-8 shown with \xNN escapes
         "status": score.status,
         "error": score.error,
         "crack_probability": f"{score.crack_probability:.6f}" if ok else "",

@@ -43,8 +43,9 @@ class KerasRuntime:
 
         try:
             return cls(keras.models.load_model(path, compile=False))
-        except (ValueError, OSError) as error:
-            raise CrackModelError(f"cannot load Keras model {path}: {str(error).splitlines()[0][:200]}") from None
+        except (ValueError, OSError) as error:  # Keras says "File not found" for a file cut short, too
+            msg = f"cannot load Keras model {path} ({str(error).splitlines()[0][:200]}): is the file whole?"
+            raise CrackModelError(msg) from None
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(pixels.astype(np.float32, copy=False)))
@@ -73,7 +74,12 @@ class LiteRTRuntime:
         if not self.path.is_file():
             raise CrackModelError(f"LiteRT model {self.path} does not exist")
         self.threads = threads or os.cpu_count() or 1
-        self._interpreter = _interpreter_class()(model_path=str(self.path), num_threads=self.threads)
+        try:
+            self._interpreter = _interpreter_class()(model_path=str(self.path), num_threads=self.threads)
+        except (ValueError, RuntimeError) as error:  # empty or cut short: "not a valid Flatbuffer", "mmap of size 0"
+            msg = (f"cannot load LiteRT model {self.path} ({str(error).splitlines()[0][:200]}): the file is damaged; "
+                   "export the model again, or restore the version's file")  # fmt: skip
+            raise CrackModelError(msg) from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = 0

@@ -24,7 +24,7 @@ OUTPUT_LAYER = "class_probabilities"
 
 def resolve_base_weights(weights: str | None) -> str | None:
     """Map the weights option to what Keras expects: "imagenet", a file path, or None."""
-    if weights is None or str(weights).lower() in ("", "none", "random"):
+    if weights is None or str(weights).lower() in ("none", "random"):  # "" is no choice: a variable set empty
         return None
     if weights == "imagenet":
         return "imagenet"

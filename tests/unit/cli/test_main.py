@@ -50,16 +50,17 @@ def test_a_file_where_a_folder_goes_is_one_line_naming_it(tmp_path, capsys):
 
 
 def test_an_os_error_that_is_not_about_a_path_keeps_its_traceback(monkeypatch):
-    """A broken pipe or a reset connection is no user mistake: it is not turned into "check the paths given"."""
+    """A reset connection is no user mistake: it is not turned into "check the paths given". (A broken pipe is
+    the reader going away: test_a_reader_that_goes_away_is_no_traceback.)"""
     import errno
 
     from crack_model.cli import model_commands
 
-    def broken(args):
-        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+    def reset(args):
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
 
-    monkeypatch.setattr(model_commands, "run_synth", broken)
-    with pytest.raises(BrokenPipeError):
+    monkeypatch.setattr(model_commands, "run_synth", reset)
+    with pytest.raises(ConnectionResetError):
         main(["synth", "--out", "anywhere"])
 
 
@@ -240,3 +241,17 @@ def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
 def test_repeats_past_the_last_seed_are_refused_before_any_training(capsys):
     code = main(["evaluate", "--cv", "2", "--data", "d", "--seed", "4294967295", "--repeats", "2"])
     assert code == 1 and "runs past the last seed, 4294967295" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
+    """`crack-model ... | head -1`: the rest of the output has nowhere to go, and that is no error to report."""
+    import subprocess
+    import sys
+
+    script = "import sys; from crack_model.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen([sys.executable, "-c", script, "registry", "list", "--store", str(tmp_path), "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process.stdout.close()  # the reader is gone before a byte is written
+    stderr = process.communicate(timeout=120)[1].decode()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+    assert process.returncode == 141

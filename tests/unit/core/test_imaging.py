@@ -238,6 +238,15 @@ def test_sixteen_bit_becomes_eight_bit_by_a_shift():
     assert grey.tolist() == [[0, 0, 1, 128, 255]]
 
 
+def test_twelve_bit_data_in_a_sixteen_bit_file_keeps_its_contrast():
+    """A camera's 12-bit values (0..4095) shifted by 8 came out 0..15, almost black: 11 of 20 crack photos were
+    scored no crack. The shift follows the bits the highest value uses: 4 here; none for 8-bit data."""
+    twelve = np.array([[0, 0x0010, 0x0800, 0x0FFF]], dtype=np.uint16)
+    assert np.asarray(to_8bit(Image.fromarray(twelve))).tolist() == [[0, 1, 128, 255]]
+    eight = np.array([[0, 100, 255]], dtype=np.uint16)
+    assert np.asarray(to_8bit(Image.fromarray(eight))).tolist() == [[0, 100, 255]]
+
+
 def test_thirty_two_bit_and_float_images_are_scaled():
     """32-bit integer and float images up to 65535 scale to 0..255; ones up to 255 keep their values."""
     wide = Image.fromarray(np.array([[0, 32768, 65535, 70000]], dtype=np.int32))

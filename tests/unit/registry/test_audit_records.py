@@ -141,3 +141,14 @@ def test_an_old_store_with_a_history_list_keeps_working(tmp_path):
     assert check_history(registry.aliases("crack"), history) == []
     registry.promote("crack", "v2", expected_current="v1", actor="bo", reason="fixed")
     assert [entry.to_version for entry in registry.history("crack")] == ["v1", "v3", "v2", "v1", "v2"]
+
+
+@pytest.mark.parametrize("aliases", [{"champion": 5}, {"champion": ["v1"]}, ["v1"]], ids=["number", "list", "list doc"])
+def test_an_alias_that_is_no_version_is_a_damaged_aliases_document(tmp_path, aliases):
+    """Valid JSON with a number for the champion gave a TypeError traceback from `registry show` and `predict`."""
+    registry = Registry(tmp_path)
+    path = tmp_path / MODEL / "aliases.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"aliases": aliases, "revision": 1}))
+    with pytest.raises(CrackModelError, match=r"aliases.json is not a valid aliases document \(.*\); rebuild it"):
+        registry.resolve("crack")

@@ -1,0 +1,124 @@
+"""What users hand the commands that cost them before: an export that altered a registered version, an --out
+that overwrote a photo, names and files predict skipped or choked on, damaged model files, empty settings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crack_model.cli.arguments import default_weights
+from crack_model.cli.main import build_parser, main
+from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import ModelCard
+from crack_model.serving.scorer import load_scorer
+from crack_model.training.model import resolve_base_weights
+
+
+@pytest.fixture()
+def model(trained_model, tmp_path) -> Path:
+    """A copy of the trained model's folder, to damage at will."""
+    return Path(shutil.copytree(trained_model.output_dir, tmp_path / "model"))
+
+
+def test_export_never_writes_into_a_registered_version(tmp_path, capsys):
+    """Its files are checked against their registered hashes: one export made the version unloadable for good."""
+    folder = tmp_path / "versions" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "version.json").write_text("{}")
+    assert main(["export", "--model", str(folder)]) == 1
+    assert "is a registered version, which is never changed: copy the folder" in capsys.readouterr().err
+
+
+def test_export_with_missing_split_photos_stops_before_writing_anything(model, capsys):
+    """Missing training photos were dropped from calibration in silence, then export crashed after rewriting."""
+    rows = list(csv.DictReader(io.StringIO((model / "split.csv").read_text())))
+    gone = next(row for row in rows if row["split"] == "train")
+    gone["uri"] = str(model / "moved-away.jpg")
+    with (model / "split.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = {path.name: path.read_bytes() for path in model.iterdir() if path.is_file()}
+
+    assert main(["export", "--model", str(model)]) == 1
+    said = capsys.readouterr().err
+    assert "1 of its photos cannot be read (e.g. " in said and "moved-away.jpg" in said
+    assert {path.name: path.read_bytes() for path in model.iterdir() if path.is_file()} == before
+
+
+def test_predict_refuses_an_out_that_is_a_photo_or_a_model_file(model, tmp_path, synth_data, capsys):
+    """`--out photos/*.jpg` (the output's name forgotten) wrote the CSV over the first photo, exit 0."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((synth_data / "Positive").glob("*.jpg"))[:2]:
+        shutil.copy(path, photos / path.name)
+    first, second = sorted(photos.iterdir())
+    kept = first.read_bytes()
+    assert main(["predict", "--model", str(model), "--out", str(first), str(second)]) == 1
+    assert first.read_bytes() == kept and "the output's name forgotten?" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model), "--out", str(model / "model.json"), str(second)]) == 1
+
+
+def test_predict_writes_every_row_of_a_folder_holding_odd_entries(model, tmp_path, synth_data):
+    """A name that is not UTF-8 crashed the CSV (5 of 12 rows written); a broken link and a pipe got no row."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((synth_data / "Negative").glob("*.jpg"))[:2]:
+        shutil.copy(path, photos / path.name)
+    with open(os.fsencode(photos) + b"/fissure_b\xe9ton.jpg", "wb") as handle:
+        handle.write((synth_data / "Positive" / sorted(p.name for p in (synth_data / "Positive").iterdir())[0])
+                     .read_bytes())  # fmt: skip
+    (photos / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    os.mkfifo(photos / "pipe.jpg")
+    out = tmp_path / "out" / "predictions.csv"
+
+    assert main(["predict", "--model", str(model), "--out", str(out), str(photos)]) == 0
+    rows = {row["path"].rsplit("/", 1)[-1]: row for row in csv.DictReader(io.StringIO(out.read_text("utf-8")))}
+    assert len(rows) == 5 and rows["fissure_b\\xe9ton.jpg"]["status"] == "ok"
+    assert rows["broken.jpg"]["status"] == rows["pipe.jpg"]["status"] == "error"
+    assert not list(out.parent.glob(".*partial"))  # written beside, then renamed
+
+
+def test_a_damaged_litert_file_is_one_line_naming_it(model):
+    (model / "model_int8.tflite").write_bytes(b"")
+    with pytest.raises(CrackModelError, match=r"cannot load LiteRT model .*model_int8\.tflite .*export the model"):
+        load_scorer(str(model), runtime="litert-int8")
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"threshold": 2}, "threshold is 2, which is not a probability above 0"),
+        ({"crack_class": "Crack"}, "crack_class 'Crack' is not one of class_names"),
+        ({"tile_size": 0}, "tile_size is 0, which is not from 32 to 8192"),
+        ({"image_size": 100000}, "image_size is 100000, which is not from 32 to 1024"),
+        ({"photo_min_tiles": 0}, "photo_min_tiles is 0"),
+    ],
+)
+def test_a_model_card_out_of_range_is_refused_naming_the_field(model, change, said):
+    """A threshold of 2 labelled every crack no crack, exit 0; an image size of 100,000 took 23 GB."""
+    card = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**card, **change}))
+    with pytest.raises(CrackModelError, match=f"is not a valid model card: .*{said}"):
+        ModelCard.load(model)
+
+
+def test_an_empty_weights_variable_is_unset_and_an_empty_choice_is_refused(monkeypatch):
+    """CRACK_MODEL_WEIGHTS set but empty trained a random base (50 % accuracy) without a word."""
+    monkeypatch.setenv("CRACK_MODEL_WEIGHTS", " ")
+    assert default_weights() == "imagenet"
+    with pytest.raises(CrackModelError, match="does not exist: pass 'imagenet'"):
+        resolve_base_weights("")
+    assert resolve_base_weights("none") is None
+
+
+def test_a_batch_size_past_1024_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["predict", "--model", "m", "--batch-size", "100000", "x.jpg"])
+    assert stopped.value.code == 2 and "--batch-size: must be from 1 to 1024" in capsys.readouterr().err
