@@ -77,14 +77,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crack-model: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `crack-model predict ... | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+    except BrokenPipeError:
+        if not _output_reader_gone():  # a pipe of another kind (a socket, a subprocess): a fault to report
+            raise
+        # `crack-model predict ... | head`: the reader has all it wanted. Python's own flush at exit must not fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as error:
         if (message := _outside_error(error)) is None:  # a fault of ours: its traceback is what to report
             raise
         print(f"crack-model: error: {message}", file=sys.stderr)
         return 1
+
+
+def _output_reader_gone() -> bool:
+    """Is standard output a pipe whose reader has closed it? (The poll reports an error on its write end.)"""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):  # no file descriptor (a test's capture): not a pipe
+        return False
 
 
 def _outside_error(error: Exception) -> str | None:

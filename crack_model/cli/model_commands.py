@@ -328,8 +328,8 @@ def add_export_command(commands: Any) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     if (args.model / VERSION_MARKER).is_file():  # its files are checked against their registered hashes
-        raise CrackModelError(f"{args.model} is a registered version, which is never changed: copy the folder, export "
-                              "the copy, and register it as a new version")  # fmt: skip
+        raise CrackModelError(f"{args.model} is a registered version, which is never changed: copy the folder without "
+                              "its version.json, export the copy, and register it as a new version")  # fmt: skip
     split_csv, card = args.model / SPLIT_NAME, ModelCard.load(args.model)
     keras_model_file(args.model)  # before the split's images are read
     # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.

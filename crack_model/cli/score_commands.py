@@ -52,27 +52,36 @@ def run_predict(args: argparse.Namespace) -> int:
     )
     rows = (prediction_row(score, scorer) for score in scores)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside it, then renamed: an interrupted run leaves the earlier file, never a partial one.
-        partial = args.out.with_name(f".{args.out.name}.partial")
-        with open(partial, "w", newline="", encoding="utf-8") as handle:
-            count = write_predictions(rows, handle)
-        partial.replace(args.out)
+        count = write_csv_file(args.out, rows)
         print(f"{count} predictions written to {args.out}", file=sys.stderr)
     else:
         write_predictions(rows, sys.stdout)
     return 0
 
 
+def write_csv_file(out: Path, rows: Any) -> int:
+    """The rows into ``out``: a regular file is written beside and renamed, so an interrupted run leaves the earlier
+    file, never a partial one; anything else (``/dev/stdout``, a link, a pipe) is written through as it is."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        with open(out, "w", newline="", encoding="utf-8") as handle:
+            return write_predictions(rows, handle)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with open(partial, "w", newline="", encoding="utf-8") as handle:
+            count = write_predictions(rows, handle)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
 def refuse_an_input_as_output(out: Path, files: list[str], model: str) -> None:
     """``--out photos/a.jpg`` (the file name forgotten) wrote the CSV over a photo: refuse an image name, an input
-    or a file of the model."""
+    or a file the model folder holds."""
     inputs = {os.path.realpath(path) for path in files}
-    if (
-        is_image_name(out.name)
-        or os.path.realpath(out) in inputs
-        or Path(out).resolve().parent == Path(model).resolve()
-    ):
+    of_the_model = out.is_file() and out.resolve().parent == Path(model).resolve()
+    if is_image_name(out.name) or os.path.realpath(out) in inputs or of_the_model:
         raise CrackModelError(f"--out {out} is an image or a model file (the output's name forgotten?): "
                               "give a new .csv file, e.g. --out predictions.csv")  # fmt: skip
 

@@ -105,8 +105,8 @@ class ModelCard:
         for name in ("threshold", "photo_threshold", "photo_max_threshold", "photo_confirm_threshold",
                      "patch_confirm_threshold"):  # fmt: skip
             value = getattr(self, name)
-            if value is not None and not 0 < value <= 1:  # NaN too
-                return f"{name} is {value}, which is not a probability above 0"
+            if value is not None and not 0 <= value <= 1:  # NaN too; 0 is valid (training writes it: "at least 0")
+                return f"{name} is {value}, which is not a probability (0 to 1)"
         return None
 
     @classmethod

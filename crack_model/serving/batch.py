@@ -243,7 +243,7 @@ def score_shard(
     )
     stats.write(store, done_key)
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)
-    return _finalized(report, store, scorer, finalize)
+    return _finalized(report, store, scorer, finalize, exclude)
 
 
 def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bool:
@@ -282,12 +282,15 @@ def _write_overlay(store: ObjectStore, batch_id: str, score: ImageScore, thresho
         log.warning("no overlay for %s: %s: %s", score.key, type(error).__name__, error)
 
 
-def _finalized(report: ShardReport, store: ObjectStore, scorer: Scorer, finalize: bool) -> ShardReport:
+def _finalized(
+    report: ShardReport, store: ObjectStore, scorer: Scorer, finalize: bool, exclude: Collection[str] = ()
+) -> ShardReport:
     """The report, with the batch finalized if ``finalize`` and every shard is done (else why not, if asked)."""
     if not finalize:
         return report
     try:
-        finalize_batch(store, report.batch_id, scorer.version, report.shard.count, threshold=scorer.card.threshold)
+        finalize_batch(store, report.batch_id, scorer.version, report.shard.count, threshold=scorer.card.threshold,
+                       exclude=exclude)  # fmt: skip
     except ShardsIncompleteError as error:
         log.info("not finalizing yet: %s", error)
         report.waiting_for, report.blocked = str(error), error.blocked

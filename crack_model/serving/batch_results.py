@@ -86,7 +86,8 @@ def finalize_batch(
     """Merge the shards' parts into predictions.csv and summary.json, then write _SUCCESS.
 
     Idempotent: running it again rewrites the same files. Raises ShardsIncompleteError if a
-    shard has no ``_DONE`` marker yet.
+    shard has no ``_DONE`` marker yet, or a validated upload no row. ``exclude``: keys the shards were
+    told to leave out (``score_shard``'s), which have none.
     """
     store = open_store(store) if isinstance(store, str) else store
     shards = [layout.Shard(index, shard_count) for index in range(shard_count)]
@@ -133,7 +134,9 @@ def finalize_batch(
     summary.validated_manifest = validated
     # Uploads no shard saw: after validation, or (a batch scored unvalidated) after the shard that owns them ran.
     seen = manifest if manifest is not None else rows
-    summary.late_objects = sum(1 for info in list_uploads(store, batch_id) if info.key not in seen)
+    summary.late_objects = sum(
+        1 for info in list_uploads(store, batch_id) if info.key not in seen and info.key not in exclude
+    )
     summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
     summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
     log.info(

@@ -204,14 +204,27 @@ def deliver(
 
 
 def _unreachable(error: BaseException) -> bool:
-    """Did sending fail because the channel's server could not be reached, rather than by its answer?"""
+    """Is the channel down, rather than refusing this one alert? A timeout or a refused connection (requests' own
+    ConnectionError and Timeout, by name: the HTTP provider's dependency, not ours), an HTTP 5xx or 429 (a proxy
+    in front of a dead service answers 502-504), or an SMTP server the hook could not connect to."""
     import smtplib
 
-    import requests
-
-    transport = (TimeoutError, ConnectionError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected)
-    web = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
-    return isinstance(error, transport + web)
+    down = (TimeoutError, ConnectionError, smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected)
+    seen: BaseException | None = error
+    for _ in range(5):  # the providers raise their own errors from the transport's (raise ... from / during)
+        if seen is None:
+            return False
+        names = {(cls.__module__.split(".")[0], cls.__name__) for cls in type(seen).__mro__}
+        status = getattr(getattr(seen, "response", None), "status_code", None)
+        if (
+            isinstance(seen, down)
+            or names & {("requests", "ConnectionError"), ("requests", "Timeout")}
+            or (isinstance(status, int) and (status >= 500 or status == 429))
+            or "Unable to connect to smtp server" in str(seen)  # the SMTP hook's own, after its retries
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def notify_run(

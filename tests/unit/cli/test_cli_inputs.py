@@ -94,7 +94,8 @@ def test_a_damaged_litert_file_is_one_line_naming_it(model):
 @pytest.mark.parametrize(
     ("change", "said"),
     [
-        ({"threshold": 2}, "threshold is 2, which is not a probability above 0"),
+        ({"threshold": 2}, "threshold is 2, which is not a probability"),
+        ({"patch_confirm_threshold": -0.1}, "patch_confirm_threshold is -0.1, which is not a probability"),
         ({"crack_class": "Crack"}, "crack_class 'Crack' is not one of class_names"),
         ({"tile_size": 0}, "tile_size is 0, which is not from 32 to 8192"),
         ({"image_size": 100000}, "image_size is 100000, which is not from 32 to 1024"),
@@ -122,3 +123,23 @@ def test_a_batch_size_past_1024_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as stopped:
         build_parser().parse_args(["predict", "--model", "m", "--batch-size", "100000", "x.jpg"])
     assert stopped.value.code == 2 and "--batch-size: must be from 1 to 1024" in capsys.readouterr().err
+
+
+def test_a_card_training_writes_with_a_low_threshold_loads(model):
+    """Training writes patch_confirm_threshold 0.0 when its threshold is under 0.2: such a card must load."""
+    card = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**card, "threshold": 0.103, "patch_confirm_threshold": 0.0}))
+    assert ModelCard.load(model).patch_confirm_threshold == 0.0
+
+
+def test_predict_writes_through_an_out_that_is_a_link_and_may_write_beside_the_model(model, tmp_path, synth_data):
+    """A link (/dev/stdout is one) was replaced by a regular file; a new CSV beside the model was refused."""
+    photo = sorted((synth_data / "Positive").glob("*.jpg"))[0]
+    target = tmp_path / "kept" / "latest.csv"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    assert main(["predict", "--model", str(model), "--out", str(link), str(photo)]) == 0
+    assert link.is_symlink() and target.read_text().startswith("path,status")
+    assert main(["predict", "--model", str(model), "--out", str(model / "predictions.csv"), str(photo)]) == 0

@@ -255,3 +255,17 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
     stderr = process.communicate(timeout=120)[1].decode()
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
     assert process.returncode == 141
+
+
+def test_a_broken_pipe_that_is_not_the_output_keeps_its_traceback(monkeypatch):
+    """Only a reader of the output going away ends quietly: a broken pipe to a socket or a subprocess is a fault."""
+    import errno
+
+    from crack_model.cli import model_commands
+
+    def broken(args):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(model_commands, "run_synth", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["synth", "--out", "anywhere"])

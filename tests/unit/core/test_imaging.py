@@ -240,11 +240,13 @@ def test_sixteen_bit_becomes_eight_bit_by_a_shift():
 
 def test_twelve_bit_data_in_a_sixteen_bit_file_keeps_its_contrast():
     """A camera's 12-bit values (0..4095) shifted by 8 came out 0..15, almost black: 11 of 20 crack photos were
-    scored no crack. The shift follows the bits the highest value uses: 4 here; none for 8-bit data."""
+    scored no crack. The depth is snapped to 12, 14 or 16 bits, so a dark frame (a lens cap) stays dark."""
     twelve = np.array([[0, 0x0010, 0x0800, 0x0FFF]], dtype=np.uint16)
     assert np.asarray(to_8bit(Image.fromarray(twelve))).tolist() == [[0, 1, 128, 255]]
-    eight = np.array([[0, 100, 255]], dtype=np.uint16)
-    assert np.asarray(to_8bit(Image.fromarray(eight))).tolist() == [[0, 100, 255]]
+    fourteen = np.array([[0, 0x2000, 0x3FFF]], dtype=np.uint16)
+    assert np.asarray(to_8bit(Image.fromarray(fourteen))).tolist() == [[0, 128, 255]]
+    lens_cap = np.array([[0, 100, 200]], dtype=np.uint16)
+    assert np.asarray(to_8bit(Image.fromarray(lens_cap))).tolist() == [[0, 6, 12]]
 
 
 def test_thirty_two_bit_and_float_images_are_scaled():

@@ -106,3 +106,13 @@ def test_an_upload_no_shard_of_an_unvalidated_batch_saw_is_counted_late(tmp_path
     assert score_shard(store.uri, "b1", model_dir, layout.Shard(1, 2)).finalized
     summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
     assert summary["late_objects"] == 1 and len(read_predictions(store)) == 6
+
+
+def test_keys_a_caller_excluded_do_not_block_the_merge_nor_count_as_late(tmp_path, synth_data, model_dir):
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    _validate_manifest_of(store)
+    left_out = "incoming/b1/positive/" + sorted(path.name for path in (synth_data / "Positive").glob("*.jpg"))[0]
+    report = score_shard(store.uri, "b1", model_dir, exclude=[left_out])
+    assert report.finalized and left_out not in {row["key"] for row in read_predictions(store)}
+    assert json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))["late_objects"] == 0
