@@ -123,7 +123,8 @@ def add_score_command(commands: Any) -> None:
 def run_score(args: argparse.Namespace) -> int:
     store_uri, batch_id = layout.parse_batch_uri(args.batch)
     shard = layout.Shard.parse(args.shard)
-    scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri)
+    # Results go into the store, as a night's do: only a runtime the model is approved for, as the nightly DAG asks.
+    scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri, approved_only=True)
     report = score_shard(
         store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
         workers=args.workers, overlays=args.overlays, force=args.force, progress=not args.quiet,

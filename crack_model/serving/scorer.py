@@ -104,5 +104,8 @@ def load_scorer(
     elif approved_only and runtime not in allowed:
         msg = f"runtime {runtime} is not approved for model {uri} (approved: {', '.join(allowed)}): name one of those"
         raise RuntimeChoiceError(msg + ", or auto for the fastest of them")
+    elif runtime not in allowed:  # asked for by name (predict, evaluate): done, but never in silence
+        log.warning("runtime %s is not approved for model %s (approved: %s): its labels may disagree with Keras's "
+                    "beyond what the export check allows", runtime, uri, ", ".join(allowed))  # fmt: skip
     log.info("loading model %s (version %s) with runtime %s", uri, card.version, runtime)
     return Scorer(card=card, runtime=load_runtime(model_dir, runtime, threads), model_dir=model_dir)

@@ -143,3 +143,20 @@ def test_predict_writes_through_an_out_that_is_a_link_and_may_write_beside_the_m
     assert main(["predict", "--model", str(model), "--out", str(link), str(photo)]) == 0
     assert link.is_symlink() and target.read_text().startswith("path,status")
     assert main(["predict", "--model", str(model), "--out", str(model / "predictions.csv"), str(photo)]) == 0
+
+
+def test_a_runtime_the_model_is_not_approved_for_scores_no_batch_and_warns_elsewhere(model, tmp_path, caplog, capsys):
+    """`score --runtime litert-int8` wrote results of an export that failed its agreement check into the store."""
+    import logging
+
+    card = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**card, "approved_runtimes": ["keras"]}))
+    (tmp_path / "store" / "incoming" / "b1").mkdir(parents=True)
+    (tmp_path / "store" / "incoming" / "b1" / "a.jpg").write_bytes(b"x")
+    batch = str(tmp_path / "store" / "incoming" / "b1")
+    assert main(["score", "--batch", batch, "--model", str(model), "--runtime", "litert-fp32"]) == 1
+    assert "runtime litert-fp32 is not approved for model" in capsys.readouterr().err
+    assert not (tmp_path / "store" / "results").exists()
+    with caplog.at_level(logging.WARNING, logger="crack_model.serving.scorer"):
+        assert load_scorer(str(model), runtime="litert-fp32").runtime.name == "litert-fp32"
+    assert "runtime litert-fp32 is not approved for model" in caplog.text
