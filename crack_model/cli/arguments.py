@@ -169,3 +169,16 @@ def non_negative(text: str) -> float:
     if not 0 <= value <= 1000:  # NaN too
         raise argparse.ArgumentTypeError(f"must be a number from 0 to 1000, got {text}")
     return value
+
+
+# The widths Keras publishes ImageNet weights for; any other leaves the base untrained.
+MOBILENET_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def width_multiplier(text: str) -> float:
+    value = float(text)
+    if value not in MOBILENET_WIDTHS:
+        raise argparse.ArgumentTypeError(
+            f"must be one of {', '.join(map(str, MOBILENET_WIDTHS))} (MobileNetV2's widths), got {text}"
+        )
+    return value

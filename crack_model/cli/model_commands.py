@@ -27,6 +27,7 @@ from crack_model.cli.arguments import (
     seed,
     share,
     unit_interval,
+    width_multiplier,
 )
 from crack_model.core.config import DataConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
@@ -36,6 +37,7 @@ from crack_model.core.uploads import Fetch, read_photo_uri
 from crack_model.data.labeled import LabeledImage, fingerprint_all, load_labeled
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest, recorded_fetch
+from crack_model.registry.model_uri import is_model_uri, registered_file
 from crack_model.registry.naming import VERSION_MARKER
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
 from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
@@ -58,7 +60,7 @@ def add_train_command(commands: Any) -> None:
     add_data_options(train)
     train.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs (default: 10; early stopping)")
     train.add_argument("--learning-rate", type=positive, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    train.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
+    train.add_argument("--alpha", type=width_multiplier, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
     train.add_argument(
         "--weights",
         default=default_weights(),
@@ -198,7 +200,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     scorer = load_scorer(args.model, runtime=args.runtime)
     read: Fetch = read_photo_uri
     if args.split:
-        manifest = fetch_model_dir(args.model) / SPLIT_NAME
+        if is_model_uri(args.model):
+            manifest = registered_file(args.model, scorer.version, SPLIT_NAME)
+        else:
+            manifest = fetch_model_dir(args.model) / SPLIT_NAME
         images = read_split_manifest(manifest, args.split)
         read = recorded_fetch(images, manifest)
     else:

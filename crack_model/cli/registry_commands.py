@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.storage import refuse_an_empty_store
 from crack_model.evaluation.gate import run_gate
 from crack_model.registry.versions import Registry
 
@@ -114,6 +115,7 @@ def run_registry_list(args: argparse.Namespace) -> int:
         print(json.dumps(versions, indent=2))
         return 0
     if not versions:
+        refuse_an_empty_store(registry.store)
         print(f"no versions of {args.name} in {registry.uri}")
         return 0
     print(f"{'version':<34} {'aliases':<20} {'gate':<8} {'runtimes':<34} registered")

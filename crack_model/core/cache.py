@@ -7,5 +7,6 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
-    """``$CRACK_MODEL_CACHE``, else ``~/.cache/crack-model``."""
-    return Path(os.environ.get("CRACK_MODEL_CACHE", Path.home() / ".cache" / "crack-model"))
+    """``$CRACK_MODEL_CACHE``, else (unset or empty, as a shell's ``CRACK_MODEL_CACHE=`` leaves it)
+    ``~/.cache/crack-model``: an empty value would put the cache in whatever folder the command runs from."""
+    return Path(os.environ.get("CRACK_MODEL_CACHE") or Path.home() / ".cache" / "crack-model")

@@ -91,14 +91,22 @@ def quarantine_copy_key(batch_id: str, relative_key: str) -> str:
 
 def run_summary_key(run_id: str) -> str:
     """``runs/<run_id>.json``, the run id made safe for a key (Airflow run ids hold ':' and '+')."""
-    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
-    return join_key(RUNS, f"{safe}.json")
+    return join_key(RUNS, f"{_run_file_stem(run_id)}.json")
 
 
 def alerts_key(run_id: str) -> str:
     """``alerts/<run_id>.json``: the alerts one run raised and which were sent (a retry sends none twice)."""
-    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)[:200]
-    return join_key(ALERTS, f"{safe}.json")
+    return join_key(ALERTS, f"{_run_file_stem(run_id)}.json")
+
+
+def _run_file_stem(run_id: str) -> str:
+    """The run id where it is safe as it is; else its safe characters and a digest of it whole: two run ids
+    that differ only in the characters replaced (``a:b`` and ``a+b``, run ids an API caller chose) or past the
+    200th would otherwise share one file, and one run's summary or sent alerts would pass for the other's."""
+    safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", run_id)
+    if safe == run_id and len(run_id) <= 200:
+        return run_id
+    return f"{safe[:180]}-{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
 
 
 def data_docs_key(batch_id: str, *parts: str) -> str:

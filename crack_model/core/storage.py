@@ -62,6 +62,12 @@ def open_store(uri: str | os.PathLike[str] | ObjectStore, **options: Any) -> Obj
     return LocalStore(Path(text))
 
 
+def refuse_an_empty_store(store: ObjectStore) -> None:
+    """A mistyped path or bucket holds nothing at all: refuse it rather than write into it or report it empty."""
+    if not store.folders("") and next(iter(store.list("")), None) is None:
+        raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
+
+
 def file_uri_path(uri: str) -> str:
     """``file:///data/a%20b`` -> "/data/a b": percent escapes decoded, ``?`` and ``#`` kept (they are in file names)."""
     host, slash, path = uri.removeprefix("file://").partition("/")

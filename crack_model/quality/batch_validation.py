@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +28,7 @@ from crack_model.core.csv_text import STORED_DIALECT
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, key_problem
-from crack_model.core.storage import open_store, read_uri, split_uri
+from crack_model.core.storage import is_remote, open_store, read_uri, refuse_an_empty_store, split_uri
 from crack_model.core.uploads import (
     ManifestEntry,
     UnservableObjectError,
@@ -75,12 +76,6 @@ def _resolve_reference(
         return None, f"not judged: {error}"
 
 
-def _refuse_an_empty_store(store: ObjectStore) -> None:
-    """A mistyped path or bucket holds nothing at all: refuse it rather than write a failed validation into it."""
-    if not store.folders("") and next(iter(store.list("")), None) is None:
-        raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
-
-
 def validate_batch(
     store_uri: str,
     batch_id: str,
@@ -110,7 +105,7 @@ def validate_batch(
     resolved, unusable = _resolve_reference(reference, thresholds)
     uploads = list_uploads(store, batch_id)
     if not uploads:
-        _refuse_an_empty_store(store)
+        refuse_an_empty_store(store)
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
     profile = profile_listed(store, uploads, profile_config)
     outcome, result, objects = validate_profile(
@@ -163,15 +158,16 @@ def validate_labeled(
     """
     prefix = prefix.strip("/")
     name = layout.validate_batch_id(name or prefix.replace("/", "-") or "labeled")
-    if output_uri is None and not prefix:
+    source = open_store(source_uri)
+    output = open_store(output_uri) if output_uri else source
+    pool = _location(source.url(prefix) if prefix else source.uri)
+    if (output_uri is None and not prefix) or (_location(output.uri) + "/").startswith(pool + "/"):
         msg = (
-            f"validating the labeled folder {source_uri} itself needs an output store for the validation and "
-            "quarantine files (they must not land among the class folders): pass output_uri / --output"
+            f"validating the labeled folder {pool} needs an output store outside it for the validation and "
+            "quarantine files (they must not land among the class folders): pass another output_uri / --output"
         )
         raise CrackModelError(msg)
-    source = open_store(source_uri)
-    _refuse_an_empty_store(source)
-    output = open_store(output_uri) if output_uri else source
+    refuse_an_empty_store(source)
     thresholds = thresholds or ValidationThresholds()
     resolved, unusable = _resolve_reference(reference, thresholds)
     left_out: dict[str, str] = {}
@@ -196,6 +192,11 @@ def validate_labeled(
         outcome.files["drift_reference"] = write_reference_uri
     write_outputs(source, output, outcome, result, objects, relative=relative, report_uri=report_uri)
     return outcome
+
+
+def _location(uri: str) -> str:
+    """A store's place, comparable: a local path with its links resolved, an ``s3://`` URI without a last slash."""
+    return uri.rstrip("/") if is_remote(uri) else os.path.realpath(uri)
 
 
 def write_outputs(

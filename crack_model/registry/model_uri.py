@@ -138,6 +138,14 @@ def resolve_model_uri(uri: str, registry: str | os.PathLike[str] | Registry | No
     return ResolvedModel(uri, opened.uri, reference.name, version, reference.alias, model_dir, approved)
 
 
+def registered_file(uri: str, version: str, file_name: str, registry: str | os.PathLike[str] | None = None) -> Path:
+    """``file_name`` (its split.csv, say) of ``version`` of the model a ``models:/`` URI names, fetched and checked
+    against its recorded hash. ``version``: the one the URI resolved to when the model was loaded (an alias may
+    have moved since)."""
+    reference = parse_model_uri(uri)
+    return fetch_version(Registry(registry_uri_from(registry)), reference.name, version, also=(file_name,)) / file_name
+
+
 def fetch_version(registry: Registry, name: str, version: str, also: Sequence[str] = ()) -> Path:
     """A local folder with the version's card and runtime files, each checked against its recorded hash.
 

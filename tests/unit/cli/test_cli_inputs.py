@@ -160,3 +160,17 @@ def test_a_runtime_the_model_is_not_approved_for_scores_no_batch_and_warns_elsew
     with caplog.at_level(logging.WARNING, logger="crack_model.serving.scorer"):
         assert load_scorer(str(model), runtime="litert-fp32").runtime.name == "litert-fp32"
     assert "runtime litert-fp32 is not approved for model" in caplog.text
+
+
+def test_evaluate_a_registry_uri_on_its_own_split(model, tmp_path, monkeypatch, capsys):
+    """`evaluate --model models:/crack@champion --split test` looked for split.csv in a folder named models:."""
+    from crack_model.registry.versions import Registry
+
+    registry = Registry(tmp_path / "registry")
+    version = registry.register(model)
+    monkeypatch.setenv("CRACK_MODEL_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "cache"))
+    assert main(["evaluate", "--model", f"models:/crack/{version}", "--split", "test"]) == 0
+    said = capsys.readouterr().out
+    test_rows = [row for row in csv.DictReader(io.StringIO((model / "split.csv").read_text())) if row["split"] == "test"]
+    assert f"model {version} (" in said and f"on {len(test_rows)} images" in said

@@ -229,6 +229,8 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
         (["train", "--data", "d", "--learning-rate", "-0.1"], "--learning-rate: must be a number above 0"),
         (["train", "--data", "d", "--seed", "-1"], "--seed: must be from 0 to 4294967295"),
         (["evaluate", "--cv", "2", "--data", "d", "--seed", "4294967296"], "--seed: must be from 0 to 4294967295"),
+        (["train", "--data", "d", "--out", "o", "--alpha", "-1"], "--alpha: must be one of 0.35, 0.5, 0.75, 1.0"),
+        (["train", "--data", "d", "--out", "o", "--alpha", "0.9"], "(MobileNetV2's widths), got 0.9"),
     ],
 )
 def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
@@ -269,3 +271,24 @@ def test_a_broken_pipe_that_is_not_the_output_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(model_commands, "run_synth", broken)
     with pytest.raises(BrokenPipeError):
         main(["synth", "--out", "anywhere"])
+
+
+def test_registry_list_of_a_mistyped_store_is_an_error_not_an_empty_registry(tmp_path, capsys):
+    """`registry list --store <typo>` said "no versions" and exit 0: a script took the registry for empty."""
+    assert main(["registry", "list", "--store", str(tmp_path / "no-such-registry")]) == 1
+    assert "holds nothing at all: check the store's path or bucket" in capsys.readouterr().err
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "README").write_text("a registry without versions yet")
+    assert main(["registry", "list", "--store", str(tmp_path)]) == 0
+    assert "no versions of crack" in capsys.readouterr().out
+
+
+def test_an_empty_cache_variable_is_unset(monkeypatch, tmp_path):
+    """`CRACK_MODEL_CACHE=` put the cache (downloaded models, features) in whatever folder a command ran from."""
+    from crack_model.core.cache import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CRACK_MODEL_CACHE", "")
+    assert cache_root() == tmp_path / ".cache" / "crack-model"
+    monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"

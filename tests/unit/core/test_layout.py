@@ -69,3 +69,14 @@ def test_an_overlay_key_leads_back_to_its_upload():
     for other in ("results/b1/predictions.csv", "results/b1/overlays/a.jpg", "results/b1/overlays/.png",
                   "results/../overlays/a.png", "validation/b1/overlays/a.png", "results/b1/overlays"):  # fmt: skip
         assert layout.overlay_source(other) is None
+
+
+def test_run_ids_that_differ_only_in_unsafe_characters_get_files_of_their_own():
+    """`a:b` and `a+b` (run ids an API caller chose) shared runs/a_b.json: one run's summary passed for the other's."""
+    ids = ["manual__2026-12-07T02:00:00+00:00", "manual__2026-12-07T02_00_00_00_00", "manual__2026-12-07T02+00+00+00+00"]
+    for key_of in (layout.run_summary_key, layout.alerts_key):
+        keys = [key_of(run_id) for run_id in ids]
+        assert len(set(keys)) == 3 and keys[1].endswith("/manual__2026-12-07T02_00_00_00_00.json")
+        assert key_of(ids[0]) == key_of(ids[0]) and "+" not in keys[0] and ":" not in keys[0]
+        long_ids = ["x" * 200 + "a", "x" * 200 + "b"]
+        assert key_of(long_ids[0]) != key_of(long_ids[1]) and len(key_of(long_ids[0])) < 220

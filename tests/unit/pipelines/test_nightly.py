@@ -101,7 +101,7 @@ def test_the_run_summary_names_every_failed_batch_and_why(tmp_path):
     assert summary["failed_batches"]["stuck"].startswith("scoring did not finish")
     assert summary["incomplete_batches"] == ["crashed", "stuck"]
     assert summary["batches_released"] == ["odd"] and summary["objects_scored"] == 3 + 13
-    stored = RunSummary.read(store, "runs/scheduled__2026-11-24T02_00_00_00_00.json")
+    stored = RunSummary.read(store, layout.run_summary_key("scheduled__2026-11-24T02:00:00+00:00"))
     assert stored is not None and stored.failed_batches == summary["failed_batches"]
 
 

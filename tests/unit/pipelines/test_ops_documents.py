@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from crack_ops.ops_render import environment, number, percent, size, trend_charts
 
+from crack_model.core import layout
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.batch_page import batch_page
 from crack_model.pipelines.document_shapes import (
@@ -37,7 +38,7 @@ from tests.unit.pipelines.ops_store import CHAMPION, SCORED, build_store
 OUTCOME = f"validation/{SCORED}/outcome.json"
 FAILED_OUTCOME = "validation/blank-frames/outcome.json"
 SUMMARY = f"results/{SCORED}/summary.json"
-RUN = "runs/scheduled__2026-11-24T02_00_00_00_00.json"
+RUN = layout.run_summary_key("scheduled__2026-11-24T02:00:00+00:00")
 VERSION = f"models/crack/versions/{CHAMPION}/version.json"
 GATE = f"models/crack/versions/{CHAMPION}/gate_report.json"
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from crack_model.core import layout
 from crack_model.core.local_store import LocalStore
 from tests.unit.pipelines.ops_store import (
     CHAMPION,
@@ -321,7 +322,7 @@ def test_files_streams_linked_objects_with_safe_headers(client):
         "/files/models/crack/aliases.json",
         f"/files/models/crack/versions/{CHAMPION}/model.keras",
         f"/files/incoming/{SCORED}/site%20a/photo-0.jpg",
-        "/files/runs/scheduled__2026-11-24T02_00_00_00_00.json",
+        "/files/" + layout.run_summary_key("scheduled__2026-11-24T02:00:00+00:00"),
         f"/files/results/{SCORED}/missing.csv",
         "/files/results/%2E%2E/models/crack/aliases.json",
         "/files/results/..%2Fmodels/crack/aliases.json",

@@ -103,3 +103,26 @@ def test_a_mistyped_pool_path_is_refused_and_nothing_is_created(tmp_path):
     with pytest.raises(CrackModelError, match="holds nothing at all"):
         validate_labeled(str(missing), "labeled")
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("output", [".", "Positive", "Positive/site-a"])
+def test_an_output_inside_the_pool_is_refused_before_anything_is_written(tmp_path, output):
+    """`validate --suite training --output <the pool>` wrote validation/ and quarantine/ among the class folders."""
+    from crack_model.quality.batch_validation import validate_labeled
+
+    pool = tmp_path / "pool"
+    (pool / "Positive" / "site-a").mkdir(parents=True)
+    (pool / "Positive" / "site-a" / "a.jpg").write_bytes(b"not read")
+    before = sorted(path.relative_to(pool) for path in pool.rglob("*"))
+    with pytest.raises(CrackModelError, match="needs an output store outside it"):
+        validate_labeled(str(pool), "", output_uri=str(pool / output))
+    assert sorted(path.relative_to(pool) for path in pool.rglob("*")) == before
+
+
+def test_an_output_beside_a_pool_under_a_prefix_is_taken(tmp_path):
+    """The nightly shape: the pool under labeled/ of the store, the reports in the same store's validation/."""
+    from crack_model.quality.batch_validation import _location
+
+    store = tmp_path / "store"
+    assert not (_location(str(store)) + "/").startswith(_location(str(store / "labeled")) + "/")
+    assert _location("s3://bucket/labeled/") == "s3://bucket/labeled"
