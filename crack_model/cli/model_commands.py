@@ -60,7 +60,9 @@ def add_train_command(commands: Any) -> None:
     add_data_options(train)
     train.add_argument("--epochs", type=positive_int, default=10, help="maximum epochs (default: 10; early stopping)")
     train.add_argument("--learning-rate", type=positive, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    train.add_argument("--alpha", type=width_multiplier, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)")
+    train.add_argument(
+        "--alpha", type=width_multiplier, default=1.0, help="MobileNetV2 width multiplier (default: 1.0)"
+    )
     train.add_argument(
         "--weights",
         default=default_weights(),

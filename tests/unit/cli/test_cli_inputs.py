@@ -172,5 +172,7 @@ def test_evaluate_a_registry_uri_on_its_own_split(model, tmp_path, monkeypatch, 
     monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "cache"))
     assert main(["evaluate", "--model", f"models:/crack/{version}", "--split", "test"]) == 0
     said = capsys.readouterr().out
-    test_rows = [row for row in csv.DictReader(io.StringIO((model / "split.csv").read_text())) if row["split"] == "test"]
+    test_rows = [
+        row for row in csv.DictReader(io.StringIO((model / "split.csv").read_text())) if row["split"] == "test"
+    ]
     assert f"model {version} (" in said and f"on {len(test_rows)} images" in said

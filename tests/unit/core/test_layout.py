@@ -73,7 +73,11 @@ def test_an_overlay_key_leads_back_to_its_upload():
 
 def test_run_ids_that_differ_only_in_unsafe_characters_get_files_of_their_own():
     """`a:b` and `a+b` (run ids an API caller chose) shared runs/a_b.json: one run's summary passed for the other's."""
-    ids = ["manual__2026-12-07T02:00:00+00:00", "manual__2026-12-07T02_00_00_00_00", "manual__2026-12-07T02+00+00+00+00"]
+    ids = [
+        "manual__2026-12-07T02:00:00+00:00",
+        "manual__2026-12-07T02_00_00_00_00",
+        "manual__2026-12-07T02+00+00+00+00",
+    ]
     for key_of in (layout.run_summary_key, layout.alerts_key):
         keys = [key_of(run_id) for run_id in ids]
         assert len(set(keys)) == 3 and keys[1].endswith("/manual__2026-12-07T02_00_00_00_00.json")
