@@ -10,8 +10,8 @@ quarantine/<batch_id>/uploads/...          their byte-identical copies
 results/<batch_id>/predictions.csv         one row per input object
 results/<batch_id>/summary.json            counts, crack rate, model version, throughput
 results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept)
-results/<batch_id>/_parts/...              per-shard partial results (resume state): part-N.csv rows,
-                                           part-N.tiles.jsonl each image's tile boxes and probabilities
+results/<batch_id>/_parts/...              per-shard partial results (resume state): part-N-<try>.csv rows,
+                                           part-N-<try>.tiles.jsonl each image's tile boxes and probabilities
 results/<batch_id>/_SUCCESS                written last: the batch is complete
 runs/<run_id>.json                         one summary per nightly run
 alerts/<run_id>.json                       the alerts a run raised and where each was sent (once per run)

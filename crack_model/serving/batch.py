@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Collection
 from contextlib import closing
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class ShardReport:
     blocked: bool = False  # a shard must be scored again for the batch to complete (waiting for the others will not)
 
 
-_PART_NUMBER = re.compile(r"/part-(\d+)\.csv$")
+_PART_NUMBER = re.compile(r"/part-(\d+)(?:-[0-9a-f]+)?\.csv$")
 
 
 def _earlier_runtimes(store: ObjectStore, parts_prefix: str, done: ShardStats | None) -> set[str]:
@@ -189,10 +190,13 @@ def score_shard(
     pending: list[dict[str, Any]] = []
     pending_scores: list[ImageScore] = []
     part_started = started
+    # Two tries of one shard at once (a worker lost to Airflow but still running, and its retry) number their
+    # parts alike: the try's own id in the name keeps one from writing over the other's rows.
+    attempt = uuid.uuid4().hex[:8]
 
     def write_part() -> None:
         nonlocal next_part, pending, pending_scores, part_started
-        name = f"{parts_prefix}/part-{next_part:06d}"
+        name = f"{parts_prefix}/part-{next_part:06d}-{attempt}"
         # Tile scores first: a part's rows (what a resumed run skips) always have theirs.
         lines = tile_scores.encode(pending_scores)
         store.write(f"{name}{layout.TILE_SCORES_SUFFIX}", lines, content_type="application/x-ndjson")

@@ -500,7 +500,7 @@ def test_killed_worker_shard_resumes_on_the_other(tmp_path: Path, cluster: Clust
     last_look = [time.monotonic()]
 
     def shard_with_a_part() -> list[int]:
-        found = [names[marker.parent.name] for marker in sorted(parts.glob("*/shard-*/part-000000.json"))
+        found = [names[marker.parent.name] for marker in sorted(parts.glob("*/shard-*/part-000000-*.json"))
                  if not (marker.parent / layout.DONE).exists()]  # fmt: skip
         if not found and time.monotonic() - last_look[0] > 3:  # the run must not end unseen
             last_look[0] = time.monotonic()

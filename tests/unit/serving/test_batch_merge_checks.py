@@ -3,7 +3,10 @@ two runtimes or of an earlier validation; and it counts an upload no shard saw."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 
 import pytest
 
@@ -45,7 +48,7 @@ def test_a_restart_killed_while_deleting_old_parts_loses_no_row(tmp_path, synth_
     report = score_shard(store.uri, "b1", model_dir, part_rows=2)
 
     assert report.finalized and len(read_predictions(store)) == 12
-    assert parts_of(store, prefix)[-1].endswith("part-000008.csv")  # after the survivors, never over them
+    assert re.search(r"/part-000008-[0-9a-f]{8}\.csv$", parts_of(store, prefix)[-1])  # after the survivors
 
 
 def test_a_lost_part_is_refused_by_the_merge_and_scored_again_by_the_shard(tmp_path, synth_data, model_dir):
@@ -116,3 +119,38 @@ def test_keys_a_caller_excluded_do_not_block_the_merge_nor_count_as_late(tmp_pat
     report = score_shard(store.uri, "b1", model_dir, exclude=[left_out])
     assert report.finalized and left_out not in {row["key"] for row in read_predictions(store)}
     assert json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))["late_objects"] == 0
+
+
+class _StartedBeforeTheOtherWrote(LocalStore):
+    """A try that listed the shard's parts before another try of it wrote any (a zombie and its retry)."""
+
+    def __init__(self, root, hidden: str) -> None:
+        super().__init__(root)
+        self.hidden, self.looked = hidden, False
+
+    def list(self, prefix=""):
+        listed = list(super().list(prefix))
+        if prefix.startswith(self.hidden) and not self.looked:
+            self.looked = True
+            return [info for info in listed if not info.key.endswith(".csv")]
+        return listed
+
+
+def test_two_tries_of_one_shard_at_once_keep_each_others_parts(tmp_path, synth_data, model_dir):
+    """A worker Airflow gave up on, still running, and its retry wrote the same part names: one try's rows
+    replaced the other's, and its tile scores could sit beside the other's rows."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    _validate_manifest_of(store)
+    prefix = shard_parts_prefix("b1", load_scorer(model_dir).version, layout.Shard(0, 1))
+    score_shard(store.uri, "b1", model_dir, part_rows=2, finalize=False)
+    first = {key: store.read(key) for key in parts_of(store, prefix)}
+
+    report = score_shard(_StartedBeforeTheOtherWrote(tmp_path, prefix), "b1", model_dir, part_rows=2)
+
+    assert report.images == 6 and report.finalized
+    assert all(store.read(key) == rows for key, rows in first.items())  # the first try's parts, untouched
+    assert len(parts_of(store, prefix)) == 2 * len(first)
+    assert sorted(row["key"] for row in read_predictions(store)) == sorted(
+        {row["key"] for rows in first.values() for row in csv.DictReader(io.StringIO(rows.decode()))}
+    )
