@@ -306,14 +306,15 @@ def _seeded_order(group: Sequence[LabeledImage], seed: int) -> str:
 
 
 def write_split_manifest(split: Split, path: Path) -> None:
-    """Record which image went where (uri, label, sha256, split) for audits and re-evaluation."""
+    """Record which image went where (uri, label, sha256, split, slice, perceptual hash: the gate's look-alike
+    check) for audits and re-evaluation."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["uri", "label", "sha256", "split", "slice"])
+        writer.writerow(["uri", "label", "sha256", "split", "slice", "perceptual_hash"])
         for name, images in split.parts().items():
             for image in images:
-                writer.writerow([image.uri, image.label, image.sha256, name, image.slice])
+                writer.writerow([image.uri, image.label, image.sha256, name, image.slice, image.perceptual_hash])
 
 
 def label_indices(images: Iterable[LabeledImage], class_names: Sequence[str]) -> list[int]:

@@ -24,7 +24,7 @@ DATA_MANIFEST = "data_manifest.csv"
 def build_data_manifest(
     source: str | Path | Sequence[LabeledImage] | None, model_dir: Path
 ) -> tuple[bytes | None, dict[str, Any] | None]:
-    """The training-data manifest as CSV bytes (uri,label,sha256[,split][,slice]) and its summary with digests.
+    """The training-data manifest as CSV bytes (uri,label,sha256[,split][,slice][,perceptual_hash]) and its summary.
 
     The slice column (the folder below the class folder) tells the gate which surfaces a champion was trained
     on (``training_slices``); a manifest given as a CSV without one leaves that unknown.
@@ -53,13 +53,21 @@ def build_data_manifest(
                     "sha256": row.get("sha256") or "",
                     "split": row.get("split") or "",
                     "slice": (row.get("slice") or "").strip(),
+                    "perceptual_hash": (row.get("perceptual_hash") or "").strip(),
                 }
                 for row in reader
             ]
             with_slice = "slice" in header
     else:
         rows = [
-            {"uri": image.uri, "label": image.label, "sha256": image.sha256, "split": "", "slice": image.slice}
+            {
+                "uri": image.uri,
+                "label": image.label,
+                "sha256": image.sha256,
+                "split": "",
+                "slice": image.slice,
+                "perceptual_hash": image.perceptual_hash,
+            }  # fmt: skip
             for image in source
         ]
         with_slice = True
@@ -68,7 +76,9 @@ def build_data_manifest(
         for row in rows:
             row["slice"] = row["slice"] or NO_SLICE
     with_split = any(row["split"] for row in rows)
-    columns = ["uri", "label", "sha256", *(["split"] if with_split else []), *(["slice"] if with_slice else [])]
+    with_looks = any(row["perceptual_hash"] for row in rows)  # the gate's look-alike check (holdout_lookalikes.py)
+    columns = ["uri", "label", "sha256", *(["split"] if with_split else []), *(["slice"] if with_slice else []),
+               *(["perceptual_hash"] if with_looks else [])]  # fmt: skip
     data = csv_bytes(columns, rows, extras="ignore")
     hashed = all(row["sha256"] for row in rows)
     # Where the images live can change; their bytes and labels are what the model learnt from.
@@ -104,6 +114,7 @@ def read_data_manifest(data: bytes, source: str) -> list[dict[str, str]]:
             "sha256": row["sha256"] or "",
             **({"split": (row["split"] or "").strip()} if "split" in header else {}),
             **({"slice": (row["slice"] or "").strip() or NO_SLICE} if "slice" in header else {}),
+            **({"perceptual_hash": (row["perceptual_hash"] or "").strip()} if "perceptual_hash" in header else {}),
         }
         for row in reader
     ]

@@ -12,7 +12,7 @@ regression apply, so a holdout's mix of surfaces does not decide. Each exported 
 fp32, int8) is approved only if it reaches the same floors and gives the Keras label on at least
 ``min_runtime_agreement`` of the holdout. Every metric gets a bootstrap interval, and the
 candidate-minus-champion difference a paired bootstrap interval, flagged "within noise" when
-it includes 0. A holdout that shares an image with the candidate's training data is refused.
+it includes 0. A holdout that shares an image with the candidate's training data is refused (holdout_checks.py).
 The report also gives photo-level figures on mosaics of holdout patches (gate_photo.py), scored
 with the runtime the candidate will serve; the policy's ``photo_floors`` gate on them.
 
@@ -54,14 +54,8 @@ from crack_model.evaluation.gate_checks import (
 from crack_model.evaluation.gate_photo import photo_floor_checks, photo_level_note, photo_level_section
 from crack_model.evaluation.gate_report import render_gate_html
 from crack_model.evaluation.gate_scope import new_surfaces, trained_surfaces
-from crack_model.evaluation.holdout import (
-    Evaluation,
-    Holdout,
-    check_not_in_training,
-    evaluate_on_holdout,
-    load_holdout,
-    without_label_conflicts,
-)
+from crack_model.evaluation.holdout import Evaluation, Holdout, evaluate_on_holdout
+from crack_model.evaluation.holdout_checks import holdout_for_gate
 from crack_model.evaluation.policy import GatePolicy, load_policy
 from crack_model.registry.audit_log import CHAMPION
 from crack_model.registry.naming import GATE_HTML, GATE_REPORT, GateReportExistsError, default_actor
@@ -234,12 +228,10 @@ def run_gate(
     version_document = opened.read_version(name, candidate_version)
     opened.restore_gate_files(name, candidate_version, render_gate_html)  # an earlier run died after the JSON
     class_names = version_document["card"]["class_names"]
-    holdout_set = without_label_conflicts(
-        load_holdout(holdout or opened.store.url(HOLDOUT_PREFIX), class_names), class_names
-    )
     # Before a stored report is reused too: a report made on training images must not promote.
     candidate_manifest = opened.data_manifest(name, candidate_version)
-    unchecked = check_not_in_training(holdout_set, candidate_manifest, f"{name} version {candidate_version}")
+    holdout_set, unchecked = holdout_for_gate(holdout or opened.store.url(HOLDOUT_PREFIX), class_names,
+                                              candidate_manifest, f"{name} version {candidate_version}")  # fmt: skip
     champion_version = opened.aliases(name).get(CHAMPION)
     existing = opened.gate_report(name, candidate_version)
     if existing is not None:

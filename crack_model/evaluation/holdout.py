@@ -4,9 +4,7 @@ Scoring goes through the same core as batch scoring (``inference.score_images`` 
 holdout store's reader) and the metrics through the same code as ``assess.evaluate_scorer``;
 per-image outcomes are kept for bootstrap intervals and runtime agreement.
 
-A holdout that shares images with the candidate's training data would grade the model on what it
-learnt from: ``check_not_in_training`` compares the holdout's bytes (SHA-256) and URIs with the
-version's ``data_manifest.csv`` and refuses any overlap.
+What the gate checks about a holdout before it grades on it (training images in it) is in holdout_checks.py.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -37,7 +35,6 @@ log = logging.getLogger(__name__)
 
 NO_SLICE = "(none)"
 READ_WORKERS = 8
-OVERLAP_EXAMPLES = 3
 LEFT_OUT_EXAMPLES = 5
 
 
@@ -148,7 +145,7 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
         expected = f"<holdout>/<class>/[<slice>/]<image> for classes {list(class_names)}"
         msg = f"holdout {uri} has no images: expected {expected}"
         raise CrackModelError(msg)
-    _raise_if_a_class_is_missing(uri, images, class_names)
+    raise_if_a_class_is_missing(uri, images, class_names)
     digest = hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
     holdout = Holdout(store.uri, images, slices, digest, store, keys, left_out=left_out)
     if note := holdout.left_out_note():
@@ -156,7 +153,7 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
     return holdout
 
 
-def _raise_if_a_class_is_missing(uri: str, images: Sequence[LabeledImage], class_names: Sequence[str]) -> None:
+def raise_if_a_class_is_missing(uri: str, images: Sequence[LabeledImage], class_names: Sequence[str]) -> None:
     missing = [name for name in class_names if not any(image.label == name for image in images)]
     if missing:
         raise CrackModelError(f"holdout {uri} has no images of class {', '.join(missing)}: the gate needs every class")
@@ -190,7 +187,7 @@ def without_label_conflicts(holdout: Holdout, class_names: Sequence[str]) -> Hol
         conflicts=conflicts,
     )
     log.warning("%s", trimmed.notes()[0])
-    _raise_if_a_class_is_missing(f"{holdout.uri} (without its label conflicts)", trimmed.images, class_names)
+    raise_if_a_class_is_missing(f"{holdout.uri} (without its label conflicts)", trimmed.images, class_names)
     return trimmed
 
 
@@ -208,52 +205,6 @@ def holdout_hashes(holdout: Holdout) -> list[str]:
             raise CrackModelError(f"holdout image {holdout.store.url(key)} cannot be read: {error}") from None
 
     return list(map_bounded(digest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-hash"))
-
-
-def check_not_in_training(holdout: Holdout, training: Sequence[Mapping[str, str]] | None, model: str) -> str | None:
-    """Refuse a holdout that shares any image (same bytes, or same URI) with the model's training data.
-
-    Args:
-        training: the rows (uri, label, sha256) of the model's ``data_manifest.csv``; None if it has none.
-        model: the model for the messages, e.g. ``crack version 20261124T195745Z-4a68a5b1``.
-
-    Returns:
-        None when every holdout image was checked, or a note saying what could not be checked.
-
-    Raises:
-        CrackModelError: some holdout images are training images; names how many, a few, and what to do.
-    """
-    if not training:
-        return (
-            f"{model} has no training-data manifest: the gate could not check that the holdout holds no training "
-            "images (register versions with their data_manifest.csv)"
-        )
-    by_hash = {row["sha256"]: row["uri"] for row in training if row.get("sha256")}
-    by_uri = {row["uri"]: row["uri"] for row in training if row.get("uri")}
-    hashes = holdout_hashes(holdout) if by_hash else [""] * len(holdout.keys)
-    shared = [
-        (image.uri, by_hash.get(digest) or by_uri[image.uri])
-        for image, digest in zip(holdout.images, hashes, strict=True)
-        if (digest and digest in by_hash) or image.uri in by_uri
-    ]
-    if shared:
-        examples = "; ".join(f"{held} is training image {trained}" for held, trained in shared[:OVERLAP_EXAMPLES])
-        msg = (
-            f"holdout {holdout.uri} shares {len(shared)} of its {len(holdout.images)} images with the training data "
-            f"of {model} (same bytes or same location; its data_manifest.csv), e.g. {examples}. The gate would grade "
-            "the model on images it learnt from: point the holdout (--holdout, or the DAG's holdout param; default "
-            "<store>/holdout) at images kept out of training, or remove these images from it"
-        )
-        raise CrackModelError(msg)
-    unhashed = sum(1 for row in training if not row.get("sha256"))
-    if unhashed:
-        return (
-            f"{unhashed} of the {len(training)} training images of {model} have no sha256 in its data manifest: "
-            "those were compared with the holdout by location only"
-        )
-    log.info("holdout %s: none of its %d images is among the %d training images of %s", holdout.uri,
-             len(holdout.images), len(training), model)  # fmt: skip
-    return None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from crack_model.core.errors import CrackModelError
+from crack_model.evaluation import holdout_checks
 from crack_model.evaluation.gate import run_gate
 from crack_model.evaluation.gate_checks import PROMOTE
 from crack_model.evaluation.gate_report import render_gate_html
@@ -89,11 +90,44 @@ def test_a_holdout_sharing_images_with_the_training_data_is_refused(tmp_path, de
     assert any("1 of the 3 training images" in note and "by location only" in note for note in report.notes)
 
 
+def test_holdout_images_that_look_like_training_images_are_not_graded_on(tmp_path, detector, holdout):  # noqa: F811
+    """Training photos saved again (another JPEG quality, PNG) were graded on: other bytes, so the overlap check
+    passed them, and the gate promoted on images the model learnt from."""
+    from PIL import Image
+
+    from crack_model.data.labeled import LabeledImage, fingerprint_all
+    from crack_model.data.manifest import build_data_manifest
+
+    listed = load_holdout(str(holdout), CLASSES)
+    training = tmp_path / "train"
+    originals = []
+    for image in listed.images[:3]:  # each holdout image is the re-saved copy of a training photo
+        source = holdout / image.uri[len(listed.uri) + 1 :]
+        original = training / image.label / f"original-{source.stem}.png"
+        original.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(source).convert("RGB").save(original)
+        originals.append(LabeledImage(str(original), image.label))
+    readable, unreadable = fingerprint_all(originals)
+    assert not unreadable
+    manifest_bytes, _ = build_data_manifest(readable, tmp_path)
+    assert manifest_bytes is not None and b"perceptual_hash" in manifest_bytes.splitlines()[0]
+    (tmp_path / "manifest.csv").write_bytes(manifest_bytes)
+    registry = Registry(tmp_path / "store")
+    registry.register(
+        variant(detector, tmp_path / "look", "det-look"), "crack", data_manifest=tmp_path / "manifest.csv"
+    )
+
+    report = run_gate(registry, "crack", "det-look", str(holdout), policy())
+
+    assert report.document["holdout"]["images"] == 57 and report.document["holdout"]["left_out"] == 3
+    note = next(note for note in report.notes if "not graded on" in note)
+    assert "3 file(s)" in note and "looks like training image" in note and "original-" in note
+
+
 def test_a_holdout_image_replaced_after_the_overlap_check_stops_the_gate(tmp_path, detector, holdout, monkeypatch):  # noqa: F811
     """The overlap check hashes the holdout, then the models are scored on it: an image replaced in between (it
     could be a training image, and the champion could be graded on other bytes than the candidate) stops the
     gate, naming it, and no report is stored."""
-    from crack_model.evaluation import gate
 
     copy = tmp_path / "holdout"
     shutil.copytree(holdout, copy)
@@ -103,14 +137,14 @@ def test_a_holdout_image_replaced_after_the_overlap_check_stops_the_gate(tmp_pat
     registry.register(variant(detector, tmp_path / "det", "det-swap"), "crack", data_manifest=manifest)
     listed = load_holdout(str(copy), CLASSES)
     swapped = copy / listed.keys[0]
-    real_check = gate.check_not_in_training
+    real_check = holdout_checks.check_not_in_training
 
     def check_then_swap(*args, **kwargs):
         note = real_check(*args, **kwargs)
         swapped.write_bytes((copy / listed.keys[-1]).read_bytes())  # another holdout photo, in its place
         return note
 
-    monkeypatch.setattr(gate, "check_not_in_training", check_then_swap)
+    monkeypatch.setattr(holdout_checks, "check_not_in_training", check_then_swap)
     with pytest.raises(CrackModelError, match=rf"holdout image \S+{re.escape(listed.keys[0])} changed during the gate"):
         run_gate(registry, "crack", "det-swap", str(copy), policy(), promote=True)
     assert registry.gate_report("crack", "det-swap") is None and registry.aliases("crack").get("champion") is None

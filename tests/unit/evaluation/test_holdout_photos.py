@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 from crack_model.data.labeled import LabeledImage
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer
-from crack_model.evaluation.holdout import check_not_in_training, evaluate_on_holdout, load_holdout
+from crack_model.evaluation.holdout import evaluate_on_holdout, load_holdout
+from crack_model.evaluation.holdout_checks import check_not_in_training
 from crack_model.serving.scorer import load_scorer
 from tests.gate_models import build_detector, variant
 

@@ -1,0 +1,127 @@
+"""What the gate checks about its holdout before it grades a model on it: that it holds none of the candidate's
+training images.
+
+A holdout that shares images with the training data would grade the model on what it learnt from:
+``check_not_in_training`` compares the holdout's bytes (SHA-256) and URIs with the version's
+``data_manifest.csv`` and refuses any overlap (the holdout is the wrong folder). A training photo saved again
+(another JPEG quality, PNG, resized) has other bytes and passes that check: training records each image's
+perceptual hash (dHash, as near-duplicate grouping uses) in the manifest, and ``without_training_lookalikes``
+leaves holdout images with one of those hashes out of grading, named in the report. Left out rather than
+refused: a perceptual hash can also match by chance (two near-featureless patches), and the rest of the holdout
+still grades the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from crack_model.core.concurrency import map_bounded
+from crack_model.core.errors import CrackModelError
+from crack_model.core.imaging import difference_hash, open_image
+from crack_model.evaluation.holdout import (
+    READ_WORKERS,
+    Holdout,
+    holdout_hashes,
+    load_holdout,
+    raise_if_a_class_is_missing,
+    without_label_conflicts,
+)
+
+log = logging.getLogger(__name__)
+
+OVERLAP_EXAMPLES = 3
+
+
+def holdout_for_gate(
+    uri: str, class_names: Sequence[str], training: Sequence[Mapping[str, str]] | None, model: str
+) -> tuple[Holdout, str | None]:
+    """The holdout at ``uri`` as the gate grades on it (without label conflicts and training look-alikes; refused
+    if it holds training images), and a note of what could not be checked (``check_not_in_training``)."""
+    holdout = without_label_conflicts(load_holdout(uri, class_names), class_names)
+    unchecked = check_not_in_training(holdout, training, model)
+    return without_training_lookalikes(holdout, training, class_names), unchecked
+
+
+def check_not_in_training(holdout: Holdout, training: Sequence[Mapping[str, str]] | None, model: str) -> str | None:
+    """Refuse a holdout that shares any image (same bytes, or same URI) with the model's training data.
+
+    Args:
+        training: the rows (uri, label, sha256) of the model's ``data_manifest.csv``; None if it has none.
+        model: the model for the messages, e.g. ``crack version 20261124T195745Z-4a68a5b1``.
+
+    Returns:
+        None when every holdout image was checked, or a note saying what could not be checked.
+
+    Raises:
+        CrackModelError: some holdout images are training images; names how many, a few, and what to do.
+    """
+    if not training:
+        return (
+            f"{model} has no training-data manifest: the gate could not check that the holdout holds no training "
+            "images (register versions with their data_manifest.csv)"
+        )
+    by_hash = {row["sha256"]: row["uri"] for row in training if row.get("sha256")}
+    by_uri = {row["uri"]: row["uri"] for row in training if row.get("uri")}
+    hashes = holdout_hashes(holdout) if by_hash else [""] * len(holdout.keys)
+    shared = [
+        (image.uri, by_hash.get(digest) or by_uri[image.uri])
+        for image, digest in zip(holdout.images, hashes, strict=True)
+        if (digest and digest in by_hash) or image.uri in by_uri
+    ]
+    if shared:
+        examples = "; ".join(f"{held} is training image {trained}" for held, trained in shared[:OVERLAP_EXAMPLES])
+        msg = (
+            f"holdout {holdout.uri} shares {len(shared)} of its {len(holdout.images)} images with the training data "
+            f"of {model} (same bytes or same location; its data_manifest.csv), e.g. {examples}. The gate would grade "
+            "the model on images it learnt from: point the holdout (--holdout, or the DAG's holdout param; default "
+            "<store>/holdout) at images kept out of training, or remove these images from it"
+        )
+        raise CrackModelError(msg)
+    unhashed = sum(1 for row in training if not row.get("sha256"))
+    if unhashed:
+        return (
+            f"{unhashed} of the {len(training)} training images of {model} have no sha256 in its data manifest: "
+            "those were compared with the holdout by location only"
+        )
+    log.info("holdout %s: none of its %d images is among the %d training images of %s", holdout.uri,
+             len(holdout.images), len(training), model)  # fmt: skip
+    return None
+
+
+def without_training_lookalikes(
+    holdout: Holdout, training: Sequence[Mapping[str, str]] | None, class_names: Sequence[str]
+) -> Holdout:
+    """The holdout without images whose perceptual hash is a training image's (kept in ``left_out``, with the
+    training image each looks like). Manifests registered before they kept perceptual hashes check nothing here."""
+    trained = {row["perceptual_hash"]: row["uri"] for row in training or () if row.get("perceptual_hash")}
+    if not trained:
+        return holdout
+
+    def perceptual_hash(key: str) -> str:
+        try:
+            return difference_hash(open_image(holdout.read(key)))
+        except (CrackModelError, OSError):  # unreadable, or changed since first read: scoring reports it
+            return ""
+
+    hashes = map_bounded(perceptual_hash, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-dhash")
+    found = {
+        key: f"looks like training image {trained[digest]} (same perceptual hash: a re-saved or resized copy?)"
+        for key, digest in zip(holdout.keys, hashes, strict=True)
+        if digest in trained
+    }
+    if not found:
+        return holdout
+    kept = [index for index, key in enumerate(holdout.keys) if key not in found]
+    trimmed = replace(
+        holdout,
+        images=[holdout.images[index] for index in kept],
+        slices=[holdout.slices[index] for index in kept],
+        keys=[holdout.keys[index] for index in kept],
+        left_out={**holdout.left_out, **found},
+    )
+    log.warning("%d holdout image(s) look like training images and are not graded on", len(found))
+    raise_if_a_class_is_missing(f"{holdout.uri} (without images that look like training images)", trimmed.images,
+                                class_names)  # fmt: skip
+    return trimmed
