@@ -67,7 +67,7 @@ def build_data_manifest(
                 "split": "",
                 "slice": image.slice,
                 "perceptual_hash": image.perceptual_hash,
-            }  # fmt: skip
+            }
             for image in source
         ]
         with_slice = True
