@@ -147,6 +147,13 @@ def run_registry_promote(args: argparse.Namespace) -> int:
             state = "has no gate report" if report is None else f"was rejected by the gate ({report['decision']})"
             msg = f"version {args.version} {state}: run crack-model gate first, or pass --force to override"
             raise CrackModelError(msg)
+        champion = registry.aliases(args.name).get("champion")
+        if report.get("champion_version") not in (champion, args.version):
+            msg = (
+                f"version {args.version} passed the gate against champion {report.get('champion_version')}, but the "
+                f"champion is {champion} now: run crack-model gate again, or pass --force to override"
+            )
+            raise CrackModelError(msg)
     if args.expected_current is None:
         expected = registry.aliases(args.name).get(args.alias)
     else:
@@ -159,6 +166,7 @@ def run_registry_promote(args: argparse.Namespace) -> int:
         actor=args.actor,
         reason=args.reason,
         run_id=args.run_id,
+        unless_dethroned=args.alias == "champion" and not args.force,  # rolled back: its pass does not bring it back
     )
     if entry is None:
         print(f"{args.name}@{args.alias} already points at {args.version}")

@@ -76,7 +76,8 @@ def roll_back_champion(
             )
             raise CrackModelError(msg)
         try:
-            entry = registry.rollback(name, reason=reason.strip(), actor=actor, run_id=run_id)
+            entry = registry.rollback(name, reason=reason.strip(), actor=actor, run_id=run_id,
+                                      expected_champion=expected_champion)  # fmt: skip
         except RollbackDoneError as done:  # an overlapping try of this run committed between the check and here
             log.info("%s", done)
             return {**done.entry.as_dict(), "already_done": True}

@@ -238,8 +238,12 @@ class AliasOperations(ABC):
         reason: str,
         actor: str,
         run_id: str | None = None,
+        expected_champion: str | None = None,
     ) -> AuditEntry:
         """Point the champion back at the champion before it (as the audit log records).
+
+        ``expected_champion``: the champion the requester saw (default: the one read now), checked on the state the
+        change commits on: a promotion in between must not be what is rolled back.
 
         Raises:
             RollbackDoneError: ``run_id`` rolled back already; checked on the state the change commits on, so
@@ -247,7 +251,7 @@ class AliasOperations(ABC):
         """
         if not reason.strip():
             raise CrackModelError("a rollback needs a reason (it goes into the audit log)")
-        seen = self.aliases(name).get(CHAMPION)
+        seen = expected_champion or self.aliases(name).get(CHAMPION)
 
         def change(state: AliasState) -> AuditEntry:
             history = self._history_of(state)

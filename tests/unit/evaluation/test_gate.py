@@ -398,3 +398,29 @@ def test_a_champion_whose_files_are_gone_fails_the_gate_saying_what_to_do(tmp_pa
                        r"back \(crack_champion_rollback\)"):  # fmt: skip
         run_gate(registry, "crack", trained_model.card.version, str(holdout), policy(), promote=True)
     assert registry.resolve("crack", CHAMPION) == "det-1"
+
+
+def test_registry_promote_takes_only_a_pass_against_the_champion_of_now(tmp_path, detector, holdout):
+    """`registry promote` took any stored pass: one made against an earlier champion, or of a version since rolled
+    back for cause (`crack-model gate --promote` refused both)."""
+    good = variant(detector, tmp_path / "good", "det-3")
+    worse = variant(detector, tmp_path / "worse", "det-2-blind", threshold=1.0)
+    registry = new_registry(tmp_path, detector, good, worse)
+    parser = argparse.ArgumentParser(prog="crack-model")
+    add_registry_commands(parser.add_subparsers(dest="command", required=True))
+
+    def run(*argv: str) -> int:
+        args = parser.parse_args([*argv, "--store", registry.uri])
+        return args.handler(args)
+
+    run_gate(registry, "crack", "det-1", str(holdout), policy(), promote=True)
+    assert run_gate(registry, "crack", "det-3", str(holdout), policy()).champion_version == "det-1"
+    assert run("registry", "promote", "--version", "det-2-blind", "--reason", "drill", "--force") == 0
+    with pytest.raises(CrackModelError, match="against champion det-1, but the champion is det-2-blind now"):
+        run("registry", "promote", "--version", "det-3", "--reason", "gate passed")
+    assert run("registry", "rollback", "--reason", "drill over") == 0
+    assert run("registry", "promote", "--version", "det-3", "--reason", "gate passed") == 0  # det-1 again: it holds
+    assert run("registry", "rollback", "--reason", "missed cracks at site 4") == 0
+    with pytest.raises(CrackModelError, match=r"det-3 was champion until revision \d+ \(rollback"):
+        run("registry", "promote", "--version", "det-3", "--reason", "gate passed")
+    assert registry.resolve("crack") == "det-1"

@@ -117,3 +117,13 @@ def test_overlapping_tries_of_one_run_roll_back_one_version(tmp_path, monkeypatc
     again = roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="manual__1")
     assert again["already_done"] is True and again["to"] == SECOND
     assert Registry(store).aliases("crack").get("champion") == SECOND
+
+
+def test_the_expected_champion_is_checked_on_the_state_the_rollback_commits_on(store):
+    """A promotion between the caller's look and the rollback rolled the new champion back, putting back the one
+    the operator wanted gone: the registry itself now checks the expected champion."""
+    from crack_model.registry.naming import PromotionConflictError
+
+    with pytest.raises(PromotionConflictError, match=f"moved from {FIRST} to {SECOND}"):
+        Registry(store).rollback("crack", reason="bad night", actor="alice", expected_champion=FIRST)
+    assert Registry(store).aliases("crack").get("champion") == SECOND
