@@ -49,6 +49,7 @@ from crack_model.evaluation.gate_checks import (
     slice_floor_checks,
     slice_regression_checks,
     slice_reports,
+    unknown_slice_checks,
     unloadable_runtime,
 )
 from crack_model.evaluation.gate_photo import photo_floor_checks, photo_level_note, photo_level_section
@@ -85,7 +86,7 @@ def decide(
     new, surface_notes = new_surfaces(champion_slices, policy, champion_trained_on, candidate_trained_on)
     checks, notes = overall_floor_checks(candidate, holdout, policy, new)
     notes += surface_notes
-    checks += slice_floor_checks(slices, policy, "slice_floor")
+    checks += slice_floor_checks(slices, policy, "slice_floor") + unknown_slice_checks(slices, policy)
     comparison = None
     if champion is None:
         notes.append("no champion: only the absolute floors apply (no regression check, no paired comparison)")

@@ -20,7 +20,7 @@ from crack_model.evaluation.intervals import (
     point_figures,
     within_noise,
 )
-from crack_model.evaluation.policy import GatePolicy
+from crack_model.evaluation.policy import ALL_SLICES, GatePolicy
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,16 @@ def slice_floor_checks(slices: Mapping[str, Mapping[str, Any]], policy: GatePoli
             else:
                 checks.append(Check(name, "fail", f"slice {slice_name}: {metric} {value:.4f} < {floor}", value, floor))
     return checks
+
+
+def unknown_slice_checks(slices: Mapping[str, Any], policy: GatePolicy) -> list[Check]:
+    """``slice_floor:<name>`` fails for a slice the policy names and the holdout lacks: a misspelled name (site_b for
+    site-b) would otherwise gate nothing, in silence."""
+    missing = sorted(set(policy.slice_floors) - set(slices) - {ALL_SLICES})
+    have = ", ".join(sorted(slices)) or "none"
+    return [Check(f"slice_floor:{name}", "fail", f"the policy sets floors for slice {name!r}, which the holdout does "
+                  f"not have (its slices: {have}): correct the name, or add that slice's images", None, None)
+            for name in missing]  # fmt: skip
 
 
 def regression_checks(candidate: Mapping[str, Any], champion: Mapping[str, Any], policy: GatePolicy) -> list[Check]:

@@ -90,6 +90,12 @@ class GatePolicy:
             raise CrackModelError(f"{source}: unknown key(s) {unknown}; known keys are {sorted(_TOP_LEVEL)}")
         if "policy_version" not in values:
             raise CrackModelError(f"{source}: 'policy_version' is missing; every gate policy is versioned")
+        if not isinstance(values.get("bootstrap") or {}, Mapping):
+            raise CrackModelError(f"{source}: bootstrap must be an object with {sorted(_BOOTSTRAP)}")
+        if not isinstance(values["policy_version"], str | int) or not str(values["policy_version"]).strip():
+            raise CrackModelError(
+                f"{source}: 'policy_version' must be a name or a number, got {values['policy_version']!r}"
+            )
         bootstrap = dict(values.get("bootstrap") or {})
         unknown = sorted(set(bootstrap) - _BOOTSTRAP)
         if unknown:
@@ -105,15 +111,15 @@ class GatePolicy:
                     for name, limits in (values.get("slice_floors") or {}).items()
                 },
                 slice_max_drop={key: float(value) for key, value in (values.get("slice_no_regression") or {}).items()},
-                min_slice_images=int(values.get("min_slice_images", 30)),
-                min_holdout_images=int(values.get("min_holdout_images", 1)),
+                min_slice_images=_whole(values.get("min_slice_images", 30), "min_slice_images", 10**9),
+                min_holdout_images=_whole(values.get("min_holdout_images", 1), "min_holdout_images", 10**9),
                 min_runtime_agreement=float(values.get("min_runtime_agreement", 0.995)),
                 photo_floors={key: float(value) for key, value in (values.get("photo_floors") or {}).items()},
-                bootstrap_resamples=int(bootstrap.get("resamples", 1000)),
+                bootstrap_resamples=_whole(bootstrap.get("resamples", 1000), "bootstrap resamples", 100_000),
                 confidence=float(bootstrap.get("confidence", 0.95)),
-                seed=int(bootstrap.get("seed", 0)),
+                seed=_whole(bootstrap.get("seed", 0), "bootstrap seed", 2**32 - 1),
             )
-        except (TypeError, ValueError, AttributeError) as error:
+        except (TypeError, ValueError, AttributeError, OverflowError) as error:
             raise CrackModelError(f"{source}: {error}") from None
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +146,19 @@ class GatePolicy:
     def floors_for_slice(self, slice_name: str) -> dict[str, float]:
         """Floors that apply to one slice: the "*" floors, overridden by the slice's own."""
         return {**self.slice_floors.get(ALL_SLICES, {}), **self.slice_floors.get(slice_name, {})}
+
+
+def _whole(value: Any, name: str, most: int) -> int:
+    """A count or seed as written: a whole number (2.9 is not 2, true is not 1) from 0 up to ``most``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not value.is_integer())
+    ):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if not 0 <= value <= most:
+        raise ValueError(f"{name} must be from 0 to {most}, got {value!r}")
+    return int(value)
 
 
 def _check_limits(limits: Mapping[str, float], where: str, allowed: tuple[str, ...] = GATED_METRICS) -> None:

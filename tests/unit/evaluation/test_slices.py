@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -311,3 +313,45 @@ def test_a_renamed_slice_holding_the_champions_images_is_not_new():
     assert trained_surfaces(champion, candidate) == ({"(none)", "metu"}, {"metu", "site-b"})
     assert trained_surfaces([{k: v for k, v in row.items() if k != "slice"} for row in champion], candidate) == (
         None, {"metu", "site-b"})  # fmt: skip
+
+
+def test_a_slice_floor_for_a_slice_the_holdout_lacks_fails_naming_the_slices_it_has():
+    """`site_b` for `site-b` in the policy: the candidate was promoted with no slice check, no note."""
+    from types import SimpleNamespace
+
+    from crack_model.data.labeled import LabeledImage
+    from crack_model.evaluation.gate import decide
+
+    policy = GatePolicy.from_dict(
+        {**POLICY, "slice_floors": {"*": {"accuracy": 0.5}, "site_b": {"crack_recall": 0.99}}}
+    )
+    is_crack = np.array([index % 2 == 0 for index in range(100)])
+    labels = ["Positive" if crack else "Negative" for crack in is_crack]
+    holdout = SimpleNamespace(slices=["metu"] * 50 + ["site-b"] * 50, keys=[f"{n}.jpg" for n in range(100)],
+                              images=[LabeledImage(f"/{n}.jpg", label) for n, label in enumerate(labels)])  # fmt: skip
+
+    body = decide(policy, holdout, evaluation_on(is_crack, is_crack.copy(), "cand"), None, [])
+
+    assert body["failed_checks"] == ["slice_floor:site_b"]
+    check = next(check for check in body["checks"] if check["name"] == "slice_floor:site_b")
+    assert "the holdout does not have (its slices: metu, site-b)" in check["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"bootstrap": {"seed": -1}}, "bootstrap seed must be from 0 to 4294967295, got -1"),
+        ({"bootstrap": {"seed": 2.5}}, "bootstrap seed must be a whole number, got 2.5"),
+        ({"bootstrap": "abc"}, "bootstrap must be an object"),
+        ({"bootstrap": {"resamples": 1e12}}, "bootstrap resamples must be from 0 to 100000"),
+        ({"min_slice_images": 2.9}, "min_slice_images must be a whole number, got 2.9"),
+        ({"min_slice_images": True}, "min_slice_images must be a whole number, got True"),
+        ({"min_holdout_images": float("inf")}, "min_holdout_images must be a whole number, got inf"),
+        ({"min_holdout_images": 10**400}, "min_holdout_images must be from 0 to 1000000000"),
+        ({"policy_version": None}, "'policy_version' must be a name or a number, got None"),
+    ],
+)
+def test_policy_numbers_that_would_crash_after_scoring_or_mean_something_else_are_refused(change, said):
+    """A seed of -1 crashed the gate after every model was scored; 2.9 images became 2, true became 1."""
+    with pytest.raises(CrackModelError, match=re.escape(said)):
+        GatePolicy.from_dict({**POLICY, **change}, "p.json")
