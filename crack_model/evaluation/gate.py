@@ -45,6 +45,7 @@ from crack_model.evaluation.gate_checks import (
     misclassified_section,
     model_section,
     overall_floor_checks,
+    refuse_other_classes,
     regression_checks,
     slice_floor_checks,
     slice_regression_checks,
@@ -320,6 +321,8 @@ def _evaluate(
 ) -> GateReport:
     """Score the candidate (every runtime) and the champion, decide, and store the report (with ``notes`` added)."""
     started = utc_now()
+    if champion_version is not None:
+        refuse_other_classes(version_document, opened.read_version(name, champion_version))
     candidate_version = version_document["version"]
     candidate_uri = f"models:/{name}/{candidate_version}"
     reference_scorer = load_scorer(candidate_uri, runtime=REFERENCE_RUNTIME, registry=opened.uri)

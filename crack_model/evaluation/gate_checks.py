@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from crack_model.core.errors import CrackModelError
 from crack_model.evaluation.gate_scope import floor_outcomes, scoped_floor_values
 from crack_model.evaluation.holdout import Evaluation, Holdout
 from crack_model.evaluation.intervals import (
@@ -95,6 +96,22 @@ def slice_floor_checks(slices: Mapping[str, Mapping[str, Any]], policy: GatePoli
             else:
                 checks.append(Check(name, "fail", f"slice {slice_name}: {metric} {value:.4f} < {floor}", value, floor))
     return checks
+
+
+def refuse_other_classes(candidate: Mapping[str, Any], champion: Mapping[str, Any]) -> None:
+    """Before any scoring: a champion with other class names (or another crack class) cannot be graded on the
+    holdout's class folders, which are the candidate's, nor compared with the candidate."""
+    ours, theirs = candidate["card"], champion["card"]
+    if (sorted(ours["class_names"]), ours.get("crack_class")) != (
+        sorted(theirs["class_names"]),
+        theirs.get("crack_class"),
+    ):
+        raise CrackModelError(
+            f"candidate {candidate['version']} has classes {ours['class_names']} (crack: {ours.get('crack_class')}), "
+            f"champion {champion['version']} {theirs['class_names']} (crack: {theirs.get('crack_class')}): the gate "
+            "compares models with the same classes; promote the first of the new classes by hand (registry promote "
+            "--force), after checking it on its holdout"
+        )
 
 
 def unknown_slice_checks(slices: Mapping[str, Any], policy: GatePolicy) -> list[Check]:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, SPLIT_NAME
@@ -72,6 +73,21 @@ def validate_version(version: str) -> str:
         )
         raise CrackModelError(msg)
     return version
+
+
+def version_document_problem(document: dict[str, Any]) -> str | None:
+    """What makes a ``version.json`` unusable (hand-edited, cut short), or None: its card and its files, each with
+    the SHA-256 every copy is checked against; a version without its card and a model file can serve nothing."""
+    card, files = document.get("card"), document.get("files")
+    if not isinstance(card, dict) or not isinstance(card.get("class_names"), list):
+        return "its card, with class_names, is missing"
+    if not isinstance(files, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("sha256"), str) for entry in files.values()
+    ):
+        return "its files, each with a sha256, are missing"
+    if CARD_NAME not in files or not ({MODEL_NAME, *RUNTIME_FILES.values()} & set(files)):
+        return f"its files name no {CARD_NAME} or no model file"
+    return None
 
 
 def file_sha256(path: Path) -> str:

@@ -62,9 +62,11 @@ from crack_model.registry.naming import (
     file_sha256,
     validate_name,
     validate_version,
+    version_document_problem,
 )
 
 log = logging.getLogger(__name__)
+DocumentCheck = Callable[[dict[str, Any]], str | None]  # what makes a document unusable, or None
 
 
 class Registry(AliasOperations):
@@ -150,7 +152,8 @@ class Registry(AliasOperations):
         if manifest_bytes is not None:
             self.store.write(self.version_key(name, version, DATA_MANIFEST), manifest_bytes, content_type="text/csv")
 
-        metrics = _read_metrics(model_dir / "metrics.json")
+        metrics_file = model_dir / "metrics.json"
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
         document = {
             "format_version": FORMAT_VERSION,
             "name": name,
@@ -192,18 +195,19 @@ class Registry(AliasOperations):
             known = ", ".join(self.version_names(name)[-5:]) or "none"
             msg = f"model {name} has no registered version {version} in {self.uri} (latest: {known})"
             raise VersionNotFoundError(msg)
-        return self._document(key)
+        return self._document(key, version_document_problem)
 
-    def _document(self, key: str) -> dict[str, Any]:
-        """A registry JSON document; a damaged one is named, not a traceback."""
+    def _document(self, key: str, problem_of: DocumentCheck = lambda _: None) -> dict[str, Any]:
+        """A registry JSON document; a damaged one (or one ``problem_of`` faults) is named, not a traceback."""
         try:
             document = json.loads(self.store.read(key))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             document = error
         if not isinstance(document, dict):
-            why = document if isinstance(document, ValueError) else "not a JSON object"
-            raise CrackModelError(f"{self.store.url(key)} is damaged ({why}): restore it from a backup")
-        return document
+            why: object = document if isinstance(document, ValueError) else "not a JSON object"
+        elif (why := problem_of(document)) is None:
+            return document
+        raise CrackModelError(f"{self.store.url(key)} is damaged ({why}): restore it from a backup")
 
     def check_serving_files(self, name: str, version: str) -> None:
         """Raise unless the card and every runtime file of the version are in the store at their registered size.
@@ -381,10 +385,6 @@ class Registry(AliasOperations):
         """The runtimes the gate approved for this version, fastest first (None: not gated)."""
         report = self.gate_report(name, version)
         return None if report is None else list(report.get("approved_runtimes") or [])
-
-
-def _read_metrics(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -272,3 +272,19 @@ def test_a_class_left_empty_by_label_conflicts_is_refused(tmp_path):
     (tmp_path / "Negative" / "b.jpg").write_bytes(b"other bytes")
     with pytest.raises(CrackModelError, match=r"without its label conflicts\) has no images of class Positive"):
         without_label_conflicts(load_holdout(str(tmp_path), CLASSES), CLASSES)
+
+
+def test_a_champion_of_other_classes_is_refused_before_any_scoring(tmp_path, detector, holdout, monkeypatch):  # noqa: F811
+    """The champion named its classes no_crack/crack: a ValueError from the metrics, after every model was scored."""
+    from crack_model.evaluation import gate
+
+    other = variant(detector, tmp_path / "other", "old-1", class_names=["no_crack", "crack"], crack_class="crack")
+    registry = new_registry(tmp_path, other, detector)
+    registry.promote("crack", "old-1", expected_current=None, actor="test", reason="the first model")
+    monkeypatch.setattr(
+        gate, "evaluate_on_holdout", lambda *args: pytest.fail("scored before the classes were compared")
+    )
+    with pytest.raises(CrackModelError, match=r"candidate det-1 has classes \['Negative', 'Positive'\] \(crack: "
+                       r"Positive\), champion old-1 \['no_crack', 'crack'\] \(crack: crack\)"):  # fmt: skip
+        run_gate(registry, "crack", "det-1", str(holdout), policy())
+    assert registry.gate_report("crack", "det-1") is None

@@ -417,3 +417,30 @@ def test_a_second_registration_of_one_version_id_with_other_files_uploads_nothin
     assert stored.read_bytes() == b"model a"
     assert registry.register(first, "crack") == "20261207T000000Z-5ame0000"
     assert registry.read_version("crack", "20261207T000000Z-5ame0000")["files"]["model.keras"]["size"] == 7
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda document: document.pop("card"), "its card, with class_names, is missing"),
+        (lambda document: document["card"].update(class_names=None), "its card, with class_names, is missing"),
+        (lambda document: document.update(files=[]), "its files, each with a sha256, are missing"),
+        (lambda document: document["files"]["model.keras"].pop("sha256"), "its files, each with a sha256, are missing"),
+        (lambda document: document["files"].pop("model.json"), "its files name no model.json or no model file"),
+    ],
+)
+def test_a_hand_damaged_version_document_is_named_and_never_rolled_back_to(tmp_path, damage, said):
+    """A version.json without its card or hashes gave KeyError tracebacks, and a rollback made it champion."""
+    registry = Registry(tmp_path / "store")
+    first, _ = registered(registry, tmp_path, "v1", "v2")
+    registry.promote("crack", "v1", expected_current=None, actor="test", reason="first")
+    registry.promote("crack", "v2", expected_current="v1", actor="test", reason="second")
+    marker = tmp_path / "store" / "models" / "crack" / "versions" / first / "version.json"
+    document = json.loads(marker.read_text())
+    damage(document)
+    marker.write_text(json.dumps(document))
+    with pytest.raises(CrackModelError, match=f"version.json is damaged \\({said}\\): restore it from a backup"):
+        registry.read_version("crack", first)
+    with pytest.raises(CrackModelError, match="is damaged"):
+        registry.rollback("crack", reason="bad night", actor="test")
+    assert registry.aliases("crack").get(CHAMPION) == "v2"
