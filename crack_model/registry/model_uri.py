@@ -23,6 +23,7 @@ from pathlib import Path
 from crack_model.core.cache import cache_root
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import CARD_NAME, RUNTIME_FILES
+from crack_model.core.storage import file_uri_path, is_remote
 from crack_model.registry.audit_log import validate_alias
 from crack_model.registry.naming import VERSION_MARKER, file_sha256, validate_name, validate_version
 from crack_model.registry.versions import Registry
@@ -92,10 +93,14 @@ def registered_folder(uri: str) -> tuple[str, str] | None:
     Loaded as a plain folder it would run with its card's runtimes, not the gate's, and unchecked against its
     registered hashes: an export that failed the gate's agreement check would score nights.
     """
-    match = VERSION_FOLDER.match(str(uri).rstrip("/"))
+    text = str(uri)
+    if not is_remote(text):  # det-1/., det-1/../det-1, a link to it, its model.keras: the same folder
+        path = Path(file_uri_path(text) if text.startswith("file://") else text).expanduser()
+        text = os.path.realpath(path.parent if path.is_file() else path)
+    match = VERSION_FOLDER.match(text.rstrip("/"))
     if match is None:
         return None
-    root = match["root"] or "."
+    root = match["root"] or ("/" if text.startswith("/") else ".")
     try:
         registered = Registry(root).exists(match["name"], match["version"])
     except CrackModelError:  # not a store (a path that cannot be one): the folder is loaded as it is

@@ -386,6 +386,9 @@ def test_a_registered_version_loaded_by_its_folder_runs_with_the_gates_runtimes(
     with pytest.raises(RuntimeChoiceError, match="runtime litert-int8 is not approved"):
         load_scorer(folder, "litert-int8", approved_only=True)
     assert load_scorer(str(detector)).runtime.name == "litert-int8"  # an unregistered folder: its card's list
+    (tmp_path / "current").symlink_to(folder)
+    for other_path in (f"{folder}/.", f"{folder}/../det-1", f"{folder}/model.keras", str(tmp_path / "current")):
+        assert load_scorer(other_path).runtime.name == "keras", other_path  # not the card's int8, unchecked
 
 
 def test_a_champion_whose_files_are_gone_fails_the_gate_saying_what_to_do(tmp_path, detector, holdout, trained_model):
