@@ -106,6 +106,16 @@ class AliasOperations(ABC):
         key = join_key(self.model_prefix(name), ALIASES_FILE)
         info = self.store.head(key)
         if info is None:
+            names = [record_key.rsplit("/", 1)[-1] for record_key in self._record_keys(name)]
+            revisions = [parsed[0] for record in names if (parsed := parse_record_name(record))]
+            # Records past revision 1: it was written, and is lost (a fresh state would restart the log at revision
+            # 1, champion None). Revision 1 alone may be the record of a first promotion that died before it.
+            if max(revisions, default=0) >= 2:
+                raise CrackModelError(
+                    f"{self.store.url(key)} is missing, yet models/{name}/{AUDIT_FOLDER}/ records changes up to "
+                    f"revision {max(revisions)}: restore it from a backup, or rebuild it from the newest record; "
+                    "until then nothing is promoted, rolled back or resolved"
+                )
             return AliasState(name, dict.fromkeys(ALIAS_NAMES), 0, None)
         # The ETag is read before the bytes: if the document changes in between, the
         # conditional write against this older ETag fails and the caller re-reads.

@@ -37,6 +37,13 @@ def validate_alias(alias: str) -> str:
     return alias
 
 
+def revision_number(value: object) -> int:
+    """A revision as stored: a JSON whole number from 0 (1e999, 2.5 or "3" in a hand-edited file is damage)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"revision {value!r} is not a whole number from 0")
+    return value
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One change of an alias: who moved it, in which run, when, from where to where, and why.
@@ -69,7 +76,7 @@ class AuditEntry:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AuditEntry:
         return cls(
-            revision=int(values["revision"]),
+            revision=revision_number(values["revision"]),
             event=str(values["event"]),
             alias=str(values["alias"]),
             from_version=values.get("from"),
@@ -136,7 +143,7 @@ class AliasState:
         return cls(
             name=name,
             aliases={alias: stored.get(alias) for alias in ALIAS_NAMES},
-            revision=int(document.get("revision", 0)),
+            revision=revision_number(document.get("revision", 0)),
             etag=etag,
             last=last,
             legacy_history=legacy,

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -444,3 +445,36 @@ def test_a_hand_damaged_version_document_is_named_and_never_rolled_back_to(tmp_p
     with pytest.raises(CrackModelError, match="is damaged"):
         registry.rollback("crack", reason="bad night", actor="test")
     assert registry.aliases("crack").get(CHAMPION) == "v2"
+
+
+def test_a_lost_aliases_document_is_not_taken_for_a_registry_never_promoted(tmp_path):
+    """aliases.json deleted after two promotions: the next promotion was logged as revision 1 "from None" and a
+    rollback found no previous champion, while v2 had been serving."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2", "v3")
+    registry.promote("crack", "v1", expected_current=None, actor="test", reason="first")
+    (tmp_path / "store" / "models" / "crack" / "aliases.json").unlink()
+    assert registry.aliases("crack").get(CHAMPION) is None  # revision 1 alone: maybe a first promotion that died
+    registry.promote("crack", "v1", expected_current=None, actor="test", reason="first, again")
+    registry.promote("crack", "v2", expected_current="v1", actor="test", reason="second")
+    (tmp_path / "store" / "models" / "crack" / "aliases.json").unlink()
+    for attempt in (
+        lambda: registry.promote("crack", "v3", expected_current=None, actor="test", reason="third"),
+        lambda: registry.rollback("crack", reason="bad night", actor="test"),
+        lambda: registry.resolve("crack"),
+    ):
+        with pytest.raises(CrackModelError, match=r"aliases.json is missing, yet models/crack/audit/ records changes "
+                           r"up to revision \d: restore it from a backup"):  # fmt: skip
+            attempt()
+    assert not (tmp_path / "store" / "models" / "crack" / "aliases.json").exists()
+
+
+@pytest.mark.parametrize("revision", ["1e999", "2.5", '"3"', "-1", "true"])
+def test_an_aliases_document_with_an_odd_revision_is_named_not_a_traceback(tmp_path, revision):
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1")
+    registry.promote("crack", "v1", expected_current=None, actor="test", reason="first")
+    aliases = tmp_path / "store" / "models" / "crack" / "aliases.json"
+    aliases.write_text(re.sub(r'"revision": \d+', f'"revision": {revision}', aliases.read_text(), count=1))
+    with pytest.raises(CrackModelError, match="is not a valid aliases document .*is not a whole number from 0"):
+        registry.aliases("crack")
