@@ -476,5 +476,5 @@ def test_an_aliases_document_with_an_odd_revision_is_named_not_a_traceback(tmp_p
     registry.promote("crack", "v1", expected_current=None, actor="test", reason="first")
     aliases = tmp_path / "store" / "models" / "crack" / "aliases.json"
     aliases.write_text(re.sub(r'"revision": \d+', f'"revision": {revision}', aliases.read_text(), count=1))
-    with pytest.raises(CrackModelError, match="is not a valid aliases document .*is not a whole number from 0"):
+    with pytest.raises(CrackModelError, match=r"is not a valid aliases document .*is not a whole number from 0"):
         registry.aliases("crack")
