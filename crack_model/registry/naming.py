@@ -90,6 +90,16 @@ def version_document_problem(document: dict[str, Any]) -> str | None:
     return None
 
 
+def metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The registered summary of a model's metrics.json: its test split's figures (else validation's)."""
+    if metrics is None:
+        return None
+    split = "test" if "test" in metrics else "validation"
+    figures = metrics.get(split) or {}
+    keys = ("crack_recall", "crack_precision", "accuracy", "roc_auc", "images")
+    return {"split": split, **{key: figures.get(key) for key in keys}}
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

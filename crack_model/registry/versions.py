@@ -60,6 +60,7 @@ from crack_model.registry.naming import (
     VersionNotFoundError,
     default_actor,
     file_sha256,
+    metrics_summary,
     validate_name,
     validate_version,
     version_document_problem,
@@ -169,7 +170,7 @@ class Registry(AliasOperations):
             "files": recorded,
             "data_manifest": manifest_summary,
             "drift_reference": DRIFT_REFERENCE if DRIFT_REFERENCE in files else None,
-            "metrics": _metrics_summary(metrics),
+            "metrics": metrics_summary(metrics),
             "started_from": (metrics or {}).get("started_from"),  # the model whose head training started from
         }
         try:
@@ -263,7 +264,10 @@ class Registry(AliasOperations):
                               "gate_decision": gate.get("decision") if gate else None,
                               "approved_runtimes": None if gate is None else list(gate.get("approved_runtimes") or []),
                               "metrics": document.get("metrics")})  # fmt: skip
-        return summaries
+        missing = sorted(set(pointing) - {summary["version"] for summary in summaries})  # what nights would resolve
+        return summaries + [{"version": version, "aliases": sorted(pointing[version]),
+                             "problem": f"{'/'.join(pointing[version])} points at it, and it has no version.json: "
+                             "restore the version, or roll back"} for version in missing]  # fmt: skip
 
     def show(self, name: str, version: str) -> dict[str, Any]:
         """Everything known about one version: version.json, its aliases, its gate decision."""
@@ -385,15 +389,6 @@ class Registry(AliasOperations):
         """The runtimes the gate approved for this version, fastest first (None: not gated)."""
         report = self.gate_report(name, version)
         return None if report is None else list(report.get("approved_runtimes") or [])
-
-
-def _metrics_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
-    if metrics is None:
-        return None
-    split = "test" if "test" in metrics else "validation"
-    figures = metrics.get(split) or {}
-    keys = ("crack_recall", "crack_precision", "accuracy", "roc_auc", "images")
-    return {"split": split, **{key: figures.get(key) for key in keys}}
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:

@@ -478,3 +478,19 @@ def test_an_aliases_document_with_an_odd_revision_is_named_not_a_traceback(tmp_p
     aliases.write_text(re.sub(r'"revision": \d+', f'"revision": {revision}', aliases.read_text(), count=1))
     with pytest.raises(CrackModelError, match=r"is not a valid aliases document .*is not a whole number from 0"):
         registry.aliases("crack")
+
+
+def test_registry_list_shows_a_champion_whose_version_is_gone(tmp_path):
+    """The champion's folder removed: the listing showed no champion anywhere, yet nights resolved it and failed."""
+    import shutil
+
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2")
+    registry.promote("crack", "v2", expected_current=None, actor="test", reason="first")
+    shutil.rmtree(tmp_path / "store" / "models" / "crack" / "versions" / "v2")
+    listing = registry.list_versions("crack")
+    assert [entry["version"] for entry in listing] == ["v1", "v2"]
+    assert (
+        listing[1]["aliases"] == ["champion"]
+        and "champion points at it, and it has no version.json" in (listing[1]["problem"])
+    )
