@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, only when missing:
-#   docker-compose (validates docker/docker-compose.yml) and chromium (headless screenshots).
+#   docker-compose (validates docker/docker-compose.yml), chromium (headless screenshots), and PostgreSQL and
+#   Redis (the distributed CeleryExecutor test; scripts/ensure-services.sh starts them).
 # Idempotent and quiet: prints one line, exits 0 when everything is already present.
 set -euo pipefail
 
@@ -8,15 +9,17 @@ set -euo pipefail
 declare -A PACKAGES=(
     [docker-compose]=docker-compose
     [chromium]=chromium
+    [pg_isready]=postgresql
+    [redis-server]=redis-server
 )
 
 missing=()
-for cmd in docker-compose chromium; do
+for cmd in docker-compose chromium pg_isready redis-server; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "system-deps: docker-compose and chromium already present"
+    echo "system-deps: docker-compose, chromium, postgresql and redis-server already present"
     exit 0
 fi
 

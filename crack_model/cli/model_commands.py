@@ -327,7 +327,7 @@ def add_export_command(commands: Any) -> None:
         "export",
         help="export a model to LiteRT fp32 and int8 and check agreement with Keras",
         description="Write model_fp32.tflite and model_int8.tflite (calibrated on training images) into the "
-        "model folder; approve those whose labels agree with Keras on >= 99.5%% of the validation split.",
+        "model folder; approve those whose labels agree with Keras on >= 99.5% of the validation split.",
     )
     export.add_argument("--model", required=True, type=Path, help="local model folder with model.keras and split.csv")
     export.set_defaults(handler=run_export)

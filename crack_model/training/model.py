@@ -51,17 +51,17 @@ def build_base(data_config: DataConfig, model_config: ModelConfig) -> keras.Mode
             weights=weights,
             name=BASE_NAME,
         )
-    except (ValueError, OSError) as error:
-        if weights not in (None, "imagenet"):
-            msg = (
-                f"weights file {weights} does not fit MobileNetV2 (alpha={model_config.alpha}, no top): "
-                f"{str(error).splitlines()[0][:200]}"
-            )
-            raise CrackModelError(msg) from None
-        if weights == "imagenet":
+    except Exception as error:
+        if weights == "imagenet":  # offline, Keras's download raises a bare Exception ("URL fetch failure ...")
             msg = (
                 f"could not get the ImageNet weights for MobileNetV2 ({str(error).splitlines()[0][:200]}); "
                 "offline, pass --weights PATH to a local copy of the no-top .h5 file"
+            )
+            raise CrackModelError(msg) from None
+        if weights is not None and isinstance(error, ValueError | OSError):
+            msg = (
+                f"weights file {weights} does not fit MobileNetV2 (alpha={model_config.alpha}, no top): "
+                f"{str(error).splitlines()[0][:200]}"
             )
             raise CrackModelError(msg) from None
         raise

@@ -197,3 +197,16 @@ def test_each_set_of_pooled_layers_has_its_own_key_and_bad_names_are_refused_bef
     assert ModelConfig(pooled_layers=["block_6_expand_relu"]).pooled_layers == ("block_6_expand_relu",)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sequence of layer names"):
         ModelConfig(pooled_layers="block_6_expand_relu")  # type: ignore[arg-type]
+
+
+def test_imagenet_weights_that_cannot_be_fetched_are_one_line_saying_what_to_do(monkeypatch):
+    """Offline, Keras's download raised a bare Exception: 60 lines of traceback, and the DAG retried twice."""
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...no_top.h5: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(CrackModelError, match=r"could not get the ImageNet weights for MobileNetV2 \(URL fetch failure"
+                       r".*offline, pass --weights PATH"):  # fmt: skip
+        build_classifier(SMALL, ModelConfig(weights="imagenet"))
