@@ -52,6 +52,42 @@ def sixteen_bit_png() -> bytes:
     return encode(Image.fromarray(pixels), "PNG")
 
 
+def sixteen_bit_colour_png(samples: np.ndarray) -> bytes:
+    """(H, W, 3) uint16 samples as a 16-bit RGB PNG, each row with the Sub filter (Pillow writes no such PNG)."""
+    height, width, _ = samples.shape
+    rows = []
+    for row in samples.astype(">u2"):
+        raw = np.frombuffer(row.tobytes(), dtype=np.uint8).astype(np.int16)
+        rows.append(b"\x01" + ((raw - np.r_[np.zeros(6, np.int16), raw[:-6]]) % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def sixteen_bit_colour_tiff(samples: np.ndarray) -> bytes:
+    """(H, W, 3) uint16 samples as an uncompressed little-endian 16-bit RGB TIFF in one strip."""
+    height, width, _ = samples.shape
+    pixels = samples.astype("<u2").tobytes()
+    entries = [(256, 4, width), (257, 4, height), (258, 3, None), (259, 3, 1), (262, 3, 2), (273, 4, None),
+               (277, 3, 3), (278, 4, height), (279, 4, len(pixels)), (284, 3, 1)]  # fmt: skip
+    depths = 8 + 2 + 12 * len(entries) + 4
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        count = 3 if tag == 258 else 1
+        value = depths if tag == 258 else depths + 6 if tag == 273 else value
+        packed = struct.pack("<HH", value, 0) if kind == 3 and count == 1 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, kind, count) + packed
+    return out + struct.pack("<I", 0) + struct.pack("<HHH", 16, 16, 16) + pixels
+
+
 def exif_rotated_jpeg(orientation: int = 6) -> bytes:
     """A 64x48 JPEG whose EXIF says 'rotate 90 degrees clockwise to display' (orientation 6)."""
     exif = Image.Exif()

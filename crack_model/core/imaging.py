@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
-from crack_model.core import heif
+from crack_model.core import deep_colour, heif
 from crack_model.core.decoder_costs import check_decoder, decoder_bytes, more_frames
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.file_signatures import ACCEPTED, PNG_SIGNATURE, jpeg_frame, png_refusal, raw_refusal, refusal
@@ -44,7 +44,6 @@ DEFAULT_MAX_PIXELS = 80_000_000
 # Pillow's names. MPO is what Pillow calls the JPEGs of cameras that embed a second picture; HEIF is HEIC, what
 # iPhones save. AVIF is not accepted: libavif decodes the whole AV1 frame whatever size the header gives.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "BMP", "GIF", heif.FORMAT)
-
 # Formats whose decoder can shrink while decoding (DCT scaling).
 DRAFT_FORMATS = ("JPEG", "MPO")
 # Modes resampled before conversion to RGB; others are converted first (palette images cannot be
@@ -319,8 +318,7 @@ def open_image(
         if scale > 1:
             image.draft(None, target)
             check_pixels(width, height, max_pixels, decoded=image.size)  # what draft() set up: checked, not assumed
-        load(image)
-        image = to_8bit(image)
+        image = to_8bit(load(image, data))
         if stored is not None and image.size != stored:
             if image.mode not in RESIZED_AS_DECODED:
                 # Alpha is dropped before resampling, as for an image scored at full size.
@@ -331,10 +329,13 @@ def open_image(
         return to_rgb(image)
 
 
-def load(image: Image.Image) -> None:
-    """Decode an opened image's pixels, inside ``decode_errors`` (libheif's RuntimeErrors are reasons too)."""
+def load(image: Image.Image, data: bytes) -> Image.Image:
+    """An opened image of ``data`` decoded, a 16-bit colour one at its samples' depth (deep_colour.py); inside
+    ``decode_errors`` (libheif's RuntimeErrors are reasons too)."""
+    deep = deep_colour.sixteen_bit_colour(image)
     with heif.library_errors(image.format == heif.FORMAT):
         image.load()
+    return deep_colour.at_its_depth(image, data) if deep else image
 
 
 def _reduction_within(image: Image.Image, max_pixels: int) -> tuple[int, int] | None:
@@ -395,6 +396,5 @@ def difference_hash(image: Image.Image, hash_size: int = 8) -> str:
     """Perceptual dHash: near-identical images (re-encoded, resized) get the same value."""
     small = image.convert("L").resize((hash_size + 1, hash_size), Image.Resampling.BILINEAR)
     pixels = np.asarray(small, dtype=np.int16)
-    bits = (pixels[:, 1:] > pixels[:, :-1]).flatten()
-    value = int("".join("1" if bit else "0" for bit in bits), 2)
+    value = int("".join("1" if bit else "0" for bit in (pixels[:, 1:] > pixels[:, :-1]).flatten()), 2)
     return f"{value:0{hash_size * hash_size // 4}x}"

@@ -43,7 +43,7 @@ def to_8bit(image: Image.Image) -> Image.Image:
     16-bit values are shifted right by 8, or by 4 (6) when no value exceeds 12 (14) bits: a camera's 12-bit data
     in a 16-bit file (0..4095) shifted by 8 came out almost black, and 11 of 20 crack photos were missed. The
     depth is snapped to a camera's 12, 14 or 16 bits, so a dark frame stays dark. 32-bit ones are scaled from
-    0..65535 (or 0..255 when no value exceeds 255).
+    0..65535 (or 0..255 when no value exceeds 255, or 0..1 for a float image whose values do not exceed 1).
     A band of rows at a time, in uint16 or float32: never a float64 copy.
     """
     if image.mode not in (*SIXTEEN_BIT_MODES, "I", "F"):
@@ -64,7 +64,9 @@ def to_8bit(image: Image.Image) -> Image.Image:
         highest = float(image.getextrema()[1])  # type: ignore[arg-type]
         if not math.isfinite(highest):  # NaN ("no data") or inf hides the range: the largest finite value
             highest = max((float(band[np.isfinite(band)].max(initial=0)) for _, band in bands()), default=0.0)
-        scale = 255.0 / (65535.0 if highest > 255 else 255.0)
+        # Float images hold 0..1 by convention (0..0 in 8 bits: 30 of 30 crack photos missed), else 0..255.
+        unit = image.mode == "F" and highest <= 1.0
+        scale = 255.0 / (65535.0 if highest > 255 else 1.0 if unit else 255.0)
     grey = np.empty((height, width), dtype=np.uint8)
     for top, band in bands():
         if sixteen:

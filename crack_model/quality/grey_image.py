@@ -84,8 +84,7 @@ def decode_grey(data: bytes, tiles: TileConfig, max_pixels: int) -> np.ndarray:
                 check_intact(data)  # CMYK: Pillow decodes it, so libjpeg is asked first
             elif (grey := decode_grey_jpeg(data, image.size)) is not None:
                 image = Image.fromarray(grey)
-        load(image)
-        gray = to_grey(image)
+        gray = to_grey(load(image, data))
         if gray.size != scaled:
             gray = gray.resize(scaled, Image.Resampling.BILINEAR)
         return np.asarray(gray, dtype=np.uint8)
