@@ -47,7 +47,8 @@ def unexpected_failure(error: BaseException) -> str:
 
 
 # S3's answers that mean "not now" rather than "not this object" (besides any 5xx).
-_BUSY_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded"})
+# HTTP statuses of "not now": 5xx, and 429 Too Many Requests whatever code comes with it.
+_BUSY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def store_did_not_answer(error: BaseException) -> bool:
@@ -61,6 +62,12 @@ def store_did_not_answer(error: BaseException) -> bool:
     if isinstance(error, unanswered):
         return True
     if isinstance(error, boto.ClientError):
+        from botocore.retries import standard
+
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return status in (500, 502, 503, 504) or error.response.get("Error", {}).get("Code") in _BUSY_CODES
+        # The throttling and transient codes botocore itself retries (RequestThrottled, BandwidthLimitExceeded,
+        # PriorRequestNotComplete, ...): each was taken for a refused object, and good photos were never scored.
+        context = standard.RetryContext(attempt_number=1, parsed_response=error.response)
+        checkers = (standard.ThrottledRetryableChecker(), standard.TransientRetryableChecker())
+        return status in _BUSY_STATUSES or any(checker.is_retryable(context) for checker in checkers)
     return False

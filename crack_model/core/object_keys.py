@@ -95,7 +95,7 @@ def validate_key(key: str) -> str:
         raise CrackModelError(f"invalid object key {key!r}: '.' and '..' segments could escape the store")
     if any(part == "" for part in parts):
         raise CrackModelError(f"invalid object key {key!r}: empty path segment ('//')")
-    size = len(normal.encode("utf-8"))
+    size = len(key.encode("utf-8"))  # as S3 stores it: NFC can grow a name (U+0958 decomposes), not the key
     if size > MAX_KEY_BYTES:
         msg = f"invalid object key {key[:60]!r}...: it is {size} UTF-8 bytes, the limit is {MAX_KEY_BYTES}; shorten it"
         raise CrackModelError(msg)

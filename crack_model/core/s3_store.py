@@ -29,6 +29,12 @@ from crack_model.core.object_keys import (
     validate_key,
 )
 
+# Per attempt: a connection within 10 s, and no 20 s without a byte of the answer (a big object streams on);
+# 6 attempts with botocore's backoff give up on a stalled object in about 2.5 minutes.
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 20
+MAX_ATTEMPTS = 6
+
 
 class S3Store:
     """A bucket and key prefix on S3 or an S3-compatible store (MinIO, Ceph, ...).
@@ -70,8 +76,13 @@ class S3Store:
                 from botocore.config import Config
 
                 options = self._client_options
+                # A stalled answer is given up on in CONNECT/READ seconds per attempt, not botocore's 60: with 9
+                # attempts one stalled GET held its object, and every row after it, for 9 minutes; a few dozen
+                # outlasted validate_batch's 30-minute timeout on every try, and the batch got no rows at all.
                 config = Config(
-                    retries={"mode": "standard", "max_attempts": 8},
+                    retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+                    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                    read_timeout=READ_TIMEOUT_SECONDS,
                     max_pool_connections=options["max_pool_connections"],
                 )
                 session = self.session if self.session is not None else boto3.session.Session()

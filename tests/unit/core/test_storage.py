@@ -189,3 +189,37 @@ def test_an_s3_body_cut_short_or_corrupted_is_a_read_error_not_other_bytes(monke
         store.client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_stalled_answer_is_given_up_on_as_the_store_not_answering(monkeypatch):
+    """With botocore's 60 s per attempt and 9 attempts, one stalled GET held its object (and every row after it)
+    for 9 minutes. Here a server that accepts and never answers, with the attempt shortened to 1 s."""
+    import socket
+
+    from crack_model.core import s3_store
+    from crack_model.core.errors import store_did_not_answer
+
+    assert (s3_store.CONNECT_TIMEOUT_SECONDS, s3_store.READ_TIMEOUT_SECONDS, s3_store.MAX_ATTEMPTS) == (10, 20, 6)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setattr(s3_store, "READ_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(s3_store, "MAX_ATTEMPTS", 2)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{silent.getsockname()[1]}", region_name="us-east-1")
+    assert store.client.meta.config.read_timeout == 1 and store.client.meta.config.connect_timeout == 10
+    try:
+        with pytest.raises(Exception) as stalled:
+            store.client.get_object(Bucket="bucket", Key="photo.jpg")
+    finally:
+        silent.close()
+    assert type(stalled.value).__name__ == "ReadTimeoutError" and store_did_not_answer(stalled.value)
+
+
+def test_a_key_is_measured_as_given_not_as_its_composed_form():
+    """200 x U+0958 is 600 UTF-8 bytes and grows to 1,200 in NFC: S3 served it, and it was refused as over 1,024."""
+    key = "incoming/b/" + "\u0958" * 200 + ".jpg"
+    assert len(key.encode()) < 1024 < len(validate_key(key).encode())
+    with pytest.raises(CrackModelError, match="it is 1025 UTF-8 bytes, the limit is 1024"):
+        validate_key("k" * 1025)

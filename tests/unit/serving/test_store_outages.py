@@ -76,7 +76,13 @@ def test_on_the_last_try_an_object_the_store_did_not_answer_is_an_error_row(tmp_
         ("ConnectionError", True),
         (("SlowDown", 503), True),
         (("InternalError", 500), True),
+        (("TooManyRequests", 429), True),  # these five were taken for refused objects: never scored
+        (("RequestThrottled", 400), True),
+        (("BandwidthLimitExceeded", 400), True),
+        (("PriorRequestNotComplete", 400), True),
+        (("RequestTimeoutException", 400), True),
         (("NotImplemented", 501), False),
+        (("ExpiredToken", 400), False),
         (("AccessDenied", 403), False),
         (("NoSuchKey", 404), False),
         ("ValueError", False),
