@@ -211,9 +211,25 @@ def judge(
         if drift_report.get("drifted") and thresholds.fail_on_drift:
             reasons.append(f"no_drift: {drift_report.get('note')}")
     if reasons:
-        return FAILED, reasons, [], checks
+        return FAILED, [*reasons, *_unread_note(objects)], [], checks
     quarantined = [{"key": key, "reasons": offending[key]} for key in sorted(offending)]
     return (PASSED_WITH_QUARANTINE if quarantined else PASSED), [], quarantined, checks
+
+
+def _unread_note(objects: pd.DataFrame) -> list[str]:
+    """A failed batch's objects the store did not serve (refused, an outage on the last try): the "decodes" reason
+    says to check the upload tool and the camera, when the store's permissions or health are what to check."""
+    if "decode_error" not in objects:
+        return []
+    unread = objects[objects["decode_error"].astype(str).str.startswith("cannot read:")]
+    if unread.empty:
+        return []
+    first = unread.iloc[0]
+    return [
+        f"store: {len(unread)} of {len(objects)} objects could not be read from the store (e.g. "
+        f"{shown_key(str(first['key']))}: {str(first['decode_error'])[:200]}): not the upload's or the camera's "
+        "fault; check the store's permissions (a KMS key?) and health, then validate the batch again"
+    ]
 
 
 def validate_profile(

@@ -716,3 +716,28 @@ def test_profiling_fetches_with_the_threads_the_store_is_worth(tmp_path, monkeyp
     profile.profile_batch(str(tmp_path), "b1")
     assert fetching == [2, 5, 2]
     assert ProfileConfig().for_store(open_store("s3://bucket/pre/fix")).workers == 8
+
+
+def test_objects_the_store_refused_are_named_as_the_stores_not_the_cameras(tmp_path, real_files, monkeypatch):
+    """AccessDenied on 3 of 20 (an SSE-KMS key the worker may not use): the batch's reason told the operator to
+    check the upload tool and the camera's export settings."""
+    from crack_model.core.local_store import LocalStore
+
+    batch = tmp_path / "store" / "incoming" / "b1"
+    batch.mkdir(parents=True)
+    for path in mixed(real_files, 20):
+        (batch / path.name).write_bytes(path.read_bytes())
+    denied = sorted(path.name for path in batch.iterdir())[:3]
+    real_read = LocalStore.read
+
+    def read(self, key, *args, **kwargs):
+        if key.rsplit("/", 1)[-1] in denied:
+            raise PermissionError(f"AccessDenied: {key}")
+        return real_read(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "read", read)
+    outcome = validate_batch(str(tmp_path / "store"), "b1")
+    assert outcome.outcome == FAILED
+    store_reason = next(reason for reason in outcome.reasons if reason.startswith("store: "))
+    assert "3 of 20 objects could not be read from the store" in store_reason and "AccessDenied" in store_reason
+    assert "check the store's permissions (a KMS key?) and health" in store_reason
