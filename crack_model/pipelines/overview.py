@@ -136,10 +136,16 @@ def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, An
     drift = (outcome or {}).get("drift") or {}
     psi = drift.get("psi") or {}
 
-    if complete:
+    # Uploads after validation or replaced since: the workflow validates and scores it again (awaits_revalidation).
+    unsettled = int((summary or {}).get("late_objects") or 0) + int(
+        ((summary or {}).get("status_counts") or {}).get("changed") or 0
+    )
+    if complete and not unsettled:
         state = "scored"
     elif outcome is not None and outcome.get("outcome") == "failed":
         state = "failed validation"
+    elif complete:
+        state = "awaiting revalidation"
     elif _has_objects(reader, layout.results_key(batch_id)):
         state = "scoring"  # shards have written parts, the batch is not finalised yet
     elif outcome is not None:
@@ -181,6 +187,7 @@ def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, An
         "uploads_truncated": uploads_truncated,
         "quarantined": counts.get("quarantined"),
         "status_counts": (summary or {}).get("status_counts"),
+        "late_objects": (summary or {}).get("late_objects"),
         "label_counts": (summary or {}).get("label_counts"),
         "cracks": (summary or {}).get("cracks"),
         "crack_rate": (summary or {}).get("crack_rate"),

@@ -759,3 +759,50 @@ def test_an_unreadable_audit_log_costs_the_rollback_form_not_the_page(client, mo
     assert response.status_code == 200 and f'id="champion-version">{CHAMPION}<' in response.text
     assert 'id="rollback-problem"' in response.text and "disagrees with its aliases" in response.text
     assert 'id="rollback-submit"' not in response.text
+
+
+@contextmanager
+def _a_batch_like_the_scored_one(store: LocalStore, batch_id: str, summary: dict, outcome: str) -> Iterator[None]:
+    """``batch_id``: the scored batch's documents, ``summary`` changed, of that validation outcome; removed after."""
+    import json
+    import shutil
+
+    for folder in ("results", "validation"):
+        shutil.copytree(store.root / folder / SCORED, store.root / folder / batch_id)
+    changed = {f"results/{batch_id}/summary.json": {**summary, "batch_id": batch_id},
+               f"validation/{batch_id}/outcome.json": {"batch_id": batch_id, "outcome": outcome}}  # fmt: skip
+    for key, changes in changed.items():
+        document = json.loads(store.read(key))
+        store.write(key, json.dumps({**document, **changes}).encode())
+    try:
+        yield
+    finally:
+        for folder in ("results", "validation"):
+            shutil.rmtree(store.root / folder / batch_id)
+
+
+def test_a_batch_whose_every_row_errored_is_not_said_to_hold_no_crack(client, store):
+    """Five error rows, nothing looked at: the page said "No crack found in this batch" under a green badge."""
+    summary = {"status_counts": {"error": 5}, "label_counts": {}, "cracks": 0, "crack_rate": None}
+    rows = "".join(f"incoming/all-errors/p{n}.jpg,error,cannot read: gone,,\n" for n in range(5))
+    with _a_batch_like_the_scored_one(store, "all-errors", summary, "passed"), client.as_user("viewer") as session:
+        store.write(
+            "results/all-errors/predictions.csv", ("key,status,error,label,crack_probability\n" + rows).encode()
+        )
+        page = session.get("/batches/all-errors").text
+    assert "No crack found" not in page
+    assert "Nothing in this batch could be scored (5 errors): no photo was looked at" in page
+
+
+def test_a_scored_batch_with_late_or_replaced_uploads_shows_them_and_can_be_released(client, store):
+    """Late and replaced uploads were in no count, the batch read "scored", and once its revalidation failed the
+    release was refused with 409: the batch was held every night for good."""
+    summary = {"status_counts": {"ok": 1, "error": 1, "quarantined": 1, "changed": 2}, "late_objects": 3}
+    with _a_batch_like_the_scored_one(store, "late-ones", summary, "passed"), client.as_user("op") as session:
+        waiting = session.get("/batches/late-ones", headers={"Cookie": f"_token={SESSION}"}).text
+        overview = session.get("/?limit=100").text
+    assert "awaiting revalidation" in waiting and "· 2 changed · 3 late" in waiting and "No crack found" not in waiting
+    assert "2 changed</div>" in overview and "3 late</div>" in overview
+    with _a_batch_like_the_scored_one(store, "late-ones", summary, "failed"), client.as_user("op") as session:
+        held = session.get("/batches/late-ones", headers={"Cookie": f"_token={SESSION}"}).text
+    assert 'id="release-form"' in held and 'name="batch_id" value="late-ones"' in held
