@@ -17,6 +17,7 @@ kept as they are (the pages do not read them). The documents with a typed defini
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -39,7 +40,15 @@ class Value:
     def fits(self, value: Any) -> bool:
         if isinstance(value, bool):  # Python counts a bool as an int; JSON does not count true as 1
             return bool in self.types or object in self.types
+        if object not in self.types and isinstance(value, int | float) and not _showable(value):
+            return False
         return isinstance(value, self.types)
+
+
+def _showable(number: int | float) -> bool:
+    """A number the pages can format: Infinity or an integer of 400 digits (JSON allows both) raised OverflowError
+    in the page's filters and took the whole page down. NaN formats (as "nan") and is kept."""
+    return abs(number) <= 2**63 if isinstance(number, int) else not math.isinf(number)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,13 @@ CASES = {
     "training metrics is a string": (VERSION, update(metrics="x"), "metrics", gate_intact),
     "photo calibration count is a string": (VERSION, in_card("photo_calibration", clean_mosaics="many"),
                                             "card.photo_calibration.clean_mosaics", gate_intact),
+    # JSON numbers the page filters could not format (OverflowError): pages answered 500.
+    "a drift threshold of 400 digits": (OUTCOME, in_section("drift", threshold=10**400), "drift.threshold",
+                                        scored_batch_intact),
+    "throughput is Infinity": (SUMMARY, update(throughput_images_per_second=float("inf")),
+                               "throughput_images_per_second", validation_intact),
+    "bootstrap confidence is Infinity": (GATE, in_section("policy", bootstrap={"confidence": float("inf")}),
+                                         "policy.bootstrap.confidence", lineage_intact),
 }  # fmt: skip
 
 
