@@ -53,5 +53,9 @@ class StoreReader:
     def note(self, problem: str) -> None:
         if problem in self.problems:  # a page may read a document twice: its problem is one line
             return
-        log.warning("ops overview: %s", problem)
+        # Keys and names in it are anyone's: a line break in one would forge a log line of its own.
+        log.warning(
+            "ops overview: %s",
+            problem.encode("unicode_escape").decode("ascii") if not problem.isprintable() else problem,
+        )
         self.problems.append(problem)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from crack_ops.ops_actions import add_action_routes, offered_actions
@@ -47,6 +47,11 @@ from crack_ops.ops_security import SecurityHeaders, crack_reader_dependency, pag
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/crack-ops"
+# A model name as the registry takes it (registry.naming.validate_name); anything else is refused (422) before it
+# reaches a store key or a log line.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MODEL_NAME = Query("crack", pattern=NAME_PATTERN)
+MODEL_PATH_NAME = Path(pattern=NAME_PATTERN)
 STORE_ENVIRONMENT = "AIRFLOW_VAR_CRACK_STORE"
 # An open store (its boto3 session and connection pool) is reused this long; then the connection is read again.
 STORE_REUSE_SECONDS = 300
@@ -133,7 +138,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/overview")
     def api_overview(
-        limit: int = Query(20, ge=1, le=200), runs: int = Query(5, ge=0, le=100), name: str = "crack"
+        limit: int = Query(20, ge=1, le=200), runs: int = Query(5, ge=0, le=100), name: str = MODEL_NAME
     ) -> dict[str, Any]:
         """Champion, candidates, recent batches and nightly runs as JSON (links are store keys)."""
         from crack_model.pipelines.overview import overview
@@ -141,7 +146,7 @@ def create_app() -> FastAPI:
         return _read(lambda store: overview(store, name, limit, runs=runs))
 
     @app.get("/api/history")
-    def api_history(nights: int = Query(14, ge=1, le=366), name: str = "crack") -> dict[str, Any]:
+    def api_history(nights: int = Query(14, ge=1, le=366), name: str = MODEL_NAME) -> dict[str, Any]:
         """One point per nightly run (volume, rates, throughput, drift, champion), oldest first."""
         from crack_model.pipelines.history import history
 
@@ -153,7 +158,7 @@ def create_app() -> FastAPI:
         user: Any = logged_in,
         limit: int = Query(20, ge=1, le=200),
         nights: int = Query(14, ge=1, le=366),
-        name: str = "crack",
+        name: str = MODEL_NAME,
     ) -> HTMLResponse:
         """The operators' page."""
         from crack_model.pipelines.history import history
@@ -165,23 +170,23 @@ def create_app() -> FastAPI:
         return render("ops.html", "", data=data, trends=trends, charts=trend_charts(trends), actions=offered)
 
     @app.get("/api/batches/{batch_id}")
-    def api_batch(batch_id: str, name: str = "crack") -> dict[str, Any]:
+    def api_batch(batch_id: str, name: str = MODEL_NAME) -> dict[str, Any]:
         """One batch in detail as JSON."""
         return _batch(batch_id, name)
 
     @app.get("/batches/{batch_id}", response_class=HTMLResponse)
-    def batch_page(request: Request, batch_id: str, user: Any = logged_in, name: str = "crack") -> HTMLResponse:
+    def batch_page(request: Request, batch_id: str, user: Any = logged_in, name: str = MODEL_NAME) -> HTMLResponse:
         """One batch: summary, validation, cracks with their overlays, quarantine; the release form for operators."""
         data = _batch(batch_id, name)
         return render("batch.html", "../", data=data, actions=actions(request, user, name, None))
 
     @app.get("/api/models/{name}/{version}")
-    def api_model(name: str, version: str) -> dict[str, Any]:
+    def api_model(version: str, name: str = MODEL_PATH_NAME) -> dict[str, Any]:
         """One model version in detail as JSON."""
         return _model(name, version)
 
     @app.get("/models/{name}/{version}", response_class=HTMLResponse)
-    def model_page(request: Request, name: str, version: str, user: Any = logged_in) -> HTMLResponse:
+    def model_page(request: Request, version: str, user: Any = logged_in, name: str = MODEL_PATH_NAME) -> HTMLResponse:
         """One model version: lineage, gate, approved runtimes, promotion audit; the champion's rollback form."""
         data = _model(name, version)
         champion = version if "champion" in (data.get("aliases") or []) else None

@@ -806,3 +806,25 @@ def test_a_scored_batch_with_late_or_replaced_uploads_shows_them_and_can_be_rele
     with _a_batch_like_the_scored_one(store, "late-ones", summary, "failed"), client.as_user("op") as session:
         held = session.get("/batches/late-ones", headers={"Cookie": f"_token={SESSION}"}).text
     assert 'id="release-form"' in held and 'name="batch_id" value="late-ones"' in held
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/?name=crack%0D%0ACRITICAL%20forged", "/api/overview?name=..%2Fx", "/api/history?name=a%0Ab",
+     f"/batches/{SCORED}?name=%3Cb%3E", "/api/models/cr%0Aack/v1", "/models/..x/v1"],
+)  # fmt: skip
+def test_a_model_name_the_registry_would_refuse_is_refused_before_any_read(client, path):
+    """`?name=crack%0D%0ACRITICAL ...` forged a line in the API server's log, and the page answered 200 as if the
+    model had no champion yet."""
+    with client.as_user("viewer") as session:
+        assert session.get(path).status_code == 422
+
+
+def test_a_problem_naming_a_hostile_key_is_one_log_line(caplog):
+    from crack_model.pipelines.store_reader import StoreReader
+
+    reader = StoreReader(LocalStore(Path("/nonexistent")))
+    with caplog.at_level("WARNING"):
+        reader.note("cannot read results/b1/x\nCRITICAL airflow.auth: admin logged in")
+    assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
+    assert "x\\nCRITICAL" in caplog.records[0].getMessage()
