@@ -236,6 +236,11 @@ def _overlay_keys(reader: StoreReader, batch_id: str, count: int) -> list[str]:
         return []
 
 
+# A run id's logical date (Airflow's <kind>__<date>): a run id without one ("rerun-site7", a name chosen at trigger
+# time) sorted after every date, so it stayed among the last runs for good.
+_LOGICAL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def run_sort_key(key: str) -> str:
     """Orders ``runs/<run_id>.json`` keys by logical date (run ids are ``<kind>__<logical date>``)."""
     # manual__2026-11-24T02_00..., scheduled__...: the part after the kind is the date.
@@ -250,7 +255,11 @@ def run_keys(reader: StoreReader) -> list[str]:
     except Exception as error:
         reader.note(f"cannot list {layout.RUNS}/: {error}")
         return []
-    return sorted(keys, key=run_sort_key)
+    order = {key: run_sort_key(key) for key in keys}
+    for key, logical in order.items():
+        if not _LOGICAL_DATE.match(logical):  # a run id someone chose ("rerun-site7"): when it finished
+            order[key] = str((reader.json(key, RUN_SUMMARY) or {}).get("finished_at") or "")
+    return sorted(keys, key=lambda key: (order[key], key))
 
 
 def _runs(reader: StoreReader, count: int) -> list[dict[str, Any]]:

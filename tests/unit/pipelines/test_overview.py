@@ -227,3 +227,15 @@ def test_a_batch_uploaded_since_the_last_run_is_shown_beside_what_the_runs_touch
         store.write(f"incoming/{name}/a.jpg", b"x")
     ties = [batch_id for batch_id in ops._batch_ids(ops.StoreReader(store)) if batch_id.endswith("7")]
     assert ties == ["run-7", "run-07", "run-007"]
+
+
+def test_a_run_id_someone_chose_is_ordered_by_when_it_finished(tmp_path):
+    """A January run triggered as "rerun-site7" sorted after every date: it stayed among the last runs for good."""
+    store = LocalStore(tmp_path)
+    for day in (27, 28, 29, 30):
+        RunSummary(f"scheduled__2026-11-{day}T02:00:00+00:00", f"2026-11-{day}T02:30:00Z", 0, [], [], [], 0, 0,
+                   []).write(store, f"runs/scheduled__2026-11-{day}T02_00_00_00_00.json")  # fmt: skip
+    RunSummary("rerun-site7", "2026-01-12T09:00:00Z", 0, [], [], [], 0, 0, []).write(store, "runs/rerun-site7.json")
+    RunSummary("rerun-today", "2026-11-30T09:00:00Z", 0, [], [], [], 0, 0, []).write(store, "runs/rerun-today.json")
+    shown = [run["run_id"] for run in ops.overview(store.uri, runs=3)["runs"]]
+    assert shown == ["rerun-today", "scheduled__2026-11-30T02:00:00+00:00", "scheduled__2026-11-29T02:00:00+00:00"]
