@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -23,6 +24,8 @@ from urllib.parse import quote, urlsplit
 
 API_URL_ENVIRONMENT = "CRACK_OPS_API_URL"
 TIMEOUT_SECONDS = 20
+# The status of a call sent whose answer was lost: the gateway timed out, the outcome is unknown.
+UNKNOWN_OUTCOME = 504
 
 
 class AirflowApiError(Exception):
@@ -61,7 +64,7 @@ def trigger_dag_run(dag_id: str, conf: dict[str, Any], token: str, note: str | N
 
     Raises:
         AirflowApiError: refused (400 bad params, 401 expired login, 403 no permission, 404 unknown
-            DAG, 409 run exists) or unreachable (502).
+            DAG, 409 run exists), unreachable (502), or sent with its answer lost (504: the run may exist).
     """
     body = {"logical_date": None, "conf": conf, "note": note}
     return _call("POST", f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns", token, body)
@@ -92,8 +95,15 @@ def _call(method: str, path: str, token: str, body: dict[str, Any] | None = None
         raise AirflowApiError(error.code, _detail(error.read())) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        msg = f"could not reach Airflow's REST API at {base} ({reason}); set {API_URL_ENVIRONMENT} to its address"
-        raise AirflowApiError(502, msg) from None
+        if isinstance(reason, ConnectionRefusedError | socket.gaierror):  # not sent: nothing happened
+            msg = f"could not reach Airflow's REST API at {base} ({reason}); set {API_URL_ENVIRONMENT} to its address"
+            raise AirflowApiError(502, msg) from None
+        # Sent, and no answer read (a timeout, a reset, a body that is not JSON): it may have been carried out.
+        msg = (
+            f"Airflow's REST API at {base} took the request but no answer could be read ({reason}): it may have been "
+            "carried out; look at the DAG's runs in Airflow before you try again"
+        )
+        raise AirflowApiError(UNKNOWN_OUTCOME, msg) from None
     return document if isinstance(document, dict) else {}
 
 

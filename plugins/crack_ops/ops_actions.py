@@ -41,7 +41,7 @@ from urllib.parse import parse_qs
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from crack_ops.airflow_rest import AirflowApiError, dag_is_paused, trigger_dag_run
+from crack_ops.airflow_rest import UNKNOWN_OUTCOME, AirflowApiError, dag_is_paused, trigger_dag_run
 from crack_ops.ops_render import batch_link
 from crack_ops.ops_security import csrf_problem, csrf_token, may_operate, may_trigger, session_token
 
@@ -115,7 +115,7 @@ def add_action_routes(
     def outcome(status: int, action: str, message: str, back: str, run: dict[str, Any] | None = None,
                 paused: bool | None = None) -> HTMLResponse:  # fmt: skip
         return render("action.html", "../", status_code=status, action=action, message=message, back=back, run=run,
-                      paused=paused)  # fmt: skip
+                      paused=paused, status=status)  # fmt: skip
 
     def refused(
         request: Request, user: Any, fields: dict[str, str], dag_id: str, action: str, back: str
@@ -137,7 +137,12 @@ def add_action_routes(
             run = trigger_dag_run(dag_id, conf, token, note=note)
         except AirflowApiError as error:
             log.warning("crack ops: %s's %s: the REST API answered %s", user.get_name(), action, error)
-            return outcome(error.status, action, f"Airflow did not start the run: {error.detail}", back)
+            said = (
+                "Airflow may have started the run"
+                if error.status == UNKNOWN_OUTCOME
+                else "Airflow did not start the run"
+            )
+            return outcome(error.status, action, f"{said}: {error.detail}", back)
         log.info("crack ops: %s triggered %s run %s (%s)", user.get_name(), dag_id, run.get("dag_run_id"), action)
         return outcome(200, action, f"Airflow queued a run of {dag_id}.", back, run=run,
                        paused=dag_is_paused(dag_id, token))  # fmt: skip

@@ -437,6 +437,7 @@ class FakeRestApi:
 
         self.calls: list[dict[str, Any]] = []
         self.answer: tuple[int, dict[str, Any]] | None = None  # None: a queued DAGRunResponse
+        self.raw: bytes | None = None  # a 200 whose body is these bytes (a proxy's page, say), not the run
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -453,6 +454,12 @@ class FakeRestApi:
                 call = {"method": "POST", "path": self.path, "headers": dict(self.headers),
                         "body": json.loads(self.rfile.read(length))}  # fmt: skip
                 api.calls.append(call)
+                if api.raw is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(api.raw)))
+                    self.end_headers()
+                    self.wfile.write(api.raw)
+                    return
                 if api.answer is not None:
                     self._reply(*api.answer)
                     return
@@ -703,6 +710,19 @@ def test_an_unreachable_rest_api_is_a_502_naming_the_setting(client, monkeypatch
     with client.as_user("admin") as session:
         response = _post(session, "/actions/release-batch", {"csrf_token": token, "batch_id": FAILED, "reason": "x"})
     assert response.status_code == 502 and "CRACK_OPS_API_URL" in response.text
+    assert "Nothing was triggered" in response.text
+
+
+def test_a_trigger_whose_answer_cannot_be_read_says_the_run_may_exist(client, rest_api):
+    """The run was created and its answer lost (a timeout, a body that is not JSON): the page said "Nothing was
+    triggered", so the operator posted again and got a second run."""
+    rest_api.raw = b"<html>gateway says ok</html>"
+    token = _form_token_of(client, "admin", SESSION)
+    with client.as_user("admin") as session:
+        response = _post(session, "/actions/release-batch", {"csrf_token": token, "batch_id": FAILED, "reason": "x"})
+    assert response.status_code == 504 and len(rest_api.posts()) == 1
+    assert "Airflow may have started the run" in response.text and "Nothing was triggered" not in response.text
+    assert "look at the DAG&#39;s runs in Airflow before you try again" in response.text
 
 
 def test_the_rest_api_address_defaults_to_this_api_server(view, monkeypatch):
