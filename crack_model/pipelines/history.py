@@ -19,6 +19,7 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.concurrency import map_bounded
 from crack_model.core.documents import FORMAT_VERSION, BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
@@ -30,6 +31,7 @@ from crack_model.registry.audit_log import CHAMPION
 from crack_model.registry.versions import Registry
 
 DEFAULT_NIGHTS = 14
+READ_WORKERS = 16
 MAX_NIGHTS = 366
 
 
@@ -108,15 +110,18 @@ def _night(
     that night, which shows its latest figures: counted on both, its objects would count twice."""
     validations = {str(entry.get("batch_id")): entry for entry in run.validations if entry.get("batch_id")}
     again = sorted(batch_id for batch_id in set(run.batches_scored) if batch_id in counted)
-    batches = []
+    named = []
     for batch_id in sorted((set(validations) | set(run.batches_scored)) - set(again)):
         try:
-            layout.validate_batch_id(batch_id)
+            named.append(layout.validate_batch_id(batch_id))
         except CrackModelError:
             reader.note(f"run {run.run_id} names an invalid batch id {batch_id!r}")
-            continue
-        scored = batch_id in run.batches_scored
-        batches.append(_batch(reader, batch_id, validations.get(batch_id), scored, thresholds))
+
+    def batch(batch_id: str) -> dict[str, Any]:
+        return _batch(reader, batch_id, validations.get(batch_id), batch_id in run.batches_scored, thresholds)
+
+    # Two reads a batch, a request each on S3: a night of 3,000 batches was 6,000 reads one after another.
+    batches = list(map_bounded(batch, named, workers=READ_WORKERS, thread_name_prefix="history"))
     totals: Counter[str] = Counter()
     seconds = 0.0
     for batch in batches:

@@ -848,3 +848,18 @@ def test_a_problem_naming_a_hostile_key_is_one_log_line(caplog):
         reader.note("cannot read results/b1/x\nCRITICAL airflow.auth: admin logged in")
     assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
     assert "x\\nCRITICAL" in caplog.records[0].getMessage()
+
+
+def test_a_night_of_many_batches_shows_ten_chips_a_cell_and_how_many_more(client, tmp_path, monkeypatch):
+    """A backlog night of 3,000 batches put 3,000 chips in each cell of the runs table (500 KB of page)."""
+    from crack_model.core.documents import RunSummary
+
+    store = LocalStore(tmp_path / "store")
+    names = [f"2026-12-06_site-{number:03d}" for number in range(25)]
+    RunSummary("scheduled__2026-12-07T02:00:00+00:00", "2026-12-07T04:00:00Z", 25, names, [], names, 25, 0,
+               [{"batch_id": name, "outcome": "passed"} for name in names]).write(store, "runs/night.json")  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_STORE", store.uri)
+    with client.as_user("viewer") as session:
+        page = session.get("/").text
+    runs = page[page.index('id="runs"') :]
+    assert runs.count('class="chip"') == 20 and runs.count("and 15 more") == 2
