@@ -17,6 +17,10 @@ class StoreUnansweredError(Exception):
     """The store did not answer for some objects (not a CrackModelError: retrying is the remedy)."""
 
 
+# What to do about a file a decoder stopped on (the library's own words come before it).
+REUPLOAD = "re-upload the original photo"
+
+
 class ImageDecodeError(CrackModelError):
     """One image could not be turned into pixels; in a batch it becomes an error row."""
 

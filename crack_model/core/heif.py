@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pi_heif
 from PIL import Image
 
-from crack_model.core.errors import ImageDecodeError
+from crack_model.core.errors import REUPLOAD, ImageDecodeError
 from crack_model.core.file_signatures import ACCEPTED, FormatNotAcceptedError
 
 FORMAT = "HEIF"  # Pillow's name for what pi-heif opens (HEIC is HEIF with HEVC inside)
@@ -58,7 +58,7 @@ def library_errors(active: bool = True) -> Iterator[None]:
         if "has not been built in" in str(error):  # AV1 (AVIF), JPEG or another codec inside a generic HEIF
             name = "HEIF of a codec other than HEVC"
             raise FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name) from None
-        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
+        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()[:300]}; {REUPLOAD}") from None
 
 
 def is_heif(data: bytes) -> bool:

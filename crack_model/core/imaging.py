@@ -30,7 +30,7 @@ from PIL import _imaging as pillow_core
 
 from crack_model.core import deep_colour, heif
 from crack_model.core.decoder_costs import check_decoder, decoder_bytes, more_frames
-from crack_model.core.errors import ImageDecodeError
+from crack_model.core.errors import REUPLOAD, ImageDecodeError
 from crack_model.core.file_signatures import ACCEPTED, PNG_SIGNATURE, jpeg_frame, png_refusal, raw_refusal, refusal
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
@@ -173,7 +173,7 @@ def decode_errors() -> Iterator[None]:
     except MemoryError:
         raise ImageDecodeError("cannot decode: out of memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()}") from None
+        raise ImageDecodeError(f"corrupt or truncated image: {str(error).strip()[:300]}; {REUPLOAD}") from None
 
 
 def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

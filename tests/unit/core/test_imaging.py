@@ -413,3 +413,10 @@ def test_a_float_image_of_nan_becomes_black_without_a_warning():
         # A NaN first pixel made Pillow's extrema NaN, and a 0..60000 image was then clipped white instead of scaled.
         wide = np.array([[np.nan, 0.0], [30000.0, 60000.0]], dtype=np.float32)
         assert np.asarray(to_8bit(Image.fromarray(wide))).tolist() == [[0, 0], [116, 233]]
+
+
+def test_a_file_a_decoder_stops_on_says_what_to_do():
+    """"corrupt or truncated image: image file is truncated" named the library's fault, never the remedy."""
+    png = imagefiles.encode(imagefiles.gradient_rgb(200, 150), "PNG")
+    with pytest.raises(ImageDecodeError, match=r"^corrupt or truncated image: .+; re-upload the original photo$"):
+        open_image(png[: len(png) // 2])
