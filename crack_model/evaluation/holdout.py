@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,6 +79,13 @@ class Holdout:
             )
             raise HoldoutChangedError(self.changed[key])
         return data
+
+    def without(self, keys: Collection[str], **reasons: dict[str, str]) -> Holdout:
+        """This holdout without the images of ``keys``; ``reasons``: the field that keeps why (``left_out``...)."""
+        kept = [index for index, key in enumerate(self.keys) if key not in keys]
+        return replace(self, images=[self.images[index] for index in kept],
+                       slices=[self.slices[index] for index in kept], keys=[self.keys[index] for index in kept],
+                       **reasons)  # type: ignore[arg-type]  # fmt: skip
 
     def raise_if_changed(self) -> None:
         """``HoldoutChangedError`` if any image read so far changed, even where its error was taken as a
@@ -178,14 +185,7 @@ def without_label_conflicts(holdout: Holdout, class_names: Sequence[str]) -> Hol
     }
     if not conflicts:
         return holdout
-    kept = [index for index, key in enumerate(holdout.keys) if key not in conflicts]
-    trimmed = replace(
-        holdout,
-        images=[holdout.images[index] for index in kept],
-        slices=[holdout.slices[index] for index in kept],
-        keys=[holdout.keys[index] for index in kept],
-        conflicts=conflicts,
-    )
+    trimmed = holdout.without(conflicts, conflicts=conflicts)
     log.warning("%s", trimmed.notes()[0])
     raise_if_a_class_is_missing(f"{holdout.uri} (without its label conflicts)", trimmed.images, class_names)
     return trimmed

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
@@ -113,14 +112,7 @@ def without_training_lookalikes(
     }
     if not found:
         return holdout
-    kept = [index for index, key in enumerate(holdout.keys) if key not in found]
-    trimmed = replace(
-        holdout,
-        images=[holdout.images[index] for index in kept],
-        slices=[holdout.slices[index] for index in kept],
-        keys=[holdout.keys[index] for index in kept],
-        left_out={**holdout.left_out, **found},
-    )
+    trimmed = holdout.without(found, left_out={**holdout.left_out, **found})
     log.warning("%d holdout image(s) look like training images and are not graded on", len(found))
     raise_if_a_class_is_missing(f"{holdout.uri} (without images that look like training images)", trimmed.images,
                                 class_names)  # fmt: skip

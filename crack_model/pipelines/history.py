@@ -117,11 +117,11 @@ def _night(
         except CrackModelError:
             reader.note(f"run {run.run_id} names an invalid batch id {batch_id!r}")
 
-    def batch(batch_id: str) -> dict[str, Any]:
+    def read_batch(batch_id: str) -> dict[str, Any]:
         return _batch(reader, batch_id, validations.get(batch_id), batch_id in run.batches_scored, thresholds)
 
     # Two reads a batch, a request each on S3: a night of 3,000 batches was 6,000 reads one after another.
-    batches = list(map_bounded(batch, named, workers=READ_WORKERS, thread_name_prefix="history"))
+    batches = list(map_bounded(read_batch, named, workers=READ_WORKERS, thread_name_prefix="history"))
     totals: Counter[str] = Counter()
     seconds = 0.0
     for batch in batches:
