@@ -72,11 +72,14 @@ def sixteen_bit_colour_png(samples: np.ndarray) -> bytes:
     )
 
 
-def sixteen_bit_colour_tiff(samples: np.ndarray) -> bytes:
-    """(H, W, 3) uint16 samples as an uncompressed little-endian 16-bit RGB TIFF in one strip."""
+def sixteen_bit_colour_tiff(samples: np.ndarray, deflate: bool = False) -> bytes:
+    """(H, W, 3) uint16 samples as a little-endian 16-bit RGB TIFF in one strip (with ``deflate``, compressed: Pillow
+    reads it through libtiff)."""
     height, width, _ = samples.shape
     pixels = samples.astype("<u2").tobytes()
-    entries = [(256, 4, width), (257, 4, height), (258, 3, None), (259, 3, 1), (262, 3, 2), (273, 4, None),
+    pixels = zlib.compress(pixels) if deflate else pixels
+    compression = 8 if deflate else 1
+    entries = [(256, 4, width), (257, 4, height), (258, 3, None), (259, 3, compression), (262, 3, 2), (273, 4, None),
                (277, 3, 3), (278, 4, height), (279, 4, len(pixels)), (284, 3, 1)]  # fmt: skip
     depths = 8 + 2 + 12 * len(entries) + 4
     out = b"II*\x00" + struct.pack("<IH", 8, len(entries))

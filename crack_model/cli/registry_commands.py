@@ -111,11 +111,12 @@ def _registry(args: argparse.Namespace) -> Any:
 def run_registry_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     versions = registry.list_versions(args.name)
+    if not versions:
+        refuse_an_empty_store(registry.store)
     if args.json:
         print(json.dumps(versions, indent=2))
         return 0
     if not versions:
-        refuse_an_empty_store(registry.store)
         print(f"no versions of {args.name} in {registry.uri}")
         return 0
     print(f"{'version':<34} {'aliases':<20} {'gate':<8} {'runtimes':<34} registered")
@@ -151,7 +152,7 @@ def run_registry_promote(args: argparse.Namespace) -> int:
         if report.get("champion_version") not in (champion, args.version):
             msg = (
                 f"version {args.version} passed the gate against champion {report.get('champion_version')}, but the "
-                f"champion is {champion} now: run crack-model gate again, or pass --force to override"
+                f"champion is {champion} now: register a new version and gate it, or pass --force to override"
             )
             raise CrackModelError(msg)
     if args.expected_current is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from crack_model.core import heif
+from crack_model.core import deep_colour, heif
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.file_signatures import JpegFrame
 
@@ -51,6 +51,8 @@ def decoder_bytes(image: Image.Image, data: bytes, frame: JpegFrame | None) -> i
         return WEBP_BYTES_PER_PIXEL * image.width * image.height
     if frame is not None and frame.progressive:
         return COEFFICIENT_BYTES * frame.components * image.width * image.height
+    if deep_colour.sixteen_bit_colour(image):  # decoded twice when its data uses 12 or 14 bits
+        return deep_colour.EXTRA_BYTES_PER_SAMPLE * len(image.getbands()) * image.width * image.height
     if image.format == "TIFF" and (tile := _tiff_tile(image)):
         return tile[0] * tile[1] * len(image.getbands()) * (2 if image.mode.endswith(("16", "16B", "16L")) else 1)
     return 0

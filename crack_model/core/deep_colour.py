@@ -11,14 +11,23 @@ gives the low bytes, and its samples are shifted as there: by 4 for 12-bit data,
 from __future__ import annotations
 
 import io
+import sys
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-# Pillow's raw modes of 16-bit colour samples, and the same samples read with the other byte order.
-OTHER_BYTE_ORDER = {"RGB;16B": "RGB;16L", "RGB;16L": "RGB;16B", "RGBA;16B": "RGBA;16L", "RGBA;16L": "RGBA;16B"}
+# Pillow's raw modes of 16-bit colour samples, and the same samples read with the other byte order. libtiff (a
+# compressed TIFF) hands them over in this machine's order (";16N").
+_NATIVE_OTHER = "B" if sys.byteorder == "little" else "L"
+OTHER_BYTE_ORDER = {
+    **{f"{mode};16{order}": f"{mode};16{'L' if order == 'B' else 'B'}" for mode in ("RGB", "RGBA") for order in "BL"},
+    **{f"{mode};16N": f"{mode};16{_NATIVE_OTHER}" for mode in ("RGB", "RGBA")},
+}
 DEEP_FORMATS = ("PNG", "TIFF")
+# What the second decode and the merge hold beside Pillow's image, per pixel and band (decoder_costs.py): the
+# low bytes' image and array, a copy of the high bytes, and a shifted temporary.
+EXTRA_BYTES_PER_SAMPLE = 4
 
 
 def sixteen_bit_colour(image: Image.Image) -> bool:
@@ -31,17 +40,17 @@ def sixteen_bit_colour(image: Image.Image) -> bool:
 
 def at_its_depth(image: Image.Image, data: bytes) -> Image.Image:
     """The loaded 16-bit colour ``image`` (Pillow's high bytes) at the depth its colour samples use."""
-    high = np.asarray(image)
-    colour = high[..., :3]
-    top = int(colour.max(initial=0))
-    if top > 63:  # more than 14 bits used: the high bytes are the image
+    top = max(int(band[1]) for band in image.getextrema()[:3])  # type: ignore[index]
+    if top > 63:  # more than 14 bits used: the high bytes are the image (no copy)
         return image
     shift = 4 if top <= 15 else 6
     again = Image.open(io.BytesIO(data), formats=[image.format or ""])
     again.tile = [tile._replace(args=_with_raw_mode(tile.args)) for tile in again.tile]
     low = np.asarray(again)[..., :3]
-    deep = high.copy()
-    deep[..., :3] = np.left_shift(colour, 8 - shift) | np.right_shift(low, shift)
+    del again
+    deep = np.array(image)
+    np.left_shift(deep[..., :3], 8 - shift, out=deep[..., :3])
+    deep[..., :3] |= np.right_shift(low, shift)
     return Image.fromarray(deep, mode=image.mode)
 
 

@@ -76,7 +76,7 @@ def build_data_manifest(
         for row in rows:
             row["slice"] = row["slice"] or NO_SLICE
     with_split = any(row["split"] for row in rows)
-    with_looks = any(row["perceptual_hash"] for row in rows)  # the gate's look-alike check (holdout_lookalikes.py)
+    with_looks = any(row["perceptual_hash"] for row in rows)  # the gate's look-alike check (holdout_checks.py)
     columns = ["uri", "label", "sha256", *(["split"] if with_split else []), *(["slice"] if with_slice else []),
                *(["perceptual_hash"] if with_looks else [])]  # fmt: skip
     data = csv_bytes(columns, rows, extras="ignore")

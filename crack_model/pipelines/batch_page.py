@@ -61,7 +61,9 @@ def batch_page(
     outcome = reader.json(layout.validation_key(batch_id, layout.OUTCOME), VALIDATION_OUTCOME)
     if row["state"] == "waiting" and not row["objects"] and outcome is None:
         return None
-    cracks, cracks_total = _cracks(reader, batch_id, row, thumbnails) if row["state"] == "scored" else ([], 0)
+    # Scored (its predictions written), whether or not late uploads now await its revalidation.
+    scored = row["links"]["predictions"] is not None
+    cracks, cracks_total = _cracks(reader, batch_id, row, thumbnails) if scored else ([], 0)
     held_back, held_back_total = _quarantined(reader, batch_id, quarantined)
     return {
         "format_version": FORMAT_VERSION,

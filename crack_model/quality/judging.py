@@ -221,7 +221,7 @@ def _unread_note(objects: pd.DataFrame) -> list[str]:
     says to check the upload tool and the camera, when the store's permissions or health are what to check."""
     if "decode_error" not in objects:
         return []
-    unread = objects[objects["decode_error"].astype(str).str.startswith("cannot read:")]
+    unread = objects[objects["decode_error"].astype(str).str.startswith("cannot read from the store:")]
     if unread.empty:
         return []
     first = unread.iloc[0]

@@ -194,7 +194,9 @@ def _fetch_and_inspect(key: str, fetch: Fetch, config: ProfileConfig, label: str
         if config.retry_unanswered and store_did_not_answer(error):
             raise StoreUnansweredError(f"the store did not answer for {key}: {described(error)}") from error
         row = empty_row(key, label)
-        row["decode_error"] = f"cannot read: {described(error)}"
+        # "from the store": the batch's reasons say to check the store, not the camera (judging._unread_note).
+        where = "" if isinstance(error, MemoryError) else " from the store"
+        row["decode_error"] = f"cannot read{where}: {described(error)}"
         return _Inspected(row)
     return _inspect(key, data, config, label)
 

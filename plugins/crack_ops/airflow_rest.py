@@ -14,9 +14,9 @@ address and nowhere else.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -93,14 +93,14 @@ def _call(method: str, path: str, token: str, body: dict[str, Any] | None = None
             document = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         raise AirflowApiError(error.code, _detail(error.read())) from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, ConnectionRefusedError | socket.gaierror):  # not sent: nothing happened
-            msg = f"could not reach Airflow's REST API at {base} ({reason}); set {API_URL_ENVIRONMENT} to its address"
-            raise AirflowApiError(502, msg) from None
-        # Sent, and no answer read (a timeout, a reset, a body that is not JSON): it may have been carried out.
+    except urllib.error.URLError as error:  # urllib wraps what fails while connecting and sending: not received
+        msg = f"could not reach Airflow's REST API at {base} ({error.reason}); set {API_URL_ENVIRONMENT} to its address"
+        raise AirflowApiError(502, msg) from None
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        # Sent, and its answer lost or unreadable (a read timeout, a reset, a body that is not JSON): it may have
+        # been carried out.
         msg = (
-            f"Airflow's REST API at {base} took the request but no answer could be read ({reason}): it may have been "
+            f"Airflow's REST API at {base} took the request but no answer could be read ({error}): it may have been "
             "carried out; look at the DAG's runs in Airflow before you try again"
         )
         raise AirflowApiError(UNKNOWN_OUTCOME, msg) from None

@@ -251,6 +251,8 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
     import sys
 
     script = "import sys; from crack_model.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "README").write_text("a registry without versions yet")  # not a mistyped store
     process = subprocess.Popen([sys.executable, "-c", script, "registry", "list", "--store", str(tmp_path), "--json"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     process.stdout.close()  # the reader is gone before a byte is written
@@ -275,8 +277,9 @@ def test_a_broken_pipe_that_is_not_the_output_keeps_its_traceback(monkeypatch):
 
 def test_registry_list_of_a_mistyped_store_is_an_error_not_an_empty_registry(tmp_path, capsys):
     """`registry list --store <typo>` said "no versions" and exit 0: a script took the registry for empty."""
-    assert main(["registry", "list", "--store", str(tmp_path / "no-such-registry")]) == 1
-    assert "holds nothing at all: check the store's path or bucket" in capsys.readouterr().err
+    for json_flag in ([], ["--json"]):  # scripts read --json
+        assert main(["registry", "list", "--store", str(tmp_path / "no-such-registry"), *json_flag]) == 1
+        assert "holds nothing at all: check the store's path or bucket" in capsys.readouterr().err
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "README").write_text("a registry without versions yet")
     assert main(["registry", "list", "--store", str(tmp_path)]) == 0

@@ -252,7 +252,12 @@ def test_twelve_bit_data_in_a_sixteen_bit_file_keeps_its_contrast():
     assert np.asarray(to_8bit(Image.fromarray(lens_cap))).tolist() == [[0, 6, 12]]
 
 
-@pytest.mark.parametrize("encode", [imagefiles.sixteen_bit_colour_png, imagefiles.sixteen_bit_colour_tiff])
+@pytest.mark.parametrize(
+    "encode",
+    [imagefiles.sixteen_bit_colour_png, imagefiles.sixteen_bit_colour_tiff,
+     lambda samples: imagefiles.sixteen_bit_colour_tiff(samples, deflate=True)],  # libtiff: native byte order
+    ids=["png", "tiff", "deflate-tiff"],
+)  # fmt: skip
 def test_twelve_bit_data_in_a_sixteen_bit_colour_file_keeps_its_contrast(encode):
     """Pillow keeps the high byte of a 16-bit colour sample: 12-bit camera data came out 0..15, almost black, and
     10 of 30 crack photos were scored no crack (single-band ones were already right)."""

@@ -822,6 +822,7 @@ def test_a_scored_batch_with_late_or_replaced_uploads_shows_them_and_can_be_rele
         waiting = session.get("/batches/late-ones", headers={"Cookie": f"_token={SESSION}"}).text
         overview = session.get("/?limit=100").text
     assert "awaiting revalidation" in waiting and "· 2 changed · 3 late" in waiting and "No crack found" not in waiting
+    assert "photo-2.jpg" in waiting and "Not scored" not in waiting  # its cracks, scored before, are listed
     assert "2 changed</div>" in overview and "3 late</div>" in overview
     with _a_batch_like_the_scored_one(store, "late-ones", summary, "failed"), client.as_user("op") as session:
         held = session.get("/batches/late-ones", headers={"Cookie": f"_token={SESSION}"}).text
