@@ -152,6 +152,8 @@ class LocalStore:
                 self._write_at(folder, name, data)
             except IsADirectoryError:
                 raise CrackModelError(f"cannot write {self.url(key)}: a folder of that name is there") from None
+            except OSError as error:  # named by the temporary file, relative to the folder: name the object
+                raise OSError(error.errno, error.strerror, self.url(key)) from None
         finally:
             os.close(folder)
 
@@ -177,6 +179,8 @@ class LocalStore:
             try:
                 lock_name = f"{TEMP_MARKER}lock-{digest(segments[-1])}"
                 handle = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
+            except OSError as error:  # a read-only store: name where, not the lock file alone
+                raise OSError(error.errno, error.strerror, self.url(key)) from None
             finally:
                 os.close(folder)
             try:

@@ -360,3 +360,29 @@ def test_temp_lock_and_side_files_are_never_listed(store):
     assert any(name.startswith(LONG_NAME_MARKER) for name in on_disk)
     keys = [info.key for info in store.list("incoming/b1/")]
     assert sorted(keys) == sorted(["incoming/b1/aliases.json", f"incoming/b1/{'n' * 300}.jpg"])
+
+
+def test_a_read_only_store_names_the_object_not_a_temporary_file(tmp_path, monkeypatch):
+    """On a read-only mount, promote and gate said "Read-only file system: .tmp-lock-...; check the paths given":
+    a lock file's name without its folder."""
+    import errno
+    import os
+
+    from crack_model.core import local_store
+    from crack_model.core.object_keys import TEMP_MARKER
+
+    store = LocalStore(tmp_path)
+    store.write("models/crack/aliases.json", b"{}")
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(TEMP_MARKER):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(local_store.os, "open", read_only)
+    for attempt in (lambda: store.write("models/crack/a.json", b"x"),
+                    lambda: store.write_if_match("models/crack/aliases.json", b"{}", None)):  # fmt: skip
+        with pytest.raises(OSError) as refused:
+            attempt()
+        assert refused.value.errno == errno.EROFS and refused.value.filename.startswith(str(tmp_path / "models"))
