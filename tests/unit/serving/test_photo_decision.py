@@ -67,6 +67,22 @@ def test_a_one_tile_image_keeps_the_patch_rule():
     assert not photo_is_crack([0.4], [(0, 0, 227, 227)], rule)
 
 
+@pytest.mark.parametrize("min_tiles", [2, 3])
+def test_a_photo_of_too_few_tiles_for_the_touching_rule_is_judged_by_its_highest_tile(min_tiles):
+    """A card asking for 3 touching tiles missed 200 of 200 two-tile crack photos (both tiles at 0.996): they cannot
+    show 3, and the rule was chosen on mosaics of 6 tiles or more. The highest tile and the confirmation decide."""
+    from crack_model.serving.photo_decision import GROUPED_FROM_TILES
+
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.74, min_tiles=min_tiles)
+    two = [(0, 0, 227, 227), (73, 0, 300, 227)]
+    assert photo_is_crack([0.996, 0.996], two, rule) and photo_is_crack([0.996, 0.016], two, rule)
+    assert not photo_is_crack([0.6, 0.3], two, rule)  # the photo threshold still holds
+    assert "touching" not in rule.describe(2) and "touching" in rule.describe(GROUPED_FROM_TILES)
+    row = [(index * 100, 0, index * 100 + 227, 227) for index in range(GROUPED_FROM_TILES)]
+    lone = [0.99 if index == 0 else 0.1 for index in range(GROUPED_FROM_TILES)]
+    assert not photo_is_crack(lone, row, rule)  # from that many tiles on, a lone hot tile is a seam
+
+
 def test_an_old_card_labels_photos_as_before():
     """A model.json written before the photo rule loads without it and labels by highest tile >= threshold."""
     old = {"version": "v-old", "threshold": 0.42, "tile_size": 227, "approved_runtimes": ["keras"]}
