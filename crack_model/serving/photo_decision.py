@@ -43,7 +43,6 @@ from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import Box
 from crack_model.serving.photo_confirmation import patch_needs_confirmation
 
-
 # The touching tiles asked for apply from this many tiles: the fewest of a mosaic the rule is chosen or gated on
 # (4 cells in a row). A photo of 2 or 3 tiles could not show 3 touching ones: with both tiles at 0.996, 200 of 200
 # two-tile crack photos were missed. Below it, the highest tile and the confirmation decide.
