@@ -11,7 +11,9 @@ import argparse
 import errno
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from crack_model import __version__
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _end_on_terminate()
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader gone away is then a broken pipe below, not a traceback
@@ -77,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crack-model: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("crack-model: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         if not _output_reader_gone():  # a pipe of another kind (a socket, a subprocess): a fault to report
             raise
@@ -88,6 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"crack-model: error: {message}", file=sys.stderr)
         return 1
+
+
+class Terminated(BaseException):
+    """SIGTERM (``timeout``, ``docker stop``, systemd), raised where the command is, so that its ``with`` blocks
+    and ``finally`` clauses clean up: a killed retrain left its whole pool copy in /tmp. A BaseException, as
+    KeyboardInterrupt is: no per-object ``except Exception`` takes it for that object's error."""
+
+
+def _end_on_terminate() -> None:
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        signal.signal(signal.SIGTERM, terminated)
 
 
 def _output_reader_gone() -> bool:

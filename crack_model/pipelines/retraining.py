@@ -29,6 +29,7 @@ from crack_model.core.cache import cache_root
 from crack_model.core.clock import utc_now
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
+from crack_model.core.folder_lock import held_folder
 from crack_model.core.model_card import SPLIT_NAME
 from crack_model.core.object_keys import PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
@@ -225,7 +226,7 @@ def train_candidate(
     """
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
-    with step_store(store) as opened:
+    with step_store(store) as opened, held_folder(work_dir, "retraining"):
         judged = None
         if validated and validated.get("profile"):  # a pool validated before the profile was handed over: none
             judged = judged_photos(opened, validated["profile"], validated.get("validated_at"))

@@ -37,9 +37,15 @@ log = logging.getLogger(__name__)
 LITERT_MIN_IMAGES = 600
 
 
+# Bumped whenever decoding gives some photo other pixels (imaging.py, pixel_modes.py, deep_colour.py): vectors
+# cached from the old pixels are misses then. 12-bit data in 16-bit colour files decoded near black before
+# 2026-12-07, and a cache filled then trained on those near-black frames after the fix.
+DECODING = "2026-12-07"
+
+
 def base_fingerprint(base: Any, image_size: int) -> str:
-    """Changes whenever the base's weights, width, input size or pooled layers change."""
-    digest = hashlib.sha256(f"size={image_size}".encode())
+    """Changes whenever the base's weights, width, input size or pooled layers change, or decoding does."""
+    digest = hashlib.sha256(f"size={image_size};decoding={DECODING}".encode())
     if len(base.outputs) > 1:  # earlier layers pooled beside the last (one output keeps its old fingerprints)
         digest.update(f"outputs={','.join(base.output_names)}".encode())
     for weights in base.get_weights():
@@ -57,6 +63,7 @@ class FeatureCache:
     def __init__(self, directory: Path, fingerprint: str, augmentation: str = "") -> None:
         self.root = Path(directory) / fingerprint
         self.augmentation = augmentation
+        self.unwritable = False  # warned once: a write failed
 
     def _path(self, sha256: str, view: int) -> Path:
         suffix = f"-{self.augmentation}" if view and self.augmentation else ""
@@ -73,17 +80,25 @@ class FeatureCache:
             return None
 
     def put(self, sha256: str, view: int, features: np.ndarray) -> None:
+        """Keep a vector; a cache that cannot take it (a full disk, no permission) is warned of once and skipped:
+        a cache is a shortcut, and a full one failed every retry of a retraining with a bare OSError."""
         path = self._path(sha256, view)
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")  # trainings may share a cache
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as handle:
                 np.save(handle, features.astype(np.float32))
                 handle.flush()
                 os.fsync(handle.fileno())  # on disk before its name is: a crash must not leave an empty vector
             temporary.replace(path)
+        except OSError as error:
+            if not self.unwritable:
+                log.warning("cannot write to the feature cache %s (%s): features are computed without it; free "
+                            "space there or point CRACK_MODEL_CACHE elsewhere", self.root, error)  # fmt: skip
+            self.unwritable = True
         finally:
-            temporary.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind
 
     @property
     def extractor_path(self) -> Path:

@@ -295,3 +295,32 @@ def test_an_empty_cache_variable_is_unset(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / ".cache" / "crack-model"
     monkeypatch.setenv("CRACK_MODEL_CACHE", str(tmp_path / "c"))
     assert cache_root() == tmp_path / "c"
+
+
+def test_sigterm_ends_a_command_through_its_cleanups(tmp_path):
+    """`timeout` or `docker stop` killed a retrain outright: its pool copy stayed in /tmp, one per killed run."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "cleaned"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from crack_model.cli import main as cli, registry_commands
+        def handler(args):
+            try:
+                print("working", flush=True)
+                time.sleep(60)
+            finally:
+                open({str(marker)!r}, "w").close()
+        registry_commands.run_registry_list = handler  # a command that works until it is stopped
+        sys.exit(cli.main(["registry", "list", "--store", "x"]))
+    """)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "working"
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 143 and marker.exists() and "crack-model: terminated" in stderr

@@ -166,19 +166,31 @@ def test_an_unknown_pooled_layer_is_named_in_the_error():
 
 
 def test_pooled_layers_have_their_own_feature_cache_and_the_plain_base_keeps_its_own():
-    """Cached features of one set of pooled layers never stand in for another's; the plain base's key is unchanged."""
+    """Cached features of one set of pooled layers never stand in for another's; the plain base's key is the size,
+    the decoding and the weights, as before the option."""
     import hashlib
 
+    from crack_model.training import features
     from crack_model.training.features import base_fingerprint
 
     plain = get_base(build_classifier(SMALL, TINY))
     pooled = get_base(build_classifier(SMALL, ModelConfig(weights="none", alpha=0.35, pooled_layers=POOLED[:1])))
     pooled.set_weights(plain.get_weights())
-    old_key = hashlib.sha256(b"size=32")
+    old_key = hashlib.sha256(f"size=32;decoding={features.DECODING}".encode())
     for weights in plain.get_weights():
         old_key.update(np.ascontiguousarray(weights).tobytes())
-    assert base_fingerprint(plain, 32) == old_key.hexdigest()[:16]  # caches filled before the option stay valid
+    assert base_fingerprint(plain, 32) == old_key.hexdigest()[:16]
     assert base_fingerprint(pooled, 32) != base_fingerprint(plain, 32)
+
+
+def test_a_change_of_decoding_makes_cached_features_misses(monkeypatch):
+    """A cache filled while 16-bit colour photos decoded near black kept serving those vectors after the fix."""
+    from crack_model.training import features
+
+    plain = get_base(build_classifier(SMALL, TINY))
+    before = features.base_fingerprint(plain, 32)
+    monkeypatch.setattr(features, "DECODING", "a later fix")
+    assert features.base_fingerprint(plain, 32) != before
 
 
 def test_each_set_of_pooled_layers_has_its_own_key_and_bad_names_are_refused_before_training():
