@@ -18,11 +18,6 @@ import numpy as np
 
 from crack_model.data.labeled import LabeledImage
 
-# A slice smaller than this weighs as if it held this many images: a stray folder of one photo would otherwise
-# weigh as much as a site of 2,000, that one photo 2,000 times any other (25 photos of a new site, 12 or 13 per
-# class, are balanced in full).
-MIN_BALANCED_IMAGES = 10
-
 
 def balance_weights(
     images: Sequence[LabeledImage], power: float = 1.0, *, crack_class: str | None = None, crack_weight: float = 1.0
@@ -47,20 +42,14 @@ def balance_weights(
     keep = 1.0 - power  # of each count, in a class's or a slice's total weight
     cells = Counter((image.label, image.slice) for image in images)
     classes = Counter(image.label for image in images)
-
-    def mass(label: str, count: int) -> float:
-        """A cell's share of its class: ``count ** keep``; a small one's, as a cell of the smallest size balanced
-        in full, scaled down by how much smaller it is (its images weigh as that cell's)."""
-        floor = min(MIN_BALANCED_IMAGES, classes[label])
-        return float(count**keep) if count >= floor else count / floor * floor**keep
-
     slices_mass: defaultdict[str, float] = defaultdict(float)
     for (label, _), count in cells.items():
-        slices_mass[label] += mass(label, count)
+        slices_mass[label] += count**keep
 
     def weight(image: LabeledImage) -> float:
         count = cells[(image.label, image.slice)]
-        return float(classes[image.label] ** keep * mass(image.label, count) / slices_mass[image.label]) / count
+        cell_total = float(classes[image.label] ** keep * count**keep / slices_mass[image.label])
+        return cell_total / count
 
     weights = np.array([weight(image) for image in images], dtype=np.float64)
     if crack_weight != 1.0:

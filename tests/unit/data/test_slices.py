@@ -156,21 +156,6 @@ def test_classes_are_balanced_before_their_slices():
     shares = cell_shares(images, balance_weights(images, 1.0))
     assert shares["Positive/(none)"] == pytest.approx(0.5, abs=1e-3)
     assert sum(share for cell, share in shares.items() if cell.startswith("Negative/")) == pytest.approx(0.5, abs=1e-3)
-    # Two full slices and three of one photo, each a tenth of a slice (MIN_BALANCED_IMAGES): 2.3 slices in all.
-    assert shares["Negative/site-c"] == pytest.approx(0.5 / 2.3, abs=1e-3)
-    assert shares["Negative/stray-0"] == pytest.approx(0.05 / 2.3, abs=1e-3)
+    assert shares["Negative/site-c"] == pytest.approx(0.1, abs=1e-3)  # one of its five slices
     half = cell_shares(images, balance_weights(images, 0.5))
     assert half["Positive/(none)"] == pytest.approx(10 / (10 + 123**0.5), abs=1e-3)  # sqrt(100) against sqrt(123)
-
-
-def test_a_stray_folder_of_one_photo_does_not_weigh_as_much_as_a_site():
-    """One photo in a folder of its own weighed as much as 2,000 of the old site: 2,000 times any other photo.
-    It now weighs as a photo of a slice of MIN_BALANCED_IMAGES; 12 photos of a new site are balanced in full."""
-    from crack_model.data.balance import MIN_BALANCED_IMAGES
-
-    images = [image(index, "Negative", NO_SLICE) for index in range(2000)]
-    images += [image(5000, "Negative", "stray"), *[image(6000 + n, "Negative", "site-b") for n in range(12)]]
-    weights = balance_weights(images, 1.0)
-    old, stray, site = weights[0], weights[2000], weights[2001]
-    assert stray / old == pytest.approx(2000 / MIN_BALANCED_IMAGES, rel=1e-3)  # not 2,000
-    assert site / old == pytest.approx(2000 / 12, rel=1e-3)
