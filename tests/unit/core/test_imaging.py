@@ -421,7 +421,7 @@ def test_a_float_image_of_nan_becomes_black_without_a_warning():
 
 
 def test_a_file_a_decoder_stops_on_says_what_to_do():
-    """"corrupt or truncated image: image file is truncated" named the library's fault, never the remedy."""
+    """ "corrupt or truncated image: image file is truncated" named the library's fault, never the remedy."""
     png = imagefiles.encode(imagefiles.gradient_rgb(200, 150), "PNG")
     with pytest.raises(ImageDecodeError, match=r"^corrupt or truncated image: .+; re-upload the original photo$"):
         open_image(png[: len(png) // 2])
