@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from crack_model import __version__
 from crack_model.cli.model_commands import (
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _end_on_terminate()
+    previous = _end_on_terminate()
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader gone away is then a broken pipe below, not a traceback
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"crack-model: error: {message}", file=sys.stderr)
         return 1
+    finally:  # a program that called main() (a test, a notebook) gets its own handler back
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class Terminated(BaseException):
@@ -102,12 +106,15 @@ class Terminated(BaseException):
     KeyboardInterrupt is: no per-object ``except Exception`` takes it for that object's error."""
 
 
-def _end_on_terminate() -> None:
+def _end_on_terminate() -> Any:
+    """Raise ``Terminated`` on SIGTERM; the handler it replaced (None: none was, off the main thread)."""
+
     def terminated(signum: int, frame: object) -> None:
         raise Terminated()
 
-    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-        signal.signal(signal.SIGTERM, terminated)
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return None
+    return signal.signal(signal.SIGTERM, terminated)
 
 
 def _output_reader_gone() -> bool:

@@ -51,11 +51,13 @@ def decoder_bytes(image: Image.Image, data: bytes, frame: JpegFrame | None) -> i
         return WEBP_BYTES_PER_PIXEL * image.width * image.height
     if frame is not None and frame.progressive:
         return COEFFICIENT_BYTES * frame.components * image.width * image.height
-    if deep_colour.sixteen_bit_colour(image):  # decoded twice when its data uses 12 or 14 bits
-        return deep_colour.EXTRA_BYTES_PER_SAMPLE * len(image.getbands()) * image.width * image.height
+    # Decoded twice when its data uses 12 or 14 bits (deep_colour.py), and a TIFF's tile buffer besides.
+    deep = deep_colour.sixteen_bit_colour(image)
+    twice = deep_colour.EXTRA_BYTES_PER_SAMPLE * len(image.getbands()) * image.width * image.height if deep else 0
     if image.format == "TIFF" and (tile := _tiff_tile(image)):
-        return tile[0] * tile[1] * len(image.getbands()) * (2 if image.mode.endswith(("16", "16B", "16L")) else 1)
-    return 0
+        sample = 2 if deep or image.mode.endswith(("16", "16B", "16L")) else 1
+        return twice + tile[0] * tile[1] * len(image.getbands()) * sample
+    return twice
 
 
 def more_frames(image: Image.Image) -> bool:

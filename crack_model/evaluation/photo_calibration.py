@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.evaluation.photo_check import Scored, ScoredMosaic, ScoredPhoto
-from crack_model.serving.photo_decision import PhotoRule, largest_group, lit_by_rule, log_odds, overlap
+from crack_model.serving.photo_decision import PhotoRule, has_group, lit_by_rule, log_odds, overlap
 
 MAX_MIN_TILES = 3
 GAP_SHARE = 0.5
@@ -123,7 +123,7 @@ def photo_scores(scored: Sequence[Scored], tile_threshold: float, min_tiles: int
     size = size or PhotoSize()
     return [
         size.at_calibrated_size(max(photo.probabilities), len(photo.probabilities))
-        if largest_group(photo.probabilities, photo.boxes, tile_threshold) >= min_tiles
+        if has_group(photo.probabilities, photo.boxes, tile_threshold, min_tiles)
         else None
         for photo in scored
     ]
@@ -289,7 +289,7 @@ def crack_like_photos(scored_by_runtime: Mapping[str, Sequence[Scored]], tile_th
             if isinstance(photo, ScoredPhoto) and not photo.has_cracks:
                 clean_photos.add(photo.key)
                 top = max(photo.probabilities)
-                lit = largest_group(photo.probabilities, photo.boxes, tile_threshold) >= MAX_MIN_TILES
+                lit = has_group(photo.probabilities, photo.boxes, tile_threshold, MAX_MIN_TILES)
                 if level is not None and lit and top > level:
                     crack_like[photo.key] = max(crack_like.get(photo.key, 0.0), top)
     crack_like = dict(sorted(crack_like.items()))

@@ -188,9 +188,15 @@ def lit_by_rule(probabilities: Sequence[float], boxes: Sequence[Box], rule: Phot
         return highest >= rule.tile_threshold
     if highest < rule.needed_for(len(probabilities)):
         return False
-    if rule.min_tiles <= 1 or len(probabilities) < GROUPED_FROM_TILES:
+    return has_group(probabilities, boxes, rule.tile_threshold, rule.min_tiles)
+
+
+def has_group(probabilities: Sequence[float], boxes: Sequence[Box], threshold: float, min_tiles: int) -> bool:
+    """Whether ``min_tiles`` tiles at or above ``threshold`` touch, as the rule asks of a photo of that many tiles
+    (of fewer than ``GROUPED_FROM_TILES``, nothing): the one test serving and calibration apply."""
+    if min_tiles <= 1 or len(probabilities) < GROUPED_FROM_TILES:
         return True
-    return largest_group(probabilities, boxes, rule.tile_threshold) >= rule.min_tiles
+    return largest_group(probabilities, boxes, threshold) >= min_tiles
 
 
 def decision_note(

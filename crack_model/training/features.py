@@ -126,13 +126,18 @@ def litert_extractor(extractor: Any, cache: FeatureCache, missing: int) -> Any |
         except Exception as error:  # the Keras path computes the same features, only slower
             log.warning("cannot convert the feature extractor to LiteRT (%s); computing features on Keras", error)
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")  # two trainings may share a cache
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             temporary.write_bytes(converted)
             temporary.replace(path)
+        except OSError as error:  # a full cache disk: features on Keras, as a cache that cannot take vectors
+            log.warning("cannot write the LiteRT feature extractor to %s (%s); computing features on Keras", path,
+                        error)  # fmt: skip
+            return None
         finally:
-            temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)  # a failed write leaves nothing behind
     try:
         return LiteRTRuntime(path, "litert-fp32")
     except Exception as error:  # a damaged file: the Keras path computes the same features
@@ -214,7 +219,7 @@ def cached_features(
         if rows:
             run_batch()
         for future in pending:
-            future.result()  # a failed cache write is an error, not a silent miss next time
+            future.result()  # a fault of ours while caching is an error (a cache that cannot be written is warned of)
     return features, computed
 
 

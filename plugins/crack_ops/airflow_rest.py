@@ -93,8 +93,9 @@ def _call(method: str, path: str, token: str, body: dict[str, Any] | None = None
             document = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         raise AirflowApiError(error.code, _detail(error.read())) from None
-    except urllib.error.URLError as error:  # urllib wraps what fails while connecting and sending: not received
-        msg = f"could not reach Airflow's REST API at {base} ({error.reason}); set {API_URL_ENVIRONMENT} to its address"
+    except (urllib.error.URLError, http.client.InvalidURL) as error:  # raised before or while sending: not received
+        reason = getattr(error, "reason", error)
+        msg = f"could not reach Airflow's REST API at {base} ({reason}); set {API_URL_ENVIRONMENT} to its address"
         raise AirflowApiError(502, msg) from None
     except (OSError, ValueError, http.client.HTTPException) as error:
         # Sent, and its answer lost or unreadable (a read timeout, a reset, a body that is not JSON): it may have

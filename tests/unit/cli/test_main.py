@@ -324,3 +324,12 @@ def test_sigterm_ends_a_command_through_its_cleanups(tmp_path):
     process.send_signal(signal.SIGTERM)
     stderr = process.communicate(timeout=60)[1]
     assert process.returncode == 143 and marker.exists() and "crack-model: terminated" in stderr
+
+
+def test_main_gives_a_caller_its_own_sigterm_handler_back(tmp_path, capsys):
+    """A test or a notebook calling main() kept main's handler: a later SIGTERM raised inside whatever ran next."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    main(["registry", "list", "--store", str(tmp_path / "none")])
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -137,3 +137,19 @@ def test_a_tiff_whose_second_page_is_a_preview_is_one_photo():
     assert score.status == "ok" and MORE_FRAMES_NOTE not in score.note
     assert not read_header(bytes(data)).more_frames
     assert np.array_equal(np.asarray(open_image(bytes(data))), np.asarray(open_image(imagefiles.encode(photo, "TIFF"))))
+
+
+def test_a_tiled_sixteen_bit_colour_tiff_counts_its_tile_buffer_and_its_second_decode():
+    """The second decode's bytes replaced the tile buffer's in the budget: a 4096 x 4096 tile went uncounted."""
+    from PIL import Image
+
+    from crack_model.core import deep_colour
+    from crack_model.core.decoder_costs import decoder_bytes
+    from tests import imagefiles
+
+    image = Image.open(io.BytesIO(imagefiles.sixteen_bit_colour_tiff(np.zeros((20, 30, 3), np.uint16))))
+    assert deep_colour.sixteen_bit_colour(image)
+    second = deep_colour.EXTRA_BYTES_PER_SAMPLE * 3 * 20 * 30
+    assert decoder_bytes(image, b"", None) == second
+    image.tag_v2[322], image.tag_v2[323] = 4096, 4096  # TileWidth, TileLength
+    assert decoder_bytes(image, b"", None) == second + 4096 * 4096 * 3 * 2

@@ -27,5 +27,6 @@ def test_a_working_folder_is_held_by_one_process_at_a_time(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     with held_folder(tmp_path / "work", "retraining") as folder:  # released when its holder ended, however
         assert folder == tmp_path / "work"

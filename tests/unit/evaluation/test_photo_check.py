@@ -458,3 +458,25 @@ def test_figures_apply_the_confirmation_and_show_what_it_changed():
     assert (figures["false_alarms"], figures["found"]) == (1, 1)
     assert figures["without_confirmation"] == {"false_alarms": 2, "found": 1}
     assert figures["rule"]["confirm_threshold"] == 0.45
+
+
+def test_calibration_judges_a_small_photo_as_serving_does():
+    """Serving asks the touching tiles of photos of 6 tiles or more; calibration asked them of every photo, so a
+    clean two-tile photo with one hot tile counted as suppressed, and serving labeled it crack."""
+    from crack_model.evaluation.photo_check import ScoredMosaic, ScoredPhoto
+
+    row = [(index * 170, 0, index * 170 + 227, 227) for index in range(6)]
+
+    def mosaic(name: str, probabilities: list[float], crack: bool) -> ScoredMosaic:
+        cells = ((0, 0),) if crack else ()
+        return ScoredMosaic(MosaicPlan(name, 1, 6, tuple(f"k{n}" for n in range(6)), cells), row, probabilities)
+
+    two = [(0, 0, 227, 227), (73, 0, 300, 227)]
+    clean_small = ScoredPhoto("labeled/Negative/site/p.jpg", False, two, [0.97, 0.1])
+    scored = [mosaic("clean-1", [0.95, 0.1, 0.1, 0.1, 0.1, 0.1], False),
+              mosaic("crack-1", [0.99, 0.99, 0.9, 0.1, 0.1, 0.1], True),
+              mosaic("crack-2", [0.93, 0.93, 0.9, 0.1, 0.1, 0.1], True), clean_small]  # fmt: skip
+    choice = choose_photo_rule(scored, tile_threshold=0.5)
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=choice.photo_threshold, min_tiles=choice.min_tiles)
+    assert choice.photo_threshold > 0.97  # the small clean photo bounds it, as it would light under the rule
+    assert not photo_is_crack(clean_small.probabilities, two, rule)

@@ -864,3 +864,13 @@ def test_a_night_of_many_batches_shows_ten_chips_a_cell_and_how_many_more(client
         page = session.get("/").text
     runs = page[page.index('id="runs"') :]
     assert runs.count('class="chip"') == 20 and runs.count("and 15 more") == 2
+
+
+def test_an_address_that_is_no_url_is_could_not_reach(client, monkeypatch):
+    """`CRACK_OPS_API_URL=http://localhost:80x80` is refused before anything is sent: not "may have started"."""
+    monkeypatch.setenv("CRACK_OPS_API_URL", "http://localhost:80x80")
+    token = _form_token_of(client, "admin", SESSION)
+    with client.as_user("admin") as session:
+        response = _post(session, "/actions/release-batch", {"csrf_token": token, "batch_id": FAILED, "reason": "x"})
+    assert response.status_code == 502 and "CRACK_OPS_API_URL" in response.text
+    assert "Nothing was triggered" in response.text

@@ -323,3 +323,22 @@ def test_a_full_cache_is_warned_of_once_and_the_features_are_still_computed(tmp_
     warned = [record.getMessage() for record in caplog.records if "feature cache" in record.getMessage()]
     assert len(warned) == 1 and str(cache.root) in warned[0] and "CRACK_MODEL_CACHE" in warned[0]
     assert not list((tmp_path / "cache").rglob(".tmp-*"))
+
+
+def test_an_extractor_the_cache_cannot_take_falls_back_to_keras(tmp_path, monkeypatch, caplog):
+    """With the cache's disk full, writing the converted extractor raised and failed the retraining."""
+    from crack_model.training import features
+
+    cache = FeatureCache(tmp_path / "cache", "f" * 16)
+    classifier = build_classifier(DataConfig(image_size=32), ModelConfig(weights="none", alpha=0.35))
+    real_write = Path.write_bytes
+
+    def full(self, data):
+        if ".tmp-" in self.name:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with caplog.at_level("WARNING"):
+        assert features.litert_extractor(feature_extractor(classifier), cache, missing=10_000) is None
+    assert "cannot write the LiteRT feature extractor" in caplog.text and not cache.extractor_path.exists()
