@@ -370,14 +370,15 @@ def test_requirements_have_wheels_for_the_image(tmp_path: Path):
 
 
 def test_system_deps_script_is_idempotent():
-    """scripts/system-deps.sh exits 0 and prints one line when docker-compose and chromium are present."""
-    if shutil.which("docker-compose") is None or shutil.which("chromium") is None:
+    """scripts/system-deps.sh exits 0 and prints one line when its packages are present."""
+    if any(shutil.which(tool) is None for tool in ("docker-compose", "chromium", "pg_isready", "redis-server")):
         pytest.skip("system packages missing: run scripts/system-deps.sh")
     result = subprocess.run(
         ["bash", str(PROJECT / "scripts" / "system-deps.sh")], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines() == ["system-deps: docker-compose and chromium already present"]
+    expected = "system-deps: docker-compose, chromium, postgresql and redis-server already present"
+    assert result.stdout.strip().splitlines() == [expected]
 
 
 def _shell_script(service: dict[str, Any]) -> str:
