@@ -153,6 +153,8 @@ class LocalStore:
             except IsADirectoryError:
                 raise CrackModelError(f"cannot write {self.url(key)}: a folder of that name is there") from None
             except OSError as error:  # named by the temporary file, relative to the folder: name the object
+                if error.errno is None:
+                    raise
                 raise OSError(error.errno, error.strerror, self.url(key)) from None
         finally:
             os.close(folder)
@@ -180,6 +182,8 @@ class LocalStore:
                 lock_name = f"{TEMP_MARKER}lock-{digest(segments[-1])}"
                 handle = os.open(lock_name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=folder)
             except OSError as error:  # a read-only store: name where, not the lock file alone
+                if error.errno is None:
+                    raise
                 raise OSError(error.errno, error.strerror, self.url(key)) from None
             finally:
                 os.close(folder)
