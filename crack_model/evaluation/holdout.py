@@ -141,7 +141,7 @@ def load_holdout(uri: str, class_names: Sequence[str]) -> Holdout:
         if len(parts) < 2 or parts[0] not in class_names:
             left_out[info.key] = f"not in a class folder ({', '.join(class_names)})"
             continue
-        if why := why_not_an_image(info.key):
+        if why := info.problem or why_not_an_image(info.key):  # a name the store cannot serve says why
             left_out[info.key] = why
             continue
         images.append(LabeledImage(store.url(info.key), parts[0]))

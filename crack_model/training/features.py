@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # Missing feature vectors from which converting the extractor to LiteRT pays for itself (see litert_extractor).
 LITERT_MIN_IMAGES = 600
+
+# A temporary file older than this was left by a training that died mid-write (kill -9, a lost machine): no write
+# takes an hour, so one that old is swept when a cache is opened; younger ones may be another training's.
+ABANDONED_AFTER_S = 3600
 
 
 # Bumped whenever decoding gives some photo other pixels (imaging.py, pixel_modes.py, deep_colour.py): vectors
@@ -64,6 +69,14 @@ class FeatureCache:
         self.root = Path(directory) / fingerprint
         self.augmentation = augmentation
         self.unwritable = False  # warned once: a write failed
+        self._sweep_abandoned_writes()
+
+    def _sweep_abandoned_writes(self) -> None:
+        now = time.time()
+        for leftover in self.root.glob("*/.tmp-*"):
+            with contextlib.suppress(OSError):  # gone already (another training swept it), or not ours to remove
+                if now - leftover.stat().st_mtime > ABANDONED_AFTER_S:
+                    leftover.unlink()
 
     def _path(self, sha256: str, view: int) -> Path:
         suffix = f"-{self.augmentation}" if view and self.augmentation else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 import shutil
 
@@ -244,6 +245,18 @@ def test_files_under_the_holdout_that_are_not_graded_on_are_named_in_the_report(
     [note] = [note for note in report.notes if "under the holdout are not graded on" in note]
     assert note.startswith("3 file(s)") and "Cracked/c.jpg: not in a class folder" in note
     assert report.document["holdout"]["left_out"] == 3
+
+
+def test_a_holdout_file_whose_name_is_not_utf8_is_left_out_saying_so(tmp_path, holdout):  # noqa: F811
+    """It stopped the gate with 'NUL and backslash are not allowed', a reason about another name."""
+    copied = tmp_path / "holdout"
+    shutil.copytree(holdout, copied)
+    crack = next((copied / "Positive").rglob("*.jpg"))
+    shutil.copy(crack, os.path.join(os.fsencode(copied / "Positive"), b"caf\xe9.jpg"))
+    listed = load_holdout(str(copied), CLASSES)
+    assert len(listed.images) == len(load_holdout(str(holdout), CLASSES).images)
+    [(key, why)] = listed.left_out.items()
+    assert key == "Positive/caf\\xe9.jpg" and "not valid UTF-8" in why and "rename it" in why
 
 
 def test_the_same_bytes_under_two_classes_are_named_and_not_graded_on(tmp_path, detector, holdout):  # noqa: F811

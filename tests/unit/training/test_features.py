@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -246,6 +248,21 @@ def test_a_failed_cache_write_leaves_no_partial_file(tmp_path, monkeypatch):
     cache.put("cd" * 32, 0, np.ones(8))  # warned of, not raised (the next test)
     assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == written
     assert cache.get("cd" * 32, 0) is None
+
+
+def test_writes_abandoned_by_a_killed_training_are_swept_and_fresh_ones_kept(tmp_path):
+    """kill -9 mid-write left ``.tmp-*`` files in the cache for good; a young one may be another training's."""
+    cache = FeatureCache(tmp_path, "fingerprint")
+    cache.put("ab" * 32, 0, np.ones(8))
+    [kept] = list(tmp_path.rglob("*.npy"))
+    abandoned, in_progress = kept.with_name(".tmp-dead-x.npy"), kept.with_name(".tmp-live-x.npy")
+    abandoned.write_bytes(b"\x93NUMPY")
+    in_progress.write_bytes(b"\x93NUMPY")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    FeatureCache(tmp_path, "fingerprint")
+    assert not abandoned.exists()
+    assert in_progress.exists() and kept.exists()
 
 
 def test_a_failed_feature_pass_stops_its_decoding_stage_itself(synth_data, tmp_path):
