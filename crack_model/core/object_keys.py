@@ -54,6 +54,11 @@ class ObjectInfo:
     problem: str | None = None
     modified: str | None = None
 
+    @property
+    def version(self) -> str | None:
+        """What tells this write of the object from another: the ETag, else the modification time."""
+        return self.etag or self.modified
+
 
 def printable_key(key: str) -> str:
     """``key`` with the bytes of a non-UTF-8 file name shown as ``\\xe9`` escapes (for messages and rows)."""

@@ -5,8 +5,9 @@ upload and ends as one row, including those the store cannot serve (a symbolic l
 is not a usable key): their listing entry carries a ``problem``, which becomes the row's reason.
 
 Validation writes ``validation/<batch_id>/manifest.csv`` (key, size, sha256 of every upload it
-profiled). Scoring works from it: an upload added after validation waits for the next
-validation, and one whose bytes changed since is not scored (``status=changed``).
+profiled, and the listing's version of it: ETag or modification time). Scoring works from it: an upload
+added after validation waits for the next validation, and one whose bytes changed since is not scored
+(``status=changed``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectInfo, ObjectStore, ObjectTooLargeError
 from crack_model.core.storage import split_uri
 
-MANIFEST_COLUMNS = ("key", "size", "sha256")
+MANIFEST_COLUMNS = ("key", "size", "sha256")  # what the digest covers (``manifest_digest``)
+MANIFEST_FILE_COLUMNS = (*MANIFEST_COLUMNS, "listed")
 
 # Validation and scoring read an upload whole, so its size is what it costs in memory (times the
 # fetching threads): an upload over the limit is refused by its listed size, and by the size of what a
@@ -117,6 +119,13 @@ class ManifestEntry:
     key: str
     size: int | None
     sha256: str | None
+    listed: str | None = None  # the listing's version (``ObjectInfo.version``) when validated; None: not kept
+
+    def relisted(self, info: ObjectInfo) -> bool:
+        """Does the listing show another write of the object than validation saw (same size or not)?"""
+        if self.size is not None and info.size != self.size:
+            return True
+        return self.listed is not None and info.version is not None and info.version != self.listed
 
 
 def manifest_key(batch_id: str) -> str:
@@ -125,11 +134,13 @@ def manifest_key(batch_id: str) -> str:
 
 def _manifest_rows(entries: Iterable[ManifestEntry]) -> Iterator[dict[str, object]]:
     for entry in sorted(entries, key=lambda item: item.key):
-        yield {"key": entry.key, "size": "" if entry.size is None else entry.size, "sha256": entry.sha256 or ""}
+        yield {"key": entry.key, "size": "" if entry.size is None else entry.size, "sha256": entry.sha256 or "",
+               "listed": entry.listed or ""}  # fmt: skip
 
 
 def write_manifest(store: ObjectStore, batch_id: str, entries: Iterable[ManifestEntry]) -> None:
-    store.write(manifest_key(batch_id), csv_bytes(MANIFEST_COLUMNS, _manifest_rows(entries)), content_type="text/csv")
+    rows = _manifest_rows(entries)
+    store.write(manifest_key(batch_id), csv_bytes(MANIFEST_FILE_COLUMNS, rows), content_type="text/csv")
 
 
 def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry] | None:
@@ -141,7 +152,7 @@ def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry]
     entries = {}
     for row in rows:
         size = int(row["size"]) if row.get("size") else None
-        entries[row["key"]] = ManifestEntry(row["key"], size, row.get("sha256") or None)
+        entries[row["key"]] = ManifestEntry(row["key"], size, row.get("sha256") or None, row.get("listed") or None)
     return entries
 
 
@@ -155,7 +166,7 @@ def manifest_digest(store: ObjectStore, batch_id: str) -> str | None:
     if manifest is None:
         return None
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=MANIFEST_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(_manifest_rows(manifest.values()))
     return hashlib.sha256(buffer.getvalue().encode("utf-8")).hexdigest()[:16]

@@ -115,19 +115,22 @@ def validate_batch(
     if unusable:
         outcome.drift = drift.not_judged(unusable, drift_config, images=int(profile["decodable"].astype(bool).sum()))
     outcome.source = store.url(layout.incoming_prefix(batch_id))
-    write_manifest(store, batch_id, _manifest_entries(profile))
+    write_manifest(store, batch_id, _manifest_entries(profile, {info.key: info.version for info in uploads}))
     write_outputs(store, store, outcome, result, objects,
                   relative=lambda key: layout.relative_to_batch(key, batch_id), report_uri=report_uri)  # fmt: skip
     return outcome
 
 
-def _manifest_entries(profile: pd.DataFrame) -> list[ManifestEntry]:
+def _manifest_entries(profile: pd.DataFrame, versions: Mapping[str, str | None] | None = None) -> list[ManifestEntry]:
+    """``versions``: each key's listing version (ETag or modification time), kept so that scoring can tell an
+    upload written again since, although it never reads the bytes of one it scored before."""
     import pandas as pd  # imported here: pandas stays out of DAG parsing and `--help`
 
     entries = []
     for key, size, sha256 in profile[["key", "size_bytes", "sha256"]].itertuples(index=False):
         known_size = None if pd.isna(size) else int(size)  # <NA>: the object was never read
-        entries.append(ManifestEntry(str(key), known_size, sha256 if isinstance(sha256, str) and sha256 else None))
+        known_sha256 = sha256 if isinstance(sha256, str) and sha256 else None
+        entries.append(ManifestEntry(str(key), known_size, known_sha256, (versions or {}).get(str(key))))
     return entries
 
 

@@ -177,6 +177,10 @@ def score_shard(
     # A row of bytes since replaced, or of none (unreadable, changed), is scored again; the later row wins.
     standing = latest_rows(store, existing_parts)
     already = {key for key, row in standing.items() if scored_what_was_validated(row, manifest)}
+    # An upload scored before and written again since validation (a batch reopened for another upload, a
+    # shard resumed) is read again: the check on its bytes then gives it ``changed``, not its old row.
+    if manifest is not None:
+        already -= {info.key for info in uploads if info.key in manifest and manifest[info.key].relisted(info)}
     todo = [key for key in keys if key not in already]
     log.info("%s of batch %s: %d objects, %d already scored, %d to score", shard.name, batch_id,
              len(keys), len(keys) - len(todo), len(todo))  # fmt: skip

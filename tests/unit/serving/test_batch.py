@@ -348,7 +348,7 @@ def test_quarantined_objects_are_skipped_but_listed(tmp_path, synth_data, model_
 
 
 def _validate_manifest_of(store, batch_id="b1"):
-    """Write the validated manifest the way validation does: key, size, sha256 of every upload now."""
+    """Write the validated manifest the way validation does: key, size, sha256, listing version of every upload."""
     import hashlib
 
     from crack_model.core.uploads import ManifestEntry, list_uploads, write_manifest
@@ -356,7 +356,7 @@ def _validate_manifest_of(store, batch_id="b1"):
     entries = []
     for info in list_uploads(store, batch_id):
         data = store.read(info.key)
-        entries.append(ManifestEntry(info.key, len(data), hashlib.sha256(data).hexdigest()))
+        entries.append(ManifestEntry(info.key, len(data), hashlib.sha256(data).hexdigest(), info.version))
     write_manifest(store, batch_id, entries)
 
 

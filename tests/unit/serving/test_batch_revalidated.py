@@ -61,6 +61,32 @@ def test_an_upload_replaced_after_validation_is_scored_when_the_batch_is_validat
     assert find_tile_scores(store, files, swapped).sha256 == rows[swapped]["sha256"]
 
 
+@pytest.mark.parametrize("same_size", [False, True])
+def test_an_upload_scored_before_and_replaced_after_the_next_validation_is_changed_not_its_old_row(
+    tmp_path, synth_data, model_dir, same_size
+):
+    """A batch reopened by another upload: an upload scored the first night and replaced after the second
+    validation kept its old ``ok`` row (its bytes were never read again) and the batch closed for good, the new
+    photo never scored. Bytes of the same size are told apart by the listing's version."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", model_dir)
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())  # reopens the batch
+    _validate_manifest_of(store)
+    swapped = "incoming/b1/positive/synth_00000.jpg"
+    old = store.read(swapped)
+    new = bytes(255 - byte for byte in old) if same_size else imagefiles.jpeg()
+    store.write(swapped, new)
+
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    row = _rows(store)[swapped]
+    assert row["status"] == "changed" and "changed after validation" in row["error"]
+    assert _summary(store)["status_counts"]["changed"] == 1
+    assert find_new_batches(store) == ["b1"]  # the next night validates and scores the new bytes
+
+
 def test_a_batch_brought_back_by_a_change_that_undid_itself_settles_and_stops_coming_back(
     tmp_path, synth_data, model_dir
 ):
