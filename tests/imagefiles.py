@@ -53,17 +53,19 @@ def sixteen_bit_png() -> bytes:
 
 
 def sixteen_bit_colour_png(samples: np.ndarray) -> bytes:
-    """(H, W, 3) uint16 samples as a 16-bit RGB PNG, each row with the Sub filter (Pillow writes no such PNG)."""
-    height, width, _ = samples.shape
+    """(H, W, 3) uint16 samples as a 16-bit RGB PNG ((H, W, 2): grey+alpha), each row with the Sub filter (Pillow
+    writes no such PNG)."""
+    height, width, bands = samples.shape
+    step = 2 * bands  # bytes per pixel: the Sub filter subtracts the byte one pixel back
     rows = []
     for row in samples.astype(">u2"):
         raw = np.frombuffer(row.tobytes(), dtype=np.uint8).astype(np.int16)
-        rows.append(b"\x01" + ((raw - np.r_[np.zeros(6, np.int16), raw[:-6]]) % 256).astype(np.uint8).tobytes())
+        rows.append(b"\x01" + ((raw - np.r_[np.zeros(step, np.int16), raw[:-step]]) % 256).astype(np.uint8).tobytes())
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 16, {2: 4, 3: 2}[bands], 0, 0, 0)  # PNG colour types
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)

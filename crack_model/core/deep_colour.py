@@ -1,4 +1,5 @@
-"""Colour images of 16 bits per sample whose data uses 12 or 14 of them (a camera's depth in a 16-bit PNG or TIFF).
+"""Colour (and grey+alpha) images of 16 bits per sample whose data uses 12 or 14 of them (a camera's depth in a
+16-bit PNG or TIFF).
 
 Pillow decodes a 16-bit colour image to 8 bits per sample by keeping each sample's high byte, so 12-bit data
 (0..4095) comes out in 0..15, almost black: 10 of 30 crack photos were scored "no crack", status ok, and a batch
@@ -24,6 +25,10 @@ OTHER_BYTE_ORDER = {
     **{f"{mode};16{order}": f"{mode};16{'L' if order == 'B' else 'B'}" for mode in ("RGB", "RGBA") for order in "BL"},
     **{f"{mode};16N": f"{mode};16{_NATIVE_OTHER}" for mode in ("RGB", "RGBA")},
 }
+# A 16-bit grey+alpha PNG opens as RGBA of the grey's high byte ("LA;16B"; Pillow has no "LA;16L"). Read as plain
+# RGBA, each pixel's four bytes land unchanged in the four bands: grey high, grey low, alpha high, alpha low.
+GREY_ALPHA = "LA;16B"
+OTHER_BYTE_ORDER[GREY_ALPHA] = "RGBA"
 DEEP_FORMATS = ("PNG", "TIFF")
 # What the second decode and the merge hold beside Pillow's image, per pixel and band (decoder_costs.py): the
 # low bytes' image and array, a copy of the high bytes, and a shifted temporary.
@@ -45,8 +50,9 @@ def at_its_depth(image: Image.Image, data: bytes) -> Image.Image:
         return image
     shift = 4 if top <= 15 else 6
     again = Image.open(io.BytesIO(data), formats=[image.format or ""])
+    grey_alpha = _raw_mode(again.tile[0].args) == GREY_ALPHA
     again.tile = [tile._replace(args=_with_raw_mode(tile.args)) for tile in again.tile]
-    low = np.asarray(again)[..., :3]
+    low = np.asarray(again)[..., 1:2] if grey_alpha else np.asarray(again)[..., :3]  # grey's low byte: band 2
     del again
     deep = np.array(image)
     np.left_shift(deep[..., :3], 8 - shift, out=deep[..., :3])

@@ -7,16 +7,17 @@ EXIF orientation and handles palette, grayscale, RGBA, CMYK and 16-bit images, w
 uploads contain and ``tf.io.decode_image`` does not all handle. (Scoring decodes clean JPEGs with
 simplejpeg instead, to the same pixels, and leaves every other file to this module: jpeg_fast.py.)
 
-Memory: no float64 copy is ever made. 16-bit and 32-bit images go to 8 bits a band of rows
-at a time (``pixel_modes``), and ``open_image(..., size=...)`` shrinks an image before converting it to RGB
-(JPEGs are even decoded at 1/2, 1/4 or 1/8 scale), so decoding costs about what Pillow needs to
-hold the image once; ``ImageHeader.peak_bytes`` bounds it from the header, before decoding.
+Memory: no float64 copy is ever made. 16-bit and 32-bit images go to 8 bits a band of rows at a time
+(``pixel_modes``), and ``open_image(..., size=...)`` shrinks an image before converting it to RGB (JPEGs are even
+decoded at 1/2, 1/4 or 1/8 scale), so decoding costs about what Pillow needs to hold the image once;
+``ImageHeader.peak_bytes`` bounds it from the header, before decoding.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from crack_model.core.decoder_costs import check_decoder, decoder_bytes, more_fr
 from crack_model.core.errors import REUPLOAD, ImageDecodeError
 from crack_model.core.file_signatures import ACCEPTED, PNG_SIGNATURE, jpeg_frame, png_refusal, raw_refusal, refusal
 from crack_model.core.jpeg_damage import check_intact
-from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, reduce_factor, rgb_reduced, to_8bit, to_rgb
+from crack_model.core.pixel_modes import SIXTEEN_BIT_MODES, bytes_per_pixel, reduce_factor, rgb_reduced, to_8bit, to_rgb
 
 # A 4032x3024 phone photo is 12 MP; 80 MP of decoded pixels leaves room for panoramas and stops
 # decompression bombs (a tiny file that expands to gigabytes of pixels). A JPEG is decoded at 1/2,
@@ -52,9 +53,9 @@ RESIZED_AS_DECODED = ("L", "RGB", "CMYK")
 EXIF_ORIENTATION_TAG = 0x0112
 # Pillow keeps a large image in blocks, 16 MB by default. glibc serves blocks that size from its heap
 # once its adaptive mmap threshold has grown (up to 32 MB, as big buffers are freed), and the heap keeps
-# what is freed: a worker decoding giants kept ~300 MB it no longer used (an 80 MP RGBA TIFF scored
-# after other images peaked at 1,197 MB with 16 MB blocks, 868 MB with 64 MB ones). Blocks over 32 MB
-# are always mapped, and unmapped when freed. A PILLOW_BLOCK_SIZE set by the operator wins.
+# what is freed: a worker decoding giants kept ~300 MB it no longer used (an 80 MP RGBA TIFF scored after other
+# images peaked at 1,197 MB with 16 MB blocks, 868 MB with 64 MB ones). Blocks over 32 MB are always mapped, and
+# unmapped when freed. A PILLOW_BLOCK_SIZE set by the operator wins.
 BLOCK_SIZE = 64 * 2**20
 # Our pixel limit (open_lazy) replaces Pillow's warning; set once: catch_warnings() in threads let it through.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -69,13 +70,6 @@ TRANSPOSE_FOR_ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-
-
-def bytes_per_pixel(mode: str) -> int:
-    """What Pillow holds per pixel in memory (RGB takes 4 bytes, like RGBA)."""
-    if mode in ("1", "L", "P"):
-        return 1
-    return 2 if mode in SIXTEEN_BIT_MODES else 4
 
 
 def draft_scale(width: int, height: int, target: tuple[int, int]) -> int:
@@ -160,7 +154,7 @@ def stored_size(size: tuple[int, int], orientation: int | None) -> tuple[int, in
 
 
 @contextmanager
-def decode_errors() -> Iterator[None]:
+def decode_errors(max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[None]:
     """Turn whatever Pillow raises on bad bytes into an ImageDecodeError with a reason a person can act on."""
     try:
         yield
@@ -168,8 +162,11 @@ def decode_errors() -> Iterator[None]:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError(f"not an image, or in a format we do not know: upload {ACCEPTED}") from None
-    except Image.DecompressionBombError as error:
-        raise ImageDecodeError(f"image too large: {str(error).rstrip('.')}; downscale it before upload") from None
+    except Image.DecompressionBombError as error:  # Pillow's own limit (179 MP) is met at open, before ours
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(pixels[1]):,} pixels" if pixels else "its size"
+        raise ImageDecodeError(f"image too large: {size} exceeds the limit of {max_pixels:,}; downscale it before "
+                               "upload") from None  # fmt: skip
     except MemoryError:
         raise ImageDecodeError("cannot decode: out of memory") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
@@ -190,7 +187,7 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     frame = jpeg_frame(data) if data.startswith(b"\xff\xd8") else None
     if data.startswith(PNG_SIGNATURE) and (flooded := png_refusal(data)) is not None:
         raise flooded
-    with decode_errors(), heif.library_errors(heif_file):
+    with decode_errors(max_pixels), heif.library_errors(heif_file):
         try:
             image = Image.open(io.BytesIO(data), formats=_registered(ALLOWED_FORMATS))
         except UnidentifiedImageError:

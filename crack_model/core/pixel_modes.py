@@ -86,3 +86,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")
+
+
+def bytes_per_pixel(mode: str) -> int:
+    """What Pillow holds per pixel in memory (RGB takes 4 bytes, like RGBA)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode in SIXTEEN_BIT_MODES else 4
