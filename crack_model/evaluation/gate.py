@@ -232,9 +232,12 @@ def run_gate(
     class_names = version_document["card"]["class_names"]
     # Before a stored report is reused too: a report made on training images must not promote.
     candidate_manifest = opened.data_manifest(name, candidate_version)
-    holdout_set, unchecked = holdout_for_gate(holdout or opened.store.url(HOLDOUT_PREFIX), class_names,
-                                              candidate_manifest, f"{name} version {candidate_version}")  # fmt: skip
     champion_version = opened.aliases(name).get(CHAMPION)
+    champion_manifest = (opened.data_manifest(name, champion_version)
+                         if champion_version not in (None, candidate_version) else None)  # fmt: skip
+    holdout_set, unchecked = holdout_for_gate(holdout or opened.store.url(HOLDOUT_PREFIX), class_names,
+                                              candidate_manifest, f"{name} version {candidate_version}",
+                                              champion_manifest, f"the champion ({champion_version})")  # fmt: skip
     existing = opened.gate_report(name, candidate_version)
     if existing is not None:
         report = _stored_report(opened, existing, champion_version, policy, holdout_set)
