@@ -11,6 +11,7 @@ from typing import Any
 from crack_model.cli.arguments import batch_size, positive_int
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import shown_key
 from crack_model.core.storage import open_store
 from crack_model.data.image_names import is_image_name
 from crack_model.pipelines.overlays import draw_overlays
@@ -147,6 +148,10 @@ def run_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# Keys named in a one-line report; the rest are counted.
+SHOWN_KEYS = 5
+
+
 def add_overlays_command(commands: Any) -> None:
     overlays = commands.add_parser(
         "overlays",
@@ -170,5 +175,10 @@ def run_overlays(args: argparse.Namespace) -> int:
     print(f"batch {batch_id}: {report.drawn} overlays drawn, {report.kept} already there, in {folder}")
     if report.failed:
         print(f"{report.failed} crack images could not be drawn (see the warnings above)", file=sys.stderr)
-        return 1
-    return 0
+    if missing := report.without_tile_scores:
+        shown = ", ".join(shown_key(key) for key in missing[:SHOWN_KEYS])
+        more = f" and {len(missing) - SHOWN_KEYS} more" if len(missing) > SHOWN_KEYS else ""
+        print(f"{len(missing)} crack images have no tile scores to draw from ({shown}{more}): score the batch "
+              f"again to keep them: crack-model score --batch {args.batch} --model <model> --force",
+              file=sys.stderr)  # fmt: skip
+    return 1 if report.failed or missing else 0

@@ -19,7 +19,7 @@ import csv
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
@@ -36,12 +36,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class OverlayReport:
-    """What ``draw_overlays`` did: overlays drawn, already there, and crack images it could not draw."""
+    """What ``draw_overlays`` did: overlays drawn, already there, crack images it could not draw (each warned
+    about), and crack rows without tile scores to draw from (scored before they were kept, or their parts lost)."""
 
     batch_id: str
     drawn: int = 0
     kept: int = 0
     failed: int = 0
+    without_tile_scores: list[str] = field(default_factory=list)
 
 
 def _summary(store: ObjectStore, batch_id: str) -> BatchSummary:
@@ -183,7 +185,10 @@ def draw_overlays(store: ObjectStore | str, batch_id: str, *, workers: int = 2, 
     files = [file for prefix in _merged_shard_prefixes(batch_id, summary) for file in tile_score_files(store, prefix)]
     threshold = summary.threshold if summary.threshold is not None else 0.5
 
+    found: set[str] = set()
+
     def draw(scores: TileScores) -> bool:
+        found.add(scores.key)
         try:
             _draw(store, batch_id, scores, threshold)
         except Exception as error:  # one unreadable upload must not stop the others
@@ -191,11 +196,10 @@ def draw_overlays(store: ObjectStore | str, batch_id: str, *, workers: int = 2, 
             return False
         return True
 
-    found = 0
     for drawn in map_bounded(draw, iter_tile_scores(store, files, wanted), workers=workers, thread_name_prefix="draw"):
-        found += 1
         report.drawn += drawn
         report.failed += not drawn
-    report.failed += len(wanted) - found  # crack rows without tile scores (scored before they were kept)
-    log.info("overlays of batch %s: %d drawn, %d kept, %d failed", batch_id, report.drawn, report.kept, report.failed)
+    report.without_tile_scores = sorted(wanted - found)
+    log.info("overlays of batch %s: %d drawn, %d kept, %d failed, %d without tile scores", batch_id, report.drawn,
+             report.kept, report.failed, len(report.without_tile_scores))  # fmt: skip
     return report

@@ -130,7 +130,8 @@ def score_shard(
         workers: threads fetching objects (default: what suits the store, ``storage.fetch_threads``).
         overlays: also draw each crack image's overlay now (a decode, blend and PNG per crack image, on the
             scoring path); by default only tile scores are stored and overlays are drawn when asked for.
-        force: rescore even if the batch already has ``_SUCCESS``.
+        force: rescore even if the batch already has ``_SUCCESS`` (removed first: the batch is incomplete until
+            this run, or a resumed one, completes it again).
         finalize: merge the results if this was the last shard to finish.
         runtime: the runtime to load ``model`` with when it is a URI or folder (``load_scorer``; default: the
             fastest approved).
@@ -156,6 +157,9 @@ def score_shard(
     if earlier:
         log.warning("%s of batch %s was scored with %s before: scoring it again with %s, so that the batch has one "
                     "runtime", shard.name, batch_id, ", ".join(sorted(earlier)), scorer.runtime.name)  # fmt: skip
+    if force:  # the completion marker goes first: a run stopped while the parts go must leave a batch that resumes,
+        # not one still marked complete whose rows have lost their tile scores
+        store.delete(layout.results_key(batch_id, layout.SUCCESS))
     if force or earlier:  # start this shard over: stale parts of an earlier run must not be merged
         for info in list(store.list(parts_prefix + "/")):
             store.delete(info.key)

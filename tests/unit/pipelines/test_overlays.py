@@ -203,3 +203,18 @@ def test_the_overlays_command(scored, capsys):
     assert len(list(store.list("results/b1/overlays/"))) == cracks
     assert main(["overlays", "--batch", f"{store.root}/incoming/never-scored"]) == 1
     assert "has no summary.json" in capsys.readouterr().err
+
+
+def test_the_overlays_command_names_the_crack_rows_without_tile_scores(scored, capsys):
+    """It said "could not be drawn (see the warnings above)" and printed no warning: now it names them and says
+    to score the batch again."""
+    store, _ = scored
+    for info in list(store.list("results/b1/_parts/")):
+        if info.key.endswith(layout.TILE_SCORES_SUFFIX):
+            store.delete(info.key)
+    first = sorted(row["key"] for row in crack_rows(store))[0]
+    assert main(["overlays", "--batch", f"{store.root}/incoming/b1"]) == 1
+    said = capsys.readouterr().err
+    assert f"crack images have no tile scores to draw from ({first}" in said
+    assert f"crack-model score --batch {store.root}/incoming/b1 --model <model> --force" in said
+    assert "see the warnings above" not in said

@@ -251,6 +251,30 @@ def test_an_interrupted_shard_resumes_without_losing_or_duplicating(tmp_path, sy
         assert float(a["crack_probability"]) == pytest.approx(float(b["crack_probability"]), abs=1e-5)
 
 
+def test_a_forced_rescore_stopped_midway_leaves_a_batch_that_resumes(tmp_path, synth_data, model_dir, monkeypatch):
+    """Ctrl-C while --force deleted the parts left _SUCCESS standing: the next run said "already complete", and
+    the rows whose tile scores were gone could never get an overlay."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=5)
+    score_batch(str(tmp_path), "b1", model_dir, part_rows=4)
+    first = read_predictions(store)
+    real_delete = LocalStore.delete
+
+    def interrupted_delete(self, key):
+        if "/_parts/" in key:
+            raise KeyboardInterrupt
+        return real_delete(self, key)
+
+    monkeypatch.setattr(LocalStore, "delete", interrupted_delete)
+    with pytest.raises(KeyboardInterrupt):
+        score_batch(str(tmp_path), "b1", model_dir, part_rows=4, force=True)
+    monkeypatch.setattr(LocalStore, "delete", real_delete)
+    assert not store.exists(layout.results_key("b1", layout.SUCCESS))
+    report = score_batch(str(tmp_path), "b1", model_dir, part_rows=4)
+    assert not report.already_complete and report.finalized
+    assert comparable(read_predictions(store)) == comparable(first)
+
+
 class _WriteFailedError(OSError):
     pass
 
