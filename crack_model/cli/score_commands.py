@@ -10,11 +10,14 @@ from typing import Any
 
 from crack_model.cli.arguments import batch_size, positive_int
 from crack_model.core import layout
+from crack_model.core.documents import RunSummary, read_outcome
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import shown_key
+from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
 from crack_model.data.image_names import is_image_name
+from crack_model.pipelines.alerts import release_advice
 from crack_model.pipelines.overlays import draw_overlays
+from crack_model.quality.outcome import FAILED
 from crack_model.serving.batch import score_shard
 from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
 from crack_model.serving.scorer import load_scorer
@@ -124,6 +127,7 @@ def add_score_command(commands: Any) -> None:
 def run_score(args: argparse.Namespace) -> int:
     store_uri, batch_id = layout.parse_batch_uri(args.batch)
     shard = layout.Shard.parse(args.shard)
+    refuse_an_unreleased_failed_batch(open_store(store_uri), batch_id)
     # Results go into the store, as a night's do: only a runtime the model is approved for, as the nightly DAG asks.
     scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri, approved_only=True)
     report = score_shard(
@@ -150,6 +154,35 @@ def run_score(args: argparse.Namespace) -> int:
 
 # Keys named in a one-line report; the rest are counted.
 SHOWN_KEYS = 5
+
+
+def refuse_an_unreleased_failed_batch(store: ObjectStore, batch_id: str) -> None:
+    """A batch whose validation failed waits for an operator's release: scored by hand, it got a ``_SUCCESS`` that
+    took it out of the nightly's view (no more validation, alert or release record)."""
+    outcome = read_outcome(store, batch_id)
+    if outcome is None or outcome.get("outcome") != FAILED:
+        return
+    if _released(store, batch_id, str(outcome.get("validated_at") or "")):
+        return
+    report = store.url(layout.validation_key(batch_id, "report.html"))
+    raise CrackModelError(f"batch {batch_id} failed validation (see {report}) and no operator released it: it is not "
+                          "scored until one does, with the ops view's \"Release this batch\" or: "
+                          f"{release_advice(batch_id)}")  # fmt: skip
+
+
+def _released(store: ObjectStore, batch_id: str, validated_at: str) -> bool:
+    """Did a nightly run release the batch at or after its latest validation? (Each run's summary lists the batches
+    it released; a batch validated again since, and failed again, waits for another release.)"""
+    for info in store.list(layout.RUNS + "/"):
+        if not info.key.endswith(".json"):
+            continue
+        try:
+            run = RunSummary.read(store, info.key)
+        except CrackModelError:  # a damaged summary releases nothing
+            continue
+        if run is not None and batch_id in run.batches_released and run.finished_at >= validated_at:
+            return True
+    return False
 
 
 def add_overlays_command(commands: Any) -> None:

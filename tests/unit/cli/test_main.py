@@ -333,3 +333,32 @@ def test_main_gives_a_caller_its_own_sigterm_handler_back(tmp_path, capsys):
     before = signal.getsignal(signal.SIGTERM)
     main(["registry", "list", "--store", str(tmp_path / "none")])
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_score_refuses_a_batch_that_failed_validation_until_a_run_released_it(tmp_path, capsys):
+    """`score` of a failed batch scored it in silence and wrote _SUCCESS: the nightly stopped seeing it."""
+    import json
+
+    from crack_model.core import layout
+    from crack_model.core.documents import RunSummary
+    from crack_model.core.local_store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    store.write("incoming/b1/a.jpg", b"x")
+    store.write(layout.validation_key("b1", layout.OUTCOME),
+                json.dumps({"outcome": "failed", "validated_at": "2026-11-24T02:10:00Z"}).encode())  # fmt: skip
+    argv = ["score", "--batch", f"{store.root}/incoming/b1", "--model", str(tmp_path / "no-model")]
+    assert main(argv) == 1
+    said = capsys.readouterr().err
+    assert f"batch b1 failed validation (see {store.root}/validation/b1/report.html)" in said
+    assert 'release_batches=["b1"]' in said and not store.exists("results/b1/_SUCCESS")
+
+    def run(run_id, finished_at):
+        RunSummary(run_id, finished_at, 1, ["b1"], [], [], 0, 0, [], batches_released=["b1"]).write(
+            store, layout.run_summary_key(run_id)
+        )
+
+    run("manual__2026-11-23", "2026-11-23T02:30:00Z")  # released an earlier validation of the batch
+    assert main(argv) == 1 and "failed validation" in capsys.readouterr().err
+    run("manual__2026-11-24", "2026-11-24T02:30:00Z")
+    assert main(argv) == 1 and "failed validation" not in capsys.readouterr().err  # on to the model: none there
