@@ -18,6 +18,7 @@ from crack_model.data.image_names import is_image_name
 from crack_model.pipelines.alerts import release_advice
 from crack_model.pipelines.overlays import draw_overlays
 from crack_model.quality.outcome import FAILED
+from crack_model.registry.model_uri import REGISTRY_ENV
 from crack_model.serving.batch import score_shard
 from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
 from crack_model.serving.scorer import load_scorer
@@ -129,7 +130,9 @@ def run_score(args: argparse.Namespace) -> int:
     shard = layout.Shard.parse(args.shard)
     refuse_an_unreleased_failed_batch(open_store(store_uri), batch_id)
     # Results go into the store, as a night's do: only a runtime the model is approved for, as the nightly DAG asks.
-    scorer = load_scorer(args.model, runtime=args.runtime, registry=store_uri, approved_only=True)
+    # A models:/ URI resolves in $CRACK_MODEL_REGISTRY, as for every command, else in the batch's store (the DAG's).
+    registry = os.environ.get(REGISTRY_ENV, "").strip() or store_uri
+    scorer = load_scorer(args.model, runtime=args.runtime, registry=registry, approved_only=True)
     report = score_shard(
         store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
         workers=args.workers, overlays=args.overlays, force=args.force, progress=not args.quiet,

@@ -362,3 +362,27 @@ def test_score_refuses_a_batch_that_failed_validation_until_a_run_released_it(tm
     assert main(argv) == 1 and "failed validation" in capsys.readouterr().err
     run("manual__2026-11-24", "2026-11-24T02:30:00Z")
     assert main(argv) == 1 and "failed validation" not in capsys.readouterr().err  # on to the model: none there
+
+
+@pytest.mark.parametrize("variable", ["/registry", "", None])
+def test_score_resolves_a_model_uri_in_the_registry_variable_else_in_the_batch_store(
+    tmp_path, monkeypatch, capsys, variable
+):
+    """README: `score --model models:/crack@champion` uses $CRACK_MODEL_REGISTRY; score looked in the batch's store."""
+    from crack_model.cli import score_commands
+    from crack_model.core.errors import CrackModelError
+
+    asked = {}
+
+    def load_scorer(uri, **options):
+        asked.update(options)
+        raise CrackModelError("stop here")
+
+    monkeypatch.setattr(score_commands, "load_scorer", load_scorer)
+    if variable is None:
+        monkeypatch.delenv("CRACK_MODEL_REGISTRY", raising=False)
+    else:
+        monkeypatch.setenv("CRACK_MODEL_REGISTRY", variable)
+    (tmp_path / "store" / "incoming" / "b1").mkdir(parents=True)
+    assert main(["score", "--batch", f"{tmp_path}/store/incoming/b1", "--model", "models:/crack@champion"]) == 1
+    assert asked["registry"] == (variable or f"{tmp_path}/store")
