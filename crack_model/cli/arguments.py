@@ -6,8 +6,9 @@ import argparse
 import os
 from typing import Any
 
-from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
+from crack_model.core.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
+from crack_model.core.layout import Shard
 
 
 def class_names(text: str) -> tuple[str, ...]:
@@ -108,7 +109,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--crack-class", default="Positive", help="the class that means crack (default: Positive)")
     parser.add_argument(
-        "--image-size", type=positive_int, default=224, help="model input size in pixels (default: 224)"
+        "--image-size", type=image_size, default=224, help="model input size in pixels, 32-1024 (default: 224)"
     )
     parser.add_argument("--batch-size", type=batch_size, default=32, help="batch size (default: 32)")
     parser.add_argument("--seed", type=seed, default=42, help="seed for the split and training (default: 42)")
@@ -126,6 +127,30 @@ def data_config_from(args: argparse.Namespace) -> DataConfig:
         )
     except ValueError as error:
         raise CrackModelError(str(error)) from None
+
+
+def image_size(text: str) -> int:
+    """Model input pixels, ``DataConfig``'s range: 100,000 got the process killed for memory, a partial --out left."""
+    value = int(text)
+    if not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {text}")
+    return value
+
+
+def fold_count(text: str) -> int:
+    """Cross-validation folds: one fold leaves nothing to train on, found after the data was read."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be 2 or more folds, got {text}")
+    return value
+
+
+def shard(text: str) -> Shard:
+    """``INDEX/COUNT``: refused when parsed, not after the model is loaded."""
+    try:
+        return Shard.parse(text)
+    except CrackModelError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def batch_size(text: str) -> int:

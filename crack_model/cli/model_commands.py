@@ -17,6 +17,7 @@ from crack_model.cli.arguments import (
     data_config_from,
     default_weights,
     exponent,
+    fold_count,
     fraction,
     model_config_from,
     non_negative,
@@ -168,7 +169,7 @@ def add_evaluate_command(commands: Any) -> None:
     evaluate.add_argument("--runtime", default="auto", help="auto, keras, litert-fp32 or litert-int8 (default: auto)")
     evaluate.add_argument("--threshold", type=probability, help="override the model's decision threshold")
     recipe = evaluate.add_argument_group("cross-validation (--cv): the training recipe to measure")
-    recipe.add_argument("--cv", type=positive_int, help="K-fold cross-validation of training on --data (K >= 2)")
+    recipe.add_argument("--cv", type=fold_count, help="K-fold cross-validation of training on --data (K >= 2)")
     recipe.add_argument("--repeats", type=positive_int, default=1,
                         help="run --cv with seeds --seed, --seed + 1, ... and sum them (default: 1)")  # fmt: skip
     add_data_options(recipe)
@@ -238,8 +239,8 @@ PRINTED_IMAGES = 40
 
 
 def run_cross_validation(args: argparse.Namespace) -> int:
-    if args.cv < 2 or not args.data:
-        raise CrackModelError("--cv needs K >= 2 and --data (a labeled folder or manifest)")
+    if not args.data:
+        raise CrackModelError("--cv needs --data (a labeled folder or manifest)")
     if args.model:
         raise CrackModelError("--cv trains its own models: leave out --model")
     if args.seed + args.repeats > 2**32:

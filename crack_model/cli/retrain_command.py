@@ -11,6 +11,7 @@ from crack_model.cli.arguments import (
     SEAM_SHARE_HELP,
     default_weights,
     fraction,
+    image_size,
     layer_names,
     non_negative,
     non_negative_int,
@@ -62,9 +63,9 @@ def add_retrain_command(commands: Any) -> None:
     retrain.add_argument("--zoom-factor", type=fraction, default=ModelConfig.zoom_factor,
                          help=f"augmented views are zoomed in or out by up to this fraction "
                          f"(default: {ModelConfig.zoom_factor}; 0: off)")  # fmt: skip
-    retrain.add_argument("--image-size", type=positive_int, default=DataConfig.image_size,
-                         help=f"model input size in pixels (default: {DataConfig.image_size}; a size other than the "
-                         "champion's trains afresh)")  # fmt: skip
+    retrain.add_argument("--image-size", type=image_size, default=DataConfig.image_size,
+                         help=f"model input size in pixels, 32-1024 (default: {DataConfig.image_size}; a size other "
+                         "than the champion's trains afresh)")  # fmt: skip
     retrain.add_argument("--fresh", action="store_true",
                          help="train the candidate afresh, not from the champion's head (starting from it is the "
                          "default: fewer false alarms, fewer candidates that miss more than the champion)")  # fmt: skip

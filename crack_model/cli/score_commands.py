@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import batch_size, positive_int
+from crack_model.cli.arguments import batch_size, positive_int, shard
 from crack_model.core import layout
 from crack_model.core.documents import RunSummary, read_outcome
 from crack_model.core.errors import CrackModelError
@@ -103,7 +103,9 @@ def add_score_command(commands: Any) -> None:
         "--batch", required=True, help="<store>/incoming/<batch_id>; store = s3://bucket[/prefix] or a folder"
     )
     score.add_argument("--model", required=True, help="model folder (local or s3://)")
-    score.add_argument("--shard", default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)")
+    score.add_argument(
+        "--shard", type=shard, default="0/1", help="INDEX/COUNT, 0-based: score only this shard (default: 0/1)"
+    )
     score.add_argument("--runtime", default="auto", help="auto (fastest approved), keras, litert-fp32, litert-int8")
     score.add_argument(
         "--batch-size", type=batch_size, help="inference batch size, 1-1024 (default: suits the runtime)"
@@ -127,7 +129,7 @@ def add_score_command(commands: Any) -> None:
 
 def run_score(args: argparse.Namespace) -> int:
     store_uri, batch_id = layout.parse_batch_uri(args.batch)
-    shard = layout.Shard.parse(args.shard)
+    shard = args.shard
     refuse_an_unreleased_failed_batch(open_store(store_uri), batch_id)
     # Results go into the store, as a night's do: only a runtime the model is approved for, as the nightly DAG asks.
     # A models:/ URI resolves in $CRACK_MODEL_REGISTRY, as for every command, else in the batch's store (the DAG's).

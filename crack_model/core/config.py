@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 DEFAULT_CLASS_NAMES = ("Negative", "Positive")
 DEFAULT_CRACK_CLASS = "Positive"
+# Model input sizes, in pixels: MobileNetV2's smallest, and a largest that still trains in memory (100,000 got the
+# process killed for memory, a partial output left behind). The retraining DAG's image_size Param says the same.
+MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,8 @@ class DataConfig:
         if self.validation_fraction + self.test_fraction >= 1:
             msg = "validation + test fractions must leave something to train on (sum < 1)"
             raise ValueError(msg)
-        if self.image_size < 32:
-            msg = f"image size must be at least 32 pixels for MobileNetV2, got {self.image_size}"
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            msg = f"image size must be from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {self.image_size}"
             raise ValueError(msg)
 
     @property

@@ -12,7 +12,7 @@ from typing import Any
 
 from crack_model import __version__
 from crack_model.core.clock import utc_now
-from crack_model.core.config import DEFAULT_CLASS_NAMES, DEFAULT_CRACK_CLASS
+from crack_model.core.config import DEFAULT_CLASS_NAMES, DEFAULT_CRACK_CLASS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from crack_model.core.errors import CrackModelError
 
 CARD_NAME = "model.json"
@@ -94,7 +94,7 @@ class ModelCard:
         if self.crack_class not in self.class_names:
             return f"crack_class {self.crack_class!r} is not one of class_names {self.class_names}"
         sizes = {
-            "image_size": (self.image_size, 32, 1024),
+            "image_size": (self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
             "tile_size": (self.tile_size, 32, 8192),
             "photo_min_tiles": (self.photo_min_tiles, 1, 10_000),
             "photo_tiles": (self.photo_tiles, 1, 10**6),

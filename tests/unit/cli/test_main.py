@@ -231,6 +231,15 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
         (["evaluate", "--cv", "2", "--data", "d", "--seed", "4294967296"], "--seed: must be from 0 to 4294967295"),
         (["train", "--data", "d", "--out", "o", "--alpha", "-1"], "--alpha: must be one of 0.35, 0.5, 0.75, 1.0"),
         (["train", "--data", "d", "--out", "o", "--alpha", "0.9"], "(MobileNetV2's widths), got 0.9"),
+        # These exited 1, some after loading the model or reading the data; 100000 pixels got the process killed.
+        (["train", "--data", "d", "--out", "o", "--image-size", "8"], "--image-size: must be from 32 to 1024 pixels"),
+        (["train", "--data", "d", "--out", "o", "--image-size", "100000"], "--image-size: must be from 32 to 1024"),
+        (["evaluate", "--cv", "2", "--data", "d", "--image-size", "1025"], "--image-size: must be from 32 to 1024"),
+        (["retrain", "--store", "s", "--image-size", "100000"], "--image-size: must be from 32 to 1024 pixels"),
+        (["evaluate", "--cv", "1", "--data", "d"], "--cv: must be 2 or more folds, got 1"),
+        (["score", "--batch", "b", "--model", "m", "--shard", "3/2"], "--shard: invalid shard 3/2: need 0 <= index"),
+        (["score", "--batch", "b", "--model", "m", "--shard=-1/2"], "--shard: invalid shard -1/2: need 0 <= index"),
+        (["score", "--batch", "b", "--model", "m", "--shard", "first"], "--shard: invalid shard 'first': use INDEX/"),
     ],
 )
 def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
@@ -386,3 +395,12 @@ def test_score_resolves_a_model_uri_in_the_registry_variable_else_in_the_batch_s
     (tmp_path / "store" / "incoming" / "b1").mkdir(parents=True)
     assert main(["score", "--batch", f"{tmp_path}/store/incoming/b1", "--model", "models:/crack@champion"]) == 1
     assert asked["registry"] == (variable or f"{tmp_path}/store")
+
+
+def test_an_image_size_past_1024_is_refused_by_the_data_config_too():
+    """The retraining DAG's params and a Python caller reach DataConfig without the CLI's check."""
+    from crack_model.core.config import DataConfig
+
+    assert DataConfig(image_size=1024).image_size == 1024
+    with pytest.raises(ValueError, match="image size must be from 32 to 1024 pixels, got 100000"):
+        DataConfig(image_size=100000)
