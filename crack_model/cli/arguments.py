@@ -6,7 +6,15 @@ import argparse
 import os
 from typing import Any
 
-from crack_model.core.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, DataConfig, ModelConfig, TrainConfig
+from crack_model.core.config import (
+    DEFAULT_CLASS_NAMES,
+    DEFAULT_CRACK_CLASS,
+    MAX_IMAGE_SIZE,
+    MIN_IMAGE_SIZE,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from crack_model.core.errors import CrackModelError
 from crack_model.core.layout import Shard
 
@@ -101,13 +109,11 @@ def non_negative_int(text: str) -> int:
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
+    # No default here (data_config_from fills them in): evaluate must tell them given from not given.
     parser.add_argument(
-        "--classes",
-        type=class_names,
-        default=("Negative", "Positive"),
-        help="comma-separated class folder names (default: Negative,Positive)",
+        "--classes", type=class_names, help="comma-separated class folder names (default: Negative,Positive)"
     )
-    parser.add_argument("--crack-class", default="Positive", help="the class that means crack (default: Positive)")
+    parser.add_argument("--crack-class", help="the class that means crack (default: Positive)")
     parser.add_argument(
         "--image-size", type=image_size, default=224, help="model input size in pixels, 32-1024 (default: 224)"
     )
@@ -119,8 +125,8 @@ def data_config_from(args: argparse.Namespace) -> DataConfig:
 
     try:
         return DataConfig(
-            class_names=args.classes,
-            crack_class=args.crack_class,
+            class_names=args.classes or DEFAULT_CLASS_NAMES,
+            crack_class=args.crack_class or DEFAULT_CRACK_CLASS,
             image_size=args.image_size,
             batch_size=args.batch_size,
             seed=args.seed,

@@ -190,7 +190,7 @@ def add_evaluate_command(commands: Any) -> None:
     recipe.add_argument("--seam-share", type=share, default=TrainConfig.seam_share, help=SEAM_SHARE_HELP)
     add_head_options(recipe)
     add_augmentation_options(recipe)
-    evaluate.set_defaults(handler=run_evaluate)
+    evaluate.set_defaults(handler=run_evaluate, usage_error=evaluate.error)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -198,6 +198,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return run_cross_validation(args)
     if args.repeats > 1:
         raise CrackModelError("--repeats repeats a cross-validation: add --cv K")
+    if args.classes or args.crack_class:  # they were ignored, and then a missing folder asked for --classes
+        args.usage_error("--classes and --crack-class name the class folders --cv trains on: a model is "
+                         "evaluated with its own class names (its model.json's class_names), one folder of --data "
+                         "each")  # fmt: skip
     if not args.model:
         raise CrackModelError("evaluate needs --model (or --cv K to cross-validate the training recipe on --data)")
     scorer = load_scorer(args.model, runtime=args.runtime)
@@ -210,7 +214,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         images = read_split_manifest(manifest, args.split)
         read = recorded_fetch(images, manifest)
     else:
-        config = DataConfig(class_names=tuple(scorer.card.class_names), crack_class=scorer.card.crack_class)
+        names = tuple(scorer.card.class_names)
+        if Path(args.data).is_dir() and (missing := [name for name in names if not (Path(args.data) / name).is_dir()]):
+            raise CrackModelError(f"--data {args.data} has no folder {missing[0]}: model {scorer.version} is evaluated "
+                                  f"on one folder per class it knows ({', '.join(names)}); name them so")  # fmt: skip
+        config = DataConfig(class_names=names, crack_class=scorer.card.crack_class)
         images = load_labeled(args.data, config, progress=not args.quiet)
     metrics = evaluate_scorer(scorer, images, threshold=args.threshold, read=read)
     print(

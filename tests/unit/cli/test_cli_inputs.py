@@ -176,3 +176,14 @@ def test_evaluate_a_registry_uri_on_its_own_split(model, tmp_path, monkeypatch, 
         row for row in csv.DictReader(io.StringIO((model / "split.csv").read_text())) if row["split"] == "test"
     ]
     assert f"model {version} (" in said and f"on {len(test_rows)} images" in said
+
+
+def test_evaluate_on_folders_not_named_as_the_models_classes_says_so(model, tmp_path, synth_data, capsys):
+    """It said "set the names with --classes", which evaluating a model ignores."""
+    data = tmp_path / "data"
+    for kind, name in (("Negative", "nocrack"), ("Positive", "crack")):
+        shutil.copytree(synth_data / kind, data / name)
+    assert main(["evaluate", "--model", str(model), "--data", str(data)]) == 1
+    said = capsys.readouterr().err
+    assert f"--data {data} has no folder Negative: model " in said and "(Negative, Positive); name them so" in said
+    assert "--classes" not in said

@@ -404,3 +404,20 @@ def test_an_image_size_past_1024_is_refused_by_the_data_config_too():
     assert DataConfig(image_size=1024).image_size == 1024
     with pytest.raises(ValueError, match="image size must be from 32 to 1024 pixels, got 100000"):
         DataConfig(image_size=100000)
+
+
+@pytest.mark.parametrize("flags", [["--classes", "nocrack,crack"], ["--crack-class", "crack"]])
+def test_evaluate_of_a_model_refuses_class_names_it_would_ignore(tmp_path, capsys, flags):
+    """`evaluate --model M --data D --classes ...` ignored --classes, then asked for --classes: a usage error now,
+    before the model is loaded; --cv and train still take them."""
+    from crack_model.cli.arguments import data_config_from
+    from crack_model.core.config import DataConfig
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["evaluate", "--model", str(tmp_path / "no-model"), "--data", str(tmp_path), *flags])
+    said = capsys.readouterr().err
+    assert stopped.value.code == 2 and "a model is evaluated with its own class names" in said
+    parse = build_parser().parse_args
+    assert data_config_from(parse(["train", "--data", "d", "--out", "o"])) == DataConfig()
+    chosen = parse(["evaluate", "--cv", "2", "--data", "d", "--classes", "nocrack,crack", "--crack-class", "crack"])
+    assert data_config_from(chosen) == DataConfig(class_names=("nocrack", "crack"), crack_class="crack")
