@@ -76,6 +76,10 @@ def write_csv_file(out: Path, rows: Any) -> int:
         with open(partial, "w", newline="", encoding="utf-8") as handle:
             count = write_predictions(rows, handle)
         partial.replace(out)
+    except OSError as error:  # a folder refusing the file beside: name the --out the user gave, not ours
+        if error.filename is None or os.fspath(error.filename) != os.fspath(partial):
+            raise
+        raise OSError(error.errno, error.strerror, str(out)) from None
     finally:
         partial.unlink(missing_ok=True)
     return count

@@ -209,6 +209,10 @@ class LocalStore:
                 return
             except FileNotFoundError:
                 continue
+            except OSError as error:  # named relative to the folder (a bare "_DONE"): name the object
+                if error.errno is None:
+                    raise
+                raise OSError(error.errno, error.strerror, self.url(key)) from None
             finally:
                 os.close(folder)
 

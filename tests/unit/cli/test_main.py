@@ -421,3 +421,23 @@ def test_evaluate_of_a_model_refuses_class_names_it_would_ignore(tmp_path, capsy
     assert data_config_from(parse(["train", "--data", "d", "--out", "o"])) == DataConfig()
     chosen = parse(["evaluate", "--cv", "2", "--data", "d", "--classes", "nocrack,crack", "--crack-class", "crack"])
     assert data_config_from(chosen) == DataConfig(class_names=("nocrack", "crack"), crack_class="crack")
+
+
+def test_an_out_the_file_system_refuses_is_named_as_given(tmp_path, monkeypatch):
+    """`predict --out ro/p.csv` said "Permission denied: ro/.p.csv.partial", a file the user never named."""
+    import builtins
+    import errno
+
+    from crack_model.cli import score_commands
+
+    real_open = builtins.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(".partial"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only)
+    with pytest.raises(PermissionError) as failure:
+        score_commands.write_csv_file(tmp_path / "ro" / "p.csv", iter([]))
+    assert failure.value.filename == str(tmp_path / "ro" / "p.csv")

@@ -386,3 +386,21 @@ def test_a_read_only_store_names_the_object_not_a_temporary_file(tmp_path, monke
         with pytest.raises(OSError) as refused:
             attempt()
         assert refused.value.errno == errno.EROFS and refused.value.filename.startswith(str(tmp_path / "models"))
+
+
+def test_a_delete_refused_by_the_file_system_names_the_object(tmp_path, monkeypatch):
+    """`score --force` on a read-only results folder said "Permission denied: _DONE", a name without its folder."""
+    import errno
+
+    from crack_model.core import local_store
+
+    store = LocalStore(tmp_path)
+    store.write("results/b1/_parts/v1/shard-0000-of-0001/_DONE", b"{}")
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(local_store.os, "unlink", refused)
+    with pytest.raises(PermissionError) as failure:
+        store.delete("results/b1/_parts/v1/shard-0000-of-0001/_DONE")
+    assert failure.value.filename == str(tmp_path / "results/b1/_parts/v1/shard-0000-of-0001/_DONE")
