@@ -39,7 +39,7 @@ from crack_model.data.labeled import LabeledImage, fingerprint_all, load_labeled
 from crack_model.data.synth import generate_dataset
 from crack_model.evaluation.assess import evaluate_scorer, read_split_manifest, recorded_fetch
 from crack_model.registry.model_uri import is_model_uri, registered_file
-from crack_model.registry.naming import VERSION_MARKER
+from crack_model.registry.naming import refuse_a_registered_version
 from crack_model.serving.scorer import fetch_model_dir, load_scorer
 from crack_model.training.cross_validation import cross_validate, repeat_cross_validation
 from crack_model.training.export import export_model, keras_model_file
@@ -343,9 +343,8 @@ def add_export_command(commands: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if (args.model / VERSION_MARKER).is_file():  # its files are checked against their registered hashes
-        raise CrackModelError(f"{args.model} is a registered version, which is never changed: copy the folder without "
-                              "its version.json, export the copy, and register it as a new version")  # fmt: skip
+    refuse_a_registered_version(args.model, "copy the folder without its version.json, export the copy, and "
+                                "register it as a new version")  # fmt: skip
     split_csv, card = args.model / SPLIT_NAME, ModelCard.load(args.model)
     keras_model_file(args.model)  # before the split's images are read
     # Sizes read again (split.csv has none), so that photos calibrate as the tiles training calibrated on.

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, SPLIT_NAME
 from crack_model.data.manifest import DATA_MANIFEST
@@ -15,6 +16,7 @@ from crack_model.data.manifest import DATA_MANIFEST
 DEFAULT_NAME = "crack"
 
 VERSION_MARKER = "version.json"
+VERSIONS = "versions"  # models/<name>/versions/<version>/
 # Written first, if absent, by a registration: the files it is about to upload. Another registration of the same
 # version id with other files stops there, instead of overwriting the first one's files before version.json.
 CLAIM = "registration_claim.json"
@@ -73,6 +75,24 @@ def validate_version(version: str) -> str:
         )
         raise CrackModelError(msg)
     return version
+
+
+def registered_version_problem(folder: str | Path) -> str | None:
+    """Why nothing but a registration may write into ``folder``, or None: it is a registered version (it holds
+    version.json) or lies in a registry's ``models/<name>/versions/`` folder. A version's files are checked against
+    the hashes recorded at registration, so one changed in place leaves every worker unable to load it."""
+    if (Path(folder) / VERSION_MARKER).is_file():
+        return "is a registered version, which is never changed"
+    parts = Path(os.path.realpath(folder)).parts
+    if any(parts[index] == layout.MODELS and parts[index + 2] == VERSIONS for index in range(len(parts) - 3)):
+        return f"is in a registry's {layout.MODELS}/<name>/{VERSIONS}/ folder, where only a registration writes"
+    return None
+
+
+def refuse_a_registered_version(folder: str | Path, advice: str) -> None:
+    """Raise a CrackModelError saying ``advice`` (what to do instead) if ``folder`` is a registered version's."""
+    if problem := registered_version_problem(folder):
+        raise CrackModelError(f"{folder} {problem}: {advice}")
 
 
 def version_document_problem(document: dict[str, Any]) -> str | None:

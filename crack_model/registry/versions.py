@@ -55,6 +55,7 @@ from crack_model.registry.naming import (
     MODEL_ARTIFACTS,
     RESERVED_NAMES,
     VERSION_MARKER,
+    VERSIONS,
     GateReportExistsError,
     VersionExistsError,
     VersionNotFoundError,
@@ -86,7 +87,7 @@ class Registry(AliasOperations):
         return join_key(layout.MODELS, validate_name(name))
 
     def version_prefix(self, name: str, version: str) -> str:
-        return join_key(self.model_prefix(name), "versions", validate_version(version))
+        return join_key(self.model_prefix(name), VERSIONS, validate_version(version))
 
     def version_key(self, name: str, version: str, file_name: str) -> str:
         return join_key(self.version_prefix(name, version), file_name)
@@ -236,7 +237,7 @@ class Registry(AliasOperations):
 
     def version_names(self, name: str) -> list[str]:
         """Versions with a ``version.json``, oldest first (training versions sort by time)."""
-        prefix = join_key(self.model_prefix(name), "versions") + "/"
+        prefix = join_key(self.model_prefix(name), VERSIONS) + "/"
         found = set()
         for info in self.store.list(prefix):
             relative = info.key[len(prefix) :].split("/")

@@ -6,7 +6,6 @@ least ``min_agreement`` of the check images (the holdout gate re-checks it on th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import numpy as np
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
-from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
+from crack_model.core.model_card import MODEL_NAME, RUNTIME_PREFERENCE, ModelCard
 from crack_model.data.labeled import LabeledImage, labeled_fetch, read_labeled
 from crack_model.evaluation.assess import score_labeled
 from crack_model.serving.runtimes import export_litert
@@ -117,15 +116,3 @@ def export_model(
     card.approved_runtimes = [name for name in RUNTIME_PREFERENCE if name in agreeing or name == "keras"]
     card.save(model_dir)
     return checks
-
-
-def remove_model_files(folder: Path) -> None:
-    """Remove the card and runtime files of a model trained in ``folder`` before: exports this run does not
-    write (``--no-export``) would be read, and registered, as the new model's."""
-    removed = []
-    for name in (CARD_NAME, *RUNTIME_FILES.values()):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
-            removed.append(name)
-    if removed:
-        log.info("removed the files of the model trained in %s before: %s", folder, ", ".join(removed))

@@ -31,10 +31,11 @@ from crack_model.data.labeled import (
 from crack_model.evaluation.metrics import choose_slice_threshold, compute_metrics, misclassified
 from crack_model.evaluation.mosaics import MosaicConfig
 from crack_model.serving.photo_decision import PhotoRule
-from crack_model.training.export import export_model, remove_model_files
+from crack_model.training.export import export_model
 from crack_model.training.features import fit_head_on_features, predict_from_features
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import build_augmentation, build_classifier, build_training_model, unfreeze_top_layers
+from crack_model.training.output_folder import prepare_output_folder
 from crack_model.training.patch_confirmation import band_flip_means, choose_patch_confirmation, confirmed_labels
 from crack_model.training.photo_rule import DEFAULT_MOSAICS, fit_photo_rule
 from crack_model.training.photo_tiles import PhotoTiles
@@ -111,8 +112,7 @@ def train(
     output_dir = Path(output_dir)
     if start_from is not None:
         check_start(start_from, output_dir)  # a wrong path fails now, not after the split and the figures
-    output_dir.mkdir(parents=True, exist_ok=True)
-    remove_model_files(output_dir)
+    prepare_output_folder(output_dir, data_source)
     set_seeds(data_config.seed)
 
     seen: frozenset[str] = frozenset()  # what the head's start trained on: kept in train (warm_start.py)

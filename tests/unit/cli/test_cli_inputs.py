@@ -1,5 +1,6 @@
-"""What users hand the commands that cost them before: an export that altered a registered version, an --out
-that overwrote a photo, names and files predict skipped or choked on, damaged model files, empty settings."""
+"""What users hand the commands that cost them before: an export, a training or an evaluation that altered a
+registered version, an --out that overwrote a photo or went into the labeled data, names and files predict skipped
+or choked on, damaged model files, empty settings."""
 
 from __future__ import annotations
 
@@ -33,6 +34,47 @@ def test_export_never_writes_into_a_registered_version(tmp_path, capsys):
     (folder / "version.json").write_text("{}")
     assert main(["export", "--model", str(folder)]) == 1
     assert "is a registered version, which is never changed: copy the folder" in capsys.readouterr().err
+
+
+def files_under(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def train_args(data: Path, out: Path) -> list[str]:
+    """A small, quick training (refused before it starts; run, it would take seconds, not minutes)."""
+    return ["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--weights", "none", "--alpha",
+            "0.35", "--image-size", "64", "--no-export"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [
+        ("v1", "is a registered version, which is never changed: train into a new folder"),
+        ("v1/retrained", "is in a registry's models/<name>/versions/ folder, where only a registration writes"),
+        ("not-yet-registered", "is in a registry's models/<name>/versions/ folder"),
+    ],
+)
+def test_train_never_writes_into_a_registered_version(model, tmp_path, synth_data, capsys, version, said):
+    """`train --out <the champion's folder>` replaced its model and deleted its exports, exit 0: no worker could
+    load the champion after (its files no longer matched their registered hashes)."""
+    versions = tmp_path / "store" / "models" / "crack" / "versions"
+    shutil.copytree(model, versions / "v1")
+    (versions / "v1" / "version.json").write_text("{}")
+    before, folders = files_under(versions), sorted(versions.rglob("*"))
+    assert main(train_args(synth_data, versions / version)) == 1
+    assert said in capsys.readouterr().err
+    assert files_under(versions) == before and sorted(versions.rglob("*")) == folders  # no folder made either
+
+
+@pytest.mark.parametrize("out", [".", "Positive/run1", "Negative"])
+def test_train_refuses_an_out_inside_its_data(tmp_path, synth_data, capsys, out):
+    """`train --data data --out data/Positive/run1` wrote its plots among the crack photos: the next run trained on
+    them as cracks."""
+    data = Path(shutil.copytree(synth_data, tmp_path / "data"))
+    before = files_under(data)
+    assert main(train_args(data, data / out)) == 1
+    assert f"is inside the labeled folder {data}: its plots would be read as labeled photos" in capsys.readouterr().err
+    assert files_under(data) == before
 
 
 def test_export_with_missing_split_photos_stops_before_writing_anything(model, capsys):
