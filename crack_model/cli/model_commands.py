@@ -32,7 +32,7 @@ from crack_model.cli.arguments import (
 )
 from crack_model.core.config import DataConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import SPLIT_NAME, ModelCard
+from crack_model.core.model_card import CARD_NAME, MODEL_NAME, SPLIT_NAME, ModelCard
 from crack_model.core.tiling import TileConfig
 from crack_model.core.uploads import Fetch, read_photo_uri
 from crack_model.data.labeled import LabeledImage, fingerprint_all, load_labeled
@@ -204,6 +204,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                          "each")  # fmt: skip
     if not args.model:
         raise CrackModelError("evaluate needs --model (or --cv K to cross-validate the training recipe on --data)")
+    if args.out:
+        refuse_a_model_folder(args.out)
     scorer = load_scorer(args.model, runtime=args.runtime)
     read: Fetch = read_photo_uri
     if args.split:
@@ -240,6 +242,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  metrics            {args.out / 'metrics.json'}")
         print(f"  confusion_matrix   {args.out / 'confusion_matrix.png'}")
     return 0
+
+
+def refuse_a_model_folder(out: Path) -> None:
+    """``evaluate --out <the model folder>`` wrote over training's metrics.json and confusion matrix (and a
+    registered version's, whose files are hash-checked): refuse a folder holding a model."""
+    advice = "give a new folder, e.g. --out build/evaluation"
+    refuse_a_registered_version(out, advice)
+    if any((out / name).is_file() for name in (CARD_NAME, MODEL_NAME)):
+        raise CrackModelError(f"--out {out} holds a model, whose training metrics.json and confusion_matrix.png "
+                              f"evaluate would overwrite: {advice}")  # fmt: skip
 
 
 # Wrong images printed after a cross-validation; the JSON has them all (a weak recipe can get hundreds wrong).

@@ -77,6 +77,19 @@ def test_train_refuses_an_out_inside_its_data(tmp_path, synth_data, capsys, out)
     assert files_under(data) == before
 
 
+@pytest.mark.parametrize("registered", [False, True])
+def test_evaluate_refuses_an_out_that_holds_a_model(model, capsys, registered):
+    """`evaluate --out <the model folder>` wrote over training's metrics.json and confusion matrix (a registered
+    version's then no longer matched their hashes)."""
+    if registered:
+        (model / "version.json").write_text("{}")
+    before = files_under(model)
+    assert main(["evaluate", "--model", str(model), "--split", "validation", "--out", str(model)]) == 1
+    said = capsys.readouterr().err
+    assert ("is a registered version, which is never changed" if registered else "holds a model, whose") in said
+    assert files_under(model) == before
+
+
 def test_export_with_missing_split_photos_stops_before_writing_anything(model, capsys):
     """Missing training photos were dropped from calibration in silence, then export crashed after rewriting."""
     rows = list(csv.DictReader(io.StringIO((model / "split.csv").read_text())))
