@@ -27,8 +27,16 @@ from crack_model.core.concurrency import map_bounded
 from crack_model.core.csv_text import STORED_DIALECT
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
+from crack_model.core.model_card import CARD_NAME, MODEL_NAME
 from crack_model.core.object_keys import ObjectStore, key_problem
-from crack_model.core.storage import is_remote, open_store, read_uri, refuse_an_empty_store, split_uri
+from crack_model.core.storage import (
+    file_uri_path,
+    is_remote,
+    open_store,
+    read_uri,
+    refuse_an_empty_store,
+    split_uri,
+)
 from crack_model.core.uploads import (
     ManifestEntry,
     UnservableObjectError,
@@ -37,6 +45,7 @@ from crack_model.core.uploads import (
     within_size_limit,
     write_manifest,
 )
+from crack_model.data.image_names import is_image_name
 from crack_model.quality import drift
 from crack_model.quality.data_docs import write_data_docs
 from crack_model.quality.expectations import load_suite
@@ -46,6 +55,7 @@ from crack_model.quality.profile import ProfileConfig, label_of, labeled_objects
 from crack_model.quality.report import render_report
 from crack_model.quality.tables import plain
 from crack_model.quality.thresholds import ValidationThresholds
+from crack_model.registry.naming import registered_version_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,6 +112,8 @@ def validate_batch(
     layout.validate_batch_id(batch_id)
     load_suite(suite, (thresholds or ValidationThresholds()).parameters())  # a broken suite: refused before profiling
     store = open_store(store_uri)
+    if report_uri:
+        refuse_a_report_over_an_input(report_uri, [store.url(layout.INCOMING)])
     resolved, unusable = _resolve_reference(reference, thresholds)
     uploads = list_uploads(store, batch_id)
     if not uploads:
@@ -170,6 +182,8 @@ def validate_labeled(
             "quarantine files (they must not land among the class folders): pass another output_uri / --output"
         )
         raise CrackModelError(msg)
+    if report_uri:
+        refuse_a_report_over_an_input(report_uri, [pool, source.url(layout.INCOMING)])
     refuse_an_empty_store(source)
     thresholds = thresholds or ValidationThresholds()
     resolved, unusable = _resolve_reference(reference, thresholds)
@@ -200,6 +214,35 @@ def validate_labeled(
 def _location(uri: str) -> str:
     """A store's place, comparable: a local path with its links resolved, an ``s3://`` URI without a last slash."""
     return uri.rstrip("/") if is_remote(uri) else os.path.realpath(uri)
+
+
+def refuse_a_report_over_an_input(report_uri: str, inputs: Collection[str]) -> None:
+    """A report path inside a batch wrote the HTML over a customer's photo, or into the batch as a new upload:
+    refuse, before anything is read, an image's name, a place inside ``inputs`` (the folders or prefixes
+    validation reads), a folder, an existing file not named .html, and a model's folder."""
+    if why := _report_problem(report_uri, inputs):
+        raise CrackModelError(f"--report {report_uri} {why}: give a new .html file outside the store's uploads "
+                              "and model folders, e.g. --report build/report.html")  # fmt: skip
+
+
+def _report_problem(report_uri: str, inputs: Collection[str]) -> str | None:
+    report_store, name = split_uri(report_uri)
+    local = file_uri_path(report_uri) if report_uri.startswith("file://") else report_uri
+    place = _location(local)
+    if is_image_name(name):
+        return "is an image's name (the report's file name forgotten?)"
+    if within := next((uri for uri in inputs if (place + "/").startswith(_location(uri) + "/")), None):
+        return f"is inside {within}, which validation reads"
+    if not is_remote(local):
+        folder = os.path.dirname(place)
+        if registered_version_problem(folder) or any(os.path.isfile(os.path.join(folder, model_file))
+                                                     for model_file in (CARD_NAME, MODEL_NAME)):  # fmt: skip
+            return "is in a model's folder"
+        if os.path.isdir(place):
+            return "is a folder"
+    if not name.lower().endswith((".html", ".htm")) and report_store.exists(name):
+        return "is an existing file not named .html"
+    return None
 
 
 def write_outputs(

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from crack_model.core.documents import quarantined_keys, read_outcome
+from crack_model.core.errors import CrackModelError
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE
 from tests.unit.quality.test_validation import (
@@ -48,3 +49,21 @@ def test_validation_over_s3_writes_report_result_and_quarantine(s3_env, real_fil
     held = {"incoming/night-1/cut.jpg", "incoming/night-1/quarantine.json"}
     assert quarantined_keys("s3://inspections", "night-1") == held
     assert read_outcome("s3://inspections", "night-1")["outcome"] == PASSED_WITH_QUARANTINE
+
+
+@pytest.mark.parametrize(
+    ("report", "said"),
+    [("incoming/night-1/a.jpg", "is an image's name"), ("incoming/report.html", "which validation reads"),
+     ("notes.txt", "is an existing file not named .html")],
+)  # fmt: skip
+def test_a_report_over_an_upload_in_s3_is_refused_before_the_batch_is_read(s3_bucket, report, said):
+    """`--report s3://<store>/incoming/...` wrote the HTML over an upload, or added it to the batch."""
+    import boto3
+
+    client = boto3.client("s3")
+    for key in ("incoming/night-1/a.jpg", "notes.txt"):
+        client.put_object(Bucket=s3_bucket, Key=key, Body=b"kept")
+    with pytest.raises(CrackModelError, match=f"--report s3://{s3_bucket}/{report} .*{said}.*: give a new .html file"):
+        validate_batch(f"s3://{s3_bucket}", "night-1", report_uri=f"s3://{s3_bucket}/{report}")
+    listed = client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert {item["Key"]: item["Size"] for item in listed} == {"incoming/night-1/a.jpg": 4, "notes.txt": 4}

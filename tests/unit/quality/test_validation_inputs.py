@@ -126,3 +126,53 @@ def test_an_output_beside_a_pool_under_a_prefix_is_taken(tmp_path):
     store = tmp_path / "store"
     assert not (_location(str(store)) + "/").startswith(_location(str(store / "labeled")) + "/")
     assert _location("s3://bucket/labeled/") == "s3://bucket/labeled"
+
+
+def a_batch_and_a_model(tmp_path: Path) -> tuple[Path, Path]:
+    """A store holding one upload in incoming/b1/site-a, and a model folder and a registered version beside."""
+    store = tmp_path / "store"
+    (store / "incoming" / "b1" / "site-a").mkdir(parents=True)
+    (store / "incoming" / "b1" / "site-a" / "photo.jpg").write_bytes(b"a customer's photo")
+    (store / "models" / "crack" / "versions" / "v1").mkdir(parents=True)
+    (store / "models" / "crack" / "versions" / "v1" / "version.json").write_text("{}")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("kept")
+    return store, tmp_path / "model"
+
+
+@pytest.mark.parametrize(
+    ("report", "said"),
+    [
+        ("store/incoming/b1/site-a/photo.jpg", "is an image's name"),
+        ("store/incoming/b1/site-a/report.html", "/store/incoming, which validation reads"),
+        ("store/incoming/b2/report.html", "/store/incoming, which validation reads"),
+        ("photo.png", "is an image's name"),
+        ("notes.txt", "is an existing file not named .html"),
+        ("store", "is a folder"),
+        ("store/models/crack/versions/v1/report.html", "is in a model's folder"),
+        ("model/report.html", "is in a model's folder"),
+    ],
+)
+def test_a_report_over_an_upload_or_a_model_file_is_refused_before_the_batch_is_read(
+    tmp_path, monkeypatch, report, said
+):
+    """`validate --report <a photo of the batch>` wrote the HTML over the customer's JPEG (or added it as an upload)."""
+    store, _ = a_batch_and_a_model(tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CrackModelError, match=f"--report {report} .*{said}.*: give a new .html file"):
+        validate_batch(str(store), "b1", report_uri=report)
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
+def test_a_report_inside_the_labeled_pool_is_refused(tmp_path):
+    """A labeled pool is read as validation's input too: its class folders take no report."""
+    from crack_model.quality.batch_validation import validate_labeled
+
+    pool = tmp_path / "pool"
+    (pool / "Positive").mkdir(parents=True)
+    (pool / "Positive" / "a.jpg").write_bytes(b"not read")
+    with pytest.raises(CrackModelError, match=f"is inside {pool}, which validation reads"):
+        validate_labeled(str(pool), "", output_uri=str(tmp_path / "out"), report_uri=str(pool / "Positive" / "r.html"))
+    assert not (pool / "Positive" / "r.html").exists() and not (tmp_path / "out").exists()
