@@ -90,6 +90,16 @@ def test_evaluate_refuses_an_out_that_holds_a_model(model, capsys, registered):
     assert files_under(model) == before
 
 
+def test_export_of_a_model_cut_short_is_one_line_naming_it(model, capsys):
+    """A half-copied model.keras gave a Python traceback (ValueError), where predict gives one line."""
+    (model / "model.keras").write_bytes((model / "model.keras").read_bytes()[:5000])
+    before = files_under(model)
+    assert main(["export", "--model", str(model)]) == 1
+    said = capsys.readouterr().err
+    assert f"cannot load Keras model {model / 'model.keras'} (" in said and "is the file whole?" in said
+    assert files_under(model) == before
+
+
 def test_export_with_missing_split_photos_stops_before_writing_anything(model, capsys):
     """Missing training photos were dropped from calibration in silence, then export crashed after rewriting."""
     rows = list(csv.DictReader(io.StringIO((model / "split.csv").read_text())))
