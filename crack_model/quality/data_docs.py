@@ -93,7 +93,8 @@ def build_site(folder: Path, batch_id: str, result: Any, suite: Mapping[str, Any
     )
 
     run_id = RunIdentifier(run_name=batch_id, run_time=validated_at)
-    page_result = copy.copy(result)  # the meta the renderer reads; result.json keeps the original
+    page_result = copy.copy(result)  # the meta and values the renderer reads; result.json keeps the original
+    page_result.results = [_with_escaped_values(expectation) for expectation in result.results]
     tables = sorted((result.meta or {}).get("tables") or {})
     page_result.meta = {
         **(result.meta or {}),
@@ -126,6 +127,29 @@ def build_site(folder: Path, batch_id: str, result: Any, suite: Mapping[str, Any
             if added_suite:
                 context.suites.delete(result.suite_name)
             context.delete_data_docs_site(site)
+
+
+def _with_escaped_values(expectation_result: Any) -> Any:
+    """A copy of one expectation's result whose string values (object keys, unexpected values) are HTML-escaped.
+
+    GX puts the result's values (the observed value, the unexpected values and index rows such as
+    ``incoming/b/<name>``) into the page's table cells as raw HTML, and an upload's name is the uploader's
+    choice: unescaped, a name holding ``<script>`` would run in the reader's browser. The suite's own words
+    go through GX's string templates, which escape them, so only the ``result`` dict is escaped here.
+    """
+    page_copy = copy.copy(expectation_result)
+    page_copy.result = _escaped(expectation_result.result)
+    return page_copy
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):
+        return {name: _escaped(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in value]
+    return value
 
 
 def resolved(value: Any, parameters: Mapping[str, Any]) -> Any:

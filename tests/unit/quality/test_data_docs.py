@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -129,3 +130,18 @@ def test_offline_links_go_before_the_first_table_or_at_the_end():
     assert 'href="validations/s/r/t/b.html"' in with_table
     without = with_offline_links("<body><p>no table</p></body>", linked)
     assert without.endswith("</nav></body>") and "Validation result: batch b" in without
+
+
+def test_an_uploads_name_is_shown_as_text_on_the_result_page_never_run_as_html(tmp_path, photos):
+    """A name holding markup is escaped in the page's offenders cell; result.json keeps the name as it is."""
+    name = "<img src=x onerror=alert(1)><script>alert(2).jpg"
+    upload(tmp_path, "b1", photos, {name: b"these bytes are no JPEG"})
+
+    validate_batch(str(tmp_path), "b1")
+
+    site = pages(LocalStore(tmp_path), "b1")
+    (result_page,) = [page for key, page in site.items() if key.startswith("validations/")]
+    assert "<img src=x" not in result_page and "<script>alert(2)" not in result_page
+    assert f"incoming/b1/{name}" in html.unescape(text_of(result_page))
+    stored = (tmp_path / "validation" / "b1" / "result.json").read_text(encoding="utf-8")
+    assert json.dumps(f"incoming/b1/{name}") in stored
