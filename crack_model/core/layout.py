@@ -24,11 +24,12 @@ labeled/<class>/..., holdout/<class>/...   training pool and the gate's holdout
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from dataclasses import dataclass
 
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import join_key
+from crack_model.core.object_keys import MAX_KEY_BYTES, join_key
 
 INCOMING = "incoming"
 RESULTS = "results"
@@ -83,10 +84,26 @@ def quarantine_key(batch_id: str, *parts: str) -> str:
     return join_key(QUARANTINE, validate_batch_id(batch_id), *parts)
 
 
-def quarantine_copy_key(batch_id: str, relative_key: str) -> str:
+def quarantine_copy_key(batch_id: str, relative_key: str, sha256: str | None = None) -> str:
     """``quarantine/<batch_id>/uploads/<key relative to the batch>``: a held-back upload's copy, in a folder of its
-    own so that no upload's name (``quarantine.json``, or a folder of that name) can meet the manifest's."""
-    return quarantine_key(batch_id, QUARANTINE_COPIES, relative_key)
+    own so that no upload's name (``quarantine.json``, or a folder of that name) can meet the manifest's.
+
+    With ``sha256`` (the copy's digest), the name of a later copy of other bytes, beside the earlier one that
+    holds the plain name: ``cut.<first 16 hex digits>.jpg``. A name that would make the key too long for a
+    store gives way to the whole digest: ``uploads/<folder>/<sha256>.jpg``, or ``uploads/<sha256>``.
+    """
+    plain = quarantine_key(batch_id, QUARANTINE_COPIES, relative_key)
+    if sha256 is None:
+        return plain
+    folder, _, name = relative_key.rpartition("/")
+    stem, extension = posixpath.splitext(name)
+    for key in (
+        quarantine_key(batch_id, QUARANTINE_COPIES, folder, f"{stem}.{sha256[:16]}{extension}"),
+        quarantine_key(batch_id, QUARANTINE_COPIES, folder, f"{sha256}{extension[:16]}"),
+    ):
+        if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
+            return key
+    return quarantine_key(batch_id, QUARANTINE_COPIES, sha256)
 
 
 def run_summary_key(run_id: str) -> str:

@@ -4,8 +4,9 @@ Every run writes ``validation/<batch_id>/result.json`` (the GX validation result
 (small: outcome, reasons, quarantined keys, counts, drift), ``profile.csv``, ``report.html`` and the GX
 Data Docs (``data_docs/``, see ``data_docs``). The
 objects of a ``passed_with_quarantine`` batch are copied to ``quarantine/<batch_id>/uploads/<relative key>``
-and listed with reasons in ``quarantine/<batch_id>/quarantine.json``; scoring skips them. Nothing is
-ever deleted: uploads stay where they are, quarantine holds copies.
+(beside an earlier run's copy of other bytes, under the name with its digest) and listed with reasons in
+``quarantine/<batch_id>/quarantine.json``; scoring skips them. Nothing is ever deleted: uploads stay where
+they are, quarantine holds copies.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def write_outputs(
     if outcome.quarantined or output.exists(manifest_key):
         judged = {entry.key: entry for entry in _manifest_entries(objects)}
         quarantine_objects(source, output, batch_id, outcome.quarantined, relative, outcome=outcome.outcome,
-                           judged=judged)  # fmt: skip
+                           judged=judged, unread=_unread(objects))  # fmt: skip
         outcome.files["quarantine"] = output.url(manifest_key)
     result_json = result.to_json_dict()
     files = {
@@ -291,6 +292,13 @@ def write_outputs(
     log.info("validation files of %s written to %s", batch_id, output.url(layout.validation_key(batch_id)))
 
 
+def _unread(profile: pd.DataFrame) -> dict[str, str]:
+    """Why each object the profile could not read was not read (its listing's problem, the store's error)."""
+    unread = profile[profile["sha256"].isna() | (profile["sha256"] == "")]
+    rows = unread[["key", "decode_error"]].itertuples(index=False)
+    return {str(key): str(error).removeprefix("cannot read: ") for key, error in rows}
+
+
 def _json_bytes(value: Any) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True, default=plain) + "\n").encode("utf-8")
 
@@ -305,15 +313,20 @@ def quarantine_objects(
     outcome: str = PASSED_WITH_QUARANTINE,
     workers: int = 8,
     judged: Mapping[str, ManifestEntry] | None = None,
+    unread: Mapping[str, str] | None = None,
 ) -> None:
     """Copy each object's bytes to ``quarantine/<batch_id>/uploads/<relative key>`` and write ``quarantine.json``.
 
-    Copies of earlier runs stay (nothing is deleted); the manifest lists this run's objects only.
+    Copies of earlier runs stay (nothing is deleted): where one holds other bytes (the upload was replaced
+    since), this run's copy takes the name with its digest (``layout.quarantine_copy_key``), and
+    ``quarantine_key`` says which. The manifest lists this run's objects only.
     ``judged`` (the profile's size and SHA-256 of each key) bounds the bytes copied at once, as
     profiling bounds them (what is held back is often the largest files), and a copy must be of the bytes
-    judged: an upload replaced since is not copied.
+    judged: an upload replaced since is not copied, nor one judged without its bytes (``unread``: why
+    the profile could not read it).
     """
     judged = judged or {}
+    unread = unread or {}
 
     def size_of(item: dict[str, Any]) -> int:
         entry = judged.get(item["key"])
@@ -324,13 +337,20 @@ def quarantine_objects(
             if problem := key_problem(item["key"]):  # e.g. an S3 key ending in '/': the store would serve another
                 item["quarantine_error"] = f"not copied: {problem}"
                 return
-            target = layout.quarantine_copy_key(batch_id, relative(item["key"]))
-            data = read_upload(source, item["key"])  # over the upload limit: refused unread
             entry = judged.get(item["key"])
-            if entry and entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
+            if entry and not entry.sha256:
+                # No digest to check a copy against, and a read now may reach other bytes (a decomposed name
+                # is read through its composed twin's file on a local store): no copy can be shown to be
+                # of what was judged.
+                why = unread.get(item["key"]) or "its bytes could not be read when it was judged"
+                item["quarantine_error"] = f"not copied: {why}"
+                return
+            data = read_upload(source, item["key"])  # over the upload limit: refused unread
+            sha256 = hashlib.sha256(data).hexdigest()
+            if entry and sha256 != entry.sha256:
                 item["quarantine_error"] = "not copied: the upload was replaced after it was judged; validate again"
                 return
-            output.write(target, data)
+            target = _write_copy(output, batch_id, relative(item["key"]), data, sha256)
         except UnservableObjectError as error:
             item["quarantine_error"] = f"not copied: {error}"
             return
@@ -345,6 +365,23 @@ def quarantine_objects(
     manifest.write(output, layout.quarantine_key(batch_id, layout.QUARANTINE_MANIFEST))
     if quarantined:
         log.warning("quarantined %d object(s) of %s", len(quarantined), batch_id)
+
+
+def _write_copy(output: ObjectStore, batch_id: str, relative_key: str, data: bytes, sha256: str) -> str:
+    """Write ``data`` as an upload's copy and return its key: the plain one, unless an earlier run's copy of other
+    bytes holds it (nothing is deleted), then the name with the digest. A copy of these bytes is not written again.
+    """
+    candidates = (layout.quarantine_copy_key(batch_id, relative_key),
+                  layout.quarantine_copy_key(batch_id, relative_key, sha256))  # fmt: skip
+    for key in candidates:
+        earlier = output.head(key)
+        if earlier is None:
+            output.write(key, data)
+            return key
+        if earlier.size == len(data) and output.read(key) == data:
+            return key
+    msg = f"{' and '.join(map(output.url, candidates))} hold other bytes already (copies are never replaced)"
+    raise CrackModelError(msg)
 
 
 def load_hashes(uri: str, *, workers: int = 8) -> set[str]:

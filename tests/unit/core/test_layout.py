@@ -84,3 +84,15 @@ def test_run_ids_that_differ_only_in_unsafe_characters_get_files_of_their_own():
         assert key_of(ids[0]) == key_of(ids[0]) and "+" not in keys[0] and ":" not in keys[0]
         long_ids = ["x" * 200 + "a", "x" * 200 + "b"]
         assert key_of(long_ids[0]) != key_of(long_ids[1]) and len(key_of(long_ids[0])) < 220
+
+
+def test_a_later_quarantine_copy_is_named_with_its_digest_and_stays_within_the_key_limit():
+    """Beside the plain name: ``cut.<16 hex digits>.jpg``; a name too long for that takes the whole digest."""
+    digest = "ab" * 32
+    assert layout.quarantine_copy_key("b", "site/cut.jpg") == "quarantine/b/uploads/site/cut.jpg"
+    assert layout.quarantine_copy_key("b", "site/cut.jpg", digest) == f"quarantine/b/uploads/site/cut.{digest[:16]}.jpg"
+    assert layout.quarantine_copy_key("b", ".hidden", digest) == f"quarantine/b/uploads/.hidden.{digest[:16]}"
+    long_name = "n" * 990 + ".jpg"
+    assert layout.quarantine_copy_key("b", long_name, digest) == f"quarantine/b/uploads/{digest}.jpg"
+    long_folder = "f" * 1000
+    assert layout.quarantine_copy_key("b", f"{long_folder}/x.jpg", digest) == f"quarantine/b/uploads/{digest}"

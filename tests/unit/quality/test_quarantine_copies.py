@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,46 @@ def test_an_upload_replaced_after_it_was_judged_is_not_copied(tmp_path, metu_sam
 def _no_gx_docs(monkeypatch):
     """Data Docs are not what these tests are about (they take seconds per batch)."""
     monkeypatch.setattr(batch_validation, "write_data_docs", lambda *args, **kwargs: {"index": None})
+
+
+def test_a_copy_of_an_earlier_run_is_kept_when_the_upload_is_replaced_by_other_bad_bytes(tmp_path, metu_sample):
+    """Nothing is deleted: night 2's copy of other bytes takes the name with its digest, and quarantine.json says so."""
+    batch(tmp_path, metu_sample, bad_size=1_000)
+    store = LocalStore(tmp_path)
+    validate_batch(str(tmp_path), "b1")
+    first = store.read(copies(store)["scan-1.jpg"]["quarantine_key"])
+    replaced = b"other broken bytes"
+    (tmp_path / "incoming" / "b1" / "scan-1.jpg").write_bytes(replaced)
+
+    validate_batch(str(tmp_path), "b1")
+    validate_batch(str(tmp_path), "b1")  # the same bytes again: their copy is found, not written a third time
+
+    digest = hashlib.sha256(replaced).hexdigest()
+    assert store.read("quarantine/b1/uploads/scan-1.jpg") == first == bytes([1]) * 1_000
+    assert copies(store)["scan-1.jpg"]["quarantine_key"] == f"quarantine/b1/uploads/scan-1.{digest[:16]}.jpg"
+    assert store.read(f"quarantine/b1/uploads/scan-1.{digest[:16]}.jpg") == replaced
+    assert sorted(store.files("quarantine/b1/uploads")) == sorted(
+        [f"scan-{index}.jpg" for index in range(BAD)] + [f"scan-1.{digest[:16]}.jpg"]
+    )
+    assert copies(store)["scan-0.jpg"]["quarantine_key"] == "quarantine/b1/uploads/scan-0.jpg"
+
+
+def test_a_decomposed_name_beside_its_composed_twin_is_held_back_without_a_copy_of_the_twins_bytes(
+    tmp_path, metu_sample
+):
+    """The store reads a decomposed (NFD) name through its NFC twin's file: no copy, and the reason why."""
+    batch(tmp_path, metu_sample, bad_size=1_000)
+    folder = tmp_path / "incoming" / "b1"
+    (folder / "scan-2.jpg").unlink()  # the batch stays within the share it may lose
+    photos = sorted((metu_sample / "Positive").glob("*.jpg"))
+    (folder / unicodedata.normalize("NFC", "café.jpg")).write_bytes(photos[0].read_bytes())
+    (folder / unicodedata.normalize("NFD", "café.jpg")).write_bytes(photos[1].read_bytes())
+    store = LocalStore(tmp_path)
+
+    validate_batch(str(tmp_path), "b1")
+
+    manifest = QuarantineManifest.read(store, quarantine_key("b1", QUARANTINE_MANIFEST))
+    (held,) = [item for item in manifest.objects if "caf" in item["key"]]
+    assert not unicodedata.is_normalized("NFC", held["key"]) and "quarantine_key" not in held
+    assert held["quarantine_error"].startswith("not copied: a file with the same name in composed Unicode (NFC)")
+    assert not store.exists("quarantine/b1/uploads/café.jpg")
