@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,16 @@ def fetch_threads(store: ObjectStore) -> int:
     served. Object storage answers in milliseconds: 8 keep the decoder fed.
     """
     return LOCAL_FETCH_THREADS if isinstance(store, LocalStore) else REMOTE_FETCH_THREADS
+
+
+def listed_spelling(store: ObjectStore, key: str) -> str:
+    """``key`` as the store's listing shows an object written under it, to compare with listed keys.
+
+    A local store writes every name composed (NFC: one name, one file, as macOS and the rest spell it), so the
+    overlay written for a decomposed (NFD) upload name is listed composed. S3 keeps the bytes given: there an
+    NFC and an NFD key are two objects, each with its own overlay.
+    """
+    return unicodedata.normalize("NFC", key) if isinstance(store, LocalStore) else key
 
 
 def is_remote(uri: str) -> bool:

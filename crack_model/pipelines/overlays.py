@@ -26,7 +26,7 @@ from crack_model.core.concurrency import map_bounded
 from crack_model.core.documents import BatchSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import open_store
+from crack_model.core.storage import listed_spelling, open_store
 from crack_model.core.uploads import UnservableObjectError, read_upload
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.tile_scores import TileScores, find_tile_scores, iter_tile_scores, tile_score_files
@@ -180,7 +180,7 @@ def draw_overlays(store: ObjectStore | str, batch_id: str, *, workers: int = 2, 
     wanted = crack_keys(store, batch_id, summary)
     if not refresh:
         stored = {info.key for info in store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")}
-        kept = {key for key in wanted if layout.overlay_key(batch_id, key) in stored}
+        kept = {key for key in wanted if listed_spelling(store, layout.overlay_key(batch_id, key)) in stored}
         report.kept, wanted = len(kept), wanted - kept
     files = [file for prefix in _merged_shard_prefixes(batch_id, summary) for file in tile_score_files(store, prefix)]
     threshold = summary.threshold if summary.threshold is not None else 0.5

@@ -33,7 +33,7 @@ from crack_model.core.documents import (
 )
 from crack_model.core.errors import CrackModelError, StoreUnansweredError
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import fetch_threads, open_store
+from crack_model.core.storage import fetch_threads, listed_spelling, open_store
 from crack_model.core.uploads import (
     list_uploads,
     manifest_digest,
@@ -280,7 +280,7 @@ def _drop_stale_overlays(store: ObjectStore, batch_id: str, keys: list[str]) -> 
     """
     if not keys:
         return
-    wanted = {layout.overlay_key(batch_id, key) for key in keys}
+    wanted = {listed_spelling(store, layout.overlay_key(batch_id, key)) for key in keys}
     for info in list(store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")):
         if info.key in wanted:
             store.delete(info.key)

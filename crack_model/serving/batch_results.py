@@ -22,7 +22,7 @@ from crack_model.core.csv_text import csv_bytes
 from crack_model.core.documents import BatchSummary, ShardStats, quarantined_objects
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import open_store
+from crack_model.core.storage import listed_spelling, open_store
 from crack_model.core.uploads import ManifestEntry, list_uploads, manifest_digest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -174,9 +174,12 @@ def _finished_by_other_versions(
 def _drop_overlays_of_unscored(store: ObjectStore, batch_id: str, rows: Mapping[str, Mapping[str, str]]) -> None:
     """Delete the overlays of uploads the latest validation held back or that are gone: the ops view would
     show a crack picture beside a row that is no score."""
+    # A row's key as its overlay's is listed (a local store lists a decomposed name's overlay composed); the
+    # exact key first: of a composed and a decomposed twin, the composed one owns the overlay.
+    spelled = {listed_spelling(store, key): row for key, row in rows.items()}
     for info in list(store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")):
         source = layout.overlay_source(info.key)
-        row = rows.get(source[1]) if source else None
+        row = (rows.get(source[1]) or spelled.get(source[1])) if source else None
         if source and (row is None or row.get("status") != "ok"):
             log.info("dropping the overlay of %s: its row is %s", source[1], row["status"] if row else "gone")
             store.delete(info.key)

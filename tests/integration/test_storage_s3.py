@@ -207,6 +207,25 @@ def test_s3_decomposed_unicode_keys_read_back_as_listed(s3_bucket, s3_env):
     assert store.head(info.key).size == 3
 
 
+def test_s3_composed_and_decomposed_twins_each_keep_their_own_overlay(s3_bucket, s3_env):
+    """On S3 an NFC and an NFD key are two uploads with two overlays: a merge keeps each by its own row."""
+    import unicodedata
+
+    from crack_model.core import layout
+    from crack_model.serving.batch_results import _drop_overlays_of_unscored
+
+    store = open_store(f"s3://{s3_bucket}")
+    composed, decomposed = (unicodedata.normalize(form, "incoming/b1/Übergang.jpg") for form in ("NFC", "NFD"))
+    for key in (composed, decomposed):
+        store.write(layout.overlay_key("b1", key), b"png")
+    overlays = {layout.overlay_key("b1", key) for key in (composed, decomposed)}
+
+    _drop_overlays_of_unscored(store, "b1", {composed: {"status": "ok"}, decomposed: {"status": "ok"}})
+    assert {info.key for info in store.list("results/b1/overlays/")} == overlays
+    _drop_overlays_of_unscored(store, "b1", {composed: {"status": "ok"}, decomposed: {"status": "quarantined"}})
+    assert [info.key for info in store.list("results/b1/overlays/")] == [layout.overlay_key("b1", composed)]
+
+
 def test_s3_url_of_a_folder_still_works_now_that_object_keys_refuse_a_trailing_slash(s3_bucket, s3_env):
     """url("incoming/b1/") names the batch folder (validation records it as its source) and does not raise."""
     store = open_store(f"s3://{s3_bucket}/root")

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import shutil
+import unicodedata
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.batch_page import batch_page
 from crack_model.pipelines.overlays import draw_overlays, overlay_for_key, overlay_png
 from crack_model.serving.batch import score_shard
+from crack_model.serving.batch_results import finalize_batch
 from crack_model.serving.scorer import load_scorer
 from tests import imagefiles
 from tests.unit.pipelines.ops_store import SCORED
@@ -218,3 +220,26 @@ def test_the_overlays_command_names_the_crack_rows_without_tile_scores(scored, c
     assert f"crack images have no tile scores to draw from ({first}" in said
     assert f"crack-model score --batch {store.root}/incoming/b1 --model <model> --force" in said
     assert "see the warnings above" not in said
+
+
+def test_a_decomposed_upload_name_keeps_its_overlay_until_it_is_scored_again(scored, monkeypatch):
+    """A macOS (NFD) name's overlay is listed composed (NFC) on a local store: merges keep it, a second run finds
+    it, a rescore of the upload drops it."""
+    store, scorer = scored
+    name = unicodedata.normalize("NFD", "Fissure-été.jpg")
+    (store.root / "incoming" / "b1" / name).write_bytes(photo(1))  # as a sync tool puts it, not through the store
+    key = f"incoming/b1/{name}"
+    shard = next(shard for shard in (Shard(0, 2), Shard(1, 2)) if shard.owns(key))
+    monkeypatch.setattr(scorer.card, "threshold", 0.0)  # a crack
+    score_shard(str(store.root), "b1", scorer, shard, force=True)
+    assert key in {row["key"] for row in crack_rows(store)}
+    overlay = unicodedata.normalize("NFC", layout.overlay_key("b1", key))
+
+    draw_overlays(store, "b1")
+    finalize_batch(store, "b1", scorer.version, 2)  # a merge again, as a retried night's
+
+    assert overlay in {info.key for info in store.list("results/b1/overlays/")}
+    again = draw_overlays(store, "b1")
+    assert (again.drawn, again.kept) == (0, len(crack_rows(store)))
+    score_shard(str(store.root), "b1", scorer, shard, force=True)
+    assert overlay not in {info.key for info in store.list("results/b1/overlays/")}
