@@ -151,19 +151,49 @@ def parts_key(batch_id: str, model_version: str, *parts: str) -> str:
     return results_key(batch_id, PARTS, model_version, *parts)
 
 
+# An upload folder named like an overlay file (``x.jpg.png/``), or like one escaped already (``x.jpg.png~/``); in
+# any case, for a file system that does not tell case.
+_OVERLAY_FILE_LIKE = re.compile(r".*\.png~*", re.DOTALL | re.IGNORECASE)
+
+
 def overlay_key(batch_id: str, object_key: str) -> str:
-    """``results/<batch_id>/overlays/<key relative to the batch>.png``: the heat map of one upload."""
+    """``results/<batch_id>/overlays/<key relative to the batch>.png``: the heat map of one upload.
+
+    A folder whose name ends in ``.png`` (then any ``~``) takes one ``~`` more among the overlays: the overlay
+    of ``x.jpg`` is the file ``x.jpg.png``, which a file system cannot also hold as the folder of the overlay of
+    ``x.jpg.png/y.jpg`` (``x.jpg.png~/y.jpg.png``). Overlays stored before keep the plain form
+    (``legacy_overlay_key``); readers look there too.
+    """
+    *folders, name = relative_to_batch(object_key, batch_id).split("/")
+    escaped = [f"{folder}~" if _OVERLAY_FILE_LIKE.fullmatch(folder) else folder for folder in folders]
+    return results_key(batch_id, OVERLAYS, *escaped, f"{name}.png")
+
+
+def legacy_overlay_key(batch_id: str, object_key: str) -> str:
+    """Where an overlay was stored before its folders were escaped (``overlay_key``): the same key unless the
+    upload is in a folder named like an overlay file."""
     return results_key(batch_id, OVERLAYS, f"{relative_to_batch(object_key, batch_id)}.png")
 
 
+def overlay_keys(batch_id: str, object_key: str) -> list[str]:
+    """Where an upload's overlay may be stored: ``overlay_key``, then ``legacy_overlay_key`` if it differs and is
+    no other upload's overlay key (that of ``a.png~/z.jpg`` is that of ``a.png/z.jpg`` now: not read as its)."""
+    key, legacy = overlay_key(batch_id, object_key), legacy_overlay_key(batch_id, object_key)
+    return [key, legacy] if legacy != key and overlay_source(legacy) == (batch_id, object_key) else [key]
+
+
 def overlay_source(key: str) -> tuple[str, str] | None:
-    """(batch id, upload key) of an overlay key; None if ``key`` is not one."""
+    """(batch id, upload key) of an overlay key, of either form; None if ``key`` is not one."""
     parts = key.split("/", 3)
     if len(parts) < 4 or parts[0] != RESULTS or parts[2] != OVERLAYS or not parts[3].endswith(".png"):
         return None
     if not _BATCH_ID.match(parts[1]) or parts[3] == ".png":
         return None
-    return parts[1], incoming_prefix(parts[1]) + parts[3].removesuffix(".png")
+    *folders, name = parts[3].removesuffix(".png").split("/")
+    # A legacy key's folder is never escaped: "x.png" is itself either way; only "x.png~" loses its "~".
+    plain = [folder[:-1] if folder.endswith("~") and _OVERLAY_FILE_LIKE.fullmatch(folder) else folder
+             for folder in folders]  # fmt: skip
+    return parts[1], incoming_prefix(parts[1]) + "/".join([*plain, name])
 
 
 def is_marker(key: str) -> bool:

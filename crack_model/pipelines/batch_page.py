@@ -167,9 +167,11 @@ def _cracks(reader: StoreReader, batch_id: str, row: dict[str, Any], count: int)
     drawable: bool | None = None  # asked once, and only if some overlay is not stored yet
     for probability, _, prediction in sorted(best, key=lambda item: (item[0], item[1]), reverse=True):
         object_key = prediction.get("key", "")
-        overlay_key = layout.overlay_key(batch_id, object_key)
+        overlay_key, *legacy = layout.overlay_keys(batch_id, object_key)
         overlay: str | None = overlay_key
-        if not reader.exists(overlay_key):
+        if legacy and reader.exists(legacy[0]):
+            overlay = legacy[0]  # stored before folders named like overlay files were escaped
+        elif not reader.exists(overlay_key):
             if drawable is None:
                 drawable = _can_draw(reader, batch_id)
             overlay = overlay_key if drawable else None

@@ -126,9 +126,10 @@ def overlay_png(
             kept, or not scored), or the upload cannot be read any more.
     """
     store = open_store(store) if isinstance(store, str) else store
-    key = layout.overlay_key(batch_id, object_key)
-    if not refresh and store.exists(key):
-        return store.read(key)
+    if not refresh:
+        for key in layout.overlay_keys(batch_id, object_key):
+            if store.exists(key):
+                return store.read(key)
     summary = _summary(store, batch_id)
     if not store.exists(object_key):  # before reading the shard's tile scores through: a name nobody uploaded
         raise CrackModelError(f"cannot draw the overlay of {object_key}: the upload cannot be read (not in the store)")
@@ -180,7 +181,8 @@ def draw_overlays(store: ObjectStore | str, batch_id: str, *, workers: int = 2, 
     wanted = crack_keys(store, batch_id, summary)
     if not refresh:
         stored = {info.key for info in store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")}
-        kept = {key for key in wanted if listed_spelling(store, layout.overlay_key(batch_id, key)) in stored}
+        kept = {key for key in wanted if any(listed_spelling(store, overlay) in stored
+                                             for overlay in layout.overlay_keys(batch_id, key))}  # fmt: skip
         report.kept, wanted = len(kept), wanted - kept
     files = [file for prefix in _merged_shard_prefixes(batch_id, summary) for file in tile_score_files(store, prefix)]
     threshold = summary.threshold if summary.threshold is not None else 0.5

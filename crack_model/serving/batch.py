@@ -280,7 +280,7 @@ def _drop_stale_overlays(store: ObjectStore, batch_id: str, keys: list[str]) -> 
     """
     if not keys:
         return
-    wanted = {listed_spelling(store, layout.overlay_key(batch_id, key)) for key in keys}
+    wanted = {listed_spelling(store, overlay) for key in keys for overlay in layout.overlay_keys(batch_id, key)}
     for info in list(store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")):
         if info.key in wanted:
             store.delete(info.key)

@@ -66,6 +66,9 @@ def test_an_overlay_key_leads_back_to_its_upload():
         overlay = layout.overlay_key("b1", key)
         assert overlay.startswith("results/b1/overlays/") and overlay.endswith(".png")
         assert layout.overlay_source(overlay) == ("b1", key)
+    for key in ("incoming/b1/x.jpg.png/y.jpg", "incoming/b1/a.PNG~/b.png/c.jpg", "incoming/b1/a~/c.jpg"):
+        assert layout.overlay_source(layout.overlay_key("b1", key)) == ("b1", key)
+        assert layout.overlay_source(layout.legacy_overlay_key("b1", key)) == ("b1", key.replace("PNG~", "PNG"))
     for other in ("results/b1/predictions.csv", "results/b1/overlays/a.jpg", "results/b1/overlays/.png",
                   "results/../overlays/a.png", "validation/b1/overlays/a.png", "results/b1/overlays"):  # fmt: skip
         assert layout.overlay_source(other) is None
@@ -96,3 +99,16 @@ def test_a_later_quarantine_copy_is_named_with_its_digest_and_stays_within_the_k
     assert layout.quarantine_copy_key("b", long_name, digest) == f"quarantine/b/uploads/{digest}.jpg"
     long_folder = "f" * 1000
     assert layout.quarantine_copy_key("b", f"{long_folder}/x.jpg", digest) == f"quarantine/b/uploads/{digest}"
+
+
+def test_an_overlay_file_is_never_the_folder_of_another_overlay():
+    """``x.jpg`` and ``x.jpg.png/y.jpg``: the overlay file ``x.jpg.png``, the other's in the folder ``x.jpg.png~``."""
+    assert layout.overlay_key("b1", "incoming/b1/x.jpg") == "results/b1/overlays/x.jpg.png"
+    assert layout.overlay_key("b1", "incoming/b1/x.jpg.png/y.jpg") == "results/b1/overlays/x.jpg.png~/y.jpg.png"
+    assert layout.overlay_keys("b1", "incoming/b1/x.jpg.png/y.jpg") == [
+        "results/b1/overlays/x.jpg.png~/y.jpg.png",
+        "results/b1/overlays/x.jpg.png/y.jpg.png",  # where it was stored before: still read
+    ]
+    assert layout.overlay_keys("b1", "incoming/b1/site/y.jpg") == ["results/b1/overlays/site/y.jpg.png"]
+    # The former key of a.png~/z.jpg is a.png/z.jpg's key now: never read as a.png~/z.jpg's overlay.
+    assert layout.overlay_keys("b1", "incoming/b1/a.png~/z.jpg") == ["results/b1/overlays/a.png~~/z.jpg.png"]

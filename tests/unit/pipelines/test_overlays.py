@@ -243,3 +243,27 @@ def test_a_decomposed_upload_name_keeps_its_overlay_until_it_is_scored_again(sco
     assert (again.drawn, again.kept) == (0, len(crack_rows(store)))
     score_shard(str(store.root), "b1", scorer, shard, force=True)
     assert overlay not in {info.key for info in store.list("results/b1/overlays/")}
+
+
+def test_an_upload_and_a_folder_named_like_its_overlay_both_get_overlays(scored, monkeypatch):
+    """``x.jpg`` and ``x.jpg.png/y.jpg`` on a local store: each overlay is stored and counted as there next time."""
+    store, scorer = scored
+    keys = ["incoming/b1/x.jpg", "incoming/b1/x.jpg.png/y.jpg"]
+    for seed, key in enumerate(keys):
+        store.write(key, photo(seed + 2))
+    monkeypatch.setattr(scorer.card, "threshold", 0.0)  # every image a crack
+    for index in (0, 1):
+        score_shard(str(store.root), "b1", scorer, Shard(index, 2), force=True)
+
+    report = draw_overlays(store, "b1")
+
+    assert report.failed == 0 and all(store.exists(layout.overlay_key("b1", key)) for key in keys)
+    assert draw_overlays(store, "b1").drawn == 0
+
+
+def test_an_overlay_stored_under_its_former_key_is_still_read(tmp_path):
+    """Overlays stored before folders named like overlay files were escaped are served from where they are."""
+    store = LocalStore(tmp_path)
+    key = "incoming/b1/site.png/a.jpg"
+    store.write(layout.legacy_overlay_key("b1", key), b"png")
+    assert overlay_png(store, "b1", key) == b"png"
