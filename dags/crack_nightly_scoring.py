@@ -25,7 +25,8 @@ objects failed).
 
 **Alerts** (`crack_model.pipelines.alerts`, sent by `publish_run_summary` once per run, recorded in
 `alerts/<run_id>.json`): a batch that failed validation, a batch whose PSI is above the drift threshold,
-a finished batch whose error rate is above `error_rate_alert`.
+a finished batch whose error rate is above `error_rate_alert`, an `incoming` that cannot be listed (a symbolic
+link: the run fails too).
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ def crack_nightly_scoring() -> None:
         from airflow.sdk.exceptions import AirflowFailException
         from crack_ops.notifications import NotificationError, notify_run
 
+        from crack_model.pipelines.alerts import UNUSABLE_INCOMING
         from crack_model.pipelines.nightly import publish_run_summary as publish
 
         store = run_store(params)
@@ -202,9 +204,9 @@ def crack_nightly_scoring() -> None:
         summary = publish(store, run_id or "manual", list(validations or []), list(summaries or []),
                           batch_ids=list(batch_ids or []), planned=planned,
                           released=list(params["release_batches"]), model_pinned=model is not None)  # fmt: skip
-        undelivered = None
+        undelivered, alerts = None, []
         try:
-            notify_run(store, run_id or "manual", summary, list(summaries or []),
+            alerts = notify_run(store, run_id or "manual", summary, list(summaries or []),
                        error_rate_alert=params["error_rate_alert"], http_conn_id=params["notify_http_conn_id"],
                        smtp_conn_id=params["notify_smtp_conn_id"])  # fmt: skip
         except NotificationError as error:  # reported below, after the batches' own state
@@ -217,6 +219,8 @@ def crack_nightly_scoring() -> None:
             problems.append(f"batches not finished tonight (the others are done): {failures}")
         if model is None:  # a quiet night too: a wrong model or runtime must not wait for the next uploads to show
             problems.append("no model was pinned tonight: see the resolve_model task log")
+        # Nothing under incoming/ can be scored until it is mended: not to be taken for a quiet night.
+        problems += [alert["title"] for alert in alerts if alert["kind"] == UNUSABLE_INCOMING]
         if undelivered is not None:  # retried: the summary is rewritten and only the undelivered alerts are sent
             raise NotificationError("; ".join([str(undelivered), *problems])) from undelivered
         if problems:

@@ -79,6 +79,19 @@ def refuse_an_empty_store(store: ObjectStore) -> None:
         raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
 
 
+def folder_problem(store: ObjectStore, folder: str) -> str | None:
+    """Why ``folder`` itself cannot be listed (a symbolic link, a file, a folder that cannot be opened), or None.
+
+    Its listing is empty then, as that of an empty folder is: a caller that takes it for one sees nothing to do,
+    night after night, and nobody hears of the uploads it holds.
+    """
+    name = folder.strip("/")
+    first = next(iter(store.list(f"{name}/")), None)  # a store lists a folder that is no folder as one entry
+    if first is None or first.key != name:
+        return None
+    return first.problem or f"{store.url(name)} is a file, not a folder"
+
+
 def file_uri_path(uri: str) -> str:
     """``file:///data/a%20b`` -> "/data/a b": percent escapes decoded, ``?`` and ``#`` kept (they are in file names)."""
     host, slash, path = uri.removeprefix("file://").partition("/")

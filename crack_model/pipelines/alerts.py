@@ -10,6 +10,8 @@ Kinds, each at most once per run and subject:
 * ``drift``: a validated batch has a feature whose PSI is above the validation's threshold;
 * ``scoring_errors``: a batch finished with more than ``error_rate_alert`` of its scored rows
   (``ok`` + ``error``) in ``error``;
+* ``unusable_incoming``: ``incoming`` itself cannot be listed (a symbolic link, a file), so no night finds a batch
+  (raised by every run until it is a folder);
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
   scores it (raised by every run until it is renamed);
 * ``upload_outside_batch``: uploads put straight into ``incoming/``, in no batch folder (one alert naming
@@ -34,7 +36,7 @@ from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION, check_format_version, read_outcome
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, shown_key
-from crack_model.core.storage import open_store
+from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.uploads import unusable_batch_folders, uploads_outside_batches
 from crack_model.pipelines.stores import StoreLike
 
@@ -43,11 +45,13 @@ log = logging.getLogger(__name__)
 BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"
 SCORING_ERRORS = "scoring_errors"
+UNUSABLE_INCOMING = "unusable_incoming"
 UNUSABLE_BATCH_FOLDER = "unusable_batch_folder"
 UPLOAD_OUTSIDE_BATCH = "upload_outside_batch"
 CANDIDATE_REJECTED = "candidate_rejected"
 KINDS = (
-    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
+    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNUSABLE_INCOMING, UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH,
+    CANDIDATE_REJECTED,
 )  # fmt: skip
 DEFAULT_ERROR_RATE_ALERT = 0.05
 MAX_REASONS = 10
@@ -212,8 +216,8 @@ def run_alerts(
     error_rate_alert: float = DEFAULT_ERROR_RATE_ALERT,
 ) -> list[Alert]:
     """``nightly_alerts`` with the outcomes (and, if not given, the finished batches' summaries) read from the store,
-    then one alert per folder under ``incoming/`` that no night scores (``unusable_batch_folders``) and per upload
-    in no batch folder (``uploads_outside_batches``)."""
+    then one alert if ``incoming`` itself cannot be listed (``folder_problem``), per folder under ``incoming/`` that
+    no night scores (``unusable_batch_folders``) and per upload in no batch folder (``uploads_outside_batches``)."""
     opened = open_store(store)
     batch_ids = sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []})
     outcomes = {batch_id: outcome for batch_id in batch_ids if (outcome := read_outcome(opened, batch_id))}
@@ -222,13 +226,21 @@ def run_alerts(
         batch_summaries = [json.loads(opened.read(key)) for key in keys if opened.exists(key)]
     alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
     try:
+        incoming = folder_problem(opened, layout.INCOMING)
         unusable = unusable_batch_folders(opened)
         outside = uploads_outside_batches(opened)
     except Exception:  # a listing that fails must not hold back the night's own alerts
         log.exception("could not list incoming/ for unusable batch folders and uploads in none")
         return alerts
+    alerts += [_unusable_incoming(incoming)] if incoming else []
     alerts += [_unusable_folder(name, reason) for name, reason in unusable.items()]
     return alerts + ([_outside_batches(outside)] if outside else [])
+
+
+def _unusable_incoming(reason: str) -> Alert:
+    folder = f"{layout.INCOMING}/"
+    title = f"no night finds a batch under {folder}: {reason}"
+    return Alert(UNUSABLE_INCOMING, folder, title, {"folder": folder, "reason": reason})
 
 
 def _unusable_folder(name: str, reason: str) -> Alert:

@@ -16,7 +16,7 @@ from crack_model.core.clock import utc_now
 from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, read_success_marker
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import open_store
+from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
@@ -31,12 +31,15 @@ log = logging.getLogger(__name__)
 
 
 def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
-    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order.
+    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order; CrackModelError
+    when ``incoming`` itself cannot be listed (a symbolic link, a file).
 
     Beyond ``limit``, batches never validated come first: batches that failed validation stay new (they are
     validated again each night until released or fixed) and must not keep fresh uploads waiting.
     """
     store = open_store(store)
+    if problem := folder_problem(store, layout.INCOMING):  # not an empty incoming/: one nobody would hear of
+        raise CrackModelError(f"no batch can be found: {problem}")
     unusable = unusable_batch_folders(store)
     for name, reason in unusable.items():
         log.warning("ignoring folder incoming/%s: %s", name, reason)  # and the run's alerts name it

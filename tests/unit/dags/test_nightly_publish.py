@@ -52,3 +52,17 @@ def test_an_undelivered_alert_is_retried_even_when_batches_did_not_finish(tmp_pa
     with pytest.raises(AirflowFailException, match="unplanned: scoring did not finish: see the plan_shards"):
         publish(**night, params=params(store), run_id="r1")
     assert [alert["kind"] for alert in webhook.received] == ["batch_failed_validation"]
+
+
+def test_a_night_whose_incoming_is_a_symbolic_link_is_red_and_alerts(tmp_path, publish, no_connections):  # noqa: F811
+    """The sensor finds nothing under a linked incoming/: the run looked like a quiet night, green and silent."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    store = LocalStore(tmp_path / "store")
+    store.write("runs/.keep", b"")
+    (tmp_path / "upload-disk" / "2026-11-24").mkdir(parents=True)
+    (store.root / "incoming").symlink_to(tmp_path / "upload-disk")
+    quiet = {"batch_ids": None, "validations": None, "work_items": None, "summaries": None}
+    with pytest.raises(AirflowFailException, match=r"no night finds a batch under incoming/: .*symbolic link"):
+        publish(model=MODEL, **quiet, params=params(store), run_id="r1")
+    assert '"unusable_incoming:incoming/"' in store.read("alerts/r1.json").decode()

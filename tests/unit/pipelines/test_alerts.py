@@ -17,6 +17,7 @@ from crack_model.pipelines.alerts import (
     DRIFT,
     SCORING_ERRORS,
     UNUSABLE_BATCH_FOLDER,
+    UNUSABLE_INCOMING,
     UPLOAD_OUTSIDE_BATCH,
     gate_alert,
     mark_alert_sent,
@@ -120,6 +121,19 @@ def test_uploads_in_no_batch_folder_and_hidden_folders_raise_alerts(night):
     assert outside.subject == "incoming/" and outside.details["count"] == 30
     assert outside.title.startswith("30 upload(s) in no batch folder, so no night scores them (incoming/loose photo 00")
     assert "move them into incoming/<batch_id>/" in outside.title and len(outside.details["keys"]) == 10
+
+
+def test_an_incoming_that_is_a_symbolic_link_raises_an_alert_every_run(tmp_path, night):
+    """The local store never follows the link: its listing looked like a quiet night, and nobody heard of it."""
+    store, run_summary, summaries = night
+    disk = tmp_path.parent / f"{tmp_path.name}-upload-disk"
+    (disk / "2026-11-24").mkdir(parents=True)
+    (store.root / "incoming").symlink_to(disk)
+    alerts = run_alerts(store, run_summary, summaries, error_rate_alert=0.05)
+    [unusable] = [alert for alert in alerts if alert.kind == UNUSABLE_INCOMING]
+    assert unusable.subject == "incoming/" and unusable.title.startswith("no night finds a batch under incoming/: ")
+    assert "is a symbolic link" in unusable.details["reason"]
+    assert [alert.kind for alert in alerts[:-1]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):

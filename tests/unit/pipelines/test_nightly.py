@@ -258,3 +258,19 @@ def test_a_night_scores_with_the_runtime_named_only_if_the_version_is_approved_f
     finalize_batches(store, [report])
     rows = list(csv.DictReader(io.StringIO(store.read(layout.results_key("b1", layout.PREDICTIONS)).decode())))
     assert len(rows) == 3 and {row["runtime"] for row in rows} == {"keras"}  # auto would take litert-fp32
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_an_incoming_that_cannot_be_listed_is_refused_not_taken_for_an_empty_one(tmp_path, kind):
+    """incoming/ as a symbolic link to the upload disk listed as empty: every night found nothing and said nothing."""
+    disk = uploads(LocalStore(tmp_path / "disk"), {"2026-11-24": 2}).root / "incoming"
+    store = LocalStore(tmp_path / "store")
+    store.write("models/crack/aliases.json", b"{}")
+    if kind == "link":
+        (store.root / "incoming").symlink_to(disk)
+    else:
+        (store.root / "incoming").write_bytes(b"not a folder")
+
+    said = "symbolic link" if kind == "link" else f"{store.root / 'incoming'} is a file, not a folder"
+    with pytest.raises(CrackModelError, match=f"no batch can be found: .*{said}"):
+        find_new_batches(store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crack_model.core.local_store import LocalStore
 
 
@@ -36,3 +38,17 @@ def test_templated_params_render_as_native_values(local_store):
     assert sensor.poke({}).xcom_value == ["b1"]
     twice = NewBatchesSensor(task_id="wait_for_new_batches", store=str(local_store), batch_ids=["b3", "b1", "b3"])
     assert twice.poke({}).xcom_value == ["b3", "b1"]  # named twice: validated and counted once
+
+
+def test_poke_fails_naming_an_incoming_that_is_a_symbolic_link(tmp_path, local_store):
+    """Not an empty incoming/ to wait on for hours and soft-fail as a quiet night: the task fails with the reason."""
+    from crack_ops.sensors import NewBatchesSensor
+
+    from crack_model.core.errors import CrackModelError
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "incoming").symlink_to(local_store / "incoming")
+    sensor = NewBatchesSensor(task_id="wait_for_new_batches", store=str(store), soft_fail=True)
+    with pytest.raises(CrackModelError, match=r"no batch can be found: .*is a symbolic link"):
+        sensor.poke({})
