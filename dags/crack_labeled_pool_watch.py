@@ -5,7 +5,9 @@ Hourly: digest what training reads from `labeled/` (keys, sizes and ETags of the
 folders). When it differs from the digest last recorded, emit the `crack_labeled_pool` Asset, which
 triggers `crack_retraining`, and then record the digest (`labeled/_DIGEST`) in a second task, so a
 run that dies in between announces the change again rather than losing it. No change, no event
-(both tasks are skipped).
+(both tasks are skipped). A store that holds nothing (a mistyped path or bucket), a `labeled` that
+cannot be listed (a symbolic link, a file) or a pool without class folders fails the run, announcing
+and recording nothing.
 """
 
 from __future__ import annotations
@@ -42,13 +44,19 @@ from crack_ops.hooks import refuse_unknown_settings, run_store
 def crack_labeled_pool_watch() -> None:
     @task(outlets=[LABELED_POOL])
     def detect_pool_change(params: Mapping[str, Any] | None = None, outlet_events: Any = None) -> str:
+        """Announce a changed pool; a store or pool that is not there fails the task (not retried), announcing
+        nothing: it digested as an empty pool, and the retraining it started failed."""
         refuse_unknown_settings()
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from crack_model.pipelines.retraining import labeled_pool_changed
+        from crack_model.pipelines.pool_watch import labeled_pool_changed
+        from crack_model.pipelines.stores import CrackModelError
 
         store = run_store(params)
-        digest = labeled_pool_changed(store)
+        try:
+            digest = labeled_pool_changed(store)
+        except CrackModelError as error:  # a mistyped store or a linked labeled/: retrying changes nothing
+            raise AirflowFailException(str(error)) from None
         if digest is None:
             raise AirflowSkipException("the labeled pool has not changed")
         outlet_events[LABELED_POOL].extra = {"store": store.uri, "digest": digest}
@@ -58,7 +66,7 @@ def crack_labeled_pool_watch() -> None:
     def record_pool_digest(digest: str, params: Mapping[str, Any] | None = None) -> None:
         """Runs only once the Asset event is recorded (its upstream succeeded): a change is never lost between
         being recorded and being announced; at worst, announced twice."""
-        from crack_model.pipelines.retraining import record_pool_digest as record
+        from crack_model.pipelines.pool_watch import record_pool_digest as record
 
         record(run_store(params), digest)
 

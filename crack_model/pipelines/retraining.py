@@ -14,7 +14,6 @@ rejects overlapping content hashes).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,14 +30,14 @@ from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.folder_lock import held_folder
 from crack_model.core.model_card import SPLIT_NAME
-from crack_model.core.object_keys import PreconditionFailedError, join_key
+from crack_model.core.object_keys import PreconditionFailedError
 from crack_model.core.storage import open_store
 from crack_model.evaluation.gate import run_gate
 from crack_model.pipelines.pool_copy import download_labeled, judged_photos, name_split_in_store, named_in_store
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import PROFILE_NAME, load_hashes, validate_labeled
-from crack_model.quality.profile import ProfileConfig, labeled_objects, profile_labeled
+from crack_model.quality.profile import ProfileConfig, profile_labeled
 from crack_model.registry.model_uri import fetch_version
 from crack_model.registry.naming import validate_name
 from crack_model.registry.versions import Registry
@@ -49,7 +48,6 @@ log = logging.getLogger(__name__)
 
 LABELED = "labeled"
 HOLDOUT = "holdout"
-POOL_DIGEST_KEY = join_key(LABELED, "_DIGEST")
 
 
 class PoolValidationError(CrackModelError):
@@ -360,31 +358,3 @@ def start_from_champion(settings: Mapping[str, Any]) -> bool:
 def _views(settings: Mapping[str, Any]) -> int:
     value = settings.get("augmented_views")
     return 2 if value is None else int(value)
-
-
-def pool_digest(store: StoreLike) -> str:
-    """A digest of what training reads from the pool (keys, sizes, ETags, or where there are none, as on a local
-    store, modification times of the images in class folders).
-
-    The recorded digest itself (``labeled/_DIGEST``) and files training ignores are left out: on S3 the digest
-    object's own ETag changed with every recording, so an unchanged pool read as changed every hour.
-    """
-    digest = hashlib.sha256()
-    for info in labeled_objects(open_store(store), LABELED):
-        digest.update(f"{info.key}\t{info.size}\t{info.etag or info.modified or ''}\n".encode())
-    return digest.hexdigest()
-
-
-def labeled_pool_changed(store: StoreLike) -> str | None:
-    """The pool's digest if it differs from the last recorded one, else None. Records nothing: the caller
-    records it (``record_pool_digest``) once the change is announced, so a run that dies in between announces
-    it again instead of losing it."""
-    store = open_store(store)
-    current = pool_digest(store)
-    previous = store.read(POOL_DIGEST_KEY).decode().strip() if store.exists(POOL_DIGEST_KEY) else None
-    return None if current == previous else current
-
-
-def record_pool_digest(store: StoreLike, digest: str) -> None:
-    """Remember ``digest`` as the pool's last announced state."""
-    open_store(store).write(POOL_DIGEST_KEY, digest.encode())

@@ -234,7 +234,7 @@ def test_s3_url_of_a_folder_still_works_now_that_object_keys_refuse_a_trailing_s
 
 def test_s3_an_unchanged_labeled_pool_is_announced_once(s3_bucket, s3_env):
     """On S3 every object has an ETag, the recorded digest's too: recording it must not make the pool look changed."""
-    from crack_model.pipelines.retraining import labeled_pool_changed, record_pool_digest
+    from crack_model.pipelines.pool_watch import labeled_pool_changed, record_pool_digest
 
     store = open_store(f"s3://{s3_bucket}/watch")
     store.write("labeled/Positive/a.jpg", b"crack")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
-from crack_model.pipelines.retraining import POOL_DIGEST_KEY, labeled_pool_changed, pool_digest, record_pool_digest
+from crack_model.pipelines.pool_watch import POOL_DIGEST_KEY, labeled_pool_changed, pool_digest, record_pool_digest
 
 
 def _pool(tmp_path) -> LocalStore:
@@ -50,3 +53,46 @@ def test_an_image_replaced_by_another_of_the_same_size_changes_the_digest(tmp_pa
     store.write("labeled/Negative/b.jpg", b"CLEAN")  # same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # file systems with coarse clocks
     assert pool_digest(store) != before
+
+
+def _not_a_pool(root, kind: str) -> None:
+    """A store at ``root`` whose pool is not there in the way ``kind`` names."""
+    if kind == "linked labeled":  # the real pool lies elsewhere: the local store never follows the link
+        real = _pool(root.parent / "real-pool")
+        root.mkdir()
+        (root / "labeled").symlink_to(real.root / "labeled")
+    elif kind == "labeled a file":
+        LocalStore(root).write("labeled", b"a file")
+    elif kind == "no class folders":
+        LocalStore(root).write("labeled/notes.txt", b"how to label")
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("missing store", "holds nothing at all: check the store's path or bucket"),
+        ("linked labeled", "the labeled pool cannot be read: .*is a symbolic link"),
+        ("labeled a file", "the labeled pool cannot be read: .*is a file, not a folder"),
+        ("no class folders", "has no class folders: put the labeled photos in labeled/<class>/"),
+    ],
+)
+def test_a_pool_that_is_not_there_is_refused_not_digested_as_empty(tmp_path, kind, said):
+    """A mistyped store announced the digest of nothing, created labeled/_DIGEST in it and started a retraining."""
+    root = tmp_path / "typo-store"
+    _not_a_pool(root, kind)
+    with pytest.raises(CrackModelError, match=said):
+        labeled_pool_changed(LocalStore(root))
+    assert not (root / "labeled" / "_DIGEST").exists()
+
+
+def test_the_watch_task_fails_without_retries_and_announces_nothing(tmp_path):
+    """The DAG task: AirflowFailException (a typo stays a typo), no Asset event extra, nothing written."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tests.unit.dags.nightly_dag import dag_task
+
+    detect = dag_task("crack_labeled_pool_watch", "detect_pool_change")
+    events: dict[object, object] = {}
+    with pytest.raises(AirflowFailException, match="holds nothing at all"):
+        detect(params={"store": str(tmp_path / "typo-store"), "aws_conn_id": "aws_default"}, outlet_events=events)
+    assert events == {} and not (tmp_path / "typo-store").exists()

@@ -1,0 +1,67 @@
+"""The labeled-pool watch: a digest of what training reads from ``labeled/``, and the last one announced.
+
+The ``crack_labeled_pool_watch`` DAG compares the two every hour and announces a change (which starts a
+retraining) before it records the new digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from crack_model.core.config import DataConfig
+from crack_model.core.errors import CrackModelError
+from crack_model.core.object_keys import ObjectStore, join_key
+from crack_model.core.storage import folder_problem, open_store, refuse_an_empty_store
+from crack_model.pipelines.stores import StoreLike
+from crack_model.quality.profile import LABELED_PREFIX, labeled_objects
+
+POOL_DIGEST_KEY = join_key(LABELED_PREFIX, "_DIGEST")
+
+
+def pool_digest(store: StoreLike) -> str:
+    """A digest of what training reads from the pool (keys, sizes, ETags, or where there are none, as on a local
+    store, modification times of the images in class folders).
+
+    The recorded digest itself (``labeled/_DIGEST``) and files training ignores are left out: on S3 the digest
+    object's own ETag changed with every recording, so an unchanged pool read as changed every hour.
+
+    Raises:
+        CrackModelError: there is no pool to digest (``check_pool``).
+    """
+    opened = open_store(store)
+    check_pool(opened)
+    digest = hashlib.sha256()
+    for info in labeled_objects(opened, LABELED_PREFIX):
+        digest.update(f"{info.key}\t{info.size}\t{info.etag or info.modified or ''}\n".encode())
+    return digest.hexdigest()
+
+
+def check_pool(store: ObjectStore) -> None:
+    """Refuse a store holding nothing (a mistyped path or bucket), a ``labeled`` that cannot be listed (a symbolic
+    link, a file) and a pool without class folders: each digests as an empty pool, a change announced to
+    retraining, which then failed on a pool that was never there."""
+    refuse_an_empty_store(store)
+    if problem := folder_problem(store, LABELED_PREFIX):
+        raise CrackModelError(f"the labeled pool cannot be read: {problem}")
+    if not store.folders(LABELED_PREFIX):
+        classes = ", ".join(DataConfig().class_names)
+        msg = (
+            f"the labeled pool {store.url(LABELED_PREFIX)} has no class folders: put the labeled photos in "
+            f"{LABELED_PREFIX}/<class>/ ({classes}), or check the store's path or bucket"
+        )
+        raise CrackModelError(msg)
+
+
+def labeled_pool_changed(store: StoreLike) -> str | None:
+    """The pool's digest if it differs from the last recorded one, else None. Records nothing: the caller
+    records it (``record_pool_digest``) once the change is announced, so a run that dies in between announces
+    it again instead of losing it."""
+    store = open_store(store)
+    current = pool_digest(store)
+    previous = store.read(POOL_DIGEST_KEY).decode().strip() if store.exists(POOL_DIGEST_KEY) else None
+    return None if current == previous else current
+
+
+def record_pool_digest(store: StoreLike, digest: str) -> None:
+    """Remember ``digest`` as the pool's last announced state."""
+    open_store(store).write(POOL_DIGEST_KEY, digest.encode())
