@@ -18,8 +18,8 @@ summary (`runs/<run_id>.json`) names each failed batch and the step that stopped
 `auto`, the first the gate approved of int8, fp32, Keras; or one of those named), `aws_conn_id`
 (the AWS connection whose session reaches s3:// stores; its `endpoint_url` extra points at MinIO),
 `batch_ids` (score just these), `release_batches` (score these even though they failed
-validation: every object still gets a row), shard sizing; alerts: `notify_http_conn_id`,
-`notify_smtp_conn_id` (the Connections alerts go out through; missing ones are skipped with a
+validation: every object still gets a row; each must be in `batch_ids` too), shard sizing; alerts:
+`notify_http_conn_id`, `notify_smtp_conn_id` (the Connections alerts go out through; missing ones are skipped with a
 warning) and `error_rate_alert` (alert when more than this share of a finished batch's scored
 objects failed).
 

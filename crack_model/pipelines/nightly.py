@@ -61,16 +61,18 @@ def _is_new(store: ObjectStore, batch_id: str) -> bool:
     return marker.summary is not None and marker.summary.awaits_revalidation
 
 
-def check_requested_batches(store: StoreLike, *requested: list[str]) -> None:
-    """Batch ids named by hand (``batch_ids``, ``release_batches``): each must be a valid id with something under
-    ``incoming/``. A mistyped one would leave a failed validation, and a batch offered for release, in the store.
+def check_requested_batches(store: StoreLike, batch_ids: list[str], release_batches: list[str]) -> None:
+    """Batch ids named by hand: each must be a valid id with something under ``incoming/``, and each released one
+    must be among ``batch_ids``. A mistyped one would leave a failed validation, and a batch offered for release, in
+    the store; a released one the run does not validate (the night picks its own batches without ``batch_ids``)
+    was never released, and the run said nothing.
 
     Raises:
         CrackModelError: naming every id that is not.
     """
     problems = []
     with step_store(store) as opened:
-        for batch_id in dict.fromkeys(batch_id for ids in requested for batch_id in ids):
+        for batch_id in dict.fromkeys([*batch_ids, *release_batches]):
             try:
                 prefix = layout.incoming_prefix(batch_id)
             except CrackModelError as error:
@@ -78,6 +80,9 @@ def check_requested_batches(store: StoreLike, *requested: list[str]) -> None:
                 continue
             if next(iter(opened.list(prefix)), None) is None:
                 problems.append(f"batch {batch_id!r} has nothing under {opened.url(prefix)}")
+            elif batch_id not in batch_ids:
+                problems.append(f"batch {batch_id!r} is released but this run does not validate it: "
+                                "add it to batch_ids")  # fmt: skip
     if problems:
         raise CrackModelError(f"batches named for this run: {'; '.join(problems)}; check batch_ids and release_batches")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.unit.dags.nightly_dag import nightly_task
@@ -65,3 +67,22 @@ def test_batch_ids_that_are_not_batches_fail_the_run_naming_each(tmp_path, resol
     assert "invalid batch id ' b2'" in message and "invalid batch id '../x'" in message
     assert "'b3'" not in message and "check batch_ids and release_batches" in message
     assert not (tmp_path / "store" / "validation").exists()
+
+
+def test_a_released_batch_the_run_does_not_validate_fails_the_run(tmp_path, resolve_model):
+    """Released but not among batch_ids (or no batch_ids: the night picks its own): ignored, and the run was green."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from crack_model.core.local_store import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    for batch_id in ("2026-11-24", "blank-frames"):
+        store.write(f"incoming/{batch_id}/a.jpg", b"jpeg")
+    params = {"store": str(tmp_path / "store"), "model": "models:/crack@champion"}
+    not_validated = "batch 'blank-frames' is released but this run does not validate it: add it to batch_ids"
+    for batch_ids in (["2026-11-24"], []):
+        with pytest.raises(AirflowFailException, match=re.escape(not_validated)):
+            resolve_model(params={**params, "batch_ids": batch_ids, "release_batches": ["blank-frames"]})
+    with pytest.raises(AirflowFailException) as refused:  # released and named: past the batch checks, to the model
+        resolve_model(params={**params, "batch_ids": ["blank-frames"], "release_batches": ["blank-frames"]})
+    assert "batches named" not in str(refused.value)
