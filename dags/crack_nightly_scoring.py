@@ -166,18 +166,19 @@ def crack_nightly_scoring() -> None:
         reports: list[dict[str, Any]], params: Mapping[str, Any] | None = None, outlet_events: Any = None
     ) -> list[dict[str, Any]]:
         """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
+        from crack_model.pipelines.nightly import batches_merged
         from crack_model.pipelines.nightly import finalize_batches as finalize
 
         store = run_store(params)
         summaries = finalize(store, list(reports or []))
-        if not summaries:  # every batch failed validation, or no shard finished: no results to announce
+        # Every batch failed validation, no shard finished, or every batch was complete before: nothing new to
+        # announce (publish_run_summary reads the stored summaries of complete batches itself).
+        merged = sorted(set(batches_merged(list(reports or []))) & {summary["batch_id"] for summary in summaries})
+        if not merged:
             from airflow.sdk.exceptions import AirflowSkipException
 
             raise AirflowSkipException("no batch was merged in this run: the results Asset is not updated")
-        outlet_events[SCORING_RESULTS].extra = {
-            "store": store.uri,
-            "batches": [summary["batch_id"] for summary in summaries],
-        }
+        outlet_events[SCORING_RESULTS].extra = {"store": store.uri, "batches": merged}
         return summaries
 
     @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))

@@ -161,6 +161,12 @@ def finalize_batches(store: StoreLike, shard_reports: list[dict[str, Any]]) -> l
     return summaries
 
 
+def batches_merged(shard_reports: list[dict[str, Any]]) -> list[str]:
+    """The batches a run merges: those with a shard it scored. One whose every shard was ``already_complete`` was
+    merged by an earlier run, and ``finalize_batches`` hands on its stored summary: no new results."""
+    return sorted({report["batch_id"] for report in shard_reports if not report["already_complete"]})
+
+
 def _finalize_one(store: ObjectStore, batch_id: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
     if all(report["already_complete"] for report in reports):
         summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
