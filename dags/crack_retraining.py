@@ -135,8 +135,9 @@ def crack_retraining() -> None:
         )
 
         try:  # settings first: a wrong one should cost seconds, not a pool validation and a training
-            check_settings(params, name=params["model_name"])
-            pool = validate_pool(run_store(params))
+            store = run_store(params)
+            check_settings(params, name=params["model_name"], store=store)
+            pool = validate_pool(store)
             if not params.get("holdout"):  # the gate reads <store>/holdout
                 require_holdout(pool)
             return pool

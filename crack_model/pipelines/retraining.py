@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from crack_model.core.model_card import SPLIT_NAME
 from crack_model.core.object_keys import PreconditionFailedError
 from crack_model.core.storage import open_store
 from crack_model.evaluation.gate import run_gate
+from crack_model.evaluation.holdout import load_holdout
+from crack_model.evaluation.policy import load_policy
 from crack_model.pipelines.pool_copy import download_labeled, judged_photos, name_split_in_store, named_in_store
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
@@ -117,7 +120,7 @@ def train_and_register(
     Returns:
         The candidate's ``model_name``, ``version``, ``model_uri``, threshold and split metrics (XCom-sized).
     """
-    data, model, training = check_settings(settings, name=name)
+    data, model, training = check_settings(settings, name=name, store=store)
     with tempfile.TemporaryDirectory(prefix="crack-retrain-") as scratch:
         return train_candidate(
             store, work_dir or scratch, name=name, quarantined=list(pool["quarantined"]), data_config=data,
@@ -146,11 +149,19 @@ def gate_candidate(
 
     Returns:
         The decision summary (``decision``, ``failed_checks``, ``promoted``, report links, ...).
+
+    Raises:
+        SettingsError: the policy cannot be read (no retry mends it).
     """
+    try:
+        gate_policy = load_policy(policy)
+    except CrackModelError as error:
+        raise SettingsError(f"gate settings: {error}") from None
     with step_store(store) as opened:
         report = run_gate(
-            Registry(opened), name, candidate_version, holdout, policy, promote=promote, actor=actor, run_id=run_id
-        )
+            Registry(opened), name, candidate_version, holdout, gate_policy, promote=promote, actor=actor,
+            run_id=run_id,
+        )  # fmt: skip
     return report.summary()
 
 
@@ -328,11 +339,13 @@ def retrain_config(params: Mapping[str, Any]) -> tuple[DataConfig, ModelConfig, 
 
 
 def check_settings(
-    settings: Mapping[str, Any], *, name: str | None = None
+    settings: Mapping[str, Any], *, name: str | None = None, store: StoreLike | None = None
 ) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """``retrain_config``'s configs, or SettingsError for a setting no retry can mend (before any download):
     numbers out of range, a pooled layer the base lacks, a weights file that is not there, a model ``name``
-    the registry refuses (found after the training, it cost the whole training, three times with retries)."""
+    the registry refuses, a gate ``policy`` that cannot be read, a given ``holdout`` without images of every class
+    (opened with ``store``'s credentials; found after the training, each cost the whole training, three times
+    with retries)."""
     try:
         if name is not None:
             validate_name(name)
@@ -341,6 +354,10 @@ def check_settings(
         check_pooled_layers(configs[1])
         if _views(settings) < 0:
             raise ValueError(f"augmented_views must be 0 (none) or more, got {_views(settings)}")
+        load_policy(settings.get("policy") or None)
+        if settings.get("holdout"):  # the default, <store>/holdout, is validate_pool's and require_holdout's
+            with step_store(store) if store is not None else nullcontext():
+                load_holdout(str(settings["holdout"]), configs[0].class_names)
     except (ValueError, CrackModelError) as error:
         raise SettingsError(f"retraining settings: {error}") from None
     return configs

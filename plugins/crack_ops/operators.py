@@ -61,7 +61,9 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
         return {**super()._hook_parameters, "store": self.store}
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from crack_model.pipelines.retraining import gate_candidate  # TensorFlow underneath: not at DAG parse
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from crack_model.pipelines.retraining import SettingsError, gate_candidate  # TensorFlow: not at DAG parse
 
         if not isinstance(self.promote, bool):  # the text "False" would be truthy and promote
             msg = f"promote must be a boolean, got {self.promote!r}: pass a bool or a template of a boolean param"
@@ -74,16 +76,19 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
                     "turns text that looks like a number into one; pass it as an XComArg (an upstream task's output)"
                 )
                 raise TypeError(msg)
-        summary = gate_candidate(
-            self.hook.get_store(),
-            self.model_name,
-            self.candidate_version,
-            holdout=self.holdout,
-            policy=self.policy,
-            promote=self.promote,
-            actor=f"airflow:{self.dag_id}",
-            run_id=context["run_id"],
-        )
+        try:
+            summary = gate_candidate(
+                self.hook.get_store(),
+                self.model_name,
+                self.candidate_version,
+                holdout=self.holdout,
+                policy=self.policy,
+                promote=self.promote,
+                actor=f"airflow:{self.dag_id}",
+                run_id=context["run_id"],
+            )
+        except SettingsError as error:  # a policy that cannot be read stays so: no retries, as train_candidate
+            raise AirflowFailException(str(error)) from None
         self.log.info("gate decision for %s: %s %s", self.candidate_version, summary["decision"],
                       summary["failed_checks"])  # fmt: skip
         return summary

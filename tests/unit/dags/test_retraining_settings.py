@@ -83,4 +83,42 @@ def test_the_first_task_refuses_bad_settings_before_the_pool_and_a_missing_holdo
     monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pool)
     with pytest.raises(AirflowFailException, match="no holdout under holdout/<class>/"):
         validate(params={**params, "model_name": "crack"})
-    assert validate(params={**params, "model_name": "crack", "holdout": "s3://elsewhere/holdout"}) == pool
+    holdout = tmp_path / "elsewhere" / "holdout"
+    for label in ("Negative", "Positive"):
+        (holdout / label).mkdir(parents=True)
+        (holdout / label / "a.jpg").write_bytes(b"jpeg")
+    assert validate(params={**params, "model_name": "crack", "holdout": str(holdout)}) == pool
+
+
+def holdout_of(root, *labels: str) -> str:
+    """A holdout folder with one image of each of ``labels``."""
+    for label in labels:
+        (root / label).mkdir(parents=True)
+        (root / label / "a.jpg").write_bytes(b"jpeg")
+    return str(root)
+
+
+def test_a_gate_policy_or_holdout_the_gate_cannot_use_is_a_settings_error(tmp_path):
+    """A mistyped policy or holdout param passed the first task and failed the gate after training, three times."""
+    policy = tmp_path / "no-such-policy.json"
+    with pytest.raises(SettingsError, match=f"retraining settings: gate policy {policy} does not exist"):
+        check_settings({"policy": str(policy)})
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(SettingsError, match="is not valid JSON"):
+        check_settings({"policy": str(tmp_path / "broken.json")})
+    with pytest.raises(SettingsError, match=f"holdout {tmp_path / 'typo'} has no images"):
+        check_settings({"holdout": str(tmp_path / "typo")})
+    with pytest.raises(SettingsError, match="has no images of class Positive"):
+        check_settings({"holdout": holdout_of(tmp_path / "half", "Negative")})
+    check_settings({"holdout": holdout_of(tmp_path / "whole", "Negative", "Positive"), "policy": None})
+
+
+def test_the_first_task_refuses_a_mistyped_policy_before_the_pool_is_read(tmp_path, monkeypatch):
+    """The DAG's first task checks every setting, as the CHANGELOG says: the gate's ones too."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    validate = dag_task("crack_retraining", "validate_labeled_pool")
+    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pytest.fail("pool read"))
+    params = {"store": str(tmp_path), "model_name": "crack", "holdout": None, "policy": str(tmp_path / "typo.json")}
+    with pytest.raises(AirflowFailException, match=r"gate policy .*typo\.json does not exist"):
+        validate(params=params)

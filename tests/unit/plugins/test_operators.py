@@ -82,3 +82,12 @@ def test_a_model_name_that_looks_like_a_number_is_refused_not_changed(tmp_path, 
     with pytest.raises(TypeError, match="model_name must be text, got 2026"):
         operator.execute({"run_id": "manual"})
     assert gate_calls == []
+
+
+def test_a_policy_that_cannot_be_read_fails_the_gate_without_retries(tmp_path):
+    """A mistyped policy was retried three times after the training; now the task fails for good, saying why."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    operator = templated_gate(str(tmp_path / "store"), policy=str(tmp_path / "no-such-policy.json"))
+    with pytest.raises(AirflowFailException, match=r"gate settings: gate policy .*no-such-policy.json does not exist"):
+        operator.execute({"run_id": "manual"})
