@@ -36,6 +36,7 @@ from crack_model.core.storage import open_store
 from crack_model.evaluation.gate import run_gate
 from crack_model.evaluation.holdout import load_holdout
 from crack_model.evaluation.policy import load_policy
+from crack_model.pipelines.candidates import candidate_summary, point_challenger, registered_candidate, version_of_run
 from crack_model.pipelines.pool_copy import download_labeled, judged_photos, name_split_in_store, named_in_store
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality import drift
@@ -236,6 +237,9 @@ def train_candidate(
     data_config = data_config or DataConfig()
     work_dir = Path(work_dir)
     with step_store(store) as opened, held_folder(work_dir, "retraining"):
+        registry = Registry(opened)
+        if run_id is not None and (registered := version_of_run(registry, name, run_id)) is not None:
+            return registered_candidate(registry, name, registered, actor=actor, run_id=run_id)
         judged = None
         if validated and validated.get("profile"):  # a pool validated before the profile was handed over: none
             judged = judged_photos(opened, validated["profile"], validated.get("validated_at"))
@@ -244,7 +248,6 @@ def train_candidate(
             (pool / Path(*key.split("/")[1:])).unlink(missing_ok=True)
         drift_reference = work_dir / "drift_reference.json"
         has_reference = write_drift_reference(pool, drift_reference)
-        registry = Registry(opened)
         champion = registry.aliases(name).get("champion") if start_from_champion else None
         start, unfetched = champion_start(registry, name, champion) if champion else (None, None)
         run = train(
@@ -261,21 +264,8 @@ def train_candidate(
             run.output_dir, name, drift_reference=drift_reference if has_reference else None, actor=actor,
             run_id=run_id,
         )  # fmt: skip
-        current = registry.aliases(name).get("challenger")
-        registry.promote(name, version, "challenger", expected_current=current, actor=actor, run_id=run_id,
-                         reason="newly trained candidate, awaiting the gate")  # fmt: skip
-    test = run.metrics.get("test") or run.metrics["validation"]
-    return {
-        "model_name": name,
-        "version": version,
-        "threshold": run.card.threshold,
-        "approved_runtimes": run.card.approved_runtimes,
-        "split_crack_recall": test["crack_recall"],
-        "split_accuracy": test["accuracy"],
-        "split_per_slice": (run.metrics.get("per_slice") or {}).get("test", {}),
-        "model_uri": registry.version_url(name, version),
-        "started_from": run.metrics.get("started_from"),
-    }
+        point_challenger(registry, name, version, actor=actor, run_id=run_id)
+    return candidate_summary(registry, name, version, run.card.threshold, run.card.approved_runtimes, run.metrics)
 
 
 def champion_start(registry: Registry, name: str, version: str) -> tuple[Path | None, dict[str, Any] | None]:
