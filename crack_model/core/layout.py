@@ -9,7 +9,8 @@ quarantine/<batch_id>/quarantine.json     the objects held back, with reasons
 quarantine/<batch_id>/uploads/...          their byte-identical copies
 results/<batch_id>/predictions.csv         one row per input object
 results/<batch_id>/summary.json            counts, crack rate, model version, throughput
-results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept)
+results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept; a
+                                           folder of <key> named *.png gets a "~": ``overlay_key``)
 results/<batch_id>/_parts/...              per-shard partial results (resume state): part-N-<try>.csv rows,
                                            part-N-<try>.tiles.jsonl each image's tile boxes and probabilities
 results/<batch_id>/_SUCCESS                written last: the batch is complete
