@@ -28,8 +28,8 @@ The work is done in one module per job:
 * ``tables``: the ``objects`` and ``classes`` tables the suites check
 * ``outcome``: ``PASSED`` / ``PASSED_WITH_QUARANTINE`` / ``FAILED`` and ``ValidationOutcome``
 * ``judging``: ``judge`` a GX result, ``validate_profile`` (no I/O)
-* ``batch_validation``: ``validate_batch``, ``validate_labeled``, ``write_outputs``,
-  ``quarantine_objects``, ``load_hashes`` (the I/O)
+* ``batch_validation``: ``validate_batch``, ``validate_labeled``, ``write_outputs``, ``load_hashes`` (the I/O)
+* ``quarantine``: ``quarantine_objects``, the copies of what validation holds back
 * ``report``: ``render_report``, the HTML page
 * ``data_docs``: ``write_data_docs``, GX's own Data Docs of the run in ``validation/<batch_id>/data_docs/``
 """

@@ -13,7 +13,7 @@ import pytest
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.layout import QUARANTINE_MANIFEST, quarantine_key
 from crack_model.core.local_store import LocalStore
-from crack_model.quality import batch_validation
+from crack_model.quality import batch_validation, quarantine
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE
 
@@ -69,7 +69,7 @@ def test_held_back_uploads_are_copied_within_the_byte_budget(tmp_path, metu_samp
     batch(tmp_path, metu_sample, bad_size=100_000)
     store = WatchedStore(tmp_path)
     monkeypatch.setattr(batch_validation, "open_store", lambda uri: store)
-    monkeypatch.setattr(batch_validation, "COPY_BYTES_IN_FLIGHT", 150_000)
+    monkeypatch.setattr(quarantine, "COPY_BYTES_IN_FLIGHT", 150_000)
 
     outcome = validate_batch(str(tmp_path), "b1")
 
