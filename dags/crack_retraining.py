@@ -137,7 +137,7 @@ def crack_retraining() -> None:
         try:  # settings first: a wrong one should cost seconds, not a pool validation and a training
             store = run_store(params)
             check_settings(params, name=params["model_name"], store=store)
-            pool = validate_pool(store)
+            pool = validate_pool(store, holdout=params.get("holdout"))
             if not params.get("holdout"):  # the gate reads <store>/holdout
                 require_holdout(pool)
             return pool

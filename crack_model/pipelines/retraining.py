@@ -8,7 +8,7 @@ runs them in a row.
 3. ``gate_candidate``: the holdout gate against the champion, promoting a passing candidate if asked;
    ``record_gate_notification`` keeps a decision someone must hear about.
 
-The gate's holdout is ``holdout/<class>/...`` and must never reach training (the training suite
+The gate's holdout (``holdout/<class>/...``, or the one it is given) must never reach training (the training suite
 rejects overlapping content hashes).
 """
 
@@ -62,16 +62,24 @@ class SettingsError(CrackModelError):
     """A retraining setting no training can run with (a base layer that does not exist): retrying does not help."""
 
 
-def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_uri: str | None = None) -> dict[str, Any]:
+def validate_pool(
+    store: StoreLike, *, name: str = "labeled", holdout: str | None = None, write_reference_uri: str | None = None
+) -> dict[str, Any]:
     """Step 1: the training suite on ``labeled/`` (holdout overlap checked).
+
+    Args:
+        holdout: the holdout the gate will read, a folder or store prefix (default: ``<store>/holdout``, if any).
 
     Raises:
         PoolValidationError: the pool failed validation (the report names every reason).
     """
     with step_store(store) as opened:
-        holdout = set() if not opened.folders(HOLDOUT) else load_hashes(opened.url(HOLDOUT).rstrip("/"))
+        # The gate's own holdout: checked against <store>/holdout alone, a photo of another one was trained on
+        # and the gate refused that holdout only after the training.
+        where = holdout or (opened.url(HOLDOUT).rstrip("/") if opened.folders(HOLDOUT) else None)
+        holdout_hashes = load_hashes(where) if where else set()
         # A store that did not answer fails the step (retried) rather than leaving photos out of training.
-        outcome = validate_labeled(opened.uri, LABELED, name=name, holdout_hashes=holdout,
+        outcome = validate_labeled(opened.uri, LABELED, name=name, holdout_hashes=holdout_hashes,
                                    write_reference_uri=write_reference_uri,
                                    profile_config=ProfileConfig(retry_unanswered=True))  # fmt: skip
     log.info("%s", outcome.summary())
@@ -82,7 +90,7 @@ def validate_pool(store: StoreLike, *, name: str = "labeled", write_reference_ur
         "objects": outcome.counts.get("objects", 0),
         "quarantined": sorted(outcome.quarantined_keys),
         "reasons": list(outcome.reasons)[:10],
-        "holdout_images": len(holdout),
+        "holdout_images": len(holdout_hashes),
         "left_out": len(outcome.left_out),
         # What the suite judged (keys and SHA-256): training takes exactly that, not a listing made later.
         "profile": layout.validation_key(name, PROFILE_NAME),

@@ -75,12 +75,16 @@ def test_the_first_task_refuses_bad_settings_before_the_pool_and_a_missing_holdo
 
     validate = dag_task("crack_retraining", "validate_labeled_pool")
     params = {"store": str(tmp_path), "model_name": "crack v2", "holdout": None}
-    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pytest.fail("pool read"))
+    monkeypatch.setattr(
+        "crack_model.pipelines.retraining.validate_pool", lambda store, **options: pytest.fail("pool read")
+    )
     with pytest.raises(AirflowFailException, match="invalid model name 'crack v2'"):
         validate(params=params)
 
     pool = {"outcome": "passed", "objects": 200, "quarantined": [], "holdout_images": 0}
-    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pool)
+    checked_against = []
+    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool",
+                        lambda store, holdout=None: checked_against.append(holdout) or pool)  # fmt: skip
     with pytest.raises(AirflowFailException, match="no holdout under holdout/<class>/"):
         validate(params={**params, "model_name": "crack"})
     holdout = tmp_path / "elsewhere" / "holdout"
@@ -88,6 +92,7 @@ def test_the_first_task_refuses_bad_settings_before_the_pool_and_a_missing_holdo
         (holdout / label).mkdir(parents=True)
         (holdout / label / "a.jpg").write_bytes(b"jpeg")
     assert validate(params={**params, "model_name": "crack", "holdout": str(holdout)}) == pool
+    assert checked_against == [None, str(holdout)]  # the pool is checked against the holdout the gate reads
 
 
 def holdout_of(root, *labels: str) -> str:
@@ -118,7 +123,9 @@ def test_the_first_task_refuses_a_mistyped_policy_before_the_pool_is_read(tmp_pa
     from airflow.sdk.exceptions import AirflowFailException
 
     validate = dag_task("crack_retraining", "validate_labeled_pool")
-    monkeypatch.setattr("crack_model.pipelines.retraining.validate_pool", lambda store: pytest.fail("pool read"))
+    monkeypatch.setattr(
+        "crack_model.pipelines.retraining.validate_pool", lambda store, **options: pytest.fail("pool read")
+    )
     params = {"store": str(tmp_path), "model_name": "crack", "holdout": None, "policy": str(tmp_path / "typo.json")}
     with pytest.raises(AirflowFailException, match=r"gate policy .*typo\.json does not exist"):
         validate(params=params)
