@@ -291,22 +291,29 @@ def labeled_objects(
     sorted by key, with the upload size limit applied.
 
     A file inside a class folder that is left out (hidden, or not named as an image: ``.jfif`` is, a name
-    without an extension is not) goes into ``left_out`` with why, for the suite's outcome to name it.
-    Markers and what lies outside the class folders (notes, the pool's digest) are not the pool.
+    without an extension is not) goes into ``left_out`` with why, for the suite's outcome to name it; so does
+    an entry the store cannot serve that is not an image file of a class folder (a class or slice folder that
+    is a symbolic link or cannot be listed), with the store's reason. Markers and the files outside the class
+    folders (notes, the pool's digest) are not the pool.
     """
     listing = prefix.strip("/") + "/" if prefix.strip("/") else ""
     found = []
     skipped: dict[str, str] = {}
     for info in store.list(listing):
-        if label_of(info.key, prefix) is None or layout.is_marker(info.key):
+        if layout.is_marker(info.key):
+            continue
+        if label_of(info.key, prefix) is None:
+            if info.problem:  # a class folder that is a link, or cannot be listed: its photos are all missing
+                skipped[info.key] = info.problem
             continue
         if why := why_not_an_image(info.key.removeprefix(listing)):
-            skipped[info.key] = why
+            # A slice folder that is a link is one entry with no image name: the store's reason is the true one.
+            skipped[info.key] = info.problem or why
             continue
         found.append(within_size_limit(info))
     if skipped:
         examples = ", ".join(sorted(skipped)[:5]) + (", ..." if len(skipped) > 5 else "")
-        log.warning("left out %d file(s) inside the class folders of %r (hidden, or not named as images): %s",
+        log.warning("left out %d entries of %r (hidden, not named as images, or unreadable): %s",
                     len(skipped), listing, examples)  # fmt: skip
     if left_out is not None:
         left_out.update(skipped)

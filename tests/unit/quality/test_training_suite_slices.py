@@ -106,6 +106,24 @@ def test_slice_of_key():
     assert slice_of_key("incoming/b/a.jpg", None) == "(none)"
 
 
+def test_a_class_or_slice_folder_that_is_a_symbolic_link_is_left_out_saying_so(tmp_path):
+    """A linked class folder vanished in silence (the suite then asked for more photos of that class), a linked
+    slice folder was left out as "not an image file name"."""
+    for index in range(20):
+        write(tmp_path, f"labeled/Negative/n{index}.jpg", old_surface(index))
+        write(tmp_path, f"elsewhere/Positive/p{index}.jpg", old_surface(100 + index))
+    write(tmp_path, "elsewhere/site-b/n-b.jpg", old_surface(300))
+    (tmp_path / "labeled" / "Positive").symlink_to(tmp_path / "elsewhere" / "Positive")
+    (tmp_path / "labeled" / "Negative" / "site-b").symlink_to(tmp_path / "elsewhere" / "site-b")
+
+    outcome = validate_labeled(str(tmp_path), "labeled", thresholds=POOL)
+
+    assert set(outcome.left_out) == {"labeled/Positive", "labeled/Negative/site-b"}
+    for key, why in outcome.left_out.items():
+        assert why.startswith(f"{key} is a symbolic link: ") and why.endswith("put the real file or folder there")
+    assert "left out labeled/Positive: labeled/Positive is a symbolic link" in outcome.summary()
+
+
 def test_files_of_the_class_folders_left_out_of_the_pool_are_named_with_why(tmp_path):
     """Photos named .jfif or with no extension, or in a hidden folder, vanished from training with one INFO line
     (a .Trash/ folder's photo was trained on, as a slice of its own)."""
