@@ -24,7 +24,8 @@ from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
 from crack_model.core.uploads import UnservableObjectError, read_photo_uri
-from crack_model.data.image_names import IMAGE_EXTENSIONS, why_not_an_image
+from crack_model.data.image_names import IMAGE_EXTENSIONS
+from crack_model.data.labeled_folder import class_photos, warn_outside_classes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,15 +88,11 @@ def list_labeled_folder(root: str | Path, class_names: Sequence[str]) -> list[La
             f"({', '.join(class_names)}), found {found or 'none'}; set the names with --classes"
         )
         raise CrackModelError(msg)
+    warn_outside_classes(root, class_names)
     images: list[LabeledImage] = []
     for class_name in class_names:
         class_dir = root / class_name
-        files = []
-        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
-            if why := why_not_an_image(path.relative_to(class_dir).as_posix()):
-                log.warning("left out %s: %s", path, why)  # said, never silent: a site's photos never learned from
-            else:
-                files.append(path)
+        files = class_photos(class_dir)
         if not files:
             extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise CrackModelError(f"class folder {class_dir} has no images ({extensions})")
