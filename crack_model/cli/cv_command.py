@@ -54,10 +54,10 @@ def run_cross_validation(args: argparse.Namespace) -> int:
 
 def print_cv_row(label: str, row: dict[str, Any]) -> None:
     metrics, exact = row["metrics"], row["exact_intervals"]
-    recall, accuracy = exact["crack_recall"], exact["accuracy"]
+    recall, accuracy = exact["crack_recall"] or (None, None), exact["accuracy"]  # no cracks: no recall
     print(
-        f"  {label:<14} {row['images']:>5} images  crack recall {metrics['crack_recall']:.4f} "
-        f"[{recall[0]:.4f}, {recall[1]:.4f}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
+        f"  {label:<14} {row['images']:>5} images  crack recall {figure(metrics['crack_recall'])} "
+        f"[{figure(recall[0])}, {figure(recall[1])}]  accuracy {metrics['accuracy']:.4f} [{accuracy[0]:.4f}, "
         f"{accuracy[1]:.4f}]  missed cracks {row['missed_cracks']}  false alarms {row['false_alarms']}"
         + without_patch_confirmation(row)
     )
@@ -85,3 +85,8 @@ def print_repeats(result: dict[str, Any], out: Path) -> int:
     if len(wrong) > PRINTED_IMAGES:
         print(f"  ... and {len(wrong) - PRINTED_IMAGES} more wrong images in {out / 'cv-repeats.json'}")
     return 0
+
+
+def figure(value: float | None) -> str:
+    """A metric to 4 places, or n/a where it is undefined (recall of a slice without cracks)."""
+    return "n/a" if value is None else f"{value:.4f}"

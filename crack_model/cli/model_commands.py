@@ -30,7 +30,7 @@ from crack_model.cli.arguments import (
     unit_interval,
     width_multiplier,
 )
-from crack_model.cli.cv_command import run_cross_validation
+from crack_model.cli.cv_command import figure, run_cross_validation
 from crack_model.core.config import DataConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, SPLIT_NAME, ModelCard
@@ -140,8 +140,8 @@ def run_train(args: argparse.Namespace) -> int:
     split_name = "test" if "test" in run.metrics else "validation"
     print(f"model {run.card.version}  threshold {run.card.threshold:.4f}")
     print(
-        f"{split_name}: crack recall {test['crack_recall']:.4f}  accuracy {test['accuracy']:.4f}  "
-        f"crack precision {test['crack_precision']:.4f}  "
+        f"{split_name}: crack recall {figure(test['crack_recall'])}  accuracy {test['accuracy']:.4f}  "
+        f"crack precision {figure(test['crack_precision'])}  "
         f"({test['images']} images, {test['missed_cracks']} missed cracks)"
     )
     for name, path in sorted(run.artifacts.items()):
@@ -228,8 +228,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"threshold {metrics['threshold']:.4f}"
     )
     print(
-        f"crack recall {metrics['crack_recall']:.4f}  crack precision {metrics['crack_precision']:.4f}  "
-        f"accuracy {metrics['accuracy']:.4f}  ROC AUC {_fmt(metrics['roc_auc'])}  PR AUC {_fmt(metrics['pr_auc'])}  "
+        f"crack recall {figure(metrics['crack_recall'])}  crack precision {figure(metrics['crack_precision'])}  "
+        f"accuracy {metrics['accuracy']:.4f}  ROC AUC {figure(metrics['roc_auc'])}  "
+        f"PR AUC {figure(metrics['pr_auc'])}  "
         f"missed cracks {metrics['missed_cracks']}  false alarms {metrics['false_alarms']}"
     )
     if args.out:
@@ -321,7 +322,3 @@ def run_synth(args: argparse.Namespace) -> int:
     for name, count in counts.items():
         print(f"{count} images in {args.out / name}")
     return 0
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

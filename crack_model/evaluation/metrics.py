@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from crack_model.evaluation.intervals import Outcomes, point_figures
+
 
 def choose_threshold(
     is_crack: Sequence[bool] | np.ndarray,
@@ -114,6 +116,8 @@ def compute_metrics(
 
     ``predicted``: the labels the model gave (a full-size photo's comes from the photo rule, not from
     its highest tile against ``threshold``); None: crack when the crack probability reaches ``threshold``.
+    A figure with nothing to count is None, as the gate's are (``intervals.point_figures``): crack recall without
+    cracks, crack precision without crack calls, F1 without either.
     """
     from sklearn import metrics
 
@@ -134,10 +138,13 @@ def compute_metrics(
     true_indices = [list(class_names).index(label) for label in true_labels]
     clipped = np.clip(probabilities, 1e-7, 1.0)
     matrix = metrics.confusion_matrix(true_labels, predicted, labels=list(class_names))
+    # A slice without cracks read "crack recall 0.0" (every crack missed) where it has no recall at all.
+    correct = np.array([truth == guess for truth, guess in zip(true_labels, predicted, strict=True)])
+    defined = point_figures(Outcomes(is_crack, says_crack, correct))
     return {
-        "crack_recall": float(metrics.recall_score(is_crack, says_crack, zero_division=0)),
-        "crack_precision": float(metrics.precision_score(is_crack, says_crack, zero_division=0)),
-        "crack_f1": float(metrics.f1_score(is_crack, says_crack, zero_division=0)),
+        "crack_recall": defined["crack_recall"],
+        "crack_precision": defined["crack_precision"],
+        "crack_f1": defined["crack_f1"],
         "accuracy": float(metrics.accuracy_score(true_labels, predicted)),
         "roc_auc": float(metrics.roc_auc_score(is_crack, crack_probability)) if both_present else None,
         "pr_auc": float(metrics.average_precision_score(is_crack, crack_probability)) if both_present else None,

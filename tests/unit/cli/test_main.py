@@ -441,3 +441,17 @@ def test_an_out_the_file_system_refuses_is_named_as_given(tmp_path, monkeypatch)
     with pytest.raises(PermissionError) as failure:
         score_commands.write_csv_file(tmp_path / "ro" / "p.csv", iter([]))
     assert failure.value.filename == str(tmp_path / "ro" / "p.csv")
+
+
+def test_a_cross_validation_slice_without_cracks_prints_no_recall(capsys):
+    """evaluate --cv stopped on a pooled slice of clean photos: its crack recall (and interval) is None, not 0."""
+    import numpy as np
+
+    from crack_model.cli.model_commands import print_cv_row
+    from crack_model.evaluation.intervals import Outcomes
+    from crack_model.training.cross_validation import summarize
+
+    clean = np.zeros(5, dtype=bool)
+    print_cv_row("slice site-b", summarize(Outcomes(clean, clean, ~clean), 0.95))
+    printed = capsys.readouterr().out
+    assert "slice site-b       5 images  crack recall n/a [n/a, n/a]  accuracy 1.0000 [" in printed

@@ -53,6 +53,21 @@ def test_single_class_truth_has_no_auc():
     assert metrics["accuracy"] == pytest.approx(2 / 3)
 
 
+def test_figures_with_nothing_to_count_are_none_not_zero():
+    """A slice without cracks read crack recall 0.0 (every crack missed) in metrics.json; the gate says None."""
+    clean = compute_metrics(
+        ["Negative"] * 3, rows([0.1, 0.2, 0.7]), threshold=0.5, class_names=CLASSES, crack_class="Positive"
+    )
+    assert clean["crack_recall"] is None and clean["cracks"] == 0
+    assert clean["crack_precision"] == 0.0 and clean["crack_f1"] == 0.0  # one false alarm: defined, and bad
+    quiet = compute_metrics(
+        ["Negative", "Positive"], rows([0.1, 0.2]), threshold=0.5, class_names=CLASSES, crack_class="Positive"
+    )
+    assert quiet["crack_precision"] is None and quiet["crack_recall"] == 0.0  # no crack calls: no precision
+    nothing = compute_metrics(["Negative"], rows([0.1]), threshold=0.5, class_names=CLASSES, crack_class="Positive")
+    assert nothing["crack_recall"] is None and nothing["crack_precision"] is None and nothing["crack_f1"] is None
+
+
 def test_threshold_reaches_target_recall():
     """The threshold is the highest that catches the target share of validation cracks."""
     is_crack = [True] * 10 + [False] * 10
