@@ -447,7 +447,7 @@ def test_a_cross_validation_slice_without_cracks_prints_no_recall(capsys):
     """evaluate --cv stopped on a pooled slice of clean photos: its crack recall (and interval) is None, not 0."""
     import numpy as np
 
-    from crack_model.cli.model_commands import print_cv_row
+    from crack_model.cli.cv_command import print_cv_row
     from crack_model.evaluation.intervals import Outcomes
     from crack_model.training.cross_validation import summarize
 
