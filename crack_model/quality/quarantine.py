@@ -56,16 +56,16 @@ def quarantine_objects(
 
     def copy(item: dict[str, Any]) -> None:
         try:
-            if problem := key_problem(item["key"]):  # e.g. an S3 key ending in '/': the store would serve another
-                item["quarantine_error"] = f"not copied: {problem}"
-                return
             entry = judged.get(item["key"])
             if entry and not entry.sha256:
                 # No digest to check a copy against, and a read now may reach other bytes (a decomposed name
                 # is read through its composed twin's file on a local store): no copy can be shown to be
-                # of what was judged.
+                # of what was judged. First: the listing's reason (a name not in UTF-8) is the one to give.
                 why = unread.get(item["key"]) or "its bytes could not be read when it was judged"
                 item["quarantine_error"] = f"not copied: {why}"
+                return
+            if problem := key_problem(item["key"]):  # e.g. an S3 key ending in '/': the store would serve another
+                item["quarantine_error"] = f"not copied: {problem}"
                 return
             data = read_upload(source, item["key"])  # over the upload limit: refused unread
             sha256 = hashlib.sha256(data).hexdigest()

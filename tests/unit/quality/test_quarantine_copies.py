@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import unicodedata
@@ -141,3 +142,23 @@ def test_a_decomposed_name_beside_its_composed_twin_is_held_back_without_a_copy_
     assert not unicodedata.is_normalized("NFC", held["key"]) and "quarantine_key" not in held
     assert held["quarantine_error"].startswith("not copied: a file with the same name in composed Unicode (NFC)")
     assert not store.exists("quarantine/b1/uploads/café.jpg")
+
+
+def test_a_name_that_is_not_utf8_is_held_back_with_the_listings_reason_not_a_key_rule(tmp_path, metu_sample):
+    """quarantine.json said "not copied: ... NUL and backslash are not allowed", a rule about the name's escaped
+    rendering, where the listing had said what to do: rename it in UTF-8."""
+    batch(tmp_path, metu_sample, bad_size=1_000)
+    folder = tmp_path / "incoming" / "b1"
+    (folder / "scan-2.jpg").unlink()  # the batch stays within the share it may lose
+    photo = sorted((metu_sample / "Positive").glob("*.jpg"))[0]
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.jpg"), "wb") as handle:
+        handle.write(photo.read_bytes())
+    store = LocalStore(tmp_path)
+
+    validate_batch(str(tmp_path), "b1")
+
+    manifest = QuarantineManifest.read(store, quarantine_key("b1", QUARANTINE_MANIFEST))
+    (held,) = [item for item in manifest.objects if "caf" in item["key"]]
+    assert held["quarantine_error"] == (
+        "not copied: the name is not valid UTF-8 (written in another encoding?); rename it with a UTF-8 name"
+    )
