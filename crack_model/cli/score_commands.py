@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from crack_model.registry.model_uri import REGISTRY_ENV
 from crack_model.serving.batch import score_shard
 from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
 from crack_model.serving.scorer import load_scorer
+
+log = logging.getLogger(__name__)
 
 
 def add_predict_command(commands: Any) -> None:
@@ -126,6 +129,11 @@ def add_score_command(commands: Any) -> None:
         "--no-overlays", dest="overlays", action="store_false", help="draw no heat map while scoring (the default)"
     )
     score.add_argument("--force", action="store_true", help="rescore even if the batch already has _SUCCESS")
+    score.add_argument(
+        "--release-failed", metavar="REASON",
+        help="score a batch whose validation failed and no nightly run released, for this REASON (logged; for a "
+        "deployment without Airflow: a nightly release is recorded in runs/, this one only in the log)",
+    )  # fmt: skip
     score.set_defaults(handler=run_score)
     # Registered with ``score``: it works on what ``score`` leaves, and main.py wires commands by module.
     add_overlays_command(commands)
@@ -134,7 +142,7 @@ def add_score_command(commands: Any) -> None:
 def run_score(args: argparse.Namespace) -> int:
     store_uri, batch_id = layout.parse_batch_uri(args.batch)
     shard = args.shard
-    refuse_an_unreleased_failed_batch(open_store(store_uri), batch_id)
+    refuse_an_unreleased_failed_batch(open_store(store_uri), batch_id, args.release_failed)
     # Results go into the store, as a night's do: only a runtime the model is approved for, as the nightly DAG asks.
     # A models:/ URI resolves in $CRACK_MODEL_REGISTRY, as for every command, else in the batch's store (the DAG's).
     registry = os.environ.get(REGISTRY_ENV, "").strip() or store_uri
@@ -165,18 +173,23 @@ def run_score(args: argparse.Namespace) -> int:
 SHOWN_KEYS = 5
 
 
-def refuse_an_unreleased_failed_batch(store: ObjectStore, batch_id: str) -> None:
+def refuse_an_unreleased_failed_batch(store: ObjectStore, batch_id: str, release: str | None = None) -> None:
     """A batch whose validation failed waits for an operator's release: scored by hand, it got a ``_SUCCESS`` that
-    took it out of the nightly's view (no more validation, alert or release record)."""
+    took it out of the nightly's view (no more validation, alert or release record). ``release``: the reason an
+    operator gave on the command line (``--release-failed``), which is the release."""
     outcome = read_outcome(store, batch_id)
     if outcome is None or outcome.get("outcome") != FAILED:
         return
     if _released(store, batch_id, str(outcome.get("validated_at") or "")):
         return
     report = store.url(layout.validation_key(batch_id, "report.html"))
+    if release and release.strip():
+        log.warning("scoring batch %s, which failed validation (%s), released on the command line: %s", batch_id,
+                    report, release.strip())  # fmt: skip
+        return
     raise CrackModelError(f"batch {batch_id} failed validation (see {report}) and no operator released it: it is not "
                           "scored until one does, with the ops view's \"Release this batch\" or: "
-                          f"{release_advice(batch_id)}")  # fmt: skip
+                          f"{release_advice(batch_id)} (without Airflow: score --release-failed REASON)")  # fmt: skip
 
 
 def _released(store: ObjectStore, batch_id: str, validated_at: str) -> bool:

@@ -169,12 +169,13 @@ def _cracks(reader: StoreReader, batch_id: str, row: dict[str, Any], count: int)
         object_key = prediction.get("key", "")
         overlay_key, *legacy = layout.overlay_keys(batch_id, object_key)
         overlay: str | None = overlay_key
-        if legacy and reader.exists(legacy[0]):
-            overlay = legacy[0]  # stored before folders named like overlay files were escaped
-        elif not reader.exists(overlay_key):
-            if drawable is None:
-                drawable = _can_draw(reader, batch_id)
-            overlay = overlay_key if drawable else None
+        if not reader.exists(overlay_key):
+            if legacy and reader.exists(legacy[0]):
+                overlay = legacy[0]  # stored before folders named like overlay files were escaped (and not since)
+            else:
+                if drawable is None:
+                    drawable = _can_draw(reader, batch_id)
+                overlay = overlay_key if drawable else None
         cracks.append(
             {
                 "key": object_key,

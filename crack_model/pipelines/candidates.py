@@ -17,16 +17,26 @@ from crack_model.registry.versions import Registry
 log = logging.getLogger(__name__)
 
 
-def version_of_run(registry: Registry, name: str, run_id: str) -> str | None:
-    """The newest version of ``name`` that the run ``run_id`` registered (its ``version.json`` says so), or None."""
+def version_of_run(registry: Registry, name: str, run_id: str, validated_at: str | None = None) -> str | None:
+    """The newest version of ``name`` that the run ``run_id`` registered (its ``version.json`` says so) from the
+    pool validation of ``validated_at`` (its ``metrics.json``'s ``pool_validated_at``), or None.
+
+    A run cleared in Airflow keeps its id: once its pool is validated again (the operator fixed it), the version
+    an earlier try trained on the old pool is not this try's to hand on.
+    """
     for version in reversed(registry.version_names(name)):
         try:
             document = registry.read_version(name, version)
-        except CrackModelError as error:  # a damaged version is another run's, or not one to hand on
+            if document.get("run_id") != run_id:
+                continue
+            metrics = json.loads(registry.store.read(registry.version_key(name, version, "metrics.json")))
+        except (CrackModelError, OSError, ValueError) as error:  # damaged: another run's, or not one to hand on
             log.warning("%s", error)
             continue
-        if document.get("run_id") == run_id:
+        if validated_at is None or metrics.get("pool_validated_at") == validated_at:
             return version
+        log.info("run %s registered %s on the pool as validated at %s; validated again since (%s): training again",
+                 run_id, version, metrics.get("pool_validated_at"), validated_at)  # fmt: skip
     return None
 
 

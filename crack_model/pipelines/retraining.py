@@ -246,7 +246,8 @@ def train_candidate(
     work_dir = Path(work_dir)
     with step_store(store) as opened, held_folder(work_dir, "retraining"):
         registry = Registry(opened)
-        if run_id is not None and (registered := version_of_run(registry, name, run_id)) is not None:
+        validated_at = (validated or {}).get("validated_at")
+        if run_id is not None and (registered := version_of_run(registry, name, run_id, validated_at)) is not None:
             return registered_candidate(registry, name, registered, actor=actor, run_id=run_id)
         judged = None
         if validated and validated.get("profile"):  # a pool validated before the profile was handed over: none
@@ -266,6 +267,7 @@ def train_candidate(
         if unfetched is not None:  # train() saw no start: the record names the champion that could not be one
             run.metrics["started_from"] = unfetched
         run.metrics = named_in_store(run.metrics, f"{pool}/", opened.url(LABELED).rstrip("/") + "/")
+        run.metrics["pool_validated_at"] = validated_at  # which validation of the pool: see version_of_run
         run.artifacts["metrics"].write_text(json.dumps(run.metrics, indent=2) + "\n", encoding="utf-8")
         name_split_in_store(run.output_dir / SPLIT_NAME, f"{pool}/", opened.url(LABELED).rstrip("/") + "/")
         version = registry.register(

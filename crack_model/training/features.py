@@ -73,7 +73,7 @@ class FeatureCache:
 
     def _sweep_abandoned_writes(self) -> None:
         now = time.time()
-        for leftover in self.root.glob("*/.tmp-*"):
+        for leftover in [*self.root.glob(".tmp-*"), *self.root.glob("*/.tmp-*")]:  # the extractor's, vectors'
             with contextlib.suppress(OSError):  # gone already (another training swept it), or not ours to remove
                 if now - leftover.stat().st_mtime > ABANDONED_AFTER_S:
                     leftover.unlink()

@@ -112,7 +112,7 @@ def train(
     output_dir = Path(output_dir)
     if start_from is not None:
         check_start(start_from, output_dir)  # a wrong path fails now, not after the split and the figures
-    prepare_output_folder(output_dir, data_source)
+    prepare_output_folder(output_dir, data_source, data_config.class_names)
     set_seeds(data_config.seed)
 
     seen: frozenset[str] = frozenset()  # what the head's start trained on: kept in train (warm_start.py)

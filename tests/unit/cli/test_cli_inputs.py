@@ -73,8 +73,18 @@ def test_train_refuses_an_out_inside_its_data(tmp_path, synth_data, capsys, out)
     data = Path(shutil.copytree(synth_data, tmp_path / "data"))
     before = files_under(data)
     assert main(train_args(data, data / out)) == 1
-    assert f"is inside the labeled folder {data}: its plots would be read as labeled photos" in capsys.readouterr().err
+    assert f"is inside the labeled folder {data}, in a class folder or at its top" in capsys.readouterr().err
     assert files_under(data) == before
+
+
+def test_train_takes_an_out_beside_the_class_folders(tmp_path, synth_data):
+    """A folder beside the class folders is never read as photos: `--out data/runs/r1` (or `evaluate --cv` run
+    from inside the data with its default `build/cv-K`) must not be refused with the rest."""
+    from crack_model.training.output_folder import prepare_output_folder
+
+    data = Path(shutil.copytree(synth_data, tmp_path / "data"))
+    prepare_output_folder(data / "runs" / "r1", data, ("Negative", "Positive"))
+    assert (data / "runs" / "r1").is_dir()
 
 
 @pytest.mark.parametrize("registered", [False, True])

@@ -360,7 +360,12 @@ def test_score_refuses_a_batch_that_failed_validation_until_a_run_released_it(tm
     assert main(argv) == 1
     said = capsys.readouterr().err
     assert f"batch b1 failed validation (see {store.root}/validation/b1/report.html)" in said
-    assert 'release_batches=["b1"]' in said and not store.exists("results/b1/_SUCCESS")
+    assert 'release_batches=["b1"]' in said and "score --release-failed REASON" in said
+    assert not store.exists("results/b1/_SUCCESS")
+    # Without Airflow, the operator's reason on the command line is the release (logged).
+    assert main([*argv, "--release-failed", "  "]) == 1 and "failed validation" in capsys.readouterr().err
+    assert main([*argv, "--release-failed", "blank frames are the camera's test shots"]) == 1
+    assert "failed validation" not in capsys.readouterr().err  # on to the model: none there
 
     def run(run_id, finished_at):
         RunSummary(run_id, finished_at, 1, ["b1"], [], [], 0, 0, [], batches_released=["b1"]).write(

@@ -66,3 +66,23 @@ def test_a_night_whose_incoming_is_a_symbolic_link_is_red_and_alerts(tmp_path, p
     with pytest.raises(AirflowFailException, match=r"no night finds a batch under incoming/: .*symbolic link"):
         publish(model=MODEL, **quiet, params=params(store), run_id="r1")
     assert '"unusable_incoming:incoming/"' in store.read("alerts/r1.json").decode()
+
+
+def test_a_run_whose_batches_were_all_complete_before_still_alerts_on_their_errors(
+    tmp_path,
+    publish,
+    no_connections,  # noqa: F811
+):
+    """finalize_batches is skipped when it merged nothing (a cleared run), and the scoring_errors alert of a batch
+    merged by the first try went unsent: publish got no summaries and read none."""
+    from tests.unit.pipelines.ops_store import _scored_batch, outcome, write_validation
+
+    store = LocalStore(tmp_path / "store")
+    _scored_batch(store, "2026-11-24", "v1", [("a.jpg", "error", "", ""), ("b.jpg", "ok", "Negative", "0.1")])
+    write_validation(store, outcome("2026-11-24", "passed", [], 2, None))
+    night = {"model": MODEL, "batch_ids": ["2026-11-24"], "work_items": [{"batch_id": "2026-11-24"}],
+             "validations": [{"batch_id": "2026-11-24", "outcome": "passed", "reasons": []}]}  # fmt: skip
+
+    publish(**night, summaries=None, params=params(store), run_id="r1")
+
+    assert '"scoring_errors:2026-11-24"' in store.read("alerts/r1.json").decode()

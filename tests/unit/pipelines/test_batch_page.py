@@ -77,3 +77,22 @@ def test_missing_predictions_are_a_problem_not_an_error(store):
     assert data["batch"]["state"] == "scored"
     assert data["cracks"] == [] and data["cracks_total"] == 0
     assert any("results/odd/predictions.csv" in problem for problem in data["problems"])
+
+
+def test_an_overlay_in_a_folder_named_like_an_overlay_file_prefers_its_current_key(tmp_path, monkeypatch):
+    """An upload in `x.jpg.png/`: its overlay moved to `x.jpg.png~/`. The page showed the old one whenever it was
+    there, also after the overlay was drawn again under the current key (which the files route serves)."""
+    from crack_model.core import layout
+    from crack_model.core.local_store import LocalStore
+    from tests.unit.pipelines.ops_store import _scored_batch
+
+    store = LocalStore(tmp_path)
+    _scored_batch(store, "b1", CHAMPION, [("x.jpg.png/y.jpg", "ok", "Positive", "0.9")])
+    current, legacy = layout.overlay_keys("b1", "incoming/b1/x.jpg.png/y.jpg")
+    assert legacy == "results/b1/overlays/x.jpg.png/y.jpg.png"  # where _scored_batch wrote it, as before the move
+    [crack] = batch_page(store.uri, "b1")["cracks"]
+    assert crack["overlay"] == legacy
+
+    store.write(current, b"png drawn again")
+    [crack] = batch_page(store.uri, "b1")["cracks"]
+    assert crack["overlay"] == current == "results/b1/overlays/x.jpg.png~/y.jpg.png"

@@ -15,13 +15,13 @@ METRICS = {"test": {"crack_recall": 0.97, "accuracy": 0.95}, "per_slice": {"test
            "started_from": None}  # fmt: skip
 
 
-def registered(tmp_path: Path, run_id: str) -> tuple[Registry, str]:
+def registered(tmp_path: Path, run_id: str, **metrics: object) -> tuple[Registry, str]:
     """A version registered by ``run_id`` as train_candidate registers one (a card, a model, metrics.json)."""
     folder = tmp_path / "model"
     folder.mkdir()
     ModelCard(version="20261124T030000Z-abcd1234", threshold=0.42, approved_runtimes=["keras"]).save(folder)
     (folder / "model.keras").write_bytes(b"weights")
-    (folder / "metrics.json").write_text(json.dumps(METRICS))
+    (folder / "metrics.json").write_text(json.dumps({**METRICS, **metrics}))
     registry = Registry(tmp_path / "store")
     return registry, registry.register(folder, "crack", actor="airflow:crack_retraining", run_id=run_id)
 
@@ -63,3 +63,16 @@ def test_another_run_trains_its_own_candidate(tmp_path, trainings):
         with pytest.raises(RuntimeError, match="training started"):
             train_candidate(tmp_path / "store", tmp_path / "work", run_id=run_id)
     assert trainings == ["download", "download"]
+
+
+def test_a_cleared_run_whose_pool_was_validated_again_trains_anew(tmp_path, trainings):
+    """Clearing a run in Airflow keeps its id: the retry handed on the version trained on the pool before the
+    operator fixed it. Only a try of the same pool validation hands it on."""
+    _, version = registered(tmp_path, "manual__2026-11-24", pool_validated_at="2026-11-24T02:00:00Z")
+    same = {"profile": None, "validated_at": "2026-11-24T02:00:00Z"}
+    again = {"profile": None, "validated_at": "2026-11-24T09:30:00Z"}
+    assert train_candidate(tmp_path / "store", tmp_path / "work", run_id="manual__2026-11-24",
+                           validated=same)["version"] == version  # fmt: skip
+    with pytest.raises(RuntimeError, match="training started"):
+        train_candidate(tmp_path / "store", tmp_path / "work", run_id="manual__2026-11-24", validated=again)
+    assert trainings == ["download"]

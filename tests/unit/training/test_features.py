@@ -256,12 +256,14 @@ def test_writes_abandoned_by_a_killed_training_are_swept_and_fresh_ones_kept(tmp
     cache.put("ab" * 32, 0, np.ones(8))
     [kept] = list(tmp_path.rglob("*.npy"))
     abandoned, in_progress = kept.with_name(".tmp-dead-x.npy"), kept.with_name(".tmp-live-x.npy")
-    abandoned.write_bytes(b"\x93NUMPY")
-    in_progress.write_bytes(b"\x93NUMPY")
+    extractor = cache.extractor_path.with_name(".tmp-dead-extractor_fp32.tflite")  # litert_extractor's, at the top
+    for leftover in (abandoned, in_progress, extractor):
+        leftover.write_bytes(b"\x93NUMPY")
     two_hours_ago = time.time() - 7200
-    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    for leftover in (abandoned, extractor):
+        os.utime(leftover, (two_hours_ago, two_hours_ago))
     FeatureCache(tmp_path, "fingerprint")
-    assert not abandoned.exists()
+    assert not abandoned.exists() and not extractor.exists()
     assert in_progress.exists() and kept.exists()
 
 
