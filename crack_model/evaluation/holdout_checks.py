@@ -6,9 +6,10 @@ A holdout that shares images with the training data would grade the model on wha
 ``data_manifest.csv`` and refuses any overlap (the holdout is the wrong folder). A training photo saved again
 (another JPEG quality, PNG, resized) has other bytes and passes that check: training records each image's
 perceptual hash (dHash, as near-duplicate grouping uses) in the manifest, and ``without_training_lookalikes``
-leaves holdout images within ``LOOKALIKE_BITS`` of one of those hashes out of grading, named in the report. Left
-out rather than refused: a perceptual hash can also match by chance (two near-featureless patches), and the rest
-of the holdout still grades the model.
+leaves holdout images within ``LOOKALIKE_BITS`` of one of those hashes out of grading, named in the report, once
+their pixels confirm it (``same_picture``: a 64-bit hash also matches by chance, between distinct near-featureless
+photos, such as flat plaster against a METU patch). Left out rather than refused: the rest of the holdout still
+grades the model.
 
 The champion is graded on the same holdout, and a photo it trained on (moved from the labeled pool to the
 holdout: an ordinary step) flatters it; the candidate must not regress against those figures. Its training
@@ -21,10 +22,12 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import difference_hash, open_image
+from crack_model.core.uploads import read_photo_uri
 from crack_model.evaluation.holdout import (
     READ_WORKERS,
     Holdout,
@@ -42,6 +45,14 @@ OVERLAP_EXAMPLES = 3
 # px, 65 brightened by 3 %; each copy was within 8 bits. Of the 2,000 distinct patches' pairs, 128 share a hash
 # (near-featureless ones) and 141 are within 8 bits: 13 pairs more, of 2 million.
 LOOKALIKE_BITS = 8
+# How closely the texture of a holdout image's thumbnail must correlate with a training image's for a look-alike to
+# be a copy (``same_picture``). ``python -m bench.lookalikes`` (90 photos, decoded as scoring decodes them): copies
+# at JPEG 70 >= 0.93, halved >= 0.90, cropped by 2 px >= 0.72, brightened 10 % >= 0.96; cropped by 6 px, 54 of 90
+# still taken. Distinct photos within 8 bits: site-b pairs <= 0.48, site-b against METU <= 0.06 (12 of the 1,000
+# site-b photos are within 8 bits of a METU patch, 11 of them of one flat patch, Negative/08080.jpg). Thumbnails
+# without their blur taken off do not separate them (copies >= 0.77, chance pairs <= 0.72).
+SAME_PICTURE_CORRELATION = 0.6
+LOOKALIKE_CANDIDATES = 3  # training images compared by pixels, nearest hash first
 
 
 def holdout_for_gate(
@@ -115,10 +126,7 @@ def without_training_lookalikes(
     """The holdout without images whose perceptual hash is within ``LOOKALIKE_BITS`` of a training image's (kept
     in ``left_out``, with the training image each looks like). Manifests registered before they kept perceptual
     hashes check nothing here."""
-    found = {
-        key: f"looks like training image {trained} (near-same perceptual hash: a re-saved or resized copy?)"
-        for key, trained in _lookalikes(holdout, training).items()
-    }
+    found = {key: f"looks like training image {trained}" for key, trained in _lookalikes(holdout, training).items()}
     return _left_out(holdout, found, "look like training images", class_names)
 
 
@@ -135,31 +143,65 @@ def without_champion_training(
         if (digest and digest in by_hash) or image.uri in by_uri
     }
     found.update({
-        key: f"looks like {champion}'s training image {trained} (near-same perceptual hash): it would flatter it"
+        key: f"looks like {champion}'s training image {trained}: it would flatter it"
         for key, trained in _lookalikes(holdout.without(found), training).items()
     })  # fmt: skip
     return _left_out(holdout, found, f"are {champion}'s training images", class_names)
 
 
 def _lookalikes(holdout: Holdout, training: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
-    """Holdout key -> the URI of the training image whose perceptual hash is nearest, for those within
-    ``LOOKALIKE_BITS``."""
+    """Holdout key -> how it looks like a training image, for those within ``LOOKALIKE_BITS`` of one whose pixels
+    confirm it (``same_picture``), or could not be compared: then the hash alone decides, on the safe side."""
     rows = [row for row in training or () if row.get("perceptual_hash")]
     if not rows:
         return {}
     table = np.array([int(row["perceptual_hash"], 16) for row in rows], dtype=np.uint64)
 
-    def nearest(key: str) -> str | None:
+    def lookalike(key: str) -> str | None:
         try:
-            digest = difference_hash(open_image(holdout.read(key)))
+            picture = open_image(holdout.read(key))
         except (CrackModelError, OSError):  # unreadable, or changed since first read: scoring reports it
             return None
-        distances = np.bitwise_count(table ^ np.uint64(int(digest, 16)))
-        index = int(np.argmin(distances))
-        return rows[index]["uri"] if distances[index] <= LOOKALIKE_BITS else None
+        distances = np.bitwise_count(table ^ np.uint64(int(difference_hash(picture), 16)))
+        near = [int(index) for index in np.argsort(distances, kind="stable")[:LOOKALIKE_CANDIDATES]]
+        unread = None
+        for index in (index for index in near if distances[index] <= LOOKALIKE_BITS):
+            uri = rows[index]["uri"]
+            try:
+                trained = open_image(read_photo_uri(uri))
+            except (CrackModelError, OSError) as error:  # moved or deleted since training
+                unread = unread or f"{uri} (near-same perceptual hash; its pixels could not be compared: {error})"
+                continue
+            if same_picture(picture, trained):
+                return f"{uri} (near-same perceptual hash and pixels: a re-saved or resized copy?)"
+        return unread
 
-    found = map_bounded(nearest, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-dhash")
+    found = map_bounded(lookalike, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-dhash")
     return {key: trained for key, trained in zip(holdout.keys, found, strict=True) if trained}
+
+
+def same_picture(first: Image.Image, second: Image.Image) -> bool:
+    """Whether two images show the same picture: the fine texture of their thumbnails correlates
+    (``texture_correlation``). Re-saved, resized, cropped by a few pixels or brightened copies do; distinct
+    photos of flat surfaces, whose hashes may match, do not."""
+    return texture_correlation(first, second) >= SAME_PICTURE_CORRELATION
+
+
+def texture_correlation(first: Image.Image, second: Image.Image) -> float:
+    """The correlation of two images' 32x32 grey thumbnails, each less its blur (light falling across a flat
+    surface would otherwise make any two alike). Two thumbnails without texture (blank images) count as 1."""
+    first_texture, second_texture = (_texture(image) for image in (first, second))
+    spread = np.sqrt(np.dot(first_texture, first_texture) * np.dot(second_texture, second_texture))
+    if spread == 0:
+        return 0.0 if first_texture.any() or second_texture.any() else 1.0
+    return float(np.dot(first_texture, second_texture) / spread)
+
+
+def _texture(image: Image.Image) -> np.ndarray:
+    thumbnail = image.convert("L").resize((32, 32), Image.Resampling.BOX)
+    texture: np.ndarray = np.asarray(thumbnail, np.float64) - np.asarray(thumbnail.filter(ImageFilter.BoxBlur(2)))
+    centred: np.ndarray = (texture - texture.mean()).ravel()
+    return centred
 
 
 def _left_out(holdout: Holdout, found: dict[str, str], what: str, class_names: Sequence[str]) -> Holdout:

@@ -261,8 +261,9 @@ def _manifest_of(tmp_path, name, images):
 
 
 def _edited_copies(folder, listed, training, count):
-    """Training photos whose holdout copies have another dHash, within 8 bits: saved again after a 2-px crop and
-    a 3 % brightening (about half of the re-saved real patches lost their exact hash; each kept within 8 bits)."""
+    """Training photos whose holdout copies have another dHash, within 8 bits: saved again after a 1-px crop (of
+    these 64-px images; 2 px of a 227-px patch) and a 3 % brightening (about half of the re-saved real patches lost
+    their exact hash; each kept within 8 bits)."""
     from PIL import Image, ImageEnhance
 
     from crack_model.core.imaging import difference_hash
@@ -272,7 +273,7 @@ def _edited_copies(folder, listed, training, count):
     for image in listed.images:
         source = folder / image.uri[len(listed.uri) + 1 :]
         photo = Image.open(source).convert("RGB")
-        edited = ImageEnhance.Brightness(photo.crop((2, 2, photo.width - 2, photo.height - 2))).enhance(1.03)
+        edited = ImageEnhance.Brightness(photo.crop((1, 1, photo.width - 1, photo.height - 1))).enhance(1.03)
         bits = bin(int(difference_hash(photo), 16) ^ int(difference_hash(edited), 16)).count("1")
         if not 0 < bits <= holdout_checks.LOOKALIKE_BITS:
             continue
