@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any
 
 from crack_model.core.config import (
@@ -17,6 +18,23 @@ from crack_model.core.config import (
 )
 from crack_model.core.errors import CrackModelError
 from crack_model.core.layout import Shard
+
+
+# A word that starts with a dash and a digit is a value: none of our options looks like that, and argparse's own
+# test (a plain negative number) took `--shard -1/2` or `--learning-rate -1e-3` for an option, so the user saw
+# "expected one argument" instead of what is wrong with the value.
+VALUE_WITH_LEADING_DASH = re.compile(r"^-\.?\d")
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """An ArgumentParser that reads ``-1/2`` or ``-1e-3`` as a value; its subcommands' parsers are of this class
+    too (``add_subparsers`` makes them with the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse's switch for what looks like a negative number: it is read where options and values are told
+        # apart, and where an option that looks like a number (none here) turns the rule off.
+        self._negative_number_matcher = VALUE_WITH_LEADING_DASH
 
 
 def class_names(text: str) -> tuple[str, ...]:

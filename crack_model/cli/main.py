@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crack_model import __version__
+from crack_model.cli.arguments import CommandLineParser
 from crack_model.cli.model_commands import (
     add_evaluate_command,
     add_export_command,
@@ -36,9 +37,7 @@ _PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="crack-model", description="Concrete crack classifier: train, evaluate, score."
-    )
+    parser = CommandLineParser(prog="crack-model", description="Concrete crack classifier: train, evaluate, score.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -239,6 +239,8 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
         (["evaluate", "--cv", "1", "--data", "d"], "--cv: must be 2 or more folds, got 1"),
         (["score", "--batch", "b", "--model", "m", "--shard", "3/2"], "--shard: invalid shard 3/2: need 0 <= index"),
         (["score", "--batch", "b", "--model", "m", "--shard=-1/2"], "--shard: invalid shard -1/2: need 0 <= index"),
+        # Read as an option of its own, `--shard -1/2` got argparse's "expected one argument".
+        (["score", "--batch", "b", "--model", "m", "--shard", "-1/2"], "--shard: invalid shard -1/2: need 0 <= index"),
         (["score", "--batch", "b", "--model", "m", "--shard", "first"], "--shard: invalid shard 'first': use INDEX/"),
     ],
 )
@@ -247,6 +249,15 @@ def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
     with pytest.raises(SystemExit) as stopped:
         build_parser().parse_args(arguments)
     assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_values_that_start_with_a_dash_and_a_digit_are_values_not_options(capsys):
+    """`-1e-3` is a value and `-3.jpg` a photo, while `-q` and the command's options stay options."""
+    arguments = build_parser().parse_args(["-q", "predict", "-3.jpg", "--model", "m", "--runtime", "keras"])
+    assert arguments.quiet and arguments.paths == ["-3.jpg"] and arguments.runtime == "keras"
+    with pytest.raises(SystemExit):  # read as the learning rate, and refused for being negative
+        build_parser().parse_args(["train", "--data", "d", "--learning-rate", "-1e-3"])
+    assert "--learning-rate: must be a number above 0" in capsys.readouterr().err
 
 
 def test_repeats_past_the_last_seed_are_refused_before_any_training(capsys):
