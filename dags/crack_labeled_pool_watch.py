@@ -5,9 +5,10 @@ Hourly: digest what training reads from `labeled/` (keys, sizes and ETags of the
 folders). When it differs from the digest last recorded, emit the `crack_labeled_pool` Asset, which
 triggers `crack_retraining`, and then record the digest (`labeled/_DIGEST`) in a second task, so a
 run that dies in between announces the change again rather than losing it. No change, no event
-(both tasks are skipped). A store that holds nothing (a mistyped path or bucket), a `labeled` that
-cannot be listed (a symbolic link, a file) or a pool without class folders fails the run, announcing
-and recording nothing.
+(both tasks are skipped). A store that holds other things (uploads, models) but no `labeled` at
+all, as one that only scores does, skips both tasks too; the skip's reason says where to put a pool.
+A store that holds nothing (a mistyped path or bucket), a `labeled` that cannot be listed (a symbolic
+link, a file) or a pool without class folders fails the run, announcing and recording nothing.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def crack_labeled_pool_watch() -> None:
         refuse_unknown_settings()
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-        from crack_model.pipelines.pool_watch import labeled_pool_changed
+        from crack_model.pipelines.pool_watch import NoLabeledPoolError, labeled_pool_changed
         from crack_model.pipelines.stores import CrackModelError
 
         store = run_store(params)
         try:
             digest = labeled_pool_changed(store)
+        except NoLabeledPoolError as error:  # a store that only scores: failing each hour paged people for nothing
+            raise AirflowSkipException(str(error)) from None
         except CrackModelError as error:  # a mistyped store or a linked labeled/: retrying changes nothing
             raise AirflowFailException(str(error)) from None
         if digest is None:

@@ -18,6 +18,12 @@ from crack_model.quality.profile import LABELED_PREFIX, labeled_objects
 POOL_DIGEST_KEY = join_key(LABELED_PREFIX, "_DIGEST")
 
 
+class NoLabeledPoolError(CrackModelError):
+    """The store holds other things (uploads, models) and no ``labeled`` at all: a deployment that only scores, or
+    one whose pool is still to come. Nothing to watch, and nothing wrong: the watch skips, where it failed every
+    hour."""
+
+
 def pool_digest(store: StoreLike) -> str:
     """A digest of what training reads from the pool (keys, sizes, ETags, or where there are none, as on a local
     store, modification times of the images in class folders).
@@ -26,6 +32,7 @@ def pool_digest(store: StoreLike) -> str:
     object's own ETag changed with every recording, so an unchanged pool read as changed every hour.
 
     Raises:
+        NoLabeledPoolError: the store has no ``labeled`` at all (``check_pool``).
         CrackModelError: there is no pool to digest (``check_pool``).
     """
     opened = open_store(store)
@@ -39,8 +46,20 @@ def pool_digest(store: StoreLike) -> str:
 def check_pool(store: ObjectStore) -> None:
     """Refuse a store holding nothing (a mistyped path or bucket), a ``labeled`` that cannot be listed (a symbolic
     link, a file) and a pool without class folders: each digests as an empty pool, a change announced to
-    retraining, which then failed on a pool that was never there."""
+    retraining, which then failed on a pool that was never there.
+
+    Raises:
+        NoLabeledPoolError: the store holds things, but no ``labeled`` of any kind.
+        CrackModelError: any of the above.
+    """
     refuse_an_empty_store(store)
+    if _has_no_labeled_entry(store):
+        classes = ", ".join(DataConfig().class_names)
+        msg = (
+            f"the store {store.uri} has no labeled pool yet: nothing to watch; to retrain on this store, put the "
+            f"labeled photos in {store.url(LABELED_PREFIX)}/<class>/ ({classes})"
+        )
+        raise NoLabeledPoolError(msg)
     if problem := folder_problem(store, LABELED_PREFIX):
         raise CrackModelError(f"the labeled pool cannot be read: {problem}")
     if not store.folders(LABELED_PREFIX):
@@ -50,6 +69,12 @@ def check_pool(store: ObjectStore) -> None:
             f"{LABELED_PREFIX}/<class>/ ({classes}), or check the store's path or bucket"
         )
         raise CrackModelError(msg)
+
+
+def _has_no_labeled_entry(store: ObjectStore) -> bool:
+    """No ``labeled`` folder, link or file at the top of the store (an empty folder, or a console's folder marker,
+    is a pool begun, and still refused for its missing class folders)."""
+    return LABELED_PREFIX not in store.folders("") and LABELED_PREFIX not in store.files("")
 
 
 def labeled_pool_changed(store: StoreLike) -> str | None:

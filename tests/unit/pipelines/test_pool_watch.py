@@ -96,3 +96,47 @@ def test_the_watch_task_fails_without_retries_and_announces_nothing(tmp_path):
     with pytest.raises(AirflowFailException, match="holds nothing at all"):
         detect(params={"store": str(tmp_path / "typo-store"), "aws_conn_id": "aws_default"}, outlet_events=events)
     assert events == {} and not (tmp_path / "typo-store").exists()
+
+
+def test_a_store_without_any_labeled_pool_is_told_apart_from_a_mistyped_one(tmp_path):
+    """A store that only scores (uploads, models, no labeled/) has no pool yet: its own error, saying where to put
+    one; an empty labeled/ folder is a pool begun, and still refused for its missing class folders."""
+    from crack_model.pipelines.pool_watch import NoLabeledPoolError
+
+    store = LocalStore(tmp_path / "scoring-store")
+    store.write("incoming/batch-1/a.jpg", b"photo")
+    store.write("models/registry.json", b"{}")
+    with pytest.raises(NoLabeledPoolError, match=r"no labeled pool yet.*put the labeled photos in .*labeled/<class>/"):
+        labeled_pool_changed(store)
+    (tmp_path / "scoring-store" / "labeled").mkdir()
+    with pytest.raises(CrackModelError, match="has no class folders") as refused:
+        labeled_pool_changed(store)
+    assert not isinstance(refused.value, NoLabeledPoolError)
+
+
+@pytest.mark.parametrize("kind", ["missing store", "linked labeled", "labeled a file", "no class folders"])
+def test_what_is_no_pool_yet_is_only_a_store_without_labeled(tmp_path, kind):
+    """A mistyped store, a linked or file `labeled` and a pool without class folders are not 'no pool yet'."""
+    from crack_model.pipelines.pool_watch import NoLabeledPoolError
+
+    root = tmp_path / "typo-store"
+    _not_a_pool(root, kind)
+    with pytest.raises(CrackModelError) as refused:
+        labeled_pool_changed(LocalStore(root))
+    assert not isinstance(refused.value, NoLabeledPoolError)
+
+
+def test_the_watch_task_skips_a_store_that_has_no_labeled_pool(tmp_path):
+    """The DAG task: AirflowSkipException saying where to put the pool (Airflow logs it as the skip's reason); no
+    event, nothing written, where it failed every hour."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from tests.unit.dags.nightly_dag import dag_task
+
+    store = LocalStore(tmp_path / "scoring-store")
+    store.write("incoming/batch-1/a.jpg", b"photo")
+    detect = dag_task("crack_labeled_pool_watch", "detect_pool_change")
+    events: dict[object, object] = {}
+    with pytest.raises(AirflowSkipException, match=r"no labeled pool yet.*scoring-store/labeled/<class>/"):
+        detect(params={"store": str(store.root), "aws_conn_id": "aws_default"}, outlet_events=events)
+    assert events == {} and not (store.root / "labeled").exists()
