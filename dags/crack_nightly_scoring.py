@@ -15,7 +15,10 @@ summary (`runs/<run_id>.json`) names each failed batch and the step that stopped
 
 **Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
 `model` (default `models:/crack@champion`), `runtime` (default: Variable `crack_runtime`, else
-`auto`, the first the gate approved of int8, fp32, Keras; or one of those named), `aws_conn_id`
+`auto`, the first the gate approved of int8, fp32, Keras; or one of those named), `max_tiles` (tiles per
+photo, 64-2048; default: Variable `crack_max_tiles`, else 512; a larger photo is scored downscaled to fit, so a
+site whose 50 MP photos are at the training patches' scale raises it; validation measures at that scale too, and
+a shard scored before with another budget is scored again), `aws_conn_id`
 (the AWS connection whose session reaches s3:// stores; its `endpoint_url` extra points at MinIO),
 `batch_ids` (score just these), `release_batches` (score these even though they failed
 validation: every object still gets a row; each must be in `batch_ids` too), shard sizing; alerts:
@@ -37,7 +40,15 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import SCORING_RESULTS
-from crack_ops.hooks import RUNTIME_VARIABLE, last_try, refuse_unknown_settings, run_params, run_runtime, run_store
+from crack_ops.hooks import (
+    RUNTIME_VARIABLE,
+    last_try,
+    refuse_unknown_settings,
+    run_params,
+    run_runtime,
+    run_store,
+    run_tile_budget,
+)
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -72,6 +83,18 @@ from crack_ops.sensors import NewBatchesSensor
             description="default: Variable crack_runtime, else auto (the first approved of int8, fp32, Keras); "
             "name an approved one where int8 is no faster (README, Runtimes)",
         ),
+        # The range of tiling.MIN_TILE_BUDGET and MAX_TILE_BUDGET (test_dagbag checks they agree): the library is
+        # not imported where the DAG is parsed.
+        "max_tiles": Param(
+            None,
+            type=["null", "integer"],
+            minimum=64,
+            maximum=2048,
+            values_display={"null": "Variable crack_max_tiles, else 512"},
+            description="tiles per photo, 64-2048 (default: Variable crack_max_tiles, else 512: a 12 MP photo at "
+            "full size); a larger photo is scored downscaled to fit. 2048 keeps a 50 MP drone photo at its own "
+            "scale, at about 4 times the time (README, Memory on giant, thin and phone-size uploads)",
+        ),
         "batch_ids": Param([], type="array", items={"type": "string"}, description="score only these (default: new)"),
         "max_batches": Param(100, type="integer", minimum=1),
         "objects_per_shard": Param(2000, type="integer", minimum=1),
@@ -105,8 +128,8 @@ def crack_nightly_scoring() -> None:
 
     @task(execution_timeout=timedelta(minutes=10))
     def resolve_model(params: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """Check the run's settings, and pin the exact model version and runtime once, so every shard of the night
-        uses the same ones."""
+        """Check the run's settings, and pin the exact model version, runtime and tile budget once, so every shard of
+        the night uses the same ones."""
         params = run_params(params)
         refuse_unknown_settings()
         from airflow.sdk.exceptions import AirflowFailException
@@ -117,8 +140,9 @@ def crack_nightly_scoring() -> None:
         runtime = run_runtime(params)
         try:
             store = run_store(params)
+            max_tiles = run_tile_budget(params)
             check_requested_batches(store, params.get("batch_ids") or [], params.get("release_batches") or [])
-            return pin_model(store, params["model"], runtime)
+            return pin_model(store, params["model"], runtime, max_tiles)
         except CrackModelError as error:  # no such model or alias, a runtime not approved: retrying changes nothing
             from_variable = isinstance(error, RuntimeChoiceError) and not params.get("runtime")
             source = f" (runtime {runtime!r} from Variable {RUNTIME_VARIABLE})" if from_variable else ""
@@ -127,10 +151,11 @@ def crack_nightly_scoring() -> None:
     @task(map_index_template="{{ batch_id }}", execution_timeout=timedelta(minutes=30))
     def validate_batch(batch_id: str, model: dict[str, str], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
-        from crack_model.pipelines.nightly import validate_incoming
+        from crack_model.pipelines.nightly import pinned_tile_budget, validate_incoming
 
+        # At the budget the batch is scored with: blur and contrast are measured at the scale its tiles are cut at.
         return validate_incoming(run_store(params), batch_id, model.get("drift_reference"),
-                                 retry_unanswered=not last_try())  # fmt: skip
+                                 retry_unanswered=not last_try(), max_tiles=pinned_tile_budget(model))  # fmt: skip
 
     # all_done from here on: one batch whose validation or scoring failed never holds back the others.
     @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))
@@ -153,12 +178,12 @@ def crack_nightly_scoring() -> None:
 
         from airflow.sdk import get_current_context
 
-        from crack_model.pipelines.nightly import score_work_item
+        from crack_model.pipelines.nightly import pinned_tile_budget, score_work_item
 
         # map_index_template reads this from the context: the grid shows "<batch> <shard>", not a number.
         get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[typeddict-unknown-key]
         report = score_work_item(run_store(params), item, model["uri"], runtime=model.get("runtime", "auto"),
-                                 retry_unanswered=not last_try())  # fmt: skip
+                                 retry_unanswered=not last_try(), max_tiles=pinned_tile_budget(model))  # fmt: skip
         return {**report, "hostname": socket.gethostname()}
 
     @task(outlets=[SCORING_RESULTS], trigger_rule="all_done", execution_timeout=timedelta(minutes=30))

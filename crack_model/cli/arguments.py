@@ -18,7 +18,7 @@ from crack_model.core.config import (
 )
 from crack_model.core.errors import CrackModelError
 from crack_model.core.layout import Shard
-
+from crack_model.core.tiling import DEFAULT_MAX_TILES, MAX_TILE_BUDGET, MIN_TILE_BUDGET, check_tile_budget
 
 # A word that starts with a dash and a digit is a value: none of our options looks like that, and argparse's own
 # test (a plain negative number) took `--shard -1/2` or `--learning-rate -1e-3` for an option, so the user saw
@@ -173,6 +173,21 @@ def shard(text: str) -> Shard:
     """``INDEX/COUNT``: refused when parsed, not after the model is loaded."""
     try:
         return Shard.parse(text)
+    except CrackModelError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+MAX_TILES_HELP = (
+    f"tiles per photo, {MIN_TILE_BUDGET}-{MAX_TILE_BUDGET}: a larger photo is scored downscaled to fit (default: "
+    f"{DEFAULT_MAX_TILES}, a 12 MP phone photo at full size; 2048 keeps a 50 MP drone photo at its own scale, at "
+    "about 4 times the time)"
+)
+
+
+def tile_budget(text: str) -> int:
+    """``--max-tiles``: refused when parsed, not after the model is loaded or a shard started over."""
+    try:
+        return check_tile_budget(int(text))
     except CrackModelError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

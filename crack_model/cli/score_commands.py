@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crack_model.cli.arguments import batch_size, positive_int, shard
+from crack_model.cli.arguments import MAX_TILES_HELP, batch_size, positive_int, shard, tile_budget
 from crack_model.core import layout
 from crack_model.core.documents import RunSummary, read_outcome
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
+from crack_model.core.tiling import DEFAULT_MAX_TILES
 from crack_model.data.image_names import is_image_name
 from crack_model.pipelines.alerts import release_advice
 from crack_model.pipelines.overlays import draw_overlays
@@ -40,6 +41,7 @@ def add_predict_command(commands: Any) -> None:
     predict.add_argument(
         "--batch-size", type=batch_size, help="inference batch size, 1-1024 (default: suits the runtime)"
     )
+    predict.add_argument("--max-tiles", type=tile_budget, default=DEFAULT_MAX_TILES, help=MAX_TILES_HELP)
     predict.set_defaults(handler=run_predict)
 
 
@@ -51,7 +53,7 @@ def run_predict(args: argparse.Namespace) -> int:
         refuse_an_input_as_output(args.out, files, args.model)
     scorer = load_scorer(args.model, runtime=args.runtime)
     scores = tqdm(
-        predict_files(scorer, files, batch_size=args.batch_size),
+        predict_files(scorer, files, batch_size=args.batch_size, max_tiles=args.max_tiles),
         total=len(files),
         unit="img",
         desc="scoring",
@@ -120,6 +122,10 @@ def add_score_command(commands: Any) -> None:
     score.add_argument(
         "--workers", type=positive_int, help="threads fetching objects (default: 2 from a folder, 8 from S3)"
     )
+    score.add_argument(
+        "--max-tiles", type=tile_budget, default=DEFAULT_MAX_TILES,
+        help=f"{MAX_TILES_HELP}; a shard scored before with another budget is scored again",
+    )  # fmt: skip
     score.add_argument("--part-rows", type=positive_int, default=500, help="rows per resumable part (default: 500)")
     drawing = score.add_mutually_exclusive_group()
     drawing.add_argument(
@@ -150,6 +156,7 @@ def run_score(args: argparse.Namespace) -> int:
     report = score_shard(
         store_uri, batch_id, scorer, shard, part_rows=args.part_rows, batch_size=args.batch_size,
         workers=args.workers, overlays=args.overlays, force=args.force, progress=not args.quiet,
+        max_tiles=args.max_tiles,
     )  # fmt: skip
     results = open_store(store_uri).url(layout.results_key(batch_id))
     if report.already_complete:

@@ -106,6 +106,9 @@ class ShardStats(StoredDocument):
     # even against the same manifest (the bytes validated may be back). None: a marker from before the count,
     # whose parts the next run reads once to know.
     unsettled: int | None = None
+    # The tile budget its photos were tiled within (``score --max-tiles``); None: a marker from before it was
+    # an option, scored within 512.
+    max_tiles: int | None = None
 
 
 @dataclass
@@ -130,6 +133,9 @@ class BatchSummary(StoredDocument):
     # Uploads that arrived after validation: they get their rows when the batch is validated again.
     late_objects: int = 0
     validated_manifest: str | None = None
+    # The tile budget every shard scored within (the merge refuses shards that differ); None: from before it was
+    # an option, 512.
+    max_tiles: int | None = None
 
     @property
     def objects_scored(self) -> int:

@@ -19,9 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageStat
 
+from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import fit_array_to_input, fit_to_input
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom
+
+# The tile budget a run may ask for (``score --max-tiles``, the nightly DAG's ``max_tiles``). 512 keeps a 12 MP
+# phone photo (432 tiles) at full resolution. Below 64 a phone photo is scored under a third of its scale, where
+# hairline cracks are gone. 2048 scores a 50 MP drone photo (1,734 tiles) at its own scale and keeps every image
+# it tiles at full size within the decoder's 80 MP limit (``imaging.DEFAULT_MAX_PIXELS``; 60 MP for a 4:3 photo,
+# 79 MP for the longest strip): a higher budget would turn a 100 MP JPEG, scored at 512 from a reduced decode,
+# into a "too large" row.
+DEFAULT_MAX_TILES = 512
+MIN_TILE_BUDGET = 64
+MAX_TILE_BUDGET = 2048
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,7 @@ class TileConfig:
     whole_image_slack: float = 1.25
     # 512 keeps a 12 MP phone photo (432 tiles, the photos the training patches come from) at
     # full resolution and bounds an image's tiles to ~77 MB at 224 px.
-    max_tiles: int = 512
+    max_tiles: int = DEFAULT_MAX_TILES
 
     def __post_init__(self) -> None:
         if self.tile_size < 32:
@@ -46,6 +57,19 @@ class TileConfig:
     @property
     def stride(self) -> int:
         return max(1, round(self.tile_size * (1 - self.overlap)))
+
+
+def check_tile_budget(max_tiles: int) -> int:
+    """``max_tiles`` if a run may score with it (``MIN_TILE_BUDGET`` to ``MAX_TILE_BUDGET``), else a CrackModelError."""
+    if isinstance(max_tiles, bool) or not isinstance(max_tiles, int):
+        raise CrackModelError(f"the tile budget must be a whole number of tiles, got {max_tiles!r}")
+    if not MIN_TILE_BUDGET <= max_tiles <= MAX_TILE_BUDGET:
+        msg = (
+            f"the tile budget must be from {MIN_TILE_BUDGET} to {MAX_TILE_BUDGET} tiles per photo, got {max_tiles} "
+            f"(default {DEFAULT_MAX_TILES}; a 12 MP photo needs 432, a 50 MP one 1,734)"
+        )
+        raise CrackModelError(msg)
+    return max_tiles
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:
@@ -78,6 +102,8 @@ class TileFit:
     scaled: tuple[int, int]
     padded: tuple[int, int]
     max_tiles: int
+    # Set when the decoder's pixel limit, not the tile budget, decided the scale (``fit_to_tile_budget``).
+    decode_limit: int | None = None
 
     @property
     def changed(self) -> bool:
@@ -96,7 +122,10 @@ class TileFit:
         steps = []
         if self.scaled != self.original:
             scaled = f"{scaled_width}x{scaled_height}"
-            steps.append(f"downscaled from {width}x{height} to {scaled} to stay within {self.max_tiles} tiles")
+            limit = f"{self.max_tiles} tiles"
+            if self.decode_limit is not None:
+                limit = f"the {self.decode_limit:,}-pixel decode limit (a reduced decode)"
+            steps.append(f"downscaled from {width}x{height} to {scaled} to stay within {limit}")
         if self.padded != self.scaled:
             steps.append(f"padded to {self.padded[0]}x{self.padded[1]}, a side being shorter than a tile")
         text = " and ".join(steps)
@@ -120,8 +149,33 @@ def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def fit_to_tile_budget(width: int, height: int, config: TileConfig) -> TileFit:
-    """The size to score an image at so that it needs at most ``config.max_tiles`` tiles."""
+def fit_to_tile_budget(width: int, height: int, config: TileConfig, max_pixels: int | None = None) -> TileFit:
+    """The size to score an image at so that it needs at most ``config.max_tiles`` tiles, and, given
+    ``max_pixels``, no larger than a JPEG over that limit can be decoded at (``reduced_decode_fit``)."""
+    fit = _fit_to_tiles(width, height, config)
+    return fit if max_pixels is None else reduced_decode_fit(fit, config, max_pixels)
+
+
+def reduced_decode_fit(fit: TileFit, config: TileConfig, max_pixels: int) -> TileFit:
+    """``fit``, or a smaller one for an image too large to decode whole: a JPEG is then decoded at 1/2, 1/4 or 1/8
+    scale, the first within ``max_pixels`` (``imaging.open_image``), and must be scored no larger than that.
+
+    At 512 tiles an image over 80 MP is always shrunk below half its size; a larger budget wanted a 100 MP
+    inspection photo at 0.77, which no reduced decode gives, and the photo scored at 512 became a "too large" row.
+    Other formats over the limit are refused whatever the size asked.
+    """
+    width, height = fit.original
+    if width * height <= max_pixels:
+        return fit
+    reduction = next((scale for scale in (2, 4, 8) if -(-width // scale) * -(-height // scale) <= max_pixels), None)
+    most = (max(1, width // reduction), max(1, height // reduction)) if reduction else fit.scaled
+    if fit.scaled[0] <= most[0] and fit.scaled[1] <= most[1]:
+        return fit
+    padded = (max(most[0], config.tile_size), max(most[1], config.tile_size))
+    return TileFit(fit.original, most, padded, config.max_tiles, decode_limit=max_pixels)
+
+
+def _fit_to_tiles(width: int, height: int, config: TileConfig) -> TileFit:
     if tile_count(width, height, config) <= config.max_tiles:
         return TileFit((width, height), (width, height), (width, height), config.max_tiles)
     tile = config.tile_size

@@ -17,6 +17,7 @@ from crack_model.core.documents import BatchSummary, RunSummary, objects_scored,
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
+from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
@@ -179,16 +180,22 @@ def _finalize_one(store: ObjectStore, batch_id: str, reports: list[dict[str, Any
 
 
 def validate_incoming(
-    store: StoreLike, batch_id: str, drift_reference: str | None = None, *, retry_unanswered: bool = False
+    store: StoreLike,
+    batch_id: str,
+    drift_reference: str | None = None,
+    *,
+    retry_unanswered: bool = False,
+    max_tiles: int = DEFAULT_MAX_TILES,
 ) -> dict[str, Any]:
     """Run the incoming suite on a batch; a small dict for XCom (the full report is in validation/).
 
     ``retry_unanswered``: an object the store did not answer for fails the step (to be retried) instead of being
-    quarantined as unreadable (the last try's choice: every object still ends as a row).
+    quarantined as unreadable (the last try's choice: every object still ends as a row). ``max_tiles``: the tile
+    budget the batch will be scored with: blur and contrast are measured at the scale scoring tiles a photo at.
     """
+    config = ProfileConfig(retry_unanswered=retry_unanswered, tiles=TileConfig(max_tiles=check_tile_budget(max_tiles)))
     with step_store(store) as opened:
-        outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference,
-                                 profile_config=ProfileConfig(retry_unanswered=retry_unanswered))  # fmt: skip
+        outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference, profile_config=config)
     log.info("%s", outcome.summary())
     drift = outcome.drift or {}
     return {
@@ -301,17 +308,47 @@ def _completed_summaries(store: ObjectStore, batch_ids: set[str]) -> list[dict[s
     return found
 
 
-def pin_model(store: StoreLike, model_uri: str, runtime: str = "auto") -> dict[str, Any]:
+def chosen_tile_budget(param: int | None, variable: str | None = None, variable_name: str = "") -> int:
+    """A run's tile budget: ``param`` (a DAG param, its range checked by its schema), else the text of the Variable
+    ``variable_name`` (a deployment's lasting choice; blank: none), else ``DEFAULT_MAX_TILES``; checked either way
+    (``tiling.check_tile_budget``), and a wrong Variable named with what to do."""
+    if param is not None:
+        return check_tile_budget(param)
+    text = (variable or "").strip()
+    if not text:
+        return DEFAULT_MAX_TILES
+    try:
+        return check_tile_budget(int(text))
+    except (ValueError, CrackModelError) as error:
+        reason = "not a whole number" if isinstance(error, ValueError) else str(error)
+        msg = (f"Variable {variable_name} is {text!r}: {reason}; set it to a number of tiles, or delete it for the "
+               f"default, {DEFAULT_MAX_TILES}")  # fmt: skip
+        raise CrackModelError(msg) from None
+
+
+def pinned_tile_budget(model: dict[str, Any]) -> int:
+    """The tile budget ``pin_model`` pinned for a run's validations and shards (a model pinned by a run started
+    before the budget was: the default)."""
+    return int(model.get("max_tiles") or DEFAULT_MAX_TILES)
+
+
+def pin_model(
+    store: StoreLike, model_uri: str, runtime: str = "auto", max_tiles: int = DEFAULT_MAX_TILES
+) -> dict[str, Any]:
     """Resolve an alias (``models:/crack@champion``) to one exact version for the whole run.
 
-    Returns the pinned URI, the version, the version's drift reference profile (if any) and the runtime every
-    shard loads it with. A named ``runtime`` is loaded once here and must be one the version is approved for
-    (``auto``: each shard takes the fastest approved), so a wrong choice fails the run before any shard starts.
+    Returns the pinned URI, the version, the version's drift reference profile (if any), the runtime every
+    shard loads it with and the tile budget every shard scores within. A named ``runtime`` is loaded once here and
+    must be one the version is approved for (``auto``: each shard takes the fastest approved), and ``max_tiles``
+    must be a budget a run may use (``tiling.check_tile_budget``), so a wrong choice fails the run before any
+    shard starts.
     """
+    check_tile_budget(max_tiles)
     with step_store(store) as opened:
         if not is_model_uri(model_uri):
             version = load_scorer(model_uri, runtime, approved_only=True).version
-            return {"uri": model_uri, "version": version, "drift_reference": None, "runtime": runtime}
+            return {"uri": model_uri, "version": version, "drift_reference": None, "runtime": runtime,
+                    "max_tiles": max_tiles}  # fmt: skip
         reference = parse_model_uri(model_uri)
         registry = Registry(opened)
         version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
@@ -321,4 +358,5 @@ def pin_model(store: StoreLike, model_uri: str, runtime: str = "auto") -> dict[s
         pinned = f"models:/{reference.name}/{version}"
         if runtime != "auto":
             load_scorer(pinned, runtime, registry=opened.uri, approved_only=True)
-    return {"uri": pinned, "version": version, "drift_reference": drift_reference, "runtime": runtime}
+    return {"uri": pinned, "version": version, "drift_reference": drift_reference, "runtime": runtime,
+            "max_tiles": max_tiles}  # fmt: skip

@@ -74,7 +74,7 @@ def decode_grey(data: bytes, tiles: TileConfig, max_pixels: int) -> np.ndarray:
     image = open_lazy(data, max_pixels=max_pixels)
     with decode_errors():
         stored = image.size
-        scaled = fit_to_tile_budget(*stored, tiles).scaled  # the stored size: the fit is symmetric
+        scaled = fit_to_tile_budget(*stored, tiles, max_pixels).scaled  # the stored size: the fit is symmetric
         if image.format in DRAFT_FORMATS:
             # Straight to grey (libjpeg skips the colour planes), at 1/2, 1/4 or 1/8 scale when scoring shrinks it.
             image.draft("L", scaled)

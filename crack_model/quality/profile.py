@@ -136,7 +136,7 @@ def _inspect(key: str, data: bytes, config: ProfileConfig, label: str | None) ->
         # Width and height as displayed, the way scoring sees the photo after EXIF rotation.
         row.update(format=header.format, mode=header.mode, channels=header.channels,
                    exif_orientation=header.orientation, width=header.width, height=header.height)  # fmt: skip
-        fit = fit_to_tile_budget(header.width, header.height, config.tiles)
+        fit = fit_to_tile_budget(header.width, header.height, config.tiles, config.max_pixels)
         target = fit.scaled if fit.scaled != fit.original else None
         # As decode_grey will decode it: a big JPEG at a reduced scale (imaging.DEFAULT_MAX_PIXELS).
         check_pixels(header.stored_width, header.stored_height, config.max_pixels, decoded=header.decoded_size(target))

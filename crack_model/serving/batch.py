@@ -34,6 +34,7 @@ from crack_model.core.documents import (
 from crack_model.core.errors import CrackModelError, StoreUnansweredError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, listed_spelling, open_store
+from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import (
     list_uploads,
     manifest_digest,
@@ -121,6 +122,7 @@ def score_shard(
     finalize: bool = True,
     runtime: str = "auto",
     retry_unanswered: bool = False,
+    max_tiles: int = DEFAULT_MAX_TILES,
 ) -> ShardReport:
     """Score the keys of one shard of a batch, resuming where an earlier run stopped.
 
@@ -137,10 +139,13 @@ def score_shard(
             fastest approved).
         retry_unanswered: objects the store did not answer get no row; once the others' are written,
             ``StoreUnansweredError`` is raised and a retry reads just them (False, the last try: error rows).
+        max_tiles: the tile budget per photo (``tiling.MIN_TILE_BUDGET`` to ``MAX_TILE_BUDGET``); a larger photo is
+            scored downscaled to fit. A shard scored before with another budget is scored again with this one.
     """
     from tqdm import tqdm
 
     shard = shard or layout.Shard()
+    check_tile_budget(max_tiles)  # before anything is read or deleted
     store = open_store(store_uri)
     manifest = read_manifest(store, batch_id)
     validated = manifest_digest(store, batch_id)
@@ -157,10 +162,22 @@ def score_shard(
     if earlier:
         log.warning("%s of batch %s was scored with %s before: scoring it again with %s, so that the batch has one "
                     "runtime", shard.name, batch_id, ", ".join(sorted(earlier)), scorer.runtime.name)  # fmt: skip
+    # Likewise for the tile budget: a photo's score depends on the scale it was tiled at, and one batch's rows
+    # must be comparable (the summary's crack rate, the alerts); its boxes are kept with each image's tile scores.
+    other_budgets = tile_scores.budgets_used(store, parts_prefix, done) - {max_tiles}
+    if other_budgets:
+        log.warning(
+            "%s of batch %s was scored with a tile budget of %s before: scoring it again with %d, so that the "
+            "batch has one",
+            shard.name,
+            batch_id,
+            ", ".join(map(str, sorted(other_budgets))),
+            max_tiles,
+        )
     if force:  # the completion marker goes first: a run stopped while the parts go must leave a batch that resumes,
         # not one still marked complete whose rows have lost their tile scores
         store.delete(layout.results_key(batch_id, layout.SUCCESS))
-    if force or earlier:  # start this shard over: stale parts of an earlier run must not be merged
+    if force or earlier or other_budgets:  # start this shard over: stale parts of an earlier run must not be merged
         for info in list(store.list(parts_prefix + "/")):
             store.delete(info.key)
 
@@ -206,7 +223,7 @@ def score_shard(
         nonlocal next_part, pending, pending_scores, part_started
         name = f"{parts_prefix}/part-{next_part:06d}-{attempt}"
         # Tile scores first: a part's rows (what a resumed run skips) always have theirs.
-        lines = tile_scores.encode(pending_scores)
+        lines = tile_scores.encode(pending_scores, max_tiles)
         store.write(f"{name}{layout.TILE_SCORES_SUFFIX}", lines, content_type="application/x-ndjson")
         store.write(f"{name}.csv", rows_to_csv(pending), content_type="text/csv")
         # Each part records its own count and time, so a summary counts every attempt, killed ones too.
@@ -216,7 +233,9 @@ def score_shard(
 
     sizes = {info.key: info.size for info in uploads if info.size and not info.problem}  # bounds fetched bytes
     workers = workers or fetch_threads(store)
-    scores = score_images(todo, fetch, scorer, batch_size=batch_size, workers=workers, object_sizes=sizes)
+    tiles = TileConfig(tile_size=scorer.card.tile_size, max_tiles=max_tiles)
+    scores = score_images(todo, fetch, scorer, tiles=tiles, batch_size=batch_size, workers=workers,
+                          object_sizes=sizes)  # fmt: skip
     unanswered: list[ImageScore] = []
     with closing(scores):  # a failed write stops scoring here and now, not when the garbage collector gets to it
         for score in tqdm(scores, total=len(todo), unit="img", desc=shard.name, disable=not progress):
@@ -252,6 +271,7 @@ def score_shard(
         threshold=scorer.card.threshold,
         validated_manifest=validated,
         unsettled=unsettled,
+        max_tiles=max_tiles,
     )
     stats.write(store, done_key)
     report = ShardReport(batch_id, shard, scorer.version, len(todo), len(keys) - len(todo), seconds, False)

@@ -23,6 +23,7 @@ from crack_model.core.documents import BatchSummary, ShardStats, quarantined_obj
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import listed_spelling, open_store
+from crack_model.core.tiling import DEFAULT_MAX_TILES
 from crack_model.core.uploads import ManifestEntry, list_uploads, manifest_digest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def finalize_batch(
         used = "; ".join(f"{shard.name}: {done.runtime}" for shard, done in zip(shards, stats, strict=True))
         msg = f"the shards of batch {batch_id} were scored with different runtimes ({used}): score them with one"
         raise ShardsIncompleteError(msg, blocked=True)
+    _refuse_mixed_tile_budgets(batch_id, shards, stats)
     rows: dict[str, dict[str, str]] = {}
     for shard in shards:
         listed = store.list(shard_parts_prefix(batch_id, model_version, shard) + "/")
@@ -143,6 +145,17 @@ def finalize_batch(
         "batch %s complete: %d rows, results at %s", batch_id, len(ordered), store.url(layout.results_key(batch_id))
     )
     return summary.as_dict()
+
+
+def _refuse_mixed_tile_budgets(batch_id: str, shards: list[layout.Shard], stats: list[ShardStats]) -> None:
+    """Shards tiled within different budgets scored the same photo at different scales: one batch, one budget (a
+    shard resumed with another is started over; shards run by hand with different ones end here)."""
+    if len({done.max_tiles or DEFAULT_MAX_TILES for done in stats}) > 1:
+        used = "; ".join(f"{shard.name}: {done.max_tiles or DEFAULT_MAX_TILES}"
+                         for shard, done in zip(shards, stats, strict=True))  # fmt: skip
+        msg = (f"the shards of batch {batch_id} were scored with different tile budgets ({used}): score them with "
+               "one --max-tiles")  # fmt: skip
+        raise ShardsIncompleteError(msg, blocked=True)
 
 
 def _refuse_missing_rows(batch_id: str, shards: list[layout.Shard], missing: set[str]) -> None:
@@ -225,4 +238,5 @@ def summarize(
         scoring_seconds=round(seconds, 3),
         throughput_images_per_second=round(images / seconds, 2) if seconds > 0 else None,
         finished_at=utc_now(),
+        max_tiles=first.max_tiles if first else None,
     )

@@ -166,7 +166,7 @@ def fetch_object(key: str, fetch: Fetch, image_size: int, tiles: TileConfig, max
         opened = open_header(data, max_pixels=max_pixels)
         header = opened.header
         score.width, score.height = header.width, header.height
-        fit = fit_to_tile_budget(header.width, header.height, tiles)
+        fit = fit_to_tile_budget(header.width, header.height, tiles, max_pixels)
         cost = estimated_bytes(data, header, fit, tiles, image_size)
     except ImageDecodeError as error:
         score.status, score.error = "error", str(error)

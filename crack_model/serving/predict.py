@@ -11,6 +11,7 @@ from typing import IO
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectTooLargeError, printable_key, read_within
+from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
 from crack_model.data.image_names import is_image_name
 from crack_model.serving.inference import ImageScore, score_images
@@ -76,8 +77,12 @@ def _require_regular_file(path: str, mode: int) -> None:
         raise CrackModelError(f"{path} is {what}: pass image files")
 
 
-def predict_files(scorer: Scorer, files: Iterable[str], *, batch_size: int | None = None) -> Iterator[ImageScore]:
-    return score_images(files, read_image_file, scorer, batch_size=batch_size)
+def predict_files(
+    scorer: Scorer, files: Iterable[str], *, batch_size: int | None = None, max_tiles: int = DEFAULT_MAX_TILES
+) -> Iterator[ImageScore]:
+    """Score local files, each photo within ``max_tiles`` tiles (``tiling.check_tile_budget``)."""
+    tiles = TileConfig(tile_size=scorer.card.tile_size, max_tiles=check_tile_budget(max_tiles))
+    return score_images(files, read_image_file, scorer, batch_size=batch_size, tiles=tiles)
 
 
 def prediction_row(score: ImageScore, scorer: Scorer) -> dict[str, object]:

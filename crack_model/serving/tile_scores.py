@@ -1,11 +1,13 @@
 """Each scored image's tile boxes and crack probabilities, kept beside the part rows.
 
 Scoring writes ``part-N.tiles.jsonl`` before ``part-N.csv`` (so a part's rows imply its tile
-scores), one JSON line per image scored: ``{"key": ..., "sha256": ..., "boxes": [left, top, right,
-bottom, ...], "probabilities": [...]}``, boxes in the original image's pixels, ``sha256`` that of the
-bytes scored (absent in lines written before it was kept). Overlays are drawn from these later, on
-demand (``crack_model.pipelines.overlays``), instead of during the night: a night pays one small write
-per part, not a decode, a blend and a PNG per crack image.
+scores), one JSON line per image scored: ``{"key": ..., "sha256": ..., "max_tiles": ..., "boxes": [left,
+top, right, bottom, ...], "probabilities": [...]}``, boxes in the original image's pixels, ``sha256`` that
+of the bytes scored (absent in lines written before it was kept), ``max_tiles`` the tile budget the image was
+tiled within (absent in lines written before it was an option: 512). Overlays are drawn from these later,
+on demand (``crack_model.pipelines.overlays``), instead of during the night: a night pays one small write
+per part, not a decode, a blend and a PNG per crack image. The boxes are the tiling itself, in the upload's
+pixels: an overlay drawn from them marks the tiles its scores were made on, whatever budget a later run uses.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from crack_model.core import layout
+from crack_model.core.documents import ShardStats
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.tiling import Box
+from crack_model.core.tiling import DEFAULT_MAX_TILES, Box
 from crack_model.serving.inference import ImageScore
 
 # predictions.csv's precision: an outline drawn at ">= threshold" agrees with the row's label.
 DECIMALS = 6
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_BUDGET = re.compile(r'"max_tiles":(\d+)')
 
 
 @dataclass(frozen=True)
@@ -36,21 +40,23 @@ class TileScores:
     boxes: list[Box]
     probabilities: list[float]
     sha256: str | None = None  # of the bytes scored; None in lines written before it was kept
+    max_tiles: int = DEFAULT_MAX_TILES  # the tile budget it was scored within; lines from before it was kept: 512
 
 
 def _line_start(key: str) -> str:
     return '{"key":' + json.dumps(key) + ","
 
 
-def encode(scores: Iterable[ImageScore]) -> bytes:
-    """JSON lines for the images scored (error rows have no tiles and no line)."""
+def encode(scores: Iterable[ImageScore], max_tiles: int = DEFAULT_MAX_TILES) -> bytes:
+    """JSON lines for the images scored within the tile budget ``max_tiles`` (error rows have no tiles and no
+    line)."""
     lines = []
     for score in scores:
         if score.status != "ok" or not score.boxes:
             continue
         flat = [value for box in score.boxes for value in box]
         probabilities = [round(probability, DECIMALS) for probability in score.tile_probabilities]
-        document = {"sha256": score.sha256, "boxes": flat, "probabilities": probabilities}
+        document = {"sha256": score.sha256, "max_tiles": max_tiles, "boxes": flat, "probabilities": probabilities}
         body = json.dumps(document, separators=(",", ":"))
         lines.append(_line_start(score.key) + body[1:] + "\n")
     return "".join(lines).encode("utf-8")
@@ -64,6 +70,7 @@ def decode(line: str, source: str) -> TileScores:
         probabilities = [float(value) for value in document["probabilities"]]
         key = str(document["key"])
         sha256 = document.get("sha256")
+        max_tiles = int(document.get("max_tiles", DEFAULT_MAX_TILES))
     except (ValueError, KeyError, TypeError) as error:
         raise CrackModelError(f"broken tile scores in {source}: {error}; score the batch again") from None
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
@@ -73,12 +80,27 @@ def decode(line: str, source: str) -> TileScores:
     if len(flat) != 4 * len(probabilities):
         raise CrackModelError(f"broken tile scores in {source}: {len(flat)} box values for {len(probabilities)} tiles")
     boxes = [(flat[index], flat[index + 1], flat[index + 2], flat[index + 3]) for index in range(0, len(flat), 4)]
-    return TileScores(key, boxes, probabilities, sha256)
+    return TileScores(key, boxes, probabilities, sha256, max_tiles)
 
 
 def tile_score_files(store: ObjectStore, prefix: str) -> list[str]:
     """The tile-score files under a parts prefix (a model version's, or one shard's), in order."""
     return sorted(info.key for info in store.list(prefix) if info.key.endswith(layout.TILE_SCORES_SUFFIX))
+
+
+def budgets_used(store: ObjectStore, parts_prefix: str, done: ShardStats | None) -> set[int]:
+    """The tile budgets an earlier attempt at a shard scored with: its ``_DONE`` marker's, else those its tile
+    scores name (a marker or a line from before the budget was kept: 512). Read without parsing the lines."""
+    if done is not None:
+        return {done.max_tiles or DEFAULT_MAX_TILES}
+    budgets: set[int] = set()
+    for file in tile_score_files(store, parts_prefix + "/"):
+        lines = store.read(file).decode("utf-8", errors="replace").splitlines()
+        # A key cannot hold the pattern: JSON escapes the quote that would close it.
+        budgets.update(
+            int(found[1]) if (found := _BUDGET.search(line)) else DEFAULT_MAX_TILES for line in lines if line
+        )
+    return budgets
 
 
 def iter_tile_scores(store: ObjectStore, files: Iterable[str], keys: set[str] | None = None) -> Iterator[TileScores]:

@@ -20,6 +20,8 @@ from crack_model.pipelines.stores import ObjectStore, open_run_store
 STORE_VARIABLE = "crack_store"
 # A deployment's lasting scoring runtime (README, Runtimes): int8 is not the fastest on every CPU.
 RUNTIME_VARIABLE = "crack_runtime"
+# A deployment's lasting tile budget per photo: a drone site's 50 MP photos are at the training patches' scale.
+TILE_BUDGET_VARIABLE = "crack_max_tiles"
 DEFAULT_CONNECTION = "aws_default"
 
 
@@ -115,6 +117,19 @@ def run_runtime(params: Mapping[str, Any] | None) -> str:
     from airflow.sdk import Variable
 
     return str(Variable.get(RUNTIME_VARIABLE, default=None) or "").strip() or "auto"
+
+
+def run_tile_budget(params: Mapping[str, Any] | None) -> int:
+    """The tile budget per photo this run scores with: its ``max_tiles`` param, else the Variable ``crack_max_tiles``,
+    else the library's default (512); checked, the Variable named if it is wrong (``nightly.chosen_tile_budget``)."""
+    from crack_model.pipelines.nightly import chosen_tile_budget
+
+    chosen = run_params(params).get("max_tiles")
+    if chosen is not None:
+        return chosen_tile_budget(chosen)
+    from airflow.sdk import Variable
+
+    return chosen_tile_budget(None, Variable.get(TILE_BUDGET_VARIABLE, default=None), TILE_BUDGET_VARIABLE)
 
 
 def run_store(params: Mapping[str, Any] | None) -> ObjectStore:

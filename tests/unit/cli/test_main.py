@@ -242,6 +242,13 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
         # Read as an option of its own, `--shard -1/2` got argparse's "expected one argument".
         (["score", "--batch", "b", "--model", "m", "--shard", "-1/2"], "--shard: invalid shard -1/2: need 0 <= index"),
         (["score", "--batch", "b", "--model", "m", "--shard", "first"], "--shard: invalid shard 'first': use INDEX/"),
+        # A tile budget the library would refuse only after loading the model, or one a worker cannot hold.
+        (
+            ["score", "--batch", "b", "--model", "m", "--max-tiles", "5000"],
+            "--max-tiles: the tile budget must be from 64",
+        ),
+        (["score", "--batch", "b", "--model", "m", "--max-tiles", "0"], "2048 tiles per photo, got 0 (default 512"),
+        (["predict", "--model", "m", "p.jpg", "--max-tiles", "63"], "--max-tiles: the tile budget must be from 64"),
     ],
 )
 def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
@@ -258,6 +265,14 @@ def test_values_that_start_with_a_dash_and_a_digit_are_values_not_options(capsys
     with pytest.raises(SystemExit):  # read as the learning rate, and refused for being negative
         build_parser().parse_args(["train", "--data", "d", "--learning-rate", "-1e-3"])
     assert "--learning-rate: must be a number above 0" in capsys.readouterr().err
+
+
+def test_the_tile_budget_is_an_option_of_score_and_predict():
+    """A drone site's 50 MP photos keep their scale within 2048 tiles; without the option, 512."""
+    parser = build_parser()
+    assert parser.parse_args(["score", "--batch", "b", "--model", "m", "--max-tiles", "2048"]).max_tiles == 2048
+    assert parser.parse_args(["score", "--batch", "b", "--model", "m"]).max_tiles == 512
+    assert parser.parse_args(["predict", "--model", "m", "p.jpg", "--max-tiles", "1024"]).max_tiles == 1024
 
 
 def test_repeats_past_the_last_seed_are_refused_before_any_training(capsys):

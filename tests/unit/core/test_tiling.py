@@ -143,3 +143,38 @@ def test_a_strip_padded_but_not_downscaled_says_why_it_was_padded():
     fit = fit_to_tile_budget(10000, 10, TileConfig())
     assert fit.scaled == (10000, 10)
     assert fit.note == "Padded to 10000x227, a side being shorter than a tile"
+
+
+@pytest.mark.parametrize("budget", [63, 2049, 0, -1])
+def test_a_tile_budget_outside_the_range_is_refused_naming_it(budget):
+    """`--max-tiles` and the DAG's max_tiles: a budget of 0 tiled nothing, and 100,000 held a worker's memory."""
+    from crack_model.core.errors import CrackModelError
+    from crack_model.core.tiling import check_tile_budget
+
+    with pytest.raises(CrackModelError, match=rf"from 64 to 2048 tiles per photo, got {budget} \(default 512"):
+        check_tile_budget(budget)
+    assert check_tile_budget(64) == 64 and check_tile_budget(2048) == 2048
+
+
+def test_the_largest_budget_tiles_no_image_at_full_size_past_the_decoder_limit():
+    """2048 tiles at full size: 60 MP for a 4:3 photo, at most 79 MP for a strip, within 80 MP."""
+    from crack_model.core.imaging import DEFAULT_MAX_PIXELS
+    from crack_model.core.tiling import MAX_TILE_BUDGET
+
+    config = TileConfig(max_tiles=MAX_TILE_BUDGET)
+    for width, height in [(8944, 6708), (227, 348_000), (2000, 39_000)]:
+        fit = fit_to_tile_budget(width, height, config)
+        assert fit.scaled[0] * fit.scaled[1] <= DEFAULT_MAX_PIXELS, (width, height, fit)
+
+
+def test_a_photo_over_the_decode_limit_is_scored_no_larger_than_a_reduced_decode():
+    """A large budget wanted a 100 MP JPEG at 0.77 of its size, which only a full decode gives: it became a
+    "too large" row where 512 tiles scored it from a half-size decode. Now it is scored at that half size."""
+    config = TileConfig(max_tiles=2048)
+    fit = fit_to_tile_budget(11_600, 8_700, config, max_pixels=80_000_000)
+    assert fit.scaled == (5_800, 4_350) and fit.padded == fit.scaled
+    assert "to stay within the 80,000,000-pixel decode limit" in fit.note
+    assert tile_count(*fit.padded, config) <= 2048
+    small = fit_to_tile_budget(11_600, 8_700, TileConfig(), max_pixels=80_000_000)  # 512: below half already
+    assert small == fit_to_tile_budget(11_600, 8_700, TileConfig()) and "512 tiles" in small.note
+    assert fit_to_tile_budget(4_032, 3_024, config, max_pixels=80_000_000).note == ""  # within the limit: as it is

@@ -86,3 +86,44 @@ def test_a_released_batch_the_run_does_not_validate_fails_the_run(tmp_path, reso
     with pytest.raises(AirflowFailException) as refused:  # released and named: past the batch checks, to the model
         resolve_model(params={**params, "batch_ids": ["blank-frames"], "release_batches": ["blank-frames"]})
     assert "batches named" not in str(refused.value)
+
+
+def test_the_tile_budget_is_pinned_from_the_param_else_the_variable(
+    tmp_path, trained_model, resolve_model, monkeypatch
+):
+    """A drone site keeps its budget in the Variable crack_max_tiles (scheduled nights carry no param); a wrong one
+    fails the run at once, naming the Variable, before any batch is validated at one scale and scored at another."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    params = {"store": str(tmp_path / "store"), "model": str(trained_model.output_dir), "runtime": "keras"}
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_MAX_TILES", raising=False)
+    assert resolve_model(params=params)["max_tiles"] == 512
+    assert resolve_model(params={**params, "max_tiles": 2048})["max_tiles"] == 2048
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", "1024")
+    assert resolve_model(params=params)["max_tiles"] == 1024
+    assert resolve_model(params={**params, "max_tiles": 64})["max_tiles"] == 64  # the param wins
+    for wrong, said in (("4096", "must be from 64 to 2048"), ("lots", "not a whole number")):
+        monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", wrong)
+        with pytest.raises(AirflowFailException, match=rf"Variable crack_max_tiles is '{wrong}': .*{said}.*512"):
+            resolve_model(params=params)
+
+
+def test_the_max_tiles_param_has_the_range_the_library_accepts():
+    """The DAG file cannot import the library's constants (parsing stays light): the two ranges must agree."""
+    import importlib.util
+
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from crack_model.core.tiling import MAX_TILE_BUDGET, MIN_TILE_BUDGET
+    from tests.unit.dags.nightly_dag import DAGS
+
+    spec = importlib.util.spec_from_file_location("nightly_params_under_test", DAGS / "crack_nightly_scoring.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    param = module.crack_nightly_scoring().params.get_param("max_tiles")
+    assert param.schema["minimum"] == MIN_TILE_BUDGET and param.schema["maximum"] == MAX_TILE_BUDGET
+    assert param.resolve(None) is None and param.resolve(2048) == 2048
+    for refused in (MIN_TILE_BUDGET - 1, MAX_TILE_BUDGET + 1, "512"):
+        with pytest.raises(ParamValidationError):
+            param.resolve(refused)

@@ -39,3 +39,29 @@ def test_only_the_last_try_turns_an_unanswered_object_into_a_row(tmp_path, monke
 
     assert calls["score_shard"]["retry_unanswered"] is retry
     assert calls["validate_batch"]["retry_unanswered"] is retry
+
+
+def test_the_pinned_tile_budget_reaches_validation_and_scoring(tmp_path, monkeypatch):
+    """Every shard scores, and every validation measures, within the budget resolve_model pinned; a model pinned by
+    a run started before the budget was pinned scores within 512."""
+    import airflow.sdk
+
+    from crack_model.pipelines import nightly
+
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": SimpleNamespace(try_number=1, max_tries=3)})
+    calls: dict[str, list[int]] = {"score_shard": [], "validate_batch": []}
+    monkeypatch.setattr(
+        nightly,
+        "score_work_item",
+        lambda store, item, uri, **options: calls["score_shard"].append(options["max_tiles"]) or {},
+    )
+    monkeypatch.setattr(
+        nightly,
+        "validate_incoming",
+        lambda store, batch, ref, **options: calls["validate_batch"].append(options["max_tiles"]) or {},
+    )
+    params = {"store": str(tmp_path), "aws_conn_id": "aws_default"}
+    for model in ({**MODEL, "max_tiles": 2048}, MODEL):
+        nightly_task("score_shard")(item={"batch_id": "b1", "shard": "0/1"}, model=model, params=params)
+        nightly_task("validate_batch")(batch_id="b1", model=model, params=params)
+    assert calls == {"score_shard": [2048, 512], "validate_batch": [2048, 512]}

@@ -274,3 +274,24 @@ def test_an_incoming_that_cannot_be_listed_is_refused_not_taken_for_an_empty_one
     said = "symbolic link" if kind == "link" else f"{store.root / 'incoming'} is a file, not a folder"
     with pytest.raises(CrackModelError, match=f"no batch can be found: .*{said}"):
         find_new_batches(store)
+
+
+def test_validation_measures_at_the_scale_the_batch_is_scored_at(tmp_path, monkeypatch):
+    """Blur and contrast are measured on the tiles scoring cuts: within the run's budget, not always 512 (a 50 MP
+    photo scored at its own scale was measured shrunk, where it reads sharper); a budget out of range is refused."""
+    from types import SimpleNamespace
+
+    from crack_model.pipelines import nightly
+
+    configs = []
+
+    def validate_batch(uri, batch_id, suite, *, reference, profile_config):
+        configs.append(profile_config)
+        return SimpleNamespace(outcome="passed", reasons=[], quarantined=[], counts={}, drift=None, summary=str)
+
+    monkeypatch.setattr(nightly, "validate_batch", validate_batch)
+    nightly.validate_incoming(str(tmp_path), "b1", max_tiles=2048)
+    nightly.validate_incoming(str(tmp_path), "b1")
+    assert [config.tiles.max_tiles for config in configs] == [2048, 512]
+    with pytest.raises(CrackModelError, match="from 64 to 2048 tiles per photo, got 4096"):
+        nightly.validate_incoming(str(tmp_path), "b1", max_tiles=4096)

@@ -267,3 +267,30 @@ def test_an_overlay_stored_under_its_former_key_is_still_read(tmp_path):
     key = "incoming/b1/site.png/a.jpg"
     store.write(layout.legacy_overlay_key("b1", key), b"png")
     assert overlay_png(store, "b1", key) == b"png"
+
+
+def test_an_overlay_is_drawn_on_the_tiles_of_the_budget_the_batch_was_scored_within(tmp_path, trained_model,
+                                                                                    monkeypatch):  # fmt: skip
+    """Drawn later (by the view, or a command) from the boxes kept with the tile scores, in the upload's pixels: the
+    tiles of the 64-tile budget the photo was scored within, not those 512 would cut today."""
+    from crack_model.core.tiling import TileConfig, fit_to_tile_budget, tile_boxes
+    from crack_model.pipelines import overlays
+
+    store = LocalStore(tmp_path)
+    store.write("incoming/b1/drone.jpg", photo(1, (2400, 1800)))  # 154 tiles at its own scale
+    scorer = load_scorer(str(trained_model.output_dir))
+    scorer.card.photo_threshold, scorer.card.threshold = None, 0.0  # a crack whatever the model says
+    score_shard(str(tmp_path), "b1", scorer, max_tiles=64)
+    drawn = {}
+
+    def recording_render(data, boxes, probabilities, threshold):
+        drawn["boxes"] = boxes
+        return b"png"
+
+    monkeypatch.setattr(overlays, "render_overlay", recording_render)
+    assert overlay_png(store, "b1", "incoming/b1/drone.jpg") == b"png"
+    row = crack_rows(store)[0]
+    assert len(drawn["boxes"]) == int(row["tile_count"]) <= 64 and "within 64 tiles" in row["note"]
+    fit = fit_to_tile_budget(2400, 1800, TileConfig(max_tiles=64))
+    assert drawn["boxes"] == [fit.to_original(box) for box in tile_boxes(*fit.padded, TileConfig(max_tiles=64))]
+    assert len(drawn["boxes"]) < len(tile_boxes(2400, 1800, TileConfig()))

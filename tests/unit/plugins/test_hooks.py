@@ -92,6 +92,24 @@ def test_run_runtime_takes_the_param_then_the_variable_then_auto(monkeypatch):
     assert run_runtime({"runtime": None}) == "auto"  # a blank Variable is no choice
 
 
+def test_run_tile_budget_takes_the_param_then_the_variable_then_512(monkeypatch):
+    """Scheduled nights carry no max_tiles param: the Variable crack_max_tiles is a drone site's lasting budget."""
+    from crack_ops.hooks import run_tile_budget
+
+    from crack_model.core.errors import CrackModelError
+
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_MAX_TILES", raising=False)
+    assert run_tile_budget({"max_tiles": None}) == run_tile_budget({}) == 512
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", " 2048 ")
+    assert run_tile_budget({"max_tiles": None}) == 2048
+    assert run_tile_budget({"max_tiles": 1024}) == 1024
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", "  ")
+    assert run_tile_budget({}) == 512  # a blank Variable is no choice
+    monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", "10000")
+    with pytest.raises(CrackModelError, match="Variable crack_max_tiles is '10000': the tile budget must be from 64"):
+        run_tile_budget({})
+
+
 def test_a_run_triggered_with_a_setting_its_dag_does_not_know_fails_naming_it(monkeypatch):
     """Airflow takes any key into the params: a misspelled ``release_batch`` released nothing, without a word."""
     from types import SimpleNamespace

@@ -154,3 +154,55 @@ def test_two_tries_of_one_shard_at_once_keep_each_others_parts(tmp_path, synth_d
     assert sorted(row["key"] for row in read_predictions(store)) == sorted(
         {row["key"] for rows in first.values() for row in csv.DictReader(io.StringIO(rows.decode()))}
     )
+
+
+def test_a_shard_resumed_with_another_tile_budget_is_scored_again_within_it(tmp_path, synth_data, model_dir):
+    """A photo's score depends on the scale it was tiled at: a shard scored within 512 tiles and run again within 64
+    is scored again whole, and the budget is kept in its tile scores, its marker and the batch's summary."""
+    from crack_model.core.documents import BatchSummary
+    from crack_model.serving.tile_scores import find_tile_scores, tile_score_files
+    from tests.unit.serving.test_batch import large_photo
+
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    store.write("incoming/b1/drone.jpg", large_photo(size=(2400, 1800)))  # 154 tiles
+    _validate_manifest_of(store)
+    version = load_scorer(model_dir).version
+    prefix = shard_parts_prefix("b1", version, layout.Shard(0, 1))
+    first = score_shard(store.uri, "b1", model_dir, finalize=False)
+    assert first.images == 5 and ShardStats.read(store, f"{prefix}/{layout.DONE}").max_tiles == 512
+
+    again = score_shard(store.uri, "b1", model_dir, max_tiles=64)
+
+    assert again.images == 5 and again.skipped_already_done == 0 and again.finalized
+    drone = next(row for row in read_predictions(store) if row["key"] == "incoming/b1/drone.jpg")
+    assert int(drone["tile_count"]) <= 64 and "to stay within 64 tiles" in drone["note"]
+    scores = find_tile_scores(store, tile_score_files(store, prefix + "/"), "incoming/b1/drone.jpg")
+    assert scores is not None and scores.max_tiles == 64 and len(scores.boxes) == int(drone["tile_count"])
+    assert BatchSummary.read(store, layout.results_key("b1", layout.SUMMARY)).max_tiles == 64
+    assert score_shard(store.uri, "b1", model_dir, max_tiles=64).already_complete
+
+
+def test_shards_scored_within_two_tile_budgets_are_not_merged(tmp_path, synth_data, model_dir):
+    """Shards run by hand with different --max-tiles: one batch's photos tiled at two scales are refused."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=3)
+    version = load_scorer(model_dir).version
+    score_shard(store.uri, "b1", model_dir, layout.Shard(0, 2), finalize=False)
+    report = score_shard(store.uri, "b1", model_dir, layout.Shard(1, 2), max_tiles=1024)
+    assert not report.finalized and report.blocked
+    assert re.search(r"different tile budgets \(shard-0000-of-0002: 512; shard-0001-of-0002: 1024\): score them "
+                     r"with one --max-tiles", report.waiting_for)  # fmt: skip
+    assert not store.exists(layout.results_key("b1", layout.SUCCESS))
+    with pytest.raises(ShardsIncompleteError, match="different tile budgets"):
+        finalize_batch(store, "b1", version, 2)
+
+
+@pytest.mark.parametrize("budget", [0, 63, 2049])
+def test_a_tile_budget_outside_the_range_is_refused_before_anything_is_touched(tmp_path, budget):
+    """Refused before the store is read, the model loaded or a shard's parts started over."""
+    from crack_model.core.errors import CrackModelError
+
+    with pytest.raises(CrackModelError, match=f"from 64 to 2048 tiles per photo, got {budget}"):
+        score_shard(str(tmp_path / "no-store"), "b1", str(tmp_path / "no-model"), max_tiles=budget)
+    assert not (tmp_path / "no-store").exists()

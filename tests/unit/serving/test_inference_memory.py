@@ -199,3 +199,20 @@ def test_listed_sizes_bound_the_fetched_bytes_waiting_to_be_decoded(model_dir, m
     assert sorted(score.key for score in scores) == sorted(photos)
     assert all(score.status == "ok" for score in scores)
     assert alive["peak"] <= budget // 4 + budget < len(photos) * size  # without sizes all 12 may wait at once
+
+
+def test_the_memory_estimate_counts_the_tiles_a_larger_budget_keeps():
+    """A 17 MP photo needs 588 tiles: within 2048 it is decoded and tiled whole, and the decoding budget must count
+    its full-size pixels and all 588 tiles, not the 512 of a downscaled copy."""
+    photo = imagefiles.jpeg(4800, 3600)
+
+    def estimate(max_tiles: int, image_size: int) -> int:
+        tiles = TileConfig(max_tiles=max_tiles)
+        fetched = inference.fetch_object("p.jpg", {"p.jpg": photo}.__getitem__, image_size, tiles, 10**8)
+        assert fetched.fit is not None
+        return fetched.estimated_bytes
+
+    per_tile = (224 * 224 - 64 * 64) * 3  # what a tile costs more at the model's input of 224 px than at 64
+    assert estimate(2048, 224) - estimate(2048, 64) == 588 * per_tile
+    assert estimate(512, 224) - estimate(512, 64) <= 512 * per_tile
+    assert estimate(2048, 64) >= 4800 * 3600 * 3 + 588 * 64 * 64 * 3

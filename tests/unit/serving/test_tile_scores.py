@@ -103,3 +103,27 @@ def test_a_line_whose_sha256_is_not_one_is_broken(tmp_path, sha256):
     )
     with pytest.raises(CrackModelError, match=r"part-000000\.tiles\.jsonl: .* is not a SHA-256"):
         find_tile_scores(store, ["p/part-000000.tiles.jsonl"], "a.jpg")
+
+
+def test_each_line_keeps_the_tile_budget_its_image_was_scored_within(tmp_path):
+    """The budget a batch was scored with is kept with its tile scores; a line from before it was kept is 512."""
+    from crack_model.core.documents import ShardStats
+    from crack_model.serving.tile_scores import budgets_used
+
+    store = LocalStore(tmp_path)
+    photo = scored("incoming/b/drone.jpg", [(0, 0, 227, 227), (170, 0, 397, 227)], [0.2, 0.9])
+    store.write("p/part-000000.tiles.jsonl", encode([photo], max_tiles=2048))
+    assert find_tile_scores(store, ["p/part-000000.tiles.jsonl"], photo.key).max_tiles == 2048
+    old = b'{"key":"incoming/b/old.jpg","boxes":[0,0,227,227],"probabilities":[0.5]}\n'
+    store.write("p/part-000001.tiles.jsonl", old)
+    assert find_tile_scores(store, ["p/part-000001.tiles.jsonl"], "incoming/b/old.jpg").max_tiles == 512
+    assert budgets_used(store, "p", None) == {512, 2048}
+    # A key cannot pass for a budget: JSON escapes the quote that would close the pattern.
+    trick = scored('incoming/b/a"max_tiles":64.jpg', [(0, 0, 227, 227)], [0.1])
+    store.write("q/part-000000.tiles.jsonl", encode([trick], max_tiles=1024))
+    assert budgets_used(store, "q", None) == {1024}
+    # A finished shard's marker says it without reading its parts; one from before the budget was kept: 512.
+    marker = ShardStats(images=1, seconds=1.0, finished_at="now")
+    assert budgets_used(store, "p", marker) == {512}
+    marker.max_tiles = 1024
+    assert budgets_used(store, "p", marker) == {1024}
