@@ -10,6 +10,9 @@ Kinds, each at most once per run and subject:
 * ``drift``: a validated batch has a feature whose PSI is above the validation's threshold;
 * ``scoring_errors``: a batch finished with more than ``error_rate_alert`` of its scored rows
   (``ok`` + ``error``) in ``error``;
+* ``unreadable_document``: a batch's ``outcome.json`` or ``summary.json`` the alerts could not read (the store
+  refused or did not answer, the JSON is damaged), so its drift or scoring-error alert could not be decided; one per
+  document, naming its key and the error (the night's other alerts go out all the same);
 * ``unusable_incoming``: ``incoming`` itself cannot be listed (a symbolic link, a file), so no night finds a batch
   (raised by every run until it is a folder);
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
@@ -33,8 +36,8 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import FORMAT_VERSION, check_format_version, read_outcome
-from crack_model.core.errors import CrackModelError
+from crack_model.core.documents import FORMAT_VERSION, check_format_version
+from crack_model.core.errors import CrackModelError, described
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.uploads import unusable_batch_folders, uploads_outside_batches
@@ -45,13 +48,14 @@ log = logging.getLogger(__name__)
 BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"
 SCORING_ERRORS = "scoring_errors"
+UNREADABLE_DOCUMENT = "unreadable_document"
 UNUSABLE_INCOMING = "unusable_incoming"
 UNUSABLE_BATCH_FOLDER = "unusable_batch_folder"
 UPLOAD_OUTSIDE_BATCH = "upload_outside_batch"
 CANDIDATE_REJECTED = "candidate_rejected"
 KINDS = (
-    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNUSABLE_INCOMING, UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH,
-    CANDIDATE_REJECTED,
+    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNREADABLE_DOCUMENT, UNUSABLE_INCOMING, UNUSABLE_BATCH_FOLDER,
+    UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
 )  # fmt: skip
 DEFAULT_ERROR_RATE_ALERT = 0.05
 MAX_REASONS = 10
@@ -216,15 +220,23 @@ def run_alerts(
     error_rate_alert: float = DEFAULT_ERROR_RATE_ALERT,
 ) -> list[Alert]:
     """``nightly_alerts`` with the outcomes (and, if not given, the finished batches' summaries) read from the store,
-    then one alert if ``incoming`` itself cannot be listed (``folder_problem``), per folder under ``incoming/`` that
-    no night scores (``unusable_batch_folders``) and per upload in no batch folder (``uploads_outside_batches``)."""
+    then one alert per batch document that could not be read (``unreadable_document``), one if ``incoming`` itself
+    cannot be listed (``folder_problem``), per folder under ``incoming/`` that no night scores
+    (``unusable_batch_folders``) and per upload in no batch folder (``uploads_outside_batches``)."""
     opened = open_store(store)
-    batch_ids = sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []})
-    outcomes = {batch_id: outcome for batch_id in batch_ids if (outcome := read_outcome(opened, batch_id))}
+    unreadable: list[Alert] = []
+    outcomes = {}
+    for batch_id in sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []}):
+        key = layout.validation_key(batch_id, layout.OUTCOME)
+        if (outcome := _read_guarded(opened, batch_id, key, unreadable)) is not None:
+            outcomes[batch_id] = outcome
     if batch_summaries is None:
-        keys = [layout.results_key(batch_id, layout.SUMMARY) for batch_id in run_summary.get("batches_scored") or []]
-        batch_summaries = [json.loads(opened.read(key)) for key in keys if opened.exists(key)]
-    alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert)
+        batch_summaries = []
+        for batch_id in map(str, run_summary.get("batches_scored") or []):
+            key = layout.results_key(batch_id, layout.SUMMARY)
+            if (summary := _read_guarded(opened, batch_id, key, unreadable)) is not None:
+                batch_summaries.append({"batch_id": batch_id, **summary})  # the key says whose it is
+    alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert) + unreadable
     try:
         incoming = folder_problem(opened, layout.INCOMING)
         unusable = unusable_batch_folders(opened)
@@ -235,6 +247,31 @@ def run_alerts(
     alerts += [_unusable_incoming(incoming)] if incoming else []
     alerts += [_unusable_folder(name, reason) for name, reason in unusable.items()]
     return alerts + ([_outside_batches(outside)] if outside else [])
+
+
+def _read_guarded(store: ObjectStore, batch_id: str, key: str, unreadable: list[Alert]) -> dict[str, Any] | None:
+    """The JSON object at ``key`` (one of the batch's documents), None if there is none; one that cannot be read adds
+    an ``unreadable_document`` alert to ``unreadable`` instead of raising: a 503 on one batch's ``outcome.json`` held
+    back every alert of the night, on every retry, and the error named neither the batch nor the key."""
+    try:
+        if not store.exists(key):
+            return None
+        document = json.loads(store.read(key))
+        if not isinstance(document, dict):
+            raise CrackModelError(f"{store.url(key)} is not a JSON object")
+        return document
+    except Exception as error:  # whatever stops this batch's document must not stop the other batches' alerts
+        log.exception("could not read %s for the alerts of batch %s", store.url(key), batch_id)
+        unreadable.append(_unreadable_document(batch_id, key, store.url(key), error))
+        return None
+
+
+def _unreadable_document(batch_id: str, key: str, url: str, error: BaseException) -> Alert:
+    what = "drift" if key.endswith(layout.OUTCOME) else "scoring-error"
+    title = (f"batch {batch_id}: could not read {url} ({described(error)}), so its {what} alert was not decided; "
+             "check the store's answer for that key (access, availability) or mend the document")  # fmt: skip
+    details = {"batch_id": batch_id, "key": key, "url": url, "error": described(error)}
+    return Alert(UNREADABLE_DOCUMENT, key, title, details)
 
 
 def _unusable_incoming(reason: str) -> Alert:

@@ -16,6 +16,7 @@ from crack_model.pipelines.alerts import (
     CANDIDATE_REJECTED,
     DRIFT,
     SCORING_ERRORS,
+    UNREADABLE_DOCUMENT,
     UNUSABLE_BATCH_FOLDER,
     UNUSABLE_INCOMING,
     UPLOAD_OUTSIDE_BATCH,
@@ -134,6 +135,49 @@ def test_an_incoming_that_is_a_symbolic_link_raises_an_alert_every_run(tmp_path,
     assert unusable.subject == "incoming/" and unusable.title.startswith("no night finds a batch under incoming/: ")
     assert "is a symbolic link" in unusable.details["reason"]
     assert [alert.kind for alert in alerts[:-1]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
+
+
+class _UnansweringStore(LocalStore):
+    """A local store that answers 503 for some keys, as S3 does during a fault on one prefix."""
+
+    def __init__(self, root, unanswered: set[str]) -> None:
+        super().__init__(root)
+        self.unanswered = unanswered
+
+    def _refuse(self, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        if key in self.unanswered:
+            answer = {"Error": {"Code": "ServiceUnavailable"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+            raise ClientError(answer, "HeadObject")
+
+    def exists(self, key: str) -> bool:
+        self._refuse(key)
+        return super().exists(key)
+
+
+def test_one_batchs_unreadable_document_is_an_alert_of_its_own_not_the_end_of_every_alert(tmp_path, night):
+    """A 503 on one summary.json, or a damaged outcome.json, raised out of run_alerts: no alert of the night went
+    out, on every retry, and the error named neither batch nor key. The others' alerts still go out."""
+    store, run_summary, _ = night
+    store.write(layout.validation_key("site-b", layout.OUTCOME), b'{"outcome": "pass')
+    faulty = _UnansweringStore(store.root, {layout.results_key("released", layout.SUMMARY)})
+
+    alerts = run_alerts(faulty, run_summary, None, error_rate_alert=0.05)
+
+    assert [(alert.kind, alert.subject) for alert in alerts] == [
+        (BATCH_FAILED_VALIDATION, "blank"),
+        (SCORING_ERRORS, "flaky"),
+        (UNREADABLE_DOCUMENT, "validation/site-b/outcome.json"),
+        (UNREADABLE_DOCUMENT, "results/released/summary.json"),
+    ]
+    damaged, unanswered = alerts[2:]
+    assert damaged.details["batch_id"] == "site-b" and "JSONDecodeError" in damaged.details["error"]
+    assert damaged.title.startswith(f"batch site-b: could not read {store.url('validation/site-b/outcome.json')}")
+    assert "ServiceUnavailable" in unanswered.title and "scoring-error alert was not decided" in unanswered.title
+    store.write(layout.validation_key("blank", layout.OUTCOME), b"[]")  # parses, but is no document
+    not_objects, _ = [alert for alert in run_alerts(store, run_summary, None) if alert.kind == UNREADABLE_DOCUMENT]
+    assert not_objects.subject == "validation/blank/outcome.json" and "not a JSON object" in not_objects.title
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):
