@@ -11,7 +11,9 @@ event for the results.
 Re-running a night never duplicates results (a complete batch has `_SUCCESS`; shards resume
 from their parts). A failed shard retries alone. One batch's failure never holds back another:
 planning, merging and the run summary run whatever happened upstream (`all_done`), and the run
-summary (`runs/<run_id>.json`) names each failed batch and the step that stopped it.
+summary (`runs/<run_id>.json`) names each failed batch and the step that stopped it. A batch the store
+keeps failing on while merging is retried; the last try announces the batches merged and leaves that one
+to the next night (the run summary names it, and the run fails).
 
 **Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
 `model` (default `models:/crack@champion`), `runtime` (default: Variable `crack_runtime`, else
@@ -195,7 +197,10 @@ def crack_nightly_scoring() -> None:
         from crack_model.pipelines.nightly import finalize_batches as finalize
 
         store = run_store(params)
-        summaries = finalize(store, list(reports or []))
+        # The last try does not raise for a batch the store kept failing on: a failed task emits no Asset event, and
+        # the batches it did merge were never announced (complete, no later night finds them). The run summary
+        # names that batch, publish_run_summary fails the run, and the next night merges it.
+        summaries = finalize(store, list(reports or []), retry_unanswered=not last_try())
         # Every batch failed validation, no shard finished, or every batch was complete before: nothing new to
         # announce (publish_run_summary reads the stored summaries of complete batches itself).
         merged = sorted(set(batches_merged(list(reports or []))) & {summary["batch_id"] for summary in summaries})

@@ -141,8 +141,15 @@ def score_work_item(
     }
 
 
-def finalize_batches(store: StoreLike, shard_reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Merge the shards of every batch scored in this run (idempotent); return their summaries."""
+def finalize_batches(
+    store: StoreLike, shard_reports: list[dict[str, Any]], *, retry_unanswered: bool = True
+) -> list[dict[str, Any]]:
+    """Merge the shards of every batch scored in this run (idempotent); return their summaries.
+
+    ``retry_unanswered``: a batch the store did not answer for is raised after the others are merged, for a retry
+    (False, the last try: it is only logged, like a batch that cannot finish, and the merged batches' summaries are
+    returned, so their results are announced; the run summary names it, and the next night merges it).
+    """
     store = open_store(store)
     by_batch: dict[str, list[dict[str, Any]]] = {}
     for report in shard_reports:
@@ -155,7 +162,8 @@ def finalize_batches(store: StoreLike, shard_reports: list[dict[str, Any]]) -> l
             summaries.append(_finalize_one(store, batch_id, reports))
         except Exception as error:  # this batch cannot finish tonight (the run summary names it), unless...
             log.error("batch %s not finalized: %s: %s", batch_id, type(error).__name__, error)
-            if store_did_not_answer(error):  # ...the store did not answer: raised after the others, and retried
+            # ...the store did not answer: raised after the others, and retried (but not from the last try)
+            if retry_unanswered and store_did_not_answer(error):
                 unanswered = unanswered or error
     if unanswered is not None:
         raise unanswered  # a retry merges again: batches finished already are merged to the same files

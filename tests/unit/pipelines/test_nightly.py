@@ -206,6 +206,26 @@ def test_finalizing_retries_a_store_that_did_not_answer_but_not_a_batch_that_can
     assert nightly.finalize_batches(LocalStore(tmp_path), reports) == [{"batch_id": b} for b in "abcde"]
 
 
+def test_the_last_try_of_finalizing_returns_the_batches_it_merged_despite_a_store_that_did_not_answer(
+    tmp_path, monkeypatch
+):
+    """A lasting 503 on one batch's summary.json failed every try after merging the others: the task never returned,
+    so the batches it merged were never announced. The last try logs that batch and returns the others."""
+    from crack_model.pipelines import nightly
+
+    def finalize_one(store, batch_id, reports):
+        if batch_id == "c":
+            raise ConnectionError("the store did not answer for results/c/summary.json")
+        return {"batch_id": batch_id}
+
+    monkeypatch.setattr(nightly, "_finalize_one", finalize_one)
+    reports = [{"batch_id": batch_id, "shard": "0/1"} for batch_id in ("a", "c", "d")]
+    with pytest.raises(ConnectionError):
+        nightly.finalize_batches(LocalStore(tmp_path), reports)
+    merged = nightly.finalize_batches(LocalStore(tmp_path), reports, retry_unanswered=False)
+    assert merged == [{"batch_id": "a"}, {"batch_id": "d"}]
+
+
 def test_batches_that_failed_validation_before_do_not_hold_new_ones_back(tmp_path):
     """Failed batches stay new night after night; past the limit, those never validated are taken first."""
     store = uploads(LocalStore(tmp_path), {"2026-01-01": 1, "2026-01-02": 1, "2026-03-01": 1, "2026-03-02": 1})
