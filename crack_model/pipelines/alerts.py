@@ -11,8 +11,9 @@ Kinds, each at most once per run and subject:
 * ``scoring_errors``: a batch finished with more than ``error_rate_alert`` of its scored rows
   (``ok`` + ``error``) in ``error``;
 * ``unreadable_document``: a batch's ``outcome.json`` or ``summary.json`` the alerts could not read (the store
-  refused or did not answer, the JSON is damaged), so its drift or scoring-error alert could not be decided; one per
-  document, naming its key and the error (the night's other alerts go out all the same);
+  refused or did not answer, the JSON is damaged), so its drift or scoring-error alert could not be decided, or its
+  ``_SUCCESS``, so no night picks it up (raised by every run until it can be read); one per document, naming its key
+  and the error (the night's other alerts go out all the same);
 * ``unusable_incoming``: ``incoming`` itself cannot be listed (a symbolic link, a file), so no night finds a batch
   (raised by every run until it is a folder);
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
@@ -41,6 +42,7 @@ from crack_model.core.errors import CrackModelError, described
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.uploads import unusable_batch_folders, uploads_outside_batches
+from crack_model.pipelines.batch_states import UnreadableState, unreadable_batch_states
 from crack_model.pipelines.stores import StoreLike
 
 log = logging.getLogger(__name__)
@@ -241,9 +243,13 @@ def run_alerts(
         incoming = folder_problem(opened, layout.INCOMING)
         unusable = unusable_batch_folders(opened)
         outside = uploads_outside_batches(opened)
+        states = unreadable_batch_states(
+            opened, [name for name in opened.folders(layout.INCOMING) if name not in unusable]
+        )
     except Exception:  # a listing that fails must not hold back the night's own alerts
-        log.exception("could not list incoming/ for unusable batch folders and uploads in none")
+        log.exception("could not list incoming/ for unusable batch folders, uploads in none, unreadable states")
         return alerts
+    alerts += [_unreadable_state(state) for state in states]
     alerts += [_unusable_incoming(incoming)] if incoming else []
     alerts += [_unusable_folder(name, reason) for name, reason in unusable.items()]
     return alerts + ([_outside_batches(outside)] if outside else [])
@@ -272,6 +278,11 @@ def _unreadable_document(batch_id: str, key: str, url: str, error: BaseException
              "check the store's answer for that key (access, availability) or mend the document")  # fmt: skip
     details = {"batch_id": batch_id, "key": key, "url": url, "error": described(error)}
     return Alert(UNREADABLE_DOCUMENT, key, title, details)
+
+
+def _unreadable_state(state: UnreadableState) -> Alert:
+    details = {"batch_id": state.batch_id, "key": state.key, "url": state.url, "error": state.error}
+    return Alert(UNREADABLE_DOCUMENT, state.key, str(state), details)
 
 
 def _unusable_incoming(reason: str) -> Alert:

@@ -13,12 +13,13 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, read_success_marker
+from crack_model.core.documents import BatchSummary, RunSummary, objects_scored
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
+from crack_model.pipelines.batch_states import new_batches, validated_before
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.profile import ProfileConfig
@@ -44,22 +45,15 @@ def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]
     unusable = unusable_batch_folders(store)
     for name, reason in unusable.items():
         log.warning("ignoring folder incoming/%s: %s", name, reason)  # and the run's alerts name it
-    batch_ids = [name for name in store.folders(layout.INCOMING) if name not in unusable]
-    new = [batch_id for batch_id in batch_ids if _is_new(store, batch_id)]
+    # A batch whose state cannot be read is left out with an error naming it (batch_states), not every batch.
+    new, _ = new_batches(store, [name for name in store.folders(layout.INCOMING) if name not in unusable])
     if not limit or len(new) <= limit:
         return new
-    seen = {batch_id for batch_id in new if store.exists(layout.validation_key(batch_id, layout.OUTCOME))}
+    seen, unreadable = validated_before(store, new)
+    left_out = {state.batch_id for state in unreadable}
+    new = [batch_id for batch_id in new if batch_id not in left_out]
     chosen = set(sorted(new, key=lambda batch_id: batch_id in seen)[:limit])  # stable: name order within each
     return [batch_id for batch_id in new if batch_id in chosen]
-
-
-def _is_new(store: ObjectStore, batch_id: str) -> bool:
-    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation or were replaced
-    after it (``changed``): the batch is validated again, and those are scored."""
-    marker = read_success_marker(store, batch_id)
-    if marker is None:
-        return True
-    return marker.summary is not None and marker.summary.awaits_revalidation
 
 
 def check_requested_batches(store: StoreLike, batch_ids: list[str], release_batches: list[str]) -> None:
@@ -309,7 +303,8 @@ def _earlier_try(store: ObjectStore, run_id: str) -> RunSummary | None:
 def _completed_summaries(store: ObjectStore, batch_ids: set[str]) -> list[dict[str, Any]]:
     """The stored summaries of those batches that are complete (``_SUCCESS`` without late uploads)."""
     found = []
-    for batch_id in sorted(batch_id for batch_id in batch_ids if not _is_new(store, batch_id)):
+    new, unreadable = new_batches(store, sorted(batch_ids))  # an unreadable _SUCCESS: not known to be complete
+    for batch_id in sorted(batch_ids - set(new) - {state.batch_id for state in unreadable}):
         summary = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
         if summary is not None:
             found.append(summary.as_dict())

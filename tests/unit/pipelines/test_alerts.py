@@ -28,6 +28,7 @@ from crack_model.pipelines.alerts import (
 )
 from crack_model.pipelines.nightly import publish_run_summary
 from crack_model.quality.outcome import ValidationOutcome
+from tests.unit.pipelines.refusing_store import DENIED, RefusingStore
 
 RUN = "scheduled__2026-11-24T02:00:00+00:00"
 
@@ -137,31 +138,12 @@ def test_an_incoming_that_is_a_symbolic_link_raises_an_alert_every_run(tmp_path,
     assert [alert.kind for alert in alerts[:-1]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
 
 
-class _UnansweringStore(LocalStore):
-    """A local store that answers 503 for some keys, as S3 does during a fault on one prefix."""
-
-    def __init__(self, root, unanswered: set[str]) -> None:
-        super().__init__(root)
-        self.unanswered = unanswered
-
-    def _refuse(self, key: str) -> None:
-        from botocore.exceptions import ClientError
-
-        if key in self.unanswered:
-            answer = {"Error": {"Code": "ServiceUnavailable"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
-            raise ClientError(answer, "HeadObject")
-
-    def exists(self, key: str) -> bool:
-        self._refuse(key)
-        return super().exists(key)
-
-
 def test_one_batchs_unreadable_document_is_an_alert_of_its_own_not_the_end_of_every_alert(tmp_path, night):
     """A 503 on one summary.json, or a damaged outcome.json, raised out of run_alerts: no alert of the night went
     out, on every retry, and the error named neither batch nor key. The others' alerts still go out."""
     store, run_summary, _ = night
     store.write(layout.validation_key("site-b", layout.OUTCOME), b'{"outcome": "pass')
-    faulty = _UnansweringStore(store.root, {layout.results_key("released", layout.SUMMARY)})
+    faulty = RefusingStore(store.root, {layout.results_key("released", layout.SUMMARY)})
 
     alerts = run_alerts(faulty, run_summary, None, error_rate_alert=0.05)
 
@@ -178,6 +160,24 @@ def test_one_batchs_unreadable_document_is_an_alert_of_its_own_not_the_end_of_ev
     store.write(layout.validation_key("blank", layout.OUTCOME), b"[]")  # parses, but is no document
     not_objects, _ = [alert for alert in run_alerts(store, run_summary, None) if alert.kind == UNREADABLE_DOCUMENT]
     assert not_objects.subject == "validation/blank/outcome.json" and "not a JSON object" in not_objects.title
+
+
+def test_a_batch_whose_success_marker_cannot_be_read_is_named_every_run(night):
+    """The sensor leaves such a batch out, night after night: the run's alerts name the batch, the key and the error."""
+    store, run_summary, summaries = night
+    store.write("incoming/site-c/photo.jpg", b"x")
+    store.write("incoming/site-d/photo.jpg", b"x")
+    denied = RefusingStore(store.root, {layout.results_key("site-c", layout.SUCCESS)}, DENIED)
+
+    alerts = run_alerts(denied, run_summary, summaries, error_rate_alert=0.05)
+
+    [unreadable] = [alert for alert in alerts if alert.kind == UNREADABLE_DOCUMENT]
+    assert unreadable.subject == "results/site-c/_SUCCESS" and unreadable.details["batch_id"] == "site-c"
+    assert unreadable.title.startswith(
+        f"batch site-c is left out tonight: could not read {store.url('results/site-c/_SUCCESS')}"
+    )
+    assert "AccessDenied" in unreadable.title and "bucket policy" in unreadable.title
+    assert [alert.kind for alert in alerts[:3]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):

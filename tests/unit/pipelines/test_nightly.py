@@ -9,6 +9,7 @@ from crack_model.core.documents import BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.nightly import batches_to_score, find_new_batches, plan_shards, publish_run_summary
+from tests.unit.pipelines.refusing_store import DENIED, RefusingStore
 
 
 def uploads(store: LocalStore, counts: dict[str, int]) -> LocalStore:
@@ -235,6 +236,43 @@ def test_batches_that_failed_validation_before_do_not_hold_new_ones_back(tmp_pat
     assert find_new_batches(store, limit=2) == ["2026-03-01", "2026-03-02"]
     assert find_new_batches(store, limit=3) == ["2026-01-01", "2026-03-01", "2026-03-02"]
     assert find_new_batches(store) == ["2026-01-01", "2026-01-02", "2026-03-01", "2026-03-02"]
+
+
+def test_a_batch_whose_state_cannot_be_read_is_left_out_with_an_error_and_the_others_found(tmp_path, caplog):
+    """A bucket policy denying results/b/ (403 on the HEAD of its _SUCCESS) raised out of the sensor: no batch was
+    scored that night, and the log named neither batch nor key. Beyond the limit, the same for its outcome.json."""
+    uploads(LocalStore(tmp_path), {"a": 1, "b": 1, "c": 1, "d": 1})
+    denied = RefusingStore(tmp_path, {layout.results_key("b", layout.SUCCESS)}, DENIED)
+
+    assert find_new_batches(denied) == ["a", "c", "d"]
+    assert (
+        f"batch b is left out tonight: could not read {denied.url('results/b/_SUCCESS')} (ClientError: " in caplog.text
+    )
+    assert "AccessDenied" in caplog.text
+    denied.refused = {layout.validation_key("c", layout.OUTCOME)}
+    assert find_new_batches(denied, limit=2) == ["a", "b"]
+    assert find_new_batches(denied, limit=3) == ["a", "b", "d"]
+    assert f"could not read {denied.url('validation/c/outcome.json')}" in caplog.text
+
+
+def test_a_run_summary_is_written_when_a_batch_state_cannot_be_read(tmp_path):
+    """publish_run_summary looks for batches merged before finalizing failed: one unreadable _SUCCESS raised, and
+    the night had no summary. That batch stays unfinished; the others are counted."""
+    store = LocalStore(tmp_path)
+    merged = BatchSummary(
+        batch_id="merged", model_version="V1", runtime="keras", threshold=0.5, objects=3, status_counts={"ok": 3},
+        label_counts={}, crack_class="Positive", cracks=1, crack_rate=1 / 3, shards=1, scoring_seconds=1.0,
+        throughput_images_per_second=3.0, finished_at="2026-11-24T03:00:00Z",
+    )  # fmt: skip
+    for batch_id in ("merged", "denied"):
+        for name in (layout.SUMMARY, layout.SUCCESS):
+            merged.write(store, layout.results_key(batch_id, name))
+    denied = RefusingStore(tmp_path, {layout.results_key("denied", layout.SUCCESS)}, DENIED)
+    validations = [{"batch_id": b, "outcome": "passed", "reasons": []} for b in ("merged", "denied")]
+
+    summary = publish_run_summary(denied, "manual__1", validations, [], batch_ids=["merged", "denied"])
+
+    assert summary["batches_scored"] == ["merged"] and summary["incomplete_batches"] == ["denied"]
 
 
 def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):

@@ -1,0 +1,79 @@
+"""Which batches under ``incoming/`` a night picks up, read batch by batch.
+
+A batch whose state cannot be read (a bucket policy that denies ``results/<batch>/``, a store that keeps
+answering 503 for its ``_SUCCESS``) is set aside with the key and the error: it used to raise out of the
+sensor, so no batch was scored that night and the log named neither the batch nor the key. The sensor leaves
+it out with an error; the run's alerts name it (``unreadable_batch_states``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crack_model.core import layout
+from crack_model.core.documents import read_success_marker
+from crack_model.core.errors import described
+from crack_model.core.object_keys import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnreadableState:
+    """A batch left out of tonight's night: ``key`` could not be read, with ``error``."""
+
+    batch_id: str
+    key: str
+    url: str
+    error: str
+
+    def __str__(self) -> str:
+        return (f"batch {self.batch_id} is left out tonight: could not read {self.url} ({self.error}); check that "
+                "the store's credentials and bucket policy allow reading it and that the store answers")  # fmt: skip
+
+
+def new_batches(store: ObjectStore, batch_ids: Iterable[str]) -> tuple[list[str], list[UnreadableState]]:
+    """The batches of ``batch_ids`` a night scores (``is_new``), and those whose ``_SUCCESS`` cannot be read."""
+    new, unreadable = [], []
+    for batch_id in batch_ids:
+        try:
+            if is_new(store, batch_id):
+                new.append(batch_id)
+        except Exception as error:  # whatever stops this batch's state must not stop the other batches' night
+            unreadable.append(_unreadable(store, batch_id, layout.results_key(batch_id, layout.SUCCESS), error))
+    return new, unreadable
+
+
+def validated_before(store: ObjectStore, batch_ids: Iterable[str]) -> tuple[set[str], list[UnreadableState]]:
+    """The batches of ``batch_ids`` with an ``outcome.json``, and those whose ``outcome.json`` cannot be read."""
+    seen, unreadable = set(), []
+    for batch_id in batch_ids:
+        key = layout.validation_key(batch_id, layout.OUTCOME)
+        try:
+            if store.exists(key):
+                seen.add(batch_id)
+        except Exception as error:  # as in new_batches
+            unreadable.append(_unreadable(store, batch_id, key, error))
+    return seen, unreadable
+
+
+def unreadable_batch_states(store: ObjectStore, batch_ids: Iterable[str]) -> list[UnreadableState]:
+    """The batches of ``batch_ids`` whose ``_SUCCESS`` cannot be read: no night picks them up until it can."""
+    return new_batches(store, batch_ids)[1]
+
+
+def is_new(store: ObjectStore, batch_id: str) -> bool:
+    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation or were replaced
+    after it (``changed``): the batch is validated again, and those are scored."""
+    marker = read_success_marker(store, batch_id)
+    if marker is None:
+        return True
+    return marker.summary is not None and marker.summary.awaits_revalidation
+
+
+def _unreadable(store: ObjectStore, batch_id: str, key: str, error: Exception) -> UnreadableState:
+    state = UnreadableState(batch_id, key, store.url(key), described(error))
+    log.error("%s", state)
+    return state
