@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from crack_model.core.errors import CrackModelError
+from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import (
     MULTIPART_THRESHOLD,
     TEMP_MARKER,
@@ -200,17 +200,24 @@ class S3Store:
         return self.head(key) is not None
 
     def write(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        from botocore.exceptions import ClientError
+
         validate_key(key)  # strictly: no trailing '/', no '..' (``_key`` also serves folder URLs)
         extra = {"ContentType": content_type} if content_type else {}
-        if len(data) >= MULTIPART_THRESHOLD:
-            import io
+        try:
+            if len(data) >= MULTIPART_THRESHOLD:  # boto3 names the key itself when a part is refused
+                import io
 
-            from boto3.s3.transfer import TransferConfig
+                from boto3.s3.transfer import TransferConfig
 
-            transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
-            self.client.upload_fileobj(io.BytesIO(data), self.bucket, self._key(key), ExtraArgs=extra, Config=transfer)
-        else:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+                transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
+                self.client.upload_fileobj(
+                    io.BytesIO(data), self.bucket, self._key(key), ExtraArgs=extra, Config=transfer
+                )
+            else:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+        except ClientError as error:
+            raise _named_write_error(error, self.url(key)) from None
 
     def write_if_match(self, key: str, data: bytes, etag: str | None) -> None:
         """Conditional PUT: If-Match the ETag read before, or If-None-Match for a new object."""
@@ -224,7 +231,7 @@ class S3Store:
             code = error.response.get("Error", {}).get("Code")
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise PreconditionFailedError(f"{self.url(key)} changed since it was read") from None
-            raise
+            raise _named_write_error(error, self.url(key)) from None
 
     def delete(self, key: str) -> None:
         """Remove one object (bookkeeping only: uploads and quarantine are never deleted)."""
@@ -244,3 +251,16 @@ class S3Store:
 
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
         self.client.upload_file(str(path), self.bucket, self._key(key), Config=transfer)
+
+
+def _named_write_error(error: Any, url: str) -> Any:
+    """A ClientError of a write, with a message that names the object and what to do (S3's names neither: "Access
+    Denied" alone). Same class, code and status: callers tell a refusal from a store that did not answer by them
+    (``errors.store_did_not_answer``), and a retry is still the remedy for the latter."""
+    if store_did_not_answer(error):
+        advice = "the store did not answer; a later try writes it again"
+    else:
+        advice = "check that the bucket policy and the credentials allow s3:PutObject there"
+    detail = error.response.get("Error", {})
+    message = f"{detail.get('Message') or detail.get('Code') or 'refused'} (writing {url}: {advice})"
+    return type(error)({**error.response, "Error": {**detail, "Message": message}}, error.operation_name)

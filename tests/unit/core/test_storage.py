@@ -217,6 +217,36 @@ def test_a_stalled_answer_is_given_up_on_as_the_store_not_answering(monkeypatch)
     assert type(stalled.value).__name__ == "ReadTimeoutError" and store_did_not_answer(stalled.value)
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "unanswered", "advice"),
+    [
+        ("AccessDenied", 403, False, "check that the bucket policy and the credentials allow s3:PutObject there"),
+        ("SlowDown", 503, True, "the store did not answer; a later try writes it again"),
+    ],
+)
+def test_a_write_s3_refuses_names_the_object_and_keeps_its_code(code, status, unanswered, advice):
+    """S3 said "Access Denied" and nothing of the key (the local store names its path). The error keeps its class,
+    code and status: whether a retry can help is read from them."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from botocore.stub import Stubber
+
+    from crack_model.core.errors import store_did_not_answer
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    store = S3Store("bucket", "site", client=client)
+    with Stubber(client) as stubber:
+        for _ in ("write", "write_if_match"):
+            stubber.add_client_error("put_object", code, "Access Denied" if status == 403 else "Slow down", status)
+        for write in (lambda: store.write("results/b/summary.json", b"{}"),
+                      lambda: store.write_if_match("results/b/summary.json", b"{}", None)):  # fmt: skip
+            with pytest.raises(ClientError) as refused:
+                write()
+            assert f"(writing s3://bucket/site/results/b/summary.json: {advice})" in str(refused.value)
+            assert refused.value.response["Error"]["Code"] == code
+            assert store_did_not_answer(refused.value) is unanswered
+
+
 def test_a_key_is_measured_as_given_not_as_its_composed_form():
     """200 x U+0958 is 600 UTF-8 bytes and grows to 1,200 in NFC: S3 served it, and it was refused as over 1,024."""
     key = "incoming/b/" + "\u0958" * 200 + ".jpg"
