@@ -145,7 +145,27 @@ class BatchSummary(StoredDocument):
     def awaits_revalidation(self) -> bool:
         """Uploads came after validation or were replaced after it (``changed``): the batch is validated and
         scored again, and is not complete until a run settles them."""
-        return (self.late_objects or 0) > 0 or (self.status_counts or {}).get("changed", 0) > 0
+        return bool(unsettled_objects(self.as_dict()))
+
+
+# Row statuses of uploads tonight's scoring could not settle: the next night validates the batch again and scores them.
+UNSETTLED_STATUSES = ("changed",)
+
+
+def unsettled_objects(summary: Mapping[str, Any]) -> dict[str, int]:
+    """What brings a merged batch back the next night, by kind (``late``, or a row status), only those counted."""
+    counts = summary.get("status_counts") or {}  # null in a hand-edited summary: none counted
+    found = {"late": summary.get("late_objects"), **{status: counts.get(status) for status in UNSETTLED_STATUSES}}
+    return {kind: int(count) for kind, count in found.items() if count}
+
+
+def unsettled_reason(summary: Mapping[str, Any]) -> str | None:
+    """Why the batch is validated and scored again the next night, in words (None: it is settled)."""
+    unsettled = unsettled_objects(summary)
+    if not unsettled:
+        return None
+    counted = ", ".join(f"{count} {kind}" for kind, count in unsettled.items())
+    return f"uploads not settled ({counted}): the next night validates the batch again and scores them"
 
 
 def objects_scored(status_counts: Mapping[str, int]) -> int:
@@ -208,6 +228,8 @@ class RunSummary(StoredDocument):
     failed_batches: dict[str, str] = field(default_factory=dict)
     # The failed batches whose step did not finish (a task failed), as opposed to a batch that failed its checks.
     incomplete_batches: list[str] = field(default_factory=list)
+    # Batches merged tonight that the next night validates and scores again (late, replaced or gone uploads), with why.
+    batches_reopened: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import BatchSummary, RunSummary, objects_scored
+from crack_model.core.documents import (
+    BatchSummary,
+    RunSummary,
+    objects_scored,
+    unsettled_reason,
+)
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
@@ -279,6 +284,7 @@ def publish_run_summary(
         batches_released=sorted(set(released or ()) & validated),
         failed_batches=dict(sorted(failed.items())),
         incomplete_batches=sorted(incomplete),
+        batches_reopened={s["batch_id"]: why for s in summaries if (why := unsettled_reason(s))},
     )
     summary.write(store, layout.run_summary_key(run_id))
     log.info(
@@ -287,6 +293,8 @@ def publish_run_summary(
     )  # fmt: skip
     for batch_id, reason in summary.failed_batches.items():
         log.warning("batch %s: %s", batch_id, reason)
+    for batch_id, reason in summary.batches_reopened.items():
+        log.info("batch %s: %s", batch_id, reason)
     return summary.as_dict()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import FORMAT_VERSION
+from crack_model.core.documents import FORMAT_VERSION, unsettled_objects
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, join_key
 from crack_model.core.storage import open_store
@@ -137,9 +137,7 @@ def batch_row(reader: StoreReader, batch_id: str, overlays: int) -> dict[str, An
     psi = drift.get("psi") or {}
 
     # Uploads after validation or replaced since: the workflow validates and scores it again (awaits_revalidation).
-    unsettled = int((summary or {}).get("late_objects") or 0) + int(
-        ((summary or {}).get("status_counts") or {}).get("changed") or 0
-    )
+    unsettled = unsettled_objects(summary or {})
     if complete and not unsettled:
         state = "scored"
     elif outcome is not None and outcome.get("outcome") == "failed":

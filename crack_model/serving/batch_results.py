@@ -4,7 +4,8 @@
 Parts are only ever added to. An upload scored again (its bytes changed and the batch was validated
 again, or it could not be read last time) gets a row in a later part, and the later row wins. A
 row stands only while it scored the bytes of the latest validation; an upload validation now holds
-back gets its quarantine row, and one no longer in the validated manifest (deleted) gets none.
+back gets its quarantine row, and one no longer in the validated manifest (deleted) gets none. One the
+listing shows written again since validation is ``changed`` at the merge, whatever its shard scored.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from crack_model.core.clock import utc_now
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.documents import BatchSummary, ShardStats, quarantined_objects
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectStore
+from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import listed_spelling, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES
-from crack_model.core.uploads import ManifestEntry, list_uploads, manifest_digest, read_manifest
+from crack_model.core.uploads import (
+    ManifestEntry,
+    ObjectChangedError,
+    list_uploads,
+    manifest_digest,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +136,9 @@ def finalize_batch(
     stamp = utc_now()
     for item in held_back:
         rows[item["key"]] = quarantined_row(item, model_version, stamp)
+    uploads = list_uploads(store, batch_id)  # the one listing of the merge: rewritten uploads, and late ones
+    if manifest is not None:
+        _withhold_rewritten(rows, manifest, uploads, stamp)
     ordered = [rows[key] for key in sorted(rows)]
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows_to_csv(ordered), content_type="text/csv")
     _drop_overlays_of_unscored(store, batch_id, rows)
@@ -136,9 +146,7 @@ def finalize_batch(
     summary.validated_manifest = validated
     # Uploads no shard saw: after validation, or (a batch scored unvalidated) after the shard that owns them ran.
     seen = manifest if manifest is not None else rows
-    summary.late_objects = sum(
-        1 for info in list_uploads(store, batch_id) if info.key not in seen and info.key not in exclude
-    )
+    summary.late_objects = sum(1 for info in uploads if info.key not in seen and info.key not in exclude)
     summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
     summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
     log.info(
@@ -156,6 +164,31 @@ def _refuse_mixed_tile_budgets(batch_id: str, shards: list[layout.Shard], stats:
         msg = (f"the shards of batch {batch_id} were scored with different tile budgets ({used}): score them with "
                "one --max-tiles")  # fmt: skip
         raise ShardsIncompleteError(msg, blocked=True)
+
+
+def _withhold_rewritten(
+    rows: dict[str, dict[str, str]], manifest: dict[str, ManifestEntry], uploads: Iterable[ObjectInfo], stamp: str
+) -> None:
+    """Uploads the listing shows written again since validation, after their shard scored them (another shard
+    still running): the row is of bytes the store no longer holds. It becomes ``changed``, which brings the
+    batch back the next night to score the new bytes; kept ``ok``, the batch closed on the old photo's score."""
+    for info in uploads:
+        entry, row = manifest.get(info.key), rows.get(info.key)
+        if entry is None or row is None or row["status"] == ObjectChangedError.row_status:
+            continue
+        if entry.relisted(info):
+            rows[info.key] = rewritten_row(row, stamp)
+
+
+def rewritten_row(row: Mapping[str, str], stamp: str) -> dict[str, str]:
+    """The ``changed`` row of an upload written again after it was scored: no score of bytes that are gone."""
+    withheld = dict.fromkeys(RESULT_COLUMNS, "")
+    reason = (f"{row['key']} was written again after validation (after it was scored): its score of the earlier "
+              "bytes is withheld; the next nightly run validates the batch again and scores the new bytes (or run "
+              "validate and score again now)")  # fmt: skip
+    withheld.update({name: row[name] for name in ("key", "threshold", "model_version", "runtime")})
+    withheld.update(status=ObjectChangedError.row_status, error=reason, tile_count="0", scored_at=stamp)
+    return withheld
 
 
 def _refuse_missing_rows(batch_id: str, shards: list[layout.Shard], missing: set[str]) -> None:

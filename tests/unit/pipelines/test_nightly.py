@@ -106,6 +106,22 @@ def test_the_run_summary_names_every_failed_batch_and_why(tmp_path):
     assert stored is not None and stored.failed_batches == summary["failed_batches"]
 
 
+def test_the_run_summary_names_the_batches_the_next_night_scores_again(tmp_path):
+    """A batch merged with uploads late, replaced after validation or gone: the run said only "scored"."""
+    validations = [{"batch_id": batch_id, "outcome": "passed", "reasons": []} for batch_id in ("done", "open")]
+    summaries = [
+        {"batch_id": "done", "status_counts": {"ok": 3}, "late_objects": 0},
+        {"batch_id": "open", "status_counts": {"ok": 2, "changed": 1}, "late_objects": 2},
+    ]
+
+    summary = publish_run_summary(LocalStore(tmp_path), "manual__1", validations, summaries,
+                                  batch_ids=["done", "open"], planned=["done", "open"])  # fmt: skip
+
+    assert summary["batches_scored"] == ["done", "open"] and list(summary["batches_reopened"]) == ["open"]
+    assert "2 late, 1 changed" in summary["batches_reopened"]["open"]
+    assert "next night validates the batch again" in summary["batches_reopened"]["open"]
+
+
 def test_a_night_without_a_pinned_model_blames_the_model_not_validation(tmp_path):
     """resolve_model failed, so no batch was validated: each found batch's reason says so and where to look."""
     summary = publish_run_summary(LocalStore(tmp_path), "manual__1", [], [], batch_ids=["a", "b"], planned=[],

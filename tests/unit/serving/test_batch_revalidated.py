@@ -12,7 +12,7 @@ from crack_model.core.documents import BatchSummary, QuarantineManifest
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.nightly import find_new_batches
 from crack_model.pipelines.overlays import crack_keys, draw_overlays, has_tile_scores
-from crack_model.serving.batch import score_batch
+from crack_model.serving.batch import score_batch, score_shard
 from crack_model.serving.tile_scores import find_tile_scores, tile_score_files
 from tests import imagefiles
 from tests.unit.serving.test_batch import _validate_manifest_of, read_predictions, upload_synth
@@ -85,6 +85,41 @@ def test_an_upload_scored_before_and_replaced_after_the_next_validation_is_chang
     assert row["status"] == "changed" and "changed after validation" in row["error"]
     assert _summary(store)["status_counts"]["changed"] == 1
     assert find_new_batches(store) == ["b1"]  # the next night validates and scores the new bytes
+
+
+def test_an_upload_replaced_after_its_row_was_written_is_changed_at_the_merge(tmp_path, synth_data, model_dir):
+    """Replaced while the other shard still ran: its row (of the old bytes) stood, the batch closed with
+    ``_SUCCESS`` and no night ever scored the new photo. The merge's listing shows the new write: ``changed``,
+    the batch comes back, and the next night scores the new bytes."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    shards = [layout.Shard(index, 2) for index in range(2)]
+    swapped = next(key for key in sorted(_validated_keys(store)) if shards[0].owns(key))
+    score_shard(str(tmp_path), "b1", model_dir, shards[0])
+    replacement = imagefiles.jpeg()
+    store.write(swapped, replacement)  # after its row was written, before the merge
+    score_shard(str(tmp_path), "b1", model_dir, shards[1])
+
+    row = _rows(store)[swapped]
+    assert row["status"] == "changed" and "written again after validation" in row["error"]
+    assert row["label"] == row["crack_probability"] == row["sha256"] == ""
+    assert _summary(store)["status_counts"]["changed"] == 1
+    assert find_new_batches(store) == ["b1"]
+
+    _validate_manifest_of(store)
+    report = score_batch(str(tmp_path), "b1", model_dir, shards=2)
+
+    rows = _rows(store)
+    assert report.finalized and rows[swapped]["sha256"] == hashlib.sha256(replacement).hexdigest()
+    assert rows[swapped]["status"] == "ok" and "changed" not in _summary(store)["status_counts"]
+    assert find_new_batches(store) == []
+
+
+def _validated_keys(store):
+    from crack_model.core.uploads import read_manifest
+
+    return set(read_manifest(store, "b1") or {})
 
 
 def test_a_batch_brought_back_by_a_change_that_undid_itself_settles_and_stops_coming_back(
