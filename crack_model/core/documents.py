@@ -143,13 +143,14 @@ class BatchSummary(StoredDocument):
 
     @property
     def awaits_revalidation(self) -> bool:
-        """Uploads came after validation or were replaced after it (``changed``): the batch is validated and
-        scored again, and is not complete until a run settles them."""
+        """Uploads came after validation, were replaced after it (``changed``) or were gone when scored
+        (``missing``): the batch is validated and scored again, and is not complete until a run settles them. A
+        photo deleted for good reopens it once: that validation no longer lists it, and its row goes."""
         return bool(unsettled_objects(self.as_dict()))
 
 
 # Row statuses of uploads tonight's scoring could not settle: the next night validates the batch again and scores them.
-UNSETTLED_STATUSES = ("changed",)
+UNSETTLED_STATUSES = ("changed", "missing")
 
 
 def unsettled_objects(summary: Mapping[str, Any]) -> dict[str, int]:

@@ -29,6 +29,7 @@ from crack_model.core.object_keys import (
     LONG_NAME_MARKER,
     TEMP_MARKER,
     ObjectInfo,
+    ObjectNotFoundError,
     PreconditionFailedError,
     key_problem,
     read_within,
@@ -294,7 +295,7 @@ class LocalStore:
             os.close(handle)
             what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
             raise CrackModelError(f"{where} is {what}, not an object")
-        raise CrackModelError(f"object not found: {self.url(key)}")
+        raise ObjectNotFoundError(f"object not found: {self.url(key)}")
 
     def _write_at(self, folder: int, name: str, data: bytes) -> None:
         temporary = f"{TEMP_MARKER}{uuid.uuid4().hex}"  # fixed length: fits beside a name of any length

@@ -27,6 +27,10 @@ class PreconditionFailedError(CrackModelError):
     """A conditional write lost the race: the object changed since it was read."""
 
 
+class ObjectNotFoundError(CrackModelError):
+    """A read of a key the store holds no object at (never written, deleted, or moved away)."""
+
+
 class ObjectTooLargeError(CrackModelError):
     """A read with ``max_bytes`` met a larger object, and read none of it (or stopped once it grew past)."""
 

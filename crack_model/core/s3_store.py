@@ -22,6 +22,7 @@ from crack_model.core.object_keys import (
     MULTIPART_THRESHOLD,
     TEMP_MARKER,
     ObjectInfo,
+    ObjectNotFoundError,
     ObjectTooLargeError,
     PreconditionFailedError,
     join_key,
@@ -162,7 +163,7 @@ class S3Store:
                 body.close()
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise CrackModelError(f"object not found: {self.url(key)}") from None
+                raise ObjectNotFoundError(f"object not found: {self.url(key)}") from None
             raise
 
     def head(self, key: str) -> ObjectInfo | None:

@@ -6,8 +6,8 @@ is not a usable key): their listing entry carries a ``problem``, which becomes t
 
 Validation writes ``validation/<batch_id>/manifest.csv`` (key, size, sha256 of every upload it
 profiled, and the listing's version of it: ETag or modification time). Scoring works from it: an upload
-added after validation waits for the next validation, and one whose bytes changed since is not scored
-(``status=changed``).
+added after validation waits for the next validation, one whose bytes changed since is not scored
+(``status=changed``), and one gone since is not either (``status=missing``): the next night scores it if it is back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from crack_model.core import layout
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectInfo, ObjectStore, ObjectTooLargeError
+from crack_model.core.object_keys import ObjectInfo, ObjectNotFoundError, ObjectStore, ObjectTooLargeError
 from crack_model.core.storage import split_uri
 
 MANIFEST_COLUMNS = ("key", "size", "sha256")  # what the digest covers (``manifest_digest``)
@@ -45,6 +45,13 @@ class ObjectChangedError(CrackModelError):
     """The object's bytes differ from what validation saw: it is not scored (``status=changed``)."""
 
     row_status = "changed"
+
+
+class UploadGoneError(CrackModelError):
+    """The upload was validated, and is gone when scoring reads it (deleted, or moved away): not scored
+    (``status=missing``); the next night validates the batch again and scores it if it is back."""
+
+    row_status = "missing"
 
 
 def list_uploads(store: ObjectStore, batch_id: str) -> list[ObjectInfo]:
@@ -173,10 +180,19 @@ def manifest_digest(store: ObjectStore, batch_id: str) -> str | None:
 
 
 def validated_fetch(fetch: Fetch, manifest: dict[str, ManifestEntry]) -> Fetch:
-    """``fetch`` that refuses bytes that differ from what validation saw (``ObjectChangedError``)."""
+    """``fetch`` that refuses bytes that differ from what validation saw (``ObjectChangedError``), and says of an
+    upload gone since that the next night scores it if it is back (``UploadGoneError``)."""
 
     def checked(key: str) -> bytes:
-        data = fetch(key)
+        try:
+            data = fetch(key)
+        except ObjectNotFoundError:  # a folder moved away to be looked at: back by the next night, it is scored then
+            msg = (
+                f"{key} is gone since validation (deleted or moved away before it was scored): not scored; put it "
+                "back under the same name, or upload it again, before the next nightly run, which validates the "
+                "batch again and scores it (one not back by then is no longer part of the batch: its row goes)"
+            )
+            raise UploadGoneError(msg) from None
         entry = manifest.get(key)
         if entry is not None and entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
             msg = (

@@ -116,6 +116,48 @@ def test_an_upload_replaced_after_its_row_was_written_is_changed_at_the_merge(tm
     assert find_new_batches(store) == []
 
 
+def test_an_upload_gone_when_scored_reopens_the_batch_and_is_scored_once_it_is_back(tmp_path, synth_data, model_dir):
+    """Moved away between validation and scoring and back after the night: an "object not found" error row, and
+    the batch closed for good. It is ``missing``, says what to do, and the next night scores it."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    moved = "incoming/b1/negative/synth_00000.jpg"
+    photo = store.read(moved)
+    store.delete(moved)
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    row = _rows(store)[moved]
+    assert row["status"] == "missing" and "gone since validation" in row["error"]
+    assert "put it back under the same name" in row["error"] and "next nightly run" in row["error"]
+    assert find_new_batches(store) == ["b1"]
+
+    store.write(moved, photo)
+    _validate_manifest_of(store)
+    report = score_batch(str(tmp_path), "b1", model_dir)
+
+    assert report.images == 1 and _rows(store)[moved]["status"] == "ok"
+    assert find_new_batches(store) == []
+
+
+def test_an_upload_deleted_for_good_reopens_the_batch_once_not_every_night(tmp_path, synth_data, model_dir):
+    """The validation of the reopened batch no longer lists it: its row goes, and the batch is settled."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    deleted = "incoming/b1/negative/synth_00000.jpg"
+    store.delete(deleted)
+    score_batch(str(tmp_path), "b1", model_dir)
+    assert find_new_batches(store) == ["b1"]
+
+    _validate_manifest_of(store)
+    report = score_batch(str(tmp_path), "b1", model_dir)
+
+    assert report.images == 0 and deleted not in _rows(store)
+    assert "missing" not in _summary(store)["status_counts"]
+    assert find_new_batches(store) == []
+
+
 def _validated_keys(store):
     from crack_model.core.uploads import read_manifest
 
