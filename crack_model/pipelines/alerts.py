@@ -14,6 +14,9 @@ Kinds, each at most once per run and subject:
   refused or did not answer, the JSON is damaged), so its drift or scoring-error alert could not be decided, or its
   ``_SUCCESS``, so no night picks it up (raised by every run until it can be read); one per document, naming its key
   and the error (the night's other alerts go out all the same);
+* ``batch_rescored``: a batch merged with another model version than the rows it replaced (a promotion before a
+  night that reopened it for a late, replaced or gone upload: the resume state is per version, so every upload was
+  scored again), with how many labels flipped;
 * ``unusable_incoming``: ``incoming`` itself cannot be listed (a symbolic link, a file), so no night finds a batch
   (raised by every run until it is a folder);
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
@@ -51,13 +54,14 @@ BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"
 SCORING_ERRORS = "scoring_errors"
 UNREADABLE_DOCUMENT = "unreadable_document"
+BATCH_RESCORED = "batch_rescored"
 UNUSABLE_INCOMING = "unusable_incoming"
 UNUSABLE_BATCH_FOLDER = "unusable_batch_folder"
 UPLOAD_OUTSIDE_BATCH = "upload_outside_batch"
 CANDIDATE_REJECTED = "candidate_rejected"
 KINDS = (
-    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNREADABLE_DOCUMENT, UNUSABLE_INCOMING, UNUSABLE_BATCH_FOLDER,
-    UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
+    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNREADABLE_DOCUMENT, BATCH_RESCORED, UNUSABLE_INCOMING,
+    UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
 )  # fmt: skip
 DEFAULT_ERROR_RATE_ALERT = 0.05
 MAX_REASONS = 10
@@ -105,7 +109,8 @@ def nightly_alerts(
         error_rate_alert: alert when ``error / (ok + error)`` of a finished batch is above this.
 
     Returns:
-        Failed validations first, then drift, then scoring errors, each in batch order.
+        Failed validations first, then drift, then scoring errors, then batches scored again by a new model,
+        each in batch order.
     """
     rate = check_error_rate(error_rate_alert)
     released = set(run_summary.get("batches_released") or ())
@@ -119,10 +124,12 @@ def nightly_alerts(
         drift = _drift(validation["batch_id"], outcomes.get(validation["batch_id"]))
         if drift is not None:
             alerts.append(drift)
-    for summary in sorted(batch_summaries, key=lambda item: str(item["batch_id"])):
+    finished = sorted(batch_summaries, key=lambda item: str(item["batch_id"]))
+    for summary in finished:
         errors = _scoring_errors(summary, rate)
         if errors is not None:
             alerts.append(errors)
+    alerts += [_rescored(summary) for summary in finished if summary.get("rescored_from")]
     return alerts
 
 
@@ -195,6 +202,29 @@ def _scoring_errors(summary: Mapping[str, Any], rate: float) -> Alert | None:
             "error_rate_alert": rate,
             "model_version": summary.get("model_version"),
             "predictions": layout.results_key(batch_id, layout.PREDICTIONS),
+        },
+    )
+
+
+def _rescored(summary: Mapping[str, Any]) -> Alert:
+    batch_id, earlier, now = str(summary["batch_id"]), summary["rescored_from"], summary.get("model_version")
+    again, flipped = int(summary.get("rows_rescored") or 0), int(summary.get("labels_flipped") or 0)
+    return Alert(
+        BATCH_RESCORED,
+        batch_id,
+        f"batch {batch_id} was scored again whole with model {now}: {flipped} of the {again} labels of {earlier} "
+        "it replaced flipped",
+        {
+            "batch_id": batch_id,
+            "previous_model_version": earlier,
+            "model_version": now,
+            "rows_rescored": again,
+            "labels_flipped": flipped,
+            "predictions": layout.results_key(batch_id, layout.PREDICTIONS),
+            # Parts are only ever added to: the replaced rows are still there to compare with.
+            "previous_rows": layout.parts_key(batch_id, str(earlier)) + "/",
+            "why": "the batch was reopened (a late, replaced or gone upload) after a promotion; its results are "
+            "kept per model version, so every upload was scored with the new champion, not only the new ones",
         },
     )
 

@@ -13,6 +13,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.alerts import (
     BATCH_FAILED_VALIDATION,
+    BATCH_RESCORED,
     CANDIDATE_REJECTED,
     DRIFT,
     SCORING_ERRORS,
@@ -189,6 +190,21 @@ def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(
     assert [alert.subject for alert in below if alert.kind == SCORING_ERRORS] == ["flaky", "site-b"]
     nothing_scored = nightly_alerts(run_summary, [batch_summary("empty", quarantined=4)], {}, error_rate_alert=0.0)
     assert [alert for alert in nothing_scored if alert.kind == SCORING_ERRORS] == []
+
+
+def test_a_batch_scored_again_whole_by_a_new_model_raises_an_alert_naming_both_versions(night):
+    """After a promotion one late upload had the whole batch scored again, its published rows replaced silently."""
+    _, run_summary, _ = night
+    rescored = {**batch_summary("site-b", ok=40), "rescored_from": "20261020T020000Z-bbbb2222", "rows_rescored": 39,
+                "labels_flipped": 3}  # fmt: skip
+
+    alerts = nightly_alerts(run_summary, [rescored, batch_summary("steady", ok=5)], {})
+
+    [alert] = [alert for alert in alerts if alert.kind == BATCH_RESCORED]
+    assert alert.subject == "site-b" and alerts[-1] is alert
+    assert alert.title == ("batch site-b was scored again whole with model 20261101T020000Z-aaaa1111: 3 of the 39 "
+                           "labels of 20261020T020000Z-bbbb2222 it replaced flipped")  # fmt: skip
+    assert alert.details["previous_rows"] == "results/site-b/_parts/20261020T020000Z-bbbb2222/"
 
 
 def test_drift_needs_a_feature_above_the_threshold_of_a_checked_batch():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -13,6 +14,8 @@ from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.nightly import find_new_batches
 from crack_model.pipelines.overlays import crack_keys, draw_overlays, has_tile_scores
 from crack_model.serving.batch import score_batch, score_shard
+from crack_model.serving.batch_results import finalize_batch
+from crack_model.serving.scorer import Scorer, load_scorer
 from crack_model.serving.tile_scores import find_tile_scores, tile_score_files
 from tests import imagefiles
 from tests.unit.serving.test_batch import _validate_manifest_of, read_predictions, upload_synth
@@ -156,6 +159,34 @@ def test_an_upload_deleted_for_good_reopens_the_batch_once_not_every_night(tmp_p
     assert report.images == 0 and deleted not in _rows(store)
     assert "missing" not in _summary(store)["status_counts"]
     assert find_new_batches(store) == []
+
+
+def test_a_batch_scored_again_whole_by_a_promoted_model_records_what_it_replaced(tmp_path, synth_data, model_dir):
+    """A late upload reopened the batch after a promotion, and every row of it was silently replaced by the new
+    version's: the summary now names the version replaced, how many rows were scored again and how many flipped."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())  # after validation: reopens the batch
+    champion = load_scorer(model_dir)
+    score_batch(str(tmp_path), "b1", champion)
+    before = _rows(store)
+    # No upload a crack any more: the labels of those the champion called cracks flip.
+    promoted = Scorer(dataclasses.replace(champion.card, version="v2", threshold=1.01), champion.runtime,
+                      champion.model_dir)  # fmt: skip
+
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", promoted)
+    finalize_batch(store, "b1", "v2", 1)  # a retried merge keeps the record
+
+    summary = _summary(store)
+    flipped = sum(1 for row in before.values() if row["label"] == champion.card.crack_class)
+    assert summary["model_version"] == "v2" and summary["rescored_from"] == champion.version
+    assert summary["rows_rescored"] == len(before) and summary["labels_flipped"] == flipped > 0
+    store.write("incoming/b1/later.jpg", imagefiles.jpeg())  # a later night with the same version replaces nothing
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", promoted)
+    assert _summary(store)["rescored_from"] is None and _summary(store)["labels_flipped"] == 0
 
 
 def _validated_keys(store):
