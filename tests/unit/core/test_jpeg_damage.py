@@ -52,7 +52,7 @@ def lost_warning(data: bytes) -> bool:
     try:
         simplejpeg.decode_jpeg(data, strict=True)
     except ValueError as error:
-        return lost_picture(error) is not None
+        return lost_picture(error, len(data)) is not None
     return False
 
 
@@ -170,13 +170,60 @@ def test_a_jpeg_missing_only_its_end_marker_is_refused_as_cut_short():
         ("Premature end of JPEG file", True),
         ("Corrupt JPEG data: 60 extraneous bytes before marker 0xd9", False),  # stray bytes: cameras write them
         ("Corrupt JPEG data: 1 extraneous bytes before marker 0xdb", False),
+        ("Corrupt JPEG data: 2634 extraneous bytes before marker 0xd2", False),  # a scanner's, before a restart
+        ("Corrupt JPEG data: 1025 extraneous bytes before marker 0xd9", True),  # a kilobyte of picture left over
+        ("Corrupt JPEG data: 362906 extraneous bytes before marker 0xd9", True),
         ("Corrupt JPEG data: bad ICC marker", False),
         ("Unsupported marker type 0x43", False),  # an error, not a warning: Pillow decides (and fails)
         ("tjDecompressHeader3(): Could not determine subsampling level of JPEG image", False),
     ],
 )
 def test_which_libjpeg_warnings_mean_a_lost_picture(warning, lost):
-    assert (lost_picture(ValueError(warning)) is not None) == lost
+    """Of a 500 KB photo: the warnings of lost data, and more than a kilobyte left over before the end."""
+    assert (lost_picture(ValueError(warning), 500_000) is not None) == lost
+
+
+@pytest.mark.parametrize(
+    ("left_over", "file_size", "lost"),
+    [(64, 2_000, False), (65, 2_000, True), (150, 15_000, False), (151, 15_000, True), (1024, 5_000_000, False)],
+)
+def test_how_many_bytes_left_before_the_end_are_stray(left_over, file_size, lost):
+    """A few stray bytes pass: 1 % of the file, at least 64 bytes, at most 1 KB."""
+    warning = ValueError(f"Corrupt JPEG data: {left_over} extraneous bytes before marker 0xd9")
+    assert (lost_picture(warning, file_size) is not None) == lost
+
+
+def with_height(data: bytes, height: int) -> bytes:
+    """``data`` whose frame header says ``height`` rows."""
+    frame = data.index(b"\xff\xc0")
+    return data[: frame + 5] + height.to_bytes(2, "big") + data[frame + 7 :]
+
+
+def sent_twice(data: bytes, block: int) -> bytes:
+    """``data`` with the ``block`` bytes before its middle repeated in place (a resumed transfer)."""
+    middle = len(data) // 2
+    return data[:middle] + data[middle - block : middle] + data[middle:]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: with_height(data, 476), lambda data: sent_twice(data, 16_384), lambda data: sent_twice(data, 4096)],
+    ids=["height-bit-flipped", "16-KB-sent-twice", "4-KB-sent-twice"],
+)
+def test_a_jpeg_leaving_its_picture_undecoded_is_refused_by_validation_and_scoring(damage, monkeypatch):
+    """libjpeg only says "N extraneous bytes before marker 0xd9"; a kilobyte or more of them is a lost picture."""
+    damaged = damage(photo(1000, 750))
+    with pytest.raises(ValueError, match="extraneous bytes before marker 0xd9"):
+        simplejpeg.decode_jpeg(damaged, strict=True)
+    assert pillow_decodes(damaged)  # what let it through as "ok" before
+
+    with pytest.raises(ImageDecodeError, match=r"of the file not decoded.*re-upload"):
+        open_image(damaged)
+    row = profile_bytes("upload.jpg", damaged, ProfileConfig())
+    assert not row["decodable"] and "not decoded" in row["decode_error"], row["decode_error"]
+    for fast, tiles in ((True, TileConfig()), (False, TileConfig(max_tiles=1))):
+        score = scored(damaged, monkeypatch, fast=fast, tiles=tiles)
+        assert score.status == "error" and "not decoded" in score.error, (fast, tiles, score)
 
 
 @pytest.mark.parametrize("max_tiles", [512, 120, 30, 12, 1])  # full size; resized after a full, 1/2, 1/4, 1/8 decode
