@@ -120,6 +120,11 @@ def refusal(data: bytes) -> ImageDecodeError:
     return FormatNotAcceptedError(f"format {name} is not accepted: upload {ACCEPTED}", name)
 
 
+def accepted_format(data: bytes) -> str | None:
+    """The accepted format ``data`` starts like ("JPEG", "PNG", "TIFF", "WebP", "GIF", "HEIC", "HEIF"), else None."""
+    return _signature(data, ACCEPTED_SIGNATURES)
+
+
 def raw_refusal(data: bytes, tags: Mapping[int, object], more_pictures: bool) -> FormatNotAcceptedError | None:
     """The error for a camera raw file that Pillow opened as a TIFF, else None.
 

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL import _imaging as pillow_core
 
-from crack_model.core import deep_colour, heif
+from crack_model.core import deep_colour, heif, zero_tail
 from crack_model.core.decoder_costs import check_decoder, decoder_bytes, more_frames
 from crack_model.core.errors import REUPLOAD, ImageDecodeError
 from crack_model.core.file_signatures import ACCEPTED, PNG_SIGNATURE, jpeg_frame, png_refusal, raw_refusal, refusal
@@ -193,6 +193,8 @@ def open_lazy(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         except UnidentifiedImageError:
             raise refusal(data) from None
     check_decoder(image, frame, max_pixels)
+    if (cut_short := zero_tail.zero_tail_refusal(data)) is not None:  # libheif and libwebp decode zeros silently
+        raise cut_short
     if image.format == "TIFF":
         tags = getattr(image, "tag_v2", {})
         if (raw := raw_refusal(data, tags, more_pictures=bool(getattr(tags, "next", 0)))) is not None:
