@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from crack_model.core.config import DEFAULT_CLASS_NAMES
 from crack_model.core.errors import CrackModelError
+from crack_model.core.imaging import ALLOWED_FORMATS
 from crack_model.core.storage import read_uri
 
 if TYPE_CHECKING:
@@ -28,8 +29,9 @@ class ValidationThresholds:
     Attributes:
         max_bad_fraction: share of objects that may break per-object checks and be quarantined
             (the suites' ``mostly`` is ``1 - max_bad_fraction``); more fails the batch.
-        allowed_formats: Pillow format names accepted (MPO is what some phones call their JPEGs; HEIF covers
-            HEIC, what iPhones save by default).
+        allowed_formats: Pillow format names accepted: by default every format the decoder opens
+            (``imaging.ALLOWED_FORMATS``, the list the bucket contract invites), so validation passes what
+            scoring scores; a thresholds file may narrow it.
         min_side, max_side: accepted width and height in pixels. The sample is all 227x227; below
             200 px a photo is smaller than one training patch; 16,384 takes the 14,204 px side of the
             150 MP inspection cameras (Phase One iXM), and a longer side is a panorama.
@@ -55,7 +57,7 @@ class ValidationThresholds:
     """
 
     max_bad_fraction: float = 0.05
-    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF")
+    allowed_formats: tuple[str, ...] = ALLOWED_FORMATS
     min_side: int = 200
     max_side: int = 16_384
     brightness_min: float = 80.0

@@ -16,6 +16,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from crack_model.core import layout
 from crack_model.core.documents import quarantined_keys, read_outcome
 from crack_model.core.errors import CrackModelError
+from crack_model.core.imaging import ALLOWED_FORMATS
 from crack_model.core.tiling import TileConfig
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
@@ -321,7 +322,7 @@ def half_black(image: Image.Image) -> Image.Image:
 
 DAMAGE = {
     "decodes": lambda files: {f"cut-{p.name}": p.read_bytes()[: p.stat().st_size // 3] for p in files},
-    "allowed_format": lambda files: damaged(files, lambda image: image, "BMP"),
+    "allowed_format": lambda files: damaged(files, lambda image: image, "PNG"),  # with NARROWED thresholds
     "width_in_bounds": lambda files: damaged(files, lambda image: image.resize((120, 227))),
     "height_in_bounds": lambda files: damaged(files, lambda image: image.resize((227, 120))),
     "no_duplicate": lambda files: {
@@ -334,19 +335,51 @@ DAMAGE = {
     "not_overexposed": lambda files: damaged(files, half_white),
     "not_underexposed": lambda files: damaged(files, half_black),
 }
+# Every format the decoder opens is allowed by default: a thresholds file that narrows the list is how one fails.
+NARROWED = {"allowed_format": ValidationThresholds(allowed_formats=("JPEG",))}
 
 
 @pytest.mark.parametrize("check", sorted(DAMAGE))
 def test_incoming_expectation_fails_on_a_batch_built_to_break_it(tmp_path, real_files, check):
     """A batch of 40 photos all damaged one way fails, and that expectation is among the failures."""
     store = write_batch(tmp_path, "bad", DAMAGE[check](mixed(real_files, 40)))
-    outcome = validate_batch(store, "bad", "incoming")
+    outcome = validate_batch(store, "bad", "incoming", thresholds=NARROWED.get(check))
     assert outcome.outcome == FAILED
     assert check in failed_checks(outcome), failed_checks(outcome)
     assert any(reason.startswith(f"{check}:") for reason in outcome.reasons)
     assert outcome.quarantined == [] and not (tmp_path / "quarantine").exists()
     if check != "decodes":  # only undecodable objects may fail the decode check
         assert "decodes" not in failed_checks(outcome)
+
+
+def animated_gif(image: Image.Image) -> bytes:
+    return encode(image, "GIF", save_all=True, append_images=[image.rotate(90)])
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "animated GIF"])
+def test_every_format_the_contract_invites_passes_validation(tmp_path, real_files, fmt):
+    """BMP and GIF (an animated one is scored on its first picture) pass as the scorer scores them."""
+    files = mixed(real_files, 40)
+    objects = real_objects(files[1:])
+    image = Image.open(files[0]).convert("RGB")
+    objects["invited"] = animated_gif(image) if fmt == "animated GIF" else encode(image, fmt)
+    outcome = validate_batch(write_batch(tmp_path, "formats", objects), "formats", "incoming")
+    assert outcome.outcome == PASSED and outcome.quarantined == [], outcome.reasons
+    assert set(ValidationThresholds().allowed_formats) == set(ALLOWED_FORMATS)
+
+
+def test_a_format_left_out_of_the_thresholds_is_quarantined_with_what_to_do(tmp_path, real_files):
+    """The quarantine reason says to convert the photo, not only that its format is not in a list."""
+    files = mixed(real_files, 40)
+    objects = {**real_objects(files[1:]), "scan.bmp": encode(Image.open(files[0]).convert("RGB"), "BMP")}
+    thresholds = ValidationThresholds(allowed_formats=("JPEG",))
+    outcome = validate_batch(write_batch(tmp_path, "formats", objects), "formats", "incoming", thresholds=thresholds)
+    assert outcome.outcome == PASSED_WITH_QUARANTINE
+    [quarantined] = outcome.quarantined
+    assert quarantined["key"] == "incoming/formats/scan.bmp"
+    [reason] = quarantined["reasons"]
+    assert reason.startswith("allowed_format: format BMP is not accepted")
+    assert "convert the photo to JPEG or PNG" in reason
 
 
 def test_a_batch_with_zero_objects_fails_clearly(tmp_path):
