@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from crack_model.core.errors import ImageDecodeError
+from crack_model.core.errors import REUPLOAD, ImageDecodeError
 
 ACCEPTED = "JPEG, HEIC, PNG, TIFF, WebP, BMP or GIF"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The PNG signature after a text-mode copy (FTP's ASCII mode) changed line ends: LF to CRLF, CRLF to LF. The
+# signature holds both so that this shows at once; the rest of the file is changed the same way.
+TEXT_MODE_PNG_SIGNATURES = (b"\x89PNG\r\r\n\x1a\r\n", b"\x89PNG\n\x1a\n")
 # First bytes of formats people upload by mistake, to name them in the reason without handing the
 # bytes to a parser we do not accept (header parsers of rare formats have had their own bugs).
 SIGNATURES = (
@@ -77,6 +80,11 @@ TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 ARITHMETIC_FRAMES = frozenset((0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 HUFFMAN_FRAMES = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7))
 PROGRESSIVE_FRAMES = frozenset((0xC2, 0xC6))
+LOSSLESS_FRAMES = frozenset((0xC3, 0xC7))
+# Sample precisions a frame can state (ITU T.81): 8 or 12 bits for DCT coding (16 in libjpeg-turbo's
+# extensions), 2 to 16 for lossless. Any other is a damaged header, not a format to export differently.
+DCT_PRECISIONS = frozenset((8, 12, 16))
+LOSSLESS_PRECISIONS = frozenset(range(2, 17))
 SCAN_OR_IMAGE_END = frozenset((0xDA, 0xD8, 0xD9))  # SOS, SOI, EOI: no frame header before them
 STANDALONE_MARKERS = frozenset((0x01, *range(0xD0, 0xD8)))  # TEM and RST0-7 have no length
 SKIPPED_WHEN_SHORT = frozenset((*range(0xE0, 0xF0), 0xFE))  # APPn and COM of length 0 or 1: libjpeg reads on
@@ -102,6 +110,11 @@ def refusal(data: bytes) -> ImageDecodeError:
     damaged = _signature(data, ACCEPTED_SIGNATURES)
     if damaged == "TIFF" and (raw := _raw_tiff(*_first_tiff_picture(data))) is not None:
         return _raw_error(raw)  # a raw picture Pillow cannot decode: re-uploading would not help
+    if data.startswith(TEXT_MODE_PNG_SIGNATURES):
+        return ImageDecodeError(
+            "PNG damaged in transfer (text mode): a copy in text (ASCII) mode changed its line-end bytes; "
+            "re-upload it in binary mode"
+        )
     if damaged is not None:
         return ImageDecodeError(
             f"damaged {damaged} file: its header cannot be read (cut short or corrupt); re-upload the photo"
@@ -194,11 +207,11 @@ def jpeg_frame(data: bytes) -> JpegFrame | None:
 
     Raises:
         FormatNotAcceptedError: arithmetic coding (Pillow's libjpeg cannot decode it and simplejpeg's can, so
-            validation and scoring would disagree; no camera writes it), or samples of other than 8 bits
+            validation and scoring would disagree; no camera writes it), or samples of 12 or 16 bits
             (Pillow cannot decode them: "damaged" would be the wrong advice).
-        ImageDecodeError: over ``MAX_SEGMENTS`` segments before the frame (Pillow keeps each one in lists as it
-            opens the file: 10 million empty comments, 40 MB, held 786 MB and took 20 s), or over
-            ``MAX_FILL_BYTES`` fill bytes (Pillow reads them one by one).
+        ImageDecodeError: a precision no JPEG has (0, 9, 255: a damaged byte); over ``MAX_SEGMENTS`` segments
+            before the frame (Pillow keeps each one in lists as it opens the file: 10 million empty comments,
+            40 MB, held 786 MB and took 20 s), or over ``MAX_FILL_BYTES`` fill bytes (Pillow reads them one by one).
     """
     position, segments, fill = 2, 0, 0  # after SOI
     while (position := data.find(b"\xff", position)) != -1 and position + 2 <= len(data):
@@ -236,6 +249,10 @@ def _frame(marker: int, header: bytes) -> JpegFrame | None:
     if len(header) < 6:
         return None  # cut short: the decoders say why
     precision, components = header[0], header[5]
+    if precision not in (LOSSLESS_PRECISIONS if marker in LOSSLESS_FRAMES else DCT_PRECISIONS):
+        raise ImageDecodeError(
+            f"damaged JPEG header: its frame says {precision}-bit samples (a JPEG has 8, 12 or 16); {REUPLOAD}"
+        )
     if precision != 8:
         raise FormatNotAcceptedError(
             f"format {precision}-bit JPEG is not accepted: export the photo as an 8-bit JPEG", f"{precision}-bit JPEG"

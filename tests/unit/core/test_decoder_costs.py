@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 
@@ -84,6 +85,20 @@ def test_a_jpeg_of_other_than_8_bit_samples_is_refused_as_such_not_as_damaged(pr
     with pytest.raises(FormatNotAcceptedError, match=f"format {precision}-bit JPEG is not accepted: export"):
         open_image(bytes(data))
     assert _prepared(bytes(data)).error.startswith(f"format {precision}-bit JPEG is not accepted")
+
+
+@pytest.mark.parametrize("precision", [0, 9, 255])
+def test_a_jpeg_whose_precision_byte_is_damaged_is_refused_as_damaged_not_as_a_format(precision):
+    """Only 8, 12 and 16 bits are JPEG precisions: another is a damaged byte, and exporting again would not help."""
+    data = bytearray(imagefiles.jpeg(64, 48))
+    data[data.index(b"\xff\xc0") + 4] = precision
+    reason = f"damaged JPEG header: its frame says {precision}-bit samples (a JPEG has 8, 12 or 16); re-upload"
+    with pytest.raises(ImageDecodeError, match=re.escape(reason)) as raised:
+        open_image(bytes(data))
+    assert not isinstance(raised.value, FormatNotAcceptedError)
+    assert _prepared(bytes(data)).error.startswith(reason)
+    row = profile_bytes("upload.jpg", bytes(data), ProfileConfig())
+    assert row["decode_error"].startswith(reason) and not row["format"]
 
 
 def test_floods_of_empty_segments_are_refused_before_pillow_parses_them():

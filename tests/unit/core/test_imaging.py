@@ -420,6 +420,17 @@ def test_a_damaged_file_of_an_accepted_format_is_not_told_to_use_that_format(dat
     assert not isinstance(raised.value, FormatNotAcceptedError)
 
 
+@pytest.mark.parametrize("mangle", [{b"\n": b"\r\n"}, {b"\r\n": b"\n"}], ids=["LF to CRLF", "CRLF to LF"])
+def test_a_png_copied_in_text_mode_is_told_to_be_copied_in_binary_mode(mangle):
+    """An FTP transfer in ASCII mode changes the PNG signature's line ends: the reason names that, and what to do."""
+    [(line_end, replaced)] = mangle.items()
+    mangled = imagefiles.encode(imagefiles.gradient_rgb(), "PNG").replace(line_end, replaced)
+    with pytest.raises(ImageDecodeError, match=r"PNG damaged in transfer \(text mode\): ") as raised:
+        open_header(mangled)
+    assert "re-upload it in binary mode" in str(raised.value)
+    assert not isinstance(raised.value, FormatNotAcceptedError)
+
+
 @pytest.mark.parametrize("size", [(1, 3000), (3000, 1), (2, 60000)])
 def test_an_image_thinner_than_the_requested_size_is_decoded_at_full_scale(size):
     """A JPEG a pixel or two thin, asked for at a size above one of its sides, is not reduced (this raised
