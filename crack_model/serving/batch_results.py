@@ -135,7 +135,7 @@ def finalize_batch(
     # Held back by the latest validation: one row each, with the reasons, whatever an earlier run scored.
     stamp = utc_now()
     for item in held_back:
-        rows[item["key"]] = quarantined_row(item, model_version, stamp)
+        rows[item["key"]] = quarantined_row(item, model_version, stamp, (manifest or {}).get(item["key"]))
     uploads = list_uploads(store, batch_id)  # the one listing of the merge: rewritten uploads, and late ones
     if manifest is not None:
         _withhold_rewritten(rows, manifest, uploads, stamp)
@@ -257,10 +257,15 @@ def _drop_overlays_of_unscored(store: ObjectStore, batch_id: str, rows: Mapping[
             store.delete(info.key)
 
 
-def quarantined_row(item: dict[str, Any], model_version: str, stamp: str) -> dict[str, str]:
+def quarantined_row(
+    item: dict[str, Any], model_version: str, stamp: str, validated: ManifestEntry | None = None
+) -> dict[str, str]:
+    """The row of an upload validation held back; its size and SHA-256 as validation's manifest read them."""
     row = dict.fromkeys(RESULT_COLUMNS, "")
     row.update(key=item["key"], status="quarantined", error="; ".join(item.get("reasons", [])),
                model_version=model_version, tile_count="0", scored_at=stamp)  # fmt: skip
+    if validated is not None:
+        row.update(size="" if validated.size is None else str(validated.size), sha256=validated.sha256 or "")
     return row
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -354,9 +355,10 @@ def test_copying_a_batch_keeps_results_apart(tmp_path, synth_data, model_dir):
 
 
 def test_quarantined_objects_are_skipped_but_listed(tmp_path, synth_data, model_dir):
-    """Objects validation held back are not scored, yet each has a row with its reasons."""
+    """Objects validation held back are not scored, yet each has a row with its reasons, size and SHA-256."""
     store = LocalStore(tmp_path)
     upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
     held = "incoming/b1/positive/synth_00000.jpg"
     manifest = QuarantineManifest("b1", "passed_with_quarantine", "2026-11-24T02:00:00Z",
                                   [{"key": held, "reasons": ["decodes: corrupt"]}])  # fmt: skip
@@ -366,6 +368,8 @@ def test_quarantined_objects_are_skipped_but_listed(tmp_path, synth_data, model_
     rows = {row["key"]: row for row in read_predictions(store)}
     assert len(rows) == 4
     assert rows[held]["status"] == "quarantined" and rows[held]["error"] == "decodes: corrupt"
+    held_bytes = store.read(held)
+    assert (rows[held]["size"], rows[held]["sha256"]) == (str(len(held_bytes)), hashlib.sha256(held_bytes).hexdigest())
     summary = json.loads(store.read(layout.results_key("b1", layout.SUMMARY)))
     assert summary["status_counts"] == {"ok": 3, "quarantined": 1}
     assert summary["threshold"] == pytest.approx(load_scorer(model_dir).card.threshold)
