@@ -404,25 +404,45 @@ def test_minio_refuses_the_example_root_password(compose_config: dict[str, Any],
     assert result.returncode != 0 and "MINIO_ROOT_PASSWORD" in result.stderr, result.stderr
 
 
-def _run_minio_init(script: str, tmp_path: Path, attach_error: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Run minio-init's script against a stand-in `mc` that logs its arguments and keeps the policy document."""
+# Stands in for MinIO's `mc`: logs each call's arguments, keeps the policy document, fails an attachment with
+# $MC_ATTACH_ERROR, and answers `stat --json` from the files under $MC_BUCKET as mc does (indented JSON, or its
+# error and exit status 1).
+FAKE_MC = r"""#!/bin/sh
+echo "$*" >> "$MC_LOG"
+case "$*" in
+  "admin policy create "*) cp "$6" "$MC_LOG.policy.json" ;;
+  "admin policy attach "*) if [ -n "$MC_ATTACH_ERROR" ]; then echo "$MC_ATTACH_ERROR" >&2; exit 1; fi ;;
+  "stat --json local/inspections/"*)
+    object="$MC_BUCKET/${3#local/inspections/}"
+    if [ ! -f "$object" ]; then echo '{"status": "error", "error": {"message": "Object does not exist."}}'; exit 1; fi
+    printf '{\n "status": "success",\n "size": %s,\n "type": "file"\n}\n' "$(wc -c < "$object" | tr -d ' ')" ;;
+esac
+"""
+
+
+def _run_minio_init(
+    script: str, tmp_path: Path, attach_error: str, objects: dict[str, int] | None = None
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run minio-init's script against a stand-in `mc` that logs its arguments and keeps the policy document.
+
+    `objects` ({key: size}) are in the bucket already: `mc stat --json` answers for them as mc does (indented
+    JSON), and for any other key with mc's error.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "mc.log"
+    bucket = tmp_path / "bucket"
+    for key, size in (objects or {}).items():
+        (bucket / key).parent.mkdir(parents=True, exist_ok=True)
+        (bucket / key).write_bytes(b"x" * size)
     fake = bin_dir / "mc"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'echo "$*" >> "$MC_LOG"\n'
-        'case "$*" in\n'
-        '  "admin policy create "*) cp "$6" "$MC_LOG.policy.json" ;;\n'
-        '  "admin policy attach "*) if [ -n "$MC_ATTACH_ERROR" ]; then echo "$MC_ATTACH_ERROR" >&2; exit 1; fi ;;\n'
-        "esac\n"
-    )
+    fake.write_text(FAKE_MC)
     fake.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "TMPDIR": str(tmp_path),
         "MC_LOG": str(log),
+        "MC_BUCKET": str(bucket),
         "MC_ATTACH_ERROR": attach_error,
         "MINIO_ROOT_USER": "minio-admin",
         "MINIO_ROOT_PASSWORD": "root-secret-1",
@@ -457,6 +477,25 @@ def test_minio_workflow_user_gets_a_policy_of_its_bucket_only(compose_config: di
         ("s3:AbortMultipartUpload", "arn:aws:s3:::inspections/*"),  # boto3 cleans up a failed upload over 16 MB
         ("s3:ListMultipartUploadParts", "arn:aws:s3:::inspections/*"),
     }
+
+
+def test_minio_init_writes_no_folder_markers_and_takes_back_the_old_keep_files(
+    compose_config: dict[str, Any], tmp_path: Path
+):
+    """minio-init writes no object (an incoming/.keep was an upload outside a batch, alerted every night); the empty
+    .keep files earlier versions wrote are removed, an object named .keep that holds bytes is left alone."""
+    script = _shell_script(compose_config["services"]["minio-init"])
+    earlier = {"incoming/.keep": 0, "labeled/.keep": 0, "holdout/.keep": 0, "models/.keep": 5}
+    result, log = _run_minio_init(script, tmp_path, attach_error="", objects=earlier)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    writes = [call for call in calls if call.split()[0] in ("pipe", "cp", "put", "mv", "mirror")]
+    assert writes == []
+    removed = sorted(call.split()[-1] for call in calls if call.startswith("rm "))
+    assert removed == [f"local/inspections/{folder}/.keep" for folder in ("holdout", "incoming", "labeled")]
+    fresh, fresh_log = _run_minio_init(script, tmp_path / "fresh", attach_error="")
+    assert fresh.returncode == 0 and "ready" in fresh.stdout, fresh.stderr
+    assert not [call for call in fresh_log.read_text().splitlines() if call.startswith("rm ")]
 
 
 def test_minio_init_tolerates_only_an_existing_attachment(compose_config: dict[str, Any], tmp_path: Path):
