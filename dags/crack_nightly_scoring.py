@@ -15,7 +15,7 @@ summary (`runs/<run_id>.json`) names each failed batch and the step that stopped
 keeps failing on while merging is retried; the last try announces the batches merged and leaves that one
 to the next night (the run summary names it, and the run fails).
 
-**Params**: `store` (default: Variable `crack_store`, else a local folder in AIRFLOW_HOME),
+**Params**: `store` (default: Variable `crack_store`, else env `CRACK_STORE`, else a local folder in AIRFLOW_HOME),
 `model` (default `models:/crack@champion`), `runtime` (default: Variable `crack_runtime`, else
 `auto`, the first the gate approved of int8, fp32, Keras; or one of those named), `max_tiles` (tiles per
 photo, 64-2048; default: Variable `crack_max_tiles`, else 512; a larger photo is scored downscaled to fit, so a

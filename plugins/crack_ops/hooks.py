@@ -23,16 +23,23 @@ RUNTIME_VARIABLE = "crack_runtime"
 # A deployment's lasting tile budget per photo: a drone site's 50 MP photos are at the training patches' scale.
 TILE_BUDGET_VARIABLE = "crack_max_tiles"
 DEFAULT_CONNECTION = "aws_default"
+# A deployment's store for when the Variable is unset (docker/docker-compose.yml sets it). A plain variable, not
+# AIRFLOW_VAR_CRACK_STORE: Airflow reads that one before the metastore, so it hid the Variable set in the UI or CLI.
+DEFAULT_STORE_ENVIRONMENT = "CRACK_STORE"
 
 
 def default_store() -> str:
-    """The embedded default: a folder in AIRFLOW_HOME (no cloud account needed)."""
+    """The store when neither a param nor the Variable ``crack_store`` names one: env ``CRACK_STORE`` (a
+    deployment's default), else a folder in AIRFLOW_HOME (no cloud account needed)."""
+    configured = os.environ.get(DEFAULT_STORE_ENVIRONMENT, "").strip()
+    if configured:
+        return configured
     home = os.environ.get("AIRFLOW_HOME", str(Path.home() / "airflow"))
     return str(Path(home) / "crack-store")
 
 
 class CrackStoreHook(AwsBaseHook):
-    """Open the crack store: the ``store`` given, else the Variable ``crack_store``, else a folder in AIRFLOW_HOME.
+    """Open the crack store: the ``store`` given, else the Variable ``crack_store``, else ``default_store()``.
 
     For an ``s3://`` store the AWS connection ``aws_conn_id`` supplies the boto3 session and the
     S3 endpoint (its ``endpoint_url`` extra, or ``service_config.s3.endpoint_url``). Without such

@@ -24,7 +24,7 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
 
     :param candidate_version: the registered version to gate.
     :param model_name: the registry's model name (the candidate's, as an XComArg).
-    :param store: the store URI (default: Variable ``crack_store``, else a folder in AIRFLOW_HOME).
+    :param store: the store URI (default: Variable ``crack_store``, else env ``CRACK_STORE``, else AIRFLOW_HOME).
     :param holdout: a folder or store prefix (default: ``<store>/holdout``).
     :param policy: a gate policy JSON (default: the versioned one).
     :param promote: make a passing candidate champion (False: gate and report only).

@@ -29,7 +29,6 @@ module level: every Airflow component loads the plugin.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -52,7 +51,6 @@ URL_PREFIX = "/crack-ops"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MODEL_NAME = Query("crack", pattern=NAME_PATTERN)
 MODEL_PATH_NAME = Path(pattern=NAME_PATTERN)
-STORE_ENVIRONMENT = "AIRFLOW_VAR_CRACK_STORE"
 # An open store (its boto3 session and connection pool) is reused this long; then the connection is read again.
 STORE_REUSE_SECONDS = 300
 _open_stores: dict[str, tuple[float, Any]] = {}
@@ -71,12 +69,11 @@ Result = TypeVar("Result")
 
 
 def resolve_store() -> str:
-    """The store URI: env ``AIRFLOW_VAR_CRACK_STORE``, else the Airflow Variable ``crack_store``, else the default."""
+    """The store URI as tasks find it: the Airflow Variable ``crack_store`` (its secrets backends first, so an
+    ``AIRFLOW_VAR_CRACK_STORE`` too), else ``default_store()`` (env ``CRACK_STORE``, else a folder in AIRFLOW_HOME)."""
     from crack_ops.hooks import STORE_VARIABLE, default_store
 
-    uri = os.environ.get(STORE_ENVIRONMENT)
-    if uri:
-        return uri
+    uri = None
     try:
         # Server side (the API server has the metadata DB); the SDK's Variable is for task code.
         from airflow.models import Variable

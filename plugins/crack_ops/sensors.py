@@ -18,7 +18,7 @@ class NewBatchesSensor(AwsBaseSensor[CrackStoreHook]):
     ``batch_ids`` (e.g. from a manual trigger) short-circuits the listing. Templated fields render
     as native values (``"{{ params.max_batches }}"`` is an int, ``"{{ params.batch_ids }}"`` a list).
 
-    :param store: the store URI (default: Variable ``crack_store``, else a folder in AIRFLOW_HOME).
+    :param store: the store URI (default: Variable ``crack_store``, else env ``CRACK_STORE``, else AIRFLOW_HOME).
     :param batch_ids: score just these batches.
     :param max_batches: at most this many new batches per run (None: all).
     """

@@ -78,6 +78,23 @@ def test_run_store_falls_back_to_the_store_variable(tmp_path, monkeypatch):
     assert store.uri == str(tmp_path / "from-variable")
 
 
+def test_store_is_the_param_then_the_variable_then_crack_store_then_airflow_home(tmp_path, monkeypatch):
+    """The compose file's CRACK_STORE is only a default: a Variable set in the UI or CLI wins over it."""
+    from crack_ops.hooks import CrackStoreHook
+
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_STORE", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("CRACK_STORE", "s3://inspections")
+    metastore = {"crack_store": "s3://inspections-2027"}  # `airflow variables set crack_store ...`
+    monkeypatch.setattr("airflow.sdk.Variable.get", lambda key, *args, **kwargs: metastore.get(key))
+    assert CrackStoreHook("s3://from-param").store_uri() == "s3://from-param"
+    assert CrackStoreHook().store_uri() == "s3://inspections-2027"
+    metastore.clear()
+    assert CrackStoreHook().store_uri() == "s3://inspections"
+    monkeypatch.setenv("CRACK_STORE", " ")
+    assert CrackStoreHook().store_uri() == str(tmp_path / "crack-store")
+
+
 def test_run_runtime_takes_the_param_then_the_variable_then_auto(monkeypatch):
     """Scheduled nights carry no runtime param: the Variable crack_runtime is a deployment's lasting choice."""
     from crack_ops.hooks import run_runtime

@@ -340,13 +340,20 @@ def test_files_refuses_everything_else(client, path):
 # ------------------------------------------------------------------------------ configuration and registration
 
 
-def test_store_comes_from_the_environment_then_the_default(view, monkeypatch, tmp_path):
-    """AIRFLOW_VAR_CRACK_STORE wins; without it and without a Variable, the store in AIRFLOW_HOME."""
+def test_store_comes_from_the_variable_then_the_environment_then_the_default(view, monkeypatch, tmp_path):
+    """AIRFLOW_VAR_CRACK_STORE is a Variable (read as Airflow reads it); a Variable set in the UI or CLI wins over
+    the deployment's CRACK_STORE, which wins over the store in AIRFLOW_HOME."""
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_STORE", "s3://bucket/prefix")
     assert view.resolve_store() == "s3://bucket/prefix"
     monkeypatch.delenv("AIRFLOW_VAR_CRACK_STORE")
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    monkeypatch.setattr("airflow.models.Variable.get", lambda *args, **kwargs: None)
+    monkeypatch.setenv("CRACK_STORE", "s3://inspections")  # what docker-compose.yml gives every container
+    metastore = {"crack_store": "s3://inspections-2027"}  # `airflow variables set crack_store ...`
+    monkeypatch.setattr("airflow.models.Variable.get", lambda key, *args, **kwargs: metastore.get(key))
+    assert view.resolve_store() == "s3://inspections-2027"
+    metastore.clear()
+    assert view.resolve_store() == "s3://inspections"
+    monkeypatch.delenv("CRACK_STORE")
     assert view.resolve_store() == str(tmp_path / "crack-store")
 
 
