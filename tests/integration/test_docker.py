@@ -11,6 +11,7 @@ import fnmatch
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -527,38 +528,90 @@ def test_minio_ports_listen_on_loopback_unless_configured(compose_config: dict[s
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
+def _env_file(tmp_path: Path, **settings: str | None) -> Path:
+    """docker/.env.example with each CHANGE_ME replaced by a secret of the kind its comment asks for, then `settings`
+    (a value replaces or adds the line, None drops it)."""
+    from cryptography.fernet import Fernet
+
+    generated = {"AIRFLOW_FERNET_KEY": Fernet.generate_key().decode(), "AIRFLOW_API_SECRET_KEY": secrets.token_hex(32),
+                 "AIRFLOW_JWT_SECRET": secrets.token_hex(64)}  # fmt: skip
+    values: dict[str, str | None] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        name, separator, value = line.partition("=")
+        if separator and not line.startswith("#"):
+            values[name] = generated.get(name, secrets.token_hex(12)) if value == "CHANGE_ME" else value
+    values.update(settings)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "real.env"
+    path.write_text("".join(f"{name}={value}\n" for name, value in values.items() if value is not None))
+    return path
+
+
+def _run_airflow_init(
+    tmp_path: Path, **settings: str | None
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    """Run airflow-init's script with the environment compose gives it from a real .env (`_env_file`), against a
+    stand-in `airflow` that logs each call's arguments; returns the result and the calls."""
+    resolved = _compose("config", env_file=_env_file(tmp_path, **settings))
+    assert resolved.returncode == 0, resolved.stderr
+    init = yaml.safe_load(resolved.stdout)["services"]["airflow-init"]
+    assert init["entrypoint"] == ["/bin/bash", "-c"]
+    script = init["command"][0].replace("$$", "$")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "airflow.log"
+    log.write_text("")
+    fake = bin_dir / "airflow"
+    fake.write_text('#!/bin/sh\nfor argument in "$@"; do printf "%s|" "$argument"; done >> "$AIRFLOW_LOG"\necho >> '
+                    '"$AIRFLOW_LOG"\n')  # fmt: skip
+    fake.chmod(0o755)
+    # The image's python (with cryptography) is this venv's here.
+    path = f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {**{name: str(value) for name, value in init["environment"].items()}, "PATH": path, "AIRFLOW_LOG": str(log)}
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return result, [line.rstrip("|").split("|") for line in log.read_text().splitlines()]
+
+
 def test_airflow_logs_in_with_fab_and_init_creates_the_admin_from_env(compose_config: dict[str, Any], tmp_path: Path):
     """Every Airflow service runs the FAB auth manager; airflow-init migrates, then creates the Admin from .env."""
     for name, service in _airflow_services(compose_config).items():
         env = service["environment"]
         assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
         assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key], name
-    init = compose_config["services"]["airflow-init"]
-    assert init["entrypoint"] == ["/bin/bash", "-c"]
-    script = init["command"][0].replace("$$", "$")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "airflow.log"
-    fake = bin_dir / "airflow"  # stands in for the airflow CLI: logs each call's arguments
-    fake.write_text('#!/bin/sh\nfor argument in "$@"; do printf "%s|" "$argument"; done >> "$AIRFLOW_LOG"\necho >> '
-                    '"$AIRFLOW_LOG"\n')  # fmt: skip
-    fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "AIRFLOW_LOG": str(log), "AIRFLOW_ADMIN_USER": "ops-lead",
-           "AIRFLOW_ADMIN_PASSWORD": "a real secret", "AIRFLOW_ADMIN_EMAIL": "ops-lead@example.org"}  # fmt: skip
-    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    admin = {"AIRFLOW_ADMIN_USER": "ops-lead", "AIRFLOW_ADMIN_PASSWORD": "a-real-secret",
+             "AIRFLOW_ADMIN_EMAIL": "ops-lead@example.org"}  # fmt: skip
+    result, calls = _run_airflow_init(tmp_path / "real", **admin)
     assert result.returncode == 0, result.stderr
-    calls = [line.rstrip("|").split("|") for line in log.read_text().splitlines()]
     assert calls[0] == ["db", "migrate"] and calls[-1] == ["version"]
     create = calls[1]
     assert create[:2] == ["users", "create"]
     options = dict(zip(create[2::2], create[3::2], strict=True))
     assert options["--role"] == "Admin" and options["--username"] == "ops-lead"
-    assert options["--password"] == "a real secret" and options["--email"] == "ops-lead@example.org"
+    assert options["--password"] == "a-real-secret" and options["--email"] == "ops-lead@example.org"
     # A CHANGE_ME left anywhere stops it before the database is touched.
-    refused = subprocess.run(["bash", "-c", script], env={**env, "AIRFLOW_ADMIN_PASSWORD": "CHANGE_ME"},
-                             capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    refused, calls = _run_airflow_init(tmp_path / "left", **{**admin, "AIRFLOW_ADMIN_PASSWORD": "CHANGE_ME"})
     assert refused.returncode == 1 and "replace every CHANGE_ME" in refused.stderr
-    assert len(log.read_text().splitlines()) == len(calls)
+    assert calls == []
+
+
+def test_the_store_is_the_bucket_minio_init_creates(tmp_path: Path):
+    """CRACK_STORE is built from CRACK_BUCKET, so tasks use the bucket minio-init creates and grants; a CRACK_STORE
+    left in docker/.env naming another store stops airflow-init (one naming the same bucket, as in old files, not)."""
+    resolved = _compose("config", env_file=_env_file(tmp_path, CRACK_BUCKET="site-a-inspections"))
+    assert resolved.returncode == 0, resolved.stderr
+    services = yaml.safe_load(resolved.stdout)["services"]
+    assert services["minio-init"]["environment"]["CRACK_BUCKET"] == "site-a-inspections"
+    for name, service in _airflow_services({"services": services}).items():
+        assert service["environment"]["CRACK_STORE"] == "s3://site-a-inspections", name
+    refused, calls = _run_airflow_init(
+        tmp_path / "old", CRACK_BUCKET="site-a-inspections", CRACK_STORE="s3://inspections"
+    )
+    assert refused.returncode == 1 and calls == []
+    assert "CRACK_STORE=s3://inspections" in refused.stderr and "s3://site-a-inspections" in refused.stderr
+    assert "delete the CRACK_STORE line" in refused.stderr
+    same, calls = _run_airflow_init(tmp_path / "same", CRACK_BUCKET="site-a-inspections",
+                                    CRACK_STORE="s3://site-a-inspections/")  # fmt: skip
+    assert same.returncode == 0 and calls[0] == ["db", "migrate"], same.stderr
 
 
 @pytest.mark.parametrize("variable", ["AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_EMAIL"])
