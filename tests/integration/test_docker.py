@@ -594,6 +594,34 @@ def test_airflow_logs_in_with_fab_and_init_creates_the_admin_from_env(compose_co
     assert calls == []
 
 
+@pytest.mark.parametrize(
+    ("variable", "weak", "advice"),
+    [
+        ("AIRFLOW_JWT_SECRET", "short", "openssl rand -hex 64"),
+        ("AIRFLOW_JWT_SECRET", "a" * 63, "openssl rand -hex 64"),
+        ("AIRFLOW_API_SECRET_KEY", "s3cr3t", "openssl rand -hex 32"),
+        ("AIRFLOW_FERNET_KEY", "not-a-fernet-key", "Fernet.generate_key()"),
+        ("AIRFLOW_FERNET_KEY", secrets.token_hex(22), "Fernet.generate_key()"),  # 44 characters, not base64 of 32
+    ],
+)
+def test_airflow_init_refuses_weak_secrets(tmp_path: Path, variable: str, weak: str, advice: str):
+    """A JWT secret under 64 characters, an API secret key under 32 or a key Fernet cannot load stops airflow-init
+    before the database is touched, naming the docker/.env variable and how to make one, never the secret."""
+    refused, calls = _run_airflow_init(tmp_path, **{variable: weak})
+    assert refused.returncode == 1 and calls == [], refused.stderr
+    assert f"airflow-init: {variable} in docker/.env" in refused.stderr and advice in refused.stderr
+    assert weak not in refused.stderr
+
+
+def test_airflow_init_takes_fernet_keys_being_rotated(tmp_path: Path):
+    """`new,old` Fernet keys, as Airflow's key rotation has them, pass the check."""
+    from cryptography.fernet import Fernet
+
+    rotating = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
+    result, calls = _run_airflow_init(tmp_path, AIRFLOW_FERNET_KEY=rotating)
+    assert result.returncode == 0 and calls[0] == ["db", "migrate"], result.stderr
+
+
 def test_the_store_is_the_bucket_minio_init_creates(tmp_path: Path):
     """CRACK_STORE is built from CRACK_BUCKET, so tasks use the bucket minio-init creates and grants; a CRACK_STORE
     left in docker/.env naming another store stops airflow-init (one naming the same bucket, as in old files, not)."""
