@@ -393,6 +393,18 @@ def test_a_batch_with_zero_objects_fails_clearly(tmp_path):
     assert (tmp_path / "validation/empty/report.html").is_file()
 
 
+def test_an_empty_labeled_pool_names_the_class_folders_not_incoming(tmp_path):
+    """A labeled pool with class folders and no photo fails batch_not_empty saying where labeled photos go, not
+    the incoming batches' "reached incoming/<batch_id>/"."""
+    for name in ("Negative", "Positive"):
+        (tmp_path / "labeled" / name).mkdir(parents=True)
+    outcome = validate_labeled(str(tmp_path), "labeled", thresholds=SMALL_POOL)
+    assert outcome.outcome == FAILED
+    assert "batch_not_empty" in failed_checks(outcome)
+    (reason,) = [reason for reason in outcome.reasons if reason.startswith("batch_not_empty:")]
+    assert "labeled/<class>/" in reason and "incoming" not in reason, reason
+
+
 def build_pool(root: Path, counts: dict[str, list[Path]]) -> str:
     for name, files in counts.items():
         (root / "labeled" / name).mkdir(parents=True, exist_ok=True)
