@@ -94,6 +94,16 @@ class PhotoRule:
             risen = min(risen, self.max_threshold)
         return max(self.highest_needed, risen)  # never below it (nor below it by rounding)
 
+    def capped_for(self, tiles: int) -> bool:
+        """Whether a photo of ``tiles`` tiles needs the rise's cap: the threshold stopped rising below what would
+        keep its chance of a false alarm that of a calibration photo, which grows with the tile count beyond it."""
+        if self.photo_threshold is None or self.calibrated_tiles is None or self.max_threshold is None:
+            return False
+        if tiles <= self.calibrated_tiles:
+            return False
+        uncapped = log_odds(self.photo_threshold) + self.tail_scale * math.log(tiles / self.calibrated_tiles)
+        return uncapped > log_odds(self.max_threshold) and self.max_threshold > self.highest_needed
+
     def describe(self, tiles: int | None = None) -> str:
         """The rule in words; for a photo of ``tiles`` tiles, with the threshold that photo needs."""
         needed = self.highest_needed if tiles is None else self.needed_for(tiles)
@@ -202,11 +212,18 @@ def has_group(probabilities: Sequence[float], boxes: Sequence[Box], threshold: f
 def decision_note(
     probabilities: Sequence[float], rule: PhotoRule, is_crack: bool, unconfirmed: float | None = None
 ) -> str:
-    """Why a photo is not a crack although a tile reached the tile threshold ("" when the rules agree).
+    """Why a photo is not a crack although a tile reached the tile threshold, or why a crack photo deserves a look
+    (its threshold at the rise's cap); "" when the rules agree.
 
     ``unconfirmed``: the confirmation score of a photo the rule lit (``lit_by_rule``) but the confirmation did not keep.
     """
     highest = max(probabilities)
+    tiles = len(probabilities)
+    if is_crack and tiles > 1 and rule.capped_for(tiles):
+        return (f"crack by the photo rule over {tiles} tiles with its threshold at the cap, "
+                f"{rule.needed_for(tiles):.4f} (it rises with the tile count up to there, from the "
+                f"{rule.calibrated_tiles} tiles it was calibrated on): a photo this big raises false alarms more "
+                f"often; check the overlay")  # fmt: skip
     if is_crack or highest < rule.tile_threshold:
         return ""
     needed = confirmation_needed(probabilities, rule)
@@ -216,5 +233,4 @@ def decision_note(
     if unconfirmed is not None and needed is not None:
         return (f"no crack: the highest tiles are not confirmed when flipped (mean {unconfirmed:.4f} < "
                 f"{needed:.4f}); highest tile {highest:.4f}")  # fmt: skip
-    tiles = len(probabilities)
     return f"no crack by the photo rule over {tiles} tiles ({rule.describe(tiles)}); highest tile {highest:.4f}"

@@ -139,6 +139,19 @@ def test_the_rise_stops_at_the_cards_maximum_and_never_goes_below_the_photo_thre
     assert below.needed_for(154 * 1000) == 0.8  # a maximum under the photo threshold does not lower it
 
 
+def test_a_crack_photo_whose_threshold_stopped_at_the_cap_says_so():
+    """Past the cap a photo's chance of a false alarm grows with its tiles (2 of 5 clean 50 MP photos at a budget
+    of 2048 with the demo model, 0 of 5 at 512): a crack label there says so, for whoever checks the overlay."""
+    rule = PhotoRule(tile_threshold=0.5, photo_threshold=0.8, calibrated_tiles=24, tail_scale=1.0, max_threshold=0.95)
+    assert not rule.capped_for(24) and not rule.capped_for(60) and rule.capped_for(1728)
+    big = [0.05] * 1728
+    big[100] = 0.97
+    note = decision_note(big, rule, is_crack=True)
+    assert "threshold at the cap, 0.9500" in note and "1728 tiles" in note and "24 tiles" in note
+    assert decision_note([0.05] * 59 + [0.97], rule, is_crack=True) == ""  # risen, not capped: nothing to say
+    assert decision_note(big, PhotoRule(0.5, 0.8, calibrated_tiles=24, tail_scale=1.0), is_crack=True) == ""
+
+
 def test_the_rise_starts_from_what_photos_already_need():
     """A tile threshold raised above the photo threshold holds as the floor; a threshold of 1.0 stays 1.0."""
     raised = PhotoRule(tile_threshold=0.9, photo_threshold=0.8, calibrated_tiles=154, tail_scale=1.0)
