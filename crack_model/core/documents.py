@@ -136,9 +136,11 @@ class BatchSummary(StoredDocument):
     # The tile budget every shard scored within (the merge refuses shards that differ); None: from before it was
     # an option, 512.
     max_tiles: int | None = None
-    # Scored again whole by another model version than the rows it replaced (a promotion before a night that
-    # reopened the batch): that version, how many of its ``ok`` rows were scored again, how many labels flipped.
+    # Scored again whole by another model version or tile budget than the rows it replaced (a promotion, or a new
+    # budget, before a night that reopened the batch): the replaced rows' version, their budget if it was another
+    # (None: the same), how many of their ``ok`` rows were scored again, how many labels flipped.
     rescored_from: str | None = None
+    rescored_from_max_tiles: int | None = None
     rows_rescored: int = 0
     labels_flipped: int = 0
 

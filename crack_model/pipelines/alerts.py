@@ -14,9 +14,10 @@ Kinds, each at most once per run and subject:
   refused or did not answer, the JSON is damaged), so its drift or scoring-error alert could not be decided, or its
   ``_SUCCESS``, so no night picks it up (raised by every run until it can be read); one per document, naming its key
   and the error (the night's other alerts go out all the same);
-* ``batch_rescored``: a batch merged with another model version than the rows it replaced (a promotion before a
-  night that reopened it for a late, replaced or gone upload: the resume state is per version, so every upload was
-  scored again), with how many labels flipped;
+* ``batch_rescored``: a batch merged with another model version or tile budget than the rows it replaced (a
+  promotion or a new budget before a night that reopened it for a late, replaced or gone upload: the resume state
+  is per version, and a shard scored with another budget starts over, so every upload was scored again), with how
+  many labels flipped;
 * ``unusable_incoming``: ``incoming`` itself cannot be listed (a symbolic link, a file), so no night finds a batch
   (raised by every run until it is a folder);
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
@@ -209,22 +210,34 @@ def _scoring_errors(summary: Mapping[str, Any], rate: float) -> Alert | None:
 def _rescored(summary: Mapping[str, Any]) -> Alert:
     batch_id, earlier, now = str(summary["batch_id"]), summary["rescored_from"], summary.get("model_version")
     again, flipped = int(summary.get("rows_rescored") or 0), int(summary.get("labels_flipped") or 0)
+    earlier_budget = summary.get("rescored_from_max_tiles")  # set when the tile budget changed
+    scored_with, replaced = f"model {now}", str(earlier)
+    if earlier_budget is not None:  # the scale photos were tiled at changed: say from which to which
+        scored_with += f" at {summary.get('max_tiles')} tiles per photo"
+        replaced += f" at {earlier_budget} tiles per photo"
+    # Parts are kept per version and only ever added to: another version's rows are still there to compare with; a
+    # shard of the same version was started over at the new budget, and its parts hold only the new rows.
+    kept = layout.parts_key(batch_id, str(earlier)) + "/" if earlier != now else None
+    changes = ["a promotion"] if earlier != now else []
+    changed = " and ".join(changes + (["a tile budget change"] if earlier_budget is not None else []))
     return Alert(
         BATCH_RESCORED,
         batch_id,
-        f"batch {batch_id} was scored again whole with model {now}: {flipped} of the {again} labels of {earlier} "
+        f"batch {batch_id} was scored again whole with {scored_with}: {flipped} of the {again} labels of {replaced} "
         "it replaced flipped",
         {
             "batch_id": batch_id,
             "previous_model_version": earlier,
             "model_version": now,
+            "previous_max_tiles": earlier_budget if earlier_budget is not None else summary.get("max_tiles"),
+            "max_tiles": summary.get("max_tiles"),
             "rows_rescored": again,
             "labels_flipped": flipped,
             "predictions": layout.results_key(batch_id, layout.PREDICTIONS),
-            # Parts are only ever added to: the replaced rows are still there to compare with.
-            "previous_rows": layout.parts_key(batch_id, str(earlier)) + "/",
-            "why": "the batch was reopened (a late, replaced or gone upload) after a promotion; its results are "
-            "kept per model version, so every upload was scored with the new champion, not only the new ones",
+            "previous_rows": kept,
+            "why": f"the batch was reopened (a late, replaced or gone upload) after {changed}; its results are kept "
+            "per model version and a shard scored with another tile budget starts over, so every upload was scored "
+            "again, not only the new ones",
         },
     )
 

@@ -140,12 +140,13 @@ def finalize_batch(
     if manifest is not None:
         _withhold_rewritten(rows, manifest, uploads, stamp)
     ordered = [rows[key] for key in sorted(rows)]
-    rescore = _rescore_record(store, batch_id, model_version, validated, ordered)  # before the rows it compares go
+    budget = stats[0].max_tiles or DEFAULT_MAX_TILES  # one for every shard (refused above otherwise)
+    rescore = _rescore_record(store, batch_id, (model_version, budget), validated, ordered)  # before its rows go
     store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows_to_csv(ordered), content_type="text/csv")
     _drop_overlays_of_unscored(store, batch_id, rows)
     summary = summarize(batch_id, ordered, model_version, stats, shard_count, threshold)
-    summary.validated_manifest = validated
-    summary.rescored_from, summary.rows_rescored, summary.labels_flipped = rescore
+    summary.validated_manifest, summary.max_tiles = validated, budget
+    summary.rescored_from, summary.rescored_from_max_tiles, summary.rows_rescored, summary.labels_flipped = rescore
     # Uploads no shard saw: after validation, or (a batch scored unvalidated) after the shard that owns them ran.
     seen = manifest if manifest is not None else rows
     summary.late_objects = sum(1 for info in uploads if info.key not in seen and info.key not in exclude)
@@ -194,27 +195,34 @@ def rewritten_row(row: Mapping[str, str], stamp: str) -> dict[str, str]:
 
 
 def _rescore_record(
-    store: ObjectStore, batch_id: str, model_version: str, validated: str | None, rows: list[dict[str, str]]
-) -> tuple[str | None, int, int]:
-    """The earlier model version whose published rows this merge replaces, how many of its ``ok`` rows were scored
-    again and how many of their labels flipped ((None, 0, 0): none replaced). The resume state is per version, so
-    a batch reopened after a promotion (one late upload) is scored again whole: the alert must say so."""
+    store: ObjectStore, batch_id: str, scoring: tuple[str, int], validated: str | None, rows: list[dict[str, str]]
+) -> tuple[str | None, int | None, int, int]:
+    """What this merge replaces when its model version or tile budget (``scoring``) differs from the published
+    rows': their version, their budget if it differs (else None), how many of their ``ok`` rows were scored again
+    and how many of their labels flipped ((None, None, 0, 0): none replaced). The resume state is per version, and
+    a shard scored with another budget starts over, so a batch reopened after a promotion or a budget change (one
+    late upload) is scored again whole: the alert must say so."""
+    nothing = (None, None, 0, 0)
     try:
         earlier = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
     except CrackModelError as error:  # damaged or newer: nothing to compare with
         log.warning("the earlier summary of batch %s is not read: %s", batch_id, error)
-        return None, 0, 0
+        return nothing
     if earlier is None:
-        return None, 0, 0
-    if earlier.model_version == model_version:  # the same merge again (a retried task) keeps its record
-        same = earlier.validated_manifest == validated
-        return (earlier.rescored_from, earlier.rows_rescored, earlier.labels_flipped) if same else (None, 0, 0)
+        return nothing
+    budget = scoring[1]
+    earlier_budget = earlier.max_tiles or DEFAULT_MAX_TILES
+    if (earlier.model_version, earlier_budget) == scoring:  # the same merge again (a retried task) keeps its record
+        kept = (earlier.rescored_from, earlier.rescored_from_max_tiles, earlier.rows_rescored, earlier.labels_flipped)
+        return kept if earlier.validated_manifest == validated else nothing
     published = layout.results_key(batch_id, layout.PREDICTIONS)
     before = read_rows(store.read(published)) if store.exists(published) else []
     labels = {row["key"]: row["label"] for row in before if row["status"] == "ok"}
     again = [row for row in rows if row["status"] == "ok" and row["key"] in labels]
     flipped = sum(1 for row in again if row["label"] != labels[row["key"]])
-    return (earlier.model_version, len(again), flipped) if again else (None, 0, 0)
+    if not again:
+        return nothing
+    return earlier.model_version, earlier_budget if earlier_budget != budget else None, len(again), flipped
 
 
 def _refuse_missing_rows(batch_id: str, shards: list[layout.Shard], missing: set[str]) -> None:

@@ -207,6 +207,22 @@ def test_a_batch_scored_again_whole_by_a_new_model_raises_an_alert_naming_both_v
     assert alert.details["previous_rows"] == "results/site-b/_parts/20261020T020000Z-bbbb2222/"
 
 
+def test_a_batch_scored_again_whole_at_another_tile_budget_raises_an_alert_naming_both_budgets(night):
+    """The same model, a new tile budget and a late upload: every row was scored again at the new scale."""
+    _, run_summary, _ = night
+    version = batch_summary("site-b", ok=40)["model_version"]
+    rescored = {**batch_summary("site-b", ok=40), "rescored_from": version, "rescored_from_max_tiles": 512,
+                "max_tiles": 2048, "rows_rescored": 39, "labels_flipped": 3}  # fmt: skip
+
+    [alert] = [alert for alert in nightly_alerts(run_summary, [rescored], {}) if alert.kind == BATCH_RESCORED]
+
+    assert alert.title == (f"batch site-b was scored again whole with model {version} at 2048 tiles per photo: 3 of "
+                           f"the 39 labels of {version} at 512 tiles per photo it replaced flipped")  # fmt: skip
+    assert alert.details["previous_max_tiles"] == 512 and alert.details["max_tiles"] == 2048
+    assert alert.details["previous_rows"] is None  # the shard started over: its parts hold the new rows only
+    assert "a tile budget change" in alert.details["why"] and "promotion" not in alert.details["why"]
+
+
 def test_drift_needs_a_feature_above_the_threshold_of_a_checked_batch():
     """PSI equal to the threshold, or a batch too small to judge, raises nothing; the validation's threshold rules."""
     summary = {"validations": [validation(name, "passed") for name in ("equal", "small", "strict")]}

@@ -189,6 +189,32 @@ def test_a_batch_scored_again_whole_by_a_promoted_model_records_what_it_replaced
     assert _summary(store)["rescored_from"] is None and _summary(store)["labels_flipped"] == 0
 
 
+def test_a_batch_scored_again_whole_at_another_tile_budget_records_what_it_replaced(tmp_path, synth_data, model_dir):
+    """A late upload reopened the batch after the night's tile budget changed (Variable crack_max_tiles): its shard
+    was started over, every row scored again at the new budget; the summary names the budget replaced."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    store.write("incoming/b1/late.jpg", imagefiles.jpeg())  # after validation: reopens the batch
+    champion = load_scorer(model_dir)
+    score_batch(str(tmp_path), "b1", champion, max_tiles=512)
+    before = _rows(store)
+
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", champion, max_tiles=64)
+    finalize_batch(store, "b1", champion.version, 1)  # a retried merge keeps the record
+
+    summary, after = _summary(store), _rows(store)
+    flipped = sum(1 for key, row in before.items() if row["label"] != after[key]["label"])
+    assert summary["max_tiles"] == 64 and summary["rescored_from_max_tiles"] == 512
+    assert summary["rescored_from"] == summary["model_version"] == champion.version
+    assert summary["rows_rescored"] == len(before) and summary["labels_flipped"] == flipped
+    store.write("incoming/b1/later.jpg", imagefiles.jpeg())  # a later night at the same budget replaces nothing
+    _validate_manifest_of(store)
+    score_batch(str(tmp_path), "b1", champion, max_tiles=64)
+    assert _summary(store)["rescored_from"] is None and _summary(store)["rescored_from_max_tiles"] is None
+
+
 def _validated_keys(store):
     from crack_model.core.uploads import read_manifest
 
