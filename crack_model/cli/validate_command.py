@@ -10,9 +10,11 @@ import argparse
 import logging
 from typing import Any
 
+from crack_model.cli.arguments import tile_budget
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import open_store
+from crack_model.core.tiling import DEFAULT_MAX_TILES, MAX_TILE_BUDGET, MIN_TILE_BUDGET, TileConfig
 from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
 from crack_model.quality.expectations import SUITES
 from crack_model.quality.profile import ProfileConfig
@@ -78,6 +80,13 @@ def add_validate_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, help="fetch threads (default: 8 for S3, 2 for a folder, where more only contend)"
     )
+    # The night validates at its run's budget: without this a batch checked here at 512 could fail at 2048.
+    parser.add_argument(
+        "--max-tiles", type=tile_budget, default=DEFAULT_MAX_TILES,
+        help=f"the tile budget the batch will be scored with (score --max-tiles, the nightly's max_tiles), "
+        f"{MIN_TILE_BUDGET}-{MAX_TILE_BUDGET}: blur and contrast are measured at the scale scoring tiles a photo at "
+        f"(default: {DEFAULT_MAX_TILES})",
+    )  # fmt: skip
     parser.set_defaults(handler=run_validate)
     return parser
 
@@ -133,7 +142,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if suite not in SUITES and not suite.endswith(".json"):
         raise CrackModelError(f"unknown --suite {suite!r}: use {' or '.join(SUITES)}, or a suite .json file")
     thresholds = _thresholds(args)
-    profile_config = ProfileConfig(workers=args.workers)
+    profile_config = ProfileConfig(workers=args.workers, tiles=TileConfig(max_tiles=args.max_tiles))
     if _is_incoming(args.batch) or suite != "training":
         store_uri, batch_id = layout.parse_batch_uri(args.batch)
         holdout = _holdout_hashes(args, store_uri, "") if suite == "training" else None

@@ -249,6 +249,7 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
         ),
         (["score", "--batch", "b", "--model", "m", "--max-tiles", "0"], "2048 tiles per photo, got 0 (default 512"),
         (["predict", "--model", "m", "p.jpg", "--max-tiles", "63"], "--max-tiles: the tile budget must be from 64"),
+        (["validate", "--batch", "s/incoming/b", "--max-tiles", "2049"], "--max-tiles: the tile budget must be from"),
     ],
 )
 def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):
@@ -273,6 +274,28 @@ def test_the_tile_budget_is_an_option_of_score_and_predict():
     assert parser.parse_args(["score", "--batch", "b", "--model", "m", "--max-tiles", "2048"]).max_tiles == 2048
     assert parser.parse_args(["score", "--batch", "b", "--model", "m"]).max_tiles == 512
     assert parser.parse_args(["predict", "--model", "m", "p.jpg", "--max-tiles", "1024"]).max_tiles == 1024
+
+
+def test_validate_measures_at_the_tile_budget_the_batch_will_be_scored_with(monkeypatch, capsys):
+    """validate --max-tiles 2048 profiles at the scale the night validates and scores at; without it, 512."""
+    from crack_model.cli import validate_command
+
+    budgets = []
+
+    class Passed:
+        passed = True
+
+        def summary(self):
+            return "passed"
+
+    def validate_batch(store_uri, batch_id, suite, *, profile_config, **options):
+        budgets.append(profile_config.tiles.max_tiles)
+        return Passed()
+
+    monkeypatch.setattr(validate_command, "validate_batch", validate_batch)
+    assert main(["validate", "--batch", "store/incoming/b1", "--max-tiles", "2048"]) == 0
+    assert main(["validate", "--batch", "store/incoming/b1"]) == 0
+    assert budgets == [2048, 512]
 
 
 def test_repeats_past_the_last_seed_are_refused_before_any_training(capsys):
