@@ -169,8 +169,8 @@ def run_score(args: argparse.Namespace) -> int:
     )
     if report.finalized:
         print(f"batch complete: {results}/{layout.PREDICTIONS}, {layout.SUMMARY}, {layout.SUCCESS}")
-    elif report.blocked:  # no other shard will finish it: say what will
-        print(f"shard done, but the batch cannot complete: {report.waiting_for}")
+    elif report.blocked:  # no other shard will finish it: a failure to act on, not a wait (a script must see it)
+        raise CrackModelError(f"{shard.name} is done, but batch {batch_id} cannot complete: {report.waiting_for}")
     else:
         print(f"shard done; the batch completes when all {shard.count} shards are done")
     return 0

@@ -451,6 +451,33 @@ def test_score_resolves_a_model_uri_in_the_registry_variable_else_in_the_batch_s
     assert asked["registry"] == (variable or f"{tmp_path}/store")
 
 
+def _score_reporting(monkeypatch, tmp_path, **report):
+    """`score` of a batch in tmp_path/store, whose shard run ends with ``report`` (no model loaded, nothing scored)."""
+    from crack_model.cli import score_commands
+    from crack_model.core.layout import Shard
+    from crack_model.serving.batch import ShardReport
+
+    monkeypatch.setattr(score_commands, "load_scorer", lambda uri, **options: None)
+    monkeypatch.setattr(score_commands, "score_shard", lambda store_uri, batch_id, scorer, shard, **options:
+                        ShardReport(batch_id, shard or Shard(), "v1", 2, 0, 1.0, False, **report))  # fmt: skip
+    (tmp_path / "store" / "incoming" / "b1").mkdir(parents=True, exist_ok=True)
+    return ["score", "--batch", f"{tmp_path}/store/incoming/b1", "--model", "m", "--shard", "0/2"]
+
+
+def test_a_shard_whose_batch_cannot_complete_exits_1_saying_why(tmp_path, monkeypatch, capsys):
+    """Shards scored with different budgets block the batch for good: that printed a line and exited 0."""
+    blocked = ("the shards of batch b1 were scored with different tile budgets (shard-0000-of-0002: 512; "
+               "shard-0001-of-0002: 2048): score them with one --max-tiles")  # fmt: skip
+    assert main(_score_reporting(monkeypatch, tmp_path, waiting_for=blocked, blocked=True)) == 1
+    printed = capsys.readouterr()
+    assert "shard-0000-of-0002 of batch b1: scored 2 objects" in printed.out
+    said = f"crack-model: error: shard-0000-of-0002 is done, but batch b1 cannot complete: {blocked}"
+    assert printed.err.strip() == said
+    waiting = "shard-0001-of-0002 of batch b1 (model v1) has not finished"
+    assert main(_score_reporting(monkeypatch, tmp_path, waiting_for=waiting)) == 0  # only waits for the other shard
+    assert "the batch completes when all 2 shards are done" in capsys.readouterr().out
+
+
 def test_an_image_size_past_1024_is_refused_by_the_data_config_too():
     """The retraining DAG's params and a Python caller reach DataConfig without the CLI's check."""
     from crack_model.core.config import DataConfig
