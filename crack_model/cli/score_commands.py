@@ -11,7 +11,7 @@ from typing import Any
 
 from crack_model.cli.arguments import MAX_TILES_HELP, batch_size, positive_int, shard, tile_budget
 from crack_model.core import layout
-from crack_model.core.documents import RunSummary, read_outcome
+from crack_model.core.documents import RunSummary, read_outcome, read_success_marker
 from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
@@ -160,7 +160,7 @@ def run_score(args: argparse.Namespace) -> int:
     )  # fmt: skip
     results = open_store(store_uri).url(layout.results_key(batch_id))
     if report.already_complete:
-        print(f"batch {batch_id} is already complete: {results} (use --force to rescore)")
+        print(_already_complete(open_store(store_uri), batch_id, results, args.max_tiles))
         return 0
     rate = f", {report.images / report.seconds:.1f} img/s" if report.seconds > 0 and report.images else ""
     print(
@@ -174,6 +174,18 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         print(f"shard done; the batch completes when all {shard.count} shards are done")
     return 0
+
+
+def _already_complete(store: ObjectStore, batch_id: str, results: str, max_tiles: int) -> str:
+    """What ``score`` says of a batch it left as it was: with the budget it was scored within when that is not the
+    one asked for, which this run did not apply (``--force`` does)."""
+    marker = read_success_marker(store, batch_id)
+    summary = marker.summary if marker else None
+    scored_within = (summary.max_tiles or DEFAULT_MAX_TILES) if summary else max_tiles  # unreadable: not known
+    if scored_within == max_tiles:
+        return f"batch {batch_id} is already complete: {results} (use --force to rescore)"
+    return (f"batch {batch_id} is already complete, scored within {scored_within} tiles per photo, not the {max_tiles} "
+            f"asked for: {results} (use --force to score it again within {max_tiles})")  # fmt: skip
 
 
 # Keys named in a one-line report; the rest are counted.

@@ -478,6 +478,28 @@ def test_a_shard_whose_batch_cannot_complete_exits_1_saying_why(tmp_path, monkey
     assert "the batch completes when all 2 shards are done" in capsys.readouterr().out
 
 
+def test_a_batch_already_complete_within_another_tile_budget_says_both_budgets(tmp_path, monkeypatch, capsys):
+    """`score --max-tiles 64` of a batch scored within 2048 said only "already complete": not that 64 was not used."""
+    from crack_model.core import layout
+    from crack_model.core.documents import BatchSummary
+    from crack_model.core.local_store import LocalStore
+
+    argv = _score_reporting(monkeypatch, tmp_path, already_complete=True)
+    summary = BatchSummary(
+        batch_id="b1", model_version="v1", runtime="keras", threshold=0.5, objects=2, status_counts={"ok": 2},
+        label_counts={}, crack_class="Positive", cracks=0, crack_rate=0.0, shards=1, scoring_seconds=1.0,
+        throughput_images_per_second=2.0, finished_at="2026-12-07T02:00:00Z", max_tiles=2048,
+    )  # fmt: skip
+    summary.write(LocalStore(tmp_path / "store"), layout.results_key("b1", layout.SUCCESS))
+
+    assert main([*argv, "--max-tiles", "64"]) == 0
+    said = capsys.readouterr().out
+    assert "batch b1 is already complete, scored within 2048 tiles per photo, not the 64 asked for: " in said
+    assert "(use --force to score it again within 64)" in said
+    assert main([*argv, "--max-tiles", "2048"]) == 0
+    assert "already complete: " in capsys.readouterr().out  # the budget asked for: nothing more to say
+
+
 def test_an_image_size_past_1024_is_refused_by_the_data_config_too():
     """The retraining DAG's params and a Python caller reach DataConfig without the CLI's check."""
     from crack_model.core.config import DataConfig
