@@ -18,7 +18,7 @@ from crack_model.core.config import (
 )
 from crack_model.core.errors import CrackModelError
 from crack_model.core.layout import Shard
-from crack_model.core.tiling import DEFAULT_MAX_TILES, MAX_TILE_BUDGET, MIN_TILE_BUDGET, check_tile_budget
+from crack_model.core.tiling import DEFAULT_MAX_TILES, MAX_TILE_BUDGET, MIN_TILE_BUDGET, parse_tile_budget
 
 # A word that starts with a dash and a digit is a value: none of our options looks like that, and argparse's own
 # test (a plain negative number) took `--shard -1/2` or `--learning-rate -1e-3` for an option, so the user saw
@@ -185,9 +185,10 @@ MAX_TILES_HELP = (
 
 
 def tile_budget(text: str) -> int:
-    """``--max-tiles``: refused when parsed, not after the model is loaded or a shard started over."""
+    """``--max-tiles``: refused when parsed, not after the model is loaded or a shard started over; "abc" or "1e3"
+    with the range too (``int`` made argparse name this function instead)."""
     try:
-        return check_tile_budget(int(text))
+        return parse_tile_budget(text)
     except CrackModelError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

@@ -59,17 +59,34 @@ class TileConfig:
         return max(1, round(self.tile_size * (1 - self.overlap)))
 
 
-def check_tile_budget(max_tiles: int) -> int:
+def check_tile_budget(max_tiles: object) -> int:
     """``max_tiles`` if a run may score with it (``MIN_TILE_BUDGET`` to ``MAX_TILE_BUDGET``), else a CrackModelError."""
+    budgets = f"{MIN_TILE_BUDGET} to {MAX_TILE_BUDGET} tiles per photo"
+    advice = f"(default {DEFAULT_MAX_TILES}; a 12 MP photo needs 432, a 50 MP one 1,734)"
     if isinstance(max_tiles, bool) or not isinstance(max_tiles, int):
-        raise CrackModelError(f"the tile budget must be a whole number of tiles, got {max_tiles!r}")
+        raise CrackModelError(f"the tile budget must be an integer from {budgets}, got {max_tiles!r} {advice}")
     if not MIN_TILE_BUDGET <= max_tiles <= MAX_TILE_BUDGET:
-        msg = (
-            f"the tile budget must be from {MIN_TILE_BUDGET} to {MAX_TILE_BUDGET} tiles per photo, got {max_tiles} "
-            f"(default {DEFAULT_MAX_TILES}; a 12 MP photo needs 432, a 50 MP one 1,734)"
-        )
-        raise CrackModelError(msg)
+        raise CrackModelError(f"the tile budget must be from {budgets}, got {max_tiles} {advice}")
     return max_tiles
+
+
+def parse_tile_budget(value: object) -> int:
+    """A tile budget as a person gave it: ``--max-tiles``'s or a Variable's text (" 2048 " too), or a DAG param's
+    JSON number, 1000.0 being an integer to its schema; checked (``check_tile_budget``), the range given for text
+    that is no integer ("abc", "1e3", "512.0") as for a number out of it."""
+    return check_tile_budget(_as_integer(value))
+
+
+def _as_integer(value: object) -> object:
+    """1000.0 and "1000" as 1000; anything else as given, for ``check_tile_budget`` to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:

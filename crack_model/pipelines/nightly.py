@@ -22,7 +22,7 @@ from crack_model.core.documents import (
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
-from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
+from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget, parse_tile_budget
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
 from crack_model.pipelines.batch_states import new_batches, validated_before
 from crack_model.pipelines.stores import StoreLike, step_store
@@ -319,20 +319,25 @@ def _completed_summaries(store: ObjectStore, batch_ids: set[str]) -> list[dict[s
     return found
 
 
-def chosen_tile_budget(param: int | None, variable: str | None = None, variable_name: str = "") -> int:
-    """A run's tile budget: ``param`` (a DAG param, its range checked by its schema), else the text of the Variable
-    ``variable_name`` (a deployment's lasting choice; blank: none), else ``DEFAULT_MAX_TILES``; checked either way
-    (``tiling.check_tile_budget``), and a wrong Variable named with what to do."""
+def chosen_tile_budget(param: object, variable: str | None = None, variable_name: str = "") -> int:
+    """A run's tile budget: ``param`` (the DAG param ``max_tiles``; its schema takes 1000.0 for an integer, and so
+    does this), else the text of the Variable ``variable_name`` (a deployment's lasting choice; blank: none), else
+    ``DEFAULT_MAX_TILES``; checked either way (``tiling.parse_tile_budget``), a wrong one named with what to do."""
     if param is not None:
-        return check_tile_budget(param)
+        try:
+            return parse_tile_budget(param)
+        except CrackModelError as error:
+            default = f"Variable {variable_name}, else {DEFAULT_MAX_TILES}" if variable_name else DEFAULT_MAX_TILES
+            msg = (f"param max_tiles is {param!r}: {error}; trigger the run with an integer number of tiles, or "
+                   f"null for the default ({default})")  # fmt: skip
+            raise CrackModelError(msg) from None
     text = (variable or "").strip()
     if not text:
         return DEFAULT_MAX_TILES
     try:
-        return check_tile_budget(int(text))
-    except (ValueError, CrackModelError) as error:
-        reason = "not a whole number" if isinstance(error, ValueError) else str(error)
-        msg = (f"Variable {variable_name} is {text!r}: {reason}; set it to a number of tiles, or delete it for the "
+        return parse_tile_budget(text)
+    except CrackModelError as error:
+        msg = (f"Variable {variable_name} is {text!r}: {error}; set it to a number of tiles, or delete it for the "
                f"default, {DEFAULT_MAX_TILES}")  # fmt: skip
         raise CrackModelError(msg) from None
 

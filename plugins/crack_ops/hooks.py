@@ -133,7 +133,7 @@ def run_tile_budget(params: Mapping[str, Any] | None) -> int:
 
     chosen = run_params(params).get("max_tiles")
     if chosen is not None:
-        return chosen_tile_budget(chosen)
+        return chosen_tile_budget(chosen, variable_name=TILE_BUDGET_VARIABLE)
     from airflow.sdk import Variable
 
     return chosen_tile_budget(None, Variable.get(TILE_BUDGET_VARIABLE, default=None), TILE_BUDGET_VARIABLE)

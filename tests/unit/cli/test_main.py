@@ -250,6 +250,13 @@ def test_repeats_without_cv_is_a_one_line_error(tmp_path, capsys):
         (["score", "--batch", "b", "--model", "m", "--max-tiles", "0"], "2048 tiles per photo, got 0 (default 512"),
         (["predict", "--model", "m", "p.jpg", "--max-tiles", "63"], "--max-tiles: the tile budget must be from 64"),
         (["validate", "--batch", "s/incoming/b", "--max-tiles", "2049"], "--max-tiles: the tile budget must be from"),
+        # int() said "invalid tile_budget value", naming a function of ours and no range.
+        (
+            ["score", "--batch", "b", "--model", "m", "--max-tiles", "abc"],
+            "--max-tiles: the tile budget must be an integer from 64 to 2048 tiles per photo, got 'abc' (default 512",
+        ),
+        (["predict", "--model", "m", "p.jpg", "--max-tiles", "1e3"], "must be an integer from 64 to 2048 tiles per"),
+        (["score", "--batch", "b", "--model", "m", "--max-tiles", "512.0"], "must be an integer from 64 to 2048 tiles"),
     ],
 )
 def test_numbers_that_cannot_train_are_usage_errors(arguments, said, capsys):

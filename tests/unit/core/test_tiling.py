@@ -156,6 +156,20 @@ def test_a_tile_budget_outside_the_range_is_refused_naming_it(budget):
     assert check_tile_budget(64) == 64 and check_tile_budget(2048) == 2048
 
 
+def test_a_tile_budget_given_as_text_or_json_is_read_as_an_integer_or_refused_with_the_range():
+    """JSON Schema's "integer" takes 1000.0 (it is whole); "abc" and "1e3" get the range, not a bare type error."""
+    from crack_model.core.errors import CrackModelError
+    from crack_model.core.tiling import parse_tile_budget
+
+    assert parse_tile_budget(1000.0) == 1000 and type(parse_tile_budget(1000.0)) is int
+    assert parse_tile_budget(" 2048 ") == 2048 and parse_tile_budget(512) == 512
+    for wrong in ("abc", "1e3", "512.0", 1000.5, True, None):
+        with pytest.raises(CrackModelError, match=r"must be an integer from 64 to 2048 tiles per photo, got "):
+            parse_tile_budget(wrong)
+    with pytest.raises(CrackModelError, match=r"must be from 64 to 2048 tiles per photo, got 4096"):
+        parse_tile_budget(4096.0)
+
+
 def test_the_largest_budget_tiles_no_image_at_full_size_past_the_decoder_limit():
     """2048 tiles at full size: 60 MP for a 4:3 photo, at most 79 MP for a strip, within 80 MP."""
     from crack_model.core.imaging import DEFAULT_MAX_PIXELS

@@ -102,7 +102,8 @@ def test_the_tile_budget_is_pinned_from_the_param_else_the_variable(
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", "1024")
     assert resolve_model(params=params)["max_tiles"] == 1024
     assert resolve_model(params={**params, "max_tiles": 64})["max_tiles"] == 64  # the param wins
-    for wrong, said in (("4096", "must be from 64 to 2048"), ("lots", "not a whole number")):
+    assert resolve_model(params={**params, "max_tiles": 1000.0})["max_tiles"] == 1000  # JSON Schema's integer
+    for wrong, said in (("4096", "must be from 64 to 2048"), ("lots", "must be an integer from 64 to 2048")):
         monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", wrong)
         with pytest.raises(AirflowFailException, match=rf"Variable crack_max_tiles is '{wrong}': .*{said}.*512"):
             resolve_model(params=params)

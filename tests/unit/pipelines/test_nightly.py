@@ -369,3 +369,18 @@ def test_validation_measures_at_the_scale_the_batch_is_scored_at(tmp_path, monke
     assert [config.tiles.max_tiles for config in configs] == [2048, 512]
     with pytest.raises(CrackModelError, match="from 64 to 2048 tiles per photo, got 4096"):
         nightly.validate_incoming(str(tmp_path), "b1", max_tiles=4096)
+
+
+def test_a_whole_max_tiles_param_is_taken_and_a_wrong_one_is_refused_naming_the_param():
+    """A triggered run's conf {"max_tiles": 1000.0} passed the param's schema, then failed: "must be a whole number of
+    tiles, got 1000.0", which it is, and without naming the param."""
+    from crack_model.pipelines.nightly import chosen_tile_budget
+
+    assert chosen_tile_budget(1000.0) == 1000 and type(chosen_tile_budget(1000.0)) is int
+    said = (r"param max_tiles is 1000\.5: the tile budget must be an integer from 64 to 2048 tiles per photo, got "
+            r"1000\.5 .*; trigger the run with an integer number of tiles, or null for the default \(Variable "
+            r"crack_max_tiles, else 512\)")  # fmt: skip
+    with pytest.raises(CrackModelError, match=said):
+        chosen_tile_budget(1000.5, variable_name="crack_max_tiles")
+    with pytest.raises(CrackModelError, match=r"^Variable crack_max_tiles is '1e3': .*must be an integer from 64"):
+        chosen_tile_budget(None, "1e3", "crack_max_tiles")

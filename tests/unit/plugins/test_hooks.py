@@ -120,6 +120,9 @@ def test_run_tile_budget_takes_the_param_then_the_variable_then_512(monkeypatch)
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", " 2048 ")
     assert run_tile_budget({"max_tiles": None}) == 2048
     assert run_tile_budget({"max_tiles": 1024}) == 1024
+    assert run_tile_budget({"max_tiles": 1000.0}) == 1000  # a whole number, as the param's schema takes it
+    with pytest.raises(CrackModelError, match=r"param max_tiles is 'many': .*\(Variable crack_max_tiles, else 512\)"):
+        run_tile_budget({"max_tiles": "many"})
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", "  ")
     assert run_tile_budget({}) == 512  # a blank Variable is no choice
     monkeypatch.setenv("AIRFLOW_VAR_CRACK_MAX_TILES", "10000")
