@@ -7,7 +7,8 @@ is not a usable key): their listing entry carries a ``problem``, which becomes t
 Validation writes ``validation/<batch_id>/manifest.csv`` (key, size, sha256 of every upload it
 profiled, and the listing's version of it: ETag or modification time). Scoring works from it: an upload
 added after validation waits for the next validation, one whose bytes changed since is not scored
-(``status=changed``), and one gone since is not either (``status=missing``): the next night scores it if it is back.
+(``status=changed``), and one gone since, or gone when validation read it (``gone``), is not either
+(``status=missing``): the next night scores it if it is back.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from crack_model.core.object_keys import ObjectInfo, ObjectNotFoundError, Object
 from crack_model.core.storage import split_uri
 
 MANIFEST_COLUMNS = ("key", "size", "sha256")  # what the digest covers (``manifest_digest``)
-MANIFEST_FILE_COLUMNS = (*MANIFEST_COLUMNS, "listed")
+MANIFEST_FILE_COLUMNS = (*MANIFEST_COLUMNS, "listed", "gone")
 
 # Validation and scoring read an upload whole, so its size is what it costs in memory (times the
 # fetching threads): an upload over the limit is refused by its listed size, and by the size of what a
@@ -48,7 +49,7 @@ class ObjectChangedError(CrackModelError):
 
 
 class UploadGoneError(CrackModelError):
-    """The upload was validated, and is gone when scoring reads it (deleted, or moved away): not scored
+    """The upload is gone when scoring reads it, or was when validation did (deleted, or moved away): not scored
     (``status=missing``); the next night validates the batch again and scores it if it is back."""
 
     row_status = "missing"
@@ -127,6 +128,7 @@ class ManifestEntry:
     size: int | None
     sha256: str | None
     listed: str | None = None  # the listing's version (``ObjectInfo.version``) when validated; None: not kept
+    gone: bool = False  # listed, then gone when validation read it: never validated, so never scored (``missing``)
 
     def relisted(self, info: ObjectInfo) -> bool:
         """Does the listing show another write of the object than validation saw (same size or not)?"""
@@ -142,7 +144,7 @@ def manifest_key(batch_id: str) -> str:
 def _manifest_rows(entries: Iterable[ManifestEntry]) -> Iterator[dict[str, object]]:
     for entry in sorted(entries, key=lambda item: item.key):
         yield {"key": entry.key, "size": "" if entry.size is None else entry.size, "sha256": entry.sha256 or "",
-               "listed": entry.listed or ""}  # fmt: skip
+               "listed": entry.listed or "", "gone": "yes" if entry.gone else ""}  # fmt: skip
 
 
 def write_manifest(store: ObjectStore, batch_id: str, entries: Iterable[ManifestEntry]) -> None:
@@ -159,7 +161,8 @@ def read_manifest(store: ObjectStore, batch_id: str) -> dict[str, ManifestEntry]
     entries = {}
     for row in rows:
         size = int(row["size"]) if row.get("size") else None
-        entries[row["key"]] = ManifestEntry(row["key"], size, row.get("sha256") or None, row.get("listed") or None)
+        entries[row["key"]] = ManifestEntry(row["key"], size, row.get("sha256") or None, row.get("listed") or None,
+                                            gone=bool(row.get("gone")))  # fmt: skip
     return entries
 
 
@@ -181,9 +184,19 @@ def manifest_digest(store: ObjectStore, batch_id: str) -> str | None:
 
 def validated_fetch(fetch: Fetch, manifest: dict[str, ManifestEntry]) -> Fetch:
     """``fetch`` that refuses bytes that differ from what validation saw (``ObjectChangedError``), and says of an
-    upload gone since that the next night scores it if it is back (``UploadGoneError``)."""
+    upload gone since, or gone when validation read it (never read here), that the next night scores it if it is
+    back (``UploadGoneError``)."""
 
     def checked(key: str) -> bytes:
+        entry = manifest.get(key)
+        if entry is not None and entry.gone:  # back since, its bytes are still unvalidated: the next night's to check
+            msg = (
+                f"{key} was gone when validation read it (deleted or moved away meanwhile): not validated, so not "
+                "scored; put it back under the same name, or upload it again, before the next nightly run, which "
+                "validates the batch again and scores it (one not back by then is no longer part of the batch: its "
+                "row goes)"
+            )
+            raise UploadGoneError(msg)
         try:
             data = fetch(key)
         except ObjectNotFoundError:  # a folder moved away to be looked at: back by the next night, it is scored then
@@ -193,7 +206,6 @@ def validated_fetch(fetch: Fetch, manifest: dict[str, ManifestEntry]) -> Fetch:
                 "batch again and scores it (one not back by then is no longer part of the batch: its row goes)"
             )
             raise UploadGoneError(msg) from None
-        entry = manifest.get(key)
         if entry is not None and entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
             msg = (
                 f"{key} changed after validation (validated sha256 {entry.sha256[:12]}..., now "

@@ -49,7 +49,7 @@ from crack_model.quality.data_docs import write_data_docs
 from crack_model.quality.expectations import load_suite
 from crack_model.quality.judging import validate_profile
 from crack_model.quality.outcome import ValidationOutcome
-from crack_model.quality.profile import ProfileConfig, label_of, labeled_objects, profile_listed
+from crack_model.quality.profile import GONE_WHEN_READ, ProfileConfig, label_of, labeled_objects, profile_listed
 from crack_model.quality.quarantine import quarantine_objects
 from crack_model.quality.report import render_report
 from crack_model.quality.tables import plain
@@ -116,7 +116,7 @@ def validate_batch(
     if not uploads:
         refuse_an_empty_store(store)
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
-    profile = profile_listed(store, uploads, profile_config)
+    profile, gone = _set_aside_gone(profile_listed(store, uploads, profile_config))
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
@@ -124,10 +124,30 @@ def validate_batch(
     if unusable:
         outcome.drift = drift.not_judged(unusable, drift_config, images=int(profile["decodable"].astype(bool).sum()))
     outcome.source = store.url(layout.incoming_prefix(batch_id))
-    write_manifest(store, batch_id, _manifest_entries(profile, {info.key: info.version for info in uploads}))
+    outcome.left_out = gone
+    versions = {info.key: info.version for info in uploads}
+    gone_entries = [ManifestEntry(key, None, None, versions.get(key), gone=True) for key in gone]
+    write_manifest(store, batch_id, [*_manifest_entries(profile, versions), *gone_entries])
     write_outputs(store, store, outcome, result, objects,
                   relative=lambda key: layout.relative_to_batch(key, batch_id), report_uri=report_uri)  # fmt: skip
     return outcome
+
+
+def _set_aside_gone(profile: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The profile without the uploads gone when read (listed, then deleted or moved away), and why each was left
+    out. Not bad uploads: quarantined, one was held back for good and counted against its batch (all of a small
+    one's failed it); kept in the manifest as ``gone``, each gets a ``missing`` row and its batch is validated again
+    the next night, which scores it if it is back (``uploads.validated_fetch``)."""
+    is_gone = profile["decode_error"].astype(str).str.startswith(GONE_WHEN_READ)
+    why = (
+        "listed, then gone when read (deleted or moved away meanwhile): not judged, and not scored tonight "
+        "(status missing); the next nightly run validates the batch again and scores it if it is back"
+    )
+    gone = dict.fromkeys(map(str, profile.loc[is_gone, "key"]), why)
+    if gone:
+        log.warning("%d upload(s) were gone when read, left out of this validation: %s", len(gone),
+                    ", ".join(sorted(gone)[:5]))  # fmt: skip
+    return profile[~is_gone].reset_index(drop=True), gone
 
 
 def _manifest_entries(profile: pd.DataFrame, versions: Mapping[str, str | None] | None = None) -> list[ManifestEntry]:

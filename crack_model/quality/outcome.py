@@ -37,7 +37,8 @@ class ValidationOutcome:
     # GX Data Docs of this run: {"index": store key of index.html or None, "pages", "error"} (see data_docs).
     data_docs: dict[str, Any] = field(default_factory=dict)
     # The training suite: files inside class folders that are not part of the pool (hidden, not named as
-    # images), key -> why. Not checked, not trained on, and named here rather than lost in silence.
+    # images); the incoming suite: uploads gone when read (``missing`` when scored). Key -> why. Not checked,
+    # not trained or scored on, and named here rather than lost in silence.
     left_out: dict[str, str] = field(default_factory=dict)
 
     @property

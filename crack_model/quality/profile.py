@@ -41,7 +41,7 @@ from crack_model.core.imaging import (
     check_pixels,
     read_header,
 )
-from crack_model.core.object_keys import ObjectInfo, ObjectStore
+from crack_model.core.object_keys import ObjectInfo, ObjectNotFoundError, ObjectStore
 from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget
 from crack_model.core.uploads import list_uploads, upload_fetch, within_size_limit
@@ -64,6 +64,9 @@ GREY_DECODED_MODES = ("RGB", "L")
 LABELED_PREFIX = "labeled"
 
 Fetch = Callable[[str], bytes]
+# The reason of an object listed, then gone when its bytes were read (deleted or moved away meanwhile): not a bad
+# upload, so batch validation leaves it out of the judging (``batch_validation``) rather than quarantine it.
+GONE_WHEN_READ = "gone when read: "
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,10 @@ def profile_object(key: str, fetch: Fetch, config: ProfileConfig, label: str | N
 def _fetch_and_inspect(key: str, fetch: Fetch, config: ProfileConfig, label: str | None) -> _Inspected:
     try:
         data = fetch(key)
+    except ObjectNotFoundError as error:
+        row = empty_row(key, label)
+        row["decode_error"] = f"{GONE_WHEN_READ}{error}"
+        return _Inspected(row)
     except CrackModelError as error:
         row = empty_row(key, label)
         row["decode_error"] = f"cannot read: {error}"

@@ -17,6 +17,7 @@ from crack_model.core import layout
 from crack_model.core.documents import quarantined_keys, read_outcome
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import ALLOWED_FORMATS
+from crack_model.core.local_store import LocalStore
 from crack_model.core.tiling import TileConfig
 from crack_model.quality import drift
 from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
@@ -391,6 +392,32 @@ def test_a_batch_with_zero_objects_fails_clearly(tmp_path):
     assert failed_checks(outcome) == {"batch_not_empty"}
     assert "no objects" in outcome.reasons[0] and "incoming/<batch_id>" in outcome.reasons[0]
     assert (tmp_path / "validation/empty/report.html").is_file()
+
+
+def test_an_upload_gone_when_read_is_left_out_not_quarantined(tmp_path, real_files, monkeypatch):
+    """Listed, then moved away before its bytes were read: it was quarantined for good as "does not decode", and
+    failed a small batch; it is left out with why, and kept in the manifest as ``gone`` (scored ``missing``)."""
+    from crack_model.core.uploads import read_manifest
+    from crack_model.quality import batch_validation
+
+    objects = real_objects(mixed(real_files, 6))
+    uri = write_batch(tmp_path, "b1", objects)
+    vanished = f"incoming/b1/{sorted(objects)[0]}"
+    listed = batch_validation.list_uploads
+
+    def listed_then_gone(store, batch_id):
+        uploads = listed(store, batch_id)
+        store.delete(vanished)
+        return uploads
+
+    monkeypatch.setattr(batch_validation, "list_uploads", listed_then_gone)
+    outcome = validate_batch(uri, "b1")
+
+    assert outcome.outcome == PASSED and outcome.quarantined == [] and outcome.counts["objects"] == 5
+    assert "gone when read" in outcome.left_out[vanished] and "next nightly run" in outcome.left_out[vanished]
+    manifest = read_manifest(LocalStore(tmp_path), "b1")
+    assert manifest[vanished].gone and manifest[vanished].sha256 is None
+    assert not any(entry.gone for key, entry in manifest.items() if key != vanished)
 
 
 def test_an_empty_labeled_pool_names_the_class_folders_not_incoming(tmp_path):

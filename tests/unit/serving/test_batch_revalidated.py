@@ -11,6 +11,7 @@ import pytest
 from crack_model.core import layout
 from crack_model.core.documents import BatchSummary, QuarantineManifest
 from crack_model.core.local_store import LocalStore
+from crack_model.core.uploads import read_manifest, write_manifest
 from crack_model.pipelines.nightly import find_new_batches
 from crack_model.pipelines.overlays import crack_keys, draw_overlays, has_tile_scores
 from crack_model.serving.batch import score_batch, score_shard
@@ -143,6 +144,29 @@ def test_an_upload_gone_when_scored_reopens_the_batch_and_is_scored_once_it_is_b
     assert find_new_batches(store) == []
 
 
+def test_an_upload_gone_when_validated_is_missing_and_scored_once_it_is_back(tmp_path, synth_data, model_dir):
+    """Gone when validation read it, back before scoring: its bytes were never validated, so it is ``missing`` (not
+    read), the batch reopens, and the next night's validation and scoring take it."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    moved = "incoming/b1/negative/synth_00000.jpg"
+    entries = read_manifest(store, "b1")
+    entries[moved] = dataclasses.replace(entries[moved], size=None, sha256=None, gone=True)
+    write_manifest(store, "b1", entries.values())
+    score_batch(str(tmp_path), "b1", model_dir)
+
+    row = _rows(store)[moved]
+    assert row["status"] == "missing" and row["sha256"] == "" and "gone when validation read it" in row["error"]
+    assert find_new_batches(store) == ["b1"]
+
+    _validate_manifest_of(store)
+    report = score_batch(str(tmp_path), "b1", model_dir)
+
+    assert report.images == 1 and _rows(store)[moved]["status"] == "ok"
+    assert find_new_batches(store) == []
+
+
 def test_an_upload_deleted_for_good_reopens_the_batch_once_not_every_night(tmp_path, synth_data, model_dir):
     """The validation of the reopened batch no longer lists it: its row goes, and the batch is settled."""
     store = LocalStore(tmp_path)
@@ -216,8 +240,6 @@ def test_a_batch_scored_again_whole_at_another_tile_budget_records_what_it_repla
 
 
 def _validated_keys(store):
-    from crack_model.core.uploads import read_manifest
-
     return set(read_manifest(store, "b1") or {})
 
 
