@@ -9,12 +9,12 @@ it out with an error; the run's alerts name it (``unreadable_batch_states``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from crack_model.core import layout
 from crack_model.core.documents import read_success_marker
-from crack_model.core.errors import described
+from crack_model.core.errors import CrackModelError, described
 from crack_model.core.object_keys import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,30 @@ def unreadable_batch_states(store: ObjectStore, batch_ids: Iterable[str]) -> lis
     return new_batches(store, batch_ids)[1]
 
 
+def emptied_batches(store: ObjectStore, incoming_folders: Collection[str]) -> list[str]:
+    """Batches under ``results/`` with no folder under ``incoming/`` whose merge awaits revalidation (a ``missing``
+    row): on S3 a folder goes with its last object, so a batch whose uploads were all deleted was found no more and
+    kept those rows for good. The night settles them (``settle_emptied_batch``). One read per such batch a night."""
+    try:
+        merged = store.folders(layout.RESULTS)
+    except Exception as error:  # the batches under incoming/ are tonight's work all the same
+        log.error("could not list %s for batches whose uploads are gone: %s", store.url(layout.RESULTS),
+                  described(error))  # fmt: skip
+        return []
+    found = []
+    for batch_id in merged:
+        if batch_id in incoming_folders or not _is_batch_id(batch_id):
+            continue
+        try:
+            marker = read_success_marker(store, batch_id)
+        except Exception as error:  # a foreign folder, an unreadable marker: not this night's to settle
+            log.warning("not checking results/%s for a batch whose uploads are gone: %s", batch_id, described(error))
+            continue
+        if marker is not None and marker.summary is not None and marker.summary.awaits_revalidation:
+            found.append(batch_id)
+    return found
+
+
 def is_new(store: ObjectStore, batch_id: str) -> bool:
     """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation or were replaced
     after it (``changed``): the batch is validated again, and those are scored."""
@@ -71,6 +95,14 @@ def is_new(store: ObjectStore, batch_id: str) -> bool:
     if marker is None:
         return True
     return marker.summary is not None and marker.summary.awaits_revalidation
+
+
+def _is_batch_id(name: str) -> bool:
+    try:
+        layout.validate_batch_id(name)
+    except CrackModelError:
+        return False
+    return True
 
 
 def _unreadable(store: ObjectStore, batch_id: str, key: str, error: Exception) -> UnreadableState:

@@ -24,21 +24,25 @@ from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget, parse_tile_budget
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
-from crack_model.pipelines.batch_states import new_batches, validated_before
+from crack_model.pipelines.batch_states import emptied_batches, new_batches, validated_before
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.profile import ProfileConfig
 from crack_model.registry.model_uri import is_model_uri, parse_model_uri
 from crack_model.registry.versions import Registry
 from crack_model.serving.batch import score_shard
-from crack_model.serving.batch_results import finalize_batch
+from crack_model.serving.batch_results import finalize_batch, settle_emptied_batch
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
 
+# The outcome of a merged batch whose uploads are all gone: settled with no rows, neither validated nor scored.
+SETTLED = "settled"
+
 
 def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
-    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS``, in name order; CrackModelError
+    """Batch folders under ``incoming/`` without ``results/<batch_id>/_SUCCESS`` (or awaiting revalidation), and
+    merged batches awaiting revalidation whose folder is gone (``emptied_batches``), in name order; CrackModelError
     when ``incoming`` itself cannot be listed (a symbolic link, a file).
 
     Beyond ``limit``, batches never validated come first: batches that failed validation stay new (they are
@@ -51,7 +55,9 @@ def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]
     for name, reason in unusable.items():
         log.warning("ignoring folder incoming/%s: %s", name, reason)  # and the run's alerts name it
     # A batch whose state cannot be read is left out with an error naming it (batch_states), not every batch.
-    new, _ = new_batches(store, [name for name in store.folders(layout.INCOMING) if name not in unusable])
+    folders = store.folders(layout.INCOMING)
+    new, _ = new_batches(store, [name for name in folders if name not in unusable])
+    new = sorted([*new, *emptied_batches(store, set(folders))])
     if not limit or len(new) <= limit:
         return new
     seen, unreadable = validated_before(store, new)
@@ -90,7 +96,8 @@ def check_requested_batches(store: StoreLike, batch_ids: list[str], release_batc
 def batches_to_score(validations: list[dict[str, Any]], release_batches: list[str] | None = None) -> list[str]:
     """Batches that passed validation, and failed ones an operator released with ``release_batches``."""
     released = set(release_batches or ())
-    return [v["batch_id"] for v in validations if v["outcome"] != "failed" or v["batch_id"] in released]
+    return [v["batch_id"] for v in validations
+            if v["outcome"] != SETTLED and (v["outcome"] != "failed" or v["batch_id"] in released)]  # fmt: skip
 
 
 def plan_shards(
@@ -202,6 +209,8 @@ def validate_incoming(
     """
     config = ProfileConfig(retry_unanswered=retry_unanswered, tiles=TileConfig(max_tiles=check_tile_budget(max_tiles)))
     with step_store(store) as opened:
+        if (settled := settle_emptied_batch(opened, batch_id)) is not None:
+            return _settled_validation(batch_id, settled)
         outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference, profile_config=config)
     log.info("%s", outcome.summary())
     drift = outcome.drift or {}
@@ -213,6 +222,16 @@ def validate_incoming(
         "objects": outcome.counts.get("objects", 0),
         "drifted": bool(drift.get("drifted")),
     }
+
+
+def _settled_validation(batch_id: str, earlier: BatchSummary) -> dict[str, Any]:
+    """The validation entry of a batch settled without validating: its uploads are all gone (``settle_emptied_batch``);
+    not scored, and no failed validation (its ``batch_not_empty`` failure alerted every night)."""
+    reason = (f"its uploads are all gone (deleted or moved away): its {earlier.objects} row(s) were dropped and the "
+              "batch is settled; uploads put back in its folder need a new batch folder")  # fmt: skip
+    log.info("batch %s: %s", batch_id, reason)
+    return {"batch_id": batch_id, "outcome": SETTLED, "reasons": [reason], "quarantined": 0, "objects": 0,
+            "drifted": False}  # fmt: skip
 
 
 def publish_run_summary(

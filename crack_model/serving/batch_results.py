@@ -11,6 +11,7 @@ listing shows written again since validation is ``changed`` at the merge, whatev
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 from collections import Counter
@@ -263,6 +264,33 @@ def _drop_overlays_of_unscored(store: ObjectStore, batch_id: str, rows: Mapping[
         if source and (row is None or row.get("status") != "ok"):
             log.info("dropping the overlay of %s: its row is %s", source[1], row["status"] if row else "gone")
             store.delete(info.key)
+
+
+def settle_emptied_batch(store: ObjectStore, batch_id: str) -> BatchSummary | None:
+    """Settle a merged batch awaiting revalidation whose uploads are all gone: rewrite its results with no rows.
+
+    Validation of a batch with no uploads fails (``batch_not_empty``), so nothing merged again: its ``missing``
+    rows stayed for good, and brought it back every night with a failed validation and an alert. Its uploads
+    are no longer part of it, so their rows go, as those of a batch with uploads left do at its next merge.
+
+    Returns:
+        The summary replaced (its ``objects``: the rows dropped), or None (untouched) when the batch has uploads, or
+        no merged summary awaiting them.
+    """
+    earlier = BatchSummary.read(store, layout.results_key(batch_id, layout.SUMMARY))
+    if earlier is None or not earlier.awaits_revalidation or list_uploads(store, batch_id):
+        return None
+    store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows_to_csv([]), content_type="text/csv")
+    _drop_overlays_of_unscored(store, batch_id, {})
+    summary = dataclasses.replace(
+        earlier, objects=0, status_counts={}, label_counts={}, cracks=0, crack_rate=None, late_objects=0,
+        finished_at=utc_now(), rescored_from=None, rows_rescored=0, labels_flipped=0,
+    )  # fmt: skip
+    summary.write(store, layout.results_key(batch_id, layout.SUMMARY))
+    summary.write(store, layout.results_key(batch_id, layout.SUCCESS))
+    log.warning("batch %s: its uploads are all gone; its %d row(s) are dropped and the batch is settled", batch_id,
+                earlier.objects)  # fmt: skip
+    return earlier
 
 
 def quarantined_row(

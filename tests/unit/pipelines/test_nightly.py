@@ -8,7 +8,13 @@ from crack_model.core import layout
 from crack_model.core.documents import BatchSummary, RunSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
-from crack_model.pipelines.nightly import batches_to_score, find_new_batches, plan_shards, publish_run_summary
+from crack_model.pipelines.nightly import (
+    batches_to_score,
+    find_new_batches,
+    plan_shards,
+    publish_run_summary,
+    validate_incoming,
+)
 from tests.unit.pipelines.refusing_store import DENIED, RefusingStore
 
 
@@ -302,6 +308,40 @@ def test_a_complete_batch_with_late_uploads_is_new_again(tmp_path):
         BatchSummary.from_dict(summary).write(store, f"results/{batch_id}/_SUCCESS")
 
     assert find_new_batches(store) == ["late", "open"]
+
+
+def merged_with_missing_rows(store: LocalStore, batch_id: str) -> None:
+    """Results of a batch merged with one ``missing`` row (its upload was gone when scored)."""
+    summary = BatchSummary(batch_id=batch_id, model_version="v1", runtime="keras", threshold=0.5, objects=1,
+                           status_counts={"missing": 1}, label_counts={}, crack_class="Positive", cracks=0,
+                           crack_rate=0.0, shards=1, scoring_seconds=1.0, throughput_images_per_second=1.0,
+                           finished_at="2026-11-24T03:00:00Z")  # fmt: skip
+    rows = f'"key","status"\r\n"incoming/{batch_id}/0.jpg","missing"\r\n'.encode()
+    store.write(layout.results_key(batch_id, layout.PREDICTIONS), rows)
+    for name in (layout.SUMMARY, layout.SUCCESS):
+        summary.write(store, layout.results_key(batch_id, name))
+
+
+@pytest.mark.parametrize("folder_left", [True, False], ids=["local-folder-stays", "s3-folder-gone"])
+def test_a_merged_batch_whose_uploads_are_all_gone_settles_once(tmp_path, folder_left):
+    """Its validation failed batch_not_empty every night, nothing merged, its ``missing`` rows stayed and an alert
+    went out each night (a local folder stays); on S3, where the folder goes, it was never found and kept them.
+    The night settles it with no rows, neither scored nor failed, and the next night does not find it."""
+    store = uploads(LocalStore(tmp_path), {"keep": 1})
+    if folder_left:
+        (tmp_path / "incoming" / "b1").mkdir()
+    merged_with_missing_rows(store, "b1")
+
+    assert find_new_batches(store) == ["b1", "keep"]
+    validation = validate_incoming(store, "b1")
+
+    assert validation["outcome"] == "settled" and "uploads are all gone" in validation["reasons"][0]
+    assert batches_to_score([validation]) == []
+    summary = BatchSummary.read(store, layout.results_key("b1", layout.SUMMARY))
+    assert summary.objects == 0 and summary.status_counts == {} and not summary.awaits_revalidation
+    assert store.read(layout.results_key("b1", layout.PREDICTIONS)).decode().count("\n") == 1  # the header alone
+    assert not store.exists(layout.validation_key("b1", layout.OUTCOME))
+    assert find_new_batches(store) == ["keep"]
 
 
 def test_a_night_scores_with_the_runtime_named_only_if_the_version_is_approved_for_it(tmp_path, trained_model,
