@@ -271,7 +271,8 @@ def run_alerts(
     opened = open_store(store)
     unreadable: list[Alert] = []
     outcomes = {}
-    for batch_id in sorted({str(item["batch_id"]) for item in run_summary.get("validations") or []}):
+    validated = {str(item["batch_id"]) for item in run_summary.get("validations") or []}
+    for batch_id in sorted(validated):
         key = layout.validation_key(batch_id, layout.OUTCOME)
         if (outcome := _read_guarded(opened, batch_id, key, unreadable)) is not None:
             outcomes[batch_id] = outcome
@@ -287,7 +288,7 @@ def run_alerts(
         unusable = unusable_batch_folders(opened)
         outside = uploads_outside_batches(opened)
         states = unreadable_batch_states(
-            opened, [name for name in opened.folders(layout.INCOMING) if name not in unusable]
+            opened, [name for name in opened.folders(layout.INCOMING) if name not in unusable], validated
         )
     except Exception:  # a listing that fails must not hold back the night's own alerts
         log.exception("could not list incoming/ for unusable batch folders, uploads in none, unreadable states")

@@ -59,9 +59,14 @@ def validated_before(store: ObjectStore, batch_ids: Iterable[str]) -> tuple[set[
     return seen, unreadable
 
 
-def unreadable_batch_states(store: ObjectStore, batch_ids: Iterable[str]) -> list[UnreadableState]:
-    """The batches of ``batch_ids`` whose ``_SUCCESS`` cannot be read: no night picks them up until it can."""
-    return new_batches(store, batch_ids)[1]
+def unreadable_batch_states(
+    store: ObjectStore, batch_ids: Iterable[str], validated: Collection[str] = ()
+) -> list[UnreadableState]:
+    """The batches of ``batch_ids`` whose ``_SUCCESS`` cannot be read, and the new ones the night did not validate
+    (``validated``: those it did) whose ``outcome.json`` cannot be read: beyond ``max_batches`` the sensor reads it
+    and leaves such a batch out (``find_new_batches``). No night picks them up until it can."""
+    new, unreadable = new_batches(store, batch_ids)
+    return unreadable + validated_before(store, [batch_id for batch_id in new if batch_id not in validated])[1]
 
 
 def emptied_batches(store: ObjectStore, incoming_folders: Collection[str]) -> list[str]:

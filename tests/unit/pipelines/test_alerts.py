@@ -27,7 +27,7 @@ from crack_model.pipelines.alerts import (
     record_alerts,
     run_alerts,
 )
-from crack_model.pipelines.nightly import publish_run_summary
+from crack_model.pipelines.nightly import find_new_batches, publish_run_summary
 from crack_model.quality.outcome import ValidationOutcome
 from tests.unit.pipelines.refusing_store import DENIED, RefusingStore
 
@@ -179,6 +179,24 @@ def test_a_batch_whose_success_marker_cannot_be_read_is_named_every_run(night):
     )
     assert "AccessDenied" in unreadable.title and "bucket policy" in unreadable.title
     assert [alert.kind for alert in alerts[:3]] == [BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS]
+
+
+def test_a_batch_left_out_beyond_max_batches_for_its_unreadable_outcome_is_named(night):
+    """Beyond max_batches the sensor reads a new batch's outcome.json and leaves the batch out when it cannot: the
+    alerts checked only _SUCCESS, so it was left out every night and named nowhere. A batch the night validated is
+    not named again."""
+    store, run_summary, summaries = night
+    for batch_id in ("blank", "site-c", "site-d"):  # blank: validated tonight, not found again
+        store.write(f"incoming/{batch_id}/photo.jpg", b"x")
+    refused = {layout.validation_key(batch_id, layout.OUTCOME) for batch_id in ("site-c", "blank")}
+    denied = RefusingStore(store.root, refused, DENIED)
+    assert "site-c" not in find_new_batches(denied, limit=1)
+
+    alerts = run_alerts(denied, run_summary, summaries, error_rate_alert=0.05)
+
+    named = [alert for alert in alerts if alert.kind == UNREADABLE_DOCUMENT]
+    assert [alert.subject for alert in named] == ["validation/blank/outcome.json", "validation/site-c/outcome.json"]
+    assert named[1].details["batch_id"] == "site-c" and named[1].title.startswith("batch site-c is left out tonight")
 
 
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):
