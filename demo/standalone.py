@@ -19,7 +19,9 @@ def main() -> int:
             "AIRFLOW__API__PORT": os.environ.get("AIRFLOW_PORT", "8080"),
             "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_VAR_CRACK_STORE": str(store),
+            # The deployment's default, as in docker-compose.yml: a Variable crack_store set in the UI or CLI wins
+            # over it (as AIRFLOW_VAR_CRACK_STORE, Airflow read it before the metastore and hid that Variable).
+            "CRACK_STORE": str(store),
         },
     )
     # A stable secret across restarts, 64+ bytes (standalone's generated one is too short).

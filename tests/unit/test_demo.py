@@ -115,3 +115,20 @@ def test_a_refused_migration_says_airflows_reason(tmp_path):
                                       {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:///relative.db"})  # fmt: skip
     with pytest.raises(RuntimeError, match=r"(?s)airflow db migrate failed .*relative path"):
         migrate(environment)
+
+
+def test_make_airflow_gives_the_store_as_the_default_a_variable_set_in_the_ui_overrides(tmp_path, monkeypatch):
+    """It set AIRFLOW_VAR_CRACK_STORE, which Airflow reads before the metastore: a Variable crack_store set in the
+    UI or CLI was ignored. It sets CRACK_STORE, read only when that Variable is unset."""
+    from demo import standalone
+
+    started: dict[str, dict[str, str]] = {}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AIRFLOW_VAR_CRACK_STORE", raising=False)
+    monkeypatch.setenv("CRACK_STORE", "store")
+    monkeypatch.setattr(standalone.os, "execve", lambda path, argv, environment: started.update(env=environment))
+
+    standalone.main()
+
+    assert started["env"]["CRACK_STORE"] == str(tmp_path / "store")
+    assert "AIRFLOW_VAR_CRACK_STORE" not in started["env"]
