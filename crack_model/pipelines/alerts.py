@@ -281,7 +281,7 @@ def run_alerts(
         for batch_id in map(str, run_summary.get("batches_scored") or []):
             key = layout.results_key(batch_id, layout.SUMMARY)
             if (summary := _read_guarded(opened, batch_id, key, unreadable)) is not None:
-                batch_summaries.append({"batch_id": batch_id, **summary})  # the key says whose it is
+                batch_summaries.append({**summary, "batch_id": batch_id})  # the key says whose it is, not its text
     alerts = nightly_alerts(run_summary, batch_summaries, outcomes, error_rate_alert=error_rate_alert) + unreadable
     try:
         incoming = folder_problem(opened, layout.INCOMING)

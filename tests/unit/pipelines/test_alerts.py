@@ -199,6 +199,18 @@ def test_a_batch_left_out_beyond_max_batches_for_its_unreadable_outcome_is_named
     assert named[1].details["batch_id"] == "site-c" and named[1].title.startswith("batch site-c is left out tonight")
 
 
+def test_a_summary_read_for_the_alerts_is_named_by_its_folder_not_its_own_batch_id(night):
+    """A summary.json whose batch_id differs from its folder's (copied from another batch, edited by hand) named
+    the other batch in the alerts; the folder it sits in says whose it is."""
+    store, run_summary, _ = night
+    copied = {**batch_summary("site-b", ok=95, error=5), "batch_id": "elsewhere"}
+    store.write(layout.results_key("site-b", layout.SUMMARY), json.dumps(copied).encode())
+
+    alerts = run_alerts(store, run_summary, None, error_rate_alert=0.01)
+
+    assert {alert.subject for alert in alerts if alert.kind == SCORING_ERRORS} == {"site-b", "flaky"}
+
+
 def test_the_error_rate_counts_ok_and_error_rows_only_and_alerts_strictly_above(night):
     """5 errors in 100 scored rows is 5 %: no alert at 0.05, an alert at 0.04; quarantined rows never count."""
     _, run_summary, summaries = night
