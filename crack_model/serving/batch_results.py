@@ -185,11 +185,17 @@ def _withhold_rewritten(
 
 
 def rewritten_row(row: Mapping[str, str], stamp: str) -> dict[str, str]:
-    """The ``changed`` row of an upload written again after it was scored: no score of bytes that are gone."""
+    """The ``changed`` row of an upload written again after its row was made: no score of bytes that are gone, and
+    for a row that scored nothing (quarantined, an error, missing), no word of a score withheld."""
     withheld = dict.fromkeys(RESULT_COLUMNS, "")
-    reason = (f"{row['key']} was written again after validation (after it was scored): its score of the earlier "
-              "bytes is withheld; the next nightly run validates the batch again and scores the new bytes (or run "
-              "validate and score again now)")  # fmt: skip
+    if row["status"] == "ok":
+        reason = (f"{row['key']} was written again after validation (after it was scored): its score of the earlier "
+                  "bytes is withheld; the next nightly run validates the batch again and scores the new bytes (or "
+                  "run validate and score again now)")  # fmt: skip
+    else:
+        reason = (f"{row['key']} was written again after validation (its row was {row['status']}): not scored; the "
+                  "next nightly run validates the batch again and scores the new bytes (or run validate and score "
+                  "again now)")  # fmt: skip
     withheld.update({name: row[name] for name in ("key", "threshold", "model_version", "runtime")})
     withheld.update(status=ObjectChangedError.row_status, error=reason, tile_count="0", scored_at=stamp)
     return withheld

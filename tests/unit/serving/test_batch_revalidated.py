@@ -167,6 +167,26 @@ def test_an_upload_gone_when_validated_is_missing_and_scored_once_it_is_back(tmp
     assert find_new_batches(store) == []
 
 
+def test_an_upload_back_before_the_merge_after_its_missing_row_is_changed_with_a_reason_that_fits(
+    tmp_path, synth_data, model_dir
+):
+    """Gone when its shard read it, written again before the merge: ``changed``, whose reason spoke of "its score of
+    the earlier bytes" withheld, of a photo never scored. It says it was not scored, and that the next night is."""
+    store = LocalStore(tmp_path)
+    upload_synth(store, synth_data, count=2)
+    _validate_manifest_of(store)
+    moved = "incoming/b1/negative/synth_00000.jpg"
+    photo = store.read(moved)
+    store.delete(moved)
+    report = score_shard(str(tmp_path), "b1", model_dir, finalize=False)
+    store.write(moved, photo)
+    finalize_batch(store, "b1", report.model_version, 1)
+
+    row = _rows(store)[moved]
+    assert row["status"] == "changed" and "its row was missing" in row["error"], row["error"]
+    assert "score of the earlier bytes" not in row["error"] and "next nightly run" in row["error"]
+
+
 def test_an_upload_deleted_for_good_reopens_the_batch_once_not_every_night(tmp_path, synth_data, model_dir):
     """The validation of the reopened batch no longer lists it: its row goes, and the batch is settled."""
     store = LocalStore(tmp_path)
