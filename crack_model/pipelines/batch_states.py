@@ -94,8 +94,9 @@ def emptied_batches(store: ObjectStore, incoming_folders: Collection[str]) -> li
 
 
 def is_new(store: ObjectStore, batch_id: str) -> bool:
-    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation or were replaced
-    after it (``changed``): the batch is validated again, and those are scored."""
+    """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation, were replaced after
+    it (``changed``) or were gone when scored or validated (``missing``): the batch is validated again, and those
+    are scored (a ``missing`` one not back has its row dropped)."""
     marker = read_success_marker(store, batch_id)
     if marker is None:
         return True

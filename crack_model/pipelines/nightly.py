@@ -13,12 +13,7 @@ from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
-from crack_model.core.documents import (
-    BatchSummary,
-    RunSummary,
-    objects_scored,
-    unsettled_reason,
-)
+from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, unsettled_reason
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store

@@ -128,3 +128,14 @@ def test_the_retraining_dag_and_the_retrain_command_train_the_same_recipe_by_def
 def test_dag_files_define_no_asset_of_their_own(path):
     """Each Asset is defined once (crack_ops.assets): a DAG file only imports it."""
     assert not re.search(r"\bAsset\(", path.read_text(encoding="utf-8"))
+
+
+def test_the_nightly_dags_page_names_every_alert_a_night_raises():
+    """Its doc_md listed four kinds: unreadable_document and batch_rescored, raised every night they apply, were not."""
+    import ast
+
+    from crack_model.pipelines import alerts
+
+    page = ast.get_docstring(ast.parse((DAGS / "crack_nightly_scoring.py").read_text(encoding="utf-8"))) or ""
+    nightly = set(alerts.KINDS) - {alerts.CANDIDATE_REJECTED}  # the retraining DAG's
+    assert {kind for kind in nightly if f"`{kind}`" not in page} == set()

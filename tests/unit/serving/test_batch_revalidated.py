@@ -121,8 +121,8 @@ def test_an_upload_replaced_after_its_row_was_written_is_changed_at_the_merge(tm
 
 
 def test_an_upload_gone_when_scored_reopens_the_batch_and_is_scored_once_it_is_back(tmp_path, synth_data, model_dir):
-    """Moved away between validation and scoring and back after the night: an "object not found" error row, and
-    the batch closed for good. It is ``missing``, says what to do, and the next night scores it."""
+    """Moved away between validation and scoring and back after the night: ``missing``, saying what to do; the
+    batch reopens, and the next night's validation and scoring take it."""
     store = LocalStore(tmp_path)
     upload_synth(store, synth_data, count=2)
     _validate_manifest_of(store)
