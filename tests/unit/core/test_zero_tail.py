@@ -9,7 +9,7 @@ from PIL import Image
 from crack_model.core.errors import ImageDecodeError
 from crack_model.core.imaging import open_image
 from crack_model.core.tiling import TileConfig
-from crack_model.core.zero_tail import zero_tail_refusal
+from crack_model.core.zero_tail import SCAN_CHUNK, trailing_zeros, zero_tail_refusal
 from crack_model.quality.profile import ProfileConfig, profile_bytes
 from tests import imagefiles
 from tests.unit.core.test_jpeg_damage import scored
@@ -84,3 +84,25 @@ def test_only_heic_and_webp_are_judged_by_their_tail():
     assert zero_tail_refusal(zero_tailed(imagefiles.jpeg(640, 480))) is None
     assert zero_tail_refusal(bytes(4096)) is None
     assert zero_tail_refusal(zero_tailed(photos()["webp"], fraction=0.05)) is None  # too short to tell from flat
+
+
+@pytest.mark.parametrize("tail", [0, 5, SCAN_CHUNK - 1, SCAN_CHUNK, 3 * SCAN_CHUNK + 7])
+def test_the_tail_is_counted_exactly_across_chunks(tail):
+    """Zeros ending inside a chunk, at its edge or chunks away, and a file of nothing but zeros."""
+    for head in (b"x", b"x" * (2 * SCAN_CHUNK + 3)):
+        assert trailing_zeros(head + bytes(tail)) == tail
+    assert trailing_zeros(bytes(tail)) == tail
+
+
+def test_measuring_the_tail_does_not_copy_the_photo():
+    """rstrip made a copy of every HEIC and WebP read (40 MB here) to measure a few bytes of its end."""
+    import tracemalloc
+
+    data = photos()["webp"] + b"\x01" * (40 * 2**20) + bytes(5)  # a few zeros at the end, as many photos have
+    tracemalloc.start()
+    try:
+        assert zero_tail_refusal(data) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20, peak
