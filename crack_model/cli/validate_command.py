@@ -10,7 +10,7 @@ import argparse
 import logging
 from typing import Any
 
-from crack_model.cli.arguments import tile_budget
+from crack_model.cli.arguments import positive_int, tile_budget
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import open_store
@@ -78,7 +78,9 @@ def add_validate_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--min-images-per-class", type=_count, help="training: images each class needs")
     parser.add_argument("--max-bad-fraction", type=_fraction, help="share of objects that may be quarantined")
     parser.add_argument(
-        "--workers", type=int, help="fetch threads (default: 8 for S3, 2 for a folder, where more only contend)"
+        "--workers",
+        type=positive_int,
+        help="fetch threads (default: 8 for S3, 2 for a folder, where more only contend)",
     )
     # The night validates at its run's budget: without this a batch checked here at 512 could fail at 2048.
     parser.add_argument(

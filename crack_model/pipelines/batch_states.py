@@ -16,6 +16,7 @@ from crack_model.core import layout
 from crack_model.core.documents import read_success_marker
 from crack_model.core.errors import CrackModelError, described
 from crack_model.core.object_keys import ObjectStore
+from crack_model.core.uploads import list_uploads
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,17 @@ def emptied_batches(store: ObjectStore, incoming_folders: Collection[str]) -> li
 def is_new(store: ObjectStore, batch_id: str) -> bool:
     """No ``_SUCCESS`` yet, or one whose summary counted uploads that came after validation, were replaced after
     it (``changed``) or were gone when scored or validated (``missing``): the batch is validated again, and those
-    are scored (a ``missing`` one not back has its row dropped)."""
+    are scored (a ``missing`` one not back has its row dropped). A batch settled with no rows (its uploads were all
+    gone, ``settle_emptied_batch``) is new again once uploads are back in its folder: a folder moved away to be
+    checked and put back a night late lost every row, and its photos were never scored again."""
     marker = read_success_marker(store, batch_id)
     if marker is None:
         return True
-    return marker.summary is not None and marker.summary.awaits_revalidation
+    if marker.summary is None:
+        return False
+    if marker.summary.objects == 0:  # only settling writes a summary of no rows: scoring refuses an empty batch
+        return bool(list_uploads(store, batch_id))
+    return marker.summary.awaits_revalidation
 
 
 def _is_batch_id(name: str) -> bool:

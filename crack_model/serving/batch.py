@@ -286,6 +286,8 @@ def _is_complete(store: ObjectStore, batch_id: str, validated: str | None) -> bo
     if marker is None:
         return False
     summary = marker.summary
+    if summary is not None and summary.objects == 0:  # settled with no rows, its uploads all gone: any now are new
+        return False
     if summary is None or validated is None:
         return True
     if summary.awaits_revalidation:

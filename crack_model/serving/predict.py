@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,9 +14,12 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.object_keys import ObjectTooLargeError, printable_key, read_within
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
-from crack_model.data.image_names import is_image_name
+from crack_model.data.image_names import why_not_an_image
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.scorer import Scorer
+
+log = logging.getLogger(__name__)
+SKIPPED_SHOWN = 10  # files left out of a folder named in the warning
 
 PREDICTION_COLUMNS = (
     "path",
@@ -40,7 +44,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
             raise CrackModelError(f"{entry}: predict reads local files; for objects in a store, use crack-model score")
         path = Path(entry)
         if path.is_dir():  # links and pipes named as images too: each gets its row, saying what it is
-            found.extend(str(p) for p in sorted(path.rglob("*")) if is_image_name(p.name) and not p.is_dir())
+            found.extend(_images_in(path))
         elif path.exists():
             found.append(str(path))
         else:
@@ -48,6 +52,25 @@ def expand_paths(paths: Sequence[str | Path]) -> list[str]:
     if not found:
         raise CrackModelError(f"no images found in {', '.join(map(str, paths))}")
     return found
+
+
+def _images_in(folder: Path) -> list[str]:
+    """The image files under ``folder`` (sorted); the other files are named in a warning, with why (hidden, not an
+    image file name): left out in silence, a photo saved without an extension was never scored."""
+    images, left_out = [], []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir():
+            continue
+        why = why_not_an_image(path.name)
+        if why is None:
+            images.append(str(path))
+        else:
+            left_out.append(f"{path} ({why})")
+    if left_out:
+        more = f" and {len(left_out) - SKIPPED_SHOWN} more" if len(left_out) > SKIPPED_SHOWN else ""
+        log.warning("%d file(s) under %s are left out: %s%s; name a file itself to score it whatever its name",
+                    len(left_out), folder, "; ".join(left_out[:SKIPPED_SHOWN]), more)  # fmt: skip
+    return images
 
 
 def read_image_file(path: str) -> bytes:

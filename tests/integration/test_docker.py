@@ -601,7 +601,7 @@ def test_airflow_logs_in_with_fab_and_init_creates_the_admin_from_env(compose_co
         ("AIRFLOW_JWT_SECRET", "a" * 63, "openssl rand -hex 64"),
         ("AIRFLOW_API_SECRET_KEY", "s3cr3t", "openssl rand -hex 32"),
         ("AIRFLOW_FERNET_KEY", "not-a-fernet-key", "Fernet.generate_key()"),
-        ("AIRFLOW_FERNET_KEY", secrets.token_hex(22), "Fernet.generate_key()"),  # 44 characters, not base64 of 32
+        ("AIRFLOW_FERNET_KEY", "0123456789abcdef" * 2 + "0123456789ab", "Fernet.generate_key()"),  # 44 hex digits
     ],
 )
 def test_airflow_init_refuses_weak_secrets(tmp_path: Path, variable: str, weak: str, advice: str):
@@ -636,7 +636,7 @@ def test_the_store_is_the_bucket_minio_init_creates(tmp_path: Path):
     )
     assert refused.returncode == 1 and calls == []
     assert "CRACK_STORE=s3://inspections" in refused.stderr and "s3://site-a-inspections" in refused.stderr
-    assert "delete the CRACK_STORE line" in refused.stderr
+    assert "delete that CRACK_STORE line" in refused.stderr and "exported in the shell" in refused.stderr
     same, calls = _run_airflow_init(tmp_path / "same", CRACK_BUCKET="site-a-inspections",
                                     CRACK_STORE="s3://site-a-inspections/")  # fmt: skip
     assert same.returncode == 0 and calls[0] == ["db", "migrate"], same.stderr

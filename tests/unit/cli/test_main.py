@@ -565,3 +565,11 @@ def test_a_cross_validation_slice_without_cracks_prints_no_recall(capsys):
     print_cv_row("slice site-b", summarize(Outcomes(clean, clean, ~clean), 0.95))
     printed = capsys.readouterr().out
     assert "slice site-b       5 images  crack recall n/a [n/a, n/a]  accuracy 1.0000 [" in printed
+
+
+def test_validate_workers_out_of_range_is_a_usage_error_naming_the_option(capsys):
+    """``validate --workers 0`` exited 1 with "profile workers must be at least 1", not naming --workers, where
+    ``score`` and ``overlays`` give a usage error."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["validate", "--batch", "s/incoming/b", "--workers", "0"])
+    assert stopped.value.code == 2 and "argument --workers" in capsys.readouterr().err

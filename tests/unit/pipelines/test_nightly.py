@@ -342,6 +342,12 @@ def test_a_merged_batch_whose_uploads_are_all_gone_settles_once(tmp_path, folder
     assert store.read(layout.results_key("b1", layout.PREDICTIONS)).decode().count("\n") == 1  # the header alone
     assert not store.exists(layout.validation_key("b1", layout.OUTCOME))
     assert find_new_batches(store) == ["keep"]
+    store.write("incoming/b1/0.jpg", b"jpeg")  # the folder moved away to be checked, put back a night late
+    assert find_new_batches(store) == ["b1", "keep"]  # it was settled for good: its photos never scored again
+    from crack_model.serving.batch import _is_complete
+
+    # Nor may scoring take the settled marker for a finished batch (the same photos validate to the same manifest).
+    assert not _is_complete(store, "b1", summary.validated_manifest or "any")
 
 
 def test_a_night_scores_with_the_runtime_named_only_if_the_version_is_approved_for_it(tmp_path, trained_model,

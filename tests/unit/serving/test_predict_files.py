@@ -67,3 +67,18 @@ def test_a_file_over_the_upload_limit_is_refused_unread(tmp_path):
         handle.truncate(MAX_UPLOAD_BYTES + 1)
     with pytest.raises(CrackModelError, match=rf"^too large: {MAX_UPLOAD_BYTES + 1:,} bytes, over the limit of"):
         read_image_file(str(giant))
+
+
+def test_files_a_folder_holds_that_are_not_image_names_are_named_when_left_out(tmp_path, caplog):
+    """``predict FOLDER`` left out a photo saved without an extension, a hidden one and a backup in silence."""
+    from crack_model.serving.predict import expand_paths
+
+    for name in ("photo.JPG", "sub/deep.jpg", ".hidden.jpg", "noext", "scan.jpeg.bak"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"jpeg")
+    with caplog.at_level("WARNING", logger="crack_model.serving.predict"):
+        found = expand_paths([tmp_path])
+    assert found == [str(tmp_path / "photo.JPG"), str(tmp_path / "sub" / "deep.jpg")]
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert warning.startswith("3 file(s)") and all(name in warning for name in (".hidden.jpg", "noext", ".bak"))
+    assert "hidden" in warning and "not an image file name" in warning
