@@ -116,7 +116,7 @@ def validate_batch(
     if not uploads:
         refuse_an_empty_store(store)
     log.info("profiling %d object(s) of %s", len(uploads), store.url(layout.incoming_prefix(batch_id)))
-    profile, gone = _set_aside_gone(profile_listed(store, uploads, profile_config))
+    profile, gone = _set_aside_gone(profile_listed(store, uploads, profile_config), UPLOAD_GONE)
     outcome, result, objects = validate_profile(
         profile, batch_id=batch_id, suite=suite, thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
@@ -133,19 +133,27 @@ def validate_batch(
     return outcome
 
 
-def _set_aside_gone(profile: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The profile without the uploads gone when read (listed, then deleted or moved away), and why each was left
-    out. Not bad uploads: quarantined, one was held back for good and counted against its batch (all of a small
-    one's failed it); kept in the manifest as ``gone``, each gets a ``missing`` row and its batch is validated again
-    the next night, which scores it if it is back (``uploads.validated_fetch``)."""
+UPLOAD_GONE = (
+    "listed, then gone when read (deleted or moved away meanwhile): not judged, and not scored tonight "
+    "(status missing); the next nightly run validates the batch again and scores it if it is back"
+)
+LABELED_GONE = (
+    "listed, then gone when read (deleted or moved away meanwhile): not judged, and not trained on; "
+    "the next validation of the pool judges it if it is back"
+)
+
+
+def _set_aside_gone(profile: pd.DataFrame, why: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The profile without the objects gone when read (listed, then deleted or moved away), and ``why`` each was
+    left out. Not bad photos: quarantined, one was held back for good and counted against its batch or pool (all
+    of a small batch's failed it, and a relabeling move looked like a damaged photo). An upload is kept in the
+    manifest as ``gone``, gets a ``missing`` row and its batch is validated again the next night, which scores it if
+    it is back (``uploads.validated_fetch``); a labeled photo is absent from ``profile.csv``, which training takes
+    its photos from (``pool_copy.judged_photos``)."""
     is_gone = profile["decode_error"].astype(str).str.startswith(GONE_WHEN_READ)
-    why = (
-        "listed, then gone when read (deleted or moved away meanwhile): not judged, and not scored tonight "
-        "(status missing); the next nightly run validates the batch again and scores it if it is back"
-    )
     gone = dict.fromkeys(map(str, profile.loc[is_gone, "key"]), why)
     if gone:
-        log.warning("%d upload(s) were gone when read, left out of this validation: %s", len(gone),
+        log.warning("%d object(s) were gone when read, left out of this validation: %s", len(gone),
                     ", ".join(sorted(gone)[:5]))  # fmt: skip
     return profile[~is_gone].reset_index(drop=True), gone
 
@@ -207,7 +215,9 @@ def validate_labeled(
     left_out: dict[str, str] = {}
     labeled = labeled_objects(source, prefix, left_out)
     log.info("profiling %d labeled image(s) under %s", len(labeled), source.url(prefix) if prefix else source.uri)
-    profile = profile_listed(source, labeled, profile_config, labels=lambda key: label_of(key, prefix))
+    profile, gone = _set_aside_gone(
+        profile_listed(source, labeled, profile_config, labels=lambda key: label_of(key, prefix)), LABELED_GONE
+    )
     outcome, result, objects = validate_profile(
         profile, batch_id=name, suite="training", thresholds=thresholds, holdout_hashes=holdout_hashes,
         reference=resolved, drift_config=drift_config,
@@ -215,7 +225,7 @@ def validate_labeled(
     if unusable:
         outcome.drift = drift.not_judged(unusable, drift_config, images=int(profile["decodable"].astype(bool).sum()))
     outcome.source = source.url(prefix) if prefix else source.uri
-    outcome.left_out = left_out
+    outcome.left_out = {**left_out, **gone}
 
     def relative(key: str) -> str:
         return key.removeprefix(prefix + "/") if prefix else key

@@ -420,6 +420,28 @@ def test_an_upload_gone_when_read_is_left_out_not_quarantined(tmp_path, real_fil
     assert not any(entry.gone for key, entry in manifest.items() if key != vanished)
 
 
+def test_a_labeled_photo_gone_when_read_is_left_out_not_quarantined(tmp_path, real_files, monkeypatch):
+    """Listed, then moved away (relabeled) before its bytes were read: it was quarantined as "does not decode", a
+    damaged photo; it is left out with why, and absent from profile.csv, which training takes its photos from."""
+    from crack_model.quality import batch_validation
+
+    store = build_pool(tmp_path, {name: real_files[name][:21] for name in CLASSES})
+    vanished = f"labeled/Positive/{real_files['Positive'][0].name}"
+    listed = batch_validation.labeled_objects
+
+    def listed_then_gone(source, prefix, left_out):
+        labeled = listed(source, prefix, left_out)
+        source.delete(vanished)
+        return labeled
+
+    monkeypatch.setattr(batch_validation, "labeled_objects", listed_then_gone)
+    outcome = validate_labeled(store, "labeled", thresholds=SMALL_POOL)
+
+    assert outcome.outcome == PASSED and outcome.quarantined == [] and outcome.counts["objects"] == 41
+    assert "gone when read" in outcome.left_out[vanished] and "not trained on" in outcome.left_out[vanished]
+    assert vanished not in (tmp_path / "validation" / "labeled" / "profile.csv").read_text(encoding="utf-8")
+
+
 def test_an_empty_labeled_pool_names_the_class_folders_not_incoming(tmp_path):
     """A labeled pool with class folders and no photo fails batch_not_empty saying where labeled photos go, not
     the incoming batches' "reached incoming/<batch_id>/"."""
