@@ -18,6 +18,7 @@ images, same bytes, location or look-alike, are left out of grading both models,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -168,8 +169,8 @@ def _lookalikes(holdout: Holdout, training: Sequence[Mapping[str, str]] | None) 
         for index in (index for index in near if distances[index] <= LOOKALIKE_BITS):
             uri = rows[index]["uri"]
             try:
-                trained = open_image(read_photo_uri(uri))
-            except (CrackModelError, OSError) as error:  # moved or deleted since training
+                trained = open_image(_trained_bytes(rows[index]))
+            except (CrackModelError, OSError) as error:  # moved, deleted or replaced since training
                 unread = unread or f"{uri} (near-same perceptual hash; its pixels could not be compared: {error})"
                 continue
             if same_picture(picture, trained):
@@ -178,6 +179,16 @@ def _lookalikes(holdout: Holdout, training: Sequence[Mapping[str, str]] | None) 
 
     found = map_bounded(lookalike, holdout.keys, workers=READ_WORKERS, thread_name_prefix="holdout-dhash")
     return {key: trained for key, trained in zip(holdout.keys, found, strict=True) if trained}
+
+
+def _trained_bytes(row: Mapping[str, str]) -> bytes:
+    """The bytes of the training image of a manifest row, read again. Raises ``CrackModelError`` if they are not
+    the bytes trained on (its ``sha256``): a file replaced since training by another photo compared its pixels,
+    and a holdout copy of the photo trained on was graded on."""
+    data = read_photo_uri(row["uri"])
+    if row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
+        raise CrackModelError("its bytes changed since training (not the sha256 of its data manifest)")
+    return data
 
 
 def same_picture(first: Image.Image, second: Image.Image) -> bool:

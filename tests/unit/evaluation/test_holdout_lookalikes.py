@@ -67,6 +67,22 @@ def test_a_copy_of_a_training_photo_is_still_left_out_and_one_whose_original_is_
     assert "could not be compared" in graded.left_out["Negative/09810.jpg"]
 
 
+def test_a_copy_of_a_training_photo_whose_file_was_replaced_since_training_is_left_out_by_its_hash(tmp_path):
+    """The training file replaced by another photo of the same name: its pixels were compared with the holdout's
+    copy of the photo trained on, which then graded the model; not the bytes trained on, it is not compared."""
+    original = tmp_path / "train" / "Positive" / "07809.png"
+    original.parent.mkdir(parents=True)
+    ImageOps.exif_transpose(Image.open(SITE_B / "Positive" / "07809.jpg")).convert("RGB").save(original)
+    training = _training_rows([LabeledImage(str(original), "Positive")])
+    ImageOps.exif_transpose(Image.open(SITE_B / UNLIKE_ANY)).convert("RGB").save(original)  # replaced since
+    holdout = _holdout_of(tmp_path / "holdout", ("Positive/07809.jpg", "Positive/00053.jpg", UNLIKE_ANY))
+
+    graded = without_training_lookalikes(holdout, training, CLASSES)
+
+    assert set(graded.left_out) == {"Positive/07809.jpg"}
+    assert "could not be compared: its bytes changed since training" in graded.left_out["Positive/07809.jpg"]
+
+
 def test_same_picture_tells_a_resized_copy_from_a_flat_photo_of_another_surface():
     patch = open_image((METU_SAMPLE / "Negative" / "08080.jpg").read_bytes())
     plaster = open_image((SITE_B / "Positive" / "07809.jpg").read_bytes())  # upright, as scoring decodes it
