@@ -31,7 +31,8 @@ objects failed).
 **Alerts** (`crack_model.pipelines.alerts`, sent by `publish_run_summary` once per run, recorded in
 `alerts/<run_id>.json`): a batch that failed validation (`batch_failed_validation`), a batch whose PSI is above
 the drift threshold (`drift`), a finished batch whose error rate is above `error_rate_alert` (`scoring_errors`), a
-batch merged with another model version than the rows it replaced (`batch_rescored`), a batch document that cannot
+batch merged with another model version than the rows it replaced (`batch_rescored`), a merged batch whose uploads
+are all gone, settled with no rows (`batch_settled`), a batch document that cannot
 be read (`unreadable_document`: an `outcome.json` or `summary.json`, or a `_SUCCESS` or `outcome.json` that left the
 batch out of the night), an `incoming` that cannot be listed (`unusable_incoming`: a symbolic link; the run fails
 too), a folder under `incoming/` that is no batch id (`unusable_batch_folder`) and uploads in no batch folder

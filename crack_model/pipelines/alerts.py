@@ -18,6 +18,8 @@ Kinds, each at most once per run and subject:
   promotion or a new budget before a night that reopened it for a late, replaced or gone upload: the resume state
   is per version, and a shard scored with another budget starts over, so every upload was scored again), with how
   many labels flipped;
+* ``batch_settled``: a merged batch whose uploads are all gone (deleted, or its folder moved away) was settled
+  with no rows (``settle_emptied_batch``), naming its folder and how many rows were dropped;
 * ``unusable_incoming``: ``incoming`` itself cannot be listed (a symbolic link, a file), so no night finds a batch
   (raised by every run until it is a folder);
 * ``unusable_batch_folder``: a folder under ``incoming/`` whose name is not a batch id, so no night
@@ -28,7 +30,7 @@ Kinds, each at most once per run and subject:
   by ``retraining.record_gate_notification``, as before).
 
 The nightly alerts of a run are kept in ``alerts/<run_id>.json`` with the channels each went out
-through, so a retried task sends nothing twice.
+through, so a retried task sends nothing twice (``alert_records``).
 """
 
 from __future__ import annotations
@@ -40,13 +42,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from crack_model.core import layout
-from crack_model.core.clock import utc_now
-from crack_model.core.documents import FORMAT_VERSION, check_format_version
 from crack_model.core.errors import CrackModelError, described
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.uploads import unusable_batch_folders, uploads_outside_batches
-from crack_model.pipelines.batch_states import UnreadableState, unreadable_batch_states
+from crack_model.pipelines.batch_states import SETTLED, UnreadableState, unreadable_batch_states
 from crack_model.pipelines.stores import StoreLike
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,14 @@ DRIFT = "drift"
 SCORING_ERRORS = "scoring_errors"
 UNREADABLE_DOCUMENT = "unreadable_document"
 BATCH_RESCORED = "batch_rescored"
+BATCH_SETTLED = "batch_settled"
 UNUSABLE_INCOMING = "unusable_incoming"
 UNUSABLE_BATCH_FOLDER = "unusable_batch_folder"
 UPLOAD_OUTSIDE_BATCH = "upload_outside_batch"
 CANDIDATE_REJECTED = "candidate_rejected"
 KINDS = (
-    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNREADABLE_DOCUMENT, BATCH_RESCORED, UNUSABLE_INCOMING,
-    UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
+    BATCH_FAILED_VALIDATION, DRIFT, SCORING_ERRORS, UNREADABLE_DOCUMENT, BATCH_RESCORED, BATCH_SETTLED,
+    UNUSABLE_INCOMING, UNUSABLE_BATCH_FOLDER, UPLOAD_OUTSIDE_BATCH, CANDIDATE_REJECTED,
 )  # fmt: skip
 DEFAULT_ERROR_RATE_ALERT = 0.05
 MAX_REASONS = 10
@@ -111,7 +112,7 @@ def nightly_alerts(
 
     Returns:
         Failed validations first, then drift, then scoring errors, then batches scored again by a new model,
-        each in batch order.
+        then batches settled with their uploads all gone, each in batch order.
     """
     rate = check_error_rate(error_rate_alert)
     released = set(run_summary.get("batches_released") or ())
@@ -131,7 +132,7 @@ def nightly_alerts(
         if errors is not None:
             alerts.append(errors)
     alerts += [_rescored(summary) for summary in finished if summary.get("rescored_from")]
-    return alerts
+    return alerts + [_settled(validation) for validation in validations if validation.get("outcome") == SETTLED]
 
 
 def release_advice(batch_id: str) -> str:
@@ -242,6 +243,25 @@ def _rescored(summary: Mapping[str, Any]) -> Alert:
     )
 
 
+def _settled(validation: Mapping[str, Any]) -> Alert:
+    batch_id, dropped = str(validation["batch_id"]), validation.get("rows_dropped")
+    folder = layout.incoming_prefix(batch_id)
+    rows = f"its {dropped} result row(s) were" if dropped is not None else "its result rows were"
+    return Alert(
+        BATCH_SETTLED,
+        batch_id,
+        f"batch {batch_id}: its uploads are all gone from {folder} (deleted or moved away), so {rows} dropped and "
+        "it is settled, neither validated nor scored; uploads put back there are scored the next night",
+        {
+            "batch_id": batch_id,
+            "uploads": folder,
+            "rows_dropped": dropped,
+            "reasons": list(validation.get("reasons") or [])[:MAX_REASONS],
+            "predictions": layout.results_key(batch_id, layout.PREDICTIONS),
+        },
+    )
+
+
 def gate_alert(decision: Mapping[str, Any]) -> Alert | None:
     """The alert for a gate decision: a rejection raises one; a pass that was not promoted does not."""
     if decision.get("decision") != "reject":
@@ -347,44 +367,3 @@ def _outside_batches(keys: list[str]) -> Alert:
     title = (f"{len(keys)} upload(s) in no batch folder, so no night scores them ({named}); "
              f"move them into {layout.INCOMING}/<batch_id>/")  # fmt: skip
     return Alert(UPLOAD_OUTSIDE_BATCH, f"{layout.INCOMING}/", title, {"count": len(keys), "keys": keys[:MAX_REASONS]})
-
-
-def record_alerts(store: StoreLike, run_id: str, alerts: Iterable[Alert]) -> list[dict[str, Any]]:
-    """Keep the run's alerts in ``alerts/<run_id>.json`` (an alert already there keeps its record).
-
-    Returns every alert's record, each with ``sent_via`` (channel -> when it went out through it).
-    """
-    opened = open_store(store)
-    document = _read(opened, run_id)
-    recorded: dict[str, dict[str, Any]] = document["alerts"]
-    for alert in alerts:
-        recorded.setdefault(alert.alert_id, {**alert.as_dict(), "raised_at": utc_now(), "sent_via": {}})
-    _write(opened, run_id, document)
-    return list(recorded.values())
-
-
-def mark_alert_sent(store: StoreLike, run_id: str, alert_id: str, channel: str) -> dict[str, Any]:
-    """Record that an alert went out through ``channel``, so a retried task does not send it there again."""
-    opened = open_store(store)
-    document = _read(opened, run_id)
-    if alert_id not in document["alerts"]:
-        raise CrackModelError(f"alert {alert_id} is not recorded for run {run_id}: record_alerts first")
-    record = document["alerts"][alert_id]
-    record["sent_via"] = {**record.get("sent_via", {}), channel: utc_now()}
-    _write(opened, run_id, document)
-    return dict(record)
-
-
-def _read(store: ObjectStore, run_id: str) -> dict[str, Any]:
-    key = layout.alerts_key(run_id)
-    if not store.exists(key):
-        return {"format_version": FORMAT_VERSION, "run_id": run_id, "alerts": {}}
-    document = dict(json.loads(store.read(key)))
-    check_format_version(document, "alerts record", store.url(key))
-    document.setdefault("alerts", {})
-    return document
-
-
-def _write(store: ObjectStore, run_id: str, document: Mapping[str, Any]) -> None:
-    data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
-    store.write(layout.alerts_key(run_id), data, content_type="application/json")

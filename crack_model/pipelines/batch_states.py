@@ -20,6 +20,10 @@ from crack_model.core.uploads import list_uploads
 
 log = logging.getLogger(__name__)
 
+# The validation outcome of a merged batch whose uploads are all gone: settled with no rows, neither validated nor
+# scored (``nightly.validate_incoming``), and alerted (``alerts``: ``batch_settled``).
+SETTLED = "settled"
+
 
 @dataclass(frozen=True)
 class UnreadableState:

@@ -19,7 +19,7 @@ from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget, parse_tile_budget
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
-from crack_model.pipelines.batch_states import emptied_batches, new_batches, validated_before
+from crack_model.pipelines.batch_states import SETTLED, emptied_batches, new_batches, validated_before
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.quality.batch_validation import validate_batch
 from crack_model.quality.profile import ProfileConfig
@@ -30,9 +30,6 @@ from crack_model.serving.batch_results import finalize_batch, settle_emptied_bat
 from crack_model.serving.scorer import load_scorer
 
 log = logging.getLogger(__name__)
-
-# The outcome of a merged batch whose uploads are all gone: settled with no rows, neither validated nor scored.
-SETTLED = "settled"
 
 
 def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
@@ -221,12 +218,13 @@ def validate_incoming(
 
 def _settled_validation(batch_id: str, earlier: BatchSummary) -> dict[str, Any]:
     """The validation entry of a batch settled without validating: its uploads are all gone (``settle_emptied_batch``);
-    not scored, and no failed validation (its ``batch_not_empty`` failure alerted every night)."""
+    not scored, and no failed validation (its ``batch_not_empty`` failure alerted every night), but an alert
+    (``batch_settled``): rows dropped unseen looked like photos scored."""
     reason = (f"its uploads are all gone (deleted or moved away): its {earlier.objects} row(s) were dropped and the "
-              "batch is settled; uploads put back in its folder need a new batch folder")  # fmt: skip
+              "batch is settled; uploads put back in its folder are validated and scored the next night")  # fmt: skip
     log.info("batch %s: %s", batch_id, reason)
     return {"batch_id": batch_id, "outcome": SETTLED, "reasons": [reason], "quarantined": 0, "objects": 0,
-            "drifted": False}  # fmt: skip
+            "drifted": False, "rows_dropped": earlier.objects}  # fmt: skip
 
 
 def publish_run_summary(

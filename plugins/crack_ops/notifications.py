@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from crack_model.pipelines.alert_records import mark_alert_sent, record_alerts
 from crack_model.pipelines.alerts import (
     DEFAULT_ERROR_RATE_ALERT,
     Alert,
     gate_alert,
-    mark_alert_sent,
-    record_alerts,
     run_alerts,
 )
 from crack_model.pipelines.retraining import (

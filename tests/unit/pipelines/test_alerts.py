@@ -11,9 +11,11 @@ from crack_model.core import layout
 from crack_model.core.documents import BatchSummary
 from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
+from crack_model.pipelines.alert_records import mark_alert_sent, record_alerts
 from crack_model.pipelines.alerts import (
     BATCH_FAILED_VALIDATION,
     BATCH_RESCORED,
+    BATCH_SETTLED,
     CANDIDATE_REJECTED,
     DRIFT,
     SCORING_ERRORS,
@@ -22,12 +24,10 @@ from crack_model.pipelines.alerts import (
     UNUSABLE_INCOMING,
     UPLOAD_OUTSIDE_BATCH,
     gate_alert,
-    mark_alert_sent,
     nightly_alerts,
-    record_alerts,
     run_alerts,
 )
-from crack_model.pipelines.nightly import find_new_batches, publish_run_summary
+from crack_model.pipelines.nightly import find_new_batches, publish_run_summary, validate_incoming
 from crack_model.quality.outcome import ValidationOutcome
 from tests.unit.pipelines.refusing_store import DENIED, RefusingStore
 
@@ -251,6 +251,24 @@ def test_a_batch_scored_again_whole_at_another_tile_budget_raises_an_alert_namin
     assert alert.details["previous_max_tiles"] == 512 and alert.details["max_tiles"] == 2048
     assert alert.details["previous_rows"] is None  # the shard started over: its parts hold the new rows only
     assert "a tile budget change" in alert.details["why"] and "promotion" not in alert.details["why"]
+
+
+def test_a_batch_settled_because_its_uploads_are_all_gone_raises_an_alert_naming_it(tmp_path):
+    """Its merged rows awaited uploads gone when scored, and the uploads never came back: the night dropped its rows
+    and settled it, and only its log said so; the rows an operator saw were gone without a word."""
+    store = LocalStore(tmp_path)
+    merged = {**batch_summary("b1", ok=1, missing=2), "late_objects": 0}
+    for name in (layout.SUMMARY, layout.SUCCESS):
+        store.write(layout.results_key("b1", name), json.dumps(merged).encode())
+    store.write(layout.results_key("b1", layout.PREDICTIONS), b'"key","status"\r\n"incoming/b1/0.jpg","ok"\r\n')
+    settled = validate_incoming(store, "b1")
+    run_summary = publish_run_summary(store, RUN, [settled], [], batch_ids=["b1"])
+
+    [alert] = [alert for alert in run_alerts(store, run_summary) if alert.kind == BATCH_SETTLED]
+
+    assert alert.subject == "b1" and alert.details["rows_dropped"] == 3 and alert.details["uploads"] == "incoming/b1/"
+    assert alert.title.startswith("batch b1: its uploads are all gone from incoming/b1/")
+    assert "3 result row(s) were dropped" in alert.title and "put back there are scored the next night" in alert.title
 
 
 def test_drift_needs_a_feature_above_the_threshold_of_a_checked_batch():
