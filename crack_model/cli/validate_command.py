@@ -10,7 +10,7 @@ import argparse
 import logging
 from typing import Any
 
-from crack_model.cli.arguments import positive_int, tile_budget
+from crack_model.cli.arguments import non_negative_int, positive_int, tile_budget
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
 from crack_model.core.storage import open_store
@@ -30,13 +30,6 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
     return value
 
 
@@ -75,7 +68,7 @@ def add_validate_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--write-reference", help="training: if the pool passes, save its drift reference here")
     parser.add_argument("--thresholds", help='JSON file of threshold overrides, e.g. {"blur_min": 2.5}')
     parser.add_argument("--classes", help="training: comma-separated known classes (default: Negative,Positive)")
-    parser.add_argument("--min-images-per-class", type=_count, help="training: images each class needs")
+    parser.add_argument("--min-images-per-class", type=non_negative_int, help="training: images each class needs")
     parser.add_argument("--max-bad-fraction", type=_fraction, help="share of objects that may be quarantined")
     parser.add_argument(
         "--workers",

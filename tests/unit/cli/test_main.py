@@ -164,6 +164,21 @@ def test_retrain_says_where_the_candidate_started(monkeypatch, capsys, started_f
     assert said in capsys.readouterr().out
 
 
+def test_a_count_is_refused_in_the_same_words_by_every_command(capsys):
+    """validate kept a copy of non_negative_int of its own: another message for the same mistake, and argparse
+    named its private function for a value that is no number ("invalid _count value")."""
+    for value in ("-1", "x"):
+        said = []
+        for argv in (["validate", "--batch", "b", "--min-images-per-class", value],
+                     ["retrain", "--store", "s", "--augmented-views", value]):  # fmt: skip
+            with pytest.raises(SystemExit) as stopped:
+                build_parser().parse_args(argv)
+            assert stopped.value.code == 2
+            error = capsys.readouterr().err.splitlines()[-1]  # crack-model <command>: error: argument --<flag>: ...
+            said.append(error.split(": ", 3)[-1])
+        assert said[0] == said[1], said
+
+
 def test_bad_numbers_are_usage_errors():
     """argparse refuses a non-positive batch size with exit code 2."""
     parser = build_parser()
