@@ -99,7 +99,7 @@ class AliasOperations(ABC):
 
     @abstractmethod
     def check_serving_files(self, name: str, version: str) -> None:
-        """Raise unless every file scoring reads from the version is in the store at its registered size."""
+        """Raise unless every file scoring reads from the version is in the store as registered (size, SHA-256)."""
 
     def aliases(self, name: str = DEFAULT_NAME) -> AliasState:
         """The current aliases and the last change of each (all unset if nothing was ever promoted)."""
@@ -262,6 +262,7 @@ class AliasOperations(ABC):
         if not reason.strip():
             raise CrackModelError("a rollback needs a reason (it goes into the audit log)")
         seen = expected_champion or self.aliases(name).get(CHAMPION)
+        checked: set[str] = set()  # versions are immutable: a retried change does not read the files again
 
         def change(state: AliasState) -> AuditEntry:
             history = self._history_of(state)
@@ -277,7 +278,9 @@ class AliasOperations(ABC):
             if current is None or len(lineage) < 2:
                 raise CrackModelError(f"model {name} has no previous champion to roll back to (champion: {current})")
             target = lineage[-2]
-            self.check_serving_files(name, target)  # removed or cut short: nights and gates would fail on it
+            if target not in checked:  # removed, cut short or replaced: nights and gates would fail on it
+                self.check_serving_files(name, target)
+                checked.add(target)
             gate = self.gate_report(name, target)
             decision = gate.get("decision") if gate else None
             return AuditEntry(state.revision + 1, "rollback", CHAMPION, current, target, actor, run_id, reason,

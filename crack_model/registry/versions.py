@@ -38,7 +38,7 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
-from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, SPLIT_NAME, ModelCard
+from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
@@ -66,6 +66,7 @@ from crack_model.registry.naming import (
     validate_version,
     version_document_problem,
 )
+from crack_model.registry.serving_files import serving_file_problems
 
 log = logging.getLogger(__name__)
 DocumentCheck = Callable[[dict[str, Any]], str | None]  # what makes a document unusable, or None
@@ -212,22 +213,10 @@ class Registry(AliasOperations):
         raise CrackModelError(f"{self.store.url(key)} is damaged ({why}): restore it from a backup")
 
     def check_serving_files(self, name: str, version: str) -> None:
-        """Raise unless the card and every runtime file of the version are in the store at their registered size.
-
-        One request per file on S3 (a local store reads each file to hash it): what a rollback checks before
-        pointing nights at a version.
-        """
+        """Raise unless the card and every runtime file of the version are in the store as registered (size and
+        SHA-256, each file read once: ``serving_files``): what a rollback checks before pointing nights at it."""
         files = self.read_version(name, version).get("files", {})
-        broken = []
-        for file_name in (CARD_NAME, *RUNTIME_FILES.values()):
-            if file_name not in files:
-                continue  # never registered (an export that was not approved): nothing will ask for it
-            info = self.store.head(self.version_key(name, version, file_name))
-            registered = files[file_name].get("size")
-            if info is None:
-                broken.append(f"{file_name} is gone")
-            elif registered is not None and info.size != registered:
-                broken.append(f"{file_name} has {info.size} bytes, {registered} when registered")
+        broken = serving_file_problems(self.store, files, lambda file_name: self.version_key(name, version, file_name))
         if broken:
             msg = (
                 f"{self.version_url(name, version)} cannot serve: {'; '.join(broken)}. Restore the files from a "

@@ -76,18 +76,25 @@ def test_a_rollback_to_a_version_no_longer_in_the_store_is_refused(store):
     assert Registry(store).aliases("crack").get("champion") == SECOND
 
 
-@pytest.mark.parametrize("damage", ["removed", "cut short"])
+@pytest.mark.parametrize("damage", ["removed", "cut short", "replaced"])
 def test_a_rollback_to_a_version_whose_model_file_is_damaged_is_refused(store, damage):
-    """version.json alone is not enough: a runtime file gone or cut short would fail every night on the target."""
+    """version.json alone is not enough: a runtime file gone, cut short or replaced by another of its size (which
+    the size check passed) would fail every night on the target, whose load checks each file's SHA-256."""
     registry = Registry(store)
     files = registry.read_version("crack", FIRST)["files"]
     runtime = next(name for name in ("model_int8.tflite", "model_fp32.tflite", "model.keras") if name in files)
     key = registry.version_key("crack", FIRST, runtime)
     if damage == "removed":
         store.delete(key)
-    else:
+    elif damage == "cut short":
         store.write(key, store.read(key)[:10])
-    cause = "is gone" if damage == "removed" else "has 10 bytes, 43 when registered"
+    else:
+        store.write(key, store.read(key)[::-1])
+    cause = {
+        "removed": "is gone",
+        "cut short": "has 10 bytes, 43 when registered",
+        "replaced": r"is not the file registered \(its size, another SHA-256\): replaced since",
+    }[damage]
     with pytest.raises(CrackModelError, match=f"{FIRST} cannot serve: {runtime} {cause}"):
         roll_back_champion(store, "crack", reason="bad night", actor="alice", run_id="r")
     assert registry.aliases("crack").get("champion") == SECOND
@@ -127,3 +134,26 @@ def test_the_expected_champion_is_checked_on_the_state_the_rollback_commits_on(s
     with pytest.raises(PromotionConflictError, match=f"moved from {FIRST} to {SECOND}"):
         Registry(store).rollback("crack", reason="bad night", actor="alice", expected_champion=FIRST)
     assert Registry(store).aliases("crack").get("champion") == SECOND
+
+
+def test_a_rollback_reads_each_serving_file_of_its_target_once_even_when_its_write_is_retried(store, loaded_keys,
+                                                                                             monkeypatch):  # fmt: skip
+    """The files are hashed to be checked (21 MB for a real version, a GET each on S3): the retry after another
+    writer's change re-reads the aliases, not the target's immutable files."""
+    from crack_model.core.object_keys import PreconditionFailedError
+
+    registry = Registry(store)
+    real_write_if_match, conflicts = store.write_if_match, ["models/crack/aliases.json"]
+
+    def write_if_match(key, data, etag):
+        if key in conflicts:
+            conflicts.remove(key)
+            raise PreconditionFailedError(f"{key} changed")
+        real_write_if_match(key, data, etag)
+
+    monkeypatch.setattr(store, "write_if_match", write_if_match)
+    registry.rollback("crack", reason="bad night", actor="alice", run_id="r")
+
+    assert conflicts == [] and registry.aliases("crack").get("champion") == FIRST
+    runtime = registry.version_key("crack", FIRST, "model.keras")
+    assert loaded_keys.count(runtime) == 1, loaded_keys
