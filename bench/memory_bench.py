@@ -15,8 +15,9 @@ parent it was forked from):
 - an uncompressed 80 MP RGBA TIFF: 320 MB of bytes, the most an allowed upload can have at the limit.
 
 Scoring is ``score_shard`` as the nightly run calls it (tile scores kept, no overlay drawn, default
-workers and budget);
-profiling is ``profile_batch`` with the default ``ProfileConfig`` (fetch threads by store: 2 for a folder).
+workers, the tile budget asked for: 512 by default, ``--memory-max-tiles N`` as ``score --max-tiles N``);
+profiling is ``profile_batch`` with the default ``ProfileConfig`` at the same budget (fetch threads by store:
+2 for a folder).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from crack_model.core.tiling import DEFAULT_MAX_TILES
 
 PROJECT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT.parent / "shared" / "data" / "metu-sample"
@@ -47,12 +50,12 @@ import json, sys
 import numpy as np
 from crack_model.serving.batch import score_shard
 from crack_model.serving.scorer import load_scorer
-store, batch_id, model_dir = sys.argv[1:4]
+store, batch_id, model_dir, max_tiles = sys.argv[1:5]
 scorer = load_scorer(model_dir)
 size = scorer.card.image_size
 scorer.class_probabilities(np.zeros((16, size, size, 3), np.uint8))
 baseline = memory_mb("VmRSS")
-report = score_shard(store, batch_id, scorer, force=True)
+report = score_shard(store, batch_id, scorer, force=True, max_tiles=int(max_tiles))
 print(json.dumps({"peak_mb": memory_mb("VmHWM"), "baseline_mb": baseline, "seconds": report.seconds}))
 """
 )
@@ -60,11 +63,12 @@ PROFILE = (
     READ_PEAK
     + """
 import json, sys
-from crack_model.quality.profile import profile_batch, rows_to_frame
-store, batch_id = sys.argv[1:3]
+from crack_model.core.tiling import TileConfig
+from crack_model.quality.profile import ProfileConfig, profile_batch, rows_to_frame
+store, batch_id, max_tiles = sys.argv[1:4]
 rows_to_frame([])  # pandas imported before the baseline
 baseline = memory_mb("VmRSS")
-frame = profile_batch(store, batch_id)
+frame = profile_batch(store, batch_id, ProfileConfig(tiles=TileConfig(max_tiles=int(max_tiles))))
 print(json.dumps({"peak_mb": memory_mb("VmHWM"), "baseline_mb": baseline,
                   "decodable": int(frame["decodable"].sum()), "objects": len(frame)}))
 """
@@ -137,14 +141,15 @@ def rows_summary(store_root: Path, batch_id: str) -> dict[str, Any]:
     }
 
 
-def measure_memory(model_dir: Path, work: Path) -> dict[str, Any]:
-    """Peak memory (MB) of scoring and of profiling each case, in fresh processes, with the rows' outcome."""
-    store_root = work / "memory-store"
+def measure_memory(model_dir: Path, work: Path, max_tiles: int = DEFAULT_MAX_TILES) -> dict[str, Any]:
+    """Peak memory (MB) of scoring and of profiling each case at a tile budget, in fresh processes, with the rows'
+    outcome (each budget scores in its own store: a batch's tile scores are kept per budget)."""
+    store_root = work / ("memory-store" if max_tiles == DEFAULT_MAX_TILES else f"memory-store-tiles{max_tiles}")
     results: dict[str, Any] = {}
     for case, batch_id in build_cases(store_root).items():
         print(f"memory: {case}", flush=True)
-        scoring = run_child(SCORE, str(store_root), batch_id, str(model_dir))
-        profiling = run_child(PROFILE, str(store_root), batch_id)
+        scoring = run_child(SCORE, str(store_root), batch_id, str(model_dir), str(max_tiles))
+        profiling = run_child(PROFILE, str(store_root), batch_id, str(max_tiles))
         results[case] = {
             "scoring_peak_mb": round(scoring["peak_mb"], 1),
             "scoring_baseline_mb": round(scoring["baseline_mb"], 1),

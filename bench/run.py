@@ -10,7 +10,8 @@ choice (160 vs 224: crack recall on the test split and speed), and the peak memo
 and profiling giant, thin and phone-size uploads (``bench/memory_bench.py``). Results go to
 ``bench/results/latest.json`` and ``bench/results/latest.md``.
 
-``--only memory`` runs the memory cases alone (results in ``bench/results/memory.json`` and ``memory.md``);
+``--only memory`` runs the memory cases alone (results in ``bench/results/memory.json`` and ``memory.md``;
+with ``--memory-max-tiles N`` at that tile budget, in ``memory-tiles<N>.json`` and ``.md``);
 ``--only nightly`` the nightly path at crack rates of 15% and 50% and on 12 MP photos against the model
 alone (``bench/nightly_bench.py``; ``nightly.json``, ``nightly.md``); ``--only retrain`` retraining with a
 cold and a warm feature cache against the notebook loop (``bench/retrain_bench.py``; ``retrain.json``).
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from crack_model.core.tiling import DEFAULT_MAX_TILES
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -155,12 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nightly-image-size", type=int, default=224,
                         help="the nightly section's model input size (default 224; another size writes "
                              "nightly-<size>px.json)")  # fmt: skip
+    parser.add_argument("--memory-max-tiles", type=int, default=DEFAULT_MAX_TILES,
+                        help="--only memory: score and profile at this tile budget (score --max-tiles; another "
+                             "budget than 512 writes memory-tiles<N>.json)")  # fmt: skip
     args = parser.parse_args(argv)
     if not SAMPLE.is_dir() or not Path(WEIGHTS).is_file():
         print(f"bench needs the real sample at {SAMPLE} and weights at {WEIGHTS}", file=sys.stderr)
         return 2
     if args.only == "memory":
-        return memory_only(args.work)
+        return memory_only(args.work, args.memory_max_tiles)
     if args.only == "nightly":
         return nightly_only(args)
     if args.only == "runtimes":
@@ -290,18 +296,20 @@ def nightly_only(args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_only(work: Path) -> int:
-    """The memory section alone: the 224 px model (trained once), the three cases."""
+def memory_only(work: Path, max_tiles: int = DEFAULT_MAX_TILES) -> int:
+    """The memory section alone: the 224 px model (trained once), the four cases, at one tile budget."""
     from bench.memory_bench import markdown_memory, measure_memory
 
     work.mkdir(parents=True, exist_ok=True)
     results = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "memory": measure_memory(trained_model(224, work), work),
+        "max_tiles": max_tiles,
+        "memory": measure_memory(trained_model(224, work), work, max_tiles),
     }
+    name = "memory" if max_tiles == DEFAULT_MAX_TILES else f"memory-tiles{max_tiles}"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "memory.md").write_text(markdown_memory(results["memory"]))
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown_memory(results["memory"]))
     print(markdown_memory(results["memory"]))
     return 0
 
