@@ -66,13 +66,16 @@ class ValidationOutcome:
             f"{counts.get('quarantined', 0)} quarantined, {counts.get('failed_expectations', 0)} of "
             f"{counts.get('evaluated_expectations', 0)} expectations failed)"
         ]
-        lines += [f"  reason: {reason}" for reason in self.reasons]
+        # Reasons quote uploads' names as the store gave them (a link's "<key> is a symbolic link"): escaped like
+        # the keys, or a name holding a line break or an escape sequence forges lines in the terminal and task log.
+        lines += [f"  reason: {shown_key(reason)}" for reason in self.reasons]
         lines += [
-            f"  quarantined {shown_key(item['key'])}: {'; '.join(item['reasons'])}" for item in self.quarantined[:20]
+            f"  quarantined {shown_key(item['key'])}: {shown_key('; '.join(item['reasons']))}"
+            for item in self.quarantined[:20]
         ]
         if len(self.quarantined) > 20:
             lines.append(f"  ... and {len(self.quarantined) - 20} more quarantined (see quarantine.json)")
-        lines += [f"  left out {shown_key(key)}: {why}" for key, why in sorted(self.left_out.items())[:20]]
+        lines += [f"  left out {shown_key(key)}: {shown_key(why)}" for key, why in sorted(self.left_out.items())[:20]]
         if len(self.left_out) > 20:
             lines.append(f"  ... and {len(self.left_out) - 20} more left out (see outcome.json)")
         if self.drift is not None:
