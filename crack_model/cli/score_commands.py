@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from crack_model.cli.arguments import MAX_TILES_HELP, batch_size, positive_int, 
 from crack_model.core import layout
 from crack_model.core.documents import RunSummary, read_outcome, read_success_marker
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES
@@ -25,7 +25,7 @@ from crack_model.serving.batch import score_shard
 from crack_model.serving.predict import expand_paths, predict_files, prediction_row, write_predictions
 from crack_model.serving.scorer import load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def add_predict_command(commands: Any) -> None:

@@ -7,12 +7,12 @@ Great Expectations) happen inside ``run_validate``, so ``--help`` answers at onc
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
 from crack_model.cli.arguments import non_negative_int, positive_int, tile_budget
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.storage import open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, MAX_TILE_BUDGET, MIN_TILE_BUDGET, TileConfig
 from crack_model.quality.batch_validation import load_hashes, validate_batch, validate_labeled
@@ -20,7 +20,7 @@ from crack_model.quality.expectations import SUITES
 from crack_model.quality.profile import ProfileConfig
 from crack_model.quality.thresholds import ValidationThresholds
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 LABELED = "labeled"
 HOLDOUT = "holdout"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from crack_model.core.log_lines import module_logger
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def map_bounded(

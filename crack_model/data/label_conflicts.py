@@ -4,13 +4,13 @@ group is left out of training and evaluation, each member named in a warning."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.data.labeled import LabeledImage, group_near_duplicates
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def leave_out_label_conflicts(images: Sequence[LabeledImage]) -> list[LabeledImage]:

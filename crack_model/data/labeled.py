@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError, ImageDecodeError
 from crack_model.core.imaging import decode_to_array, difference_hash, open_header, open_image
+from crack_model.core.log_lines import module_logger
 from crack_model.core.uploads import UnservableObjectError, read_photo_uri
 from crack_model.data.image_names import IMAGE_EXTENSIONS
 from crack_model.data.labeled_folder import class_photos, warn_outside_classes
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
     import tensorflow as tf
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # An image directly in its class folder belongs to no named slice (the gate's holdout uses the same name).
 NO_SLICE = "(none)"

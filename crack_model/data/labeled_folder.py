@@ -8,14 +8,14 @@ never learned from, and nobody told.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from crack_model.core.log_lines import module_logger
 from crack_model.data.image_names import why_not_an_image
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def class_photos(class_dir: Path) -> list[Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,10 +12,11 @@ from typing import Any
 
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import SPLIT_NAME
 from crack_model.data.labeled import NO_SLICE, LabeledImage
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 DATA_MANIFEST = "data_manifest.csv"
 

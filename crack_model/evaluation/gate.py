@@ -23,7 +23,6 @@ champion it was compared with, so a champion that moved meanwhile is never overw
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from crack_model import __version__
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION, check_format_version
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE
 from crack_model.evaluation.gate_checks import (
     HOLDOUT_PREFIX,
@@ -64,7 +64,7 @@ from crack_model.registry.naming import GATE_HTML, GATE_REPORT, GateReportExists
 from crack_model.registry.versions import Registry
 from crack_model.serving.scorer import load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def decide(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.evaluation.gate_scope import floor_outcomes, scoped_floor_values
 from crack_model.evaluation.holdout import Evaluation, Holdout
 from crack_model.evaluation.intervals import (
@@ -23,7 +23,7 @@ from crack_model.evaluation.intervals import (
 )
 from crack_model.evaluation.policy import ALL_SLICES, GatePolicy
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 PROMOTE = "promote"
 REJECT = "reject"

@@ -16,12 +16,12 @@ scored) fails them, so an unmeasured rule is never promoted.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 from dataclasses import asdict
 from typing import Any
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.evaluation.gate_checks import Check
 from crack_model.evaluation.holdout import Holdout
 from crack_model.evaluation.mosaics import MosaicConfig, TooFewPatchesError
@@ -29,7 +29,7 @@ from crack_model.evaluation.photo_check import MARKED_SHARE, mosaic_check
 from crack_model.evaluation.policy import GatePolicy
 from crack_model.serving.scorer import load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 GATE_MOSAICS = MosaicConfig(seed=2)
 

@@ -10,7 +10,6 @@ What the gate checks about a holdout before it grades on it (training images in 
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ import numpy as np
 
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, open_store
 from crack_model.core.uploads import UnservableObjectError, read_upload
@@ -31,7 +31,7 @@ from crack_model.evaluation.metrics import compute_metrics
 from crack_model.serving.inference import score_images
 from crack_model.serving.scorer import Scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 NO_SLICE = "(none)"
 READ_WORKERS = 8

@@ -19,7 +19,6 @@ images, same bytes, location or look-alike, are left out of grading both models,
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image, ImageFilter
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import difference_hash, open_image
+from crack_model.core.log_lines import module_logger
 from crack_model.core.uploads import read_photo_uri
 from crack_model.evaluation.holdout import (
     READ_WORKERS,
@@ -38,7 +38,7 @@ from crack_model.evaluation.holdout import (
     without_label_conflicts,
 )
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 OVERLAP_EXAMPLES = 3
 # dHash bits in which a holdout image may differ from a training image and still be taken for a copy of it. Of 200

@@ -24,7 +24,6 @@ least 90 % of crack patches in marked tiles) is ``BAR``; ``meets_bar`` scales it
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import Box
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, PatchLoader, Read, mosaic_bytes, plan_mosaics
@@ -40,7 +40,7 @@ from crack_model.serving.inference import score_images
 from crack_model.serving.photo_decision import PhotoRule, overlap, photo_is_crack
 from crack_model.serving.scorer import Scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # A crack patch is "inside marked tiles" when marked tiles cover at least this share of its area.
 MARKED_SHARE = 0.5

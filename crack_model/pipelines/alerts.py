@@ -36,20 +36,20 @@ through, so a retried task sends nothing twice (``alert_records``).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError, described
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore, shown_key
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.uploads import unusable_batch_folders, uploads_outside_batches
 from crack_model.pipelines.batch_states import SETTLED, UnreadableState, unreadable_batch_states
 from crack_model.pipelines.stores import StoreLike
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 BATCH_FAILED_VALIDATION = "batch_failed_validation"
 DRIFT = "drift"

@@ -8,17 +8,17 @@ it out with an error; the run's alerts name it (``unreadable_batch_states``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from crack_model.core import layout
 from crack_model.core.documents import read_success_marker
 from crack_model.core.errors import CrackModelError, described
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.uploads import list_uploads
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # The validation outcome of a merged batch whose uploads are all gone: settled with no rows, neither validated nor
 # scored (``nightly.validate_incoming``), and alerted (``alerts``: ``batch_settled``).

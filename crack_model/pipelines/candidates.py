@@ -7,14 +7,14 @@ that on (``registered_candidate``) instead of training and registering a second 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.registry.versions import Registry
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def version_of_run(registry: Registry, name: str, run_id: str, validated_at: str | None = None) -> str | None:

@@ -7,7 +7,6 @@ small JSON-ready dicts, so XCom stays tiny and every step can be run and tested 
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -15,6 +14,7 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import BatchSummary, RunSummary, objects_scored, unsettled_reason
 from crack_model.core.errors import CrackModelError, store_did_not_answer
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import folder_problem, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget, parse_tile_budget
@@ -29,7 +29,7 @@ from crack_model.serving.batch import score_shard
 from crack_model.serving.batch_results import finalize_batch, settle_emptied_batch
 from crack_model.serving.scorer import load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def find_new_batches(store: StoreLike, *, limit: int | None = None) -> list[str]:
@@ -204,7 +204,8 @@ def validate_incoming(
         if (settled := settle_emptied_batch(opened, batch_id)) is not None:
             return _settled_validation(batch_id, settled)
         outcome = validate_batch(opened.uri, batch_id, "incoming", reference=drift_reference, profile_config=config)
-    log.info("%s", outcome.summary())
+    for line in outcome.summary().splitlines():  # a line each: the log escapes a line break inside a value
+        log.info("%s", line)
     drift = outcome.drift or {}
     return {
         "batch_id": batch_id,

@@ -18,20 +18,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import logging
 from dataclasses import dataclass, field
 
 from crack_model.core import layout
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.documents import BatchSummary
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import listed_spelling, open_store
 from crack_model.core.uploads import UnservableObjectError, read_upload
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.tile_scores import TileScores, find_tile_scores, iter_tile_scores, tile_score_files
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 @dataclass

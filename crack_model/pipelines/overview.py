@@ -12,7 +12,6 @@ Links are store keys (``validation/<batch>/report.html``, ``results/<batch>/pred
 
 from __future__ import annotations
 
-import logging
 import re
 from itertools import islice
 from typing import Any
@@ -21,13 +20,14 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION, unsettled_objects
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore, join_key
 from crack_model.core.storage import open_store
 from crack_model.pipelines.document_shapes import BATCH_SUMMARY, RUN_SUMMARY, VALIDATION_OUTCOME
 from crack_model.pipelines.overview_registry import registry_section
 from crack_model.pipelines.store_reader import StoreReader
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 DEFAULT_NAME = "crack"
 MAX_COUNTED_UPLOADS = 10_000  # a batch not validated yet: its uploads are counted up to this many

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from crack_model.core.log_lines import module_logger
 from crack_model.pipelines.document_shapes import GATE_REPORT as GATE_REPORT_SHAPE
 from crack_model.pipelines.document_shapes import MODEL_VERSION
 from crack_model.pipelines.store_reader import StoreReader
@@ -12,7 +12,7 @@ from crack_model.registry.audit_log import AuditEntry
 from crack_model.registry.naming import GATE_HTML, GATE_REPORT, VERSION_MARKER
 from crack_model.registry.versions import Registry
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 MAX_REASONS = 10
 # Holdout figures shown for the champion, in this order (crack recall first: a missed crack costs most).

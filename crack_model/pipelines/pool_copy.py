@@ -11,20 +11,20 @@ import csv
 import hashlib
 import io
 import json
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from crack_model.core import layout
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import open_store
 from crack_model.core.uploads import within_size_limit
 from crack_model.data.image_names import why_not_an_image
 from crack_model.pipelines.stores import StoreLike
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def download_labeled(

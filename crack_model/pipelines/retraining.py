@@ -15,7 +15,6 @@ rejects overlapping content hashes).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from crack_model.core.clock import utc_now
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.folder_lock import held_folder
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import SPLIT_NAME
 from crack_model.core.object_keys import PreconditionFailedError
 from crack_model.core.storage import open_store
@@ -48,7 +48,7 @@ from crack_model.registry.versions import Registry
 from crack_model.training.model import check_pooled_layers, resolve_base_weights
 from crack_model.training.train import train
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 LABELED = "labeled"
 HOLDOUT = "holdout"
@@ -82,7 +82,8 @@ def validate_pool(
         outcome = validate_labeled(opened.uri, LABELED, name=name, holdout_hashes=holdout_hashes,
                                    write_reference_uri=write_reference_uri,
                                    profile_config=ProfileConfig(retry_unanswered=True))  # fmt: skip
-    log.info("%s", outcome.summary())
+    for line in outcome.summary().splitlines():  # a line each: the log escapes a line break inside a value
+        log.info("%s", line)
     if not outcome.passed:
         raise PoolValidationError(f"the labeled pool failed validation: {'; '.join(outcome.reasons)}")
     return {

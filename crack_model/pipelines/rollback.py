@@ -12,16 +12,16 @@ actor, the run id and the reason. This step adds what an unattended, retried tas
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.pipelines.stores import StoreLike, step_store
 from crack_model.registry.audit_log import CHAMPION, RollbackDoneError, champion_lineage
 from crack_model.registry.naming import DEFAULT_NAME
 from crack_model.registry.versions import Registry
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def rollback_target(store: StoreLike, name: str = DEFAULT_NAME) -> str | None:

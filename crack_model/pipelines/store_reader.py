@@ -7,13 +7,13 @@ A document that parses but holds a field of the wrong type is fitted to the shap
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.pipelines.document_shapes import Record, conform
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 class StoreReader:

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import io
 import json
-import logging
 import os
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from crack_model.core import layout
 from crack_model.core.csv_text import STORED_DIALECT
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import (
@@ -59,7 +59,7 @@ from crack_model.registry.naming import registered_version_problem
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 RESULT_NAME = "result.json"
 REPORT_NAME = "report.html"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import html
-import logging
 import mimetypes
 import re
 import tempfile
@@ -29,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from crack_model.core import layout
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.quality.expectations import gx_context, load_suite
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 STATIC = "static/"
 OFFLINE_LINKS = (

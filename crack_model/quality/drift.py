@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,12 +43,13 @@ import numpy as np
 
 from crack_model.core.clock import utc_now
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.storage import read_uri, split_uri
 
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 REFERENCE_FORMAT = "crack-model-drift-reference/1"
 REFERENCE_NAME = "drift_reference.json"

@@ -12,10 +12,10 @@ broken. Those bounds come from each slice's own photos where it has enough (see 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import shown_key
 from crack_model.quality import drift
 from crack_model.quality.expectations import TABLE_KEYS, load_suite, run_suite
@@ -26,7 +26,7 @@ from crack_model.quality.thresholds import PHOTO_BOUNDS, ValidationThresholds, s
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 NO_SLICE = "(none)"
 

@@ -18,7 +18,6 @@ GIL) while the memory the images being decoded need, estimated from their header
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from crack_model.core.imaging import (
     check_pixels,
     read_header,
 )
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectInfo, ObjectNotFoundError, ObjectStore
 from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_store
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget
@@ -51,7 +51,7 @@ from crack_model.quality.grey_image import decode_grey, exposure_statistics, shr
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 PROFILE_COLUMNS = (
     "key", "size_bytes", "sha256", "format", "decodable", "decode_error", "width", "height", "mode", "channels",

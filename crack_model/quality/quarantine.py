@@ -6,7 +6,6 @@ bytes stays, and this run's copy goes beside it under the name with its digest.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,11 +14,12 @@ from crack_model.core.clock import utc_now
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.documents import QuarantineManifest
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore, key_problem
 from crack_model.core.uploads import ManifestEntry, UnservableObjectError, read_upload
 from crack_model.quality.outcome import PASSED_WITH_QUARANTINE
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # Held-back uploads being copied at once, in bytes: like profiling, within a validation worker's 1 GiB.
 COPY_BYTES_IN_FLIGHT = 256 * 2**20

@@ -41,7 +41,6 @@ history list and stops with "inconsistent"), so it cannot fork the log.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 import uuid
@@ -53,6 +52,7 @@ from typing import Any
 from crack_model.core.clock import utc_now
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.registry.audit_log import (
     ALIAS_NAMES,
@@ -70,7 +70,7 @@ from crack_model.registry.audit_log import (
 )
 from crack_model.registry.naming import ALIASES_FILE, CAS_ATTEMPTS, DEFAULT_NAME, PromotionConflictError
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 READ_WORKERS = 8
 

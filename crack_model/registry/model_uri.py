@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -22,13 +21,14 @@ from pathlib import Path
 
 from crack_model.core.cache import cache_root
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import CARD_NAME, RUNTIME_FILES
 from crack_model.core.storage import file_uri_path, is_remote
 from crack_model.registry.audit_log import validate_alias
 from crack_model.registry.naming import VERSION_MARKER, file_sha256, validate_name, validate_version
 from crack_model.registry.versions import Registry
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 SCHEME = "models:/"
 REGISTRY_ENV = "CRACK_MODEL_REGISTRY"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -38,6 +37,7 @@ from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
 from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, join_key
 from crack_model.core.storage import open_store
@@ -68,7 +68,7 @@ from crack_model.registry.naming import (
 )
 from crack_model.registry.serving_files import serving_file_problems
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 DocumentCheck = Callable[[dict[str, Any]], str | None]  # what makes a document unusable, or None
 
 

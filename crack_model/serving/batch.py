@@ -14,7 +14,6 @@ readable last time is scored again. When every shard is done, the parts are merg
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -32,6 +31,7 @@ from crack_model.core.documents import (
     read_success_marker,
 )
 from crack_model.core.errors import CrackModelError, StoreUnansweredError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.storage import fetch_threads, listed_spelling, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
@@ -57,7 +57,7 @@ from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.overlay import render_overlay
 from crack_model.serving.scorer import Scorer, load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import logging
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from crack_model.core.clock import utc_now
 from crack_model.core.csv_text import csv_bytes
 from crack_model.core.documents import BatchSummary, ShardStats, quarantined_objects
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectInfo, ObjectStore
 from crack_model.core.storage import listed_spelling, open_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES
@@ -34,7 +34,7 @@ from crack_model.core.uploads import (
     read_manifest,
 )
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 RESULT_COLUMNS = (
     "key", "size", "sha256", "width", "height", "status", "error", "crack_probability", "label",

@@ -16,7 +16,6 @@ with ``confirm_patches``, so does a one-tile image scored in the band.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sized
@@ -34,6 +33,7 @@ from crack_model.core.errors import (
 )
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
 from crack_model.core.jpeg_fast import decode_clean_jpeg, decodes_fast
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import ModelCard
 from crack_model.core.tiling import (
     Box,
@@ -52,7 +52,7 @@ from crack_model.serving.runtimes import copies
 from crack_model.serving.scorer import Scorer
 from crack_model.serving.waiting_image import WaitingImage
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 Fetch = Callable[[str], bytes]
 # A scoring worker's budget is 1 GiB: the runtime and the model take 50-150 MB (LiteRT), the

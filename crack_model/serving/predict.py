@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectTooLargeError, printable_key, read_within
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
@@ -18,7 +18,7 @@ from crack_model.data.image_names import why_not_an_image
 from crack_model.serving.inference import ImageScore, score_images
 from crack_model.serving.scorer import Scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 SKIPPED_SHOWN = 10  # files left out of a folder named in the warning
 
 PREDICTION_COLUMNS = (

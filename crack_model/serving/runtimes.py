@@ -7,7 +7,6 @@ scorer uses the fastest approved one.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import RUNTIME_FILES
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 class Runtime(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,13 @@ import numpy as np
 
 from crack_model.core.cache import cache_root
 from crack_model.core.errors import CrackModelError, RuntimeChoiceError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import CARD_NAME, MODEL_NAME, RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.core.storage import file_uri_path, is_remote, open_store
 from crack_model.registry.model_uri import is_model_uri, registered_folder, resolve_model_uri
 from crack_model.serving.runtimes import Runtime, load_runtime
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -29,12 +28,13 @@ import numpy as np
 
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.data.label_conflicts import leave_out_label_conflicts
 from crack_model.data.labeled import LabeledImage, Split, group_near_duplicates, load_labeled, split_images
 from crack_model.evaluation.intervals import Outcomes, exact_intervals, point_figures
 from crack_model.training.train import train
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def grouped_folds(images: Sequence[LabeledImage], folds: int, seed: int) -> list[list[int]]:

@@ -6,7 +6,6 @@ least ``min_agreement`` of the check images (the holdout gate re-checks it on th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,14 @@ import numpy as np
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_PREFERENCE, ModelCard
 from crack_model.data.labeled import LabeledImage, labeled_fetch, read_labeled
 from crack_model.evaluation.assess import score_labeled
 from crack_model.serving.runtimes import KerasRuntime, export_litert, load_runtime
 from crack_model.serving.scorer import Scorer, load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 MIN_AGREEMENT = 0.995
 

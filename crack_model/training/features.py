@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import time
 import uuid
@@ -27,12 +26,13 @@ import numpy as np
 from crack_model.core.concurrency import map_bounded
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.imaging import decode_to_array
+from crack_model.core.log_lines import module_logger
 from crack_model.data.labeled import LabeledImage, label_indices, read_labeled
 from crack_model.serving.runtimes import LiteRTRuntime
 from crack_model.training.fitting import compile_and_fit
 from crack_model.training.model import add_head, augmentation_key, build_augmentation, get_base, head_layers
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # Missing feature vectors from which converting the extractor to LiteRT pays for itself (see litert_extractor).
 LITERT_MIN_IMAGES = 600

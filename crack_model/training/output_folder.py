@@ -4,16 +4,16 @@ an earlier run's card and runtime files are removed first."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import CARD_NAME, RUNTIME_FILES
 from crack_model.registry.naming import refuse_a_registered_version
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def prepare_output_folder(output_dir: Path, data_source: str | Path, class_names: Sequence[str]) -> None:

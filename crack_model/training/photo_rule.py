@@ -13,12 +13,12 @@ others. The figures go to ``metrics.json`` (``photo_level``), the rule to the ca
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import RUNTIME_FILES, RUNTIME_PREFERENCE, ModelCard
 from crack_model.data.labeled import LabeledImage, Split, labeled_fetch
 from crack_model.evaluation.mosaics import MosaicConfig, MosaicPlan, Read, TooFewPatchesError, plan_mosaics
@@ -44,7 +44,7 @@ from crack_model.evaluation.photo_check import (
 from crack_model.serving.photo_decision import PhotoRule
 from crack_model.serving.scorer import load_scorer
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # Three times the check's 40 clean photos: the threshold is bounded by the highest of them (photo_calibration.py).
 DEFAULT_MOSAICS = MosaicConfig(clean=120, with_cracks=40)

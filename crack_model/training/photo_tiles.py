@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from crack_model.core.imaging import open_image
+from crack_model.core.log_lines import module_logger
 from crack_model.core.tiling import Box, TileConfig, cut_tiles, fit_to_tile_budget, pad_to_fit, tile_boxes, tile_count
 from crack_model.data.labeled import LabeledImage, read_labeled
 from crack_model.serving.photo_confirmation import (
@@ -46,7 +46,7 @@ from crack_model.serving.photo_confirmation import (
 )
 from crack_model.serving.photo_decision import PhotoRule, photo_is_crack
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 # Tiles of one photo that train before any is chosen (all of a clean photo's, ever).
 SAMPLED_TILES = 16

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from crack_model.core.log_lines import module_logger
 from crack_model.data.labeled import LabeledImage, labeled_fetch
 from crack_model.evaluation.mosaics import MosaicPlan, PatchLoader, render_mosaic
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 PATCHES_PER_EXAMPLE = 4
 # Where the crop starts, as a share of the tile: both borders stay at least this far inside it.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from crack_model.core.config import DataConfig, ModelConfig, TrainConfig
 from crack_model.core.errors import CrackModelError
 from crack_model.core.imaging import decode_to_array
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import MODEL_NAME, RUNTIME_FILES, SPLIT_NAME, ModelCard, git_commit, new_version
 from crack_model.core.tiling import TileConfig
 from crack_model.data.balance import balance_weights, cell_shares
@@ -43,7 +43,7 @@ from crack_model.training.plots import save_confusion_matrix, save_image_grid, s
 from crack_model.training.seams import seam_examples
 from crack_model.training.warm_start import check_start, starting_point, trained_images
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 @dataclass

@@ -19,7 +19,6 @@ whose head has other layers cannot be a start; training then starts afresh and s
 from __future__ import annotations
 
 import csv
-import logging
 import random
 import zipfile
 from collections.abc import Iterator
@@ -31,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from crack_model.core.errors import CrackModelError
+from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
 from crack_model.training.features import base_fingerprint
 from crack_model.training.model import get_base, head_layers
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 @dataclass(frozen=True)

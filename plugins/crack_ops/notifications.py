@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import json
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,9 +38,10 @@ from crack_model.pipelines.retraining import (
     mark_notification_sent,
     record_gate_notification,
 )
+from crack_model.pipelines.shown import module_logger
 from crack_model.pipelines.stores import ObjectStore
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 HTTP_CONNECTION = "crack_notify_http"
 SMTP_CONNECTION = "crack_notify_smtp"

@@ -33,7 +33,6 @@ forgery, in three layers:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,11 +40,12 @@ from urllib.parse import parse_qs
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
+from crack_model.pipelines.shown import module_logger
 from crack_ops.airflow_rest import UNKNOWN_OUTCOME, AirflowApiError, dag_is_paused, trigger_dag_run
 from crack_ops.ops_render import batch_link
 from crack_ops.ops_security import csrf_problem, csrf_token, may_operate, may_trigger, session_token
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 RELEASE_DAG = "crack_nightly_scoring"
 ROLLBACK_DAG = "crack_champion_rollback"

@@ -27,13 +27,14 @@ which names Airflow's ``get_user`` imported inside the factory, so it must be ev
 
 import hashlib
 import hmac
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
-log = logging.getLogger(__name__)
+from crack_model.pipelines.shown import module_logger
+
+log = module_logger(__name__)
 
 # The view shows what these DAGs produce: a user must be allowed to read both.
 CRACK_DAG_IDS = ("crack_nightly_scoring", "crack_retraining")

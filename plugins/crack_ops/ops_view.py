@@ -28,7 +28,6 @@ module level: every Airflow component loads the plugin.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 import time
@@ -39,11 +38,12 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from crack_model.pipelines.shown import module_logger
 from crack_ops.ops_actions import add_action_routes, offered_actions
 from crack_ops.ops_render import environment, trend_charts
 from crack_ops.ops_security import SecurityHeaders, crack_reader_dependency, page_csp
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 URL_PREFIX = "/crack-ops"
 # A model name as the registry takes it (registry.naming.validate_name); anything else is refused (422) before it
