@@ -11,7 +11,7 @@ from typing import IO
 
 from crack_model.core.errors import CrackModelError
 from crack_model.core.log_lines import module_logger
-from crack_model.core.object_keys import ObjectTooLargeError, printable_key, read_within
+from crack_model.core.object_keys import ObjectTooLargeError, printable_key, read_within, shown_key
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget
 from crack_model.core.uploads import MAX_UPLOAD_BYTES, size_problem
 from crack_model.data.image_names import why_not_an_image
@@ -20,6 +20,8 @@ from crack_model.serving.scorer import Scorer
 
 log = module_logger(__name__)
 SKIPPED_SHOWN = 10  # files left out of a folder named in the warning
+# A spreadsheet takes a cell starting with one of these for a formula (OWASP's "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 PREDICTION_COLUMNS = (
     "path",
@@ -111,7 +113,7 @@ def predict_files(
 def prediction_row(score: ImageScore, scorer: Scorer) -> dict[str, object]:
     ok = score.status == "ok"
     return {
-        "path": printable_key(score.key),  # a file name that is not UTF-8 shown with \xNN escapes
+        "path": spreadsheet_safe_path(printable_key(score.key)),  # a name not in UTF-8 shown with \xNN escapes
         "status": score.status,
         "error": score.error,
         "crack_probability": f"{score.crack_probability:.6f}" if ok else "",
@@ -125,11 +127,22 @@ def prediction_row(score: ImageScore, scorer: Scorer) -> dict[str, object]:
     }
 
 
+def spreadsheet_safe_path(path: str) -> str:
+    """A relative path that a spreadsheet would run as a formula (``=HYPERLINK(...).jpg``, ``-2.jpg``), as
+    ``./<path>``: the same file, and a cell that starts with ``.``. Other paths are as given."""
+    return f"./{path}" if path.startswith(FORMULA_STARTS) else path
+
+
 def write_predictions(rows: Iterable[dict[str, object]], handle: IO[str]) -> int:
+    """The rows as CSV; on a terminal, control characters in them are shown as escapes (a file name holding
+    ``\x1b[2J`` cleared the screen), written to a file or a pipe they are kept as they are."""
+    terminal = handle.isatty()
     writer = csv.DictWriter(handle, fieldnames=PREDICTION_COLUMNS)
     writer.writeheader()
     count = 0
     for row in rows:
+        if terminal:
+            row = {name: shown_key(value) if isinstance(value, str) else value for name, value in row.items()}
         writer.writerow(row)
         count += 1
     return count
