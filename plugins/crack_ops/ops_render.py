@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from crack_model.pipelines.shown import shown_key
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CHART_WIDTH = 440
 CHART_HEIGHT = 160
@@ -36,6 +38,13 @@ def model_link(version: str, name: str, root: str = "") -> str:
     return root + "models/" + quote(name, safe="") + "/" + quote(version, safe="")
 
 
+def shown(text: Any) -> str:
+    """Uploads' names and the reasons quoting them, invisible characters made visible (``\\u202e``, ``\\x1b``,
+    ``\\n``): a bidirectional override showed the rest of a name reversed, a zero-width space made two names look
+    alike, and a line break or an escape showed as nothing. HTML escaping is the template's, after this."""
+    return shown_key(str(text))
+
+
 def environment() -> Any:
     """The Jinja environment of the view's templates, with autoescape and the view's filters."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -43,7 +52,7 @@ def environment() -> Any:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters.update(
         file_link=file_link, batch_link=batch_link, model_link=model_link, percent=percent, number=number,
-        when=when, size=size,
+        when=when, size=size, shown=shown,
     )  # fmt: skip
     return env
 

@@ -198,6 +198,31 @@ def test_page_escapes_store_content(client, store):
         Path(store.url("validation/zz-escape/outcome.json")).parent.rmdir()
 
 
+def test_names_with_invisible_characters_show_them_on_the_batch_page(client, store):
+    """A bidirectional override (U+202E) showed the rest of a name reversed, a zero-width space two names alike, a line
+    break and an escape as nothing: the names and the reasons quoting them show them as escapes."""
+    name = "zw\u200bspace\u202egpj.exe\nERROR \x1b[2J.jpg"
+    key = f"incoming/zz-names/{name}"
+    write_validation(store, outcome("zz-names", "failed", [f"decodes: 1 of 1 objects fail ({key})"], 1, None))
+    held = {"key": key, "reasons": [f"decodes: cannot read: {key} is a symbolic link"]}
+    document = {"format_version": 1, "batch_id": "zz-names", "outcome": "failed",
+                "quarantined_at": "2026-11-24T02:10:00Z", "objects": [held]}  # fmt: skip
+    store.write("quarantine/zz-names/quarantine.json", json.dumps(document).encode())
+    try:
+        with client.as_user("viewer") as session:
+            page = session.get("/batches/zz-names").text
+        shown = r"zw\u200bspace\u202egpj.exe\nERROR \x1b[2J.jpg"
+        assert not {"\u200b", "\u202e", "\x1b"} & set(page)
+        assert f"<code>{shown}</code>" in page and f"cannot read: incoming/zz-names/{shown} is a symbolic link" in page
+        assert f"incoming/zz-names/{shown})</li>" in page  # the validation's reason
+    finally:
+        for key in ("validation/zz-names/outcome.json", "validation/zz-names/report.html",
+                    "quarantine/zz-names/quarantine.json"):  # fmt: skip
+            Path(store.url(key)).unlink()
+        for folder in ("validation/zz-names", "quarantine/zz-names"):
+            Path(store.url(folder)).rmdir()
+
+
 def test_api_overview_and_history_are_the_library_data(client, store):
     """GET /api/overview and /api/history return the library's dicts for the configured store as JSON."""
     with client.as_user("viewer") as session:
