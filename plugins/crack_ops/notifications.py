@@ -98,9 +98,12 @@ def http_body(alert: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def chat_text(text: str) -> str:
-    """``text`` with the characters chat webhooks read as markup escaped (``&<>``, as Slack asks), and a zero-width
-    space after each ``@`` so that no name mentions a person or the whole channel."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u200b")
+    """``text`` with the characters chat webhooks read as markup escaped (``&<>``, as Slack asks), a zero-width
+    space after each ``@`` so that no name mentions a person or the whole channel, and one inside each ``](`` so
+    that no name is a Markdown link or image (Mattermost and Teams render ``[re-upload here](https:evil.example)``
+    as a link, ``![x](https:evil.example/p.png)`` as an image fetched when the message is shown)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u200b")
+    return text.replace("](", "]\u200b(")
 
 
 def mail_body(alert: Mapping[str, Any]) -> str:

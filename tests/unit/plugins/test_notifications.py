@@ -295,6 +295,22 @@ def test_names_in_a_chat_text_are_inert_and_kept_as_they_are_in_the_other_fields
     assert body["title"] == title
 
 
+def test_a_name_in_a_chat_text_is_no_markdown_link_or_image():
+    """Mattermost and Teams render Markdown: an upload named ``[Re-upload here](https:evil.example).jpg`` was a link
+    in the on-call channel, ``![i](https:evil.example/p.png)`` an image fetched from anywhere when shown."""
+    from crack_ops.notifications import http_body
+    from markdown_it import MarkdownIt
+
+    from crack_model.pipelines.alerts import _outside_batches
+
+    key = "incoming/[Re-upload here](https:evil.example) ![i](https:evil.example/p.png).jpg"
+    body = http_body(_outside_batches([key]).as_dict())
+    rendered = MarkdownIt("commonmark").render(body["text"])
+    assert "<a " not in rendered and "<img " not in rendered
+    assert "[Re-upload here]\u200b(https:evil.example) ![i]\u200b(https:evil.example/p.png).jpg" in rendered
+    assert body["details"]["keys"] == [key]
+
+
 def test_an_alert_the_webhook_refuses_does_not_hold_back_the_others(tmp_path, webhook, mailbox):
     """A channel that answers is not given up on: it may refuse one payload (413) and take the rest."""
     from crack_ops.notifications import NotificationError, notify_run
