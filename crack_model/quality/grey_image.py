@@ -20,7 +20,7 @@ from PIL import Image
 from crack_model.core.imaging import DRAFT_FORMATS, check_pixels, decode_errors, load, open_lazy
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.jpeg_fast import decode_grey_jpeg
-from crack_model.core.pixel_modes import to_8bit, to_rgb
+from crack_model.core.pixel_modes import to_8bit, to_rgb, transparency
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget, tile_boxes
 
 SATURATED_LEVEL = 250
@@ -106,6 +106,6 @@ def to_grey(image: Image.Image) -> Image.Image:
     image = to_8bit(image)
     if image.mode == "L":
         return image
-    if image.mode in ("RGB", "RGBA", "RGBX"):  # the same luma of the colour bands; alpha is ignored either way
+    if image.mode in ("RGB", "RGBX") or (image.mode == "RGBA" and transparency(image) is None):  # opaque: the same luma
         return image.convert("L")
-    return to_rgb(image).convert("L")
+    return to_rgb(image).convert("L")  # transparent pixels measured as scored: on the opaque ones' mean colour
