@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from crack_model.core import pixel_modes
 from crack_model.core.imaging import open_image
@@ -117,3 +117,37 @@ def test_validation_measures_a_cut_out_as_scoring_sees_it():
     grey = np.asarray(to_grey(rgba), dtype=np.int16)
     assert np.array_equal(grey, np.asarray(pixel_modes.to_rgb(rgba).convert("L"), dtype=np.int16))
     assert grey[~opaque].min() > 5
+
+
+def feathered_cut_out(photo: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(colours, alpha) of ``photo`` with a transparent oval whose edge fades over a few pixels (anti-aliased)."""
+    alpha = Image.new("L", photo.size, 255)
+    width, height = photo.size
+    ImageDraw.Draw(alpha).ellipse((width * 0.3, height * 0.3, width * 0.8, height * 0.9), fill=0)
+    alpha = alpha.filter(ImageFilter.GaussianBlur(2))
+    return np.asarray(photo, dtype=np.float32), np.asarray(alpha)
+
+
+def test_premultiplied_colours_leave_no_dark_ring_at_a_cut_out_s_edge():
+    """A PNG written with colours multiplied by alpha (against the standard) decodes as its straight-alpha twin:
+    laid down as straight alpha, the fading edge was darkened twice, a dark ring that 6 of 12 clean mosaics with
+    such a cut-out were labeled crack for."""
+    colours, alpha = feathered_cut_out(concrete())
+    weight = alpha[..., None].astype(np.float32) / 255
+    straight = np.dstack([np.where(weight > 0, colours, 0).astype(np.uint8), alpha])
+    premultiplied = np.dstack([(colours * weight).round().astype(np.uint8), alpha])
+    expected = np.asarray(open_image(imagefiles.encode(Image.fromarray(straight, "RGBA"), "PNG")), dtype=np.int16)
+    decoded = np.asarray(open_image(imagefiles.encode(Image.fromarray(premultiplied, "RGBA"), "PNG")), np.int16)
+    edge = (alpha > 0) & (alpha < 255)
+    assert edge.sum() > 100
+    # Dividing by a small alpha brings back rounding: a few levels where a pixel is nearly transparent.
+    assert np.abs(decoded - expected)[edge].mean() < 2
+    assert np.abs(decoded - expected).max() <= 8
+
+
+def test_a_straight_cut_out_is_not_taken_for_premultiplied():
+    """An ordinary anti-aliased cut-out (colours brighter than their alpha at the edge) keeps its colours."""
+    colours, alpha = feathered_cut_out(concrete())
+    straight = Image.fromarray(np.dstack([colours.astype(np.uint8), alpha]), "RGBA")
+    laid = pixel_modes.transparency(straight)
+    assert laid is not None and not laid.premultiplied
