@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-
 from crack_model.core import layout
 from crack_model.core.documents import BatchSummary
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.alerts import run_alerts
 from crack_model.pipelines.batch_states import new_batches
 from crack_model.pipelines.nightly import find_new_batches
+from tests.unit.pipelines.counting_store import CountingStore, OverlapStore
 
 DONE = [f"2026-01-{day:02d}" for day in range(1, 11)]
-
-
-class CountingStore(LocalStore):
-    """Records each ``exists``, ``head`` and ``read`` with its key: on S3 each is a request."""
-
-    def __init__(self, root) -> None:
-        super().__init__(root)
-        self.calls: list[tuple[str, str]] = []
-
-    def exists(self, key: str) -> bool:
-        self.calls.append(("exists", key))
-        return super().exists(key)
-
-    def head(self, key: str):
-        self.calls.append(("head", key))
-        return super().head(key)
-
-    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        self.calls.append(("read", key))
-        return super().read(key, max_bytes=max_bytes)
-
-    def of(self, key: str) -> list[str]:
-        return [call for call, called in self.calls if called == key]
 
 
 def summary(batch_id: str) -> BatchSummary:
@@ -74,35 +50,9 @@ def test_a_folder_where_the_marker_goes_is_still_no_marker(tmp_path):
     assert new_batches(store, ["2026-02-01", DONE[0]]) == (["2026-02-01"], [])
 
 
-class OverlapStore(LocalStore):
-    """Each read of a ``_SUCCESS`` waits (up to a few seconds) for another to start: the most read at once."""
-
-    def __init__(self, root) -> None:
-        super().__init__(root)
-        self.lock = threading.Lock()
-        self.reading = 0
-        self.most = 0
-        self.another = threading.Event()
-
-    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        if not key.endswith(layout.SUCCESS):
-            return super().read(key, max_bytes=max_bytes)
-        with self.lock:
-            self.reading += 1
-            self.most = max(self.most, self.reading)
-            if self.reading > 1:
-                self.another.set()
-        self.another.wait(timeout=3)
-        try:
-            return super().read(key, max_bytes=max_bytes)
-        finally:
-            with self.lock:
-                self.reading -= 1
-
-
 def test_batch_states_are_read_side_by_side(tmp_path):
     """One request after another, a poke of the sensor took 12 s on a store of 400 batches, growing each night."""
-    store = a_year(OverlapStore(tmp_path))
+    store = a_year(OverlapStore(tmp_path, lambda key: key.endswith(layout.SUCCESS)))
 
     assert new_batches(store, DONE[:2]) == ([], [])
     assert store.most >= 2

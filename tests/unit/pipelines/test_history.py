@@ -10,6 +10,7 @@ from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.history import history
 from crack_model.pipelines.nightly import publish_run_summary
+from tests.unit.pipelines.counting_store import CountingStore
 from tests.unit.pipelines.ops_store import CHAMPION, EARLY, SCORED, SECOND
 
 
@@ -96,3 +97,14 @@ def test_empty_store_has_no_points(tmp_path):
     """A store without runs gives no points and no bands, not an error."""
     data = history(str(tmp_path / "empty"))
     assert data["points"] == [] and data["bands"] == [] and data["problems"] == []
+
+
+def test_each_document_is_one_read_not_a_check_and_a_read(store):
+    """The trends checked each document's existence before reading it: two requests a document on S3, 2,300 for
+    the 366 nights a page may show. A missing one is still a gap."""
+    counting = CountingStore(store.root)
+    data = history(counting)
+
+    assert [call for call, _ in counting.calls if call == "exists"] == []
+    reads = [key for call, key in counting.calls if call == "read" and key.startswith(("runs/", "results/"))]
+    assert len(reads) == len(set(reads)) and len(data["points"]) == 4
