@@ -35,6 +35,7 @@ from typing import Any
 from crack_model import __version__
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
+from crack_model.core.concurrency import map_bounded
 from crack_model.core.documents import FORMAT_VERSION
 from crack_model.core.errors import CrackModelError
 from crack_model.core.log_lines import module_logger
@@ -43,7 +44,7 @@ from crack_model.core.object_keys import ObjectStore, PreconditionFailedError, j
 from crack_model.core.storage import open_store
 from crack_model.data.labeled import LabeledImage
 from crack_model.data.manifest import DATA_MANIFEST, build_data_manifest, read_data_manifest, with_split_slices
-from crack_model.registry.aliases import AliasOperations
+from crack_model.registry.aliases import READ_WORKERS, AliasOperations
 from crack_model.registry.claims import claim_version
 from crack_model.registry.naming import (
     APPROVED_RUNTIMES,
@@ -241,19 +242,22 @@ class Registry(AliasOperations):
         for alias, version in state.aliases.items():
             if version:
                 pointing.setdefault(version, []).append(alias)
-        summaries = []
-        for version in self.version_names(name):
+
+        def summarize(version: str) -> dict[str, Any]:
             summary: dict[str, Any] = {"version": version, "aliases": sorted(pointing.get(version, []))}
             try:  # one damaged version is shown as such, not the end of the listing
                 document, gate = self.read_version(name, version), self.gate_report(name, version)
             except CrackModelError as error:
-                summaries.append({**summary, "problem": str(error)})
-                continue
-            summaries.append({**summary, "registered_at": document.get("registered_at"),
-                              "registered_by": document.get("registered_by"),
-                              "gate_decision": gate.get("decision") if gate else None,
-                              "approved_runtimes": None if gate is None else list(gate.get("approved_runtimes") or []),
-                              "metrics": document.get("metrics")})  # fmt: skip
+                return {**summary, "problem": str(error)}
+            return {**summary, "registered_at": document.get("registered_at"),
+                    "registered_by": document.get("registered_by"),
+                    "gate_decision": gate.get("decision") if gate else None,
+                    "approved_runtimes": None if gate is None else list(gate.get("approved_runtimes") or []),
+                    "metrics": document.get("metrics")}  # fmt: skip
+
+        # Side by side: four requests a version, one after another, took 5 s for 60 versions on (moto) S3.
+        versions = self.version_names(name)
+        summaries = list(map_bounded(summarize, versions, workers=READ_WORKERS, thread_name_prefix="versions"))
         missing = sorted(set(pointing) - {summary["version"] for summary in summaries})  # what nights would resolve
         return summaries + [{"version": version, "aliases": sorted(pointing[version]),
                              "problem": f"{'/'.join(pointing[version])} points at it, and it has no version.json: "
