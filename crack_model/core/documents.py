@@ -75,9 +75,22 @@ class StoredDocument:
     @classmethod
     def read(cls, store: ObjectStore, key: str) -> Self | None:
         """The document at ``key``, or None if there is none."""
+        data = read_if_present(store, key)
+        return None if data is None else cls.from_json(data, source=store.url(key))
+
+
+def read_if_present(store: ObjectStore, key: str) -> bytes | None:
+    """The object's bytes, or None if there is none: one GET, not a HEAD first, which doubled the requests of
+    what reads a document of every batch or run on S3 (each sensor poke and the alerts read every ``_SUCCESS``:
+    800 requests a poke for 400 batches). A folder or a link where the object goes is none, as ``exists`` says."""
+    try:
+        return store.read(key)
+    except ObjectNotFoundError:
+        return None
+    except CrackModelError:
         if not store.exists(key):
             return None
-        return cls.from_json(store.read(key), source=store.url(key))
+        raise
 
 
 @dataclass
@@ -250,16 +263,8 @@ class SuccessMarker:
 def read_success_marker(store: ObjectStore, batch_id: str) -> SuccessMarker | None:
     """The batch's ``_SUCCESS`` marker, or None while the batch is not complete."""
     key = layout.results_key(batch_id, layout.SUCCESS)
-    # One GET, not a HEAD first: the night reads every batch's marker (each poke of the sensor, and the alerts),
-    # and on S3 the HEAD doubled those requests, 800 a poke for a store of 400 batches.
-    try:
-        data = store.read(key)
-    except ObjectNotFoundError:
+    if (data := read_if_present(store, key)) is None:
         return None
-    except CrackModelError:  # a folder or a link where the marker goes: no marker, as exists() says of it
-        if not store.exists(key):
-            return None
-        raise
     try:
         return SuccessMarker(BatchSummary.from_json(data, source=store.url(key)))
     except CrackModelError:

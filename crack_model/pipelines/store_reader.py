@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from crack_model.core.errors import CrackModelError
+from crack_model.core.documents import read_if_present
 from crack_model.core.log_lines import module_logger
-from crack_model.core.object_keys import ObjectNotFoundError, ObjectStore
+from crack_model.core.object_keys import ObjectStore
 from crack_model.pipelines.document_shapes import Record, conform
 
 log = module_logger(__name__)
@@ -29,14 +29,10 @@ class StoreReader:
         try:
             # One GET, not a HEAD first: the trends read a few documents a night, and twice the requests on S3 took
             # the 366 nights a page may show to 2,300 requests.
-            document = json.loads(self.store.read(key))
-        except ObjectNotFoundError:
-            return None
-        except CrackModelError as error:  # a folder or a link where the document goes: none, as exists() says of it
-            if not self.exists(key):
+            data = read_if_present(self.store, key)
+            if data is None:
                 return None
-            self.note(f"cannot read {key}: {error}")
-            return None
+            document = json.loads(data)
         except Exception as error:  # one unreadable document must not take the whole page down
             self.note(f"cannot read {key}: {error}")
             return None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from crack_model.cli.score_commands import refuse_an_unreleased_failed_batch
 from crack_model.core import layout
-from crack_model.core.documents import BatchSummary
+from crack_model.core.documents import BatchSummary, RunSummary
+from crack_model.core.errors import CrackModelError
 from crack_model.core.local_store import LocalStore
 from crack_model.pipelines.alerts import run_alerts
 from crack_model.pipelines.batch_states import new_batches
@@ -56,3 +60,19 @@ def test_batch_states_are_read_side_by_side(tmp_path):
 
     assert new_batches(store, DONE[:2]) == ([], [])
     assert store.most >= 2
+
+
+def test_a_stored_document_is_one_read(tmp_path):
+    """Scoring a failed batch by hand looks for its release in every run summary: a HEAD and a GET each, 800
+    requests for 400 nights on S3. A missing document is still None."""
+    store = CountingStore(tmp_path)
+    for night in range(1, 4):
+        RunSummary(run_id=f"scheduled__2026-01-0{night}", finished_at=f"2026-01-0{night}T03:00:00Z",
+                   batches_validated=1, batches_failed_validation=["b"], batches_with_quarantine=[], batches_scored=[],
+                   objects_scored=0, cracks=0, validations=[]).write(store, f"runs/{night}.json")  # fmt: skip
+    store.write("validation/b/outcome.json", b'{"outcome": "failed", "validated_at": "2026-01-01T02:00:00Z"}')
+
+    with pytest.raises(CrackModelError, match="no operator released it"):
+        refuse_an_unreleased_failed_batch(store, "b")
+    assert [store.of(f"runs/{night}.json") for night in range(1, 4)] == [["read"]] * 3
+    assert BatchSummary.read(store, "results/b/summary.json") is None
