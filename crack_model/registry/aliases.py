@@ -73,6 +73,8 @@ from crack_model.registry.naming import ALIASES_FILE, CAS_ATTEMPTS, DEFAULT_NAME
 log = module_logger(__name__)
 
 READ_WORKERS = 8
+# Audit records read by this process, by URL and listed version (``_read_records``): a few hundred bytes a record.
+_RECORDS_READ: dict[tuple[str, str], AuditEntry] = {}
 
 
 class AliasOperations(ABC):
@@ -171,15 +173,26 @@ class AliasOperations(ABC):
         A damaged record is left out and put in ``unreadable`` (its URL and why): an orphan's damage must not
         block rollbacks, and one the chain needs shows as a gap that names it.
         """
+        listed = self._record_keys(name)
         keys = []
-        for key in self._record_keys(name):
+        for key in listed:
             parsed = parse_record_name(key.rsplit("/", 1)[-1])
             if parsed is not None and parsed[0] <= up_to:  # above: a change in flight or never committed
                 keys.append(key)
 
         def read(key: str) -> AuditEntry | None:
+            # A record is written once and never changed: one read before, of the version listed, is read again
+            # from memory. The ops view read the whole log, a request a record, twice on every page (trends and
+            # the rollback form), and every retraining adds a record or two.
+            version = listed[key]
+            seen = (self.store.url(key), version or "")
+            if version and (entry := _RECORDS_READ.get(seen)) is not None:
+                return entry
             try:
-                return AuditEntry.from_dict(json.loads(self.store.read(key)))
+                entry = AuditEntry.from_dict(json.loads(self.store.read(key)))
+                if version:
+                    _RECORDS_READ[seen] = entry
+                return entry
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
                 log.warning("%s is not a valid audit record (%s)", self.store.url(key), error)
                 unreadable[self.store.url(key)] = str(error)
@@ -330,14 +343,15 @@ class AliasOperations(ABC):
     def _record_key(self, name: str, entry: AuditEntry) -> str:
         return join_key(self.model_prefix(name), AUDIT_FOLDER, entry.record_name)
 
-    def _record_keys(self, name: str) -> list[str]:
-        """Keys of every object directly under ``audit/`` (records, and whatever else lies there)."""
+    def _record_keys(self, name: str) -> dict[str, str | None]:
+        """Keys of every object directly under ``audit/`` (records, and whatever else lies there), each with the
+        version the listing shows of it (ETag, or modification time)."""
         folder = join_key(self.model_prefix(name), AUDIT_FOLDER)
-        return [
-            info.key
+        return {
+            info.key: info.version
             for info in self.store.list(folder)
             if info.key.startswith(folder + "/") and "/" not in info.key[len(folder) + 1 :]
-        ]
+        }
 
     def _write_legacy_records(self, name: str, history: Sequence[AuditEntry]) -> None:
         """Write the entries of an old store's ``history`` list as id-less records (kept if present)."""

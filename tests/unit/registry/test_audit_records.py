@@ -10,6 +10,7 @@ import pytest
 from crack_model.core.errors import CrackModelError
 from crack_model.registry.audit_log import CHALLENGER, CHAMPION, AuditEntry, check_history
 from crack_model.registry.versions import Registry
+from tests.unit.pipelines.counting_store import CountingStore
 from tests.unit.registry.test_versions import registered
 
 MODEL = Path("models") / "crack"
@@ -152,3 +153,21 @@ def test_an_alias_that_is_no_version_is_a_damaged_aliases_document(tmp_path, ali
     path.write_text(json.dumps({"aliases": aliases, "revision": 1}))
     with pytest.raises(CrackModelError, match=r"aliases.json is not a valid aliases document \(.*\); rebuild it"):
         registry.resolve("crack")
+
+
+def test_a_record_is_read_once_however_often_the_log_is(tmp_path):
+    """The ops view read the whole log on every page, twice (trends, rollback form), a request a record, and every
+    retraining adds a record or two. A record is written once: read again only if the listing shows another write."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v1", "v2")
+    for number, (version, current) in enumerate((("v1", None), ("v2", "v1"), ("v1", "v2"))):
+        registry.promote("crack", version, expected_current=current, actor="ci", reason=f"promotion {number}")
+    counting = CountingStore(tmp_path / "store")
+    first = Registry(counting).history("crack")
+    counting.calls.clear()
+
+    assert Registry(counting).history("crack") == first
+    assert [key for call, key in counting.calls if call == "read" and "/audit/" in key] == []
+    rewritten = tmp_path / "store" / MODEL / "audit" / audit_files(tmp_path / "store")[0]
+    rewritten.write_text(rewritten.read_text().replace("promotion 0", "promotion zero"))
+    assert Registry(counting).history("crack")[0].reason == "promotion zero"
