@@ -50,6 +50,7 @@ from crack_ops.assets import SCORING_RESULTS
 from crack_ops.hooks import (
     RUNTIME_VARIABLE,
     last_try,
+    pinned_model,
     refuse_unknown_settings,
     run_params,
     run_runtime,
@@ -160,6 +161,7 @@ def crack_nightly_scoring() -> None:
         """Incoming suite: passed, passed_with_quarantine (scoring skips the quarantined) or failed."""
         from crack_model.pipelines.nightly import pinned_tile_budget, validate_incoming
 
+        model = pinned_model(model)
         # At the budget the batch is scored with: blur and contrast are measured at the scale its tiles are cut at.
         return validate_incoming(run_store(params), batch_id, model.get("drift_reference"),
                                  retry_unanswered=not last_try(), max_tiles=pinned_tile_budget(model))  # fmt: skip
@@ -187,6 +189,7 @@ def crack_nightly_scoring() -> None:
 
         from crack_model.pipelines.nightly import pinned_tile_budget, score_work_item
 
+        model = pinned_model(model)
         # map_index_template reads this from the context: the grid shows "<batch> <shard>", not a number.
         get_current_context()["work_item"] = f"{item['batch_id']} {item['shard']}"  # type: ignore[typeddict-unknown-key]
         report = score_work_item(run_store(params), item, model["uri"], runtime=model.get("runtime", "auto"),
@@ -255,7 +258,10 @@ def crack_nightly_scoring() -> None:
             )
             problems.append(f"batches not finished tonight (the others are done): {failures}")
         if model is None:  # a quiet night too: a wrong model or runtime must not wait for the next uploads to show
-            problems.append("no model was pinned tonight: see the resolve_model task log")
+            problems.append(
+                "no model was pinned tonight: see the resolve_model task log (or clear it if it was "
+                "marked success without running)"
+            )
         # Nothing under incoming/ can be scored until it is mended: not to be taken for a quiet night.
         problems += [alert["title"] for alert in alerts if alert["kind"] == UNUSABLE_INCOMING]
         if undelivered is not None:  # retried: the summary is rewritten and only the undelivered alerts are sent

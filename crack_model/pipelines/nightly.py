@@ -266,8 +266,8 @@ def publish_run_summary(
         "validation did not finish: see the validate_batch task log for this batch"
         if model_pinned
         else "not validated or scored: no model was pinned for tonight (resolve_model failed: e.g. no such model, "
-        "alias or version, a runtime unknown or not approved, a setting or batch id that is not one): see the "
-        "resolve_model task log"
+        "alias or version, a runtime unknown or not approved, a setting or batch id that is not one; or it was marked "
+        "success without running, and pinned none): see the resolve_model task log"
     )
     for batch_id in batch_ids or []:
         if batch_id not in validated:

@@ -81,6 +81,18 @@ def run_params(params: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return params
 
 
+def pinned_model(model: dict[str, Any] | None) -> dict[str, Any]:
+    """The model ``resolve_model`` pinned for the run, or a failure without retries: a ``resolve_model`` marked success
+    without running pinned none (its XCom is empty), and every try of every batch would fail alike on ``None``."""
+    if model is None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        msg = ("no model was pinned for this run: resolve_model returned nothing (marked success without running?); "
+               "clear resolve_model, and the tasks after it, to pin the model and score")  # fmt: skip
+        raise AirflowFailException(msg)
+    return model
+
+
 def refuse_unknown_settings() -> None:
     """Fail the run, without retries, when it was triggered with a setting its DAG does not declare: Airflow takes
     any key into the params, and a misspelled ``release_batch`` would leave the batch unreleased without a word."""
