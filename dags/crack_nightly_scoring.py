@@ -56,6 +56,7 @@ from crack_ops.hooks import (
     run_runtime,
     run_store,
     run_tile_budget,
+    succeeded_in_this_run,
 )
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
@@ -262,6 +263,11 @@ def crack_nightly_scoring() -> None:
                 "no model was pinned tonight: see the resolve_model task log (or clear it if it was "
                 "marked success without running)"
             )
+        # The sensor pushes a non-empty list whenever it runs and succeeds: none means it was marked success by hand,
+        # and nothing was looked for; a green run would pass for a quiet night.
+        if batch_ids is None and succeeded_in_this_run("wait_for_new_batches"):
+            problems.append("wait_for_new_batches succeeded without listing batches (marked success without "
+                            "running?): nothing was validated or scored; clear it to look for new batches")  # fmt: skip
         # Nothing under incoming/ can be scored until it is mended: not to be taken for a quiet night.
         problems += [alert["title"] for alert in alerts if alert["kind"] == UNUSABLE_INCOMING]
         if undelivered is not None:  # retried: the summary is rewritten and only the undelivered alerts are sent

@@ -115,6 +115,18 @@ def refuse_unknown_settings() -> None:
         raise AirflowFailException(msg)
 
 
+def succeeded_in_this_run(task_id: str) -> bool:
+    """Did ``task_id`` end ``success`` in the running task's DAG run? A task whose output is ``None`` although it
+    succeeded was marked success without running: what it would have found was never looked for."""
+    from airflow.sdk import get_current_context
+
+    try:
+        ti = get_current_context()["ti"]
+    except RuntimeError:  # called outside a task (a test calling the task's function): no run to ask
+        return False
+    return bool(ti.get_ti_count(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id], states=["success"]))
+
+
 def last_try() -> bool:
     """Is the running task on its last try? Objects the store did not answer for wait for a retry until then, and
     then become rows with the reason (every upload ends as one row)."""

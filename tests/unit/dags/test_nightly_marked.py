@@ -8,6 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from tests.unit.dags.nightly_dag import nightly_task
+from tests.unit.plugins.test_notifications import no_connections  # noqa: F401
+
+MODEL = {"uri": "models:/crack/v1", "version": "v1", "drift_reference": None, "runtime": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -24,3 +27,33 @@ def test_a_resolve_model_marked_success_fails_the_batch_tasks_naming_it(tmp_path
     params = {"store": str(tmp_path), "aws_conn_id": "aws_default"}
     with pytest.raises(AirflowFailException, match=r"resolve_model returned nothing .*clear resolve_model"):
         nightly_task(task_id)(**arguments, model=None, params=params)
+
+
+class SensorState:
+    """The task instance a task reads other tasks' states through: here, only the sensor's."""
+
+    dag_id, run_id = "crack_nightly_scoring", "r1"
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def get_ti_count(self, *, dag_id, task_ids, run_ids, states):
+        assert (dag_id, task_ids, run_ids) == (self.dag_id, ["wait_for_new_batches"], [self.run_id])
+        return int(self.state in states)
+
+
+def test_a_sensor_marked_success_turns_the_run_red_not_a_quiet_night(tmp_path, monkeypatch, no_connections):  # noqa: F811
+    """Marked success, the sensor listed no batch: nothing was validated or scored, and the run must say so; a skipped
+    sensor (no uploads tonight) still ends green."""
+    import airflow.sdk
+    from airflow.sdk.exceptions import AirflowFailException
+
+    publish = nightly_task("publish_run_summary")
+    params = {"store": str(tmp_path), "aws_conn_id": "aws_default", "release_batches": [], "error_rate_alert": 0.05,
+              "notify_http_conn_id": None, "notify_smtp_conn_id": None}  # fmt: skip
+    quiet = {"model": MODEL, "batch_ids": None, "validations": None, "work_items": None, "summaries": None}
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": SensorState("skipped")})
+    assert publish(**quiet, params=params, run_id="r1")["failed_batches"] == {}
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": SensorState("success")})
+    with pytest.raises(AirflowFailException, match="wait_for_new_batches succeeded without listing batches"):
+        publish(**quiet, params=params, run_id="r1")
