@@ -46,6 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
+from crack_ops.announcements import announced_in_this_run
 from crack_ops.assets import SCORING_RESULTS
 from crack_ops.hooks import (
     RUNTIME_VARIABLE,
@@ -197,9 +198,14 @@ def crack_nightly_scoring() -> None:
                                  retry_unanswered=not last_try(), max_tiles=pinned_tile_budget(model))  # fmt: skip
         return {**report, "hostname": socket.gethostname()}
 
-    @task(outlets=[SCORING_RESULTS], trigger_rule="all_done", execution_timeout=timedelta(minutes=30))
+    # The results Asset is an inlet too: the events this run emitted already are read back (announcements).
+    @task(outlets=[SCORING_RESULTS], inlets=[SCORING_RESULTS], trigger_rule="all_done",
+          execution_timeout=timedelta(minutes=30))  # fmt: skip
     def finalize_batches(
-        reports: list[dict[str, Any]], params: Mapping[str, Any] | None = None, outlet_events: Any = None
+        reports: list[dict[str, Any]],
+        params: Mapping[str, Any] | None = None,
+        outlet_events: Any = None,
+        inlet_events: Any = None,
     ) -> list[dict[str, Any]]:
         """Merge each batch's shards into predictions.csv + summary.json, _SUCCESS last (idempotent)."""
         from crack_model.pipelines.nightly import batches_merged
@@ -213,10 +219,15 @@ def crack_nightly_scoring() -> None:
         # Every batch failed validation, no shard finished, or every batch was complete before: nothing new to
         # announce (publish_run_summary reads the stored summaries of complete batches itself).
         merged = sorted(set(batches_merged(list(reports or []))) & {summary["batch_id"] for summary in summaries})
-        if not merged:
+        # Cleared after it succeeded, this task merges the same parts again: the batches it announced are no news.
+        announced = {batch for extra in announced_in_this_run(inlet_events, SCORING_RESULTS)
+                     for batch in extra.get("batches") or []}  # fmt: skip
+        if not merged or not set(merged) - announced:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            raise AirflowSkipException("no batch was merged in this run: the results Asset is not updated")
+            why = "announced by an earlier try of this run" if merged else "merged in this run"
+            raise AirflowSkipException(f"no batch was {why}: the results Asset is not updated")
+        merged = [batch for batch in merged if batch not in announced]
         outlet_events[SCORING_RESULTS].extra = {"store": store.uri, "batches": merged}
         return summaries
 

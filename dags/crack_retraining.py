@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from crack_ops.announcements import announced_in_this_run
 from crack_ops.assets import CHAMPION_MODEL, LABELED_POOL
 from crack_ops.hooks import refuse_unknown_settings, run_params, run_store
 
@@ -177,15 +178,25 @@ def crack_retraining() -> None:
     def choose_outcome(decision: dict[str, Any]) -> str:
         return "announce_promotion" if decision.get("promoted") else "announce_rejection"
 
-    @task(outlets=[CHAMPION_MODEL])
+    @task(outlets=[CHAMPION_MODEL], inlets=[CHAMPION_MODEL])  # an inlet: this run's events are read back
     def announce_promotion(
-        decision: dict[str, Any], params: Mapping[str, Any] | None = None, outlet_events: Any = None
+        decision: dict[str, Any],
+        params: Mapping[str, Any] | None = None,
+        outlet_events: Any = None,
+        inlet_events: Any = None,
     ) -> dict[str, Any]:
-        """The new champion: emit the model Asset (consumers, e.g. a re-scoring DAG, can schedule on it)."""
+        """The new champion: emit the model Asset (consumers, e.g. a re-scoring DAG, can schedule on it), once: the
+        gate cleared after it promoted reuses its report, and would announce the same champion again."""
         params = run_params(params)
+        version = decision["candidate_version"]
+        earlier = announced_in_this_run(inlet_events, CHAMPION_MODEL)
+        if any((extra.get("model"), extra.get("version")) == (params["model_name"], version) for extra in earlier):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"champion {version} was announced by an earlier try of this run")
         outlet_events[CHAMPION_MODEL].extra = {
             "model": params["model_name"],
-            "version": decision["candidate_version"],
+            "version": version,
             "previous": decision.get("champion_version"),
         }
         return {"outcome": "promoted", **decision}
