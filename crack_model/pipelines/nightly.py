@@ -16,7 +16,7 @@ from crack_model.core.documents import BatchSummary, RunSummary, objects_scored,
 from crack_model.core.errors import CrackModelError, store_did_not_answer
 from crack_model.core.log_lines import module_logger
 from crack_model.core.object_keys import ObjectStore
-from crack_model.core.storage import folder_problem, open_store
+from crack_model.core.storage import folder_problem, open_store, refuse_an_empty_store
 from crack_model.core.tiling import DEFAULT_MAX_TILES, TileConfig, check_tile_budget, parse_tile_budget
 from crack_model.core.uploads import list_uploads, unusable_batch_folders
 from crack_model.pipelines.batch_states import SETTLED, emptied_batches, new_batches, validated_before
@@ -379,6 +379,7 @@ def pin_model(
             return {"uri": model_uri, "version": version, "drift_reference": None, "runtime": runtime,
                     "max_tiles": max_tiles}  # fmt: skip
         reference = parse_model_uri(model_uri)
+        refuse_an_empty_store(opened)  # a mistyped store: not "no champion, promote a version first"
         registry = Registry(opened)
         version = reference.version or registry.resolve(reference.name, reference.alias or "champion")
         registry.read_version(reference.name, version)  # a version that is not there fails now, not in every shard

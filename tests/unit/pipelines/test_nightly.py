@@ -430,3 +430,16 @@ def test_a_whole_max_tiles_param_is_taken_and_a_wrong_one_is_refused_naming_the_
         chosen_tile_budget(1000.5, variable_name="crack_max_tiles")
     with pytest.raises(CrackModelError, match=r"^Variable crack_max_tiles is '1e3': .*must be an integer from 64"):
         chosen_tile_budget(None, "1e3", "crack_max_tiles")
+
+
+def test_a_store_that_holds_nothing_is_named_as_such_not_as_a_model_without_champion(tmp_path):
+    """A mistyped store param or Variable crack_store: resolve_model said "model crack has no champion in ...: promote
+    a version first", sending the operator to the registry instead of to the setting; a store with a registry and no
+    champion still says so."""
+    from crack_model.pipelines.nightly import pin_model
+
+    with pytest.raises(CrackModelError, match=r"the store .*nowhere holds nothing at all: check the store's path"):
+        pin_model(str(tmp_path / "nowhere"), "models:/crack@champion")
+    LocalStore(tmp_path / "store").write("incoming/b1/a.jpg", b"jpeg")
+    with pytest.raises(CrackModelError, match="has no champion"):
+        pin_model(str(tmp_path / "store"), "models:/crack@champion")
