@@ -52,6 +52,7 @@ from crack_ops.hooks import (
     RUNTIME_VARIABLE,
     last_try,
     pinned_model,
+    refuse_backfill,
     refuse_unknown_settings,
     run_params,
     run_runtime,
@@ -142,6 +143,7 @@ def crack_nightly_scoring() -> None:
         the night uses the same ones."""
         params = run_params(params)
         refuse_unknown_settings()
+        refuse_backfill()
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.nightly import check_requested_batches, pin_model

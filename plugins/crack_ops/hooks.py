@@ -127,6 +127,26 @@ def succeeded_in_this_run(task_id: str) -> bool:
     return bool(ti.get_ti_count(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id], states=["success"]))
 
 
+def refuse_backfill() -> None:
+    """Fail a backfill run of the nightly scoring, without retries. A night is not a date's slice: every run scores
+    every batch not scored yet, so one run catches up a missed week. Airflow 3 holds backfill runs to the backfill's
+    own ``max_active_runs`` (10 unless given), not the DAG's 1: a week's backfill ran seven nights at once, each
+    validating and scoring the same batches beside the scheduled night, and alerting on the same failed ones."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        context = get_current_context()
+    except RuntimeError:  # called outside a task (a test calling the task's function): no run
+        return
+    run = context.get("dag_run")
+    if getattr(run, "run_type", None) == "backfill":  # a str Enum: equal to its value, str() is its name
+        msg = (f"{context['dag'].dag_id} is not run per date: every run scores every batch not scored yet, so a "
+               "backfill only runs nights at once on the same batches; trigger one run instead (airflow dags trigger "
+               f"{context['dag'].dag_id}), with batch_ids to name batches")  # fmt: skip
+        raise AirflowFailException(msg)
+
+
 def last_try() -> bool:
     """Is the running task on its last try? Objects the store did not answer for wait for a retry until then, and
     then become rows with the reason (every upload ends as one row)."""

@@ -9,7 +9,7 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import PokeReturnValue
 
-from crack_ops.hooks import CrackStoreHook
+from crack_ops.hooks import CrackStoreHook, refuse_backfill
 
 
 class NewBatchesSensor(AwsBaseSensor[CrackStoreHook]):
@@ -47,6 +47,7 @@ class NewBatchesSensor(AwsBaseSensor[CrackStoreHook]):
     def poke(self, context: Any) -> PokeReturnValue | bool:
         from crack_model.pipelines.nightly import find_new_batches  # pulls in numpy and Pillow: not at DAG parse
 
+        refuse_backfill()  # soft_fail skips it: a backfill run waits for no upload (resolve_model says why)
         if self.batch_ids:
             # Once each: a batch named twice was validated twice and counted twice.
             return PokeReturnValue(is_done=True, xcom_value=list(dict.fromkeys(map(str, self.batch_ids))))

@@ -57,3 +57,28 @@ def test_a_sensor_marked_success_turns_the_run_red_not_a_quiet_night(tmp_path, m
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": SensorState("success")})
     with pytest.raises(AirflowFailException, match="wait_for_new_batches succeeded without listing batches"):
         publish(**quiet, params=params, run_id="r1")
+
+
+@pytest.mark.parametrize("run_type", ["scheduled", "manual"])
+def test_a_backfill_of_the_nightly_scoring_fails_at_once_and_its_sensor_stops(tmp_path, monkeypatch, run_type):
+    """Airflow 3 holds backfill runs to the backfill's own max_active_runs, not the DAG's 1: a week's backfill ran seven
+    nights at once on the same new batches. Its runs now fail in resolve_model saying to trigger one run, and the
+    sensor stops instead of waiting for uploads (soft_fail skips it); scheduled and manual runs go on."""
+    import airflow.sdk
+    from airflow.sdk.api.datamodels._generated import DagRunType
+    from airflow.sdk.exceptions import AirflowFailException
+    from crack_ops.sensors import NewBatchesSensor
+
+    dag = SimpleNamespace(dag_id="crack_nightly_scoring", params={})
+    context = {"dag": dag, "dag_run": SimpleNamespace(run_type=DagRunType.BACKFILL, conf={})}
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
+    resolve, params = nightly_task("resolve_model"), {"store": str(tmp_path), "aws_conn_id": "aws_default"}
+    with pytest.raises(AirflowFailException, match=r"not run per date.*trigger one run instead"):
+        resolve(params=params)
+    sensor = NewBatchesSensor(task_id="wait", store=str(tmp_path), soft_fail=True, mode="reschedule")
+    with pytest.raises(AirflowFailException, match="not run per date"):
+        sensor.poke(context)
+    context["dag_run"] = SimpleNamespace(run_type=DagRunType(run_type), conf={})
+    assert sensor.poke(context) is False  # past the check: no batch yet, it waits
+    with pytest.raises(AirflowFailException, match="holds nothing at all"):  # past the check: the empty store
+        resolve(params={**params, "model": "models:/crack@champion", "max_tiles": None, "runtime": "auto"})
