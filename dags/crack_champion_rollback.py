@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
+from crack_ops.announcements import announced_in_this_run
 from crack_ops.assets import CHAMPION_MODEL
 from crack_ops.hooks import refuse_unknown_settings, run_params, run_store
 
@@ -61,12 +62,13 @@ DAG_ID = "crack_champion_rollback"
     },
 )
 def crack_champion_rollback() -> None:
-    @task(outlets=[CHAMPION_MODEL])
+    @task(outlets=[CHAMPION_MODEL], inlets=[CHAMPION_MODEL])  # an inlet: this run's events are read back
     def roll_back_champion(
         params: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         dag_run: Any = None,
         outlet_events: Any = None,
+        inlet_events: Any = None,
     ) -> dict[str, Any]:
         """Champion back to the previous one; the audit entry names the triggering user and this run."""
         params = run_params(params)
@@ -83,6 +85,13 @@ def crack_champion_rollback() -> None:
                               run_id=run_id, expected_champion=params["expected_champion"] or None)  # fmt: skip
         except CrackModelError as error:
             raise AirflowFailException(str(error)) from None
+        # Cleared after it succeeded, the task finds its rollback done (already_done): announced once is enough. A
+        # try killed after the registry moved announced nothing, and this one does.
+        earlier = announced_in_this_run(inlet_events, CHAMPION_MODEL)
+        if any((extra.get("event"), extra.get("version")) == ("rollback", entry["to"]) for extra in earlier):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"the rollback to {entry['to']} was announced by an earlier try of this run")
         outlet_events[CHAMPION_MODEL].extra = {
             "model": params["model_name"],
             "version": entry["to"],

@@ -29,7 +29,8 @@ def running(monkeypatch):
     import airflow.sdk
 
     ti = SimpleNamespace(try_number=1, max_tries=3, dag_id="crack_nightly_scoring", run_id=RUN, task_id="")
-    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": ti})
+    dag = SimpleNamespace(dag_id=ti.dag_id, params={})  # the settings a run may be triggered with: none here
+    monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: {"ti": ti, "dag": dag})
     return ti
 
 
@@ -77,3 +78,27 @@ def test_a_promotion_cleared_after_it_succeeded_does_not_announce_the_champion_a
                     inlet_events=defaultdict(lambda: Events()))["outcome"] == "promoted"  # fmt: skip
     [announced] = events.values()
     assert announced.extra == {"model": "crack", "version": "v2", "previous": "v1"}
+
+
+def test_a_rollback_cleared_after_it_succeeded_does_not_announce_the_champion_again(monkeypatch, running):
+    """The registry keeps the rollback once per run (already_done on the second try); the Asset event went out again.
+    A try killed after the registry moved announced nothing: then the next one announces it."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from crack_model.pipelines import rollback
+
+    running.dag_id, running.task_id = "crack_champion_rollback", "roll_back_champion"
+    entry = {"from": "v2", "to": "v1", "already_done": True}
+    monkeypatch.setattr(rollback, "roll_back_champion", lambda *args, **kwargs: entry)
+    roll_back = dag_task("crack_champion_rollback", "roll_back_champion")
+    params = {"model_name": "crack", "reason": "false alarms", "expected_champion": None, "store": None,
+              "aws_conn_id": "aws_default"}  # fmt: skip
+    earlier = Events([event("roll_back_champion", {"model": "crack", "version": "v1", "event": "rollback"},
+                            dag_id="crack_champion_rollback")])  # fmt: skip
+    with pytest.raises(AirflowSkipException, match="rollback to v1 was announced by an earlier try"):
+        roll_back(params=params, run_id=RUN, outlet_events=defaultdict(SimpleNamespace),
+                  inlet_events=defaultdict(lambda: earlier))  # fmt: skip
+    events: defaultdict[object, SimpleNamespace] = defaultdict(SimpleNamespace)
+    assert roll_back(params=params, run_id=RUN, outlet_events=events, inlet_events=defaultdict(Events)) == entry
+    [announced] = events.values()
+    assert announced.extra["version"] == "v1"
