@@ -68,6 +68,12 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
         if not isinstance(self.promote, bool):  # the text "False" would be truthy and promote
             msg = f"promote must be a boolean, got {self.promote!r}: pass a bool or a template of a boolean param"
             raise TypeError(msg)
+        if self.candidate_version is None or self.model_name is None:  # XComArgs of a task that pushed nothing
+            msg = (
+                "no candidate to gate: the task that registers it (train_candidate) returned nothing, as when it is "
+                "marked success without running; clear it (and the tasks after it) to train and gate a candidate"
+            )
+            raise AirflowFailException(msg)
         for field in ("model_name", "candidate_version", "store", "holdout", "policy", "aws_conn_id"):
             value = getattr(self, field)
             if not (isinstance(value, str) or (value is None and field not in ("model_name", "candidate_version"))):

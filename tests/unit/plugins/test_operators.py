@@ -91,3 +91,17 @@ def test_a_policy_that_cannot_be_read_fails_the_gate_without_retries(tmp_path):
     operator = templated_gate(str(tmp_path / "store"), policy=str(tmp_path / "no-such-policy.json"))
     with pytest.raises(AirflowFailException, match=r"gate settings: gate policy .*no-such-policy.json does not exist"):
         operator.execute({"run_id": "manual"})
+
+
+@pytest.mark.parametrize("missing", ["candidate_version", "model_name"])
+def test_a_train_candidate_marked_success_fails_the_gate_naming_it(tmp_path, gate_calls, missing):
+    """Marked success without running, train_candidate pushes no version or name: the gate got None and said to pass
+    an XComArg (which it was), as a TypeError retried twice."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from crack_ops.operators import GateOperator
+
+    arguments = {"candidate_version": "v1", "model_name": "crack", missing: None}
+    operator = GateOperator(task_id="evaluate_gate", store=str(tmp_path), **arguments)
+    with pytest.raises(AirflowFailException, match=r"no candidate to gate: .*train_candidate.*marked success"):
+        operator.execute({"run_id": "manual"})
+    assert gate_calls == []
