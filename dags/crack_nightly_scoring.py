@@ -251,8 +251,13 @@ def crack_nightly_scoring() -> None:
 
         from crack_model.pipelines.alerts import UNUSABLE_INCOMING
         from crack_model.pipelines.nightly import publish_run_summary as publish
+        from crack_model.pipelines.stores import CrackModelError, refuse_an_empty_store
 
         store = run_store(params)
+        try:  # a mistyped store: writing the summary there would make it a store that holds something, and hide it
+            refuse_an_empty_store(store)
+        except CrackModelError as error:
+            raise AirflowFailException(f"{error}; no run summary is written there") from None
         planned = sorted({item["batch_id"] for item in work_items or []})
         summary = publish(store, run_id or "manual", list(validations or []), list(summaries or []),
                           batch_ids=list(batch_ids or []), planned=planned,

@@ -17,11 +17,19 @@ from typing import Any
 from crack_model.core.errors import CrackModelError, RuntimeChoiceError
 from crack_model.core.object_keys import ObjectStore
 from crack_model.core.s3_store import S3Store
-from crack_model.core.storage import lend_s3_session, open_store
+from crack_model.core.storage import lend_s3_session, open_store, refuse_an_empty_store
 
 StoreLike = ObjectStore | str | os.PathLike[str]
 
-__all__ = ["CrackModelError", "ObjectStore", "RuntimeChoiceError", "StoreLike", "open_run_store", "step_store"]
+__all__ = [
+    "CrackModelError",
+    "ObjectStore",
+    "RuntimeChoiceError",
+    "StoreLike",
+    "open_run_store",
+    "refuse_an_empty_store",
+    "step_store",
+]
 
 
 def open_run_store(uri: str, *, session: Any = None, endpoint_url: str | None = None) -> ObjectStore:

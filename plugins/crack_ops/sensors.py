@@ -46,12 +46,15 @@ class NewBatchesSensor(AwsBaseSensor[CrackStoreHook]):
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         from crack_model.pipelines.nightly import find_new_batches  # pulls in numpy and Pillow: not at DAG parse
+        from crack_model.pipelines.stores import refuse_an_empty_store
 
         refuse_backfill()  # soft_fail skips it: a backfill run waits for no upload (resolve_model says why)
         if self.batch_ids:
             # Once each: a batch named twice was validated twice and counted twice.
             return PokeReturnValue(is_done=True, xcom_value=list(dict.fromkeys(map(str, self.batch_ids))))
         store = self.hook.get_store()
+        # A mistyped store holds nothing: no upload will come there, and the run would wait three hours to say so.
+        refuse_an_empty_store(store)
         batches = find_new_batches(store, limit=self.max_batches)
         self.log.info("store %s: %d batch(es) to score: %s", store.uri, len(batches), batches)
         return PokeReturnValue(is_done=True, xcom_value=batches) if batches else False

@@ -49,6 +49,8 @@ def test_a_sensor_marked_success_turns_the_run_red_not_a_quiet_night(tmp_path, m
     from airflow.sdk.exceptions import AirflowFailException
 
     publish = nightly_task("publish_run_summary")
+    (tmp_path / "models" / "crack").mkdir(parents=True)  # a deployment's store: a registry, no upload tonight
+    (tmp_path / "models" / "crack" / "aliases.json").write_text("{}")
     params = {"store": str(tmp_path), "aws_conn_id": "aws_default", "release_batches": [], "error_rate_alert": 0.05,
               "notify_http_conn_id": None, "notify_smtp_conn_id": None}  # fmt: skip
     quiet = {"model": MODEL, "batch_ids": None, "validations": None, "work_items": None, "summaries": None}
@@ -69,6 +71,8 @@ def test_a_backfill_of_the_nightly_scoring_fails_at_once_and_its_sensor_stops(tm
     from airflow.sdk.exceptions import AirflowFailException
     from crack_ops.sensors import NewBatchesSensor
 
+    (tmp_path / "models" / "crack").mkdir(parents=True)  # a deployment's store: a registry, no upload yet
+    (tmp_path / "models" / "crack" / "aliases.json").write_text("{}")
     dag = SimpleNamespace(dag_id="crack_nightly_scoring", params={})
     context = {"dag": dag, "dag_run": SimpleNamespace(run_type=DagRunType.BACKFILL, conf={})}
     monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
@@ -80,5 +84,19 @@ def test_a_backfill_of_the_nightly_scoring_fails_at_once_and_its_sensor_stops(tm
         sensor.poke(context)
     context["dag_run"] = SimpleNamespace(run_type=DagRunType(run_type), conf={})
     assert sensor.poke(context) is False  # past the check: no batch yet, it waits
-    with pytest.raises(AirflowFailException, match="holds nothing at all"):  # past the check: the empty store
+    with pytest.raises(AirflowFailException, match="has no champion"):  # past the check: the registry's answer
         resolve(params={**params, "model": "models:/crack@champion", "max_tiles": None, "runtime": "auto"})
+
+
+def test_a_night_on_a_store_that_holds_nothing_writes_nothing_there(tmp_path, no_connections):  # noqa: F811
+    """The run summary of a night on a mistyped store went into it: the folder was created with runs/ in it, and the
+    next night's sensor and resolve_model took it for a store without uploads or champion, and waited."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    publish = nightly_task("publish_run_summary")
+    params = {"store": str(tmp_path / "nowhere"), "aws_conn_id": "aws_default", "release_batches": [],
+              "error_rate_alert": 0.05, "notify_http_conn_id": None, "notify_smtp_conn_id": None}  # fmt: skip
+    quiet = {"model": None, "batch_ids": None, "validations": None, "work_items": None, "summaries": None}
+    with pytest.raises(AirflowFailException, match=r"holds nothing at all.*no run summary is written there"):
+        publish(**quiet, params=params, run_id="r1")
+    assert not (tmp_path / "nowhere").exists()

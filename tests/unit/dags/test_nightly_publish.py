@@ -19,6 +19,8 @@ def publish():
 
 
 def params(store: LocalStore) -> dict:
+    """The run's params, on ``store`` made a deployment's (a registry in it): a store that holds nothing is refused."""
+    store.write("models/crack/aliases.json", b"{}")
     return {"store": str(store.root), "aws_conn_id": "aws_default", "release_batches": [], "error_rate_alert": 0.05,
             "notify_http_conn_id": "crack_notify_http", "notify_smtp_conn_id": "crack_notify_smtp"}  # fmt: skip
 

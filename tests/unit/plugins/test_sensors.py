@@ -52,3 +52,17 @@ def test_poke_fails_naming_an_incoming_that_is_a_symbolic_link(tmp_path, local_s
     sensor = NewBatchesSensor(task_id="wait_for_new_batches", store=str(store), soft_fail=True)
     with pytest.raises(CrackModelError, match=r"no batch can be found: .*is a symbolic link"):
         sensor.poke({})
+
+
+def test_poke_fails_on_a_store_that_holds_nothing_instead_of_waiting(tmp_path):
+    """A mistyped store param or Variable: the sensor waited three hours for uploads that could never come there, and
+    the run stayed running; a store that holds a registry but no upload yet still waits."""
+    from crack_ops.sensors import NewBatchesSensor
+
+    from crack_model.core.errors import CrackModelError
+
+    with pytest.raises(CrackModelError, match="holds nothing at all: check the store's path"):
+        NewBatchesSensor(task_id="wait_for_new_batches", store=str(tmp_path / "nowhere")).poke({})
+    (tmp_path / "store" / "models" / "crack").mkdir(parents=True)
+    (tmp_path / "store" / "models" / "crack" / "aliases.json").write_text("{}")
+    assert NewBatchesSensor(task_id="wait_for_new_batches", store=str(tmp_path / "store")).poke({}) is False
