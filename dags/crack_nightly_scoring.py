@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from crack_ops.announcements import announced_in_this_run
+from crack_ops.announcements import announced_in_this_run, merge_of, unannounced
 from crack_ops.assets import SCORING_RESULTS
 from crack_ops.hooks import (
     RUNTIME_VARIABLE,
@@ -221,16 +221,17 @@ def crack_nightly_scoring() -> None:
         # Every batch failed validation, no shard finished, or every batch was complete before: nothing new to
         # announce (publish_run_summary reads the stored summaries of complete batches itself).
         merged = sorted(set(batches_merged(list(reports or []))) & {summary["batch_id"] for summary in summaries})
-        # Cleared after it succeeded, this task merges the same parts again: the batches it announced are no news.
-        announced = {batch for extra in announced_in_this_run(inlet_events, SCORING_RESULTS)
-                     for batch in extra.get("batches") or []}  # fmt: skip
-        if not merged or not set(merged) - announced:
+        # Cleared after it succeeded, this task merges the same parts again: a batch announced as merged so is no
+        # news. Merged again with other rows (the run cleared after late uploads came) it is (merge_of).
+        merges = {summary["batch_id"]: merge_of(summary) for summary in summaries if summary["batch_id"] in merged}
+        news = unannounced(merges, announced_in_this_run(inlet_events, SCORING_RESULTS))
+        if not news:
             from airflow.sdk.exceptions import AirflowSkipException
 
             why = "announced by an earlier try of this run" if merged else "merged in this run"
             raise AirflowSkipException(f"no batch was {why}: the results Asset is not updated")
-        merged = [batch for batch in merged if batch not in announced]
-        outlet_events[SCORING_RESULTS].extra = {"store": store.uri, "batches": merged}
+        outlet_events[SCORING_RESULTS].extra = {"store": store.uri, "batches": sorted(news),
+                                                "merges": {batch: merges[batch] for batch in sorted(news)}}  # fmt: skip
         return summaries
 
     @task(trigger_rule="all_done", execution_timeout=timedelta(minutes=10))

@@ -29,3 +29,20 @@ def announced_in_this_run(inlet_events: Any, asset: Asset) -> list[dict[str, Any
         for event in events
         if (event.source_dag_id, event.source_run_id, event.source_task_id) == (ti.dag_id, ti.run_id, ti.task_id)
     ]
+
+
+def merge_of(summary: dict[str, Any]) -> str:
+    """What tells one merge of a batch from another: the validation it was scored against, its model and tile budget.
+    Merged again from the same parts (``finalize_batches`` cleared) it is the same; merged again with other rows (the
+    run cleared after late uploads came, the batch validated again) it differs, and that is news."""
+    return f"{summary.get('validated_manifest')}/{summary.get('model_version')}/{summary.get('max_tiles')}"
+
+
+def unannounced(merges: dict[str, str], earlier: list[dict[str, Any]]) -> list[str]:
+    """The batches of ``merges`` (batch -> ``merge_of`` its summary) that no earlier event of ``earlier`` announced
+    as merged so. An event without ``merges`` (written before they were recorded) counts for its batches' any merge."""
+    announced: set[tuple[str, str | None]] = set()
+    for extra in earlier:
+        recorded = extra.get("merges") or {}
+        announced.update((batch, recorded.get(batch)) for batch in extra.get("batches") or [])
+    return [batch for batch, merge in merges.items() if not {(batch, merge), (batch, None)} & announced]

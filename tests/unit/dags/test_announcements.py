@@ -102,3 +102,32 @@ def test_a_rollback_cleared_after_it_succeeded_does_not_announce_the_champion_ag
     assert roll_back(params=params, run_id=RUN, outlet_events=events, inlet_events=defaultdict(Events)) == entry
     [announced] = events.values()
     assert announced.extra["version"] == "v1"
+
+
+def test_a_batch_merged_again_with_other_uploads_in_the_same_run_is_announced_again(tmp_path, monkeypatch, running):
+    """The run cleared after late uploads came into a batch it had merged: the batch is validated again and merged
+    with other rows. That is news, not the same merge again: skipped, the consumers never heard of the new rows, and
+    no later night merges the batch again. The same merge again (finalize_batches alone cleared) is still skipped."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    import crack_model.pipelines.nightly as nightly
+
+    running.task_id = "finalize_batches"
+    manifest = {"a": "digest-1"}
+    monkeypatch.setattr(nightly, "finalize_batches", lambda store, reports, **options: [
+        {"batch_id": "a", "validated_manifest": manifest["a"], "model_version": "v1", "max_tiles": 64}])  # fmt: skip
+    finalize = nightly_task("finalize_batches")
+    params = {"store": str(tmp_path / "store"), "aws_conn_id": "aws_default"}
+    reports = [{"batch_id": "a", "shard": "0/1", "already_complete": False}]
+    first: defaultdict[object, SimpleNamespace] = defaultdict(SimpleNamespace)
+    finalize(reports=reports, params=params, outlet_events=first, inlet_events=defaultdict(Events))
+    [announced] = first.values()
+    earlier = Events([event("finalize_batches", announced.extra)])
+    with pytest.raises(AirflowSkipException, match="announced by an earlier try of this run"):
+        finalize(reports=reports, params=params, outlet_events=defaultdict(SimpleNamespace),
+                 inlet_events=defaultdict(lambda: earlier))  # fmt: skip
+    manifest["a"] = "digest-2"  # validated again with the late uploads
+    again: defaultdict[object, SimpleNamespace] = defaultdict(SimpleNamespace)
+    finalize(reports=reports, params=params, outlet_events=again, inlet_events=defaultdict(lambda: earlier))
+    [announced] = again.values()
+    assert announced.extra["batches"] == ["a"]
