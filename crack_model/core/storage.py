@@ -74,9 +74,15 @@ def open_store(uri: str | os.PathLike[str] | ObjectStore, **options: Any) -> Obj
 
 
 def refuse_an_empty_store(store: ObjectStore) -> None:
-    """A mistyped path or bucket holds nothing at all: refuse it rather than write into it or report it empty."""
+    """A mistyped path or bucket holds nothing at all: refuse it rather than write into it or report it empty.
+
+    A new store holds nothing either (compose creates the bucket empty): the message says what fills one, or its
+    first night told the operator of a store rightly set to check the setting, and nothing else."""
     if not store.folders("") and next(iter(store.list("")), None) is None:
-        raise CrackModelError(f"the store {store.uri} holds nothing at all: check the store's path or bucket")
+        msg = (f"the store {store.uri} holds nothing at all: check the store's path or bucket; if it is a new store, "
+               "put labeled photos under labeled/<class>/ and train a champion (the crack_retraining DAG) before "
+               "uploads under incoming/<batch>/ can be scored")  # fmt: skip
+        raise CrackModelError(msg)
 
 
 def folder_problem(store: ObjectStore, folder: str) -> str | None:

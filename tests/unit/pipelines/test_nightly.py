@@ -443,3 +443,14 @@ def test_a_store_that_holds_nothing_is_named_as_such_not_as_a_model_without_cham
     LocalStore(tmp_path / "store").write("incoming/b1/a.jpg", b"jpeg")
     with pytest.raises(CrackModelError, match="has no champion"):
         pin_model(str(tmp_path / "store"), "models:/crack@champion")
+
+
+def test_a_new_store_that_holds_nothing_yet_is_told_what_fills_it(tmp_path):
+    """Compose creates the bucket empty: the first night of a deployment said only "check the store's path or
+    bucket", of a store rightly set, and not that a new store needs a champion trained from labeled photos."""
+    from crack_model.pipelines.nightly import pin_model
+
+    (tmp_path / "new").mkdir()
+    with pytest.raises(CrackModelError, match=r"if it is a new store, put labeled photos under labeled/<class>/ and "
+                       r"train a champion \(the crack_retraining DAG\)"):  # fmt: skip
+        pin_model(str(tmp_path / "new"), "models:/crack@champion")
