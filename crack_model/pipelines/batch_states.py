@@ -53,14 +53,7 @@ def new_batches(store: ObjectStore, batch_ids: Iterable[str]) -> tuple[list[str]
         except Exception as error:  # whatever stops this batch's state must not stop the other batches' night
             return _unreadable(store, batch_id, layout.results_key(batch_id, layout.SUCCESS), error)
 
-    new, unreadable = [], []
-    listed = list(batch_ids)
-    for batch_id, found in zip(listed, _each(state, listed), strict=True):
-        if isinstance(found, UnreadableState):
-            unreadable.append(found)
-        elif found:
-            new.append(batch_id)
-    return new, unreadable
+    return _sorted_out(state, batch_ids)
 
 
 def validated_before(store: ObjectStore, batch_ids: Iterable[str]) -> tuple[set[str], list[UnreadableState]]:
@@ -73,14 +66,23 @@ def validated_before(store: ObjectStore, batch_ids: Iterable[str]) -> tuple[set[
         except Exception as error:  # as in new_batches
             return _unreadable(store, batch_id, key, error)
 
-    seen, unreadable = set(), []
+    seen, unreadable = _sorted_out(state, batch_ids)
+    return set(seen), unreadable
+
+
+def _sorted_out(
+    state: Callable[[str], bool | UnreadableState], batch_ids: Iterable[str]
+) -> tuple[list[str], list[UnreadableState]]:
+    """The batches whose ``state`` is true, in order, and those whose state could not be read."""
     listed = list(batch_ids)
+    chosen: list[str] = []
+    unreadable: list[UnreadableState] = []
     for batch_id, found in zip(listed, _each(state, listed), strict=True):
         if isinstance(found, UnreadableState):
             unreadable.append(found)
         elif found:
-            seen.add(batch_id)
-    return seen, unreadable
+            chosen.append(batch_id)
+    return chosen, unreadable
 
 
 def _each(read: Callable[[str], Result], batch_ids: list[str]) -> list[Result]:
