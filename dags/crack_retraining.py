@@ -35,7 +35,7 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from crack_ops.announcements import announced_in_this_run
 from crack_ops.assets import CHAMPION_MODEL, LABELED_POOL
-from crack_ops.hooks import refuse_unknown_settings, run_params, run_store
+from crack_ops.hooks import refuse_unknown_settings, run_params, run_store, upstream_output
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -151,6 +151,8 @@ def crack_retraining() -> None:
     ) -> dict[str, Any]:
         """Train on the validated pool and register the candidate as challenger."""
         params = run_params(params)
+        # Neither an unvalidated pool nor the last validated one (its quarantine and judged photos are another's).
+        pool = upstream_output(pool, "validate_labeled_pool", "validated labeled pool to train on")
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.retraining import SettingsError, train_and_register

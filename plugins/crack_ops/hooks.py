@@ -93,6 +93,18 @@ def pinned_model(model: dict[str, Any] | None) -> dict[str, Any]:
     return model
 
 
+def upstream_output(value: Any, task_id: str, needed: str) -> Any:
+    """What ``task_id`` returned, or a failure without retries naming it: marked success without running, it returned
+    nothing (its XCom is empty), and every try would fail alike on ``None`` with an error that names neither."""
+    if value is None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        msg = (f"no {needed}: {task_id} returned nothing (marked success without running?); clear {task_id}, and "
+               "the tasks after it, to run it")  # fmt: skip
+        raise AirflowFailException(msg)
+    return value
+
+
 def refuse_unknown_settings() -> None:
     """Fail the run, without retries, when it was triggered with a setting its DAG does not declare: Airflow takes
     any key into the params, and a misspelled ``release_batch`` would leave the batch unreleased without a word."""

@@ -1,0 +1,22 @@
+"""crack_retraining when an operator marks a task success without running it: the tasks after it find no output, and
+say which task to clear instead of failing on ``None`` on every try."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.dags.nightly_dag import dag_task
+
+
+def test_a_validate_labeled_pool_marked_success_fails_training_naming_it(tmp_path, monkeypatch):
+    """Its XCom is empty, so train_candidate got pool=None: "'NoneType' object is not subscriptable", retried twice
+    with backoff; now a failure without retries that names validate_labeled_pool, before the pool is downloaded."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setattr(
+        "crack_model.pipelines.retraining.download_labeled", lambda *args, **kwargs: pytest.fail("pool downloaded")
+    )
+    train_candidate = dag_task("crack_retraining", "train_candidate")
+    params = {"store": str(tmp_path), "model_name": "crack", "weights": "none"}
+    with pytest.raises(AirflowFailException, match=r"validate_labeled_pool returned nothing .*clear validate_lab"):
+        train_candidate(None, params=params, run_id="manual")
