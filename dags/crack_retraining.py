@@ -178,6 +178,7 @@ def crack_retraining() -> None:
 
     @task.branch
     def choose_outcome(decision: dict[str, Any]) -> str:
+        decision = upstream_output(decision, "evaluate_gate", "gate decision (the champion is as it was)")
         return "announce_promotion" if decision.get("promoted") else "announce_rejection"
 
     @task(outlets=[CHAMPION_MODEL], inlets=[CHAMPION_MODEL])  # an inlet: this run's events are read back

@@ -20,3 +20,14 @@ def test_a_validate_labeled_pool_marked_success_fails_training_naming_it(tmp_pat
     params = {"store": str(tmp_path), "model_name": "crack", "weights": "none"}
     with pytest.raises(AirflowFailException, match=r"validate_labeled_pool returned nothing .*clear validate_lab"):
         train_candidate(None, params=params, run_id="manual")
+
+
+def test_an_evaluate_gate_marked_success_fails_the_branch_naming_it():
+    """choose_outcome got decision=None: "'NoneType' object has no attribute 'get'", retried twice; marking the gate
+    success promotes nothing, and the run now says so and which task to clear."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    choose_outcome = dag_task("crack_retraining", "choose_outcome")
+    with pytest.raises(AirflowFailException, match=r"no gate decision .*evaluate_gate returned nothing .*clear"):
+        choose_outcome(None)
+    assert choose_outcome({"promoted": True}) == "announce_promotion"
