@@ -31,6 +31,13 @@ def rollback_target(store: StoreLike, name: str = DEFAULT_NAME) -> str | None:
     return lineage[-2] if len(lineage) >= 2 else None
 
 
+def current_champion(store: StoreLike, name: str = DEFAULT_NAME) -> str | None:
+    """The version ``name``'s champion alias points at now (None: no champion): what ``expected_champion`` is
+    compared with."""
+    with step_store(store) as opened:
+        return Registry(opened).aliases(name).get(CHAMPION)
+
+
 def roll_back_champion(
     store: StoreLike,
     name: str = DEFAULT_NAME,

@@ -98,6 +98,7 @@ def add_action_routes(
     *,
     batch_of: Callable[[str, str], dict[str, Any]],
     rollback_target_of: Callable[[str], str | None],
+    champion_of: Callable[[str], str | None],
     store_uri: Callable[[], str],
 ) -> None:
     """Add ``POST /actions/release-batch`` and ``POST /actions/rollback-champion`` to the ops app.
@@ -106,6 +107,7 @@ def add_action_routes(
         render: the app's page renderer (template, root, status_code=..., **context).
         batch_of: ``(batch_id, model name) -> the batch page's data`` (404 when unknown).
         rollback_target_of: ``model name -> the version a rollback would restore`` (None: nothing to go back to).
+        champion_of: ``model name -> its champion now`` (None: none).
         store_uri: the store the view reads, passed to the DAG run so it acts on what the operator saw.
     """
     from airflow.api_fastapi.core_api.security import get_user
@@ -181,6 +183,13 @@ def add_action_routes(
             problem = "the form names no champion (expected_champion): reload the page and submit again"
         if problem:
             return outcome(400, action, problem, "")
+        # A page rendered before another promotion or rollback: the run would refuse it, red, under a note naming
+        # a rollback from the version the page showed to one it did not show.
+        current = champion_of(name)
+        if current != expected:
+            msg = (f"the champion of {name} is now {current or 'unset'}, not {expected} as the page showed: it moved "
+                   "since; nothing was triggered. Reload the page and look again before rolling back")  # fmt: skip
+            return outcome(409, action, msg, "")
         target = rollback_target_of(name)
         if target is None:
             return outcome(409, action, f"model {name} has no earlier champion to roll back to", "")

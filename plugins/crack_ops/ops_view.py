@@ -225,7 +225,13 @@ def create_app() -> FastAPI:
 
         return _read(lambda store: rollback_target(store, name))
 
-    add_action_routes(app, render, batch_of=_batch, rollback_target_of=rollback_target_of, store_uri=resolve_store)
+    def champion_of(name: str) -> str | None:
+        from crack_model.pipelines.rollback import current_champion
+
+        return _read(lambda store: current_champion(store, name))
+
+    add_action_routes(app, render, batch_of=_batch, rollback_target_of=rollback_target_of, champion_of=champion_of,
+                      store_uri=resolve_store)  # fmt: skip
     return app
 
 
