@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from crack_ops.assets import LABELED_POOL
-from crack_ops.hooks import refuse_unknown_settings, run_store
+from crack_ops.hooks import refuse_unknown_settings, run_store, upstream_output
 
 
 @dag(
@@ -71,6 +71,9 @@ def crack_labeled_pool_watch() -> None:
         being recorded and being announced; at worst, announced twice."""
         from crack_model.pipelines.pool_watch import record_pool_digest as record
 
+        # Marked success, detect_pool_change announced nothing (Airflow emits no Asset event for a task marked
+        # success): recording nothing leaves the change for the next run to announce.
+        digest = upstream_output(digest, "detect_pool_change", "pool digest to record (nothing was announced)")
         record(run_store(params), digest)
 
     record_pool_digest(detect_pool_change())  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
-"""crack_retraining when an operator marks a task success without running it: the tasks after it find no output, and
-say which task to clear instead of failing on ``None`` on every try."""
+"""crack_retraining and crack_labeled_pool_watch when an operator marks a task success without running it: the
+tasks after it find no output, and say which task to clear instead of failing on ``None`` on every try."""
 
 from __future__ import annotations
 
@@ -31,3 +31,14 @@ def test_an_evaluate_gate_marked_success_fails_the_branch_naming_it():
     with pytest.raises(AirflowFailException, match=r"no gate decision .*evaluate_gate returned nothing .*clear"):
         choose_outcome(None)
     assert choose_outcome({"promoted": True}) == "announce_promotion"
+
+
+def test_a_detect_pool_change_marked_success_fails_the_recording_naming_it(tmp_path):
+    """record_pool_digest got digest=None: "'NoneType' object has no attribute 'encode'", retried twice. It now fails
+    without retries naming detect_pool_change, and records nothing: the next run announces the change."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    record = dag_task("crack_labeled_pool_watch", "record_pool_digest")
+    with pytest.raises(AirflowFailException, match=r"no pool digest to record .*detect_pool_change returned nothing"):
+        record(None, params={"store": str(tmp_path), "aws_conn_id": "aws_default"})
+    assert not (tmp_path / "labeled" / "_DIGEST").exists()
