@@ -35,7 +35,7 @@ from typing import Any
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from crack_ops.announcements import announced_in_this_run
 from crack_ops.assets import CHAMPION_MODEL, LABELED_POOL
-from crack_ops.hooks import refuse_unknown_settings, run_params, run_store, upstream_output
+from crack_ops.hooks import refuse_backfill, refuse_unknown_settings, run_params, run_store, upstream_output
 
 # The "type: ignore[arg-type]" / "[index]" below mark DAG wiring: task calls take XComArgs, and operators take
 # Jinja templates rendered to native values at run time, where the functions declare the run-time types.
@@ -125,6 +125,11 @@ def crack_retraining() -> None:
         that did not answer is retried, as in every task)."""
         refuse_unknown_settings()
         params = run_params(params)
+        refuse_backfill(
+            "every run trains on the labeled pool as it is now, so a backfill only trains the same candidate several "
+            "times at once (beside any other run), each racing the others to the champion",
+            "with params to choose the training",
+        )
         from airflow.sdk.exceptions import AirflowFailException
 
         from crack_model.pipelines.retraining import (

@@ -139,11 +139,22 @@ def succeeded_in_this_run(task_id: str) -> bool:
     return bool(ti.get_ti_count(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id], states=["success"]))
 
 
-def refuse_backfill() -> None:
-    """Fail a backfill run of the nightly scoring, without retries. A night is not a date's slice: every run scores
-    every batch not scored yet, so one run catches up a missed week. Airflow 3 holds backfill runs to the backfill's
-    own ``max_active_runs`` (10 unless given), not the DAG's 1: a week's backfill ran seven nights at once, each
-    validating and scoring the same batches beside the scheduled night, and alerting on the same failed ones."""
+NIGHTLY_NOT_DATED = (
+    "every run scores every batch not scored yet, so a backfill only runs nights at once on the same batches",
+    "with batch_ids to name batches",
+)
+
+
+def refuse_backfill(why: str = NIGHTLY_NOT_DATED[0], instead: str = NIGHTLY_NOT_DATED[1]) -> None:
+    """Fail a backfill run, without retries, of a DAG whose runs are no date's slice (by default the nightly
+    scoring's: one run catches up a missed week). Airflow 3 holds backfill runs to the backfill's own
+    ``max_active_runs`` (10 unless given), not the DAG's 1: a week's backfill ran seven nights at once, each
+    validating and scoring the same batches beside the scheduled night, and alerting on the same failed ones.
+
+    Args:
+        why: what a run does instead of a date's slice, and so what a backfill would do.
+        instead: how to trigger the one run that is wanted (after "trigger one run instead (...), ").
+    """
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -153,9 +164,8 @@ def refuse_backfill() -> None:
         return
     run = context.get("dag_run")
     if getattr(run, "run_type", None) == "backfill":  # a str Enum: equal to its value, str() is its name
-        msg = (f"{context['dag'].dag_id} is not run per date: every run scores every batch not scored yet, so a "
-               "backfill only runs nights at once on the same batches; trigger one run instead (airflow dags trigger "
-               f"{context['dag'].dag_id}), with batch_ids to name batches")  # fmt: skip
+        dag_id = context["dag"].dag_id
+        msg = f"{dag_id} is not run per date: {why}; trigger one run instead (airflow dags trigger {dag_id}), {instead}"
         raise AirflowFailException(msg)
 
 
