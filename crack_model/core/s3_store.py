@@ -112,8 +112,7 @@ class S3Store:
         base = self._key(prefix.rstrip("/")) if prefix.strip("/") else self.prefix
         full_prefix = f"{base}/" if base else ""
         strip = len(self.prefix) + 1 if self.prefix else 0
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+        for page in self._pages(Prefix=full_prefix):
             for item in page.get("Contents", []):
                 key = item["Key"][strip:]
                 if key.endswith("/") and not item["Size"]:
@@ -134,8 +133,7 @@ class S3Store:
         base = self._key(prefix.strip("/")) if prefix.strip("/") else self.prefix
         full_prefix = f"{base}/" if base else ""
         names: set[str] = set()
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix, Delimiter="/"):
+        for page in self._pages(Prefix=full_prefix, Delimiter="/"):
             if want_folders:
                 names.update(
                     common["Prefix"][len(full_prefix) :].strip("/") for common in page.get("CommonPrefixes", [])
@@ -145,6 +143,23 @@ class S3Store:
                     item["Key"][len(full_prefix) :] for item in page.get("Contents", []) if item["Key"] != full_prefix
                 )
         return sorted(names)
+
+    def _pages(self, **listing: str) -> Iterator[dict[str, Any]]:
+        """The bucket's ListObjectsV2 pages. A bucket that is not there (a mistyped store, holdout or pool) raised
+        botocore's bare NoSuchBucket, which named neither the URI nor what to check, and was retried as if the
+        store had not answered; it is the CrackModelError a HEAD's check raises."""
+        from botocore.exceptions import ClientError
+
+        try:
+            yield from self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, **listing)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
+                raise
+            raise self._no_bucket() from None
+
+    def _no_bucket(self) -> CrackModelError:
+        where = self.client.meta.endpoint_url
+        return CrackModelError(f"bucket {self.bucket} at {where} does not exist: check the store URI {self.uri}")
 
     def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
         from botocore.exceptions import ClientError
@@ -190,9 +205,7 @@ class S3Store:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404", "NotFound"):
-                where = self.client.meta.endpoint_url
-                msg = f"bucket {self.bucket} at {where} does not exist: check the store URI {self.uri}"
-                raise CrackModelError(msg) from None
+                raise self._no_bucket() from None
             if error.response.get("Error", {}).get("Code") not in ("403", "AccessDenied", "Forbidden"):
                 return  # no answer either way (throttled, a 5xx): taken as there, and asked again next time
         self._bucket_found = True

@@ -253,3 +253,16 @@ def test_a_key_is_measured_as_given_not_as_its_composed_form():
     assert len(key.encode()) < 1024 < len(validate_key(key).encode())
     with pytest.raises(CrackModelError, match="it is 1025 UTF-8 bytes, the limit is 1024"):
         validate_key("k" * 1025)
+
+
+def test_listing_a_bucket_that_is_not_there_names_it_and_the_store(s3_env):
+    """A mistyped bucket (a store, or a retraining's holdout param) raised botocore's bare NoSuchBucket from
+    ListObjectsV2, naming neither, and the task retried it; the watch of a mistyped store failed the same way."""
+    store = open_store("s3://no-such-bucket-here/holdout")
+    said = rf"bucket no-such-bucket-here at {s3_env} does not exist: check the store URI s3://no-such-bucket-here/hol"
+    with pytest.raises(CrackModelError, match=said):
+        list(store.list(""))
+    with pytest.raises(CrackModelError, match=said):
+        store.folders("")
+    with pytest.raises(CrackModelError, match=said):
+        store.files("Positive")
