@@ -43,7 +43,7 @@ from crack_model.quality import drift
 from crack_model.quality.batch_validation import PROFILE_NAME, load_hashes, validate_labeled
 from crack_model.quality.profile import ProfileConfig, profile_labeled
 from crack_model.registry.model_uri import fetch_version
-from crack_model.registry.naming import validate_name
+from crack_model.registry.naming import GateReportExistsError, validate_name
 from crack_model.registry.versions import Registry
 from crack_model.training.model import check_pooled_layers, resolve_base_weights
 from crack_model.training.train import train
@@ -56,6 +56,10 @@ HOLDOUT = "holdout"
 
 class PoolValidationError(CrackModelError):
     """The labeled pool failed the training suite: fixing the data helps, retrying does not."""
+
+
+# gate_candidate's "gated before against another champion, policy or holdout", for callers outside the library.
+GatedBeforeError = GateReportExistsError
 
 
 class SettingsError(CrackModelError):

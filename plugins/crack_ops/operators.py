@@ -63,7 +63,11 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from crack_model.pipelines.retraining import SettingsError, gate_candidate  # TensorFlow: not at DAG parse
+        from crack_model.pipelines.retraining import (  # TensorFlow: not at DAG parse
+            GatedBeforeError,
+            SettingsError,
+            gate_candidate,
+        )
 
         if not isinstance(self.promote, bool):  # the text "False" would be truthy and promote
             msg = f"promote must be a boolean, got {self.promote!r}: pass a bool or a template of a boolean param"
@@ -95,6 +99,15 @@ class GateOperator(AwsBaseOperator[CrackStoreHook]):
             )
         except SettingsError as error:  # a policy that cannot be read stays so: no retries, as train_candidate
             raise AirflowFailException(str(error)) from None
+        except GatedBeforeError as error:
+            # The champion moved after this candidate was gated (a promotion or rollback while the gate ran: its
+            # try failed "re-run the gate"), or the policy or holdout changed: each retry or clear met the same
+            # write-once report, and clearing train_candidate returns the same registered version.
+            msg = (
+                f"{error}. In Airflow: trigger a new {self.dag_id} run (or clear validate_labeled_pool and the tasks "
+                "after it) to train and gate a new version; clearing evaluate_gate cannot gate this one"
+            )
+            raise AirflowFailException(msg) from None
         self.log.info("gate decision for %s: %s %s", self.candidate_version, summary["decision"],
                       summary["failed_checks"])  # fmt: skip
         return summary

@@ -105,3 +105,25 @@ def test_a_train_candidate_marked_success_fails_the_gate_naming_it(tmp_path, gat
     with pytest.raises(AirflowFailException, match=r"no candidate to gate: .*train_candidate.*marked success"):
         operator.execute({"run_id": "manual"})
     assert gate_calls == []
+
+
+def test_a_candidate_gated_before_against_another_champion_fails_without_retries_saying_what_to_do(
+    tmp_path, monkeypatch
+):
+    """The champion moved while the gate ran (two retrainings at once, a rollback from the ops view): the try failed
+    with PromotionConflictError, and each retry, like a clear of evaluate_gate, met the write-once report
+    (GateReportExistsError). The retries stop, and the failure says how to gate a new version from Airflow."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from crack_model.registry.naming import GateReportExistsError
+
+    def gated_before(*args, **kwargs):
+        raise GateReportExistsError(
+            "crack version v2 was gated before (gate_report.html) and the champion is v3 now, the report compared "
+            "against v1; gate reports are write-once: register a new version to gate it again"
+        )
+
+    monkeypatch.setattr("crack_model.pipelines.retraining.gate_candidate", gated_before)
+    operator = templated_gate(str(tmp_path / "store"))
+    with pytest.raises(AirflowFailException, match=r"champion is v3 now.* trigger a new \S+ run .*validate_labeled"):
+        operator.execute({"run_id": "manual"})
