@@ -7,7 +7,7 @@ here never make a float64 copy and never hold a second full-size copy of a large
 Transparent pixels hold no picture, and what colour a file keeps under them is the saving program's choice:
 most keep black. Dropping alpha showed that black, and the outline of a cut-out, a stitched panorama's border
 or a photo straightened on a transparent canvas became a dark edge across concrete: a clean photo with a
-transparent oval was labeled crack 6 times in 6. They are laid on the mean colour of the opaque pixels instead
+transparent oval was labeled crack 12 times in 12. They are laid on the mean colour of the opaque pixels instead
 (``transparency``), as a photo padded to a tile is (``tiling.pad_to_fit``), and half-transparent edge pixels blend
 into it.
 """
