@@ -306,7 +306,7 @@ def test_a_model_with_pooled_layers_trains_on_cached_features_and_serves_as_trai
     pooled = ModelConfig(weights=imagenet_weights, pooled_layers=("block_6_expand_relu", "block_13_expand_relu"))
     quick = TrainConfig(epochs=2, seam_share=0)
     plain = train(synth_data, tmp_path / "plain", CONFIG, ModelConfig(weights=imagenet_weights), quick, verbose=0,
-                  feature_cache_dir=tmp_path / "cache", photo_mosaics=None)  # fmt: skip
+                  feature_cache_dir=tmp_path / "cache", photo_mosaics=None, export_runtimes=False)  # fmt: skip
     run = train(synth_data, tmp_path / "pooled", CONFIG, pooled, quick, verbose=0, feature_cache_dir=tmp_path / "cache",
                 photo_mosaics=None, start_from=plain.output_dir)  # fmt: skip
 
