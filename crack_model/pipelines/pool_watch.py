@@ -7,15 +7,20 @@ retraining) before it records the new digest.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
+from crack_model.core import layout
 from crack_model.core.config import DataConfig
 from crack_model.core.errors import CrackModelError
-from crack_model.core.object_keys import ObjectStore, join_key
+from crack_model.core.log_lines import module_logger
+from crack_model.core.object_keys import ObjectInfo, ObjectStore, join_key
 from crack_model.core.storage import folder_problem, open_store, refuse_an_empty_store
 from crack_model.pipelines.stores import StoreLike
 from crack_model.quality.profile import LABELED_PREFIX, labeled_objects
 
 POOL_DIGEST_KEY = join_key(LABELED_PREFIX, "_DIGEST")
+
+log = module_logger(__name__)
 
 
 class NoLabeledPoolError(CrackModelError):
@@ -37,10 +42,27 @@ def pool_digest(store: StoreLike) -> str:
     """
     opened = open_store(store)
     check_pool(opened)
+    return _digest(labeled_objects(opened, LABELED_PREFIX), modified=True)
+
+
+def _digest(listing: Iterable[ObjectInfo], *, modified: bool) -> str:
+    """SHA-256 of one line per object: key, size, and its ETag (else, if ``modified``, its modification time)."""
     digest = hashlib.sha256()
-    for info in labeled_objects(opened, LABELED_PREFIX):
-        digest.update(f"{info.key}\t{info.size}\t{info.etag or info.modified or ''}\n".encode())
+    for info in listing:
+        version = info.etag or (info.modified if modified else None) or ""
+        digest.update(f"{info.key}\t{info.size}\t{version}\n".encode())
     return digest.hexdigest()
+
+
+def earlier_release_digests(store: ObjectStore) -> set[str]:
+    """The digests releases before 2026-12-07 recorded for the pool as it is now. They had no modification time
+    where a store has no ETag (a local store), and the first ones digested everything under ``labeled/`` but
+    markers, the recorded digest included (once there was one): without these, the first watch after an upgrade
+    took an unchanged pool for a changed one and started a retraining, which could replace the champion."""
+    images = labeled_objects(store, LABELED_PREFIX)
+    listed = [info for info in store.list(LABELED_PREFIX + "/") if not layout.is_marker(info.key)]
+    unrecorded = [info for info in listed if info.key != POOL_DIGEST_KEY]
+    return {_digest(images, modified=False), _digest(listed, modified=False), _digest(unrecorded, modified=False)}
 
 
 def check_pool(store: ObjectStore) -> None:
@@ -78,13 +100,21 @@ def _has_no_labeled_entry(store: ObjectStore) -> bool:
 
 
 def labeled_pool_changed(store: StoreLike) -> str | None:
-    """The pool's digest if it differs from the last recorded one, else None. Records nothing: the caller
+    """The pool's digest if it differs from the last recorded one, else None. Records no change: the caller
     records it (``record_pool_digest``) once the change is announced, so a run that dies in between announces
-    it again instead of losing it."""
+    it again instead of losing it. A digest an earlier release recorded for the same pool is no change: it is
+    recorded again in this release's form (``earlier_release_digests``), and nothing is announced."""
     store = open_store(store)
     current = pool_digest(store)
     previous = store.read(POOL_DIGEST_KEY).decode().strip() if store.exists(POOL_DIGEST_KEY) else None
-    return None if current == previous else current
+    if current == previous:
+        return None
+    if previous is not None and previous in earlier_release_digests(store):
+        log.info("the pool digest %s recorded by an earlier release is the same pool: recorded anew, unchanged",
+                 previous)  # fmt: skip
+        record_pool_digest(store, current)
+        return None
+    return current
 
 
 def record_pool_digest(store: StoreLike, digest: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from crack_model.core.errors import CrackModelError
@@ -140,3 +143,26 @@ def test_the_watch_task_skips_a_store_that_has_no_labeled_pool(tmp_path):
     with pytest.raises(AirflowSkipException, match=r"no labeled pool yet.*scoring-store/labeled/<class>/"):
         detect(params={"store": str(store.root), "aws_conn_id": "aws_default"}, outlet_events=events)
     assert events == {} and not (store.root / "labeled").exists()
+
+
+EARLIER_DIGESTS = json.loads((Path(__file__).parent / "earlier_releases" / "pool_digests.json").read_text())["digests"]
+
+
+@pytest.mark.parametrize("release", sorted(EARLIER_DIGESTS))
+def test_a_digest_an_earlier_release_recorded_is_no_change(tmp_path, release):
+    """After an upgrade the unchanged pool is not announced (it started a retraining): the record is rewritten."""
+    store = _pool(tmp_path)
+    store.write(POOL_DIGEST_KEY, EARLIER_DIGESTS[release].encode())
+
+    assert labeled_pool_changed(store) is None
+    assert store.read(POOL_DIGEST_KEY).decode() == pool_digest(store)
+    assert labeled_pool_changed(store) is None
+
+
+def test_a_pool_changed_since_an_earlier_release_recorded_it_is_announced(tmp_path):
+    """The earlier forms match only the pool as it is now: a photo added since is still a change."""
+    store = _pool(tmp_path)
+    store.write(POOL_DIGEST_KEY, EARLIER_DIGESTS[sorted(EARLIER_DIGESTS)[0]].encode())
+    store.write("labeled/Negative/c.jpg", b"new photo")
+
+    assert labeled_pool_changed(store) == pool_digest(store)
