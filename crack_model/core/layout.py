@@ -11,6 +11,8 @@ results/<batch_id>/predictions.csv         one row per input object
 results/<batch_id>/summary.json            counts, crack rate, model version, throughput
 results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept; a
                                            folder of <key> named *.png gets a "~": ``overlay_key``)
+results/<batch_id>/overlays/long-keys.png/<digest>.png  that of an upload whose plain overlay key would be too long
+quarantine/<batch_id>/long-keys/<digest><ext>           the copy of one whose plain copy key would be too long
 results/<batch_id>/_parts/...              per-shard partial results (resume state): part-N-<try>.csv rows,
                                            part-N-<try>.tiles.jsonl each image's tile boxes and probabilities
 results/<batch_id>/_SUCCESS                written last: the batch is complete
@@ -27,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from crack_model.core.errors import CrackModelError
@@ -55,6 +58,11 @@ RUNS = "runs"
 ALERTS = "alerts"  # not under runs/: every runs/*.json is read as a run summary
 DATA_DOCS = "data_docs"
 DATA_DOCS_INDEX = "index.html"
+# Where a key derived from an upload's that would pass MAX_KEY_BYTES goes instead, under a name from the digest of
+# the upload's key (``long_key_name``). Out of every upload's reach: an upload's folder named like "long-keys.png"
+# takes a "~" among the overlays, and every upload's copy goes under "uploads/".
+LONG_KEY_OVERLAYS = "long-keys.png"
+LONG_KEY_COPIES = "long-keys"
 
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 
@@ -92,8 +100,15 @@ def quarantine_copy_key(batch_id: str, relative_key: str, sha256: str | None = N
     With ``sha256`` (the copy's digest), the name of a later copy of other bytes, beside the earlier one that
     holds the plain name: ``cut.<first 16 hex digits>.jpg``. A name that would make the key too long for a
     store gives way to the whole digest: ``uploads/<folder>/<sha256>.jpg``, or ``uploads/<sha256>``.
+
+    An upload whose plain copy key would be too long (its key within 10 bytes of the limit) has its copy at
+    ``quarantine/<batch_id>/long-keys/<digest of its key>.jpg`` instead (``.<16 hex>.jpg`` with ``sha256``).
     """
     plain = quarantine_key(batch_id, QUARANTINE_COPIES, relative_key)
+    if not fits(plain):
+        stem, extension = long_key_name(relative_key)
+        name = stem if sha256 is None else f"{stem}.{sha256[:16]}"
+        return quarantine_key(batch_id, LONG_KEY_COPIES, f"{name}{extension}")
     if sha256 is None:
         return plain
     folder, _, name = relative_key.rpartition("/")
@@ -102,9 +117,22 @@ def quarantine_copy_key(batch_id: str, relative_key: str, sha256: str | None = N
         quarantine_key(batch_id, QUARANTINE_COPIES, folder, f"{stem}.{sha256[:16]}{extension}"),
         quarantine_key(batch_id, QUARANTINE_COPIES, folder, f"{sha256}{extension[:16]}"),
     ):
-        if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
+        if fits(key):
             return key
     return quarantine_key(batch_id, QUARANTINE_COPIES, sha256)
+
+
+def fits(key: str) -> bool:
+    """Is ``key`` within the key length every store keeps (S3's)?"""
+    return len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+
+
+def long_key_name(relative_key: str) -> tuple[str, str]:
+    """(stem, extension) of the name a derived key too long for a store takes instead: the SHA-256 of the upload's
+    key relative to its batch (two keys differing anywhere get two names), and its extension (at most 16 bytes)."""
+    digest = hashlib.sha256(relative_key.encode("utf-8", "surrogatepass")).hexdigest()
+    extension = posixpath.splitext(relative_key.rpartition("/")[2])[1]
+    return digest, extension[:16]
 
 
 def run_summary_key(run_id: str) -> str:
@@ -164,10 +192,17 @@ def overlay_key(batch_id: str, object_key: str) -> str:
     of ``x.jpg`` is the file ``x.jpg.png``, which a file system cannot also hold as the folder of the overlay of
     ``x.jpg.png/y.jpg`` (``x.jpg.png~/y.jpg.png``). Overlays stored before keep the plain form
     (``legacy_overlay_key``); readers look there too.
+
+    An upload whose overlay key would be too long for a store (its key within 12 bytes of the limit) has its
+    overlay at ``results/<batch_id>/overlays/long-keys.png/<digest of its key>.png`` (``long_key_overlay_batch``).
     """
-    *folders, name = relative_to_batch(object_key, batch_id).split("/")
+    relative_key = relative_to_batch(object_key, batch_id)
+    *folders, name = relative_key.split("/")
     escaped = [f"{folder}~" if _OVERLAY_FILE_LIKE.fullmatch(folder) else folder for folder in folders]
-    return results_key(batch_id, OVERLAYS, *escaped, f"{name}.png")
+    plain = results_key(batch_id, OVERLAYS, *escaped, f"{name}.png")
+    if fits(plain):
+        return plain
+    return results_key(batch_id, OVERLAYS, LONG_KEY_OVERLAYS, f"{long_key_name(relative_key)[0]}.png")
 
 
 def legacy_overlay_key(batch_id: str, object_key: str) -> str:
@@ -180,21 +215,40 @@ def overlay_keys(batch_id: str, object_key: str) -> list[str]:
     """Where an upload's overlay may be stored: ``overlay_key``, then ``legacy_overlay_key`` if it differs and is
     no other upload's overlay key (that of ``a.png~/z.jpg`` is that of ``a.png/z.jpg`` now: not read as its)."""
     key, legacy = overlay_key(batch_id, object_key), legacy_overlay_key(batch_id, object_key)
-    return [key, legacy] if legacy != key and overlay_source(legacy) == (batch_id, object_key) else [key]
+    if legacy != key and fits(legacy) and overlay_source(legacy) == (batch_id, object_key):
+        return [key, legacy]
+    return [key]
 
 
 def overlay_source(key: str) -> tuple[str, str] | None:
-    """(batch id, upload key) of an overlay key, of either form; None if ``key`` is not one."""
+    """(batch id, upload key) of an overlay key, of either form; None if ``key`` is not one, or is the digest-named
+    overlay of a long key, which names no upload (``long_key_overlay_batch``)."""
     parts = key.split("/", 3)
     if len(parts) < 4 or parts[0] != RESULTS or parts[2] != OVERLAYS or not parts[3].endswith(".png"):
         return None
-    if not _BATCH_ID.match(parts[1]) or parts[3] == ".png":
+    if not _BATCH_ID.match(parts[1]) or parts[3] == ".png" or long_key_overlay_batch(key):
         return None
     *folders, name = parts[3].removesuffix(".png").split("/")
     # A legacy key's folder is never escaped: "x.png" is itself either way; only "x.png~" loses its "~".
     plain = [folder[:-1] if folder.endswith("~") and _OVERLAY_FILE_LIKE.fullmatch(folder) else folder
              for folder in folders]  # fmt: skip
     return parts[1], incoming_prefix(parts[1]) + "/".join([*plain, name])
+
+
+_LONG_KEY_OVERLAY = re.compile(rf"{RESULTS}/([^/]+)/{OVERLAYS}/{re.escape(LONG_KEY_OVERLAYS)}/[0-9a-f]{{64}}\.png")
+
+
+def long_key_overlay_batch(key: str) -> str | None:
+    """The batch id of ``key`` if it is the overlay of an upload whose key was too long for a plain overlay key
+    (``overlay_key``), else None. Which upload's it is, only the batch's rows tell (``long_key_overlays``)."""
+    found = _LONG_KEY_OVERLAY.fullmatch(key)
+    return found[1] if found and _BATCH_ID.match(found[1]) else None
+
+
+def long_key_overlays(batch_id: str, object_keys: Iterable[str]) -> dict[str, str]:
+    """Overlay key -> upload key, of those of ``object_keys`` whose overlay is named by a digest."""
+    overlays = {overlay_key(batch_id, key): key for key in object_keys}
+    return {overlay: key for overlay, key in overlays.items() if long_key_overlay_batch(overlay)}
 
 
 def is_marker(key: str) -> bool:

@@ -144,18 +144,28 @@ def overlay_png(
 def overlay_for_key(store: ObjectStore | str, key: str) -> bytes | None:
     """For the ops view: the PNG at an overlay key, drawn and stored now if need be; None if there is none.
 
-    None when ``key`` is not ``results/<batch>/overlays/<upload>.png`` or the overlay cannot be drawn
-    (the reason is logged); the view answers 404 then.
+    None when ``key`` is not ``results/<batch>/overlays/<upload>.png`` (or, for an upload whose key is too long for
+    that, ``results/<batch>/overlays/long-keys.png/<digest>.png``: the batch's crack rows say whose) or the overlay
+    cannot be drawn (the reason is logged); the view answers 404 then.
     """
-    source = layout.overlay_source(key)
-    if source is None:
-        return None
-    batch_id, object_key = source
     try:
-        return overlay_png(store, batch_id, object_key, must_keep=False)
+        source = layout.overlay_source(key) or _long_key_source(store, key)
+        if source is None:
+            return None
+        return overlay_png(store, *source, must_keep=False)
     except (CrackModelError, ValueError) as error:  # ValueError: tile scores damaged (not UTF-8, NaN)
         log.info("no overlay at %s: %s", key, error)
         return None
+
+
+def _long_key_source(store: ObjectStore | str, key: str) -> tuple[str, str] | None:
+    """(batch id, upload key) of the digest-named overlay of a long key: the crack row of the batch that it is of."""
+    batch_id = layout.long_key_overlay_batch(key)
+    if batch_id is None:
+        return None
+    store = open_store(store) if isinstance(store, str) else store
+    uploads = layout.long_key_overlays(batch_id, crack_keys(store, batch_id, _summary(store, batch_id)))
+    return (batch_id, uploads[key]) if key in uploads else None
 
 
 def crack_keys(store: ObjectStore, batch_id: str, summary: BatchSummary) -> set[str]:

@@ -264,8 +264,11 @@ def _drop_overlays_of_unscored(store: ObjectStore, batch_id: str, rows: Mapping[
     # A row's key as its overlay's is listed (a local store lists a decomposed name's overlay composed); the
     # exact key first: of a composed and a decomposed twin, the composed one owns the overlay.
     spelled = {listed_spelling(store, key): row for key, row in rows.items()}
+    long_keys = layout.long_key_overlays(batch_id, rows)
     for info in list(store.list(layout.results_key(batch_id, layout.OVERLAYS) + "/")):
         source = layout.overlay_source(info.key)
+        if layout.long_key_overlay_batch(info.key) == batch_id:  # named by a digest: its row tells whose it is
+            source = (batch_id, long_keys.get(info.key, info.key))
         row = (rows.get(source[1]) or spelled.get(source[1])) if source else None
         if source and (row is None or row.get("status") != "ok"):
             log.info("dropping the overlay of %s: its row is %s", source[1], row["status"] if row else "gone")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from crack_model.core import layout
@@ -97,7 +99,7 @@ def test_a_later_quarantine_copy_is_named_with_its_digest_and_stays_within_the_k
     assert layout.quarantine_copy_key("b", ".hidden", digest) == f"quarantine/b/uploads/.hidden.{digest[:16]}"
     long_name = "n" * 990 + ".jpg"
     assert layout.quarantine_copy_key("b", long_name, digest) == f"quarantine/b/uploads/{digest}.jpg"
-    long_folder = "f" * 1000
+    long_folder = "f" * 990
     assert layout.quarantine_copy_key("b", f"{long_folder}/x.jpg", digest) == f"quarantine/b/uploads/{digest}"
 
 
@@ -112,3 +114,69 @@ def test_an_overlay_file_is_never_the_folder_of_another_overlay():
     assert layout.overlay_keys("b1", "incoming/b1/site/y.jpg") == ["results/b1/overlays/site/y.jpg.png"]
     # The former key of a.png~/z.jpg is a.png/z.jpg's key now: never read as a.png~/z.jpg's overlay.
     assert layout.overlay_keys("b1", "incoming/b1/a.png~/z.jpg") == ["results/b1/overlays/a.png~~/z.jpg.png"]
+
+
+def upload_key_of(size: int, tail: str = "photo.jpg", batch_id: str = "b1") -> str:
+    """An upload key of ``size`` UTF-8 bytes: folders of 200 bytes, then ``tail``."""
+    prefix = f"incoming/{batch_id}/"
+    body = size - len(prefix) - len(tail)
+    folders = []
+    while body > 0:
+        take = min(200, body - 1) if body > 201 else body - 1
+        folders.append("d" * take)
+        body -= take + 1
+    key = prefix + "/".join(folders) + "/" + tail
+    assert len(key.encode()) == size
+    return key
+
+
+def test_a_key_near_the_limit_gets_an_overlay_key_named_by_its_digest_and_only_then():
+    """The overlay adds 12 bytes: a 1,012-byte key keeps the plain key, a 1,013-byte one (1,025 bytes) takes
+    ``overlays/long-keys.png/<sha256 of its key>.png``; two keys differing only at the end get two overlays."""
+    fitting = upload_key_of(1012)
+    assert layout.overlay_key("b1", fitting) == f"results/b1/overlays/{fitting.removeprefix('incoming/b1/')}.png"
+    assert len(layout.overlay_key("b1", fitting)) == layout.MAX_KEY_BYTES
+    first, second = upload_key_of(1013, "photo-1.jpg"), upload_key_of(1013, "photo-2.jpg")
+    digest = hashlib.sha256(first.removeprefix("incoming/b1/").encode()).hexdigest()
+    assert layout.overlay_key("b1", first) == f"results/b1/overlays/long-keys.png/{digest}.png"
+    assert layout.overlay_key("b1", second) != layout.overlay_key("b1", first)
+    assert layout.overlay_keys("b1", first) == [layout.overlay_key("b1", first)]
+    assert layout.overlay_source(layout.overlay_key("b1", first)) is None  # names no upload: the rows tell whose
+    assert layout.long_key_overlay_batch(layout.overlay_key("b1", first)) == "b1"
+    assert layout.long_key_overlays("b1", [fitting, first, second]) == {
+        layout.overlay_key("b1", first): first,
+        layout.overlay_key("b1", second): second,
+    }
+
+
+def test_no_upload_reaches_the_overlay_or_copy_of_a_long_key():
+    """An upload in a folder named ``long-keys.png`` has its overlay in ``long-keys.png~``, and its overlay stored
+    before folders were escaped is not read if it is named like a digest; every upload's copy is under ``uploads/``."""
+    long_key = upload_key_of(1020)
+    hashed = layout.overlay_key("b1", long_key)
+    digest = hashed.rsplit("/", 1)[1].removesuffix(".png")
+    lookalike = f"incoming/b1/long-keys.png/{digest}"
+    assert layout.overlay_keys("b1", lookalike) == [f"results/b1/overlays/long-keys.png~/{digest}.png"]
+    assert layout.overlay_keys("b1", "incoming/b1/long-keys.png/x.jpg") == [
+        "results/b1/overlays/long-keys.png~/x.jpg.png",
+        "results/b1/overlays/long-keys.png/x.jpg.png",
+    ]  # an ordinary name's former overlay key is still read
+    for other in ("results/b1/overlays/long-keys.png/x.jpg.png", f"results/b1/overlays/a/long-keys.png/{digest}.png"):
+        assert layout.long_key_overlay_batch(other) is None
+    assert layout.quarantine_copy_key("b1", f"long-keys/{digest}.jpg").startswith("quarantine/b1/uploads/")
+
+
+def test_a_key_near_the_limit_gets_a_quarantine_copy_key_named_by_its_digest_and_only_then():
+    """The copy adds 10 bytes: a 1,014-byte key keeps ``uploads/<key>``, a 1,015-byte one takes
+    ``long-keys/<sha256 of its key><extension>``, and with the copy's digest ``<...>.<16 hex><extension>``."""
+    fitting = upload_key_of(1014).removeprefix("incoming/b1/")
+    assert layout.quarantine_copy_key("b1", fitting) == f"quarantine/b1/uploads/{fitting}"
+    first, second = (upload_key_of(1015, tail).removeprefix("incoming/b1/") for tail in ("cut-1.JPG", "cut-2.JPG"))
+    digest, content = hashlib.sha256(first.encode()).hexdigest(), "ab" * 32
+    assert layout.quarantine_copy_key("b1", first) == f"quarantine/b1/long-keys/{digest}.JPG"
+    assert layout.quarantine_copy_key("b1", first, content) == f"quarantine/b1/long-keys/{digest}.{content[:16]}.JPG"
+    assert layout.quarantine_copy_key("b1", second) != layout.quarantine_copy_key("b1", first)
+    no_extension = upload_key_of(1020, "cut").removeprefix("incoming/b1/")
+    odd_extension = upload_key_of(1020, "cut." + "x" * 40).removeprefix("incoming/b1/")
+    assert layout.quarantine_copy_key("b1", no_extension).endswith(hashlib.sha256(no_extension.encode()).hexdigest())
+    assert layout.quarantine_copy_key("b1", odd_extension).endswith("." + "x" * 15)
