@@ -36,7 +36,7 @@ from crack_model import __version__
 from crack_model.core import layout
 from crack_model.core.clock import utc_now
 from crack_model.core.concurrency import map_bounded
-from crack_model.core.documents import FORMAT_VERSION
+from crack_model.core.documents import FORMAT_VERSION, read_if_present
 from crack_model.core.errors import CrackModelError
 from crack_model.core.log_lines import module_logger
 from crack_model.core.model_card import MODEL_NAME, SPLIT_NAME, ModelCard
@@ -195,16 +195,18 @@ class Registry(AliasOperations):
     def read_version(self, name: str, version: str) -> dict[str, Any]:
         """The version's ``version.json`` (only complete versions have one)."""
         key = self.version_key(name, version, VERSION_MARKER)
-        if not self.store.exists(key):
+        data = read_if_present(self.store, key)  # one GET, no HEAD first
+        if data is None:
             known = ", ".join(self.version_names(name)[-5:]) or "none"
             msg = f"model {name} has no registered version {version} in {self.uri} (latest: {known})"
             raise VersionNotFoundError(msg)
-        return self._document(key, version_document_problem)
+        return self._document(key, data, version_document_problem)
 
-    def _document(self, key: str, problem_of: DocumentCheck = lambda _: None) -> dict[str, Any]:
-        """A registry JSON document; a damaged one (or one ``problem_of`` faults) is named, not a traceback."""
+    def _document(self, key: str, data: bytes, problem_of: DocumentCheck = lambda _: None) -> dict[str, Any]:
+        """A registry JSON document read from ``key``; a damaged one (or one ``problem_of`` faults) is named, not a
+        traceback."""
         try:
-            document = json.loads(self.store.read(key))
+            document = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             document = error
         if not isinstance(document, dict):
@@ -377,7 +379,8 @@ class Registry(AliasOperations):
 
     def gate_report(self, name: str, version: str) -> dict[str, Any] | None:
         key = self.version_key(name, version, GATE_REPORT)
-        return self._document(key) if self.store.exists(key) else None
+        data = read_if_present(self.store, key)  # one GET, no HEAD first
+        return None if data is None else self._document(key, data)
 
     def approved_runtimes(self, name: str, version: str) -> list[str] | None:
         """The runtimes the gate approved for this version, fastest first (None: not gated)."""

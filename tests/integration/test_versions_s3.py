@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crack_model.registry.naming import VersionNotFoundError
 from crack_model.registry.versions import Registry
 from tests.unit.registry.test_versions import _assert_one_winner, _race, registered
 
@@ -17,3 +18,28 @@ def test_concurrent_promotions_on_s3_have_one_winner(s3_bucket, tmp_path):
     registry.promote("crack", "v0", expected_current=None, actor="ci", reason="first")
     won, lost = _race(registry, versions[1:], "v0")
     _assert_one_winner(registry, won, lost, versions[1:])
+
+
+def s3_requests(registry: Registry) -> list[str]:
+    """The S3 operations the registry's client sends from now on, in order (a botocore event hook)."""
+    sent: list[str] = []
+    client = registry.store.client  # type: ignore[attr-defined]
+    client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    return sent
+
+
+def test_a_version_and_its_gate_report_are_read_with_one_get_each(s3_bucket, tmp_path):
+    """Each read sent a HEAD before its GET (four requests a version for list_versions): now one GET each, with the
+    same answers for a version or a report that is not there."""
+    registry = Registry(f"s3://{s3_bucket}/registry")
+    registered(registry, tmp_path, "v1")
+    sent = s3_requests(registry)
+
+    assert registry.read_version("crack", "v1")["version"] == "v1"
+    assert registry.gate_report("crack", "v1") is None
+    assert sent == ["GetObject", "GetObject"]
+
+    sent.clear()
+    with pytest.raises(VersionNotFoundError, match=r"model crack has no registered version v9 in .* \(latest: v1\)"):
+        registry.read_version("crack", "v9")
+    assert sent[0] == "GetObject" and "HeadObject" not in sent
