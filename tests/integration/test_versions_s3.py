@@ -42,4 +42,29 @@ def test_a_version_and_its_gate_report_are_read_with_one_get_each(s3_bucket, tmp
     sent.clear()
     with pytest.raises(VersionNotFoundError, match=r"model crack has no registered version v9 in .* \(latest: v1\)"):
         registry.read_version("crack", "v9")
-    assert sent[0] == "GetObject" and "HeadObject" not in sent
+    assert sent == ["GetObject", "ListObjectsV2", "HeadObject"]  # then the latest versions, for the message
+
+
+def test_the_versions_are_found_from_a_listing_of_their_folders_not_of_every_file(s3_bucket, tmp_path):
+    """version_names listed every file of every version (1,200 keys for 60 versions of 20 files): now one listing of
+    the folders (one page) and a HEAD a folder; list_versions reads each version.json once, with no HEAD first."""
+    import boto3
+
+    registry = Registry(f"s3://{s3_bucket}/registry")
+    registered(registry, tmp_path, "v1", "v2")
+    client = boto3.client("s3")
+    for index in range(1_200):  # more than a page of files in one version
+        client.put_object(Bucket=s3_bucket, Key=f"registry/models/crack/versions/v2/logs/{index:04d}.txt", Body=b"")
+    client.put_object(Bucket=s3_bucket, Key="registry/models/crack/versions/v3/registration_claim.json", Body=b"{}")
+    sent = s3_requests(registry)
+
+    assert registry.version_names("crack") == ["v1", "v2"]
+    assert sorted(sent) == ["HeadObject"] * 3 + ["ListObjectsV2"]
+
+    sent.clear()
+    registry.aliases("crack")
+    by_aliases = list(sent)
+    sent.clear()
+    assert [summary["version"] for summary in registry.list_versions("crack")] == ["v1", "v2"]
+    # v1, v2: version.json and gate_report.json (not there); v3: version.json (not there).
+    assert sorted(sent) == sorted([*by_aliases, "ListObjectsV2", *["GetObject"] * 5])

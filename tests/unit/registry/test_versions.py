@@ -505,3 +505,19 @@ def test_registry_list_shows_a_champion_whose_version_is_gone(tmp_path):
         listing[1]["aliases"] == ["champion"]
         and "champion points at it, and it has no version.json" in (listing[1]["problem"])
     )
+
+
+def test_version_names_and_list_versions_leave_out_what_is_no_finished_version(tmp_path):
+    """Listed from the version folders now, not from every file: still only the folders with a version.json, oldest
+    first; not an unfinished registration, a file beside the folders, nor a version.json a folder deeper."""
+    registry = Registry(tmp_path / "store")
+    registered(registry, tmp_path, "v2", "v1", "v3")
+    store = registry.store
+    store.write("models/crack/versions/v4/registration_claim.json", b"{}")  # a registration that died
+    store.write("models/crack/versions/v4/model.keras", b"part of a model")
+    store.write("models/crack/versions/version.json", b"{}")
+    store.write("models/crack/versions/v5/nested/version.json", b"{}")
+
+    assert registry.version_names("crack") == ["v1", "v2", "v3"]
+    assert [summary["version"] for summary in registry.list_versions("crack")] == ["v1", "v2", "v3"]
+    assert registry.version_names("other") == []
