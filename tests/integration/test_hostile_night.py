@@ -11,6 +11,7 @@ nothing from outside the store is copied into it; memory stays under the budget.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from crack_model.core.documents import QuarantineManifest
 from crack_model.core.storage import open_store
 from demo.airflow_env import airflow_environment, migrate, run_dag
 from tests import imagefiles
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HEALTHY = ("site-a", "site-b")
 HOSTILE = "hostile"
+DEEP = "deep-folders"  # S3 only: keys near the 1,024-byte limit
 SECRET = b"outside the store: must never be copied in"
 MEMORY_BUDGET_BYTES = int(1.5 * 1024**3)
 
@@ -161,7 +164,8 @@ def test_a_hostile_batch_on_the_local_store_costs_rows_not_the_night(
 def test_a_hostile_batch_on_s3_costs_rows_not_the_night(
     s3_endpoint, metu_sample, model_folder, environment, clean_night
 ):
-    """S3 over HTTP: a `..` key, a backslash key, a long key and odd content; healthy batches unaffected."""
+    """S3 over HTTP: a `..` key, a backslash key, a long key and odd content; healthy batches unaffected; a batch of
+    deep folders has its held-back upload of a 1,020-byte key copied to quarantine."""
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing",
@@ -175,6 +179,11 @@ def test_a_hostile_batch_on_s3_costs_rows_not_the_night(
              f"{'m' * 600}.jpg": imagefiles.jpeg()}  # fmt: skip
     for name, data in names.items():
         client.put_object(Bucket=bucket, Key=f"incoming/{HOSTILE}/{name}", Body=data)
+    # Deep folders from an inspection app: a cut photo under a key of 1,020 bytes, held back, gets its copy.
+    held_long = "/".join(["d" * 200] * 4) + "/" + "c" * (1020 - len(f"incoming/{DEEP}/") - 808) + ".jpg"
+    for index, path in enumerate(sorted((metu_sample / "Negative").glob("*.jpg"))[10:40]):
+        client.put_object(Bucket=bucket, Key=f"incoming/{DEEP}/photo-{index:02d}.jpg", Body=path.read_bytes())
+    client.put_object(Bucket=bucket, Key=f"incoming/{DEEP}/{held_long}", Body=imagefiles.truncated_jpeg())
     connection = {"conn_type": "aws", "login": "testing", "password": "testing",
                   "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}  # fmt: skip
     env = {**environment, "AIRFLOW_CONN_CRACK_S3": json.dumps(connection)}
@@ -191,9 +200,18 @@ def test_a_hostile_batch_on_s3_costs_rows_not_the_night(
     try:
         check_healthy_batches(store, clean_night)
         rows = predictions(store, HOSTILE)
+        deep_rows = {row["key"]: row for row in predictions(store, DEEP)}
+        held = QuarantineManifest.read(open_store(store), f"quarantine/{DEEP}/quarantine.json")
+        copies = {entry.key: entry.quarantine_key for entry in held.entries} if held else {}
+        copy_key = copies.get(f"incoming/{DEEP}/{held_long}")
+        copied = open_store(store).read(copy_key) if copy_key else None
     finally:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
             os.environ.pop(key, None)
     assert len(rows) == len(names) == len({row["key"] for row in rows})
+    digest = hashlib.sha256(held_long.encode()).hexdigest()
+    assert copies == {f"incoming/{DEEP}/{held_long}": f"quarantine/{DEEP}/long-keys/{digest}.jpg"}
+    assert copied == imagefiles.truncated_jpeg() and len(deep_rows) == 31
+    assert deep_rows[f"incoming/{DEEP}/{held_long}"]["status"] == "quarantined"
     evil = next(row for row in rows if row["key"].endswith("evil.jpg"))
     assert evil["status"] != "ok" and evil["error"]

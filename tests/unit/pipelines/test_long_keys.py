@@ -81,7 +81,7 @@ def test_the_ops_view_links_serves_and_draws_the_overlay_of_a_long_key(scored):
 
 def test_the_overlay_of_a_long_key_held_back_later_is_dropped_at_the_merge(scored):
     """A held-back upload's crack picture must not stay beside its quarantined row, nor one of an upload with no row;
-    the other long key's overlay stays."""
+    the other long key's overlay stays until the batch is scored again."""
     store, scorer = scored
     draw_overlays(store, "b1")
     gone = layout.overlay_key("b1", upload_key_of(1020, "gone.jpg"))
@@ -93,6 +93,8 @@ def test_the_overlay_of_a_long_key_held_back_later_is_dropped_at_the_merge(score
     finalize_batch(store, "b1", scorer.version, 1)
 
     assert overlays_listed(store) == {layout.overlay_key("b1", key) for key in (SHORT, LONG[1])}
+    score_shard(str(store.root), "b1", scorer, force=True)  # scored again: the old model's pictures go
+    assert overlays_listed(store) == set()
 
 
 @pytest.fixture()
