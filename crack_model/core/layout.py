@@ -12,6 +12,7 @@ results/<batch_id>/summary.json            counts, crack rate, model version, th
 results/<batch_id>/overlays/<key>.png      heat maps for images labeled crack (drawn on demand, then kept; a
                                            folder of <key> named *.png gets a "~": ``overlay_key``)
 results/<batch_id>/overlays/long-keys.png/<digest>.png  that of an upload whose plain overlay key would be too long
+                                                        (or this folder's name: an upload ``long-keys``)
 quarantine/<batch_id>/long-keys/<digest><ext>           the copy of one whose plain copy key would be too long
 results/<batch_id>/_parts/...              per-shard partial results (resume state): part-N-<try>.csv rows,
                                            part-N-<try>.tiles.jsonl each image's tile boxes and probabilities
@@ -193,14 +194,17 @@ def overlay_key(batch_id: str, object_key: str) -> str:
     ``x.jpg.png/y.jpg`` (``x.jpg.png~/y.jpg.png``). Overlays stored before keep the plain form
     (``legacy_overlay_key``); readers look there too.
 
-    An upload whose overlay key would be too long for a store (its key within 12 bytes of the limit) has its
-    overlay at ``results/<batch_id>/overlays/long-keys.png/<digest of its key>.png`` (``long_key_overlay_batch``).
+    An upload whose overlay key would be too long for a store (its key within 12 bytes of the limit), or would be
+    the name of that folder (an upload ``long-keys`` at the top of the batch, in any case), has its overlay at
+    ``results/<batch_id>/overlays/long-keys.png/<digest of its key>.png`` (``long_key_overlay_batch``).
     """
     relative_key = relative_to_batch(object_key, batch_id)
     *folders, name = relative_key.split("/")
     escaped = [f"{folder}~" if _OVERLAY_FILE_LIKE.fullmatch(folder) else folder for folder in folders]
     plain = results_key(batch_id, OVERLAYS, *escaped, f"{name}.png")
-    if fits(plain):
+    # An upload named "long-keys" at the top of the batch would have its overlay as a file where the folder of
+    # the digest-named overlays goes (a file system holds one or the other): it takes a digest name too.
+    if fits(plain) and (folders or f"{name}.png".casefold() != LONG_KEY_OVERLAYS):
         return plain
     return results_key(batch_id, OVERLAYS, LONG_KEY_OVERLAYS, f"{long_key_name(relative_key)[0]}.png")
 

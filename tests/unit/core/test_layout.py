@@ -180,3 +180,18 @@ def test_a_key_near_the_limit_gets_a_quarantine_copy_key_named_by_its_digest_and
     odd_extension = upload_key_of(1020, "cut." + "x" * 40).removeprefix("incoming/b1/")
     assert layout.quarantine_copy_key("b1", no_extension).endswith(hashlib.sha256(no_extension.encode()).hexdigest())
     assert layout.quarantine_copy_key("b1", odd_extension).endswith("." + "x" * 15)
+
+
+@pytest.mark.parametrize("name", ["long-keys", "LONG-KEYS"])
+def test_an_upload_named_like_the_folder_of_long_keys_overlays_has_its_overlay_in_it(name):
+    """The overlay of ``long-keys`` was the file ``overlays/long-keys.png``, where a local store keeps the folder of
+    the digest-named overlays: it takes a digest name too, and its overlay stored before is still read."""
+    long_key = upload_key_of(1020)
+    key = layout.overlay_key("b1", f"incoming/b1/{name}")
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    assert key == f"results/b1/overlays/long-keys.png/{digest}.png"
+    folder = layout.overlay_key("b1", long_key).rpartition("/")[0]
+    assert key.casefold() != folder.casefold() and key.startswith(f"{folder}/")
+    assert layout.long_key_overlays("b1", [f"incoming/b1/{name}", long_key])[key] == f"incoming/b1/{name}"
+    assert layout.overlay_keys("b1", f"incoming/b1/{name}") == [key, f"results/b1/overlays/{name}.png"]
+    assert layout.overlay_key("b1", "incoming/b1/site/long-keys") == "results/b1/overlays/site/long-keys.png"

@@ -135,3 +135,21 @@ def test_a_long_key_held_back_gets_its_own_copy_and_the_manifest_and_the_page_na
     assert moved[LONG[0]] == copies[LONG[0]] and store.read(copies[LONG[1]]) == b"not a photo 2"
     assert moved[LONG[1]].startswith(copies[LONG[1]].removesuffix(".jpg") + ".")
     assert store.read(moved[LONG[1]]) == b"other bytes, not a photo either"
+
+
+def test_an_upload_named_long_keys_and_a_long_key_both_get_their_overlays_on_a_local_store(
+    tmp_path, trained_model, synth_data, capsys
+):
+    """The overlay of ``long-keys`` was the file ``overlays/long-keys.png``, where the long key's overlay needs a
+    folder: one of the two was "cannot create the folder ...: a file is there" and the command exited 1."""
+    store = LocalStore(tmp_path)
+    keys = ["incoming/b1/long-keys", LONG[0]]
+    for key, path in zip(keys, sorted((synth_data / "Positive").glob("*.jpg")), strict=False):
+        store.write(key, path.read_bytes())
+    scorer = load_scorer(str(trained_model.output_dir))
+    scorer.card.photo_threshold, scorer.card.threshold = None, 0.0  # every image a crack
+    score_shard(str(tmp_path), "b1", scorer)
+
+    assert main(["overlays", "--batch", f"{tmp_path}/incoming/b1"]) == 0
+    assert "2 overlays drawn, 0 already there" in capsys.readouterr().out
+    assert overlays_listed(store) == {layout.overlay_key("b1", key) for key in keys}
