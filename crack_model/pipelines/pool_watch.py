@@ -57,12 +57,24 @@ def _digest(listing: Iterable[ObjectInfo], *, modified: bool) -> str:
 def earlier_release_digests(store: ObjectStore) -> set[str]:
     """The digests releases before 2026-12-07 recorded for the pool as it is now. They had no modification time
     where a store has no ETag (a local store), and the first ones digested everything under ``labeled/`` but
-    markers, the recorded digest included (once there was one): without these, the first watch after an upgrade
+    markers, the recorded digest included (once there was one; 50e801e: in its own order, without the names
+    starting with "." or "_"): without these, the first watch after an upgrade
     took an unchanged pool for a changed one and started a retraining, which could replace the champion."""
     images = labeled_objects(store, LABELED_PREFIX)
-    listed = [info for info in store.list(LABELED_PREFIX + "/") if not layout.is_marker(info.key)]
+    everything = list(store.list(LABELED_PREFIX + "/"))
+    listed = [info for info in everything if not layout.is_marker(info.key)]
     unrecorded = [info for info in listed if info.key != POOL_DIGEST_KEY]
-    return {_digest(images, modified=False), _digest(listed, modified=False), _digest(unrecorded, modified=False)}
+    # The first release (50e801e) took every name starting with "." or "_" for a marker (``_DSC1234.JPG`` and the
+    # record too), and its local store listed a folder's files before its sub-folders (os.walk).
+    first = [info for info in everything if not info.key.rpartition("/")[2].startswith((".", "_"))]
+    walked = sorted(first, key=_walk_order)
+    return {_digest(listing, modified=False) for listing in (images, listed, unrecorded, first, walked)}
+
+
+def _walk_order(info: ObjectInfo) -> list[tuple[int, str]]:
+    """Sorts keys as os.walk with sorted names lists them: in each folder its files first, then each sub-folder."""
+    *folders, name = info.key.split("/")
+    return [(1, folder) for folder in folders] + [(0, name)]
 
 
 def check_pool(store: ObjectStore) -> None:

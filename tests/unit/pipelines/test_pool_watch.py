@@ -145,7 +145,9 @@ def test_the_watch_task_skips_a_store_that_has_no_labeled_pool(tmp_path):
     assert events == {} and not (store.root / "labeled").exists()
 
 
-EARLIER_DIGESTS = json.loads((Path(__file__).parent / "earlier_releases" / "pool_digests.json").read_text())["digests"]
+EARLIER_RELEASES = json.loads((Path(__file__).parent / "earlier_releases" / "pool_digests.json").read_text())
+EARLIER_DIGESTS = EARLIER_RELEASES["digests"]
+RICHER_POOL_DIGESTS = EARLIER_RELEASES["richer_pool"]["digests"]
 
 
 @pytest.mark.parametrize("release", sorted(EARLIER_DIGESTS))
@@ -166,3 +168,23 @@ def test_a_pool_changed_since_an_earlier_release_recorded_it_is_announced(tmp_pa
     store.write("labeled/Negative/c.jpg", b"new photo")
 
     assert labeled_pool_changed(store) == pool_digest(store)
+
+
+def _richer_pool(tmp_path) -> LocalStore:
+    """_pool with a photo beside a slice folder, a camera's ``_DSC`` name and notes beside the class folders."""
+    store = _pool(tmp_path)
+    store.write("labeled/Positive/z.jpg", b"crack 2")
+    store.write("labeled/Negative/_DSC0001.JPG", b"clean 2")
+    store.write("labeled/notes.txt", b"where the photos come from")
+    return store
+
+
+@pytest.mark.parametrize("release", sorted(RICHER_POOL_DIGESTS))
+def test_a_digest_an_earlier_release_recorded_for_a_richer_pool_is_no_change(tmp_path, release):
+    """The first release listed a local store's folder files first and left out names starting with "_" or ".":
+    its digest of a pool with a ``_DSC`` photo or a photo beside a slice folder is no change either."""
+    store = _richer_pool(tmp_path)
+    store.write(POOL_DIGEST_KEY, RICHER_POOL_DIGESTS[release].encode())
+
+    assert labeled_pool_changed(store) is None
+    assert store.read(POOL_DIGEST_KEY).decode() == pool_digest(store)
