@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pillow_heif  # writes HEIC for the tests; the product's pi-heif only decodes
@@ -132,3 +133,35 @@ def heic(image: Image.Image, orientation: int | None = None, **options: object) 
     buffer = io.BytesIO()
     pillow_heif.from_pillow(image).save(buffer, format="HEIF", **options)
     return buffer.getvalue()
+
+
+METU = Path(__file__).resolve().parents[2] / "shared" / "data" / "metu-sample"
+
+
+def concrete(width: int = 908, height: int = 908, folder: str = "Negative", first: int = 0) -> np.ndarray:
+    """Clean concrete: real METU patches side by side when the shared data is here, else synthetic concrete."""
+    patches = sorted((METU / folder).glob("*.jpg"))[first:]
+    photo = Image.new("RGB", (width, height))
+    if len(patches) < 16:
+        from crack_model.data.synth import concrete_texture
+
+        return np.asarray(concrete_texture(np.random.default_rng(first), max(width, height)).convert("RGB"))[
+            :height, :width
+        ].copy()
+    for index, (top, left) in enumerate((top, left) for top in range(0, height, 227) for left in range(0, width, 227)):
+        with Image.open(patches[index % len(patches)]) as patch:
+            photo.paste(patch.convert("RGB"), (left, top))
+    return np.asarray(photo).copy()
+
+
+def disc_mask(width: int, height: int, radius: float, centre: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
+    """True inside a disc of ``radius`` (of the short side) around ``centre`` (shares of width and height)."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    return np.hypot(columns - centre[0] * width, rows - centre[1] * height) <= radius * min(width, height)
+
+
+def framed(pixels: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """``pixels`` black outside ``picture`` (a round picture on a black square, as a borescope saves it)."""
+    out = pixels.copy()
+    out[~picture] = 0
+    return out
