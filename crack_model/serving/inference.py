@@ -31,6 +31,7 @@ from crack_model.core.errors import (
     store_did_not_answer,
     unexpected_failure,
 )
+from crack_model.core.frames import frame_note, image_without_frame, without_frame
 from crack_model.core.imaging import DEFAULT_MAX_PIXELS, ImageHeader, OpenedImage, open_header, open_image
 from crack_model.core.jpeg_fast import decode_clean_jpeg, decodes_fast
 from crack_model.core.log_lines import module_logger
@@ -194,13 +195,13 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
             # A turned photo's pixels are a flipped or transposed view, whose tiles copy ~10x slower than
             # upright ones (0.6 ms against 0.05): it is made upright here, in a decoding thread, once
             # (~0.2 s for 12 MP), not tile by tile on the thread that feeds the model.
-            decoded = np.ascontiguousarray(decoded)
+            decoded, frame = without_frame(np.ascontiguousarray(decoded))
             boxes = tile_boxes(fit.original[0], fit.original[1], tiles)
             pixels: list[np.ndarray] | np.ndarray = tile_views(decoded, boxes, image_size)  # copied once: into a batch
         else:
             # Always the size the tiles were planned for: never open_image's own reduction of a JPEG over the limit.
-            image = open_image(
-                fetched.data, max_pixels=max_pixels, size=fit.scaled, opened=fetched.opened, checked=tried
+            image, frame = image_without_frame(
+                open_image(fetched.data, max_pixels=max_pixels, size=fit.scaled, opened=fetched.opened, checked=tried)
             )
             image = pad_to_fit(image, fit)
             boxes = tile_boxes(image.width, image.height, tiles)
@@ -223,7 +224,7 @@ def prepare(fetched: _Fetched, image_size: int, tiles: TileConfig, max_pixels: i
     score.boxes = [fit.to_original(box) for box in boxes]
     score.tile_count = len(boxes)
     more = MORE_FRAMES_NOTE if fetched.opened is not None and fetched.opened.header.more_frames else ""
-    score.note = "; ".join(part for part in (fit.note, more) if part)
+    score.note = "; ".join(part for part in (fit.note, frame_note(frame), more) if part)
     return _Prepared(score, pixels)
 
 

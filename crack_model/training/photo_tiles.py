@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from crack_model.core.frames import image_without_frame
 from crack_model.core.imaging import open_image
 from crack_model.core.log_lines import module_logger
 from crack_model.core.tiling import Box, TileConfig, cut_tiles, fit_to_tile_budget, pad_to_fit, tile_boxes, tile_count
@@ -186,7 +187,8 @@ class PhotoTiles:
     def _cut(self, photo: LabeledImage) -> tuple[Image.Image, list[Box]]:
         """The photo at the size scoring tiles it at (inference.prepare), and its tile boxes."""
         fit = fit_to_tile_budget(photo.width, photo.height, self.tiles)
-        picture = pad_to_fit(open_image(read_labeled(photo), size=fit.scaled), fit)
+        picture, _ = image_without_frame(open_image(read_labeled(photo), size=fit.scaled))  # a round photo's frame
+        picture = pad_to_fit(picture, fit)
         return picture, tile_boxes(picture.width, picture.height, self.tiles)
 
     def _probabilities(self, picture: Image.Image, boxes: list[Box], predict: Predict) -> np.ndarray:
