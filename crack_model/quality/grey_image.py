@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from crack_model.core.frames import Frame, find_frame
 from crack_model.core.imaging import DRAFT_FORMATS, check_pixels, decode_errors, load, open_lazy
 from crack_model.core.jpeg_damage import check_intact
 from crack_model.core.jpeg_fast import decode_grey_jpeg
@@ -36,7 +37,7 @@ def image_statistics(gray: np.ndarray) -> dict[str, float]:
 
 
 def exposure_statistics(gray: np.ndarray) -> dict[str, float]:
-    """Brightness (mean grey) and the shares of blown-out and crushed-black pixels of a 2-D uint8 grey image."""
+    """Brightness (mean grey) and the shares of blown-out and crushed-black pixels of uint8 grey pixels."""
     count = gray.size
     return {
         "brightness": float(gray.mean(dtype=np.float64)),
@@ -51,13 +52,16 @@ def laplacian_variance(pixels: np.ndarray) -> float:
     return float(laplacian.var()) if laplacian.size else 0.0
 
 
-def window_statistics(gray: np.ndarray, tiles: TileConfig) -> dict[str, float]:
+def window_statistics(gray: np.ndarray, tiles: TileConfig, frame: Frame | None = None) -> dict[str, float]:
     """Contrast and blur as the median over tile-size windows of ``gray``, which is at the scale tiles are cut at.
 
-    A patch the size of a tile is its own window, so its figures are those of the whole image.
+    A patch the size of a tile is its own window, so its figures are those of the whole image. With ``frame``
+    (frames.py), only windows centred in the picture count: the frame's are flat.
     """
     height, width = gray.shape
     boxes = tile_boxes(width, height, tiles)
+    if frame is not None:
+        boxes = [box for box in boxes if not _in_frame(frame, box)] or boxes
     count = min(SHARPNESS_WINDOWS, len(boxes))
     contrasts, blurs = [], []
     for left, top, right, bottom in (boxes[index * len(boxes) // count] for index in range(count)):
@@ -65,6 +69,30 @@ def window_statistics(gray: np.ndarray, tiles: TileConfig) -> dict[str, float]:
         contrasts.append(float(window.std()))
         blurs.append(laplacian_variance(window))
     return {"contrast": float(np.median(contrasts)), "blur": float(np.median(blurs))}
+
+
+def _in_frame(frame: Frame, box: tuple[int, int, int, int]) -> bool:
+    rows, columns = frame.mask.shape
+    row = min(rows - 1, (box[1] + box[3]) // 2 // frame.factor)
+    return bool(frame.mask[row, min(columns - 1, (box[0] + box[2]) // 2 // frame.factor)])
+
+
+def picture_statistics(gray: np.ndarray, tiles: TileConfig, analysis_side: int) -> dict[str, float]:
+    """The statistics of a grey image at the scale tiles are cut at, measured on its picture: a round picture's
+    black frame (frames.py) is no picture, as scoring sees it. Brightness and the clipped shares on the image
+    shrunk to at most ``analysis_side`` a side (``shrunk_within``), contrast and blur on tile-size windows.
+
+    A frame is never most of an image, nor found on a dark one (frames.MAX_SHARE, PICTURE_MARGIN): an image
+    black all over, or a small picture in much black, is measured whole and fails as underexposed as before.
+    """
+    frame = find_frame(gray)
+    shrunk = shrunk_within(gray, analysis_side)
+    if frame is None:
+        return {**exposure_statistics(shrunk), **window_statistics(gray, tiles)}
+    height, width = shrunk.shape
+    outside = np.asarray(Image.fromarray(frame.mask).resize((width, height), Image.Resampling.NEAREST))
+    picture = shrunk[~outside] if not outside.all() else shrunk
+    return {**exposure_statistics(picture), **window_statistics(gray, tiles, frame)}
 
 
 def decode_grey(data: bytes, tiles: TileConfig, max_pixels: int) -> np.ndarray:

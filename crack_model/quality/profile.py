@@ -46,7 +46,7 @@ from crack_model.core.storage import REMOTE_FETCH_THREADS, fetch_threads, open_s
 from crack_model.core.tiling import TileConfig, fit_to_tile_budget
 from crack_model.core.uploads import list_uploads, upload_fetch, within_size_limit
 from crack_model.data.image_names import why_not_an_image
-from crack_model.quality.grey_image import decode_grey, exposure_statistics, shrunk_within, window_statistics
+from crack_model.quality.grey_image import decode_grey, picture_statistics
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -168,8 +168,7 @@ def _complete(inspected: _Inspected, config: ProfileConfig) -> dict[str, Any]:
         return row
     try:
         gray = decode_grey(inspected.data, config.tiles, config.max_pixels)
-        row.update(exposure_statistics(shrunk_within(gray, config.analysis_side)))
-        row.update(window_statistics(gray, config.tiles))
+        row.update(picture_statistics(gray, config.tiles, config.analysis_side))
     except ImageDecodeError as error:
         row["decode_error"] = str(error)
         return row

@@ -119,14 +119,14 @@ def test_a_fault_of_ours_on_one_object_is_that_objects_row(monkeypatch, fault, r
     """Whatever goes wrong while profiling one object ends as its row's reason; the next object is profiled."""
     from crack_model.quality import profile
 
-    real = profile.window_statistics
+    real = profile.picture_statistics
 
-    def failing(gray, tiles):
+    def failing(gray, tiles, side):
         if gray.shape == (30, 40):
             raise fault
-        return real(gray, tiles)
+        return real(gray, tiles, side)
 
-    monkeypatch.setattr(profile, "window_statistics", failing)
+    monkeypatch.setattr(profile, "picture_statistics", failing)
     odd = profile_bytes("odd.png", encode(Image.new("L", (40, 30), 90), "PNG"))
     fine = profile_bytes("fine.png", grayscale_png())
     assert not odd["decodable"] and reason in odd["decode_error"], odd
