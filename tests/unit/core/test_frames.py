@@ -119,3 +119,17 @@ def test_arrays_and_pillow_images_lose_the_same_frame():
     grey, grey_frame = frames.without_frame(np.asarray(Image.fromarray(photo).convert("L")).copy())
     assert grey_frame is not None and abs(grey_frame.share - frame.share) < 0.01
     assert abs(int(grey[0, 0]) - frame.grey) <= 1, "a grey photo's frame is laid on its mean grey"
+
+
+def test_the_frame_s_colour_fades_into_the_picture_without_a_dark_ring():
+    """The fill fades in over the frame's edge (a hard edge against a flat colour was read as a crack too), and no
+    black from the frame is left in the fade."""
+    picture = disc_mask(908, 908, 0.46)
+    photo = np.full((908, 908, 3), 200, dtype=np.uint8)
+    photo[:, :454] = 100  # the picture's mean is 150: its left edge fades from 150 down to 100
+    laid, frame = frames.without_frame(framed(photo, picture))
+    assert frame is not None and frame.colour == (150, 150, 150)
+    row = laid[454, :200, 0].astype(int)
+    assert row.min() >= 99, f"a dark ring is left at the frame's edge: {row.min()}"
+    ramp = sorted({value for value in row if 101 <= value <= 149})
+    assert len(ramp) >= 4, f"a hard step between the fill and the picture: {row[:80].tolist()}"
