@@ -58,7 +58,7 @@ services:
 
 # Two processes, each taking whole files (module fixtures, such as a DAG run, are built once), in collection order
 # (tests/conftest.py puts the longest first; xdist would otherwise sort files by test count): the suite is about a
-# third CPU-idle in one (servers starting, DAG runs polled), so two finish it in 19 min instead of 28 on 2 cores.
+# third CPU-idle in one (servers starting, DAG runs polled), so two finish it sooner on 2 cores (times: README).
 # Each process can hold ~3 GB (TensorFlow, an Airflow server); TEST_WORKERS=1 runs the suite in one.
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps services
